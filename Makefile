@@ -1,0 +1,89 @@
+# Sluice - a Lua-scriptable Socket.IO delivery gateway in C.
+#
+#   make deps    install missing Debian packages and the npm test clients (npm ci)
+#   make         build build/sluice and build/libsluice.a
+#   make run     deps + build + start Sluice on examples/ticker.lua
+#   make test    deps + build + every test; ends with "N passed, N failed"
+#   make asan    the same suite against an AddressSanitizer+UBSan build
+#   make bench   the side-by-side benchmark (writes spec/bench/RESULTS.md)
+#   make fuzz    run the libFuzzer targets for the parsers for a short while
+
+CC      ?= cc
+BUILD   ?= build
+OPT     ?= -O2
+LUAJIT_CFLAGS := $(shell pkg-config --cflags luajit 2>/dev/null || echo -I/usr/include/luajit-2.1)
+CFLAGS  ?=
+CFLAGS  += -std=gnu11 $(OPT) -g -pipe -fno-omit-frame-pointer \
+           -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+           -Wno-unused-parameter -Icore -Ilua $(LUAJIT_CFLAGS) $(EXTRA_CFLAGS)
+LDLIBS  += -luv -lluajit-5.1 -lwslay -lcjson -lyaml -lhttp_parser -lcrypto -lm -lpthread -ldl
+LDFLAGS += $(EXTRA_LDFLAGS)
+
+LIB_SRC  := $(sort $(filter-out core/main.c,$(wildcard core/*.c)) $(wildcard lua/*.c))
+LIB_OBJ  := $(patsubst %.c,$(BUILD)/obj/%.o,$(LIB_SRC))
+LUA_LIB  := $(sort $(wildcard lua/*.lua))
+LUA_GEN  := $(BUILD)/gen/lua_embedded.c
+UNIT_SRC := $(sort $(wildcard spec/unit/test_*.c))
+UNIT_BIN := $(patsubst spec/unit/%.c,$(BUILD)/spec/%,$(UNIT_SRC))
+BENCH_SRC := $(sort $(wildcard spec/bench/*.c))
+BENCH_BIN := $(patsubst spec/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
+
+.PHONY: all deps run test check-unit asan valgrind bench fuzz clean format
+all: $(BUILD)/sluice $(BUILD)/libsluice.a $(UNIT_BIN)
+
+deps:
+	@bash .ci/deps.sh
+
+$(BUILD)/obj/%.o: %.c $(wildcard core/*.h lua/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+# lua/*.lua (the Lua-side standard library) is compiled into the binary.
+$(LUA_GEN): $(LUA_LIB) .ci/embed-lua.sh
+	@mkdir -p $(dir $@)
+	bash .ci/embed-lua.sh $@ $(LUA_LIB)
+
+$(BUILD)/obj/gen/lua_embedded.o: $(LUA_GEN)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/libsluice.a: $(LIB_OBJ) $(BUILD)/obj/gen/lua_embedded.o
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/sluice: $(BUILD)/obj/core/main.o $(BUILD)/libsluice.a
+	$(CC) $(LDFLAGS) -rdynamic -o $@ $^ $(LDLIBS)
+
+$(BUILD)/spec/%: spec/unit/%.c spec/unit/testlib.h $(BUILD)/libsluice.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Ispec/unit $(LDFLAGS) -rdynamic -o $@ $< $(BUILD)/libsluice.a $(LDLIBS)
+
+$(BUILD)/bench/%: spec/bench/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -O2 -o $@ $< -luv -lm
+
+run: deps all
+	$(BUILD)/sluice examples/ticker.lua
+
+test: deps all
+	@bash spec/run.sh $(BUILD)
+
+asan:
+	@bash .ci/deps.sh
+	$(MAKE) BUILD=build-asan OPT=-O1 EXTRA_CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined" EXTRA_LDFLAGS="-fsanitize=address,undefined" all
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 SLUICE_ASAN=1 bash spec/run.sh build-asan
+
+valgrind: all
+	@SLUICE_VALGRIND=1 bash spec/run.sh $(BUILD)
+
+bench: deps all $(BENCH_BIN)
+	@bash spec/bench/run.sh
+
+fuzz:
+	@bash spec/fuzz/run.sh
+
+format:
+	clang-format -i core/*.c core/*.h lua/*.c lua/*.h
+
+clean:
+	rm -rf build build-asan build-fuzz

@@ -1,0 +1,92 @@
+/* sio_codec.h - Engine.IO v4 / Socket.IO v5 packet codec. Pure functions, no I/O.
+ *
+ * Parsing treats every byte as hostile: bounds-checked, never reads past len, never
+ * allocates on the failure path without freeing. See shared/PROTOCOL.md 2.3, 2.5, 3.1. */
+#ifndef SIO_CODEC_H
+#define SIO_CODEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+
+/* ---- Engine.IO ---------------------------------------------------------------------- */
+enum {
+  EIO_OPEN = 0, EIO_CLOSE = 1, EIO_PING = 2, EIO_PONG = 3,
+  EIO_MESSAGE = 4, EIO_UPGRADE = 5, EIO_NOOP = 6
+};
+
+/* One Engine.IO packet as a view into the caller's buffer. */
+typedef struct eio_packet {
+  int type;             /* EIO_* */
+  bool binary;          /* payload is binary (WS binary frame, or polling "b<base64>") */
+  const uint8_t *data;  /* payload after the type char (text) or raw bytes (binary) */
+  size_t len;
+} eio_packet;
+
+/* eio_parse_text: parse a text WS frame / polling record "<type><data>". A record starting
+ * with 'b' is base64 binary: it is decoded IN PLACE into buf (buf must be writable) and the
+ * packet is EIO_MESSAGE with binary=true. Returns 0 or -1 (empty, unknown type, bad base64). */
+int eio_parse_text(uint8_t *buf, size_t len, eio_packet *out);
+
+/* eio_payload_next: iterate the records of a polling POST body separated by 0x1e.
+ * *pos starts at 0; each call returns the next record [*rec, *rec+*reclen) and advances
+ * *pos. Returns 1 when a record was produced, 0 at the end. Empty records are produced as
+ * empty (and then fail eio_parse_text). */
+int eio_payload_next(const uint8_t *body, size_t len, size_t *pos, const uint8_t **rec,
+                     size_t *reclen);
+
+/* ---- Socket.IO ---------------------------------------------------------------------- */
+enum {
+  SIO_CONNECT = 0, SIO_DISCONNECT = 1, SIO_EVENT = 2, SIO_ACK = 3,
+  SIO_CONNECT_ERROR = 4, SIO_BINARY_EVENT = 5, SIO_BINARY_ACK = 6
+};
+
+#define SIO_MAX_ATTACHMENTS 10
+#define SIO_MAX_NSP 256
+
+/* A parsed Socket.IO packet header; data points into the caller's text. */
+typedef struct sio_packet {
+  int type;               /* SIO_* */
+  int attachments;        /* for BINARY_*: n >= 1, else 0 */
+  const char *nsp;        /* namespace, "/" when absent (not NUL-terminated) */
+  size_t nsplen;
+  int64_t ack_id;         /* -1 when absent */
+  const char *json;       /* the JSON payload text (may be empty: jsonlen 0) */
+  size_t jsonlen;
+} sio_packet;
+
+/* sio_parse: parse the text of a Socket.IO packet (the Engine.IO message payload, without
+ * the leading '4'). Checks the header grammar only (type, attachments "n-" with 1<=n<=10,
+ * nsp, ack id digits with no overflow). Returns 0 or -1. Payload validity per type is
+ * checked by sio_validate_payload once the JSON has been parsed by the caller. */
+int sio_parse(const char *text, size_t len, sio_packet *out);
+
+struct cJSON;
+/* sio_validate_payload: the reference parser's per-type rules (PROTOCOL.md 3.1):
+ * CONNECT: absent or object; DISCONNECT: absent; EVENT/BINARY_EVENT: non-empty array whose
+ * first element is a string that is not reserved, or a number; ACK/BINARY_ACK: array;
+ * CONNECT_ERROR: object or string. `payload` is NULL when jsonlen was 0.
+ * Returns 0 when valid, -1 otherwise. */
+int sio_validate_payload(int type, const struct cJSON *payload);
+
+/* sio_is_reserved_event: "connect", "connect_error", "disconnect", "disconnecting",
+ * "newListener", "removeListener". */
+bool sio_is_reserved_event(const char *name);
+
+/* sio_count_placeholders: walk a JSON tree depth-first and check every
+ * {"_placeholder":true,"num":i} object: returns the number found, or -1 when a num is not an
+ * integer in [0, natts) or a num repeats. */
+int sio_count_placeholders(const struct cJSON *node, int natts);
+
+/* sio_encode_header: write "<type>[<n>-][<nsp>,][<ackid>]" into out (at least
+ * SIO_MAX_NSP + 48 bytes). nsp "/" (or NULL) is omitted. ack_id < 0 omitted. attachments
+ * written only when > 0. Returns the length written (no NUL). */
+size_t sio_encode_header(char *out, int type, int attachments, const char *nsp, size_t nsplen,
+                         int64_t ack_id);
+
+/* ---- WebSocket frame header for pre-built server frames ---------------------------- */
+/* ws_frame_header: write an unmasked FIN frame header for opcode (1 text, 2 binary) and
+ * payload length n into out (at most 10 bytes). Returns the header length. */
+size_t ws_frame_header(uint8_t *out, int opcode, uint64_t n);
+
+#endif

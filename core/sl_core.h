@@ -1,0 +1,86 @@
+/* sl_core.h - the core's internal API used by the Lua binding (lua/) and by tests.
+ *
+ * The core owns transport, sessions, namespaces, queues and delivery. The Lua binding calls
+ * these functions from hooks, timers and producers; all of them run on the loop thread. */
+#ifndef SL_CORE_H
+#define SL_CORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+#include <uv.h>
+#include "sl_util.h"
+
+typedef struct sl_gateway sl_gateway; /* == sluice_t, the whole process-level gateway */
+typedef struct sl_server sl_server;   /* one configured server (one listening port) */
+typedef struct sl_socket sl_socket;   /* one Socket.IO socket: a client in one namespace */
+typedef struct sl_eio_conn sl_eio_conn; /* one session on a raw Engine.IO endpoint */
+
+/* A binary attachment (borrowed pointer; valid for the duration of the call). */
+typedef struct sl_bin {
+  const uint8_t *data;
+  size_t len;
+} sl_bin;
+
+enum { SL_SRC_API = 0, SL_SRC_LUA = 1, SL_SRC_CLIENT = 2 };
+
+typedef struct sl_publish_opts {
+  const char *server;   /* server name, NULL = the first server that has the namespace */
+  const char *to;       /* target client id (publishTo), NULL = all subscribers */
+  int source;           /* SL_SRC_* */
+  sl_socket *from;      /* publishing client for SL_SRC_CLIENT, else NULL */
+} sl_publish_opts;
+
+/* Size of a message id buffer: "msg-" + unique part + NUL. */
+#define SL_MSGID_MAX 48
+
+/* sl_publish: publish a JSON payload (payload_json, len bytes, must be valid JSON text) on
+ * namespace `ns`, topic `topic`. Encodes once and fans out to subscribers' lanes. Writes the
+ * message id into msgid (may be NULL). Returns 0, or SL_ENOENT (unknown server, namespace or
+ * topic; publishTo to an unknown/unsubscribed client is NOT an error: 0, nothing delivered),
+ * SL_EINVAL (invalid JSON), SL_ETOOBIG (payload larger than the server's maxPayload). */
+int sl_publish(sl_gateway *gw, const char *ns, const char *topic, const char *payload_json,
+               size_t len, const sl_publish_opts *opts, char *msgid);
+
+/* The loop the gateway runs on. */
+uv_loop_t *sl_gateway_loop(sl_gateway *gw);
+
+/* sl_gateway_stats_json: malloc'd JSON text of /api/stats. */
+char *sl_gateway_stats_json(sl_gateway *gw);
+
+/* Server accessors (for onStart(server) and Lua's server object). */
+const char *sl_server_name(const sl_server *srv);
+int sl_server_port(const sl_server *srv); /* bound port */
+
+/* Socket (client) accessors. A socket pointer handed to Lua is valid until the core calls
+ * sl_lua_socket_gone() for it. */
+const char *sl_socket_id(const sl_socket *s);       /* per-namespace socket id (clientId) */
+const char *sl_socket_ns(const sl_socket *s);       /* namespace path */
+const char *sl_socket_principal(const sl_socket *s);/* authenticated principal or NULL */
+const char *sl_socket_remote(const sl_socket *s);   /* peer address "127.0.0.1" */
+const char *sl_socket_transport(const sl_socket *s);/* "websocket" | "polling" */
+int *sl_socket_lua_slot(sl_socket *s);              /* storage for the Lua box ref */
+
+/* sl_socket_emit: send an EVENT to this client. json_array is a JSON array text whose first
+ * element is the event name; binary attachments must appear in it as
+ * {"_placeholder":true,"num":i} for i in 0..natts-1 (then a BINARY_EVENT is sent).
+ * Returns 0, SL_EINVAL (bad array), SL_ESTATE (socket gone). */
+int sl_socket_emit(sl_socket *s, const char *json_array, size_t len, const sl_bin *atts,
+                   size_t natts);
+
+/* sl_socket_ack: answer a client's ack request `ack_id` with the args in json_array (a JSON
+ * array, possibly empty, placeholders as above). Each ack id is answered at most once. */
+int sl_socket_ack(sl_socket *s, uint64_t ack_id, const char *json_array, size_t len,
+                  const sl_bin *atts, size_t natts);
+
+/* sl_socket_disconnect: kick the client from the namespace (sends DISCONNECT 41). Safe to
+ * call from inside a hook for that socket; the socket is released later. */
+void sl_socket_disconnect(sl_socket *s);
+
+/* Raw Engine.IO endpoint sessions (server key engineIo). */
+const char *sl_eio_conn_id(const sl_eio_conn *c);
+int *sl_eio_conn_lua_slot(sl_eio_conn *c);
+int sl_eio_conn_send(sl_eio_conn *c, const void *data, size_t len, bool binary);
+void sl_eio_conn_close(sl_eio_conn *c);
+
+#endif

@@ -1,0 +1,83 @@
+/* sl_util.h - small shared helpers: errors, allocation, logging, byte buffers.
+ *
+ * Every module includes this. Nothing here does I/O except the logger. */
+#ifndef SL_UTIL_H
+#define SL_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+#include <stdarg.h>
+
+#define SL_UNUSED(x) ((void)(x))
+#define SL_WUR __attribute__((warn_unused_result))
+#define SL_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#define sl_container_of(ptr, type, member) \
+  ((type *)((char *)(ptr) - offsetof(type, member)))
+
+/* Error codes: always negative when returned. */
+enum {
+  SL_OK = 0,
+  SL_ENOMEM = -1,     /* allocation failed */
+  SL_EINVAL = -2,     /* malformed input */
+  SL_ENOENT = -3,     /* unknown namespace / topic / client */
+  SL_ETOOBIG = -4,    /* exceeds a size limit */
+  SL_EFULL = -5,      /* queue full, message rejected */
+  SL_EIO = -6,        /* file or socket I/O failed */
+  SL_ECONFIG = -7,    /* configuration is invalid */
+  SL_ELUA = -8,       /* a Lua error (already logged) */
+  SL_EFORBIDDEN = -9, /* not allowed by policy */
+  SL_ESTATE = -10,    /* wrong state for the operation */
+};
+
+/* sl_strerror: a static human-readable string for an SL_E* code. */
+const char *sl_strerror(int err);
+
+/* Aborting allocators for small control structures (never return NULL). */
+void *sl_xmalloc(size_t n);
+void *sl_xcalloc(size_t n, size_t size);
+void *sl_xrealloc(void *p, size_t n);
+char *sl_xstrdup(const char *s);
+char *sl_xstrndup(const char *s, size_t n);
+
+/* Logging. Levels follow syslog order; the level filter and format are global. */
+typedef enum { SL_LOG_ERROR = 0, SL_LOG_WARN, SL_LOG_INFO, SL_LOG_DEBUG } sl_log_level;
+extern sl_log_level sl_log_threshold;
+extern int sl_log_json; /* 1: one JSON object per line */
+void sl_log(sl_log_level lvl, const char *fmt, ...) SL_PRINTF(2, 3);
+void sl_vlog(sl_log_level lvl, const char *fmt, va_list ap);
+int sl_log_level_parse(const char *s); /* -> level, or -1 */
+#define sl_log_error(...) sl_log(SL_LOG_ERROR, __VA_ARGS__)
+#define sl_log_warn(...) sl_log(SL_LOG_WARN, __VA_ARGS__)
+#define sl_log_info(...) sl_log(SL_LOG_INFO, __VA_ARGS__)
+#define sl_log_debug(...) \
+  do { if (sl_log_threshold >= SL_LOG_DEBUG) sl_log(SL_LOG_DEBUG, __VA_ARGS__); } while (0)
+
+/* Growable byte buffer (for building small outputs: HTTP responses, JSON, metrics). */
+typedef struct sl_sbuf {
+  char *data;
+  size_t len;
+  size_t cap;
+} sl_sbuf;
+void sl_sbuf_reserve(sl_sbuf *b, size_t extra);
+void sl_sbuf_append(sl_sbuf *b, const void *p, size_t n);
+void sl_sbuf_puts(sl_sbuf *b, const char *s);
+void sl_sbuf_printf(sl_sbuf *b, const char *fmt, ...) SL_PRINTF(2, 3);
+void sl_sbuf_free(sl_sbuf *b);
+
+/* Base64 (standard alphabet, padded). encode returns bytes written (out must hold
+ * sl_b64_enclen(n)). decode returns bytes written or -1 on invalid input. */
+size_t sl_b64_enclen(size_t n);
+size_t sl_b64_encode(const uint8_t *in, size_t n, char *out);
+long sl_b64_decode(const char *in, size_t n, uint8_t *out);
+
+/* Random bytes from the OS (getrandom); falls back to a seeded PRNG. */
+void sl_random_bytes(void *buf, size_t n);
+/* A random URL-safe id of `len` chars (base64url alphabet) NUL-terminated into out[len+1]. */
+void sl_random_id(char *out, size_t len);
+
+/* Monotonic milliseconds and wall-clock microseconds. */
+uint64_t sl_now_ms(void);
+uint64_t sl_wall_us(void);
+
+#endif
