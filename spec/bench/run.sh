@@ -1,0 +1,233 @@
+#!/usr/bin/env bash
+# spec/bench/run.sh - `make bench`: Sluice vs a plain socket.io 4 server, side by side.
+#
+# Starts each server on 127.0.0.1 in turn (fresh process per measurement), drives it with
+# build/bench/loadgen, repeats every scenario BENCH_RUNS times (default 3), takes medians and
+# writes spec/bench/RESULTS.md (via spec/bench/report.mjs). Raw JSON lines: spec/bench/out/.
+#
+# Environment:
+#   BENCH_RUNS=3         repetitions per scenario and server
+#   BENCH_QUICK=1        short smoke run with small numbers (1 run unless BENCH_RUNS is set)
+#   BENCH_SERVERS="sluice socketio"   which servers to measure
+#   BENCH_SCENARIOS="fanout slow slow0 idle latency hooks"   which scenarios
+#   BENCH_PORT=39100     first port to use (each server start takes the next free one)
+#   BENCH_SNDBUF=0       Sluice socketSendBufferBytes in the slow-consumer scenarios (0 = default)
+#   BENCH_RESULTS=spec/bench/RESULTS.md   where to write the report
+#   BUILD=build          build directory (loadgen and sluice binaries)
+# Everything is bounded in time (timeout(1) around every client run); traffic only to 127.0.0.1.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$(pwd)
+BUILD=${BUILD:-build}
+QUICK=${BENCH_QUICK:-0}
+if [ "$QUICK" = 1 ]; then RUNS=${BENCH_RUNS:-1}; else RUNS=${BENCH_RUNS:-3}; fi
+SERVERS=${BENCH_SERVERS:-"sluice socketio"}
+SCENARIOS=${BENCH_SCENARIOS:-"fanout slow slow0 idle latency hooks"}
+PORT_NEXT=${BENCH_PORT:-39100}
+SNDBUF=${BENCH_SNDBUF:-0}
+RESULTS=${BENCH_RESULTS:-spec/bench/RESULTS.md}
+OUT=spec/bench/out
+LOADGEN=$BUILD/bench/loadgen
+SLUICE=$BUILD/sluice
+mkdir -p "$OUT"
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+JSONL=$OUT/results-$STAMP.jsonl
+CMDS=$OUT/commands-$STAMP.txt
+NOTES=$OUT/notes-$STAMP.txt
+: >"$JSONL"; : >"$CMDS"; : >"$NOTES"
+
+log() { echo "bench: $*" >&2; }
+note() { echo "$*" >>"$NOTES"; log "$*"; }
+
+# --- servers are ours: remember their pids and kill exactly those on exit ------------------
+SERVER_PID=""
+stop_server() {
+  local pid=$SERVER_PID
+  [ -n "$pid" ] || return 0
+  SERVER_PID=""
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null
+  wait "$pid" 2>/dev/null
+  return 0
+}
+cleanup() { stop_server; }
+trap cleanup EXIT
+trap 'log "interrupted"; exit 130' INT TERM
+
+# --- limits ----------------------------------------------------------------------------------
+HARD=$(ulimit -Hn)
+ulimit -n "$HARD" 2>/dev/null || true
+log "ulimit -n $(ulimit -n)"
+
+# --- prerequisites ---------------------------------------------------------------------------
+if [ ! -x "$LOADGEN" ] || [ spec/bench/loadgen.c -nt "$LOADGEN" ]; then
+  make -s "$LOADGEN" BUILD="$BUILD" || { log "cannot build $LOADGEN"; exit 1; }
+fi
+HAVE_SOCKETIO=0
+if command -v node >/dev/null && [ -d node_modules/socket.io ]; then HAVE_SOCKETIO=1; fi
+
+free_port() {
+  local p=$PORT_NEXT
+  while ss -Htan "( sport = :$p )" 2>/dev/null | grep -q .; do p=$((p + 1)); done
+  PORT_NEXT=$((p + 1))
+  echo "$p"
+}
+
+wait_listen() { # port pid timeout_s
+  local i
+  for i in $(seq 1 $(($3 * 10))); do
+    kill -0 "$2" 2>/dev/null || return 1
+    ss -Hltn "( sport = :$1 )" 2>/dev/null | grep -q . && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# start_server KIND PORT [VAR=VALUE ...]  -> sets SERVER_PID, SERVER_LOG
+start_server() {
+  local kind=$1 port=$2; shift 2
+  SERVER_LOG=$OUT/server-$kind-$port.log
+  local cmd
+  case $kind in
+    socketio) cmd=(env PORT="$port" "$@" node spec/bench/baseline-socketio.mjs) ;;
+    sluice) cmd=(env PORT="$port" "$@" "$SLUICE" spec/bench/sluice-bench.lua ${SLUICE_ARGS:---log-level warn}) ;;
+  esac
+  echo "${cmd[*]}" >>"$CMDS"
+  "${cmd[@]}" >"$SERVER_LOG" 2>&1 &
+  SERVER_PID=$!
+  if ! wait_listen "$port" "$SERVER_PID" 15; then
+    log "$kind did not listen on $port (log: $SERVER_LOG)"
+    tail -5 "$SERVER_LOG" >&2
+    stop_server
+    return 1
+  fi
+  return 0
+}
+
+# Is Sluice usable? It must exist, start with the bench config and accept a WebSocket client.
+HAVE_SLUICE=0
+SLUICE_STATUS="not built ($SLUICE missing)"
+probe_sluice() {
+  [ -x "$SLUICE" ] || return 1
+  local port; port=$(free_port)
+  if ! start_server sluice "$port" RATE=10 SIZE=100; then
+    SLUICE_STATUS="$SLUICE does not start with spec/bench/sluice-bench.lua (see $SERVER_LOG)"
+    return 1
+  fi
+  local out
+  out=$(timeout 20 "$LOADGEN" --port "$port" --clients 2 --duration 1 --warmup 0.2 --wait-traffic 3 \
+          --join-timeout 5 --quiet --quiet --label probe 2>/dev/null)
+  stop_server
+  if ! echo "$out" | jq -e '.joined == 2 and .deliveries > 0' >/dev/null 2>&1; then
+    SLUICE_STATUS="$SLUICE starts but does not deliver to a Socket.IO client (probe: ${out:-no output})"
+    return 1
+  fi
+  SLUICE_STATUS="ok"
+  return 0
+}
+case " $SERVERS " in *" sluice "*) probe_sluice && HAVE_SLUICE=1 ;; esac
+[ "$HAVE_SLUICE" = 1 ] || note "Sluice: $SLUICE_STATUS - Sluice columns are empty in this run."
+[ "$HAVE_SOCKETIO" = 1 ] || note "socket.io baseline unavailable (node or node_modules/socket.io missing)"
+
+# --- scenarios -------------------------------------------------------------------------------
+# scenario parameters: CLIENTS RATE SIZE DURATION WARMUP SLOW RAMP PING_TIMEOUT_MS
+# (slow-consumer runs raise pingTimeout on both servers so that clients which stop reading stay
+# connected for the whole window instead of being dropped by the heartbeat after ~45 s)
+params() {
+  if [ "$QUICK" = 1 ]; then
+    case $1 in
+      fanout)  echo "100 200 100 5 1 0 500 20000" ;;
+      slow)    echo "50 100 1024 8 1 0.2 500 600000" ;;
+      slow0)   echo "50 100 1024 8 1 0 500 600000" ;;
+      idle)    echo "500 0 100 2 2 0 500 20000" ;;
+      latency) echo "20 100 100 5 1 0 500 20000" ;;
+      hooks)   echo "1 5000 100 5 1 0 100 20000" ;;
+    esac
+  else
+    case $1 in
+      fanout)  echo "1000 1000 100 20 3 0 1000 20000" ;;
+      slow)    echo "200 200 1024 60 3 0.2 500 600000" ;;
+      slow0)   echo "200 200 1024 60 3 0 500 600000" ;;
+      idle)    echo "10000 0 100 5 5 0 1000 20000" ;;
+      latency) echo "100 100 100 20 3 0 500 20000" ;;
+      hooks)   echo "1 20000 100 20 3 0 100 20000" ;;
+    esac
+  fi
+}
+
+# run_one SCENARIO SERVER RUN [VARIANT]
+run_one() {
+  local sc=$1 kind=$2 run=$3 variant=${4:-}
+  local clients rate size dur warm slow ramp pto
+  read -r clients rate size dur warm slow ramp pto <<<"$(params "$sc")"
+  local port; port=$(free_port)
+  # The producer starts once the clients had time to connect, so that a saturated server does
+  # not starve the handshakes; loadgen waits for the first delivery before its warmup.
+  local delay=$(( (clients * 1000) / ramp + 2000 ))
+  local env=(RATE="$rate" SIZE="$size" PRODUCER_DELAY_MS="$delay" PING_TIMEOUT_MS="$pto")
+  if [ "$kind" = sluice ]; then
+    case $sc in slow|slow0) [ "$SNDBUF" -gt 0 ] && env+=(SNDBUF="$SNDBUF") ;; esac
+    if [ "$sc" = hooks ]; then
+      env+=(OVERFLOW=COALESCE)
+      [ "$variant" = on ] && env+=(HOOKS=both)
+    fi
+  fi
+  start_server "$kind" "$port" "${env[@]}" || { note "$sc/$kind/run$run$variant: server did not start"; return 1; }
+  local bound
+  bound=$(awk -v c="$clients" -v r="$ramp" -v d="$dur" -v w="$warm" -v dl="$delay" \
+          'BEGIN{printf "%d", c/r + dl/1000 + d + w + 90}')
+  local label="$sc/$kind${variant:+/$variant}/$run"
+  local lg=("$LOADGEN" --port "$port" --clients "$clients" --ns /feed --topic prices --duration "$dur"
+            --warmup "$warm" --slow-fraction "$slow" --ramp-per-sec "$ramp" --server-pid "$SERVER_PID"
+            --label "$label" --quiet)
+  [ "$rate" -gt 0 ] && lg+=(--wait-traffic $(( delay / 1000 + 30 )))
+  echo "timeout $bound ${lg[*]}" >>"$CMDS"
+  log "$label: $clients clients, $rate msg/s x $size B, ${dur}s, slow=$slow (port $port)"
+  local out
+  out=$(timeout "$bound" "${lg[@]}")
+  local rc=$?
+  stop_server
+  if [ $rc -ne 0 ] || [ -z "$out" ]; then
+    note "$label: loadgen failed (rc=$rc)"
+    return 1
+  fi
+  echo "$out" | jq -c --arg sc "$sc" --arg srv "$kind" --arg var "$variant" --argjson run "$run" \
+    --argjson rate "$rate" --argjson size "$size" \
+    '. + {scenario:$sc, server_kind:$srv, variant:$var, run:$run, rate:$rate, size:$size}' >>"$JSONL"
+  echo "$out" | jq -r '"bench:   deliveries/s \(.deliveries_per_s|floor)  cpu \(.server.cpu_us_per_delivery) us/deliv  p50 \(.lat_us.p50) p99 \(.lat_us.p99) us  rss \(.server.rss_kb_start)->\(.server.rss_kb_end) (max \(.server.rss_kb_max_window)) KiB  sendq max \(.tcp.server_sendq_max)  joined \(.joined)/\(.clients)"' >&2
+}
+
+servers_for() {
+  local s out=""
+  for s in $SERVERS; do
+    case $s in
+      sluice) [ "$HAVE_SLUICE" = 1 ] && out="$out sluice" ;;
+      socketio) [ "$HAVE_SOCKETIO" = 1 ] && out="$out socketio" ;;
+    esac
+  done
+  echo "$out"
+}
+
+T0=$(date +%s)
+for sc in $SCENARIOS; do
+  for run in $(seq 1 "$RUNS"); do
+    if [ "$sc" = hooks ]; then
+      # Lua hook cost: Sluice only, hooks off vs on, interleaved
+      [ "$HAVE_SLUICE" = 1 ] || continue
+      run_one hooks sluice "$run" off
+      run_one hooks sluice "$run" on
+      continue
+    fi
+    for kind in $(servers_for); do
+      run_one "$sc" "$kind" "$run"
+    done
+  done
+done
+T1=$(date +%s)
+log "measurements took $((T1 - T0)) s"
+
+node spec/bench/report.mjs --results "$JSONL" --commands "$CMDS" --notes "$NOTES" \
+  --out "$RESULTS" --quick "$QUICK" --runs "$RUNS" --sluice-status "$SLUICE_STATUS" \
+  --elapsed "$((T1 - T0))" || { log "report failed"; exit 1; }
+log "wrote $RESULTS (raw: $JSONL)"

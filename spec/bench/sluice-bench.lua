@@ -1,0 +1,78 @@
+-- sluice-bench.lua - the Sluice side of `make bench` (spec/bench/run.sh).
+--
+-- The same producer as spec/bench/baseline-socketio.mjs: namespace /feed, topic "prices",
+-- RATE messages/s of SIZE bytes of payload JSON, batched per TICK_MS timer tick. Payload:
+--   {"ts":"<wall-clock microseconds>","seq":n,"sym":"S<n%10>","data":"xxx..."}
+-- ts is sent as a decimal string so that its 16 digits survive any JSON number formatting
+-- (the load generator accepts both a number and a quoted number).
+--
+-- Environment: PORT (3000), RATE (1000; 0 = no producer), SIZE (100), TICK_MS (10),
+-- PRODUCER_DELAY_MS (0), PING_INTERVAL_MS (25000), PING_TIMEOUT_MS (20000),
+-- SNDBUF (socketSendBufferBytes, unset = kernel default), HIGH_WATER (socketHighWaterBytes),
+-- OVERFLOW (DROP_OLDEST), MAX_QUEUED (maxQueuedMessagesPerClient, default 64),
+-- HOOKS ("" | "route" | "coalesce" | "both": Lua hooks for the hook-cost scenario).
+
+local function num(name, default)
+  local v = os.getenv(name)
+  if v == nil or v == "" then return default end
+  return tonumber(v) or default
+end
+
+local PORT = num("PORT", 3000)
+local RATE = num("RATE", 1000)
+local SIZE = num("SIZE", 100)
+local TICK_MS = num("TICK_MS", 10)
+local DELAY = num("PRODUCER_DELAY_MS", 0)
+local SNDBUF = num("SNDBUF", 0)
+local HIGH_WATER = num("HIGH_WATER", 0)
+local MAX_QUEUED = num("MAX_QUEUED", 64)
+local OVERFLOW = os.getenv("OVERFLOW") or "DROP_OLDEST"
+local HOOKS = os.getenv("HOOKS") or ""
+
+local overhead = #string.format('{"ts":"%d","seq":%d,"sym":"S0","data":""}', 1732740000000000, 1000000)
+local filler = string.rep("x", math.max(0, SIZE - overhead))
+
+local feed = {
+  path = "/feed",
+  topics = { "prices" },
+  overflowAction = OVERFLOW,
+  maxQueuedMessagesPerClient = MAX_QUEUED,
+}
+if HOOKS == "coalesce" or HOOKS == "both" then
+  feed.coalesceKey = function(topic, payload) return payload.sym end
+end
+if HOOKS == "route" or HOOKS == "both" then
+  feed.route = function(msg) return true end
+end
+
+local server = {
+  host = "127.0.0.1",
+  port = PORT,
+  engineIoTransport = "WEBSOCKET_ONLY",
+  pingIntervalMs = num("PING_INTERVAL_MS", 25000),
+  pingTimeoutMs = num("PING_TIMEOUT_MS", 20000),
+  namespaces = { feed },
+  onStart = function(srv)
+    if RATE <= 0 then return end
+    local seq, carry = 0, 0
+    local per_tick = RATE * TICK_MS / 1000
+    local publish, now_us, floor, fmt = sluice.publish, sluice.now_us, math.floor, string.format
+    local function produce()
+      sluice.every(TICK_MS, function()
+        carry = carry + per_tick
+        local n = floor(carry)
+        carry = carry - n
+        for _ = 1, n do
+          seq = seq + 1
+          publish("/feed", "prices",
+                  { ts = fmt("%d", floor(now_us())), seq = seq, sym = "S" .. (seq % 10), data = filler })
+        end
+      end)
+    end
+    if DELAY > 0 then sluice.after(DELAY, produce) else produce() end
+  end,
+}
+if SNDBUF > 0 then server.socketSendBufferBytes = SNDBUF end
+if HIGH_WATER > 0 then server.socketHighWaterBytes = HIGH_WATER end
+
+return { servers = { bench = server } }
