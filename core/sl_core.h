@@ -29,6 +29,7 @@ typedef struct sl_publish_opts {
   const char *to;       /* target client id (publishTo), NULL = all subscribers */
   int source;           /* SL_SRC_* */
   sl_socket *from;      /* publishing client for SL_SRC_CLIENT, else NULL */
+  bool trusted_json;    /* payload_json was produced by our own encoder: skip validation */
 } sl_publish_opts;
 
 /* Size of a message id buffer: "msg-" + unique part + NUL. */

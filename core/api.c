@@ -1,0 +1,369 @@
+/* api.c - the HTTP API on the gateway's port: POST /api/publish, GET /metrics (Prometheus
+ * text format, StreamFenceJs metric names), GET /healthz, GET /api/stats, GET / (a status
+ * page). Anything else is a 404 with a JSON error body, never a hang. */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <stdio.h>
+#include <cjson/cJSON.h>
+#include "sl_internal.h"
+#include "../lua/sl_lua.h"
+
+static bool path_is(const char *url, const char *path) {
+  size_t n = strlen(path);
+  return strncmp(url, path, n) == 0 && (url[n] == 0 || url[n] == '?');
+}
+
+/* API auth: with apiToken set, "Authorization: Bearer <apiToken>" is required; without it
+ * only loopback peers are answered. */
+static bool api_allowed(sl_conn *c) {
+  const char *tok = c->srv->cfg->api_token;
+  if (tok && *tok) {
+    const char *a = c->req->authorization;
+    if (a && strncasecmp(a, "bearer ", 7) == 0) {
+      a += 7;
+      while (*a == ' ') a++;
+      if (strcmp(a, tok) == 0) return true;
+    }
+    sl_http_json_error(c, 401, "UNAUTHORIZED", "missing or invalid API token");
+    return false;
+  }
+  if (!sl_gateway_is_loopback(c->remote)) {
+    sl_http_json_error(c, 401, "UNAUTHORIZED", "the API answers loopback peers only unless apiToken is set");
+    return false;
+  }
+  return true;
+}
+
+/* ---- POST /api/publish ---------------------------------------------------------------- */
+
+static int check_item(sl_conn *c, const cJSON *it, int idx, char *err, size_t errlen, int *status,
+                      const char **code) {
+  char where[32] = "";
+  if (idx >= 0) snprintf(where, sizeof where, "[%d] ", idx);
+  *status = 400;
+  *code = "INVALID_FIELD";
+  if (!cJSON_IsObject(it)) {
+    snprintf(err, errlen, "%smessage must be an object", where);
+    return -1;
+  }
+  const cJSON *ns = cJSON_GetObjectItemCaseSensitive(it, "namespace");
+  const cJSON *topic = cJSON_GetObjectItemCaseSensitive(it, "topic");
+  const cJSON *to = cJSON_GetObjectItemCaseSensitive(it, "to");
+  if (!cJSON_IsString(ns) || !ns->valuestring[0]) {
+    snprintf(err, errlen, "%s\"namespace\" must be a non-empty string", where);
+    return -1;
+  }
+  if (!cJSON_IsString(topic) || !topic->valuestring[0]) {
+    snprintf(err, errlen, "%s\"topic\" must be a non-empty string", where);
+    return -1;
+  }
+  if (to && !cJSON_IsString(to) && !cJSON_IsNull(to)) {
+    snprintf(err, errlen, "%s\"to\" must be a string", where);
+    return -1;
+  }
+  if (!cJSON_GetObjectItemCaseSensitive(it, "payload")) {
+    snprintf(err, errlen, "%s\"payload\" is required", where);
+    return -1;
+  }
+  sl_ns *n = sl_server_find_ns(c->srv, ns->valuestring, strlen(ns->valuestring));
+  if (!n || n->implicit_root) {
+    *status = 404;
+    *code = "UNKNOWN_NAMESPACE";
+    snprintf(err, errlen, "%sunknown namespace %s", where, ns->valuestring);
+    return -1;
+  }
+  if (!sl_topic_find(n, topic->valuestring, strlen(topic->valuestring))) {
+    *status = 404;
+    *code = "UNKNOWN_TOPIC";
+    snprintf(err, errlen, "%sunknown topic %s in namespace %s", where, topic->valuestring, ns->valuestring);
+    return -1;
+  }
+  return 0;
+}
+
+static void api_publish(sl_conn *c) {
+  sl_req *r = c->req;
+  if (c->parser.method != HTTP_POST) {
+    sl_http_json_error(c, 405, "METHOD_NOT_ALLOWED", "use POST");
+    return;
+  }
+  if (r->too_big) {
+    c->close_after_write = 1;
+    sl_http_json_error(c, 413, "PAYLOAD_TOO_LARGE", "request body exceeds maxPayload");
+    return;
+  }
+  cJSON *root = cJSON_ParseWithLength(r->body.data ? r->body.data : "", r->body.len);
+  if (!root) {
+    sl_http_json_error(c, 400, "INVALID_JSON", "request body is not valid JSON");
+    return;
+  }
+  char err[512];
+  int status;
+  const char *code;
+  bool arr = cJSON_IsArray(root);
+  int n = arr ? cJSON_GetArraySize(root) : 1;
+  if (arr && n == 0) {
+    cJSON_Delete(root);
+    sl_http_json_error(c, 400, "INVALID_FIELD", "empty array");
+    return;
+  }
+  for (int i = 0; i < n; i++) {
+    const cJSON *it = arr ? cJSON_GetArrayItem(root, i) : root;
+    if (check_item(c, it, arr ? i : -1, err, sizeof err, &status, &code) != 0) {
+      cJSON_Delete(root);
+      sl_http_json_error(c, status, code, err);
+      return;
+    }
+  }
+  sl_sbuf out = {0};
+  sl_sbuf_puts(&out, "{\"messageIds\":[");
+  for (int i = 0; i < n; i++) {
+    const cJSON *it = arr ? cJSON_GetArrayItem(root, i) : root;
+    const cJSON *to = cJSON_GetObjectItemCaseSensitive(it, "to");
+    char *payload = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(it, "payload"));
+    sl_publish_opts o = {.server = c->srv->cfg->name, .source = SL_SRC_API, .trusted_json = true,
+                         .to = cJSON_IsString(to) ? to->valuestring : NULL};
+    char id[SL_MSGID_MAX];
+    int rc = payload ? sl_publish(c->srv->gw, cJSON_GetObjectItemCaseSensitive(it, "namespace")->valuestring,
+                                  cJSON_GetObjectItemCaseSensitive(it, "topic")->valuestring, payload,
+                                  strlen(payload), &o, id)
+                     : SL_ENOMEM;
+    free(payload);
+    if (rc != 0) {
+      /* Earlier items of the batch were published; say which. */
+      sl_sbuf_free(&out);
+      cJSON_Delete(root);
+      snprintf(err, sizeof err, "[%d] %s", i, sl_strerror(rc));
+      sl_http_json_error(c, rc == SL_ETOOBIG ? 413 : rc == SL_EFORBIDDEN ? 403 : 400,
+                         rc == SL_ETOOBIG ? "PAYLOAD_TOO_LARGE" : rc == SL_EFORBIDDEN ? "FORBIDDEN" : "PUBLISH_FAILED",
+                         err);
+      return;
+    }
+    sl_sbuf_printf(&out, "%s\"%s\"", i ? "," : "", id);
+  }
+  sl_sbuf_puts(&out, "]}");
+  cJSON_Delete(root);
+  sl_http_respond(c, 200, "application/json", out.data, out.len, NULL);
+  sl_sbuf_free(&out);
+}
+
+/* ---- GET /metrics -------------------------------------------------------------------- */
+
+static void label_escape(sl_sbuf *b, const char *s) {
+  for (; *s; s++) {
+    if (*s == '\\') sl_sbuf_puts(b, "\\\\");
+    else if (*s == '"') sl_sbuf_puts(b, "\\\"");
+    else if (*s == '\n') sl_sbuf_puts(b, "\\n");
+    else sl_sbuf_append(b, s, 1);
+  }
+}
+
+static void metric_head(sl_sbuf *b, const char *name, const char *type, const char *help) {
+  sl_sbuf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void ns_label(sl_sbuf *b, const char *name, const sl_ns *ns) {
+  sl_sbuf_printf(b, "%s{namespace=\"", name);
+  label_escape(b, ns->path);
+  sl_sbuf_puts(b, "\"");
+}
+
+static void topic_label(sl_sbuf *b, const char *name, const sl_topic *t) {
+  ns_label(b, name, t->ns);
+  sl_sbuf_puts(b, ",topic=\"");
+  label_escape(b, t->name);
+  sl_sbuf_puts(b, "\"");
+}
+
+typedef struct {
+  const char *name, *help;
+  int idx;
+} topic_metric;
+
+static const topic_metric topic_metrics[] = {
+  {"streamfence_messages_published_total", "Total outbound messages published", SL_M_PUBLISHED},
+  {"streamfence_messages_published_bytes_total", "Total outbound message bytes published", SL_M_PUBLISHED_BYTES},
+  {"streamfence_messages_received_total", "Total inbound messages received", SL_M_RECEIVED},
+  {"streamfence_messages_received_bytes_total", "Total inbound message bytes received", SL_M_RECEIVED_BYTES},
+  {"streamfence_retries_total", "Total retry attempts", SL_M_RETRIES},
+  {"streamfence_retries_exhausted_total", "Total exhausted retry outcomes", SL_M_RETRIES_EXHAUSTED},
+  {"streamfence_messages_dropped_total", "Total dropped messages", SL_M_DROPPED},
+  {"streamfence_messages_coalesced_total", "Total coalesced messages", SL_M_COALESCED},
+  {"streamfence_messages_spilled_total", "Total messages spilled to disk", SL_M_SPILLED},
+};
+
+/* sl_metrics_text: the whole Prometheus exposition for every server of the gateway. */
+static void metrics_text(sl_gateway *gw, sl_sbuf *b) {
+  struct { const char *name, *help; size_t off; } ns_metrics[] = {
+    {"streamfence_connections_total", "Total successful client connections", offsetof(sl_ns, connections)},
+    {"streamfence_disconnections_total", "Total client disconnections", offsetof(sl_ns, disconnections)},
+    {"streamfence_auth_rejected_total", "Total auth rejections", offsetof(sl_ns, auth_rejected)},
+    {"streamfence_auth_rate_limited_total", "Total auth rate-limited rejections", offsetof(sl_ns, auth_rate_limited)},
+  };
+  for (size_t k = 0; k < sizeof ns_metrics / sizeof ns_metrics[0]; k++) {
+    metric_head(b, ns_metrics[k].name, "counter", ns_metrics[k].help);
+    for (size_t i = 0; i < gw->nservers; i++)
+      for (size_t j = 0; j < gw->servers[i].nns; j++) {
+        sl_ns *ns = &gw->servers[i].ns[j];
+        ns_label(b, ns_metrics[k].name, ns);
+        sl_sbuf_printf(b, "} %llu\n", (unsigned long long)*(uint64_t *)((char *)ns + ns_metrics[k].off));
+      }
+  }
+  for (size_t k = 0; k < sizeof topic_metrics / sizeof topic_metrics[0]; k++) {
+    metric_head(b, topic_metrics[k].name, "counter", topic_metrics[k].help);
+    for (size_t i = 0; i < gw->nservers; i++)
+      for (size_t j = 0; j < gw->servers[i].nns; j++)
+        for (size_t t = 0; t < gw->servers[i].ns[j].ntopics; t++) {
+          sl_topic *tp = &gw->servers[i].ns[j].topics[t];
+          topic_label(b, topic_metrics[k].name, tp);
+          sl_sbuf_printf(b, "} %llu\n", (unsigned long long)tp->m[topic_metrics[k].idx]);
+        }
+  }
+  metric_head(b, "streamfence_queue_overflow_total", "counter", "Total queue overflow events");
+  for (size_t i = 0; i < gw->nservers; i++)
+    for (size_t j = 0; j < gw->servers[i].nns; j++)
+      for (size_t t = 0; t < gw->servers[i].ns[j].ntopics; t++) {
+        sl_topic *tp = &gw->servers[i].ns[j].topics[t];
+        for (int r = 0; r < SL_OV_COUNT; r++) {
+          if (!tp->overflow[r]) continue;
+          topic_label(b, "streamfence_queue_overflow_total", tp);
+          sl_sbuf_puts(b, ",reason=\"");
+          label_escape(b, sl_overflow_reasons[r]);
+          sl_sbuf_printf(b, "\"} %llu\n", (unsigned long long)tp->overflow[r]);
+        }
+      }
+  /* Gauges (Sluice's own). */
+  metric_head(b, "sluice_subscribers", "gauge", "Current subscriptions per topic");
+  for (size_t i = 0; i < gw->nservers; i++)
+    for (size_t j = 0; j < gw->servers[i].nns; j++)
+      for (size_t t = 0; t < gw->servers[i].ns[j].ntopics; t++) {
+        sl_topic *tp = &gw->servers[i].ns[j].topics[t];
+        topic_label(b, "sluice_subscribers", tp);
+        sl_sbuf_printf(b, "} %u\n", tp->nsubs);
+      }
+  metric_head(b, "sluice_queued_messages", "gauge", "Messages waiting in lanes per topic");
+  for (size_t i = 0; i < gw->nservers; i++)
+    for (size_t j = 0; j < gw->servers[i].nns; j++)
+      for (size_t t = 0; t < gw->servers[i].ns[j].ntopics; t++) {
+        sl_topic *tp = &gw->servers[i].ns[j].topics[t];
+        uint64_t n = 0;
+        for (uint32_t s = 0; s < tp->nsubs; s++) n += tp->subs[s]->qn;
+        topic_label(b, "sluice_queued_messages", tp);
+        sl_sbuf_printf(b, "} %llu\n", (unsigned long long)n);
+      }
+  metric_head(b, "sluice_queued_bytes", "gauge", "Payload bytes waiting in lanes per topic");
+  for (size_t i = 0; i < gw->nservers; i++)
+    for (size_t j = 0; j < gw->servers[i].nns; j++)
+      for (size_t t = 0; t < gw->servers[i].ns[j].ntopics; t++) {
+        sl_topic *tp = &gw->servers[i].ns[j].topics[t];
+        uint64_t n = 0;
+        for (uint32_t s = 0; s < tp->nsubs; s++) n += tp->subs[s]->qbytes;
+        topic_label(b, "sluice_queued_bytes", tp);
+        sl_sbuf_printf(b, "} %llu\n", (unsigned long long)n);
+      }
+  metric_head(b, "sluice_sessions", "gauge", "Open Engine.IO sessions");
+  for (size_t i = 0; i < gw->nservers; i++) {
+    sl_sbuf_puts(b, "sluice_sessions{server=\"");
+    label_escape(b, gw->servers[i].cfg->name);
+    sl_sbuf_printf(b, "\"} %zu\n", gw->servers[i].sessions.n);
+  }
+  metric_head(b, "sluice_lua_errors_total", "counter", "Errors raised by Lua hooks, timers and producers");
+  sl_sbuf_printf(b, "sluice_lua_errors_total %llu\n",
+                 (unsigned long long)(gw->lua ? sl_lua_error_count(gw->lua) : 0));
+  metric_head(b, "sluice_lua_memory_bytes", "gauge", "Memory used by the Lua VM");
+  sl_sbuf_printf(b, "sluice_lua_memory_bytes %zu\n", gw->lua ? sl_lua_memory_bytes(gw->lua) : (size_t)0);
+}
+
+/* sl_gateway_stats_json: see sl_core.h. */
+char *sl_gateway_stats_json(sl_gateway *gw) {
+  cJSON *root = cJSON_CreateObject();
+  cJSON_AddNumberToObject(root, "uptimeMs", (double)(sl_now_ms() - gw->started_ms));
+  cJSON *servers = cJSON_AddArrayToObject(root, "servers");
+  for (size_t i = 0; i < gw->nservers; i++) {
+    sl_server *srv = &gw->servers[i];
+    cJSON *so = cJSON_CreateObject();
+    cJSON_AddStringToObject(so, "name", srv->cfg->name);
+    cJSON_AddNumberToObject(so, "port", srv->port);
+    cJSON_AddNumberToObject(so, "sessions", (double)srv->sessions.n);
+    cJSON *nss = cJSON_AddArrayToObject(so, "namespaces");
+    for (size_t j = 0; j < srv->nns; j++) {
+      sl_ns *ns = &srv->ns[j];
+      cJSON *no = cJSON_CreateObject();
+      cJSON_AddStringToObject(no, "path", ns->path);
+      cJSON_AddNumberToObject(no, "clients", (double)ns->sockets.n);
+      cJSON *ts = cJSON_AddArrayToObject(no, "topics");
+      for (size_t t = 0; t < ns->ntopics; t++) {
+        sl_topic *tp = &ns->topics[t];
+        uint64_t qn = 0, qb = 0;
+        for (uint32_t s = 0; s < tp->nsubs; s++) {
+          qn += tp->subs[s]->qn;
+          qb += tp->subs[s]->qbytes;
+        }
+        cJSON *to = cJSON_CreateObject();
+        cJSON_AddStringToObject(to, "name", tp->name);
+        cJSON_AddNumberToObject(to, "subscribers", tp->nsubs);
+        cJSON_AddNumberToObject(to, "published", (double)tp->m[SL_M_PUBLISHED]);
+        cJSON_AddNumberToObject(to, "queuedMessages", (double)qn);
+        cJSON_AddNumberToObject(to, "queuedBytes", (double)qb);
+        cJSON_AddItemToArray(ts, to);
+      }
+      cJSON_AddItemToArray(nss, no);
+    }
+    cJSON_AddItemToArray(servers, so);
+  }
+  char *t = cJSON_PrintUnformatted(root);
+  cJSON_Delete(root);
+  return t;
+}
+
+static const char status_page[] =
+  "<!doctype html><html><head><meta charset=utf-8><title>Sluice</title>"
+  "<style>body{font:14px system-ui,sans-serif;margin:2em}table{border-collapse:collapse}"
+  "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}th{background:#eee}"
+  "td:first-child,th:first-child{text-align:left}</style></head><body>"
+  "<h1>Sluice</h1><p id=up></p><table id=t><thead><tr><th>server / namespace / topic</th>"
+  "<th>clients</th><th>subscribers</th><th>published</th><th>queued msgs</th><th>queued bytes</th>"
+  "</tr></thead><tbody></tbody></table><script>"
+  "async function tick(){try{const s=await (await fetch('/api/stats')).json();"
+  "document.getElementById('up').textContent='uptime '+Math.round(s.uptimeMs/1000)+' s';"
+  "const rows=[];for(const sv of s.servers)for(const ns of sv.namespaces)for(const t of ns.topics)"
+  "rows.push('<tr><td>'+sv.name+' '+ns.path+' '+t.name+'</td><td>'+ns.clients+'</td><td>'+t.subscribers+"
+  "'</td><td>'+t.published+'</td><td>'+t.queuedMessages+'</td><td>'+t.queuedBytes+'</td></tr>');"
+  "document.querySelector('#t tbody').innerHTML=rows.join('');}catch(e){}}"
+  "tick();setInterval(tick,1000);</script></body></html>";
+
+/* sl_api_http: route a request that is not for the Engine.IO endpoints. */
+void sl_api_http(sl_conn *c) {
+  const char *url = c->req->url.data ? c->req->url.data : "/";
+  sl_gateway *gw = c->srv->gw;
+  if (path_is(url, "/healthz")) {
+    sl_http_respond(c, 200, "application/json", "{\"status\":\"ok\"}", 15, NULL);
+    return;
+  }
+  if (path_is(url, "/metrics")) {
+    if (!api_allowed(c)) return;
+    sl_sbuf b = {0};
+    metrics_text(gw, &b);
+    sl_http_respond(c, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len, NULL);
+    sl_sbuf_free(&b);
+    return;
+  }
+  if (path_is(url, "/api/publish")) {
+    if (!api_allowed(c)) return;
+    api_publish(c);
+    return;
+  }
+  if (path_is(url, "/api/stats")) {
+    if (!api_allowed(c)) return;
+    char *t = sl_gateway_stats_json(gw);
+    sl_http_respond(c, 200, "application/json", t, strlen(t), NULL);
+    free(t);
+    return;
+  }
+  if (path_is(url, "/")) {
+    sl_http_respond(c, 200, "text/html; charset=utf-8", status_page, sizeof status_page - 1, NULL);
+    return;
+  }
+  sl_http_json_error(c, 404, "NOT_FOUND", "no such endpoint");
+}

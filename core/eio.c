@@ -1,0 +1,609 @@
+/* eio.c - Engine.IO v4 sessions: handshake, HTTP long-polling, WebSocket, the upgrade from
+ * polling to WebSocket, and the heartbeat. See shared/PROTOCOL.md section 2.
+ *
+ * A session outlives the HTTP requests that carry it. Outbound packets go either straight
+ * to the WebSocket connection's write queue (transport WS) or into the session's packet
+ * queue `pq` until a polling GET takes them all. Deliveries wait in lanes (delivery.c) and
+ * are pulled in by sl_session_flush only while the unsent bytes are under the high-water
+ * mark, which is how a slow client's memory stays bounded. */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <stdio.h>
+#include "sl_internal.h"
+#include "sio_codec.h"
+#include "../lua/sl_lua.h"
+
+static void session_timer_arm(sl_session *s);
+
+/* ---- small helpers ------------------------------------------------------------------- */
+
+/* Find query parameter `key` in url; copies its value (truncated to outlen-1) into out. */
+static bool query_get(const char *url, const char *key, char *out, size_t outlen) {
+  const char *q = strchr(url, '?');
+  if (!q) return false;
+  size_t kl = strlen(key);
+  const char *p = q + 1;
+  while (*p) {
+    const char *e = strchr(p, '&');
+    if (!e) e = p + strlen(p);
+    if ((size_t)(e - p) > kl && strncmp(p, key, kl) == 0 && p[kl] == '=') {
+      size_t vl = (size_t)(e - p) - kl - 1;
+      if (vl >= outlen) vl = outlen - 1;
+      memcpy(out, p + kl + 1, vl);
+      out[vl] = 0;
+      return true;
+    }
+    if ((size_t)(e - p) == kl && strncmp(p, key, kl) == 0) {
+      out[0] = 0;
+      return true;
+    }
+    p = *e ? e + 1 : e;
+  }
+  return false;
+}
+
+static void cors_headers(sl_conn *c, sl_sbuf *b) {
+  if (c->req && c->req->origin) {
+    sl_sbuf_printf(b, "Access-Control-Allow-Origin: %s\r\nAccess-Control-Allow-Credentials: true\r\n",
+                   c->req->origin);
+  }
+}
+
+static void eio_error(sl_conn *c, bool upgrade, int code, const char *message) {
+  if (upgrade) {
+    /* Like the reference: a plain 400, then the socket is dropped. */
+    c->close_after_write = 1;
+    sl_http_respond(c, 400, "text/plain", "Bad Request", 11, NULL);
+    return;
+  }
+  char body[128];
+  int n = snprintf(body, sizeof body, "{\"code\":%d,\"message\":\"%s\"}", code, message);
+  sl_sbuf h = {0};
+  cors_headers(c, &h);
+  sl_http_respond(c, code == 4 ? 403 : 400, "application/json", body, (size_t)n, h.data);
+  sl_sbuf_free(&h);
+}
+
+size_t sl_session_high_water(const sl_session *s) {
+  int64_t v = s->srv->cfg->socket_high_water;
+  return v > 0 ? (size_t)v : 65536;
+}
+
+/* sl_session_unsent: bytes queued for this session and not yet taken by the kernel. */
+size_t sl_session_unsent(const sl_session *s) {
+  if (s->transport == SL_TR_WS) return s->ws ? s->ws->wq_bytes : 0;
+  return s->pq_bytes + (s->get ? s->get->wq_bytes : 0);
+}
+
+/* sl_session_mark_dirty: schedule a flush at the end of this loop iteration (batches every
+ * packet queued in the same tick into one write). */
+void sl_session_mark_dirty(sl_session *s) {
+  if (s->dirty || s->state == SL_ST_CLOSED) return;
+  s->dirty = 1;
+  sl_list_push(&s->srv->gw->dirty, &s->dlink);
+}
+
+/* ---- output -------------------------------------------------------------------------- */
+
+/* sl_session_send: queue one Engine.IO packet (takes the reference). Control packets
+ * (handshake replies, acks, pings) bypass the lanes but still respect transport order. */
+void sl_session_send(sl_session *s, sl_msg *m) {
+  if (s->state == SL_ST_CLOSED) {
+    sl_msg_unref(m);
+    return;
+  }
+  if (s->transport == SL_TR_WS && s->ws) {
+    sl_conn_queue(s->ws, m, false);
+  } else {
+    s->pq_bytes += m->len;
+    sl_mq_push(&s->pq, m, true);
+  }
+  sl_session_mark_dirty(s);
+}
+
+static void send_text(sl_session *s, const char *text) {
+  sl_session_send(s, sl_msg_packet_new(text, strlen(text), false, SL_MK_CONTROL));
+}
+
+/* Answer the held polling GET with everything in pq. */
+static void poll_respond(sl_session *s) {
+  sl_conn *c = s->get;
+  if (!c || !s->pq.n) return;
+  size_t total = 0;
+  /* Binary packets travel as "b" + base64 in polling payloads: re-encode those. */
+  for (uint32_t i = 0; i < s->pq.n; i++) {
+    sl_msg *m = sl_mq_at(&s->pq, i);
+    total += m->binary ? 1 + sl_b64_enclen(m->len) : m->len;
+    if (i) total++;
+  }
+  sl_sbuf h = {0};
+  sl_sbuf_printf(&h,
+                 "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=UTF-8\r\n"
+                 "Content-Length: %zu\r\nCache-Control: no-store\r\nConnection: %s\r\n",
+                 total, http_should_keep_alive(&c->parser) ? "keep-alive" : "close");
+  cors_headers(c, &h);
+  sl_sbuf_puts(&h, "\r\n");
+  if (!http_should_keep_alive(&c->parser)) c->close_after_write = 1;
+  sl_conn_queue(c, sl_msg_raw_new(h.data, h.len), true);
+  sl_sbuf_free(&h);
+  bool first = true;
+  while (s->pq.n) {
+    sl_msg *m = sl_mq_pop(&s->pq);
+    if (!first) sl_conn_queue(c, sl_msg_rs, true);
+    first = false;
+    if (m->binary) {
+      sl_msg *b = sl_msg_new(1 + sl_b64_enclen(m->len), SL_MK_RAW);
+      uint8_t *p = sl_msg_packet(b);
+      p[0] = 'b';
+      b->len = (uint32_t)(1 + sl_b64_encode(sl_msg_packet(m), m->len, (char *)p + 1));
+      sl_msg_unref(m);
+      m = b;
+    }
+    sl_conn_queue(c, m, true);
+  }
+  s->pq_bytes = 0;
+  s->get = NULL;
+  c->held = 0;
+  c->sess = NULL;
+  sl_conn_flush(c);
+}
+
+/* sl_session_flush: move deliveries from lanes while under the high-water mark, then write.
+ * Loops while the kernel keeps accepting everything synchronously. */
+void sl_session_flush(sl_session *s) {
+  if (s->state == SL_ST_CLOSED) return;
+  size_t hwm = sl_session_high_water(s);
+  for (int round = 0; round < 64; round++) {
+    size_t unsent = sl_session_unsent(s);
+    bool pulled = false;
+    if (unsent < hwm) pulled = sl_session_pull(s, hwm - unsent);
+    if (s->transport == SL_TR_WS) {
+      if (!s->ws) return;
+      sl_conn_flush(s->ws);
+      if (s->state == SL_ST_CLOSED || !s->ws || s->ws->writing || !pulled) return;
+    } else {
+      if (s->get) poll_respond(s);
+      return;
+    }
+  }
+  sl_session_mark_dirty(s); /* more to do: continue next iteration, let others run */
+}
+
+/* ---- session lifecycle --------------------------------------------------------------- */
+
+static void session_free_cb(uv_handle_t *h) {
+  sl_session *s = h->data;
+  free(s->bearer);
+  free(s);
+}
+
+static void conn_finish(sl_conn *c) {
+  c->close_after_write = 1;
+  if (!c->writing && c->wq.n == 0) sl_conn_close(c);
+  else sl_conn_flush(c);
+}
+
+/* sl_session_close: end the session. Held GETs are answered ("1" close, or "6" when the
+ * client itself asked to close), the WebSocket is closed after what is queued, Socket.IO
+ * sockets are released. Idempotent. */
+static void session_close_ex(sl_session *s, const char *reason, bool client_close) {
+  if (s->state == SL_ST_CLOSED) return;
+  sl_log_debug("session %s closed: %s", s->sid, reason);
+  if (s->raw && s->eio) {
+    sl_eio_conn *e = s->eio;
+    s->eio = NULL;
+    sl_gateway *gw = s->srv->gw;
+    if (gw->lua && s->srv->cfg->eio_on_close_ref != SL_NOREF)
+      sl_lua_eio_event(gw->lua, s->srv->cfg->eio_on_close_ref, e, reason);
+    if (gw->lua) sl_lua_eio_gone(gw->lua, e);
+    free(e);
+  }
+  if (!s->raw) sl_sio_session_closed(s);
+  s->state = SL_ST_CLOSED;
+  sl_hash_del(&s->srv->sessions, &s->hent);
+  if (s->dirty) {
+    sl_list_del(&s->dlink);
+    s->dirty = 0;
+  }
+  sl_mq_clear(&s->pq);
+  s->pq_bytes = 0;
+  if (s->get) {
+    sl_conn *g = s->get;
+    s->get = NULL;
+    g->held = 0;
+    g->sess = NULL;
+    const char *body = client_close ? "6" : "1";
+    sl_http_respond(g, 200, "text/plain; charset=UTF-8", body, 1, NULL);
+  }
+  if (s->probe) {
+    sl_conn *p = s->probe;
+    s->probe = NULL;
+    p->sess = NULL;
+    p->is_probe = 0;
+    sl_conn_close(p);
+  }
+  if (s->ws) {
+    sl_conn *w = s->ws;
+    s->ws = NULL;
+    w->sess = NULL;
+    conn_finish(w);
+  }
+  uv_timer_stop(&s->timer);
+  uv_close((uv_handle_t *)&s->timer, session_free_cb);
+}
+
+void sl_session_close(sl_session *s, const char *reason) { session_close_ex(s, reason, false); }
+
+static void session_timer_cb(uv_timer_t *t) {
+  sl_session *s = t->data;
+  uint64_t now = uv_now(s->srv->gw->loop);
+  if (s->waiting_pong && now >= s->pong_due) {
+    sl_session_close(s, "ping timeout");
+    return;
+  }
+  if (!s->raw && !s->ever_joined &&
+      now >= s->created_ms + (uint64_t)s->srv->cfg->connect_timeout_ms) {
+    sl_session_close(s, "connect timeout");
+    return;
+  }
+  if (!s->waiting_pong && now >= s->ping_due) {
+    send_text(s, "2");
+    s->waiting_pong = 1;
+    s->pong_due = now + (uint64_t)s->srv->cfg->ping_timeout_ms;
+  }
+  session_timer_arm(s);
+}
+
+static void session_timer_arm(sl_session *s) {
+  uint64_t now = uv_now(s->srv->gw->loop);
+  uint64_t due = s->waiting_pong ? s->pong_due : s->ping_due;
+  if (!s->raw && !s->ever_joined) {
+    uint64_t cd = s->created_ms + (uint64_t)s->srv->cfg->connect_timeout_ms;
+    if (cd < due) due = cd;
+  }
+  uv_timer_start(&s->timer, session_timer_cb, due > now ? due - now : 0, 0);
+}
+
+static sl_session *session_new(sl_server *srv, sl_conn *c, int transport, bool raw) {
+  sl_session *s = sl_xcalloc(1, sizeof *s);
+  s->srv = srv;
+  s->transport = (uint8_t)transport;
+  s->raw = raw;
+  do {
+    sl_random_id(s->sid, 20);
+  } while (sl_hash_get(&srv->sessions, s->sid));
+  sl_hash_put(&srv->sessions, &s->hent, s->sid);
+  sl_list_init(&s->ready);
+  memcpy(s->remote, c->remote, sizeof s->remote);
+  if (c->req && c->req->authorization) {
+    const char *a = c->req->authorization;
+    if (strncasecmp(a, "bearer ", 7) == 0) {
+      a += 7;
+      while (*a == ' ') a++;
+      size_t l = strlen(a);
+      while (l && a[l - 1] == ' ') l--;
+      if (l) s->bearer = sl_xstrndup(a, l);
+    }
+  }
+  uv_timer_init(srv->gw->loop, &s->timer);
+  s->timer.data = s;
+  s->created_ms = uv_now(srv->gw->loop);
+  s->ping_due = s->created_ms + (uint64_t)srv->cfg->ping_interval_ms;
+  session_timer_arm(s);
+  return s;
+}
+
+static void open_packet(sl_session *s, sl_sbuf *b) {
+  const sl_server_config *cfg = s->srv->cfg;
+  sl_sbuf_printf(b,
+                 "0{\"sid\":\"%s\",\"upgrades\":%s,\"pingInterval\":%lld,\"pingTimeout\":%lld,"
+                 "\"maxPayload\":%lld}",
+                 s->sid, s->transport == SL_TR_POLLING ? "[\"websocket\"]" : "[]",
+                 (long long)cfg->ping_interval_ms, (long long)cfg->ping_timeout_ms,
+                 (long long)cfg->max_payload);
+}
+
+static void raw_open(sl_session *s) {
+  sl_eio_conn *e = sl_xcalloc(1, sizeof *e);
+  e->sess = s;
+  e->lua_ref = SL_NOREF;
+  s->eio = e;
+  sl_gateway *gw = s->srv->gw;
+  if (gw->lua && s->srv->cfg->eio_on_open_ref != SL_NOREF)
+    sl_lua_eio_event(gw->lua, s->srv->cfg->eio_on_open_ref, e, "open");
+}
+
+/* ---- inbound packets ----------------------------------------------------------------- */
+
+/* Handle one Engine.IO packet from the client. Returns false when the session was closed. */
+static bool handle_packet(sl_session *s, uint8_t *data, size_t len, bool binary) {
+  if (binary) {
+    if (s->raw) {
+      if (s->eio && s->srv->gw->lua)
+        sl_lua_eio_message(s->srv->gw->lua, s->srv->cfg->eio_on_message_ref, s->eio, data, len, true);
+    } else {
+      sl_sio_message(s, data, len, true);
+    }
+    return s->state != SL_ST_CLOSED;
+  }
+  eio_packet p;
+  if (eio_parse_text(data, len, &p) != 0) {
+    sl_session_close(s, "parse error");
+    return false;
+  }
+  switch (p.type) {
+  case EIO_PONG:
+    if (s->waiting_pong) {
+      s->waiting_pong = 0;
+      s->ping_due = uv_now(s->srv->gw->loop) + (uint64_t)s->srv->cfg->ping_interval_ms;
+      session_timer_arm(s);
+    }
+    return true;
+  case EIO_MESSAGE:
+    if (s->raw) {
+      if (s->eio && s->srv->gw->lua)
+        sl_lua_eio_message(s->srv->gw->lua, s->srv->cfg->eio_on_message_ref, s->eio, p.data,
+                           p.len, p.binary);
+    } else {
+      sl_sio_message(s, p.data, p.len, p.binary);
+    }
+    return s->state != SL_ST_CLOSED;
+  case EIO_CLOSE:
+    session_close_ex(s, "client close", true);
+    return false;
+  case EIO_NOOP:
+    return true;
+  case EIO_PING:
+    sl_session_close(s, "invalid heartbeat direction");
+    return false;
+  default: /* open, upgrade outside an upgrade: invalid */
+    sl_session_close(s, "invalid packet");
+    return false;
+  }
+}
+
+/* A WebSocket message on a connection bound to a session (or probing one). */
+void sl_eio_ws_message(sl_conn *c, const uint8_t *data, size_t len, bool binary) {
+  sl_session *s = c->sess;
+  if (!s) return;
+  uint8_t *d = (uint8_t *)data; /* wslay's buffer, ours to modify until the callback returns */
+  if (c->is_probe) {
+    if (!binary && len == 6 && memcmp(d, "2probe", 6) == 0) {
+      sl_conn_send(c, sl_msg_packet_new("3probe", 6, false, SL_MK_CONTROL), false);
+      /* The client now waits for its pending GET to finish: answer it with a noop. */
+      if (s->get && !s->pq.n) {
+        s->pq_bytes += 1;
+        sl_mq_push(&s->pq, sl_msg_packet_new("6", 1, false, SL_MK_CONTROL), true);
+        poll_respond(s);
+      }
+      return;
+    }
+    if (!binary && len == 1 && d[0] == '5') {
+      /* Upgrade complete: the WebSocket carries the session from now on. */
+      c->is_probe = 0;
+      s->probe = NULL;
+      s->state = SL_ST_OPEN;
+      if (s->get) {
+        sl_conn *g = s->get;
+        if (!s->pq.n) {
+          s->pq_bytes += 1;
+          sl_mq_push(&s->pq, sl_msg_packet_new("6", 1, false, SL_MK_CONTROL), true);
+        }
+        poll_respond(s);
+        (void)g;
+      }
+      s->transport = SL_TR_WS;
+      s->ws = c;
+      while (s->pq.n) sl_conn_queue(c, sl_mq_pop(&s->pq), false);
+      s->pq_bytes = 0;
+      sl_mq_clear(&s->pq);
+      sl_session_flush(s);
+      return;
+    }
+    /* Anything else on a probing WebSocket closes that WebSocket only. */
+    s->probe = NULL;
+    s->state = SL_ST_OPEN;
+    c->sess = NULL;
+    c->is_probe = 0;
+    sl_conn_close(c);
+    return;
+  }
+  if (s->ws != c) return;
+  handle_packet(s, d, len, binary);
+}
+
+/* sl_eio_conn_lost: a connection bound to a session is closing. */
+void sl_eio_conn_lost(sl_conn *c) {
+  sl_session *s = c->sess;
+  c->sess = NULL;
+  if (!s) return;
+  if (c->is_probe) {
+    c->is_probe = 0;
+    if (s->probe == c) {
+      s->probe = NULL;
+      if (s->state == SL_ST_UPGRADING) s->state = SL_ST_OPEN;
+    }
+    return;
+  }
+  if (s->get == c) {
+    s->get = NULL;
+    c->held = 0;
+    return;
+  }
+  if (s->ws == c) {
+    s->ws = NULL;
+    sl_session_close(s, "transport close");
+  }
+}
+
+/* ---- HTTP entry point ---------------------------------------------------------------- */
+
+static void handle_post(sl_conn *c, sl_session *s) {
+  sl_req *r = c->req;
+  if (r->too_big) {
+    c->close_after_write = 1;
+    sl_http_respond(c, 413, "text/plain", "Payload Too Large", 17, NULL);
+    sl_session_close(s, "payload too large");
+    return;
+  }
+  if (r->content_type && strncasecmp(r->content_type, "application/octet-stream", 24) == 0) {
+    eio_error(c, false, 3, "Bad request");
+    sl_session_close(s, "binary POST");
+    return;
+  }
+  sl_sbuf h = {0};
+  cors_headers(c, &h);
+  /* Answer first: packets below may close the session, the POST still succeeded. */
+  sl_http_respond(c, 200, "text/html", "ok", 2, h.data);
+  sl_sbuf_free(&h);
+  uint8_t *body = (uint8_t *)r->body.data;
+  size_t pos = 0;
+  const uint8_t *rec;
+  size_t rl;
+  while (s->state != SL_ST_CLOSED && eio_payload_next(body, r->body.len, &pos, &rec, &rl)) {
+    if (!handle_packet(s, (uint8_t *)rec, rl, false)) break;
+  }
+}
+
+/* sl_eio_http: a request for the Socket.IO endpoint (or the raw Engine.IO endpoint). */
+void sl_eio_http(sl_conn *c, bool upgrade) {
+  sl_server *srv = c->srv;
+  const char *url = c->req->url.data ? c->req->url.data : "/";
+  bool raw = !(strncmp(url, "/socket.io", 10) == 0);
+  if (raw && !srv->cfg->eio_path) {
+    eio_error(c, upgrade, 0, "Transport unknown");
+    return;
+  }
+  if (c->parser.method == HTTP_OPTIONS && !upgrade) {
+    sl_sbuf h = {0};
+    cors_headers(c, &h);
+    sl_sbuf_puts(&h, "Access-Control-Allow-Methods: GET, POST, OPTIONS\r\n"
+                     "Access-Control-Allow-Headers: content-type, authorization\r\n");
+    sl_http_respond(c, 204, "text/plain", "", 0, h.data);
+    sl_sbuf_free(&h);
+    return;
+  }
+  char eio[8] = "", transport[16] = "", sid[32] = "";
+  bool has_eio = query_get(url, "EIO", eio, sizeof eio);
+  bool has_tr = query_get(url, "transport", transport, sizeof transport);
+  bool has_sid = query_get(url, "sid", sid, sizeof sid);
+  bool is_ws = has_tr && strcmp(transport, "websocket") == 0;
+  bool is_poll = has_tr && strcmp(transport, "polling") == 0;
+  if (!is_ws && !is_poll) {
+    eio_error(c, upgrade, 0, "Transport unknown");
+    return;
+  }
+  if (is_poll && srv->cfg->websocket_only) {
+    eio_error(c, upgrade, 0, "Transport unknown");
+    return;
+  }
+  if (is_ws && !upgrade) {
+    eio_error(c, false, 3, "Bad request");
+    return;
+  }
+  if (has_sid) {
+    sl_hent *e = sl_hash_get(&srv->sessions, sid);
+    sl_session *s = e ? sl_container_of(e, sl_session, hent) : NULL;
+    if (!s || s->raw != raw) {
+      eio_error(c, upgrade, 1, "Session ID unknown");
+      return;
+    }
+    if (is_ws) {
+      if (s->transport != SL_TR_POLLING || s->probe || s->state != SL_ST_OPEN) {
+        eio_error(c, true, 3, "Bad request");
+        return;
+      }
+      if (!sl_ws_handshake(c)) return;
+      c->is_probe = 1;
+      c->sess = s;
+      s->probe = c;
+      s->state = SL_ST_UPGRADING;
+      sl_conn_flush(c);
+      return;
+    }
+    if (s->transport != SL_TR_POLLING) {
+      eio_error(c, false, 3, "Bad request");
+      sl_session_close(s, "polling on an upgraded session");
+      return;
+    }
+    if (c->parser.method == HTTP_GET) {
+      if (s->get) {
+        eio_error(c, false, 3, "Bad request");
+        sl_session_close(s, "overlapping GET");
+        return;
+      }
+      s->get = c;
+      c->held = 1;
+      c->sess = s;
+      if (s->state == SL_ST_UPGRADING && !s->pq.n) {
+        s->pq_bytes += 1;
+        sl_mq_push(&s->pq, sl_msg_packet_new("6", 1, false, SL_MK_CONTROL), true);
+      }
+      sl_session_flush(s);
+      return;
+    }
+    if (c->parser.method == HTTP_POST) {
+      handle_post(c, s);
+      return;
+    }
+    eio_error(c, false, 2, "Bad handshake method");
+    return;
+  }
+  /* Handshake. */
+  if (c->parser.method != HTTP_GET) {
+    eio_error(c, upgrade, 2, "Bad handshake method");
+    return;
+  }
+  if (!has_eio || strcmp(eio, "4") != 0) {
+    eio_error(c, upgrade, 5, "Unsupported protocol version");
+    return;
+  }
+  sl_sbuf b = {0};
+  if (is_ws) {
+    if (!sl_ws_handshake(c)) return;
+    sl_session *s = session_new(srv, c, SL_TR_WS, raw);
+    s->ws = c;
+    c->sess = s;
+    open_packet(s, &b);
+    sl_conn_queue(c, sl_msg_packet_new(b.data, b.len, false, SL_MK_CONTROL), false);
+    sl_sbuf_free(&b);
+    sl_conn_flush(c);
+    if (raw) raw_open(s);
+    return;
+  }
+  sl_session *s = session_new(srv, c, SL_TR_POLLING, raw);
+  open_packet(s, &b);
+  sl_sbuf h = {0};
+  cors_headers(c, &h);
+  sl_sbuf_puts(&h, "Cache-Control: no-store\r\n");
+  sl_http_respond(c, 200, "text/plain; charset=UTF-8", b.data, b.len, h.data);
+  sl_sbuf_free(&h);
+  sl_sbuf_free(&b);
+  if (raw) raw_open(s);
+}
+
+/* ---- raw Engine.IO endpoint API (sl_core.h) ------------------------------------------- */
+
+const char *sl_eio_conn_id(const sl_eio_conn *c) { return c->sess ? c->sess->sid : ""; }
+int *sl_eio_conn_lua_slot(sl_eio_conn *c) { return &c->lua_ref; }
+
+/* sl_eio_conn_send: send one Engine.IO message (text or binary). */
+int sl_eio_conn_send(sl_eio_conn *c, const void *data, size_t len, bool binary) {
+  if (!c->sess || c->sess->state == SL_ST_CLOSED) return SL_ESTATE;
+  sl_msg *m;
+  if (binary) {
+    m = sl_msg_packet_new(data, len, true, SL_MK_CONTROL);
+  } else {
+    m = sl_msg_new(len + 1, SL_MK_CONTROL);
+    sl_msg_packet(m)[0] = '4';
+    memcpy(sl_msg_packet(m) + 1, data, len);
+    sl_msg_frame_finish(m);
+  }
+  sl_session_send(c->sess, m);
+  return 0;
+}
+
+void sl_eio_conn_close(sl_eio_conn *c) {
+  if (c->sess) sl_session_close(c->sess, "server close");
+}

@@ -1,0 +1,255 @@
+/* gateway.c - the embedding API (sluice.h): create from a config, start, publish, stop. */
+#include <stdlib.h>
+#include <string.h>
+#include <stdio.h>
+#include <signal.h>
+#include "sl_internal.h"
+#include "../lua/sl_lua.h"
+
+const char *sluice_strerror(int err) { return sl_strerror(err); }
+
+uv_loop_t *sl_gateway_loop(sl_gateway *gw) { return gw->loop; }
+const char *sl_server_name(const sl_server *srv) { return srv->cfg->name; }
+int sl_server_port(const sl_server *srv) { return srv->port; }
+
+/* sl_gateway_next_msgid: "msg-<boot id>-<n>": unique across namespaces and restarts (the
+ * boot id is random per process), still the StreamFenceJs string shape with its prefix. */
+void sl_gateway_next_msgid(sl_gateway *gw, char *out) {
+  snprintf(out, SL_MSGID_MAX, "msg-%s-%llu", gw->boot_id, (unsigned long long)++gw->msg_counter);
+}
+
+/* sl_gateway_is_loopback: is a textual peer address on the loopback network? */
+bool sl_gateway_is_loopback(const char *a) {
+  return strncmp(a, "127.", 4) == 0 || strcmp(a, "::1") == 0 || strncmp(a, "::ffff:127.", 11) == 0;
+}
+
+/* sl_gateway_defer_free_socket: free a released socket at the next safe point. */
+void sl_gateway_defer_free_socket(sl_gateway *gw, sl_socket *sock) {
+  sock->next = gw->dead;
+  gw->dead = sock;
+}
+
+static void flush_cb_prep(uv_prepare_t *h) { sl_gateway_flush_dirty(h->data); }
+static void flush_cb_check(uv_check_t *h) { sl_gateway_flush_dirty(h->data); }
+
+static sl_gateway *gateway_alloc(uv_loop_t *loop) {
+  sl_gateway *gw = sl_xcalloc(1, sizeof *gw);
+  gw->loop = loop;
+  sl_list_init(&gw->dirty);
+  sl_list_init(&gw->timeouts);
+  static const char a36[] = "0123456789abcdefghijklmnopqrstuvwxyz";
+  uint8_t rb[8];
+  sl_random_bytes(rb, sizeof rb);
+  for (int i = 0; i < 8; i++) gw->boot_id[i] = a36[rb[i] % 36];
+  gw->boot_id[8] = 0;
+  gw->started_ms = sl_now_ms();
+  gw->lua = sl_lua_new(gw);
+  return gw;
+}
+
+static int gateway_build(sl_gateway *gw) {
+  gw->nservers = gw->cfg->nservers;
+  gw->servers = sl_xcalloc(gw->nservers ? gw->nservers : 1, sizeof(sl_server));
+  for (size_t i = 0; i < gw->nservers; i++) {
+    sl_server *srv = &gw->servers[i];
+    srv->gw = gw;
+    srv->cfg = &gw->cfg->servers[i];
+    sl_list_init(&srv->conns);
+    srv->nns = srv->cfg->nns;
+    srv->ns = sl_xcalloc(srv->nns ? srv->nns : 1, sizeof(sl_ns));
+    for (size_t j = 0; j < srv->nns; j++) sl_ns_init(&srv->ns[j], srv, &srv->cfg->ns[j]);
+    sl_ns_init(&srv->root, srv, NULL);
+  }
+  return 0;
+}
+
+static void gateway_destroy(sl_gateway *gw) {
+  for (size_t i = 0; i < gw->nservers; i++) {
+    sl_server *srv = &gw->servers[i];
+    for (size_t j = 0; j < srv->nns; j++) sl_ns_free(&srv->ns[j]);
+    sl_ns_free(&srv->root);
+    free(srv->ns);
+    sl_hash_free(&srv->sessions);
+    sl_hash_free(&srv->eio_conns);
+  }
+  free(gw->servers);
+  if (gw->cfg) sl_config_free(gw->cfg);
+  if (gw->lua) sl_lua_close(gw->lua);
+  free(gw);
+}
+
+/* sluice_new_from_file: see sluice.h. */
+sluice_t *sluice_new_from_file(uv_loop_t *loop, const char *path, char *err, size_t errlen) {
+  sl_gateway *gw = gateway_alloc(loop);
+  if (sl_config_load(sl_lua_state(gw->lua), path, &gw->cfg, err, errlen) != 0) {
+    gw->cfg = NULL;
+    gateway_destroy(gw);
+    return NULL;
+  }
+  gateway_build(gw);
+  return gw;
+}
+
+/* sluice_new_from_string: see sluice.h. */
+sluice_t *sluice_new_from_string(uv_loop_t *loop, const char *text, size_t len, const char *fmt,
+                                 char *err, size_t errlen) {
+  sl_gateway *gw = gateway_alloc(loop);
+  if (sl_config_load_string(sl_lua_state(gw->lua), text, len, fmt, "<string>", &gw->cfg, err,
+                            errlen) != 0) {
+    gw->cfg = NULL;
+    gateway_destroy(gw);
+    return NULL;
+  }
+  gateway_build(gw);
+  return gw;
+}
+
+/* sluice_select_server: see sluice.h. Selected servers are marked; the rest are dropped at
+ * start. */
+int sluice_select_server(sluice_t *gw, const char *name) {
+  for (size_t i = 0; i < gw->nservers; i++) {
+    if (strcmp(gw->servers[i].cfg->name, name) == 0) {
+      gw->servers[i].listening = true; /* reused as "selected" until start */
+      return 0;
+    }
+  }
+  return SL_ENOENT;
+}
+
+/* sluice_start: see sluice.h. */
+int sluice_start(sluice_t *gw, char *err, size_t errlen) {
+  bool any_selected = false;
+  for (size_t i = 0; i < gw->nservers; i++) any_selected |= gw->servers[i].listening;
+  if (any_selected) {
+    size_t k = 0;
+    for (size_t i = 0; i < gw->nservers; i++) {
+      if (gw->servers[i].listening) {
+        gw->servers[k] = gw->servers[i];
+        sl_list_init(&gw->servers[k].conns);
+        for (size_t j = 0; j < gw->servers[k].nns; j++) gw->servers[k].ns[j].srv = &gw->servers[k];
+        gw->servers[k].root.srv = &gw->servers[k];
+        gw->servers[k].listening = false;
+        k++;
+      } else {
+        for (size_t j = 0; j < gw->servers[i].nns; j++) sl_ns_free(&gw->servers[i].ns[j]);
+        sl_ns_free(&gw->servers[i].root);
+        free(gw->servers[i].ns);
+      }
+    }
+    gw->nservers = k;
+  }
+  uv_prepare_init(gw->loop, &gw->prep);
+  gw->prep.data = gw;
+  uv_prepare_start(&gw->prep, flush_cb_prep);
+  uv_unref((uv_handle_t *)&gw->prep);
+  uv_check_init(gw->loop, &gw->check);
+  gw->check.data = gw;
+  uv_check_start(&gw->check, flush_cb_check);
+  uv_unref((uv_handle_t *)&gw->check);
+  sl_net_start_sweeper(gw);
+  for (size_t i = 0; i < gw->nservers; i++) {
+    sl_server *srv = &gw->servers[i];
+    int r = sl_server_listen(srv);
+    if (r) {
+      snprintf(err, errlen, "server \"%s\": cannot listen on %s:%d: %s", srv->cfg->name,
+               srv->cfg->host ? srv->cfg->host : "0.0.0.0", srv->cfg->port, uv_strerror(r));
+      return SL_EIO;
+    }
+    sl_log_info("server \"%s\" listening on http://%s:%d", srv->cfg->name,
+                srv->cfg->host ? srv->cfg->host : "0.0.0.0", srv->port);
+  }
+  for (size_t i = 0; i < gw->nservers; i++) {
+    sl_server *srv = &gw->servers[i];
+    if (srv->cfg->on_start_ref != SL_NOREF && gw->lua)
+      sl_lua_on_start(gw->lua, srv->cfg->on_start_ref, srv);
+  }
+  sl_gateway_flush_dirty(gw);
+  return 0;
+}
+
+/* sluice_port: see sluice.h. */
+int sluice_port(const sluice_t *gw, size_t i) {
+  return i < gw->nservers ? gw->servers[i].port : -1;
+}
+
+/* sluice_publish: see sluice.h. */
+int sluice_publish(sluice_t *gw, const char *ns, const char *topic, const char *json, size_t len,
+                   const char *to, char *msgid) {
+  sl_publish_opts o = {.to = to, .source = SL_SRC_API};
+  return sl_publish(gw, ns, topic, json, len, &o, msgid);
+}
+
+static void on_signal(uv_signal_t *h, int signum) {
+  sl_gateway *gw = h->data;
+  if (signum == SIGHUP) {
+    sl_log_warn("SIGHUP: configuration reload is not available in this build");
+    return;
+  }
+  sl_log_info("signal %d: stopping", signum);
+  sluice_stop(gw, NULL, NULL);
+}
+
+/* sluice_handle_signals: see sluice.h. */
+void sluice_handle_signals(sluice_t *gw) {
+  int sigs[3] = {SIGINT, SIGTERM, SIGHUP};
+  for (int i = 0; i < 3; i++) {
+    uv_signal_init(gw->loop, &gw->sigs[i]);
+    gw->sigs[i].data = gw;
+    uv_signal_start(&gw->sigs[i], on_signal, sigs[i]);
+    uv_unref((uv_handle_t *)&gw->sigs[i]);
+  }
+}
+
+static void handle_closed(uv_handle_t *h) {
+  sl_gateway *gw = h->data;
+  if (--gw->closing_handles == 0 && gw->on_stopped) gw->on_stopped(gw, gw->on_stopped_arg);
+}
+
+static void close_handle(sl_gateway *gw, uv_handle_t *h) {
+  if (!h->loop || uv_is_closing(h)) return;
+  h->data = gw;
+  gw->closing_handles++;
+  uv_close(h, handle_closed);
+}
+
+/* sluice_stop: see sluice.h. */
+void sluice_stop(sluice_t *gw, void (*cb)(sluice_t *, void *), void *arg) {
+  if (gw->stopping) return;
+  gw->stopping = true;
+  gw->on_stopped = cb;
+  gw->on_stopped_arg = arg;
+  gw->closing_handles = 1; /* held until the end of this function */
+  for (size_t i = 0; i < gw->nservers; i++) {
+    sl_server *srv = &gw->servers[i];
+    if (srv->listening) close_handle(gw, (uv_handle_t *)&srv->listener);
+    srv->listening = false;
+    /* Close sessions (Lua sees onDisconnect while the VM is still open). */
+    while (srv->sessions.n) {
+      sl_session *victim = NULL;
+      for (size_t b = 0; b < srv->sessions.nb && !victim; b++)
+        if (srv->sessions.b[b]) victim = sl_container_of(srv->sessions.b[b], sl_session, hent);
+      if (!victim) break;
+      sl_session_close(victim, "server shutting down");
+    }
+  }
+  sl_gateway_flush_dirty(gw);
+  for (size_t i = 0; i < gw->nservers; i++) sl_server_close_conns(&gw->servers[i]);
+  if (gw->prep.loop) close_handle(gw, (uv_handle_t *)&gw->prep);
+  if (gw->check.loop) close_handle(gw, (uv_handle_t *)&gw->check);
+  if (gw->sweep.loop) close_handle(gw, (uv_handle_t *)&gw->sweep);
+  for (int i = 0; i < 3; i++)
+    if (gw->sigs[i].loop) close_handle(gw, (uv_handle_t *)&gw->sigs[i]);
+  if (gw->lua) {
+    if (gw->cfg) gw->cfg->L = NULL;
+    sl_lua_close(gw->lua);
+    gw->lua = NULL;
+  }
+  if (--gw->closing_handles == 0 && cb) cb(gw, arg);
+}
+
+/* sluice_free: see sluice.h. */
+void sluice_free(sluice_t *gw) {
+  if (!gw) return;
+  sl_gateway_flush_dirty(gw);
+  gateway_destroy(gw);
+}

@@ -1,0 +1,138 @@
+/* main.c - the `sluice` command: a thin program on top of sluice.h. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "sluice.h"
+#include "sl_util.h"
+#include "../lua/sl_config.h"
+#include "../lua/sl_lua.h"
+
+static const char usage[] =
+  "Usage: sluice [OPTIONS] CONFIG [--server NAME]...\n"
+  "       sluice check CONFIG\n"
+  "\n"
+  "Sluice is a Socket.IO delivery gateway with bounded per-client queues, overflow\n"
+  "policies, at-least-once delivery and policy hooks written in Lua. It is a drop-in\n"
+  "for StreamFenceJs: the same client protocol, config files and metric names.\n"
+  "\n"
+  "CONFIG is a .lua, .json, .yaml or .yml file (StreamFenceJs schema plus Sluice's keys).\n"
+  "Every server in it runs in this one process, or only those named with --server.\n"
+  "\n"
+  "Commands:\n"
+  "  check CONFIG          validate CONFIG, print a summary, exit 0 if valid, 1 if not\n"
+  "\n"
+  "Options:\n"
+  "  --server NAME         run only server NAME (repeatable)\n"
+  "  --log-level LEVEL     error, warn, info (default) or debug\n"
+  "  --log-format FORMAT   text (default) or json (one object per line)\n"
+  "  --version             print the version and exit\n"
+  "  -h, --help            print this help and exit\n"
+  "\n"
+  "HTTP on each server's port:\n"
+  "  /socket.io/           Engine.IO v4 / Socket.IO v5 (WebSocket, long-polling + upgrade)\n"
+  "  POST /api/publish     {\"namespace\",\"topic\",\"payload\",\"to\"?} or an array of them\n"
+  "  GET /metrics          Prometheus text format (streamfence_* and sluice_* metrics)\n"
+  "  GET /healthz          liveness; GET /api/stats JSON; GET / live status page\n"
+  "\n"
+  "Signals:\n"
+  "  SIGINT, SIGTERM       stop gracefully (stop accepting, close sessions, clean spill files)\n"
+  "  SIGHUP                reload the configuration\n"
+  "\n"
+  "Exit status: 0 on a clean stop, 1 on a configuration or startup error, 2 on a usage error.\n";
+
+static int cmd_check(const char *path) {
+  char err[1024];
+  sl_lua *vm = sl_lua_new(NULL);
+  sl_config *cfg = NULL;
+  if (sl_config_load(sl_lua_state(vm), path, &cfg, err, sizeof err) != 0) {
+    fprintf(stderr, "sluice: %s\n", err);
+    sl_lua_close(vm);
+    uv_run(uv_default_loop(), UV_RUN_DEFAULT);
+    return 1;
+  }
+  char *sum = sl_config_summary(cfg);
+  printf("%s: OK\n%s", path, sum ? sum : "");
+  free(sum);
+  sl_config_free(cfg);
+  sl_lua_close(vm);
+  uv_run(uv_default_loop(), UV_RUN_DEFAULT);
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  const char *config = NULL;
+  const char *servers[64];
+  int nservers = 0;
+  bool check = false;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+      fputs(usage, stdout);
+      return 0;
+    } else if (strcmp(a, "--version") == 0) {
+      printf("sluice %s\n", SLUICE_VERSION);
+      return 0;
+    } else if (strcmp(a, "--log-level") == 0 && i + 1 < argc) {
+      int l = sl_log_level_parse(argv[++i]);
+      if (l < 0) {
+        fprintf(stderr, "sluice: unknown log level \"%s\" (expected error, warn, info, debug)\n", argv[i]);
+        return 2;
+      }
+      sl_log_threshold = (sl_log_level)l;
+    } else if (strcmp(a, "--log-format") == 0 && i + 1 < argc) {
+      const char *f = argv[++i];
+      if (strcmp(f, "json") == 0) sl_log_json = 1;
+      else if (strcmp(f, "text") == 0) sl_log_json = 0;
+      else {
+        fprintf(stderr, "sluice: unknown log format \"%s\" (expected text or json)\n", f);
+        return 2;
+      }
+    } else if (strcmp(a, "--server") == 0 && i + 1 < argc) {
+      if (nservers < 64) servers[nservers++] = argv[++i];
+    } else if (strcmp(a, "check") == 0 && !config && !check) {
+      check = true;
+    } else if (a[0] == '-' && a[1]) {
+      fprintf(stderr, "sluice: unknown option %s\nTry 'sluice --help'.\n", a);
+      return 2;
+    } else if (!config) {
+      config = a;
+    } else {
+      fprintf(stderr, "sluice: unexpected argument %s\nTry 'sluice --help'.\n", a);
+      return 2;
+    }
+  }
+  if (!config) {
+    fputs(usage, stderr);
+    return 2;
+  }
+  if (check) return cmd_check(config);
+
+  uv_loop_t *loop = uv_default_loop();
+  char err[1024];
+  sluice_t *gw = sluice_new_from_file(loop, config, err, sizeof err);
+  if (!gw) {
+    fprintf(stderr, "sluice: %s\n", err);
+    return 1;
+  }
+  for (int i = 0; i < nservers; i++) {
+    if (sluice_select_server(gw, servers[i]) != 0) {
+      fprintf(stderr, "sluice: %s: no server named \"%s\"\n", config, servers[i]);
+      sluice_stop(gw, NULL, NULL);
+      uv_run(loop, UV_RUN_DEFAULT);
+      sluice_free(gw);
+      return 1;
+    }
+  }
+  if (sluice_start(gw, err, sizeof err) != 0) {
+    fprintf(stderr, "sluice: %s\n", err);
+    sluice_stop(gw, NULL, NULL);
+    uv_run(loop, UV_RUN_DEFAULT);
+    sluice_free(gw);
+    return 1;
+  }
+  sluice_handle_signals(gw);
+  uv_run(loop, UV_RUN_DEFAULT);
+  sluice_free(gw);
+  uv_loop_close(loop);
+  return 0;
+}
