@@ -489,7 +489,7 @@ export class RawWs {
           this.buf = this.buf.subarray(i + 4);
           head = false;
           if (!/^HTTP\/1\.1 101/.test(h)) return reject(new Error(`no 101: ${h.split("\r\n")[0]}`));
-          const accept = crypto.createHash("sha1").update(key + "258EAFA5-E914-47DA-95CA-C5AB0DC11B85").digest("base64");
+          const accept = crypto.createHash("sha1").update(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest("base64");
           if (!new RegExp(`sec-websocket-accept:\\s*${accept.replace(/[+/=]/g, "\\$&")}`, "i").test(h)) {
             return reject(new Error(`bad Sec-WebSocket-Accept in: ${h}`));
           }
