@@ -1,0 +1,1417 @@
+/* config.c - load and validate a Sluice / StreamFenceJs config (.lua, .json, .yaml, .yml).
+ *
+ * Every syntax is first turned into a Lua table in the VM's lua_State; one validator then
+ * walks that table and fills sl_config. So the three syntaxes share defaults, type checks
+ * and messages, and a Lua config can put functions where a hook is expected.
+ *
+ * Parsing and validation run inside a protected call (sl__lua_pcall), because building
+ * tables can raise "not enough memory" once the VM's memory limit is reached; the C structs
+ * built so far hang off the sl_config, which the caller frees on failure.
+ *
+ * Messages: STREAMFENCE.md 1.3 verbatim and in the same check order, behind a prefix
+ * `<file>: server "<name>": namespace <path>: `. Sluice adds type checks StreamFenceJs
+ * lacks ("maxRetries must be a number"), so a YAML `coalesce: no` (a string in YAML 1.2)
+ * is an error rather than silently true. */
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <cjson/cJSON.h>
+#include <lauxlib.h>
+#include <lua.h>
+#include <yaml.h>
+
+#include "sl_config.h"
+#include "sl_lua_int.h"
+#include "sl_util.h"
+
+#define YAML_MAX_DEPTH 128
+
+/* ------------------------------------------------------------------------------------- */
+/* Validation context and messages                                                        */
+
+typedef struct vctx {
+  lua_State *L;
+  const char *file;   /* shown in messages */
+  char *dir;          /* directory of the config file, for relative script paths */
+  const char *server; /* current server name or NULL */
+  const char *ns;     /* current namespace path or NULL */
+  int ns_index;       /* 1-based, used when the path itself is unusable */
+  bool is_lua;
+  sl_config *cfg;
+  int rc;
+  char *err;
+  size_t errlen;
+} vctx;
+
+static void prefix(vctx *c, char *buf, size_t len) {
+  int n = snprintf(buf, len, "%s: ", c->file);
+  if (n < 0 || (size_t)n >= len) return;
+  if (c->server) n += snprintf(buf + n, len - (size_t)n, "server \"%s\": ", c->server);
+  if ((size_t)n >= len) return;
+  if (c->ns)
+    snprintf(buf + n, len - (size_t)n, "namespace %s: ", c->ns);
+  else if (c->ns_index > 0)
+    snprintf(buf + n, len - (size_t)n, "namespace #%d: ", c->ns_index);
+}
+
+/* verr: record a validation error (the first one wins) and return SL_ECONFIG. */
+SL_PRINTF(2, 3) static int verr(vctx *c, const char *fmt, ...) {
+  if (c->rc) return c->rc;
+  char pre[512];
+  pre[0] = 0;
+  prefix(c, pre, sizeof pre);
+  char msg[768];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  snprintf(c->err, c->errlen, "%s%s", pre, msg);
+  c->rc = SL_ECONFIG;
+  return c->rc;
+}
+
+SL_PRINTF(2, 3) static void vwarn(vctx *c, const char *fmt, ...) {
+  char pre[512];
+  pre[0] = 0;
+  prefix(c, pre, sizeof pre);
+  char msg[768];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  sl_log_warn("%s%s", pre, msg);
+}
+
+/* ------------------------------------------------------------------------------------- */
+/* Unknown keys: ignored like StreamFenceJs, but logged with a suggestion.                */
+
+static size_t edit_distance(const char *a, const char *b) {
+  size_t la = strlen(a), lb = strlen(b);
+  if (la > 64 || lb > 64) return 99;
+  size_t row[65];
+  for (size_t j = 0; j <= lb; j++) row[j] = j;
+  for (size_t i = 1; i <= la; i++) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= lb; j++) {
+      size_t up = row[j];
+      size_t cost = tolower((unsigned char)a[i - 1]) == tolower((unsigned char)b[j - 1]) ? 0 : 1;
+      size_t best = diag + cost;
+      if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
+      if (up + 1 < best) best = up + 1;
+      row[j] = best;
+      diag = up;
+    }
+  }
+  return row[lb];
+}
+
+/* stack: unchanged. Warns about every string key of table t not in known (NULL-ended). */
+static void warn_unknown_keys(vctx *c, int t, const char *what, const char *const *known) {
+  lua_State *L = c->L;
+  lua_pushnil(L);
+  while (lua_next(L, t)) {
+    lua_pop(L, 1); /* stack: key */
+    if (lua_type(L, -1) != LUA_TSTRING) {
+      vwarn(c, "%s: ignoring a non-string key", what);
+      continue;
+    }
+    const char *k = lua_tostring(L, -1);
+    bool found = false;
+    const char *best = NULL;
+    size_t bestd = 99;
+    for (const char *const *p = known; *p; p++) {
+      if (strcmp(*p, k) == 0) {
+        found = true;
+        break;
+      }
+      size_t d = edit_distance(k, *p);
+      if (d < bestd) bestd = d, best = *p;
+    }
+    if (found) continue;
+    size_t klen = strlen(k);
+    if (best && (bestd <= 2 || (klen > 6 && bestd <= 3)))
+      vwarn(c, "unknown %s key \"%s\" ignored (did you mean \"%s\"?)", what, k, best);
+    else
+      vwarn(c, "unknown %s key \"%s\" ignored", what, k);
+  }
+}
+
+static const char *const k_top_keys[] = {"servers", NULL};
+static const char *const k_server_keys[] = {
+    "host", "port", "transport", "engineIoTransport", "auth", "spillRootPath", "tls",
+    "namespaces", "pingIntervalMs", "pingTimeoutMs", "connectTimeoutMs", "maxPayload",
+    "socketHighWaterBytes", "socketSendBufferBytes", "apiToken", "engineIo", "tokens",
+    "onStart", "onConnect", "onDisconnect", "onSubscribe", "onUnsubscribe", "onOverflow",
+    "onRetryExhausted", NULL};
+static const char *const k_ns_keys[] = {
+    "path", "topics", "deliveryMode", "overflowAction", "maxQueuedMessagesPerClient",
+    "maxQueuedBytesPerClient", "ackTimeoutMs", "maxRetries", "coalesce", "allowPolling",
+    "maxInFlight", "authRequired", "coalesceKey", "snapshot", "route", "authorize",
+    "clientPublish", "retryBackoff", "retryMaxDelayMs", "onConnect", "onEvent",
+    "onClientPublish", NULL};
+static const char *const k_tls_keys[] = {"certChainPemPath", "privateKeyPemPath", "protocol",
+                                         "privateKeyPassword", NULL};
+static const char *const k_eio_keys[] = {"path", "onMessage", "onOpen", "onClose", NULL};
+
+/* ------------------------------------------------------------------------------------- */
+/* Typed field readers. Each pushes nothing net; a JSON/YAML null counts as "not set".     */
+
+/* stack: -> value (nil for null). Returns its type. */
+static int get_field(lua_State *L, int t, const char *key) {
+  lua_pushstring(L, key);
+  lua_rawget(L, t);
+  if (sl__lua_isnull(L, -1)) {
+    lua_pop(L, 1);
+    lua_pushnil(L);
+  }
+  return lua_type(L, -1);
+}
+
+static int opt_string(vctx *c, int t, const char *key, char **out, const char *def) {
+  lua_State *L = c->L;
+  int ty = get_field(L, t, key);
+  if (ty == LUA_TNIL) {
+    lua_pop(L, 1);
+    *out = def ? sl_xstrdup(def) : NULL;
+    return 0;
+  }
+  if (ty != LUA_TSTRING) {
+    lua_pop(L, 1);
+    return verr(c, "%s must be a string", key);
+  }
+  size_t len;
+  const char *s = lua_tolstring(L, -1, &len);
+  *out = sl_xstrndup(s, len);
+  lua_pop(L, 1);
+  return 0;
+}
+
+static int opt_int(vctx *c, int t, const char *key, int64_t *out, int64_t def) {
+  lua_State *L = c->L;
+  int ty = get_field(L, t, key);
+  if (ty == LUA_TNIL) {
+    lua_pop(L, 1);
+    *out = def;
+    return 0;
+  }
+  if (ty != LUA_TNUMBER) {
+    lua_pop(L, 1);
+    return verr(c, "%s must be a number", key);
+  }
+  double d = lua_tonumber(L, -1);
+  lua_pop(L, 1);
+  if (!isfinite(d) || d != floor(d) || fabs(d) > 9007199254740992.0)
+    return verr(c, "%s must be an integer", key);
+  *out = (int64_t)d;
+  return 0;
+}
+
+static int opt_number(vctx *c, int t, const char *key, double *out, double def) {
+  lua_State *L = c->L;
+  int ty = get_field(L, t, key);
+  if (ty == LUA_TNIL) {
+    lua_pop(L, 1);
+    *out = def;
+    return 0;
+  }
+  if (ty != LUA_TNUMBER) {
+    lua_pop(L, 1);
+    return verr(c, "%s must be a number", key);
+  }
+  *out = lua_tonumber(L, -1);
+  lua_pop(L, 1);
+  if (!isfinite(*out)) return verr(c, "%s must be a finite number", key);
+  return 0;
+}
+
+static int opt_bool(vctx *c, int t, const char *key, bool *out, bool def) {
+  lua_State *L = c->L;
+  int ty = get_field(L, t, key);
+  if (ty == LUA_TNIL) {
+    lua_pop(L, 1);
+    *out = def;
+    return 0;
+  }
+  if (ty != LUA_TBOOLEAN) {
+    bool str = ty == LUA_TSTRING;
+    lua_pop(L, 1);
+    if (str)
+      return verr(c, "%s must be a boolean (true or false; in YAML, yes/no/on/off are strings)",
+                  key);
+    return verr(c, "%s must be a boolean", key);
+  }
+  *out = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return 0;
+}
+
+static bool ends_with_lua(const char *s) {
+  size_t n = strlen(s);
+  return n > 4 && strcasecmp(s + n - 4, ".lua") == 0;
+}
+
+/* Resolve a script path: absolute as is, otherwise relative to the config file's
+ * directory when such a file exists there, else relative to the working directory. */
+static char *script_path(vctx *c, const char *p) {
+  if (p[0] == '/' || !c->dir) return sl_xstrdup(p);
+  size_t n = strlen(c->dir) + strlen(p) + 2;
+  char *full = sl_xmalloc(n);
+  snprintf(full, n, "%s/%s", c->dir, p);
+  FILE *f = fopen(full, "rb");
+  if (f) {
+    fclose(f);
+    return full;
+  }
+  free(full);
+  return sl_xstrdup(p);
+}
+
+/* opt_hook: a function (Lua configs) or a path to a .lua script returning a function.
+ * path_out, when not NULL, accepts any other string as a plain value (coalesceKey's field
+ * path). stack: unchanged. */
+static int opt_hook(vctx *c, int t, const char *key, int *ref, char **path_out) {
+  lua_State *L = c->L;
+  *ref = SL_NOREF;
+  if (path_out) *path_out = NULL;
+  int ty = get_field(L, t, key);
+  if (ty == LUA_TNIL) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  if (ty == LUA_TSTRING && ends_with_lua(lua_tostring(L, -1))) {
+    char *p = script_path(c, lua_tostring(L, -1));
+    lua_pop(L, 1);
+    char e[512];
+    int rc = sl__lua_load_script(L, p, e, sizeof e);
+    free(p);
+    if (rc) return verr(c, "%s: %s", key, e);
+    /* A script returns the hook itself, or a table holding it under the key's name. */
+    if (lua_istable(L, -1)) {
+      lua_getfield(L, -1, key);
+      lua_remove(L, -2);
+    }
+    if (!lua_isfunction(L, -1)) {
+      lua_pop(L, 1);
+      return verr(c, "%s: script must return a function (or a table with a \"%s\" function)",
+                  key, key);
+    }
+    ty = LUA_TFUNCTION;
+  } else if (ty == LUA_TSTRING && path_out) {
+    size_t len;
+    const char *s = lua_tolstring(L, -1, &len);
+    if (len == 0) {
+      lua_pop(L, 1);
+      return verr(c, "%s must not be blank", key);
+    }
+    *path_out = sl_xstrndup(s, len);
+    lua_pop(L, 1);
+    return 0;
+  }
+  if (ty != LUA_TFUNCTION) {
+    lua_pop(L, 1);
+    if (path_out)
+      return verr(c, "%s must be a field path, a function or a path to a .lua script", key);
+    return verr(c, "%s must be a function or a path to a .lua script", key);
+  }
+  sl__lua_hook_prepare(L, lua_gettop(L));
+  *ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  return 0;
+}
+
+/* is_list: an empty table, or one whose keys are exactly 1..n. */
+static bool is_list(lua_State *L, int t) {
+  size_t n = lua_objlen(L, t), count = 0;
+  lua_pushnil(L);
+  while (lua_next(L, t)) {
+    lua_pop(L, 1);
+    count++;
+    if (lua_type(L, -1) != LUA_TNUMBER) {
+      lua_pop(L, 1);
+      return false;
+    }
+  }
+  return count == n;
+}
+
+/* opt_string_list: a list of strings (tokens). stack: unchanged. */
+static int opt_string_list(vctx *c, int t, const char *key, char ***out, size_t *n) {
+  lua_State *L = c->L;
+  *out = NULL;
+  *n = 0;
+  int ty = get_field(L, t, key);
+  if (ty == LUA_TNIL) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  int idx = lua_gettop(L);
+  if (ty != LUA_TTABLE || !is_list(L, idx)) {
+    lua_pop(L, 1);
+    return verr(c, "%s must be a list of strings", key);
+  }
+  size_t len = lua_objlen(L, idx);
+  *out = sl_xcalloc(len ? len : 1, sizeof(char *));
+  for (size_t i = 0; i < len; i++) {
+    lua_rawgeti(L, idx, (int)i + 1);
+    if (lua_type(L, -1) != LUA_TSTRING) {
+      lua_pop(L, 2);
+      return verr(c, "%s must be a list of strings", key);
+    }
+    size_t sl;
+    const char *s = lua_tolstring(L, -1, &sl);
+    (*out)[(*n)++] = sl_xstrndup(s, sl);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return 0;
+}
+
+/* opt_enum: a string among names[]; error message built by the caller's format. */
+static int opt_enum(vctx *c, int t, const char *key, const char *const *names, int def, int *out,
+                    const char *badfmt, const char *nspath) {
+  lua_State *L = c->L;
+  int ty = get_field(L, t, key);
+  if (ty == LUA_TNIL) {
+    lua_pop(L, 1);
+    *out = def;
+    return 0;
+  }
+  char shown[128];
+  if (ty == LUA_TSTRING) {
+    const char *s = lua_tostring(L, -1);
+    for (int i = 0; names[i]; i++)
+      if (strcmp(s, names[i]) == 0) {
+        *out = i;
+        lua_pop(L, 1);
+        return 0;
+      }
+    snprintf(shown, sizeof shown, "%s", s);
+  } else if (ty == LUA_TNUMBER) {
+    snprintf(shown, sizeof shown, "%.14g", lua_tonumber(L, -1));
+  } else if (ty == LUA_TBOOLEAN) {
+    snprintf(shown, sizeof shown, "%s", lua_toboolean(L, -1) ? "true" : "false");
+  } else {
+    snprintf(shown, sizeof shown, "[%s]", lua_typename(L, ty));
+  }
+  lua_pop(L, 1);
+  if (nspath) return verr(c, badfmt, shown, nspath);
+  return verr(c, badfmt, shown);
+}
+
+/* ------------------------------------------------------------------------------------- */
+/* Namespace                                                                              */
+
+static const char *const k_delivery[] = {"BEST_EFFORT", "AT_LEAST_ONCE", NULL};
+static const char *const k_overflow[] = {"DROP_OLDEST", "REJECT_NEW", "COALESCE", "SNAPSHOT_ONLY",
+                                         "SPILL_TO_DISK", NULL};
+
+static void ns_init(sl_ns_config *ns) {
+  memset(ns, 0, sizeof *ns);
+  ns->coalesce_key_ref = ns->snapshot_ref = ns->route_ref = ns->authorize_ref = SL_NOREF;
+  ns->on_connect_ref = ns->on_event_ref = ns->on_client_publish_ref = SL_NOREF;
+}
+
+static bool blank(const char *s, size_t len) {
+  for (size_t i = 0; i < len; i++)
+    if (!isspace((unsigned char)s[i])) return false;
+  return true;
+}
+
+/* validate_ns: table at index t -> *ns. stack: unchanged (on success and on error). */
+static int validate_ns(vctx *c, int t, sl_ns_config *ns) {
+  lua_State *L = c->L;
+  int top = lua_gettop(L);
+  int d, o;
+  const char *path = c->ns;
+
+  warn_unknown_keys(c, t, "namespace", k_ns_keys);
+
+  /* Mapper level (checked before NamespaceSpec.build). */
+  if (opt_enum(c, t, "deliveryMode", k_delivery, SL_BEST_EFFORT, &d,
+               "Invalid deliveryMode \"%s\" for namespace %s (expected: BEST_EFFORT, "
+               "AT_LEAST_ONCE)",
+               path ? path : "(no path)"))
+    goto out;
+  if (opt_enum(c, t, "overflowAction", k_overflow, SL_REJECT_NEW, &o,
+               "Invalid overflowAction \"%s\" for namespace %s (expected: DROP_OLDEST, "
+               "REJECT_NEW, COALESCE, SNAPSHOT_ONLY, SPILL_TO_DISK)",
+               path ? path : "(no path)"))
+    goto out;
+  ns->delivery = (sl_delivery_mode)d;
+  ns->overflow = (sl_overflow_action)o;
+
+  /* NamespaceSpec.build order. */
+  if (!path || path[0] != '/') {
+    verr(c, "namespace path must start with '/'");
+    goto out;
+  }
+  ns->path = sl_xstrdup(path);
+
+  int ty = get_field(L, t, "topics");
+  int tt = lua_gettop(L);
+  if (ty != LUA_TNIL && (ty != LUA_TTABLE || !is_list(L, tt))) {
+    verr(c, "topics must be a list of strings");
+    goto out;
+  }
+  size_t nt = ty == LUA_TNIL ? 0 : lua_objlen(L, tt);
+  if (nt == 0) {
+    verr(c, "namespace must define at least one topic");
+    goto out;
+  }
+  ns->topics = sl_xcalloc(nt, sizeof(char *));
+  for (size_t i = 0; i < nt; i++) {
+    lua_rawgeti(L, tt, (int)i + 1);
+    if (lua_type(L, -1) != LUA_TSTRING) {
+      verr(c, "topic names must be strings in namespace %s", path);
+      goto out;
+    }
+    size_t len;
+    const char *s = lua_tolstring(L, -1, &len);
+    if (blank(s, len)) {
+      verr(c, "topic names must not be blank in namespace %s", path);
+      goto out;
+    }
+    ns->topics[ns->ntopics++] = sl_xstrndup(s, len);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1); /* topics */
+  for (size_t i = 0; i < ns->ntopics; i++)
+    for (size_t j = 0; j < i; j++)
+      if (strcmp(ns->topics[i], ns->topics[j]) == 0) {
+        verr(c, "duplicate topic in namespace %s: %s", path, ns->topics[i]);
+        goto out;
+      }
+
+  if (opt_int(c, t, "maxQueuedMessagesPerClient", &ns->max_queued_msgs, 64)) goto out;
+  if (ns->max_queued_msgs <= 0) {
+    verr(c, "maxQueuedMessagesPerClient must be positive");
+    goto out;
+  }
+  if (opt_int(c, t, "maxQueuedBytesPerClient", &ns->max_queued_bytes, 524288)) goto out;
+  if (ns->max_queued_bytes <= 0) {
+    verr(c, "maxQueuedBytesPerClient must be positive");
+    goto out;
+  }
+  if (opt_int(c, t, "ackTimeoutMs", &ns->ack_timeout_ms, 1000)) goto out;
+  if (ns->ack_timeout_ms <= 0) {
+    verr(c, "ackTimeoutMs must be positive");
+    goto out;
+  }
+  if (opt_int(c, t, "maxRetries", &ns->max_retries, 0)) goto out;
+  if (ns->max_retries < 0) {
+    verr(c, "maxRetries must be zero or positive");
+    goto out;
+  }
+  if (opt_bool(c, t, "coalesce", &ns->coalesce, false)) goto out;
+  if (opt_int(c, t, "maxInFlight", &ns->max_in_flight, 1)) goto out;
+  if (ns->max_in_flight <= 0) ns->max_in_flight = 1; /* StreamFenceJs normalizes silently */
+
+  if (ns->delivery == SL_AT_LEAST_ONCE) {
+    if (ns->overflow != SL_REJECT_NEW && ns->overflow != SL_SPILL_TO_DISK) {
+      verr(c, "AT_LEAST_ONCE namespaces must use REJECT_NEW or SPILL_TO_DISK overflowAction");
+      goto out;
+    }
+    if (ns->coalesce) {
+      verr(c, "AT_LEAST_ONCE namespaces cannot enable coalescing");
+      goto out;
+    }
+    if (ns->max_retries < 1) {
+      verr(c, "AT_LEAST_ONCE namespaces must allow at least one retry");
+      goto out;
+    }
+    if (ns->max_in_flight > ns->max_queued_msgs) {
+      verr(c, "maxInFlight must not exceed maxQueuedMessagesPerClient");
+      goto out;
+    }
+  }
+
+  /* The rest of StreamFenceJs's keys, then Sluice's own. */
+  if (opt_bool(c, t, "allowPolling", &ns->allow_polling, true)) goto out;
+  if (opt_bool(c, t, "authRequired", &ns->auth_required, false)) goto out;
+  if (opt_bool(c, t, "clientPublish", &ns->client_publish, !c->is_lua)) goto out;
+  if (opt_number(c, t, "retryBackoff", &ns->retry_backoff, 1.0)) goto out;
+  if (ns->retry_backoff < 1.0) {
+    verr(c, "retryBackoff must be 1 (fixed delay) or greater");
+    goto out;
+  }
+  if (opt_int(c, t, "retryMaxDelayMs", &ns->retry_max_delay_ms, 30000)) goto out;
+  if (ns->retry_max_delay_ms <= 0) {
+    verr(c, "retryMaxDelayMs must be positive");
+    goto out;
+  }
+  if (opt_hook(c, t, "coalesceKey", &ns->coalesce_key_ref, &ns->coalesce_key_path)) goto out;
+  if (opt_hook(c, t, "snapshot", &ns->snapshot_ref, NULL)) goto out;
+  if (opt_hook(c, t, "route", &ns->route_ref, NULL)) goto out;
+  if (opt_hook(c, t, "authorize", &ns->authorize_ref, NULL)) goto out;
+  if (opt_hook(c, t, "onConnect", &ns->on_connect_ref, NULL)) goto out;
+  if (opt_hook(c, t, "onEvent", &ns->on_event_ref, NULL)) goto out;
+  if (opt_hook(c, t, "onClientPublish", &ns->on_client_publish_ref, NULL)) goto out;
+  if ((ns->coalesce_key_path || ns->coalesce_key_ref != SL_NOREF) && !ns->coalesce &&
+      ns->overflow != SL_COALESCE)
+    vwarn(c, "coalesceKey has no effect without coalesce: true or overflowAction: COALESCE");
+
+out:
+  lua_settop(L, top);
+  return c->rc;
+}
+
+/* ------------------------------------------------------------------------------------- */
+/* Server                                                                                 */
+
+static void server_init(sl_server_config *s) {
+  memset(s, 0, sizeof *s);
+  s->eio_on_message_ref = s->eio_on_open_ref = s->eio_on_close_ref = SL_NOREF;
+  s->on_start_ref = s->on_connect_ref = s->on_disconnect_ref = SL_NOREF;
+  s->on_subscribe_ref = s->on_unsubscribe_ref = s->on_overflow_ref = SL_NOREF;
+  s->on_retry_exhausted_ref = SL_NOREF;
+}
+
+static const char *const k_transport[] = {"WS", "WSS", NULL};
+static const char *const k_eio_transport[] = {"WEBSOCKET_ONLY", "WEBSOCKET_OR_POLLING", NULL};
+static const char *const k_auth[] = {"NONE", "TOKEN", NULL};
+
+/* stack: unchanged. Validates an optional tls block (TlsConfig.create's checks). */
+static int validate_tls(vctx *c, int t, bool wss) {
+  lua_State *L = c->L;
+  int ty = get_field(L, t, "tls");
+  if (ty == LUA_TNIL) {
+    lua_pop(L, 1);
+    if (wss) vwarn(c, "transport WSS without a tls block: serving plain WS");
+    return 0;
+  }
+  if (ty != LUA_TTABLE) {
+    lua_pop(L, 1);
+    return verr(c, "tls must be a table");
+  }
+  int tt = lua_gettop(L);
+  warn_unknown_keys(c, tt, "tls", k_tls_keys);
+  static const char *const req[] = {"certChainPemPath", "privateKeyPemPath"};
+  for (int i = 0; i < 2; i++) {
+    int vt = get_field(L, tt, req[i]);
+    size_t len = 0;
+    const char *s = vt == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
+    bool bad = !s || blank(s, len);
+    lua_pop(L, 1);
+    if (bad) {
+      lua_pop(L, 1);
+      return verr(c, "%s is required", req[i]);
+    }
+  }
+  lua_pop(L, 1);
+  vwarn(c, "tls is not supported yet: serving plain WS");
+  return 0;
+}
+
+/* stack: unchanged. */
+static int validate_server(vctx *c, int t, sl_server_config *s) {
+  lua_State *L = c->L;
+  int top = lua_gettop(L);
+  int e;
+  int64_t v;
+
+  warn_unknown_keys(c, t, "server", k_server_keys);
+  if (opt_string(c, t, "host", &s->host, "0.0.0.0")) goto out;
+  if (get_field(L, t, "port") == LUA_TNIL) {
+    vwarn(c, "no port configured: the OS will pick a random one (StreamFenceJs behaviour)");
+  }
+  lua_pop(L, 1);
+  if (opt_int(c, t, "port", &v, 0)) goto out;
+  if (v < 0 || v > 65535) {
+    verr(c, "port must be between 0 and 65535");
+    goto out;
+  }
+  s->port = (int)v;
+  if (opt_enum(c, t, "transport", k_transport, 0, &e,
+               "Invalid transport \"%s\" (expected: WS, WSS)", NULL))
+    goto out;
+  bool wss = e == 1;
+  if (opt_enum(c, t, "engineIoTransport", k_eio_transport, 1, &e,
+               "Invalid engineIoTransport \"%s\" (expected: WEBSOCKET_ONLY, "
+               "WEBSOCKET_OR_POLLING)",
+               NULL))
+    goto out;
+  s->websocket_only = e == 0;
+  if (opt_enum(c, t, "auth", k_auth, 0, &e, "Invalid auth \"%s\" (expected: NONE, TOKEN)", NULL))
+    goto out;
+  s->auth_token = e == 1;
+  if (validate_tls(c, t, wss)) goto out;
+  if (opt_string(c, t, "spillRootPath", &s->spill_root, ".streamfence-spill")) goto out;
+  if (opt_string_list(c, t, "tokens", &s->tokens, &s->ntokens)) goto out;
+
+  struct {
+    const char *key;
+    int64_t *dst;
+    int64_t def;
+    bool zero_ok;
+  } nums[] = {
+      {"pingIntervalMs", &s->ping_interval_ms, 25000, false},
+      {"pingTimeoutMs", &s->ping_timeout_ms, 20000, false},
+      {"connectTimeoutMs", &s->connect_timeout_ms, 45000, false},
+      {"maxPayload", &s->max_payload, 1000000, false},
+      {"socketHighWaterBytes", &s->socket_high_water, 65536, false},
+      {"socketSendBufferBytes", &s->socket_sndbuf, 0, true},
+  };
+  for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++) {
+    if (opt_int(c, t, nums[i].key, nums[i].dst, nums[i].def)) goto out;
+    if (*nums[i].dst < 0 || (*nums[i].dst == 0 && !nums[i].zero_ok)) {
+      verr(c, "%s must be positive", nums[i].key);
+      goto out;
+    }
+  }
+  if (opt_string(c, t, "apiToken", &s->api_token, NULL)) goto out;
+  if (s->api_token && !s->api_token[0]) {
+    verr(c, "apiToken must not be empty (leave it out to allow loopback peers only)");
+    goto out;
+  }
+  if (s->auth_token && s->ntokens == 0)
+    vwarn(c, "auth TOKEN without a tokens list: every namespace needs an authorize hook");
+
+  /* engineIo = { path, onMessage, onOpen, onClose } */
+  int ty = get_field(L, t, "engineIo");
+  if (ty != LUA_TNIL) {
+    int et = lua_gettop(L);
+    if (ty != LUA_TTABLE) {
+      verr(c, "engineIo must be a table");
+      goto out;
+    }
+    warn_unknown_keys(c, et, "engineIo", k_eio_keys);
+    if (opt_string(c, et, "path", &s->eio_path, NULL)) goto out;
+    if (!s->eio_path || s->eio_path[0] != '/') {
+      verr(c, "engineIo.path must start with '/'");
+      goto out;
+    }
+    if (strncmp(s->eio_path, "/socket.io", 10) == 0 &&
+        (s->eio_path[10] == 0 || s->eio_path[10] == '/')) {
+      verr(c, "engineIo.path must not be /socket.io/ (that is the Socket.IO endpoint)");
+      goto out;
+    }
+    if (opt_hook(c, et, "onMessage", &s->eio_on_message_ref, NULL)) goto out;
+    if (s->eio_on_message_ref == SL_NOREF) {
+      verr(c, "engineIo.onMessage is required");
+      goto out;
+    }
+    if (opt_hook(c, et, "onOpen", &s->eio_on_open_ref, NULL)) goto out;
+    if (opt_hook(c, et, "onClose", &s->eio_on_close_ref, NULL)) goto out;
+  }
+  lua_settop(L, top);
+
+  if (opt_hook(c, t, "onStart", &s->on_start_ref, NULL)) goto out;
+  if (opt_hook(c, t, "onConnect", &s->on_connect_ref, NULL)) goto out;
+  if (opt_hook(c, t, "onDisconnect", &s->on_disconnect_ref, NULL)) goto out;
+  if (opt_hook(c, t, "onSubscribe", &s->on_subscribe_ref, NULL)) goto out;
+  if (opt_hook(c, t, "onUnsubscribe", &s->on_unsubscribe_ref, NULL)) goto out;
+  if (opt_hook(c, t, "onOverflow", &s->on_overflow_ref, NULL)) goto out;
+  if (opt_hook(c, t, "onRetryExhausted", &s->on_retry_exhausted_ref, NULL)) goto out;
+
+  /* namespaces: a list; StreamFenceJs crashes with a TypeError when it is missing. */
+  ty = get_field(L, t, "namespaces");
+  int nt = lua_gettop(L);
+  if (ty == LUA_TNIL) {
+    verr(c, "server must define \"namespaces\" (a list of namespaces, each with a path and "
+            "topics)");
+    goto out;
+  }
+  if (ty != LUA_TTABLE || !is_list(L, nt)) {
+    verr(c, "namespaces must be a list of namespaces, each with a path and topics");
+    goto out;
+  }
+  size_t nns = lua_objlen(L, nt);
+  if (nns == 0) {
+    verr(c, "StreamFenceServer requires at least one namespace");
+    goto out;
+  }
+  /* Paths first: duplicates are reported before any namespace is validated. */
+  for (size_t i = 0; i < nns; i++) {
+    lua_rawgeti(L, nt, (int)i + 1);
+    c->ns_index = (int)i + 1;
+    if (!lua_istable(L, -1)) {
+      verr(c, "namespace must be a table with a path and topics");
+      goto out;
+    }
+    int pty = get_field(L, lua_gettop(L), "path");
+    if (pty != LUA_TNIL && pty != LUA_TSTRING) {
+      verr(c, "path must be a string");
+      goto out;
+    }
+    const char *p = lua_tostring(L, -1);
+    for (size_t j = 0; p && j < i; j++) {
+      lua_rawgeti(L, nt, (int)j + 1);
+      get_field(L, lua_gettop(L), "path");
+      const char *q = lua_tostring(L, -1);
+      bool dup = q && strcmp(p, q) == 0;
+      lua_pop(L, 2);
+      if (dup) {
+        c->ns_index = 0;
+        verr(c, "Duplicate namespace path \"%s\" in server \"%s\"", p, s->name);
+        goto out;
+      }
+    }
+    lua_pop(L, 2);
+  }
+  s->ns = sl_xcalloc(nns, sizeof(sl_ns_config));
+  for (size_t i = 0; i < nns; i++) {
+    lua_rawgeti(L, nt, (int)i + 1);
+    int it = lua_gettop(L);
+    get_field(L, it, "path");
+    c->ns = lua_tostring(L, -1); /* anchored by the config table */
+    c->ns_index = (int)i + 1;
+    lua_pop(L, 1);
+    ns_init(&s->ns[i]);
+    s->nns++;
+    int rc = validate_ns(c, it, &s->ns[i]);
+    c->ns = NULL;
+    c->ns_index = 0;
+    lua_pop(L, 1);
+    if (rc) goto out;
+  }
+out:
+  lua_settop(L, top);
+  return c->rc;
+}
+
+/* ------------------------------------------------------------------------------------- */
+/* Root                                                                                   */
+
+static int cmp_str(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* validate_cf: lua_CFunction run under sl__lua_pcall. stack: ctx, root -> (nothing) */
+static int validate_cf(lua_State *L) {
+  vctx *c = lua_touserdata(L, 1);
+  sl_config *cfg = c->cfg;
+  if (!lua_istable(L, 2)) {
+    verr(c, "config must be a table with \"servers\" (a map of server name to settings)");
+    return 0;
+  }
+  warn_unknown_keys(c, 2, "top-level", k_top_keys);
+  int ty = get_field(L, 2, "servers"); /* index 3 */
+  if (ty == LUA_TNIL) {
+    verr(c, "config must define \"servers\" (a map of server name to settings)");
+    return 0;
+  }
+  if (ty != LUA_TTABLE) {
+    verr(c, "servers must be a map of server name to settings");
+    return 0;
+  }
+  size_t n = 0;
+  lua_pushnil(L);
+  while (lua_next(L, 3)) {
+    lua_pop(L, 1);
+    if (lua_type(L, -1) != LUA_TSTRING) {
+      lua_pop(L, 1);
+      verr(c, "servers must be a map of server name to settings (got a non-string key)");
+      return 0;
+    }
+    n++;
+  }
+  if (n == 0) {
+    verr(c, "servers is empty: define at least one server");
+    return 0;
+  }
+  char **names = sl_xcalloc(n, sizeof(char *));
+  size_t k = 0;
+  lua_pushnil(L);
+  while (lua_next(L, 3)) {
+    lua_pop(L, 1);
+    names[k++] = sl_xstrdup(lua_tostring(L, -1));
+  }
+  qsort(names, n, sizeof(char *), cmp_str); /* stable order: sorted by name */
+  cfg->servers = sl_xcalloc(n, sizeof(sl_server_config));
+  for (size_t i = 0; i < n; i++) {
+    sl_server_config *s = &cfg->servers[i];
+    server_init(s);
+    s->name = names[i];
+    names[i] = NULL;
+    cfg->nservers++;
+    c->server = s->name;
+    lua_getfield(L, 3, s->name);
+    if (!lua_istable(L, -1)) {
+      verr(c, "server settings must be a table");
+      break;
+    }
+    int rc = validate_server(c, lua_gettop(L), s);
+    lua_pop(L, 1);
+    if (rc) break;
+  }
+  c->server = NULL;
+  for (size_t i = 0; i < n; i++) free(names[i]);
+  free(names);
+  return 0;
+}
+
+/* ------------------------------------------------------------------------------------- */
+/* JSON                                                                                   */
+
+/* stack: root(lightuserdata cJSON) -> value */
+static int json_cf(lua_State *L) {
+  sl__lua_push_json(L, lua_touserdata(L, 1));
+  return 1;
+}
+
+static void line_col(const char *text, const char *at, int *line, int *col) {
+  *line = 1;
+  *col = 1;
+  for (const char *p = text; p < at; p++) {
+    if (*p == '\n')
+      (*line)++, *col = 1;
+    else
+      (*col)++;
+  }
+}
+
+/* stack: -> root table on success. */
+static int parse_json(vctx *c, const char *text, size_t len) {
+  const char *end = NULL;
+  cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+  if (root && end) {
+    while (end < text + len && isspace((unsigned char)*end)) end++;
+    if (end < text + len) {
+      cJSON_Delete(root);
+      root = NULL;
+    }
+  }
+  if (!root) {
+    const char *at = end ? end : cJSON_GetErrorPtr();
+    if (!at || at < text || at > text + len) at = text + len;
+    int line, col;
+    line_col(text, at, &line, &col);
+    snprintf(c->err, c->errlen,
+             "Failed to parse config file \"%s\": invalid JSON at line %d column %d", c->file,
+             line, col);
+    return c->rc = SL_ECONFIG;
+  }
+  lua_pushcfunction(c->L, json_cf);
+  lua_pushlightuserdata(c->L, root);
+  char e[256];
+  int rc = sl__lua_pcall(c->L, 1, 1, e, sizeof e);
+  cJSON_Delete(root);
+  if (rc) {
+    snprintf(c->err, c->errlen, "Failed to parse config file \"%s\": %s", c->file, e);
+    return c->rc = SL_ECONFIG;
+  }
+  return 0;
+}
+
+/* ------------------------------------------------------------------------------------- */
+/* YAML (libyaml event API, YAML 1.2 core schema for plain scalars)                       */
+
+typedef struct yctx {
+  yaml_parser_t parser;
+  yaml_event_t ev;
+  bool ev_live;
+  char msg[256]; /* our own structural errors */
+} yctx;
+
+static bool all_in(const char *s, size_t n, const char *set) {
+  if (n == 0) return false;
+  for (size_t i = 0; i < n; i++)
+    if (!strchr(set, s[i])) return false;
+  return true;
+}
+
+static bool is_core_float(const char *s, size_t n) {
+  size_t i = 0;
+  if (i < n && (s[i] == '+' || s[i] == '-')) i++;
+  size_t d1 = 0, d2 = 0;
+  while (i < n && isdigit((unsigned char)s[i])) i++, d1++;
+  if (i < n && s[i] == '.') {
+    i++;
+    while (i < n && isdigit((unsigned char)s[i])) i++, d2++;
+  }
+  if (d1 == 0 && d2 == 0) return false;
+  if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+    i++;
+    if (i < n && (s[i] == '+' || s[i] == '-')) i++;
+    size_t d3 = 0;
+    while (i < n && isdigit((unsigned char)s[i])) i++, d3++;
+    if (d3 == 0) return false;
+  }
+  return i == n;
+}
+
+/* Push a plain scalar resolved with the YAML 1.2 core schema. stack: -> value */
+static void push_plain_scalar(lua_State *L, const char *s, size_t n) {
+  static const char *const nulls[] = {"", "~", "null", "Null", "NULL"};
+  static const char *const trues[] = {"true", "True", "TRUE"};
+  static const char *const falses[] = {"false", "False", "FALSE"};
+  char buf[64];
+  for (size_t i = 0; i < 5; i++)
+    if (strlen(nulls[i]) == n && memcmp(nulls[i], s, n) == 0) {
+      sl__lua_pushnull(L);
+      return;
+    }
+  for (size_t i = 0; i < 3; i++) {
+    if (strlen(trues[i]) == n && memcmp(trues[i], s, n) == 0) {
+      lua_pushboolean(L, 1);
+      return;
+    }
+    if (strlen(falses[i]) == n && memcmp(falses[i], s, n) == 0) {
+      lua_pushboolean(L, 0);
+      return;
+    }
+  }
+  if (n < sizeof buf) {
+    memcpy(buf, s, n);
+    buf[n] = 0;
+    size_t off = (buf[0] == '+' || buf[0] == '-') ? 1 : 0;
+    if (all_in(buf + off, n - off, "0123456789") || is_core_float(buf, n)) {
+      lua_pushnumber(L, strtod(buf, NULL));
+      return;
+    }
+    if (n > 2 && buf[0] == '0' && buf[1] == 'o' && all_in(buf + 2, n - 2, "01234567")) {
+      lua_pushnumber(L, (double)strtoull(buf + 2, NULL, 8));
+      return;
+    }
+    if (n > 2 && buf[0] == '0' && buf[1] == 'x' &&
+        all_in(buf + 2, n - 2, "0123456789abcdefABCDEF")) {
+      lua_pushnumber(L, (double)strtoull(buf + 2, NULL, 16));
+      return;
+    }
+    const char *inf = buf + off;
+    if (!strcmp(inf, ".inf") || !strcmp(inf, ".Inf") || !strcmp(inf, ".INF")) {
+      lua_pushnumber(L, buf[0] == '-' ? -HUGE_VAL : HUGE_VAL);
+      return;
+    }
+    if (!off && (!strcmp(buf, ".nan") || !strcmp(buf, ".NaN") || !strcmp(buf, ".NAN"))) {
+      lua_pushnumber(L, NAN);
+      return;
+    }
+  }
+  lua_pushlstring(L, s, n);
+}
+
+/* Frames of open collections live on the Lua stack: for each, the table, and for a mapping
+ * whose key was read, the key above it. kind[] tracks which. */
+typedef struct yframe {
+  int table;    /* stack index */
+  bool is_map;
+  bool have_key;
+} yframe;
+
+static void yaml_fail(lua_State *L, yctx *y, const char *fmt, ...) SL_PRINTF(3, 4);
+static void yaml_fail(lua_State *L, yctx *y, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(y->msg, sizeof y->msg, fmt, ap);
+  va_end(ap);
+  luaL_error(L, "%s", y->msg);
+}
+
+/* add the value on top of the stack to the innermost open collection (or leave it as the
+ * document root when there is none). */
+static void yaml_add(lua_State *L, yctx *y, yframe *fr, int depth, size_t line) {
+  if (depth == 0) return;
+  yframe *f = &fr[depth - 1];
+  if (!f->is_map) {
+    lua_rawseti(L, f->table, (int)lua_objlen(L, f->table) + 1);
+    return;
+  }
+  if (!f->have_key) {
+    if (lua_isnil(L, -1) || sl__lua_isnull(L, -1)) {
+      lua_pop(L, 1);
+      lua_pushliteral(L, "null");
+    } else if (lua_type(L, -1) == LUA_TNUMBER && isnan(lua_tonumber(L, -1))) {
+      yaml_fail(L, y, "a mapping key cannot be NaN (line %zu)", line);
+    }
+    lua_pushvalue(L, -1);
+    lua_rawget(L, f->table);
+    if (!lua_isnil(L, -1)) {
+      lua_pop(L, 1);
+      const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "?";
+      yaml_fail(L, y, "duplicate key \"%s\" (line %zu)", k, line);
+    }
+    lua_pop(L, 1);
+    f->have_key = true;
+    return;
+  }
+  lua_rawset(L, f->table); /* stack: ..., table, key, value -> ..., table */
+  f->have_key = false;
+}
+
+/* yaml_cf: stack: yctx -> root value. */
+static int yaml_cf(lua_State *L) {
+  yctx *y = lua_touserdata(L, 1);
+  lua_newtable(L); /* 2: anchors */
+  int anchors = 2;
+  yframe fr[YAML_MAX_DEPTH];
+  int depth = 0;
+  int docs = 0;
+  bool have_root = false;
+  for (;;) {
+    if (!yaml_parser_parse(&y->parser, &y->ev)) {
+      const char *what = y->parser.problem ? y->parser.problem : "syntax error";
+      if (y->parser.context)
+        yaml_fail(L, y, "%s %s at line %zu column %zu", y->parser.context, what,
+                  y->parser.problem_mark.line + 1, y->parser.problem_mark.column + 1);
+      yaml_fail(L, y, "%s at line %zu column %zu", what, y->parser.problem_mark.line + 1,
+                y->parser.problem_mark.column + 1);
+    }
+    y->ev_live = true;
+    yaml_event_t *ev = &y->ev;
+    size_t line = ev->start_mark.line + 1;
+    luaL_checkstack(L, 4, "YAML nesting");
+    switch (ev->type) {
+    case YAML_STREAM_END_EVENT:
+      yaml_event_delete(ev);
+      y->ev_live = false;
+      if (!have_root) sl__lua_pushnull(L);
+      return 1;
+    case YAML_DOCUMENT_START_EVENT:
+      if (++docs > 1) yaml_fail(L, y, "multiple YAML documents (line %zu); expected one", line);
+      break;
+    case YAML_SCALAR_EVENT: {
+      const char *v = (const char *)ev->data.scalar.value;
+      size_t n = ev->data.scalar.length;
+      if (ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE && ev->data.scalar.plain_implicit)
+        push_plain_scalar(L, v, n);
+      else
+        lua_pushlstring(L, v, n);
+      if (ev->data.scalar.anchor) {
+        lua_pushstring(L, (const char *)ev->data.scalar.anchor);
+        lua_pushvalue(L, -2);
+        lua_rawset(L, anchors);
+      }
+      yaml_add(L, y, fr, depth, line);
+      if (depth == 0) have_root = true;
+      break;
+    }
+    case YAML_ALIAS_EVENT:
+      lua_pushstring(L, (const char *)ev->data.alias.anchor);
+      lua_rawget(L, anchors);
+      if (lua_isnil(L, -1))
+        yaml_fail(L, y, "unknown alias *%s (line %zu)", ev->data.alias.anchor, line);
+      yaml_add(L, y, fr, depth, line);
+      if (depth == 0) have_root = true;
+      break;
+    case YAML_SEQUENCE_START_EVENT:
+    case YAML_MAPPING_START_EVENT: {
+      if (depth >= YAML_MAX_DEPTH) yaml_fail(L, y, "nested too deeply (line %zu)", line);
+      bool map = ev->type == YAML_MAPPING_START_EVENT;
+      lua_newtable(L);
+      const yaml_char_t *anchor =
+          map ? ev->data.mapping_start.anchor : ev->data.sequence_start.anchor;
+      if (anchor) {
+        lua_pushstring(L, (const char *)anchor);
+        lua_pushvalue(L, -2);
+        lua_rawset(L, anchors);
+      }
+      fr[depth].table = lua_gettop(L);
+      fr[depth].is_map = map;
+      fr[depth].have_key = false;
+      depth++;
+      break;
+    }
+    case YAML_SEQUENCE_END_EVENT:
+    case YAML_MAPPING_END_EVENT:
+      depth--;
+      yaml_add(L, y, fr, depth, line);
+      if (depth == 0) have_root = true;
+      break;
+    default:
+      break;
+    }
+    yaml_event_delete(ev);
+    y->ev_live = false;
+  }
+}
+
+/* stack: -> root value on success. */
+static int parse_yaml(vctx *c, const char *text, size_t len) {
+  yctx *y = sl_xcalloc(1, sizeof *y);
+  if (!yaml_parser_initialize(&y->parser)) {
+    free(y);
+    snprintf(c->err, c->errlen, "Failed to parse config file \"%s\": out of memory", c->file);
+    return c->rc = SL_ECONFIG;
+  }
+  yaml_parser_set_input_string(&y->parser, (const unsigned char *)text, len);
+  lua_pushcfunction(c->L, yaml_cf);
+  lua_pushlightuserdata(c->L, y);
+  char e[300];
+  int rc = sl__lua_pcall(c->L, 1, 1, e, sizeof e);
+  if (y->ev_live) yaml_event_delete(&y->ev);
+  yaml_parser_delete(&y->parser);
+  if (rc) {
+    snprintf(c->err, c->errlen, "Failed to parse config file \"%s\": %s", c->file,
+             y->msg[0] ? y->msg : e);
+    free(y);
+    return c->rc = SL_ECONFIG;
+  }
+  free(y);
+  return 0;
+}
+
+/* ------------------------------------------------------------------------------------- */
+/* Lua                                                                                    */
+
+/* stack: -> value returned by the config chunk. Config chunks run with the VM's globals
+ * (standard libraries, os.getenv, the sluice module): they are the operator's own code.
+ * Their functions get the JIT turned off so the instruction limit holds in hooks. */
+static int parse_lua(vctx *c, const char *text, size_t len, const char *chunkname) {
+  lua_State *L = c->L;
+  char name[512];
+  snprintf(name, sizeof name, "@%s", chunkname);
+  if (luaL_loadbuffer(L, text, len, name)) {
+    snprintf(c->err, c->errlen, "Failed to parse config file \"%s\": %s", c->file,
+             lua_tostring(L, -1));
+    lua_pop(L, 1);
+    return c->rc = SL_ECONFIG;
+  }
+  sl__lua_hook_prepare(L, lua_gettop(L));
+  char e[512];
+  if (sl__lua_pcall(L, 0, 1, e, sizeof e)) {
+    snprintf(c->err, c->errlen, "%s: error while running the config: %s", c->file, e);
+    return c->rc = SL_ECONFIG;
+  }
+  return 0;
+}
+
+/* ------------------------------------------------------------------------------------- */
+/* Entry points                                                                           */
+
+static int load_text(lua_State *L, const char *text, size_t len, const char *fmt,
+                     const char *file, const char *dir, sl_config **out, char *err,
+                     size_t errlen) {
+  *out = NULL;
+  if (err && errlen) err[0] = 0;
+  char dummy[8];
+  if (!err || !errlen) err = dummy, errlen = sizeof dummy;
+  int top = lua_gettop(L);
+  vctx c;
+  memset(&c, 0, sizeof c);
+  c.L = L;
+  c.file = file;
+  c.dir = dir ? sl_xstrdup(dir) : NULL;
+  c.err = err;
+  c.errlen = errlen;
+  c.is_lua = strcmp(fmt, "lua") == 0;
+  sl_config *cfg = sl_xcalloc(1, sizeof *cfg);
+  cfg->path = sl_xstrdup(file);
+  cfg->L = L;
+  c.cfg = cfg;
+
+  int rc;
+  if (c.is_lua)
+    rc = parse_lua(&c, text, len, file);
+  else if (strcmp(fmt, "json") == 0)
+    rc = parse_json(&c, text, len);
+  else if (strcmp(fmt, "yaml") == 0 || strcmp(fmt, "yml") == 0)
+    rc = parse_yaml(&c, text, len);
+  else {
+    snprintf(err, errlen, "%s: unknown config format \"%s\" (expected lua, json or yaml)", file,
+             fmt);
+    rc = SL_ECONFIG;
+  }
+  if (rc == 0) {
+    /* stack: root */
+    int root = lua_gettop(L);
+    lua_pushcfunction(L, validate_cf);
+    lua_pushlightuserdata(L, &c);
+    lua_pushvalue(L, root);
+    char e[512];
+    if (sl__lua_pcall(L, 2, 0, e, sizeof e) && !c.rc) verr(&c, "%s", e);
+    rc = c.rc;
+  }
+  lua_settop(L, top);
+  free(c.dir);
+  if (rc) {
+    sl_config_free(cfg);
+    return SL_ECONFIG;
+  }
+  *out = cfg;
+  return 0;
+}
+
+/* sl_config_load_string: see sl_config.h. chunkname (may be NULL: "<string>") names the text
+ * in messages; relative hook script paths resolve against the working directory. */
+int sl_config_load_string(lua_State *L, const char *text, size_t len, const char *fmt,
+                          const char *chunkname, sl_config **out, char *err, size_t errlen) {
+  return load_text(L, text, len, fmt ? fmt : "lua", chunkname ? chunkname : "<string>", NULL,
+                   out, err, errlen);
+}
+
+/* sl_config_load: see sl_config.h. The format follows the extension (case-insensitive);
+ * hook script paths in the file resolve against the file's directory first. */
+int sl_config_load(lua_State *L, const char *path, sl_config **out, char *err, size_t errlen) {
+  *out = NULL;
+  const char *dot = strrchr(path, '.');
+  const char *slash = strrchr(path, '/');
+  if (dot && slash && dot < slash) dot = NULL;
+  const char *fmt = NULL;
+  if (dot && !strcasecmp(dot, ".json"))
+    fmt = "json";
+  else if (dot && (!strcasecmp(dot, ".yaml") || !strcasecmp(dot, ".yml")))
+    fmt = "yaml";
+  else if (dot && !strcasecmp(dot, ".lua"))
+    fmt = "lua";
+  if (!fmt) {
+    snprintf(err, errlen,
+             "Unsupported config file extension \"%s\" (expected .yaml, .yml, .json, or .lua): "
+             "%s",
+             dot ? dot : "", path);
+    return SL_ECONFIG;
+  }
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    snprintf(err, errlen, "Failed to read config file \"%s\": %s", path, strerror(errno));
+    return SL_ECONFIG;
+  }
+  size_t cap = 4096, len = 0;
+  char *buf = sl_xmalloc(cap);
+  for (;;) {
+    if (len == cap) {
+      if (cap > ((size_t)64 << 20)) {
+        fclose(f);
+        free(buf);
+        snprintf(err, errlen, "Failed to read config file \"%s\": file too large", path);
+        return SL_ECONFIG;
+      }
+      cap *= 2;
+      buf = sl_xrealloc(buf, cap);
+    }
+    size_t r = fread(buf + len, 1, cap - len, f);
+    len += r;
+    if (r == 0) break;
+  }
+  int ioerr = ferror(f);
+  fclose(f);
+  if (ioerr) {
+    free(buf);
+    snprintf(err, errlen, "Failed to read config file \"%s\": %s", path, strerror(EIO));
+    return SL_ECONFIG;
+  }
+  char *dir = NULL;
+  if (slash) dir = sl_xstrndup(path, (size_t)(slash - path) ? (size_t)(slash - path) : 1);
+  int rc = load_text(L, buf, len, fmt, path, dir, out, err, errlen);
+  free(dir);
+  free(buf);
+  return rc;
+}
+
+static void unref(lua_State *L, int ref) {
+  if (L && ref != SL_NOREF && ref > 0) luaL_unref(L, LUA_REGISTRYINDEX, ref);
+}
+
+static void free_strv(char **v, size_t n) {
+  for (size_t i = 0; i < n; i++) free(v[i]);
+  free(v);
+}
+
+/* sl_config_free: see sl_config.h. Hook refs are released only while cfg->L is an open VM
+ * (sl__lua_alive); after sl_lua_close they went away with the state. NULL is a no-op. */
+void sl_config_free(sl_config *cfg) {
+  if (!cfg) return;
+  lua_State *L = cfg->L && sl__lua_alive(cfg->L) ? cfg->L : NULL;
+  for (size_t i = 0; i < cfg->nservers; i++) {
+    sl_server_config *s = &cfg->servers[i];
+    for (size_t j = 0; j < s->nns; j++) {
+      sl_ns_config *ns = &s->ns[j];
+      free(ns->path);
+      free_strv(ns->topics, ns->ntopics);
+      free(ns->coalesce_key_path);
+      unref(L, ns->coalesce_key_ref);
+      unref(L, ns->snapshot_ref);
+      unref(L, ns->route_ref);
+      unref(L, ns->authorize_ref);
+      unref(L, ns->on_connect_ref);
+      unref(L, ns->on_event_ref);
+      unref(L, ns->on_client_publish_ref);
+    }
+    free(s->ns);
+    free(s->name);
+    free(s->host);
+    free_strv(s->tokens, s->ntokens);
+    free(s->spill_root);
+    free(s->api_token);
+    free(s->eio_path);
+    unref(L, s->eio_on_message_ref);
+    unref(L, s->eio_on_open_ref);
+    unref(L, s->eio_on_close_ref);
+    unref(L, s->on_start_ref);
+    unref(L, s->on_connect_ref);
+    unref(L, s->on_disconnect_ref);
+    unref(L, s->on_subscribe_ref);
+    unref(L, s->on_unsubscribe_ref);
+    unref(L, s->on_overflow_ref);
+    unref(L, s->on_retry_exhausted_ref);
+  }
+  free(cfg->servers);
+  free(cfg->path);
+  free(cfg);
+}
+
+/* sl_overflow_name / sl_delivery_name: the config spelling of an enum value. */
+const char *sl_overflow_name(sl_overflow_action a) {
+  return (unsigned)a < 5 ? k_overflow[a] : "?";
+}
+const char *sl_delivery_name(sl_delivery_mode m) {
+  return (unsigned)m < 2 ? k_delivery[m] : "?";
+}
+
+/* A tiny growable string for the summary (sl_sbuf lives in core/util.c; kept local so
+ * `sluice check` depends on nothing but this file and libc). */
+typedef struct sbuf {
+  char *p;
+  size_t len, cap;
+} sbuf;
+
+SL_PRINTF(2, 3) static void sb_printf(sbuf *b, const char *fmt, ...) {
+  for (;;) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(b->p ? b->p + b->len : NULL, b->p ? b->cap - b->len : 0, fmt, ap);
+    va_end(ap);
+    if (n < 0) return;
+    if (b->p && (size_t)n < b->cap - b->len) {
+      b->len += (size_t)n;
+      return;
+    }
+    b->cap = (b->cap + (size_t)n + 1) * 2;
+    b->p = sl_xrealloc(b->p, b->cap);
+  }
+}
+
+static int hooks_set(const sl_ns_config *ns) {
+  return (ns->coalesce_key_ref != SL_NOREF) + (ns->snapshot_ref != SL_NOREF) +
+         (ns->route_ref != SL_NOREF) + (ns->authorize_ref != SL_NOREF) +
+         (ns->on_connect_ref != SL_NOREF) + (ns->on_event_ref != SL_NOREF) +
+         (ns->on_client_publish_ref != SL_NOREF);
+}
+
+/* sl_config_summary: see sl_config.h. One block per server, one line per namespace. */
+char *sl_config_summary(const sl_config *cfg) {
+  sbuf b = {0};
+  sb_printf(&b, "%s: %zu server%s\n", cfg->path, cfg->nservers, cfg->nservers == 1 ? "" : "s");
+  for (size_t i = 0; i < cfg->nservers; i++) {
+    const sl_server_config *s = &cfg->servers[i];
+    sb_printf(&b, "server \"%s\" on %s:%d (%s, auth %s%s)\n", s->name, s->host, s->port,
+              s->websocket_only ? "WEBSOCKET_ONLY" : "WEBSOCKET_OR_POLLING",
+              s->auth_token ? "TOKEN" : "NONE", s->api_token ? ", API token set" : "");
+    if (s->eio_path) sb_printf(&b, "  engineIo endpoint %s\n", s->eio_path);
+    if (s->on_start_ref != SL_NOREF) sb_printf(&b, "  onStart hook\n");
+    for (size_t j = 0; j < s->nns; j++) {
+      const sl_ns_config *ns = &s->ns[j];
+      sb_printf(&b, "  namespace %s: %s, %s, queue %lld msgs / %lld bytes", ns->path,
+                sl_delivery_name(ns->delivery), sl_overflow_name(ns->overflow),
+                (long long)ns->max_queued_msgs, (long long)ns->max_queued_bytes);
+      if (ns->delivery == SL_AT_LEAST_ONCE)
+        sb_printf(&b, ", ack %lldms x%lld retries, in-flight %lld", (long long)ns->ack_timeout_ms,
+                  (long long)ns->max_retries, (long long)ns->max_in_flight);
+      if (ns->coalesce) sb_printf(&b, ", coalesce");
+      if (ns->coalesce_key_path) sb_printf(&b, " by \"%s\"", ns->coalesce_key_path);
+      sb_printf(&b, ", client publish %s", ns->client_publish ? "on" : "off");
+      int h = hooks_set(ns);
+      if (h) sb_printf(&b, ", %d hook%s", h, h == 1 ? "" : "s");
+      sb_printf(&b, "\n    topics:");
+      for (size_t k = 0; k < ns->ntopics; k++) sb_printf(&b, " %s", ns->topics[k]);
+      sb_printf(&b, "\n");
+    }
+  }
+  return b.p;
+}

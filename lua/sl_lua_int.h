@@ -1,0 +1,51 @@
+/* sl_lua_int.h - helpers shared inside the lua/ module (vm.c <-> config.c). Not public.
+ *
+ * STYLE.md 1: non-static helpers shared inside a module are named sl__x. The config loader
+ * needs a few things only the VM knows: the one protected-call path, the sandbox used for
+ * hook scripts, and the JSON <-> Lua conversion (which config.c reuses for .json files). */
+#ifndef SL_LUA_INT_H
+#define SL_LUA_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+
+struct lua_State;
+struct cJSON;
+typedef struct sl_lua sl_lua;
+
+/* The JSON null sentinel in Lua: a light userdata holding NULL (sluice.json.null). */
+#define sl__lua_pushnull(L) lua_pushlightuserdata((L), NULL)
+#define sl__lua_isnull(L, i) (lua_type((L), (i)) == LUA_TLIGHTUSERDATA && !lua_touserdata((L), (i)))
+
+/* sl__lua_pcall: the protected call used by the config loader; it goes through the same
+ * sl_lua_call as every hook (traceback handler, instruction budget, error counting) but
+ * writes the error ("file:line: message", no traceback) into err instead of logging it.
+ * stack: fn, args... -> results (nresults) on success, nothing on failure.
+ * Returns 0 or SL_ELUA. */
+int sl__lua_pcall(struct lua_State *L, int nargs, int nresults, char *err, size_t errlen);
+
+/* sl__lua_load_script: load a hook script file in its own sandboxed environment, with the
+ * JIT off for all its functions, and run it. stack: -> value returned by the chunk.
+ * Returns 0, SL_EIO (cannot read; err says why) or SL_ELUA (syntax or run-time error). */
+int sl__lua_load_script(struct lua_State *L, const char *path, char *err, size_t errlen);
+
+/* sl__lua_hook_prepare: turn the JIT off for the Lua function at stack index idx and all
+ * functions defined inside it, so the instruction-count hook sees every instruction. C
+ * functions are left alone. The stack is unchanged. */
+void sl__lua_hook_prepare(struct lua_State *L, int idx);
+
+/* sl__lua_alive: is L the state of a VM that is still open (created by sl_lua_new and not
+ * yet closed)? Lets sl_config_free skip luaL_unref on a closed state. */
+bool sl__lua_alive(struct lua_State *L);
+
+/* sl__lua_push_json: push a parsed cJSON value as Lua (objects -> tables, arrays -> tables
+ * carrying the array marker metatable, null -> sluice.json.null). Raises a Lua error when
+ * nested too deeply. Must run inside a protected call. stack: -> value */
+void sl__lua_push_json(struct lua_State *L, const struct cJSON *j);
+
+/* sl__lua_set_limits: change a VM's per-call instruction budget (0 = unlimited) and its
+ * memory limit in bytes (0 = unlimited). For tests and the CLI. */
+void sl__lua_set_limits(sl_lua *vm, uint64_t instructions, size_t memory_bytes);
+
+#endif

@@ -1,0 +1,1573 @@
+/* vm.c - the embedded LuaJIT VM: the `sluice` module, boxed C objects, timers, the sandbox
+ * for hook scripts, and the single protected-call path (sl_lua_call).
+ *
+ * Limits (this block is the text for the README's "Lua limits" section):
+ *
+ *   Every call from the gateway into Lua (hooks, timer callbacks, the config chunk) runs
+ *   under an instruction budget, 10 million VM instructions per call by default
+ *   (SLUICE_LUA_INSTRUCTION_LIMIT overrides it, 0 disables it). A call that exceeds it is
+ *   stopped with "instruction limit exceeded", logged and counted, and the hook falls back
+ *   to its safe default; the gateway keeps running. The budget is enforced by a count hook,
+ *   which LuaJIT only honours in the interpreter, so the JIT is switched off for every
+ *   function of a config or hook script (luaJIT_setmode ALLFUNC|OFF on the chunk). The
+ *   budget therefore stops loops written in Lua, but it cannot interrupt one long call into
+ *   C (string.rep of a huge string, a big table.concat, a pattern match with heavy
+ *   backtracking); those are bounded by the memory limit and should be avoided in hooks.
+ *   Functions of the embedded lua/ library may still be JIT-compiled; they are ours and
+ *   do bounded work.
+ *   Sandboxed scripts cannot swallow the budget error: their pcall/xpcall/coroutine.resume
+ *   re-raise it, and once exceeded the hook keeps firing every 1000 instructions.
+ *
+ *   The VM's memory is capped at 256 MiB by default (SLUICE_LUA_MEMORY_LIMIT, bytes, 0 = no
+ *   limit) with a counting allocator; an allocation past the cap fails with "not enough
+ *   memory" inside the call that made it. (This LuaJIT build accepts a custom allocator in
+ *   lua_newstate; if a build refuses it, the VM falls back to luaL_newstate and reports
+ *   memory from lua_gc(LUA_GCCOUNT) with no cap.)
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+#include <lauxlib.h>
+#include <lua.h>
+#include <luajit.h>
+#include <lualib.h>
+#include <uv.h>
+
+#include "sl_config.h"
+#include "sl_lua.h"
+#include "sl_lua_int.h"
+
+#define SL_LUA_DEFAULT_INSTRUCTIONS 10000000ULL
+#define SL_LUA_DEFAULT_MEMORY ((size_t)256 << 20)
+#define SL_LUA_HOOK_STEP 1000
+#define SL_JSON_MAX_DEPTH 100
+
+typedef struct {
+  const char *name;
+  const char *src;
+  size_t len;
+} sl_embedded_lua;
+extern const sl_embedded_lua sl_embedded_lua_files[];
+
+typedef struct sl_timer sl_timer;
+
+struct sl_lua {
+  lua_State *L;
+  sl_gateway *gw;
+  uint64_t errors;
+  size_t mem;            /* bytes currently allocated (custom allocator) */
+  size_t mem_limit;      /* 0 = unlimited */
+  bool custom_alloc;
+  uint64_t instr_limit;  /* per outermost call, 0 = unlimited */
+  uint64_t instr_used;
+  bool limit_hit;
+  int depth;             /* nesting of sl_lua_call */
+  bool closing;          /* sl_lua_close was called */
+  int pending_closes;    /* timer handles still closing */
+  sl_timer *timers;
+  sl_lua *next_alive;
+  char *err_out;         /* sl__lua_pcall: where to write the message instead of logging */
+  size_t err_outlen;
+  /* scratch for the JSON encoder (never reentrant: encoding calls no Lua) */
+  char *jb;
+  size_t jlen, jcap;
+  sl_bin *bins;
+  size_t nbins, capbins;
+};
+
+struct sl_timer {
+  uv_timer_t h;
+  sl_lua *vm;
+  int fn_ref;
+  bool repeat;
+  bool stopped;
+  void **box;            /* the Lua box's pointer slot, NULL once the box was collected */
+  sl_timer *prev, *next;
+};
+
+/* Registry keys: addresses of static chars (STYLE.md 14). */
+static char k_vm, k_sandbox, k_cjson_mt, k_array_mt, k_bytes_mt, k_client_mt, k_eio_mt, k_timer_mt;
+
+static sl_lua *g_alive; /* open VMs, for sl__lua_alive (loop thread only) */
+
+static void vm_finish_close(sl_lua *vm);
+
+/* ------------------------------------------------------------------------------------- */
+/* Allocator                                                                              */
+
+static void *vm_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  sl_lua *vm = ud;
+  size_t old = ptr ? osize : 0;
+  if (nsize == 0) {
+    free(ptr);
+    vm->mem -= old;
+    return NULL;
+  }
+  /* The cap applies only while Lua code runs (depth > 0), where a failed allocation is a
+   * catchable "not enough memory". The gateway's own bookkeeping between calls (boxes,
+   * refs) never fails, so a script sitting near the cap cannot make the VM panic. */
+  if (nsize > old && vm->mem_limit && vm->depth > 0 && vm->mem - old + nsize > vm->mem_limit)
+    return NULL;
+  void *p = realloc(ptr, nsize);
+  if (!p) return NULL;
+  vm->mem = vm->mem - old + nsize;
+  return p;
+}
+
+static sl_lua *vm_of(lua_State *L) {
+  lua_pushlightuserdata(L, &k_vm);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  sl_lua *vm = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return vm;
+}
+
+/* ------------------------------------------------------------------------------------- */
+/* The one protected call                                                                 */
+
+static void count_hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  sl_lua *vm = vm_of(L);
+  if (!vm || !vm->instr_limit) return;
+  vm->instr_used += SL_LUA_HOOK_STEP;
+  if (vm->instr_used >= vm->instr_limit) {
+    vm->limit_hit = true;
+    luaL_error(L, "instruction limit exceeded (%llu instructions)",
+               (unsigned long long)vm->instr_limit);
+  }
+}
+
+/* stack: msg -> msg .. "\n" .. traceback */
+static int traceback_handler(lua_State *L) {
+  const char *msg = lua_tostring(L, 1);
+  if (!msg) {
+    if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
+      msg = lua_tostring(L, -1);
+    else
+      msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+  }
+  luaL_traceback(L, L, msg, 1);
+  return 1;
+}
+
+/* sl_lua_call: the only caller of lua_pcall. Runs fn with nargs args under the traceback
+ * handler and the instruction budget. On error: logs "what: file:line: message" plus the
+ * traceback (or, while vm->err_out is set, writes just the message there), counts it, and
+ * leaves nothing on the stack.
+ * stack: fn, args... -> results (nresults) | nothing. Returns 0 or SL_ELUA. */
+static int sl_lua_call(sl_lua *vm, lua_State *L, int nargs, int nresults, const char *what) {
+  int base = lua_gettop(L) - nargs; /* index of fn */
+  lua_pushcfunction(L, traceback_handler);
+  lua_insert(L, base);
+  bool outer = !vm || vm->depth == 0;
+  if (vm && outer) {
+    vm->instr_used = 0;
+    vm->limit_hit = false;
+    if (vm->instr_limit) lua_sethook(L, count_hook, LUA_MASKCOUNT, SL_LUA_HOOK_STEP);
+  }
+  if (vm) vm->depth++;
+  int status = lua_pcall(L, nargs, nresults, base);
+  if (vm) vm->depth--;
+  if (vm && outer && vm->instr_limit) lua_sethook(L, NULL, 0, 0);
+  lua_remove(L, base);
+  if (status == 0) return 0;
+
+  size_t len;
+  const char *full = lua_tolstring(L, -1, &len);
+  if (!full) full = "(no message)", len = strlen(full);
+  const char *tb = strstr(full, "\nstack traceback:");
+  size_t mlen = tb ? (size_t)(tb - full) : len;
+  if (status == LUA_ERRMEM) {
+    full = "not enough memory (Lua memory limit reached)";
+    mlen = strlen(full);
+    tb = NULL;
+  }
+  if (vm) vm->errors++;
+  if (vm && vm->err_out) {
+    snprintf(vm->err_out, vm->err_outlen, "%.*s", (int)mlen, full);
+  } else {
+    sl_log_error("lua: %s: %.*s%s", what ? what : "call", (int)mlen, full, tb ? tb : "");
+  }
+  lua_pop(L, 1);
+  return SL_ELUA;
+}
+
+/* sl__lua_pcall: see sl_lua_int.h. */
+int sl__lua_pcall(lua_State *L, int nargs, int nresults, char *err, size_t errlen) {
+  sl_lua *vm = vm_of(L);
+  if (!vm) {
+    /* A bare state (tests): same path, nothing to count. */
+    int base = lua_gettop(L) - nargs;
+    lua_pushcfunction(L, traceback_handler);
+    lua_insert(L, base);
+    int st = lua_pcall(L, nargs, nresults, base);
+    lua_remove(L, base);
+    if (!st) return 0;
+    const char *m = lua_tostring(L, -1);
+    const char *tb = m ? strstr(m, "\nstack traceback:") : NULL;
+    snprintf(err, errlen, "%.*s", m ? (int)(tb ? tb - m : (int)strlen(m)) : 0, m ? m : "");
+    lua_pop(L, 1);
+    return SL_ELUA;
+  }
+  char *saved = vm->err_out;
+  size_t savedlen = vm->err_outlen;
+  vm->err_out = err;
+  vm->err_outlen = errlen;
+  int rc = sl_lua_call(vm, L, nargs, nresults, "config");
+  vm->err_out = saved;
+  vm->err_outlen = savedlen;
+  return rc;
+}
+
+/* leave: called by every public entry point after its calls into Lua are done; finishes a
+ * close that was requested from inside a call. */
+static void leave(sl_lua *vm) {
+  if (vm->closing && vm->depth == 0 && vm->pending_closes == 0) vm_finish_close(vm);
+}
+
+/* sl__lua_hook_prepare: see sl_lua_int.h. */
+void sl__lua_hook_prepare(lua_State *L, int idx) {
+  if (lua_type(L, idx) == LUA_TFUNCTION && !lua_iscfunction(L, idx))
+    luaJIT_setmode(L, idx, LUAJIT_MODE_ALLFUNC | LUAJIT_MODE_OFF);
+}
+
+/* sl__lua_alive: see sl_lua_int.h. */
+bool sl__lua_alive(lua_State *L) {
+  for (sl_lua *v = g_alive; v; v = v->next_alive)
+    if (v->L == L) return true;
+  return false;
+}
+
+/* sl__lua_set_limits: see sl_lua_int.h. */
+void sl__lua_set_limits(sl_lua *vm, uint64_t instructions, size_t memory_bytes) {
+  vm->instr_limit = instructions;
+  vm->mem_limit = vm->custom_alloc ? memory_bytes : 0;
+}
+
+/* ------------------------------------------------------------------------------------- */
+/* Userdata helpers                                                                       */
+
+/* stack: -> metatable registered under key */
+static void push_reg(lua_State *L, void *key) {
+  lua_pushlightuserdata(L, key);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+}
+
+static void *test_ud(lua_State *L, int idx, void *mtkey) {
+  void *p = lua_touserdata(L, idx);
+  if (!p || lua_type(L, idx) != LUA_TUSERDATA || !lua_getmetatable(L, idx)) return NULL;
+  push_reg(L, mtkey);
+  bool same = lua_rawequal(L, -1, -2);
+  lua_pop(L, 2);
+  return same ? p : NULL;
+}
+
+static void *check_ud(lua_State *L, int idx, void *mtkey, const char *tname) {
+  void *p = test_ud(L, idx, mtkey);
+  if (!p) luaL_typerror(L, idx, tname);
+  return p;
+}
+
+/* ------------------------------------------------------------------------------------- */
+/* sluice.bytes: binary values, distinct from strings                                     */
+
+typedef struct {
+  size_t len;
+  unsigned char data[];
+} sl_bytes;
+
+/* stack: -> bytes */
+static void push_bytes(lua_State *L, const void *data, size_t len) {
+  sl_bytes *b = lua_newuserdata(L, sizeof(sl_bytes) + len);
+  b->len = len;
+  if (len) memcpy(b->data, data, len);
+  push_reg(L, &k_bytes_mt);
+  lua_setmetatable(L, -2);
+}
+
+static int l_bytes_new(lua_State *L) {
+  sl_bytes *src = test_ud(L, 1, &k_bytes_mt);
+  if (src) {
+    push_bytes(L, src->data, src->len);
+    return 1;
+  }
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  push_bytes(L, s, len);
+  return 1;
+}
+
+static int l_bytes_len(lua_State *L) {
+  sl_bytes *b = check_ud(L, 1, &k_bytes_mt, "sluice.bytes");
+  lua_pushinteger(L, (lua_Integer)b->len);
+  return 1;
+}
+
+static int l_bytes_tostring(lua_State *L) {
+  sl_bytes *b = check_ud(L, 1, &k_bytes_mt, "sluice.bytes");
+  lua_pushlstring(L, (const char *)b->data, b->len);
+  return 1;
+}
+
+static int l_bytes_hex(lua_State *L) {
+  sl_bytes *b = check_ud(L, 1, &k_bytes_mt, "sluice.bytes");
+  static const char hx[] = "0123456789abcdef";
+  luaL_Buffer buf;
+  luaL_buffinit(L, &buf);
+  for (size_t i = 0; i < b->len; i++) {
+    luaL_addchar(&buf, hx[b->data[i] >> 4]);
+    luaL_addchar(&buf, hx[b->data[i] & 15]);
+  }
+  luaL_pushresult(&buf);
+  return 1;
+}
+
+static int l_bytes_eq(lua_State *L) {
+  sl_bytes *a = test_ud(L, 1, &k_bytes_mt), *b = test_ud(L, 2, &k_bytes_mt);
+  lua_pushboolean(L, a && b && a->len == b->len && memcmp(a->data, b->data, a->len) == 0);
+  return 1;
+}
+
+static int l_is_bytes(lua_State *L) {
+  lua_pushboolean(L, test_ud(L, 1, &k_bytes_mt) != NULL);
+  return 1;
+}
+
+/* ------------------------------------------------------------------------------------- */
+/* JSON: Lua -> text (own encoder: no tree, numbers as JS prints integers)                */
+
+static void jb_reserve(lua_State *L, sl_lua *vm, size_t n) {
+  if (vm->jlen + n <= vm->jcap) return;
+  size_t cap = vm->jcap ? vm->jcap : 256;
+  while (cap < vm->jlen + n) cap *= 2;
+  char *p = realloc(vm->jb, cap);
+  if (!p) luaL_error(L, "not enough memory to encode JSON");
+  vm->jb = p;
+  vm->jcap = cap;
+}
+
+static void jb_put(lua_State *L, sl_lua *vm, const char *s, size_t n) {
+  jb_reserve(L, vm, n);
+  memcpy(vm->jb + vm->jlen, s, n);
+  vm->jlen += n;
+}
+
+static void jb_string(lua_State *L, sl_lua *vm, const char *s, size_t n) {
+  static const char hx[] = "0123456789abcdef";
+  jb_reserve(L, vm, n + 2);
+  vm->jb[vm->jlen++] = '"';
+  for (size_t i = 0; i < n; i++) {
+    unsigned char ch = (unsigned char)s[i];
+    char esc[7];
+    size_t el = 0;
+    switch (ch) {
+    case '"': esc[0] = '\\', esc[1] = '"', el = 2; break;
+    case '\\': esc[0] = '\\', esc[1] = '\\', el = 2; break;
+    case '\n': esc[0] = '\\', esc[1] = 'n', el = 2; break;
+    case '\r': esc[0] = '\\', esc[1] = 'r', el = 2; break;
+    case '\t': esc[0] = '\\', esc[1] = 't', el = 2; break;
+    case '\b': esc[0] = '\\', esc[1] = 'b', el = 2; break;
+    case '\f': esc[0] = '\\', esc[1] = 'f', el = 2; break;
+    default:
+      if (ch < 0x20) {
+        memcpy(esc, "\\u00", 4);
+        esc[4] = hx[ch >> 4];
+        esc[5] = hx[ch & 15];
+        el = 6;
+      }
+    }
+    if (el) {
+      jb_put(L, vm, esc, el);
+    } else {
+      jb_reserve(L, vm, 1);
+      vm->jb[vm->jlen++] = (char)ch;
+    }
+  }
+  jb_reserve(L, vm, 1);
+  vm->jb[vm->jlen++] = '"';
+}
+
+static void jb_number(lua_State *L, sl_lua *vm, double d) {
+  char buf[40];
+  int n;
+  if (!isfinite(d)) luaL_error(L, "cannot encode NaN or infinity as JSON");
+  if (d == floor(d) && fabs(d) < 1e15) {
+    n = snprintf(buf, sizeof buf, "%lld", (long long)d);
+  } else {
+    n = snprintf(buf, sizeof buf, "%.15g", d);
+    if (strtod(buf, NULL) != d) n = snprintf(buf, sizeof buf, "%.17g", d);
+  }
+  jb_put(L, vm, buf, (size_t)n);
+}
+
+static bool has_mt(lua_State *L, int idx, void *key) {
+  if (!lua_getmetatable(L, idx)) return false;
+  push_reg(L, key);
+  bool same = lua_rawequal(L, -1, -2);
+  lua_pop(L, 2);
+  return same;
+}
+
+/* encode the value at idx; binary values become placeholders when bins is allowed.
+ * stack: unchanged. */
+static void jb_value(lua_State *L, sl_lua *vm, int idx, int depth, bool allow_bin) {
+  if (idx < 0) idx = lua_gettop(L) + idx + 1;
+  if (depth > SL_JSON_MAX_DEPTH) luaL_error(L, "cannot encode JSON: nested too deeply (cycle?)");
+  luaL_checkstack(L, 4, "JSON nesting");
+  switch (lua_type(L, idx)) {
+  case LUA_TNIL: jb_put(L, vm, "null", 4); return;
+  case LUA_TBOOLEAN:
+    if (lua_toboolean(L, idx))
+      jb_put(L, vm, "true", 4);
+    else
+      jb_put(L, vm, "false", 5);
+    return;
+  case LUA_TNUMBER: jb_number(L, vm, lua_tonumber(L, idx)); return;
+  case LUA_TSTRING: {
+    size_t n;
+    const char *s = lua_tolstring(L, idx, &n);
+    jb_string(L, vm, s, n);
+    return;
+  }
+  case LUA_TLIGHTUSERDATA:
+    if (!lua_touserdata(L, idx)) {
+      jb_put(L, vm, "null", 4);
+      return;
+    }
+    break;
+  case LUA_TUSERDATA: {
+    sl_bytes *b = test_ud(L, idx, &k_bytes_mt);
+    if (!b) break;
+    if (!allow_bin)
+      luaL_error(L, "cannot encode binary data as JSON (binary is sent by client:emit and acks)");
+    if (vm->nbins == vm->capbins) {
+      size_t cap = vm->capbins ? vm->capbins * 2 : 4;
+      sl_bin *nb = realloc(vm->bins, cap * sizeof *nb);
+      if (!nb) luaL_error(L, "not enough memory");
+      vm->bins = nb;
+      vm->capbins = cap;
+    }
+    char ph[64];
+    int n = snprintf(ph, sizeof ph, "{\"_placeholder\":true,\"num\":%zu}", vm->nbins);
+    vm->bins[vm->nbins].data = b->data; /* anchored by the caller's stack */
+    vm->bins[vm->nbins].len = b->len;
+    vm->nbins++;
+    jb_put(L, vm, ph, (size_t)n);
+    return;
+  }
+  case LUA_TTABLE: {
+    size_t n = lua_objlen(L, idx), count = 0;
+    bool array = has_mt(L, idx, &k_array_mt);
+    if (!array) {
+      bool ints = true;
+      lua_pushnil(L);
+      while (lua_next(L, idx)) {
+        lua_pop(L, 1);
+        count++;
+        if (lua_type(L, -1) != LUA_TNUMBER) ints = false;
+      }
+      array = ints && count > 0 && count == n;
+    }
+    if (array) {
+      jb_put(L, vm, "[", 1);
+      for (size_t i = 1; i <= n; i++) {
+        if (i > 1) jb_put(L, vm, ",", 1);
+        lua_rawgeti(L, idx, (int)i);
+        jb_value(L, vm, -1, depth + 1, allow_bin);
+        lua_pop(L, 1);
+      }
+      jb_put(L, vm, "]", 1);
+      return;
+    }
+    jb_put(L, vm, "{", 1);
+    bool first = true;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+      /* stack: key, value */
+      if (!first) jb_put(L, vm, ",", 1);
+      first = false;
+      int kt = lua_type(L, -2);
+      if (kt == LUA_TSTRING) {
+        size_t kl;
+        const char *k = lua_tolstring(L, -2, &kl);
+        jb_string(L, vm, k, kl);
+      } else if (kt == LUA_TNUMBER) {
+        char kb[40];
+        int kn = snprintf(kb, sizeof kb, "%.14g", lua_tonumber(L, -2));
+        jb_string(L, vm, kb, (size_t)kn);
+      } else {
+        luaL_error(L, "cannot encode JSON: object keys must be strings (got %s)",
+                   lua_typename(L, kt));
+      }
+      jb_put(L, vm, ":", 1);
+      jb_value(L, vm, -1, depth + 1, allow_bin);
+      lua_pop(L, 1);
+    }
+    jb_put(L, vm, "}", 1);
+    return;
+  }
+  default: break;
+  }
+  luaL_error(L, "cannot encode a %s value as JSON", luaL_typename(L, idx));
+}
+
+static void jb_reset(sl_lua *vm) {
+  vm->jlen = 0;
+  vm->nbins = 0;
+}
+
+/* ------------------------------------------------------------------------------------- */
+/* JSON: text -> Lua                                                                      */
+
+static bool is_placeholder(const cJSON *j, size_t natts, size_t *num) {
+  if (!cJSON_IsObject(j)) return false;
+  const cJSON *ph = cJSON_GetObjectItemCaseSensitive(j, "_placeholder");
+  const cJSON *n = cJSON_GetObjectItemCaseSensitive(j, "num");
+  if (!cJSON_IsTrue(ph) || !cJSON_IsNumber(n)) return false;
+  double d = n->valuedouble;
+  if (d < 0 || d != floor(d) || d >= (double)natts) return false;
+  *num = (size_t)d;
+  return true;
+}
+
+/* stack: -> value */
+static void push_json(lua_State *L, const cJSON *j, const sl_bin *atts, size_t natts,
+                      int depth) {
+  if (depth > 200) luaL_error(L, "JSON nested too deeply");
+  luaL_checkstack(L, 4, "JSON nesting");
+  size_t num;
+  if (cJSON_IsNull(j) || cJSON_IsInvalid(j)) {
+    sl__lua_pushnull(L);
+  } else if (cJSON_IsBool(j)) {
+    lua_pushboolean(L, cJSON_IsTrue(j));
+  } else if (cJSON_IsNumber(j)) {
+    lua_pushnumber(L, j->valuedouble);
+  } else if (cJSON_IsString(j)) {
+    lua_pushstring(L, j->valuestring);
+  } else if (cJSON_IsArray(j)) {
+    lua_createtable(L, cJSON_GetArraySize(j), 0);
+    int i = 1;
+    for (const cJSON *c = j->child; c; c = c->next) {
+      push_json(L, c, atts, natts, depth + 1);
+      lua_rawseti(L, -2, i++);
+    }
+    push_reg(L, &k_array_mt);
+    lua_setmetatable(L, -2);
+  } else if (natts && is_placeholder(j, natts, &num)) {
+    push_bytes(L, atts[num].data, atts[num].len);
+  } else {
+    lua_newtable(L);
+    for (const cJSON *c = j->child; c; c = c->next) {
+      lua_pushstring(L, c->string);
+      push_json(L, c, atts, natts, depth + 1);
+      lua_rawset(L, -3);
+    }
+  }
+}
+
+/* sl__lua_push_json: see sl_lua_int.h. */
+void sl__lua_push_json(lua_State *L, const cJSON *j) { push_json(L, j, NULL, 0, 0); }
+
+static int l_cjson_gc(lua_State *L) {
+  cJSON **holder = lua_touserdata(L, 1);
+  if (holder && *holder) cJSON_Delete(*holder);
+  if (holder) *holder = NULL;
+  return 0;
+}
+
+/* Decode JSON text (binary placeholders refer to atts). The parsed tree is held by a
+ * userdata with __gc, so an error while converting (memory, nesting) cannot leak it.
+ * Must run inside a protected call. stack: -> value, or nothing when the text is invalid
+ * (then *errpos, if not NULL, is the 1-based offset of the error). */
+static bool decode_json(lua_State *L, const char *text, size_t len, const sl_bin *atts,
+                        size_t natts, size_t *errpos) {
+  cJSON **holder = lua_newuserdata(L, sizeof *holder);
+  *holder = NULL;
+  push_reg(L, &k_cjson_mt);
+  lua_setmetatable(L, -2);
+  *holder = cJSON_ParseWithLength(text, len);
+  if (!*holder) {
+    if (errpos) {
+      const char *at = cJSON_GetErrorPtr();
+      *errpos = at && at >= text && at <= text + len ? (size_t)(at - text) + 1 : len;
+    }
+    lua_pop(L, 1);
+    return false;
+  }
+  push_json(L, *holder, atts, natts, 0);
+  cJSON_Delete(*holder);
+  *holder = NULL;
+  lua_remove(L, -2);
+  return true;
+}
+
+/* Arguments for l_decode_arg, which decodes core-supplied JSON inside a protected call. */
+typedef struct {
+  const char *text;
+  size_t len;
+  const sl_bin *atts;
+  size_t natts;
+} decode_args;
+
+/* ------------------------------------------------------------------------------------- */
+/* sluice.json                                                                            */
+
+static int l_json_encode(lua_State *L) {
+  sl_lua *vm = vm_of(L);
+  luaL_checkany(L, 1);
+  jb_reset(vm);
+  jb_value(L, vm, 1, 0, false);
+  lua_pushlstring(L, vm->jb, vm->jlen);
+  return 1;
+}
+
+static int l_json_decode(lua_State *L) {
+  size_t len, pos = 0;
+  const char *s = luaL_checklstring(L, 1, &len);
+  if (!decode_json(L, s, len, NULL, 0, &pos))
+    return luaL_error(L, "invalid JSON at position %d", (int)pos);
+  return 1;
+}
+
+static int l_json_array(lua_State *L) {
+  if (lua_isnoneornil(L, 1)) lua_newtable(L);
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  push_reg(L, &k_array_mt);
+  lua_setmetatable(L, 1);
+  return 1;
+}
+
+/* ------------------------------------------------------------------------------------- */
+/* sluice.log / now / stats / publish                                                     */
+
+/* stack: args... -> (nothing): "file:line: a b c" logged at lvl */
+static int log_at(lua_State *L, sl_log_level lvl) {
+  int n = lua_gettop(L);
+  luaL_Buffer b;
+  luaL_where(L, 1);
+  const char *where = lua_tostring(L, -1);
+  char wbuf[256];
+  snprintf(wbuf, sizeof wbuf, "%s", where ? where : "");
+  lua_pop(L, 1);
+  luaL_buffinit(L, &b);
+  for (int i = 1; i <= n; i++) {
+    lua_getglobal(L, "tostring");
+    lua_pushvalue(L, i);
+    lua_call(L, 1, 1);
+    if (!lua_isstring(L, -1)) {
+      lua_pop(L, 1);
+      lua_pushliteral(L, "?");
+    }
+    if (i > 1) luaL_addchar(&b, ' ');
+    luaL_addvalue(&b);
+  }
+  luaL_pushresult(&b);
+  sl_log(lvl, "lua: %s%s", wbuf, lua_tostring(L, -1));
+  return 0;
+}
+static int l_log_debug(lua_State *L) { return log_at(L, SL_LOG_DEBUG); }
+static int l_log_info(lua_State *L) { return log_at(L, SL_LOG_INFO); }
+static int l_log_warn(lua_State *L) { return log_at(L, SL_LOG_WARN); }
+static int l_log_error(lua_State *L) { return log_at(L, SL_LOG_ERROR); }
+
+static int l_now_ms(lua_State *L) {
+  lua_pushnumber(L, (double)(sl_wall_us() / 1000));
+  return 1;
+}
+static int l_now_us(lua_State *L) {
+  lua_pushnumber(L, (double)sl_wall_us());
+  return 1;
+}
+
+static sl_gateway *need_gw(lua_State *L) {
+  sl_lua *vm = vm_of(L);
+  if (!vm || !vm->gw) luaL_error(L, "gateway not running");
+  return vm->gw;
+}
+
+static int l_stats(lua_State *L) {
+  sl_gateway *gw = need_gw(L);
+  char *s = sl_gateway_stats_json(gw);
+  if (!s) return luaL_error(L, "stats unavailable");
+  lua_pushstring(L, s); /* copy first: decoding may raise */
+  free(s);
+  size_t len;
+  const char *t = lua_tolstring(L, -1, &len);
+  if (!decode_json(L, t, len, NULL, 0, NULL)) return luaL_error(L, "stats: invalid JSON from core");
+  return 1;
+}
+
+static const char *client_id_arg(lua_State *L, int idx);
+
+/* Encode the payload at idx (or take it as JSON text). stack: unchanged; result in vm->jb. */
+static void payload_arg(lua_State *L, sl_lua *vm, int idx, bool raw_json) {
+  jb_reset(vm);
+  if (raw_json) {
+    size_t n;
+    const char *s = lua_tolstring(L, idx, &n);
+    if (lua_type(L, idx) != LUA_TSTRING)
+      luaL_argerror(L, idx, "JSON text expected (opts.json = true)");
+    jb_put(L, vm, s, n);
+  } else {
+    jb_value(L, vm, idx, 0, false);
+  }
+  jb_reserve(L, vm, 1);
+  vm->jb[vm->jlen] = 0;
+}
+
+static int do_publish(lua_State *L, const char *ns, const char *topic, int payload_idx,
+                      const char *to, const char *server, bool raw) {
+  sl_lua *vm = vm_of(L);
+  sl_gateway *gw = need_gw(L);
+  payload_arg(L, vm, payload_idx, raw);
+  sl_publish_opts o = {.server = server, .to = to, .source = SL_SRC_LUA, .from = NULL};
+  char msgid[SL_MSGID_MAX];
+  msgid[0] = 0;
+  int rc = sl_publish(gw, ns, topic, vm->jb, vm->jlen, &o, msgid);
+  if (rc < 0) return luaL_error(L, "publish %s %s: %s", ns, topic, sl_strerror(rc));
+  lua_pushstring(L, msgid);
+  return 1;
+}
+
+/* sluice.publish(ns, topic, payload [, opts]) -> messageId */
+static int l_publish(lua_State *L) {
+  const char *ns = luaL_checkstring(L, 1);
+  const char *topic = luaL_checkstring(L, 2);
+  luaL_checkany(L, 3);
+  const char *to = NULL, *server = NULL;
+  bool raw = false;
+  if (!lua_isnoneornil(L, 4)) {
+    luaL_checktype(L, 4, LUA_TTABLE);
+    lua_getfield(L, 4, "to");
+    if (!lua_isnil(L, -1)) to = client_id_arg(L, lua_gettop(L));
+    lua_getfield(L, 4, "server");
+    if (!lua_isnil(L, -1)) {
+      if (lua_type(L, -1) != LUA_TSTRING) return luaL_argerror(L, 4, "opts.server must be a string");
+      server = lua_tostring(L, -1);
+    }
+    lua_getfield(L, 4, "json");
+    raw = lua_toboolean(L, -1);
+    /* the strings stay anchored on the stack until we return */
+  }
+  return do_publish(L, ns, topic, 3, to, server, raw);
+}
+
+/* sluice.publish_to(ns, clientId|client, topic, payload) -> messageId */
+static int l_publish_to(lua_State *L) {
+  const char *ns = luaL_checkstring(L, 1);
+  const char *to = client_id_arg(L, 2);
+  const char *topic = luaL_checkstring(L, 3);
+  luaL_checkany(L, 4);
+  return do_publish(L, ns, topic, 4, to, NULL, false);
+}
+
+/* ------------------------------------------------------------------------------------- */
+/* Timers                                                                                 */
+
+static void timer_close_cb(uv_handle_t *h) {
+  sl_timer *t = sl_container_of((uv_timer_t *)h, sl_timer, h);
+  sl_lua *vm = t->vm;
+  free(t);
+  vm->pending_closes--;
+  if (vm->closing) leave(vm);
+}
+
+/* stop and release a timer: idempotent; the handle is freed in its close callback. */
+static void timer_stop(sl_timer *t) {
+  if (t->stopped) return;
+  sl_lua *vm = t->vm;
+  t->stopped = true;
+  uv_timer_stop(&t->h);
+  if (t->fn_ref != LUA_NOREF) luaL_unref(vm->L, LUA_REGISTRYINDEX, t->fn_ref);
+  t->fn_ref = LUA_NOREF;
+  if (t->box) *t->box = NULL;
+  t->box = NULL;
+  if (t->prev)
+    t->prev->next = t->next;
+  else
+    vm->timers = t->next;
+  if (t->next) t->next->prev = t->prev;
+  vm->pending_closes++;
+  uv_close((uv_handle_t *)&t->h, timer_close_cb);
+}
+
+static void timer_cb(uv_timer_t *h) {
+  sl_timer *t = sl_container_of(h, sl_timer, h);
+  sl_lua *vm = t->vm;
+  if (t->stopped || vm->closing) return;
+  lua_State *L = vm->L;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, t->fn_ref);
+  if (!t->repeat) timer_stop(t); /* one-shot: done before the call, so :stop() inside is a no-op */
+  sl_lua_call(vm, L, 0, 0, t->repeat ? "sluice.every callback" : "sluice.after callback");
+  leave(vm);
+}
+
+/* stack: ms, fn -> timer box */
+static int start_timer(lua_State *L, bool repeat) {
+  sl_lua *vm = vm_of(L);
+  double ms = luaL_checknumber(L, 1);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  if (!(ms >= 0) || ms > 1e12 || (repeat && ms < 1))
+    return luaL_argerror(L, 1, repeat ? "interval must be at least 1 ms" : "delay must be >= 0");
+  sl_gateway *gw = need_gw(L);
+  if (vm->closing) return luaL_error(L, "VM is closing");
+  uv_loop_t *loop = sl_gateway_loop(gw);
+  if (!loop) return luaL_error(L, "gateway not running");
+  void **box = lua_newuserdata(L, sizeof(void *));
+  *box = NULL;
+  push_reg(L, &k_timer_mt);
+  lua_setmetatable(L, -2);
+  sl_timer *t = sl_xcalloc(1, sizeof *t);
+  if (uv_timer_init(loop, &t->h) != 0) {
+    free(t);
+    return luaL_error(L, "cannot create timer");
+  }
+  t->vm = vm;
+  t->repeat = repeat;
+  lua_pushvalue(L, 2);
+  t->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  t->box = box;
+  *box = t;
+  t->next = vm->timers;
+  if (vm->timers) vm->timers->prev = t;
+  vm->timers = t;
+  uint64_t ims = (uint64_t)ms;
+  uv_timer_start(&t->h, timer_cb, ims, repeat ? ims : 0);
+  return 1;
+}
+static int l_every(lua_State *L) { return start_timer(L, true); }
+static int l_after(lua_State *L) { return start_timer(L, false); }
+
+static int l_timer_stop(lua_State *L) {
+  void **box = check_ud(L, 1, &k_timer_mt, "sluice.timer");
+  if (*box) timer_stop(*box);
+  return 0;
+}
+
+static int l_timer_active(lua_State *L) {
+  void **box = check_ud(L, 1, &k_timer_mt, "sluice.timer");
+  lua_pushboolean(L, *box != NULL);
+  return 1;
+}
+
+static int l_timer_gc(lua_State *L) {
+  void **box = test_ud(L, 1, &k_timer_mt);
+  if (box && *box) ((sl_timer *)*box)->box = NULL; /* the timer keeps running */
+  return 0;
+}
+
+/* ------------------------------------------------------------------------------------- */
+/* Client and Engine.IO connection boxes                                                  */
+
+/* A box is a userdata holding the C pointer; NULL once the core freed the object. Its
+ * environment table is client.data (per-client state for scripts). */
+
+/* stack: -> box. Reuses the box whose registry ref is in *slot when it is ours. */
+static void push_box(lua_State *L, void *obj, int *slot, void *mtkey) {
+  if (*slot > 0) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, *slot);
+    void **b = test_ud(L, -1, mtkey);
+    if (b && *b == obj) return;
+    lua_pop(L, 1); /* a stale ref (another VM generation): make a new box */
+  }
+  void **b = lua_newuserdata(L, sizeof(void *));
+  *b = obj;
+  push_reg(L, mtkey);
+  lua_setmetatable(L, -2);
+  lua_newtable(L);
+  lua_setfenv(L, -2);
+  lua_pushvalue(L, -1);
+  *slot = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+static void box_gone(lua_State *L, int *slot, void *obj, void *mtkey) {
+  if (*slot <= 0) return;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, *slot);
+  void **b = test_ud(L, -1, mtkey);
+  bool ours = b && *b == obj;
+  if (ours) *b = NULL;
+  lua_pop(L, 1);
+  if (ours) {
+    luaL_unref(L, LUA_REGISTRYINDEX, *slot);
+    *slot = SL_NOREF;
+  }
+}
+
+static sl_socket *check_client(lua_State *L, int idx) {
+  void **b = check_ud(L, idx, &k_client_mt, "sluice client");
+  if (!*b) luaL_error(L, "client is gone");
+  return *b;
+}
+
+static const char *client_id_arg(lua_State *L, int idx) {
+  if (test_ud(L, idx, &k_client_mt)) return sl_socket_id(check_client(L, idx));
+  return luaL_checkstring(L, idx);
+}
+
+/* Build [event?, args...] as JSON into vm->jb with binaries in vm->bins. stack: unchanged */
+static void build_array(lua_State *L, sl_lua *vm, int first, int last, const char *event) {
+  jb_reset(vm);
+  jb_put(L, vm, "[", 1);
+  bool comma = false;
+  if (event) {
+    jb_string(L, vm, event, strlen(event));
+    comma = true;
+  }
+  for (int i = first; i <= last; i++) {
+    if (comma) jb_put(L, vm, ",", 1);
+    jb_value(L, vm, i, 1, true);
+    comma = true;
+  }
+  jb_put(L, vm, "]", 1);
+  jb_reserve(L, vm, 1);
+  vm->jb[vm->jlen] = 0;
+}
+
+/* client:emit(event, ...) -> true */
+static int l_client_emit(lua_State *L) {
+  sl_lua *vm = vm_of(L);
+  sl_socket *s = check_client(L, 1);
+  const char *ev = luaL_checkstring(L, 2);
+  build_array(L, vm, 3, lua_gettop(L), ev);
+  int rc = sl_socket_emit(s, vm->jb, vm->jlen, vm->bins, vm->nbins);
+  if (rc < 0) return luaL_error(L, "emit %s: %s", ev, sl_strerror(rc));
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_client_disconnect(lua_State *L) {
+  sl_socket_disconnect(check_client(L, 1));
+  return 0;
+}
+
+static int l_client_index(lua_State *L) {
+  sl_socket *s = check_client(L, 1);
+  const char *k = luaL_checkstring(L, 2);
+  const char *v = NULL;
+  if (!strcmp(k, "id"))
+    v = sl_socket_id(s);
+  else if (!strcmp(k, "namespace"))
+    v = sl_socket_ns(s);
+  else if (!strcmp(k, "principal"))
+    v = sl_socket_principal(s);
+  else if (!strcmp(k, "remote"))
+    v = sl_socket_remote(s);
+  else if (!strcmp(k, "transport"))
+    v = sl_socket_transport(s);
+  else if (!strcmp(k, "emit")) {
+    lua_pushcfunction(L, l_client_emit);
+    return 1;
+  } else if (!strcmp(k, "disconnect")) {
+    lua_pushcfunction(L, l_client_disconnect);
+    return 1;
+  } else if (!strcmp(k, "data")) {
+    lua_getfenv(L, 1);
+    return 1;
+  } else {
+    lua_pushnil(L);
+    return 1;
+  }
+  if (v)
+    lua_pushstring(L, v);
+  else
+    lua_pushnil(L);
+  return 1;
+}
+
+static int l_readonly_newindex(lua_State *L) {
+  return luaL_error(L, "cannot set field '%s': read-only object (use .data for your own state)",
+                    luaL_optstring(L, 2, "?"));
+}
+
+static int l_client_tostring(lua_State *L) {
+  void **b = check_ud(L, 1, &k_client_mt, "sluice client");
+  if (*b)
+    lua_pushfstring(L, "client %s %s", sl_socket_ns(*b), sl_socket_id(*b));
+  else
+    lua_pushliteral(L, "client (gone)");
+  return 1;
+}
+
+static sl_eio_conn *check_conn(lua_State *L, int idx) {
+  void **b = check_ud(L, idx, &k_eio_mt, "sluice conn");
+  if (!*b) luaL_error(L, "connection is gone");
+  return *b;
+}
+
+static int l_conn_send(lua_State *L) {
+  sl_eio_conn *c = check_conn(L, 1);
+  sl_bytes *b = test_ud(L, 2, &k_bytes_mt);
+  int rc;
+  if (b) {
+    rc = sl_eio_conn_send(c, b->data, b->len, true);
+  } else {
+    size_t n;
+    const char *s = luaL_checklstring(L, 2, &n);
+    rc = sl_eio_conn_send(c, s, n, false);
+  }
+  if (rc < 0) return luaL_error(L, "send: %s", sl_strerror(rc));
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_conn_close(lua_State *L) {
+  sl_eio_conn_close(check_conn(L, 1));
+  return 0;
+}
+
+static int l_conn_index(lua_State *L) {
+  sl_eio_conn *c = check_conn(L, 1);
+  const char *k = luaL_checkstring(L, 2);
+  if (!strcmp(k, "id"))
+    lua_pushstring(L, sl_eio_conn_id(c));
+  else if (!strcmp(k, "send"))
+    lua_pushcfunction(L, l_conn_send);
+  else if (!strcmp(k, "close"))
+    lua_pushcfunction(L, l_conn_close);
+  else if (!strcmp(k, "data"))
+    lua_getfenv(L, 1);
+  else
+    lua_pushnil(L);
+  return 1;
+}
+
+static int l_conn_tostring(lua_State *L) {
+  void **b = check_ud(L, 1, &k_eio_mt, "sluice conn");
+  if (*b)
+    lua_pushfstring(L, "conn %s", sl_eio_conn_id(*b));
+  else
+    lua_pushliteral(L, "conn (gone)");
+  return 1;
+}
+
+/* ------------------------------------------------------------------------------------- */
+/* Sandbox for hook scripts                                                               */
+
+/* Runs once per VM with the pristine globals. Returns a factory: factory() -> env, seal.
+ * Every script gets its own env with its own copies of the allowed libraries, so nothing a
+ * script does to its environment is seen by another script or by the config. */
+static const char sandbox_src[] =
+    "local G, exceeded, embedded, sluice = ...\n"
+    "local pairs, type, error, setmetatable, getmetatable, rawget, tostring, select, pcall, "
+    "xpcall = G.pairs, G.type, G.error, G.setmetatable, G.getmetatable, G.rawget, G.tostring, "
+    "G.select, G.pcall, G.xpcall\n"
+    "local real_require, resume, concat = G.require, G.coroutine.resume, G.table.concat\n"
+    "local function copy(t, skip) local c = {} for k, v in pairs(t) do if not (skip and "
+    "skip[k]) then c[k] = v end end return c end\n"
+    "local ro_cache = setmetatable({}, {__mode = 'k'})\n"
+    "local function readonly(t, name)\n"
+    "  if type(t) ~= 'table' then return t end\n"
+    "  local p = ro_cache[t]; if p then return p end\n"
+    "  p = setmetatable({}, {__index = function(_, k) return readonly(t[k], name .. '.' .. "
+    "tostring(k)) end,\n"
+    "    __newindex = function(_, k) error('cannot modify ' .. name .. '.' .. tostring(k) .. "
+    "' (read-only in scripts)', 2) end,\n"
+    "    __metatable = false})\n"
+    "  ro_cache[t] = p; return p\n"
+    "end\n"
+    "local function guard(...) if exceeded() then error('instruction limit exceeded', 0) end "
+    "return ... end\n"
+    "local base = {'assert','error','ipairs','next','pairs','rawequal','rawget','rawset',"
+    "'select','tonumber','tostring','type','unpack','setmetatable','_VERSION'}\n"
+    "local sluice_ro = readonly(sluice, 'sluice')\n"
+    "return function()\n"
+    "  local env = {}\n"
+    "  for _, k in G.ipairs(base) do env[k] = G[k] end\n"
+    "  env.getmetatable = function(v) if type(v) == 'string' then return nil end return "
+    "getmetatable(v) end\n"
+    "  env.pcall = function(...) return guard(pcall(...)) end\n"
+    "  env.xpcall = function(...) return guard(xpcall(...)) end\n"
+    "  env.string = copy(G.string, {dump = true})\n"
+    "  env.table = copy(G.table)\n"
+    "  env.math = copy(G.math)\n"
+    "  env.bit = copy(G.bit)\n"
+    "  env.coroutine = copy(G.coroutine)\n"
+    "  env.coroutine.resume = function(...) return guard(resume(...)) end\n"
+    "  env.os = {time = G.os.time, clock = G.os.clock, date = G.os.date, difftime = "
+    "G.os.difftime}\n"
+    "  env.sluice = sluice_ro\n"
+    "  env.print = function(...) local n = select('#', ...) local t = {...} for i = 1, n do "
+    "t[i] = tostring(t[i]) end sluice.log.info(concat(t, ' ', 1, n)) end\n"
+    "  env.require = function(name)\n"
+    "    if name == 'sluice' then return sluice_ro end\n"
+    "    if type(name) == 'string' and embedded[name] then return readonly(real_require(name), "
+    "name) end\n"
+    "    error(\"module '\" .. tostring(name) .. \"' is not available in scripts\", 2)\n"
+    "  end\n"
+    "  env._G = env\n"
+    "  local function seal()\n"
+    "    setmetatable(env, {__newindex = function(_, k) error(\"assignment to undeclared "
+    "global '\" .. tostring(k) .. \"' (use local)\", 2) end, __metatable = false})\n"
+    "  end\n"
+    "  return env, seal\n"
+    "end\n";
+
+static int l_exceeded(lua_State *L) {
+  sl_lua *vm = vm_of(L);
+  lua_pushboolean(L, vm && vm->limit_hit);
+  return 1;
+}
+
+/* sl__lua_load_script: see sl_lua_int.h. */
+int sl__lua_load_script(lua_State *L, const char *path, char *err, size_t errlen) {
+  int top = lua_gettop(L);
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    snprintf(err, errlen, "cannot read script %s: %s", path, strerror(errno));
+    return SL_EIO;
+  }
+  fclose(f);
+  if (luaL_loadfile(L, path)) {
+    snprintf(err, errlen, "%s", lua_tostring(L, -1));
+    lua_settop(L, top);
+    return SL_ELUA;
+  }
+  /* stack: chunk */
+  push_reg(L, &k_sandbox);
+  if (!lua_isfunction(L, -1)) {
+    lua_settop(L, top);
+    snprintf(err, errlen, "sandbox not initialised (state not created by sl_lua_new)");
+    return SL_ELUA;
+  }
+  if (sl__lua_pcall(L, 0, 2, err, errlen)) {
+    lua_settop(L, top);
+    return SL_ELUA;
+  }
+  /* stack: chunk, env, seal */
+  lua_pushvalue(L, -2);
+  lua_setfenv(L, top + 1);
+  sl__lua_hook_prepare(L, top + 1);
+  lua_pushvalue(L, top + 1);
+  if (sl__lua_pcall(L, 0, 1, err, errlen)) {
+    lua_settop(L, top);
+    return SL_ELUA;
+  }
+  /* stack: chunk, env, seal, result */
+  lua_pushvalue(L, top + 3);
+  if (sl__lua_pcall(L, 0, 0, err, errlen)) {
+    lua_settop(L, top);
+    return SL_ELUA;
+  }
+  lua_replace(L, top + 1);
+  lua_settop(L, top + 1);
+  return 0;
+}
+
+/* ------------------------------------------------------------------------------------- */
+/* VM construction                                                                        */
+
+/* package.preload loader for an embedded module. upvalue 1: index into the table.
+ * stack: name -> module */
+static int embedded_loader(lua_State *L) {
+  int i = (int)lua_tointeger(L, lua_upvalueindex(1));
+  const sl_embedded_lua *m = &sl_embedded_lua_files[i];
+  char chunk[128];
+  snprintf(chunk, sizeof chunk, "@lua/%s.lua", m->name);
+  if (luaL_loadbuffer(L, m->src, m->len, chunk)) return lua_error(L);
+  lua_pushstring(L, m->name);
+  lua_call(L, 1, 1);
+  return 1;
+}
+
+static int l_sluice_preload(lua_State *L) {
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, "loaded");
+  lua_getfield(L, -1, "sluice");
+  return 1;
+}
+
+/* stack: -> (nothing); creates the metatable under key with the given fields. */
+static void new_mt(lua_State *L, void *key, const luaL_Reg *fns, const char *name) {
+  lua_newtable(L);
+  luaL_register(L, NULL, fns);
+  lua_pushstring(L, name);
+  lua_setfield(L, -2, "__name");
+  lua_pushliteral(L, "locked");
+  lua_setfield(L, -2, "__metatable");
+  lua_pushlightuserdata(L, key);
+  lua_insert(L, -2);
+  lua_rawset(L, LUA_REGISTRYINDEX);
+}
+
+static void install_module(sl_lua *vm) {
+  lua_State *L = vm->L;
+  static const luaL_Reg bytes_mt[] = {{"__len", l_bytes_len},
+                                      {"__tostring", l_bytes_tostring},
+                                      {"__eq", l_bytes_eq},
+                                      {NULL, NULL}};
+  new_mt(L, &k_bytes_mt, bytes_mt, "sluice.bytes");
+  push_reg(L, &k_bytes_mt);
+  lua_newtable(L);
+  lua_pushcfunction(L, l_bytes_hex);
+  lua_setfield(L, -2, "hex");
+  lua_pushcfunction(L, l_bytes_len);
+  lua_setfield(L, -2, "len");
+  lua_pushcfunction(L, l_bytes_tostring);
+  lua_setfield(L, -2, "tostring");
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+
+  static const luaL_Reg client_mt[] = {{"__index", l_client_index},
+                                       {"__newindex", l_readonly_newindex},
+                                       {"__tostring", l_client_tostring},
+                                       {NULL, NULL}};
+  new_mt(L, &k_client_mt, client_mt, "sluice.client");
+  static const luaL_Reg eio_mt[] = {{"__index", l_conn_index},
+                                    {"__newindex", l_readonly_newindex},
+                                    {"__tostring", l_conn_tostring},
+                                    {NULL, NULL}};
+  new_mt(L, &k_eio_mt, eio_mt, "sluice.conn");
+  static const luaL_Reg timer_mt[] = {{"__gc", l_timer_gc}, {NULL, NULL}};
+  new_mt(L, &k_timer_mt, timer_mt, "sluice.timer");
+  push_reg(L, &k_timer_mt);
+  lua_newtable(L);
+  lua_pushcfunction(L, l_timer_stop);
+  lua_setfield(L, -2, "stop");
+  lua_pushcfunction(L, l_timer_active);
+  lua_setfield(L, -2, "active");
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+
+  static const luaL_Reg cjson_mt[] = {{"__gc", l_cjson_gc}, {NULL, NULL}};
+  new_mt(L, &k_cjson_mt, cjson_mt, "sluice.jsontree");
+
+  lua_pushlightuserdata(L, &k_array_mt);
+  lua_newtable(L);
+  lua_pushliteral(L, "array");
+  lua_setfield(L, -2, "__jsontype");
+  lua_rawset(L, LUA_REGISTRYINDEX);
+
+  static const luaL_Reg fns[] = {{"publish", l_publish},
+                                 {"publish_to", l_publish_to},
+                                 {"every", l_every},
+                                 {"after", l_after},
+                                 {"now_ms", l_now_ms},
+                                 {"now_us", l_now_us},
+                                 {"stats", l_stats},
+                                 {"bytes", l_bytes_new},
+                                 {"is_bytes", l_is_bytes},
+                                 {NULL, NULL}};
+  lua_newtable(L); /* sluice */
+  luaL_register(L, NULL, fns);
+  static const luaL_Reg json[] = {
+      {"encode", l_json_encode}, {"decode", l_json_decode}, {"array", l_json_array}, {NULL, NULL}};
+  lua_newtable(L);
+  luaL_register(L, NULL, json);
+  sl__lua_pushnull(L);
+  lua_setfield(L, -2, "null");
+  lua_setfield(L, -2, "json");
+  static const luaL_Reg log[] = {{"debug", l_log_debug},
+                                 {"info", l_log_info},
+                                 {"warn", l_log_warn},
+                                 {"error", l_log_error},
+                                 {NULL, NULL}};
+  lua_newtable(L);
+  luaL_register(L, NULL, log);
+  lua_setfield(L, -2, "log");
+  lua_newtable(L);
+  lua_pushnumber(L, (double)vm->instr_limit);
+  lua_setfield(L, -2, "instructions");
+  lua_pushnumber(L, (double)vm->mem_limit);
+  lua_setfield(L, -2, "memory");
+  lua_setfield(L, -2, "limits");
+  lua_pushliteral(L, "sluice");
+  lua_setfield(L, -2, "_NAME");
+
+  /* stack: sluice */
+  lua_pushvalue(L, -1);
+  lua_setglobal(L, "sluice");
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, "loaded");
+  lua_pushvalue(L, -3);
+  lua_setfield(L, -2, "sluice");
+  lua_pop(L, 1);
+  lua_getfield(L, -1, "preload"); /* stack: sluice, package, preload */
+  lua_pushcfunction(L, l_sluice_preload);
+  lua_setfield(L, -2, "sluice");
+  for (int i = 0; sl_embedded_lua_files[i].name; i++) {
+    lua_pushinteger(L, i);
+    lua_pushcclosure(L, embedded_loader, 1);
+    lua_setfield(L, -2, sl_embedded_lua_files[i].name);
+  }
+  lua_pop(L, 2); /* stack: sluice */
+
+  /* The sandbox factory, built from the pristine globals. */
+  if (luaL_loadbuffer(L, sandbox_src, sizeof sandbox_src - 1, "=sandbox")) {
+    sl_log_error("lua: sandbox: %s", lua_tostring(L, -1));
+    abort();
+  }
+  lua_pushvalue(L, LUA_GLOBALSINDEX);
+  lua_pushcfunction(L, l_exceeded);
+  lua_newtable(L);
+  for (int i = 0; sl_embedded_lua_files[i].name; i++) {
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, sl_embedded_lua_files[i].name);
+  }
+  lua_pushvalue(L, -5); /* sluice */
+  if (sl_lua_call(vm, L, 4, 1, "sandbox")) abort();
+  lua_pushlightuserdata(L, &k_sandbox);
+  lua_insert(L, -2);
+  lua_rawset(L, LUA_REGISTRYINDEX);
+  lua_pop(L, 1); /* sluice */
+}
+
+static uint64_t env_u64(const char *name, uint64_t def) {
+  const char *v = getenv(name);
+  if (!v || !*v) return def;
+  char *end;
+  errno = 0;
+  unsigned long long x = strtoull(v, &end, 10);
+  if (errno || *end) {
+    sl_log_warn("ignoring %s=%s (not a number)", name, v);
+    return def;
+  }
+  return x;
+}
+
+/* sl_lua_new: see sl_lua.h. Limits come from SLUICE_LUA_INSTRUCTION_LIMIT and
+ * SLUICE_LUA_MEMORY_LIMIT when set. */
+sl_lua *sl_lua_new(sl_gateway *gw) {
+  sl_lua *vm = sl_xcalloc(1, sizeof *vm);
+  vm->gw = gw;
+  vm->instr_limit = env_u64("SLUICE_LUA_INSTRUCTION_LIMIT", SL_LUA_DEFAULT_INSTRUCTIONS);
+  vm->L = lua_newstate(vm_alloc, vm);
+  vm->custom_alloc = vm->L != NULL;
+  if (!vm->L) {
+    vm->L = luaL_newstate(); /* this build refuses custom allocators: no memory cap */
+    if (!vm->L) {
+      sl_log_error("lua: cannot create a Lua state");
+      abort();
+    }
+  } else {
+    vm->mem_limit = (size_t)env_u64("SLUICE_LUA_MEMORY_LIMIT", SL_LUA_DEFAULT_MEMORY);
+  }
+  lua_State *L = vm->L;
+  lua_pushlightuserdata(L, &k_vm);
+  lua_pushlightuserdata(L, vm);
+  lua_rawset(L, LUA_REGISTRYINDEX);
+  luaL_openlibs(L);
+  install_module(vm);
+  vm->next_alive = g_alive;
+  g_alive = vm;
+  return vm;
+}
+
+/* sl_lua_state: the VM's lua_State (owned by the VM). */
+lua_State *sl_lua_state(sl_lua *vm) { return vm->L; }
+
+/* sl_lua_error_count: Lua errors caught so far (hooks, timers, config). */
+uint64_t sl_lua_error_count(const sl_lua *vm) { return vm->errors; }
+
+/* sl_lua_memory_bytes: bytes held by the VM's Lua heap. */
+size_t sl_lua_memory_bytes(const sl_lua *vm) {
+  if (vm->custom_alloc) return vm->mem;
+  return (size_t)lua_gc(vm->L, LUA_GCCOUNT, 0) * 1024 + (size_t)lua_gc(vm->L, LUA_GCCOUNTB, 0);
+}
+
+static void vm_finish_close(sl_lua *vm) {
+  for (sl_lua **p = &g_alive; *p; p = &(*p)->next_alive)
+    if (*p == vm) {
+      *p = vm->next_alive;
+      break;
+    }
+  lua_close(vm->L);
+  free(vm->jb);
+  free(vm->bins);
+  free(vm);
+}
+
+/* sl_lua_close: see sl_lua.h. Safe to call from inside a hook of this VM (the close then
+ * completes when the outermost call returns). vm may be NULL. */
+void sl_lua_close(sl_lua *vm) {
+  if (!vm || vm->closing) return;
+  vm->closing = true;
+  while (vm->timers) timer_stop(vm->timers);
+  leave(vm);
+}
+
+/* ------------------------------------------------------------------------------------- */
+/* Hooks called by the core                                                               */
+
+/* stack: -> fn, or nothing and false when ref is unset or not a function. */
+static bool push_ref(sl_lua *vm, int ref) {
+  if (ref == SL_NOREF || ref <= 0 || vm->closing) return false;
+  lua_rawgeti(vm->L, LUA_REGISTRYINDEX, ref);
+  if (lua_isfunction(vm->L, -1)) return true;
+  lua_pop(vm->L, 1);
+  return false;
+}
+
+/* sl_lua_on_start: see sl_lua.h. The hook gets a table {name, port}. */
+int sl_lua_on_start(sl_lua *vm, int ref, sl_server *srv) {
+  lua_State *L = vm->L;
+  if (!push_ref(vm, ref)) return 0;
+  lua_createtable(L, 0, 2);
+  if (srv) {
+    lua_pushstring(L, sl_server_name(srv));
+    lua_setfield(L, -2, "name");
+    lua_pushinteger(L, sl_server_port(srv));
+    lua_setfield(L, -2, "port");
+  }
+  int rc = sl_lua_call(vm, L, 1, 0, "onStart");
+  leave(vm);
+  return rc;
+}
+
+/* Decodes core-supplied JSON inside a protected call (nesting and memory errors are caught).
+ * upvalue 1: decode_args. stack: -> value | nil */
+static int l_decode_arg(lua_State *L) {
+  decode_args *a = lua_touserdata(L, lua_upvalueindex(1));
+  if (!a->text || !a->len || !decode_json(L, a->text, a->len, a->atts, a->natts, NULL))
+    lua_pushnil(L);
+  return 1;
+}
+
+/* stack: -> decoded value, or nil when absent, invalid or failing (logged). */
+static void push_decoded(sl_lua *vm, const char *json, size_t len, const sl_bin *atts,
+                         size_t natts, const char *what) {
+  lua_State *L = vm->L;
+  decode_args a = {json, len, atts, natts};
+  lua_pushlightuserdata(L, &a);
+  lua_pushcclosure(L, l_decode_arg, 1);
+  if (sl_lua_call(vm, L, 0, 1, what)) lua_pushnil(L);
+}
+
+/* sl_lua_on_connect: see sl_lua.h. */
+int sl_lua_on_connect(sl_lua *vm, int ref, sl_socket *s, const char *auth_json, size_t len,
+                      char *reason, size_t reasonlen) {
+  lua_State *L = vm->L;
+  int top = lua_gettop(L);
+  if (reason && reasonlen) snprintf(reason, reasonlen, "Not authorized");
+  if (!push_ref(vm, ref)) return 1;
+  push_box(L, s, sl_socket_lua_slot(s), &k_client_mt);
+  push_decoded(vm, auth_json, len, NULL, 0, "onConnect auth");
+  int ok = 0;
+  if (sl_lua_call(vm, L, 2, 2, "onConnect") == 0) {
+    ok = !(lua_type(L, -2) == LUA_TBOOLEAN && !lua_toboolean(L, -2));
+    if (!ok && lua_type(L, -1) == LUA_TSTRING && reason && reasonlen)
+      snprintf(reason, reasonlen, "%s", lua_tostring(L, -1));
+  }
+  lua_settop(L, top);
+  leave(vm);
+  return ok;
+}
+
+/* ack(...) for onEvent. upvalues: client box, ack id, used flag. */
+static int l_ack(lua_State *L) {
+  sl_lua *vm = vm_of(L);
+  if (lua_toboolean(L, lua_upvalueindex(3))) {
+    lua_pushboolean(L, 0); /* answered already: each ack id is answered at most once */
+    return 1;
+  }
+  int n = lua_gettop(L);
+  sl_socket *s = check_client(L, lua_upvalueindex(1));
+  uint64_t id = (uint64_t)lua_tonumber(L, lua_upvalueindex(2));
+  build_array(L, vm, 1, n, NULL);
+  lua_pushboolean(L, 1);
+  lua_replace(L, lua_upvalueindex(3));
+  int rc = sl_socket_ack(s, id, vm->jb, vm->jlen, vm->bins, vm->nbins);
+  if (rc < 0) return luaL_error(L, "ack: %s", sl_strerror(rc));
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* sl_lua_on_event: see sl_lua.h. */
+void sl_lua_on_event(sl_lua *vm, int ref, sl_socket *s, const char *event, const char *args_json,
+                     size_t len, const sl_bin *atts, size_t natts, int64_t ack_id) {
+  lua_State *L = vm->L;
+  int top = lua_gettop(L);
+  if (!push_ref(vm, ref)) return;
+  push_box(L, s, sl_socket_lua_slot(s), &k_client_mt);
+  lua_pushstring(L, event ? event : "");
+  push_decoded(vm, args_json, len, atts, natts, "onEvent arguments");
+  if (!lua_istable(L, -1)) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    push_reg(L, &k_array_mt);
+    lua_setmetatable(L, -2);
+  }
+  if (ack_id >= 0) {
+    lua_pushvalue(L, top + 2); /* client box */
+    lua_pushnumber(L, (double)ack_id);
+    lua_pushboolean(L, 0);
+    lua_pushcclosure(L, l_ack, 3);
+  } else {
+    lua_pushnil(L);
+  }
+  sl_lua_call(vm, L, 4, 0, "onEvent");
+  lua_settop(L, top);
+  leave(vm);
+}
+
+/* sl_lua_socket_gone: see sl_lua.h. */
+void sl_lua_socket_gone(sl_lua *vm, sl_socket *s) {
+  if (!vm || !s) return;
+  box_gone(vm->L, sl_socket_lua_slot(s), s, &k_client_mt);
+}
+
+/* sl_lua_eio_message: see sl_lua.h. */
+void sl_lua_eio_message(sl_lua *vm, int ref, sl_eio_conn *c, const uint8_t *data, size_t len,
+                        bool binary) {
+  lua_State *L = vm->L;
+  int top = lua_gettop(L);
+  if (!push_ref(vm, ref)) return;
+  push_box(L, c, sl_eio_conn_lua_slot(c), &k_eio_mt);
+  if (binary)
+    push_bytes(L, data, len);
+  else
+    lua_pushlstring(L, (const char *)data, len);
+  sl_lua_call(vm, L, 2, 0, "engineIo.onMessage");
+  lua_settop(L, top);
+  leave(vm);
+}
+
+/* sl_lua_eio_event: see sl_lua.h (onOpen(conn) when reason is NULL, onClose(conn, reason)). */
+void sl_lua_eio_event(sl_lua *vm, int ref, sl_eio_conn *c, const char *reason) {
+  lua_State *L = vm->L;
+  int top = lua_gettop(L);
+  if (!push_ref(vm, ref)) return;
+  push_box(L, c, sl_eio_conn_lua_slot(c), &k_eio_mt);
+  if (reason)
+    lua_pushstring(L, reason);
+  else
+    lua_pushnil(L);
+  sl_lua_call(vm, L, 2, 0, reason ? "engineIo.onClose" : "engineIo.onOpen");
+  lua_settop(L, top);
+  leave(vm);
+}
+
+/* sl_lua_eio_gone: see sl_lua.h. */
+void sl_lua_eio_gone(sl_lua *vm, sl_eio_conn *c) {
+  if (!vm || !c) return;
+  box_gone(vm->L, sl_eio_conn_lua_slot(c), c, &k_eio_mt);
+}
+
+/* sl_lua_coalesce_key: see sl_lua.h. */
+char *sl_lua_coalesce_key(sl_lua *vm, int ref, const char *topic, const char *payload_json,
+                          size_t len) {
+  lua_State *L = vm->L;
+  int top = lua_gettop(L);
+  if (!push_ref(vm, ref)) return NULL;
+  lua_pushstring(L, topic);
+  push_decoded(vm, payload_json, len, NULL, 0, "coalesceKey payload");
+  char *key = NULL;
+  if (sl_lua_call(vm, L, 2, 1, "coalesceKey") == 0) {
+    if (lua_type(L, -1) == LUA_TSTRING) {
+      size_t n;
+      const char *s = lua_tolstring(L, -1, &n);
+      key = sl_xstrndup(s, n);
+    } else if (lua_type(L, -1) == LUA_TNUMBER) {
+      char buf[40];
+      snprintf(buf, sizeof buf, "%.14g", lua_tonumber(L, -1));
+      key = sl_xstrdup(buf);
+    }
+  }
+  lua_settop(L, top);
+  leave(vm);
+  return key;
+}
