@@ -151,8 +151,17 @@ static int on_headers_complete(http_parser *p) {
   r->last_was_value = 0;
   sl_sbuf_free(&r->hfield);
   sl_sbuf_free(&r->hvalue);
-  if (p->content_length != ULLONG_MAX && p->content_length > (uint64_t)c->srv->cfg->max_payload)
+  if (p->content_length != ULLONG_MAX && p->content_length > (uint64_t)c->srv->cfg->max_payload &&
+      !p->upgrade) {
+    /* Refuse now instead of reading a body we will not keep. */
     r->too_big = true;
+    r->complete = true;
+    timeout_disarm(c);
+    c->close_after_write = 1;
+    conn_dispatch(c);
+    if (!c->wq.n && !c->closing) sl_http_respond(c, 413, "text/plain", "Payload Too Large", 17, NULL);
+    return -1;
+  }
   return 0;
 }
 

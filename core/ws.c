@@ -109,8 +109,9 @@ void sl_ws_release(sl_conn *c) {
   }
 }
 
-/* Advance the frame-boundary tracker over bytes the peer sent. */
-static void track(sl_conn *c, const uint8_t *d, size_t len) {
+/* Advance the frame-boundary tracker over bytes the peer sent. Returns false when a frame
+ * header announces more than maxPayload (wslay would only notice once payload arrives). */
+static bool track(sl_conn *c, const uint8_t *d, size_t len) {
   size_t i = 0;
   while (i < len) {
     if (c->fleft) {
@@ -132,11 +133,13 @@ static void track(sl_conn *c, const uint8_t *d, size_t len) {
     }
     int op = c->fh[0] & 0x0f;
     bool fin = c->fh[0] & 0x80;
+    if (plen > (uint64_t)c->srv->cfg->max_payload) return false;
     if ((op == 1 || op == 2) && !fin) c->frag = 1;
     else if (op == 0 && fin) c->frag = 0;
     c->fleft = plen;
     c->fhave = 0;
   }
+  return true;
 }
 
 /* sl_ws_feed: bytes read from a WebSocket connection. */
@@ -149,7 +152,11 @@ void sl_ws_feed(sl_conn *c, const uint8_t *data, size_t len) {
       return;
     }
   }
-  track(c, data, len);
+  if (!track(c, data, len)) {
+    if (c->sess || c->eio || c->is_probe) sl_eio_conn_lost(c);
+    sl_ws_close(c, 1009, "message too big");
+    return;
+  }
   c->rbuf = data;
   c->rlen = len;
   c->rpos = 0;
