@@ -211,8 +211,8 @@ describe("WebSocket upgrade and frame garbage", () => {
   mustClose("a continuation frame with nothing to continue closes the connection", [wsFrame(0x0, "40")]);
   mustClose("a fragmented control frame closes the connection", [wsFrame(0x9, "x", { fin: false })]);
   mustClose("a control frame over 125 bytes closes the connection", [wsFrame(0x9, "p".repeat(200))]);
-  mustClose("a frame announcing 2^62 bytes closes the connection (1009)",
-    [wsFrame(0x1, "", { lengthOverride: 2 ** 62 })], { code: 1009 });
+  mustClose("a frame announcing 2^62 bytes (then sending 200 KB of it) closes with 1009",
+    [wsFrame(0x1, Buffer.alloc(200000, 0x61), { lengthOverride: 2 ** 62 })], { code: 1009 });
   mustClose("a new data frame inside a fragmented message closes the connection",
     [wsFrame(0x1, '42/app,["ping"', { fin: false }), wsFrame(0x1, "]")]);
   mustClose("invalid UTF-8 in a text frame closes the connection",

@@ -40,9 +40,15 @@ export function withTimeout(p, ms, what) {
 }
 
 // tmpDir: a fresh temporary directory (removed at process exit).
+const tmpDirs = [];
+process.on("exit", () => {
+  for (const d of tmpDirs) {
+    try { rmSync(d, { recursive: true, force: true }); } catch { /* */ }
+  }
+});
 export function tmpDir(prefix = "sluice-e2e-") {
   const d = mkdtempSync(path.join(tmpdir(), prefix));
-  process.on("exit", () => { try { rmSync(d, { recursive: true, force: true }); } catch { /* */ } });
+  tmpDirs.push(d);
   return d;
 }
 
