@@ -136,8 +136,12 @@ static void count_hook(lua_State *L, lua_Debug *ar) {
   vm->instr_used += SL_LUA_HOOK_STEP;
   if (vm->instr_used >= vm->instr_limit) {
     vm->limit_hit = true;
-    luaL_error(L, "instruction limit exceeded (%llu instructions)",
-               (unsigned long long)vm->instr_limit);
+    char n[32];
+    snprintf(n, sizeof n, "%llu", (unsigned long long)vm->instr_limit);
+    luaL_where(L, 0); /* level 0 in a hook: the Lua function being interrupted */
+    lua_pushfstring(L, "instruction limit exceeded (%s instructions)", n);
+    lua_concat(L, 2);
+    lua_error(L);
   }
 }
 

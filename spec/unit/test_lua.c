@@ -1,0 +1,419 @@
+/* test_lua.c - the Lua binding (lua/vm.c) against a recording fake core: the sluice module,
+ * client and conn boxes, binary values, hooks, timers, the sandbox, and the limits. */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "testlib.h"
+#include "fake_core.c"
+#include "sl_config.h"
+#include "sl_lua.h"
+#include "sl_lua_int.h"
+
+#define FIX "spec/fixtures/lua/"
+
+static sl_gateway gw;
+
+/* Run src as a chunk in vm; returns its first result as a string (static copy), or
+ * "ERR: message". */
+static const char *run(sl_lua *vm, const char *src) {
+  static char out[2048];
+  lua_State *L = sl_lua_state(vm);
+  int top = lua_gettop(L);
+  char err[1024];
+  if (luaL_loadstring(L, src)) {
+    snprintf(out, sizeof out, "ERR: %s", lua_tostring(L, -1));
+  } else if ((sl__lua_hook_prepare(L, -1), 0)) {
+  } else if (sl__lua_pcall(L, 0, 1, err, sizeof err)) {
+    snprintf(out, sizeof out, "ERR: %s", err);
+  } else {
+    const char *s = lua_tostring(L, -1);
+    snprintf(out, sizeof out, "%s", s ? s : (lua_isnil(L, -1) ? "nil" : luaL_typename(L, -1)));
+  }
+  lua_settop(L, top);
+  return out;
+}
+
+/* A registry ref to the function returned by src (a chunk in the VM's globals). */
+static int fn_ref(sl_lua *vm, const char *src) {
+  lua_State *L = sl_lua_state(vm);
+  char err[512];
+  if (luaL_loadstring(L, src) || sl__lua_pcall(L, 0, 1, err, sizeof err)) return SL_NOREF;
+  sl__lua_hook_prepare(L, -1);
+  return luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+/* A registry ref to the hook returned by a sandboxed script file. */
+static int script_ref(sl_lua *vm, const char *path, char *err, size_t errlen) {
+  lua_State *L = sl_lua_state(vm);
+  if (sl__lua_load_script(L, path, err, errlen)) return SL_NOREF;
+  return luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+TEST(module_is_global_and_required) {
+  sl_lua *vm = sl_lua_new(NULL);
+  CHECK_EQ_STR(run(vm, "return tostring(require('sluice') == sluice)"), "true");
+  CHECK_EQ_STR(run(vm, "return type(sluice.json.null)"), "userdata");
+  CHECK_EQ_STR(run(vm, "return tostring(sluice.now_ms() > 1.7e12)"), "true");
+  CHECK_EQ_STR(run(vm, "return tostring(sluice.now_us() > 1.7e15)"), "true");
+  CHECK_EQ_STR(run(vm, "return tostring(sluice.limits.instructions)"), "10000000");
+  CHECK_EQ_STR(run(vm, "return require('keys').field('a.b')('t', {a={b='x'}})"), "x");
+  CHECK_EQ_STR(run(vm, "return tostring(os.getenv('PATH') ~= nil)"), "true");
+  sl_lua_close(vm);
+}
+
+TEST(publish_without_gateway) {
+  sl_lua *vm = sl_lua_new(NULL);
+  CHECK(strstr(run(vm, "local id = sluice.publish('/feed', 'prices', {a = 1}) return id"),
+               "\"]:1: gateway not running") != NULL);
+  CHECK(strstr(run(vm, "return sluice.every(10, function() end)"), "gateway not running") != NULL);
+  CHECK(strstr(run(vm, "return sluice.stats()"), "gateway not running") != NULL);
+  sl_lua_close(vm);
+}
+
+TEST(publish) {
+  fake_reset();
+  sl_lua *vm = sl_lua_new(&gw);
+  CHECK_EQ_STR(run(vm, "return sluice.publish('/feed', 'prices', {symbol = 'ACME', price = 1.5, n = 3})"), "msg-1");
+  CHECK_EQ_INT(fake_ncalls, 1);
+  CHECK_EQ_STR(fake_calls[0].ns, "/feed");
+  CHECK_EQ_STR(fake_calls[0].topic, "prices");
+  CHECK(strstr(fake_calls[0].json, "\"symbol\":\"ACME\"") != NULL);
+  CHECK(strstr(fake_calls[0].json, "\"price\":1.5") != NULL);
+  CHECK(strstr(fake_calls[0].json, "\"n\":3") != NULL);
+  CHECK_EQ_INT(fake_calls[0].source, SL_SRC_LUA);
+  CHECK_EQ_STR(run(vm, "return sluice.publish('/feed', 'prices', '{\"raw\":true}', {json = true, to = 'abc', server = 'main'})"), "msg-2");
+  CHECK_EQ_STR(fake_calls[1].json, "{\"raw\":true}");
+  CHECK_EQ_STR(fake_calls[1].to, "abc");
+  CHECK_EQ_STR(fake_calls[1].server, "main");
+  CHECK_EQ_STR(run(vm, "return sluice.publish_to('/feed', 'c1', 'prices', 'hi')"), "msg-3");
+  CHECK_EQ_STR(fake_calls[2].to, "c1");
+  CHECK_EQ_STR(fake_calls[2].json, "\"hi\"");
+  /* core errors become Lua errors with the sl_strerror text */
+  gw.publish_rc = SL_ENOENT;
+  const char *r = run(vm, "return sluice.publish('/nope', 't', 1)");
+  CHECK(strstr(r, "publish /nope t: ") != NULL);
+  CHECK(strstr(r, sl_strerror(SL_ENOENT)) != NULL);
+  gw.publish_rc = 0;
+  CHECK(strstr(run(vm, "return sluice.publish('/feed', 'prices', '{bad', {json = true})"), sl_strerror(SL_EINVAL)) != NULL);
+  CHECK(strstr(run(vm, "return sluice.publish('/feed', 'prices', function() end)"), "cannot encode a function value as JSON") != NULL);
+  CHECK(strstr(run(vm, "return sluice.publish('/feed', 'prices', sluice.bytes('x'))"), "cannot encode binary data") != NULL);
+  sl_lua_close(vm);
+}
+
+TEST(json) {
+  sl_lua *vm = sl_lua_new(NULL);
+  CHECK_EQ_STR(run(vm, "return sluice.json.encode({1, 2, 'x', true, sluice.json.null})"), "[1,2,\"x\",true,null]");
+  CHECK_EQ_STR(run(vm, "return sluice.json.encode({})"), "{}");
+  CHECK_EQ_STR(run(vm, "return sluice.json.encode(sluice.json.array({}))"), "[]");
+  CHECK_EQ_STR(run(vm, "return sluice.json.encode(sluice.json.decode('[]'))"), "[]");
+  CHECK_EQ_STR(run(vm, "return sluice.json.encode(sluice.json.decode('{\"a\":[1,{\"b\":null}]}'))"), "{\"a\":[1,{\"b\":null}]}");
+  CHECK_EQ_STR(run(vm, "return sluice.json.encode('a\"b\\\\c\\n\\1')"), "\"a\\\"b\\\\c\\n\\u0001\"");
+  CHECK_EQ_STR(run(vm, "return sluice.json.encode(0.1)"), "0.1");
+  CHECK_EQ_STR(run(vm, "return sluice.json.encode(-12345678901234)"), "-12345678901234");
+  CHECK_EQ_STR(run(vm, "return sluice.json.encode(1e300)"), "1e+300");
+  CHECK_EQ_STR(run(vm, "return tostring(sluice.json.decode('null') == sluice.json.null)"), "true");
+  CHECK(strstr(run(vm, "return sluice.json.encode(0/0)"), "NaN") != NULL);
+  CHECK(strstr(run(vm, "local t = {} t.t = t return sluice.json.encode(t)"), "nested too deeply") != NULL);
+  CHECK(strstr(run(vm, "return sluice.json.decode('{x')"), "invalid JSON at position") != NULL);
+  CHECK(strstr(run(vm, "return sluice.json.decode(string.rep('[', 500) .. string.rep(']', 500))"), "nested too deeply") != NULL);
+  sl_lua_close(vm);
+}
+
+TEST(bytes) {
+  sl_lua *vm = sl_lua_new(NULL);
+  CHECK_EQ_STR(run(vm, "local b = sluice.bytes('a\\0b') return #b .. type(b) .. b:hex()"), "3userdata610062");
+  CHECK_EQ_STR(run(vm, "return tostring(sluice.bytes('hi'))"), "hi");
+  CHECK_EQ_STR(run(vm, "return tostring(sluice.bytes('hi') == sluice.bytes('hi'))"), "true");
+  CHECK_EQ_STR(run(vm, "return tostring(sluice.is_bytes(sluice.bytes('x')) and not sluice.is_bytes('x'))"), "true");
+  sl_lua_close(vm);
+}
+
+TEST(on_event_args_emit_and_ack) {
+  fake_reset();
+  sl_lua *vm = sl_lua_new(&gw);
+  sl_socket s;
+  fake_socket_init(&s, "sock-1", "/chat");
+  int ref = fn_ref(vm,
+                   "return function(client, event, args, ack)\n"
+                   "  client:emit('echo', event, args[1], args[2], #args[3], client.id, client.namespace)\n"
+                   "  client:emit('bin', sluice.bytes('\\1\\2'), {nested = args[3]})\n"
+                   "  if ack then ack('ok', args[3]); ack('twice') end\n"
+                   "  client.data.seen = (client.data.seen or 0) + 1\n"
+                   "end");
+  CHECK(ref > 0);
+  static const uint8_t att[] = {0xde, 0xad, 0xbe, 0xef};
+  sl_bin bins[1] = {{att, sizeof att}};
+  const char *args = "[\"hello\",{\"n\":1},{\"_placeholder\":true,\"num\":0}]";
+  sl_lua_on_event(vm, ref, &s, "say", args, strlen(args), bins, 1, 7);
+  CHECK_EQ_INT(sl_lua_error_count(vm), 0);
+  CHECK_EQ_INT(fake_ncalls, 3);
+  CHECK_EQ_STR(fake_calls[0].what, "emit");
+  CHECK_EQ_STR(fake_calls[0].json, "[\"echo\",\"say\",\"hello\",{\"n\":1},4,\"sock-1\",\"/chat\"]");
+  CHECK_EQ_STR(fake_calls[1].json, "[\"bin\",{\"_placeholder\":true,\"num\":0},{\"nested\":{\"_placeholder\":true,\"num\":1}}]");
+  CHECK_EQ_INT(fake_calls[1].natts, 2);
+  CHECK_EQ_INT(fake_calls[1].att0_len, 2);
+  CHECK_EQ_STR(fake_calls[2].what, "ack");
+  CHECK_EQ_INT(fake_calls[2].ack_id, 7);
+  CHECK_EQ_STR(fake_calls[2].json, "[\"ok\",{\"_placeholder\":true,\"num\":0}]");
+  CHECK_EQ_INT(fake_calls[2].natts, 1);
+  CHECK_EQ_INT(fake_calls[2].att0_len, 4);
+  /* no ack requested: ack is nil; the same box (and its data) is reused */
+  fake_reset();
+  sl_lua_on_event(vm, ref, &s, "say", "[1,2,[]]", 8, NULL, 0, -1);
+  CHECK_EQ_INT(fake_ncalls, 2);
+  int slot = s.lua_slot;
+  CHECK(slot > 0);
+  lua_State *L = sl_lua_state(vm);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, slot);
+  lua_getfield(L, -1, "data");
+  lua_getfield(L, -1, "seen");
+  CHECK_EQ_INT(lua_tointeger(L, -1), 2);
+  lua_pop(L, 3);
+  /* malformed args still reach the hook, as an empty list */
+  sl_lua_on_event(vm, ref, &s, "say", "not json", 8, NULL, 0, -1);
+  CHECK_EQ_INT(sl_lua_error_count(vm), 1); /* #args[3] on nil: the hook's own error */
+  sl_lua_close(vm);
+}
+
+TEST(client_gone) {
+  fake_reset();
+  sl_lua *vm = sl_lua_new(&gw);
+  sl_socket s;
+  fake_socket_init(&s, "sock-2", "/chat");
+  int keep = fn_ref(vm, "return function(client) KEPT = client end");
+  sl_lua_on_event(vm, keep, &s, "x", "[]", 2, NULL, 0, -1);
+  CHECK_EQ_STR(run(vm, "return KEPT.id"), "sock-2");
+  CHECK_EQ_STR(run(vm, "return tostring(KEPT)"), "client /chat sock-2");
+  CHECK(strstr(run(vm, "KEPT.id = 'x'"), "read-only") != NULL);
+  sl_lua_socket_gone(vm, &s);
+  CHECK_EQ_INT(s.lua_slot, SL_NOREF);
+  CHECK(strstr(run(vm, "return KEPT.id"), "client is gone") != NULL);
+  CHECK(strstr(run(vm, "KEPT:emit('x')"), "client is gone") != NULL);
+  CHECK_EQ_STR(run(vm, "return tostring(KEPT)"), "client (gone)");
+  /* publish_to accepts a client object */
+  sl_socket s2;
+  fake_socket_init(&s2, "sock-3", "/chat");
+  sl_lua_on_event(vm, keep, &s2, "x", "[]", 2, NULL, 0, -1);
+  CHECK(strncmp(run(vm, "return sluice.publish_to('/chat', KEPT, 't', 1)"), "msg-", 4) == 0);
+  CHECK_EQ_STR(fake_calls[0].to, "sock-3");
+  run(vm, "KEPT:disconnect()");
+  CHECK(s2.disconnected);
+  sl_lua_socket_gone(vm, &s2);
+  sl_lua_close(vm);
+}
+
+TEST(on_connect) {
+  sl_lua *vm = sl_lua_new(&gw);
+  sl_socket s;
+  fake_socket_init(&s, "sock-4", "/a");
+  char reason[64];
+  int ref = fn_ref(vm,
+                   "return function(client, auth)\n"
+                   "  if auth and auth.token == 'good' then return true end\n"
+                   "  if auth and auth.token == 'boom' then error('kaboom') end\n"
+                   "  if auth then return false, 'bad token' end\n"
+                   "end");
+  CHECK_EQ_INT(sl_lua_on_connect(vm, ref, &s, "{\"token\":\"good\"}", 16, reason, sizeof reason), 1);
+  CHECK_EQ_INT(sl_lua_on_connect(vm, ref, &s, "{\"token\":\"bad\"}", 15, reason, sizeof reason), 0);
+  CHECK_EQ_STR(reason, "bad token");
+  CHECK_EQ_INT(sl_lua_on_connect(vm, ref, &s, NULL, 0, reason, sizeof reason), 1); /* nil: accept */
+  CHECK_EQ_INT(sl_lua_on_connect(vm, ref, &s, "{\"token\":\"boom\"}", 16, reason, sizeof reason), 0);
+  CHECK_EQ_STR(reason, "Not authorized");
+  CHECK_EQ_INT(sl_lua_error_count(vm), 1);
+  CHECK_EQ_INT(sl_lua_on_connect(vm, SL_NOREF, &s, NULL, 0, reason, sizeof reason), 1);
+  sl_lua_socket_gone(vm, &s);
+  sl_lua_close(vm);
+}
+
+TEST(coalesce_key) {
+  sl_lua *vm = sl_lua_new(NULL);
+  int ref = fn_ref(vm, "return function(topic, p) if p.n then return p.n end return p.symbol end");
+  char *k = sl_lua_coalesce_key(vm, ref, "prices", "{\"symbol\":\"ACME\"}", 17);
+  CHECK_EQ_STR(k, "ACME");
+  free(k);
+  k = sl_lua_coalesce_key(vm, ref, "prices", "{\"n\":42}", 8);
+  CHECK_EQ_STR(k, "42");
+  free(k);
+  CHECK(sl_lua_coalesce_key(vm, ref, "prices", "{}", 2) == NULL);
+  CHECK(sl_lua_coalesce_key(vm, ref, "prices", "[oops", 5) == NULL); /* payload nil: error */
+  CHECK_EQ_INT(sl_lua_error_count(vm), 1);
+  int keys = fn_ref(vm, "return require('keys').fields('venue', 'sym')");
+  k = sl_lua_coalesce_key(vm, keys, "t", "{\"venue\":\"X\",\"sym\":\"Y\"}", 23);
+  CHECK_EQ_STR(k, "X:Y");
+  free(k);
+  sl_lua_close(vm);
+}
+
+TEST(eio_conn) {
+  fake_reset();
+  sl_lua *vm = sl_lua_new(&gw);
+  sl_eio_conn c = {.id = "eio-1", .lua_slot = SL_NOREF};
+  int on_msg = fn_ref(vm, "return function(conn, data) LAST = conn; conn:send(data); conn:send(type(data)) end");
+  int on_open = fn_ref(vm, "return function(conn, why) OPENED = conn.id .. tostring(why) end");
+  sl_lua_eio_event(vm, on_open, &c, NULL);
+  CHECK_EQ_STR(run(vm, "return OPENED"), "eio-1nil");
+  sl_lua_eio_message(vm, on_msg, &c, (const uint8_t *)"hi", 2, false);
+  sl_lua_eio_message(vm, on_msg, &c, (const uint8_t *)"\x01\x02", 2, true);
+  CHECK_EQ_INT(fake_ncalls, 4);
+  CHECK(!fake_calls[0].binary);
+  CHECK_EQ_STR(fake_calls[1].json, "string");
+  CHECK(fake_calls[2].binary);
+  CHECK_EQ_STR(fake_calls[3].json, "userdata");
+  sl_lua_eio_gone(vm, &c);
+  CHECK(strstr(run(vm, "LAST:send('x')"), "connection is gone") != NULL);
+  sl_lua_close(vm);
+}
+
+static int timer_ticks;
+static void stop_loop_cb(uv_timer_t *t) { uv_stop(t->loop); }
+
+static void run_loop_ms(uint64_t ms) {
+  uv_timer_t t;
+  uv_timer_init(&gw.loop, &t);
+  uv_timer_start(&t, stop_loop_cb, ms, 0);
+  uv_run(&gw.loop, UV_RUN_DEFAULT);
+  uv_close((uv_handle_t *)&t, NULL);
+  uv_run(&gw.loop, UV_RUN_NOWAIT);
+}
+
+TEST(timers) {
+  fake_reset();
+  sl_lua *vm = sl_lua_new(&gw);
+  (void)timer_ticks;
+  run(vm, "N, M, E = 0, 0, 0\n"
+          "T = sluice.every(5, function() N = N + 1 if N == 3 then T:stop() end end)\n"
+          "sluice.after(1, function() M = M + 1 end)\n"
+          "sluice.every(5, function() E = E + 1 error('tick failed') end)\n"
+          "local gone = sluice.every(5, function() GONE = (GONE or 0) + 1 end)\n"
+          "gone = nil collectgarbage() collectgarbage()\n");
+  run_loop_ms(60);
+  CHECK_EQ_STR(run(vm, "return N .. ',' .. M"), "3,1");
+  CHECK_EQ_STR(run(vm, "return tostring(T:active())"), "false");
+  /* an erroring timer keeps running, each error logged and counted */
+  CHECK_EQ_STR(run(vm, "return tostring(E >= 3)"), "true");
+  CHECK(sl_lua_error_count(vm) >= 3);
+  /* a timer whose object was collected keeps running */
+  CHECK_EQ_STR(run(vm, "return tostring(GONE >= 3)"), "true");
+  CHECK(strstr(run(vm, "sluice.every(0, function() end)"), "interval must be at least 1 ms") != NULL);
+  /* close stops the timers; the state goes once their handles are closed */
+  sl_lua_close(vm);
+  uv_run(&gw.loop, UV_RUN_NOWAIT);
+  CHECK_EQ_INT(uv_loop_alive(&gw.loop), 0);
+}
+
+TEST(instruction_limit) {
+  sl_lua *vm = sl_lua_new(NULL);
+  char err[512];
+  int loop = script_ref(vm, FIX "loop.lua", err, sizeof err);
+  int swallow = script_ref(vm, FIX "swallow.lua", err, sizeof err);
+  CHECK(loop > 0 && swallow > 0);
+  double t0 = now_s();
+  CHECK(sl_lua_coalesce_key(vm, loop, "t", "{}", 2) == NULL);
+  CHECK(sl_lua_coalesce_key(vm, swallow, "t", "{}", 2) == NULL);
+  double dt = now_s() - t0;
+  CHECK_EQ_INT(sl_lua_error_count(vm), 2);
+  CHECK(dt < 5.0);
+  /* also for functions from a config chunk (JIT off for them), and after the JIT warmed up */
+  int cfg_loop = fn_ref(vm, "return function() local x = 0 while true do x = x + 1 end end");
+  CHECK(sl_lua_coalesce_key(vm, cfg_loop, "t", "{}", 2) == NULL);
+  CHECK_EQ_INT(sl_lua_error_count(vm), 3);
+  /* the VM is fine afterwards */
+  CHECK_EQ_STR(run(vm, "local s = 0 for i = 1, 1000 do s = s + i end return s"), "500500");
+  /* a smaller budget */
+  sl__lua_set_limits(vm, 100000, 0);
+  CHECK(strstr(run(vm, "for i = 1, 1e7 do end"), "instruction limit exceeded (100000 instructions)") != NULL);
+  sl_lua_close(vm);
+}
+
+TEST(memory_limit) {
+  sl_lua *vm = sl_lua_new(NULL);
+  CHECK(sl_lua_memory_bytes(vm) > 10000);
+  sl__lua_set_limits(vm, 0, 16u << 20);
+  char err[512];
+  int hog = script_ref(vm, FIX "memory_hog.lua", err, sizeof err);
+  CHECK(hog > 0);
+  CHECK(sl_lua_coalesce_key(vm, hog, "t", "{}", 2) == NULL);
+  CHECK_EQ_INT(sl_lua_error_count(vm), 1);
+  CHECK(sl_lua_memory_bytes(vm) <= (16u << 20));
+  run(vm, "collectgarbage()");
+  CHECK(sl_lua_memory_bytes(vm) < (4u << 20));
+  CHECK_EQ_STR(run(vm, "return 'still alive'"), "still alive");
+  sl_lua_close(vm);
+}
+
+TEST(sandbox) {
+  sl_lua *vm = sl_lua_new(NULL);
+  char err[512];
+  int esc = script_ref(vm, FIX "escape.lua", err, sizeof err);
+  CHECK(esc > 0);
+  char *leaked = sl_lua_coalesce_key(vm, esc, "t", "{}", 2);
+  CHECK_EQ_STR(leaked, "");
+  free(leaked);
+  /* the script's string.upper = nil did not touch the VM's string library */
+  CHECK_EQ_STR(run(vm, "return string.upper('x')"), "X");
+  /* globals: allowed while loading, refused from a hook */
+  int gw_ref = script_ref(vm, FIX "global_write.lua", err, sizeof err);
+  CHECK(gw_ref > 0);
+  CHECK(sl_lua_coalesce_key(vm, gw_ref, "t", "{}", 2) == NULL);
+  CHECK_EQ_INT(sl_lua_error_count(vm), 1);
+  CHECK_EQ_STR(run(vm, "return tostring(helper)"), "nil"); /* not leaked into the VM's globals */
+  CHECK_EQ_INT(script_ref(vm, FIX "syntax_error.lua", err, sizeof err), SL_NOREF);
+  CHECK(strstr(err, "syntax_error.lua:2:") != NULL);
+  int herr = script_ref(vm, FIX "hook_error.lua", err, sizeof err);
+  CHECK(sl_lua_coalesce_key(vm, herr, "prices", "{}", 2) == NULL);
+  CHECK_EQ_INT(sl_lua_error_count(vm), 2);
+  sl_lua_close(vm);
+}
+
+TEST(stats_and_log) {
+  sl_lua *vm = sl_lua_new(&gw);
+  CHECK_EQ_STR(run(vm, "local s = sluice.stats() return s.clients .. s.namespaces[1]"), "2/feed");
+  CHECK_EQ_STR(run(vm, "sluice.log.debug('a', 1, nil, {}) return 'ok'"), "ok");
+  sl_lua_close(vm);
+}
+
+TEST(close_inside_call) {
+  /* closing from inside a hook defers until the call returns */
+  sl_lua *vm = sl_lua_new(NULL);
+  lua_State *L = sl_lua_state(vm);
+  lua_pushlightuserdata(L, vm);
+  lua_setglobal(L, "VMPTR");
+  int ref = fn_ref(vm, "return function() return 'k' end");
+  char *k = sl_lua_coalesce_key(vm, ref, "t", "{}", 2);
+  CHECK_EQ_STR(k, "k");
+  free(k);
+  sl_lua_close(vm);
+}
+
+int main(void) {
+  sl_log_threshold = getenv("SLUICE_TEST_VERBOSE") ? SL_LOG_DEBUG : SL_LOG_ERROR;
+  fake_gateway_init(&gw);
+  RUN(module_is_global_and_required);
+  RUN(publish_without_gateway);
+  RUN(publish);
+  RUN(json);
+  RUN(bytes);
+  RUN(on_event_args_emit_and_ack);
+  RUN(client_gone);
+  RUN(on_connect);
+  RUN(coalesce_key);
+  RUN(eio_conn);
+  RUN(timers);
+  RUN(instruction_limit);
+  RUN(memory_limit);
+  RUN(sandbox);
+  RUN(stats_and_log);
+  RUN(close_inside_call);
+  uv_loop_close(&gw.loop);
+  return tl_report();
+}
