@@ -597,7 +597,7 @@ int sl_eio_conn_send(sl_eio_conn *c, const void *data, size_t len, bool binary) 
   } else {
     m = sl_msg_new(len + 1, SL_MK_CONTROL);
     sl_msg_packet(m)[0] = '4';
-    memcpy(sl_msg_packet(m) + 1, data, len);
+    if (len) memcpy(sl_msg_packet(m) + 1, data, len);
     sl_msg_frame_finish(m);
   }
   sl_session_send(c->sess, m);

@@ -319,7 +319,7 @@ void sl_sio_message(sl_session *s, const uint8_t *data, size_t len, bool binary)
       return;
     }
     pb->bufs[pb->have] = sl_xmalloc(len ? len : 1);
-    memcpy(pb->bufs[pb->have], data, len);
+    if (len) memcpy(pb->bufs[pb->have], data, len);
     pb->lens[pb->have] = len;
     pb->have++;
     if (pb->have == pb->need) {
