@@ -57,8 +57,36 @@ int eio_payload_next(const uint8_t *body, size_t len, size_t *pos, const uint8_t
   return 1;
 }
 
+/* sio_utf8_valid: see sio_codec.h. Table-free check of the RFC 3629 grammar; the ASCII
+ * run is the common case and is skipped a byte at a time without branching on lengths. */
+bool sio_utf8_valid(const uint8_t *s, size_t len) {
+  size_t i = 0;
+  while (i < len) {
+    uint8_t c = s[i];
+    if (c < 0x80) {
+      i++;
+      continue;
+    }
+    size_t n;
+    uint32_t cp, min;
+    if (c >= 0xc2 && c <= 0xdf) { n = 2; cp = c & 0x1f; min = 0x80; }
+    else if (c >= 0xe0 && c <= 0xef) { n = 3; cp = c & 0x0f; min = 0x800; }
+    else if (c >= 0xf0 && c <= 0xf4) { n = 4; cp = c & 0x07; min = 0x10000; }
+    else return false;
+    if (len - i < n) return false;
+    for (size_t k = 1; k < n; k++) {
+      if ((s[i + k] & 0xc0) != 0x80) return false;
+      cp = (cp << 6) | (s[i + k] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return false;
+    i += n;
+  }
+  return true;
+}
+
 /* ---- Socket.IO: header ----------------------------------------------------------------- */
 
+/* ASCII digits only: unlike the reference's Number(c) == c, a space is not a digit. */
 static bool is_digit(char c) {
   return c >= '0' && c <= '9';
 }
@@ -213,6 +241,7 @@ typedef struct ph_walk {
   uint8_t *seen; /* natts bytes: 1 when that num was already used */
 } ph_walk;
 
+/* Depth-first visit of node; -1 at the first bad placeholder or past the depth bound. */
 static int ph_visit(ph_walk *w, const cJSON *node, int depth) {
   if (depth > PLACEHOLDER_MAX_DEPTH) return -1;
   if (cJSON_IsObject(node)) {

@@ -33,9 +33,20 @@ int eio_parse_text(uint8_t *buf, size_t len, eio_packet *out);
 /* eio_payload_next: iterate the records of a polling POST body separated by 0x1e.
  * *pos starts at 0; each call returns the next record [*rec, *rec+*reclen) and advances
  * *pos. Returns 1 when a record was produced, 0 at the end. Empty records are produced as
- * empty (and then fail eio_parse_text). */
+ * empty (and then fail eio_parse_text). Like String.split("\x1e"), n separators give n + 1
+ * records, so an empty body gives one empty record. *rec points into body. */
 int eio_payload_next(const uint8_t *body, size_t len, size_t *pos, const uint8_t **rec,
                      size_t *reclen);
+
+/* sio_utf8_valid: true when s[0..len) is well-formed UTF-8 (no overlongs, surrogates, or
+ * code points above U+10FFFF; NUL bytes allowed). The reference never handles invalid UTF-8
+ * as text (Node decodes polling bodies with U+FFFD replacement; `ws` fails such a text frame
+ * with 1007), and the Node client's `ws` drops the connection when it receives a text frame
+ * that is not UTF-8. A gateway that forwards or echoes client bytes (event payloads,
+ * namespace names in CONNECT_ERROR) must therefore reject invalid text before parsing it.
+ * wslay's event API already fails invalid text WS frames (1007); polling POST bodies are
+ * checked by nobody else, so run them through this. */
+bool sio_utf8_valid(const uint8_t *s, size_t len);
 
 /* ---- Socket.IO ---------------------------------------------------------------------- */
 enum {

@@ -205,6 +205,35 @@ TEST(eio_payload_empty_record_fails_parse) {
   CHECK_EQ_INT(bad, 1);
 }
 
+TEST(utf8_valid) {
+  CHECK(sio_utf8_valid((const uint8_t *)"", 0));
+  CHECK(sio_utf8_valid(NULL, 0));
+  CHECK(sio_utf8_valid((const uint8_t *)"42[\"hey\"]", 9));
+  CHECK(sio_utf8_valid((const uint8_t *)"a\0b", 3)); /* NUL is a valid code point */
+  CHECK(sio_utf8_valid((const uint8_t *)"\xc2\x80", 2));             /* U+0080 */
+  CHECK(sio_utf8_valid((const uint8_t *)"\xdf\xbf", 2));             /* U+07FF */
+  CHECK(sio_utf8_valid((const uint8_t *)"\xe0\xa0\x80", 3));         /* U+0800 */
+  CHECK(sio_utf8_valid((const uint8_t *)"\xed\x9f\xbf", 3));         /* U+D7FF */
+  CHECK(sio_utf8_valid((const uint8_t *)"\xee\x80\x80", 3));         /* U+E000 */
+  CHECK(sio_utf8_valid((const uint8_t *)"\xef\xbf\xbf", 3));         /* U+FFFF */
+  CHECK(sio_utf8_valid((const uint8_t *)"\xf0\x90\x80\x80", 4));     /* U+10000 */
+  CHECK(sio_utf8_valid((const uint8_t *)"\xf4\x8f\xbf\xbf", 4));     /* U+10FFFF */
+  CHECK(!sio_utf8_valid((const uint8_t *)"\x80", 1));                 /* lone continuation */
+  CHECK(!sio_utf8_valid((const uint8_t *)"\xc0\xaf", 2));             /* overlong '/' */
+  CHECK(!sio_utf8_valid((const uint8_t *)"\xc1\xbf", 2));
+  CHECK(!sio_utf8_valid((const uint8_t *)"\xe0\x9f\xbf", 3));         /* overlong */
+  CHECK(!sio_utf8_valid((const uint8_t *)"\xf0\x8f\xbf\xbf", 4));     /* overlong */
+  CHECK(!sio_utf8_valid((const uint8_t *)"\xed\xa0\x80", 3));         /* surrogate */
+  CHECK(!sio_utf8_valid((const uint8_t *)"\xed\xbf\xbf", 3));
+  CHECK(!sio_utf8_valid((const uint8_t *)"\xf4\x90\x80\x80", 4));     /* > U+10FFFF */
+  CHECK(!sio_utf8_valid((const uint8_t *)"\xf5\x80\x80\x80", 4));
+  CHECK(!sio_utf8_valid((const uint8_t *)"\xff", 1));
+  CHECK(!sio_utf8_valid((const uint8_t *)"\xe2\x82", 2));             /* truncated */
+  CHECK(!sio_utf8_valid((const uint8_t *)"\xe2\x82\xac", 2));         /* len is honoured */
+  CHECK(sio_utf8_valid((const uint8_t *)"\xe2\x82\xac", 3));          /* U+20AC */
+  CHECK(!sio_utf8_valid((const uint8_t *)"\xe2\x28\xa1", 3));         /* bad continuation */
+}
+
 /* ---- Socket.IO header ----------------------------------------------------------------- */
 
 TEST(sio_connect_default_nsp) {
@@ -725,6 +754,7 @@ int main(void) {
   RUN(eio_payload_counts_and_end);
   RUN(eio_payload_text_and_binary_example);
   RUN(eio_payload_empty_record_fails_parse);
+  RUN(utf8_valid);
   RUN(sio_connect_default_nsp);
   RUN(sio_connect_namespaces);
   RUN(sio_connect_payload_rules);
