@@ -4,11 +4,21 @@
 // is taken from the "listening on" line either way.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync } from "node:fs";
+import { existsSync, readdirSync } from "node:fs";
 import path from "node:path";
 import { ROOT, startServer, assertCleanExit, client, connected, closeAll, MODES, Inbox, runSluice } from "./helpers.mjs";
 
 const TICKER = path.join(ROOT, "examples/ticker.lua");
+
+test("every config in examples/ passes `sluice check`", async (t) => {
+  const dir = path.join(ROOT, "examples");
+  const files = existsSync(dir) ? readdirSync(dir).filter((f) => /\.(lua|json|ya?ml)$/i.test(f)) : [];
+  if (!files.length) return t.skip("examples/ has no config files yet");
+  for (const f of files) {
+    const r = await runSluice(["check", path.join(dir, f)], { env: { SLUICE_PORT: "0" } });
+    assert.equal(r.code, 0, `sluice check examples/${f}: exit ${r.code}\n${r.stdout}${r.stderr}`);
+  }
+});
 
 test("examples/ticker.lua passes `sluice check`", async (t) => {
   if (!existsSync(TICKER)) return t.skip(`${TICKER} does not exist yet (the Lua engineer is writing it)`);

@@ -561,6 +561,7 @@ export class RawWs {
 //   whoami()    -> acks client.id and the auth token onConnect saw
 //   push(n)     -> emits "pushed" i for i = 1..n (server-initiated events)
 //   kick()      -> client:disconnect()
+//   boom()      -> raises a Lua error (logged with file:line; the gateway goes on)
 export const LUA_APP = `
 local unpack = unpack or table.unpack
 local tokens = {}
@@ -582,6 +583,8 @@ local function app_event(client, event, args, ack)
     for i = 1, args[1] do client:emit("pushed", i) end
   elseif event == "kick" then
     client:disconnect()
+  elseif event == "boom" then
+    error("kaboom from the app")
   end
 end
 `;

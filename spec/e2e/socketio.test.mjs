@@ -246,6 +246,18 @@ for (const [mode, opts] of Object.entries(MODES)) {
   });
 }
 
+test("a Lua error in onEvent is logged with file:line and the gateway goes on", async () => {
+  const s = await connected(client(`${srv.url}/app`, MODES.websocket));
+  try {
+    s.emit("boom");
+    assert.equal(await s.timeout(5000).emitWithAck("rpc", 1, 1), 2);
+    assert.equal(s.connected, true);
+    const log = srv.stderr();
+    assert.match(log, /kaboom from the app/, `stderr:\n${log}`);
+    assert.match(log, /config\.lua:\d+/, `the error should name config.lua:<line>; stderr:\n${log}`);
+  } finally { closeAll(s); }
+});
+
 test("many clients at once (websocket and polling) all get their own acks", async () => {
   const socks = [];
   try {
