@@ -279,6 +279,7 @@ static void stop_loop_cb(uv_timer_t *t) { uv_stop(t->loop); }
 
 static void run_loop_ms(uint64_t ms) {
   uv_timer_t t;
+  uv_update_time(&gw.loop);
   uv_timer_init(&gw.loop, &t);
   uv_timer_start(&t, stop_loop_cb, ms, 0);
   uv_run(&gw.loop, UV_RUN_DEFAULT);
@@ -395,6 +396,48 @@ TEST(close_inside_call) {
   sl_lua_close(vm);
 }
 
+
+TEST(ticker_example) {
+  fake_reset();
+  sl_lua *vm = sl_lua_new(&gw);
+  sl_config *cfg = NULL;
+  char err[512];
+  CHECK_EQ_INT(sl_config_load(sl_lua_state(vm), "examples/ticker.lua", &cfg, err, sizeof err), 0);
+  if (!cfg) {
+    fprintf(stderr, "  %s\n", err);
+    sl_lua_close(vm);
+    return;
+  }
+  sl_server srv = {"main", 3000};
+  uv_update_time(&gw.loop); /* timers started now count from the real time */
+  CHECK_EQ_INT(sl_lua_on_start(vm, cfg->servers[0].on_start_ref, &srv), 0);
+  run_loop_ms(450); /* two ticks of four symbols */
+  CHECK(fake_ncalls >= 8);
+  if (fake_ncalls < 8) fprintf(stderr, "  calls: %d errors: %llu\n", fake_ncalls, (unsigned long long)sl_lua_error_count(vm));
+  CHECK_EQ_STR(fake_calls[0].ns, "/feed");
+  CHECK_EQ_STR(fake_calls[0].topic, "prices");
+  CHECK(strstr(fake_calls[0].json, "\"symbol\":") && strstr(fake_calls[0].json, "\"price\":") &&
+        strstr(fake_calls[0].json, "\"ts\":"));
+  /* /chat: echo and rpc */
+  fake_reset();
+  sl_socket s;
+  fake_socket_init(&s, "chat-1", "/chat");
+  int on_event = cfg->servers[0].ns[1].on_event_ref;
+  sl_lua_on_event(vm, on_event, &s, "echo", "[\"hi\",2]", 8, NULL, 0, -1);
+  const char *rpc = "[{\"method\":\"add\",\"params\":{\"a\":2,\"b\":3}}]";
+  sl_lua_on_event(vm, on_event, &s, "rpc", rpc, strlen(rpc), NULL, 0, 4);
+  sl_lua_on_event(vm, on_event, &s, "rpc", "[{\"method\":\"nope\"}]", 19, NULL, 0, 5);
+  CHECK_EQ_INT(sl_lua_error_count(vm), 0);
+  CHECK_EQ_INT(fake_ncalls, 3);
+  CHECK_EQ_STR(fake_calls[0].json, "[\"echo\",\"hi\",2]");
+  CHECK(strstr(fake_calls[1].json, "\"ok\":true") && strstr(fake_calls[1].json, "\"result\":{\"sum\":5}"));
+  CHECK(strstr(fake_calls[2].json, "unknown method nope") != NULL);
+  sl_lua_socket_gone(vm, &s);
+  sl_config_free(cfg);
+  sl_lua_close(vm);
+  uv_run(&gw.loop, UV_RUN_NOWAIT);
+}
+
 int main(void) {
   sl_log_threshold = getenv("SLUICE_TEST_VERBOSE") ? SL_LOG_DEBUG : SL_LOG_ERROR;
   fake_gateway_init(&gw);
@@ -414,6 +457,7 @@ int main(void) {
   RUN(sandbox);
   RUN(stats_and_log);
   RUN(close_inside_call);
+  RUN(ticker_example);
   uv_loop_close(&gw.loop);
   return tl_report();
 }

@@ -1,0 +1,37 @@
+describe("sluice.json", function()
+  local json = sluice.json
+
+  it("encodes scalars the way JSON.stringify does", function()
+    eq(json.encode(1), "1")
+    eq(json.encode(-0.5), "-0.5")
+    eq(json.encode(true), "true")
+    eq(json.encode("héllo\n"), "\"héllo\\n\"")
+    eq(json.encode(json.null), "null")
+    eq(json.encode(2^53), "9007199254740992")
+  end)
+
+  it("tells arrays from objects", function()
+    eq(json.encode({ 1, 2, 3 }), "[1,2,3]")
+    eq(json.encode({ a = 1 }), "{\"a\":1}")
+    eq(json.encode({}), "{}")
+    eq(json.encode(json.array({})), "[]")
+    eq(json.decode(json.encode({ [1] = "a", [3] = "c" })), { ["1"] = "a", ["3"] = "c" })
+  end)
+
+  it("round-trips nested values, keeping empty arrays", function()
+    local text = "{\"list\":[],\"obj\":{},\"n\":[1,[2,[3]]],\"z\":null}"
+    local v = json.decode(text)
+    eq(v.z, json.null)
+    eq(#v.n[2][2], 1)
+    local again = json.decode(json.encode(v))
+    eq(json.encode(again.list), "[]")
+    eq(json.encode(again.obj), "{}")
+  end)
+
+  it("refuses what JSON cannot hold", function()
+    raises(function() json.encode(function() end) end, "cannot encode a function")
+    raises(function() json.encode(1 / 0) end, "NaN or infinity")
+    raises(function() json.encode({ [true] = 1 }) end, "object keys must be strings")
+    raises(function() json.decode("{\"a\":") end, "invalid JSON")
+  end)
+end)
