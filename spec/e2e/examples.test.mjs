@@ -6,6 +6,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, readdirSync } from "node:fs";
 import path from "node:path";
+import { spawn } from "node:child_process";
 import { ROOT, startServer, assertCleanExit, client, connected, closeAll, MODES, Inbox, runSluice } from "./helpers.mjs";
 
 const TICKER = path.join(ROOT, "examples/ticker.lua");
@@ -41,6 +42,26 @@ test("examples/ticker.lua (make run): a client subscribed to /feed prices receiv
           assert.ok(args[0] !== null && typeof args[0] === "object", `tick payload: ${JSON.stringify(args[0])}`);
         }
       } finally { closeAll(s); }
+    }
+    // examples/client.mjs (SLUICE_URL, COUNT=n) prints n ticks and exits
+    const CLIENT = path.join(ROOT, "examples/client.mjs");
+    if (existsSync(CLIENT)) {
+      const r = await new Promise((resolve) => {
+        const p = spawn(process.execPath, [CLIENT], {
+          cwd: ROOT, env: { ...process.env, SLUICE_URL: srv.url, COUNT: "3" }, stdio: ["ignore", "pipe", "pipe"],
+        });
+        let out = "";
+        p.stdout.on("data", (d) => { out += d; });
+        p.stderr.on("data", (d) => { out += d; });
+        const t = setTimeout(() => p.kill("SIGKILL"), 15000);
+        p.on("close", (code, signal) => { clearTimeout(t); resolve({ code, signal, out }); });
+      });
+      assert.equal(r.code, 0, `node examples/client.mjs: exit ${r.code} ${r.signal ?? ""}\n${r.out}`);
+      assert.match(r.out, /connected to/, r.out);
+      const ticks = r.out.split("\n").filter((l) => /\d+\.\d\d/.test(l) && !/connected/.test(l));
+      assert.ok(ticks.length >= 3, `expected 3 tick lines:\n${r.out}`);
+    } else {
+      t.diagnostic("examples/client.mjs does not exist yet; not run");
     }
   } finally {
     assertCleanExit(await srv.stop());
