@@ -51,7 +51,7 @@ stop_server() {
   wait "$pid" 2>/dev/null
   return 0
 }
-cleanup() { stop_server; }
+cleanup() { stop_server; rm -f "$OUT/sluice-$STAMP"; }
 trap cleanup EXIT
 trap 'log "interrupted"; exit 130' INT TERM
 
@@ -106,10 +106,19 @@ start_server() {
 }
 
 # Is Sluice usable? It must exist, start with the bench config and accept a WebSocket client.
+# Other people rebuild build/sluice while we measure: run a private copy of the binary, and
+# give a relink in progress a few seconds to finish.
 HAVE_SLUICE=0
-SLUICE_STATUS="not built ($SLUICE missing)"
+SLUICE_SRC=$SLUICE
+SLUICE_STATUS="not built ($SLUICE_SRC missing)"
 probe_sluice() {
-  [ -x "$SLUICE" ] || return 1
+  local i
+  for i in 1 2 3 4 5 6; do [ -x "$SLUICE_SRC" ] && break; sleep 5; done
+  [ -x "$SLUICE_SRC" ] || return 1
+  SLUICE=$OUT/sluice-$STAMP
+  cp "$SLUICE_SRC" "$SLUICE" || { SLUICE_STATUS="cannot copy $SLUICE_SRC"; return 1; }
+  SLUICE_VERSION="$(git describe --always --dirty 2>/dev/null), binary built $(date -u -r "$SLUICE_SRC" +%FT%TZ)"
+  echo "$SLUICE_SRC copied to $SLUICE: $SLUICE_VERSION" >>"$CMDS"
   local port; port=$(free_port)
   if ! start_server sluice "$port" RATE=10 SIZE=100; then
     SLUICE_STATUS="$SLUICE does not start with spec/bench/sluice-bench.lua (see $SERVER_LOG)"
@@ -126,6 +135,7 @@ probe_sluice() {
   SLUICE_STATUS="ok"
   return 0
 }
+SLUICE_VERSION=""
 case " $SERVERS " in *" sluice "*) probe_sluice && HAVE_SLUICE=1 ;; esac
 [ "$HAVE_SLUICE" = 1 ] || note "Sluice: $SLUICE_STATUS - Sluice columns are empty in this run."
 [ "$HAVE_SOCKETIO" = 1 ] || note "socket.io baseline unavailable (node or node_modules/socket.io missing)"
@@ -229,5 +239,5 @@ log "measurements took $((T1 - T0)) s"
 
 node spec/bench/report.mjs --results "$JSONL" --commands "$CMDS" --notes "$NOTES" \
   --out "$RESULTS" --quick "$QUICK" --runs "$RUNS" --sluice-status "$SLUICE_STATUS" \
-  --elapsed "$((T1 - T0))" || { log "report failed"; exit 1; }
+  --elapsed "$((T1 - T0))" --sluice-version "$SLUICE_VERSION" || { log "report failed"; exit 1; }
 log "wrote $RESULTS (raw: $JSONL)"

@@ -54,14 +54,18 @@ local server = {
   namespaces = { feed },
   onStart = function(srv)
     if RATE <= 0 then return end
-    local seq, carry = 0, 0
-    local per_tick = RATE * TICK_MS / 1000
-    local publish, now_us, floor, fmt = sluice.publish, sluice.now_us, math.floor, string.format
+    -- Messages due this tick: RATE x elapsed time minus what was already sent (the same rule as
+    -- the socket.io baseline), at most 2 ticks' worth at once; older backlog is skipped.
+    local seq, sent, t0 = 0, 0, 0
+    local cap = math.max(1, math.ceil(RATE * TICK_MS * 2 / 1000))
+    local publish, now_us, now_ms, floor, fmt = sluice.publish, sluice.now_us, sluice.now_ms, math.floor, string.format
     local function produce()
+      t0 = now_ms()
       sluice.every(TICK_MS, function()
-        carry = carry + per_tick
-        local n = floor(carry)
-        carry = carry - n
+        local due = floor(RATE * (now_ms() - t0) / 1000)
+        if due - sent > cap then sent = due - cap end
+        local n = due - sent
+        sent = due
         for _ = 1, n do
           seq = seq + 1
           publish("/feed", "prices",
