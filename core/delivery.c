@@ -13,6 +13,7 @@
 #include "sl_internal.h"
 #include "sio_codec.h"
 #include "../lua/sl_lua.h"
+#include "spill.h"
 
 const char *const sl_overflow_reasons[SL_OV_COUNT] = {
   [SL_OV_TOO_BIG] = "message exceeds maxQueuedBytesPerClient",
@@ -86,6 +87,8 @@ sl_ns *sl_server_find_ns(sl_server *srv, const char *path, size_t len) {
 
 static sl_msg *lane_at(const sl_lane *l, uint32_t i) { return l->q[(l->qhead + i) % l->qcap]; }
 static void lane_set(sl_lane *l, uint32_t i, sl_msg *m) { l->q[(l->qhead + i) % l->qcap] = m; }
+static const sl_ns_config *lane_cfg(const sl_lane *l) { return l->topic->ns->cfg; }
+static sl_gateway *lane_gw(const sl_lane *l) { return l->topic->ns->srv->gw; }
 
 static void lane_push(sl_lane *l, sl_msg *m) {
   if (l->qn == l->qcap) {
@@ -124,7 +127,26 @@ static void lane_clear(sl_lane *l) {
   l->qcap = l->qhead = 0;
 }
 
+/* Entries counted against maxQueuedMessagesPerClient: pending + awaiting an ack (not the
+ * spilled ones, as in StreamFenceJs). */
+static uint64_t lane_count(const sl_lane *l) { return (uint64_t)l->qn + l->ninfl; }
+
+static bool lane_fits(const sl_lane *l, uint64_t est) {
+  const sl_ns_config *cfg = lane_cfg(l);
+  return lane_count(l) < (uint64_t)cfg->max_queued_msgs &&
+         l->qbytes + est <= (uint64_t)cfg->max_queued_bytes;
+}
+
+static bool lane_can_send(const sl_lane *l) {
+  if (!l->qn) return false;
+  const sl_ns_config *cfg = lane_cfg(l);
+  if (cfg->delivery != SL_AT_LEAST_ONCE) return true;
+  int64_t w = cfg->max_in_flight > 0 ? cfg->max_in_flight : 1;
+  return l->ninfl < (uint64_t)w;
+}
+
 static void lane_ready(sl_lane *l) {
+  if (!lane_can_send(l)) return;
   sl_session *s = l->sock->sess;
   if (!sl_linked(&l->rlink)) sl_list_push(&s->ready, &l->rlink);
   sl_session_mark_dirty(s);
@@ -136,7 +158,7 @@ static bool key_matches(const sl_ns_config *cfg, const sl_msg *a, const sl_msg *
   return a->key && b->key && strcmp(a->key, b->key) == 0;
 }
 
-/* Replace the newest queued entry with the same key, in place. */
+/* Replace the newest queued (not yet sent) entry with the same key, in place. */
 static bool lane_coalesce(sl_lane *l, sl_msg *m, const sl_ns_config *cfg) {
   for (uint32_t i = l->qn; i-- > 0;) {
     sl_msg *old = lane_at(l, i);
@@ -150,19 +172,311 @@ static bool lane_coalesce(sl_lane *l, sl_msg *m, const sl_ns_config *cfg) {
   return false;
 }
 
-static void overflow(sl_lane *l, int reason) {
-  l->topic->overflow[reason]++;
-  (void)l;
+static void overflow(sl_lane *l, int reason, uint64_t n) { l->topic->overflow[reason] += n; }
+
+/* ---- AT_LEAST_ONCE: ack deadlines on a min-heap, one uv timer ----------------------------- */
+
+static void heap_set(sl_gateway *gw, uint32_t i, sl_inflight *e) {
+  gw->acks[i] = e;
+  e->heap_idx = i;
+}
+
+static void heap_up(sl_gateway *gw, uint32_t i) {
+  sl_inflight *e = gw->acks[i];
+  while (i > 0) {
+    uint32_t p = (i - 1) / 2;
+    if (gw->acks[p]->deadline <= e->deadline) break;
+    heap_set(gw, i, gw->acks[p]);
+    i = p;
+  }
+  heap_set(gw, i, e);
+}
+
+static void heap_down(sl_gateway *gw, uint32_t i) {
+  sl_inflight *e = gw->acks[i];
+  for (;;) {
+    uint32_t c = 2 * i + 1;
+    if (c >= gw->nacks) break;
+    if (c + 1 < gw->nacks && gw->acks[c + 1]->deadline < gw->acks[c]->deadline) c++;
+    if (gw->acks[c]->deadline >= e->deadline) break;
+    heap_set(gw, i, gw->acks[c]);
+    i = c;
+  }
+  heap_set(gw, i, e);
+}
+
+static void ack_timer_arm(sl_gateway *gw);
+
+static void heap_push(sl_gateway *gw, sl_inflight *e) {
+  if (gw->nacks == gw->capacks) {
+    gw->capacks = gw->capacks ? gw->capacks * 2 : 64;
+    gw->acks = sl_xrealloc(gw->acks, sizeof(sl_inflight *) * gw->capacks);
+  }
+  gw->acks[gw->nacks] = e;
+  e->heap_idx = gw->nacks++;
+  heap_up(gw, e->heap_idx);
+  if (e->heap_idx == 0) ack_timer_arm(gw);
+}
+
+static void heap_remove(sl_gateway *gw, sl_inflight *e) {
+  uint32_t i = e->heap_idx;
+  if (i >= gw->nacks || gw->acks[i] != e) return;
+  sl_inflight *last = gw->acks[--gw->nacks];
+  if (i < gw->nacks) {
+    heap_set(gw, i, last);
+    heap_down(gw, i);
+    heap_up(gw, last->heap_idx);
+  }
+  e->heap_idx = UINT32_MAX;
+}
+
+static uint64_t retry_delay(const sl_ns_config *cfg, uint32_t retries) {
+  double d = (double)cfg->ack_timeout_ms;
+  if (cfg->retry_backoff > 1.0) {
+    for (uint32_t i = 0; i < retries; i++) d *= cfg->retry_backoff;
+    double cap = cfg->retry_max_delay_ms > 0 ? (double)cfg->retry_max_delay_ms : 30000.0;
+    if (d > cap) d = cap;
+  }
+  return (uint64_t)d;
+}
+
+/* Remove an in-flight entry from its lane (swap-remove) and free it. */
+static void inflight_drop(sl_inflight *e) {
+  sl_lane *l = e->lane;
+  heap_remove(lane_gw(l), e);
+  for (uint32_t i = 0; i < l->ninfl; i++) {
+    if (l->infl[i] == e) {
+      l->infl[i] = l->infl[--l->ninfl];
+      break;
+    }
+  }
+  if (!l->ninfl) {
+    free(l->infl);
+    l->infl = NULL;
+  }
+  l->qbytes -= e->m->est_bytes;
+  sl_msg_unref(e->m);
+  free(e);
+}
+
+static void lane_maybe_refill(sl_lane *l);
+
+static void ack_timer_cb(uv_timer_t *t) {
+  sl_gateway *gw = t->data;
+  uint64_t now = uv_now(gw->loop);
+  while (gw->nacks && gw->acks[0]->deadline <= now) {
+    sl_inflight *e = gw->acks[0];
+    sl_lane *l = e->lane;
+    const sl_ns_config *cfg = lane_cfg(l);
+    heap_remove(gw, e);
+    if ((int64_t)e->retries < cfg->max_retries) {
+      /* Re-send the identical packet (same messageId) and wait again. */
+      e->retries++;
+      l->topic->m[SL_M_RETRIES]++;
+      sl_session_send(l->sock->sess, sl_msg_ref(e->m));
+      e->deadline = now + retry_delay(cfg, e->retries);
+      heap_push(gw, e);
+    } else {
+      l->topic->m[SL_M_RETRIES_EXHAUSTED]++;
+      sl_log_debug("message %s to %s exhausted its %lld retries", e->m->msgid ? e->m->msgid : "?",
+                   l->sock->id, (long long)cfg->max_retries);
+      sl_gateway_retry_exhausted(gw, l->sock, l->topic, e->m->msgid, e->retries);
+      inflight_drop(e);
+      lane_maybe_refill(l);
+      lane_ready(l);
+    }
+  }
+  ack_timer_arm(gw);
+}
+
+static void ack_timer_arm(sl_gateway *gw) {
+  if (!gw->ack_timer.loop || gw->stopping) return;
+  if (!gw->nacks) {
+    uv_timer_stop(&gw->ack_timer);
+    return;
+  }
+  uint64_t now = uv_now(gw->loop);
+  uint64_t d = gw->acks[0]->deadline;
+  uv_timer_start(&gw->ack_timer, ack_timer_cb, d > now ? d - now : 0, 0);
+}
+
+/* sl_delivery_start: initialise the ack-deadline timer (loop thread, before serving). */
+void sl_delivery_start(sl_gateway *gw) {
+  uv_timer_init(gw->loop, &gw->ack_timer);
+  gw->ack_timer.data = gw;
+  uv_unref((uv_handle_t *)&gw->ack_timer);
+}
+
+/* sl_delivery_stop: close the ack-deadline timer. */
+void sl_delivery_stop(sl_gateway *gw) {
+  if (gw->ack_timer.loop && !uv_is_closing((uv_handle_t *)&gw->ack_timer))
+    uv_close((uv_handle_t *)&gw->ack_timer, NULL);
+}
+
+/* sl_delivery_ack: the client acknowledged msgid on topic t. Settles only a message that was
+ * sent to this client on this topic and is still awaiting its ack; anything else (unknown,
+ * never sent, already settled) is ignored. Returns whether something was settled. */
+bool sl_delivery_ack(sl_socket *sock, sl_topic *t, const char *msgid) {
+  sl_lane *l = NULL;
+  for (sl_lane *k = sock->lanes; k; k = k->next)
+    if (k->topic == t) l = k;
+  if (!l) return false;
+  for (uint32_t i = 0; i < l->ninfl; i++) {
+    sl_inflight *e = l->infl[i];
+    if (e->m->msgid && strcmp(e->m->msgid, msgid) == 0) {
+      inflight_drop(e);
+      lane_maybe_refill(l);
+      lane_ready(l);
+      return true;
+    }
+  }
+  return false;
+}
+
+/* ---- SPILL_TO_DISK --------------------------------------------------------------------- */
+
+/* Record layout: u32 est_bytes, u16 id length, id, packet bytes. */
+static void spill_on_written(sl_spill *sp, void *arg, size_t ok, size_t failed, int err) {
+  (void)sp;
+  sl_lane *l = arg;
+  l->topic->m[SL_M_SPILLED] += ok;
+  overflow(l, SL_OV_SPILLED, ok);
+  if (failed) {
+    overflow(l, SL_OV_SPILL_FAILED, failed);
+    sl_log_warn("spill to disk failed for client %s topic %s: %s; %zu message(s) lost, "
+                "falling back to REJECT_NEW until the disk accepts writes again",
+                l->sock->id, l->topic->name, uv_strerror(err), failed);
+  }
+  lane_maybe_refill(l);
+}
+
+static void spill_on_read(sl_spill *sp, void *arg, sl_spill_rec *recs, size_t n, size_t corrupt,
+                          int status) {
+  (void)sp;
+  sl_lane *l = arg;
+  l->refilling = 0;
+  if (corrupt) {
+    l->topic->spill_corrupt += corrupt;
+    sl_log_warn("spill for client %s topic %s: skipped %zu corrupt record(s)", l->sock->id,
+                l->topic->name, corrupt);
+  }
+  if (status < 0) sl_log_warn("spill read failed: %s", uv_strerror(status));
+  for (size_t i = 0; i < n; i++) {
+    uint8_t *d = recs[i].data;
+    size_t len = recs[i].len;
+    if (len >= 6) {
+      uint32_t est;
+      uint16_t idl;
+      memcpy(&est, d, 4);
+      memcpy(&idl, d + 4, 2);
+      if ((size_t)6 + idl <= len) {
+        size_t pl = len - 6 - idl;
+        sl_msg *m = sl_msg_new(pl, SL_MK_DELIVERY);
+        memcpy(sl_msg_packet(m), d + 6 + idl, pl);
+        sl_msg_frame_finish(m);
+        m->est_bytes = est;
+        if (idl) m->msgid = sl_xstrndup((const char *)d + 6, idl);
+        lane_push(l, m);
+        sl_msg_unref(m);
+      }
+    }
+    free(d);
+  }
+  free(recs);
+  lane_ready(l);
+  lane_maybe_refill(l);
+}
+
+static const sl_spill_callbacks spill_cbs = {spill_on_written, spill_on_read};
+
+static void path_segment(sl_sbuf *b, const char *s, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    char c = s[i];
+    if (strchr("\\/:\"*?<>|", c) || (unsigned char)c < 0x20) c = '_';
+    sl_sbuf_append(b, &c, 1);
+  }
+}
+
+static const char *spill_root(const sl_server *srv) {
+  return srv->cfg->spill_root ? srv->cfg->spill_root : ".streamfence-spill";
+}
+
+static sl_spill *lane_spill(sl_lane *l) {
+  if (l->spill) return l->spill;
+  sl_server *srv = l->topic->ns->srv;
+  sl_sbuf b = {0};
+  sl_sbuf_puts(&b, spill_root(srv));
+  const char *p = l->topic->ns->path;
+  while (*p) {
+    while (*p == '/') p++;
+    size_t n = strcspn(p, "/");
+    if (n) {
+      sl_sbuf_puts(&b, "/");
+      path_segment(&b, p, n);
+    }
+    p += n;
+  }
+  sl_sbuf_puts(&b, "/");
+  path_segment(&b, l->sock->id, strlen(l->sock->id));
+  sl_sbuf_puts(&b, "/");
+  path_segment(&b, l->topic->name, strlen(l->topic->name));
+  sl_sbuf_append(&b, "", 1);
+  l->spill = sl_spill_open(lane_gw(l)->loop, b.data, &spill_cbs, l);
+  sl_sbuf_free(&b);
+  return l->spill;
+}
+
+static void lane_spill_append(sl_lane *l, sl_msg *m) {
+  sl_spill *sp = lane_spill(l);
+  if (sp && sl_spill_failed(sp) && sl_spill_count(sp) == 0) sl_spill_reset(sp);
+  size_t idl = m->msgid ? strlen(m->msgid) : 0;
+  size_t len = 6 + idl + m->len;
+  uint8_t stackbuf[4096];
+  uint8_t *rec = len <= sizeof stackbuf ? stackbuf : malloc(len);
+  int r = UV_ENOMEM;
+  if (rec && sp) {
+    uint32_t est = m->est_bytes;
+    uint16_t il = (uint16_t)idl;
+    memcpy(rec, &est, 4);
+    memcpy(rec + 4, &il, 2);
+    if (idl) memcpy(rec + 6, m->msgid, idl);
+    memcpy(rec + 6 + idl, sl_msg_packet(m), m->len);
+    r = sl_spill_append(sp, rec, len);
+  }
+  if (rec != stackbuf) free(rec);
+  if (r < 0) {
+    /* REJECT_NEW fallback: counted as lost, never as spilled. */
+    overflow(l, SL_OV_SPILL_FAILED, 1);
+    if (!l->spill_failed_logged) {
+      l->spill_failed_logged = 1;
+      sl_log_warn("spill to disk unavailable for client %s topic %s (%s): rejecting new "
+                  "messages for this lane while it lasts",
+                  l->sock->id, l->topic->name, uv_strerror(r));
+    }
+  }
+}
+
+/* Pull spilled records back into memory when the lane has room (FIFO: only the oldest). */
+static void lane_maybe_refill(sl_lane *l) {
+  if (!l->spill || l->refilling || sl_spill_count(l->spill) == 0) return;
+  const sl_ns_config *cfg = lane_cfg(l);
+  uint64_t cnt = lane_count(l);
+  if (cnt * 2 > (uint64_t)cfg->max_queued_msgs) return;
+  uint64_t room = (uint64_t)cfg->max_queued_msgs - cnt;
+  uint64_t room_bytes = (uint64_t)cfg->max_queued_bytes - l->qbytes;
+  if (!room || !room_bytes) return;
+  if (sl_spill_read(l->spill, (size_t)room, (size_t)room_bytes) == 0) l->refilling = 1;
 }
 
 /* Offer one delivery to a lane: StreamFenceJs's enqueue order (STREAMFENCE.md 1.5) with
- * Sluice's fixes (COALESCE works without coalesce:true, DROP_OLDEST counts every dropped
- * message). */
+ * Sluice's fixes: COALESCE works without coalesce:true (when the lane is full), DROP_OLDEST
+ * counts every dropped message, SPILL_TO_DISK keeps strict FIFO (nothing overtakes what is
+ * on disk) and never counts a failed write as spilled. */
 static void lane_offer(sl_lane *l, sl_msg *m) {
-  const sl_ns_config *cfg = l->topic->ns->cfg;
+  const sl_ns_config *cfg = lane_cfg(l);
   sl_topic *t = l->topic;
   if (m->est_bytes > (uint64_t)cfg->max_queued_bytes) {
-    overflow(l, SL_OV_TOO_BIG);
+    overflow(l, SL_OV_TOO_BIG, 1);
     return;
   }
   if (cfg->overflow == SL_SNAPSHOT_ONLY) {
@@ -171,20 +485,25 @@ static void lane_offer(sl_lane *l, sl_msg *m) {
     lane_ready(l);
     return;
   }
+  if (cfg->overflow == SL_SPILL_TO_DISK && l->spill && sl_spill_count(l->spill) > 0) {
+    lane_spill_append(l, m);
+    return;
+  }
   if (cfg->coalesce && lane_coalesce(l, m, cfg)) {
     t->m[SL_M_COALESCED]++;
     lane_ready(l);
     return;
   }
-  bool fits = l->qn < (uint64_t)cfg->max_queued_msgs &&
-              l->qbytes + m->est_bytes <= (uint64_t)cfg->max_queued_bytes;
-  if (!fits) {
+  if (!lane_fits(l, m->est_bytes)) {
     switch (cfg->overflow) {
     case SL_DROP_OLDEST:
-      while (l->qn && !(l->qn < (uint64_t)cfg->max_queued_msgs &&
-                        l->qbytes + m->est_bytes <= (uint64_t)cfg->max_queued_bytes)) {
+      while (l->qn && !lane_fits(l, m->est_bytes)) {
         sl_msg_unref(lane_pop(l));
         t->m[SL_M_DROPPED]++;
+      }
+      if (!lane_fits(l, m->est_bytes)) { /* only in-flight entries left */
+        overflow(l, SL_OV_REJECT_NEW, 1);
+        return;
       }
       break;
     case SL_COALESCE:
@@ -192,14 +511,14 @@ static void lane_offer(sl_lane *l, sl_msg *m) {
         t->m[SL_M_COALESCED]++;
         lane_ready(l);
       } else {
-        overflow(l, SL_OV_NO_COALESCE_MATCH);
+        overflow(l, SL_OV_NO_COALESCE_MATCH, 1);
       }
       return;
     case SL_SPILL_TO_DISK:
-      overflow(l, SL_OV_SPILL_FAILED);
+      lane_spill_append(l, m);
       return;
     default:
-      overflow(l, SL_OV_REJECT_NEW);
+      overflow(l, SL_OV_REJECT_NEW, 1);
       return;
     }
   }
@@ -232,6 +551,9 @@ int sl_subscribe(sl_socket *sock, sl_topic *t) {
   return 0;
 }
 
+/* Release a lane: its queue, its in-flight entries (their deadlines leave the heap, so an
+ * unsubscribe with a message in flight never wedges a later subscription) and its spill
+ * files. */
 static void lane_free(sl_lane *l) {
   sl_topic *t = l->topic;
   if (l->sub_idx < t->nsubs && t->subs[l->sub_idx] == l) {
@@ -240,11 +562,16 @@ static void lane_free(sl_lane *l) {
     last->sub_idx = l->sub_idx;
   }
   sl_list_del(&l->rlink);
+  while (l->ninfl) inflight_drop(l->infl[0]);
   lane_clear(l);
+  if (l->spill) {
+    sl_spill_close(l->spill, true, spill_root(t->ns->srv));
+    l->spill = NULL;
+  }
   free(l);
 }
 
-/* sl_unsubscribe: drop the subscription and whatever it still had queued. */
+/* sl_unsubscribe: drop the subscription and whatever it still had queued or in flight. */
 void sl_unsubscribe(sl_socket *sock, sl_topic *t) {
   for (sl_lane **pp = &sock->lanes; *pp; pp = &(*pp)->next) {
     if ((*pp)->topic == t) {
@@ -265,12 +592,18 @@ void sl_socket_drop_lanes(sl_socket *sock) {
   }
 }
 
-/* sl_delivery_ack: settle an AT_LEAST_ONCE message (not yet: BEST_EFFORT only). */
-bool sl_delivery_ack(sl_socket *sock, sl_topic *t, const char *msgid) {
-  (void)sock;
-  (void)t;
-  (void)msgid;
-  return false;
+/* sl_spill_sweep_server: remove spill files left by an earlier process (startup). */
+void sl_spill_sweep_server(sl_server *srv) {
+  bool any = false;
+  for (size_t i = 0; i < srv->cfg->nns; i++) any |= srv->cfg->ns[i].overflow == SL_SPILL_TO_DISK;
+  if (!any) return;
+  long n = sl_spill_sweep(spill_root(srv));
+  if (n > 0)
+    sl_log_info("server \"%s\": removed %ld orphaned spill file(s) under %s", srv->cfg->name, n,
+                spill_root(srv));
+  else if (n < 0)
+    sl_log_warn("server \"%s\": cannot sweep spill root %s: %s", srv->cfg->name, spill_root(srv),
+                uv_strerror((int)n));
 }
 
 /* sl_session_pull: move up to `budget` bytes of deliveries from the session's ready lanes
@@ -280,10 +613,23 @@ bool sl_session_pull(sl_session *s, size_t budget) {
   while (!sl_list_empty(&s->ready)) {
     sl_link *ln = s->ready.next;
     sl_lane *l = sl_container_of(ln, sl_lane, rlink);
-    sl_msg *m = lane_pop(l);
     sl_list_del(ln);
-    if (l->qn) sl_list_push(&s->ready, ln);
-    if (!m) continue;
+    if (!lane_can_send(l)) continue;
+    sl_msg *m = lane_pop(l);
+    if (lane_cfg(l)->delivery == SL_AT_LEAST_ONCE) {
+      /* The message stays accounted in the lane until acked or exhausted. */
+      sl_inflight *e = sl_xcalloc(1, sizeof *e);
+      e->m = m;
+      e->lane = l;
+      e->deadline = uv_now(lane_gw(l)->loop) + retry_delay(lane_cfg(l), 0);
+      l->infl = sl_xrealloc(l->infl, sizeof(sl_inflight *) * (l->ninfl + 1));
+      l->infl[l->ninfl++] = e;
+      l->qbytes += m->est_bytes;
+      heap_push(lane_gw(l), e);
+      m = sl_msg_ref(m);
+    }
+    lane_maybe_refill(l);
+    if (lane_can_send(l)) sl_list_push(&s->ready, ln);
     size_t sz;
     if (s->transport == SL_TR_WS) {
       if (!s->ws) {

@@ -29,6 +29,14 @@ void sl_gateway_defer_free_socket(sl_gateway *gw, sl_socket *sock) {
   gw->dead = sock;
 }
 
+/* sl_gateway_retry_exhausted: an AT_LEAST_ONCE message ran out of retries for a client. */
+void sl_gateway_retry_exhausted(sl_gateway *gw, sl_socket *sock, sl_topic *t, const char *msgid,
+                                uint32_t retries) {
+  (void)gw;
+  sl_log_info("retries exhausted: namespace %s topic %s client %s message %s after %u retries",
+              t->ns->path, t->name, sock->id, msgid ? msgid : "?", retries);
+}
+
 static void flush_cb_prep(uv_prepare_t *h) { sl_gateway_flush_dirty(h->data); }
 static void flush_cb_check(uv_check_t *h) { sl_gateway_flush_dirty(h->data); }
 
@@ -73,6 +81,7 @@ static void gateway_destroy(sl_gateway *gw) {
     sl_hash_free(&srv->eio_conns);
   }
   free(gw->servers);
+  free(gw->acks);
   if (gw->cfg) sl_config_free(gw->cfg);
   if (gw->lua) sl_lua_close(gw->lua);
   free(gw);
@@ -147,8 +156,10 @@ int sluice_start(sluice_t *gw, char *err, size_t errlen) {
   uv_check_start(&gw->check, flush_cb_check);
   uv_unref((uv_handle_t *)&gw->check);
   sl_net_start_sweeper(gw);
+  sl_delivery_start(gw);
   for (size_t i = 0; i < gw->nservers; i++) {
     sl_server *srv = &gw->servers[i];
+    sl_spill_sweep_server(srv);
     int r = sl_server_listen(srv);
     if (r) {
       snprintf(err, errlen, "server \"%s\": cannot listen on %s:%d: %s", srv->cfg->name,
@@ -237,6 +248,7 @@ void sluice_stop(sluice_t *gw, void (*cb)(sluice_t *, void *), void *arg) {
   if (gw->prep.loop) close_handle(gw, (uv_handle_t *)&gw->prep);
   if (gw->check.loop) close_handle(gw, (uv_handle_t *)&gw->check);
   if (gw->sweep.loop) close_handle(gw, (uv_handle_t *)&gw->sweep);
+  if (gw->ack_timer.loop) close_handle(gw, (uv_handle_t *)&gw->ack_timer);
   for (int i = 0; i < 3; i++)
     if (gw->sigs[i].loop) close_handle(gw, (uv_handle_t *)&gw->sigs[i]);
   if (gw->lua) {

@@ -129,6 +129,7 @@ typedef struct sl_topic {
   sl_msg *last;             /* last published delivery (snapshot-on-subscribe) */
   uint64_t m[SL_M_TOPIC_COUNT];
   uint64_t overflow[SL_OV_COUNT];
+  uint64_t spill_corrupt;   /* spilled records skipped as corrupt */
 } sl_topic;
 
 typedef struct sl_ns {
@@ -265,8 +266,24 @@ struct sl_lane {
   /* bounded FIFO of pending deliveries */
   sl_msg **q;
   uint32_t qhead, qn, qcap;
-  uint64_t qbytes;
+  uint64_t qbytes;          /* est_bytes of pending + in-flight messages */
+  /* AT_LEAST_ONCE: sent, awaiting the client's ack (at most maxInFlight) */
+  struct sl_inflight **infl;
+  uint32_t ninfl;
+  /* SPILL_TO_DISK: overflow on disk, refilled in FIFO order */
+  struct sl_spill *spill;
+  uint8_t refilling;        /* a spill read is pending */
+  uint8_t spill_failed_logged;
 };
+
+/* An AT_LEAST_ONCE message sent to one client and not yet acknowledged. */
+typedef struct sl_inflight {
+  sl_msg *m;
+  sl_lane *lane;
+  uint64_t deadline;        /* loop time (ms) of the ack deadline */
+  uint32_t heap_idx;        /* position in gw->acks */
+  uint32_t retries;         /* re-sends so far */
+} sl_inflight;
 
 struct sl_eio_conn {
   sl_hent hent;
@@ -293,6 +310,9 @@ struct sl_gateway {
   char boot_id[12];
   uint64_t started_ms;
   uint64_t lua_errors;
+  sl_inflight **acks;       /* min-heap of ack deadlines (no periodic scans) */
+  uint32_t nacks, capacks;
+  uv_timer_t ack_timer;
   int closing_handles;
   void (*on_stopped)(sl_gateway *, void *);
   void *on_stopped_arg;
@@ -347,6 +367,9 @@ void sl_socket_drop_lanes(sl_socket *sock);
 bool sl_session_pull(sl_session *s, size_t budget);   /* move lane messages into the session */
 void sl_gateway_flush_dirty(sl_gateway *gw);
 bool sl_delivery_ack(sl_socket *sock, sl_topic *t, const char *msgid);
+void sl_delivery_start(sl_gateway *gw);
+void sl_delivery_stop(sl_gateway *gw);
+void sl_spill_sweep_server(sl_server *srv);
 
 /* api.c */
 void sl_api_http(sl_conn *c);                          /* any non-/socket.io/ request */
@@ -355,5 +378,7 @@ void sl_api_http(sl_conn *c);                          /* any non-/socket.io/ re
 void sl_gateway_next_msgid(sl_gateway *gw, char *out);
 bool sl_gateway_is_loopback(const char *addr);
 void sl_gateway_defer_free_socket(sl_gateway *gw, sl_socket *sock);
+void sl_gateway_retry_exhausted(sl_gateway *gw, sl_socket *sock, sl_topic *t, const char *msgid,
+                                uint32_t retries);
 
 #endif
