@@ -59,4 +59,57 @@ void sl_lua_eio_gone(sl_lua *vm, sl_eio_conn *c);
 char *sl_lua_coalesce_key(sl_lua *vm, int ref, const char *topic, const char *payload_json,
                           size_t len);
 
+/* ---- policy hooks (issue 4). Each is called once per publish / subscribe / connect, never
+ * per recipient; an unset hook (SL_NOREF) is never called. Hooks see read-only views; the
+ * payload is decoded into Lua only if the hook reads it (msg.payload), msg.json gives the
+ * raw JSON text without decoding. ---- */
+
+enum { SL_ROUTE_DELIVER = 0, SL_ROUTE_DROP = 1, SL_ROUTE_REWRITE = 2 };
+
+typedef struct sl_route_result {
+  int action;          /* SL_ROUTE_* */
+  char *payload_json;  /* malloc'd replacement payload (JSON text), NULL = unchanged */
+  char **topics;       /* malloc'd: deliver to these topics of the same namespace instead */
+  size_t ntopics;      /* 0 = the original topic */
+  char **to;           /* malloc'd: restrict recipients to these client ids */
+  size_t nto;          /* 0 = no restriction */
+} sl_route_result;
+
+/* sl_lua_route: call route(msg) where msg has .namespace .topic .payload (lazy) .json
+ * .source ("api"|"lua"|"client") .clientId .principal (client publishes only). The hook
+ * returns nil/true (deliver), false (drop), or a table {payload=?, topic=? or topics={..},
+ * to={ids..}} (rewrite). A Lua error logs, counts and delivers as is (documented default).
+ * Returns 0 and fills *out (free with sl_route_result_free). */
+int sl_lua_route(sl_lua *vm, int ref, const char *ns, const char *topic, const char *payload_json,
+                 size_t len, int source, sl_socket *from, sl_route_result *out);
+void sl_route_result_free(sl_route_result *r);
+
+/* sl_lua_authorize: authorize(token, namespace, topic, client) -> principal | nil, reason.
+ * topic is NULL on CONNECT. token may be NULL. Returns 1 (accepted: *principal is a malloc'd
+ * string, the returned value tostring'd; true gives the token or "anonymous") or 0 (refused:
+ * reason written; an error refuses with "authorization failed"). */
+int sl_lua_authorize(sl_lua *vm, int ref, const char *token, const char *ns, const char *topic,
+                     sl_socket *s, char **principal, char *reason, size_t reasonlen);
+
+/* sl_lua_client_publish: onClientPublish(client, topic, payload) -> allow [, payload].
+ * Returns 1 allow (with *new_payload malloc'd JSON when the hook returned a second value,
+ * else NULL), 0 refuse (false/nil or an error). */
+int sl_lua_client_publish(sl_lua *vm, int ref, sl_socket *s, const char *topic,
+                          const char *payload_json, size_t len, char **new_payload);
+
+/* sl_lua_snapshot: state = snapshot(state, topic, payload). The state lives in the VM under
+ * *state_ref (SL_NOREF at first; when SL_NOREF and prev_json is not NULL the state is first
+ * decoded from prev_json, which is how state survives a reload into a new VM). On success
+ * returns 0 and *state_json = malloc'd JSON of the new state (what a new subscriber gets
+ * first). On error returns SL_ELUA and leaves the state unchanged. */
+int sl_lua_snapshot(sl_lua *vm, int ref, int *state_ref, const char *prev_json, size_t prev_len,
+                    const char *topic, const char *payload_json, size_t len, char **state_json);
+void sl_lua_unref(sl_lua *vm, int ref);
+
+/* sl_lua_server_event: call a server event hook (onConnect, onDisconnect, onSubscribe,
+ * onUnsubscribe, onOverflow, onRetryExhausted) with one table decoded from event_json
+ * (fields as StreamFenceJs's listener events: namespace, clientId, topic, reason, messageId,
+ * retryCount, transport, principal...). */
+void sl_lua_server_event(sl_lua *vm, int ref, const char *event_json, size_t len);
+
 #endif
