@@ -180,7 +180,7 @@ run_one() {
     case $sc in slow|slow0) [ "$SNDBUF" -gt 0 ] && env+=(SNDBUF="$SNDBUF") ;; esac
     if [ "$sc" = hooks ]; then
       env+=(OVERFLOW=COALESCE)
-      [ "$variant" = on ] && env+=(HOOKS=both)
+      [ "$variant" != off ] && env+=(HOOKS="$variant")
     fi
   fi
   start_server "$kind" "$port" "${env[@]}" || { note "$sc/$kind/run$run$variant: server did not start"; return 1; }
@@ -223,10 +223,9 @@ T0=$(date +%s)
 for sc in $SCENARIOS; do
   for run in $(seq 1 "$RUNS"); do
     if [ "$sc" = hooks ]; then
-      # Lua hook cost: Sluice only, hooks off vs on, interleaved
+      # Lua hook cost: Sluice only, no hooks vs a route hook vs a coalesceKey hook, interleaved
       [ "$HAVE_SLUICE" = 1 ] || continue
-      run_one hooks sluice "$run" off
-      run_one hooks sluice "$run" on
+      for v in off route coalesce; do run_one hooks sluice "$run" "$v"; done
       continue
     fi
     for kind in $(servers_for); do
