@@ -105,6 +105,15 @@ export async function startServer(configText, { ext = "lua", servers = 1, env = 
   });
   let notify = () => {};
   const onOut = (d) => { err += d; notify(); };
+  let logWaiters = [];
+  const onLog = (d) => {
+    err += d;
+    const w = logWaiters;
+    logWaiters = [];
+    for (const f of w) f();
+    notify();
+  };
+  const onOut = onLog;
   proc.stdout.on("data", onOut);
   proc.stderr.on("data", onOut);
   const ports = await new Promise((resolve, reject) => {
@@ -135,6 +144,14 @@ export async function startServer(configText, { ext = "lua", servers = 1, env = 
     ports,
     url: `http://127.0.0.1:${port}`,
     stderr: () => err,
+    // waitLog: resolves once the server's output matches re (logs travel through a pipe and
+    // can arrive after socket traffic the server sent later).
+    waitLog(re, ms = 5000) {
+      return withTimeout(new Promise((resolve) => {
+        const check = () => (re.test(err) ? resolve(err) : logWaiters.push(check));
+        check();
+      }), ms, `server output matching ${re} (output so far:\n${err.split("\n").slice(-20).join("\n")})`);
+    },
     alive: () => exited === null,
     // stop: SIGTERM, then SIGKILL after 3 s. Resolves {code, signal, forced, stderr}.
     async stop() {
