@@ -104,16 +104,14 @@ export async function startServer(configText, { ext = "lua", servers = 1, env = 
     proc.on("close", (code, signal) => { exited = { code, signal }; live.delete(proc); resolve(exited); });
   });
   let notify = () => {};
-  const onOut = (d) => { err += d; notify(); };
   let logWaiters = [];
-  const onLog = (d) => {
+  const onOut = (d) => {
     err += d;
     const w = logWaiters;
     logWaiters = [];
     for (const f of w) f();
     notify();
   };
-  const onOut = onLog;
   proc.stdout.on("data", onOut);
   proc.stderr.on("data", onOut);
   const ports = await new Promise((resolve, reject) => {
