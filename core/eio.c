@@ -452,6 +452,11 @@ static void handle_post(sl_conn *c, sl_session *s) {
     sl_session_close(s, "binary POST");
     return;
   }
+  if (r->body.len && !sio_utf8_valid((const uint8_t *)r->body.data, r->body.len)) {
+    eio_error(c, false, 3, "Bad request");
+    sl_session_close(s, "invalid UTF-8 in a polling payload");
+    return;
+  }
   sl_sbuf h = {0};
   cors_headers(c, &h);
   /* Answer first: packets below may close the session, the POST still succeeded. */

@@ -295,8 +295,8 @@ static void dispatch_event(sl_session *s, const sio_packet *p, cJSON *arr, uint8
 
 static void handle_event_json(sl_session *s, const sio_packet *p, const char *json, size_t len,
                               uint8_t **bufs, size_t *lens, int natts) {
-  cJSON *arr = cJSON_ParseWithLength(json, len);
-  if (!arr || sio_validate_payload(p->type, arr) != 0 ||
+  cJSON *arr = NULL;
+  if (sio_parse_json(json, len, &arr) != 0 || !arr || sio_validate_payload(p->type, arr) != 0 ||
       (natts && sio_count_placeholders(arr, natts) != natts)) {
     cJSON_Delete(arr);
     sl_session_close(s, "invalid payload");
@@ -344,8 +344,7 @@ void sl_sio_message(sl_session *s, const uint8_t *data, size_t len, bool binary)
   case SIO_CONNECT: {
     cJSON *payload = NULL;
     if (p.jsonlen) {
-      payload = cJSON_ParseWithLength(p.json, p.jsonlen);
-      if (!payload) {
+      if (sio_parse_json(p.json, p.jsonlen, &payload) != 0 || !payload) {
         sl_session_close(s, "invalid CONNECT payload");
         return;
       }
