@@ -8,7 +8,7 @@ import { it, before, after, test } from "node:test";
 import assert from "node:assert/strict";
 import {
   startServer, assertCleanExit, LUA_APP, RS, eioGet, eioPost, handshake, pollUntil, WsClient,
-  withTimeout, sleep,
+  withTimeout, sleep, client, connected, closeAll, MODES,
 } from "./helpers.mjs";
 
 const HOLD_MS = 250;
@@ -223,6 +223,16 @@ it("binary over polling: b<base64> records in and out, BINARY_EVENT and BINARY_A
   i = seen.indexOf(ackHdr);
   assert.equal(seen[i + 1], "b/wD+AQ==", JSON.stringify(seen));
   await eioPost(srv.port, q(sid), "1");
+});
+
+it("socket.io-client on polling batches big emits under the advertised maxPayload; all are accepted", async () => {
+  const s = await connected(client(`${srv.url}/app`, MODES["polling-only"]));
+  try {
+    const big = "q".repeat(Math.floor(MAX_PAYLOAD * 0.4));
+    const acks = await Promise.all(Array.from({ length: 6 }, (_, i) => s.timeout(8000).emitWithAck("echo", i, big)));
+    assert.deepEqual(acks, [0, 1, 2, 3, 4, 5]);
+    assert.equal(s.connected, true);
+  } finally { closeAll(s); }
 });
 
 it("upgrade by hand: 2probe/3probe, held GET answered 6, 5, then polling is refused", async () => {

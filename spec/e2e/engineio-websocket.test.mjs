@@ -16,6 +16,8 @@ return {
       host = "127.0.0.1", port = 0, maxPayload = ${MAX_PAYLOAD},
       namespaces = {
         { path = "/app", topics = { "t" }, onConnect = app_connect, onEvent = app_event },
+        { path = "/hello", topics = { "t" }, onEvent = app_event,
+          onConnect = function(client, auth) client:emit("welcome", client.id); return true end },
       },
     },
   },
@@ -188,6 +190,27 @@ describe("Socket.IO packets, raw", () => {
       assert.equal(await c.next(), "43/app,0[10]");
       c.send('42/app,4294967300["rpc",1,1]');
       assert.equal(await c.next(), "43/app,4294967300[2]");
+    } finally { c.close(); }
+  });
+
+  it("an event emitted in onConnect follows the CONNECT reply, in order", async () => {
+    const c = await wsOpen(srv.port);
+    try {
+      c.send("40/hello,");
+      const reply = await c.next();
+      assert.match(reply, SID_REPLY("/hello"), "the CONNECT reply comes first");
+      const id = JSON.parse(reply.slice("40/hello,".length)).sid;
+      assert.equal(await c.next(), `42/hello,["welcome",${JSON.stringify(id)}]`);
+    } finally { c.close(); }
+  });
+
+  it("a Lua ack called twice answers once", async () => {
+    const c = await joined();
+    try {
+      c.send('42/app,5["double"]');
+      c.send('42/app,6["ping"]');
+      assert.equal(await c.next(), "43/app,5[1]");
+      assert.equal(await c.next(), '43/app,6["pong"]');
     } finally { c.close(); }
   });
 
