@@ -11,7 +11,8 @@
 #   BENCH_SERVERS="sluice socketio"   which servers to measure
 #   BENCH_SCENARIOS="fanout slow slow0 idle latency hooks"   which scenarios
 #   BENCH_PORT=39100     first port to use (each server start takes the next free one)
-#   BENCH_SNDBUF=0       Sluice socketSendBufferBytes in the slow-consumer scenarios (0 = default)
+#   BENCH_SNDBUF=65536   Sluice socketSendBufferBytes (SO_SNDBUF) in the slow-consumer scenarios
+#                        (0 = kernel default, autotuned up to tcp_wmem max)
 #   BENCH_RESULTS=spec/bench/RESULTS.md   where to write the report
 #   BUILD=build          build directory (loadgen and sluice binaries)
 # Everything is bounded in time (timeout(1) around every client run); traffic only to 127.0.0.1.
@@ -24,7 +25,7 @@ if [ "$QUICK" = 1 ]; then RUNS=${BENCH_RUNS:-1}; else RUNS=${BENCH_RUNS:-3}; fi
 SERVERS=${BENCH_SERVERS:-"sluice socketio"}
 SCENARIOS=${BENCH_SCENARIOS:-"fanout slow slow0 idle latency hooks"}
 PORT_NEXT=${BENCH_PORT:-39100}
-SNDBUF=${BENCH_SNDBUF:-0}
+SNDBUF=${BENCH_SNDBUF:-65536}
 RESULTS=${BENCH_RESULTS:-spec/bench/RESULTS.md}
 OUT=spec/bench/out
 LOADGEN=$BUILD/bench/loadgen
