@@ -34,8 +34,11 @@ typedef struct sl_spill_rec {
 } sl_spill_rec;
 
 typedef struct sl_spill_callbacks {
-  /* After a write job: ok records are durable in the file (readable), failed records were
-   * dropped because of err (a negative errno-style libuv code, e.g. UV_ENOSPC). */
+  /* After a write job: ok records are complete in the file (readable; not fsync'ed, see
+   * spill.c: a spill does not outlive the process), failed records were
+   * dropped because of err (a negative errno-style libuv code, e.g. UV_ENOSPC). When err != 0,
+   * failed also counts the appends that were queued behind the failed job: every record
+   * sl_spill_append accepted is reported exactly once, as ok or failed (unless closed first). */
   void (*on_written)(sl_spill *sp, void *arg, size_t ok, size_t failed, int err);
   /* After a read job started by sl_spill_read: n records in FIFO order (the array and each
    * data buffer are owned by the receiver: free them). corrupt = records/segments skipped.
@@ -44,9 +47,13 @@ typedef struct sl_spill_callbacks {
 } sl_spill_callbacks;
 
 /* sl_spill_open: a spill in directory dir (created with parents, mode 0700, on the first
- * write job, not here). Never touches the disk on the loop thread. Returns NULL only on
- * allocation failure. */
+ * write job, not here). Never touches the disk on the loop thread. Returns NULL only for a
+ * NULL loop or an empty dir (allocation failure aborts). */
 sl_spill *sl_spill_open(uv_loop_t *loop, const char *dir, const sl_spill_callbacks *cb, void *arg);
+
+/* sl_spill_set_segment_bytes: rotate segments at `bytes` instead of SL_SPILL_SEGMENT_BYTES
+ * (0 restores the default); applies from the next write job. For tests and tuning. */
+void sl_spill_set_segment_bytes(sl_spill *sp, size_t bytes);
 
 /* sl_spill_append: queue a copy of one record for writing (the write job starts right away
  * or after the running job). Returns 0, or UV_E2BIG for a record over SL_SPILL_MAX_RECORD,
