@@ -268,6 +268,11 @@ static void metrics_text(sl_gateway *gw, sl_sbuf *b) {
     label_escape(b, gw->servers[i].cfg->name);
     sl_sbuf_printf(b, "\"} %zu\n", gw->servers[i].sessions.n);
   }
+  metric_head(b, "sluice_reloads_total", "counter", "Configuration reloads by result");
+  sl_sbuf_printf(b, "sluice_reloads_total{result=\"ok\"} %llu\nsluice_reloads_total{result=\"error\"} %llu\n",
+                 (unsigned long long)gw->reloads_ok, (unsigned long long)gw->reloads_failed);
+  metric_head(b, "sluice_reload_duration_milliseconds", "gauge", "Duration of the last successful reload");
+  sl_sbuf_printf(b, "sluice_reload_duration_milliseconds %.3f\n", gw->last_reload_ms);
   metric_head(b, "sluice_lua_errors_total", "counter", "Errors raised by Lua hooks, timers and producers");
   sl_sbuf_printf(b, "sluice_lua_errors_total %llu\n",
                  (unsigned long long)(gw->lua ? sl_lua_error_count(gw->lua) : 0));
@@ -352,6 +357,22 @@ void sl_api_http(sl_conn *c) {
   if (path_is(url, "/api/publish")) {
     if (!api_allowed(c)) return;
     api_publish(c);
+    return;
+  }
+  if (path_is(url, "/api/reload")) {
+    if (!api_allowed(c)) return;
+    if (c->parser.method != HTTP_POST) {
+      sl_http_json_error(c, 405, "METHOD_NOT_ALLOWED", "use POST");
+      return;
+    }
+    char err[1024];
+    if (sluice_reload(gw, err, sizeof err) != 0) {
+      sl_http_json_error(c, 400, "RELOAD_FAILED", err);
+      return;
+    }
+    char body[128];
+    int n = snprintf(body, sizeof body, "{\"reloaded\":true,\"ms\":%.3f}", gw->last_reload_ms);
+    sl_http_respond(c, 200, "application/json", body, (size_t)n, NULL);
     return;
   }
   if (path_is(url, "/api/stats")) {

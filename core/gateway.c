@@ -193,7 +193,9 @@ int sluice_publish(sluice_t *gw, const char *ns, const char *topic, const char *
 static void on_signal(uv_signal_t *h, int signum) {
   sl_gateway *gw = h->data;
   if (signum == SIGHUP) {
-    sl_log_warn("SIGHUP: configuration reload is not available in this build");
+    char err[1024];
+    sl_log_info("SIGHUP: reloading the configuration");
+    sluice_reload(gw, err, sizeof err);
     return;
   }
   sl_log_info("signal %d: stopping", signum);
@@ -249,6 +251,9 @@ void sluice_stop(sluice_t *gw, void (*cb)(sluice_t *, void *), void *arg) {
   if (gw->check.loop) close_handle(gw, (uv_handle_t *)&gw->check);
   if (gw->sweep.loop) close_handle(gw, (uv_handle_t *)&gw->sweep);
   if (gw->ack_timer.loop) close_handle(gw, (uv_handle_t *)&gw->ack_timer);
+  if (gw->watch.loop) close_handle(gw, (uv_handle_t *)&gw->watch);
+  if (gw->watch_scripts.loop) close_handle(gw, (uv_handle_t *)&gw->watch_scripts);
+  if (gw->reload_timer.loop) close_handle(gw, (uv_handle_t *)&gw->reload_timer);
   for (int i = 0; i < 3; i++)
     if (gw->sigs[i].loop) close_handle(gw, (uv_handle_t *)&gw->sigs[i]);
   if (gw->lua) {

@@ -131,6 +131,7 @@ int main(int argc, char **argv) {
     return 1;
   }
   sluice_handle_signals(gw);
+  sluice_watch_config(gw);
   uv_run(loop, UV_RUN_DEFAULT);
   sluice_free(gw);
   uv_loop_close(loop);

@@ -313,6 +313,10 @@ struct sl_gateway {
   sl_inflight **acks;       /* min-heap of ack deadlines (no periodic scans) */
   uint32_t nacks, capacks;
   uv_timer_t ack_timer;
+  uv_fs_event_t watch, watch_scripts; /* config directory watches (hot reload) */
+  uv_timer_t reload_timer;  /* debounce for the watches */
+  uint64_t reloads_ok, reloads_failed;
+  double last_reload_ms;
   int closing_handles;
   void (*on_stopped)(sl_gateway *, void *);
   void *on_stopped_arg;

@@ -57,6 +57,15 @@ int sluice_publish(sluice_t *gw, const char *ns, const char *topic, const char *
  * supported). Optional: an embedder may handle signals itself. */
 void sluice_handle_signals(sluice_t *gw);
 
+/* sluice_reload: load the config file again into a fresh Lua VM and, if it is valid, swap
+ * it in without dropping a connection (see README "Hot reload"). On failure the running
+ * config stays and err says why. Returns 0 or a negative code. */
+int sluice_reload(sluice_t *gw, char *err, size_t errlen);
+
+/* sluice_watch_config: reload automatically when a file in the config's directory (or its
+ * scripts/ subdirectory) changes. Returns 0 or a negative libuv error. */
+int sluice_watch_config(sluice_t *gw);
+
 /* sluice_stop: stop accepting, close every connection and timer. The loop then runs out of
  * the gateway's handles; cb (may be NULL) is called once they are all closed. Idempotent. */
 void sluice_stop(sluice_t *gw, void (*cb)(sluice_t *, void *), void *arg);

@@ -1,0 +1,229 @@
+/* reload.c - hot reload: a new config in a fresh Lua VM, validated, then swapped in while
+ * every connection, subscription, queue, in-flight message and spill file stays.
+ *
+ * Triggers: SIGHUP, a change in the config file's directory (uv_fs_event, debounced), and
+ * POST /api/reload. The new config is loaded into a new lua_State; on failure nothing
+ * changes and the error is logged, counted and returned. On success the namespaces and
+ * topics are reconciled by name (kept ones keep their subscribers and counters; removed
+ * topics unsubscribe their subscribers; removed namespaces send their sockets a Socket.IO
+ * DISCONNECT), the server config pointers are swapped, the old VM is closed (its timers
+ * stop) and the new config's onStart hooks run. Adding or removing servers, or changing a
+ * server's host or port, needs a restart: such a reload is refused with that message. */
+#include <stdlib.h>
+#include <string.h>
+#include <stdio.h>
+#include "sl_internal.h"
+#include "../lua/sl_lua.h"
+
+static sl_ns_config *find_ns_cfg(sl_server_config *sc, const char *path) {
+  for (size_t i = 0; i < sc->nns; i++)
+    if (strcmp(sc->ns[i].path, path) == 0) return &sc->ns[i];
+  return NULL;
+}
+
+static bool has_topic(const sl_ns_config *nc, const char *name) {
+  for (size_t i = 0; i < nc->ntopics; i++)
+    if (strcmp(nc->topics[i], name) == 0) return true;
+  return false;
+}
+
+/* Sockets of a namespace, collected first: removing them edits the hash. */
+static size_t ns_sockets(sl_ns *ns, sl_socket ***out) {
+  sl_socket **v = sl_xcalloc(ns->sockets.n + 1, sizeof *v);
+  size_t n = 0;
+  for (size_t b = 0; b < ns->sockets.nb; b++)
+    for (sl_hent *e = ns->sockets.b[b]; e; e = e->hnext) v[n++] = sl_container_of(e, sl_socket, hent);
+  *out = v;
+  return n;
+}
+
+/* Move one namespace into its new slot with its new config, reconciling topics. */
+static void ns_move(sl_ns *dst, sl_ns *old, sl_ns_config *nc) {
+  sl_socket **socks;
+  size_t nsocks = ns_sockets(old, &socks);
+  /* Topics that disappear: unsubscribe their subscribers first (pointers still valid). */
+  for (size_t t = 0; t < old->ntopics; t++) {
+    if (has_topic(nc, old->topics[t].name)) continue;
+    for (size_t k = 0; k < nsocks; k++) sl_unsubscribe(socks[k], &old->topics[t]);
+  }
+  *dst = *old;
+  dst->cfg = nc;
+  sl_topic *topics = sl_xcalloc(nc->ntopics ? nc->ntopics : 1, sizeof(sl_topic));
+  for (size_t i = 0; i < nc->ntopics; i++) {
+    sl_topic *ot = NULL;
+    for (size_t t = 0; t < old->ntopics; t++)
+      if (old->topics[t].name && strcmp(old->topics[t].name, nc->topics[i]) == 0) ot = &old->topics[t];
+    if (ot) {
+      topics[i] = *ot;
+      ot->name = NULL; /* moved */
+      for (uint32_t s = 0; s < topics[i].nsubs; s++) topics[i].subs[s]->topic = &topics[i];
+    } else {
+      sl_ns tmp;
+      sl_ns_config one = *nc;
+      one.topics = &nc->topics[i];
+      one.ntopics = 1;
+      sl_ns_init(&tmp, dst->srv, &one);
+      topics[i] = tmp.topics[0];
+      free(tmp.topics);
+      free(tmp.path);
+    }
+    topics[i].ns = dst;
+  }
+  /* Free what was not moved. */
+  for (size_t t = 0; t < old->ntopics; t++) {
+    if (!old->topics[t].name) continue;
+    free(old->topics[t].name);
+    free(old->topics[t].json_name);
+    free(old->topics[t].subs);
+    sl_msg_unref(old->topics[t].last);
+  }
+  free(old->topics);
+  dst->topics = topics;
+  dst->ntopics = nc->ntopics;
+  for (size_t k = 0; k < nsocks; k++) socks[k]->ns = dst;
+  free(socks);
+}
+
+static int check_compatible(sl_gateway *gw, sl_config *nc, char *err, size_t errlen) {
+  if (nc->nservers != gw->nservers) {
+    snprintf(err, errlen, "%s: adding or removing servers needs a restart", nc->path);
+    return SL_ECONFIG;
+  }
+  for (size_t i = 0; i < gw->nservers; i++) {
+    sl_server_config *o = gw->servers[i].cfg, *n = NULL;
+    for (size_t j = 0; j < nc->nservers; j++)
+      if (strcmp(nc->servers[j].name, o->name) == 0) n = &nc->servers[j];
+    if (!n) {
+      snprintf(err, errlen, "%s: server \"%s\" was removed: that needs a restart", nc->path, o->name);
+      return SL_ECONFIG;
+    }
+    if (n->port != o->port || strcmp(n->host ? n->host : "", o->host ? o->host : "") != 0) {
+      snprintf(err, errlen, "%s: server \"%s\": changing host or port needs a restart", nc->path, o->name);
+      return SL_ECONFIG;
+    }
+  }
+  return 0;
+}
+
+/* sluice_reload: see sluice.h. */
+int sluice_reload(sluice_t *gw, char *err, size_t errlen) {
+  if (gw->stopping || !gw->cfg) {
+    snprintf(err, errlen, "gateway is stopping");
+    return SL_ESTATE;
+  }
+  uint64_t t0 = uv_hrtime();
+  sl_lua *vm = sl_lua_new(gw);
+  sl_config *nc = NULL;
+  int r = sl_config_load(sl_lua_state(vm), gw->cfg->path, &nc, err, errlen);
+  if (r == 0) r = check_compatible(gw, nc, err, errlen);
+  if (r != 0) {
+    if (nc) sl_config_free(nc);
+    sl_lua_close(vm);
+    gw->reloads_failed++;
+    sl_log_error("reload failed, the running configuration stays: %s", err);
+    return r;
+  }
+  for (size_t i = 0; i < gw->nservers; i++) {
+    sl_server *srv = &gw->servers[i];
+    sl_server_config *sc = NULL;
+    for (size_t j = 0; j < nc->nservers; j++)
+      if (strcmp(nc->servers[j].name, srv->cfg->name) == 0) sc = &nc->servers[j];
+    /* Namespaces that disappear: their clients get a Socket.IO DISCONNECT. */
+    for (size_t j = 0; j < srv->nns; j++) {
+      if (find_ns_cfg(sc, srv->ns[j].path)) continue;
+      sl_socket **socks;
+      size_t n = ns_sockets(&srv->ns[j], &socks);
+      for (size_t k = 0; k < n; k++) sl_socket_disconnect(socks[k]);
+      free(socks);
+      sl_log_info("reload: namespace %s removed from server \"%s\" (%zu client(s) disconnected)",
+                  srv->ns[j].path, sc->name, n);
+    }
+    sl_ns *nns = sl_xcalloc(sc->nns ? sc->nns : 1, sizeof(sl_ns));
+    for (size_t j = 0; j < sc->nns; j++) {
+      sl_ns *old = NULL;
+      for (size_t k = 0; k < srv->nns; k++)
+        if (srv->ns[k].path && strcmp(srv->ns[k].path, sc->ns[j].path) == 0) old = &srv->ns[k];
+      if (old) {
+        ns_move(&nns[j], old, &sc->ns[j]);
+        old->path = NULL; /* moved */
+      } else {
+        sl_ns_init(&nns[j], srv, &sc->ns[j]);
+      }
+    }
+    for (size_t k = 0; k < srv->nns; k++)
+      if (srv->ns[k].path) sl_ns_free(&srv->ns[k]);
+    free(srv->ns);
+    srv->ns = nns;
+    srv->nns = sc->nns;
+    srv->cfg = sc;
+  }
+  sl_config *oc = gw->cfg;
+  sl_lua *ovm = gw->lua;
+  gw->cfg = nc;
+  gw->lua = vm;
+  sl_config_free(oc); /* unrefs hooks in the old VM, still open */
+  if (ovm) sl_lua_close(ovm);
+  gw->reloads_ok++;
+  for (size_t i = 0; i < gw->nservers; i++) {
+    sl_server *srv = &gw->servers[i];
+    if (srv->cfg->on_start_ref != SL_NOREF) sl_lua_on_start(gw->lua, srv->cfg->on_start_ref, srv);
+  }
+  double ms = (double)(uv_hrtime() - t0) / 1e6;
+  gw->last_reload_ms = ms;
+  sl_log_info("configuration reloaded from %s in %.2f ms", nc->path, ms);
+  return 0;
+}
+
+/* ---- file watch ---------------------------------------------------------------------- */
+
+static void debounce_cb(uv_timer_t *t) {
+  sl_gateway *gw = t->data;
+  char err[1024];
+  sluice_reload(gw, err, sizeof err);
+}
+
+static void fs_event_cb(uv_fs_event_t *h, const char *filename, int events, int status) {
+  sl_gateway *gw = h->data;
+  (void)events;
+  if (status < 0 || gw->stopping) return;
+  if (filename) {
+    size_t n = strlen(filename);
+    bool relevant = (n > 4 && strcmp(filename + n - 4, ".lua") == 0) ||
+                    (n > 5 && (strcmp(filename + n - 5, ".json") == 0 || strcmp(filename + n - 5, ".yaml") == 0)) ||
+                    (n > 4 && strcmp(filename + n - 4, ".yml") == 0);
+    if (!relevant) return;
+  }
+  uv_timer_start(&gw->reload_timer, debounce_cb, 200, 0);
+}
+
+/* sluice_watch_config: reload when a config or script file in the config's directory (or
+ * its scripts/ subdirectory) changes. Returns 0 or a libuv error. */
+int sluice_watch_config(sluice_t *gw) {
+  if (!gw->cfg || !gw->cfg->path) return SL_ESTATE;
+  char dir[4096];
+  snprintf(dir, sizeof dir, "%s", gw->cfg->path);
+  char *slash = strrchr(dir, '/');
+  if (slash) *slash = 0;
+  else snprintf(dir, sizeof dir, ".");
+  uv_timer_init(gw->loop, &gw->reload_timer);
+  gw->reload_timer.data = gw;
+  uv_unref((uv_handle_t *)&gw->reload_timer);
+  int r = uv_fs_event_init(gw->loop, &gw->watch);
+  if (!r) {
+    gw->watch.data = gw;
+    r = uv_fs_event_start(&gw->watch, fs_event_cb, dir, 0);
+    uv_unref((uv_handle_t *)&gw->watch);
+  }
+  char sdir[4200];
+  snprintf(sdir, sizeof sdir, "%s/scripts", dir);
+  if (uv_fs_event_init(gw->loop, &gw->watch_scripts) == 0) {
+    gw->watch_scripts.data = gw;
+    if (uv_fs_event_start(&gw->watch_scripts, fs_event_cb, sdir, 0) != 0) {
+      uv_close((uv_handle_t *)&gw->watch_scripts, NULL);
+    } else {
+      uv_unref((uv_handle_t *)&gw->watch_scripts);
+    }
+  }
+  if (r) sl_log_warn("cannot watch %s for changes: %s (SIGHUP and POST /api/reload still work)", dir, uv_strerror(r));
+  return r;
+}
