@@ -112,7 +112,7 @@ struct sl_spill {
   size_t nsegs, segs_cap;
   char *path; /* scratch for segment paths */
   size_t path_cap;
-  uint8_t *rbuf; /* read-ahead window [rbuf_off, rbuf_off + rbuf_len) of segs[0] */
+  uint8_t *rbuf; /* read job only: window [rbuf_off, rbuf_off + rbuf_len) of segs[0] */
   uint64_t rbuf_off;
   size_t rbuf_len;
 };
@@ -395,9 +395,12 @@ static int rbuf_get(sl_spill *sp, uint64_t off, size_t n, const uint8_t **out) {
   return 0;
 }
 
+#define READ_FULL 2 /* read_one: the next record would pass max_bytes */
+
 /* Read one record of segs[0] (which has one unconsumed). Returns 0 when the read position
- * moved (a record delivered or skipped, or the segment abandoned) or a negative errno for a
- * transient failure (nothing moved). */
+ * moved (a record delivered or skipped, or the segment abandoned), READ_FULL when the record
+ * would take the batch past max_bytes (the first record of a batch always fits), or a
+ * negative errno for a transient failure (nothing moved). */
 static int read_one(sl_spill *sp, size_t *bytes) {
   spill_seg *s = &sp->segs[0];
   const uint8_t *p;
@@ -409,6 +412,8 @@ static int read_one(sl_spill *sp, size_t *bytes) {
   if (rc != 0) goto bad_read;
   uint32_t len = get_le32(p), crc = get_le32(p + 4);
   if (len > SL_SPILL_MAX_RECORD || off + REC_HDR_BYTES + len > s->end) goto abandon;
+  if (sp->r.n > 0 && (*bytes >= sp->r.max_bytes || len > sp->r.max_bytes - *bytes))
+    return READ_FULL;
 
   if (sp->r.n == sp->r.cap) {
     size_t cap = sp->r.cap ? sp->r.cap * 2 : 16;
@@ -453,11 +458,14 @@ abandon:
   return 0;
 }
 
-/* Read up to r.max_records / r.max_bytes records (at least one, whatever its size), dropping
- * every segment as soon as it is consumed. */
+/* Read up to r.max_records records totalling at most r.max_bytes (but at least one record,
+ * whatever its size: a big record must not stall the spill), dropping
+ * every segment as soon as it is consumed. The read-ahead window lives only for the job: an
+ * idle spilling lane should not hold 64 KiB. */
 static void job_read(sl_spill *sp) {
   size_t bytes = 0;
-  if (!sp->rbuf) sp->rbuf = malloc(READ_BUF_BYTES);
+  sp->rbuf = malloc(READ_BUF_BYTES);
+  sp->rbuf_len = 0;
   if (!sp->rbuf) {
     sp->r.status = UV_ENOMEM;
     return;
@@ -465,15 +473,19 @@ static void job_read(sl_spill *sp) {
   for (;;) {
     while (sp->nsegs > 0 && sp->segs[0].nread == sp->segs[0].nrec) seg_drop_head(sp);
     if (sp->nsegs == 0 || sp->r.n >= sp->r.max_records) break;
-    if (sp->r.n > 0 && bytes >= sp->r.max_bytes) break;
     int rc = 0;
     if (sp->rfd < 0) rc = seg_open_read(sp);
+    if (rc == 1) continue; /* bad header or missing file: abandoned */
     if (rc == 0) rc = read_one(sp, &bytes);
+    if (rc == READ_FULL) break;
     if (rc < 0) {
       sp->r.status = rc;
       break;
     }
   }
+  free(sp->rbuf);
+  sp->rbuf = NULL;
+  sp->rbuf_len = 0;
 }
 
 /* ---- close job ------------------------------------------------------------------------ */
@@ -600,7 +612,6 @@ static void finish_read(sl_spill *sp) {
 static void spill_free(sl_spill *sp) {
   free(sp->segs);
   free(sp->path);
-  free(sp->rbuf);
   free(sp->stop_at);
   free(sp->dir);
   free(sp);
@@ -687,8 +698,9 @@ int sl_spill_append(sl_spill *sp, const void *data, size_t len) {
 }
 
 /* sl_spill_read: ask for the oldest written records; on_read fires once, later, from the
- * loop (never from inside this call). The limits are soft for the first record: it is
- * delivered even when larger than max_bytes, so a big record cannot stall the spill.
+ * loop (never from inside this call). The records delivered total at most max_bytes of
+ * data, except that the first one is delivered whatever its size, so a big record cannot
+ * stall the spill.
  * Returns 0, UV_EINVAL (max_records 0), UV_EBUSY (a read is pending) or UV_ENOENT (nothing
  * written and unread now; on_written tells when that changes). */
 int sl_spill_read(sl_spill *sp, size_t max_records, size_t max_bytes) {

@@ -35,7 +35,7 @@ typedef struct ctx {
   int r_status;
   uint32_t *ids;
   size_t n_ids, cap_ids;
-  size_t bad_content, unwritten_seen;
+  size_t bad_content, unwritten_seen, over_limit;
   /* driving */
   bool auto_read;
   size_t rd_records, rd_bytes;
@@ -103,6 +103,9 @@ static void on_read(sl_spill *sp, void *arg, sl_spill_rec *recs, size_t n, size_
   if (status) c->r_status = status;
   if (n > c->max_batch) c->max_batch = n;
   if (n > 0 && recs == NULL) TL_FAIL("on_read: n=%zu with NULL recs", n);
+  size_t batch_bytes = 0;
+  for (size_t i = 0; i < n; i++) batch_bytes += recs[i].len;
+  if (n > c->rd_records || (n > 1 && batch_bytes > c->rd_bytes)) c->over_limit++;
   for (size_t i = 0; i < n; i++) {
     uint8_t want[512];
     uint32_t id = recs[i].len >= 4 ? (uint32_t)recs[i].data[0] | (uint32_t)recs[i].data[1] << 8 |
@@ -382,11 +385,11 @@ TEST(read_limits_and_sizes) {
   CHECK_EQ_INT(c.w_ok, 5);
   CHECK_EQ_INT(sl_spill_count(c.sp), 5);
 
-  /* max_bytes 1: a read stops once it holds a byte, however large the record that got it
-   * there (the empty record does not count, so the first read returns two). */
+  /* max_bytes 1: a read returns the first record however large, then only what still fits
+   * (the empty record fits nowhere but first: 0 + 200 KiB > 1). */
   c.auto_read = false;
-  size_t per_read[] = {2, 1, 1, 1}, total = 0;
-  for (size_t i = 0; i < 4; i++) {
+  size_t per_read[] = {1, 1, 1, 1, 1}, total = 0;
+  for (size_t i = 0; i < 5; i++) {
     size_t before = c.n_ids;
     CHECK_EQ_INT(sl_spill_read(c.sp, 10, 1), 0);
     CHECK_EQ_INT(sl_spill_read(c.sp, 10, 1), UV_EBUSY);
@@ -403,6 +406,21 @@ TEST(read_limits_and_sizes) {
   CHECK_EQ_INT(sl_spill_disk_bytes(c.sp), 0);
   CHECK_EQ_INT(count_files(c.dir), 0);
   free(huge);
+  ctx_done(&c, true);
+}
+
+TEST(batch_limits) {
+  ctx c;
+  ctx_init(&c, "limits");
+  sl_spill_set_segment_bytes(c.sp, 4096);
+  write_all(&c, 500);
+  c.rd_records = 7;
+  c.rd_bytes = 1000; /* records are 4..303 bytes: some batches end on bytes, some on count */
+  drain(&c);
+  check_ids(&c, 500, NULL, 0);
+  CHECK_EQ_INT(c.over_limit, 0);
+  CHECK_EQ_INT(c.max_batch, 7);
+  CHECK(c.r_calls > 500 / 7);
   ctx_done(&c, true);
 }
 
@@ -964,6 +982,7 @@ int main(void) {
   RUN(round_trip_across_segments);
   RUN(interleaved_append_and_read);
   RUN(read_limits_and_sizes);
+  RUN(batch_limits);
   RUN(large_and_empty_records_content);
   RUN(corrupt_crc_skipped_and_counted);
   RUN(truncated_segments_abandoned);
