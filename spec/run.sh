@@ -32,7 +32,8 @@ for bin in "$BUILD_DIR"/spec/test_*; do
   [ -f "$bin" ] && [ -x "$bin" ] || continue
   name=$(basename "$bin")
   out="$logdir/$name.out"
-  "$bin" >"$out" 2>&1
+  # a hung binary must not hang `make test`: 10 minutes each at most (exit 124 = timed out)
+  timeout -k 10 600 "$bin" >"$out" 2>&1
   rc=$?
   summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$out" | tail -n 1)
   if [ -n "$summary" ]; then
@@ -54,7 +55,8 @@ done
 
 if [ -d spec/e2e ] && compgen -G "spec/e2e/*.test.mjs" >/dev/null; then
   out="$logdir/e2e.tap"
-  node --test --test-reporter=tap spec/e2e/ >"$out" 2>&1
+  # every test is bounded (--test-timeout), and so is the whole run
+  timeout -k 10 900 node --test --test-timeout=180000 --test-reporter=tap spec/e2e/ >"$out" 2>&1
   rc=$?
   p=$(grep -E '^# pass [0-9]+' "$out" | tail -n 1 | awk '{print $3}')
   f=$(grep -E '^# fail [0-9]+' "$out" | tail -n 1 | awk '{print $3}')
