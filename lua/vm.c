@@ -35,6 +35,10 @@
 #include <lua.h>
 #include <luajit.h>
 #include <lualib.h>
+#include <limits.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <uv.h>
 
 #include "sl_config.h"
@@ -77,6 +81,12 @@ struct sl_lua {
   size_t jlen, jcap;
   sl_bin *bins;
   size_t nbins, capbins;
+  /* preallocated for the per-publish hooks (no allocation per call, see "Policy hooks") */
+  int tb_ref;            /* traceback_handler as a Lua function */
+  int tramp_ref;         /* l_call_decoded */
+  int encode_ref;        /* l_json_encode */
+  int view_ref;          /* the shared message view (userdata) */
+  struct msg_view *view; /* its memory (userdata never move) */
 };
 
 struct sl_timer {
@@ -91,10 +101,14 @@ struct sl_timer {
 
 /* Registry keys: addresses of static chars (STYLE.md 14). */
 static char k_vm, k_sandbox, k_cjson_mt, k_array_mt, k_bytes_mt, k_client_mt, k_eio_mt, k_timer_mt;
+static char k_msg_mt, k_arity, k_getinfo;
 
 static sl_lua *g_alive; /* open VMs, for sl__lua_alive (loop thread only) */
 
 static void vm_finish_close(sl_lua *vm);
+static void install_hooks(sl_lua *vm);
+typedef struct decode_args decode_args;
+static bool push_lazy_payload(sl_lua *vm, int fn_idx, int pos, decode_args *a);
 
 /* ------------------------------------------------------------------------------------- */
 /* Allocator                                                                              */
@@ -165,7 +179,10 @@ static int traceback_handler(lua_State *L) {
  * stack: fn, args... -> results (nresults) | nothing. Returns 0 or SL_ELUA. */
 static int sl_lua_call(sl_lua *vm, lua_State *L, int nargs, int nresults, const char *what) {
   int base = lua_gettop(L) - nargs; /* index of fn */
-  lua_pushcfunction(L, traceback_handler);
+  if (vm && vm->tb_ref > 0)
+    lua_rawgeti(L, LUA_REGISTRYINDEX, vm->tb_ref); /* pushcfunction would allocate per call */
+  else
+    lua_pushcfunction(L, traceback_handler);
   lua_insert(L, base);
   bool outer = !vm || vm->depth == 0;
   if (vm && outer) {
@@ -615,12 +632,12 @@ static bool decode_json(lua_State *L, const char *text, size_t len, const sl_bin
 }
 
 /* Arguments for l_decode_arg, which decodes core-supplied JSON inside a protected call. */
-typedef struct {
+struct decode_args {
   const char *text;
   size_t len;
   const sl_bin *atts;
   size_t natts;
-} decode_args;
+};
 
 /* ------------------------------------------------------------------------------------- */
 /* sluice.json                                                                            */
@@ -1168,6 +1185,137 @@ int sl__lua_load_script(lua_State *L, const char *path, char *err, size_t errlen
 }
 
 /* ------------------------------------------------------------------------------------- */
+/* sluice.crypto: HMAC-SHA256 and SHA-256 from OpenSSL's libcrypto, base64url, a           */
+/* constant-time compare. Strings in, raw byte strings out (binary values are accepted too). */
+
+/* A string or a sluice.bytes argument. */
+static const unsigned char *bytes_arg(lua_State *L, int idx, size_t *len) {
+  sl_bytes *b = test_ud(L, idx, &k_bytes_mt);
+  if (b) {
+    *len = b->len;
+    return b->data;
+  }
+  return (const unsigned char *)luaL_checklstring(L, idx, len);
+}
+
+/* sluice.crypto.hmac_sha256(key, data) -> 32-byte raw string */
+static int l_hmac_sha256(lua_State *L) {
+  size_t klen, dlen;
+  const unsigned char *key = bytes_arg(L, 1, &klen);
+  const unsigned char *data = bytes_arg(L, 2, &dlen);
+  if (klen > INT_MAX) return luaL_argerror(L, 1, "key too long");
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int mdlen = 0;
+  static const unsigned char empty[1];
+  /* HMAC() treats a NULL key as "reuse the previous one"; an empty key must be non-NULL. */
+  if (!HMAC(EVP_sha256(), klen ? key : empty, (int)klen, dlen ? data : empty, dlen, md, &mdlen))
+    return luaL_error(L, "hmac_sha256: OpenSSL failure");
+  lua_pushlstring(L, (const char *)md, mdlen);
+  return 1;
+}
+
+/* sluice.crypto.sha256(data) -> 32-byte raw string */
+static int l_sha256(lua_State *L) {
+  size_t dlen;
+  const unsigned char *data = bytes_arg(L, 1, &dlen);
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int mdlen = 0;
+  static const unsigned char empty[1];
+  if (!EVP_Digest(dlen ? data : empty, dlen, md, &mdlen, EVP_sha256(), NULL))
+    return luaL_error(L, "sha256: OpenSSL failure");
+  lua_pushlstring(L, (const char *)md, mdlen);
+  return 1;
+}
+
+/* sluice.crypto.equal(a, b) -> boolean. Constant time for equal lengths (the length of a
+ * MAC or token is not secret). */
+static int l_crypto_equal(lua_State *L) {
+  size_t alen, blen;
+  const unsigned char *a = bytes_arg(L, 1, &alen);
+  const unsigned char *b = bytes_arg(L, 2, &blen);
+  lua_pushboolean(L, alen == blen && CRYPTO_memcmp(a, b, alen) == 0);
+  return 1;
+}
+
+static const char b64url_chars[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/* sluice.crypto.base64url_encode(data) -> text without padding (RFC 4648 section 5) */
+static int l_b64url_encode(lua_State *L) {
+  size_t n;
+  const unsigned char *s = bytes_arg(L, 1, &n);
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  size_t i = 0;
+  for (; i + 2 < n; i += 3) {
+    uint32_t v = (uint32_t)s[i] << 16 | (uint32_t)s[i + 1] << 8 | s[i + 2];
+    luaL_addchar(&b, b64url_chars[v >> 18 & 63]);
+    luaL_addchar(&b, b64url_chars[v >> 12 & 63]);
+    luaL_addchar(&b, b64url_chars[v >> 6 & 63]);
+    luaL_addchar(&b, b64url_chars[v & 63]);
+  }
+  if (n - i == 1) {
+    uint32_t v = (uint32_t)s[i] << 16;
+    luaL_addchar(&b, b64url_chars[v >> 18 & 63]);
+    luaL_addchar(&b, b64url_chars[v >> 12 & 63]);
+  } else if (n - i == 2) {
+    uint32_t v = (uint32_t)s[i] << 16 | (uint32_t)s[i + 1] << 8;
+    luaL_addchar(&b, b64url_chars[v >> 18 & 63]);
+    luaL_addchar(&b, b64url_chars[v >> 12 & 63]);
+    luaL_addchar(&b, b64url_chars[v >> 6 & 63]);
+  }
+  luaL_pushresult(&b);
+  return 1;
+}
+
+static int b64url_val(unsigned char c) {
+  if (c >= 'A' && c <= 'Z') return c - 'A';
+  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+  if (c >= '0' && c <= '9') return c - '0' + 52;
+  if (c == '-' || c == '+') return 62; /* '+' and '/' too: tolerate standard base64 */
+  if (c == '_' || c == '/') return 63;
+  return -1;
+}
+
+/* sluice.crypto.base64url_decode(text) -> bytes string, or nil, "invalid base64url".
+ * Padding is optional; a length of 1 mod 4 or non-zero trailing bits are invalid. */
+static int l_b64url_decode(lua_State *L) {
+  size_t n;
+  const char *s = luaL_checklstring(L, 1, &n);
+  while (n > 0 && s[n - 1] == '=') n--;
+  if (n % 4 == 1) goto bad;
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  uint32_t acc = 0;
+  int bits = 0;
+  for (size_t i = 0; i < n; i++) {
+    int v = b64url_val((unsigned char)s[i]);
+    if (v < 0) {
+      luaL_pushresult(&b);
+      lua_pop(L, 1);
+      goto bad;
+    }
+    acc = acc << 6 | (uint32_t)v;
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      luaL_addchar(&b, (char)(acc >> bits & 0xff));
+    }
+  }
+  if (bits && (acc & ((1u << bits) - 1))) {
+    luaL_pushresult(&b);
+    lua_pop(L, 1);
+    goto bad;
+  }
+  luaL_pushresult(&b);
+  return 1;
+bad:
+  lua_pushnil(L);
+  lua_pushliteral(L, "invalid base64url");
+  return 2;
+}
+
+/* ------------------------------------------------------------------------------------- */
 /* VM construction                                                                        */
 
 /* package.preload loader for an embedded module. upvalue 1: index into the table.
@@ -1278,6 +1426,15 @@ static void install_module(sl_lua *vm) {
   lua_newtable(L);
   luaL_register(L, NULL, log);
   lua_setfield(L, -2, "log");
+  static const luaL_Reg crypto[] = {{"hmac_sha256", l_hmac_sha256},
+                                    {"sha256", l_sha256},
+                                    {"equal", l_crypto_equal},
+                                    {"base64url_encode", l_b64url_encode},
+                                    {"base64url_decode", l_b64url_decode},
+                                    {NULL, NULL}};
+  lua_newtable(L);
+  luaL_register(L, NULL, crypto);
+  lua_setfield(L, -2, "crypto");
   lua_newtable(L);
   lua_pushnumber(L, (double)vm->instr_limit);
   lua_setfield(L, -2, "instructions");
@@ -1360,7 +1517,10 @@ sl_lua *sl_lua_new(sl_gateway *gw) {
   lua_pushlightuserdata(L, vm);
   lua_rawset(L, LUA_REGISTRYINDEX);
   luaL_openlibs(L);
+  lua_pushcfunction(L, traceback_handler);
+  vm->tb_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   install_module(vm);
+  install_hooks(vm);
   if (vm->instr_limit) lua_sethook(L, count_hook, LUA_MASKCOUNT, SL_LUA_HOOK_STEP);
   vm->next_alive = g_alive;
   g_alive = vm;
@@ -1557,16 +1717,19 @@ void sl_lua_eio_gone(sl_lua *vm, sl_eio_conn *c) {
   box_gone(vm->L, sl_eio_conn_lua_slot(c), c, &k_eio_mt);
 }
 
-/* sl_lua_coalesce_key: see sl_lua.h. */
+/* sl_lua_coalesce_key: see sl_lua.h. The payload is decoded (inside the hook's own
+ * protected call) only when the function declares a second parameter or is vararg, so
+ * coalesceKey = function(topic) ... costs no decode. */
 char *sl_lua_coalesce_key(sl_lua *vm, int ref, const char *topic, const char *payload_json,
                           size_t len) {
+  if (!vm || !push_ref(vm, ref)) return NULL;
   lua_State *L = vm->L;
-  int top = lua_gettop(L);
-  if (!push_ref(vm, ref)) return NULL;
-  lua_pushstring(L, topic);
-  push_decoded(vm, payload_json, len, NULL, 0, "coalesceKey payload");
+  int top = lua_gettop(L) - 1;
+  lua_pushstring(L, topic ? topic : "");
+  decode_args a = {payload_json, len, NULL, 0};
+  push_lazy_payload(vm, top + 1, 2, &a);
   char *key = NULL;
-  if (sl_lua_call(vm, L, 2, 1, "coalesceKey") == 0) {
+  if (sl_lua_call(vm, L, lua_gettop(L) - top - 1, 1, "coalesceKey") == 0) {
     if (lua_type(L, -1) == LUA_TSTRING) {
       size_t n;
       const char *s = lua_tolstring(L, -1, &n);
@@ -1580,4 +1743,572 @@ char *sl_lua_coalesce_key(sl_lua *vm, int ref, const char *topic, const char *pa
   lua_settop(L, top);
   leave(vm);
   return key;
+}
+
+/* ------------------------------------------------------------------------------------- */
+/* Policy hooks (issue 4): route, authorize, onClientPublish, snapshot, server events      */
+/*
+ * Cost model. These run once per publish, so nothing is allocated per call when the hook
+ * does not ask for it:
+ *  - the traceback handler, the decode trampoline and the encoder are Lua functions made
+ *    once per VM (registry refs), not pushed as fresh C closures per call;
+ *  - route(msg) gets ONE preallocated read-only userdata, the message view, whose context
+ *    pointer is set for the call and cleared after it. Its __index answers namespace,
+ *    topic, json, source, clientId, principal and client from C; msg.payload decodes the
+ *    JSON once per call (cached in the view's environment table, dropped after the call);
+ *  - coalesceKey(topic, payload) and onClientPublish(client, topic, payload) receive a real
+ *    decoded payload only when the function declares that parameter (or is vararg): the
+ *    arity is read once per function (debug.getinfo "u", cached in a weak table). A field
+ *    path coalesceKey ("symbol", "quote.symbol") is resolved by the core in C, no Lua.
+ * A nested call (a route hook publishing, which runs route again) gets a fresh view, so
+ * the outer view and its cached payload are never overwritten.
+ */
+
+typedef struct msg_ctx {
+  const char *ns, *topic, *json;
+  size_t len;
+  int source;        /* SL_SRC_* */
+  sl_socket *from;   /* publishing client (SL_SRC_CLIENT) or NULL */
+  bool decoded;      /* the payload was decoded into the view's env[1] */
+} msg_ctx;
+
+struct msg_view {
+  msg_ctx *ctx;      /* NULL outside the hook call: a kept reference then raises */
+};
+
+static const char *source_name(int src) {
+  switch (src) {
+  case SL_SRC_API: return "api";
+  case SL_SRC_LUA: return "lua";
+  case SL_SRC_CLIENT: return "client";
+  default: return "unknown";
+  }
+}
+
+/* __index of the message view. stack: view, key -> value */
+static int l_msg_index(lua_State *L) {
+  /* The metatable is locked (__metatable), so only the view itself reaches here. */
+  struct msg_view *v = lua_touserdata(L, 1);
+  msg_ctx *c = v ? v->ctx : NULL;
+  if (!c) return luaL_error(L, "message view used after its hook returned (copy what you need)");
+  size_t kl;
+  const char *k = lua_tolstring(L, 2, &kl);
+  if (!k) {
+    lua_pushnil(L);
+    return 1;
+  }
+  switch (kl) {
+  case 4:
+    if (!memcmp(k, "json", 4)) {
+      lua_pushlstring(L, c->json ? c->json : "null", c->json ? c->len : 4);
+      return 1;
+    }
+    break;
+  case 5:
+    if (!memcmp(k, "topic", 5)) {
+      lua_pushstring(L, c->topic);
+      return 1;
+    }
+    break;
+  case 6:
+    if (!memcmp(k, "source", 6)) {
+      lua_pushstring(L, source_name(c->source));
+      return 1;
+    }
+    if (!memcmp(k, "client", 6)) {
+      if (c->from)
+        push_box(L, c->from, sl_socket_lua_slot(c->from), &k_client_mt);
+      else
+        lua_pushnil(L);
+      return 1;
+    }
+    break;
+  case 7:
+    if (!memcmp(k, "payload", 7)) {
+      lua_getfenv(L, 1); /* stack: view, key, env */
+      if (c->decoded) {
+        lua_rawgeti(L, -1, 1);
+        return 1;
+      }
+      if (!c->json || !decode_json(L, c->json, c->len, NULL, 0, NULL))
+        return luaL_error(L, "message payload is not valid JSON");
+      lua_pushvalue(L, -1);
+      lua_rawseti(L, -3, 1);
+      c->decoded = true;
+      return 1;
+    }
+    break;
+  case 8:
+    if (!memcmp(k, "clientId", 8)) {
+      if (c->from)
+        lua_pushstring(L, sl_socket_id(c->from));
+      else
+        lua_pushnil(L);
+      return 1;
+    }
+    break;
+  case 9:
+    if (!memcmp(k, "namespace", 9)) {
+      lua_pushstring(L, c->ns);
+      return 1;
+    }
+    if (!memcmp(k, "principal", 9)) {
+      const char *p = c->from ? sl_socket_principal(c->from) : NULL;
+      if (p)
+        lua_pushstring(L, p);
+      else
+        lua_pushnil(L);
+      return 1;
+    }
+    break;
+  }
+  lua_pushnil(L);
+  return 1;
+}
+
+static int l_msg_tostring(lua_State *L) {
+  struct msg_view *v = lua_touserdata(L, 1);
+  if (v && v->ctx)
+    lua_pushfstring(L, "message %s %s", v->ctx->ns, v->ctx->topic);
+  else
+    lua_pushliteral(L, "message (expired)");
+  return 1;
+}
+
+/* stack: -> view (a new one, with its own payload cache) */
+static struct msg_view *new_view(lua_State *L) {
+  struct msg_view *v = lua_newuserdata(L, sizeof *v);
+  v->ctx = NULL;
+  push_reg(L, &k_msg_mt);
+  lua_setmetatable(L, -2);
+  lua_createtable(L, 1, 0);
+  lua_setfenv(L, -2);
+  return v;
+}
+
+/* stack: -> view, bound to ctx until view_release. */
+static struct msg_view *push_view(sl_lua *vm, msg_ctx *ctx) {
+  lua_State *L = vm->L;
+  struct msg_view *v;
+  if (vm->view && !vm->view->ctx) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, vm->view_ref);
+    v = vm->view;
+  } else {
+    v = new_view(L); /* nested call: the shared view is in use */
+  }
+  v->ctx = ctx;
+  return v;
+}
+
+/* Unbind a view after its call; drops the cached payload of the shared view so it can be
+ * collected. stack: unchanged */
+static void view_release(sl_lua *vm, struct msg_view *v) {
+  if (v == vm->view && v->ctx && v->ctx->decoded) {
+    lua_State *L = vm->L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, vm->view_ref);
+    lua_getfenv(L, -1);
+    lua_pushnil(L);
+    lua_rawseti(L, -2, 1);
+    lua_pop(L, 2);
+  }
+  v->ctx = NULL;
+}
+
+/* The decode trampoline: decodes core-supplied JSON inside the hook's own protected call,
+ * so a lazily-needed payload costs no second pcall.
+ * stack: fn, args..., decode_args* -> results of fn(args..., decoded | nil) */
+static int l_call_decoded(lua_State *L) {
+  int n = lua_gettop(L);
+  decode_args *a = lua_touserdata(L, n);
+  lua_pop(L, 1);
+  if (!a || !a->text || !a->len || !decode_json(L, a->text, a->len, a->atts, a->natts, NULL))
+    lua_pushnil(L);
+  lua_call(L, n - 1, LUA_MULTRET);
+  return lua_gettop(L);
+}
+
+/* hook_arity: the number of declared parameters of the Lua function at idx, or INT_MAX
+ * when it is vararg, a C function or unknown. Cached per function in a weak-keyed table.
+ * stack: unchanged */
+static int hook_arity(sl_lua *vm, int idx) {
+  lua_State *L = vm->L;
+  if (idx < 0) idx = lua_gettop(L) + idx + 1;
+  if (lua_iscfunction(L, idx)) return INT_MAX;
+  push_reg(L, &k_arity);
+  lua_pushvalue(L, idx);
+  lua_rawget(L, -2); /* stack: arity table, n | nil */
+  if (lua_type(L, -1) == LUA_TNUMBER) {
+    int n = (int)lua_tointeger(L, -1);
+    lua_pop(L, 2);
+    return n;
+  }
+  lua_pop(L, 1); /* stack: arity table */
+  int n = INT_MAX;
+  push_reg(L, &k_getinfo); /* the pristine debug.getinfo (scripts never see it) */
+  if (lua_isfunction(L, -1)) {
+    lua_pushvalue(L, idx);
+    lua_pushliteral(L, "u");
+    if (sl_lua_call(vm, L, 2, 1, "debug.getinfo") == 0) {
+      if (lua_istable(L, -1)) {
+        lua_getfield(L, -1, "isvararg");
+        lua_getfield(L, -2, "nparams");
+        if (!lua_toboolean(L, -2) && lua_type(L, -1) == LUA_TNUMBER)
+          n = (int)lua_tointeger(L, -1);
+        lua_pop(L, 2);
+      }
+      lua_pop(L, 1);
+    }
+  } else {
+    lua_pop(L, 1);
+  }
+  /* stack: arity table */
+  lua_pushvalue(L, idx);
+  lua_pushnumber(L, (double)n);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
+  return n;
+}
+
+/* Push the payload argument of a hook that takes it at position `pos` (1-based). When the
+ * function at fn_idx declares fewer parameters, pushes nil (no decode, no call). Otherwise
+ * arranges for the trampoline: the function is moved above the trampoline and a
+ * decode_args pointer is pushed last. Returns true when the trampoline is in place.
+ * stack: fn, args... -> (fn, args..., nil) | (tramp, fn, args..., decode_args*) */
+static bool push_lazy_payload(sl_lua *vm, int fn_idx, int pos, decode_args *a) {
+  lua_State *L = vm->L;
+  if (hook_arity(vm, fn_idx) < pos || !a->text) {
+    lua_pushnil(L);
+    return false;
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, vm->tramp_ref);
+  lua_insert(L, fn_idx);
+  lua_pushlightuserdata(L, a);
+  return true;
+}
+
+/* Encode the value on top as JSON into a malloc'd string, under the protected call.
+ * stack: value -> (nothing). Returns NULL on error (logged and counted as `what`). */
+static char *encode_top(sl_lua *vm, const char *what, size_t *outlen) {
+  lua_State *L = vm->L;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, vm->encode_ref);
+  lua_insert(L, -2);
+  if (sl_lua_call(vm, L, 1, 1, what)) return NULL;
+  size_t n;
+  const char *s = lua_tolstring(L, -1, &n);
+  char *out = s ? sl_xstrndup(s, n) : NULL;
+  if (outlen) *outlen = out ? n : 0;
+  lua_pop(L, 1);
+  return out;
+}
+
+/* Count and log a hook result of the wrong shape (same counter as Lua errors). */
+static void bad_result(sl_lua *vm, const char *what, const char *fmt, const char *detail) {
+  vm->errors++;
+  char msg[256];
+  snprintf(msg, sizeof msg, fmt, detail);
+  sl_log_error("lua: %s: %s", what, msg);
+}
+
+/* sl_route_result_free: see sl_lua.h. Leaves *r as "deliver". r may be NULL. */
+void sl_route_result_free(sl_route_result *r) {
+  if (!r) return;
+  free(r->payload_json);
+  for (size_t i = 0; i < r->ntopics; i++) free(r->topics[i]);
+  free(r->topics);
+  for (size_t i = 0; i < r->nto; i++) free(r->to[i]);
+  free(r->to);
+  memset(r, 0, sizeof *r);
+  r->action = SL_ROUTE_DELIVER;
+}
+
+/* A list of strings (topics) or of client ids / client boxes (to) from field `key` of the
+ * table at 1 into *out, which the caller frees (even on error: each string is stored as
+ * soon as it is made). A single string is a list of one. stack: unchanged */
+static void route_list(lua_State *L, const char *key, char ***out, size_t *n, bool clients) {
+  lua_getfield(L, 1, key);
+  int li = lua_gettop(L);
+  if (lua_isnil(L, li)) {
+    lua_pop(L, 1);
+    return;
+  }
+  if (lua_type(L, li) == LUA_TSTRING || (clients && test_ud(L, li, &k_client_mt))) {
+    *out = sl_xcalloc(1, sizeof(char *));
+    (*out)[0] = sl_xstrdup(clients ? client_id_arg(L, li) : lua_tostring(L, li));
+    *n = 1;
+    lua_pop(L, 1);
+    return;
+  }
+  if (!lua_istable(L, li)) luaL_error(L, "route result: %s must be a string or a list", key);
+  size_t len = lua_objlen(L, li);
+  if (len == 0)
+    luaL_error(L, "route result: %s is empty (return false to drop the message)", key);
+  if (len > 4096) luaL_error(L, "route result: %s has more than 4096 entries", key);
+  *out = sl_xcalloc(len, sizeof(char *));
+  for (size_t i = 0; i < len; i++) {
+    lua_rawgeti(L, li, (int)i + 1);
+    int t = lua_type(L, -1);
+    if (t != LUA_TSTRING && !(clients && test_ud(L, -1, &k_client_mt)))
+      luaL_error(L, "route result: %s[%d] must be a %s", key, (int)i + 1,
+                 clients ? "client id or client" : "topic name");
+    const char *s = clients ? client_id_arg(L, lua_gettop(L)) : lua_tostring(L, -1);
+    if (!*s) luaL_error(L, "route result: %s[%d] is empty", key, (int)i + 1);
+    (*out)[(*n)++] = sl_xstrdup(s);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+}
+
+/* Convert a route hook's table result. upvalue 1: sl_route_result*.
+ * stack: table -> (nothing); raises on a malformed table (the caller frees *out). */
+static int l_route_table(lua_State *L) {
+  sl_lua *vm = vm_of(L);
+  sl_route_result *out = lua_touserdata(L, lua_upvalueindex(1));
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_pushnil(L);
+  while (lua_next(L, 1)) {
+    lua_pop(L, 1);
+    const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+    if (!k || (strcmp(k, "payload") && strcmp(k, "topic") && strcmp(k, "topics") &&
+               strcmp(k, "to")))
+      return luaL_error(L, "route result: unknown field '%s' (expected payload, topic, "
+                           "topics or to)", k ? k : luaL_typename(L, -1));
+  }
+  lua_getfield(L, 1, "topic");
+  lua_getfield(L, 1, "topics");
+  bool both = !lua_isnil(L, -1) && !lua_isnil(L, -2);
+  lua_pop(L, 2);
+  if (both) return luaL_error(L, "route result: give topic or topics, not both");
+  route_list(L, "topic", &out->topics, &out->ntopics, false);
+  if (!out->topics) route_list(L, "topics", &out->topics, &out->ntopics, false);
+  route_list(L, "to", &out->to, &out->nto, true);
+  lua_getfield(L, 1, "payload"); /* sluice.json.null is a payload (null); nil is "unchanged" */
+  if (!lua_isnil(L, -1)) {
+    jb_reset(vm);
+    jb_value(L, vm, -1, 0, false);
+    out->payload_json = malloc(vm->jlen + 1);
+    if (!out->payload_json) return luaL_error(L, "not enough memory");
+    memcpy(out->payload_json, vm->jb, vm->jlen);
+    out->payload_json[vm->jlen] = 0;
+  }
+  lua_pop(L, 1);
+  if (out->payload_json || out->ntopics || out->nto) out->action = SL_ROUTE_REWRITE;
+  return 0;
+}
+
+/* sl_lua_route: see sl_lua.h. Always returns 0: every failure delivers the message as
+ * published (logged and counted). */
+int sl_lua_route(sl_lua *vm, int ref, const char *ns, const char *topic, const char *payload_json,
+                 size_t len, int source, sl_socket *from, sl_route_result *out) {
+  memset(out, 0, sizeof *out);
+  out->action = SL_ROUTE_DELIVER;
+  if (!vm || !push_ref(vm, ref)) return 0;
+  lua_State *L = vm->L;
+  int top = lua_gettop(L) - 1;
+  msg_ctx ctx = {ns ? ns : "", topic ? topic : "", payload_json, len, source, from, false};
+  struct msg_view *v = push_view(vm, &ctx); /* stack: fn, view */
+  int rc = sl_lua_call(vm, L, 1, 1, "route");
+  view_release(vm, v);
+  if (rc == 0) {
+    /* stack: result */
+    int t = lua_type(L, -1);
+    if (t == LUA_TBOOLEAN) {
+      if (!lua_toboolean(L, -1)) out->action = SL_ROUTE_DROP;
+    } else if (t == LUA_TTABLE) {
+      lua_pushlightuserdata(L, out);
+      lua_pushcclosure(L, l_route_table, 1);
+      lua_insert(L, -2);
+      if (sl_lua_call(vm, L, 1, 0, "route result")) sl_route_result_free(out);
+    } else if (t != LUA_TNIL) {
+      bad_result(vm, "route", "must return nil, true, false or a table (got a %s); delivering",
+                 lua_typename(L, t));
+    }
+  }
+  lua_settop(L, top);
+  leave(vm);
+  return 0;
+}
+
+/* sl_lua_authorize: see sl_lua.h. A nil/false result without a reason refuses with
+ * "not authorized"; a result that is not a string, number or true refuses (counted). */
+int sl_lua_authorize(sl_lua *vm, int ref, const char *token, const char *ns, const char *topic,
+                     sl_socket *s, char **principal, char *reason, size_t reasonlen) {
+  *principal = NULL;
+  if (reason && reasonlen) snprintf(reason, reasonlen, "authorization failed");
+  if (!vm || !push_ref(vm, ref)) return 0; /* no hook: the caller decides; never "accepted" */
+  lua_State *L = vm->L;
+  int top = lua_gettop(L) - 1;
+  if (token)
+    lua_pushstring(L, token);
+  else
+    lua_pushnil(L);
+  lua_pushstring(L, ns ? ns : "");
+  if (topic)
+    lua_pushstring(L, topic);
+  else
+    lua_pushnil(L);
+  if (s)
+    push_box(L, s, sl_socket_lua_slot(s), &k_client_mt);
+  else
+    lua_pushnil(L);
+  int ok = 0;
+  if (sl_lua_call(vm, L, 4, 2, "authorize") == 0) {
+    /* stack: principal | nil | false | true, reason */
+    int t = lua_type(L, -2);
+    if (t == LUA_TSTRING || t == LUA_TNUMBER) {
+      size_t n;
+      const char *p = lua_tolstring(L, -2, &n);
+      *principal = sl_xstrndup(p, n);
+      ok = 1;
+    } else if (t == LUA_TBOOLEAN && lua_toboolean(L, -2)) {
+      *principal = sl_xstrdup(token ? token : "anonymous");
+      ok = 1;
+    } else if (t == LUA_TNIL || t == LUA_TBOOLEAN) {
+      if (reason && reasonlen)
+        snprintf(reason, reasonlen, "%s",
+                 lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "not authorized");
+    } else {
+      bad_result(vm, "authorize",
+                 "must return a principal (string), true, or nil and a reason (got a %s); "
+                 "refusing", lua_typename(L, t));
+    }
+  }
+  lua_settop(L, top);
+  leave(vm);
+  return ok;
+}
+
+/* sl_lua_client_publish: see sl_lua.h. The payload is decoded only when the hook declares
+ * a third parameter (or is vararg). */
+int sl_lua_client_publish(sl_lua *vm, int ref, sl_socket *s, const char *topic,
+                          const char *payload_json, size_t len, char **new_payload) {
+  *new_payload = NULL;
+  if (!vm || !push_ref(vm, ref)) return 1;
+  lua_State *L = vm->L;
+  int top = lua_gettop(L) - 1;
+  push_box(L, s, sl_socket_lua_slot(s), &k_client_mt);
+  lua_pushstring(L, topic ? topic : "");
+  decode_args a = {payload_json, len, NULL, 0};
+  push_lazy_payload(vm, top + 1, 3, &a);
+  int ok = 0;
+  int base = top + 1;
+  if (sl_lua_call(vm, L, lua_gettop(L) - base, LUA_MULTRET, "onClientPublish") == 0) {
+    int nres = lua_gettop(L) - top;
+    if (nres >= 1 && lua_toboolean(L, top + 1)) {
+      ok = 1;
+      if (nres >= 2 && !lua_isnil(L, top + 2)) {
+        lua_pushvalue(L, top + 2);
+        *new_payload = encode_top(vm, "onClientPublish payload", NULL);
+        if (!*new_payload) ok = 0; /* an unencodable replacement refuses */
+      }
+    }
+  }
+  lua_settop(L, top);
+  leave(vm);
+  return ok;
+}
+
+/* sl_lua_snapshot: see sl_lua.h. A hook that returns nil clears the state: 0 with
+ * *state_json = NULL and *state_ref unref'd (a new subscriber then gets no snapshot). A hook
+ * that modifies the state table in place and then raises keeps those modifications; the
+ * reference is not replaced. */
+int sl_lua_snapshot(sl_lua *vm, int ref, int *state_ref, const char *prev_json, size_t prev_len,
+                    const char *topic, const char *payload_json, size_t len, char **state_json) {
+  *state_json = NULL;
+  if (!vm || !push_ref(vm, ref)) return SL_ELUA;
+  lua_State *L = vm->L;
+  int top = lua_gettop(L) - 1;
+  if (*state_ref != SL_NOREF && *state_ref > 0)
+    lua_rawgeti(L, LUA_REGISTRYINDEX, *state_ref);
+  else if (prev_json && prev_len)
+    push_decoded(vm, prev_json, prev_len, NULL, 0, "snapshot previous state");
+  else
+    lua_pushnil(L);
+  lua_pushstring(L, topic ? topic : "");
+  decode_args a = {payload_json, len, NULL, 0};
+  lua_rawgeti(L, LUA_REGISTRYINDEX, vm->tramp_ref);
+  lua_insert(L, top + 1);
+  lua_pushlightuserdata(L, &a);
+  /* stack: tramp, fn, state, topic, decode_args* */
+  int rc = SL_ELUA;
+  if (sl_lua_call(vm, L, 4, 1, "snapshot") == 0) {
+    if (lua_isnil(L, -1)) {
+      sl_lua_unref(vm, *state_ref);
+      *state_ref = SL_NOREF;
+      rc = 0;
+    } else {
+      lua_pushvalue(L, -1);
+      char *json = encode_top(vm, "snapshot state", NULL);
+      if (json) {
+        /* stack: state */
+        if (*state_ref != SL_NOREF && *state_ref > 0)
+          lua_rawseti(L, LUA_REGISTRYINDEX, *state_ref);
+        else
+          *state_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        *state_json = json;
+        rc = 0;
+      }
+    }
+  }
+  lua_settop(L, top);
+  leave(vm);
+  return rc;
+}
+
+/* sl_lua_unref: release a registry ref made by this VM (a snapshot state). SL_NOREF and
+ * refs of a closing VM are ignored. */
+void sl_lua_unref(sl_lua *vm, int ref) {
+  if (!vm || ref <= 0 || vm->closing) return;
+  luaL_unref(vm->L, LUA_REGISTRYINDEX, ref);
+}
+
+/* sl_lua_server_event: see sl_lua.h. Invalid or missing event JSON gives an empty table. */
+void sl_lua_server_event(sl_lua *vm, int ref, const char *event_json, size_t len) {
+  if (!vm || !push_ref(vm, ref)) return;
+  lua_State *L = vm->L;
+  int top = lua_gettop(L) - 1;
+  push_decoded(vm, event_json, len, NULL, 0, "server event");
+  if (!lua_istable(L, -1)) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+  }
+  sl_lua_call(vm, L, 1, 0, "server event");
+  lua_settop(L, top);
+  leave(vm);
+}
+
+static int l_msg_newindex(lua_State *L) {
+  return luaL_error(L, "cannot set field '%s': the message is read-only (return a table from "
+                       "route to rewrite it)", luaL_optstring(L, 2, "?"));
+}
+
+/* install_hooks: what the per-publish hooks preallocate (see "Policy hooks"): the message
+ * view metatable and the shared view, the trampoline and encoder refs, the arity cache and
+ * a private copy of debug.getinfo. stack: unchanged */
+static void install_hooks(sl_lua *vm) {
+  lua_State *L = vm->L;
+  static const luaL_Reg msg_mt[] = {{"__index", l_msg_index},
+                                    {"__newindex", l_msg_newindex},
+                                    {"__tostring", l_msg_tostring},
+                                    {NULL, NULL}};
+  new_mt(L, &k_msg_mt, msg_mt, "sluice.message");
+  vm->view = new_view(L);
+  vm->view_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pushcfunction(L, l_call_decoded);
+  vm->tramp_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pushcfunction(L, l_json_encode);
+  vm->encode_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pushlightuserdata(L, &k_arity);
+  lua_newtable(L);
+  lua_newtable(L);
+  lua_pushliteral(L, "k");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lua_rawset(L, LUA_REGISTRYINDEX);
+  lua_pushlightuserdata(L, &k_getinfo);
+  lua_getglobal(L, "debug");
+  if (lua_istable(L, -1)) {
+    lua_getfield(L, -1, "getinfo");
+    lua_remove(L, -2);
+  }
+  lua_rawset(L, LUA_REGISTRYINDEX);
 }
