@@ -322,6 +322,7 @@ static void job_write(sl_spill *sp) {
   if (err != 0) {
     sp->w.err = err;
     sp->w.failed = sp->w.n - sp->w.ok;
+    if (err == UV_ENOENT) sp->dir_made = false; /* removed under us: make it again next time */
   }
   free_nodes(sp->w.head);
   sp->w.head = NULL;

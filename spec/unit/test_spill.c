@@ -791,6 +791,31 @@ TEST(write_failure_enotdir) {
   CHECK(!exists(file));
 }
 
+TEST(directory_removed_under_us) {
+  ctx c;
+  ctx_init(&c, "gone/lane");
+  write_all(&c, 5);
+  drain(&c);
+  check_ids(&c, 5, NULL, 0);
+  CHECK_EQ_INT(count_files(c.dir), 0);
+  char p[PATH_MAX];
+  snprintf(p, sizeof p, "%s/gone", base);
+  CHECK(rmdir(c.dir) == 0 && rmdir(p) == 0);
+  c.auto_read = false;
+  CHECK_EQ_INT(append_id(&c, 5), 0);
+  uv_run(&c.loop, UV_RUN_DEFAULT);
+  CHECK_EQ_INT(c.w_err, UV_ENOENT);
+  CHECK_EQ_INT(c.w_failed, 1);
+  sl_spill_reset(c.sp);
+  CHECK_EQ_INT(append_id(&c, 5), 0); /* the directory is made again */
+  uv_run(&c.loop, UV_RUN_DEFAULT);
+  CHECK_EQ_INT(c.w_ok, 6);
+  drain(&c);
+  check_ids(&c, 6, NULL, 0);
+  ctx_done(&c, true);
+  CHECK(!exists(p));
+}
+
 /* 1500-byte records: 1508 bytes each on disk, which does not divide 64 KiB - 16, so the
  * failing write leaves a torn record that must stay invisible. */
 static int append_1500(sl_spill *sp, uint32_t id) {
@@ -994,6 +1019,7 @@ int main(void) {
   RUN(close_keep_files_then_sweep);
   RUN(sweep_removes_only_spill_files_and_empty_dirs);
   RUN(write_failure_enotdir);
+  RUN(directory_removed_under_us);
   RUN(write_failure_enospc_tmpfs);
   RUN(write_failure_after_reset_on_torn_segment_starts_new_segment);
   rm_rf(base);
