@@ -605,12 +605,250 @@ static int l_cjson_gc(lua_State *L) {
   return 0;
 }
 
+/* A direct JSON text -> Lua decoder (no intermediate tree): one pass, strings without
+ * escapes pushed straight from the text. Used for every decode without binary attachments;
+ * the per-publish hooks that read the payload pay this, so it matters (DESIGN.md 5). On a
+ * syntax error it returns false with *at = the offset of the error and whatever it pushed
+ * still on the stack (decode_json restores the top). Raises only on nesting or memory. */
+typedef struct {
+  const char *s, *end, *p;
+} jd;
+
+static void jd_ws(jd *d) {
+  while (d->p < d->end && (*d->p == ' ' || *d->p == '\n' || *d->p == '\r' || *d->p == '\t'))
+    d->p++;
+}
+
+static int jd_hex4(const char *p) {
+  int v = 0;
+  for (int i = 0; i < 4; i++) {
+    char c = p[i];
+    v <<= 4;
+    if (c >= '0' && c <= '9') v |= c - '0';
+    else if (c >= 'a' && c <= 'f') v |= c - 'a' + 10;
+    else if (c >= 'A' && c <= 'F') v |= c - 'A' + 10;
+    else return -1;
+  }
+  return v;
+}
+
+static void jd_utf8(luaL_Buffer *b, uint32_t cp) {
+  if (cp < 0x80) {
+    luaL_addchar(b, (char)cp);
+  } else if (cp < 0x800) {
+    luaL_addchar(b, (char)(0xC0 | cp >> 6));
+    luaL_addchar(b, (char)(0x80 | (cp & 0x3F)));
+  } else if (cp < 0x10000) {
+    luaL_addchar(b, (char)(0xE0 | cp >> 12));
+    luaL_addchar(b, (char)(0x80 | (cp >> 6 & 0x3F)));
+    luaL_addchar(b, (char)(0x80 | (cp & 0x3F)));
+  } else {
+    luaL_addchar(b, (char)(0xF0 | cp >> 18));
+    luaL_addchar(b, (char)(0x80 | (cp >> 12 & 0x3F)));
+    luaL_addchar(b, (char)(0x80 | (cp >> 6 & 0x3F)));
+    luaL_addchar(b, (char)(0x80 | (cp & 0x3F)));
+  }
+}
+
+/* d->p at the opening quote. stack: -> string */
+static bool jd_string(lua_State *L, jd *d) {
+  const char *start = ++d->p;
+  const char *q = start;
+  while (q < d->end && *q != '"' && *q != '\\' && (unsigned char)*q >= 0x20) q++;
+  if (q < d->end && *q == '"') { /* the common case: no escapes */
+    lua_pushlstring(L, start, (size_t)(q - start));
+    d->p = q + 1;
+    return true;
+  }
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  luaL_addlstring(&b, start, (size_t)(q - start));
+  d->p = q;
+  while (d->p < d->end) {
+    unsigned char c = (unsigned char)*d->p;
+    if (c == '"') {
+      d->p++;
+      luaL_pushresult(&b);
+      return true;
+    }
+    if (c < 0x20) break;
+    if (c != '\\') {
+      luaL_addchar(&b, (char)c);
+      d->p++;
+      continue;
+    }
+    if (d->end - d->p < 2) break;
+    char e = d->p[1];
+    d->p += 2;
+    switch (e) {
+    case '"': luaL_addchar(&b, '"'); break;
+    case '\\': luaL_addchar(&b, '\\'); break;
+    case '/': luaL_addchar(&b, '/'); break;
+    case 'b': luaL_addchar(&b, '\b'); break;
+    case 'f': luaL_addchar(&b, '\f'); break;
+    case 'n': luaL_addchar(&b, '\n'); break;
+    case 'r': luaL_addchar(&b, '\r'); break;
+    case 't': luaL_addchar(&b, '\t'); break;
+    case 'u': {
+      if (d->end - d->p < 4) goto bad;
+      int hi = jd_hex4(d->p);
+      if (hi < 0) goto bad;
+      d->p += 4;
+      uint32_t cp = (uint32_t)hi;
+      if (hi >= 0xD800 && hi <= 0xDBFF) {
+        int lo = d->end - d->p >= 6 && d->p[0] == '\\' && d->p[1] == 'u' ? jd_hex4(d->p + 2) : -1;
+        if (lo < 0xDC00 || lo > 0xDFFF) goto bad;
+        d->p += 6;
+        cp = 0x10000 + (((uint32_t)hi - 0xD800) << 10) + ((uint32_t)lo - 0xDC00);
+      } else if (hi >= 0xDC00 && hi <= 0xDFFF) {
+        goto bad;
+      }
+      jd_utf8(&b, cp);
+      break;
+    }
+    default: goto bad;
+    }
+  }
+bad:
+  luaL_pushresult(&b); /* keep the stack balanced for the caller's settop */
+  return false;
+}
+
+/* stack: -> number */
+static bool jd_number(lua_State *L, jd *d) {
+  const char *p = d->p, *start = p;
+  bool neg = false, simple = true;
+  if (p < d->end && *p == '-') neg = true, p++;
+  if (p >= d->end) return false;
+  if (*p == '0') {
+    p++;
+  } else if (*p >= '1' && *p <= '9') {
+    while (p < d->end && *p >= '0' && *p <= '9') p++;
+  } else {
+    return false;
+  }
+  if (p < d->end && *p == '.') {
+    simple = false;
+    p++;
+    if (p >= d->end || *p < '0' || *p > '9') return false;
+    while (p < d->end && *p >= '0' && *p <= '9') p++;
+  }
+  if (p < d->end && (*p == 'e' || *p == 'E')) {
+    simple = false;
+    p++;
+    if (p < d->end && (*p == '+' || *p == '-')) p++;
+    if (p >= d->end || *p < '0' || *p > '9') return false;
+    while (p < d->end && *p >= '0' && *p <= '9') p++;
+  }
+  size_t n = (size_t)(p - start);
+  if (simple && n - neg <= 15) { /* exact in a double */
+    double v = 0;
+    for (const char *q = start + neg; q < p; q++) v = v * 10 + (*q - '0');
+    lua_pushnumber(L, neg ? -v : v);
+  } else {
+    char buf[512];
+    if (n >= sizeof buf) return false;
+    memcpy(buf, start, n);
+    buf[n] = 0;
+    lua_pushnumber(L, strtod(buf, NULL));
+  }
+  d->p = p;
+  return true;
+}
+
+static bool jd_lit(jd *d, const char *lit, size_t n) {
+  if ((size_t)(d->end - d->p) < n || memcmp(d->p, lit, n) != 0) return false;
+  d->p += n;
+  return true;
+}
+
+/* stack: -> value */
+static bool jd_value(lua_State *L, jd *d, int depth) {
+  jd_ws(d);
+  if (d->p >= d->end) return false;
+  switch (*d->p) {
+  case '"': return jd_string(L, d);
+  case 't': if (!jd_lit(d, "true", 4)) return false; lua_pushboolean(L, 1); return true;
+  case 'f': if (!jd_lit(d, "false", 5)) return false; lua_pushboolean(L, 0); return true;
+  case 'n': if (!jd_lit(d, "null", 4)) return false; sl__lua_pushnull(L); return true;
+  case '[': {
+    if (depth > 200) luaL_error(L, "JSON nested too deeply");
+    luaL_checkstack(L, 4, "JSON nesting");
+    d->p++;
+    lua_newtable(L);
+    push_reg(L, &k_array_mt);
+    lua_setmetatable(L, -2);
+    jd_ws(d);
+    if (d->p < d->end && *d->p == ']') {
+      d->p++;
+      return true;
+    }
+    for (int i = 1;; i++) {
+      if (!jd_value(L, d, depth + 1)) return false;
+      lua_rawseti(L, -2, i);
+      jd_ws(d);
+      if (d->p >= d->end) return false;
+      if (*d->p == ',') {
+        d->p++;
+        continue;
+      }
+      if (*d->p != ']') return false;
+      d->p++;
+      return true;
+    }
+  }
+  case '{': {
+    if (depth > 200) luaL_error(L, "JSON nested too deeply");
+    luaL_checkstack(L, 4, "JSON nesting");
+    d->p++;
+    lua_createtable(L, 0, 4); /* small objects fill without a rehash */
+    jd_ws(d);
+    if (d->p < d->end && *d->p == '}') {
+      d->p++;
+      return true;
+    }
+    for (;;) {
+      jd_ws(d);
+      if (d->p >= d->end || *d->p != '"' || !jd_string(L, d)) return false;
+      jd_ws(d);
+      if (d->p >= d->end || *d->p != ':') return false;
+      d->p++;
+      if (!jd_value(L, d, depth + 1)) return false;
+      lua_rawset(L, -3);
+      jd_ws(d);
+      if (d->p >= d->end) return false;
+      if (*d->p == ',') {
+        d->p++;
+        continue;
+      }
+      if (*d->p != '}') return false;
+      d->p++;
+      return true;
+    }
+  }
+  default: return jd_number(L, d);
+  }
+}
+
 /* Decode JSON text (binary placeholders refer to atts). The parsed tree is held by a
  * userdata with __gc, so an error while converting (memory, nesting) cannot leak it.
  * Must run inside a protected call. stack: -> value, or nothing when the text is invalid
  * (then *errpos, if not NULL, is the 1-based offset of the error). */
 static bool decode_json(lua_State *L, const char *text, size_t len, const sl_bin *atts,
                         size_t natts, size_t *errpos) {
+  if (!natts) {
+    int top = lua_gettop(L);
+    jd d = {text, text + len, text};
+    bool ok = jd_value(L, &d, 0);
+    if (ok) {
+      jd_ws(&d);
+      ok = d.p == d.end;
+    }
+    if (ok) return true;
+    lua_settop(L, top);
+    if (errpos) *errpos = (size_t)(d.p - text) + 1;
+    return false;
+  }
   cJSON **holder = lua_newuserdata(L, sizeof *holder);
   *holder = NULL;
   push_reg(L, &k_cjson_mt);

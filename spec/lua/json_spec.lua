@@ -35,3 +35,49 @@ describe("sluice.json", function()
     raises(function() json.decode("{\"a\":") end, "invalid JSON")
   end)
 end)
+
+describe("sluice.json.decode", function()
+  local json = sluice.json
+
+  it("decodes escapes and \\u sequences, surrogate pairs included", function()
+    eq(json.decode([["a\"b\\c\/d\b\f\n\r\t"]]), "a\"b\\c/d\b\f\n\r\t")
+    eq(json.decode([["\u00e9\u20ac"]]), "é€")
+    eq(json.decode([["\ud83d\ude00"]]), "\240\159\152\128")
+    eq(json.decode([["plain"]]), "plain")
+  end)
+
+  it("decodes numbers exactly", function()
+    eq(json.decode("0"), 0)
+    eq(json.decode("-12"), -12)
+    eq(json.decode("1.5e3"), 1500)
+    eq(json.decode("-0.25"), -0.25)
+    eq(json.decode("123456789012345678"), 123456789012345678)
+    eq(json.decode("1732740000000"), 1732740000000)
+  end)
+
+  it("accepts whitespace and decodes literals", function()
+    local v = json.decode(" {\n\t\"a\" : [ true , false , null ] } ")
+    eq(v.a[1], true)
+    eq(v.a[2], false)
+    eq(v.a[3], json.null)
+    eq(json.encode(json.decode("[]")), "[]")
+    eq(json.encode(json.decode("{}")), "{}")
+  end)
+
+  it("rejects invalid JSON with a position", function()
+    local bad = { "", "01", "1.", ".5", "-", "1e", "[1,]", "{\"a\"}", "{\"a\":1,}", "[1 2]",
+                  "\"abc", "\"a\\x\"", "\"\\ud800\"", "\"\\udc00x\"", "\"tab\there\"", "tru",
+                  "nul", "{a:1}", "[1]x", "'a'", "+1", "NaN" }
+    for _, text in ipairs(bad) do
+      local ok, err = pcall(json.decode, text)
+      if ok then error("accepted " .. string.format("%q", text)) end
+      if not tostring(err):find("invalid JSON at position", 1, true) then error(err) end
+    end
+    raises(function() json.decode("[1,2,x]") end, "position 6")
+  end)
+
+  it("refuses deep nesting without crashing", function()
+    raises(function() json.decode(string.rep("[", 500) .. string.rep("]", 500)) end,
+           "nested too deeply")
+  end)
+end)
