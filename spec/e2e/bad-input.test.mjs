@@ -151,6 +151,14 @@ describe("HTTP garbage", () => {
     await alive();
   });
 
+  it("a client that never finishes its headers is timed out (408 or close) within 30 s", async () => {
+    const { text, closed } = await rawHttp(srv.port, "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: 1", { ms: 30000 });
+    const st = statusOf(text);
+    assert.ok(closed, `connection still open after 30 s (got ${JSON.stringify(text.slice(0, 80))})`);
+    assert.ok(st === 408 || st === 0 || st === 400, `status ${st}`);
+    await alive();
+  });
+
   it("bytes dribbled one at a time still make a valid request", async () => {
     const req = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
     const { text } = await rawHttp(srv.port, null, { chunks: [...req], ms: 5000 });

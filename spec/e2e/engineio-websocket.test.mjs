@@ -204,6 +204,25 @@ describe("Socket.IO packets, raw", () => {
     } finally { c.close(); }
   });
 
+  it("an ack with no arguments is 43/app,<id>[]", async () => {
+    const c = await joined();
+    try {
+      c.send('42/app,7["noargs"]');
+      assert.equal(await c.next(), "43/app,7[]");
+    } finally { c.close(); }
+  });
+
+  it("DISCONNECT with the namespace ending at the end of the packet (41/app) leaves it", async () => {
+    const c = await joined();
+    try {
+      c.send("41/app");
+      c.send("40/app,"); // a second CONNECT while still joined would close the session
+      assert.match(await c.next(), SID_REPLY("/app"));
+      c.send('42/app,2["ping"]');
+      assert.equal(await c.next(), '43/app,2["pong"]');
+    } finally { c.close(); }
+  });
+
   it("a Lua ack called twice answers once", async () => {
     const c = await joined();
     try {

@@ -576,6 +576,7 @@ export class RawWs {
 //   whoami()    -> acks client.id and the auth token onConnect saw
 //   push(n)     -> emits "pushed" i for i = 1..n (server-initiated events)
 //   kick()      -> client:disconnect()
+//   noargs()    -> acks with no arguments
 //   double()    -> calls ack twice (only the first may reach the client)
 //   boom()      -> raises a Lua error (logged with file:line; the gateway goes on)
 export const LUA_APP = `
@@ -599,6 +600,8 @@ local function app_event(client, event, args, ack)
     for i = 1, args[1] do client:emit("pushed", i) end
   elseif event == "kick" then
     client:disconnect()
+  elseif event == "noargs" then
+    if ack then ack() end
   elseif event == "double" then
     if ack then ack(1); ack(2) end
   elseif event == "boom" then
