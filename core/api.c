@@ -200,6 +200,7 @@ static void metrics_text(sl_gateway *gw, sl_sbuf *b) {
     {"streamfence_disconnections_total", "Total client disconnections", offsetof(sl_ns, disconnections)},
     {"streamfence_auth_rejected_total", "Total auth rejections", offsetof(sl_ns, auth_rejected)},
     {"streamfence_auth_rate_limited_total", "Total auth rate-limited rejections", offsetof(sl_ns, auth_rate_limited)},
+    {"sluice_route_dropped_total", "Publishes dropped by the route hook", offsetof(sl_ns, route_dropped)},
   };
   for (size_t k = 0; k < sizeof ns_metrics / sizeof ns_metrics[0]; k++) {
     metric_head(b, ns_metrics[k].name, "counter", ns_metrics[k].help);

@@ -49,6 +49,7 @@ int sl_ns_init(sl_ns *ns, sl_server *srv, sl_ns_config *cfg) {
       ns->topics[i].name = sl_xstrdup(cfg->topics[i]);
       ns->topics[i].json_name = json_string_literal(cfg->topics[i]);
       ns->topics[i].ns = ns;
+      ns->topics[i].snap_ref = SL_NOREF;
     }
   }
   return 0;
@@ -61,6 +62,7 @@ void sl_ns_free(sl_ns *ns) {
     free(ns->topics[i].json_name);
     free(ns->topics[i].subs);
     sl_msg_unref(ns->topics[i].last);
+    free(ns->topics[i].snap_json);
   }
   free(ns->topics);
   free(ns->path);
@@ -172,7 +174,11 @@ static bool lane_coalesce(sl_lane *l, sl_msg *m, const sl_ns_config *cfg) {
   return false;
 }
 
-static void overflow(sl_lane *l, int reason, uint64_t n) { l->topic->overflow[reason] += n; }
+static void overflow(sl_lane *l, int reason, uint64_t n) {
+  l->topic->overflow[reason] += n;
+  sl_gateway_event(l->topic->ns->srv, SL_EV_OVERFLOW, l->sock, l->topic->name,
+                   sl_overflow_reasons[reason], NULL, 0);
+}
 
 /* ---- AT_LEAST_ONCE: ack deadlines on a min-heap, one uv timer ----------------------------- */
 
@@ -384,7 +390,7 @@ static void spill_on_read(sl_spill *sp, void *arg, sl_spill_rec *recs, size_t n,
   }
   free(recs);
   lane_ready(l);
-  lane_maybe_refill(l);
+  if (status >= 0 || n > 0) lane_maybe_refill(l); /* no tight retry loop on a read error */
 }
 
 static const sl_spill_callbacks spill_cbs = {spill_on_written, spill_on_read};
@@ -546,8 +552,9 @@ int sl_subscribe(sl_socket *sock, sl_topic *t) {
   }
   l->sub_idx = t->nsubs;
   t->subs[t->nsubs++] = l;
-  /* SNAPSHOT_ONLY: a new subscriber first receives the last published message. */
-  if (t->ns->cfg && t->ns->cfg->overflow == SL_SNAPSHOT_ONLY && t->last) lane_offer(l, t->last);
+  /* A new subscriber first receives the snapshot state (snapshot hook), or for
+   * SNAPSHOT_ONLY the last published message. */
+  if (t->last) lane_offer(l, t->last);
   return 0;
 }
 
@@ -750,6 +757,54 @@ static sl_msg *encode_delivery(sl_ns *ns, sl_topic *t, const char *payload, size
   return m;
 }
 
+static void offer_to(sl_ns *ns, sl_topic *t, sl_msg *m, const char *id) {
+  sl_hent *e = sl_hash_get(&ns->sockets, id);
+  if (!e) return;
+  sl_lane *l = socket_lane(sl_container_of(e, sl_socket, hent), t);
+  if (l) lane_offer(l, m);
+}
+
+/* Encode once and fan out on one topic. */
+static void deliver(sl_gateway *gw, sl_ns *ns, sl_topic *t, const char *payload, size_t len,
+                    const cJSON *parsed, const char *id, const sl_publish_opts *opts,
+                    char **to, size_t nto) {
+  const sl_ns_config *cfg = ns->cfg;
+  sl_msg *m = encode_delivery(ns, t, payload, len, id);
+  if (cfg->delivery == SL_AT_LEAST_ONCE) m->msgid = sl_xstrdup(id);
+  if (cfg->coalesce_key_path) m->key = key_from_path(parsed, cfg->coalesce_key_path);
+  else if (cfg->coalesce_key_ref != SL_NOREF && gw->lua)
+    m->key = sl_lua_coalesce_key(gw->lua, cfg->coalesce_key_ref, t->name, payload, len);
+  t->m[SL_M_PUBLISHED]++;
+  t->m[SL_M_PUBLISHED_BYTES] += len;
+  if (cfg->snapshot_ref != SL_NOREF && gw->lua) {
+    /* The snapshot hook folds this message into the topic's state; a new subscriber gets
+     * the state first. On error the previous state stays. */
+    char *state = NULL;
+    if (sl_lua_snapshot(gw->lua, cfg->snapshot_ref, &t->snap_ref, t->snap_json,
+                        t->snap_json ? strlen(t->snap_json) : 0, t->name, payload, len, &state) == 0 &&
+        state) {
+      free(t->snap_json);
+      t->snap_json = state;
+      sl_msg_unref(t->last);
+      t->last = encode_delivery(ns, t, state, strlen(state), id);
+      if (cfg->delivery == SL_AT_LEAST_ONCE) t->last->msgid = sl_xstrdup(id);
+    } else {
+      free(state);
+    }
+  } else if (cfg->overflow == SL_SNAPSHOT_ONLY) {
+    sl_msg_unref(t->last);
+    t->last = sl_msg_ref(m);
+  }
+  if (opts->to) {
+    offer_to(ns, t, m, opts->to);
+  } else if (nto) {
+    for (size_t i = 0; i < nto; i++) offer_to(ns, t, m, to[i]);
+  } else {
+    for (uint32_t i = 0; i < t->nsubs; i++) lane_offer(t->subs[i], m);
+  }
+  sl_msg_unref(m);
+}
+
 /* sl_publish: see sl_core.h. */
 int sl_publish(sl_gateway *gw, const char *nspath, const char *topic, const char *payload,
                size_t len, const sl_publish_opts *opts, char *msgid) {
@@ -763,36 +818,49 @@ int sl_publish(sl_gateway *gw, const char *nspath, const char *topic, const char
   if (!t) return SL_ENOENT;
   if (len > (size_t)srv->cfg->max_payload) return SL_ETOOBIG;
   const sl_ns_config *cfg = ns->cfg;
-  cJSON *parsed = NULL;
-  if (!opts->trusted_json || cfg->coalesce_key_path) {
-    parsed = cJSON_ParseWithLength(payload, len);
-    if (!parsed) return SL_EINVAL;
-  }
   char id[SL_MSGID_MAX];
   sl_gateway_next_msgid(gw, id);
   if (msgid) memcpy(msgid, id, strlen(id) + 1);
-  sl_msg *m = encode_delivery(ns, t, payload, len, id);
-  if (cfg->delivery == SL_AT_LEAST_ONCE) m->msgid = sl_xstrdup(id);
-  if (cfg->coalesce_key_path) m->key = key_from_path(parsed, cfg->coalesce_key_path);
-  else if (cfg->coalesce_key_ref != SL_NOREF && gw->lua)
-    m->key = sl_lua_coalesce_key(gw->lua, cfg->coalesce_key_ref, topic, payload, len);
-  cJSON_Delete(parsed);
-  t->m[SL_M_PUBLISHED]++;
-  t->m[SL_M_PUBLISHED_BYTES] += len;
-  if (cfg->overflow == SL_SNAPSHOT_ONLY) {
-    sl_msg_unref(t->last);
-    t->last = sl_msg_ref(m);
+  /* The route hook runs once per publish, before anything is encoded. */
+  sl_route_result rr = {0};
+  if (cfg->route_ref != SL_NOREF && gw->lua) {
+    if (!opts->trusted_json) {
+      cJSON *chk = NULL;
+      if (!(chk = cJSON_ParseWithLength(payload, len))) return SL_EINVAL;
+      cJSON_Delete(chk);
+    }
+    sl_lua_route(gw->lua, cfg->route_ref, ns->path, topic, payload, len, opts->source, opts->from, &rr);
+    if (rr.action == SL_ROUTE_DROP) {
+      ns->route_dropped++;
+      sl_route_result_free(&rr);
+      return 0;
+    }
+    if (rr.payload_json) {
+      payload = rr.payload_json;
+      len = strlen(rr.payload_json);
+    }
   }
-  if (opts->to) {
-    sl_hent *e = sl_hash_get(&ns->sockets, opts->to);
-    if (e) {
-      sl_socket *sock = sl_container_of(e, sl_socket, hent);
-      sl_lane *l = socket_lane(sock, t);
-      if (l) lane_offer(l, m);
+  cJSON *parsed = NULL;
+  if ((!opts->trusted_json && !rr.payload_json && cfg->route_ref == SL_NOREF) || cfg->coalesce_key_path) {
+    parsed = cJSON_ParseWithLength(payload, len);
+    if (!parsed) {
+      sl_route_result_free(&rr);
+      return SL_EINVAL;
+    }
+  }
+  if (rr.ntopics) {
+    for (size_t i = 0; i < rr.ntopics; i++) {
+      sl_topic *rt = sl_topic_find(ns, rr.topics[i], strlen(rr.topics[i]));
+      if (!rt) {
+        sl_log_warn("route hook of %s redirected to unknown topic \"%s\": skipped", ns->path, rr.topics[i]);
+        continue;
+      }
+      deliver(gw, ns, rt, payload, len, parsed, id, opts, rr.to, rr.nto);
     }
   } else {
-    for (uint32_t i = 0; i < t->nsubs; i++) lane_offer(t->subs[i], m);
+    deliver(gw, ns, t, payload, len, parsed, id, opts, rr.to, rr.nto);
   }
-  sl_msg_unref(m);
+  cJSON_Delete(parsed);
+  sl_route_result_free(&rr);
   return 0;
 }

@@ -35,6 +35,52 @@ void sl_gateway_retry_exhausted(sl_gateway *gw, sl_socket *sock, sl_topic *t, co
   (void)gw;
   sl_log_info("retries exhausted: namespace %s topic %s client %s message %s after %u retries",
               t->ns->path, t->name, sock->id, msgid ? msgid : "?", retries);
+  sl_gateway_event(t->ns->srv, SL_EV_RETRY_EXHAUSTED, sock, t->name, NULL, msgid, retries);
+}
+
+static void json_field(sl_sbuf *b, const char *key, const char *val) {
+  if (!val) return;
+  sl_sbuf_printf(b, ",\"%s\":\"", key);
+  for (const char *p = val; *p; p++) {
+    unsigned char ch = (unsigned char)*p;
+    if (ch == '"' || ch == '\\') sl_sbuf_printf(b, "\\%c", ch);
+    else if (ch < 0x20) sl_sbuf_printf(b, "\\u%04x", ch);
+    else sl_sbuf_append(b, p, 1);
+  }
+  sl_sbuf_puts(b, "\"");
+}
+
+/* sl_gateway_event: fire a server event hook with a StreamFenceJs-shaped event table. */
+void sl_gateway_event(sl_server *srv, int ev, sl_socket *sock, const char *topic,
+                      const char *reason, const char *msgid, long retries) {
+  static const char *const names[] = {"connect", "disconnect", "subscribe", "unsubscribe",
+                                      "overflow", "retryExhausted"};
+  const sl_server_config *c = srv->cfg;
+  int ref = ev == SL_EV_CONNECT ? c->on_connect_ref
+          : ev == SL_EV_DISCONNECT ? c->on_disconnect_ref
+          : ev == SL_EV_SUBSCRIBE ? c->on_subscribe_ref
+          : ev == SL_EV_UNSUBSCRIBE ? c->on_unsubscribe_ref
+          : ev == SL_EV_OVERFLOW ? c->on_overflow_ref
+                                 : c->on_retry_exhausted_ref;
+  sl_gateway *gw = srv->gw;
+  if (ref == SL_NOREF || !gw->lua) return;
+  sl_sbuf b = {0};
+  sl_sbuf_printf(&b, "{\"type\":\"%s\"", names[ev]);
+  json_field(&b, "server", c->name);
+  if (sock) {
+    json_field(&b, "namespace", sock->ns->path);
+    json_field(&b, "clientId", sock->id);
+    json_field(&b, "principal", sock->principal);
+    json_field(&b, "remoteAddress", sock->sess->remote);
+    json_field(&b, "transport", sock->sess->transport == SL_TR_WS ? "websocket" : "polling");
+  }
+  json_field(&b, "topic", topic);
+  json_field(&b, "reason", reason);
+  json_field(&b, "messageId", msgid);
+  if (ev == SL_EV_RETRY_EXHAUSTED) sl_sbuf_printf(&b, ",\"retryCount\":%ld", retries);
+  sl_sbuf_puts(&b, "}");
+  sl_lua_server_event(gw->lua, ref, b.data, b.len);
+  sl_sbuf_free(&b);
 }
 
 static void flush_cb_prep(uv_prepare_t *h) { sl_gateway_flush_dirty(h->data); }
@@ -79,6 +125,7 @@ static void gateway_destroy(sl_gateway *gw) {
     free(srv->ns);
     sl_hash_free(&srv->sessions);
     sl_hash_free(&srv->eio_conns);
+    sl_auth_free_table(srv);
   }
   free(gw->servers);
   free(gw->acks);

@@ -55,6 +55,7 @@ static void ns_move(sl_ns *dst, sl_ns *old, sl_ns_config *nc) {
       if (old->topics[t].name && strcmp(old->topics[t].name, nc->topics[i]) == 0) ot = &old->topics[t];
     if (ot) {
       topics[i] = *ot;
+      topics[i].snap_ref = SL_NOREF; /* the new VM decodes the state from snap_json */
       ot->name = NULL; /* moved */
       for (uint32_t s = 0; s < topics[i].nsubs; s++) topics[i].subs[s]->topic = &topics[i];
     } else {
@@ -76,6 +77,7 @@ static void ns_move(sl_ns *dst, sl_ns *old, sl_ns_config *nc) {
     free(old->topics[t].json_name);
     free(old->topics[t].subs);
     sl_msg_unref(old->topics[t].last);
+    free(old->topics[t].snap_json);
   }
   free(old->topics);
   dst->topics = topics;

@@ -102,8 +102,10 @@ static void socket_remove(sl_socket *sock, const char *reason) {
   sl_hash_del(&sock->ns->sockets, &sock->hent);
   sock->ns->disconnections++;
   sl_gateway *gw = s->srv->gw;
-  (void)reason;
+  if (!sock->ns->implicit_root) sl_gateway_event(s->srv, SL_EV_DISCONNECT, sock, NULL, reason, NULL, 0);
   if (gw->lua) sl_lua_socket_gone(gw->lua, sock);
+  free(sock->auth_token);
+  sock->auth_token = NULL;
   sl_gateway_defer_free_socket(gw, sock);
 }
 
@@ -112,6 +114,118 @@ void sl_sio_session_closed(sl_session *s) {
   while (s->sockets) socket_remove(s->sockets, "transport close");
   pbin_free(s->pbin);
   s->pbin = NULL;
+}
+
+/* ---- authentication ------------------------------------------------------------------ */
+
+#define SL_AUTH_MAX_FAILURES 5      /* failures from one address before it is rate limited */
+#define SL_AUTH_COOLDOWN_MS 30000   /* how long it stays limited */
+#define SL_AUTH_TABLE_MAX 10000     /* bound on tracked addresses */
+
+typedef struct auth_fail {
+  sl_hent hent;
+  uint32_t failures;
+  uint64_t until;     /* limited until (loop ms), 0 = not limited */
+  uint64_t last;
+  char addr[46];
+} auth_fail;
+
+static auth_fail *auth_entry(sl_server *srv, const char *addr, bool create) {
+  sl_hent *e = sl_hash_get(&srv->auth_failures, addr);
+  if (e) return sl_container_of(e, auth_fail, hent);
+  if (!create) return NULL;
+  if (srv->auth_failures.n >= SL_AUTH_TABLE_MAX) {
+    /* Forget entries that are not limited any more; keeps the table bounded. */
+    uint64_t now = uv_now(srv->gw->loop);
+    for (size_t b = 0; b < srv->auth_failures.nb; b++) {
+      sl_hent *x = srv->auth_failures.b[b];
+      while (x) {
+        sl_hent *nx = x->hnext;
+        auth_fail *f = sl_container_of(x, auth_fail, hent);
+        if (f->until <= now) {
+          sl_hash_del(&srv->auth_failures, x);
+          free(f);
+        }
+        x = nx;
+      }
+    }
+    if (srv->auth_failures.n >= SL_AUTH_TABLE_MAX) return NULL;
+  }
+  auth_fail *f = sl_xcalloc(1, sizeof *f);
+  snprintf(f->addr, sizeof f->addr, "%s", addr);
+  sl_hash_put(&srv->auth_failures, &f->hent, f->addr);
+  return f;
+}
+
+/* sl_auth_free_table: release the rate-limit table of a server (stop). */
+void sl_auth_free_table(sl_server *srv) {
+  for (size_t b = 0; b < srv->auth_failures.nb; b++) {
+    sl_hent *x = srv->auth_failures.b[b];
+    while (x) {
+      sl_hent *nx = x->hnext;
+      free(sl_container_of(x, auth_fail, hent));
+      x = nx;
+    }
+  }
+  sl_hash_free(&srv->auth_failures);
+}
+
+enum { AUTH_OK = 1, AUTH_REJECTED = 0, AUTH_LIMITED = -1 };
+
+/* Authorize a token for a namespace (topic NULL: CONNECT) with the namespace's authorize
+ * hook, or the server's static token list. Failures are counted per remote address; after
+ * SL_AUTH_MAX_FAILURES the address is refused for SL_AUTH_COOLDOWN_MS (RATE_LIMITED). */
+static int authorize(sl_socket *sock, const char *token, const char *topic, char *reason,
+                     size_t rlen) {
+  sl_ns *ns = sock->ns;
+  sl_server *srv = ns->srv;
+  sl_gateway *gw = srv->gw;
+  uint64_t now = uv_now(gw->loop);
+  auth_fail *f = auth_entry(srv, sock->sess->remote, false);
+  if (f && f->until > now) {
+    ns->auth_rate_limited++;
+    snprintf(reason, rlen, "too many failed authentication attempts");
+    return AUTH_LIMITED;
+  }
+  char *principal = NULL;
+  int ok = 0;
+  if (ns->cfg && ns->cfg->authorize_ref != SL_NOREF && gw->lua) {
+    ok = sl_lua_authorize(gw->lua, ns->cfg->authorize_ref, token, ns->path, topic, sock,
+                          &principal, reason, rlen);
+  } else if (srv->cfg->ntokens) {
+    for (size_t i = 0; token && i < srv->cfg->ntokens; i++) {
+      if (strcmp(srv->cfg->tokens[i], token) == 0) {
+        ok = 1;
+        principal = sl_xstrdup(token);
+      }
+    }
+    if (!ok) snprintf(reason, rlen, "%s", token ? "invalid token" : "missing token");
+  } else {
+    snprintf(reason, rlen, "no authorization is configured for %s", ns->path);
+  }
+  if (ok) {
+    free(sock->principal);
+    sock->principal = principal;
+    if (f) f->failures = 0;
+    return AUTH_OK;
+  }
+  free(principal);
+  ns->auth_rejected++;
+  f = auth_entry(srv, sock->sess->remote, true);
+  if (f) {
+    f->failures++;
+    f->last = now;
+    if (f->failures >= SL_AUTH_MAX_FAILURES) {
+      f->until = now + SL_AUTH_COOLDOWN_MS;
+      f->failures = 0;
+    }
+  }
+  return AUTH_REJECTED;
+}
+
+static const char *token_of(const cJSON *obj) {
+  const cJSON *t = cJSON_IsObject(obj) ? cJSON_GetObjectItemCaseSensitive(obj, "token") : NULL;
+  return cJSON_IsString(t) && t->valuestring[0] ? t->valuestring : NULL;
 }
 
 /* ---- CONNECT ------------------------------------------------------------------------- */
@@ -135,14 +249,47 @@ static void handle_connect(sl_session *s, const sio_packet *p, cJSON *payload) {
     sl_random_id(sock->id, 20);
   } while (sl_hash_get(&ns->sockets, sock->id));
   sl_gateway *gw = s->srv->gw;
+  const char *tok = token_of(payload);
+  if (tok) sock->auth_token = sl_xstrdup(tok);
+  if (ns->cfg && ns->cfg->auth_required) {
+    char why[256] = "";
+    int a = authorize(sock, tok ? tok : s->bearer, NULL, why, sizeof why);
+    if (s->state == SL_ST_CLOSED) {
+      if (gw->lua) sl_lua_socket_gone(gw->lua, sock);
+      free(sock->principal);
+      free(sock->auth_token);
+      free(sock);
+      return;
+    }
+    if (a != AUTH_OK) {
+      cJSON *o = cJSON_CreateObject();
+      cJSON_AddStringToObject(o, "message", why);
+      cJSON *d = cJSON_AddObjectToObject(o, "data");
+      cJSON_AddStringToObject(d, "code", a == AUTH_LIMITED ? "RATE_LIMITED" : "AUTH_REJECTED");
+      char *t = cJSON_PrintUnformatted(o);
+      sl_session_send(s, sl_sio_encode(SIO_CONNECT_ERROR, p->nsp, p->nsplen, -1, t, strlen(t), 0));
+      free(t);
+      cJSON_Delete(o);
+      if (gw->lua) sl_lua_socket_gone(gw->lua, sock);
+      free(sock->principal);
+      free(sock->auth_token);
+      free(sock);
+      return;
+    }
+  }
   if (ns->cfg && ns->cfg->on_connect_ref != SL_NOREF && gw->lua) {
     char reason[256] = "Not authorized";
+    sock->connecting = 1;
     char *auth = payload ? cJSON_PrintUnformatted(payload) : NULL;
     int ok = sl_lua_on_connect(gw->lua, ns->cfg->on_connect_ref, sock, auth,
                                auth ? strlen(auth) : 0, reason, sizeof reason);
     free(auth);
+    sock->connecting = 0;
+    if (!ok || s->state == SL_ST_CLOSED) sl_mq_clear(&sock->early);
     if (s->state == SL_ST_CLOSED) {
       if (gw->lua) sl_lua_socket_gone(gw->lua, sock);
+      free(sock->principal);
+      free(sock->auth_token);
       free(sock);
       return;
     }
@@ -154,6 +301,8 @@ static void handle_connect(sl_session *s, const sio_packet *p, cJSON *payload) {
       free(t);
       cJSON_Delete(o);
       if (gw->lua) sl_lua_socket_gone(gw->lua, sock);
+      free(sock->principal);
+      free(sock->auth_token);
       free(sock);
       return;
     }
@@ -166,6 +315,10 @@ static void handle_connect(sl_session *s, const sio_packet *p, cJSON *payload) {
   char body[48];
   int n = snprintf(body, sizeof body, "{\"sid\":\"%s\"}", sock->id);
   sock_send(sock, SIO_CONNECT, -1, body, (size_t)n);
+  /* What onConnect emitted follows the CONNECT reply, in order. */
+  while (sock->early.n) sl_session_send(s, sl_mq_pop(&sock->early));
+  sl_mq_clear(&sock->early);
+  if (!ns->implicit_root) sl_gateway_event(s->srv, SL_EV_CONNECT, sock, NULL, NULL, NULL, 0);
 }
 
 /* ---- StreamFenceJs events ------------------------------------------------------------ */
@@ -199,6 +352,17 @@ static bool streamfence_event(sl_socket *sock, const char *ev, cJSON *arr, int64
       return true;
     }
     if (sub) {
+      if (sock->sess->srv->cfg->auth_token || ns->cfg->authorize_ref != SL_NOREF) {
+        const char *tok = token_of(arg);
+        if (!tok) tok = sock->auth_token ? sock->auth_token : sock->sess->bearer;
+        char why[256] = "";
+        int a = authorize(sock, tok, topic, why, sizeof why);
+        if (sock->gone) return true;
+        if (a != AUTH_OK) {
+          refuse(sock, ack_id, a == AUTH_LIMITED ? "RATE_LIMITED" : "AUTH_REJECTED", why);
+          return true;
+        }
+      }
       int r = sl_subscribe(sock, t);
       if (r != 0) {
         refuse(sock, ack_id, "SUBSCRIBE_FAILED", sl_strerror(r));
@@ -208,6 +372,8 @@ static bool streamfence_event(sl_socket *sock, const char *ev, cJSON *arr, int64
       sl_unsubscribe(sock, t);
     }
     ack_result(sock, ack_id, NULL, NULL, NULL);
+    sl_gateway_event(sock->sess->srv, sub ? SL_EV_SUBSCRIBE : SL_EV_UNSUBSCRIBE, sock, t->name,
+                     NULL, NULL, 0);
     return true;
   }
   if (strcmp(ev, "ack") == 0) {
@@ -241,6 +407,27 @@ static bool streamfence_event(sl_socket *sock, const char *ev, cJSON *arr, int64
     }
     cJSON *payload = cJSON_GetObjectItemCaseSensitive(arg, "payload");
     char *text = payload ? cJSON_PrintUnformatted(payload) : NULL;
+    sl_gateway *gw = sock->sess->srv->gw;
+    if (ns->cfg->on_client_publish_ref != SL_NOREF && gw->lua) {
+      char *np = NULL;
+      int allow = sl_lua_client_publish(gw->lua, ns->cfg->on_client_publish_ref, sock, topic,
+                                        text ? text : "null", text ? strlen(text) : 4, &np);
+      if (sock->gone) {
+        free(np);
+        free(text);
+        return true;
+      }
+      if (!allow) {
+        free(np);
+        free(text);
+        refuse(sock, ack_id, "PUBLISH_FORBIDDEN", "refused by onClientPublish");
+        return true;
+      }
+      if (np) {
+        free(text);
+        text = np;
+      }
+    }
     sl_publish_opts o = {.source = SL_SRC_CLIENT, .from = sock, .trusted_json = true,
                          .server = sock->sess->srv->cfg->name};
     char id[SL_MSGID_MAX];
@@ -422,10 +609,15 @@ static int emit_packet(sl_socket *s, int type, int btype, int64_t ack_id, const 
             (!natts || sio_count_placeholders(arr, (int)natts) == (int)natts);
   cJSON_Delete(arr);
   if (!ok) return SL_EINVAL;
-  sl_session_send(s->sess, sl_sio_encode(natts ? btype : type, s->ns->path, s->ns->pathlen,
-                                         ack_id, json, len, (int)natts));
-  for (size_t i = 0; i < natts; i++)
-    sl_session_send(s->sess, sl_msg_packet_new(atts[i].data, atts[i].len, true, SL_MK_CONTROL));
+  sl_msg *m = sl_sio_encode(natts ? btype : type, s->ns->path, s->ns->pathlen, ack_id, json,
+                            len, (int)natts);
+  if (s->connecting) sl_mq_push(&s->early, m, false);
+  else sl_session_send(s->sess, m);
+  for (size_t i = 0; i < natts; i++) {
+    sl_msg *a = sl_msg_packet_new(atts[i].data, atts[i].len, true, SL_MK_CONTROL);
+    if (s->connecting) sl_mq_push(&s->early, a, false);
+    else sl_session_send(s->sess, a);
+  }
   return 0;
 }
 

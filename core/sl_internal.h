@@ -130,6 +130,8 @@ typedef struct sl_topic {
   uint64_t m[SL_M_TOPIC_COUNT];
   uint64_t overflow[SL_OV_COUNT];
   uint64_t spill_corrupt;   /* spilled records skipped as corrupt */
+  int snap_ref;             /* snapshot state in the Lua VM (SL_NOREF: decode snap_json) */
+  char *snap_json;          /* current snapshot state as JSON (survives reloads) */
 } sl_topic;
 
 typedef struct sl_ns {
@@ -141,6 +143,7 @@ typedef struct sl_ns {
   size_t ntopics;
   sl_hash sockets;          /* socket id -> sl_socket */
   uint64_t connections, disconnections, auth_rejected, auth_rate_limited;
+  uint64_t route_dropped;   /* publishes dropped by the route hook */
   bool implicit_root;       /* "/" that is not configured: accepts, handles nothing */
 } sl_ns;
 
@@ -154,6 +157,7 @@ struct sl_server {
   sl_ns root;               /* implicit "/" */
   sl_hash sessions;         /* Engine.IO sid -> sl_session */
   sl_hash eio_conns;        /* raw Engine.IO endpoint sessions */
+  sl_hash auth_failures;    /* remote address -> recent auth failures (rate limit) */
   sl_link conns;            /* every sl_conn of this server */
   bool listening;
 };
@@ -252,8 +256,11 @@ struct sl_socket {
   struct sl_socket *next;   /* in sess->sockets */
   sl_lane *lanes;           /* subscriptions */
   char *principal;
+  char *auth_token;         /* auth.token from the CONNECT payload */
   int lua_ref;
   uint8_t gone;
+  uint8_t connecting;       /* inside onConnect: emits wait for the CONNECT reply */
+  sl_mq early;              /* packets emitted during onConnect */
   char id[21];
 };
 
@@ -357,6 +364,7 @@ size_t sl_session_high_water(const sl_session *s);
 /* sio.c */
 void sl_sio_message(sl_session *s, const uint8_t *data, size_t len, bool binary);
 void sl_sio_session_closed(sl_session *s);
+void sl_auth_free_table(sl_server *srv);
 sl_msg *sl_sio_encode(int type, const char *nsp, size_t nsplen, int64_t ack_id,
                       const char *json, size_t jsonlen, int attachments);
 
@@ -382,6 +390,12 @@ void sl_api_http(sl_conn *c);                          /* any non-/socket.io/ re
 void sl_gateway_next_msgid(sl_gateway *gw, char *out);
 bool sl_gateway_is_loopback(const char *addr);
 void sl_gateway_defer_free_socket(sl_gateway *gw, sl_socket *sock);
+/* Server event hooks (onConnect, onDisconnect, onSubscribe, onUnsubscribe, onOverflow,
+ * onRetryExhausted): no work at all when the hook is not set. */
+enum { SL_EV_CONNECT, SL_EV_DISCONNECT, SL_EV_SUBSCRIBE, SL_EV_UNSUBSCRIBE, SL_EV_OVERFLOW,
+       SL_EV_RETRY_EXHAUSTED };
+void sl_gateway_event(sl_server *srv, int ev, sl_socket *sock, const char *topic,
+                      const char *reason, const char *msgid, long retries);
 void sl_gateway_retry_exhausted(sl_gateway *gw, sl_socket *sock, sl_topic *t, const char *msgid,
                                 uint32_t retries);
 
