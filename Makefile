@@ -62,8 +62,19 @@ $(BUILD)/bench/%: spec/bench/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -O2 -o $@ $< -luv -lm
 
+SLUICE_PORT ?= 3000
+export SLUICE_PORT
 run: deps all
-	$(BUILD)/sluice examples/ticker.lua
+	@echo ""
+	@echo "Sluice on http://127.0.0.1:$(SLUICE_PORT) (examples/ticker.lua): a Lua producer publishes"
+	@echo "prices on namespace /feed, topic \"prices\", every 200 ms."
+	@echo "  connect:   node examples/client.mjs      (or any socket.io-client: io(\"http://127.0.0.1:$(SLUICE_PORT)/feed\"),"
+	@echo "             then emit(\"subscribe\", {topic: \"prices\"}) and listen on \"prices\")"
+	@echo "  publish:   curl -d '{\"namespace\":\"/feed\",\"topic\":\"prices\",\"payload\":{\"symbol\":\"X\",\"price\":1}}' http://127.0.0.1:$(SLUICE_PORT)/api/publish"
+	@echo "  status:    http://127.0.0.1:$(SLUICE_PORT)/   metrics: http://127.0.0.1:$(SLUICE_PORT)/metrics"
+	@echo "  stop:      Ctrl-C"
+	@echo ""
+	exec $(BUILD)/sluice examples/ticker.lua
 
 test: deps all
 	@bash spec/run.sh $(BUILD)
