@@ -149,7 +149,7 @@ static const char *const k_server_keys[] = {
     "namespaces", "pingIntervalMs", "pingTimeoutMs", "connectTimeoutMs", "maxPayload",
     "socketHighWaterBytes", "socketSendBufferBytes", "apiToken", "engineIo", "tokens",
     "onStart", "onConnect", "onDisconnect", "onSubscribe", "onUnsubscribe", "onOverflow",
-    "onRetryExhausted", NULL};
+    "onRetryExhausted", "tokensFile", NULL};
 static const char *const k_ns_keys[] = {
     "path", "topics", "deliveryMode", "overflowAction", "maxQueuedMessagesPerClient",
     "maxQueuedBytesPerClient", "ackTimeoutMs", "maxRetries", "coalesce", "allowPolling",
@@ -303,6 +303,41 @@ static int opt_hook(vctx *c, int t, const char *key, int *ref, char **path_out) 
                   key, key);
     }
     ty = LUA_TFUNCTION;
+  } else if (ty == LUA_TTABLE && true) {
+    /* {script = NAME, options = {...}}: sluice.script(NAME, options), for JSON and YAML
+     * configs (a Lua config can call sluice.script itself). */
+    int ht = lua_gettop(L);
+    static const char *const known[] = {"script", "options", NULL};
+    char what[64];
+    snprintf(what, sizeof what, "%s", key);
+    warn_unknown_keys(c, ht, what, known);
+    if (get_field(L, ht, "script") != LUA_TSTRING) {
+      lua_settop(L, ht - 1);
+      return verr(c, "%s: a table hook needs \"script\" (a script name such as \"jwt_hs256\" "
+                     "or a path to a .lua file)", key);
+    }
+    char *name = sl_xstrdup(lua_tostring(L, -1));
+    lua_pop(L, 1);
+    int oty = get_field(L, ht, "options");
+    if (oty != LUA_TNIL && oty != LUA_TTABLE) {
+      free(name);
+      lua_settop(L, ht - 1);
+      return verr(c, "%s: options must be a table", key);
+    }
+    char e[512];
+    int rc = sl__lua_script(L, name, oty == LUA_TTABLE ? lua_gettop(L) : 0, e, sizeof e);
+    free(name);
+    if (rc) {
+      lua_settop(L, ht - 1);
+      return verr(c, "%s: %s", key, e);
+    }
+    lua_replace(L, ht); /* stack: hook (options popped below) */
+    lua_settop(L, ht);
+    if (!lua_isfunction(L, -1)) {
+      lua_pop(L, 1);
+      return verr(c, "%s: script must build a function", key);
+    }
+    ty = LUA_TFUNCTION;
   } else if (ty == LUA_TSTRING && path_out) {
     size_t len;
     const char *s = lua_tolstring(L, -1, &len);
@@ -317,8 +352,10 @@ static int opt_hook(vctx *c, int t, const char *key, int *ref, char **path_out) 
   if (ty != LUA_TFUNCTION) {
     lua_pop(L, 1);
     if (path_out)
-      return verr(c, "%s must be a field path, a function or a path to a .lua script", key);
-    return verr(c, "%s must be a function or a path to a .lua script", key);
+      return verr(c, "%s must be a field path, a function, a path to a .lua script or "
+                     "{script = NAME, options = {...}}", key);
+    return verr(c, "%s must be a function, a path to a .lua script or "
+                   "{script = NAME, options = {...}}", key);
   }
   sl__lua_hook_prepare(L, lua_gettop(L));
   *ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -608,6 +645,57 @@ static int validate_tls(vctx *c, int t, bool wss) {
   return 0;
 }
 
+/* read_tokens_file: key "tokensFile", a file with one token per line (surrounding blanks
+ * trimmed; empty lines and lines starting with '#' skipped), appended to s->tokens. A
+ * relative path resolves against the config file's directory. stack: unchanged. */
+static int read_tokens_file(vctx *c, int t, sl_server_config *s) {
+  char *file = NULL;
+  if (opt_string(c, t, "tokensFile", &file, NULL)) return c->rc;
+  if (!file) return 0;
+  if (!file[0]) {
+    free(file);
+    return verr(c, "tokensFile must not be empty");
+  }
+  char *path = file;
+  if (file[0] != '/' && c->dir) {
+    size_t n = strlen(c->dir) + strlen(file) + 2;
+    path = sl_xmalloc(n);
+    snprintf(path, n, "%s/%s", c->dir, file);
+  }
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    verr(c, "tokensFile \"%s\": %s", path, strerror(errno));
+    goto done;
+  }
+  char line[4096];
+  size_t lineno = 0, cap = s->ntokens;
+  while (fgets(line, sizeof line, f)) {
+    lineno++;
+    size_t len = strlen(line);
+    if (len == sizeof line - 1 && line[len - 1] != '\n' && !feof(f)) {
+      verr(c, "tokensFile \"%s\": line %zu is longer than %zu bytes", path, lineno,
+           sizeof line - 2);
+      break;
+    }
+    char *p = line, *e = line + len;
+    while (p < e && isspace((unsigned char)*p)) p++;
+    while (e > p && isspace((unsigned char)e[-1])) e--;
+    if (p == e || *p == '#') continue;
+    if (s->ntokens == cap) {
+      cap = cap ? cap * 2 : 16;
+      s->tokens = sl_xrealloc(s->tokens, cap * sizeof(char *));
+    }
+    s->tokens[s->ntokens++] = sl_xstrndup(p, (size_t)(e - p));
+  }
+  fclose(f);
+  if (!c->rc && s->auth_token && lineno && !s->ntokens)
+    vwarn(c, "tokensFile \"%s\" holds no tokens", path);
+done:
+  if (path != file) free(path);
+  free(file);
+  return c->rc;
+}
+
 /* stack: unchanged. */
 static int validate_server(vctx *c, int t, sl_server_config *s) {
   lua_State *L = c->L;
@@ -643,6 +731,12 @@ static int validate_server(vctx *c, int t, sl_server_config *s) {
   if (validate_tls(c, t, wss)) goto out;
   if (opt_string(c, t, "spillRootPath", &s->spill_root, ".streamfence-spill")) goto out;
   if (opt_string_list(c, t, "tokens", &s->tokens, &s->ntokens)) goto out;
+  for (size_t i = 0; i < s->ntokens; i++)
+    if (!s->tokens[i][0]) {
+      verr(c, "tokens[%zu] must not be empty", i + 1);
+      goto out;
+    }
+  if (read_tokens_file(c, t, s)) goto out;
 
   struct {
     const char *key;
@@ -669,8 +763,8 @@ static int validate_server(vctx *c, int t, sl_server_config *s) {
     verr(c, "apiToken must not be empty (leave it out to allow loopback peers only)");
     goto out;
   }
-  if (s->auth_token && s->ntokens == 0)
-    vwarn(c, "auth TOKEN without a tokens list: every namespace needs an authorize hook");
+  if (!s->auth_token && s->ntokens)
+    vwarn(c, "tokens are only checked with auth TOKEN (auth is NONE)");
 
   /* engineIo = { path, onMessage, onOpen, onClose } */
   int ty = get_field(L, t, "engineIo");
@@ -769,6 +863,20 @@ static int validate_server(vctx *c, int t, sl_server_config *s) {
     c->ns_index = 0;
     lua_pop(L, 1);
     if (rc) goto out;
+  }
+  /* auth TOKEN needs something to check tokens with: the static list, or authorize hooks */
+  if (s->auth_token && s->ntokens == 0) {
+    size_t hooked = 0;
+    for (size_t i = 0; i < s->nns; i++) hooked += s->ns[i].authorize_ref != SL_NOREF;
+    if (hooked == 0) {
+      verr(c, "auth TOKEN needs a \"tokens\" list, a \"tokensFile\" or an \"authorize\" hook "
+              "in a namespace (nothing could accept a token)");
+      goto out;
+    }
+    for (size_t i = 0; i < s->nns; i++)
+      if (s->ns[i].authorize_ref == SL_NOREF)
+        vwarn(c, "namespace %s: auth TOKEN without tokens and without an authorize hook: every "
+                 "token is refused there", s->ns[i].path);
   }
 out:
   lua_settop(L, top);
@@ -1191,6 +1299,7 @@ static int load_text(lua_State *L, const char *text, size_t len, const char *fmt
   c.err = err;
   c.errlen = errlen;
   c.is_lua = strcmp(fmt, "lua") == 0;
+  sl__lua_set_script_dir(L, dir); /* sluice.script resolves names next to the config first */
   sl_config *cfg = sl_xcalloc(1, sizeof *cfg);
   cfg->path = sl_xstrdup(file);
   cfg->L = L;

@@ -10,6 +10,7 @@
 local M = {}
 local Limiter = {}
 Limiter.__index = Limiter
+Limiter.__metatable = false -- shared by every limiter: scripts must not patch it
 
 local function now_ms()
   return sluice.now_ms()

@@ -48,4 +48,15 @@ void sl__lua_push_json(struct lua_State *L, const struct cJSON *j);
  * memory limit in bytes (0 = unlimited). For tests and the CLI. */
 void sl__lua_set_limits(sl_lua *vm, uint64_t instructions, size_t memory_bytes);
 
+/* sl__lua_set_script_dir: the directory sluice.script resolves names against first (the
+ * config file's directory; NULL = the working directory). Set by the config loader. */
+void sl__lua_set_script_dir(struct lua_State *L, const char *dir);
+
+/* sl__lua_script: sluice.script(name, options) from C, under the protected call: resolve
+ * and load the script (sandboxed, cached per VM) and call its constructor with the table at
+ * opts_idx (0 = none). stack: -> hook on success, nothing on failure (err written).
+ * Returns 0 or SL_ELUA. */
+int sl__lua_script(struct lua_State *L, const char *name, int opts_idx, char *err,
+                   size_t errlen);
+
 #endif

@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 #include <lauxlib.h>
@@ -101,12 +102,13 @@ struct sl_timer {
 
 /* Registry keys: addresses of static chars (STYLE.md 14). */
 static char k_vm, k_sandbox, k_cjson_mt, k_array_mt, k_bytes_mt, k_client_mt, k_eio_mt, k_timer_mt;
-static char k_msg_mt, k_arity, k_getinfo;
+static char k_msg_mt, k_arity, k_getinfo, k_script_dir, k_scripts;
 
 static sl_lua *g_alive; /* open VMs, for sl__lua_alive (loop thread only) */
 
 static void vm_finish_close(sl_lua *vm);
 static void install_hooks(sl_lua *vm);
+static int l_script(lua_State *L);
 typedef struct decode_args decode_args;
 static bool push_lazy_payload(sl_lua *vm, int fn_idx, int pos, decode_args *a);
 
@@ -897,6 +899,13 @@ static int l_json_decode(lua_State *L) {
   return 1;
 }
 
+/* sluice.json.is_array(v) -> true for tables marked as JSON arrays (decoded arrays and
+ * sluice.json.array(t)) */
+static int l_json_is_array(lua_State *L) {
+  lua_pushboolean(L, lua_istable(L, 1) && has_mt(L, 1, &k_array_mt));
+  return 1;
+}
+
 static int l_json_array(lua_State *L) {
   if (lua_isnoneornil(L, 1)) lua_newtable(L);
   luaL_checktype(L, 1, LUA_TTABLE);
@@ -1324,6 +1333,7 @@ static const char sandbox_src[] =
     "local function copy(t, skip) local c = {} for k, v in pairs(t) do if not (skip and "
     "skip[k]) then c[k] = v end end return c end\n"
     "local ro_cache = setmetatable({}, {__mode = 'k'})\n"
+    "local raw_set, proxies = G.rawset, setmetatable({}, {__mode = 'k'})\n"
     "local function readonly(t, name)\n"
     "  if type(t) ~= 'table' then return t end\n"
     "  local p = ro_cache[t]; if p then return p end\n"
@@ -1332,16 +1342,22 @@ static const char sandbox_src[] =
     "    __newindex = function(_, k) error('cannot modify ' .. name .. '.' .. tostring(k) .. "
     "' (read-only in scripts)', 2) end,\n"
     "    __metatable = false})\n"
-    "  ro_cache[t] = p; return p\n"
+    "  ro_cache[t] = p; proxies[p] = true; return p\n"
     "end\n"
     "local function guard(...) if exceeded() then error('instruction limit exceeded', 0) end "
     "return ... end\n"
     "local base = {'assert','error','ipairs','next','pairs','rawequal','rawget','rawset',"
     "'select','tonumber','tostring','type','unpack','setmetatable','_VERSION'}\n"
     "local sluice_ro = readonly(sluice, 'sluice')\n"
+    "G.string.dump = nil -- reachable through any string's methods ((''):dump), not only string.dump\n"
     "return function()\n"
     "  local env = {}\n"
     "  for _, k in G.ipairs(base) do env[k] = G[k] end\n"
+    "  env.rawset = function(t, k, v)\n"
+    "    if t == env then error('rawset on the script environment: globals are read-only (use local)', 2) end\n"
+    "    if proxies[t] then error('rawset on a read-only table', 2) end\n"
+    "    return raw_set(t, k, v)\n"
+    "  end\n"
     "  env.getmetatable = function(v) if type(v) == 'string' then return nil end return "
     "getmetatable(v) end\n"
     "  env.pcall = function(...) return guard(pcall(...)) end\n"
@@ -1635,6 +1651,10 @@ static void install_module(sl_lua *vm) {
   lua_newtable(L);
   lua_pushliteral(L, "array");
   lua_setfield(L, -2, "__jsontype");
+  /* shared by every decoded array: locked so a script cannot change all arrays' behaviour
+   * (sluice.json.is_array tells arrays apart) */
+  lua_pushliteral(L, "sluice.json.array");
+  lua_setfield(L, -2, "__metatable");
   lua_rawset(L, LUA_REGISTRYINDEX);
 
   static const luaL_Reg fns[] = {{"publish", l_publish},
@@ -1646,11 +1666,13 @@ static void install_module(sl_lua *vm) {
                                  {"stats", l_stats},
                                  {"bytes", l_bytes_new},
                                  {"is_bytes", l_is_bytes},
+                                 {"script", l_script},
                                  {NULL, NULL}};
   lua_newtable(L); /* sluice */
   luaL_register(L, NULL, fns);
   static const luaL_Reg json[] = {
-      {"encode", l_json_encode}, {"decode", l_json_decode}, {"array", l_json_array}, {NULL, NULL}};
+      {"encode", l_json_encode}, {"decode", l_json_decode}, {"array", l_json_array},
+      {"is_array", l_json_is_array}, {NULL, NULL}};
   lua_newtable(L);
   luaL_register(L, NULL, json);
   sl__lua_pushnull(L);
@@ -2542,6 +2564,9 @@ static void install_hooks(sl_lua *vm) {
   lua_setfield(L, -2, "__mode");
   lua_setmetatable(L, -2);
   lua_rawset(L, LUA_REGISTRYINDEX);
+  lua_pushlightuserdata(L, &k_scripts);
+  lua_newtable(L);
+  lua_rawset(L, LUA_REGISTRYINDEX);
   lua_pushlightuserdata(L, &k_getinfo);
   lua_getglobal(L, "debug");
   if (lua_istable(L, -1)) {
@@ -2549,4 +2574,151 @@ static void install_hooks(sl_lua *vm) {
     lua_remove(L, -2);
   }
   lua_rawset(L, LUA_REGISTRYINDEX);
+}
+
+/* ------------------------------------------------------------------------------------- */
+/* sluice.script: the policy scripts shipped in scripts/ (and the operator's own)          */
+/*
+ * sluice.script(name [, options]) -> hook
+ *
+ * Loads a script in its own sandbox (sl__lua_load_script: JIT off, frozen allow-list) and,
+ * since every shipped script returns a constructor, calls it with options (an empty table
+ * when nil) and returns what it builds: the hook function. A script that returns a table
+ * is returned as is (options must then be nil). Each script file is loaded once per VM
+ * (cached by resolved path); every call builds a new hook with its own state. A reload
+ * makes a new VM, so edited scripts are read again.
+ *
+ * Where `name` is looked up:
+ *   - a name with a '/' or ending in ".lua" is a path: absolute, or relative to the config
+ *     file's directory, then to the working directory;
+ *   - a bare name ("jwt_hs256", [A-Za-z0-9_.-], no "..") is NAME.lua in, in order:
+ *       <config dir>/scripts/, $SLUICE_SCRIPTS_DIR/, <executable dir>/../scripts/,
+ *       <executable dir>/../share/sluice/scripts/, ./scripts/
+ *     so a config can override a shipped script by putting its own next to it.
+ * JSON and YAML configs use the same mechanism with {"script": NAME, "options": {...}}
+ * where a hook is expected (see opt_hook in config.c).
+ */
+
+
+/* sl__lua_set_script_dir: see sl_lua_int.h. */
+void sl__lua_set_script_dir(lua_State *L, const char *dir) {
+  lua_pushlightuserdata(L, &k_script_dir);
+  if (dir)
+    lua_pushstring(L, dir);
+  else
+    lua_pushnil(L);
+  lua_rawset(L, LUA_REGISTRYINDEX);
+}
+
+static bool readable(const char *path) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return false;
+  fclose(f);
+  return true;
+}
+
+static bool bare_name(const char *s) {
+  size_t n = strlen(s);
+  if (!n || n > 128 || strstr(s, "..") || (n > 4 && !strcmp(s + n - 4, ".lua"))) return false;
+  for (size_t i = 0; i < n; i++) {
+    char c = s[i];
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+          c == '_' || c == '-' || c == '.'))
+      return false;
+  }
+  return true;
+}
+
+/* Resolve a script name into buf (see above). Returns false when no candidate exists;
+ * buf then holds the list of places tried (for the message). */
+static bool resolve_script(const char *name, const char *cfgdir, char *buf, size_t len) {
+  const char *base = cfgdir && *cfgdir ? cfgdir : ".";
+  if (!bare_name(name)) {
+    if (name[0] == '/') {
+      snprintf(buf, len, "%s", name);
+      return readable(buf);
+    }
+    snprintf(buf, len, "%s/%s", base, name);
+    if (readable(buf)) return true;
+    snprintf(buf, len, "%s", name);
+    return readable(buf);
+  }
+  char exedir[1024] = "";
+  ssize_t n = readlink("/proc/self/exe", exedir, sizeof exedir - 1);
+  if (n > 0) {
+    exedir[n] = 0;
+    char *slash = strrchr(exedir, '/');
+    if (slash) *slash = 0;
+  } else {
+    exedir[0] = 0;
+  }
+  const char *env = getenv("SLUICE_SCRIPTS_DIR");
+  char dirs[5][1100];
+  int nd = 0;
+  snprintf(dirs[nd++], sizeof dirs[0], "%s/scripts", base);
+  if (env && *env) snprintf(dirs[nd++], sizeof dirs[0], "%s", env);
+  if (exedir[0]) {
+    snprintf(dirs[nd++], sizeof dirs[0], "%s/../scripts", exedir);
+    snprintf(dirs[nd++], sizeof dirs[0], "%s/../share/sluice/scripts", exedir);
+  }
+  snprintf(dirs[nd++], sizeof dirs[0], "scripts");
+  for (int i = 0; i < nd; i++) {
+    int w = snprintf(buf, len, "%s/%s.lua", dirs[i], name);
+    if (w > 0 && (size_t)w < len && readable(buf)) return true;
+  }
+  snprintf(buf, len, "%s/scripts", base);
+  if (env && *env) snprintf(buf + strlen(buf), len - strlen(buf), ", %s", env);
+  snprintf(buf + strlen(buf), len - strlen(buf), ", <sluice>/../scripts, ./scripts");
+  return false;
+}
+
+/* sluice.script(name [, options]) -> hook. stack: name, options -> hook */
+static int l_script(lua_State *L) {
+  const char *name = luaL_checkstring(L, 1);
+  if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
+  lua_settop(L, 2);
+  lua_pushlightuserdata(L, &k_script_dir);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  char path[1200];
+  if (!resolve_script(name, lua_tostring(L, -1), path, sizeof path))
+    return luaL_error(L, "sluice.script: no script \"%s\" (looked in %s)", name, path);
+  lua_pop(L, 1);
+  push_reg(L, &k_scripts); /* stack: name, options, cache */
+  lua_getfield(L, 3, path);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    char err[512];
+    if (sl__lua_load_script(L, path, err, sizeof err))
+      return luaL_error(L, "sluice.script(\"%s\"): %s", name, err);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, 3, path);
+  }
+  /* stack: name, options, cache, module */
+  if (lua_isfunction(L, 4)) {
+    if (lua_isnil(L, 2)) {
+      lua_newtable(L);
+      lua_replace(L, 2);
+    }
+    lua_pushvalue(L, 2);
+    lua_call(L, 1, 1);
+    if (lua_isnil(L, -1))
+      return luaL_error(L, "sluice.script(\"%s\"): the constructor returned nothing", name);
+    return 1;
+  }
+  if (!lua_isnil(L, 2))
+    return luaL_error(L, "sluice.script(\"%s\"): the script returns a %s, not a constructor "
+                         "taking options", name, luaL_typename(L, 4));
+  return 1;
+}
+
+/* sl__lua_script: see sl_lua_int.h. */
+int sl__lua_script(lua_State *L, const char *name, int opts_idx, char *err, size_t errlen) {
+  if (opts_idx < 0) opts_idx = lua_gettop(L) + opts_idx + 1;
+  lua_pushcfunction(L, l_script);
+  lua_pushstring(L, name);
+  if (opts_idx)
+    lua_pushvalue(L, opts_idx);
+  else
+    lua_pushnil(L);
+  return sl__lua_pcall(L, 2, 1, err, errlen);
 }

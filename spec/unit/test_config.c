@@ -238,9 +238,9 @@ TEST(type_checks) {
   CHECK_EQ_STR(load_err("{\"servers\":{\"s\":{\"pingIntervalMs\":0}}}", "json"),
                "test: server \"s\": pingIntervalMs must be positive");
   CHECK_EQ_STR(load_err(ns_json("\"route\":42"), "json"),
-               "test: server \"s\": namespace /a: route must be a function or a path to a .lua script");
+               "test: server \"s\": namespace /a: route must be a function, a path to a .lua script or {script = NAME, options = {...}}");
   CHECK_EQ_STR(load_err(ns_json("\"coalesceKey\":false"), "json"),
-               "test: server \"s\": namespace /a: coalesceKey must be a field path, a function or a path to a .lua script");
+               "test: server \"s\": namespace /a: coalesceKey must be a field path, a function, a path to a .lua script or {script = NAME, options = {...}}");
   CHECK_EQ_STR(load_err("{\"servers\":{\"s\":{\"namespaces\":[{\"path\":5,\"topics\":[\"t\"]}]}}}", "json"),
                "test: server \"s\": namespace #1: path must be a string");
   CHECK_EQ_STR(load_err("{\"servers\":{\"s\":{\"namespaces\":{\"path\":\"/a\"}}}}", "json"),
@@ -362,7 +362,7 @@ TEST(lua_config_errors) {
                FIX "bad/raises.lua: error while running the config: " FIX "bad/raises.lua:1: boom");
   CHECK(strstr(file_err(FIX "bad/loop.lua"), "instruction limit exceeded") != NULL);
   CHECK_EQ_STR(load_err("return { servers = { s = { onStart = 5, namespaces = {} } } }", "lua"),
-               "test: server \"s\": onStart must be a function or a path to a .lua script");
+               "test: server \"s\": onStart must be a function, a path to a .lua script or {script = NAME, options = {...}}");
   /* config chunks may read the environment */
   setenv("SLUICE_TEST_PORT", "4100", 1);
   sl_config *cfg = load_file(FIX "good/full.lua");
@@ -434,6 +434,88 @@ TEST(stack_balanced_and_free_after_close) {
   sl_config_free(NULL);
 }
 
+TEST(token_auth) {
+  sl_config *cfg = load_file(FIX "good/token_auth.json");
+  CHECK(cfg != NULL);
+  if (!cfg) {
+    fprintf(stderr, "  %s\n", err);
+    return;
+  }
+  sl_server_config *s = &cfg->servers[0];
+  CHECK(s->auth_token);
+  CHECK_EQ_INT(s->ntokens, 3);
+  if (s->ntokens == 3) {
+    CHECK_EQ_STR(s->tokens[0], "inline-1");
+    CHECK_EQ_STR(s->tokens[1], "alpha");
+    CHECK_EQ_STR(s->tokens[2], "beta");
+  }
+  sl_config_free(cfg);
+  /* TOKEN with nothing to check tokens with */
+  CHECK_EQ_STR(load_err("{\"servers\":{\"s\":{\"port\":1,\"auth\":\"TOKEN\",\"namespaces\":"
+                        "[{\"path\":\"/a\",\"topics\":[\"t\"]}]}}}", "json"),
+               "test: server \"s\": auth TOKEN needs a \"tokens\" list, a \"tokensFile\" or an "
+               "\"authorize\" hook in a namespace (nothing could accept a token)");
+  CHECK_EQ_STR(load_err("servers:\n  s:\n    port: 1\n    auth: TOKEN\n    tokens: []\n"
+                        "    namespaces:\n      - path: /a\n        topics: [t]\n", "yaml"),
+               "test: server \"s\": auth TOKEN needs a \"tokens\" list, a \"tokensFile\" or an "
+               "\"authorize\" hook in a namespace (nothing could accept a token)");
+  /* ... an authorize hook in one namespace is enough */
+  cfg = load_str("return { servers = { s = { port = 1, auth = 'TOKEN', namespaces = {"
+                 "{ path = '/a', topics = {'t'}, authorize = function(t) return t end } } } } }",
+                 "lua");
+  CHECK(cfg != NULL);
+  sl_config_free(cfg);
+  CHECK_EQ_STR(load_err("{\"servers\":{\"s\":{\"port\":1,\"tokens\":\"abc\",\"namespaces\":"
+                        "[{\"path\":\"/a\",\"topics\":[\"t\"]}]}}}", "json"),
+               "test: server \"s\": tokens must be a list of strings");
+  CHECK_EQ_STR(load_err("{\"servers\":{\"s\":{\"port\":1,\"tokens\":[\"a\",\"\"],\"namespaces\":"
+                        "[{\"path\":\"/a\",\"topics\":[\"t\"]}]}}}", "json"),
+               "test: server \"s\": tokens[2] must not be empty");
+  CHECK_EQ_STR(load_err("{\"servers\":{\"s\":{\"port\":1,\"tokens\":[\"a\",1],\"namespaces\":"
+                        "[{\"path\":\"/a\",\"topics\":[\"t\"]}]}}}", "json"),
+               "test: server \"s\": tokens must be a list of strings");
+  CHECK(strstr(load_err("{\"servers\":{\"s\":{\"port\":1,\"auth\":\"TOKEN\",\"tokensFile\":"
+                        "\"/nonexistent/t.txt\",\"namespaces\":[{\"path\":\"/a\",\"topics\":[\"t\"]}]}}}",
+                        "json"),
+               "test: server \"s\": tokensFile \"/nonexistent/t.txt\": No such file") != NULL);
+}
+
+TEST(script_hooks) {
+  sl_config *cfg = load_file(FIX "good/script_hooks.yaml");
+  CHECK(cfg != NULL);
+  if (!cfg) {
+    fprintf(stderr, "  %s\n", err);
+    return;
+  }
+  sl_ns_config *ns = &cfg->servers[0].ns[0];
+  CHECK(ns->authorize_ref != SL_NOREF);
+  CHECK(ns->coalesce_key_ref != SL_NOREF);
+  CHECK(ns->coalesce_key_path == NULL);
+  char *p = NULL, reason[64];
+  CHECK_EQ_INT(sl_lua_authorize(vm, ns->authorize_ref, "s3cret", "/feed", "prices", NULL, &p,
+                                reason, sizeof reason), 1);
+  CHECK_EQ_STR(p, "alice");
+  free(p);
+  const char *pl = "{\"symbol\":\"AAPL\",\"venue\":\"XNAS\"}";
+  char *k = sl_lua_coalesce_key(vm, ns->coalesce_key_ref, "prices", pl, strlen(pl));
+  CHECK_EQ_STR(k, "AAPL|XNAS");
+  free(k);
+  sl_config_free(cfg);
+  CHECK(strstr(load_err(ns_json("\"route\":{\"script\":\"no_such_script\"}"), "json"),
+               "test: server \"s\": namespace /a: route: sluice.script: no script \"no_such_script\"") != NULL);
+  CHECK_EQ_STR(load_err(ns_json("\"route\":{\"options\":{}}"), "json"),
+               "test: server \"s\": namespace /a: route: a table hook needs \"script\" (a script "
+               "name such as \"jwt_hs256\" or a path to a .lua file)");
+  CHECK(strstr(load_err(ns_json("\"authorize\":{\"script\":\"jwt_hs256\",\"options\":{}}"), "json"),
+               "jwt_hs256: secret") != NULL);
+  /* a Lua config calls sluice.script itself */
+  cfg = load_str("return { servers = { s = { port = 1, namespaces = { { path = '/a', topics = "
+                 "{'t'}, route = sluice.script('route_by_field', {field = 'region'}) } } } } }",
+                 "lua");
+  CHECK(cfg != NULL);
+  sl_config_free(cfg);
+}
+
 int main(void) {
   sl_log_threshold = getenv("SLUICE_TEST_VERBOSE") ? SL_LOG_DEBUG : SL_LOG_ERROR;
   vm = sl_lua_new(NULL);
@@ -451,6 +533,8 @@ int main(void) {
   RUN(file_errors);
   RUN(hook_scripts);
   RUN(stack_balanced_and_free_after_close);
+  RUN(token_auth);
+  RUN(script_hooks);
   sl_lua_close(vm);
   return tl_report();
 }
