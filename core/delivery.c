@@ -113,8 +113,9 @@ static sl_msg *lane_pop(sl_lane *l) {
   l->qhead = (l->qhead + 1) % l->qcap;
   l->qn--;
   l->qbytes -= m->est_bytes;
-  if (l->qn == 0) {
-    /* an idle lane holds no ring */
+  /* The ring is kept when the lane empties: freeing it here would cost a malloc/free pair
+   * per delivery on a live feed. A drained ring larger than 64 slots is released. */
+  if (l->qn == 0 && l->qcap > 64) {
     free(l->q);
     l->q = NULL;
     l->qcap = l->qhead = 0;
