@@ -19,7 +19,7 @@ typedef struct {
   char in[65536];
   size_t inlen;
   int stage; /* 0 handshake sent, 1 open seen, 2 joined, 3 subscribed */
-  char delivery[512];
+  char delivery[1100];
   sluice_t *gw;
   int published;
 } wsclient;
