@@ -228,12 +228,21 @@ export function cpuTicks(pid) {
   return Number(f[11]) + Number(f[12]); // fields 14 and 15 of stat(5)
 }
 
+// entries: readdir that treats a directory removed meanwhile as empty (the server removes
+// spill directories while tests look at them).
+function entries(d) {
+  try { return readdirSync(d, { withFileTypes: true }); } catch (e) {
+    if (e.code === "ENOENT" || e.code === "ENOTDIR") return [];
+    throw e;
+  }
+}
+
 // filesUnder: every regular file below dir (recursive), [] when dir does not exist.
 export function filesUnder(dir) {
   const out = [];
   if (!existsSync(dir)) return out;
   const walk = (d) => {
-    for (const e of readdirSync(d, { withFileTypes: true })) {
+    for (const e of entries(d)) {
       const p = path.join(d, e.name);
       if (e.isDirectory()) walk(p);
       else out.push(p);
@@ -248,7 +257,7 @@ export function dirsUnder(dir) {
   const out = [];
   if (!existsSync(dir)) return out;
   const walk = (d) => {
-    for (const e of readdirSync(d, { withFileTypes: true })) {
+    for (const e of entries(d)) {
       if (!e.isDirectory()) continue;
       const p = path.join(d, e.name);
       out.push(p);
