@@ -238,7 +238,10 @@ static void http_feed(sl_conn *c, const char *data, size_t len) {
   size_t n = http_parser_execute(&c->parser, &parser_settings, data, len);
   if (c->closing) return;
   if (c->mode == SL_CONN_WS) {
-    /* The handshake was accepted: what follows the headers is WebSocket data. */
+    /* The handshake was accepted: the request state is not needed any more, and what
+     * follows the headers is WebSocket data. */
+    req_free(c->req);
+    c->req = NULL;
     if (n < len) sl_ws_feed(c, (const uint8_t *)data + n, len - n);
     return;
   }
@@ -443,8 +446,12 @@ void sl_conn_flush(sl_conn *c) {
       n = wq_iov(c, iov, SL_IOV_BATCH);
       c->inflight = n;
       c->writing = 1;
-      int e = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, iov, n, write_cb);
+      c->wreq = sl_xmalloc(sizeof *c->wreq);
+      c->wreq->data = c;
+      int e = uv_write(c->wreq, (uv_stream_t *)&c->tcp, iov, n, write_cb);
       if (e) {
+        free(c->wreq);
+        c->wreq = NULL;
         c->writing = 0;
         sl_conn_close(c);
       }
@@ -455,7 +462,9 @@ void sl_conn_flush(sl_conn *c) {
 }
 
 static void write_cb(uv_write_t *w, int status) {
-  sl_conn *c = sl_container_of(w, sl_conn, wreq);
+  sl_conn *c = w->data;
+  free(w);
+  c->wreq = NULL;
   c->writing = 0;
   if (status < 0 || c->closing) {
     if (!c->closing) sl_conn_close(c);

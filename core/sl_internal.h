@@ -191,7 +191,7 @@ struct sl_conn {
   size_t wq_bytes;          /* unsent bytes (including in flight) */
   uint32_t head_off;        /* bytes of the first entry already written */
   uint32_t inflight;        /* entries covered by the uv_write in flight */
-  uv_write_t wreq;
+  uv_write_t *wreq;         /* allocated only while a uv_write is in flight */
   uint8_t mode;             /* SL_CONN_* */
   uint8_t closing;
   uint8_t writing;          /* a uv_write is in flight */
