@@ -29,6 +29,9 @@ const NAMESPACES = [
   spillNs("/stop"),
   spillNs("/a/b"),
   spillNs("/gbytes"),
+  spillNs("/unsub"),
+  { path: "/aloexh", topics: ["t"], deliveryMode: "AT_LEAST_ONCE", overflowAction: "SPILL_TO_DISK",
+    maxQueuedMessagesPerClient: 1, maxInFlight: 1, ackTimeoutMs: 150, maxRetries: 1 },
   { path: "/alospill", topics: ["t"], deliveryMode: "AT_LEAST_ONCE", overflowAction: "SPILL_TO_DISK",
     maxQueuedMessagesPerClient: 2, maxInFlight: 1, ackTimeoutMs: 5000, maxRetries: 1 },
 ];
@@ -86,11 +89,14 @@ it("B3: 3000 messages to a paused client (most spilled) arrive all and in order,
     assert.ok(segFiles(dir).length >= 1, `segment files under ${dir}: ${JSON.stringify(filesUnder(ROOT))}`);
 
     c.resume();
-    // keep publishing while the backlog drains: nothing may overtake the spilled messages
+    // keep publishing while the backlog drains: nothing may overtake the spilled messages,
+    // and refilling from disk never puts more than maxQueued in memory
+    let maxQueued = 0;
     for (let s = 3001; s <= 3500; s += 50) {
       await publishSeqs("/spill", s, s + 49, 50);
-      await sleep(5);
+      maxQueued = Math.max(maxQueued, await metric(srv.port, "sluice_queued_messages", { namespace: "/spill", topic: "t" }));
     }
+    assert.ok(maxQueued <= 10, `a lane of 10 held ${maxQueued} messages while refilling`);
     await c.waitFor(() => seqsOf(c).includes(3500) || seqsOf(c).length >= 3500, 30000,
       `seq 3500 (got ${c.of("t").length})`);
     const got = seqsOf(c);
@@ -114,6 +120,17 @@ it("B5: files of a paused client are removed when it disconnects while they are 
   await waitUntil(() => !existsSync(path.join(ROOT, "a", "b", c.sid)), 5000,
     `the lane's directory to be removed (left: ${JSON.stringify([...filesUnder(ROOT), ...dirsUnder(ROOT)])})`);
   assert.deepEqual(segFiles(path.join(ROOT, "a")), []);
+});
+
+it("B5: unsubscribing removes the lane's spill files at once (the client stays connected)", async () => {
+  const { c } = await pausedSpiller("/unsub", 1500);
+  try {
+    const dir = laneDir(["unsub"], c.sid);
+    assert.ok(segFiles(dir).length >= 1, "segment files while paused");
+    c.emit("unsubscribe", { topic: "t" }); // writing works while we do not read
+    await waitUntil(() => !existsSync(dir), 5000, `${dir} to be removed after unsubscribe`);
+    assert.equal(await metric(srv.port, "sluice_queued_messages", { namespace: "/unsub", topic: "t" }), 0);
+  } finally { c.destroy(); }
 });
 
 it("B4: a record whose bytes were changed on disk is skipped; every other message arrives in order", async (t) => {
@@ -215,6 +232,23 @@ it("AT_LEAST_ONCE + SPILL_TO_DISK: a client acking as it goes gets every message
     const m = await metrics(srv.port);
     assert.ok(mval(m, SPILLED, { namespace: "/alospill", topic: "t" }) >= 50, "most went through the disk");
     assert.equal(mval(m, "streamfence_retries_total", { namespace: "/alospill", topic: "t" }), 0);
+  } finally { closeAll(s); }
+});
+
+it("AT_LEAST_ONCE + SPILL_TO_DISK: an unacked message is retried, exhausted, then the spilled ones follow in order", async () => {
+  const s = await connected(client(`${srv.url}/aloexh`, MODES.websocket));
+  try {
+    const box = new Inbox(s, "t");
+    assert.deepEqual(await s.timeout(5000).emitWithAck("subscribe", { topic: "t" }), { ok: true });
+    const ids = await publish(srv.port, [1, 2, 3].map((n) => ({ namespace: "/aloexh", topic: "t", payload: n })));
+    // 1 is never acked: sent, re-sent once, exhausted; 2 and 3 come from the disk and are acked
+    s.on("t", (p, meta) => { if (p !== 1) s.emit("ack", { topic: "t", messageId: meta.messageId }); });
+    await box.count(4, 5000);
+    assert.deepEqual(box.items.map((a) => a[0]), [1, 1, 2, 3]);
+    assert.deepEqual(box.items.map((a) => a[1].messageId), [ids[0], ids[0], ids[1], ids[2]]);
+    const m = await metrics(srv.port);
+    assert.equal(mval(m, "streamfence_retries_exhausted_total", { namespace: "/aloexh", topic: "t" }), 1);
+    assert.equal(mval(m, SPILLED, { namespace: "/aloexh", topic: "t" }), 2);
   } finally { closeAll(s); }
 });
 
