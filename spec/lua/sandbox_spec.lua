@@ -7,6 +7,12 @@ describe("hook scripts", function()
     eq(type(string.upper), "function") -- the script's string.upper = nil stayed in its copy
   end)
 
+  it("cannot escape through string methods, rawset or shared metatables", function()
+    local hook = ok(load_script(FIX .. "escape_more.lua"))
+    eq(hook(), "")
+    eq(string.dump, nil) -- removed for the whole VM: (''):dump reaches the real library
+  end)
+
   it("report a syntax error with file and line", function()
     local hook, err = load_script(FIX .. "syntax_error.lua")
     eq(hook, nil)

@@ -4,7 +4,10 @@
  *
  * Spec files get the runner's helpers (describe, it, eq, ok, raises) and these globals backed
  * by C: run_loop(ms), fake_calls(), fake_reset(), load_script(path), fake_event(fn, event,
- * args_json [, ack_id [, binary_string]]), fake_gone(). SPEC_DIR overrides "spec/lua". */
+ * args_json [, ack_id [, binary_string]]), fake_gone(), and the policy hooks as the core
+ * calls them: call_route, call_authorize, call_client_publish, call_coalesce, call_snapshot
+ * (+ snapshot_reset), call_server_event (each also reports how many Lua errors it counted),
+ * set_client(principal), set_instruction_limit(n). SPEC_DIR overrides "spec/lua". */
 #include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,6 +102,170 @@ static int l_fake_gone(lua_State *L) {
   return 0;
 }
 
+
+/* ---- the policy hooks, called the way the core calls them ---- */
+
+/* stack: fn -> ref (the caller unrefs) */
+static int ref_of(lua_State *L, int idx) {
+  luaL_checktype(L, idx, LUA_TFUNCTION);
+  lua_pushvalue(L, idx);
+  return luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+static void push_strv(lua_State *L, char **v, size_t n) {
+  if (!n) {
+    lua_pushnil(L);
+    return;
+  }
+  lua_createtable(L, (int)n, 0);
+  for (size_t i = 0; i < n; i++) {
+    lua_pushstring(L, v[i]);
+    lua_rawseti(L, -2, (int)i + 1);
+  }
+}
+
+/* call_route(fn, topic, json [, source ("api"|"lua"|"client")]) -> {action=, payload=,
+ * topics=, to=, errors=} ; a client source publishes as the spec client. */
+static int l_call_route(lua_State *L) {
+  int ref = ref_of(L, 1);
+  const char *topic = luaL_checkstring(L, 2);
+  size_t len;
+  const char *json = luaL_checklstring(L, 3, &len);
+  const char *src = luaL_optstring(L, 4, "api");
+  int source = !strcmp(src, "client") ? SL_SRC_CLIENT : !strcmp(src, "lua") ? SL_SRC_LUA : SL_SRC_API;
+  uint64_t before = sl_lua_error_count(cur_vm);
+  sl_route_result r;
+  sl_lua_route(cur_vm, ref, "/spec", topic, json, len, source,
+               source == SL_SRC_CLIENT ? &spec_client : NULL, &r);
+  luaL_unref(L, LUA_REGISTRYINDEX, ref);
+  lua_newtable(L);
+  static const char *const names[] = {"deliver", "drop", "rewrite"};
+  lua_pushstring(L, names[r.action]);
+  lua_setfield(L, -2, "action");
+  if (r.payload_json) lua_pushstring(L, r.payload_json), lua_setfield(L, -2, "payload");
+  push_strv(L, r.topics, r.ntopics);
+  lua_setfield(L, -2, "topics");
+  push_strv(L, r.to, r.nto);
+  lua_setfield(L, -2, "to");
+  lua_pushnumber(L, (double)(sl_lua_error_count(cur_vm) - before));
+  lua_setfield(L, -2, "errors");
+  sl_route_result_free(&r);
+  return 1;
+}
+
+/* call_authorize(fn, token|nil, topic|nil) -> accepted, principal|reason, errors */
+static int l_call_authorize(lua_State *L) {
+  int ref = ref_of(L, 1);
+  const char *token = luaL_optstring(L, 2, NULL);
+  const char *topic = luaL_optstring(L, 3, NULL);
+  uint64_t before = sl_lua_error_count(cur_vm);
+  char *principal = NULL, reason[256];
+  int ok = sl_lua_authorize(cur_vm, ref, token, "/spec", topic, &spec_client, &principal, reason,
+                            sizeof reason);
+  luaL_unref(L, LUA_REGISTRYINDEX, ref);
+  lua_pushboolean(L, ok);
+  lua_pushstring(L, ok ? principal : reason);
+  lua_pushnumber(L, (double)(sl_lua_error_count(cur_vm) - before));
+  free(principal);
+  return 3;
+}
+
+/* call_client_publish(fn, topic, json) -> allowed, new_payload|nil, errors */
+static int l_call_client_publish(lua_State *L) {
+  int ref = ref_of(L, 1);
+  const char *topic = luaL_checkstring(L, 2);
+  size_t len;
+  const char *json = luaL_checklstring(L, 3, &len);
+  uint64_t before = sl_lua_error_count(cur_vm);
+  char *np = NULL;
+  int ok = sl_lua_client_publish(cur_vm, ref, &spec_client, topic, json, len, &np);
+  luaL_unref(L, LUA_REGISTRYINDEX, ref);
+  lua_pushboolean(L, ok);
+  if (np)
+    lua_pushstring(L, np);
+  else
+    lua_pushnil(L);
+  lua_pushnumber(L, (double)(sl_lua_error_count(cur_vm) - before));
+  free(np);
+  return 3;
+}
+
+/* call_coalesce(fn, topic, json) -> key|nil, errors */
+static int l_call_coalesce(lua_State *L) {
+  int ref = ref_of(L, 1);
+  const char *topic = luaL_checkstring(L, 2);
+  size_t len;
+  const char *json = luaL_checklstring(L, 3, &len);
+  uint64_t before = sl_lua_error_count(cur_vm);
+  char *k = sl_lua_coalesce_key(cur_vm, ref, topic, json, len);
+  luaL_unref(L, LUA_REGISTRYINDEX, ref);
+  if (k)
+    lua_pushstring(L, k);
+  else
+    lua_pushnil(L);
+  lua_pushnumber(L, (double)(sl_lua_error_count(cur_vm) - before));
+  free(k);
+  return 2;
+}
+
+static int snap_state = SL_NOREF;
+
+/* call_snapshot(fn, topic, json [, prev_json]) -> state_json|nil, rc, errors. One state per
+ * spec file (snapshot_reset() drops it); prev_json seeds it as after a reload. */
+static int l_call_snapshot(lua_State *L) {
+  int ref = ref_of(L, 1);
+  const char *topic = luaL_checkstring(L, 2);
+  size_t len, plen = 0;
+  const char *json = luaL_checklstring(L, 3, &len);
+  const char *prev = luaL_optlstring(L, 4, NULL, &plen);
+  uint64_t before = sl_lua_error_count(cur_vm);
+  char *state = NULL;
+  int rc = sl_lua_snapshot(cur_vm, ref, &snap_state, prev, plen, topic, json, len, &state);
+  luaL_unref(L, LUA_REGISTRYINDEX, ref);
+  if (state)
+    lua_pushstring(L, state);
+  else
+    lua_pushnil(L);
+  lua_pushinteger(L, rc);
+  lua_pushnumber(L, (double)(sl_lua_error_count(cur_vm) - before));
+  free(state);
+  return 3;
+}
+
+static int l_snapshot_reset(lua_State *L) {
+  (void)L;
+  sl_lua_unref(cur_vm, snap_state);
+  snap_state = SL_NOREF;
+  return 0;
+}
+
+/* call_server_event(fn, json) -> errors */
+static int l_call_server_event(lua_State *L) {
+  int ref = ref_of(L, 1);
+  size_t len;
+  const char *json = luaL_checklstring(L, 2, &len);
+  uint64_t before = sl_lua_error_count(cur_vm);
+  sl_lua_server_event(cur_vm, ref, json, len);
+  luaL_unref(L, LUA_REGISTRYINDEX, ref);
+  lua_pushnumber(L, (double)(sl_lua_error_count(cur_vm) - before));
+  return 1;
+}
+
+/* set_client(principal|nil): the spec client's principal */
+static int l_set_client(lua_State *L) {
+  static char principal[128];
+  const char *p = luaL_optstring(L, 1, NULL);
+  if (p) snprintf(principal, sizeof principal, "%s", p);
+  spec_client.principal = p ? principal : NULL;
+  return 0;
+}
+
+/* set_instruction_limit(n): this spec file's VM budget per call (0 = unlimited) */
+static int l_set_instruction_limit(lua_State *L) {
+  sl__lua_set_limits(cur_vm, (uint64_t)luaL_checknumber(L, 1), (size_t)256 << 20);
+  return 0;
+}
+
 static int cmp(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 static void run_file(const char *dir, const char *file) {
@@ -112,6 +279,15 @@ static void run_file(const char *dir, const char *file) {
   static const luaL_Reg fns[] = {{"run_loop", l_run_loop},       {"fake_calls", l_fake_calls},
                                  {"fake_reset", l_fake_reset},   {"load_script", l_load_script},
                                  {"fake_event", l_fake_event},   {"fake_gone", l_fake_gone},
+                                 {"call_route", l_call_route},
+                                 {"call_authorize", l_call_authorize},
+                                 {"call_client_publish", l_call_client_publish},
+                                 {"call_coalesce", l_call_coalesce},
+                                 {"call_snapshot", l_call_snapshot},
+                                 {"snapshot_reset", l_snapshot_reset},
+                                 {"call_server_event", l_call_server_event},
+                                 {"set_client", l_set_client},
+                                 {"set_instruction_limit", l_set_instruction_limit},
                                  {NULL, NULL}};
   for (const luaL_Reg *r = fns; r->name; r++) {
     lua_pushcfunction(L, r->func);
@@ -159,6 +335,7 @@ static void run_file(const char *dir, const char *file) {
     }
   }
   sl_lua_socket_gone(vm, &spec_client);
+  snap_state = SL_NOREF; /* belongs to the VM being closed */
   sl_lua_close(vm);
   uv_run(&gw.loop, UV_RUN_NOWAIT); /* let closing timer handles finish */
   fflush(stdout);

@@ -1,0 +1,35 @@
+-- sluice.script(name [, options]): shipped scripts, sandboxed and cached per VM.
+describe("sluice.script", function()
+  it("finds a shipped script by name and calls its constructor", function()
+    local hook = sluice.script("coalesce_key", { fields = { "a" } })
+    eq(type(hook), "function")
+    eq(call_coalesce(hook, "t", "{\"a\":\"x\"}"), "x")
+  end)
+
+  it("builds independent hooks from one loaded script", function()
+    local a = sluice.script("coalesce_key", { fields = { "a" } })
+    local b = sluice.script("coalesce_key", { fields = { "b" } })
+    eq(call_coalesce(a, "t", "{\"a\":1,\"b\":2}"), "1")
+    eq(call_coalesce(b, "t", "{\"a\":1,\"b\":2}"), "2")
+  end)
+
+  it("accepts a path", function()
+    local hook = sluice.script("spec/fixtures/lua/constructor.lua", { greeting = "hi" })
+    eq(call_coalesce(hook, "t", "{}"), "hi t")
+    eq(call_coalesce(sluice.script("spec/fixtures/lua/constructor.lua"), "t", "{}"), "hello t")
+  end)
+
+  it("reports unknown scripts, constructor errors and bad options", function()
+    raises(function() sluice.script("no_such_script") end, 'no script "no_such_script"')
+    raises(function() sluice.script("../etc/passwd") end, "no script")
+    raises(function() sluice.script("jwt_hs256", {}) end, "jwt_hs256: secret")
+    raises(function() sluice.script("coalesce_key", "fields") end, "table expected")
+  end)
+
+  it("runs scripts in the sandbox", function()
+    local hook = sluice.script("rate_limit", { rate = 1 })
+    eq(debug.getinfo(hook, "S").source:sub(-14), "rate_limit.lua")
+    -- the hook's globals are the sandbox's: no io there
+    eq(getfenv(hook).io, nil)
+  end)
+end)
