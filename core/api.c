@@ -8,6 +8,7 @@
 #include <cjson/cJSON.h>
 #include "sl_internal.h"
 #include "../lua/sl_lua.h"
+#include "spill.h"
 
 static bool path_is(const char *url, const char *path) {
   size_t n = strlen(path);
@@ -193,6 +194,42 @@ static const topic_metric topic_metrics[] = {
   {"streamfence_messages_spilled_total", "Total messages spilled to disk", SL_M_SPILLED},
 };
 
+static uint64_t g_subscribers(const sl_topic *t) { return t->nsubs; }
+static uint64_t g_queued(const sl_topic *t) {
+  uint64_t n = 0;
+  for (uint32_t s = 0; s < t->nsubs; s++) n += t->subs[s]->qn;
+  return n;
+}
+static uint64_t g_queued_bytes(const sl_topic *t) {
+  uint64_t n = 0;
+  for (uint32_t s = 0; s < t->nsubs; s++) n += t->subs[s]->qbytes;
+  return n;
+}
+static uint64_t g_in_flight(const sl_topic *t) {
+  uint64_t n = 0;
+  for (uint32_t s = 0; s < t->nsubs; s++) n += t->subs[s]->ninfl;
+  return n;
+}
+static uint64_t g_spill_bytes(const sl_topic *t) {
+  uint64_t n = 0;
+  for (uint32_t s = 0; s < t->nsubs; s++)
+    if (t->subs[s]->spill) n += sl_spill_disk_bytes(t->subs[s]->spill);
+  return n;
+}
+static uint64_t g_spill_corrupt(const sl_topic *t) { return t->spill_corrupt; }
+
+static const struct {
+  const char *name, *type, *help;
+  uint64_t (*value)(const sl_topic *);
+} topic_gauges[] = {
+  {"sluice_subscribers", "gauge", "Current subscriptions per topic", g_subscribers},
+  {"sluice_queued_messages", "gauge", "Messages waiting in lanes (not yet sent) per topic", g_queued},
+  {"sluice_queued_bytes", "gauge", "Payload bytes held by lanes (pending and in flight) per topic", g_queued_bytes},
+  {"sluice_in_flight_messages", "gauge", "AT_LEAST_ONCE messages sent and awaiting an ack", g_in_flight},
+  {"sluice_spill_bytes", "gauge", "Bytes in spill files on disk", g_spill_bytes},
+  {"sluice_spill_corrupt_records_total", "counter", "Spilled records skipped as corrupt", g_spill_corrupt},
+};
+
 /* sl_metrics_text: the whole Prometheus exposition for every server of the gateway. */
 static void metrics_text(sl_gateway *gw, sl_sbuf *b) {
   struct { const char *name, *help; size_t off; } ns_metrics[] = {
@@ -234,35 +271,17 @@ static void metrics_text(sl_gateway *gw, sl_sbuf *b) {
           sl_sbuf_printf(b, "\"} %llu\n", (unsigned long long)tp->overflow[r]);
         }
       }
-  /* Gauges (Sluice's own). */
-  metric_head(b, "sluice_subscribers", "gauge", "Current subscriptions per topic");
-  for (size_t i = 0; i < gw->nservers; i++)
-    for (size_t j = 0; j < gw->servers[i].nns; j++)
-      for (size_t t = 0; t < gw->servers[i].ns[j].ntopics; t++) {
-        sl_topic *tp = &gw->servers[i].ns[j].topics[t];
-        topic_label(b, "sluice_subscribers", tp);
-        sl_sbuf_printf(b, "} %u\n", tp->nsubs);
-      }
-  metric_head(b, "sluice_queued_messages", "gauge", "Messages waiting in lanes per topic");
-  for (size_t i = 0; i < gw->nservers; i++)
-    for (size_t j = 0; j < gw->servers[i].nns; j++)
-      for (size_t t = 0; t < gw->servers[i].ns[j].ntopics; t++) {
-        sl_topic *tp = &gw->servers[i].ns[j].topics[t];
-        uint64_t n = 0;
-        for (uint32_t s = 0; s < tp->nsubs; s++) n += tp->subs[s]->qn;
-        topic_label(b, "sluice_queued_messages", tp);
-        sl_sbuf_printf(b, "} %llu\n", (unsigned long long)n);
-      }
-  metric_head(b, "sluice_queued_bytes", "gauge", "Payload bytes waiting in lanes per topic");
-  for (size_t i = 0; i < gw->nservers; i++)
-    for (size_t j = 0; j < gw->servers[i].nns; j++)
-      for (size_t t = 0; t < gw->servers[i].ns[j].ntopics; t++) {
-        sl_topic *tp = &gw->servers[i].ns[j].topics[t];
-        uint64_t n = 0;
-        for (uint32_t s = 0; s < tp->nsubs; s++) n += tp->subs[s]->qbytes;
-        topic_label(b, "sluice_queued_bytes", tp);
-        sl_sbuf_printf(b, "} %llu\n", (unsigned long long)n);
-      }
+  /* Gauges and counters of Sluice's own, per topic. */
+  for (size_t k = 0; k < sizeof topic_gauges / sizeof topic_gauges[0]; k++) {
+    metric_head(b, topic_gauges[k].name, topic_gauges[k].type, topic_gauges[k].help);
+    for (size_t i = 0; i < gw->nservers; i++)
+      for (size_t j = 0; j < gw->servers[i].nns; j++)
+        for (size_t t = 0; t < gw->servers[i].ns[j].ntopics; t++) {
+          sl_topic *tp = &gw->servers[i].ns[j].topics[t];
+          topic_label(b, topic_gauges[k].name, tp);
+          sl_sbuf_printf(b, "} %llu\n", (unsigned long long)topic_gauges[k].value(tp));
+        }
+  }
   metric_head(b, "sluice_sessions", "gauge", "Open Engine.IO sessions");
   for (size_t i = 0; i < gw->nservers; i++) {
     sl_sbuf_puts(b, "sluice_sessions{server=\"");
