@@ -6,7 +6,7 @@
 // and across two runs of the server (B8).
 import { it, before, after, test } from "node:test";
 import assert from "node:assert/strict";
-import { assertCleanExit, client, connected, closeAll, MODES, Inbox, publish, withTimeout } from "./helpers.mjs";
+import { assertCleanExit, client, connected, closeAll, MODES, Inbox, publish } from "./helpers.mjs";
 import { startDelivery, metrics, mval, lua } from "./delivery-helpers.mjs";
 
 const alo = (path, extra) => ({
