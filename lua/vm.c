@@ -1,5 +1,24 @@
 /* vm.c - the embedded LuaJIT VM: the `sluice` module, boxed C objects, timers, the sandbox
- * for hook scripts, and the single protected-call path (sl_lua_call).
+ * for hook scripts, the policy hooks the core calls once per publish / subscribe / connect
+ * (route, authorize, onClientPublish, snapshot, coalesceKey, server events), sluice.crypto,
+ * sluice.script, and the single protected-call path (sl_lua_call).
+ *
+ * Hook fallbacks (every Lua error is logged with file:line and a traceback, and counted in
+ * sl_lua_error_count, i.e. the sluice_lua_errors metric): route -> deliver as published;
+ * authorize -> refuse ("authorization failed"); onClientPublish -> refuse; coalesceKey -> no
+ * key; snapshot -> state unchanged; event hooks -> nothing. A result of the wrong shape
+ * (route returning a string, a route table with an unknown field) counts as an error too.
+ *
+ * Sandbox (hook scripts, sluice.script): each script has its own environment over copies of
+ * an allow-list (base functions, string without dump, table, math, bit, coroutine, os.time/
+ * clock/date/difftime, read-only sluice and embedded modules). Not reachable: io, os.execute,
+ * os.getenv, load*, dofile, require of other modules (ffi, jit, debug...), debug, getfenv/
+ * setfenv, collectgarbage, newproxy, the string metatable; string.dump is removed from the
+ * whole VM because every string's methods reach the real string library; rawset refuses the
+ * script's environment and the read-only proxies; the metatables shared between scripts
+ * (JSON arrays, ratelimit's class, message views, clients) are locked. Globals are frozen
+ * once the script's chunk has run. Config chunks are the operator's own code and run with
+ * the full globals (os.getenv for secrets).
  *
  * Limits (this block is the text for the README's "Lua limits" section):
  *
@@ -86,8 +105,15 @@ struct sl_lua {
   int tb_ref;            /* traceback_handler as a Lua function */
   int tramp_ref;         /* l_call_decoded */
   int encode_ref;        /* l_json_encode */
+  int route_tbl_ref;     /* l_route_table */
   int view_ref;          /* the shared message view (userdata) */
   struct msg_view *view; /* its memory (userdata never move) */
+  /* hook_arity's front cache: functions kept alive by ar_hold (so an address is never
+   * reused while cached), their declared parameter counts */
+  const void *ar_fn[4];
+  int ar_n[4];
+  unsigned ar_next;
+  int ar_hold;           /* registry ref of a table {fn1..fn4} */
 };
 
 struct sl_timer {
@@ -2194,6 +2220,9 @@ static int hook_arity(sl_lua *vm, int idx) {
   lua_State *L = vm->L;
   if (idx < 0) idx = lua_gettop(L) + idx + 1;
   if (lua_iscfunction(L, idx)) return INT_MAX;
+  const void *fp = lua_topointer(L, idx);
+  for (int i = 0; i < 4; i++)
+    if (vm->ar_fn[i] == fp) return vm->ar_n[i];
   push_reg(L, &k_arity);
   lua_pushvalue(L, idx);
   lua_rawget(L, -2); /* stack: arity table, n | nil */
@@ -2226,6 +2255,14 @@ static int hook_arity(sl_lua *vm, int idx) {
   lua_pushnumber(L, (double)n);
   lua_rawset(L, -3);
   lua_pop(L, 1);
+  /* remember it in the front cache; the holder table keeps the function alive */
+  unsigned slot = vm->ar_next++ % 4;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, vm->ar_hold);
+  lua_pushvalue(L, idx);
+  lua_rawseti(L, -2, (int)slot + 1);
+  lua_pop(L, 1);
+  vm->ar_fn[slot] = fp;
+  vm->ar_n[slot] = n;
   return n;
 }
 
@@ -2318,11 +2355,13 @@ static void route_list(lua_State *L, const char *key, char ***out, size_t *n, bo
   lua_pop(L, 1);
 }
 
-/* Convert a route hook's table result. upvalue 1: sl_route_result*.
- * stack: table -> (nothing); raises on a malformed table (the caller frees *out). */
+/* Convert a route hook's table result into *out.
+ * stack: table, out (light userdata) -> (nothing); raises on a malformed table (the caller
+ * frees *out). */
 static int l_route_table(lua_State *L) {
   sl_lua *vm = vm_of(L);
-  sl_route_result *out = lua_touserdata(L, lua_upvalueindex(1));
+  sl_route_result *out = lua_touserdata(L, 2);
+  lua_settop(L, 1);
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_pushnil(L);
   while (lua_next(L, 1)) {
@@ -2374,10 +2413,10 @@ int sl_lua_route(sl_lua *vm, int ref, const char *ns, const char *topic, const c
     if (t == LUA_TBOOLEAN) {
       if (!lua_toboolean(L, -1)) out->action = SL_ROUTE_DROP;
     } else if (t == LUA_TTABLE) {
-      lua_pushlightuserdata(L, out);
-      lua_pushcclosure(L, l_route_table, 1);
+      lua_rawgeti(L, LUA_REGISTRYINDEX, vm->route_tbl_ref);
       lua_insert(L, -2);
-      if (sl_lua_call(vm, L, 1, 0, "route result")) sl_route_result_free(out);
+      lua_pushlightuserdata(L, out);
+      if (sl_lua_call(vm, L, 2, 0, "route result")) sl_route_result_free(out);
     } else if (t != LUA_TNIL) {
       bad_result(vm, "route", "must return nil, true, false or a table (got a %s); delivering",
                  lua_typename(L, t));
@@ -2557,6 +2596,10 @@ static void install_hooks(sl_lua *vm) {
   vm->tramp_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pushcfunction(L, l_json_encode);
   vm->encode_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pushcfunction(L, l_route_table);
+  vm->route_tbl_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_createtable(L, 4, 0);
+  vm->ar_hold = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pushlightuserdata(L, &k_arity);
   lua_newtable(L);
   lua_newtable(L);
