@@ -2718,6 +2718,9 @@ static bool resolve_script(const char *name, const char *cfgdir, char *buf, size
 /* sluice.script(name [, options]) -> hook. stack: name, options -> hook */
 static int l_script(lua_State *L) {
   const char *name = luaL_checkstring(L, 1);
+  size_t nlen = strlen(name);
+  if (!bare_name(name) && !(nlen > 4 && !strcmp(name + nlen - 4, ".lua")))
+    return luaL_argerror(L, 1, "a script name ([A-Za-z0-9_.-]) or a path ending in .lua");
   if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
   lua_settop(L, 2);
   lua_pushlightuserdata(L, &k_script_dir);
