@@ -29,7 +29,8 @@ static bool api_allowed(sl_conn *c) {
     sl_http_json_error(c, 401, "UNAUTHORIZED", "missing or invalid API token");
     return false;
   }
-  if (!sl_gateway_is_loopback(c->remote)) {
+  char peer[64];
+  if (!sl_gateway_is_loopback(sl_conn_remote(c, peer, sizeof peer))) {
     sl_http_json_error(c, 401, "UNAUTHORIZED", "the API answers loopback peers only unless apiToken is set");
     return false;
   }

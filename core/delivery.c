@@ -782,15 +782,16 @@ static void deliver(sl_gateway *gw, sl_ns *ns, sl_topic *t, const char *payload,
      * the state first. On error the previous state stays. */
     char *state = NULL;
     if (sl_lua_snapshot(gw->lua, cfg->snapshot_ref, &t->snap_ref, t->snap_json,
-                        t->snap_json ? strlen(t->snap_json) : 0, t->name, payload, len, &state) == 0 &&
-        state) {
+                        t->snap_json ? strlen(t->snap_json) : 0, t->name, payload, len, &state) == 0) {
+      /* state NULL: the hook returned nil, which clears the state */
       free(t->snap_json);
       t->snap_json = state;
       sl_msg_unref(t->last);
-      t->last = encode_delivery(ns, t, state, strlen(state), id);
-      if (cfg->delivery == SL_AT_LEAST_ONCE) t->last->msgid = sl_xstrdup(id);
-    } else {
-      free(state);
+      t->last = NULL;
+      if (state) {
+        t->last = encode_delivery(ns, t, state, strlen(state), id);
+        if (cfg->delivery == SL_AT_LEAST_ONCE) t->last->msgid = sl_xstrdup(id);
+      }
     }
   } else if (cfg->overflow == SL_SNAPSHOT_ONLY) {
     sl_msg_unref(t->last);

@@ -275,7 +275,7 @@ static sl_session *session_new(sl_server *srv, sl_conn *c, int transport, bool r
   } while (sl_hash_get(&srv->sessions, s->sid));
   sl_hash_put(&srv->sessions, &s->hent, s->sid);
   sl_list_init(&s->ready);
-  memcpy(s->remote, c->remote, sizeof s->remote);
+  sl_conn_remote(c, s->remote, sizeof s->remote);
   if (c->req && c->req->authorization) {
     const char *a = c->req->authorization;
     if (strncasecmp(a, "bearer ", 7) == 0) {

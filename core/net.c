@@ -45,7 +45,7 @@ static void sweep_cb(uv_timer_t *t) {
     sl_link *nx = l->next;
     sl_conn *c = sl_container_of(l, sl_conn, tlink);
     if (c->deadline <= now) {
-      sl_log_debug("closing %s: HTTP timeout", c->remote);
+      sl_log_debug("closing a connection: HTTP timeout");
       if (c->req && !c->req->complete && c->wq.n == 0) {
         sl_http_respond(c, 408, "text/plain", "request timeout\n", 16, NULL);
         c->close_after_write = 1;
@@ -264,7 +264,7 @@ static void http_feed(sl_conn *c, const char *data, size_t len) {
       status = 414;
       msg = "URI too long\n";
     }
-    sl_log_debug("HTTP parse error from %s: %s", c->remote, http_errno_name(e));
+    sl_log_debug("HTTP parse error: %s", http_errno_name(e));
     if (!c->wq.n) sl_http_respond(c, status, "text/plain", msg, strlen(msg), NULL);
     c->close_after_write = 1;
     uv_read_stop((uv_stream_t *)&c->tcp);
@@ -323,17 +323,22 @@ static void on_connection(uv_stream_t *l, int status) {
     int v = (int)srv->cfg->socket_sndbuf;
     uv_send_buffer_size((uv_handle_t *)&c->tcp, &v);
   }
-  struct sockaddr_storage ss;
-  int sl = sizeof ss;
-  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0) {
-    if (ss.ss_family == AF_INET)
-      uv_ip4_name((struct sockaddr_in *)&ss, c->remote, sizeof c->remote);
-    else
-      uv_ip6_name((struct sockaddr_in6 *)&ss, c->remote, sizeof c->remote);
-  }
   http_parser_init(&c->parser, HTTP_REQUEST);
   timeout_arm(c, SL_HEADER_TIMEOUT_MS);
   uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
+}
+
+/* sl_conn_remote: the peer's address as text into buf (computed on demand: connections do
+ * not store it, to stay small). "" when unknown. */
+const char *sl_conn_remote(sl_conn *c, char *buf, size_t len) {
+  struct sockaddr_storage ss;
+  int sl = sizeof ss;
+  buf[0] = 0;
+  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0) {
+    if (ss.ss_family == AF_INET) uv_ip4_name((struct sockaddr_in *)&ss, buf, len);
+    else uv_ip6_name((struct sockaddr_in6 *)&ss, buf, len);
+  }
+  return buf;
 }
 
 /* sl_server_listen: bind and listen on the server's host:port. Returns 0 or a libuv error. */
@@ -435,7 +440,7 @@ void sl_conn_flush(sl_conn *c) {
     int r = uv_try_write((uv_stream_t *)&c->tcp, iov, n);
     if (r == UV_EAGAIN || r == UV_ENOSYS) r = 0;
     if (r < 0) {
-      sl_log_debug("write to %s failed: %s", c->remote, uv_strerror(r));
+      sl_log_debug("write failed: %s", uv_strerror(r));
       sl_conn_close(c);
       return;
     }

@@ -204,14 +204,11 @@ struct sl_conn {
   struct sl_eio_conn *eio;  /* raw Engine.IO endpoint session (WS) */
   struct sl_ws_slot *ws;    /* wslay context borrowed from the pool while a frame is partly read */
   uint8_t in_ws;            /* inside wslay_event_recv: defer releasing the context */
-  const uint8_t *rbuf;      /* bytes handed to wslay by the current read */
-  size_t rlen, rpos;
   /* minimal frame-boundary tracker, so the wslay context can be returned to the pool */
   uint8_t fh[14];
   uint8_t fhave;
   uint8_t frag;             /* inside a fragmented data message */
   uint64_t fleft;           /* payload bytes of the current frame still to come */
-  char remote[46];
 };
 
 /* ---- Engine.IO sessions ------------------------------------------------------------- */
@@ -343,6 +340,7 @@ void sl_http_respond(sl_conn *c, int status, const char *ctype, const char *body
                      const char *extra_headers);
 void sl_http_json_error(sl_conn *c, int status, const char *code, const char *message);
 void sl_conn_resume(sl_conn *c);
+const char *sl_conn_remote(sl_conn *c, char *buf, size_t len); /* peer address text */
 
 /* ws.c */
 bool sl_ws_handshake(sl_conn *c);                    /* writes 101 or an error; false on error */

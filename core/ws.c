@@ -27,19 +27,25 @@ typedef struct sl_ws_slot {
 static sl_ws_slot *pool[WS_POOL_MAX];
 static int pool_n;
 
+/* The bytes of the read being handed to wslay (one read at a time on the loop thread, so
+ * they need not live in every connection). */
+static const uint8_t *cur_buf;
+static size_t cur_len, cur_pos;
+
 static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
                        void *user) {
   (void)flags;
   sl_ws_slot *slot = user;
   sl_conn *c = slot->conn;
-  size_t avail = c->rlen - c->rpos;
+  (void)c;
+  size_t avail = cur_len - cur_pos;
   if (avail == 0) {
     wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
     return -1;
   }
   if (len > avail) len = avail;
-  memcpy(buf, c->rbuf + c->rpos, len);
-  c->rpos += len;
+  memcpy(buf, cur_buf + cur_pos, len);
+  cur_pos += len;
   return (ssize_t)len;
 }
 
@@ -157,15 +163,15 @@ void sl_ws_feed(sl_conn *c, const uint8_t *data, size_t len) {
     sl_ws_close(c, 1009, "message too big");
     return;
   }
-  c->rbuf = data;
-  c->rlen = len;
-  c->rpos = 0;
+  cur_buf = data;
+  cur_len = len;
+  cur_pos = 0;
   c->in_ws = 1;
   int r = wslay_event_recv(c->ws->ctx);
   if (r == 0 && !c->closing) wslay_event_send(c->ws->ctx);
   c->in_ws = 0;
-  c->rbuf = NULL;
-  c->rlen = c->rpos = 0;
+  cur_buf = NULL;
+  cur_len = cur_pos = 0;
   if (c->closing) {
     sl_ws_release(c);
     return;
