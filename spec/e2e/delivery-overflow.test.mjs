@@ -5,14 +5,14 @@
 //      REJECT_NEW 1,2; coalesce:true 5; SNAPSHOT_ONLY 5; and overflowAction COALESCE without
 //      coalesce:true coalesces when full (latest value wins: 1,5) where StreamFenceJs acted
 //      as REJECT_NEW (B7);
-//  (b) the same five messages published in five separate requests to a client that stopped
-//      reading (raw WebSocket, paused, socket backed up) give the same outcomes: the limits
-//      apply against the real socket, not only within one tick (B6);
+//  (b) messages published in separate requests to a client that stopped reading (raw
+//      WebSocket, paused, socket backed up) are limited by the same actions: the limits apply
+//      against the real socket, not only within one tick (B6);
 //  coalesceKey field paths ("symbol", "data.id") replace in place; byte caps; the metrics.
 import { it, before, after, test, describe } from "node:test";
 import assert from "node:assert/strict";
 import { assertCleanExit, client, connected, closeAll, MODES, Inbox, publish } from "./helpers.mjs";
-import { startDelivery, metrics, mval, RawSio, backUp } from "./delivery-helpers.mjs";
+import { startDelivery, metrics, mval, metric, waitMetric, RawSio, backUp, increasingViolation } from "./delivery-helpers.mjs";
 
 const TOPICS = ["t", "p", "fill"]; // t: burst tests, p: paused tests, fill: backs the socket up
 const nsc = (path, extra) => ({
@@ -135,28 +135,47 @@ describe("(a) a burst in one request, client reading", () => {
   });
 });
 
-describe("(b) five separate requests to a paused client whose socket is backed up (B6)", () => {
-  for (const [ns, want] of Object.entries(OUTCOMES)) {
-    it(`${ns}: delivers ${want.seqs.join(",")} after resuming`, async (t) => {
+// (b) With real backpressure the split between "taken by the kernel before the socket filled"
+// and "held by the server" depends on timing (TCP window growth), so these tests check the
+// invariants of each action instead of one exact list: N = 40 messages of 16 kB (far more
+// than the kernel buffers hold) in 40 requests, then resume.
+const N = 40;
+const PAUSED = {
+  "/drop": { must: [N - 1, N], counter: [DROPPED, {}] },
+  "/reject": { must: [1, 2], counter: [OVERFLOW, { reason: R_REJECT }] },
+  "/coalesce": { must: [1, N], counter: [COALESCED, {}] },
+  "/latest": { must: [N], counter: [COALESCED, {}] },
+  "/snap": { must: [1, N], counter: null },
+};
+
+describe("(b) separate requests to a paused client whose socket is backed up (B6)", () => {
+  for (const [ns, want] of Object.entries(PAUSED)) {
+    const what = want.counter ? `${want.counter[0]}${want.counter[1].reason ? `{reason="${want.counter[1].reason}"}` : ""}` : "";
+    it(`${ns}: limits apply across requests; in order, includes ${want.must.join(",")}${what ? `; ${what} = what was not delivered` : ""}`, async () => {
       const c = await RawSio.connect(srv.port, ns);
       try {
         await c.subscribe("p");
-        await c.subscribe("fill");
         c.pause();
-        const fills = await backUp(srv.port, ns, "fill");
-        for (let seq = 1; seq <= 5; seq++) await publish(srv.port, { namespace: ns, topic: "p", payload: { seq } });
-        // nothing of "p" can have reached the client: it is not reading
-        assert.equal(c.of("p").length, 0);
-        const m = await metrics(srv.port);
-        assert.equal(mval(m, "sluice_queued_messages", { namespace: ns, topic: "p" }), want.seqs.length,
-          "messages the server holds for the paused client");
+        const pad = "p".repeat(16000);
+        let held = 0;
+        for (let seq = 1; seq <= N; seq++) {
+          await publish(srv.port, { namespace: ns, topic: "p", payload: { seq, pad } });
+          held = Math.max(held, await metric(srv.port, "sluice_queued_messages", { namespace: ns, topic: "p" }));
+        }
+        assert.ok(held >= 1 && held <= 2, `the lane of 2 held at most ${held} message(s)`);
         c.resume();
-        await c.waitPayload("p", (p) => p.seq === want.seqs.at(-1), 10000);
-        await publish(srv.port, { namespace: ns, topic: "p", payload: { seq: 99 } });
-        await c.waitPayload("p", (p) => p.seq === 99, 5000);
-        assert.deepEqual(c.of("p").map((d) => d.payload.seq), [...want.seqs, 99]);
-        await checkCounters(ns, "p", want.counters);
-        t.diagnostic(`${fills} fill messages of 16 kB backed the socket up`);
+        await waitMetric(srv.port, "sluice_queued_messages", { namespace: ns, topic: "p" }, (v) => v === 0, 10000);
+        await publish(srv.port, { namespace: ns, topic: "p", payload: { seq: 999 } });
+        await c.waitPayload("p", (p) => p.seq === 999, 10000);
+        const got = c.of("p").map((d) => d.payload.seq).slice(0, -1);
+        assert.equal(increasingViolation(got), null, `order: ${got}`);
+        assert.ok(got.length < N, `all ${N} delivered: the limits did not apply to a client that stopped reading`);
+        for (const x of want.must) assert.ok(got.includes(x), `seq ${x} missing from ${got}`);
+        if (want.counter) {
+          const m = await metrics(srv.port);
+          assert.equal(mval(m, want.counter[0], { namespace: ns, topic: "p", ...want.counter[1] }), N - got.length,
+            `${what}: one per message not delivered (delivered ${got.length} of ${N})`);
+        }
       } finally { c.destroy(); }
     });
   }
