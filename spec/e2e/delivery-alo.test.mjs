@@ -50,6 +50,7 @@ const isUnknown = (r) => r && r.ok === false && r.code === "UNKNOWN_MESSAGE";
 it("an unacked message is re-sent identically maxRetries times, ackTimeoutMs apart, then exhausted; only then the next goes", async () => {
   const { s, box, times } = await sub("/retry");
   try {
+    const t0 = performance.now();
     const [idA, idB] = await publish(srv.port, [
       { namespace: "/retry", topic: "t", payload: { n: "A" } },
       { namespace: "/retry", topic: "t", payload: { n: "B" } },
@@ -61,9 +62,13 @@ it("an unacked message is re-sent identically maxRetries times, ackTimeoutMs apa
     assert.deepEqual(await box.next(3000), first, "retry 2 is identical");
     const b = await box.next(3000);
     assert.deepEqual(b, [{ n: "B" }, meta("/retry", "t", idB)], "after 1 + maxRetries sends A is exhausted and B goes");
-    const gaps = [1, 2, 3].map((i) => times[i] - times[i - 1]);
-    for (const g of gaps) {
-      assert.ok(g >= 300 * 0.8 && g <= 300 * 3, `spacing ${gaps.map((x) => x.toFixed(0)).join(", ")} ms (ackTimeoutMs 300)`);
+    // Send k (0-based) leaves no earlier than k x ackTimeoutMs after the publish; arrival times
+    // are measured from the publish (a late first arrival must not shrink the first gap).
+    const at = times.map((x) => x - t0);
+    const shown = at.map((x) => x.toFixed(0)).join(", ");
+    for (let k = 1; k <= 3; k++) {
+      assert.ok(at[k] >= k * 300 * 0.8, `send ${k} at ${shown} ms after the publish (ackTimeoutMs 300)`);
+      assert.ok(at[k] - at[k - 1] <= 300 * 3, `spacing too long: ${shown}`);
     }
     const m = await metrics(srv.port);
     assert.equal(counter(m, "streamfence_retries_total", "/retry"), 2);
@@ -76,16 +81,18 @@ it("an unacked message is re-sent identically maxRetries times, ackTimeoutMs apa
 it("retryBackoff 2: resends after ackTimeoutMs x 1, 2, 4", async () => {
   const { s, box, times } = await sub("/backoff");
   try {
+    const t0 = performance.now();
     const [id] = await publish(srv.port, { namespace: "/backoff", topic: "t", payload: 1 });
     await box.count(4, 5000);
     for (const a of box.items) assert.deepEqual(a, [1, meta("/backoff", "t", id)]);
-    const gaps = [1, 2, 3].map((i) => times[i] - times[i - 1]);
-    const want = [150, 300, 600];
-    const shown = gaps.map((x) => x.toFixed(0)).join(", ");
-    for (let i = 0; i < 3; i++) {
-      assert.ok(gaps[i] >= want[i] * 0.8 && gaps[i] <= want[i] * 3, `gaps ${shown} ms, expected about ${want.join(", ")}`);
+    // sends at 0, 150, 150+300, 150+300+600 ms (fixed spacing would give 0, 150, 300, 450)
+    const at = times.map((x) => x - t0);
+    const shown = at.map((x) => x.toFixed(0)).join(", ");
+    const due = [0, 150, 450, 1050];
+    for (let k = 1; k <= 3; k++) {
+      assert.ok(at[k] >= due[k] * 0.8, `send ${k} at ${shown} ms after the publish, due at ${due.join(", ")}`);
+      assert.ok(at[k] - at[k - 1] <= (due[k] - due[k - 1]) * 3, `spacing too long: ${shown}`);
     }
-    assert.ok(gaps[2] > gaps[1] && gaps[1] > gaps[0], `gaps grow: ${shown}`);
     assert.deepEqual(await ack(s, "t", id), { ok: true }, "still in flight after the last retry: the ack settles it");
   } finally { closeAll(s); }
 });
@@ -100,10 +107,11 @@ it("an ack stops the retries ({ok:true}); a second ack of the same id is UNKNOWN
     assert.ok(isUnknown(again), `second ack answered ${JSON.stringify(again)}`);
     // B goes at once (the slot is free) and is not acked: wait for its first retry. A's deadline
     // was earlier than B's, so a resend of A would have come first.
+    const t0 = performance.now();
     const [idB] = await publish(srv.port, { namespace: "/ack", topic: "t", payload: "B" });
     assert.deepEqual(await box.next(3000), ["B", meta("/ack", "t", idB)]);
     assert.deepEqual(await box.next(3000), ["B", meta("/ack", "t", idB)]);
-    assert.ok(times[2] - times[1] >= 400 * 0.8);
+    assert.ok(times[2] - t0 >= 400 * 0.8, `B's retry ${(times[2] - t0).toFixed(0)} ms after its publish`);
     assert.equal(box.items.filter((a) => a[0] === "A").length, 1, "A was sent once");
     const m = await metrics(srv.port);
     assert.equal(counter(m, "streamfence_retries_total", "/ack"), 1, "only B was retried");
