@@ -669,6 +669,7 @@ void sl_gateway_flush_dirty(sl_gateway *gw) {
     s->dirty = 0;
     sl_session_flush(s);
   }
+  sl_eio_free_dead(gw);
   while (gw->dead) {
     sl_socket *k = gw->dead;
     gw->dead = k->next;

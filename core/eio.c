@@ -172,10 +172,86 @@ void sl_session_flush(sl_session *s) {
 
 /* ---- session lifecycle --------------------------------------------------------------- */
 
-static void session_free_cb(uv_handle_t *h) {
-  sl_session *s = h->data;
-  free(s->bearer);
-  free(s);
+/* ---- session deadlines: one min-heap and one uv timer for every session ------------ */
+
+static void sheap_set(sl_gateway *gw, uint32_t i, sl_session *s) {
+  gw->sheap[i] = s;
+  s->hidx = i;
+}
+
+static void sheap_up(sl_gateway *gw, uint32_t i) {
+  sl_session *s = gw->sheap[i];
+  while (i > 0) {
+    uint32_t p = (i - 1) / 2;
+    if (gw->sheap[p]->due <= s->due) break;
+    sheap_set(gw, i, gw->sheap[p]);
+    i = p;
+  }
+  sheap_set(gw, i, s);
+}
+
+static void sheap_down(sl_gateway *gw, uint32_t i) {
+  sl_session *s = gw->sheap[i];
+  for (;;) {
+    uint32_t c = 2 * i + 1;
+    if (c >= gw->nsheap) break;
+    if (c + 1 < gw->nsheap && gw->sheap[c + 1]->due < gw->sheap[c]->due) c++;
+    if (gw->sheap[c]->due >= s->due) break;
+    sheap_set(gw, i, gw->sheap[c]);
+    i = c;
+  }
+  sheap_set(gw, i, s);
+}
+
+static void sheap_remove(sl_gateway *gw, sl_session *s) {
+  uint32_t i = s->hidx;
+  if (i >= gw->nsheap || gw->sheap[i] != s) return;
+  sl_session *last = gw->sheap[--gw->nsheap];
+  if (i < gw->nsheap) {
+    sheap_set(gw, i, last);
+    sheap_down(gw, i);
+    sheap_up(gw, last->hidx);
+  }
+  s->hidx = UINT32_MAX;
+}
+
+static void sheap_push(sl_gateway *gw, sl_session *s) {
+  if (gw->nsheap == gw->capsheap) {
+    gw->capsheap = gw->capsheap ? gw->capsheap * 2 : 64;
+    gw->sheap = sl_xrealloc(gw->sheap, sizeof(sl_session *) * gw->capsheap);
+  }
+  gw->sheap[gw->nsheap] = s;
+  s->hidx = gw->nsheap++;
+  sheap_up(gw, s->hidx);
+}
+
+static void sess_timer_cb(uv_timer_t *t);
+
+static void sess_timer_rearm(sl_gateway *gw) {
+  if (!gw->sess_timer.loop || uv_is_closing((uv_handle_t *)&gw->sess_timer)) return;
+  if (!gw->nsheap) {
+    uv_timer_stop(&gw->sess_timer);
+    return;
+  }
+  uint64_t now = uv_now(gw->loop), due = gw->sheap[0]->due;
+  uv_timer_start(&gw->sess_timer, sess_timer_cb, due > now ? due - now : 0, 0);
+}
+
+/* sl_eio_start: the session deadline timer (called once when the gateway starts). */
+void sl_eio_start(sl_gateway *gw) {
+  uv_timer_init(gw->loop, &gw->sess_timer);
+  gw->sess_timer.data = gw;
+  uv_unref((uv_handle_t *)&gw->sess_timer);
+}
+
+/* sl_eio_free_dead: free sessions closed since the last safe point. */
+void sl_eio_free_dead(sl_gateway *gw) {
+  while (gw->dead_sessions) {
+    sl_session *s = gw->dead_sessions;
+    gw->dead_sessions = s->next_dead;
+    free(s->bearer);
+    free(s);
+  }
 }
 
 static void conn_finish(sl_conn *c) {
@@ -229,15 +305,19 @@ static void session_close_ex(sl_session *s, const char *reason, bool client_clos
     w->sess = NULL;
     conn_finish(w);
   }
-  uv_timer_stop(&s->timer);
-  uv_close((uv_handle_t *)&s->timer, session_free_cb);
+  sl_gateway *gw = s->srv->gw;
+  bool was_top = s->hidx == 0;
+  sheap_remove(gw, s);
+  if (was_top) sess_timer_rearm(gw);
+  /* Freed at the next safe point: callers up the stack still look at s->state. */
+  s->next_dead = gw->dead_sessions;
+  gw->dead_sessions = s;
 }
 
 void sl_session_close(sl_session *s, const char *reason) { session_close_ex(s, reason, false); }
 
-static void session_timer_cb(uv_timer_t *t) {
-  sl_session *s = t->data;
-  uint64_t now = uv_now(s->srv->gw->loop);
+/* One session's deadline passed: pong overdue, connect timeout, or time to ping. */
+static void session_deadline(sl_session *s, uint64_t now) {
   if (s->waiting_pong && now >= s->pong_due) {
     sl_session_close(s, "ping timeout");
     return;
@@ -255,14 +335,28 @@ static void session_timer_cb(uv_timer_t *t) {
   session_timer_arm(s);
 }
 
+static void sess_timer_cb(uv_timer_t *t) {
+  sl_gateway *gw = t->data;
+  uint64_t now = uv_now(gw->loop);
+  while (gw->nsheap && gw->sheap[0]->due <= now) {
+    sl_session *s = gw->sheap[0];
+    sheap_remove(gw, s);
+    session_deadline(s, now);
+  }
+  sess_timer_rearm(gw);
+}
+
 static void session_timer_arm(sl_session *s) {
-  uint64_t now = uv_now(s->srv->gw->loop);
+  sl_gateway *gw = s->srv->gw;
   uint64_t due = s->waiting_pong ? s->pong_due : s->ping_due;
   if (!s->raw && !s->ever_joined) {
     uint64_t cd = s->created_ms + (uint64_t)s->srv->cfg->connect_timeout_ms;
     if (cd < due) due = cd;
   }
-  uv_timer_start(&s->timer, session_timer_cb, due > now ? due - now : 0, 0);
+  sheap_remove(gw, s);
+  s->due = due;
+  sheap_push(gw, s);
+  if (s->hidx == 0) sess_timer_rearm(gw);
 }
 
 static sl_session *session_new(sl_server *srv, sl_conn *c, int transport, bool raw) {
@@ -286,8 +380,7 @@ static sl_session *session_new(sl_server *srv, sl_conn *c, int transport, bool r
       if (l) s->bearer = sl_xstrndup(a, l);
     }
   }
-  uv_timer_init(srv->gw->loop, &s->timer);
-  s->timer.data = s;
+  s->hidx = UINT32_MAX;
   s->created_ms = uv_now(srv->gw->loop);
   s->ping_due = s->created_ms + (uint64_t)srv->cfg->ping_interval_ms;
   session_timer_arm(s);

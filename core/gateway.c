@@ -129,6 +129,7 @@ static void gateway_destroy(sl_gateway *gw) {
   }
   free(gw->servers);
   free(gw->acks);
+  free(gw->sheap);
   if (gw->cfg) sl_config_free(gw->cfg);
   if (gw->lua) sl_lua_close(gw->lua);
   free(gw);
@@ -204,6 +205,7 @@ int sluice_start(sluice_t *gw, char *err, size_t errlen) {
   uv_unref((uv_handle_t *)&gw->check);
   sl_net_start_sweeper(gw);
   sl_delivery_start(gw);
+  sl_eio_start(gw);
   for (size_t i = 0; i < gw->nservers; i++) {
     sl_server *srv = &gw->servers[i];
     sl_spill_sweep_server(srv);
@@ -298,6 +300,7 @@ void sluice_stop(sluice_t *gw, void (*cb)(sluice_t *, void *), void *arg) {
   if (gw->check.loop) close_handle(gw, (uv_handle_t *)&gw->check);
   if (gw->sweep.loop) close_handle(gw, (uv_handle_t *)&gw->sweep);
   if (gw->ack_timer.loop) close_handle(gw, (uv_handle_t *)&gw->ack_timer);
+  if (gw->sess_timer.loop) close_handle(gw, (uv_handle_t *)&gw->sess_timer);
   if (gw->watch.loop) close_handle(gw, (uv_handle_t *)&gw->watch);
   if (gw->watch_scripts.loop) close_handle(gw, (uv_handle_t *)&gw->watch_scripts);
   if (gw->reload_timer.loop) close_handle(gw, (uv_handle_t *)&gw->reload_timer);

@@ -231,7 +231,8 @@ struct sl_session {
   sl_conn *get;             /* held polling GET */
   sl_mq pq;                 /* packets waiting for a polling GET */
   size_t pq_bytes;
-  uv_timer_t timer;         /* heartbeat, pong deadline, connect timeout */
+  uint64_t due;             /* next heartbeat / pong / connect deadline (loop ms) */
+  uint32_t hidx;            /* position in gw->sheap, UINT32_MAX when not in it */
   uint64_t created_ms;
   uint64_t ping_due, pong_due;
   struct sl_socket *sockets;/* joined namespaces */
@@ -240,6 +241,7 @@ struct sl_session {
   /* binary packet being reassembled */
   struct sl_pending_bin *pbin;
   struct sl_eio_conn *eio;
+  struct sl_session *next_dead;
   char remote[46];
   char *bearer;             /* Authorization: Bearer token seen at the handshake */
 };
@@ -308,6 +310,10 @@ struct sl_gateway {
   uv_timer_t sweep;         /* HTTP header / idle timeouts */
   sl_link timeouts;
   sl_socket *dead;          /* sockets released, freed at the next safe point */
+  sl_session *dead_sessions;/* sessions closed, freed at the next safe point */
+  sl_session **sheap;       /* min-heap of session deadlines: one timer for all sessions */
+  uint32_t nsheap, capsheap;
+  uv_timer_t sess_timer;
   uv_signal_t sigs[3];
   bool stopping;
   uint64_t msg_counter;
@@ -354,6 +360,8 @@ void sl_eio_ws_message(sl_conn *c, const uint8_t *data, size_t len, bool binary)
 void sl_eio_conn_lost(sl_conn *c);                    /* WS or held GET connection closed */
 void sl_session_send(sl_session *s, sl_msg *m);       /* takes the reference */
 void sl_session_close(sl_session *s, const char *reason);
+void sl_eio_start(sl_gateway *gw);
+void sl_eio_free_dead(sl_gateway *gw);
 size_t sl_session_unsent(const sl_session *s);
 void sl_session_mark_dirty(sl_session *s);
 void sl_session_flush(sl_session *s);
