@@ -90,17 +90,19 @@ test("chromium: the official browser bundle connects cross-origin, upgrades to w
   assert.ok(web.requests.includes("/socket.io.min.js"), "the page did not load the socket.io-client bundle");
   const dom = r.stdout;
   assert.match(dom, /<span id="status">/, `no DOM dumped (exit ${r.code} ${r.signal}); stderr:\n${r.stderr.slice(-2000)}`);
+  const why = () => `\nnotes: ${field("notes")}\nstatic server: ${web.log.join(" | ")}` +
+    `\nDOM body: ${((/<body>([\s\S]*?)<script>/.exec(dom) || [])[1] || "").slice(0, 3000)}`;
   const field = (id) => (new RegExp(`<span id="${id}">([^<]*)</span>`).exec(dom) || [])[1];
   const errors = [...dom.matchAll(/<ul id="errors">([\s\S]*?)<\/ul>/g)].map((m) => m[1]).join("");
   assert.equal(errors.replace(/\s/g, ""), "", `the page reported errors: ${errors}`);
   const deliveries = [...dom.matchAll(/<li class="delivery" data-transport="(\w+)">([^<]*)<\/li>/g)]
     .map((m) => ({ transport: m[1], payload: JSON.parse(m[2].replace(/&quot;/g, '"').replace(/&amp;/g, "&")) }));
   assert.ok(deliveries.length >= 3, `expected >= 3 deliveries in the DOM, got ${deliveries.length} ` +
-    `(status ${field("status")}, transport ${field("transport")})`);
-  assert.equal(field("transport"), "websocket", `transport in the DOM (status ${field("status")})`);
+    `(status ${field("status")}, transport ${field("transport")})${why()}`);
+  assert.equal(field("transport"), "websocket", `transport in the DOM (status ${field("status")})${why()}`);
   assert.ok(deliveries.some((d) => d.transport === "websocket"), "some deliveries arrived over the websocket");
-  assert.equal(field("history"), "polling,websocket", "default options: polling first, then the upgrade");
-  assert.equal(field("status"), "done");
+  assert.equal(field("history"), "polling,websocket", `default options: polling first, then the upgrade${why()}`);
+  assert.equal(field("status"), "done", why());
   // the ticks arrive in publish order
   const ns = deliveries.map((d) => d.payload.n);
   for (let i = 1; i < ns.length; i++) assert.ok(ns[i] > ns[i - 1], `deliveries in order: ${ns.join(",")}`);

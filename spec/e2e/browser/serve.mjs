@@ -10,10 +10,12 @@ import { fileURLToPath } from "node:url";
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, "../../..");
 
-// It also answers two paths that steer chromium's virtual time (--virtual-time-budget only
-// advances while no fetch is pending, and then runs far ahead of the wall clock): the page
-// fetches "/hold" at start, which stays unanswered until the page fetches "/release" (when it
-// has seen what it waited for) or holdMs pass; so the page lives in real time meanwhile.
+// It also answers two paths that decide when chromium dumps the DOM: --dump-dom waits for the
+// page's load event (and --virtual-time-budget only counts while no fetch is pending), so the
+// page adds an <img src="/hold"> that stays unanswered until the page fetches "/release"
+// (once it has seen what it waited for) or holdMs pass. The page thus lives in real time until
+// it is done, however slow the machine. (A pending fetch() alone did not hold chromium 156
+// reliably: it sometimes dumped mid-upgrade.)
 //
 // serveStatic: resolves {url, requests, close()}; `requests` lists the paths asked for.
 export function serveStatic({ holdMs = 15000 } = {}) {
@@ -23,6 +25,8 @@ export function serveStatic({ holdMs = 15000 } = {}) {
       file: path.join(ROOT, "node_modules/socket.io-client/dist/socket.io.min.js") },
   };
   const requests = [];
+  const log = [];
+  const t0 = Date.now();
   const held = new Set();
   const release = () => {
     for (const res of held) {
@@ -37,6 +41,7 @@ export function serveStatic({ holdMs = 15000 } = {}) {
   const server = http.createServer((req, res) => {
     const p = new URL(req.url, "http://x").pathname;
     requests.push(p);
+    log.push(`${Date.now() - t0}ms ${p}`);
     if (p === "/hold") {
       // nothing is sent until the release: the fetch stays pending as a whole
       held.add(res);
@@ -71,6 +76,7 @@ export function serveStatic({ holdMs = 15000 } = {}) {
       resolve({
         url: `http://127.0.0.1:${port}`,
         requests,
+        log,
         close: () => new Promise((r) => { release(); server.closeAllConnections?.(); server.close(() => r()); }),
       });
     });
