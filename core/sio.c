@@ -228,6 +228,26 @@ static const char *token_of(const cJSON *obj) {
   return cJSON_IsString(t) && t->valuestring[0] ? t->valuestring : NULL;
 }
 
+/* Refuse a CONNECT: CONNECT_ERROR {"message", "data":{"code"}} (when the session is still
+ * open), then discard the socket that was never joined. */
+static void connect_refuse(sl_session *s, const sio_packet *p, sl_socket *sock,
+                           const char *message, const char *code) {
+  if (s->state != SL_ST_CLOSED) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "message", message);
+    if (code) cJSON_AddStringToObject(cJSON_AddObjectToObject(o, "data"), "code", code);
+    char *t = cJSON_PrintUnformatted(o);
+    sl_session_send(s, sl_sio_encode(SIO_CONNECT_ERROR, p->nsp, p->nsplen, -1, t, strlen(t), 0));
+    free(t);
+    cJSON_Delete(o);
+  }
+  sl_mq_clear(&sock->early);
+  if (s->srv->gw->lua) sl_lua_socket_gone(s->srv->gw->lua, sock);
+  free(sock->principal);
+  free(sock->auth_token);
+  free(sock);
+}
+
 /* ---- CONNECT ------------------------------------------------------------------------- */
 
 static void handle_connect(sl_session *s, const sio_packet *p, cJSON *payload) {
@@ -254,26 +274,8 @@ static void handle_connect(sl_session *s, const sio_packet *p, cJSON *payload) {
   if (ns->cfg && ns->cfg->auth_required) {
     char why[256] = "";
     int a = authorize(sock, tok ? tok : s->bearer, NULL, why, sizeof why);
-    if (s->state == SL_ST_CLOSED) {
-      if (gw->lua) sl_lua_socket_gone(gw->lua, sock);
-      free(sock->principal);
-      free(sock->auth_token);
-      free(sock);
-      return;
-    }
-    if (a != AUTH_OK) {
-      cJSON *o = cJSON_CreateObject();
-      cJSON_AddStringToObject(o, "message", why);
-      cJSON *d = cJSON_AddObjectToObject(o, "data");
-      cJSON_AddStringToObject(d, "code", a == AUTH_LIMITED ? "RATE_LIMITED" : "AUTH_REJECTED");
-      char *t = cJSON_PrintUnformatted(o);
-      sl_session_send(s, sl_sio_encode(SIO_CONNECT_ERROR, p->nsp, p->nsplen, -1, t, strlen(t), 0));
-      free(t);
-      cJSON_Delete(o);
-      if (gw->lua) sl_lua_socket_gone(gw->lua, sock);
-      free(sock->principal);
-      free(sock->auth_token);
-      free(sock);
+    if (a != AUTH_OK || s->state == SL_ST_CLOSED) {
+      connect_refuse(s, p, sock, why, a == AUTH_LIMITED ? "RATE_LIMITED" : "AUTH_REJECTED");
       return;
     }
   }
@@ -285,25 +287,8 @@ static void handle_connect(sl_session *s, const sio_packet *p, cJSON *payload) {
                                auth ? strlen(auth) : 0, reason, sizeof reason);
     free(auth);
     sock->connecting = 0;
-    if (!ok || s->state == SL_ST_CLOSED) sl_mq_clear(&sock->early);
-    if (s->state == SL_ST_CLOSED) {
-      if (gw->lua) sl_lua_socket_gone(gw->lua, sock);
-      free(sock->principal);
-      free(sock->auth_token);
-      free(sock);
-      return;
-    }
-    if (!ok) {
-      cJSON *o = cJSON_CreateObject();
-      cJSON_AddStringToObject(o, "message", reason);
-      char *t = cJSON_PrintUnformatted(o);
-      sl_session_send(s, sl_sio_encode(SIO_CONNECT_ERROR, p->nsp, p->nsplen, -1, t, strlen(t), 0));
-      free(t);
-      cJSON_Delete(o);
-      if (gw->lua) sl_lua_socket_gone(gw->lua, sock);
-      free(sock->principal);
-      free(sock->auth_token);
-      free(sock);
+    if (!ok || s->state == SL_ST_CLOSED) {
+      connect_refuse(s, p, sock, reason, NULL);
       return;
     }
   }
