@@ -123,6 +123,8 @@ int main(int argc, char **argv) {
       return 1;
     }
   }
+  /* Signals first: a SIGTERM right after "listening" must stop gracefully. */
+  sluice_handle_signals(gw);
   if (sluice_start(gw, err, sizeof err) != 0) {
     fprintf(stderr, "sluice: %s\n", err);
     sluice_stop(gw, NULL, NULL);
@@ -130,7 +132,6 @@ int main(int argc, char **argv) {
     sluice_free(gw);
     return 1;
   }
-  sluice_handle_signals(gw);
   sluice_watch_config(gw);
   uv_run(loop, UV_RUN_DEFAULT);
   sluice_free(gw);
