@@ -810,6 +810,21 @@ static tcp_sample tcp_win_start, tcp_last;
 static uint64_t txq_max, client_rxq_max;
 static int tcp_samples;
 static struct rusage ru_win_start, ru_win_end;
+
+/* Machine-wide busy CPU seconds (all cpus) from /proc/stat, to see how much CPU other
+ * processes took during the window (other = busy - server - loadgen). */
+static double sys_busy_s(void) {
+  FILE *f = fopen("/proc/stat", "r");
+  if (!f) return -1;
+  unsigned long long v[8] = {0};
+  int n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5],
+                 &v[6], &v[7]);
+  fclose(f);
+  if (n < 8) return -1;
+  /* user nice system idle iowait irq softirq steal: busy excludes idle and iowait */
+  return (double)(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / (double)clk_tck;
+}
+static double busy_win_start, busy_win_end;
 static uv_timer_t ramp_timer, tick_timer;
 
 static void do_sample(int with_tcp) {
@@ -905,6 +920,20 @@ static void report(void) {
          client_rxq_max, tcp_last.server_socks);
   printf("\"loadgen\":{\"cpu_s\":%.3f,\"cpu_util\":%.3f,\"maxrss_kb\":%ld},", lg_cpu, win > 0 ? lg_cpu / win : 0,
          ru_win_end.ru_maxrss);
+  {
+    double busy = busy_win_start >= 0 && busy_win_end >= 0 ? busy_win_end - busy_win_start : -1;
+    double other = busy >= 0 ? busy - lg_cpu - (cpu > 0 ? cpu : 0) : -1;
+    if (other < 0 && busy >= 0) other = 0; /* tick rounding */
+    double la[3] = {0, 0, 0};
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f) {
+      if (fscanf(f, "%lf %lf %lf", &la[0], &la[1], &la[2]) != 3) la[0] = la[1] = la[2] = 0;
+      fclose(f);
+    }
+    printf("\"machine\":{\"ncpu\":%ld,\"busy_cpu_util\":%.3f,\"other_cpu_util\":%.3f,\"loadavg1\":%.2f},",
+           sysconf(_SC_NPROCESSORS_ONLN), busy >= 0 && win > 0 ? busy / win : -1,
+           other >= 0 && win > 0 ? other / win : -1, la[0]);
+  }
   printf("\"fast_delivery_pct_of_max\":%.2f}\n", pct(fmin, fmax));
   fflush(stdout);
 }
@@ -958,6 +987,7 @@ static void on_tick(uv_timer_t *t) {
       rss_max_window_kb = ps_win_start.rss_kb;
       tcp_win_start = sample_tcp(opt.port);
       getrusage(RUSAGE_SELF, &ru_win_start);
+      busy_win_start = sys_busy_s();
       t_window_start = mono_s();
       measuring = 1;
     }
@@ -970,6 +1000,7 @@ static void on_tick(uv_timer_t *t) {
       if (ps_win_end.ok && ps_win_end.rss_kb > rss_max_window_kb) rss_max_window_kb = ps_win_end.rss_kb;
       if (ps_win_end.ok && ps_win_end.rss_kb > rss_max_kb) rss_max_kb = ps_win_end.rss_kb;
       getrusage(RUSAGE_SELF, &ru_win_end);
+      busy_win_end = sys_busy_s();
       do_sample(1);
       phase = PH_DONE;
       report();
