@@ -58,6 +58,11 @@ $(BUILD)/spec/%: spec/unit/%.c spec/unit/testlib.h $(BUILD)/libsluice.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Ispec/unit $(LDFLAGS) -rdynamic -o $@ $< $(BUILD)/libsluice.a $(LDLIBS)
 
+# Hook micro-benchmark: the Lua hooks called as the core calls them, ns per call.
+$(BUILD)/bench/bench_hooks: spec/lua/bench_hooks.c spec/unit/fake_core.c $(BUILD)/libsluice.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -O2 -Ispec/unit -o $@ $< $(BUILD)/libsluice.a $(LDLIBS)
+
 $(BUILD)/bench/%: spec/bench/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -O2 -o $@ $< -luv -lm
@@ -92,7 +97,7 @@ valgrind: all
 	  else fail=$$((fail+1)); echo "valgrind $$t: FAILED"; tail -n 40 $$t.valgrind.log; fi; \
 	done; echo "$$pass passed, $$fail failed"; [ $$fail -eq 0 ]
 
-bench: deps all $(BENCH_BIN)
+bench: deps all $(BENCH_BIN) $(BUILD)/bench/bench_hooks
 	@bash spec/bench/run.sh
 
 fuzz:
