@@ -1024,7 +1024,9 @@ static int do_publish(lua_State *L, const char *ns, const char *topic, int paylo
   sl_lua *vm = vm_of(L);
   sl_gateway *gw = need_gw(L);
   payload_arg(L, vm, payload_idx, raw);
-  sl_publish_opts o = {.server = server, .to = to, .source = SL_SRC_LUA, .from = NULL};
+  /* our own encoder made the JSON: the core need not parse it again */
+  sl_publish_opts o = {.server = server, .to = to, .source = SL_SRC_LUA, .from = NULL,
+                       .trusted_json = !raw};
   char msgid[SL_MSGID_MAX];
   msgid[0] = 0;
   int rc = sl_publish(gw, ns, topic, vm->jb, vm->jlen, &o, msgid);
