@@ -25,6 +25,16 @@ fi
 
 build() { # build <target>
   mkdir -p "$OUT"
+  if [[ "$1" == fuzz_config ]]; then
+    # The config loader runs inside the Lua binding: link the VM, the embedded Lua library
+    # and the recording fake core (no network).
+    bash .ci/embed-lua.sh "$OUT/lua_embedded.c" lua/*.lua
+    # shellcheck disable=SC2086
+    "$CC_FUZZ" $CFLAGS_FUZZ -Ilua -Ispec/unit $(pkg-config --cflags luajit) "spec/fuzz/$1.c" \
+      lua/config.c lua/vm.c core/util.c "$OUT/lua_embedded.c" \
+      -lluajit-5.1 -lyaml -lcjson -luv -lcrypto -lm -ldl -o "$OUT/$1"
+    return
+  fi
   # shellcheck disable=SC2086
   "$CC_FUZZ" $CFLAGS_FUZZ "spec/fuzz/$1.c" $SRCS -lcjson -o "$OUT/$1"
 }
