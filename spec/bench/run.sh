@@ -15,10 +15,10 @@
 #                        (0 = kernel default, autotuned up to tcp_wmem max)
 #   BENCH_RESULTS=spec/bench/RESULTS.md   where to write the report
 #   BUILD=build          build directory (loadgen and sluice binaries)
+#   SLUICE_ARGS="--log-level warn"   extra arguments for sluice
 # Everything is bounded in time (timeout(1) around every client run); traffic only to 127.0.0.1.
 set -uo pipefail
-cd "$(dirname "$0")/../.."
-ROOT=$(pwd)
+cd "$(dirname "$0")/../.." || exit 1
 BUILD=${BUILD:-build}
 QUICK=${BENCH_QUICK:-0}
 if [ "$QUICK" = 1 ]; then RUNS=${BENCH_RUNS:-1}; else RUNS=${BENCH_RUNS:-3}; fi
@@ -76,8 +76,8 @@ free_port() {
 }
 
 wait_listen() { # port pid timeout_s
-  local i
-  for i in $(seq 1 $(($3 * 10))); do
+  local _
+  for _ in $(seq 1 $(($3 * 10))); do
     kill -0 "$2" 2>/dev/null || return 1
     ss -Hltn "( sport = :$1 )" 2>/dev/null | grep -q . && return 0
     sleep 0.1
@@ -92,7 +92,10 @@ start_server() {
   local cmd
   case $kind in
     socketio) cmd=(env PORT="$port" "$@" node spec/bench/baseline-socketio.mjs) ;;
-    sluice) cmd=(env PORT="$port" "$@" "$SLUICE" spec/bench/sluice-bench.lua ${SLUICE_ARGS:---log-level warn}) ;;
+    sluice)
+      local extra
+      read -r -a extra <<<"${SLUICE_ARGS:---log-level warn}"
+      cmd=(env PORT="$port" "$@" "$SLUICE" spec/bench/sluice-bench.lua "${extra[@]}") ;;
   esac
   echo "${cmd[*]}" >>"$CMDS"
   "${cmd[@]}" >"$SERVER_LOG" 2>&1 &
@@ -113,8 +116,8 @@ HAVE_SLUICE=0
 SLUICE_SRC=$SLUICE
 SLUICE_STATUS="not built ($SLUICE_SRC missing)"
 probe_sluice() {
-  local i
-  for i in 1 2 3 4 5 6; do [ -x "$SLUICE_SRC" ] && break; sleep 5; done
+  local _
+  for _ in 1 2 3 4 5 6; do [ -x "$SLUICE_SRC" ] && break; sleep 5; done
   [ -x "$SLUICE_SRC" ] || return 1
   SLUICE=$OUT/sluice-$STAMP
   cp "$SLUICE_SRC" "$SLUICE" || { SLUICE_STATUS="cannot copy $SLUICE_SRC"; return 1; }
