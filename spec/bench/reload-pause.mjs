@@ -126,8 +126,9 @@ const out = {
   gap_ms_quiet_max: r3(Math.max(...quietGaps)),
 };
 console.log(JSON.stringify(out));
+const dropped = disconnects;
 for (const s of socks) s.close();
 srv.kill("SIGTERM");
 await new Promise((r) => srv.on("exit", r));
 rmSync(dir, { recursive: true, force: true });
-process.exit(disconnects === 0 ? 0 : 1);
+process.exit(dropped === 0 ? 0 : 1);

@@ -23,7 +23,7 @@ BUILD=${BUILD:-build}
 QUICK=${BENCH_QUICK:-0}
 if [ "$QUICK" = 1 ]; then RUNS=${BENCH_RUNS:-1}; else RUNS=${BENCH_RUNS:-3}; fi
 SERVERS=${BENCH_SERVERS:-"sluice socketio"}
-SCENARIOS=${BENCH_SCENARIOS:-"fanout slow slow0 idle latency hooks"}
+SCENARIOS=${BENCH_SCENARIOS:-"fanout slow slow0 idle latency hooks reload"}
 PORT_NEXT=${BENCH_PORT:-39100}
 SNDBUF=${BENCH_SNDBUF:-65536}
 RESULTS=${BENCH_RESULTS:-spec/bench/RESULTS.md}
@@ -226,6 +226,20 @@ servers_for() {
 T0=$(date +%s)
 for sc in $SCENARIOS; do
   for run in $(seq 1 "$RUNS"); do
+    if [ "$sc" = reload ]; then
+      # Hot reload pause under a 1 kHz feed to 100 socket.io clients (Sluice only): once.
+      [ "$HAVE_SLUICE" = 1 ] && [ "$run" = 1 ] || continue
+      echo "node spec/bench/reload-pause.mjs --clients 100 --reloads 10 --sluice $SLUICE" >>"$CMDS"
+      timeout 120 node spec/bench/reload-pause.mjs --clients 100 --reloads 10 --sluice "$SLUICE" \
+        >"$OUT/reload-$STAMP.json" 2>>"$NOTES" || note "reload-pause failed (exit $?)"
+      continue
+    fi
+    if [ "$sc" = hooks ] && [ "$run" = 1 ] && [ -x "$BUILD/bench/bench_hooks" ]; then
+      # Per-call hook cost as the core calls the hooks (no producer, no network around it).
+      echo "$BUILD/bench/bench_hooks 1000000" >>"$CMDS"
+      timeout 300 "$BUILD/bench/bench_hooks" 1000000 >"$OUT/hooks-micro-$STAMP.txt" 2>>"$NOTES" ||
+        note "bench_hooks failed (exit $?)"
+    fi
     if [ "$sc" = hooks ]; then
       # Lua hook cost: Sluice only, no hooks vs a route hook vs a coalesceKey hook, interleaved
       [ "$HAVE_SLUICE" = 1 ] || continue
@@ -242,5 +256,7 @@ log "measurements took $((T1 - T0)) s"
 
 node spec/bench/report.mjs --results "$JSONL" --commands "$CMDS" --notes "$NOTES" \
   --out "$RESULTS" --quick "$QUICK" --runs "$RUNS" --sluice-status "$SLUICE_STATUS" \
-  --elapsed "$((T1 - T0))" --sluice-version "$SLUICE_VERSION" || { log "report failed"; exit 1; }
+  --elapsed "$((T1 - T0))" --sluice-version "$SLUICE_VERSION" \
+  --hooks-micro "$OUT/hooks-micro-$STAMP.txt" --reload "$OUT/reload-$STAMP.json" ||
+  { log "report failed"; exit 1; }
 log "wrote $RESULTS (raw: $JSONL)"
