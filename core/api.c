@@ -296,7 +296,7 @@ static void metrics_text(sl_gateway *gw, sl_sbuf *b) {
   sl_sbuf_printf(b, "sluice_reload_duration_milliseconds %.3f\n", gw->last_reload_ms);
   metric_head(b, "sluice_lua_errors_total", "counter", "Errors raised by Lua hooks, timers and producers");
   sl_sbuf_printf(b, "sluice_lua_errors_total %llu\n",
-                 (unsigned long long)(gw->lua ? sl_lua_error_count(gw->lua) : 0));
+                 (unsigned long long)(gw->lua_errors + (gw->lua ? sl_lua_error_count(gw->lua) : 0)));
   metric_head(b, "sluice_lua_memory_bytes", "gauge", "Memory used by the Lua VM");
   sl_sbuf_printf(b, "sluice_lua_memory_bytes %zu\n", gw->lua ? sl_lua_memory_bytes(gw->lua) : (size_t)0);
 }

@@ -124,7 +124,6 @@ static void gateway_destroy(sl_gateway *gw) {
     sl_ns_free(&srv->root);
     free(srv->ns);
     sl_hash_free(&srv->sessions);
-    sl_hash_free(&srv->eio_conns);
     sl_auth_free_table(srv);
   }
   free(gw->servers);

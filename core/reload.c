@@ -164,7 +164,10 @@ int sluice_reload(sluice_t *gw, char *err, size_t errlen) {
   gw->cfg = nc;
   gw->lua = vm;
   sl_config_free(oc); /* unrefs hooks in the old VM, still open */
-  if (ovm) sl_lua_close(ovm);
+  if (ovm) {
+    gw->lua_errors += sl_lua_error_count(ovm);
+    sl_lua_close(ovm);
+  }
   gw->reloads_ok++;
   for (size_t i = 0; i < gw->nservers; i++) {
     sl_server *srv = &gw->servers[i];

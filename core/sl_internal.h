@@ -156,7 +156,6 @@ struct sl_server {
   size_t nns;
   sl_ns root;               /* implicit "/" */
   sl_hash sessions;         /* Engine.IO sid -> sl_session */
-  sl_hash eio_conns;        /* raw Engine.IO endpoint sessions */
   sl_hash auth_failures;    /* remote address -> recent auth failures (rate limit) */
   sl_link conns;            /* every sl_conn of this server */
   bool listening;
@@ -299,7 +298,6 @@ struct sl_eio_conn {
 
 struct sl_gateway {
   uv_loop_t *loop;
-  bool own_loop;
   sl_config *cfg;
   struct sl_lua *lua;
   sl_server *servers;
@@ -319,7 +317,7 @@ struct sl_gateway {
   uint64_t msg_counter;
   char boot_id[12];
   uint64_t started_ms;
-  uint64_t lua_errors;
+  uint64_t lua_errors;       /* Lua errors of VMs replaced by reloads (keeps the counter monotonic) */
   sl_inflight **acks;       /* min-heap of ack deadlines (no periodic scans) */
   uint32_t nacks, capacks;
   uv_timer_t ack_timer;

@@ -208,3 +208,22 @@ test("reloads under a 1 kHz feed to 100 clients drop no connection and no AT_LEA
     assertCleanExit(await srv.stop());
   }
 });
+
+test("sluice_lua_errors_total stays monotonic across a reload (the old VM's errors are kept)", async () => {
+  const erring = (v) => `return { servers = { main = { host = "127.0.0.1", port = 0,
+    namespaces = { { path = "/feed", topics = { "ticks" } } },
+    onStart = function() sluice.every(20, function() error("tick ${v} failed") end) end } } }`;
+  const file = writeConfig(erring(1));
+  const srv = await startServer(null, { file });
+  try {
+    const errors = () => metric(srv.port, /sluice_lua_errors_total (\d+)/);
+    await withTimeout((async () => { while ((await errors()) < 5) await sleep(20); })(), 5000, "5 Lua errors");
+    const before = await errors();
+    writeFileSync(file, erring(2));
+    assert.equal((await reload(srv.port)).status, 200);
+    const after = await errors();
+    assert.ok(after >= before, `counter went back from ${before} to ${after}`);
+  } finally {
+    assertCleanExit(await srv.stop());
+  }
+});
