@@ -351,10 +351,11 @@ static const char status_page[] =
   "<h1>Sluice</h1><p id=up></p><table id=t><thead><tr><th>server / namespace / topic</th>"
   "<th>clients</th><th>subscribers</th><th>published</th><th>queued msgs</th><th>queued bytes</th>"
   "</tr></thead><tbody></tbody></table><script>"
+  "function esc(x){return String(x).replace(/[&<>\"']/g,c=>'&#'+c.charCodeAt(0)+';');}"
   "async function tick(){try{const s=await (await fetch('/api/stats')).json();"
   "document.getElementById('up').textContent='uptime '+Math.round(s.uptimeMs/1000)+' s';"
   "const rows=[];for(const sv of s.servers)for(const ns of sv.namespaces)for(const t of ns.topics)"
-  "rows.push('<tr><td>'+sv.name+' '+ns.path+' '+t.name+'</td><td>'+ns.clients+'</td><td>'+t.subscribers+"
+  "rows.push('<tr><td>'+esc(sv.name+' '+ns.path+' '+t.name)+'</td><td>'+ns.clients+'</td><td>'+t.subscribers+"
   "'</td><td>'+t.published+'</td><td>'+t.queuedMessages+'</td><td>'+t.queuedBytes+'</td></tr>');"
   "document.querySelector('#t tbody').innerHTML=rows.join('');}catch(e){}}"
   "tick();setInterval(tick,1000);</script></body></html>";
