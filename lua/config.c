@@ -193,26 +193,6 @@ static int opt_string(vctx *c, int t, const char *key, char **out, const char *d
   return 0;
 }
 
-static int opt_int(vctx *c, int t, const char *key, int64_t *out, int64_t def) {
-  lua_State *L = c->L;
-  int ty = get_field(L, t, key);
-  if (ty == LUA_TNIL) {
-    lua_pop(L, 1);
-    *out = def;
-    return 0;
-  }
-  if (ty != LUA_TNUMBER) {
-    lua_pop(L, 1);
-    return verr(c, "%s must be a number", key);
-  }
-  double d = lua_tonumber(L, -1);
-  lua_pop(L, 1);
-  if (!isfinite(d) || d != floor(d) || fabs(d) > 9007199254740992.0)
-    return verr(c, "%s must be an integer", key);
-  *out = (int64_t)d;
-  return 0;
-}
-
 static int opt_number(vctx *c, int t, const char *key, double *out, double def) {
   lua_State *L = c->L;
   int ty = get_field(L, t, key);
@@ -228,6 +208,15 @@ static int opt_number(vctx *c, int t, const char *key, double *out, double def) 
   *out = lua_tonumber(L, -1);
   lua_pop(L, 1);
   if (!isfinite(*out)) return verr(c, "%s must be a finite number", key);
+  return 0;
+}
+
+static int opt_int(vctx *c, int t, const char *key, int64_t *out, int64_t def) {
+  double d;
+  int r = opt_number(c, t, key, &d, (double)def);
+  if (r) return r;
+  if (d != floor(d) || fabs(d) > 9007199254740992.0) return verr(c, "%s must be an integer", key);
+  *out = (int64_t)d;
   return 0;
 }
 
