@@ -174,39 +174,40 @@ static int get_field(lua_State *L, int t, const char *key) {
   return lua_type(L, -1);
 }
 
-static int opt_string(vctx *c, int t, const char *key, char **out, const char *def) {
+/* Push t[key] when it has Lua type `want`. Returns 1 (value pushed), 0 (absent: nothing
+ * pushed) or SL_ECONFIG ("<key> must be <what>" recorded; nothing pushed). */
+static int typed_field(vctx *c, int t, const char *key, int want, const char *what) {
   lua_State *L = c->L;
   int ty = get_field(L, t, key);
-  if (ty == LUA_TNIL) {
-    lua_pop(L, 1);
-    *out = def ? sl_xstrdup(def) : NULL;
-    return 0;
-  }
-  if (ty != LUA_TSTRING) {
-    lua_pop(L, 1);
-    return verr(c, "%s must be a string", key);
+  if (ty == want) return 1;
+  lua_pop(L, 1);
+  if (ty == LUA_TNIL) return 0;
+  if (want == LUA_TBOOLEAN && ty == LUA_TSTRING)
+    return verr(c, "%s must be a boolean (true or false; in YAML, yes/no/on/off are strings)", key);
+  return verr(c, "%s must be %s", key, what);
+}
+
+static int opt_string(vctx *c, int t, const char *key, char **out, const char *def) {
+  int r = typed_field(c, t, key, LUA_TSTRING, "a string");
+  if (r <= 0) {
+    if (r == 0) *out = def ? sl_xstrdup(def) : NULL;
+    return r;
   }
   size_t len;
-  const char *s = lua_tolstring(L, -1, &len);
+  const char *s = lua_tolstring(c->L, -1, &len);
   *out = sl_xstrndup(s, len);
-  lua_pop(L, 1);
+  lua_pop(c->L, 1);
   return 0;
 }
 
 static int opt_number(vctx *c, int t, const char *key, double *out, double def) {
-  lua_State *L = c->L;
-  int ty = get_field(L, t, key);
-  if (ty == LUA_TNIL) {
-    lua_pop(L, 1);
-    *out = def;
-    return 0;
+  int r = typed_field(c, t, key, LUA_TNUMBER, "a number");
+  if (r <= 0) {
+    if (r == 0) *out = def;
+    return r;
   }
-  if (ty != LUA_TNUMBER) {
-    lua_pop(L, 1);
-    return verr(c, "%s must be a number", key);
-  }
-  *out = lua_tonumber(L, -1);
-  lua_pop(L, 1);
+  *out = lua_tonumber(c->L, -1);
+  lua_pop(c->L, 1);
   if (!isfinite(*out)) return verr(c, "%s must be a finite number", key);
   return 0;
 }
@@ -221,23 +222,13 @@ static int opt_int(vctx *c, int t, const char *key, int64_t *out, int64_t def) {
 }
 
 static int opt_bool(vctx *c, int t, const char *key, bool *out, bool def) {
-  lua_State *L = c->L;
-  int ty = get_field(L, t, key);
-  if (ty == LUA_TNIL) {
-    lua_pop(L, 1);
-    *out = def;
-    return 0;
+  int r = typed_field(c, t, key, LUA_TBOOLEAN, "a boolean");
+  if (r <= 0) {
+    if (r == 0) *out = def;
+    return r;
   }
-  if (ty != LUA_TBOOLEAN) {
-    bool str = ty == LUA_TSTRING;
-    lua_pop(L, 1);
-    if (str)
-      return verr(c, "%s must be a boolean (true or false; in YAML, yes/no/on/off are strings)",
-                  key);
-    return verr(c, "%s must be a boolean", key);
-  }
-  *out = lua_toboolean(L, -1);
-  lua_pop(L, 1);
+  *out = lua_toboolean(c->L, -1);
+  lua_pop(c->L, 1);
   return 0;
 }
 
