@@ -24,6 +24,19 @@ return { servers = { main = {
 } } }
 `;
 
+// A server on cfg({version: 1}) and one websocket client subscribed to "ticks" that has
+// received its first tick.
+async function tickingClient() {
+  const file = writeConfig(cfg({ version: 1 }));
+  const srv = await startServer(null, { file });
+  const s = client(`${srv.url}/feed`, { transports: ["websocket"] });
+  await connected(s);
+  const ticks = new Inbox(s, "ticks");
+  s.emit("subscribe", { topic: "ticks" });
+  await ticks.next();
+  return { file, srv, s, ticks };
+}
+
 async function reload(port) {
   const r = await fetch(`http://127.0.0.1:${port}/api/reload`, { method: "POST", signal: AbortSignal.timeout(10000) });
   return { status: r.status, body: await r.json() };
@@ -73,14 +86,8 @@ test("reload keeps the connection and changes behaviour from the next publish", 
 });
 
 test("a broken config is refused and the old behaviour keeps running", async () => {
-  const file = writeConfig(cfg({ version: 1 }));
-  const srv = await startServer(null, { file });
-  const s = client(`${srv.url}/feed`, { transports: ["websocket"] });
+  const { file, srv, s, ticks } = await tickingClient();
   try {
-    await connected(s);
-    const ticks = new Inbox(s, "ticks");
-    s.emit("subscribe", { topic: "ticks" });
-    await ticks.next();
     for (const bad of [
       "return { servers = { main = { namespaces = { { path = 'feed', topics = {'t'} } } } } }",
       "return { servers = {",
@@ -134,14 +141,8 @@ test("a removed namespace disconnects its sockets; a removed topic stops its del
 });
 
 test("SIGHUP and a file change reload; a changed port is reported as needing a restart", async () => {
-  const file = writeConfig(cfg({ version: 1 }));
-  const srv = await startServer(null, { file });
-  const s = client(`${srv.url}/feed`, { transports: ["websocket"] });
+  const { file, srv, s, ticks } = await tickingClient();
   try {
-    await connected(s);
-    const ticks = new Inbox(s, "ticks");
-    s.emit("subscribe", { topic: "ticks" });
-    await ticks.next();
     writeFileSync(file, cfg({ version: 2 }));
     srv.proc.kill("SIGHUP");
     await ticks.until(([p]) => p.version === 2);
