@@ -41,6 +41,7 @@ int sl_ns_init(sl_ns *ns, sl_server *srv, sl_ns_config *cfg) {
   ns->cfg = cfg;
   ns->path = sl_xstrdup(cfg ? cfg->path : "/");
   ns->pathlen = strlen(ns->path);
+  ns->json_path = json_string_literal(ns->path);
   ns->implicit_root = cfg == NULL;
   if (cfg && cfg->ntopics) {
     ns->ntopics = cfg->ntopics;
@@ -66,6 +67,7 @@ void sl_ns_free(sl_ns *ns) {
   }
   free(ns->topics);
   free(ns->path);
+  free(ns->json_path);
   sl_hash_free(&ns->sockets);
 }
 
@@ -725,10 +727,8 @@ static sl_msg *encode_delivery(sl_ns *ns, sl_topic *t, const char *payload, size
   char meta[512];
   int ml = 0;
   if (alo) {
-    char *jns = json_string_literal(ns->path);
     ml = snprintf(meta, sizeof meta, ",{\"namespace\":%s,\"topic\":%s,\"messageId\":\"%s\",\"ackRequired\":true}",
-                  jns, t->json_name, msgid);
-    free(jns);
+                  ns->json_path, t->json_name, msgid);
     if (ml >= (int)sizeof meta) ml = (int)sizeof meta - 1;
   }
   bool root = ns->pathlen == 1;

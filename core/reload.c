@@ -67,6 +67,7 @@ static void ns_move(sl_ns *dst, sl_ns *old, sl_ns_config *nc) {
       topics[i] = tmp.topics[0];
       free(tmp.topics);
       free(tmp.path);
+      free(tmp.json_path);
     }
     topics[i].ns = dst;
   }

@@ -138,6 +138,7 @@ typedef struct sl_ns {
   struct sl_server *srv;
   sl_ns_config *cfg;        /* owned by the server's config generation */
   char *path;
+  char *json_path;          /* the path as a JSON string literal (delivery metadata) */
   size_t pathlen;
   sl_topic *topics;
   size_t ntopics;
