@@ -682,7 +682,9 @@ void sl_gateway_flush_dirty(sl_gateway *gw) {
 
 /* ---- publish ------------------------------------------------------------------------------- */
 
-static char *key_from_path(const cJSON *root, const char *path) {
+/* The key at a field path ("symbol", "quote.symbol"): in buf (cap bytes) when it fits, else
+ * malloc'd; NULL when the field is missing or not a scalar. */
+static char *key_from_path(const cJSON *root, const char *path, char *buf, size_t cap) {
   const cJSON *cur = root;
   const char *p = path;
   while (*p && cur) {
@@ -696,14 +698,17 @@ static char *key_from_path(const cJSON *root, const char *path) {
     p = dot ? dot + 1 : p + n;
   }
   if (!cur) return NULL;
-  if (cJSON_IsString(cur)) return sl_xstrdup(cur->valuestring);
-  if (cJSON_IsNumber(cur)) {
-    char b[40];
-    snprintf(b, sizeof b, "%.17g", cur->valuedouble);
-    return sl_xstrdup(b);
-  }
-  if (cJSON_IsBool(cur)) return sl_xstrdup(cJSON_IsTrue(cur) ? "true" : "false");
-  return NULL;
+  int n;
+  if (cJSON_IsString(cur))
+    n = snprintf(buf, cap, "%s", cur->valuestring);
+  else if (cJSON_IsNumber(cur))
+    n = snprintf(buf, cap, "%.17g", cur->valuedouble);
+  else if (cJSON_IsBool(cur))
+    n = snprintf(buf, cap, "%s", cJSON_IsTrue(cur) ? "true" : "false");
+  else
+    return NULL;
+  if (n >= 0 && (size_t)n < cap) return buf;
+  return cJSON_IsString(cur) ? sl_xstrdup(cur->valuestring) : NULL; /* numbers always fit */
 }
 
 static sl_server *find_server(sl_gateway *gw, const char *name, const char *ns, sl_ns **nsout) {
@@ -720,9 +725,10 @@ static sl_server *find_server(sl_gateway *gw, const char *name, const char *ns, 
   return NULL;
 }
 
-/* Encode the delivery packet once: 42<nsp>,["topic",payload(,meta)] */
+/* Encode the delivery packet once: 42<nsp>,["topic",payload(,meta)]. A coalesce key is
+ * stored in the same allocation, right after the packet (sl_msg_unref knows). */
 static sl_msg *encode_delivery(sl_ns *ns, sl_topic *t, const char *payload, size_t len,
-                               const char *msgid) {
+                               const char *msgid, const char *key) {
   bool alo = ns->cfg->delivery == SL_AT_LEAST_ONCE;
   char meta[512];
   int ml = 0;
@@ -734,8 +740,11 @@ static sl_msg *encode_delivery(sl_ns *ns, sl_topic *t, const char *payload, size
   bool root = ns->pathlen == 1;
   size_t tl = strlen(t->json_name);
   size_t total = 2 + (root ? 0 : ns->pathlen + 1) + 1 + tl + 1 + len + (size_t)ml + 1;
-  sl_msg *m = sl_msg_new(total, SL_MK_DELIVERY);
+  size_t kl = key ? strlen(key) + 1 : 0;
+  sl_msg *m = sl_msg_new(total + kl, SL_MK_DELIVERY);
+  m->len = (uint32_t)total;
   uint8_t *p = sl_msg_packet(m);
+  if (key) m->key = memcpy(p + total, key, kl);
   *p++ = '4';
   *p++ = '2';
   if (!root) {
@@ -771,11 +780,15 @@ static void deliver(sl_gateway *gw, sl_ns *ns, sl_topic *t, const char *payload,
                     const cJSON *parsed, const char *id, const sl_publish_opts *opts,
                     char **to, size_t nto) {
   const sl_ns_config *cfg = ns->cfg;
-  sl_msg *m = encode_delivery(ns, t, payload, len, id);
-  if (cfg->delivery == SL_AT_LEAST_ONCE) m->msgid = sl_xstrdup(id);
-  if (cfg->coalesce_key_path) m->key = key_from_path(parsed, cfg->coalesce_key_path);
+  char kbuf[256], *key = NULL;
+  if (cfg->coalesce_key_path)
+    key = key_from_path(parsed, cfg->coalesce_key_path, kbuf, sizeof kbuf);
   else if (cfg->coalesce_key_ref != SL_NOREF && gw->lua)
-    m->key = sl_lua_coalesce_key(gw->lua, cfg->coalesce_key_ref, t->name, payload, len);
+    key = sl_lua_coalesce_key_buf(gw->lua, cfg->coalesce_key_ref, t->name, payload, len, kbuf,
+                                  sizeof kbuf);
+  sl_msg *m = encode_delivery(ns, t, payload, len, id, key);
+  if (key != kbuf) free(key);
+  if (cfg->delivery == SL_AT_LEAST_ONCE) m->msgid = sl_xstrdup(id);
   t->m[SL_M_PUBLISHED]++;
   t->m[SL_M_PUBLISHED_BYTES] += len;
   if (cfg->snapshot_ref != SL_NOREF && gw->lua) {
@@ -790,7 +803,7 @@ static void deliver(sl_gateway *gw, sl_ns *ns, sl_topic *t, const char *payload,
       sl_msg_unref(t->last);
       t->last = NULL;
       if (state) {
-        t->last = encode_delivery(ns, t, state, strlen(state), id);
+        t->last = encode_delivery(ns, t, state, strlen(state), id, NULL);
         if (cfg->delivery == SL_AT_LEAST_ONCE) t->last->msgid = sl_xstrdup(id);
       }
     }

@@ -55,7 +55,7 @@ sl_msg *sl_msg_raw_new(const void *p, size_t len) {
 void sl_msg_unref(sl_msg *m) {
   if (!m || m->immortal) return;
   if (--m->refs == 0) {
-    free(m->key);
+    if (m->key != (char *)sl_msg_packet(m) + m->len) free(m->key); /* else stored inline */
     free(m->msgid);
     free(m);
   }

@@ -39,7 +39,7 @@ typedef struct sl_msg {
   uint8_t immortal;    /* static message: refcount ignored */
   uint8_t kind;        /* SL_MK_* */
   uint32_t est_bytes;  /* queue accounting: JSON length of the payload (StreamFenceJs) */
-  char *key;           /* coalesce key (owned) or NULL */
+  char *key;           /* coalesce key or NULL: owned, or inline right after the packet */
   char *msgid;         /* message id (owned) for deliveries, NULL otherwise */
   uint8_t buf[];
 } sl_msg;

@@ -54,8 +54,14 @@ void sl_lua_eio_message(sl_lua *vm, int ref, sl_eio_conn *c, const uint8_t *data
 void sl_lua_eio_event(sl_lua *vm, int ref, sl_eio_conn *c, const char *reason); /* open/close */
 void sl_lua_eio_gone(sl_lua *vm, sl_eio_conn *c);
 
-/* sl_lua_coalesce_key: call coalesceKey(topic, payload) once per publish. Returns a malloc'd
- * key (strings and numbers are accepted, numbers formatted %.14g) or NULL (no key / error). */
+/* sl_lua_coalesce_key_buf: call coalesceKey(topic, payload) once per publish (the payload
+ * is a read-only view of payload_json, see pview.c). Strings and numbers are keys (numbers
+ * formatted %.14g). Returns the NUL-terminated key in buf when it fits in cap bytes, else in
+ * a malloc'd string (the caller frees it when it is not buf), or NULL (no key / error). */
+char *sl_lua_coalesce_key_buf(sl_lua *vm, int ref, const char *topic, const char *payload_json,
+                              size_t len, char *buf, size_t cap);
+
+/* sl_lua_coalesce_key: the same, always returning a malloc'd key or NULL. */
 char *sl_lua_coalesce_key(sl_lua *vm, int ref, const char *topic, const char *payload_json,
                           size_t len);
 

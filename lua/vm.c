@@ -107,6 +107,13 @@ struct sl_lua {
   int encode_ref;        /* l_json_encode */
   int route_tbl_ref;     /* l_route_table */
   int view_ref;          /* the shared message view (userdata) */
+  int pview_ref;         /* the shared payload view (pview.c), rebound per call */
+  void *pview;           /* its memory */
+  char topic_c[64];      /* the topic string pinned at SLOT_TOPIC (push_topic) */
+  size_t topic_n;
+  int topic_ref;         /* the same string in the registry, for nested calls */
+  bool topic_pinned;     /* SLOT_TOPIC holds it too */
+  int uncapped;          /* > 0 while the core pushes hook arguments (outside any pcall) */
   struct msg_view *view; /* its memory (userdata never move) */
   /* hook_arity's front cache: functions kept alive by ar_hold (so an address is never
    * reused while cached), their declared parameter counts */
@@ -125,6 +132,14 @@ struct sl_timer {
   void **box;            /* the Lua box's pointer slot, NULL once the box was collected */
   sl_timer *prev, *next;
 };
+
+/* vm->L keeps a few values at fixed stack slots below everything else, so the per-publish
+ * hooks push them with lua_pushvalue instead of a registry lookup (set in sl_lua_new).
+ * Stack indices are relative to the running C function, so the slots are only reachable
+ * at the base level: from the core, on vm->L, with no Lua call in progress (AT_BASE).
+ * Nested calls (a hook publishing) and coroutines use the registry refs. */
+enum { SLOT_TB = 1, SLOT_PVIEW = 2, SLOT_MSG = 3, SLOT_TOPIC = 4 };
+#define AT_BASE(vm, L) ((L) == (vm)->L && (vm)->depth == 0)
 
 /* Registry keys: addresses of static chars (STYLE.md 14). */
 static char k_vm, k_sandbox, k_cjson_mt, k_array_mt, k_bytes_mt, k_client_mt, k_eio_mt, k_timer_mt;
@@ -151,8 +166,11 @@ static void *vm_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   }
   /* The cap applies only while Lua code runs (depth > 0), where a failed allocation is a
    * catchable "not enough memory". The gateway's own bookkeeping between calls (boxes,
-   * refs) never fails, so a script sitting near the cap cannot make the VM panic. */
-  if (nsize > old && vm->mem_limit && vm->depth > 0 && vm->mem - old + nsize > vm->mem_limit)
+   * refs) and the arguments it pushes for a nested hook call (vm->uncapped, outside any
+   * pcall of their own) never fail, so a script sitting near the cap cannot make the VM
+   * panic. */
+  if (nsize > old && vm->mem_limit && vm->depth > 0 && !vm->uncapped &&
+      vm->mem - old + nsize > vm->mem_limit)
     return NULL;
   void *p = realloc(ptr, nsize);
   if (!p) return NULL;
@@ -207,11 +225,18 @@ static int traceback_handler(lua_State *L) {
  * stack: fn, args... -> results (nresults) | nothing. Returns 0 or SL_ELUA. */
 static int sl_lua_call(sl_lua *vm, lua_State *L, int nargs, int nresults, const char *what) {
   int base = lua_gettop(L) - nargs; /* index of fn */
-  if (vm && vm->tb_ref > 0)
+  /* The VM's own stack keeps the handler at index 1 (sl_lua_new); elsewhere (a coroutine,
+   * a bare state) it is pushed below fn for the call. */
+  bool fixed = vm && AT_BASE(vm, L) && base > SLOT_TOPIC;
+  if (fixed) {
+    /* nothing to push */
+  } else if (vm && vm->tb_ref > 0) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, vm->tb_ref); /* pushcfunction would allocate per call */
-  else
+    lua_insert(L, base);
+  } else {
     lua_pushcfunction(L, traceback_handler);
-  lua_insert(L, base);
+    lua_insert(L, base);
+  }
   bool outer = !vm || vm->depth == 0;
   if (vm && outer) {
     /* The count hook stays installed (all Lua in this VM runs through here), so a call
@@ -221,9 +246,9 @@ static int sl_lua_call(sl_lua *vm, lua_State *L, int nargs, int nresults, const 
     vm->limit_hit = false;
   }
   if (vm) vm->depth++;
-  int status = lua_pcall(L, nargs, nresults, base);
+  int status = lua_pcall(L, nargs, nresults, fixed ? SLOT_TB : base);
   if (vm) vm->depth--;
-  lua_remove(L, base);
+  if (!fixed) lua_remove(L, base);
   if (status == 0) return 0;
 
   size_t len;
@@ -494,6 +519,13 @@ static void jb_value(lua_State *L, sl_lua *vm, int idx, int depth, bool allow_bi
     }
     break;
   case LUA_TUSERDATA: {
+    const char *vs;
+    size_t vn;
+    if (sl__pv_slice(L, idx, &vs, &vn)) { /* a payload view: its text, verbatim */
+      if (!sl__pv_valid(vs, vn)) luaL_error(L, "payload is not valid JSON");
+      jb_put(L, vm, vs, vn);
+      return;
+    }
     sl_bytes *b = test_ud(L, idx, &k_bytes_mt);
     if (!b) break;
     if (!allow_bin)
@@ -897,6 +929,11 @@ static bool decode_json(lua_State *L, const char *text, size_t len, const sl_bin
   return true;
 }
 
+/* sl__lua_decode_text: see sl_lua_int.h. */
+bool sl__lua_decode_text(lua_State *L, const char *text, size_t len) {
+  return decode_json(L, text, len, NULL, 0, NULL);
+}
+
 /* Arguments for l_decode_arg, which decodes core-supplied JSON inside a protected call. */
 struct decode_args {
   const char *text;
@@ -917,9 +954,11 @@ static int l_json_encode(lua_State *L) {
   return 1;
 }
 
+/* sluice.json.decode(text | payload view) -> value (a view gives a writable copy) */
 static int l_json_decode(lua_State *L) {
   size_t len, pos = 0;
-  const char *s = luaL_checklstring(L, 1, &len);
+  const char *s;
+  if (!sl__pv_slice(L, 1, &s, &len)) s = luaL_checklstring(L, 1, &len);
   if (!decode_json(L, s, len, NULL, 0, &pos))
     return luaL_error(L, "invalid JSON at position %d", (int)pos);
   return 1;
@@ -928,7 +967,12 @@ static int l_json_decode(lua_State *L) {
 /* sluice.json.is_array(v) -> true for tables marked as JSON arrays (decoded arrays and
  * sluice.json.array(t)) */
 static int l_json_is_array(lua_State *L) {
-  lua_pushboolean(L, lua_istable(L, 1) && has_mt(L, 1, &k_array_mt));
+  const char *s;
+  size_t n;
+  if (sl__pv_slice(L, 1, &s, &n))
+    lua_pushboolean(L, *s == '[');
+  else
+    lua_pushboolean(L, lua_istable(L, 1) && has_mt(L, 1, &k_array_mt));
   return 1;
 }
 
@@ -1029,7 +1073,18 @@ static int do_publish(lua_State *L, const char *ns, const char *topic, int paylo
                        .trusted_json = !raw};
   char msgid[SL_MSGID_MAX];
   msgid[0] = 0;
-  int rc = sl_publish(gw, ns, topic, vm->jb, vm->jlen, &o, msgid);
+  /* The hooks this publish runs (route, coalesceKey, snapshot) may encode JSON themselves,
+   * into vm->jb, while the core still reads the payload (and the payload views point into
+   * it): the payload keeps the buffer, encodes during the publish get a new one. */
+  char *buf = vm->jb;
+  size_t cap = vm->jcap;
+  vm->jb = NULL;
+  vm->jcap = 0;
+  int rc = sl_publish(gw, ns, topic, buf, vm->jlen, &o, msgid);
+  free(vm->jb);
+  vm->jb = buf;
+  vm->jcap = cap;
+  vm->jlen = 0;
   if (rc < 0) return luaL_error(L, "publish %s %s: %s", ns, topic, sl_strerror(rc));
   lua_pushstring(L, msgid);
   return 1;
@@ -1750,6 +1805,10 @@ static void install_module(sl_lua *vm) {
   }
   lua_pop(L, 2); /* stack: sluice */
 
+  /* Payload views pass for read-only tables: wrap the base library before the sandbox
+   * copies it (pview.c). */
+  sl__pv_open(L);
+
   /* The sandbox factory, built from the pristine globals. */
   if (luaL_loadbuffer(L, sandbox_src, sizeof sandbox_src - 1, "=sandbox")) {
     sl_log_error("lua: sandbox: %s", lua_tostring(L, -1));
@@ -1805,10 +1864,22 @@ sl_lua *sl_lua_new(sl_gateway *gw) {
   lua_pushlightuserdata(L, vm);
   lua_rawset(L, LUA_REGISTRYINDEX);
   luaL_openlibs(L);
+  /* The handler stays at stack index 1 for the VM's life: sl_lua_call names it as the error
+   * function without pushing and moving it per call. */
   lua_pushcfunction(L, traceback_handler);
+  lua_pushvalue(L, -1);
   vm->tb_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   install_module(vm);
   install_hooks(vm);
+  /* the pinned slots after SLOT_TB (see the enum) */
+  vm->pview = sl__pv_new(L);
+  lua_pushvalue(L, -1);
+  vm->pview_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, vm->view_ref);
+  lua_pushliteral(L, "");
+  lua_pushvalue(L, -1);
+  vm->topic_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  if (lua_gettop(L) != SLOT_TOPIC) abort();
   if (vm->instr_limit) lua_sethook(L, count_hook, LUA_MASKCOUNT, SL_LUA_HOOK_STEP);
   vm->next_alive = g_alive;
   g_alive = vm;
@@ -2005,32 +2076,89 @@ void sl_lua_eio_gone(sl_lua *vm, sl_eio_conn *c) {
   box_gone(vm->L, sl_eio_conn_lua_slot(c), c, &k_eio_mt);
 }
 
-/* sl_lua_coalesce_key: see sl_lua.h. The payload is decoded (inside the hook's own
- * protected call) only when the function declares a second parameter or is vararg, so
- * coalesceKey = function(topic) ... costs no decode. */
-char *sl_lua_coalesce_key(sl_lua *vm, int ref, const char *topic, const char *payload_json,
-                          size_t len) {
+/* stack: -> topic. Publishes repeat a handful of topic names: the last one is kept (in the
+ * registry, and pinned at SLOT_TOPIC once pushed from the base level) so pushing it again
+ * costs no interning. */
+static void push_topic(sl_lua *vm, lua_State *L, const char *topic) {
+  size_t n = strlen(topic);
+  bool base = AT_BASE(vm, L);
+  if (n == vm->topic_n && !memcmp(vm->topic_c, topic, n)) {
+    if (base && vm->topic_pinned) {
+      lua_pushvalue(L, SLOT_TOPIC);
+      return;
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, vm->topic_ref);
+  } else {
+    lua_pushlstring(L, topic, n);
+    if (n >= sizeof vm->topic_c) return;
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, LUA_REGISTRYINDEX, vm->topic_ref);
+    memcpy(vm->topic_c, topic, n);
+    vm->topic_n = n;
+    vm->topic_pinned = false;
+  }
+  if (base) { /* pin it for the next call from the core */
+    lua_pushvalue(L, -1);
+    lua_replace(L, SLOT_TOPIC);
+    vm->topic_pinned = true;
+  }
+}
+
+/* stack: -> the payload as a view for scope: the VM's reusable one when free. */
+static void push_payload(sl_lua *vm, lua_State *L, const sl__pv_scope *scope, const char *text,
+                         size_t len) {
+  if (!sl__pv_bind(vm->pview, scope, text, len))
+    sl__pv_push(L, scope, text, len);
+  else if (AT_BASE(vm, L))
+    lua_pushvalue(L, SLOT_PVIEW);
+  else
+    lua_rawgeti(L, LUA_REGISTRYINDEX, vm->pview_ref);
+}
+
+/* sl_lua_coalesce_key: see sl_lua.h. The payload is a payload view (pview.c): reading
+ * payload.symbol scans the JSON text for that member, nothing is decoded. */
+char *sl_lua_coalesce_key_buf(sl_lua *vm, int ref, const char *topic, const char *payload_json,
+                              size_t len, char *buf, size_t cap) {
   if (!vm || !push_ref(vm, ref)) return NULL;
   lua_State *L = vm->L;
   int top = lua_gettop(L) - 1;
-  lua_pushstring(L, topic ? topic : "");
-  decode_args a = {payload_json, len, NULL, 0};
-  push_lazy_payload(vm, top + 1, 2, &a);
+  sl__pv_scope scope;
+  sl__pv_enter(&scope);
+  vm->uncapped++;
+  push_topic(vm, L, topic ? topic : "");
+  push_payload(vm, L, &scope, payload_json, len);
+  vm->uncapped--;
   char *key = NULL;
-  if (sl_lua_call(vm, L, lua_gettop(L) - top - 1, 1, "coalesceKey") == 0) {
-    if (lua_type(L, -1) == LUA_TSTRING) {
+  if (sl_lua_call(vm, L, 2, 1, "coalesceKey") == 0) {
+    int t = lua_type(L, -1);
+    if (t == LUA_TSTRING) {
       size_t n;
       const char *s = lua_tolstring(L, -1, &n);
-      key = sl_xstrndup(s, n);
-    } else if (lua_type(L, -1) == LUA_TNUMBER) {
-      char buf[40];
-      snprintf(buf, sizeof buf, "%.14g", lua_tonumber(L, -1));
-      key = sl_xstrdup(buf);
+      if (n < cap) {
+        memcpy(buf, s, n);
+        buf[n] = 0;
+        key = buf;
+      } else {
+        key = sl_xstrndup(s, n);
+      }
+    } else if (t == LUA_TNUMBER) {
+      char num[40];
+      int n = snprintf(num, sizeof num, "%.14g", lua_tonumber(L, -1));
+      key = (size_t)n < cap ? memcpy(buf, num, (size_t)n + 1) : sl_xstrdup(num);
     }
   }
   lua_settop(L, top);
+  sl__pv_leave(&scope);
   leave(vm);
   return key;
+}
+
+/* sl_lua_coalesce_key: see sl_lua.h. */
+char *sl_lua_coalesce_key(sl_lua *vm, int ref, const char *topic, const char *payload_json,
+                          size_t len) {
+  char buf[128];
+  char *k = sl_lua_coalesce_key_buf(vm, ref, topic, payload_json, len, buf, sizeof buf);
+  return k == buf ? sl_xstrdup(buf) : k;
 }
 
 /* ------------------------------------------------------------------------------------- */
@@ -2042,14 +2170,15 @@ char *sl_lua_coalesce_key(sl_lua *vm, int ref, const char *topic, const char *pa
  *    once per VM (registry refs), not pushed as fresh C closures per call;
  *  - route(msg) gets ONE preallocated read-only userdata, the message view, whose context
  *    pointer is set for the call and cleared after it. Its __index answers namespace,
- *    topic, json, source, clientId, principal and client from C; msg.payload decodes the
- *    JSON once per call (cached in the view's environment table, dropped after the call);
- *  - coalesceKey(topic, payload) and onClientPublish(client, topic, payload) receive a real
- *    decoded payload only when the function declares that parameter (or is vararg): the
+ *    topic, json, source, clientId, principal and client from C;
+ *  - msg.payload and coalesceKey's payload are payload views (pview.c): field reads scan
+ *    the JSON text, nothing is decoded; the top-level view is preallocated and rebound;
+ *  - onClientPublish(client, topic, payload) receives a real decoded payload (it may change
+ *    and return it) only when the function declares that parameter (or is vararg): the
  *    arity is read once per function (debug.getinfo "u", cached in a weak table). A field
  *    path coalesceKey ("symbol", "quote.symbol") is resolved by the core in C, no Lua.
- * A nested call (a route hook publishing, which runs route again) gets a fresh view, so
- * the outer view and its cached payload are never overwritten.
+ * A nested call (a route hook publishing, which runs route again) gets fresh views, so the
+ * outer call's views are never rebound under it.
  */
 
 typedef struct msg_ctx {
@@ -2057,7 +2186,8 @@ typedef struct msg_ctx {
   size_t len;
   int source;        /* SL_SRC_* */
   sl_socket *from;   /* publishing client (SL_SRC_CLIENT) or NULL */
-  bool decoded;      /* the payload was decoded into the view's env[1] */
+  sl__pv_scope scope; /* the views of msg.payload live as long as the call */
+  sl_lua *vm;
 } msg_ctx;
 
 struct msg_view {
@@ -2094,7 +2224,7 @@ static int l_msg_index(lua_State *L) {
     break;
   case 5:
     if (!memcmp(k, "topic", 5)) {
-      lua_pushstring(L, c->topic);
+      push_topic(c->vm, L, c->topic);
       return 1;
     }
     break;
@@ -2113,16 +2243,7 @@ static int l_msg_index(lua_State *L) {
     break;
   case 7:
     if (!memcmp(k, "payload", 7)) {
-      lua_getfenv(L, 1); /* stack: view, key, env */
-      if (c->decoded) {
-        lua_rawgeti(L, -1, 1);
-        return 1;
-      }
-      if (!c->json || !decode_json(L, c->json, c->len, NULL, 0, NULL))
-        return luaL_error(L, "message payload is not valid JSON");
-      lua_pushvalue(L, -1);
-      lua_rawseti(L, -3, 1);
-      c->decoded = true;
+      push_payload(c->vm, L, &c->scope, c->json, c->len);
       return 1;
     }
     break;
@@ -2163,14 +2284,12 @@ static int l_msg_tostring(lua_State *L) {
   return 1;
 }
 
-/* stack: -> view (a new one, with its own payload cache) */
+/* stack: -> view (a new one) */
 static struct msg_view *new_view(lua_State *L) {
   struct msg_view *v = lua_newuserdata(L, sizeof *v);
   v->ctx = NULL;
   push_reg(L, &k_msg_mt);
   lua_setmetatable(L, -2);
-  lua_createtable(L, 1, 0);
-  lua_setfenv(L, -2);
   return v;
 }
 
@@ -2179,28 +2298,22 @@ static struct msg_view *push_view(sl_lua *vm, msg_ctx *ctx) {
   lua_State *L = vm->L;
   struct msg_view *v;
   if (vm->view && !vm->view->ctx) {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, vm->view_ref);
+    if (AT_BASE(vm, L))
+      lua_pushvalue(L, SLOT_MSG);
+    else
+      lua_rawgeti(L, LUA_REGISTRYINDEX, vm->view_ref);
     v = vm->view;
   } else {
+    vm->uncapped++;
     v = new_view(L); /* nested call: the shared view is in use */
+    vm->uncapped--;
   }
   v->ctx = ctx;
   return v;
 }
 
-/* Unbind a view after its call; drops the cached payload of the shared view so it can be
- * collected. stack: unchanged */
-static void view_release(sl_lua *vm, struct msg_view *v) {
-  if (v == vm->view && v->ctx && v->ctx->decoded) {
-    lua_State *L = vm->L;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, vm->view_ref);
-    lua_getfenv(L, -1);
-    lua_pushnil(L);
-    lua_rawseti(L, -2, 1);
-    lua_pop(L, 2);
-  }
-  v->ctx = NULL;
-}
+/* Unbind a view after its call. */
+static void view_release(struct msg_view *v) { v->ctx = NULL; }
 
 /* The decode trampoline: decodes core-supplied JSON inside the hook's own protected call,
  * so a lazily-needed payload costs no second pcall.
@@ -2405,10 +2518,12 @@ int sl_lua_route(sl_lua *vm, int ref, const char *ns, const char *topic, const c
   if (!vm || !push_ref(vm, ref)) return 0;
   lua_State *L = vm->L;
   int top = lua_gettop(L) - 1;
-  msg_ctx ctx = {ns ? ns : "", topic ? topic : "", payload_json, len, source, from, false};
+  msg_ctx ctx = {ns ? ns : "", topic ? topic : "", payload_json, len, source, from,
+                 {0, NULL}, vm};
+  sl__pv_enter(&ctx.scope); /* open until the result is converted: it may hold the payload */
   struct msg_view *v = push_view(vm, &ctx); /* stack: fn, view */
   int rc = sl_lua_call(vm, L, 1, 1, "route");
-  view_release(vm, v);
+  view_release(v);
   if (rc == 0) {
     /* stack: result */
     int t = lua_type(L, -1);
@@ -2425,6 +2540,7 @@ int sl_lua_route(sl_lua *vm, int ref, const char *ns, const char *topic, const c
     }
   }
   lua_settop(L, top);
+  sl__pv_leave(&ctx.scope);
   leave(vm);
   return 0;
 }

@@ -1,13 +1,15 @@
 /* bench_hooks.c - per-publish cost of the Lua policy hooks (DESIGN.md 5: a route or
  * coalesceKey hook costs at most 100 ns per publish when it does not touch the payload).
  *
- * Runs each hook the way the core calls it (sl_lua_route / sl_lua_coalesce_key / ...) on a
+ * Runs each hook the way the core calls it (sl_lua_route / sl_lua_coalesce_key_buf / ...) on a
  * VM with the default limits (instruction budget on, JIT off for hook functions) against the
  * recording fake core, and prints ns/call. A benchmark, not a test: it asserts nothing.
  *
  *   cc -O2 -Icore -Ilua -Ispec/unit $(pkg-config --cflags luajit) spec/lua/bench_hooks.c \
  *      build/libsluice.a -luv -lluajit-5.1 -lwslay -lcjson -lyaml -lhttp_parser -lcrypto \
- *      -lz -lm -lpthread -ldl -o build/bench/bench_hooks && build/bench/bench_hooks [iters] */
+ *      -lz -lm -lpthread -ldl -o build/bench/bench_hooks && build/bench/bench_hooks [iters [name]]
+ *
+ * With a name, only the cases whose name contains it run (for perf record). */
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -61,7 +63,9 @@ static double bench(sl_lua *vm, kind k, int ref, long iters) {
         sl_lua_route(vm, ref, "/feed", "prices", payload, len, SL_SRC_API, NULL, &r);
         if (r.action != SL_ROUTE_DELIVER) sl_route_result_free(&r);
       } else if (k == COALESCE) {
-        free(sl_lua_coalesce_key(vm, ref, "prices", payload, len));
+        char kb[256];
+        char *key = sl_lua_coalesce_key_buf(vm, ref, "prices", payload, len, kb, sizeof kb);
+        if (key != kb) free(key);
       } else {
         char *np = NULL;
         sl_lua_client_publish(vm, ref, &s, "prices", payload, len, &np);
@@ -77,6 +81,7 @@ static double bench(sl_lua *vm, kind k, int ref, long iters) {
 
 int main(int argc, char **argv) {
   long iters = argc > 1 ? atol(argv[1]) : 200000;
+  const char *only = argc > 2 ? argv[2] : NULL; /* run only the cases whose name has this */
   sl_log_threshold = SL_LOG_ERROR;
   sl_gateway gw;
   fake_gateway_init(&gw);
@@ -103,6 +108,7 @@ int main(int argc, char **argv) {
   };
   printf("%-48s %10s\n", "hook", "ns/call");
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    if (only && !strstr(cases[i].name, only)) continue;
     int ref = cases[i].src ? fn_ref(vm, cases[i].src) : SL_NOREF;
     bench(vm, cases[i].k, ref, iters / 10); /* warm up */
     printf("%-48s %10.1f\n", cases[i].name, bench(vm, cases[i].k, ref, iters));

@@ -245,8 +245,18 @@ TEST(coalesce_key) {
   CHECK_EQ_STR(k, "42");
   free(k);
   CHECK(sl_lua_coalesce_key(vm, ref, "prices", "{}", 2) == NULL);
-  CHECK(sl_lua_coalesce_key(vm, ref, "prices", "[oops", 5) == NULL); /* payload nil: error */
+  /* the core only passes valid JSON; reading a field of text that is not raises */
+  CHECK(sl_lua_coalesce_key(vm, ref, "prices", "{oops", 5) == NULL);
   CHECK_EQ_INT(sl_lua_error_count(vm), 1);
+  /* a key that does not fit the caller's buffer comes back malloc'd */
+  char small[4];
+  k = sl_lua_coalesce_key_buf(vm, ref, "prices", "{\"symbol\":\"ACME\"}", 17, small, sizeof small);
+  CHECK(k != small);
+  CHECK_EQ_STR(k, "ACME");
+  if (k != small) free(k);
+  k = sl_lua_coalesce_key_buf(vm, ref, "prices", "{\"symbol\":\"ACM\"}", 16, small, sizeof small);
+  CHECK(k == small);
+  CHECK_EQ_STR(k, "ACM");
   int keys = fn_ref(vm, "return require('keys').fields('venue', 'sym')");
   k = sl_lua_coalesce_key(vm, keys, "t", "{\"venue\":\"X\",\"sym\":\"Y\"}", 23);
   CHECK_EQ_STR(k, "X:Y");
