@@ -30,6 +30,7 @@
 #include "sl_lua_int.h"
 
 #define PV_MAX_DEPTH 200
+#define PV_INLINE static inline __attribute__((always_inline))
 
 typedef struct pview {
   const char *s; /* the value's text, starting at '{' or '[' */
@@ -57,7 +58,8 @@ void sl__pv_leave(sl__pv_scope *s) {
   if (pv_top == s) pv_top = s->prev;
 }
 
-static bool live(uint64_t id) {
+PV_INLINE bool live(uint64_t id) {
+  if (pv_top && pv_top->id == id) return true; /* the innermost call: nearly always */
   for (const sl__pv_scope *s = pv_top; s; s = s->prev)
     if (s->id == id) return true;
   return false;
@@ -67,49 +69,80 @@ static bool live(uint64_t id) {
 /* The scanner: walks JSON text without building anything. Each returns the end of what
  * it read, or NULL when the text is not valid JSON there. */
 
-static const char *ws(const char *p, const char *e) {
+PV_INLINE const char *ws(const char *p, const char *e) {
   while (p < e && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) p++;
   return p;
 }
 
-static bool hex4(const char *p) {
+/* The value of 4 hex digits, or -1. */
+static int hex4(const char *p) {
+  int v = 0;
   for (int i = 0; i < 4; i++) {
     char c = p[i];
-    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')))
-      return false;
+    v <<= 4;
+    if (c >= '0' && c <= '9') v |= c - '0';
+    else if (c >= 'a' && c <= 'f') v |= c - 'a' + 10;
+    else if (c >= 'A' && c <= 'F') v |= c - 'A' + 10;
+    else return -1;
   }
-  return true;
+  return v;
 }
 
-/* p at the opening quote; *esc set when the string has escapes. */
-static const char *skip_string(const char *p, const char *e, bool *esc) {
+/* Characters that end the plain run of a JSON string: the quote, the backslash, and the
+ * control characters (invalid unescaped). */
+static const uint8_t str_stop[256] = {
+    [0 ... 0x1f] = 1, ['"'] = 1, ['\\'] = 1,
+};
+
+/* Does any of the 8 bytes in v stop a string run ('"', '\\' or < 0x20)? May say yes for a
+ * word that has none (borrows between bytes); never no for one that has. */
+PV_INLINE bool word_stops(uint64_t v) {
+  const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
+  uint64_t q = v ^ (ones * '"'), b = v ^ (ones * '\\');
+  return (((q - ones) & ~q) | ((b - ones) & ~b) | ((v - ones * 0x20) & ~v)) & high;
+}
+
+/* p at the opening quote; *esc set when the string has escapes. Plain runs go 8 bytes at a
+ * time: payloads carry long strings between the fields a hook reads. */
+PV_INLINE const char *skip_string(const char *p, const char *e, bool *esc) {
   *esc = false;
   for (p++; p < e; p++) {
+    uint64_t w;
+    while (e - p >= 8 && (memcpy(&w, p, 8), !word_stops(w))) p += 8;
+    while (p < e && !str_stop[(unsigned char)*p]) p++;
+    if (p >= e) return NULL;
     unsigned char c = (unsigned char)*p;
     if (c == '"') return p + 1;
     if (c < 0x20) return NULL;
-    if (c != '\\') continue;
     *esc = true;
     if (e - p < 2) return NULL;
     switch (p[1]) {
     case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't': p++; break;
-    case 'u':
-      if (e - p < 6 || !hex4(p + 2)) return NULL;
+    case 'u': {
+      /* as the decoder (and cJSON): a surrogate must come as a high + low pair */
+      int u = e - p >= 6 ? hex4(p + 2) : -1;
+      if (u < 0 || (u >= 0xDC00 && u <= 0xDFFF)) return NULL;
+      if (u >= 0xD800 && u <= 0xDBFF) {
+        int lo = e - p >= 12 && p[6] == '\\' && p[7] == 'u' ? hex4(p + 8) : -1;
+        if (lo < 0xDC00 || lo > 0xDFFF) return NULL;
+        p += 6;
+      }
       p += 5;
       break;
+    }
     default: return NULL;
     }
   }
   return NULL;
 }
 
-static const char *skip_digits(const char *p, const char *e) {
+PV_INLINE const char *skip_digits(const char *p, const char *e) {
   if (p >= e || *p < '0' || *p > '9') return NULL;
   while (p < e && *p >= '0' && *p <= '9') p++;
   return p;
 }
 
-static const char *skip_number(const char *p, const char *e) {
+PV_INLINE const char *skip_number(const char *p, const char *e) {
   if (p < e && *p == '-') p++;
   if (p < e && *p == '0')
     p++;
@@ -124,7 +157,7 @@ static const char *skip_number(const char *p, const char *e) {
   return p;
 }
 
-static const char *skip_lit(const char *p, const char *e, const char *lit, size_t n) {
+PV_INLINE const char *skip_lit(const char *p, const char *e, const char *lit, size_t n) {
   return (size_t)(e - p) >= n && !memcmp(p, lit, n) ? p + n : NULL;
 }
 
@@ -140,7 +173,7 @@ static const char *skip_value(const char *p, const char *e, int depth) {
   case '{':
   case '[': {
     char close = *p == '{' ? '}' : ']';
-    if (depth >= PV_MAX_DEPTH) return NULL;
+    if (depth > PV_MAX_DEPTH) return NULL; /* the decoder's limit, so both agree on validity */
     p = ws(p + 1, e);
     if (p < e && *p == close) return p + 1;
     for (;;) {
@@ -218,9 +251,9 @@ static void push_value(lua_State *L, const char *p, const char *q, uint64_t scop
 }
 
 /* Does the key string token [ks, ke) (without quotes) equal k? */
-static bool key_eq(lua_State *L, const char *ks, const char *ke, bool esc, const char *k,
-                   size_t kl) {
-  if (!esc) return (size_t)(ke - ks) == kl && !memcmp(ks, k, kl);
+PV_INLINE bool key_eq(lua_State *L, const char *ks, const char *ke, bool esc, const char *k,
+                      size_t kl) {
+  if (!esc) return (size_t)(ke - ks) == kl && (!kl || (*ks == *k && !memcmp(ks, k, kl)));
   if (!sl__lua_decode_text(L, ks - 1, (size_t)(ke - ks) + 2)) not_json(L);
   size_t dl;
   const char *d = lua_tolstring(L, -1, &dl);
@@ -232,7 +265,7 @@ static bool key_eq(lua_State *L, const char *ks, const char *ke, bool esc, const
 /* Object member walk. *p at the first member (after '{' and whitespace) or at '}'.
  * On a member: sets key [*ks, *ke), its escape flag and value [*vs, *ve), advances *p past
  * the member and its comma, returns 1. At the end returns 0; on bad text raises. */
-static int next_member(lua_State *L, const char **p, const char *e, const char **ks,
+PV_INLINE int next_member(lua_State *L, const char **p, const char *e, const char **ks,
                        const char **ke, bool *esc, const char **vs, const char **ve) {
   const char *q = *p;
   if (q < e && *q == '}') return 0;
@@ -256,7 +289,7 @@ static int next_member(lua_State *L, const char **p, const char *e, const char *
 }
 
 /* Array element walk, same contract; *p at the first element or at ']'. */
-static int next_element(lua_State *L, const char **p, const char *e, const char **vs,
+PV_INLINE int next_element(lua_State *L, const char **p, const char *e, const char **vs,
                         const char **ve) {
   const char *q = *p;
   if (q < e && *q == ']') return 0;

@@ -141,6 +141,8 @@ struct sl_timer {
 enum { SLOT_TB = 1, SLOT_PVIEW = 2, SLOT_MSG = 3, SLOT_TOPIC = 4 };
 #define AT_BASE(vm, L) ((L) == (vm)->L && (vm)->depth == 0)
 
+#define SL_LUA_REF_BLOCK 256 /* registry array slots reserved for refs (sl_lua_new) */
+
 /* Registry keys: addresses of static chars (STYLE.md 14). */
 static char k_vm, k_sandbox, k_cjson_mt, k_array_mt, k_bytes_mt, k_client_mt, k_eio_mt, k_timer_mt;
 static char k_msg_mt, k_arity, k_getinfo, k_script_dir, k_scripts;
@@ -437,37 +439,38 @@ static void jb_put(lua_State *L, sl_lua *vm, const char *s, size_t n) {
 
 static void jb_string(lua_State *L, sl_lua *vm, const char *s, size_t n) {
   static const char hx[] = "0123456789abcdef";
+  /* room for the plain bytes and the quotes once; an escape (rare) makes room for itself
+   * and the rest of the string, so the loop does no check per byte */
   jb_reserve(L, vm, n + 2);
-  vm->jb[vm->jlen++] = '"';
+  char *o = vm->jb + vm->jlen;
+  *o++ = '"';
   for (size_t i = 0; i < n; i++) {
     unsigned char ch = (unsigned char)s[i];
-    char esc[7];
-    size_t el = 0;
-    switch (ch) {
-    case '"': esc[0] = '\\', esc[1] = '"', el = 2; break;
-    case '\\': esc[0] = '\\', esc[1] = '\\', el = 2; break;
-    case '\n': esc[0] = '\\', esc[1] = 'n', el = 2; break;
-    case '\r': esc[0] = '\\', esc[1] = 'r', el = 2; break;
-    case '\t': esc[0] = '\\', esc[1] = 't', el = 2; break;
-    case '\b': esc[0] = '\\', esc[1] = 'b', el = 2; break;
-    case '\f': esc[0] = '\\', esc[1] = 'f', el = 2; break;
-    default:
-      if (ch < 0x20) {
-        memcpy(esc, "\\u00", 4);
-        esc[4] = hx[ch >> 4];
-        esc[5] = hx[ch & 15];
-        el = 6;
-      }
+    if (ch >= 0x20 && ch != '"' && ch != '\\') {
+      *o++ = (char)ch;
+      continue;
     }
-    if (el) {
-      jb_put(L, vm, esc, el);
-    } else {
-      jb_reserve(L, vm, 1);
-      vm->jb[vm->jlen++] = (char)ch;
+    vm->jlen = (size_t)(o - vm->jb);
+    jb_reserve(L, vm, 6 + (n - i) + 1);
+    o = vm->jb + vm->jlen;
+    *o++ = '\\';
+    switch (ch) {
+    case '"': *o++ = '"'; break;
+    case '\\': *o++ = '\\'; break;
+    case '\n': *o++ = 'n'; break;
+    case '\r': *o++ = 'r'; break;
+    case '\t': *o++ = 't'; break;
+    case '\b': *o++ = 'b'; break;
+    case '\f': *o++ = 'f'; break;
+    default:
+      memcpy(o, "u00", 3);
+      o[3] = hx[ch >> 4];
+      o[4] = hx[ch & 15];
+      o += 5;
     }
   }
-  jb_reserve(L, vm, 1);
-  vm->jb[vm->jlen++] = '"';
+  *o++ = '"';
+  vm->jlen = (size_t)(o - vm->jb);
 }
 
 static void jb_number(lua_State *L, sl_lua *vm, double d) {
@@ -1863,6 +1866,15 @@ sl_lua *sl_lua_new(sl_gateway *gw) {
   lua_pushlightuserdata(L, &k_vm);
   lua_pushlightuserdata(L, vm);
   lua_rawset(L, LUA_REGISTRYINDEX);
+  /* Hooks are found by registry ref once per publish. Refs taken one by one can stay in the
+   * registry's hash part (a hashed lookup per call); taking a block and releasing it sizes
+   * the array part, and luaL_ref reuses the released slots first. */
+  int block[SL_LUA_REF_BLOCK];
+  for (int i = 0; i < SL_LUA_REF_BLOCK; i++) {
+    lua_pushboolean(L, 1);
+    block[i] = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  for (int i = SL_LUA_REF_BLOCK - 1; i >= 0; i--) luaL_unref(L, LUA_REGISTRYINDEX, block[i]);
   luaL_openlibs(L);
   /* The handler stays at stack index 1 for the VM's life: sl_lua_call names it as the error
    * function without pushing and moving it per call. */
@@ -2522,7 +2534,14 @@ int sl_lua_route(sl_lua *vm, int ref, const char *ns, const char *topic, const c
                  {0, NULL}, vm};
   sl__pv_enter(&ctx.scope); /* open until the result is converted: it may hold the payload */
   struct msg_view *v = push_view(vm, &ctx); /* stack: fn, view */
-  int rc = sl_lua_call(vm, L, 1, 1, "route");
+  int nargs = 1;
+  if (hook_arity(vm, top + 1) >= 2) { /* route(msg, payload): the payload without a lookup */
+    vm->uncapped++;
+    push_payload(vm, L, &ctx.scope, payload_json, len);
+    vm->uncapped--;
+    nargs = 2;
+  }
+  int rc = sl_lua_call(vm, L, nargs, 1, "route");
   view_release(v);
   if (rc == 0) {
     /* stack: result */

@@ -42,7 +42,8 @@ if HOOKS == "coalesce" or HOOKS == "both" then
   feed.coalesceKey = function(topic, payload) return payload.sym end
 end
 if HOOKS == "route" or HOOKS == "both" then
-  feed.route = function(msg) return true end
+  -- a realistic filter: reads one payload field (the third member) and keeps the message
+  feed.route = function(msg) if msg.payload.sym == nil then return false end end
 end
 
 local server = {

@@ -25,13 +25,13 @@ fi
 
 build() { # build <target>
   mkdir -p "$OUT"
-  if [[ "$1" == fuzz_config ]]; then
-    # The config loader runs inside the Lua binding: link the VM, the embedded Lua library
-    # and the recording fake core (no network).
+  if [[ "$1" == fuzz_config || "$1" == fuzz_pview ]]; then
+    # The config loader and the payload views run inside the Lua binding: link the VM, the
+    # embedded Lua library and the recording fake core (no network).
     bash .ci/embed-lua.sh "$OUT/lua_embedded.c" lua/*.lua
     # shellcheck disable=SC2086
     "$CC_FUZZ" $CFLAGS_FUZZ -Ilua -Ispec/unit $(pkg-config --cflags luajit) "spec/fuzz/$1.c" \
-      lua/config.c lua/vm.c core/util.c "$OUT/lua_embedded.c" \
+      lua/config.c lua/vm.c lua/pview.c core/util.c "$OUT/lua_embedded.c" \
       -lluajit-5.1 -lyaml -lcjson -luv -lcrypto -lm -ldl -o "$OUT/$1"
     return
   fi

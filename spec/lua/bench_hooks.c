@@ -1,5 +1,5 @@
 /* bench_hooks.c - per-publish cost of the Lua policy hooks (DESIGN.md 5: a route or
- * coalesceKey hook costs at most 100 ns per publish when it does not touch the payload).
+ * coalesceKey hook costs at most 100 ns per publish), with and without reading the payload.
  *
  * Runs each hook the way the core calls it (sl_lua_route / sl_lua_coalesce_key_buf / ...) on a
  * VM with the default limits (instruction budget on, JIT off for hook functions) against the
@@ -97,6 +97,8 @@ int main(int argc, char **argv) {
        "return function(msg) if msg.topic == 'x' then return false end end"},
       {"route: reads msg.payload.symbol", ROUTE,
        "return function(msg) if msg.payload.symbol == 'x' then return false end end"},
+      {"route(msg, payload): reads payload.symbol", ROUTE,
+       "return function(msg, p) if p.symbol == 'x' then return false end end"},
       {"route: rewrite topic", ROUTE, "return function(msg) return {topic = 'prices.eu'} end"},
       {"coalesceKey(topic)", COALESCE, "return function(topic) return topic end"},
       {"coalesceKey(topic, payload) payload.symbol", COALESCE,

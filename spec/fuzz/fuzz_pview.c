@@ -1,0 +1,90 @@
+/* fuzz_pview.c - libFuzzer target for payload views (lua/pview.c), the JSON scanner behind
+ * msg.payload and coalesceKey's payload. The input is the payload text, handed to a
+ * coalesceKey hook that walks the whole view (pairs, ipairs, #, every key and index) and
+ * checks it against two oracles:
+ *  - validity: sluice.json.encode(view) (which validates the text with the view scanner)
+ *    succeeds exactly when sluice.json.decode(text) (the decoder) does;
+ *  - values: for valid text, every member and element read through the view equals the
+ *    decoded table's (objects with duplicate keys are compared by key count only: the
+ *    view reads the first of a duplicate, the decoder keeps the last).
+ * A disagreement calls fuzz_fail, which aborts. Invalid text must only ever raise. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include "fake_core.c"
+#include "sl_lua.h"
+#include "sl_lua_int.h"
+
+#include <lauxlib.h>
+#include <lua.h>
+
+static const char hook_src[] =
+    "local json = sluice.json\n"
+    "local function same(a, b, depth)\n"
+    "  if depth > 250 then return end\n"
+    "  if type(a) ~= type(b) then fuzz_fail('type ' .. type(a) .. ' vs ' .. type(b)) end\n"
+    "  if type(a) ~= 'table' then\n"
+    "    if a ~= b and not (a ~= a and b ~= b) then fuzz_fail('value ' .. tostring(a) .. ' vs ' .. tostring(b)) end\n"
+    "    return\n"
+    "  end\n"
+    "  if #a ~= #b then fuzz_fail('length') end\n"
+    "  if json.is_array(a) ~= json.is_array(b) then fuzz_fail('array-ness') end\n"
+    "  local seen, dup, n = {}, false, 0\n"
+    "  for k, v in pairs(a) do\n"
+    "    n = n + 1\n"
+    "    if seen[k] then dup = true end\n"
+    "    seen[k] = true\n"
+    "    if a[k] == nil then fuzz_fail('pairs key not indexable') end\n"
+    "  end\n"
+    "  local m = 0\n"
+    "  for _ in pairs(b) do m = m + 1 end\n"
+    "  if not dup then\n"
+    "    if n ~= m then fuzz_fail('member count') end\n"
+    "    for k, v in pairs(a) do same(v, b[k], depth + 1) end\n"
+    "  end\n"
+    "  local i = 0\n"
+    "  for j, v in ipairs(a) do i = j; same(v, b[j], depth + 1) end\n"
+    "  if json.is_array(a) and i ~= #a then fuzz_fail('ipairs count') end\n"
+    "  if next(a) == nil and n ~= 0 then fuzz_fail('next') end\n"
+    "end\n"
+    "local function check(p)\n"
+    "  local okd, t = pcall(json.decode, JSON_TEXT)\n"
+    "  local oke = pcall(json.encode, p)\n"
+    "  if type(p) == 'table' and okd ~= oke then\n"
+    "    fuzz_fail('validity: decode ' .. tostring(okd) .. ', view ' .. tostring(oke))\n"
+    "  end\n"
+    "  if okd then same(p, t, 0) end\n"
+    "end\n"
+    "-- reads of invalid text raise; caught here so the log stays quiet\n"
+    "return function(_, p) pcall(check, p) return 'k' end\n";
+
+static int l_fail(lua_State *L) {
+  fprintf(stderr, "fuzz_pview: oracle failed: %s\n", luaL_optstring(L, 1, "?"));
+  abort();
+}
+
+static sl_lua *vm;
+static int ref = SL_NOREF;
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  if (!vm) {
+    sl_log_threshold = SL_LOG_ERROR;
+    vm = sl_lua_new(NULL);
+    sl__lua_set_limits(vm, 0, 0);
+    lua_State *L = sl_lua_state(vm);
+    lua_pushcfunction(L, l_fail);
+    lua_setglobal(L, "fuzz_fail");
+    char err[256];
+    if (luaL_loadstring(L, hook_src) || sl__lua_pcall(L, 0, 1, err, sizeof err)) abort();
+    ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  lua_State *L = sl_lua_state(vm);
+  lua_pushlstring(L, (const char *)data, size);
+  lua_setglobal(L, "JSON_TEXT");
+  char buf[8];
+  char *k = sl_lua_coalesce_key_buf(vm, ref, "t", (const char *)data, size, buf, sizeof buf);
+  if (k && k != buf) free(k);
+  lua_gc(L, LUA_GCSTEP, 0);
+  return 0;
+}
