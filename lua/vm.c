@@ -477,8 +477,11 @@ static void jb_number(lua_State *L, sl_lua *vm, double d) {
   char buf[40];
   int n;
   if (!isfinite(d)) luaL_error(L, "cannot encode NaN or infinity as JSON");
-  if (d == floor(d) && fabs(d) < 1e15) {
-    n = snprintf(buf, sizeof buf, "%lld", (long long)d);
+  if (d == floor(d) && fabs(d) < 1e15) { /* integers, the common case: no snprintf */
+    long long v = (long long)d;
+    n = 0;
+    if (v < 0) buf[n++] = '-';
+    n += (int)sl_u64_dec(buf + n, (uint64_t)(v < 0 ? -v : v));
   } else {
     n = snprintf(buf, sizeof buf, "%.15g", d);
     if (strtod(buf, NULL) != d) n = snprintf(buf, sizeof buf, "%.17g", d);

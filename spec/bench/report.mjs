@@ -238,6 +238,11 @@ if (HV.some((v) => sel("hooks", S, v).length)) {
   p("| metric | off | route | coalesce |");
   p("|---|---:|---:|---:|");
   p(`| server CPU µs per publish | ${HV.map((v) => fmt(c[v], 3)).join(" | ")} |`);
+  const span = (v) => {
+    const xs = sel("hooks", S, v).map((r) => get(r, "server.cpu_us_per_delivery")).filter(Number.isFinite);
+    return xs.length ? `${fmt(Math.min(...xs), 3)}–${fmt(Math.max(...xs), 3)}` : "n/a";
+  };
+  p(`| same, min–max over the runs (the noise a difference must beat) | ${HV.map(span).join(" | ")} |`);
   p(`| hook cost per publish, ns (variant − off) | – | ${fmt(d("route"), 0)} | ${fmt(d("coalesce"), 0)} |`);
   p(`| publishes/s delivered | ${HV.map((v) => fint(med("hooks", S, "deliveries_per_s", v))).join(" | ")} |`);
   p(`| seq gaps (must be 0: every publish delivered) | ${HV.map((v) => fint(med("hooks", S, "gaps", v))).join(" | ")} |`);

@@ -376,6 +376,18 @@ TEST(clocks) {
   CHECK(w > 1600000000ull * 1000000ull); /* after 2020: microseconds, not ms */
 }
 
+TEST(u64_dec) {
+  const uint64_t vs[] = {0, 7, 10, 99, 1234567890123ull, UINT64_MAX};
+  for (size_t i = 0; i < sizeof vs / sizeof vs[0]; i++) {
+    char got[24], want[24];
+    size_t n = sl_u64_dec(got, vs[i]);
+    got[n] = 0;
+    snprintf(want, sizeof want, "%llu", (unsigned long long)vs[i]);
+    CHECK_EQ_STR(got, want);
+    CHECK_EQ_INT(n, strlen(want));
+  }
+}
+
 int main(void) {
   RUN(strerror_all_codes);
   RUN(allocators);
@@ -398,5 +410,6 @@ int main(void) {
   RUN(b64_invalid);
   RUN(random_bytes_and_ids);
   RUN(clocks);
+  RUN(u64_dec);
   return tl_report();
 }
