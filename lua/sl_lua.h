@@ -66,9 +66,10 @@ char *sl_lua_coalesce_key(sl_lua *vm, int ref, const char *topic, const char *pa
                           size_t len);
 
 /* ---- policy hooks (issue 4). Each is called once per publish / subscribe / connect, never
- * per recipient; an unset hook (SL_NOREF) is never called. Hooks see read-only views; the
- * payload is decoded into Lua only if the hook reads it (msg.payload), msg.json gives the
- * raw JSON text without decoding. ---- */
+ * per recipient; an unset hook (SL_NOREF) is never called. Hooks see read-only views: route's
+ * msg.payload (or second argument) and coalesceKey's payload are payload views reading the
+ * JSON text in place (pview.c); snapshot and onClientPublish get decoded tables (the latter
+ * only if the hook declares the parameter); msg.json gives the raw JSON text. ---- */
 
 enum { SL_ROUTE_DELIVER = 0, SL_ROUTE_DROP = 1, SL_ROUTE_REWRITE = 2 };
 
@@ -81,7 +82,7 @@ typedef struct sl_route_result {
   size_t nto;          /* 0 = no restriction */
 } sl_route_result;
 
-/* sl_lua_route: call route(msg) where msg has .namespace .topic .payload (lazy) .json
+/* sl_lua_route: call route(msg [, payload]) where msg has .namespace .topic .payload (view) .json
  * .source ("api"|"lua"|"client") .clientId .principal (client publishes only). The hook
  * returns nil/true (deliver), false (drop), or a table {payload=?, topic=? or topics={..},
  * to={ids..}} (rewrite). A Lua error logs, counts and delivers as is (documented default).

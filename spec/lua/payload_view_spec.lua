@@ -158,6 +158,17 @@ describe("msg.payload in route", function()
     eq(r.payload, "[1, 2]")
   end)
 
+  it("comes as the second argument when route declares it", function()
+    local same, sym, nargs
+    call_route(function(msg, p) same, sym = rawequal(msg.payload, p), p.sym end, "t", [[{"sym":"Y"}]])
+    eq(same, true)
+    eq(sym, "Y")
+    call_route(function(...) nargs = select("#", ...) end, "t", [[{"sym":"Y"}]])
+    eq(nargs, 2) -- vararg: gets it too
+    call_route(function(msg) nargs = msg.payload.sym end, "t", [[{"sym":"Z"}]])
+    eq(nargs, "Z")
+  end)
+
   it("an invalid payload put in a rewrite is refused, not forwarded", function()
     local r = call_route(function(msg) return { payload = msg.payload } end, "t", "{oops")
     eq(r.action, "deliver")
