@@ -19,6 +19,9 @@ typedef struct sl_lua sl_lua;
  * standard libraries a config may use, and os.getenv. Never returns NULL (aborts on OOM).
  * gw may be NULL (for `sluice check` and unit tests: publish then fails with SL_ESTATE). */
 sl_lua *sl_lua_new(sl_gateway *gw);
+/* sl_lua_state: the VM's main state. The bottom 4 stack slots belong to the VM (values the
+ * per-publish hooks push without a registry lookup): push and pop above them, never
+ * lua_settop(L, 0). */
 struct lua_State *sl_lua_state(sl_lua *vm);
 /* sl_lua_close: stops this VM's timers (uv handles are closed asynchronously) and closes the
  * lua_State once they are closed. */

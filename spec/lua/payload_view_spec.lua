@@ -203,3 +203,11 @@ describe("the base library around views", function()
     eq(getmetatable("x").__index, string)
   end)
 end)
+
+describe("hook arguments in nested calls", function()
+  it("alternating topics always arrive as themselves", function()
+    for i, t in ipairs({ "a", "b", "b", "prices", "a", "" }) do
+      eq((call_coalesce(function(topic, p) return topic .. ":" .. p.n end, t, '{"n":' .. i .. "}")), t .. ":" .. i)
+    end
+  end)
+end)

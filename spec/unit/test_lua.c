@@ -257,6 +257,18 @@ TEST(coalesce_key) {
   k = sl_lua_coalesce_key_buf(vm, ref, "prices", "{\"symbol\":\"ACM\"}", 16, small, sizeof small);
   CHECK(k == small);
   CHECK_EQ_STR(k, "ACM");
+  /* the last topic string is kept pinned: alternating topics must never get a stale one */
+  int top = fn_ref(vm, "return function(topic, p) return topic .. ':' .. tostring(p.n) end");
+  const char *topics[] = {"a", "b", "b", "prices", "a", ""};
+  for (size_t i = 0; i < sizeof topics / sizeof topics[0]; i++) {
+    char want[32];
+    snprintf(want, sizeof want, "%s:%zu", topics[i], i);
+    char pl[32];
+    snprintf(pl, sizeof pl, "{\"n\":%zu}", i);
+    k = sl_lua_coalesce_key(vm, top, topics[i], pl, strlen(pl));
+    CHECK_EQ_STR(k, want);
+    free(k);
+  }
   int keys = fn_ref(vm, "return require('keys').fields('venue', 'sym')");
   k = sl_lua_coalesce_key(vm, keys, "t", "{\"venue\":\"X\",\"sym\":\"Y\"}", 23);
   CHECK_EQ_STR(k, "X:Y");
