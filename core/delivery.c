@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <cjson/cJSON.h>
 #include "sl_internal.h"
+#include "sl_jscan.h"
 #include "sio_codec.h"
 #include "../lua/sl_lua.h"
 #include "spill.h"
@@ -682,22 +683,9 @@ void sl_gateway_flush_dirty(sl_gateway *gw) {
 
 /* ---- publish ------------------------------------------------------------------------------- */
 
-/* The key at a field path ("symbol", "quote.symbol"): in buf (cap bytes) when it fits, else
- * malloc'd; NULL when the field is missing or not a scalar. */
-static char *key_from_path(const cJSON *root, const char *path, char *buf, size_t cap) {
-  const cJSON *cur = root;
-  const char *p = path;
-  while (*p && cur) {
-    const char *dot = strchr(p, '.');
-    size_t n = dot ? (size_t)(dot - p) : strlen(p);
-    char seg[128];
-    if (n >= sizeof seg) return NULL;
-    memcpy(seg, p, n);
-    seg[n] = 0;
-    cur = cJSON_IsObject(cur) ? cJSON_GetObjectItemCaseSensitive(cur, seg) : NULL;
-    p = dot ? dot + 1 : p + n;
-  }
-  if (!cur) return NULL;
+/* The key of a parsed value: in buf (cap bytes) when it fits, else malloc'd; NULL when the
+ * value is not a string, number or boolean. */
+static char *key_of_item(const cJSON *cur, char *buf, size_t cap) {
   int n;
   if (cJSON_IsString(cur))
     n = snprintf(buf, cap, "%s", cur->valuestring);
@@ -709,6 +697,72 @@ static char *key_from_path(const cJSON *root, const char *path, char *buf, size_
     return NULL;
   if (n >= 0 && (size_t)n < cap) return buf;
   return cJSON_IsString(cur) ? sl_xstrdup(cur->valuestring) : NULL; /* numbers always fit */
+}
+
+/* The rare shapes (escaped member names or string values): a cJSON tree, as before. */
+static char *key_from_tree(const char *text, size_t len, const char *path, char *buf, size_t cap) {
+  cJSON *root = cJSON_ParseWithLength(text, len);
+  const cJSON *cur = root;
+  const char *p = path;
+  while (*p && cur) {
+    const char *dot = strchr(p, '.');
+    size_t n = dot ? (size_t)(dot - p) : strlen(p);
+    char seg[128];
+    if (n >= sizeof seg) {
+      cur = NULL;
+      break;
+    }
+    memcpy(seg, p, n);
+    seg[n] = 0;
+    cur = cJSON_IsObject(cur) ? cJSON_GetObjectItemCaseSensitive(cur, seg) : NULL;
+    p = dot ? dot + 1 : p + n;
+  }
+  char *key = cur ? key_of_item(cur, buf, cap) : NULL;
+  cJSON_Delete(root);
+  return key;
+}
+
+/* The key at a field path ("symbol", "quote.symbol") of the payload text: in buf (cap
+ * bytes) when it fits, else malloc'd; NULL when the field is missing or not a scalar. The
+ * text is scanned in place (sl_jscan.h), not parsed into a tree: once per publish. Keys are
+ * the same as cJSON gives (first of duplicate names, numbers %.17g). */
+static char *key_from_path(const char *text, size_t len, const char *path, char *buf, size_t cap) {
+  const char *e = text + len, *p = sl_js_ws(text, e), *seg = path, *vs = NULL, *ve = NULL;
+  for (;;) {
+    const char *dot = strchr(seg, '.');
+    size_t n = dot ? (size_t)(dot - seg) : strlen(seg);
+    if (n >= 128) return NULL;
+    int r = sl_js_member(p, e, seg, n, &vs, &ve);
+    /* escaped names, or text the strict scanner refuses but cJSON (which validated it)
+     * accepts, such as a leading zero: ask cJSON, as before */
+    if (r < 0) return key_from_tree(text, len, path, buf, cap);
+    if (r == 0) return NULL;
+    if (!dot) break;
+    p = vs;
+    seg = dot + 1;
+  }
+  size_t vn = (size_t)(ve - vs);
+  switch (*vs) {
+  case '"':
+    if (memchr(vs + 1, '\\', vn - 2)) return key_from_tree(text, len, path, buf, cap);
+    if (vn - 2 >= cap) return sl_xstrndup(vs + 1, vn - 2);
+    memcpy(buf, vs + 1, vn - 2);
+    buf[vn - 2] = 0;
+    return buf;
+  case 't': return cap > 4 ? strcpy(buf, "true") : NULL;
+  case 'f': return cap > 5 ? strcpy(buf, "false") : NULL;
+  case '{':
+  case '[':
+  case 'n': return NULL;
+  default: {
+    char num[64];
+    if (vn >= sizeof num) return key_from_tree(text, len, path, buf, cap);
+    memcpy(num, vs, vn);
+    num[vn] = 0;
+    int n = snprintf(buf, cap, "%.17g", strtod(num, NULL));
+    return n >= 0 && (size_t)n < cap ? buf : NULL;
+  }
+  }
 }
 
 static sl_server *find_server(sl_gateway *gw, const char *name, const char *ns, sl_ns **nsout) {
@@ -777,12 +831,12 @@ static void offer_to(sl_ns *ns, sl_topic *t, sl_msg *m, const char *id) {
 
 /* Encode once and fan out on one topic. */
 static void deliver(sl_gateway *gw, sl_ns *ns, sl_topic *t, const char *payload, size_t len,
-                    const cJSON *parsed, const char *id, const sl_publish_opts *opts,
+                    const char *id, const sl_publish_opts *opts,
                     char **to, size_t nto) {
   const sl_ns_config *cfg = ns->cfg;
   char kbuf[256], *key = NULL;
   if (cfg->coalesce_key_path)
-    key = key_from_path(parsed, cfg->coalesce_key_path, kbuf, sizeof kbuf);
+    key = key_from_path(payload, len, cfg->coalesce_key_path, kbuf, sizeof kbuf);
   else if (cfg->coalesce_key_ref != SL_NOREF && gw->lua)
     key = sl_lua_coalesce_key_buf(gw->lua, cfg->coalesce_key_ref, t->name, payload, len, kbuf,
                                   sizeof kbuf);
@@ -856,13 +910,15 @@ int sl_publish(sl_gateway *gw, const char *nspath, const char *topic, const char
       len = strlen(rr.payload_json);
     }
   }
-  cJSON *parsed = NULL;
-  if ((!opts->trusted_json && !rr.payload_json && cfg->route_ref == SL_NOREF) || cfg->coalesce_key_path) {
-    parsed = cJSON_ParseWithLength(payload, len);
-    if (!parsed) {
+  /* Text from outside is validated once (the route hook's path validated it already; our
+   * own encoder's output needs none). Nothing downstream needs a tree. */
+  if (!opts->trusted_json && !rr.payload_json && cfg->route_ref == SL_NOREF) {
+    cJSON *chk = cJSON_ParseWithLength(payload, len);
+    if (!chk) {
       sl_route_result_free(&rr);
       return SL_EINVAL;
     }
+    cJSON_Delete(chk);
   }
   if (rr.ntopics) {
     for (size_t i = 0; i < rr.ntopics; i++) {
@@ -871,12 +927,11 @@ int sl_publish(sl_gateway *gw, const char *nspath, const char *topic, const char
         sl_log_warn("route hook of %s redirected to unknown topic \"%s\": skipped", ns->path, rr.topics[i]);
         continue;
       }
-      deliver(gw, ns, rt, payload, len, parsed, id, opts, rr.to, rr.nto);
+      deliver(gw, ns, rt, payload, len, id, opts, rr.to, rr.nto);
     }
   } else {
-    deliver(gw, ns, t, payload, len, parsed, id, opts, rr.to, rr.nto);
+    deliver(gw, ns, t, payload, len, id, opts, rr.to, rr.nto);
   }
-  cJSON_Delete(parsed);
   sl_route_result_free(&rr);
   return 0;
 }

@@ -27,9 +27,9 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "sl_jscan.h"
 #include "sl_lua_int.h"
 
-#define PV_MAX_DEPTH 200
 #define PV_INLINE static inline __attribute__((always_inline))
 
 typedef struct pview {
@@ -65,140 +65,10 @@ PV_INLINE bool live(uint64_t id) {
   return false;
 }
 
-/* ------------------------------------------------------------------------------------- */
-/* The scanner: walks JSON text without building anything. Each returns the end of what
- * it read, or NULL when the text is not valid JSON there. */
-
-PV_INLINE const char *ws(const char *p, const char *e) {
-  while (p < e && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) p++;
-  return p;
-}
-
-/* The value of 4 hex digits, or -1. */
-static int hex4(const char *p) {
-  int v = 0;
-  for (int i = 0; i < 4; i++) {
-    char c = p[i];
-    v <<= 4;
-    if (c >= '0' && c <= '9') v |= c - '0';
-    else if (c >= 'a' && c <= 'f') v |= c - 'a' + 10;
-    else if (c >= 'A' && c <= 'F') v |= c - 'A' + 10;
-    else return -1;
-  }
-  return v;
-}
-
-/* Characters that end the plain run of a JSON string: the quote, the backslash, and the
- * control characters (invalid unescaped). */
-static const uint8_t str_stop[256] = {
-    [0 ... 0x1f] = 1, ['"'] = 1, ['\\'] = 1,
-};
-
-/* Does any of the 8 bytes in v stop a string run ('"', '\\' or < 0x20)? May say yes for a
- * word that has none (borrows between bytes); never no for one that has. */
-PV_INLINE bool word_stops(uint64_t v) {
-  const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
-  uint64_t q = v ^ (ones * '"'), b = v ^ (ones * '\\');
-  return (((q - ones) & ~q) | ((b - ones) & ~b) | ((v - ones * 0x20) & ~v)) & high;
-}
-
-/* p at the opening quote; *esc set when the string has escapes. Plain runs go 8 bytes at a
- * time: payloads carry long strings between the fields a hook reads. */
-PV_INLINE const char *skip_string(const char *p, const char *e, bool *esc) {
-  *esc = false;
-  for (p++; p < e; p++) {
-    uint64_t w;
-    while (e - p >= 8 && (memcpy(&w, p, 8), !word_stops(w))) p += 8;
-    while (p < e && !str_stop[(unsigned char)*p]) p++;
-    if (p >= e) return NULL;
-    unsigned char c = (unsigned char)*p;
-    if (c == '"') return p + 1;
-    if (c < 0x20) return NULL;
-    *esc = true;
-    if (e - p < 2) return NULL;
-    switch (p[1]) {
-    case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't': p++; break;
-    case 'u': {
-      /* as the decoder (and cJSON): a surrogate must come as a high + low pair */
-      int u = e - p >= 6 ? hex4(p + 2) : -1;
-      if (u < 0 || (u >= 0xDC00 && u <= 0xDFFF)) return NULL;
-      if (u >= 0xD800 && u <= 0xDBFF) {
-        int lo = e - p >= 12 && p[6] == '\\' && p[7] == 'u' ? hex4(p + 8) : -1;
-        if (lo < 0xDC00 || lo > 0xDFFF) return NULL;
-        p += 6;
-      }
-      p += 5;
-      break;
-    }
-    default: return NULL;
-    }
-  }
-  return NULL;
-}
-
-PV_INLINE const char *skip_digits(const char *p, const char *e) {
-  if (p >= e || *p < '0' || *p > '9') return NULL;
-  while (p < e && *p >= '0' && *p <= '9') p++;
-  return p;
-}
-
-PV_INLINE const char *skip_number(const char *p, const char *e) {
-  if (p < e && *p == '-') p++;
-  if (p < e && *p == '0')
-    p++;
-  else if (!(p = skip_digits(p, e)))
-    return NULL;
-  if (p < e && *p == '.' && !(p = skip_digits(p + 1, e))) return NULL;
-  if (p < e && (*p == 'e' || *p == 'E')) {
-    p++;
-    if (p < e && (*p == '+' || *p == '-')) p++;
-    if (!(p = skip_digits(p, e))) return NULL;
-  }
-  return p;
-}
-
-PV_INLINE const char *skip_lit(const char *p, const char *e, const char *lit, size_t n) {
-  return (size_t)(e - p) >= n && !memcmp(p, lit, n) ? p + n : NULL;
-}
-
-/* p at the first character of a value (no leading whitespace). */
-static const char *skip_value(const char *p, const char *e, int depth) {
-  if (p >= e) return NULL;
-  bool esc;
-  switch (*p) {
-  case '"': return skip_string(p, e, &esc);
-  case 't': return skip_lit(p, e, "true", 4);
-  case 'f': return skip_lit(p, e, "false", 5);
-  case 'n': return skip_lit(p, e, "null", 4);
-  case '{':
-  case '[': {
-    char close = *p == '{' ? '}' : ']';
-    if (depth > PV_MAX_DEPTH) return NULL; /* the decoder's limit, so both agree on validity */
-    p = ws(p + 1, e);
-    if (p < e && *p == close) return p + 1;
-    for (;;) {
-      if (close == '}') {
-        if (p >= e || *p != '"' || !(p = skip_string(p, e, &esc))) return NULL;
-        p = ws(p, e);
-        if (p >= e || *p != ':') return NULL;
-        p = ws(p + 1, e);
-      }
-      if (!(p = skip_value(p, e, depth + 1))) return NULL;
-      p = ws(p, e);
-      if (p >= e) return NULL;
-      if (*p == close) return p + 1;
-      if (*p != ',') return NULL;
-      p = ws(p + 1, e);
-    }
-  }
-  default: return skip_number(p, e);
-  }
-}
-
 /* sl__pv_valid: see sl_lua_int.h. */
 bool sl__pv_valid(const char *s, size_t n) {
-  const char *e = s + n, *p = skip_value(ws(s, e), e, 0);
-  return p && ws(p, e) == e;
+  const char *e = s + n, *p = sl_js_value(sl_js_ws(s, e), e, 0);
+  return p && sl_js_ws(p, e) == e;
 }
 
 /* ------------------------------------------------------------------------------------- */
@@ -271,17 +141,17 @@ PV_INLINE int next_member(lua_State *L, const char **p, const char *e, const cha
   if (q < e && *q == '}') return 0;
   if (q >= e || *q != '"') not_json(L);
   *ks = q + 1;
-  if (!(q = skip_string(q, e, esc))) not_json(L);
+  if (!(q = sl_js_string(q, e, esc))) not_json(L);
   *ke = q - 1;
-  q = ws(q, e);
+  q = sl_js_ws(q, e);
   if (q >= e || *q != ':') not_json(L);
-  *vs = q = ws(q + 1, e);
-  if (!(q = skip_value(q, e, 1))) not_json(L);
+  *vs = q = sl_js_ws(q + 1, e);
+  if (!(q = sl_js_value(q, e, 1))) not_json(L);
   *ve = q;
-  q = ws(q, e);
+  q = sl_js_ws(q, e);
   if (q >= e) not_json(L);
   if (*q == ',')
-    q = ws(q + 1, e);
+    q = sl_js_ws(q + 1, e);
   else if (*q != '}')
     not_json(L);
   *p = q;
@@ -294,12 +164,12 @@ PV_INLINE int next_element(lua_State *L, const char **p, const char *e, const ch
   const char *q = *p;
   if (q < e && *q == ']') return 0;
   *vs = q;
-  if (!(q = skip_value(q, e, 1))) not_json(L);
+  if (!(q = sl_js_value(q, e, 1))) not_json(L);
   *ve = q;
-  q = ws(q, e);
+  q = sl_js_ws(q, e);
   if (q >= e) not_json(L);
   if (*q == ',')
-    q = ws(q + 1, e);
+    q = sl_js_ws(q + 1, e);
   else if (*q != ']')
     not_json(L);
   *p = q;
@@ -316,7 +186,7 @@ static bool array_at(lua_State *L, pview *v, size_t i, const char **vs, const ch
     p = v->s + v->aoff;
   } else {
     at = 1;
-    p = ws(v->s + 1, e);
+    p = sl_js_ws(v->s + 1, e);
   }
   for (;; at++) {
     const char *start = p;
@@ -336,7 +206,7 @@ static int l_pv_index(lua_State *L) {
   if (*v->s == '{') {
     size_t kl;
     if (lua_type(L, 2) != LUA_TSTRING) return 0;
-    const char *k = lua_tolstring(L, 2, &kl), *p = ws(v->s + 1, e), *ks, *ke;
+    const char *k = lua_tolstring(L, 2, &kl), *p = sl_js_ws(v->s + 1, e), *ks, *ke;
     bool esc;
     while (next_member(L, &p, e, &ks, &ke, &esc, &vs, &ve))
       if (key_eq(L, ks, ke, esc, k, kl)) {
@@ -363,7 +233,7 @@ static int l_pv_len(lua_State *L) {
   pview *v = live_view(L, 1);
   size_t n = 0;
   if (*v->s == '[') {
-    const char *e = view_end(v), *p = ws(v->s + 1, e), *vs, *ve;
+    const char *e = view_end(v), *p = sl_js_ws(v->s + 1, e), *vs, *ve;
     while (next_element(L, &p, e, &vs, &ve)) n++;
   }
   lua_pushnumber(L, (lua_Number)n);
@@ -432,7 +302,7 @@ static int l_pv_iter(lua_State *L) {
 static int iterate(lua_State *L, bool ipairs) {
   pview *v = live_view(L, 1);
   bool none = ipairs && *v->s == '{';
-  lua_pushnumber(L, none ? -1 : (lua_Number)(ws(v->s + 1, view_end(v)) - v->s));
+  lua_pushnumber(L, none ? -1 : (lua_Number)(sl_js_ws(v->s + 1, view_end(v)) - v->s));
   lua_pushnumber(L, 1);
   lua_pushnumber(L, (lua_Number)v->scope);
   lua_pushcclosure(L, l_pv_iter, 3);
@@ -448,7 +318,7 @@ static int l_pv_ipairs(lua_State *L) { return iterate(L, true); }
  * loops should use pairs). stack: view, key -> key', value | nil */
 static int l_pv_next(lua_State *L) {
   pview *v = live_view(L, 1);
-  const char *e = view_end(v), *p = ws(v->s + 1, e), *ks, *ke, *vs, *ve;
+  const char *e = view_end(v), *p = sl_js_ws(v->s + 1, e), *ks, *ke, *vs, *ve;
   bool esc, found = lua_isnoneornil(L, 2);
   if (*v->s == '{') {
     size_t kl = 0;
@@ -508,7 +378,7 @@ static int l_pv_decode(lua_State *L) {
 /* The container [*p, *e) of payload text, trimmed; false for a scalar or empty payload. */
 static bool container(const char *text, size_t len, const char **p, const char **e) {
   if (!text) return false;
-  const char *b = ws(text, text + len), *q = text + len;
+  const char *b = sl_js_ws(text, text + len), *q = text + len;
   while (q > b && (q[-1] == ' ' || q[-1] == '\n' || q[-1] == '\r' || q[-1] == '\t')) q--;
   if (b == q || (*b != '{' && *b != '[')) return false;
   *p = b;

@@ -241,9 +241,10 @@ for sc in $SCENARIOS; do
         note "bench_hooks failed (exit $?)"
     fi
     if [ "$sc" = hooks ]; then
-      # Lua hook cost: Sluice only, no hooks vs a route hook vs a coalesceKey hook, interleaved
+      # Lua hook cost: Sluice only, no hooks vs a route hook vs a field-path coalesceKey vs a
+      # Lua coalesceKey hook, interleaved
       [ "$HAVE_SLUICE" = 1 ] || continue
-      for v in off route coalesce; do run_one hooks sluice "$run" "$v"; done
+      for v in off route coalesce_path coalesce; do run_one hooks sluice "$run" "$v"; done
       continue
     fi
     for kind in $(servers_for); do

@@ -41,6 +41,10 @@ local feed = {
 if HOOKS == "coalesce" or HOOKS == "both" then
   feed.coalesceKey = function(topic, payload) return payload.sym end
 end
+if HOOKS == "coalesce_path" then
+  -- the same key by a field path, resolved in C: the coalescing work without the Lua call
+  feed.coalesceKey = "sym"
+end
 if HOOKS == "route" or HOOKS == "both" then
   -- a realistic filter: reads one payload field (the third member) and keeps the message
   feed.route = function(msg) if msg.payload.sym == nil then return false end end
