@@ -148,7 +148,8 @@ static inline __attribute__((unused)) const char *sl_js_value(const char *p, con
 /* sl_js_member: find key (klen bytes, compared byte for byte with the member names as
  * written, without unescaping) in the object starting at p ('{'). The first of duplicate
  * keys wins. Returns 1 with [*vs, *ve) its value, 0 when absent, -1 when the text is not
- * valid JSON on the way, -2 when a member name has escapes (the caller decides). */
+ * valid JSON on the way, -2 when a member name with escapes came before the answer (it
+ * may be the key written differently: the caller decides). */
 static inline __attribute__((unused)) int sl_js_member(const char *p, const char *e,
                                                          const char *key, size_t klen,
                                                          const char **vs, const char **ve) {
@@ -167,6 +168,7 @@ static inline __attribute__((unused)) int sl_js_member(const char *p, const char
     const char *v = sl_js_ws(q + 1, e), *w = sl_js_value(v, e, 1);
     if (!w) return -1;
     if (match) {
+      if (escaped) return -2; /* an earlier escaped name may be this key, and come first */
       *vs = v;
       *ve = w;
       return 1;

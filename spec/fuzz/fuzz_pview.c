@@ -7,11 +7,15 @@
  *  - values: for valid text, every member and element read through the view equals the
  *    decoded table's (objects with duplicate keys are compared by key count only: the
  *    view reads the first of a duplicate, the decoder keeps the last).
- * A disagreement calls fuzz_fail, which aborts. Invalid text must only ever raise. */
+ * A disagreement calls fuzz_fail, which aborts. Invalid text must only ever raise.
+ * The same input also goes through sl_js_member (field-path coalesce keys), checked
+ * against cJSON: a member it finds is the one cJSON finds first. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <cjson/cJSON.h>
 #include "fake_core.c"
+#include "sl_jscan.h"
 #include "sl_lua.h"
 #include "sl_lua_int.h"
 
@@ -82,5 +86,31 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   char *k = sl_lua_coalesce_key_buf(vm, ref, "t", (const char *)data, size, buf, sizeof buf);
   if (k && k != buf) free(k);
   sl_lua_close(vm);
+
+  /* sl_js_member against cJSON (which the core uses to validate untrusted text) */
+  const char *t = (const char *)data, *e = t + size, *vs = NULL, *ve = NULL;
+  int r = sl_js_member(sl_js_ws(t, e), e, "a", 1, &vs, &ve);
+  if (r == 1 && !(vs >= t && ve <= e && vs < ve)) abort();
+  cJSON *root = cJSON_ParseWithLength(t, size);
+  if (root && r >= 0) {
+    const cJSON *item = cJSON_IsObject(root) ? cJSON_GetObjectItemCaseSensitive(root, "a") : NULL;
+    if ((r == 1) != (item != NULL)) {
+      fprintf(stderr, "fuzz_pview: sl_js_member says %d, cJSON %s\n", r, item ? "found" : "not found");
+      abort();
+    }
+    if (item && (cJSON_IsString(item) || cJSON_IsNumber(item)) && !!cJSON_IsString(item) != (*vs == '"'))
+      abort(); /* not the same member */
+    if (item && cJSON_IsNumber(item)) {
+      char num[512];
+      size_t n = (size_t)(ve - vs);
+      if (n < sizeof num) {
+        memcpy(num, vs, n);
+        num[n] = 0;
+        double d = strtod(num, NULL);
+        if (!(d == item->valuedouble || (d != d && item->valuedouble != item->valuedouble))) abort();
+      }
+    }
+  }
+  cJSON_Delete(root);
   return 0;
 }
