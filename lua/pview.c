@@ -12,7 +12,9 @@
  * and next iterate, type(p) is "table", tostring(p) is the JSON text, sluice.json.encode(p)
  * copies the text verbatim and sluice.json.decode(p) gives a real, writable table. Writes
  * raise "payload is read-only". A view lives as long as its hook call: using one kept from
- * an earlier call raises.
+ * an earlier call raises. (The top-level view is one reusable object per VM, rebound each
+ * call, so a kept reference read during a later hook call sees that call's payload; nested
+ * views and iterators still raise. Scripts keep sluice.json.decode(p), never the view.)
  *
  * Lifetime. Every hook call that hands out views opens a scope (sl__pv_enter / leave, LIFO
  * on the loop thread, so nested hook calls nest); a view carries its scope's id and is live
