@@ -62,6 +62,7 @@
 #include <uv.h>
 
 #include "sl_config.h"
+#include "sl_jscan.h"
 #include "sl_lua.h"
 #include "sl_lua_int.h"
 
@@ -685,19 +686,6 @@ static void jd_ws(jd *d) {
     d->p++;
 }
 
-static int jd_hex4(const char *p) {
-  int v = 0;
-  for (int i = 0; i < 4; i++) {
-    char c = p[i];
-    v <<= 4;
-    if (c >= '0' && c <= '9') v |= c - '0';
-    else if (c >= 'a' && c <= 'f') v |= c - 'a' + 10;
-    else if (c >= 'A' && c <= 'F') v |= c - 'A' + 10;
-    else return -1;
-  }
-  return v;
-}
-
 static void jd_utf8(luaL_Buffer *b, uint32_t cp) {
   if (cp < 0x80) {
     luaL_addchar(b, (char)cp);
@@ -757,12 +745,12 @@ static bool jd_string(lua_State *L, jd *d) {
     case 't': luaL_addchar(&b, '\t'); break;
     case 'u': {
       if (d->end - d->p < 4) goto bad;
-      int hi = jd_hex4(d->p);
+      int hi = sl_js_hex4(d->p);
       if (hi < 0) goto bad;
       d->p += 4;
       uint32_t cp = (uint32_t)hi;
       if (hi >= 0xD800 && hi <= 0xDBFF) {
-        int lo = d->end - d->p >= 6 && d->p[0] == '\\' && d->p[1] == 'u' ? jd_hex4(d->p + 2) : -1;
+        int lo = d->end - d->p >= 6 && d->p[0] == '\\' && d->p[1] == 'u' ? sl_js_hex4(d->p + 2) : -1;
         if (lo < 0xDC00 || lo > 0xDFFF) goto bad;
         d->p += 6;
         cp = 0x10000 + (((uint32_t)hi - 0xD800) << 10) + ((uint32_t)lo - 0xDC00);
