@@ -1384,7 +1384,7 @@ int sl_config_load(lua_State *L, const char *path, sl_config **out, char *err, s
 }
 
 static void unref(lua_State *L, int ref) {
-  if (L && ref != SL_NOREF && ref > 0) luaL_unref(L, LUA_REGISTRYINDEX, ref);
+  if (L && ref != SL_NOREF && ref > 0) sl__lua_unref(L, ref);
 }
 
 static void free_strv(char **v, size_t n) {

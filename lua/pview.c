@@ -111,12 +111,16 @@ static void push_value(lua_State *L, const char *p, const char *q, uint64_t scop
   case 't': lua_pushboolean(L, 1); return;
   case 'f': lua_pushboolean(L, 0); return;
   case 'n': sl__lua_pushnull(L); return;
-  case '"':
-    if (!memchr(p + 1, '\\', (size_t)(q - p - 2))) {
-      lua_pushlstring(L, p + 1, (size_t)(q - p - 2));
+  case '"': {
+    size_t n = (size_t)(q - p - 2), i = 0;
+    if (n < 16) /* most are short: no call */
+      while (i < n && p[1 + i] != '\\') i++;
+    if (n < 16 ? i == n : !memchr(p + 1, '\\', n)) {
+      lua_pushlstring(L, p + 1, n);
       return;
     }
     break; /* escapes are decoded by the one JSON decoder */
+  }
   default: break;
   }
   if (!sl__lua_decode_text(L, p, (size_t)(q - p))) not_json(L);
@@ -208,8 +212,19 @@ static int l_pv_index(lua_State *L) {
   if (*v->s == '{') {
     size_t kl;
     if (lua_type(L, 2) != LUA_TSTRING) return 0;
-    const char *k = lua_tolstring(L, 2, &kl), *p = sl_js_ws(v->s + 1, e), *ks, *ke;
+    const char *k = lua_tolstring(L, 2, &kl), *p, *ks, *ke;
     bool esc;
+    /* names as written first (the scanner's fast path); when a name with escapes comes
+     * before the answer, the walk below decodes names to compare them */
+    switch (sl_js_member(v->s, e, k, kl, &vs, &ve)) {
+    case 1:
+      push_value(L, vs, ve, v->scope);
+      return 1;
+    case 0: return 0;
+    case -1: return not_json(L);
+    default: break;
+    }
+    p = sl_js_ws(v->s + 1, e);
     while (next_member(L, &p, e, &ks, &ke, &esc, &vs, &ve))
       if (key_eq(L, ks, ke, esc, k, kl)) {
         push_value(L, vs, ve, v->scope);
@@ -379,7 +394,12 @@ static int l_pv_decode(lua_State *L) {
 
 /* The container [*p, *e) of payload text, trimmed; false for a scalar or empty payload. */
 static bool container(const char *text, size_t len, const char **p, const char **e) {
-  if (!text) return false;
+  if (!text || !len) return false;
+  if ((text[0] == '{' && text[len - 1] == '}') || (text[0] == '[' && text[len - 1] == ']')) {
+    *p = text; /* the usual case: no whitespace around */
+    *e = text + len;
+    return true;
+  }
   const char *b = sl_js_ws(text, text + len), *q = text + len;
   while (q > b && (q[-1] == ' ' || q[-1] == '\n' || q[-1] == '\r' || q[-1] == '\t')) q--;
   if (b == q || (*b != '{' && *b != '[')) return false;

@@ -35,6 +35,10 @@ int sl__lua_load_script(struct lua_State *L, const char *path, char *err, size_t
  * functions are left alone. The stack is unchanged. */
 void sl__lua_hook_prepare(struct lua_State *L, int idx);
 
+/* sl__lua_unref: luaL_unref on the registry of the VM that owns L, keeping the VM's hook
+ * cache right (every ref a VM made is released through here). */
+void sl__lua_unref(struct lua_State *L, int ref);
+
 /* sl__lua_alive: is L the state of a VM that is still open (created by sl_lua_new and not
  * yet closed)? Lets sl_config_free skip luaL_unref on a closed state. */
 bool sl__lua_alive(struct lua_State *L);

@@ -69,6 +69,7 @@
 #define SL_LUA_DEFAULT_INSTRUCTIONS 10000000ULL
 #define SL_LUA_DEFAULT_MEMORY ((size_t)256 << 20)
 #define SL_LUA_HOOK_STEP 1000
+#define SL_HOOK_SLOTS 4 /* hook functions pinned on the stack (a power of two) */
 #define SL_JSON_MAX_DEPTH 100
 
 typedef struct {
@@ -110,7 +111,7 @@ struct sl_lua {
   int view_ref;          /* the shared message view (userdata) */
   int pview_ref;         /* the shared payload view (pview.c), rebound per call */
   void *pview;           /* its memory */
-  char topic_c[64];      /* the topic string pinned at SLOT_TOPIC (push_topic) */
+  char topic_c[64];      /* the topic string pinned at SLOT_TOPIC (push_topic), NUL-ended */
   size_t topic_n;
   int topic_ref;         /* the same string in the registry, for nested calls */
   bool topic_pinned;     /* SLOT_TOPIC holds it too */
@@ -122,6 +123,12 @@ struct sl_lua {
   int ar_n[4];
   unsigned ar_next;
   int ar_hold;           /* registry ref of a table {fn1..fn4} */
+  /* push_ref's front cache: the hook functions last pushed from the base level, pinned at
+   * SLOT_HOOK + (ref % SL_HOOK_SLOTS); their refs (0: none) and arities (-1: not known).
+   * Every luaL_unref goes through unref(), which drops the entry, so a ref number reused
+   * for another value is never served from here. */
+  int hk_ref[SL_HOOK_SLOTS];
+  int hk_arity[SL_HOOK_SLOTS];
 };
 
 struct sl_timer {
@@ -139,7 +146,14 @@ struct sl_timer {
  * Stack indices are relative to the running C function, so the slots are only reachable
  * at the base level: from the core, on vm->L, with no Lua call in progress (AT_BASE).
  * Nested calls (a hook publishing) and coroutines use the registry refs. */
-enum { SLOT_TB = 1, SLOT_PVIEW = 2, SLOT_MSG = 3, SLOT_TOPIC = 4 };
+enum {
+  SLOT_TB = 1,
+  SLOT_PVIEW = 2,
+  SLOT_MSG = 3,
+  SLOT_TOPIC = 4,
+  SLOT_HOOK = 5, /* SL_HOOK_SLOTS of them */
+  SLOT_LAST = SLOT_HOOK + SL_HOOK_SLOTS - 1
+};
 #define AT_BASE(vm, L) ((L) == (vm)->L && (vm)->depth == 0)
 
 #define SL_LUA_REF_BLOCK 256 /* registry array slots reserved for refs (sl_lua_new) */
@@ -152,6 +166,7 @@ static sl_lua *g_alive; /* open VMs, for sl__lua_alive (loop thread only) */
 
 static void vm_finish_close(sl_lua *vm);
 static void install_hooks(sl_lua *vm);
+static void unref(sl_lua *vm, int ref);
 static int l_script(lua_State *L);
 typedef struct decode_args decode_args;
 static bool push_lazy_payload(sl_lua *vm, int fn_idx, int pos, decode_args *a);
@@ -230,7 +245,7 @@ static int sl_lua_call(sl_lua *vm, lua_State *L, int nargs, int nresults, const 
   int base = lua_gettop(L) - nargs; /* index of fn */
   /* The VM's own stack keeps the handler at index 1 (sl_lua_new); elsewhere (a coroutine,
    * a bare state) it is pushed below fn for the call. */
-  bool fixed = vm && AT_BASE(vm, L) && base > SLOT_TOPIC;
+  bool fixed = vm && AT_BASE(vm, L) && base > SLOT_LAST;
   if (fixed) {
     /* nothing to push */
   } else if (vm && vm->tb_ref > 0) {
@@ -1133,7 +1148,7 @@ static void timer_stop(sl_timer *t) {
   sl_lua *vm = t->vm;
   t->stopped = true;
   uv_timer_stop(&t->h);
-  if (t->fn_ref != LUA_NOREF) luaL_unref(vm->L, LUA_REGISTRYINDEX, t->fn_ref);
+  if (t->fn_ref != LUA_NOREF) unref(vm, t->fn_ref);
   t->fn_ref = LUA_NOREF;
   if (t->box) *t->box = NULL;
   t->box = NULL;
@@ -1243,7 +1258,7 @@ static void box_gone(lua_State *L, int *slot, void *obj, void *mtkey) {
   if (ours) *b = NULL;
   lua_pop(L, 1);
   if (ours) {
-    luaL_unref(L, LUA_REGISTRYINDEX, *slot);
+    sl__lua_unref(L, *slot);
     *slot = SL_NOREF;
   }
 }
@@ -1882,7 +1897,8 @@ sl_lua *sl_lua_new(sl_gateway *gw) {
   lua_pushliteral(L, "");
   lua_pushvalue(L, -1);
   vm->topic_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  if (lua_gettop(L) != SLOT_TOPIC) abort();
+  for (int i = 0; i < SL_HOOK_SLOTS; i++) lua_pushnil(L);
+  if (lua_gettop(L) != SLOT_LAST) abort();
   if (vm->instr_limit) lua_sethook(L, count_hook, LUA_MASKCOUNT, SL_LUA_HOOK_STEP);
   vm->next_alive = g_alive;
   g_alive = vm;
@@ -1925,13 +1941,54 @@ void sl_lua_close(sl_lua *vm) {
 /* ------------------------------------------------------------------------------------- */
 /* Hooks called by the core                                                               */
 
-/* stack: -> fn, or nothing and false when ref is unset or not a function. */
+/* stack: -> fn, or nothing and false when ref is unset or not a function. From the base
+ * level a hook is pinned at a stack slot (see hk_ref), so the next call pushes it without
+ * a registry lookup or a type check. */
 static bool push_ref(sl_lua *vm, int ref) {
   if (ref == SL_NOREF || ref <= 0 || vm->closing) return false;
-  lua_rawgeti(vm->L, LUA_REGISTRYINDEX, ref);
-  if (lua_isfunction(vm->L, -1)) return true;
-  lua_pop(vm->L, 1);
-  return false;
+  lua_State *L = vm->L;
+  bool base = AT_BASE(vm, L);
+  int i = ref & (SL_HOOK_SLOTS - 1);
+  if (base && vm->hk_ref[i] == ref) {
+    lua_pushvalue(L, SLOT_HOOK + i);
+    return true;
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+  if (!lua_isfunction(L, -1)) {
+    lua_pop(L, 1);
+    return false;
+  }
+  if (base) {
+    lua_pushvalue(L, -1);
+    lua_replace(L, SLOT_HOOK + i);
+    vm->hk_ref[i] = ref;
+    vm->hk_arity[i] = -1;
+  }
+  return true;
+}
+
+/* unref: release a registry ref, dropping it from push_ref's cache first. */
+static void unref(sl_lua *vm, int ref) {
+  if (ref <= 0) return;
+  int i = ref & (SL_HOOK_SLOTS - 1);
+  if (vm->hk_ref[i] == ref) {
+    vm->hk_ref[i] = 0;
+    lua_State *L = vm->L;
+    if (AT_BASE(vm, L)) { /* let the function be collected */
+      lua_pushnil(L);
+      lua_replace(L, SLOT_HOOK + i);
+    }
+  }
+  luaL_unref(vm->L, LUA_REGISTRYINDEX, ref);
+}
+
+/* sl__lua_unref: see sl_lua_int.h. */
+void sl__lua_unref(lua_State *L, int ref) {
+  sl_lua *vm = vm_of(L);
+  if (vm)
+    unref(vm, ref);
+  else if (ref > 0)
+    luaL_unref(L, LUA_REGISTRYINDEX, ref);
 }
 
 /* sl_lua_on_start: see sl_lua.h. The hook gets a table {name, port}. */
@@ -2083,9 +2140,12 @@ void sl_lua_eio_gone(sl_lua *vm, sl_eio_conn *c) {
  * registry, and pinned at SLOT_TOPIC once pushed from the base level) so pushing it again
  * costs no interning. */
 static void push_topic(sl_lua *vm, lua_State *L, const char *topic) {
-  size_t n = strlen(topic);
   bool base = AT_BASE(vm, L);
-  if (n == vm->topic_n && !memcmp(vm->topic_c, topic, n)) {
+  size_t n = 0; /* strlen and the comparison with the last topic in one pass */
+  while (topic[n] && topic[n] == vm->topic_c[n]) n++;
+  bool same = !topic[n] && n == vm->topic_n;
+  if (!same) n += strlen(topic + n);
+  if (same) {
     if (base && vm->topic_pinned) {
       lua_pushvalue(L, SLOT_TOPIC);
       return;
@@ -2096,7 +2156,7 @@ static void push_topic(sl_lua *vm, lua_State *L, const char *topic) {
     if (n >= sizeof vm->topic_c) return;
     lua_pushvalue(L, -1);
     lua_rawseti(L, LUA_REGISTRYINDEX, vm->topic_ref);
-    memcpy(vm->topic_c, topic, n);
+    memcpy(vm->topic_c, topic, n + 1); /* with its NUL, which bounds the loop above */
     vm->topic_n = n;
     vm->topic_pinned = false;
   }
@@ -2133,21 +2193,15 @@ char *sl_lua_coalesce_key_buf(sl_lua *vm, int ref, const char *topic, const char
   vm->uncapped--;
   char *key = NULL;
   if (sl_lua_call(vm, L, 2, 1, "coalesceKey") == 0) {
-    int t = lua_type(L, -1);
-    if (t == LUA_TSTRING) {
-      size_t n;
-      const char *s = lua_tolstring(L, -1, &n);
-      if (n < cap) {
-        memcpy(buf, s, n);
-        buf[n] = 0;
-        key = buf;
-      } else {
-        key = sl_xstrndup(s, n);
-      }
-    } else if (t == LUA_TNUMBER) {
-      char num[40];
-      int n = snprintf(num, sizeof num, "%.14g", lua_tonumber(L, -1));
-      key = (size_t)n < cap ? memcpy(buf, num, (size_t)n + 1) : sl_xstrdup(num);
+    /* a string, or a number as tostring() writes it ("%.14g"); other values give NULL */
+    size_t n;
+    const char *s = lua_tolstring(L, -1, &n);
+    if (s && n < cap) {
+      memcpy(buf, s, n);
+      buf[n] = 0;
+      key = buf;
+    } else if (s) {
+      key = sl_xstrndup(s, n);
     }
   }
   lua_settop(L, top);
@@ -2512,6 +2566,15 @@ static int l_route_table(lua_State *L) {
   return 0;
 }
 
+/* hook_arity of the function at idx, pushed for ref: remembered with push_ref's cache. */
+static int ref_arity(sl_lua *vm, int ref, int idx) {
+  int i = ref & (SL_HOOK_SLOTS - 1);
+  if (vm->hk_ref[i] == ref && vm->hk_arity[i] >= 0) return vm->hk_arity[i];
+  int n = hook_arity(vm, idx);
+  if (vm->hk_ref[i] == ref) vm->hk_arity[i] = n;
+  return n;
+}
+
 /* sl_lua_route: see sl_lua.h. Always returns 0: every failure delivers the message as
  * published (logged and counted). */
 int sl_lua_route(sl_lua *vm, int ref, const char *ns, const char *topic, const char *payload_json,
@@ -2526,7 +2589,7 @@ int sl_lua_route(sl_lua *vm, int ref, const char *ns, const char *topic, const c
   sl__pv_enter(&ctx.scope); /* open until the result is converted: it may hold the payload */
   struct msg_view *v = push_view(vm, &ctx); /* stack: fn, view */
   int nargs = 1;
-  if (hook_arity(vm, top + 1) >= 2) { /* route(msg, payload): the payload without a lookup */
+  if (ref_arity(vm, ref, top + 1) >= 2) { /* route(msg, payload): the payload without a lookup */
     vm->uncapped++;
     push_payload(vm, L, &ctx.scope, payload_json, len);
     vm->uncapped--;
@@ -2685,7 +2748,7 @@ int sl_lua_snapshot(sl_lua *vm, int ref, int *state_ref, const char *prev_json, 
  * refs of a closing VM are ignored. */
 void sl_lua_unref(sl_lua *vm, int ref) {
   if (!vm || ref <= 0 || vm->closing) return;
-  luaL_unref(vm->L, LUA_REGISTRYINDEX, ref);
+  unref(vm, ref);
 }
 
 /* sl_lua_server_event: see sl_lua.h. Invalid or missing event JSON gives an empty table. */

@@ -67,6 +67,34 @@ static int l_fail(lua_State *L) {
   abort();
 }
 
+/* sl_js_member(text, key) must find what cJSON finds (cJSON compares decoded names; the
+ * scanner says -2 when an escaped name could be the key, leaving it to its caller). */
+static void check_member(const char *t, const char *e, const cJSON *root, const char *key,
+                         size_t klen) {
+  const char *vs = NULL, *ve = NULL;
+  int r = sl_js_member(sl_js_ws(t, e), e, key, klen, &vs, &ve);
+  if (r == 1 && !(vs >= t && ve <= e && vs < ve)) abort();
+  if (!root || r < 0 || memchr(key, 0, klen)) return; /* cJSON names end at a NUL */
+  const cJSON *item = cJSON_IsObject(root) ? cJSON_GetObjectItemCaseSensitive(root, key) : NULL;
+  if ((r == 1) != (item != NULL)) {
+    fprintf(stderr, "fuzz_pview: sl_js_member(\"%s\") says %d, cJSON %s\n", key, r,
+            item ? "found" : "not found");
+    abort();
+  }
+  if (item && (cJSON_IsString(item) || cJSON_IsNumber(item)) && !!cJSON_IsString(item) != (*vs == '"'))
+    abort(); /* not the same member */
+  if (item && cJSON_IsNumber(item)) {
+    char num[512];
+    size_t n = (size_t)(ve - vs);
+    if (n < sizeof num) {
+      memcpy(num, vs, n);
+      num[n] = 0;
+      double d = strtod(num, NULL);
+      if (!(d == item->valuedouble || (d != d && item->valuedouble != item->valuedouble))) abort();
+    }
+  }
+}
+
 /* A fresh VM per input: a persistent one grows its string table and stacks as inputs come,
  * which libFuzzer's leak check would blame on whichever input grew them. */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -87,30 +115,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (k && k != buf) free(k);
   sl_lua_close(vm);
 
-  /* sl_js_member against cJSON (which the core uses to validate untrusted text) */
-  const char *t = (const char *)data, *e = t + size, *vs = NULL, *ve = NULL;
-  int r = sl_js_member(sl_js_ws(t, e), e, "a", 1, &vs, &ve);
-  if (r == 1 && !(vs >= t && ve <= e && vs < ve)) abort();
+  /* sl_js_member against cJSON (which the core uses to validate untrusted text), for keys
+   * that take each of its paths: one word, two overlapping reads, longer than a word, and
+   * keys no unescaped name can equal (a quote, a backslash, a control character) */
+  static const struct { const char *k; size_t n; } keys[] = {
+      {"a", 1}, {"", 0}, {"ab", 2}, {"abc", 3}, {"abcd", 4}, {"abcdefg", 7}, {"abcdefgh", 8},
+      {"abcdefghi", 9}, {"a\"b", 3}, {"a\\", 2}, {"\x01", 1}, {"a\0b", 3}};
+  const char *t = (const char *)data, *e = t + size;
   cJSON *root = cJSON_ParseWithLength(t, size);
-  if (root && r >= 0) {
-    const cJSON *item = cJSON_IsObject(root) ? cJSON_GetObjectItemCaseSensitive(root, "a") : NULL;
-    if ((r == 1) != (item != NULL)) {
-      fprintf(stderr, "fuzz_pview: sl_js_member says %d, cJSON %s\n", r, item ? "found" : "not found");
-      abort();
-    }
-    if (item && (cJSON_IsString(item) || cJSON_IsNumber(item)) && !!cJSON_IsString(item) != (*vs == '"'))
-      abort(); /* not the same member */
-    if (item && cJSON_IsNumber(item)) {
-      char num[512];
-      size_t n = (size_t)(ve - vs);
-      if (n < sizeof num) {
-        memcpy(num, vs, n);
-        num[n] = 0;
-        double d = strtod(num, NULL);
-        if (!(d == item->valuedouble || (d != d && item->valuedouble != item->valuedouble))) abort();
-      }
-    }
-  }
+  for (size_t ki = 0; ki < sizeof keys / sizeof keys[0]; ki++)
+    check_member(t, e, root, keys[ki].k, keys[ki].n);
   cJSON_Delete(root);
   return 0;
 }

@@ -259,9 +259,12 @@ TEST(coalesce_key) {
   CHECK_EQ_STR(k, "ACM");
   /* the last topic string is kept pinned: alternating topics must never get a stale one */
   int top = fn_ref(vm, "return function(topic, p) return topic .. ':' .. tostring(p.n) end");
-  const char *topics[] = {"a", "b", "b", "prices", "a", ""};
+  static const char t63[] = "ttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttt";
+  static const char t70[] = "tttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttt";
+  const char *topics[] = {"a", "b", "b", "prices", "pricesX", "prices", "price", "a", "",
+                          t63, t63, t70, t70, t63, "a"};
   for (size_t i = 0; i < sizeof topics / sizeof topics[0]; i++) {
-    char want[32];
+    char want[128];
     snprintf(want, sizeof want, "%s:%zu", topics[i], i);
     char pl[32];
     snprintf(pl, sizeof pl, "{\"n\":%zu}", i);
@@ -269,10 +272,58 @@ TEST(coalesce_key) {
     CHECK_EQ_STR(k, want);
     free(k);
   }
+  /* a number key reads as tostring() writes it */
+  const char *nums[][2] = {{"1.5", "1.5"}, {"3", "3"}, {"1e20", "1e+20"}, {"-0.25", "-0.25"},
+                           {"123456789012345678", "1.2345678901235e+17"}};
+  for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++) {
+    char pl[64];
+    snprintf(pl, sizeof pl, "{\"n\":%s}", nums[i][0]);
+    k = sl_lua_coalesce_key(vm, ref, "t", pl, strlen(pl));
+    CHECK_EQ_STR(k, nums[i][1]);
+    free(k);
+  }
   int keys = fn_ref(vm, "return require('keys').fields('venue', 'sym')");
   k = sl_lua_coalesce_key(vm, keys, "t", "{\"venue\":\"X\",\"sym\":\"Y\"}", 23);
   CHECK_EQ_STR(k, "X:Y");
   free(k);
+  sl_lua_close(vm);
+}
+
+/* Hooks pushed from the core are cached by ref on the stack: a ref released and taken
+ * again for another function must call the new one (the cache drops released refs). */
+TEST(hook_cache_follows_refs) {
+  sl_lua *vm = sl_lua_new(NULL);
+  int a = fn_ref(vm, "return function() return 'a' end");
+  char buf[16];
+  for (int i = 0; i < 3; i++) CHECK_EQ_STR(sl_lua_coalesce_key_buf(vm, a, "t", "{}", 2, buf, sizeof buf), "a");
+  sl_lua_unref(vm, a);
+  int b = fn_ref(vm, "return function() return 'b' end");
+  CHECK_EQ_INT(b, a); /* the registry hands the number out again */
+  CHECK_EQ_STR(sl_lua_coalesce_key_buf(vm, b, "t", "{}", 2, buf, sizeof buf), "b");
+  /* refs sharing a cache slot (same low bits) take turns without mixing up */
+  int refs[6];
+  for (int i = 0; i < 6; i++) {
+    char src[64];
+    snprintf(src, sizeof src, "return function() return 'f%d' end", i);
+    refs[i] = fn_ref(vm, src);
+  }
+  for (int round = 0; round < 3; round++)
+    for (int i = 0; i < 6; i++) {
+      char want[8];
+      snprintf(want, sizeof want, "f%d", i);
+      CHECK_EQ_STR(sl_lua_coalesce_key_buf(vm, refs[i], "t", "{}", 2, buf, sizeof buf), want);
+    }
+  /* arity is cached per ref too: route(msg) then, on the same ref, route(msg, payload) */
+  sl_route_result r;
+  int one = fn_ref(vm, "return function(msg) return true end");
+  sl_lua_route(vm, one, "/", "t", "{\"x\":1}", 7, SL_SRC_API, NULL, &r);
+  CHECK_EQ_INT(r.action, SL_ROUTE_DELIVER);
+  sl_lua_unref(vm, one);
+  int other = fn_ref(vm, "return function(msg, p) if p == nil then return false end end");
+  CHECK_EQ_INT(other, one);
+  sl_lua_route(vm, other, "/", "t", "{\"x\":1}", 7, SL_SRC_API, NULL, &r);
+  CHECK_EQ_INT(r.action, SL_ROUTE_DELIVER); /* a stale arity would pass no payload */
+  CHECK_EQ_INT(sl_lua_error_count(vm), 0);
   sl_lua_close(vm);
 }
 
@@ -747,6 +798,7 @@ int main(void) {
   RUN(client_gone);
   RUN(on_connect);
   RUN(coalesce_key);
+  RUN(hook_cache_follows_refs);
   RUN(eio_conn);
   RUN(timers);
   RUN(instruction_limit);
