@@ -123,12 +123,14 @@ struct sl_lua {
   int ar_n[4];
   unsigned ar_next;
   int ar_hold;           /* registry ref of a table {fn1..fn4} */
-  /* push_ref's front cache: the hook functions last pushed from the base level, pinned at
-   * SLOT_HOOK + (ref % SL_HOOK_SLOTS); their refs (0: none) and arities (-1: not known).
-   * Every luaL_unref goes through unref(), which drops the entry, so a ref number reused
-   * for another value is never served from here. */
+  /* push_ref's front cache, by ref % SL_HOOK_SLOTS: the ref last pushed there (0: none;
+   * it holds a function), its arity (-1: not known yet) and whether the function is also
+   * pinned at SLOT_HOOK + i (only a push from the base level can pin it). Every luaL_unref
+   * goes through unref(), which drops the entry, so a ref number reused for another value
+   * is never served from here. */
   int hk_ref[SL_HOOK_SLOTS];
   int hk_arity[SL_HOOK_SLOTS];
+  bool hk_pinned[SL_HOOK_SLOTS];
 };
 
 struct sl_timer {
@@ -1949,20 +1951,26 @@ static bool push_ref(sl_lua *vm, int ref) {
   lua_State *L = vm->L;
   bool base = AT_BASE(vm, L);
   int i = ref & (SL_HOOK_SLOTS - 1);
-  if (base && vm->hk_ref[i] == ref) {
-    lua_pushvalue(L, SLOT_HOOK + i);
-    return true;
-  }
-  lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
-  if (!lua_isfunction(L, -1)) {
-    lua_pop(L, 1);
-    return false;
+  if (vm->hk_ref[i] == ref) { /* known to hold a function */
+    if (base && vm->hk_pinned[i]) {
+      lua_pushvalue(L, SLOT_HOOK + i);
+      return true;
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+  } else {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+    if (!lua_isfunction(L, -1)) {
+      lua_pop(L, 1);
+      return false;
+    }
+    vm->hk_ref[i] = ref;
+    vm->hk_arity[i] = -1;
+    vm->hk_pinned[i] = false;
   }
   if (base) {
     lua_pushvalue(L, -1);
     lua_replace(L, SLOT_HOOK + i);
-    vm->hk_ref[i] = ref;
-    vm->hk_arity[i] = -1;
+    vm->hk_pinned[i] = true;
   }
   return true;
 }
@@ -1973,6 +1981,7 @@ static void unref(sl_lua *vm, int ref) {
   int i = ref & (SL_HOOK_SLOTS - 1);
   if (vm->hk_ref[i] == ref) {
     vm->hk_ref[i] = 0;
+    vm->hk_pinned[i] = false;
     lua_State *L = vm->L;
     if (AT_BASE(vm, L)) { /* let the function be collected */
       lua_pushnil(L);
