@@ -114,6 +114,9 @@ int sl_lua_client_publish(sl_lua *vm, int ref, sl_socket *s, const char *topic,
  * first). On error returns SL_ELUA and leaves the state unchanged. */
 int sl_lua_snapshot(sl_lua *vm, int ref, int *state_ref, const char *prev_json, size_t prev_len,
                     const char *topic, const char *payload_json, size_t len, char **state_json);
+/* sl_lua_unref: release a registry ref of this VM. Refs handed to the sl_lua_* hook calls
+ * must be released here (or with sl__lua_unref), never with luaL_unref: the VM caches hook
+ * functions by ref, and only this path drops the cached entry before the number is reused. */
 void sl_lua_unref(sl_lua *vm, int ref);
 
 /* sl_lua_server_event: call a server event hook (onConnect, onDisconnect, onSubscribe,

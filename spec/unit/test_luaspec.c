@@ -91,7 +91,7 @@ static int l_fake_event(lua_State *L) {
   int ref = luaL_ref(L, LUA_REGISTRYINDEX);
   uint64_t before = sl_lua_error_count(cur_vm);
   sl_lua_on_event(cur_vm, ref, &spec_client, ev, args, len, bin ? &b : NULL, bin ? 1 : 0, ack);
-  luaL_unref(L, LUA_REGISTRYINDEX, ref);
+  sl__lua_unref(L, ref); /* keeps the VM's hook cache right */
   lua_pushboolean(L, sl_lua_error_count(cur_vm) == before); /* false: the hook raised */
   return 1;
 }
@@ -137,7 +137,7 @@ static int l_call_route(lua_State *L) {
   sl_route_result r;
   sl_lua_route(cur_vm, ref, "/spec", topic, json, len, source,
                source == SL_SRC_CLIENT ? &spec_client : NULL, &r);
-  luaL_unref(L, LUA_REGISTRYINDEX, ref);
+  sl__lua_unref(L, ref); /* keeps the VM's hook cache right */
   lua_newtable(L);
   static const char *const names[] = {"deliver", "drop", "rewrite"};
   lua_pushstring(L, names[r.action]);
@@ -162,7 +162,7 @@ static int l_call_authorize(lua_State *L) {
   char *principal = NULL, reason[256];
   int ok = sl_lua_authorize(cur_vm, ref, token, "/spec", topic, &spec_client, &principal, reason,
                             sizeof reason);
-  luaL_unref(L, LUA_REGISTRYINDEX, ref);
+  sl__lua_unref(L, ref); /* keeps the VM's hook cache right */
   lua_pushboolean(L, ok);
   lua_pushstring(L, ok ? principal : reason);
   lua_pushnumber(L, (double)(sl_lua_error_count(cur_vm) - before));
@@ -179,7 +179,7 @@ static int l_call_client_publish(lua_State *L) {
   uint64_t before = sl_lua_error_count(cur_vm);
   char *np = NULL;
   int ok = sl_lua_client_publish(cur_vm, ref, &spec_client, topic, json, len, &np);
-  luaL_unref(L, LUA_REGISTRYINDEX, ref);
+  sl__lua_unref(L, ref); /* keeps the VM's hook cache right */
   lua_pushboolean(L, ok);
   if (np)
     lua_pushstring(L, np);
@@ -198,7 +198,7 @@ static int l_call_coalesce(lua_State *L) {
   const char *json = luaL_checklstring(L, 3, &len);
   uint64_t before = sl_lua_error_count(cur_vm);
   char *k = sl_lua_coalesce_key(cur_vm, ref, topic, json, len);
-  luaL_unref(L, LUA_REGISTRYINDEX, ref);
+  sl__lua_unref(L, ref); /* keeps the VM's hook cache right */
   if (k)
     lua_pushstring(L, k);
   else
@@ -221,7 +221,7 @@ static int l_call_snapshot(lua_State *L) {
   uint64_t before = sl_lua_error_count(cur_vm);
   char *state = NULL;
   int rc = sl_lua_snapshot(cur_vm, ref, &snap_state, prev, plen, topic, json, len, &state);
-  luaL_unref(L, LUA_REGISTRYINDEX, ref);
+  sl__lua_unref(L, ref); /* keeps the VM's hook cache right */
   if (state)
     lua_pushstring(L, state);
   else
@@ -246,7 +246,7 @@ static int l_call_server_event(lua_State *L) {
   const char *json = luaL_checklstring(L, 2, &len);
   uint64_t before = sl_lua_error_count(cur_vm);
   sl_lua_server_event(cur_vm, ref, json, len);
-  luaL_unref(L, LUA_REGISTRYINDEX, ref);
+  sl__lua_unref(L, ref); /* keeps the VM's hook cache right */
   lua_pushnumber(L, (double)(sl_lua_error_count(cur_vm) - before));
   return 1;
 }
