@@ -8,8 +8,9 @@
  *    decoded table's (objects with duplicate keys are compared by key count only: the
  *    view reads the first of a duplicate, the decoder keeps the last).
  * A disagreement calls fuzz_fail, which aborts. Invalid text must only ever raise.
- * The same input also goes through sl_js_member (field-path coalesce keys), checked
- * against cJSON: a member it finds is the one cJSON finds first. */
+ * The same input also goes through sl_js_member (field-path coalesce keys and the views'
+ * first lookup), checked against cJSON for keys that take each of its compare paths: a
+ * member it finds is the one cJSON finds first. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
