@@ -292,18 +292,6 @@ int sio_count_placeholders(const struct cJSON *node, int natts) {
 
 /* ---- Socket.IO: encoding --------------------------------------------------------------- */
 
-/* Decimal digits of v (v >= 0) into out; returns the count. */
-static size_t put_u64(char *out, uint64_t v) {
-  char tmp[20];
-  size_t n = 0;
-  do {
-    tmp[n++] = (char)('0' + v % 10);
-    v /= 10;
-  } while (v);
-  for (size_t i = 0; i < n; i++) out[i] = tmp[n - 1 - i];
-  return n;
-}
-
 /* sio_encode_header: see sio_codec.h. Refuses (returns 0) what it cannot encode so that the
  * receiver parses back exactly the same fields: a type outside 0..6, a namespace longer
  * than SIO_MAX_NSP, one not starting with '/', or one containing ',' (it would end the
@@ -319,7 +307,7 @@ size_t sio_encode_header(char *out, int type, int attachments, const char *nsp, 
   }
   out[o++] = (char)('0' + type);
   if (attachments > 0) {
-    o += put_u64(out + o, (uint64_t)attachments);
+    o += sl_u64_dec(out + o, (uint64_t)attachments);
     out[o++] = '-';
   }
   if (nsp) {
@@ -327,7 +315,7 @@ size_t sio_encode_header(char *out, int type, int attachments, const char *nsp, 
     o += nsplen;
     out[o++] = ',';
   }
-  if (ack_id >= 0) o += put_u64(out + o, (uint64_t)ack_id);
+  if (ack_id >= 0) o += sl_u64_dec(out + o, (uint64_t)ack_id);
   return o;
 }
 

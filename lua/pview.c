@@ -138,6 +138,21 @@ PV_INLINE bool key_eq(lua_State *L, const char *ks, const char *ke, bool esc, co
   return same;
 }
 
+/* A value at q (sets [*vs, *ve)) and what follows it inside its container: a comma (the
+ * result is the next item, after whitespace) or close (the result is at it); raises on
+ * anything else. */
+PV_INLINE const char *value_then_comma(lua_State *L, const char *q, const char *e, char close,
+                                       const char **vs, const char **ve) {
+  *vs = q;
+  if (!(q = sl_js_value(q, e, 1))) not_json(L);
+  *ve = q;
+  q = sl_js_ws(q, e);
+  if (q >= e) not_json(L);
+  if (*q == ',') return sl_js_ws(q + 1, e);
+  if (*q != close) not_json(L);
+  return q;
+}
+
 /* Object member walk. *p at the first member (after '{' and whitespace) or at '}'.
  * On a member: sets key [*ks, *ke), its escape flag and value [*vs, *ve), advances *p past
  * the member and its comma, returns 1. At the end returns 0; on bad text raises. */
@@ -151,16 +166,7 @@ PV_INLINE int next_member(lua_State *L, const char **p, const char *e, const cha
   *ke = q - 1;
   q = sl_js_ws(q, e);
   if (q >= e || *q != ':') not_json(L);
-  *vs = q = sl_js_ws(q + 1, e);
-  if (!(q = sl_js_value(q, e, 1))) not_json(L);
-  *ve = q;
-  q = sl_js_ws(q, e);
-  if (q >= e) not_json(L);
-  if (*q == ',')
-    q = sl_js_ws(q + 1, e);
-  else if (*q != '}')
-    not_json(L);
-  *p = q;
+  *p = value_then_comma(L, sl_js_ws(q + 1, e), e, '}', vs, ve);
   return 1;
 }
 
@@ -169,16 +175,7 @@ PV_INLINE int next_element(lua_State *L, const char **p, const char *e, const ch
                         const char **ve) {
   const char *q = *p;
   if (q < e && *q == ']') return 0;
-  *vs = q;
-  if (!(q = sl_js_value(q, e, 1))) not_json(L);
-  *ve = q;
-  q = sl_js_ws(q, e);
-  if (q >= e) not_json(L);
-  if (*q == ',')
-    q = sl_js_ws(q + 1, e);
-  else if (*q != ']')
-    not_json(L);
-  *p = q;
+  *p = value_then_comma(L, q, e, ']', vs, ve);
   return 1;
 }
 
