@@ -231,6 +231,59 @@ static const struct {
   {"sluice_spill_corrupt_records_total", "counter", "Spilled records skipped as corrupt", g_spill_corrupt},
 };
 
+/* Prometheus bucket edges of sluice_lua_hook_duration_seconds: each is an exact edge of
+ * sl_lathist (a multiple of 10 ns up to 2.56 us, or a decade above). */
+static const struct {
+  uint64_t ns;
+  const char *le;
+} hook_buckets[] = {{50, "5e-08"},      {100, "1e-07"},   {250, "2.5e-07"}, {500, "5e-07"},
+                    {1000, "1e-06"},    {2500, "2.5e-06"}, {10000, "1e-05"}, {100000, "0.0001"},
+                    {1000000, "0.001"}, {10000000, "0.01"},   {100000000, "0.1"},  {1000000000, "1"}};
+
+/* sluice_lua_hook_duration_seconds: a histogram per hook kind of the sampled calls. */
+static void hook_time_metrics(sl_sbuf *b, const sl_lathist *ht) {
+  metric_head(b, "sluice_lua_hook_duration_seconds", "histogram",
+              "Wall time of Lua hook calls made by the core, sampled: one call in 16 of each hook is timed");
+  for (int k = 0; k < SL_HT_KINDS; k++) {
+    const sl_lathist *h = &ht[k];
+    for (size_t i = 0; i < sizeof hook_buckets / sizeof hook_buckets[0]; i++)
+      sl_sbuf_printf(b, "sluice_lua_hook_duration_seconds_bucket{hook=\"%s\",le=\"%s\"} %llu\n",
+                     sl_ht_names[k], hook_buckets[i].le,
+                     (unsigned long long)sl_lathist_le(h, hook_buckets[i].ns));
+    sl_sbuf_printf(b, "sluice_lua_hook_duration_seconds_bucket{hook=\"%s\",le=\"+Inf\"} %llu\n",
+                   sl_ht_names[k], (unsigned long long)h->n);
+    sl_sbuf_printf(b, "sluice_lua_hook_duration_seconds_sum{hook=\"%s\"} %.9f\n", sl_ht_names[k],
+                   (double)h->sum_ns / 1e9);
+    sl_sbuf_printf(b, "sluice_lua_hook_duration_seconds_count{hook=\"%s\"} %llu\n", sl_ht_names[k],
+                   (unsigned long long)h->n);
+  }
+}
+
+/* "luaHooks" of /api/stats: per hook kind with samples, their count and quantiles in ns. */
+static void hook_time_json(cJSON *root, const sl_lathist *ht) {
+  cJSON *o = cJSON_AddObjectToObject(root, "luaHooks");
+  cJSON_AddNumberToObject(o, "sampleEvery", SL_HT_SAMPLE_EVERY);
+  cJSON_AddNumberToObject(o, "clockOverheadNs", (double)sl_clock_overhead_ns());
+  for (int k = 0; k < SL_HT_KINDS; k++) {
+    const sl_lathist *h = &ht[k];
+    if (!h->n) continue;
+    cJSON *x = cJSON_AddObjectToObject(o, sl_ht_names[k]);
+    cJSON_AddNumberToObject(x, "samples", (double)h->n);
+    cJSON_AddNumberToObject(x, "meanNs", (double)h->sum_ns / (double)h->n);
+    static const struct {
+      const char *name;
+      double q;
+    } qs[] = {{"p10Ns", 0.10}, {"p50Ns", 0.50}, {"p90Ns", 0.90}, {"p99Ns", 0.99}};
+    for (size_t i = 0; i < sizeof qs / sizeof qs[0]; i++) {
+      uint64_t v = sl_lathist_quantile(h, qs[i].q);
+      if (v == UINT64_MAX)
+        cJSON_AddNullToObject(x, qs[i].name); /* above 1 s */
+      else
+        cJSON_AddNumberToObject(x, qs[i].name, (double)v);
+    }
+  }
+}
+
 /* sl_metrics_text: the whole Prometheus exposition for every server of the gateway. */
 static void metrics_text(sl_gateway *gw, sl_sbuf *b) {
   struct { const char *name, *help; size_t off; } ns_metrics[] = {
@@ -299,6 +352,7 @@ static void metrics_text(sl_gateway *gw, sl_sbuf *b) {
                  (unsigned long long)(gw->lua_errors + (gw->lua ? sl_lua_error_count(gw->lua) : 0)));
   metric_head(b, "sluice_lua_memory_bytes", "gauge", "Memory used by the Lua VM");
   sl_sbuf_printf(b, "sluice_lua_memory_bytes %zu\n", gw->lua ? sl_lua_memory_bytes(gw->lua) : (size_t)0);
+  hook_time_metrics(b, gw->hook_times);
 }
 
 /* sl_gateway_stats_json: see sl_core.h. */
@@ -338,6 +392,7 @@ char *sl_gateway_stats_json(sl_gateway *gw) {
     }
     cJSON_AddItemToArray(servers, so);
   }
+  hook_time_json(root, gw->hook_times);
   char *t = cJSON_PrintUnformatted(root);
   cJSON_Delete(root);
   return t;

@@ -108,6 +108,7 @@ static sl_gateway *gateway_alloc(uv_loop_t *loop) {
   gw->boot_id[8] = 0;
   gw->started_ms = sl_now_ms();
   gw->lua = sl_lua_new(gw);
+  sl_lua_set_hook_times(gw->lua, gw->hook_times);
   return gw;
 }
 

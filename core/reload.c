@@ -116,6 +116,7 @@ int sluice_reload(sluice_t *gw, char *err, size_t errlen) {
   }
   uint64_t t0 = uv_hrtime();
   sl_lua *vm = sl_lua_new(gw);
+  sl_lua_set_hook_times(vm, gw->hook_times);
   sl_config *nc = NULL;
   int r = sl_config_load(sl_lua_state(vm), gw->cfg->path, &nc, err, errlen);
   if (r == 0) r = check_compatible(gw, nc, err, errlen);

@@ -20,6 +20,7 @@
 #include "sl_core.h"
 #include "sluice.h"
 #include "../lua/sl_config.h"
+#include "../lua/sl_lua.h"
 
 struct sl_lua;
 
@@ -319,6 +320,7 @@ struct sl_gateway {
   char boot_id[12];
   uint64_t started_ms;
   uint64_t lua_errors;       /* Lua errors of VMs replaced by reloads (keeps the counter monotonic) */
+  sl_lathist hook_times[SL_HT_KINDS]; /* sampled Lua hook timing, across reloads (sl_lua.h) */
   sl_inflight **acks;       /* min-heap of ack deadlines (no periodic scans) */
   uint32_t nacks, capacks;
   uv_timer_t ack_timer;

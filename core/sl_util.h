@@ -80,8 +80,32 @@ void sl_random_bytes(void *buf, size_t n);
 /* A random URL-safe id of `len` chars (base64url alphabet) NUL-terminated into out[len+1]. */
 void sl_random_id(char *out, size_t len);
 
-/* Monotonic milliseconds and wall-clock microseconds. */
+/* Monotonic milliseconds and nanoseconds, wall-clock microseconds. */
 uint64_t sl_now_ms(void);
+uint64_t sl_now_ns(void);
 uint64_t sl_wall_us(void);
+/* sl_clock_overhead_ns: what two back-to-back sl_now_ns calls read (the least of 256 pairs,
+ * measured once per process): the part of a timed interval that is the clock itself. */
+uint64_t sl_clock_overhead_ns(void);
+
+/* sl_lathist: a latency histogram of short intervals. Bin k of fine (1 <= k <= SL_LH_FINE)
+ * counts ((k-1)*10, k*10] ns, bin 0 exactly 0 ns; longer ones go to the decade bins of
+ * coarse: (2.56 us, 10 us], (10 us, 100 us], ..., (100 ms, 1 s], above 1 s.
+ * Quantiles come at 10 ns resolution up to 2.56 us, and every Prometheus bucket edge that
+ * is a multiple of 10 ns up to 2.56 us, or a coarse edge, is exact (sl_lathist_le). */
+#define SL_LH_FINE 256
+#define SL_LH_COARSE 7
+typedef struct sl_lathist {
+  uint64_t n, sum_ns;
+  uint64_t fine[SL_LH_FINE + 1];
+  uint64_t coarse[SL_LH_COARSE];
+} sl_lathist;
+void sl_lathist_add(sl_lathist *h, uint64_t ns);
+/* The least bin edge (ns) at or below which a fraction q of the samples lie; 0 when empty.
+ * Past 2.56 us the answer is the coarse bin's upper edge (UINT64_MAX above 1 s). */
+uint64_t sl_lathist_quantile(const sl_lathist *h, double q);
+/* The number of samples <= le_ns, for le_ns a bin edge (see above); others round down to
+ * the edge below. */
+uint64_t sl_lathist_le(const sl_lathist *h, uint64_t le_ns);
 
 #endif

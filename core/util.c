@@ -477,6 +477,69 @@ uint64_t sl_now_ms(void) {
   return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+/* sl_now_ns: CLOCK_MONOTONIC in nanoseconds (for timing short intervals). */
+uint64_t sl_now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* sl_clock_overhead_ns: see sl_util.h. */
+uint64_t sl_clock_overhead_ns(void) {
+  static uint64_t best = UINT64_MAX;
+  if (best == UINT64_MAX) {
+    for (int i = 0; i < 256; i++) {
+      uint64_t a = sl_now_ns(), b = sl_now_ns();
+      if (b - a < best) best = b - a;
+    }
+  }
+  return best;
+}
+
+/* The decade edges of sl_lathist's coarse bins, in ns. */
+static const uint64_t lh_coarse_edge[SL_LH_COARSE - 1] = {10000,    100000,    1000000,
+                                                           10000000, 100000000, 1000000000};
+
+/* sl_lathist_add: see sl_util.h. */
+void sl_lathist_add(sl_lathist *h, uint64_t ns) {
+  h->n++;
+  h->sum_ns += ns;
+  if (ns <= (uint64_t)SL_LH_FINE * 10) {
+    h->fine[(ns + 9) / 10]++;
+    return;
+  }
+  size_t c = 0;
+  while (c < SL_LH_COARSE - 1 && ns > lh_coarse_edge[c]) c++;
+  h->coarse[c]++;
+}
+
+/* sl_lathist_quantile: see sl_util.h. */
+uint64_t sl_lathist_quantile(const sl_lathist *h, double q) {
+  if (!h->n) return 0;
+  if (q < 0) q = 0;
+  if (q > 1) q = 1;
+  uint64_t want = (uint64_t)(q * (double)h->n + 0.5), seen = 0;
+  if (want < 1) want = 1;
+  for (size_t k = 0; k <= SL_LH_FINE; k++) {
+    seen += h->fine[k];
+    if (seen >= want) return (uint64_t)k * 10;
+  }
+  for (size_t c = 0; c < SL_LH_COARSE - 1; c++) {
+    seen += h->coarse[c];
+    if (seen >= want) return lh_coarse_edge[c];
+  }
+  return UINT64_MAX;
+}
+
+/* sl_lathist_le: see sl_util.h. */
+uint64_t sl_lathist_le(const sl_lathist *h, uint64_t le_ns) {
+  uint64_t n = 0;
+  size_t top = le_ns >= (uint64_t)SL_LH_FINE * 10 ? SL_LH_FINE : (size_t)(le_ns / 10);
+  for (size_t k = 0; k <= top; k++) n += h->fine[k];
+  for (size_t c = 0; c < SL_LH_COARSE - 1 && le_ns >= lh_coarse_edge[c]; c++) n += h->coarse[c];
+  return n;
+}
+
 /* sl_wall_us: CLOCK_REALTIME in microseconds since the Unix epoch (for timestamps). */
 uint64_t sl_wall_us(void) {
   struct timespec ts;

@@ -57,6 +57,21 @@ void sl_lua_eio_message(sl_lua *vm, int ref, sl_eio_conn *c, const uint8_t *data
 void sl_lua_eio_event(sl_lua *vm, int ref, sl_eio_conn *c, const char *reason); /* open/close */
 void sl_lua_eio_gone(sl_lua *vm, sl_eio_conn *c);
 
+/* Timing of the Lua hooks the core calls per publish or per client request: one call in
+ * SL_HT_SAMPLE_EVERY of each kind is timed (CLOCK_MONOTONIC around the whole call: pushing
+ * the arguments, the protected call, reading the result) and added to a latency histogram,
+ * exported as sluice_lua_hook_duration_seconds and in /api/stats. Sampling keeps the two
+ * clock reads (about 20 ns each) off the other calls. */
+enum { SL_HT_ROUTE, SL_HT_COALESCE_KEY, SL_HT_SNAPSHOT, SL_HT_CLIENT_PUBLISH, SL_HT_AUTHORIZE,
+       SL_HT_KINDS };
+#define SL_HT_SAMPLE_EVERY 16
+extern const char *const sl_ht_names[SL_HT_KINDS]; /* "route", "coalesceKey", ... */
+/* sl_lua_set_hook_times: record into h[SL_HT_KINDS] (the gateway's, which outlive reloads)
+ * instead of the VM's own histograms. */
+void sl_lua_set_hook_times(sl_lua *vm, sl_lathist *h);
+/* sl_lua_hook_times: the histograms the VM records into (SL_HT_KINDS of them). */
+const sl_lathist *sl_lua_hook_times(const sl_lua *vm);
+
 /* sl_lua_coalesce_key_buf: call coalesceKey(topic, payload) once per publish (the payload
  * is a read-only view of payload_json, see pview.c). Strings and numbers are keys (numbers
  * formatted %.14g). Returns the NUL-terminated key in buf when it fits in cap bytes, else in

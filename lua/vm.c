@@ -131,6 +131,11 @@ struct sl_lua {
   int hk_ref[SL_HOOK_SLOTS];
   int hk_arity[SL_HOOK_SLOTS];
   bool hk_pinned[SL_HOOK_SLOTS];
+  /* sampled hook timing (sl_lua.h): calls until the next timed one, per kind; where the
+   * samples go (own_ht, or the gateway's after sl_lua_set_hook_times) */
+  uint32_t ht_tick[SL_HT_KINDS];
+  sl_lathist *ht;
+  sl_lathist own_ht[SL_HT_KINDS];
 };
 
 struct sl_timer {
@@ -1858,6 +1863,8 @@ static uint64_t env_u64(const char *name, uint64_t def) {
 sl_lua *sl_lua_new(sl_gateway *gw) {
   sl_lua *vm = sl_xcalloc(1, sizeof *vm);
   vm->gw = gw;
+  vm->ht = vm->own_ht;
+  for (int k = 0; k < SL_HT_KINDS; k++) vm->ht_tick[k] = SL_HT_SAMPLE_EVERY;
   vm->instr_limit = env_u64("SLUICE_LUA_INSTRUCTION_LIMIT", SL_LUA_DEFAULT_INSTRUCTIONS);
   vm->L = lua_newstate(vm_alloc, vm);
   vm->custom_alloc = vm->L != NULL;
@@ -2187,11 +2194,39 @@ static void push_payload(sl_lua *vm, lua_State *L, const sl__pv_scope *scope, co
     lua_rawgeti(L, LUA_REGISTRYINDEX, vm->pview_ref);
 }
 
+/* ------------------------------------------------------------------------------------- */
+/* Sampled hook timing (sl_lua.h)                                                         */
+
+const char *const sl_ht_names[SL_HT_KINDS] = {"route", "coalesceKey", "snapshot",
+                                              "onClientPublish", "authorize"};
+
+/* sl_lua_set_hook_times: see sl_lua.h. */
+void sl_lua_set_hook_times(sl_lua *vm, sl_lathist *h) {
+  if (vm) vm->ht = h ? h : vm->own_ht;
+}
+
+/* sl_lua_hook_times: see sl_lua.h. */
+const sl_lathist *sl_lua_hook_times(const sl_lua *vm) { return vm ? vm->ht : NULL; }
+
+/* The start time when this call of the kind is the sampled one, else 0. */
+static inline uint64_t ht_begin(sl_lua *vm, int kind) {
+  if (--vm->ht_tick[kind]) return 0;
+  vm->ht_tick[kind] = SL_HT_SAMPLE_EVERY;
+  return sl_now_ns();
+}
+
+/* Record a sampled call (t0 from ht_begin). Before leave(): that may free the VM. */
+static inline void ht_end(sl_lua *vm, int kind, uint64_t t0) {
+  if (t0) sl_lathist_add(&vm->ht[kind], sl_now_ns() - t0);
+}
+
 /* sl_lua_coalesce_key: see sl_lua.h. The payload is a payload view (pview.c): reading
  * payload.symbol scans the JSON text for that member, nothing is decoded. */
 char *sl_lua_coalesce_key_buf(sl_lua *vm, int ref, const char *topic, const char *payload_json,
                               size_t len, char *buf, size_t cap) {
-  if (!vm || !push_ref(vm, ref)) return NULL;
+  if (!vm || ref == SL_NOREF) return NULL;
+  uint64_t t0 = ht_begin(vm, SL_HT_COALESCE_KEY);
+  if (!push_ref(vm, ref)) return NULL;
   lua_State *L = vm->L;
   int top = lua_gettop(L) - 1;
   sl__pv_scope scope;
@@ -2215,6 +2250,7 @@ char *sl_lua_coalesce_key_buf(sl_lua *vm, int ref, const char *topic, const char
   }
   lua_settop(L, top);
   sl__pv_leave(&scope);
+  ht_end(vm, SL_HT_COALESCE_KEY, t0);
   leave(vm);
   return key;
 }
@@ -2590,7 +2626,9 @@ int sl_lua_route(sl_lua *vm, int ref, const char *ns, const char *topic, const c
                  size_t len, int source, sl_socket *from, sl_route_result *out) {
   memset(out, 0, sizeof *out);
   out->action = SL_ROUTE_DELIVER;
-  if (!vm || !push_ref(vm, ref)) return 0;
+  if (!vm || ref == SL_NOREF) return 0;
+  uint64_t t0 = ht_begin(vm, SL_HT_ROUTE);
+  if (!push_ref(vm, ref)) return 0;
   lua_State *L = vm->L;
   int top = lua_gettop(L) - 1;
   msg_ctx ctx = {ns ? ns : "", topic ? topic : "", payload_json, len, source, from,
@@ -2623,6 +2661,7 @@ int sl_lua_route(sl_lua *vm, int ref, const char *ns, const char *topic, const c
   }
   lua_settop(L, top);
   sl__pv_leave(&ctx.scope);
+  ht_end(vm, SL_HT_ROUTE, t0);
   leave(vm);
   return 0;
 }
@@ -2633,7 +2672,9 @@ int sl_lua_authorize(sl_lua *vm, int ref, const char *token, const char *ns, con
                      sl_socket *s, char **principal, char *reason, size_t reasonlen) {
   *principal = NULL;
   if (reason && reasonlen) snprintf(reason, reasonlen, "authorization failed");
-  if (!vm || !push_ref(vm, ref)) return 0; /* no hook: the caller decides; never "accepted" */
+  if (!vm || ref == SL_NOREF) return 0;
+  uint64_t t0 = ht_begin(vm, SL_HT_AUTHORIZE);
+  if (!push_ref(vm, ref)) return 0; /* no hook: the caller decides; never "accepted" */
   lua_State *L = vm->L;
   int top = lua_gettop(L) - 1;
   if (token)
@@ -2672,6 +2713,7 @@ int sl_lua_authorize(sl_lua *vm, int ref, const char *token, const char *ns, con
     }
   }
   lua_settop(L, top);
+  ht_end(vm, SL_HT_AUTHORIZE, t0);
   leave(vm);
   return ok;
 }
@@ -2681,7 +2723,9 @@ int sl_lua_authorize(sl_lua *vm, int ref, const char *token, const char *ns, con
 int sl_lua_client_publish(sl_lua *vm, int ref, sl_socket *s, const char *topic,
                           const char *payload_json, size_t len, char **new_payload) {
   *new_payload = NULL;
-  if (!vm || !push_ref(vm, ref)) return 1;
+  if (!vm || ref == SL_NOREF) return 1;
+  uint64_t t0 = ht_begin(vm, SL_HT_CLIENT_PUBLISH);
+  if (!push_ref(vm, ref)) return 1;
   lua_State *L = vm->L;
   int top = lua_gettop(L) - 1;
   push_box(L, s, sl_socket_lua_slot(s), &k_client_mt);
@@ -2702,6 +2746,7 @@ int sl_lua_client_publish(sl_lua *vm, int ref, sl_socket *s, const char *topic,
     }
   }
   lua_settop(L, top);
+  ht_end(vm, SL_HT_CLIENT_PUBLISH, t0);
   leave(vm);
   return ok;
 }
@@ -2713,7 +2758,9 @@ int sl_lua_client_publish(sl_lua *vm, int ref, sl_socket *s, const char *topic,
 int sl_lua_snapshot(sl_lua *vm, int ref, int *state_ref, const char *prev_json, size_t prev_len,
                     const char *topic, const char *payload_json, size_t len, char **state_json) {
   *state_json = NULL;
-  if (!vm || !push_ref(vm, ref)) return SL_ELUA;
+  if (!vm || ref == SL_NOREF) return SL_ELUA;
+  uint64_t t0 = ht_begin(vm, SL_HT_SNAPSHOT);
+  if (!push_ref(vm, ref)) return SL_ELUA;
   lua_State *L = vm->L;
   int top = lua_gettop(L) - 1;
   if (*state_ref != SL_NOREF && *state_ref > 0)
@@ -2749,6 +2796,7 @@ int sl_lua_snapshot(sl_lua *vm, int ref, int *state_ref, const char *prev_json, 
     }
   }
   lua_settop(L, top);
+  ht_end(vm, SL_HT_SNAPSHOT, t0);
   leave(vm);
   return rc;
 }

@@ -2,19 +2,20 @@
 # spec/bench/callgrind-hooks.sh - instructions per publish of the hook-cost variants, counted by
 # callgrind: deterministic where the CPU-time figures of `make bench` are noisy.
 #
-#   bash spec/bench/callgrind-hooks.sh [off route coalesce_path coalesce]
+#   bash spec/bench/callgrind-hooks.sh [off route_noop route coalesce_path coalesce]
 #
 # Runs build/sluice under valgrind with spec/bench/sluice-bench.lua (RATE msg/s, default 2000:
 # callgrind is ~50x slower) and one loadgen client for 10 s, then prints the instructions spent
 # in sl_publish per publish (hooks included). A hook's cost is the difference between variants:
-# route - off, coalesce - coalesce_path. Needs valgrind and `make all build/bench/loadgen`.
+# route - off, coalesce - coalesce_path, route_noop - off (the call alone). Needs valgrind and
+# `make all build/bench/loadgen`.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 RATE=${RATE:-2000}
 OUT=${OUT:-build/bench/callgrind}
 mkdir -p "$OUT"
 variants=("$@")
-[ ${#variants[@]} -gt 0 ] || variants=(off route coalesce_path coalesce)
+[ ${#variants[@]} -gt 0 ] || variants=(off route_noop route coalesce_path coalesce)
 for v in "${variants[@]}"; do
   port=$((41000 + RANDOM % 1000))
   envs=(PORT=$port RATE="$RATE" SIZE=100 PRODUCER_DELAY_MS=1500 OVERFLOW=COALESCE MAX_QUEUED=4096)

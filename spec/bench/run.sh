@@ -201,14 +201,22 @@ run_one() {
   local out
   out=$(timeout "$bound" "${lg[@]}")
   local rc=$?
+  local hooks='{}'
+  if [ "$sc" = hooks ] && [ "$kind" = sluice ]; then
+    # The gateway's own sampled timing of each hook call (GET /api/stats, "luaHooks")
+    local stats_cmd=(node -e 'fetch(process.argv[1]).then((r) => r.json()).then((j) => console.log(JSON.stringify(j.luaHooks || {})))' "http://127.0.0.1:$port/api/stats")
+    echo "${stats_cmd[*]}" >>"$CMDS"
+    hooks=$(timeout 10 "${stats_cmd[@]}" 2>/dev/null) || hooks='{}'
+    [ -n "$hooks" ] || hooks='{}'
+  fi
   stop_server
   if [ $rc -ne 0 ] || [ -z "$out" ]; then
     note "$label: loadgen failed (rc=$rc)"
     return 1
   fi
   echo "$out" | jq -c --arg sc "$sc" --arg srv "$kind" --arg var "$variant" --argjson run "$run" \
-    --argjson rate "$rate" --argjson size "$size" \
-    '. + {scenario:$sc, server_kind:$srv, variant:$var, run:$run, rate:$rate, size:$size}' >>"$JSONL"
+    --argjson rate "$rate" --argjson size "$size" --argjson hooks "$hooks" \
+    '. + {scenario:$sc, server_kind:$srv, variant:$var, run:$run, rate:$rate, size:$size, lua_hooks:$hooks}' >>"$JSONL"
   echo "$out" | jq -r '"bench:   deliveries/s \(.deliveries_per_s|floor)  cpu \(.server.cpu_us_per_delivery) us/deliv  p50 \(.lat_us.p50) p99 \(.lat_us.p99) us  rss \(.server.rss_kb_start)->\(.server.rss_kb_end) (max \(.server.rss_kb_max_window)) KiB  sendq max \(.tcp.server_sendq_max)  joined \(.joined)/\(.clients)"' >&2
 }
 
@@ -241,10 +249,10 @@ for sc in $SCENARIOS; do
         note "bench_hooks failed (exit $?)"
     fi
     if [ "$sc" = hooks ]; then
-      # Lua hook cost: Sluice only, no hooks vs a route hook vs a field-path coalesceKey vs a
-      # Lua coalesceKey hook, interleaved
+      # Lua hook cost: Sluice only, no hooks vs a route hook that does nothing vs one reading a
+      # payload field vs a field-path coalesceKey vs a Lua coalesceKey hook, interleaved
       [ "$HAVE_SLUICE" = 1 ] || continue
-      for v in off route coalesce_path coalesce; do run_one hooks sluice "$run" "$v"; done
+      for v in off route_noop route coalesce_path coalesce; do run_one hooks sluice "$run" "$v"; done
       continue
     fi
     for kind in $(servers_for); do

@@ -10,7 +10,8 @@
 -- PRODUCER_DELAY_MS (0), PING_INTERVAL_MS (25000), PING_TIMEOUT_MS (20000),
 -- SNDBUF (socketSendBufferBytes, unset = kernel default), HIGH_WATER (socketHighWaterBytes),
 -- OVERFLOW (DROP_OLDEST), MAX_QUEUED (maxQueuedMessagesPerClient, default 64),
--- HOOKS ("" | "route" | "coalesce" | "both": Lua hooks for the hook-cost scenario).
+-- HOOKS ("" | "route" | "route_noop" | "coalesce" | "coalesce_path" | "both": Lua hooks for the
+-- hook-cost scenario).
 
 local function num(name, default)
   local v = os.getenv(name)
@@ -44,6 +45,10 @@ end
 if HOOKS == "coalesce_path" then
   -- the same key by a field path, resolved in C: the coalescing work without the Lua call
   feed.coalesceKey = "sym"
+end
+if HOOKS == "route_noop" then
+  -- the floor of any Lua hook: the call itself, reading nothing (keeps every message)
+  feed.route = function(msg) end
 end
 if HOOKS == "route" or HOOKS == "both" then
   -- a realistic filter: reads one payload field (the third member) and keeps the message

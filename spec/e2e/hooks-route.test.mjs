@@ -266,6 +266,42 @@ for (const mode of ["websocket", "polling+upgrade"]) {
   });
 }
 
+test("sluice_lua_hook_duration_seconds and /api/stats luaHooks time one route call in 16", async () => {
+  const count = () => metricValue(srv.port, "sluice_lua_hook_duration_seconds_count", { hook: "route" });
+  const before = await count();
+  // 48 publishes through the route hook (an array publish is one request, one call per message)
+  await publish(srv.port, Array.from({ length: 48 }, () => ({ namespace: "/r", topic: "plain", payload: mark() })));
+  const after = await count();
+  assert.equal(after - before, 3, "48 calls, one in 16 timed");
+  // a well-formed Prometheus histogram: cumulative buckets ending in +Inf == _count, a positive _sum
+  const text = await metricsText(srv.port);
+  assert.match(text, /^# TYPE sluice_lua_hook_duration_seconds histogram$/m);
+  const buckets = [...text.matchAll(/^sluice_lua_hook_duration_seconds_bucket\{hook="route",le="([^"]+)"\} (\d+)$/gm)]
+    .map((m) => [m[1], Number(m[2])]);
+  assert.ok(buckets.length >= 5, text);
+  assert.equal(buckets.at(-1)[0], "+Inf");
+  assert.equal(buckets.at(-1)[1], after);
+  for (let i = 1; i < buckets.length; i++) {
+    assert.ok(buckets[i][1] >= buckets[i - 1][1], `cumulative: ${JSON.stringify(buckets)}`);
+    if (buckets[i][0] !== "+Inf") assert.ok(Number(buckets[i][0]) > Number(buckets[i - 1][0]));
+  }
+  assert.ok(await metricValue(srv.port, "sluice_lua_hook_duration_seconds_sum", { hook: "route" }) > 0);
+  // hooks the config does not set are listed with zero samples
+  assert.equal(await metricValue(srv.port, "sluice_lua_hook_duration_seconds_count", { hook: "coalesceKey" }), 0);
+  // the same samples in /api/stats, with quantiles in ns
+  const res = await fetch(`http://127.0.0.1:${srv.port}/api/stats`, { signal: AbortSignal.timeout(5000) });
+  const stats = await res.json();
+  const r = stats.luaHooks.route;
+  assert.equal(stats.luaHooks.sampleEvery, 16);
+  assert.ok(stats.luaHooks.clockOverheadNs >= 0);
+  assert.equal(r.samples, after);
+  // ordered quantiles (null: above 1 s; the runaway-loop test above may have left such a sample)
+  const q = ["p10Ns", "p50Ns", "p90Ns", "p99Ns"].map((k) => (r[k] === null ? Infinity : r[k]));
+  assert.ok(q[0] > 0 && q[0] <= q[1] && q[1] <= q[2] && q[2] <= q[3], JSON.stringify(r));
+  assert.ok(r.meanNs > 0);
+  assert.equal(stats.luaHooks.coalesceKey, undefined, "no samples, no entry");
+});
+
 test("server exits cleanly", async () => {
   assertCleanExit(await srv.stop());
 });

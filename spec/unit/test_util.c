@@ -374,6 +374,60 @@ TEST(clocks) {
   uint64_t t = (uint64_t)time(NULL);
   CHECK(w / 1000000u >= t - 2 && w / 1000000u <= t + 2);
   CHECK(w > 1600000000ull * 1000000ull); /* after 2020: microseconds, not ms */
+  uint64_t n1 = sl_now_ns();
+  nanosleep(&d, NULL);
+  uint64_t n2 = sl_now_ns();
+  CHECK(n2 - n1 >= 15ull * 1000 * 1000 && n2 - n1 < 5000ull * 1000 * 1000);
+  CHECK(sl_clock_overhead_ns() < 100000); /* two clock reads: nanoseconds, not a sleep */
+}
+
+TEST(lathist_bins_and_quantiles) {
+  sl_lathist h;
+  memset(&h, 0, sizeof h);
+  CHECK_EQ_INT(sl_lathist_quantile(&h, 0.5), 0); /* empty */
+  /* bin edges: (k-1)*10 < ns <= k*10 */
+  sl_lathist_add(&h, 0);
+  sl_lathist_add(&h, 10);   /* bin 1 */
+  sl_lathist_add(&h, 11);   /* bin 2 */
+  sl_lathist_add(&h, 100);  /* bin 10 */
+  sl_lathist_add(&h, 2560); /* the last fine bin */
+  sl_lathist_add(&h, 2561); /* (2.56 us, 10 us] */
+  sl_lathist_add(&h, 10000000);   /* (1 ms, 10 ms] */
+  sl_lathist_add(&h, 5000000000ull); /* above 1 s */
+  CHECK_EQ_INT(h.n, 8);
+  CHECK(h.sum_ns == 0 + 10 + 11 + 100 + 2560 + 2561 + 10000000 + 5000000000ull);
+  CHECK_EQ_INT(h.fine[0], 1);
+  CHECK_EQ_INT(h.fine[1], 1);
+  CHECK_EQ_INT(h.fine[2], 1);
+  CHECK_EQ_INT(h.fine[10], 1);
+  CHECK_EQ_INT(h.fine[SL_LH_FINE], 1);
+  CHECK_EQ_INT(h.coarse[0], 1);
+  CHECK_EQ_INT(h.coarse[3], 1);
+  CHECK_EQ_INT(h.coarse[SL_LH_COARSE - 1], 1);
+  /* le counts at edges (Prometheus buckets are cumulative, "<=") */
+  CHECK_EQ_INT(sl_lathist_le(&h, 0), 1);
+  CHECK_EQ_INT(sl_lathist_le(&h, 10), 2);
+  CHECK_EQ_INT(sl_lathist_le(&h, 100), 4);
+  CHECK_EQ_INT(sl_lathist_le(&h, 2500), 4);
+  CHECK_EQ_INT(sl_lathist_le(&h, 2560), 5);
+  CHECK_EQ_INT(sl_lathist_le(&h, 10000), 6);
+  CHECK_EQ_INT(sl_lathist_le(&h, 1000000), 6);
+  CHECK_EQ_INT(sl_lathist_le(&h, 10000000), 7);
+  CHECK_EQ_INT(sl_lathist_le(&h, 1000000000), 7);
+  /* quantiles: the upper edge of the bin holding the q-th sample */
+  CHECK_EQ_INT(sl_lathist_quantile(&h, 0), 0);
+  CHECK_EQ_INT(sl_lathist_quantile(&h, 0.25), 10);
+  CHECK_EQ_INT(sl_lathist_quantile(&h, 0.5), 100);
+  CHECK_EQ_INT(sl_lathist_quantile(&h, 0.75), 10000);
+  CHECK_EQ_INT(sl_lathist_quantile(&h, 0.875), 10000000);
+  CHECK(sl_lathist_quantile(&h, 1) == UINT64_MAX); /* above the last edge */
+  /* 1,000 samples of 95 ns and 10 of 1 ms: the median stays at 100 */
+  memset(&h, 0, sizeof h);
+  for (int i = 0; i < 1000; i++) sl_lathist_add(&h, 95);
+  for (int i = 0; i < 10; i++) sl_lathist_add(&h, 1000000);
+  CHECK_EQ_INT(sl_lathist_quantile(&h, 0.5), 100);
+  CHECK_EQ_INT(sl_lathist_quantile(&h, 0.99), 100);
+  CHECK_EQ_INT(sl_lathist_quantile(&h, 0.999), 1000000);
 }
 
 TEST(u64_dec) {
@@ -411,5 +465,6 @@ int main(void) {
   RUN(random_bytes_and_ids);
   RUN(clocks);
   RUN(u64_dec);
+  RUN(lathist_bins_and_quantiles);
   return tl_report();
 }
