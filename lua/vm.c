@@ -243,25 +243,9 @@ static int traceback_handler(lua_State *L) {
   return 1;
 }
 
-/* sl_lua_call: the only caller of lua_pcall. Runs fn with nargs args under the traceback
- * handler and the instruction budget. On error: logs "what: file:line: message" plus the
- * traceback (or, while vm->err_out is set, writes just the message there), counts it, and
- * leaves nothing on the stack.
- * stack: fn, args... -> results (nresults) | nothing. Returns 0 or SL_ELUA. */
-static int sl_lua_call(sl_lua *vm, lua_State *L, int nargs, int nresults, const char *what) {
-  int base = lua_gettop(L) - nargs; /* index of fn */
-  /* The VM's own stack keeps the handler at index 1 (sl_lua_new); elsewhere (a coroutine,
-   * a bare state) it is pushed below fn for the call. */
-  bool fixed = vm && AT_BASE(vm, L) && base > SLOT_LAST;
-  if (fixed) {
-    /* nothing to push */
-  } else if (vm && vm->tb_ref > 0) {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, vm->tb_ref); /* pushcfunction would allocate per call */
-    lua_insert(L, base);
-  } else {
-    lua_pushcfunction(L, traceback_handler);
-    lua_insert(L, base);
-  }
+/* call_tb: the protected call of sl_lua_call, with the traceback handler already at stack
+ * index tb (below fn). stack: fn, args... -> results (nresults) | nothing. */
+static int call_tb(sl_lua *vm, lua_State *L, int nargs, int nresults, const char *what, int tb) {
   bool outer = !vm || vm->depth == 0;
   if (vm && outer) {
     /* The count hook stays installed (all Lua in this VM runs through here), so a call
@@ -271,29 +255,62 @@ static int sl_lua_call(sl_lua *vm, lua_State *L, int nargs, int nresults, const 
     vm->limit_hit = false;
   }
   if (vm) vm->depth++;
-  int status = lua_pcall(L, nargs, nresults, fixed ? SLOT_TB : base);
+  int status = lua_pcall(L, nargs, nresults, tb);
   if (vm) vm->depth--;
-  if (!fixed) lua_remove(L, base);
   if (status == 0) return 0;
 
   size_t len;
   const char *full = lua_tolstring(L, -1, &len);
   if (!full) full = "(no message)", len = strlen(full);
-  const char *tb = strstr(full, "\nstack traceback:");
-  size_t mlen = tb ? (size_t)(tb - full) : len;
+  const char *trace = strstr(full, "\nstack traceback:");
+  size_t mlen = trace ? (size_t)(trace - full) : len;
   if (status == LUA_ERRMEM) {
     full = "not enough memory (Lua memory limit reached)";
     mlen = strlen(full);
-    tb = NULL;
+    trace = NULL;
   }
   if (vm) vm->errors++;
   if (vm && vm->err_out) {
     snprintf(vm->err_out, vm->err_outlen, "%.*s", (int)mlen, full);
   } else {
-    sl_log_error("lua: %s: %.*s%s", what ? what : "call", (int)mlen, full, tb ? tb : "");
+    sl_log_error("lua: %s: %.*s%s", what ? what : "call", (int)mlen, full, trace ? trace : "");
   }
   lua_pop(L, 1);
   return SL_ELUA;
+}
+
+/* sl_lua_call: the only caller of lua_pcall (through call_tb). Runs fn with nargs args under
+ * the traceback handler and the instruction budget. On error: logs "what: file:line:
+ * message" plus the traceback (or, while vm->err_out is set, writes just the message there),
+ * counts it, and leaves nothing on the stack.
+ * stack: fn, args... -> results (nresults) | nothing. Returns 0 or SL_ELUA. */
+static int sl_lua_call(sl_lua *vm, lua_State *L, int nargs, int nresults, const char *what) {
+  int base = lua_gettop(L) - nargs; /* index of fn */
+  /* The VM's own stack keeps the handler at index 1 (sl_lua_new); elsewhere (a coroutine,
+   * a bare state, a nested call) it is pushed below fn for the call. */
+  if (vm && AT_BASE(vm, L) && base > SLOT_LAST) return call_tb(vm, L, nargs, nresults, what, SLOT_TB);
+  if (vm && vm->tb_ref > 0)
+    lua_rawgeti(L, LUA_REGISTRYINDEX, vm->tb_ref); /* pushcfunction would allocate per call */
+  else
+    lua_pushcfunction(L, traceback_handler);
+  lua_insert(L, base);
+  int rc = call_tb(vm, L, nargs, nresults, what, base);
+  lua_remove(L, base);
+  return rc;
+}
+
+/* hook_tb: the traceback handler's stack index for a hook call from the core: the pinned
+ * slot at the base level; in a nested call (a hook run by a Lua publish) it is pushed here,
+ * before the caller pushes the function, so that the call needs no lua_insert/lua_remove
+ * around it (the caller's lua_settop drops it). */
+static int hook_tb(sl_lua *vm) {
+  lua_State *L = vm->L;
+  if (AT_BASE(vm, L)) return SLOT_TB;
+  if (vm->tb_ref > 0)
+    lua_rawgeti(L, LUA_REGISTRYINDEX, vm->tb_ref);
+  else
+    lua_pushcfunction(L, traceback_handler);
+  return lua_gettop(L);
 }
 
 /* sl__lua_pcall: see sl_lua_int.h. */
@@ -2226,9 +2243,13 @@ char *sl_lua_coalesce_key_buf(sl_lua *vm, int ref, const char *topic, const char
                               size_t len, char *buf, size_t cap) {
   if (!vm || ref == SL_NOREF) return NULL;
   uint64_t t0 = ht_begin(vm, SL_HT_COALESCE_KEY);
-  if (!push_ref(vm, ref)) return NULL;
   lua_State *L = vm->L;
-  int top = lua_gettop(L) - 1;
+  int top = lua_gettop(L);
+  int tb = hook_tb(vm);
+  if (!push_ref(vm, ref)) {
+    lua_settop(L, top);
+    return NULL;
+  }
   sl__pv_scope scope;
   sl__pv_enter(&scope);
   vm->uncapped++;
@@ -2236,7 +2257,7 @@ char *sl_lua_coalesce_key_buf(sl_lua *vm, int ref, const char *topic, const char
   push_payload(vm, L, &scope, payload_json, len);
   vm->uncapped--;
   char *key = NULL;
-  if (sl_lua_call(vm, L, 2, 1, "coalesceKey") == 0) {
+  if (call_tb(vm, L, 2, 1, "coalesceKey", tb) == 0) {
     /* a string, or a number as tostring() writes it ("%.14g"); other values give NULL */
     size_t n;
     const char *s = lua_tolstring(L, -1, &n);
@@ -2628,21 +2649,26 @@ int sl_lua_route(sl_lua *vm, int ref, const char *ns, const char *topic, const c
   out->action = SL_ROUTE_DELIVER;
   if (!vm || ref == SL_NOREF) return 0;
   uint64_t t0 = ht_begin(vm, SL_HT_ROUTE);
-  if (!push_ref(vm, ref)) return 0;
   lua_State *L = vm->L;
-  int top = lua_gettop(L) - 1;
+  int top = lua_gettop(L);
+  int tb = hook_tb(vm);
+  if (!push_ref(vm, ref)) {
+    lua_settop(L, top);
+    return 0;
+  }
+  int fn = lua_gettop(L);
   msg_ctx ctx = {ns ? ns : "", topic ? topic : "", payload_json, len, source, from,
                  {0, NULL}, vm};
   sl__pv_enter(&ctx.scope); /* open until the result is converted: it may hold the payload */
   struct msg_view *v = push_view(vm, &ctx); /* stack: fn, view */
   int nargs = 1;
-  if (ref_arity(vm, ref, top + 1) >= 2) { /* route(msg, payload): the payload without a lookup */
+  if (ref_arity(vm, ref, fn) >= 2) { /* route(msg, payload): the payload without a lookup */
     vm->uncapped++;
     push_payload(vm, L, &ctx.scope, payload_json, len);
     vm->uncapped--;
     nargs = 2;
   }
-  int rc = sl_lua_call(vm, L, nargs, 1, "route");
+  int rc = call_tb(vm, L, nargs, 1, "route", tb);
   view_release(v);
   if (rc == 0) {
     /* stack: result */
