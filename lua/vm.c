@@ -1,7 +1,7 @@
 /* vm.c - the embedded LuaJIT VM: the `sluice` module, boxed C objects, timers, the sandbox
  * for hook scripts, the policy hooks the core calls once per publish / subscribe / connect
  * (route, authorize, onClientPublish, snapshot, coalesceKey, server events), sluice.crypto,
- * sluice.script, and the single protected-call path (sl_lua_call).
+ * sluice.script, and the single protected-call path (sl_lua_call, call_tb).
  *
  * Hook fallbacks (every Lua error is logged with file:line and a traceback, and counted in
  * sl_lua_error_count, i.e. the sluice_lua_errors metric): route -> deliver as published;
