@@ -243,7 +243,8 @@ static const struct {
 /* sluice_lua_hook_duration_seconds: a histogram per hook kind of the sampled calls. */
 static void hook_time_metrics(sl_sbuf *b, const sl_lathist *ht) {
   metric_head(b, "sluice_lua_hook_duration_seconds", "histogram",
-              "Wall time of Lua hook calls made by the core, sampled: one call in 16 of each hook is timed");
+              "Wall time of Lua hook calls made by the core, sampled: one call in "
+              SL_HT_SAMPLE_EVERY_STR " of each hook is timed");
   for (int k = 0; k < SL_HT_KINDS; k++) {
     const sl_lathist *h = &ht[k];
     for (size_t i = 0; i < sizeof hook_buckets / sizeof hook_buckets[0]; i++)

@@ -66,11 +66,10 @@ enum { SL_HT_ROUTE, SL_HT_COALESCE_KEY, SL_HT_SNAPSHOT, SL_HT_CLIENT_PUBLISH, SL
        SL_HT_KINDS };
 #define SL_HT_SAMPLE_EVERY 16
 extern const char *const sl_ht_names[SL_HT_KINDS]; /* "route", "coalesceKey", ... */
+#define SL_HT_SAMPLE_EVERY_STR "16" /* the same, for help texts */
 /* sl_lua_set_hook_times: record into h[SL_HT_KINDS] (the gateway's, which outlive reloads)
  * instead of the VM's own histograms. */
 void sl_lua_set_hook_times(sl_lua *vm, sl_lathist *h);
-/* sl_lua_hook_times: the histograms the VM records into (SL_HT_KINDS of them). */
-const sl_lathist *sl_lua_hook_times(const sl_lua *vm);
 
 /* sl_lua_coalesce_key_buf: call coalesceKey(topic, payload) once per publish (the payload
  * is a read-only view of payload_json, see pview.c). Strings and numbers are keys (numbers

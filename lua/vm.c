@@ -2214,6 +2214,7 @@ static void push_payload(sl_lua *vm, lua_State *L, const sl__pv_scope *scope, co
 /* ------------------------------------------------------------------------------------- */
 /* Sampled hook timing (sl_lua.h)                                                         */
 
+_Static_assert(SL_HT_SAMPLE_EVERY == 16, "SL_HT_SAMPLE_EVERY_STR must match");
 const char *const sl_ht_names[SL_HT_KINDS] = {"route", "coalesceKey", "snapshot",
                                               "onClientPublish", "authorize"};
 
@@ -2221,9 +2222,6 @@ const char *const sl_ht_names[SL_HT_KINDS] = {"route", "coalesceKey", "snapshot"
 void sl_lua_set_hook_times(sl_lua *vm, sl_lathist *h) {
   if (vm) vm->ht = h ? h : vm->own_ht;
 }
-
-/* sl_lua_hook_times: see sl_lua.h. */
-const sl_lathist *sl_lua_hook_times(const sl_lua *vm) { return vm ? vm->ht : NULL; }
 
 /* The start time when this call of the kind is the sampled one, else 0. */
 static inline uint64_t ht_begin(sl_lua *vm, int kind) {
@@ -2698,9 +2696,10 @@ int sl_lua_authorize(sl_lua *vm, int ref, const char *token, const char *ns, con
                      sl_socket *s, char **principal, char *reason, size_t reasonlen) {
   *principal = NULL;
   if (reason && reasonlen) snprintf(reason, reasonlen, "authorization failed");
+  /* no hook: the caller decides; never "accepted" */
   if (!vm || ref == SL_NOREF) return 0;
   uint64_t t0 = ht_begin(vm, SL_HT_AUTHORIZE);
-  if (!push_ref(vm, ref)) return 0; /* no hook: the caller decides; never "accepted" */
+  if (!push_ref(vm, ref)) return 0;
   lua_State *L = vm->L;
   int top = lua_gettop(L) - 1;
   if (token)
