@@ -212,15 +212,7 @@ static inline __attribute__((unused)) int sl_js_member(const char *p, const char
         match = !memcmp(p + 1, key, klen);
       }
       if (match && plain < 0) {
-        if (klen <= 8) { /* the bytes past the key made harmless ('a') */
-          plain = !sl_js_word_stops(kw | (~kmask & 0x6161616161616161ull));
-        } else {
-          plain = 1;
-          for (size_t i = 0; i < klen; i++) {
-            unsigned char c = (unsigned char)key[i];
-            if (c == '"' || c == '\\' || c < 0x20) plain = 0;
-          }
-        }
+        plain = sl_js_run_end(key, key + klen) == key + klen;
         match = plain;
       }
     }

@@ -279,6 +279,15 @@ static int call_tb(sl_lua *vm, lua_State *L, int nargs, int nresults, const char
   return SL_ELUA;
 }
 
+/* Push the traceback handler: the VM's function made once (pushcfunction would allocate
+ * per call), or a fresh one on a bare state. */
+static void push_tb(sl_lua *vm, lua_State *L) {
+  if (vm && vm->tb_ref > 0)
+    lua_rawgeti(L, LUA_REGISTRYINDEX, vm->tb_ref);
+  else
+    lua_pushcfunction(L, traceback_handler);
+}
+
 /* sl_lua_call: the only caller of lua_pcall (through call_tb). Runs fn with nargs args under
  * the traceback handler and the instruction budget. On error: logs "what: file:line:
  * message" plus the traceback (or, while vm->err_out is set, writes just the message there),
@@ -289,10 +298,7 @@ static int sl_lua_call(sl_lua *vm, lua_State *L, int nargs, int nresults, const 
   /* The VM's own stack keeps the handler at index 1 (sl_lua_new); elsewhere (a coroutine,
    * a bare state, a nested call) it is pushed below fn for the call. */
   if (vm && AT_BASE(vm, L) && base > SLOT_LAST) return call_tb(vm, L, nargs, nresults, what, SLOT_TB);
-  if (vm && vm->tb_ref > 0)
-    lua_rawgeti(L, LUA_REGISTRYINDEX, vm->tb_ref); /* pushcfunction would allocate per call */
-  else
-    lua_pushcfunction(L, traceback_handler);
+  push_tb(vm, L);
   lua_insert(L, base);
   int rc = call_tb(vm, L, nargs, nresults, what, base);
   lua_remove(L, base);
@@ -306,10 +312,7 @@ static int sl_lua_call(sl_lua *vm, lua_State *L, int nargs, int nresults, const 
 static int hook_tb(sl_lua *vm) {
   lua_State *L = vm->L;
   if (AT_BASE(vm, L)) return SLOT_TB;
-  if (vm->tb_ref > 0)
-    lua_rawgeti(L, LUA_REGISTRYINDEX, vm->tb_ref);
-  else
-    lua_pushcfunction(L, traceback_handler);
+  push_tb(vm, L);
   return lua_gettop(L);
 }
 
