@@ -421,7 +421,7 @@ static bool handle_packet(sl_session *s, uint8_t *data, size_t len, bool binary)
     return s->state != SL_ST_CLOSED;
   }
   eio_packet p;
-  if (eio_parse_text(data, len, &p) != 0) {
+  if (sl_eio_parse_text(data, len, &p) != 0) {
     sl_session_close(s, "parse error");
     return false;
   }
@@ -545,7 +545,7 @@ static void handle_post(sl_conn *c, sl_session *s) {
     sl_session_close(s, "binary POST");
     return;
   }
-  if (r->body.len && !sio_utf8_valid((const uint8_t *)r->body.data, r->body.len)) {
+  if (r->body.len && !sl_utf8_valid((const uint8_t *)r->body.data, r->body.len)) {
     eio_error(c, false, 3, "Bad request");
     sl_session_close(s, "invalid UTF-8 in a polling payload");
     return;
@@ -559,7 +559,7 @@ static void handle_post(sl_conn *c, sl_session *s) {
   size_t pos = 0;
   const uint8_t *rec;
   size_t rl;
-  while (s->state != SL_ST_CLOSED && eio_payload_next(body, r->body.len, &pos, &rec, &rl)) {
+  while (s->state != SL_ST_CLOSED && sl_eio_payload_next(body, r->body.len, &pos, &rec, &rl)) {
     if (!handle_packet(s, (uint8_t *)rec, rl, false)) break;
   }
 }

@@ -30,7 +30,7 @@ sl_msg *sl_msg_new(size_t len, int kind) {
  * after the packet bytes and m->binary are final. */
 void sl_msg_frame_finish(sl_msg *m) {
   uint8_t h[10];
-  size_t n = ws_frame_header(h, m->binary ? 2 : 1, m->len);
+  size_t n = sl_ws_frame_header(h, m->binary ? 2 : 1, m->len);
   memcpy(m->buf + SL_MSG_HDR - n, h, n);
   m->hdrlen = (uint8_t)n;
 }

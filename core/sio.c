@@ -33,7 +33,7 @@ sl_msg *sl_sio_encode(int type, const char *nsp, size_t nsplen, int64_t ack_id, 
                       size_t jsonlen, int attachments) {
   char h[SIO_MAX_NSP + 64];
   h[0] = '4';
-  size_t hl = 1 + sio_encode_header(h + 1, type, attachments, nsp, nsplen, ack_id);
+  size_t hl = 1 + sl_sio_encode_header(h + 1, type, attachments, nsp, nsplen, ack_id);
   sl_msg *m = sl_msg_new(hl + jsonlen, SL_MK_CONTROL);
   memcpy(sl_msg_packet(m), h, hl);
   if (jsonlen) memcpy(sl_msg_packet(m) + hl, json, jsonlen);
@@ -468,8 +468,8 @@ static void dispatch_event(sl_session *s, const sio_packet *p, cJSON *arr, uint8
 static void handle_event_json(sl_session *s, const sio_packet *p, const char *json, size_t len,
                               uint8_t **bufs, size_t *lens, int natts) {
   cJSON *arr = NULL;
-  if (sio_parse_json(json, len, &arr) != 0 || !arr || sio_validate_payload(p->type, arr) != 0 ||
-      (natts && sio_count_placeholders(arr, natts) != natts)) {
+  if (sl_sio_parse_json(json, len, &arr) != 0 || !arr || sl_sio_validate_payload(p->type, arr) != 0 ||
+      (natts && sl_sio_count_placeholders(arr, natts) != natts)) {
     cJSON_Delete(arr);
     sl_session_close(s, "invalid payload");
     return;
@@ -508,7 +508,7 @@ void sl_sio_message(sl_session *s, const uint8_t *data, size_t len, bool binary)
     return;
   }
   sio_packet p;
-  if (sio_parse((const char *)data, len, &p) != 0) {
+  if (sl_sio_parse((const char *)data, len, &p) != 0) {
     sl_session_close(s, "invalid Socket.IO packet");
     return;
   }
@@ -516,12 +516,12 @@ void sl_sio_message(sl_session *s, const uint8_t *data, size_t len, bool binary)
   case SIO_CONNECT: {
     cJSON *payload = NULL;
     if (p.jsonlen) {
-      if (sio_parse_json(p.json, p.jsonlen, &payload) != 0 || !payload) {
+      if (sl_sio_parse_json(p.json, p.jsonlen, &payload) != 0 || !payload) {
         sl_session_close(s, "invalid CONNECT payload");
         return;
       }
     }
-    if (sio_validate_payload(SIO_CONNECT, payload) != 0) {
+    if (sl_sio_validate_payload(SIO_CONNECT, payload) != 0) {
       cJSON_Delete(payload);
       sl_session_close(s, "invalid CONNECT payload");
       return;
@@ -591,7 +591,7 @@ static int emit_packet(sl_socket *s, int type, int btype, int64_t ack_id, const 
   if (natts > SIO_MAX_ATTACHMENTS) return SL_EINVAL;
   cJSON *arr = cJSON_ParseWithLength(json, len);
   bool ok = arr && cJSON_IsArray(arr) &&
-            (!natts || sio_count_placeholders(arr, (int)natts) == (int)natts);
+            (!natts || sl_sio_count_placeholders(arr, (int)natts) == (int)natts);
   cJSON_Delete(arr);
   if (!ok) return SL_EINVAL;
   sl_msg *m = sl_sio_encode(natts ? btype : type, s->ns->path, s->ns->pathlen, ack_id, json,

@@ -2,7 +2,7 @@
  *
  * Everything here parses bytes a client controls: every index is checked against len
  * before it is read, nothing relies on NUL termination, and no function allocates except
- * sio_parse_json (whose tree the caller owns) and sio_count_placeholders for a very large
+ * sl_sio_parse_json (whose tree the caller owns) and sl_sio_count_placeholders for a very large
  * attachment count (freed before returning). */
 #include "sio_codec.h"
 #include "sl_util.h"
@@ -14,10 +14,10 @@
 
 /* ---- Engine.IO ------------------------------------------------------------------------- */
 
-/* eio_parse_text: see sio_codec.h. The base64 body of a "b..." record is decoded over the
+/* sl_eio_parse_text: see sio_codec.h. The base64 body of a "b..." record is decoded over the
  * record itself: output (3 bytes per 4 chars) always trails input by at least one byte, so
  * decoding in place never clobbers unread input. */
-int eio_parse_text(uint8_t *buf, size_t len, eio_packet *out) {
+int sl_eio_parse_text(uint8_t *buf, size_t len, eio_packet *out) {
   if (!buf || len == 0) return -1;
   if (buf[0] == 'b') {
     long n = sl_b64_decode((const char *)buf + 1, len - 1, buf);
@@ -36,10 +36,10 @@ int eio_parse_text(uint8_t *buf, size_t len, eio_packet *out) {
   return 0;
 }
 
-/* eio_payload_next: see sio_codec.h. Mirrors String.split("\x1e") in the reference: a body
+/* sl_eio_payload_next: see sio_codec.h. Mirrors String.split("\x1e") in the reference: a body
  * of n separators yields n + 1 records, so "" yields one empty record and a trailing
  * separator yields a final empty one. *pos == len + 1 marks the end. */
-int eio_payload_next(const uint8_t *body, size_t len, size_t *pos, const uint8_t **rec,
+int sl_eio_payload_next(const uint8_t *body, size_t len, size_t *pos, const uint8_t **rec,
                      size_t *reclen) {
   size_t start = *pos;
   if (start > len) return 0;
@@ -57,9 +57,9 @@ int eio_payload_next(const uint8_t *body, size_t len, size_t *pos, const uint8_t
   return 1;
 }
 
-/* sio_utf8_valid: see sio_codec.h. Table-free check of the RFC 3629 grammar; the ASCII
+/* sl_utf8_valid: see sio_codec.h. Table-free check of the RFC 3629 grammar; the ASCII
  * run is the common case and is skipped a byte at a time without branching on lengths. */
-bool sio_utf8_valid(const uint8_t *s, size_t len) {
+bool sl_utf8_valid(const uint8_t *s, size_t len) {
   size_t i = 0;
   while (i < len) {
     uint8_t c = s[i];
@@ -91,16 +91,16 @@ static bool is_digit(char c) {
   return c >= '0' && c <= '9';
 }
 
-/* sio_parse: see sio_codec.h. Grammar, following socket.io-parser's decodeString:
+/* sl_sio_parse: see sio_codec.h. Grammar, following socket.io-parser's decodeString:
  *   type      one char '0'..'6'
  *   "n-"      only for BINARY_EVENT / BINARY_ACK, and mandatory there: 1..10 attachments,
  *             decimal, leading zeros allowed (the reference compares Number(buf) == buf)
  *   nsp       only if the next char is '/': everything up to the first ',' (consumed) or the
  *             end of the text, at most SIO_MAX_NSP bytes
  *   ack id    the run of ASCII digits that follows; must fit in int64
- *   json      the rest, unchecked here (see sio_parse_json)
+ *   json      the rest, unchecked here (see sl_sio_parse_json)
  * The reference also treats a space as a digit (Number(" ") == 0); we do not. */
-int sio_parse(const char *text, size_t len, sio_packet *out) {
+int sl_sio_parse(const char *text, size_t len, sio_packet *out) {
   size_t i = 0;
   sio_packet p;
 
@@ -156,10 +156,10 @@ int sio_parse(const char *text, size_t len, sio_packet *out) {
 
 /* ---- Socket.IO: payload ---------------------------------------------------------------- */
 
-/* sio_parse_json: see sio_codec.h. cJSON_ParseWithLength alone would accept trailing bytes
+/* sl_sio_parse_json: see sio_codec.h. cJSON_ParseWithLength alone would accept trailing bytes
  * after the first value ("[1]x"), which JSON.parse in the reference rejects, so the parse
  * end is checked against len (only JSON whitespace may follow). */
-int sio_parse_json(const char *json, size_t len, struct cJSON **out) {
+int sl_sio_parse_json(const char *json, size_t len, struct cJSON **out) {
   const char *end = NULL;
   *out = NULL;
   if (len == 0) return 0;
@@ -183,19 +183,19 @@ static const char *const reserved_events[] = {
     "connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener",
 };
 
-/* sio_is_reserved_event: see sio_codec.h. NULL is not reserved. Case-sensitive, as in the
+/* sl_sio_is_reserved_event: see sio_codec.h. NULL is not reserved. Case-sensitive, as in the
  * reference (which uses Array.indexOf). */
-bool sio_is_reserved_event(const char *name) {
+bool sl_sio_is_reserved_event(const char *name) {
   if (!name) return false;
   for (size_t i = 0; i < sizeof reserved_events / sizeof reserved_events[0]; i++)
     if (strcmp(name, reserved_events[i]) == 0) return true;
   return false;
 }
 
-/* sio_validate_payload: see sio_codec.h. Stricter than the reference in one place: the
+/* sl_sio_validate_payload: see sio_codec.h. Stricter than the reference in one place: the
  * reference only validates a payload that is present, so it lets "42" or "43" through with
  * no data; we require the array for EVENT/ACK (no real client sends them bare). */
-int sio_validate_payload(int type, const struct cJSON *payload) {
+int sl_sio_validate_payload(int type, const struct cJSON *payload) {
   const cJSON *first;
   switch (type) {
   case SIO_CONNECT:
@@ -208,7 +208,7 @@ int sio_validate_payload(int type, const struct cJSON *payload) {
     first = payload->child;
     if (!first) return -1;
     if (cJSON_IsNumber(first)) return 0;
-    if (cJSON_IsString(first) && first->valuestring && !sio_is_reserved_event(first->valuestring))
+    if (cJSON_IsString(first) && first->valuestring && !sl_sio_is_reserved_event(first->valuestring))
       return 0;
     return -1;
   case SIO_ACK:
@@ -268,9 +268,9 @@ static int ph_visit(ph_walk *w, const cJSON *node, int depth) {
   return 0;
 }
 
-/* sio_count_placeholders: see sio_codec.h. natts < 0 is treated as 0 (every placeholder is
+/* sl_sio_count_placeholders: see sio_codec.h. natts < 0 is treated as 0 (every placeholder is
  * then out of range). Allocates only when natts exceeds the stack bitmap. */
-int sio_count_placeholders(const struct cJSON *node, int natts) {
+int sl_sio_count_placeholders(const struct cJSON *node, int natts) {
   uint8_t small[SIO_MAX_ATTACHMENTS * 4];
   ph_walk w;
   int rc;
@@ -292,11 +292,11 @@ int sio_count_placeholders(const struct cJSON *node, int natts) {
 
 /* ---- Socket.IO: encoding --------------------------------------------------------------- */
 
-/* sio_encode_header: see sio_codec.h. Refuses (returns 0) what it cannot encode so that the
+/* sl_sio_encode_header: see sio_codec.h. Refuses (returns 0) what it cannot encode so that the
  * receiver parses back exactly the same fields: a type outside 0..6, a namespace longer
  * than SIO_MAX_NSP, one not starting with '/', or one containing ',' (it would end the
  * namespace early on the other side). A valid header is never empty, so 0 is unambiguous. */
-size_t sio_encode_header(char *out, int type, int attachments, const char *nsp, size_t nsplen,
+size_t sl_sio_encode_header(char *out, int type, int attachments, const char *nsp, size_t nsplen,
                          int64_t ack_id) {
   size_t o = 0;
   if (type < SIO_CONNECT || type > SIO_BINARY_ACK) return 0;
@@ -321,10 +321,10 @@ size_t sio_encode_header(char *out, int type, int attachments, const char *nsp, 
 
 /* ---- WebSocket ------------------------------------------------------------------------- */
 
-/* ws_frame_header: see sio_codec.h. RFC 6455 5.2: 7-bit length up to 125, 126 + 16-bit
+/* sl_ws_frame_header: see sio_codec.h. RFC 6455 5.2: 7-bit length up to 125, 126 + 16-bit
  * length up to 65535, else 127 + 64-bit length (network order, top bit zero). Returns 0 for
  * an opcode outside 0..15 or n >= 2^63, which no valid frame can carry. */
-size_t ws_frame_header(uint8_t *out, int opcode, uint64_t n) {
+size_t sl_ws_frame_header(uint8_t *out, int opcode, uint64_t n) {
   if (opcode < 0 || opcode > 0x0f || n > (uint64_t)INT64_MAX) return 0;
   out[0] = (uint8_t)(0x80 | opcode);
   if (n <= 125) {

@@ -23,22 +23,22 @@ typedef struct eio_packet {
   size_t len;
 } eio_packet;
 
-/* eio_parse_text: parse a text WS frame / polling record "<type><data>". A record starting
+/* sl_eio_parse_text: parse a text WS frame / polling record "<type><data>". A record starting
  * with 'b' is base64 binary: it is decoded IN PLACE into buf (buf must be writable; on
  * failure its contents are unspecified) and the packet is EIO_MESSAGE with binary=true and
  * data == buf ("b" alone is a valid empty binary message). out->data points into buf.
  * Returns 0 or -1 (empty, unknown type, bad base64); *out is untouched on -1. */
-int eio_parse_text(uint8_t *buf, size_t len, eio_packet *out);
+int sl_eio_parse_text(uint8_t *buf, size_t len, eio_packet *out);
 
-/* eio_payload_next: iterate the records of a polling POST body separated by 0x1e.
+/* sl_eio_payload_next: iterate the records of a polling POST body separated by 0x1e.
  * *pos starts at 0; each call returns the next record [*rec, *rec+*reclen) and advances
  * *pos. Returns 1 when a record was produced, 0 at the end. Empty records are produced as
- * empty (and then fail eio_parse_text). Like String.split("\x1e"), n separators give n + 1
+ * empty (and then fail sl_eio_parse_text). Like String.split("\x1e"), n separators give n + 1
  * records, so an empty body gives one empty record. *rec points into body. */
-int eio_payload_next(const uint8_t *body, size_t len, size_t *pos, const uint8_t **rec,
+int sl_eio_payload_next(const uint8_t *body, size_t len, size_t *pos, const uint8_t **rec,
                      size_t *reclen);
 
-/* sio_utf8_valid: true when s[0..len) is well-formed UTF-8 (no overlongs, surrogates, or
+/* sl_utf8_valid: true when s[0..len) is well-formed UTF-8 (no overlongs, surrogates, or
  * code points above U+10FFFF; NUL bytes allowed). The reference never handles invalid UTF-8
  * as text (Node decodes polling bodies with U+FFFD replacement; `ws` fails such a text frame
  * with 1007), and the Node client's `ws` drops the connection when it receives a text frame
@@ -46,7 +46,7 @@ int eio_payload_next(const uint8_t *body, size_t len, size_t *pos, const uint8_t
  * namespace names in CONNECT_ERROR) must therefore reject invalid text before parsing it.
  * wslay's event API already fails invalid text WS frames (1007); polling POST bodies are
  * checked by nobody else, so run them through this. */
-bool sio_utf8_valid(const uint8_t *s, size_t len);
+bool sl_utf8_valid(const uint8_t *s, size_t len);
 
 /* ---- Socket.IO ---------------------------------------------------------------------- */
 enum {
@@ -68,53 +68,53 @@ typedef struct sio_packet {
   size_t jsonlen;
 } sio_packet;
 
-/* sio_parse: parse the text of a Socket.IO packet (the Engine.IO message payload, without
+/* sl_sio_parse: parse the text of a Socket.IO packet (the Engine.IO message payload, without
  * the leading '4'). Checks the header grammar only (type, attachments "n-" with 1<=n<=10,
  * nsp, ack id digits with no overflow). Returns 0 or -1 (*out untouched on -1). Garbage
  * after the header ("2abc[...]") is NOT rejected here: it lands in json and fails in
- * sio_parse_json. Payload validity per type is checked by sio_validate_payload once the
- * JSON has been parsed with sio_parse_json. */
-int sio_parse(const char *text, size_t len, sio_packet *out);
+ * sl_sio_parse_json. Payload validity per type is checked by sl_sio_validate_payload once the
+ * JSON has been parsed with sl_sio_parse_json. */
+int sl_sio_parse(const char *text, size_t len, sio_packet *out);
 
 struct cJSON;
-/* sio_parse_json: parse a packet's JSON payload (json/jsonlen from sio_parse) like the
+/* sl_sio_parse_json: parse a packet's JSON payload (json/jsonlen from sl_sio_parse) like the
  * reference's JSON.parse: the whole text must be one JSON value, optionally followed by
  * whitespace (plain cJSON_ParseWithLength would accept "[1]garbage"). jsonlen 0 gives
  * *out = NULL and returns 0 (no payload). Otherwise returns 0 with *out a tree the caller
  * frees with cJSON_Delete, or -1 (*out = NULL) on invalid JSON or allocation failure. */
-int sio_parse_json(const char *json, size_t len, struct cJSON **out);
+int sl_sio_parse_json(const char *json, size_t len, struct cJSON **out);
 
-/* sio_validate_payload: the reference parser's per-type rules (PROTOCOL.md 3.1):
+/* sl_sio_validate_payload: the reference parser's per-type rules (PROTOCOL.md 3.1):
  * CONNECT: absent or object; DISCONNECT: absent; EVENT/BINARY_EVENT: non-empty array whose
  * first element is a string that is not reserved, or a number; ACK/BINARY_ACK: array;
  * CONNECT_ERROR: object or string. `payload` is NULL when jsonlen was 0.
  * Returns 0 when valid, -1 otherwise. */
-int sio_validate_payload(int type, const struct cJSON *payload);
+int sl_sio_validate_payload(int type, const struct cJSON *payload);
 
-/* sio_is_reserved_event: "connect", "connect_error", "disconnect", "disconnecting",
+/* sl_sio_is_reserved_event: "connect", "connect_error", "disconnect", "disconnecting",
  * "newListener", "removeListener". */
-bool sio_is_reserved_event(const char *name);
+bool sl_sio_is_reserved_event(const char *name);
 
-/* sio_count_placeholders: walk a JSON tree depth-first and check every
+/* sl_sio_count_placeholders: walk a JSON tree depth-first and check every
  * {"_placeholder":true,"num":i} object: returns the number found, or -1 when a num is not an
  * integer in [0, natts) or a num repeats, or an object has "_placeholder":true but no numeric
  * "num". Only meaningful for BINARY_* packets (the reference leaves placeholders in plain
  * EVENT/ACK data alone). Returns 0 for a NULL node. Whether every attachment must be
  * referenced (count == natts) is the caller's policy; the reference does not require it. */
-int sio_count_placeholders(const struct cJSON *node, int natts);
+int sl_sio_count_placeholders(const struct cJSON *node, int natts);
 
-/* sio_encode_header: write "<type>[<n>-][<nsp>,][<ackid>]" into out (at least
+/* sl_sio_encode_header: write "<type>[<n>-][<nsp>,][<ackid>]" into out (at least
  * SIO_MAX_NSP + 48 bytes). nsp "/" (or NULL, or nsplen 0) is omitted. ack_id < 0 omitted.
  * attachments written only when > 0. Returns the length written (no NUL), or 0 when the
  * header cannot be encoded faithfully: type outside 0..6, nsplen > SIO_MAX_NSP, nsp not
  * starting with '/', or nsp containing ','. */
-size_t sio_encode_header(char *out, int type, int attachments, const char *nsp, size_t nsplen,
+size_t sl_sio_encode_header(char *out, int type, int attachments, const char *nsp, size_t nsplen,
                          int64_t ack_id);
 
 /* ---- WebSocket frame header for pre-built server frames ---------------------------- */
-/* ws_frame_header: write an unmasked FIN frame header for opcode (1 text, 2 binary) and
+/* sl_ws_frame_header: write an unmasked FIN frame header for opcode (1 text, 2 binary) and
  * payload length n into out (at most 10 bytes). Returns the header length (2, 4 or 10), or
  * 0 for an opcode outside 0..15 or n >= 2^63. */
-size_t ws_frame_header(uint8_t *out, int opcode, uint64_t n);
+size_t sl_ws_frame_header(uint8_t *out, int opcode, uint64_t n);
 
 #endif

@@ -1,5 +1,5 @@
-/* fuzz_eio.c - libFuzzer target for Engine.IO polling bodies: eio_payload_next over the
- * body, eio_parse_text on a writable copy of every record (base64 is decoded in place), and
+/* fuzz_eio.c - libFuzzer target for Engine.IO polling bodies: sl_eio_payload_next over the
+ * body, sl_eio_parse_text on a writable copy of every record (base64 is decoded in place), and
  * a round trip of every binary record through sl_b64_encode, and the UTF-8 check
  * every text record gets before parsing. */
 #include "sio_codec.h"
@@ -19,7 +19,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
   size_t pos = 0, reclen, total = 0, records = 0;
   const uint8_t *rec;
-  while (eio_payload_next(body, size, &pos, &rec, &reclen)) {
+  while (sl_eio_payload_next(body, size, &pos, &rec, &reclen)) {
     INVARIANT(rec >= body && rec + reclen <= body + size);
     INVARIANT(memchr(rec, 0x1e, reclen) == NULL);
     total += reclen;
@@ -30,9 +30,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     uint8_t *copy = malloc(reclen ? reclen : 1);
     if (!copy) break;
     if (reclen) memcpy(copy, rec, reclen);
-    (void)sio_utf8_valid(copy, reclen);
+    (void)sl_utf8_valid(copy, reclen);
     eio_packet p;
-    if (eio_parse_text(copy, reclen, &p) == 0) {
+    if (sl_eio_parse_text(copy, reclen, &p) == 0) {
       INVARIANT(p.type >= EIO_OPEN && p.type <= EIO_NOOP);
       INVARIANT(p.data >= copy && p.data + p.len <= copy + reclen);
       if (p.binary) {
@@ -52,7 +52,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         INVARIANT(p.len == reclen - 1 && memcmp(p.data, rec + 1, p.len) == 0);
         if (p.type == EIO_MESSAGE) { /* a Socket.IO header parse on the message text */
           sio_packet sp;
-          (void)sio_parse((const char *)p.data, p.len, &sp);
+          (void)sl_sio_parse((const char *)p.data, p.len, &sp);
         }
       }
     }

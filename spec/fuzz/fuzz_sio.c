@@ -1,5 +1,5 @@
-/* fuzz_sio.c - libFuzzer target for the Socket.IO inbound path: sio_parse, then
- * sio_parse_json (cJSON), sio_validate_payload and sio_count_placeholders, plus checks of
+/* fuzz_sio.c - libFuzzer target for the Socket.IO inbound path: sl_sio_parse, then
+ * sl_sio_parse_json (cJSON), sl_sio_validate_payload and sl_sio_count_placeholders, plus checks of
  * the invariants the rest of the gateway relies on. */
 #include "sio_codec.h"
 #include "sl_util.h"
@@ -49,7 +49,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   char *text = place_input(data, size, &heap);
 
   sio_packet p;
-  if (sio_parse(text, size, &p) == 0) {
+  if (sl_sio_parse(text, size, &p) == 0) {
     INVARIANT(p.type >= SIO_CONNECT && p.type <= SIO_BINARY_ACK);
     INVARIANT(p.nsplen >= 1 && p.nsplen <= SIO_MAX_NSP && p.nsp[0] == '/');
     INVARIANT(p.ack_id >= -1);
@@ -62,25 +62,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     /* Re-encoding the header must parse back to the same fields (nsp with ',' cannot
      * come out of the parser, so the encoder must accept everything the parser gives). */
     char hdr[SIO_MAX_NSP + 48];
-    size_t hl = sio_encode_header(hdr, p.type, p.attachments, p.nsp, p.nsplen, p.ack_id);
+    size_t hl = sl_sio_encode_header(hdr, p.type, p.attachments, p.nsp, p.nsplen, p.ack_id);
     INVARIANT(hl > 0 && hl <= sizeof hdr);
     sio_packet q;
-    INVARIANT(sio_parse(hdr, hl, &q) == 0);
+    INVARIANT(sl_sio_parse(hdr, hl, &q) == 0);
     INVARIANT(q.type == p.type && q.attachments == p.attachments && q.ack_id == p.ack_id);
     INVARIANT(q.nsplen == p.nsplen && memcmp(q.nsp, p.nsp, p.nsplen) == 0);
     INVARIANT(q.jsonlen == 0);
 
     cJSON *json = NULL;
-    if (sio_parse_json(p.json, p.jsonlen, &json) == 0) {
+    if (sl_sio_parse_json(p.json, p.jsonlen, &json) == 0) {
       INVARIANT(p.jsonlen == 0 ? json == NULL : json != NULL);
-      (void)sio_validate_payload(p.type, json);
-      int n = sio_count_placeholders(json, p.attachments);
+      (void)sl_sio_validate_payload(p.type, json);
+      int n = sl_sio_count_placeholders(json, p.attachments);
       INVARIANT(n >= -1 && n <= p.attachments);
       /* and against a large attachment count (heap bitmap path) */
-      n = sio_count_placeholders(json, 1000);
+      n = sl_sio_count_placeholders(json, 1000);
       INVARIANT(n >= -1 && n <= 1000);
       if (json && cJSON_IsArray(json) && json->child && cJSON_IsString(json->child))
-        (void)sio_is_reserved_event(json->child->valuestring);
+        (void)sl_sio_is_reserved_event(json->child->valuestring);
       cJSON_Delete(json);
     } else {
       INVARIANT(json == NULL);
@@ -90,9 +90,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   /* The whole input as a JSON payload too, so the JSON rules get fuzzed without having to
    * discover a valid header first. */
   cJSON *j = NULL;
-  if (sio_parse_json(text, size, &j) == 0 && j) {
-    for (int t = 0; t <= 6; t++) (void)sio_validate_payload(t, j);
-    int n = sio_count_placeholders(j, SIO_MAX_ATTACHMENTS);
+  if (sl_sio_parse_json(text, size, &j) == 0 && j) {
+    for (int t = 0; t <= 6; t++) (void)sl_sio_validate_payload(t, j);
+    int n = sl_sio_count_placeholders(j, SIO_MAX_ATTACHMENTS);
     INVARIANT(n >= -1 && n <= SIO_MAX_ATTACHMENTS);
     cJSON_Delete(j);
   }

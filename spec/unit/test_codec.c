@@ -12,8 +12,8 @@
 /* ---- helpers -------------------------------------------------------------------------- */
 
 /* The whole inbound pipeline for one Engine.IO text record, as the session code runs it:
- * eio_parse_text -> must be a text message -> sio_parse -> sio_parse_json ->
- * sio_validate_payload -> (binary) sio_count_placeholders against the attachment count.
+ * sl_eio_parse_text -> must be a text message -> sl_sio_parse -> sl_sio_parse_json ->
+ * sl_sio_validate_payload -> (binary) sl_sio_count_placeholders against the attachment count.
  * Returns 0 if the reference would accept the packet, -1 if it would close. */
 static int pipeline(const char *wire, sio_packet *pkt) {
   size_t len = strlen(wire);
@@ -24,11 +24,11 @@ static int pipeline(const char *wire, sio_packet *pkt) {
   int rc = -1;
 
   memcpy(copy, wire, len + 1);
-  if (eio_parse_text(copy, len, &ep) < 0 || ep.type != EIO_MESSAGE || ep.binary) goto out;
-  if (sio_parse((const char *)ep.data, ep.len, &p) < 0) goto out;
-  if (sio_parse_json(p.json, p.jsonlen, &json) < 0) goto out;
-  if (sio_validate_payload(p.type, json) < 0) goto out;
-  if (p.attachments > 0 && sio_count_placeholders(json, p.attachments) < 0) goto out;
+  if (sl_eio_parse_text(copy, len, &ep) < 0 || ep.type != EIO_MESSAGE || ep.binary) goto out;
+  if (sl_sio_parse((const char *)ep.data, ep.len, &p) < 0) goto out;
+  if (sl_sio_parse_json(p.json, p.jsonlen, &json) < 0) goto out;
+  if (sl_sio_validate_payload(p.type, json) < 0) goto out;
+  if (p.attachments > 0 && sl_sio_count_placeholders(json, p.attachments) < 0) goto out;
   rc = 0;
   if (pkt) { /* keep the views valid: point them at the caller's string instead */
     *pkt = p;
@@ -43,19 +43,19 @@ out:
 }
 
 static int parse_str(const char *s, sio_packet *p) {
-  return sio_parse(s, strlen(s), p);
+  return sl_sio_parse(s, strlen(s), p);
 }
 
 static cJSON *js(const char *s) {
   cJSON *j = NULL;
-  if (sio_parse_json(s, strlen(s), &j) < 0) return NULL;
+  if (sl_sio_parse_json(s, strlen(s), &j) < 0) return NULL;
   return j;
 }
 
 static int validate_str(int type, const char *json) {
   cJSON *j = NULL;
-  if (sio_parse_json(json, strlen(json), &j) < 0) return -2;
-  int rc = sio_validate_payload(type, j);
+  if (sl_sio_parse_json(json, strlen(json), &j) < 0) return -2;
+  int rc = sl_sio_validate_payload(type, j);
   cJSON_Delete(j);
   return rc;
 }
@@ -63,7 +63,7 @@ static int validate_str(int type, const char *json) {
 static int count_str(const char *json, int natts) {
   cJSON *j = js(json);
   if (!j) return -2;
-  int rc = sio_count_placeholders(j, natts);
+  int rc = sl_sio_count_placeholders(j, natts);
   cJSON_Delete(j);
   return rc;
 }
@@ -78,7 +78,7 @@ TEST(eio_text_types) {
     eio_packet p;
     size_t n = strlen(recs[i]);
     memcpy(buf, recs[i], n);
-    CHECK_EQ_INT(eio_parse_text((uint8_t *)buf, n, &p), 0);
+    CHECK_EQ_INT(sl_eio_parse_text((uint8_t *)buf, n, &p), 0);
     CHECK_EQ_INT(p.type, types[i]);
     CHECK(!p.binary);
     CHECK_EQ_MEM(p.data, p.len, recs[i] + 1, n - 1);
@@ -88,20 +88,20 @@ TEST(eio_text_types) {
 TEST(eio_text_invalid) {
   eio_packet p = {.type = 99};
   uint8_t buf[8];
-  CHECK_EQ_INT(eio_parse_text(buf, 0, &p), -1);
-  CHECK_EQ_INT(eio_parse_text(NULL, 0, &p), -1);
+  CHECK_EQ_INT(sl_eio_parse_text(buf, 0, &p), -1);
+  CHECK_EQ_INT(sl_eio_parse_text(NULL, 0, &p), -1);
   memcpy(buf, "abc", 3);
-  CHECK_EQ_INT(eio_parse_text(buf, 3, &p), -1); /* PROTOCOL 2.3: WS `abc` closes */
+  CHECK_EQ_INT(sl_eio_parse_text(buf, 3, &p), -1); /* PROTOCOL 2.3: WS `abc` closes */
   memcpy(buf, "7", 1);
-  CHECK_EQ_INT(eio_parse_text(buf, 1, &p), -1);
+  CHECK_EQ_INT(sl_eio_parse_text(buf, 1, &p), -1);
   memcpy(buf, "/", 1);
-  CHECK_EQ_INT(eio_parse_text(buf, 1, &p), -1);
+  CHECK_EQ_INT(sl_eio_parse_text(buf, 1, &p), -1);
   memcpy(buf, "B", 1);
-  CHECK_EQ_INT(eio_parse_text(buf, 1, &p), -1);
+  CHECK_EQ_INT(sl_eio_parse_text(buf, 1, &p), -1);
   memcpy(buf, "b!!!", 4);
-  CHECK_EQ_INT(eio_parse_text(buf, 4, &p), -1); /* bad base64 */
+  CHECK_EQ_INT(sl_eio_parse_text(buf, 4, &p), -1); /* bad base64 */
   memcpy(buf, "bA", 2);
-  CHECK_EQ_INT(eio_parse_text(buf, 2, &p), -1); /* lone base64 char */
+  CHECK_EQ_INT(sl_eio_parse_text(buf, 2, &p), -1); /* lone base64 char */
   CHECK_EQ_INT(p.type, 99);                      /* untouched on failure */
 }
 
@@ -109,13 +109,13 @@ TEST(eio_binary_base64) {
   uint8_t buf[16];
   eio_packet p;
   memcpy(buf, "bAQIDBA==", 9);
-  CHECK_EQ_INT(eio_parse_text(buf, 9, &p), 0);
+  CHECK_EQ_INT(sl_eio_parse_text(buf, 9, &p), 0);
   CHECK_EQ_INT(p.type, EIO_MESSAGE);
   CHECK(p.binary);
   CHECK(p.data == buf);
   CHECK_EQ_MEM(p.data, p.len, "\x01\x02\x03\x04", 4);
   memcpy(buf, "b", 1);
-  CHECK_EQ_INT(eio_parse_text(buf, 1, &p), 0); /* empty Buffer */
+  CHECK_EQ_INT(sl_eio_parse_text(buf, 1, &p), 0); /* empty Buffer */
   CHECK(p.binary);
   CHECK_EQ_INT(p.len, 0);
 }
@@ -126,7 +126,7 @@ static void split_body(const char *body, size_t len, char *out) {
   const uint8_t *rec;
   size_t reclen;
   int first = 1;
-  while (eio_payload_next((const uint8_t *)body, len, &pos, &rec, &reclen)) {
+  while (sl_eio_payload_next((const uint8_t *)body, len, &pos, &rec, &reclen)) {
     if (!first) out[o++] = '|';
     first = 0;
     memcpy(out + o, rec, reclen);
@@ -141,7 +141,7 @@ TEST(eio_payload_records) {
   CHECK_EQ_STR(out, "4hello|bAQIDBA==");
   split_body("4a", 2, out);
   CHECK_EQ_STR(out, "4a");
-  split_body("", 0, out); /* "" splits into one empty record (then fails eio_parse_text) */
+  split_body("", 0, out); /* "" splits into one empty record (then fails sl_eio_parse_text) */
   CHECK_EQ_STR(out, "");
   split_body("1\x1e", 2, out);
   CHECK_EQ_STR(out, "1|");
@@ -157,18 +157,18 @@ TEST(eio_payload_counts_and_end) {
   const uint8_t *rec = NULL;
   size_t reclen = 99, pos = 0;
   int n = 0;
-  while (eio_payload_next((const uint8_t *)"", 0, &pos, &rec, &reclen)) n++;
+  while (sl_eio_payload_next((const uint8_t *)"", 0, &pos, &rec, &reclen)) n++;
   CHECK_EQ_INT(n, 1);
   CHECK_EQ_INT(reclen, 0);
   /* stays at the end */
-  CHECK_EQ_INT(eio_payload_next((const uint8_t *)"", 0, &pos, &rec, &reclen), 0);
+  CHECK_EQ_INT(sl_eio_payload_next((const uint8_t *)"", 0, &pos, &rec, &reclen), 0);
   pos = 0;
   n = 0;
-  while (eio_payload_next(NULL, 0, &pos, &rec, &reclen)) n++;
+  while (sl_eio_payload_next(NULL, 0, &pos, &rec, &reclen)) n++;
   CHECK_EQ_INT(n, 1);
   /* a garbage position past the end produces nothing */
   pos = 100;
-  CHECK_EQ_INT(eio_payload_next((const uint8_t *)"abc", 3, &pos, &rec, &reclen), 0);
+  CHECK_EQ_INT(sl_eio_payload_next((const uint8_t *)"abc", 3, &pos, &rec, &reclen), 0);
 }
 
 TEST(eio_payload_text_and_binary_example) {
@@ -177,16 +177,16 @@ TEST(eio_payload_text_and_binary_example) {
   size_t len = sizeof body - 1, pos = 0, reclen;
   const uint8_t *rec;
   eio_packet p;
-  CHECK_EQ_INT(eio_payload_next(body, len, &pos, &rec, &reclen), 1);
-  CHECK_EQ_INT(eio_parse_text((uint8_t *)rec, reclen, &p), 0);
+  CHECK_EQ_INT(sl_eio_payload_next(body, len, &pos, &rec, &reclen), 1);
+  CHECK_EQ_INT(sl_eio_parse_text((uint8_t *)rec, reclen, &p), 0);
   CHECK_EQ_INT(p.type, EIO_MESSAGE);
   CHECK(!p.binary);
   CHECK_EQ_MEM(p.data, p.len, "hello", 5);
-  CHECK_EQ_INT(eio_payload_next(body, len, &pos, &rec, &reclen), 1);
-  CHECK_EQ_INT(eio_parse_text((uint8_t *)rec, reclen, &p), 0);
+  CHECK_EQ_INT(sl_eio_payload_next(body, len, &pos, &rec, &reclen), 1);
+  CHECK_EQ_INT(sl_eio_parse_text((uint8_t *)rec, reclen, &p), 0);
   CHECK(p.binary);
   CHECK_EQ_MEM(p.data, p.len, "\x01\x02\x03\x04", 4);
-  CHECK_EQ_INT(eio_payload_next(body, len, &pos, &rec, &reclen), 0);
+  CHECK_EQ_INT(sl_eio_payload_next(body, len, &pos, &rec, &reclen), 0);
   /* the first record is intact after the second was decoded in place */
   CHECK_EQ_MEM(body, 6, "4hello", 6);
 }
@@ -197,8 +197,8 @@ TEST(eio_payload_empty_record_fails_parse) {
   const uint8_t *rec;
   eio_packet p;
   int ok = 0, bad = 0;
-  while (eio_payload_next(body, sizeof body - 1, &pos, &rec, &reclen)) {
-    if (eio_parse_text((uint8_t *)rec, reclen, &p) == 0) ok++;
+  while (sl_eio_payload_next(body, sizeof body - 1, &pos, &rec, &reclen)) {
+    if (sl_eio_parse_text((uint8_t *)rec, reclen, &p) == 0) ok++;
     else bad++;
   }
   CHECK_EQ_INT(ok, 2);
@@ -206,32 +206,32 @@ TEST(eio_payload_empty_record_fails_parse) {
 }
 
 TEST(utf8_valid) {
-  CHECK(sio_utf8_valid((const uint8_t *)"", 0));
-  CHECK(sio_utf8_valid(NULL, 0));
-  CHECK(sio_utf8_valid((const uint8_t *)"42[\"hey\"]", 9));
-  CHECK(sio_utf8_valid((const uint8_t *)"a\0b", 3)); /* NUL is a valid code point */
-  CHECK(sio_utf8_valid((const uint8_t *)"\xc2\x80", 2));             /* U+0080 */
-  CHECK(sio_utf8_valid((const uint8_t *)"\xdf\xbf", 2));             /* U+07FF */
-  CHECK(sio_utf8_valid((const uint8_t *)"\xe0\xa0\x80", 3));         /* U+0800 */
-  CHECK(sio_utf8_valid((const uint8_t *)"\xed\x9f\xbf", 3));         /* U+D7FF */
-  CHECK(sio_utf8_valid((const uint8_t *)"\xee\x80\x80", 3));         /* U+E000 */
-  CHECK(sio_utf8_valid((const uint8_t *)"\xef\xbf\xbf", 3));         /* U+FFFF */
-  CHECK(sio_utf8_valid((const uint8_t *)"\xf0\x90\x80\x80", 4));     /* U+10000 */
-  CHECK(sio_utf8_valid((const uint8_t *)"\xf4\x8f\xbf\xbf", 4));     /* U+10FFFF */
-  CHECK(!sio_utf8_valid((const uint8_t *)"\x80", 1));                 /* lone continuation */
-  CHECK(!sio_utf8_valid((const uint8_t *)"\xc0\xaf", 2));             /* overlong '/' */
-  CHECK(!sio_utf8_valid((const uint8_t *)"\xc1\xbf", 2));
-  CHECK(!sio_utf8_valid((const uint8_t *)"\xe0\x9f\xbf", 3));         /* overlong */
-  CHECK(!sio_utf8_valid((const uint8_t *)"\xf0\x8f\xbf\xbf", 4));     /* overlong */
-  CHECK(!sio_utf8_valid((const uint8_t *)"\xed\xa0\x80", 3));         /* surrogate */
-  CHECK(!sio_utf8_valid((const uint8_t *)"\xed\xbf\xbf", 3));
-  CHECK(!sio_utf8_valid((const uint8_t *)"\xf4\x90\x80\x80", 4));     /* > U+10FFFF */
-  CHECK(!sio_utf8_valid((const uint8_t *)"\xf5\x80\x80\x80", 4));
-  CHECK(!sio_utf8_valid((const uint8_t *)"\xff", 1));
-  CHECK(!sio_utf8_valid((const uint8_t *)"\xe2\x82", 2));             /* truncated */
-  CHECK(!sio_utf8_valid((const uint8_t *)"\xe2\x82\xac", 2));         /* len is honoured */
-  CHECK(sio_utf8_valid((const uint8_t *)"\xe2\x82\xac", 3));          /* U+20AC */
-  CHECK(!sio_utf8_valid((const uint8_t *)"\xe2\x28\xa1", 3));         /* bad continuation */
+  CHECK(sl_utf8_valid((const uint8_t *)"", 0));
+  CHECK(sl_utf8_valid(NULL, 0));
+  CHECK(sl_utf8_valid((const uint8_t *)"42[\"hey\"]", 9));
+  CHECK(sl_utf8_valid((const uint8_t *)"a\0b", 3)); /* NUL is a valid code point */
+  CHECK(sl_utf8_valid((const uint8_t *)"\xc2\x80", 2));             /* U+0080 */
+  CHECK(sl_utf8_valid((const uint8_t *)"\xdf\xbf", 2));             /* U+07FF */
+  CHECK(sl_utf8_valid((const uint8_t *)"\xe0\xa0\x80", 3));         /* U+0800 */
+  CHECK(sl_utf8_valid((const uint8_t *)"\xed\x9f\xbf", 3));         /* U+D7FF */
+  CHECK(sl_utf8_valid((const uint8_t *)"\xee\x80\x80", 3));         /* U+E000 */
+  CHECK(sl_utf8_valid((const uint8_t *)"\xef\xbf\xbf", 3));         /* U+FFFF */
+  CHECK(sl_utf8_valid((const uint8_t *)"\xf0\x90\x80\x80", 4));     /* U+10000 */
+  CHECK(sl_utf8_valid((const uint8_t *)"\xf4\x8f\xbf\xbf", 4));     /* U+10FFFF */
+  CHECK(!sl_utf8_valid((const uint8_t *)"\x80", 1));                 /* lone continuation */
+  CHECK(!sl_utf8_valid((const uint8_t *)"\xc0\xaf", 2));             /* overlong '/' */
+  CHECK(!sl_utf8_valid((const uint8_t *)"\xc1\xbf", 2));
+  CHECK(!sl_utf8_valid((const uint8_t *)"\xe0\x9f\xbf", 3));         /* overlong */
+  CHECK(!sl_utf8_valid((const uint8_t *)"\xf0\x8f\xbf\xbf", 4));     /* overlong */
+  CHECK(!sl_utf8_valid((const uint8_t *)"\xed\xa0\x80", 3));         /* surrogate */
+  CHECK(!sl_utf8_valid((const uint8_t *)"\xed\xbf\xbf", 3));
+  CHECK(!sl_utf8_valid((const uint8_t *)"\xf4\x90\x80\x80", 4));     /* > U+10FFFF */
+  CHECK(!sl_utf8_valid((const uint8_t *)"\xf5\x80\x80\x80", 4));
+  CHECK(!sl_utf8_valid((const uint8_t *)"\xff", 1));
+  CHECK(!sl_utf8_valid((const uint8_t *)"\xe2\x82", 2));             /* truncated */
+  CHECK(!sl_utf8_valid((const uint8_t *)"\xe2\x82\xac", 2));         /* len is honoured */
+  CHECK(sl_utf8_valid((const uint8_t *)"\xe2\x82\xac", 3));          /* U+20AC */
+  CHECK(!sl_utf8_valid((const uint8_t *)"\xe2\x28\xa1", 3));         /* bad continuation */
 }
 
 /* ---- Socket.IO header ----------------------------------------------------------------- */
@@ -360,32 +360,32 @@ TEST(sio_nsp_grammar) {
   buf[1] = '/';
   memset(buf + 2, 'n', SIO_MAX_NSP - 1);
   buf[SIO_MAX_NSP + 1] = ',';
-  CHECK_EQ_INT(sio_parse(buf, SIO_MAX_NSP + 2, &p), 0);
+  CHECK_EQ_INT(sl_sio_parse(buf, SIO_MAX_NSP + 2, &p), 0);
   CHECK_EQ_INT(p.nsplen, SIO_MAX_NSP);
-  CHECK_EQ_INT(sio_parse(buf, SIO_MAX_NSP + 1, &p), 0); /* no comma, same length */
+  CHECK_EQ_INT(sl_sio_parse(buf, SIO_MAX_NSP + 1, &p), 0); /* no comma, same length */
   CHECK_EQ_INT(p.nsplen, SIO_MAX_NSP);
   memset(buf + 2, 'n', SIO_MAX_NSP);
   buf[SIO_MAX_NSP + 2] = ',';
-  CHECK_EQ_INT(sio_parse(buf, SIO_MAX_NSP + 3, &p), -1);
-  CHECK_EQ_INT(sio_parse(buf, SIO_MAX_NSP + 2, &p), -1);
+  CHECK_EQ_INT(sl_sio_parse(buf, SIO_MAX_NSP + 3, &p), -1);
+  CHECK_EQ_INT(sl_sio_parse(buf, SIO_MAX_NSP + 2, &p), -1);
 }
 
 TEST(sio_parse_respects_len) {
   /* nothing past len is read: the ',' and ack id beyond len must not be seen */
   sio_packet p;
   const char *s = "2/admin,17[\"x\"]";
-  CHECK_EQ_INT(sio_parse(s, 7, &p), 0);
+  CHECK_EQ_INT(sl_sio_parse(s, 7, &p), 0);
   CHECK_EQ_MEM(p.nsp, p.nsplen, "/admin", 6);
   CHECK_EQ_INT(p.ack_id, -1);
   CHECK_EQ_INT(p.jsonlen, 0);
-  CHECK_EQ_INT(sio_parse(s, 9, &p), 0);
+  CHECK_EQ_INT(sl_sio_parse(s, 9, &p), 0);
   CHECK_EQ_INT(p.ack_id, 1);
   CHECK_EQ_INT(p.jsonlen, 0);
-  CHECK_EQ_INT(sio_parse("51-[", 2, &p), -1); /* "51" then end: no '-' */
-  CHECK_EQ_INT(sio_parse("", 0, &p), -1);
-  CHECK_EQ_INT(sio_parse(NULL, 0, &p), -1);
+  CHECK_EQ_INT(sl_sio_parse("51-[", 2, &p), -1); /* "51" then end: no '-' */
+  CHECK_EQ_INT(sl_sio_parse("", 0, &p), -1);
+  CHECK_EQ_INT(sl_sio_parse(NULL, 0, &p), -1);
   /* embedded NUL is just a byte */
-  CHECK_EQ_INT(sio_parse("2\0[]", 4, &p), 0);
+  CHECK_EQ_INT(sl_sio_parse("2\0[]", 4, &p), 0);
   CHECK_EQ_INT(p.jsonlen, 3);
 }
 
@@ -393,7 +393,7 @@ TEST(sio_type_chars) {
   sio_packet p = {.type = 77};
   for (int c = 0; c < 256; c++) {
     char s[2] = {(char)c, '-'};
-    int rc = sio_parse(s, 1, &p);
+    int rc = sl_sio_parse(s, 1, &p);
     if (c >= '0' && c <= '4') CHECK_EQ_INT(rc, 0);
     else CHECK_EQ_INT(rc, -1); /* 5 and 6 need "n-" */
   }
@@ -475,14 +475,14 @@ TEST(sio_binary_placeholder_rules_in_pipeline) {
 /* ---- payload rules -------------------------------------------------------------------- */
 
 TEST(validate_payload_matrix) {
-  CHECK_EQ_INT(sio_validate_payload(SIO_CONNECT, NULL), 0);
+  CHECK_EQ_INT(sl_sio_validate_payload(SIO_CONNECT, NULL), 0);
   CHECK_EQ_INT(validate_str(SIO_CONNECT, "{}"), 0);
   CHECK_EQ_INT(validate_str(SIO_CONNECT, "[]"), -1);
   CHECK_EQ_INT(validate_str(SIO_CONNECT, "1"), -1);
-  CHECK_EQ_INT(sio_validate_payload(SIO_DISCONNECT, NULL), 0);
+  CHECK_EQ_INT(sl_sio_validate_payload(SIO_DISCONNECT, NULL), 0);
   CHECK_EQ_INT(validate_str(SIO_DISCONNECT, "{}"), -1);
   CHECK_EQ_INT(validate_str(SIO_DISCONNECT, "null"), -1);
-  CHECK_EQ_INT(sio_validate_payload(SIO_EVENT, NULL), -1);
+  CHECK_EQ_INT(sl_sio_validate_payload(SIO_EVENT, NULL), -1);
   CHECK_EQ_INT(validate_str(SIO_EVENT, "[\"e\"]"), 0);
   CHECK_EQ_INT(validate_str(SIO_EVENT, "[\"\"]"), 0); /* empty string is a string */
   CHECK_EQ_INT(validate_str(SIO_EVENT, "[-1.5,{}]"), 0);
@@ -490,7 +490,7 @@ TEST(validate_payload_matrix) {
   CHECK_EQ_INT(validate_str(SIO_EVENT, "\"e\""), -1);
   CHECK_EQ_INT(validate_str(SIO_BINARY_EVENT, "[\"e\"]"), 0);
   CHECK_EQ_INT(validate_str(SIO_BINARY_EVENT, "[false]"), -1);
-  CHECK_EQ_INT(sio_validate_payload(SIO_ACK, NULL), -1);
+  CHECK_EQ_INT(sl_sio_validate_payload(SIO_ACK, NULL), -1);
   CHECK_EQ_INT(validate_str(SIO_ACK, "[]"), 0);
   CHECK_EQ_INT(validate_str(SIO_ACK, "[null]"), 0);
   CHECK_EQ_INT(validate_str(SIO_ACK, "{}"), -1);
@@ -499,7 +499,7 @@ TEST(validate_payload_matrix) {
   CHECK_EQ_INT(validate_str(SIO_CONNECT_ERROR, "{}"), 0);
   CHECK_EQ_INT(validate_str(SIO_CONNECT_ERROR, "\"s\""), 0);
   CHECK_EQ_INT(validate_str(SIO_CONNECT_ERROR, "[]"), -1);
-  CHECK_EQ_INT(sio_validate_payload(SIO_CONNECT_ERROR, NULL), -1);
+  CHECK_EQ_INT(sl_sio_validate_payload(SIO_CONNECT_ERROR, NULL), -1);
   CHECK_EQ_INT(validate_str(7, "[\"e\"]"), -1);
   CHECK_EQ_INT(validate_str(-1, "{}"), -1);
 }
@@ -508,20 +508,20 @@ TEST(reserved_event_names) {
   const char *reserved[] = {"connect", "connect_error", "disconnect", "disconnecting",
                             "newListener", "removeListener"};
   for (int i = 0; i < 6; i++) {
-    CHECK(sio_is_reserved_event(reserved[i]));
+    CHECK(sl_sio_is_reserved_event(reserved[i]));
     char buf[64];
     snprintf(buf, sizeof buf, "[\"%s\",1]", reserved[i]);
     CHECK_EQ_INT(validate_str(SIO_EVENT, buf), -1);
     CHECK_EQ_INT(validate_str(SIO_BINARY_EVENT, buf), -1);
     CHECK_EQ_INT(validate_str(SIO_ACK, buf), 0); /* ACK args may be anything */
   }
-  CHECK(!sio_is_reserved_event("Connect"));
-  CHECK(!sio_is_reserved_event("connect "));
-  CHECK(!sio_is_reserved_event("connec"));
-  CHECK(!sio_is_reserved_event("connected"));
-  CHECK(!sio_is_reserved_event("message"));
-  CHECK(!sio_is_reserved_event(""));
-  CHECK(!sio_is_reserved_event(NULL));
+  CHECK(!sl_sio_is_reserved_event("Connect"));
+  CHECK(!sl_sio_is_reserved_event("connect "));
+  CHECK(!sl_sio_is_reserved_event("connec"));
+  CHECK(!sl_sio_is_reserved_event("connected"));
+  CHECK(!sl_sio_is_reserved_event("message"));
+  CHECK(!sl_sio_is_reserved_event(""));
+  CHECK(!sl_sio_is_reserved_event(NULL));
   CHECK_EQ_INT(validate_str(SIO_EVENT, "[\"Connect\"]"), 0);
   CHECK_EQ_INT(pipeline("42[\"disconnect\"]", NULL), -1);
   CHECK_EQ_INT(pipeline("42/admin,3[\"newListener\",\"x\"]", NULL), -1);
@@ -529,29 +529,29 @@ TEST(reserved_event_names) {
 
 TEST(parse_json_strictness) {
   cJSON *j = (cJSON *)1;
-  CHECK_EQ_INT(sio_parse_json("", 0, &j), 0);
+  CHECK_EQ_INT(sl_sio_parse_json("", 0, &j), 0);
   CHECK(j == NULL);
-  CHECK_EQ_INT(sio_parse_json(NULL, 0, &j), 0);
+  CHECK_EQ_INT(sl_sio_parse_json(NULL, 0, &j), 0);
   CHECK(j == NULL);
-  CHECK_EQ_INT(sio_parse_json("[1]", 3, &j), 0);
+  CHECK_EQ_INT(sl_sio_parse_json("[1]", 3, &j), 0);
   CHECK(j != NULL && cJSON_IsArray(j));
   cJSON_Delete(j);
-  CHECK_EQ_INT(sio_parse_json("[1] \t\r\n", 7, &j), 0);
+  CHECK_EQ_INT(sl_sio_parse_json("[1] \t\r\n", 7, &j), 0);
   cJSON_Delete(j);
-  CHECK_EQ_INT(sio_parse_json("  {}", 4, &j), 0);
+  CHECK_EQ_INT(sl_sio_parse_json("  {}", 4, &j), 0);
   cJSON_Delete(j);
-  CHECK_EQ_INT(sio_parse_json("[1]x", 4, &j), -1);
+  CHECK_EQ_INT(sl_sio_parse_json("[1]x", 4, &j), -1);
   CHECK(j == NULL);
-  CHECK_EQ_INT(sio_parse_json("[1]]", 4, &j), -1);
-  CHECK_EQ_INT(sio_parse_json("{} {}", 5, &j), -1);
-  CHECK_EQ_INT(sio_parse_json("[1", 2, &j), -1);
-  CHECK_EQ_INT(sio_parse_json("abc", 3, &j), -1);
-  CHECK_EQ_INT(sio_parse_json(" ", 1, &j), -1);
-  CHECK_EQ_INT(sio_parse_json("[1]\0", 4, &j), -1); /* NUL is not whitespace */
+  CHECK_EQ_INT(sl_sio_parse_json("[1]]", 4, &j), -1);
+  CHECK_EQ_INT(sl_sio_parse_json("{} {}", 5, &j), -1);
+  CHECK_EQ_INT(sl_sio_parse_json("[1", 2, &j), -1);
+  CHECK_EQ_INT(sl_sio_parse_json("abc", 3, &j), -1);
+  CHECK_EQ_INT(sl_sio_parse_json(" ", 1, &j), -1);
+  CHECK_EQ_INT(sl_sio_parse_json("[1]\0", 4, &j), -1); /* NUL is not whitespace */
   /* len is honoured: bytes after it are never parsed */
-  CHECK_EQ_INT(sio_parse_json("[1]xyz", 3, &j), 0);
+  CHECK_EQ_INT(sl_sio_parse_json("[1]xyz", 3, &j), 0);
   cJSON_Delete(j);
-  CHECK_EQ_INT(sio_parse_json("[1,2]", 3, &j), -1);
+  CHECK_EQ_INT(sl_sio_parse_json("[1,2]", 3, &j), -1);
 }
 
 /* ---- placeholders --------------------------------------------------------------------- */
@@ -562,7 +562,7 @@ TEST(placeholders_basic) {
   CHECK_EQ_INT(count_str("[{\"_placeholder\":true,\"num\":1},{\"_placeholder\":true,\"num\":0}]", 2), 2);
   /* not every attachment has to be referenced */
   CHECK_EQ_INT(count_str("[{\"_placeholder\":true,\"num\":2}]", 3), 1);
-  CHECK_EQ_INT(sio_count_placeholders(NULL, 1), 0);
+  CHECK_EQ_INT(sl_sio_count_placeholders(NULL, 1), 0);
   /* top-level placeholder */
   CHECK_EQ_INT(count_str("{\"_placeholder\":true,\"num\":0}", 1), 1);
 }
@@ -635,14 +635,14 @@ TEST(placeholders_depth_limit) {
     cJSON_AddItemToArray(cur, a);
     cur = a;
   }
-  CHECK_EQ_INT(sio_count_placeholders(root, 1), -1);
+  CHECK_EQ_INT(sl_sio_count_placeholders(root, 1), -1);
   cJSON_Delete(root);
 }
 
 /* ---- encoding ------------------------------------------------------------------------- */
 
 static size_t enc(char *out, int type, int att, const char *nsp, int64_t id) {
-  size_t n = sio_encode_header(out, type, att, nsp, nsp ? strlen(nsp) : 0, id);
+  size_t n = sl_sio_encode_header(out, type, att, nsp, nsp ? strlen(nsp) : 0, id);
   out[n] = '\0';
   return n;
 }
@@ -679,16 +679,16 @@ TEST(encode_header) {
 
 TEST(encode_header_refusals) {
   char out[SIO_MAX_NSP + 48];
-  CHECK_EQ_INT(sio_encode_header(out, 7, 0, NULL, 0, -1), 0);
-  CHECK_EQ_INT(sio_encode_header(out, -1, 0, NULL, 0, -1), 0);
-  CHECK_EQ_INT(sio_encode_header(out, 2, 0, "admin", 5, -1), 0);
-  CHECK_EQ_INT(sio_encode_header(out, 2, 0, "/a,b", 4, -1), 0);
+  CHECK_EQ_INT(sl_sio_encode_header(out, 7, 0, NULL, 0, -1), 0);
+  CHECK_EQ_INT(sl_sio_encode_header(out, -1, 0, NULL, 0, -1), 0);
+  CHECK_EQ_INT(sl_sio_encode_header(out, 2, 0, "admin", 5, -1), 0);
+  CHECK_EQ_INT(sl_sio_encode_header(out, 2, 0, "/a,b", 4, -1), 0);
   char big[SIO_MAX_NSP + 2];
   big[0] = '/';
   memset(big + 1, 'x', sizeof big - 1);
-  CHECK_EQ_INT(sio_encode_header(out, 2, 0, big, SIO_MAX_NSP + 1, -1), 0);
+  CHECK_EQ_INT(sl_sio_encode_header(out, 2, 0, big, SIO_MAX_NSP + 1, -1), 0);
   /* the largest header fits in the documented buffer */
-  size_t n = sio_encode_header(out, 6, 10, big, SIO_MAX_NSP, INT64_MAX);
+  size_t n = sl_sio_encode_header(out, 6, 10, big, SIO_MAX_NSP, INT64_MAX);
   CHECK_EQ_INT(n, 1 + 3 + SIO_MAX_NSP + 1 + 19);
   CHECK(n <= sizeof out);
 }
@@ -702,10 +702,10 @@ TEST(encode_parse_round_trip) {
       for (size_t ni = 0; ni < 4; ni++)
         for (size_t ii = 0; ii < 6; ii++) {
           int att = (type == SIO_BINARY_EVENT || type == SIO_BINARY_ACK) ? (a ? a : 1) : 0;
-          size_t n = sio_encode_header(out, type, att, nsps[ni], strlen(nsps[ni]), ids[ii]);
+          size_t n = sl_sio_encode_header(out, type, att, nsps[ni], strlen(nsps[ni]), ids[ii]);
           memcpy(out + n, "[\"e\"]", 5);
           sio_packet p;
-          CHECK_EQ_INT(sio_parse(out, n + 5, &p), 0);
+          CHECK_EQ_INT(sl_sio_parse(out, n + 5, &p), 0);
           CHECK_EQ_INT(p.type, type);
           CHECK_EQ_INT(p.attachments, att);
           CHECK_EQ_MEM(p.nsp, p.nsplen, nsps[ni], strlen(nsps[ni]));
@@ -718,32 +718,32 @@ TEST(encode_parse_round_trip) {
 
 TEST(ws_frame_header_lengths) {
   uint8_t h[10];
-  CHECK_EQ_INT(ws_frame_header(h, 1, 0), 2);
+  CHECK_EQ_INT(sl_ws_frame_header(h, 1, 0), 2);
   CHECK_EQ_MEM(h, 2, "\x81\x00", 2);
-  CHECK_EQ_INT(ws_frame_header(h, 1, 125), 2);
+  CHECK_EQ_INT(sl_ws_frame_header(h, 1, 125), 2);
   CHECK_EQ_MEM(h, 2, "\x81\x7d", 2);
-  CHECK_EQ_INT(ws_frame_header(h, 2, 126), 4);
+  CHECK_EQ_INT(sl_ws_frame_header(h, 2, 126), 4);
   CHECK_EQ_MEM(h, 4, "\x82\x7e\x00\x7e", 4);
-  CHECK_EQ_INT(ws_frame_header(h, 1, 65535), 4);
+  CHECK_EQ_INT(sl_ws_frame_header(h, 1, 65535), 4);
   CHECK_EQ_MEM(h, 4, "\x81\x7e\xff\xff", 4);
-  CHECK_EQ_INT(ws_frame_header(h, 2, 65536), 10);
+  CHECK_EQ_INT(sl_ws_frame_header(h, 2, 65536), 10);
   CHECK_EQ_MEM(h, 10, "\x82\x7f\x00\x00\x00\x00\x00\x01\x00\x00", 10);
-  CHECK_EQ_INT(ws_frame_header(h, 1, 1ull << 32), 10);
+  CHECK_EQ_INT(sl_ws_frame_header(h, 1, 1ull << 32), 10);
   CHECK_EQ_MEM(h, 10, "\x81\x7f\x00\x00\x00\x01\x00\x00\x00\x00", 10);
-  CHECK_EQ_INT(ws_frame_header(h, 2, 0x0102030405060708ull), 10);
+  CHECK_EQ_INT(sl_ws_frame_header(h, 2, 0x0102030405060708ull), 10);
   CHECK_EQ_MEM(h, 10, "\x82\x7f\x01\x02\x03\x04\x05\x06\x07\x08", 10);
-  CHECK_EQ_INT(ws_frame_header(h, 8, 2), 2); /* close frame */
+  CHECK_EQ_INT(sl_ws_frame_header(h, 8, 2), 2); /* close frame */
   CHECK_EQ_MEM(h, 2, "\x88\x02", 2);
 }
 
 TEST(ws_frame_header_refusals) {
   uint8_t h[10];
-  CHECK_EQ_INT(ws_frame_header(h, 1, 1ull << 63), 0);
-  CHECK_EQ_INT(ws_frame_header(h, 1, UINT64_MAX), 0);
-  CHECK_EQ_INT(ws_frame_header(h, 1, (1ull << 63) - 1), 10);
+  CHECK_EQ_INT(sl_ws_frame_header(h, 1, 1ull << 63), 0);
+  CHECK_EQ_INT(sl_ws_frame_header(h, 1, UINT64_MAX), 0);
+  CHECK_EQ_INT(sl_ws_frame_header(h, 1, (1ull << 63) - 1), 10);
   CHECK_EQ_INT(h[2], 0x7f);
-  CHECK_EQ_INT(ws_frame_header(h, 16, 1), 0);
-  CHECK_EQ_INT(ws_frame_header(h, -1, 1), 0);
+  CHECK_EQ_INT(sl_ws_frame_header(h, 16, 1), 0);
+  CHECK_EQ_INT(sl_ws_frame_header(h, -1, 1), 0);
 }
 
 int main(void) {
