@@ -5,26 +5,42 @@
 --   coalesceKey = keys.fields("venue", "symbol")   -- "<venue>:<symbol>"
 --
 -- A key function returns nil when a field is missing; the message then has no key.
+--
+-- The field-path primitives below are the one Lua implementation of "a dotted path into a
+-- payload" (the core has the C one for coalesceKey = "a.b"); the shipped scripts use them:
+--
+--   local path, get = keys.path("quote.symbol"), keys.get   -- once, when the hook is built
+--   local v = get(payload, path)                            -- per call: value or nil
 local M = {}
 
-local function split(path)
+-- keys.path(path [, who]) -> list of the path's parts. Raises "<who>: empty field path"
+-- (who defaults to "keys") at the caller's caller, for option checks in script factories.
+local function split(path, who)
   local parts = {}
   for part in string.gmatch(path, "[^%.]+") do parts[#parts + 1] = part end
-  assert(#parts > 0, "keys: empty field path")
+  if #parts == 0 then error((who or "keys") .. ": empty field path", 3) end
   return parts
 end
 
-local function lookup(payload, parts)
-  local v = payload
+-- keys.get(payload, parts) -> the value at that path, or nil when a step is not a table
+-- (payload views count as tables).
+local function get(v, parts)
   for i = 1, #parts do
     if type(v) ~= "table" then return nil end
     v = v[parts[i]]
   end
+  return v
+end
+
+local function lookup(payload, parts)
+  local v = get(payload, parts)
   local t = type(v)
   if t == "string" or t == "number" then return v end
   if t == "boolean" then return tostring(v) end
   return nil
 end
+
+M.path, M.get = split, get
 
 -- keys.field(path) -> function(topic, payload) -> key | nil
 function M.field(path)

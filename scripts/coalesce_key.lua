@@ -15,12 +15,8 @@
 --
 -- Values that are strings, numbers or booleans are used as text; anything else (objects,
 -- arrays, null) counts as missing.
-local function split(path)
-  local parts = {}
-  for part in string.gmatch(path, "[^%.]+") do parts[#parts + 1] = part end
-  if #parts == 0 then error("coalesce_key: empty field path", 3) end
-  return parts
-end
+local keys = require("keys")
+local split, get = keys.path, keys.get
 
 return function(opts)
   opts = opts or {}
@@ -31,7 +27,7 @@ return function(opts)
   local paths = {}
   for i = 1, #list do
     if type(list[i]) ~= "string" then error("coalesce_key: fields[" .. i .. "] must be a string", 2) end
-    paths[i] = split(list[i])
+    paths[i] = split(list[i], "coalesce_key")
   end
   local sep = opts.separator or "|"
   if type(sep) ~= "string" then error("coalesce_key: separator must be a string", 2) end
@@ -43,11 +39,7 @@ return function(opts)
   local n = #paths
 
   local function value(payload, parts)
-    local v = payload
-    for i = 1, #parts do
-      if type(v) ~= "table" then return nil end
-      v = v[parts[i]]
-    end
+    local v = get(payload, parts)
     local t = type(v)
     if t == "string" then return v end
     if t == "number" or t == "boolean" then return tostring(v) end

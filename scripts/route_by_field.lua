@@ -18,18 +18,15 @@
 --
 -- Values become topic names only if they match [A-Za-z0-9_-]+ (or are in `map`). The target
 -- topics must be configured in the namespace, like any topic.
-local function split(path)
-  local parts = {}
-  for part in string.gmatch(path, "[^%.]+") do parts[#parts + 1] = part end
-  return parts
-end
+local keys = require("keys")
+local get = keys.get
 
 return function(opts)
   opts = opts or {}
   if type(opts.field) ~= "string" or opts.field == "" then
     error("route_by_field: field (a payload field path) is required", 2)
   end
-  local parts = split(opts.field)
+  local parts = keys.path(opts.field, "route_by_field")
   local map = opts.map
   if map ~= nil and type(map) ~= "table" then error("route_by_field: map must be a table", 2) end
   local prefix = opts.prefix
@@ -51,11 +48,7 @@ return function(opts)
   return function(msg)
     local topic = msg.topic
     if only and not only[topic] then return nil end
-    local v = msg.payload
-    for i = 1, #parts do
-      if type(v) ~= "table" then v = nil break end
-      v = v[parts[i]]
-    end
+    local v = get(msg.payload, parts)
     local t = type(v)
     if t == "number" or t == "boolean" then v = tostring(v) elseif t ~= "string" then return fallback() end
     local target

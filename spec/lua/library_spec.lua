@@ -9,6 +9,16 @@ describe("embedded library", function()
     eq(keys.topic()("prices", {}), "prices")
   end)
 
+  it("keys.path and keys.get are the shared field-path walk of the shipped scripts", function()
+    local p = require("keys").path("a.b.c")
+    eq(#p, 3)
+    eq(require("keys").get({ a = { b = { c = false } } }, p), false)
+    eq(require("keys").get({ a = { b = 1 } }, p), nil)
+    eq(require("keys").get({ a = { b = { c = { 1 } } } }, p)[1], 1)
+    raises(function() require("keys").path("...", "mine") end, "mine: empty field path")
+    raises(function() sluice.script("route_by_field", { field = "." }) end, "route_by_field: empty field path")
+  end)
+
   it("ratelimit refills over time", function()
     local now = 0
     local rl = require("ratelimit").new({ rate = 2, burst = 2, clock = function() return now end })
