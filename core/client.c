@@ -62,25 +62,28 @@ typedef struct auth_fail {
   char addr[46];
 } auth_fail;
 
+/* Forget the entries that are not limited at `now` (UINT64_MAX: every entry). */
+static void auth_forget(sl_server *srv, uint64_t now) {
+  for (size_t b = 0; b < srv->auth_failures.nb; b++) {
+    sl_hent *x = srv->auth_failures.b[b];
+    while (x) {
+      sl_hent *nx = x->hnext;
+      auth_fail *f = sl_container_of(x, auth_fail, hent);
+      if (f->until <= now) {
+        sl_hash_del(&srv->auth_failures, x);
+        free(f);
+      }
+      x = nx;
+    }
+  }
+}
+
 static auth_fail *auth_entry(sl_server *srv, const char *addr, bool create) {
   sl_hent *e = sl_hash_get(&srv->auth_failures, addr);
   if (e) return sl_container_of(e, auth_fail, hent);
   if (!create) return NULL;
   if (srv->auth_failures.n >= SL_AUTH_TABLE_MAX) {
-    /* Forget entries that are not limited any more; keeps the table bounded. */
-    uint64_t now = uv_now(srv->gw->loop);
-    for (size_t b = 0; b < srv->auth_failures.nb; b++) {
-      sl_hent *x = srv->auth_failures.b[b];
-      while (x) {
-        sl_hent *nx = x->hnext;
-        auth_fail *f = sl_container_of(x, auth_fail, hent);
-        if (f->until <= now) {
-          sl_hash_del(&srv->auth_failures, x);
-          free(f);
-        }
-        x = nx;
-      }
-    }
+    auth_forget(srv, uv_now(srv->gw->loop)); /* keeps the table bounded */
     if (srv->auth_failures.n >= SL_AUTH_TABLE_MAX) return NULL;
   }
   auth_fail *f = sl_xcalloc(1, sizeof *f);
@@ -91,14 +94,7 @@ static auth_fail *auth_entry(sl_server *srv, const char *addr, bool create) {
 
 /* sl_auth_free_table: see client.h. */
 void sl_auth_free_table(sl_server *srv) {
-  for (size_t b = 0; b < srv->auth_failures.nb; b++) {
-    sl_hent *x = srv->auth_failures.b[b];
-    while (x) {
-      sl_hent *nx = x->hnext;
-      free(sl_container_of(x, auth_fail, hent));
-      x = nx;
-    }
-  }
+  auth_forget(srv, UINT64_MAX);
   sl_hash_free(&srv->auth_failures);
 }
 
