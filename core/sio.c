@@ -285,7 +285,7 @@ void sl_sio_message(sl_session *s, const uint8_t *data, size_t len, bool binary)
   }
 }
 
-/* ---- socket API (sl_core.h) ------------------------------------------------------------ */
+/* ---- socket API (contracts in sl_core.h) ------------------------------------------------ */
 
 const char *sl_socket_id(const sl_socket *s) { return s->id; }
 const char *sl_socket_ns(const sl_socket *s) { return s->ns->path; }
