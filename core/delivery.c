@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <cjson/cJSON.h>
 #include "sl_internal.h"
+#include "sio.h"
 #include "sl_jscan.h"
 #include "sio_codec.h"
 #include "../lua/sl_lua.h"
@@ -673,12 +674,7 @@ void sl_gateway_flush_dirty(sl_gateway *gw) {
     sl_session_flush(s);
   }
   sl_eio_free_dead(gw);
-  while (gw->dead) {
-    sl_socket *k = gw->dead;
-    gw->dead = k->next;
-    free(k->principal);
-    free(k);
-  }
+  sl_sio_free_dead(gw);
 }
 
 /* ---- publish ------------------------------------------------------------------------------- */

@@ -11,6 +11,7 @@
 #include <strings.h>
 #include <stdio.h>
 #include "sl_internal.h"
+#include "sio.h"
 #include "sio_codec.h"
 #include "../lua/sl_lua.h"
 

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <signal.h>
 #include "sl_internal.h"
+#include "client.h"
 #include "../lua/sl_lua.h"
 
 const char *sluice_strerror(int err) { return sl_strerror(err); }
@@ -31,12 +32,6 @@ void sl_gateway_next_msgid(sl_gateway *gw, char *out) {
 /* sl_gateway_is_loopback: is a textual peer address on the loopback network? */
 bool sl_gateway_is_loopback(const char *a) {
   return strncmp(a, "127.", 4) == 0 || strcmp(a, "::1") == 0 || strncmp(a, "::ffff:127.", 11) == 0;
-}
-
-/* sl_gateway_defer_free_socket: free a released socket at the next safe point. */
-void sl_gateway_defer_free_socket(sl_gateway *gw, sl_socket *sock) {
-  sock->next = gw->dead;
-  gw->dead = sock;
 }
 
 /* sl_gateway_retry_exhausted: an AT_LEAST_ONCE message ran out of retries for a client. */
@@ -119,6 +114,7 @@ static int gateway_build(sl_gateway *gw) {
     sl_server *srv = &gw->servers[i];
     srv->gw = gw;
     srv->cfg = &gw->cfg->servers[i];
+    srv->sio_handler = &sl_client_sio_handler;
     sl_list_init(&srv->conns);
     srv->nns = srv->cfg->nns;
     srv->ns = sl_xcalloc(srv->nns ? srv->nns : 1, sizeof(sl_ns));

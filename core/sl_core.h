@@ -53,13 +53,17 @@ char *sl_gateway_stats_json(sl_gateway *gw);
 const char *sl_server_name(const sl_server *srv);
 int sl_server_port(const sl_server *srv); /* bound port */
 
-/* Socket (client) accessors. A socket pointer handed to Lua is valid until the core calls
- * sl_lua_socket_gone() for it. */
+/* Socket (client) accessors, implemented by the Socket.IO layer (core/sio.c). A socket
+ * pointer handed to Lua is valid until the core calls sl_lua_socket_gone() for it. The
+ * strings returned are borrowed from the socket: valid until it is freed, or (principal)
+ * until the next authorization of it. None of these fails. */
 const char *sl_socket_id(const sl_socket *s);       /* per-namespace socket id (clientId) */
 const char *sl_socket_ns(const sl_socket *s);       /* namespace path */
 const char *sl_socket_principal(const sl_socket *s);/* authenticated principal or NULL */
 const char *sl_socket_remote(const sl_socket *s);   /* peer address "127.0.0.1" */
-const char *sl_socket_transport(const sl_socket *s);/* "websocket" | "polling" */
+/* sl_socket_transport: the session's current transport, "websocket" or "polling" (a static
+ * string; it changes when a polling session upgrades). */
+const char *sl_socket_transport(const sl_socket *s);
 int *sl_socket_lua_slot(sl_socket *s);              /* storage for the Lua box ref */
 
 /* sl_socket_emit: send an EVENT to this client. json_array is a JSON array text whose first

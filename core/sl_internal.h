@@ -159,6 +159,7 @@ struct sl_server {
   sl_ns root;               /* implicit "/" */
   sl_hash sessions;         /* Engine.IO sid -> sl_session */
   sl_hash auth_failures;    /* remote address -> recent auth failures (rate limit) */
+  const struct sl_sio_handler *sio_handler; /* the layer above Socket.IO (sio.h) */
   sl_link conns;            /* every sl_conn of this server */
   bool listening;
 };
@@ -368,13 +369,6 @@ void sl_session_mark_dirty(sl_session *s);
 void sl_session_flush(sl_session *s);
 size_t sl_session_high_water(const sl_session *s);
 
-/* sio.c */
-void sl_sio_message(sl_session *s, const uint8_t *data, size_t len, bool binary);
-void sl_sio_session_closed(sl_session *s);
-void sl_auth_free_table(sl_server *srv);
-sl_msg *sl_sio_encode(int type, const char *nsp, size_t nsplen, int64_t ack_id,
-                      const char *json, size_t jsonlen, int attachments);
-
 /* delivery.c */
 int sl_ns_init(sl_ns *ns, sl_server *srv, sl_ns_config *cfg);
 void sl_ns_free(sl_ns *ns);
@@ -396,7 +390,6 @@ void sl_api_http(sl_conn *c);                          /* any non-/socket.io/ re
 /* gateway.c */
 void sl_gateway_next_msgid(sl_gateway *gw, char *out);
 bool sl_gateway_is_loopback(const char *addr);
-void sl_gateway_defer_free_socket(sl_gateway *gw, sl_socket *sock);
 /* Server event hooks (onConnect, onDisconnect, onSubscribe, onUnsubscribe, onOverflow,
  * onRetryExhausted): no work at all when the hook is not set. */
 enum { SL_EV_CONNECT, SL_EV_DISCONNECT, SL_EV_SUBSCRIBE, SL_EV_UNSUBSCRIBE, SL_EV_OVERFLOW,

@@ -1,0 +1,363 @@
+/* client.c - the StreamFenceJs client protocol (subscribe, unsubscribe, ack, publish),
+ * authorization with its per-address rate limit, onConnect / onEvent and the client server
+ * events, on top of delivery. sio reaches it through sl_client_sio_handler. See client.h and
+ * shared/STREAMFENCE.md section 2. */
+#include <stdlib.h>
+#include <string.h>
+#include <stdio.h>
+#include <cjson/cJSON.h>
+#include "client.h"
+#include "sio_codec.h"
+#include "../lua/sl_lua.h"
+
+/* Emit {"code","message"} on the `error` event (DESIGN.md 3.5 refusals). */
+static void emit_error(sl_socket *sock, const char *code, const char *message) {
+  cJSON *a = cJSON_CreateArray();
+  cJSON_AddItemToArray(a, cJSON_CreateString("error"));
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddStringToObject(o, "code", code);
+  cJSON_AddStringToObject(o, "message", message);
+  cJSON_AddItemToArray(a, o);
+  char *t = cJSON_PrintUnformatted(a);
+  if (t) sl_sio_send(sock, SIO_EVENT, -1, t, strlen(t));
+  free(t);
+  cJSON_Delete(a);
+}
+
+/* Answer a Socket.IO ack id with [{"ok":true,...}] or [{"ok":false,"code","message"}]. */
+static void ack_result(sl_socket *sock, int64_t ack_id, const char *code, const char *message,
+                       const char *msgid) {
+  if (ack_id < 0) return;
+  cJSON *a = cJSON_CreateArray();
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddBoolToObject(o, "ok", code == NULL);
+  if (code) {
+    cJSON_AddStringToObject(o, "code", code);
+    cJSON_AddStringToObject(o, "message", message);
+  }
+  if (msgid) cJSON_AddStringToObject(o, "messageId", msgid);
+  cJSON_AddItemToArray(a, o);
+  char *t = cJSON_PrintUnformatted(a);
+  if (t) sl_sio_send(sock, SIO_ACK, ack_id, t, strlen(t));
+  free(t);
+  cJSON_Delete(a);
+}
+
+static void refuse(sl_socket *sock, int64_t ack_id, const char *code, const char *message) {
+  ack_result(sock, ack_id, code, message, NULL);
+  emit_error(sock, code, message);
+}
+
+/* ---- authentication ------------------------------------------------------------------ */
+
+#define SL_AUTH_MAX_FAILURES 5      /* failures from one address before it is rate limited */
+#define SL_AUTH_COOLDOWN_MS 30000   /* how long it stays limited */
+#define SL_AUTH_TABLE_MAX 10000     /* bound on tracked addresses */
+
+typedef struct auth_fail {
+  sl_hent hent;
+  uint32_t failures;
+  uint64_t until;     /* limited until (loop ms), 0 = not limited */
+  uint64_t last;
+  char addr[46];
+} auth_fail;
+
+/* Forget the entries that are not limited at `now` (UINT64_MAX: every entry). */
+static void auth_forget(sl_server *srv, uint64_t now) {
+  for (size_t b = 0; b < srv->auth_failures.nb; b++) {
+    sl_hent *x = srv->auth_failures.b[b];
+    while (x) {
+      sl_hent *nx = x->hnext;
+      auth_fail *f = sl_container_of(x, auth_fail, hent);
+      if (f->until <= now) {
+        sl_hash_del(&srv->auth_failures, x);
+        free(f);
+      }
+      x = nx;
+    }
+  }
+}
+
+static auth_fail *auth_entry(sl_server *srv, const char *addr, bool create) {
+  sl_hent *e = sl_hash_get(&srv->auth_failures, addr);
+  if (e) return sl_container_of(e, auth_fail, hent);
+  if (!create) return NULL;
+  if (srv->auth_failures.n >= SL_AUTH_TABLE_MAX) {
+    auth_forget(srv, uv_now(srv->gw->loop)); /* keeps the table bounded */
+    if (srv->auth_failures.n >= SL_AUTH_TABLE_MAX) return NULL;
+  }
+  auth_fail *f = sl_xcalloc(1, sizeof *f);
+  snprintf(f->addr, sizeof f->addr, "%s", addr);
+  sl_hash_put(&srv->auth_failures, &f->hent, f->addr);
+  return f;
+}
+
+/* sl_auth_free_table: see client.h. */
+void sl_auth_free_table(sl_server *srv) {
+  auth_forget(srv, UINT64_MAX);
+  sl_hash_free(&srv->auth_failures);
+}
+
+enum { AUTH_OK = 1, AUTH_REJECTED = 0, AUTH_LIMITED = -1 };
+
+/* Authorize a token for a namespace (topic NULL: CONNECT) with the namespace's authorize
+ * hook, or the server's static token list. Failures are counted per remote address; after
+ * SL_AUTH_MAX_FAILURES the address is refused for SL_AUTH_COOLDOWN_MS (RATE_LIMITED). */
+static int authorize(sl_socket *sock, const char *token, const char *topic, char *reason,
+                     size_t rlen) {
+  sl_ns *ns = sock->ns;
+  sl_server *srv = ns->srv;
+  sl_gateway *gw = srv->gw;
+  uint64_t now = uv_now(gw->loop);
+  auth_fail *f = auth_entry(srv, sock->sess->remote, false);
+  if (f && f->until > now) {
+    ns->auth_rate_limited++;
+    snprintf(reason, rlen, "too many failed authentication attempts");
+    return AUTH_LIMITED;
+  }
+  char *principal = NULL;
+  int ok = 0;
+  if (ns->cfg && ns->cfg->authorize_ref != SL_NOREF && gw->lua) {
+    ok = sl_lua_authorize(gw->lua, ns->cfg->authorize_ref, token, ns->path, topic, sock,
+                          &principal, reason, rlen);
+  } else if (srv->cfg->ntokens) {
+    for (size_t i = 0; token && i < srv->cfg->ntokens; i++) {
+      if (strcmp(srv->cfg->tokens[i], token) == 0) {
+        ok = 1;
+        principal = sl_xstrdup(token);
+      }
+    }
+    if (!ok) snprintf(reason, rlen, "%s", token ? "invalid token" : "missing token");
+  } else {
+    snprintf(reason, rlen, "no authorization is configured for %s", ns->path);
+  }
+  if (ok) {
+    free(sock->principal);
+    sock->principal = principal;
+    if (f) f->failures = 0;
+    return AUTH_OK;
+  }
+  free(principal);
+  ns->auth_rejected++;
+  f = auth_entry(srv, sock->sess->remote, true);
+  if (f) {
+    f->failures++;
+    f->last = now;
+    if (f->failures >= SL_AUTH_MAX_FAILURES) {
+      f->until = now + SL_AUTH_COOLDOWN_MS;
+      f->failures = 0;
+    }
+  }
+  return AUTH_REJECTED;
+}
+
+static const char *token_of(const cJSON *obj) {
+  const cJSON *t = cJSON_IsObject(obj) ? cJSON_GetObjectItemCaseSensitive(obj, "token") : NULL;
+  return cJSON_IsString(t) && t->valuestring[0] ? t->valuestring : NULL;
+}
+
+/* ---- CONNECT ------------------------------------------------------------------------- */
+
+/* on_connect: authRequired (the token from auth.token, else the handshake's bearer), then
+ * the namespace's onConnect hook. */
+static bool client_connect(sl_socket *sock, const cJSON *auth, char *why, size_t why_len,
+                           const char **code) {
+  sl_session *s = sock->sess;
+  sl_ns *ns = sock->ns;
+  sl_gateway *gw = s->srv->gw;
+  const char *tok = token_of(auth);
+  if (tok) sock->auth_token = sl_xstrdup(tok);
+  if (ns->cfg && ns->cfg->auth_required) {
+    int a = authorize(sock, tok ? tok : s->bearer, NULL, why, why_len);
+    if (a != AUTH_OK || s->state == SL_ST_CLOSED) {
+      *code = a == AUTH_LIMITED ? "RATE_LIMITED" : "AUTH_REJECTED";
+      return false;
+    }
+  }
+  if (ns->cfg && ns->cfg->on_connect_ref != SL_NOREF && gw->lua) {
+    snprintf(why, why_len, "Not authorized");
+    sock->connecting = 1;
+    char *text = auth ? cJSON_PrintUnformatted(auth) : NULL;
+    int ok = sl_lua_on_connect(gw->lua, ns->cfg->on_connect_ref, sock, text,
+                               text ? strlen(text) : 0, why, why_len);
+    free(text);
+    sock->connecting = 0;
+    if (!ok) return false;
+  }
+  return true;
+}
+
+static void client_joined(sl_socket *sock) {
+  if (!sock->ns->implicit_root)
+    sl_gateway_event(sock->sess->srv, SL_EV_CONNECT, sock, NULL, NULL, NULL, 0);
+}
+
+/* on_close: a joined socket's lanes go and the disconnect event fires; any socket's Lua box
+ * is cleared. */
+static void client_close(sl_socket *sock, const char *reason) {
+  sl_server *srv = sock->sess->srv;
+  if (reason) {
+    sl_socket_drop_lanes(sock);
+    if (!sock->ns->implicit_root)
+      sl_gateway_event(srv, SL_EV_DISCONNECT, sock, NULL, reason, NULL, 0);
+  }
+  if (srv->gw->lua) sl_lua_socket_gone(srv->gw->lua, sock);
+}
+
+/* ---- StreamFenceJs events ------------------------------------------------------------ */
+
+static const char *topic_arg(cJSON *arg) {
+  if (!cJSON_IsObject(arg)) return NULL;
+  cJSON *t = cJSON_GetObjectItemCaseSensitive(arg, "topic");
+  if (!cJSON_IsString(t) || !t->valuestring) return NULL;
+  const char *v = t->valuestring;
+  while (*v == ' ' || *v == '\t' || *v == '\n' || *v == '\r') v++;
+  return *v ? t->valuestring : NULL;
+}
+
+/* The topic an event's argument names (*name: the argument's string, borrowed from arg), or
+ * NULL after refusing the event: INVALID_PAYLOAD (with `usage`) when arg has no non-blank
+ * {topic: string}, UNKNOWN_TOPIC when the namespace has no such topic. */
+static sl_topic *topic_or_refuse(sl_socket *sock, cJSON *arg, int64_t ack_id, const char *usage,
+                                 const char **name) {
+  const char *topic = *name = topic_arg(arg);
+  if (!topic) {
+    refuse(sock, ack_id, "INVALID_PAYLOAD", usage);
+    return NULL;
+  }
+  sl_topic *t = sl_topic_find(sock->ns, topic, strlen(topic));
+  if (!t) {
+    char msg[512];
+    snprintf(msg, sizeof msg, "Unknown topic: %s", topic);
+    refuse(sock, ack_id, "UNKNOWN_TOPIC", msg);
+  }
+  return t;
+}
+
+static void ev_subscribe(sl_socket *sock, bool sub, cJSON *arg, int64_t ack_id) {
+  sl_ns *ns = sock->ns;
+  const char *topic;
+  sl_topic *t = topic_or_refuse(sock, arg, ack_id, sub ? "subscribe needs {topic: string}"
+                                                       : "unsubscribe needs {topic: string}",
+                                &topic);
+  if (!t) return;
+  if (sub) {
+    if (sock->sess->srv->cfg->auth_token || ns->cfg->authorize_ref != SL_NOREF) {
+      const char *tok = token_of(arg);
+      if (!tok) tok = sock->auth_token ? sock->auth_token : sock->sess->bearer;
+      char why[256] = "";
+      int a = authorize(sock, tok, topic, why, sizeof why);
+      if (sock->gone) return;
+      if (a != AUTH_OK) {
+        refuse(sock, ack_id, a == AUTH_LIMITED ? "RATE_LIMITED" : "AUTH_REJECTED", why);
+        return;
+      }
+    }
+    int r = sl_subscribe(sock, t);
+    if (r != 0) {
+      refuse(sock, ack_id, "SUBSCRIBE_FAILED", sl_strerror(r));
+      return;
+    }
+  } else {
+    sl_unsubscribe(sock, t);
+  }
+  ack_result(sock, ack_id, NULL, NULL, NULL);
+  sl_gateway_event(sock->sess->srv, sub ? SL_EV_SUBSCRIBE : SL_EV_UNSUBSCRIBE, sock, t->name,
+                   NULL, NULL, 0);
+}
+
+static void ev_ack(sl_socket *sock, cJSON *arg, int64_t ack_id) {
+  cJSON *t = cJSON_IsObject(arg) ? cJSON_GetObjectItemCaseSensitive(arg, "topic") : NULL;
+  cJSON *id = cJSON_IsObject(arg) ? cJSON_GetObjectItemCaseSensitive(arg, "messageId") : NULL;
+  if (!cJSON_IsString(t) || !cJSON_IsString(id)) {
+    refuse(sock, ack_id, "INVALID_PAYLOAD", "ack needs {topic: string, messageId: string}");
+    return;
+  }
+  sl_topic *tp = sl_topic_find(sock->ns, t->valuestring, strlen(t->valuestring));
+  bool settled = tp && sl_delivery_ack(sock, tp, id->valuestring);
+  if (settled) ack_result(sock, ack_id, NULL, NULL, NULL);
+  else ack_result(sock, ack_id, "UNKNOWN_MESSAGE", "no message in flight with that id", NULL);
+}
+
+static void ev_publish(sl_socket *sock, cJSON *arg, int64_t ack_id) {
+  sl_ns *ns = sock->ns;
+  const char *topic;
+  sl_topic *t = topic_or_refuse(sock, arg, ack_id, "publish needs {topic: string, payload}",
+                                &topic);
+  if (!t) return;
+  if (!ns->cfg->client_publish) {
+    refuse(sock, ack_id, "PUBLISH_FORBIDDEN", "clients may not publish in this namespace");
+    return;
+  }
+  cJSON *payload = cJSON_GetObjectItemCaseSensitive(arg, "payload");
+  char *text = payload ? cJSON_PrintUnformatted(payload) : NULL;
+  sl_gateway *gw = sock->sess->srv->gw;
+  if (ns->cfg->on_client_publish_ref != SL_NOREF && gw->lua) {
+    char *np = NULL;
+    int allow = sl_lua_client_publish(gw->lua, ns->cfg->on_client_publish_ref, sock, topic,
+                                      text ? text : "null", text ? strlen(text) : 4, &np);
+    if (sock->gone) {
+      free(np);
+      free(text);
+      return;
+    }
+    if (!allow) {
+      free(np);
+      free(text);
+      refuse(sock, ack_id, "PUBLISH_FORBIDDEN", "refused by onClientPublish");
+      return;
+    }
+    if (np) {
+      free(text);
+      text = np;
+    }
+  }
+  sl_publish_opts o = {.source = SL_SRC_CLIENT, .from = sock, .trusted_json = true,
+                       .server = sock->sess->srv->cfg->name};
+  char id[SL_MSGID_MAX];
+  t->m[SL_M_RECEIVED]++;
+  t->m[SL_M_RECEIVED_BYTES] += text ? strlen(text) : 4;
+  int r = sl_publish(gw, ns->path, topic, text ? text : "null", text ? strlen(text) : 4, &o, id);
+  free(text);
+  if (r == 0) ack_result(sock, ack_id, NULL, NULL, id);
+  else if (r == SL_EFORBIDDEN) refuse(sock, ack_id, "PUBLISH_FORBIDDEN", "refused by policy");
+  else refuse(sock, ack_id, "INVALID_PAYLOAD", sl_strerror(r));
+}
+
+/* Returns true when the event was one of the four StreamFenceJs events. */
+static bool streamfence_event(sl_socket *sock, const char *ev, cJSON *arr, int64_t ack_id) {
+  if (!sock->ns->cfg) return false;
+  cJSON *arg = cJSON_GetArrayItem(arr, 1);
+  if (strcmp(ev, "subscribe") == 0) ev_subscribe(sock, true, arg, ack_id);
+  else if (strcmp(ev, "unsubscribe") == 0) ev_subscribe(sock, false, arg, ack_id);
+  else if (strcmp(ev, "ack") == 0) ev_ack(sock, arg, ack_id);
+  else if (strcmp(ev, "publish") == 0) ev_publish(sock, arg, ack_id);
+  else return false;
+  return true;
+}
+
+/* on_event: the StreamFenceJs events (only without attachments), else the namespace's
+ * onEvent hook with the arguments after the event name. */
+static void client_event(sl_socket *sock, const char *ev, cJSON *arr, const sl_bin *atts,
+                         size_t natts, int64_t ack_id) {
+  if (natts == 0 && streamfence_event(sock, ev, arr, ack_id)) return;
+  sl_ns_config *cfg = sock->ns->cfg;
+  sl_gateway *gw = sock->sess->srv->gw;
+  if (!cfg || cfg->on_event_ref == SL_NOREF || !gw->lua) return;
+  char *evname = sl_xstrdup(ev); /* ev may live in arr[0], detached next */
+  cJSON_Delete(cJSON_DetachItemFromArray(arr, 0));
+  char *args = cJSON_PrintUnformatted(arr);
+  sl_lua_on_event(gw->lua, cfg->on_event_ref, sock, evname, args ? args : "[]",
+                  args ? strlen(args) : 2, atts, natts, ack_id);
+  free(evname);
+  free(args);
+}
+
+/* sl_client_sio_handler: see client.h. */
+const sl_sio_handler sl_client_sio_handler = {
+    .find_ns = sl_server_find_ns,
+    .on_connect = client_connect,
+    .on_joined = client_joined,
+    .on_event = client_event,
+    .on_close = client_close,
+};

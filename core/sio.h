@@ -1,0 +1,84 @@
+/* sio.h - Socket.IO v5 sockets inside Engine.IO sessions (shared/PROTOCOL.md section 3).
+ *
+ * sio parses the Socket.IO packets of a session (CONNECT, DISCONNECT, EVENT, ACK and their
+ * BINARY_ forms), reassembles binary attachments, creates and removes sockets (one per joined
+ * namespace) and sends packets on them. It knows nothing of topics, delivery or policy: it
+ * tells the layer above through the sl_sio_handler its server was given (srv->sio_handler),
+ * the way libuv hands a stream its read callback. Everything runs on the loop thread. */
+#ifndef SL_SIO_H
+#define SL_SIO_H
+
+#include <cjson/cJSON.h>
+#include "sl_internal.h"
+
+/* What sio tells the layer above, one table per server (srv->sio_handler, set before the
+ * server accepts connections; the table must outlive the server). A callback may close the
+ * session (sl_session_close) or disconnect sockets (sl_socket_disconnect): sio checks the
+ * session's state after every call that can run policy code. */
+typedef struct sl_sio_handler {
+  /* The namespace a CONNECT packet names (path, len bytes, not NUL-terminated), or NULL:
+   * sio answers CONNECT_ERROR {"message":"Invalid namespace"}. */
+  sl_ns *(*find_ns)(sl_server *srv, const char *path, size_t len);
+
+  /* A client asks to join sock->ns. The socket is new and not yet joined (not in
+   * ns->sockets, not in sess->sockets, no CONNECT reply sent). auth is the CONNECT payload
+   * (a JSON object) or NULL; borrowed for the call. Return true to accept. To refuse, write
+   * a NUL-terminated message into why (why_len bytes; it starts as "") and set *code (a
+   * static string, or leave NULL) for the CONNECT_ERROR {"message", "data":{"code"}}; sio
+   * then calls on_close(sock, NULL) and frees the socket. A session closed during the call
+   * refuses whatever is returned (and nothing is sent). While sock->connecting is set, what
+   * is emitted on the socket is held and sent right after the CONNECT reply; the handler
+   * sets it around the code that may emit. The handler may set sock->principal and
+   * sock->auth_token (malloc'd; sio frees them with the socket). */
+  bool (*on_connect)(sl_socket *sock, const cJSON *auth, char *why, size_t why_len,
+                     const char **code);
+
+  /* The socket joined: it is indexed in its namespace, and the CONNECT reply (plus what was
+   * emitted during on_connect) is queued on the session. */
+  void (*on_joined)(sl_socket *sock);
+
+  /* An EVENT or BINARY_EVENT for a joined socket. args is the packet's JSON array, already
+   * validated (args[0] is the event name; with attachments, the placeholders
+   * {"_placeholder":true,"num":i} in it refer to atts[i]); borrowed for the call, the handler
+   * may detach items from it. event is the name as text (a numeric name is printed "%.17g");
+   * it may point into args[0], so copy it before detaching that item. atts (natts entries)
+   * are borrowed for the call. ack_id is the client's ack request, or -1. */
+  void (*on_event)(sl_socket *sock, const char *event, cJSON *args, const sl_bin *atts,
+                   size_t natts, int64_t ack_id);
+
+  /* sio forgets the socket. reason NULL: a refused CONNECT (the socket never joined).
+   * Otherwise the joined socket left ("client namespace disconnect", "transport close", "io
+   * server disconnect"); sock->gone is set and it is out of the session and namespace
+   * indexes. After the call sio frees sock->auth_token; the struct (and sock->principal) is
+   * freed at the next sl_sio_free_dead, so a policy hook up the stack may still read it. */
+  void (*on_close)(sl_socket *sock, const char *reason);
+} sl_sio_handler;
+
+/* sl_sio_message: one Engine.IO message (text packet or binary attachment) of session s for
+ * the Socket.IO layer; data is borrowed. Protocol errors close the session
+ * (sl_session_close with a reason); nothing is returned. Called by eio. */
+void sl_sio_message(sl_session *s, const uint8_t *data, size_t len, bool binary);
+
+/* sl_sio_session_closed: session s ended: every socket of it is removed (on_close with
+ * "transport close") and a half-received binary packet is dropped. Called by eio. */
+void sl_sio_session_closed(sl_session *s);
+
+/* sl_sio_free_dead: free the sockets removed since the last call. Call it only at a safe
+ * point (no policy hook on the stack), after the sessions' packets were flushed. */
+void sl_sio_free_dead(sl_gateway *gw);
+
+/* sl_sio_send: send one Socket.IO packet (type SIO_*, ack_id or -1, json/len the payload
+ * text, borrowed, may be empty) on the socket's namespace, as it is: no validation, no
+ * holding during on_connect. A session already closed drops it. */
+void sl_sio_send(sl_socket *sock, int type, int64_t ack_id, const char *json, size_t len);
+
+/* sl_sio_encode: one Socket.IO packet as a framed Engine.IO message ("4" + header + json).
+ * Returns a new message with one reference (the caller owns it); never NULL (aborts when
+ * out of memory). nsp/json are copied. */
+sl_msg *sl_sio_encode(int type, const char *nsp, size_t nsplen, int64_t ack_id,
+                      const char *json, size_t jsonlen, int attachments);
+
+/* The socket accessors and sl_socket_emit / sl_socket_ack / sl_socket_disconnect, also
+ * implemented in sio.c, are declared in sl_core.h (the Lua binding calls them). */
+
+#endif
