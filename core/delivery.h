@@ -4,8 +4,9 @@
  * sl_publish is in sl_core.h). Inside the layer: lane.h (one lane's queue), keys.h (coalesce
  * keys), heap.h, sio_codec.h (the delivery packet), spill.h.
  *
- *   publish.c --> topics.c --> lanes.c --> acks.c --> lane_spill.c --> lane.c
- *        \--> keys.c, sio_codec.c           \------------------------------^ */
+ * Calls inside the layer point one way (no cycle): publish -> topics, lanes, keys, sio_codec;
+ * topics -> lanes; lanes -> acks, lane_spill, lane; acks -> lane_spill, lane, heap;
+ * lane_spill -> lane, spill. */
 #ifndef SL_DELIVERY_H
 #define SL_DELIVERY_H
 
