@@ -5,6 +5,7 @@
 #include <signal.h>
 #include "sl_internal.h"
 #include "client.h"
+#include "sio.h"
 #include "../lua/sl_lua.h"
 
 const char *sluice_strerror(int err) { return sl_strerror(err); }
@@ -12,22 +13,6 @@ const char *sluice_strerror(int err) { return sl_strerror(err); }
 uv_loop_t *sl_gateway_loop(sl_gateway *gw) { return gw->loop; }
 const char *sl_server_name(const sl_server *srv) { return srv->cfg->name; }
 int sl_server_port(const sl_server *srv) { return srv->port; }
-
-/* sl_gateway_next_msgid: "msg-<boot id>-<n>": unique across namespaces and restarts (the
- * boot id is random per process), still the StreamFenceJs string shape with its prefix. */
-void sl_gateway_next_msgid(sl_gateway *gw, char *out) {
-  /* by hand: once per publish, and snprintf costs more than the rest of this id's work */
-  size_t b = strlen(gw->boot_id);
-  if (4 + b + 1 + 20 + 1 > SL_MSGID_MAX) {
-    snprintf(out, SL_MSGID_MAX, "msg-%s-%llu", gw->boot_id, (unsigned long long)++gw->msg_counter);
-    return;
-  }
-  memcpy(out, "msg-", 4);
-  memcpy(out + 4, gw->boot_id, b);
-  out[4 + b] = '-';
-  size_t n = sl_u64_dec(out + 5 + b, ++gw->msg_counter);
-  out[5 + b + n] = 0;
-}
 
 /* sl_gateway_is_loopback: is a textual peer address on the loopback network? */
 bool sl_gateway_is_loopback(const char *a) {
@@ -88,6 +73,23 @@ void sl_gateway_event(sl_server *srv, int ev, sl_socket *sock, const char *topic
   sl_sbuf_free(&b);
 }
 
+/* sl_gateway_flush_dirty: flush every session that got packets this iteration (the loop's
+ * prepare and check handles call it, so work queued by any callback is written before the
+ * loop sleeps), then free the sessions and sockets released during it: the safe point where
+ * nothing up the stack can still hold them. */
+void sl_gateway_flush_dirty(sl_gateway *gw) {
+  int guard = 0;
+  while (!sl_list_empty(&gw->dirty) && guard++ < 1000000) {
+    sl_link *ln = gw->dirty.next;
+    sl_session *s = sl_container_of(ln, sl_session, dlink);
+    sl_list_del(ln);
+    s->dirty = 0;
+    sl_session_flush(s);
+  }
+  sl_eio_free_dead(gw);
+  sl_sio_free_dead(gw);
+}
+
 static void flush_cb_prep(uv_prepare_t *h) { sl_gateway_flush_dirty(h->data); }
 static void flush_cb_check(uv_check_t *h) { sl_gateway_flush_dirty(h->data); }
 
@@ -134,7 +136,7 @@ static void gateway_destroy(sl_gateway *gw) {
     sl_auth_free_table(srv);
   }
   free(gw->servers);
-  free(gw->acks);
+  sl_heap_free(&gw->acks);
   free(gw->sheap);
   if (gw->cfg) sl_config_free(gw->cfg);
   if (gw->lua) sl_lua_close(gw->lua);

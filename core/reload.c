@@ -41,11 +41,9 @@ static size_t ns_sockets(sl_ns *ns, sl_socket ***out) {
 static void ns_move(sl_ns *dst, sl_ns *old, sl_ns_config *nc) {
   sl_socket **socks;
   size_t nsocks = ns_sockets(old, &socks);
-  /* Topics that disappear: unsubscribe their subscribers first (pointers still valid). */
-  for (size_t t = 0; t < old->ntopics; t++) {
-    if (has_topic(nc, old->topics[t].name)) continue;
-    for (size_t k = 0; k < nsocks; k++) sl_unsubscribe(socks[k], &old->topics[t]);
-  }
+  /* Topics that disappear: unsubscribe their subscribers and free them (name NULL after). */
+  for (size_t t = 0; t < old->ntopics; t++)
+    if (!has_topic(nc, old->topics[t].name)) sl_topic_teardown(&old->topics[t]);
   *dst = *old;
   dst->cfg = nc;
   sl_topic *topics = sl_xcalloc(nc->ntopics ? nc->ntopics : 1, sizeof(sl_topic));
@@ -71,16 +69,7 @@ static void ns_move(sl_ns *dst, sl_ns *old, sl_ns_config *nc) {
     }
     topics[i].ns = dst;
   }
-  /* Free what was not moved. */
-  for (size_t t = 0; t < old->ntopics; t++) {
-    if (!old->topics[t].name) continue;
-    free(old->topics[t].name);
-    free(old->topics[t].json_name);
-    free(old->topics[t].subs);
-    sl_msg_unref(old->topics[t].last);
-    free(old->topics[t].snap_json);
-  }
-  free(old->topics);
+  free(old->topics); /* every old topic was moved or torn down */
   dst->topics = topics;
   dst->ntopics = nc->ntopics;
   for (size_t k = 0; k < nsocks; k++) socks[k]->ns = dst;

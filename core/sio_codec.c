@@ -9,6 +9,7 @@
 
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -340,4 +341,59 @@ size_t sl_ws_frame_header(uint8_t *out, int opcode, uint64_t n) {
   out[1] = 127;
   for (int i = 0; i < 8; i++) out[2 + i] = (uint8_t)(n >> (56 - 8 * i));
   return 10;
+}
+
+/* ---- a fan-out delivery ------------------------------------------------------------------ */
+
+#define DELIVERY_META_MAX 511 /* metadata longer than this is cut (as snprintf into 512 did) */
+
+static bool delivery_root(const sl_sio_delivery *d) {
+  return !d->nsp || d->nsplen == 0 || (d->nsplen == 1 && d->nsp[0] == '/');
+}
+
+/* ,{"namespace":<nsp_json>,"topic":<topic_json>,"messageId":"<msgid>","ackRequired":true} */
+static size_t delivery_meta_len(const sl_sio_delivery *d) {
+  if (!d->msgid) return 0;
+  size_t n = sizeof ",{\"namespace\":" - 1 + strlen(d->nsp_json) + sizeof ",\"topic\":" - 1 +
+             strlen(d->topic_json) + sizeof ",\"messageId\":\"" - 1 + strlen(d->msgid) +
+             sizeof "\",\"ackRequired\":true}" - 1;
+  return n > DELIVERY_META_MAX ? DELIVERY_META_MAX : n;
+}
+
+/* sl_sio_delivery_len: see sio_codec.h. */
+size_t sl_sio_delivery_len(const sl_sio_delivery *d) {
+  return 2 + (delivery_root(d) ? 0 : d->nsplen + 1) + 1 + strlen(d->topic_json) + 1 + d->len +
+         delivery_meta_len(d) + 1;
+}
+
+/* sl_sio_encode_delivery: see sio_codec.h. Once per publish, not per recipient. */
+size_t sl_sio_encode_delivery(uint8_t *out, const sl_sio_delivery *d) {
+  uint8_t *p = out;
+  *p++ = '4';
+  *p++ = '2';
+  if (!delivery_root(d)) {
+    memcpy(p, d->nsp, d->nsplen);
+    p += d->nsplen;
+    *p++ = ',';
+  }
+  *p++ = '[';
+  size_t tl = strlen(d->topic_json);
+  memcpy(p, d->topic_json, tl);
+  p += tl;
+  *p++ = ',';
+  memcpy(p, d->payload, d->len);
+  p += d->len;
+  if (d->msgid) {
+    char meta[DELIVERY_META_MAX + 1];
+    int ml = snprintf(meta, sizeof meta,
+                      ",{\"namespace\":%s,\"topic\":%s,\"messageId\":\"%s\",\"ackRequired\":true}",
+                      d->nsp_json, d->topic_json, d->msgid);
+    if (ml >= (int)sizeof meta) ml = (int)sizeof meta - 1;
+    if (ml > 0) {
+      memcpy(p, meta, (size_t)ml);
+      p += ml;
+    }
+  }
+  *p++ = ']';
+  return (size_t)(p - out);
 }

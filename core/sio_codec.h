@@ -111,6 +111,31 @@ int sl_sio_count_placeholders(const struct cJSON *node, int natts);
 size_t sl_sio_encode_header(char *out, int type, int attachments, const char *nsp, size_t nsplen,
                          int64_t ack_id);
 
+/* ---- a fan-out delivery: one EVENT packet per publish ------------------------------- */
+/* What a delivery packet carries. Every pointer is borrowed for the call. */
+typedef struct sl_sio_delivery {
+  const char *nsp;        /* namespace path; "/" (or NULL, or nsplen 0) is omitted */
+  size_t nsplen;
+  const char *nsp_json;   /* the path as a JSON string literal, quotes included (msgid only) */
+  const char *topic_json; /* the topic as a JSON string literal, quotes included */
+  const char *payload;    /* JSON text of the payload, copied as it is (not validated) */
+  size_t len;
+  const char *msgid;      /* AT_LEAST_ONCE: the message id, adds the ack metadata; NULL:
+                           * BEST_EFFORT */
+} sl_sio_delivery;
+
+/* sl_sio_delivery_len: the length of the packet sl_sio_encode_delivery writes for d. */
+size_t sl_sio_delivery_len(const sl_sio_delivery *d);
+
+/* sl_sio_encode_delivery: write the Socket.IO EVENT packet of a delivery,
+ * 2<nsp>,[<topic>,<payload>] or, with a msgid,
+ * 2<nsp>,[<topic>,<payload>,{"namespace":..,"topic":..,"messageId":"<id>","ackRequired":true}]
+ * (the Engine.IO '4' in front included: "42/feed,[...]"), into out, which holds at least
+ * sl_sio_delivery_len(d) bytes. No NUL is written. Returns the length written. The metadata
+ * object is cut at 511 bytes (never reached by the ids and paths Sluice makes). The
+ * WebSocket frame header in front is the caller's (sl_ws_frame_header). */
+size_t sl_sio_encode_delivery(uint8_t *out, const sl_sio_delivery *d);
+
 /* ---- WebSocket frame header for pre-built server frames ---------------------------- */
 /* sl_ws_frame_header: write an unmasked FIN frame header for opcode (1 text, 2 binary) and
  * payload length n into out (at most 10 bytes). Returns the header length (2, 4 or 10), or

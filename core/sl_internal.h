@@ -17,6 +17,7 @@
 #include <http_parser.h>
 #include <wslay/wslay.h>
 #include "sl_util.h"
+#include "heap.h"
 #include "sl_core.h"
 #include "sluice.h"
 #include "../lua/sl_config.h"
@@ -288,8 +289,7 @@ struct sl_lane {
 typedef struct sl_inflight {
   sl_msg *m;
   sl_lane *lane;
-  uint64_t deadline;        /* loop time (ms) of the ack deadline */
-  uint32_t heap_idx;        /* position in gw->acks */
+  sl_heap_node hn;          /* key: loop time (ms) of the ack deadline; in gw->acks */
   uint32_t retries;         /* re-sends so far */
 } sl_inflight;
 
@@ -322,8 +322,7 @@ struct sl_gateway {
   uint64_t started_ms;
   uint64_t lua_errors;       /* Lua errors of VMs replaced by reloads (keeps the counter monotonic) */
   sl_lathist hook_times[SL_HT_KINDS]; /* sampled Lua hook timing, across reloads (sl_lua.h) */
-  sl_inflight **acks;       /* min-heap of ack deadlines (no periodic scans) */
-  uint32_t nacks, capacks;
+  sl_heap acks;             /* sl_inflight by ack deadline (no periodic scans), acks.c */
   uv_timer_t ack_timer;
   uv_fs_event_t watch, watch_scripts; /* config directory watches (hot reload) */
   uv_timer_t reload_timer;  /* debounce for the watches */
@@ -369,27 +368,15 @@ void sl_session_mark_dirty(sl_session *s);
 void sl_session_flush(sl_session *s);
 size_t sl_session_high_water(const sl_session *s);
 
-/* delivery.c */
-int sl_ns_init(sl_ns *ns, sl_server *srv, sl_ns_config *cfg);
-void sl_ns_free(sl_ns *ns);
-sl_topic *sl_topic_find(sl_ns *ns, const char *name, size_t len);
-sl_ns *sl_server_find_ns(sl_server *srv, const char *path, size_t len);
-int sl_subscribe(sl_socket *sock, sl_topic *t);
-void sl_unsubscribe(sl_socket *sock, sl_topic *t);
-void sl_socket_drop_lanes(sl_socket *sock);
-bool sl_session_pull(sl_session *s, size_t budget);   /* move lane messages into the session */
-void sl_gateway_flush_dirty(sl_gateway *gw);
-bool sl_delivery_ack(sl_socket *sock, sl_topic *t, const char *msgid);
-void sl_delivery_start(sl_gateway *gw);
-void sl_delivery_stop(sl_gateway *gw);
-void sl_spill_sweep_server(sl_server *srv);
+/* the delivery layer: topics.h lanes.h acks.h lane_spill.h publish.h (for now through here) */
+#include "delivery.h"
 
 /* api.c */
 void sl_api_http(sl_conn *c);                          /* any non-/socket.io/ request */
 
 /* gateway.c */
-void sl_gateway_next_msgid(sl_gateway *gw, char *out);
 bool sl_gateway_is_loopback(const char *addr);
+void sl_gateway_flush_dirty(sl_gateway *gw);
 /* Server event hooks (onConnect, onDisconnect, onSubscribe, onUnsubscribe, onOverflow,
  * onRetryExhausted): no work at all when the hook is not set. */
 enum { SL_EV_CONNECT, SL_EV_DISCONNECT, SL_EV_SUBSCRIBE, SL_EV_UNSUBSCRIBE, SL_EV_OVERFLOW,

@@ -746,6 +746,31 @@ TEST(ws_frame_header_refusals) {
   CHECK_EQ_INT(sl_ws_frame_header(h, -1, 1), 0);
 }
 
+TEST(encode_delivery) {
+  char out[1024];
+  /* best effort on a namespace: no metadata */
+  sl_sio_delivery d = {.nsp = "/feed", .nsplen = 5, .nsp_json = "\"/feed\"",
+                       .topic_json = "\"prices\"", .payload = "{\"p\":1}", .len = 7};
+  size_t n = sl_sio_delivery_len(&d);
+  CHECK_EQ_INT(sl_sio_encode_delivery((uint8_t *)out, &d), n);
+  CHECK_EQ_MEM(out, n, "42/feed,[\"prices\",{\"p\":1}]", strlen("42/feed,[\"prices\",{\"p\":1}]"));
+  /* root namespace: omitted */
+  d.nsp = "/";
+  d.nsplen = 1;
+  n = sl_sio_delivery_len(&d);
+  CHECK_EQ_INT(sl_sio_encode_delivery((uint8_t *)out, &d), n);
+  CHECK_EQ_MEM(out, n, "42[\"prices\",{\"p\":1}]", strlen("42[\"prices\",{\"p\":1}]"));
+  /* at least once: the ack metadata after the payload */
+  d.nsp = "/feed";
+  d.nsplen = 5;
+  d.msgid = "msg-x-1";
+  const char *want = "42/feed,[\"prices\",{\"p\":1},{\"namespace\":\"/feed\",\"topic\":\"prices\","
+                     "\"messageId\":\"msg-x-1\",\"ackRequired\":true}]";
+  n = sl_sio_delivery_len(&d);
+  CHECK_EQ_INT(sl_sio_encode_delivery((uint8_t *)out, &d), n);
+  CHECK_EQ_MEM(out, n, want, strlen(want));
+}
+
 int main(void) {
   RUN(eio_text_types);
   RUN(eio_text_invalid);
@@ -780,6 +805,7 @@ int main(void) {
   RUN(encode_header);
   RUN(encode_header_refusals);
   RUN(encode_parse_round_trip);
+  RUN(encode_delivery);
   RUN(ws_frame_header_lengths);
   RUN(ws_frame_header_refusals);
   return tl_report();

@@ -1,0 +1,198 @@
+/* publish.c - the publish pipeline (publish.h): message ids, the route hook, coalesce keys,
+ * the snapshot hook, one encoding per publish and topic, the fan-out to the lanes.
+ *
+ * One publish = one sl_msg holding the encoded Socket.IO packet and its WebSocket frame.
+ * Fan-out appends a pointer to that message to every subscriber's lane (no copies, no
+ * per-recipient encoding, no Lua per recipient). */
+#include <stdlib.h>
+#include <string.h>
+#include <stdio.h>
+#include <cjson/cJSON.h>
+#include "publish.h"
+#include "topics.h"
+#include "lanes.h"
+#include "lane.h"
+#include "keys.h"
+#include "sio_codec.h"
+#include "../lua/sl_lua.h"
+
+/* The next message id, "msg-<boot id>-<n>": unique across namespaces and restarts (the
+ * boot id is random per process), still the StreamFenceJs string shape with its prefix. */
+static void next_msgid(sl_gateway *gw, char *out) {
+  /* by hand: once per publish, and snprintf costs more than the rest of this id's work */
+  size_t b = strlen(gw->boot_id);
+  if (4 + b + 1 + 20 + 1 > SL_MSGID_MAX) {
+    snprintf(out, SL_MSGID_MAX, "msg-%s-%llu", gw->boot_id, (unsigned long long)++gw->msg_counter);
+    return;
+  }
+  memcpy(out, "msg-", 4);
+  memcpy(out + 4, gw->boot_id, b);
+  out[4 + b] = '-';
+  size_t n = sl_u64_dec(out + 5 + b, ++gw->msg_counter);
+  out[5 + b + n] = 0;
+}
+
+/* The server (the named one, or the first) that has namespace path ns, and that namespace. */
+static sl_server *find_server(sl_gateway *gw, const char *name, const char *ns, sl_ns **nsout) {
+  for (size_t i = 0; i < gw->nservers; i++) {
+    sl_server *srv = &gw->servers[i];
+    if (name && strcmp(srv->cfg->name, name) != 0) continue;
+    for (size_t j = 0; j < srv->nns; j++) {
+      if (strcmp(srv->ns[j].path, ns) == 0) {
+        *nsout = &srv->ns[j];
+        return srv;
+      }
+    }
+  }
+  return NULL;
+}
+
+/* The delivery of one publish on c->topic as one immutable message: the EVENT packet
+ * (sl_sio_encode_delivery) behind room for its WebSocket frame header, c->key in the same
+ * allocation right after the packet (sl_msg_unref knows), the message id for AT_LEAST_ONCE.
+ * payload may differ from c->payload (a snapshot state). */
+static sl_msg *encode(const sl_pubctx *c, const char *payload, size_t len) {
+  const char *key = c->key;
+  const sl_ns *ns = c->ns;
+  bool alo = ns->cfg->delivery == SL_AT_LEAST_ONCE;
+  sl_sio_delivery d = {
+    .nsp = ns->path, .nsplen = ns->pathlen, .nsp_json = ns->json_path,
+    .topic_json = c->topic->json_name, .payload = payload, .len = len,
+    .msgid = alo ? c->msgid : NULL,
+  };
+  size_t total = sl_sio_delivery_len(&d);
+  size_t kl = key ? strlen(key) + 1 : 0;
+  sl_msg *m = sl_msg_new(total + kl, SL_MK_DELIVERY);
+  m->len = (uint32_t)total;
+  uint8_t *p = sl_msg_packet(m);
+  if (key) m->key = memcpy(p + total, key, kl);
+  sl_sio_encode_delivery(p, &d);
+  sl_msg_frame_finish(m);
+  m->est_bytes = (uint32_t)len;
+  if (alo) m->msgid = sl_xstrdup(c->msgid);
+  return m;
+}
+
+static void offer_to(const sl_pubctx *c, sl_msg *m, const char *id) {
+  sl_hent *e = sl_hash_get(&c->ns->sockets, id);
+  if (!e) return;
+  sl_lane *l = sl_lane_of(sl_container_of(e, sl_socket, hent), c->topic);
+  if (l) sl_lane_offer(l, m);
+}
+
+/* The snapshot hook folds this message into the topic's state; a new subscriber gets the
+ * state first. On error the previous state stays; nil clears it. */
+static void snapshot(sl_pubctx *c) {
+  sl_gateway *gw = c->gw;
+  sl_topic *t = c->topic;
+  char *state = NULL;
+  if (sl_lua_snapshot(gw->lua, c->ns->cfg->snapshot_ref, &t->snap_ref, t->snap_json,
+                      t->snap_json ? strlen(t->snap_json) : 0, t->name, c->payload, c->len,
+                      &state) != 0)
+    return;
+  free(t->snap_json);
+  t->snap_json = state;
+  sl_msg_unref(t->last);
+  t->last = state ? encode(c, state, strlen(state)) : NULL; /* c->key is NULL */
+}
+
+/* Encode once and fan out on c->topic. */
+static void deliver(sl_pubctx *c) {
+  sl_gateway *gw = c->gw;
+  sl_topic *t = c->topic;
+  const sl_ns_config *cfg = c->ns->cfg;
+  char kbuf[256], *key = NULL;
+  if (cfg->coalesce_key_path)
+    key = sl_key_from_path(c->payload, c->len, cfg->coalesce_key_path, kbuf, sizeof kbuf);
+  else if (cfg->coalesce_key_ref != SL_NOREF && gw->lua)
+    key = sl_lua_coalesce_key_buf(gw->lua, cfg->coalesce_key_ref, t->name, c->payload, c->len,
+                                  kbuf, sizeof kbuf);
+  c->key = key;
+  sl_msg *m = encode(c, c->payload, c->len);
+  if (key != kbuf) free(key);
+  c->key = NULL;
+  t->m[SL_M_PUBLISHED]++;
+  t->m[SL_M_PUBLISHED_BYTES] += c->len;
+  if (cfg->snapshot_ref != SL_NOREF && gw->lua) {
+    snapshot(c);
+  } else if (cfg->overflow == SL_SNAPSHOT_ONLY) {
+    sl_msg_unref(t->last);
+    t->last = sl_msg_ref(m);
+  }
+  if (c->to) {
+    offer_to(c, m, c->to);
+  } else if (c->nroute_to) {
+    for (size_t i = 0; i < c->nroute_to; i++) offer_to(c, m, c->route_to[i]);
+  } else {
+    for (uint32_t i = 0; i < t->nsubs; i++) sl_lane_offer(t->subs[i], m);
+  }
+  sl_msg_unref(m);
+}
+
+/* sl_publish: see sl_core.h. */
+int sl_publish(sl_gateway *gw, const char *nspath, const char *topic, const char *payload,
+               size_t len, const sl_publish_opts *opts, char *msgid) {
+  sl_publish_opts none = {0};
+  if (!opts) opts = &none;
+  if (!gw) return SL_ESTATE;
+  sl_ns *ns = NULL;
+  sl_server *srv = find_server(gw, opts->server, nspath, &ns);
+  if (!srv) return SL_ENOENT;
+  sl_topic *t = sl_topic_find(ns, topic, strlen(topic));
+  if (!t) return SL_ENOENT;
+  if (len > (size_t)srv->cfg->max_payload) return SL_ETOOBIG;
+  const sl_ns_config *cfg = ns->cfg;
+  char id[SL_MSGID_MAX];
+  next_msgid(gw, id);
+  if (msgid) memcpy(msgid, id, strlen(id) + 1);
+  sl_pubctx c = {.gw = gw, .ns = ns, .topic = t, .payload = payload, .len = len,
+                 .source = opts->source, .from = opts->from, .msgid = id, .to = opts->to};
+  /* The route hook runs once per publish, before anything is encoded. */
+  sl_route_result rr = {0};
+  if (cfg->route_ref != SL_NOREF && gw->lua) {
+    if (!opts->trusted_json) {
+      cJSON *chk = NULL;
+      if (!(chk = cJSON_ParseWithLength(payload, len))) return SL_EINVAL;
+      cJSON_Delete(chk);
+    }
+    sl_lua_route(gw->lua, cfg->route_ref, ns->path, topic, payload, len, opts->source, opts->from, &rr);
+    if (rr.action == SL_ROUTE_DROP) {
+      ns->route_dropped++;
+      sl_route_result_free(&rr);
+      return 0;
+    }
+    if (rr.payload_json) {
+      payload = rr.payload_json;
+      len = strlen(rr.payload_json);
+    }
+  }
+  /* Text from outside is validated once (the route hook's path validated it already; our
+   * own encoder's output needs none). Nothing downstream needs a tree. */
+  if (!opts->trusted_json && !rr.payload_json && cfg->route_ref == SL_NOREF) {
+    cJSON *chk = cJSON_ParseWithLength(payload, len);
+    if (!chk) {
+      sl_route_result_free(&rr);
+      return SL_EINVAL;
+    }
+    cJSON_Delete(chk);
+  }
+  c.payload = payload;
+  c.len = len;
+  c.route_to = rr.to;
+  c.nroute_to = rr.nto;
+  if (rr.ntopics) {
+    for (size_t i = 0; i < rr.ntopics; i++) {
+      sl_topic *rt = sl_topic_find(ns, rr.topics[i], strlen(rr.topics[i]));
+      if (!rt) {
+        sl_log_warn("route hook of %s redirected to unknown topic \"%s\": skipped", ns->path, rr.topics[i]);
+        continue;
+      }
+      c.topic = rt;
+      deliver(&c);
+    }
+  } else {
+    deliver(&c);
+  }
+  sl_route_result_free(&rr);
+  return 0;
+}
