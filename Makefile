@@ -29,7 +29,7 @@ BENCH_SRC := $(sort $(wildcard spec/bench/*.c))
 BENCH_BIN := $(patsubst spec/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 
 .PHONY: all deps run test check-unit asan valgrind bench fuzz clean format
-all: $(BUILD)/sluice $(BUILD)/libsluice.a $(UNIT_BIN)
+all: $(BUILD)/sluice $(BUILD)/libsluice.a $(UNIT_BIN) $(BUILD)/examples/embed
 
 deps:
 	@bash .ci/deps.sh
@@ -53,6 +53,11 @@ $(BUILD)/libsluice.a: $(LIB_OBJ) $(BUILD)/obj/gen/lua_embedded.o
 
 $(BUILD)/sluice: $(BUILD)/obj/core/main.o $(BUILD)/libsluice.a
 	$(CC) $(LDFLAGS) -rdynamic -o $@ $^ $(LDLIBS)
+
+# examples/embed.c: a C program embedding Sluice with C hooks (run by spec/e2e/embed.test.mjs).
+$(BUILD)/examples/embed: examples/embed.c core/sluice.h $(BUILD)/libsluice.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -rdynamic -o $@ $< $(BUILD)/libsluice.a $(LDLIBS)
 
 $(BUILD)/spec/%: spec/unit/%.c spec/unit/testlib.h $(BUILD)/libsluice.a
 	@mkdir -p $(dir $@)

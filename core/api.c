@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <cjson/cJSON.h>
 #include "sl_internal.h"
-#include "../lua/sl_lua.h"
 #include "spill.h"
 
 static bool path_is(const char *url, const char *path) {
@@ -244,18 +243,18 @@ static const struct {
 static void hook_time_metrics(sl_sbuf *b, const sl_lathist *ht) {
   metric_head(b, "sluice_lua_hook_duration_seconds", "histogram",
               "Wall time of Lua hook calls made by the core, sampled: one call in "
-              SL_HT_SAMPLE_EVERY_STR " of each hook is timed");
-  for (int k = 0; k < SL_HT_KINDS; k++) {
+              SL_HOOK_SAMPLE_EVERY_STR " of each hook is timed");
+  for (int k = 0; k < SL_HOOK_TIMED_KINDS; k++) {
     const sl_lathist *h = &ht[k];
     for (size_t i = 0; i < sizeof hook_buckets / sizeof hook_buckets[0]; i++)
       sl_sbuf_printf(b, "sluice_lua_hook_duration_seconds_bucket{hook=\"%s\",le=\"%s\"} %llu\n",
-                     sl_ht_names[k], hook_buckets[i].le,
+                     sl_hook_time_names[k], hook_buckets[i].le,
                      (unsigned long long)sl_lathist_le(h, hook_buckets[i].ns));
     sl_sbuf_printf(b, "sluice_lua_hook_duration_seconds_bucket{hook=\"%s\",le=\"+Inf\"} %llu\n",
-                   sl_ht_names[k], (unsigned long long)h->n);
-    sl_sbuf_printf(b, "sluice_lua_hook_duration_seconds_sum{hook=\"%s\"} %.9f\n", sl_ht_names[k],
+                   sl_hook_time_names[k], (unsigned long long)h->n);
+    sl_sbuf_printf(b, "sluice_lua_hook_duration_seconds_sum{hook=\"%s\"} %.9f\n", sl_hook_time_names[k],
                    (double)h->sum_ns / 1e9);
-    sl_sbuf_printf(b, "sluice_lua_hook_duration_seconds_count{hook=\"%s\"} %llu\n", sl_ht_names[k],
+    sl_sbuf_printf(b, "sluice_lua_hook_duration_seconds_count{hook=\"%s\"} %llu\n", sl_hook_time_names[k],
                    (unsigned long long)h->n);
   }
 }
@@ -263,12 +262,12 @@ static void hook_time_metrics(sl_sbuf *b, const sl_lathist *ht) {
 /* "luaHooks" of /api/stats: per hook kind with samples, their count and quantiles in ns. */
 static void hook_time_json(cJSON *root, const sl_lathist *ht) {
   cJSON *o = cJSON_AddObjectToObject(root, "luaHooks");
-  cJSON_AddNumberToObject(o, "sampleEvery", SL_HT_SAMPLE_EVERY);
+  cJSON_AddNumberToObject(o, "sampleEvery", SL_HOOK_SAMPLE_EVERY);
   cJSON_AddNumberToObject(o, "clockOverheadNs", (double)sl_clock_overhead_ns());
-  for (int k = 0; k < SL_HT_KINDS; k++) {
+  for (int k = 0; k < SL_HOOK_TIMED_KINDS; k++) {
     const sl_lathist *h = &ht[k];
     if (!h->n) continue;
-    cJSON *x = cJSON_AddObjectToObject(o, sl_ht_names[k]);
+    cJSON *x = cJSON_AddObjectToObject(o, sl_hook_time_names[k]);
     cJSON_AddNumberToObject(x, "samples", (double)h->n);
     cJSON_AddNumberToObject(x, "meanNs", (double)h->sum_ns / (double)h->n);
     static const struct {
@@ -348,11 +347,12 @@ static void metrics_text(sl_gateway *gw, sl_sbuf *b) {
                  (unsigned long long)gw->reloads_ok, (unsigned long long)gw->reloads_failed);
   metric_head(b, "sluice_reload_duration_milliseconds", "gauge", "Duration of the last successful reload");
   sl_sbuf_printf(b, "sluice_reload_duration_milliseconds %.3f\n", gw->last_reload_ms);
+  sl_script_stats st = {0};
+  if (gw->ops.stats) gw->ops.stats(gw->ops_ud, &st);
   metric_head(b, "sluice_lua_errors_total", "counter", "Errors raised by Lua hooks, timers and producers");
-  sl_sbuf_printf(b, "sluice_lua_errors_total %llu\n",
-                 (unsigned long long)(gw->lua_errors + (gw->lua ? sl_lua_error_count(gw->lua) : 0)));
+  sl_sbuf_printf(b, "sluice_lua_errors_total %llu\n", (unsigned long long)st.errors);
   metric_head(b, "sluice_lua_memory_bytes", "gauge", "Memory used by the Lua VM");
-  sl_sbuf_printf(b, "sluice_lua_memory_bytes %zu\n", gw->lua ? sl_lua_memory_bytes(gw->lua) : (size_t)0);
+  sl_sbuf_printf(b, "sluice_lua_memory_bytes %zu\n", st.memory_bytes);
   hook_time_metrics(b, gw->hook_times);
 }
 
@@ -444,7 +444,7 @@ void sl_api_http(sl_conn *c) {
       return;
     }
     char err[1024];
-    if (sluice_reload(gw, err, sizeof err) != 0) {
+    if (sl_gateway_reload(gw, err, sizeof err) != 0) {
       sl_http_json_error(c, 400, "RELOAD_FAILED", err);
       return;
     }

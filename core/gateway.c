@@ -1,4 +1,6 @@
-/* gateway.c - the embedding API (sluice.h): create from a config, start, publish, stop. */
+/* gateway.c - the top of the core (gateway.h) and the embedding API of sluice.h that needs
+ * no config loader: build from a loaded config, start, publish, hooks, stop, free. The
+ * file-based constructors and sluice_reload live with the loader (lua/embed.c). */
 #include <stdlib.h>
 #include <string.h>
 #include <stdio.h>
@@ -6,13 +8,29 @@
 #include "sl_internal.h"
 #include "client.h"
 #include "sio.h"
-#include "../lua/sl_lua.h"
 
 const char *sluice_strerror(int err) { return sl_strerror(err); }
 
 uv_loop_t *sl_gateway_loop(sl_gateway *gw) { return gw->loop; }
 const char *sl_server_name(const sl_server *srv) { return srv->cfg->name; }
 int sl_server_port(const sl_server *srv) { return srv->port; }
+
+/* sluice_server_name, sluice_server_port: see sluice.h. */
+const char *sluice_server_name(const sluice_server *srv) { return srv->cfg->name; }
+int sluice_server_port(const sluice_server *srv) { return srv->port; }
+
+/* sluice_client_*: see sluice.h (the client is a Socket.IO socket of sio.c). */
+const char *sluice_client_id(const sluice_client *c) { return sl_socket_id(c); }
+const char *sluice_client_namespace(const sluice_client *c) { return sl_socket_ns(c); }
+const char *sluice_client_principal(const sluice_client *c) { return sl_socket_principal(c); }
+const char *sluice_client_remote(const sluice_client *c) { return sl_socket_remote(c); }
+int sluice_client_emit(sluice_client *c, const char *json_array, size_t len) {
+  return sl_socket_emit(c, json_array, len, NULL, 0);
+}
+int sluice_client_ack(sluice_client *c, int64_t ack_id, const char *json_array, size_t len) {
+  return ack_id < 0 ? SL_EINVAL : sl_socket_ack(c, (uint64_t)ack_id, json_array, len, NULL, 0);
+}
+void sluice_client_disconnect(sluice_client *c) { sl_socket_disconnect(c); }
 
 /* sl_gateway_is_loopback: is a textual peer address on the loopback network? */
 bool sl_gateway_is_loopback(const char *a) {
@@ -25,52 +43,14 @@ void sl_gateway_retry_exhausted(sl_gateway *gw, sl_socket *sock, sl_topic *t, co
   (void)gw;
   sl_log_info("retries exhausted: namespace %s topic %s client %s message %s after %u retries",
               t->ns->path, t->name, sock->id, msgid ? msgid : "?", retries);
-  sl_gateway_event(t->ns->srv, SL_EV_RETRY_EXHAUSTED, sock, t->name, NULL, msgid, retries);
+  sl_hooks_event(t->ns->srv, SL_EV_RETRY_EXHAUSTED, sock, t->name, NULL, msgid, retries);
 }
 
-static void json_field(sl_sbuf *b, const char *key, const char *val) {
-  if (!val) return;
-  sl_sbuf_printf(b, ",\"%s\":\"", key);
-  for (const char *p = val; *p; p++) {
-    unsigned char ch = (unsigned char)*p;
-    if (ch == '"' || ch == '\\') sl_sbuf_printf(b, "\\%c", ch);
-    else if (ch < 0x20) sl_sbuf_printf(b, "\\u%04x", ch);
-    else sl_sbuf_append(b, p, 1);
-  }
-  sl_sbuf_puts(b, "\"");
-}
-
-/* sl_gateway_event: fire a server event hook with a StreamFenceJs-shaped event table. */
+/* sl_gateway_event: fire a server lifecycle event (see sl_hooks_event, which it forwards to;
+ * kept as a name for the call sites in delivery.c and sio.c until they call hooks.h). */
 void sl_gateway_event(sl_server *srv, int ev, sl_socket *sock, const char *topic,
                       const char *reason, const char *msgid, long retries) {
-  static const char *const names[] = {"connect", "disconnect", "subscribe", "unsubscribe",
-                                      "overflow", "retryExhausted"};
-  const sl_server_config *c = srv->cfg;
-  int ref = ev == SL_EV_CONNECT ? c->on_connect_ref
-          : ev == SL_EV_DISCONNECT ? c->on_disconnect_ref
-          : ev == SL_EV_SUBSCRIBE ? c->on_subscribe_ref
-          : ev == SL_EV_UNSUBSCRIBE ? c->on_unsubscribe_ref
-          : ev == SL_EV_OVERFLOW ? c->on_overflow_ref
-                                 : c->on_retry_exhausted_ref;
-  sl_gateway *gw = srv->gw;
-  if (ref == SL_NOREF || !gw->lua) return;
-  sl_sbuf b = {0};
-  sl_sbuf_printf(&b, "{\"type\":\"%s\"", names[ev]);
-  json_field(&b, "server", c->name);
-  if (sock) {
-    json_field(&b, "namespace", sock->ns->path);
-    json_field(&b, "clientId", sock->id);
-    json_field(&b, "principal", sock->principal);
-    json_field(&b, "remoteAddress", sock->sess->remote);
-    json_field(&b, "transport", sock->sess->transport == SL_TR_WS ? "websocket" : "polling");
-  }
-  json_field(&b, "topic", topic);
-  json_field(&b, "reason", reason);
-  json_field(&b, "messageId", msgid);
-  if (ev == SL_EV_RETRY_EXHAUSTED) sl_sbuf_printf(&b, ",\"retryCount\":%ld", retries);
-  sl_sbuf_puts(&b, "}");
-  sl_lua_server_event(gw->lua, ref, b.data, b.len);
-  sl_sbuf_free(&b);
+  sl_hooks_event(srv, ev, sock, topic, reason, msgid, retries);
 }
 
 /* sl_gateway_flush_dirty: flush every session that got packets this iteration (the loop's
@@ -93,7 +73,8 @@ void sl_gateway_flush_dirty(sl_gateway *gw) {
 static void flush_cb_prep(uv_prepare_t *h) { sl_gateway_flush_dirty(h->data); }
 static void flush_cb_check(uv_check_t *h) { sl_gateway_flush_dirty(h->data); }
 
-static sl_gateway *gateway_alloc(uv_loop_t *loop) {
+/* sl_gateway_new: see gateway.h. */
+sl_gateway *sl_gateway_new(uv_loop_t *loop) {
   sl_gateway *gw = sl_xcalloc(1, sizeof *gw);
   gw->loop = loop;
   sl_list_init(&gw->dirty);
@@ -104,12 +85,12 @@ static sl_gateway *gateway_alloc(uv_loop_t *loop) {
   for (int i = 0; i < 8; i++) gw->boot_id[i] = a36[rb[i] % 36];
   gw->boot_id[8] = 0;
   gw->started_ms = sl_now_ms();
-  gw->lua = sl_lua_new(gw);
-  sl_lua_set_hook_times(gw->lua, gw->hook_times);
   return gw;
 }
 
-static int gateway_build(sl_gateway *gw) {
+/* sl_gateway_build: see gateway.h. */
+void sl_gateway_build(sl_gateway *gw, sl_config *cfg) {
+  gw->cfg = cfg;
   gw->nservers = gw->cfg->nservers;
   gw->servers = sl_xcalloc(gw->nservers ? gw->nservers : 1, sizeof(sl_server));
   for (size_t i = 0; i < gw->nservers; i++) {
@@ -123,8 +104,23 @@ static int gateway_build(sl_gateway *gw) {
     for (size_t j = 0; j < srv->nns; j++) sl_ns_init(&srv->ns[j], srv, &srv->cfg->ns[j]);
     sl_ns_init(&srv->root, srv, NULL);
   }
-  return 0;
+  sl_hooks_resolve(gw);
 }
+
+/* sl_gateway_set_ops: see gateway.h. */
+void sl_gateway_set_ops(sl_gateway *gw, const sl_gateway_ops *ops, void *ud) {
+  gw->ops = *ops;
+  gw->ops_ud = ud;
+}
+
+/* sl_gateway_config: see gateway.h. */
+sl_config *sl_gateway_config(sl_gateway *gw) { return gw->cfg; }
+
+/* sl_gateway_hook_times: see gateway.h. */
+sl_lathist *sl_gateway_hook_times(sl_gateway *gw) { return gw->hook_times; }
+
+/* sl_gateway_set_lua: see gateway.h. */
+void sl_gateway_set_lua(sl_gateway *gw, struct sl_lua *vm) { gw->lua = vm; }
 
 static void gateway_destroy(sl_gateway *gw) {
   for (size_t i = 0; i < gw->nservers; i++) {
@@ -138,35 +134,10 @@ static void gateway_destroy(sl_gateway *gw) {
   free(gw->servers);
   sl_heap_free(&gw->acks);
   free(gw->sheap);
-  if (gw->cfg) sl_config_free(gw->cfg);
-  if (gw->lua) sl_lua_close(gw->lua);
+  sl_hooks_free(gw);
+  /* the embedder owns the configs (and the VM): released after everything pointing in */
+  if (gw->ops.destroy) gw->ops.destroy(gw->ops_ud);
   free(gw);
-}
-
-/* sluice_new_from_file: see sluice.h. */
-sluice_t *sluice_new_from_file(uv_loop_t *loop, const char *path, char *err, size_t errlen) {
-  sl_gateway *gw = gateway_alloc(loop);
-  if (sl_config_load(sl_lua_state(gw->lua), path, &gw->cfg, err, errlen) != 0) {
-    gw->cfg = NULL;
-    gateway_destroy(gw);
-    return NULL;
-  }
-  gateway_build(gw);
-  return gw;
-}
-
-/* sluice_new_from_string: see sluice.h. */
-sluice_t *sluice_new_from_string(uv_loop_t *loop, const char *text, size_t len, const char *fmt,
-                                 char *err, size_t errlen) {
-  sl_gateway *gw = gateway_alloc(loop);
-  if (sl_config_load_string(sl_lua_state(gw->lua), text, len, fmt, "<string>", &gw->cfg, err,
-                            errlen) != 0) {
-    gw->cfg = NULL;
-    gateway_destroy(gw);
-    return NULL;
-  }
-  gateway_build(gw);
-  return gw;
 }
 
 /* sluice_select_server: see sluice.h. Selected servers are marked; the rest are dropped at
@@ -226,11 +197,7 @@ int sluice_start(sluice_t *gw, char *err, size_t errlen) {
     sl_log_info("server \"%s\" listening on http://%s:%d", srv->cfg->name,
                 srv->cfg->host ? srv->cfg->host : "0.0.0.0", srv->port);
   }
-  for (size_t i = 0; i < gw->nservers; i++) {
-    sl_server *srv = &gw->servers[i];
-    if (srv->cfg->on_start_ref != SL_NOREF && gw->lua)
-      sl_lua_on_start(gw->lua, srv->cfg->on_start_ref, srv);
-  }
+  sl_hooks_on_start(gw, false);
   sl_gateway_flush_dirty(gw);
   return 0;
 }
@@ -252,7 +219,7 @@ static void on_signal(uv_signal_t *h, int signum) {
   if (signum == SIGHUP) {
     char err[1024];
     sl_log_info("SIGHUP: reloading the configuration");
-    sluice_reload(gw, err, sizeof err);
+    sl_gateway_reload(gw, err, sizeof err);
     return;
   }
   sl_log_info("signal %d: stopping", signum);
@@ -314,11 +281,10 @@ void sluice_stop(sluice_t *gw, void (*cb)(sluice_t *, void *), void *arg) {
   if (gw->reload_timer.loop) close_handle(gw, (uv_handle_t *)&gw->reload_timer);
   for (int i = 0; i < 3; i++)
     if (gw->sigs[i].loop) close_handle(gw, (uv_handle_t *)&gw->sigs[i]);
-  if (gw->lua) {
-    if (gw->cfg) gw->cfg->L = NULL;
-    sl_lua_close(gw->lua);
-    gw->lua = NULL;
-  }
+  /* Sessions are closed (the hooks saw their disconnects): no script hook runs from here on,
+   * and the embedder stops what it runs on the loop (a VM's timers). */
+  sl_hooks_clear_script(gw);
+  if (gw->ops.stop) gw->ops.stop(gw->ops_ud);
   if (--gw->closing_handles == 0 && cb) cb(gw, arg);
 }
 

@@ -141,24 +141,23 @@ int sl_publish(sl_gateway *gw, const char *nspath, const char *topic, const char
   sl_topic *t = sl_topic_find(ns, topic, strlen(topic));
   if (!t) return SL_ENOENT;
   if (len > (size_t)srv->cfg->max_payload) return SL_ETOOBIG;
-  const sl_ns_config *cfg = ns->cfg;
   char id[SL_MSGID_MAX];
   next_msgid(gw, id);
   if (msgid) memcpy(msgid, id, strlen(id) + 1);
   sl_pubctx c = {.gw = gw, .ns = ns, .topic = t, .payload = payload, .len = len,
                  .source = opts->source, .from = opts->from, .msgid = id, .to = opts->to};
   /* The route hook runs once per publish, before anything is encoded. */
-  sl_route_result rr = {0};
-  if (cfg->route_ref != SL_NOREF && gw->lua) {
+  sluice_route_result rr = {0};
+  if (sl_ns_hook_route(ns)) {
     if (!opts->trusted_json) {
       cJSON *chk = NULL;
       if (!(chk = cJSON_ParseWithLength(payload, len))) return SL_EINVAL;
       cJSON_Delete(chk);
     }
-    sl_lua_route(gw->lua, cfg->route_ref, ns->path, topic, payload, len, opts->source, opts->from, &rr);
-    if (rr.action == SL_ROUTE_DROP) {
+    sl_hooks_route(ns, topic, payload, len, opts, &rr);
+    if (rr.action == SLUICE_ROUTE_DROP) {
       ns->route_dropped++;
-      sl_route_result_free(&rr);
+      sl_hooks_route_free(&rr);
       return 0;
     }
     if (rr.payload_json) {
@@ -168,10 +167,10 @@ int sl_publish(sl_gateway *gw, const char *nspath, const char *topic, const char
   }
   /* Text from outside is validated once (the route hook's path validated it already; our
    * own encoder's output needs none). Nothing downstream needs a tree. */
-  if (!opts->trusted_json && !rr.payload_json && cfg->route_ref == SL_NOREF) {
+  if (!opts->trusted_json && !rr.payload_json && !sl_ns_hook_route(ns)) {
     cJSON *chk = cJSON_ParseWithLength(payload, len);
     if (!chk) {
-      sl_route_result_free(&rr);
+      sl_hooks_route_free(&rr);
       return SL_EINVAL;
     }
     cJSON_Delete(chk);
@@ -193,6 +192,6 @@ int sl_publish(sl_gateway *gw, const char *nspath, const char *topic, const char
   } else {
     deliver(&c);
   }
-  sl_route_result_free(&rr);
+  sl_hooks_route_free(&rr);
   return 0;
 }

@@ -1,19 +1,19 @@
-/* reload.c - hot reload: a new config in a fresh Lua VM, validated, then swapped in while
- * every connection, subscription, queue, in-flight message and spill file stays.
+/* reload.c - hot reload, the core's half: a new config swapped in while every connection,
+ * subscription, queue, in-flight message and spill file stays.
  *
  * Triggers: SIGHUP, a change in the config file's directory (uv_fs_event, debounced), and
- * POST /api/reload. The new config is loaded into a new lua_State; on failure nothing
- * changes and the error is logged, counted and returned. On success the namespaces and
+ * POST /api/reload; each calls sl_gateway_reload, which asks the embedder (ops.reload; for
+ * config files lua/embed.c: a new config in a fresh Lua VM) and counts, times and logs the
+ * outcome. The embedder puts a loaded config in place with sl_gateway_swap: the namespaces and
  * topics are reconciled by name (kept ones keep their subscribers and counters; removed
  * topics unsubscribe their subscribers; removed namespaces send their sockets a Socket.IO
- * DISCONNECT), the server config pointers are swapped, the old VM is closed (its timers
- * stop) and the new config's onStart hooks run. Adding or removing servers, or changing a
- * server's host or port, needs a restart: such a reload is refused with that message. */
+ * DISCONNECT) and the server config pointers are swapped. Adding or removing servers, or
+ * changing a server's host or port, needs a restart: such a swap is refused with that
+ * message. */
 #include <stdlib.h>
 #include <string.h>
 #include <stdio.h>
 #include "sl_internal.h"
-#include "../lua/sl_lua.h"
 
 static sl_ns_config *find_ns_cfg(sl_server_config *sc, const char *path) {
   for (size_t i = 0; i < sc->nns; i++)
@@ -97,25 +97,10 @@ static int check_compatible(sl_gateway *gw, sl_config *nc, char *err, size_t err
   return 0;
 }
 
-/* sluice_reload: see sluice.h. */
-int sluice_reload(sluice_t *gw, char *err, size_t errlen) {
-  if (gw->stopping || !gw->cfg) {
-    snprintf(err, errlen, "gateway is stopping");
-    return SL_ESTATE;
-  }
-  uint64_t t0 = uv_hrtime();
-  sl_lua *vm = sl_lua_new(gw);
-  sl_lua_set_hook_times(vm, gw->hook_times);
-  sl_config *nc = NULL;
-  int r = sl_config_load(sl_lua_state(vm), gw->cfg->path, &nc, err, errlen);
-  if (r == 0) r = check_compatible(gw, nc, err, errlen);
-  if (r != 0) {
-    if (nc) sl_config_free(nc);
-    sl_lua_close(vm);
-    gw->reloads_failed++;
-    sl_log_error("reload failed, the running configuration stays: %s", err);
-    return r;
-  }
+/* sl_gateway_swap: see gateway.h. */
+int sl_gateway_swap(sl_gateway *gw, sl_config *nc, char *err, size_t errlen) {
+  int r = check_compatible(gw, nc, err, errlen);
+  if (r != 0) return r;
   for (size_t i = 0; i < gw->nservers; i++) {
     sl_server *srv = &gw->servers[i];
     sl_server_config *sc = NULL;
@@ -150,23 +135,34 @@ int sluice_reload(sluice_t *gw, char *err, size_t errlen) {
     srv->nns = sc->nns;
     srv->cfg = sc;
   }
-  sl_config *oc = gw->cfg;
-  sl_lua *ovm = gw->lua;
   gw->cfg = nc;
-  gw->lua = vm;
-  sl_config_free(oc); /* unrefs hooks in the old VM, still open */
-  if (ovm) {
-    gw->lua_errors += sl_lua_error_count(ovm);
-    sl_lua_close(ovm);
+  /* The old generation's hooks ran during the reconciliation above; none may run past here
+   * (the caller is about to free them). C hooks are re-resolved onto the new namespaces. */
+  sl_hooks_clear_script(gw);
+  return 0;
+}
+
+/* sl_gateway_reload: see gateway.h. */
+int sl_gateway_reload(sl_gateway *gw, char *err, size_t errlen) {
+  if (gw->stopping || !gw->cfg) {
+    snprintf(err, errlen, "gateway is stopping");
+    return SL_ESTATE;
+  }
+  if (!gw->ops.reload) {
+    snprintf(err, errlen, "this gateway has no configuration loader to reload");
+    return SL_ESTATE;
+  }
+  uint64_t t0 = uv_hrtime();
+  int r = gw->ops.reload(gw->ops_ud, err, errlen);
+  if (r != 0) {
+    gw->reloads_failed++;
+    sl_log_error("reload failed, the running configuration stays: %s", err);
+    return r;
   }
   gw->reloads_ok++;
-  for (size_t i = 0; i < gw->nservers; i++) {
-    sl_server *srv = &gw->servers[i];
-    if (srv->cfg->on_start_ref != SL_NOREF) sl_lua_on_start(gw->lua, srv->cfg->on_start_ref, srv);
-  }
   double ms = (double)(uv_hrtime() - t0) / 1e6;
   gw->last_reload_ms = ms;
-  sl_log_info("configuration reloaded from %s in %.2f ms", nc->path, ms);
+  sl_log_info("configuration reloaded from %s in %.2f ms", gw->cfg->path, ms);
   return 0;
 }
 
@@ -175,7 +171,7 @@ int sluice_reload(sluice_t *gw, char *err, size_t errlen) {
 static void debounce_cb(uv_timer_t *t) {
   sl_gateway *gw = t->data;
   char err[1024];
-  sluice_reload(gw, err, sizeof err);
+  sl_gateway_reload(gw, err, sizeof err);
 }
 
 static void fs_event_cb(uv_fs_event_t *h, const char *filename, int events, int status) {

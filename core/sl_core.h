@@ -10,17 +10,16 @@
 #include <stdbool.h>
 #include <uv.h>
 #include "sl_util.h"
+#include "sluice.h"
 
 typedef struct sl_gateway sl_gateway; /* == sluice_t, the whole process-level gateway */
 typedef struct sl_server sl_server;   /* one configured server (one listening port) */
 typedef struct sl_socket sl_socket;   /* one Socket.IO socket: a client in one namespace */
 typedef struct sl_eio_conn sl_eio_conn; /* one session on a raw Engine.IO endpoint */
 
-/* A binary attachment (borrowed pointer; valid for the duration of the call). */
-typedef struct sl_bin {
-  const uint8_t *data;
-  size_t len;
-} sl_bin;
+/* A binary attachment (borrowed pointer; valid for the duration of the call). The struct is
+ * public (sluice_bin in sluice.h). */
+typedef struct sl_bin sl_bin;
 
 enum { SL_SRC_API = 0, SL_SRC_LUA = 1, SL_SRC_CLIENT = 2 };
 

@@ -20,6 +20,8 @@
 #include "heap.h"
 #include "sl_core.h"
 #include "sluice.h"
+#include "hooks.h"
+#include "gateway.h"
 #include "../lua/sl_config.h"
 #include "../lua/sl_lua.h"
 
@@ -148,6 +150,7 @@ typedef struct sl_ns {
   uint64_t connections, disconnections, auth_rejected, auth_rate_limited;
   uint64_t route_dropped;   /* publishes dropped by the route hook */
   bool implicit_root;       /* "/" that is not configured: accepts, handles nothing */
+  sl_hookset hooks;         /* policy hooks (hooks.h) */
 } sl_ns;
 
 struct sl_server {
@@ -163,6 +166,7 @@ struct sl_server {
   const struct sl_sio_handler *sio_handler; /* the layer above Socket.IO (sio.h) */
   sl_link conns;            /* every sl_conn of this server */
   bool listening;
+  sl_hookset hooks;         /* lifecycle event hooks and on_start (hooks.h) */
 };
 
 /* ---- connections ---------------------------------------------------------------------- */
@@ -320,8 +324,11 @@ struct sl_gateway {
   uint64_t msg_counter;
   char boot_id[12];
   uint64_t started_ms;
-  uint64_t lua_errors;       /* Lua errors of VMs replaced by reloads (keeps the counter monotonic) */
-  sl_lathist hook_times[SL_HT_KINDS]; /* sampled Lua hook timing, across reloads (sl_lua.h) */
+  sl_lathist hook_times[SL_HOOK_TIMED_KINDS]; /* sampled hook timing, across reloads (hooks.h) */
+  sl_hookreg *hookregs;     /* C hook registrations (sluice_set_hooks), survive reloads */
+  size_t nhookregs;
+  sl_gateway_ops ops;       /* the embedder: reload, stats, stop, free (gateway.h) */
+  void *ops_ud;
   sl_heap acks;             /* sl_inflight by ack deadline (no periodic scans), acks.c */
   uv_timer_t ack_timer;
   uv_fs_event_t watch, watch_scripts; /* config directory watches (hot reload) */

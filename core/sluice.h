@@ -1,16 +1,32 @@
-/* sluice.h - embedding API of Sluice, a Lua-scriptable Socket.IO delivery gateway.
+/* sluice.h - embedding API of Sluice, a scriptable Socket.IO delivery gateway.
  *
- * A program creates a gateway from a config file or string, runs it on its own uv_loop_t,
- * publishes from C, and stops it:
+ * A program creates a gateway from a config file or string, optionally plugs in its own C
+ * hooks, runs it on its own uv_loop_t, publishes from C, and stops it:
+ *
+ *   static void route(void *ud, const sluice_message *m, sluice_route_result *out) {
+ *     if (m->len > 1000) out->action = SLUICE_ROUTE_DROP;   // zeroed out = deliver as is
+ *   }
+ *   static void on_connect(void *ud, const sluice_event *ev) { printf("%s\n", ev->client_id); }
  *
  *   uv_loop_t *loop = uv_default_loop();
  *   char err[512];
- *   sluice_t *gw = sluice_new_from_file(loop, "gateway.lua", err, sizeof err);
+ *   sluice_t *gw = sluice_new_from_file(loop, "sluice.lua", err, sizeof err);
  *   if (!gw) { fprintf(stderr, "%s\n", err); return 1; }
+ *   sluice_hooks ns = {.route = route}, srv = {.on_connect = on_connect};
+ *   sluice_set_hooks(gw, NULL, "/feed", &ns, NULL);  // policy hooks of namespace /feed
+ *   sluice_set_hooks(gw, NULL, NULL, &srv, NULL);    // lifecycle events of every server
  *   if (sluice_start(gw, err, sizeof err) != 0) { ... }
  *   sluice_publish(gw, "/feed", "prices", "{\"p\":1}", 7, NULL, NULL);
  *   uv_run(loop, UV_RUN_DEFAULT);     // until sluice_stop() and its handles are closed
  *   sluice_free(gw);
+ *
+ * Hooks: the core calls a table of function pointers (sluice_hooks). A config's Lua hooks
+ * (route = function ... end, onConnect, ...) are one implementation of that table, installed
+ * by the config loader; a C program installs its own with sluice_set_hooks. Per hook kind a
+ * C hook takes precedence over the Lua hook of the same kind; a kind set by neither costs
+ * nothing (the core tests a pointer). C hooks belong to the gateway and survive hot reloads
+ * (they are kept by server and namespace name); Lua hooks belong to the config generation and
+ * are replaced by a reload. examples/embed.c is a complete program.
  *
  * Every function must be called on the loop's thread. Errors are negative SL_E* codes
  * (see sl_util.h; sluice_strerror turns them into text). */
@@ -18,6 +34,7 @@
 #define SLUICE_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 
 #ifdef __cplusplus
@@ -73,7 +90,162 @@ void sluice_stop(sluice_t *gw, void (*cb)(sluice_t *, void *), void *arg);
 /* sluice_free: release a stopped gateway (after uv_run returned or cb was called). */
 void sluice_free(sluice_t *gw);
 
+/* sluice_strerror: the text of an SL_E* code (a static string). */
 const char *sluice_strerror(int err);
+
+/* ---- hooks ---------------------------------------------------------------------------- */
+
+typedef struct sl_server sluice_server; /* one configured server (one listening port) */
+typedef struct sl_socket sluice_client; /* one Socket.IO client in one namespace */
+
+/* A binary attachment of a client event (borrowed: valid for the duration of the call). */
+typedef struct sl_bin {
+  const uint8_t *data;
+  size_t len;
+} sluice_bin;
+
+/* Where a publish came from (sluice_message.source). */
+enum { SLUICE_SRC_API = 0, SLUICE_SRC_LUA = 1, SLUICE_SRC_CLIENT = 2 };
+
+/* One publish as the route hook sees it (borrowed: valid for the duration of the call). */
+typedef struct sluice_message {
+  const char *ns;          /* namespace path, "/feed" */
+  const char *topic;
+  const char *payload;     /* JSON text, len bytes, valid JSON (not NUL-terminated) */
+  size_t len;
+  int source;              /* SLUICE_SRC_* */
+  sluice_client *from;     /* the publishing client for SLUICE_SRC_CLIENT, else NULL */
+} sluice_message;
+
+enum { SLUICE_ROUTE_DELIVER = 0, SLUICE_ROUTE_DROP = 1, SLUICE_ROUTE_REWRITE = 2 };
+
+/* What the route hook decides. The hook receives it zeroed (deliver unchanged) and fills
+ * what it changes; every pointer it stores must come from malloc: the core frees them. */
+typedef struct sluice_route_result {
+  int action;              /* SLUICE_ROUTE_* */
+  char *payload_json;      /* replacement payload (valid JSON text, NUL-terminated) or NULL */
+  char **topics;           /* deliver to these topics of the same namespace instead ... */
+  size_t ntopics;          /* ... 0 = the original topic */
+  char **to;               /* restrict recipients to these client ids ... */
+  size_t nto;              /* ... 0 = no restriction */
+} sluice_route_result;
+
+/* Lifecycle events of a server (StreamFenceJs's listener events). */
+typedef enum {
+  SLUICE_EV_CONNECT = 0,   /* a client joined a namespace */
+  SLUICE_EV_DISCONNECT,    /* a client left (reason set) */
+  SLUICE_EV_SUBSCRIBE,     /* topic set */
+  SLUICE_EV_UNSUBSCRIBE,   /* topic set */
+  SLUICE_EV_OVERFLOW,      /* a lane refused or dropped a message (topic, reason set) */
+  SLUICE_EV_RETRY_EXHAUSTED, /* an AT_LEAST_ONCE message ran out of retries */
+  SLUICE_EV_COUNT
+} sluice_event_type;
+
+/* One lifecycle event (borrowed: valid for the duration of the call). Strings that do not
+ * apply are NULL. */
+typedef struct sluice_event {
+  sluice_event_type type;
+  const char *type_name;   /* "connect", "disconnect", "subscribe", "unsubscribe",
+                              "overflow", "retryExhausted" */
+  const char *server;      /* server name */
+  sluice_client *client;   /* the client (NULL if none) */
+  const char *ns;          /* the client's namespace path */
+  const char *client_id;
+  const char *principal;   /* authenticated principal or NULL */
+  const char *remote_address;
+  const char *transport;   /* "websocket" | "polling" */
+  const char *topic;
+  const char *reason;
+  const char *message_id;
+  long retry_count;        /* SLUICE_EV_RETRY_EXHAUSTED only */
+} sluice_event;
+
+/* The hooks table. Every member is optional (NULL = not set = never called, no cost). ud is
+ * the pointer given to sluice_set_hooks. All hooks run on the loop thread, inside the core's
+ * processing of one message or client request: they must not block, and must not free the
+ * gateway. Strings and clients handed in are borrowed for the duration of the call.
+ *
+ * Namespace policy hooks (sluice_set_hooks with ns != NULL): */
+typedef struct sluice_hooks {
+  /* route: once per publish, before anything is encoded. Leave out zeroed to deliver, set
+   * out->action = SLUICE_ROUTE_DROP to drop, or fill out (SLUICE_ROUTE_REWRITE) to replace
+   * the payload, redirect to other topics or restrict the recipients. */
+  void (*route)(void *ud, const sluice_message *msg, sluice_route_result *out);
+  /* coalesce_key: the coalescing key of a message (namespaces with coalesce). Return buf
+   * holding a NUL-terminated key when it fits in cap bytes, else a malloc'd key (the core
+   * frees it), or NULL for "no key". */
+  char *(*coalesce_key)(void *ud, const char *topic, const char *payload, size_t len,
+                        char *buf, size_t cap);
+  /* snapshot: fold a published message into the topic's state; a new subscriber gets the
+   * state first. state_json (NULL at first) is the current state. *slot is a per-topic
+   * integer the hook may use to cache its own state (SLUICE_NOSLOT at first and after a
+   * reload). Return 0 with *new_state = malloc'd JSON text (NULL clears the state), or a
+   * negative value to keep the state unchanged. */
+  int (*snapshot)(void *ud, int *slot, const char *state_json, size_t state_len,
+                  const char *topic, const char *payload, size_t len, char **new_state);
+  /* authorize: token (may be NULL) for namespace ns and topic (NULL on CONNECT). Return 1
+   * with *principal = a malloc'd principal to accept, or 0 with a NUL-terminated reason in
+   * reason[reasonlen] to refuse. */
+  int (*authorize)(void *ud, const char *token, const char *ns, const char *topic,
+                   sluice_client *client, char **principal, char *reason, size_t reasonlen);
+  /* client_publish: a client publishes on topic. Return 1 to allow (optionally with
+   * *new_payload = malloc'd replacement JSON), 0 to refuse. */
+  int (*client_publish)(void *ud, sluice_client *client, const char *topic,
+                        const char *payload, size_t len, char **new_payload);
+  /* connect: a client asks to join the namespace; auth_json is its CONNECT payload (or
+   * NULL). Return 1 to accept, 0 to refuse with a NUL-terminated reason in reason. */
+  int (*connect)(void *ud, sluice_client *client, const char *auth_json, size_t len,
+                 char *reason, size_t reasonlen);
+  /* event: an application event from a client; args_json is the JSON array of the
+   * arguments (binary ones as {"_placeholder":true,"num":i} referring to atts[i]). ack_id
+   * < 0: no ack asked; otherwise answer at most once with sluice_client_ack. */
+  void (*event)(void *ud, sluice_client *client, const char *name, const char *args_json,
+                size_t len, const sluice_bin *atts, size_t natts, int64_t ack_id);
+
+  /* Server hooks (sluice_set_hooks with ns == NULL): the lifecycle events, one pointer per
+   * type (an unset type builds no event), and on_start. */
+  void (*on_connect)(void *ud, const sluice_event *ev);
+  void (*on_disconnect)(void *ud, const sluice_event *ev);
+  void (*on_subscribe)(void *ud, const sluice_event *ev);
+  void (*on_unsubscribe)(void *ud, const sluice_event *ev);
+  void (*on_overflow)(void *ud, const sluice_event *ev);
+  void (*on_retry_exhausted)(void *ud, const sluice_event *ev);
+  /* on_start: the server is listening (sluice_start). A config's Lua onStart also runs
+   * after each reload; a C on_start runs once. */
+  void (*on_start)(void *ud, sluice_server *srv);
+} sluice_hooks;
+
+#define SLUICE_NOSLOT (-2) /* initial value of a snapshot slot */
+
+/* sluice_set_hooks: install C hooks for namespace ns (its policy hooks) or, with ns NULL,
+ * for the server (its lifecycle events and on_start), on the server named server or, with
+ * server NULL, on every server. The table is copied; a later call for the same (server, ns)
+ * replaces it and h NULL removes it. Per hook kind the most specific C registration (named
+ * server before NULL) wins, then the config's Lua hook. Registrations are kept by name and
+ * survive sluice_reload (a namespace a reload adds gets the hooks registered for its path).
+ * ud is handed to every hook and must outlive the registration.
+ * Returns 0, SL_EINVAL (a policy hook with ns NULL, or an event hook with ns set), or
+ * SL_ENOENT (no such server, or no server has that namespace; nothing is kept). */
+int sluice_set_hooks(sluice_t *gw, const char *server, const char *ns, const sluice_hooks *h,
+                     void *ud);
+
+/* Clients handed to hooks (valid until the hook returns, or until the client's disconnect
+ * event for those kept longer). */
+const char *sluice_client_id(const sluice_client *c);        /* the client id (per namespace) */
+const char *sluice_client_namespace(const sluice_client *c); /* "/feed" */
+const char *sluice_client_principal(const sluice_client *c); /* or NULL */
+const char *sluice_client_remote(const sluice_client *c);    /* "127.0.0.1" */
+/* sluice_client_emit: send an event to the client; json_array is a JSON array whose first
+ * element is the event name. Returns 0, SL_EINVAL (bad array), SL_ESTATE (client gone). */
+int sluice_client_emit(sluice_client *c, const char *json_array, size_t len);
+/* sluice_client_ack: answer the client's ack request ack_id with the JSON array args. */
+int sluice_client_ack(sluice_client *c, int64_t ack_id, const char *json_array, size_t len);
+/* sluice_client_disconnect: kick the client from its namespace (safe inside a hook). */
+void sluice_client_disconnect(sluice_client *c);
+
+/* Servers handed to on_start. */
+const char *sluice_server_name(const sluice_server *srv);
+int sluice_server_port(const sluice_server *srv); /* the bound port */
 
 #ifdef __cplusplus
 }
