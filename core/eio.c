@@ -10,11 +10,26 @@
 #include <string.h>
 #include <strings.h>
 #include <stdio.h>
-#include "sl_internal.h"
+#include "ws.h"
 #include "sio_codec.h"
 #include "../lua/sl_lua.h"
 
 static void session_timer_arm(sl_session *s);
+static void eio_ws_message(sl_conn *c, const uint8_t *data, size_t len, bool binary);
+static void eio_conn_lost(sl_conn *c);
+
+/* A write finished on a session's WebSocket: refill from the lanes and write (the raw
+ * endpoint has no lanes: just write). */
+static void eio_ws_drain(sl_conn *c) {
+  sl_session *s = c->data;
+  if (s && !s->raw && s->ws == c) sl_session_flush(s);
+  else sl_conn_flush(c);
+}
+
+/* What net and ws tell eio about its connections: a session's WebSocket (probing or
+ * carrying it), and a held polling GET (only its loss matters). */
+static const sl_ws_handler eio_ws = SL_WS_HANDLER(eio_ws_message, eio_ws_drain, eio_conn_lost);
+static const sl_conn_ops eio_get_ops = {.on_close = eio_conn_lost};
 
 /* ---- small helpers ------------------------------------------------------------------- */
 
@@ -145,7 +160,7 @@ static void poll_respond(sl_session *s) {
   s->pq_bytes = 0;
   s->get = NULL;
   c->held = 0;
-  c->sess = NULL;
+  c->data = NULL;
   sl_conn_flush(c);
 }
 
@@ -288,21 +303,21 @@ static void session_close_ex(sl_session *s, const char *reason, bool client_clos
     sl_conn *g = s->get;
     s->get = NULL;
     g->held = 0;
-    g->sess = NULL;
+    g->data = NULL;
     const char *body = client_close ? "6" : "1";
     sl_http_respond(g, 200, "text/plain; charset=UTF-8", body, 1, NULL);
   }
   if (s->probe) {
     sl_conn *p = s->probe;
     s->probe = NULL;
-    p->sess = NULL;
+    p->data = NULL;
     p->is_probe = 0;
     sl_conn_close(p);
   }
   if (s->ws) {
     sl_conn *w = s->ws;
     s->ws = NULL;
-    w->sess = NULL;
+    w->data = NULL;
     conn_finish(w);
   }
   sl_gateway *gw = s->srv->gw;
@@ -457,8 +472,8 @@ static bool handle_packet(sl_session *s, uint8_t *data, size_t len, bool binary)
 }
 
 /* A WebSocket message on a connection bound to a session (or probing one). */
-void sl_eio_ws_message(sl_conn *c, const uint8_t *data, size_t len, bool binary) {
-  sl_session *s = c->sess;
+static void eio_ws_message(sl_conn *c, const uint8_t *data, size_t len, bool binary) {
+  sl_session *s = c->data;
   if (!s) return;
   uint8_t *d = (uint8_t *)data; /* wslay's buffer, ours to modify until the callback returns */
   if (c->is_probe) {
@@ -497,7 +512,7 @@ void sl_eio_ws_message(sl_conn *c, const uint8_t *data, size_t len, bool binary)
     /* Anything else on a probing WebSocket closes that WebSocket only. */
     s->probe = NULL;
     s->state = SL_ST_OPEN;
-    c->sess = NULL;
+    c->data = NULL;
     c->is_probe = 0;
     sl_conn_close(c);
     return;
@@ -506,10 +521,11 @@ void sl_eio_ws_message(sl_conn *c, const uint8_t *data, size_t len, bool binary)
   handle_packet(s, d, len, binary);
 }
 
-/* sl_eio_conn_lost: a connection bound to a session is closing. */
-void sl_eio_conn_lost(sl_conn *c) {
-  sl_session *s = c->sess;
-  c->sess = NULL;
+/* A connection bound to a session (its WebSocket, a probe, a held GET) is closing.
+ * Idempotent: the connection forgets its session here. */
+static void eio_conn_lost(sl_conn *c) {
+  sl_session *s = c->data;
+  c->data = NULL;
   if (!s) return;
   if (c->is_probe) {
     c->is_probe = 0;
@@ -612,9 +628,9 @@ void sl_eio_http(sl_conn *c, bool upgrade) {
         eio_error(c, true, 3, "Bad request");
         return;
       }
-      if (!sl_ws_handshake(c)) return;
+      if (!sl_ws_handshake(c, &eio_ws)) return;
       c->is_probe = 1;
-      c->sess = s;
+      c->data = s;
       s->probe = c;
       s->state = SL_ST_UPGRADING;
       sl_conn_flush(c);
@@ -633,7 +649,8 @@ void sl_eio_http(sl_conn *c, bool upgrade) {
       }
       s->get = c;
       c->held = 1;
-      c->sess = s;
+      c->data = s;
+      c->ops = &eio_get_ops;
       if (s->state == SL_ST_UPGRADING && !s->pq.n) {
         s->pq_bytes += 1;
         sl_mq_push(&s->pq, sl_msg_packet_new("6", 1, false, SL_MK_CONTROL), true);
@@ -659,10 +676,10 @@ void sl_eio_http(sl_conn *c, bool upgrade) {
   }
   sl_sbuf b = {0};
   if (is_ws) {
-    if (!sl_ws_handshake(c)) return;
+    if (!sl_ws_handshake(c, &eio_ws)) return;
     sl_session *s = session_new(srv, c, SL_TR_WS, raw);
     s->ws = c;
-    c->sess = s;
+    c->data = s;
     open_packet(s, &b);
     sl_conn_queue(c, sl_msg_packet_new(b.data, b.len, false, SL_MK_CONTROL), false);
     sl_sbuf_free(&b);

@@ -5,6 +5,7 @@
 #include <signal.h>
 #include "sl_internal.h"
 #include "../lua/sl_lua.h"
+#include "router.h"
 
 const char *sluice_strerror(int err) { return sl_strerror(err); }
 
@@ -219,7 +220,7 @@ int sluice_start(sluice_t *gw, char *err, size_t errlen) {
   for (size_t i = 0; i < gw->nservers; i++) {
     sl_server *srv = &gw->servers[i];
     sl_spill_sweep_server(srv);
-    int r = sl_server_listen(srv);
+    int r = sl_server_listen(srv, sl_router_request);
     if (r) {
       snprintf(err, errlen, "server \"%s\": cannot listen on %s:%d: %s", srv->cfg->name,
                srv->cfg->host ? srv->cfg->host : "0.0.0.0", srv->cfg->port, uv_strerror(r));
