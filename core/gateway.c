@@ -121,6 +121,7 @@ static int gateway_build(sl_gateway *gw) {
     srv->gw = gw;
     srv->cfg = &gw->cfg->servers[i];
     sl_list_init(&srv->conns);
+    sl_router_install(srv);
     srv->nns = srv->cfg->nns;
     srv->ns = sl_xcalloc(srv->nns ? srv->nns : 1, sizeof(sl_ns));
     for (size_t j = 0; j < srv->nns; j++) sl_ns_init(&srv->ns[j], srv, &srv->cfg->ns[j]);

@@ -1,7 +1,28 @@
-/* router.c - routes HTTP requests to Engine.IO or the HTTP API (see router.h). Lives above
- * net, eio and api so that none of them has to name the others. */
+/* router.c - routes HTTP requests to Engine.IO or the HTTP API, and plugs Socket.IO and the
+ * raw endpoint into Engine.IO (see router.h). Lives above net, eio, sio and api so that none
+ * of them has to name the others. */
 #include <string.h>
 #include "router.h"
+#include "eio_raw.h"
+
+/* Socket.IO sessions: packets go to sio, deliveries come from the lanes. */
+static void sio_closed(sl_session *s, const char *reason) {
+  (void)reason;
+  sl_sio_session_closed(s);
+}
+
+static const sl_eio_handler sio_handler = {
+  .on_open = NULL,
+  .on_message = sl_sio_message,
+  .on_close = sio_closed,
+  .on_pull = sl_session_pull,
+};
+
+/* sl_router_install: see router.h. */
+void sl_router_install(sl_server *srv) {
+  srv->eio_handlers[0] = &sio_handler;
+  srv->eio_handlers[1] = &sl_eio_raw_handler;
+}
 
 /* sl_router_request: see router.h. */
 void sl_router_request(sl_conn *c) {

@@ -11,4 +11,9 @@
  * upgrade request is answered 404 and closed, the rest goes to the HTTP API (sl_api_http). */
 void sl_router_request(sl_conn *c);
 
+/* sl_router_install: give srv's Engine.IO layer its handlers: Socket.IO (sl_sio_message,
+ * sl_sio_session_closed, sl_session_pull) for /socket.io/ sessions, sl_eio_raw_handler for
+ * the engineIo path. Call when the server is built, before it listens. */
+void sl_router_install(sl_server *srv);
+
 #endif

@@ -161,42 +161,10 @@ struct sl_server {
   sl_hash auth_failures;    /* remote address -> recent auth failures (rate limit) */
   sl_link conns;            /* every sl_conn of this server */
   void (*on_request)(sl_conn *c); /* net.h sl_request_cb, given to sl_server_listen */
+  /* eio.h: where this server's Engine.IO sessions report, [0] Socket.IO sessions, [1] the
+   * raw engineIo endpoint (sl_session.raw); installed by the layer above (router.c). */
+  const struct sl_eio_handler *eio_handlers[2];
   bool listening;
-};
-
-/* ---- Engine.IO sessions ------------------------------------------------------------- */
-
-enum { SL_TR_POLLING = 0, SL_TR_WS = 1 };
-enum { SL_ST_OPEN = 0, SL_ST_UPGRADING, SL_ST_CLOSED };
-
-struct sl_session {
-  sl_hent hent;             /* in srv->sessions (key = sid) */
-  sl_server *srv;
-  char sid[21];
-  uint8_t transport;
-  uint8_t state;
-  uint8_t waiting_pong;
-  uint8_t ever_joined;
-  uint8_t dirty;            /* in the gateway's flush list */
-  uint8_t raw;              /* a raw Engine.IO endpoint session (no Socket.IO) */
-  sl_conn *ws;              /* the WebSocket connection, when transport == WS */
-  sl_conn *probe;           /* WebSocket being upgraded to */
-  sl_conn *get;             /* held polling GET */
-  sl_mq pq;                 /* packets waiting for a polling GET */
-  size_t pq_bytes;
-  uint64_t due;             /* next heartbeat / pong / connect deadline (loop ms) */
-  uint32_t hidx;            /* position in gw->sheap, UINT32_MAX when not in it */
-  uint64_t created_ms;
-  uint64_t ping_due, pong_due;
-  struct sl_socket *sockets;/* joined namespaces */
-  sl_link ready;            /* lanes with messages waiting for room in the socket */
-  sl_link dlink;            /* in the gateway's dirty list */
-  /* binary packet being reassembled */
-  struct sl_pending_bin *pbin;
-  struct sl_eio_conn *eio;
-  struct sl_session *next_dead;
-  char remote[46];
-  char *bearer;             /* Authorization: Bearer token seen at the handshake */
 };
 
 /* ---- Socket.IO sockets and lanes ----------------------------------------------------- */
@@ -244,11 +212,6 @@ typedef struct sl_inflight {
   uint32_t retries;         /* re-sends so far */
 } sl_inflight;
 
-struct sl_eio_conn {
-  sl_hent hent;
-  sl_session *sess;
-  int lua_ref;
-};
 
 struct sl_gateway {
   uv_loop_t *loop;
@@ -286,17 +249,6 @@ struct sl_gateway {
 };
 
 /* ---- cross-module functions ----------------------------------------------------------- */
-
-/* eio.c */
-void sl_eio_http(sl_conn *c, bool upgrade);           /* a request under /socket.io/ */
-void sl_session_send(sl_session *s, sl_msg *m);       /* takes the reference */
-void sl_session_close(sl_session *s, const char *reason);
-void sl_eio_start(sl_gateway *gw);
-void sl_eio_free_dead(sl_gateway *gw);
-size_t sl_session_unsent(const sl_session *s);
-void sl_session_mark_dirty(sl_session *s);
-void sl_session_flush(sl_session *s);
-size_t sl_session_high_water(const sl_session *s);
 
 /* sio.c */
 void sl_sio_message(sl_session *s, const uint8_t *data, size_t len, bool binary);
@@ -342,6 +294,7 @@ void sl_gateway_retry_exhausted(sl_gateway *gw, sl_socket *sock, sl_topic *t, co
 #if !defined(SL_NET_H) && !defined(SL_WS_H) && !defined(SL_EIO_H)
 #include "net.h"
 #include "ws.h"
+#include "eio.h"
 #endif
 
 #endif
