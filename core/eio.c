@@ -279,9 +279,9 @@ static void conn_finish(sl_conn *c) {
   else sl_conn_flush(c);
 }
 
-/* sl_session_close: end the session. Held GETs are answered ("1" close, or "6" when the
- * client itself asked to close), the WebSocket is closed after what is queued, Socket.IO
- * sockets are released. Idempotent. */
+/* End the session (sl_session_close). Held GETs are answered ("1" close, or "6" when the
+ * client itself asked to close), the WebSocket is closed after what is queued, the layer
+ * above is told first (Socket.IO releases its sockets). Idempotent. */
 static void session_close_ex(sl_session *s, const char *reason, bool client_close) {
   if (s->state == SL_ST_CLOSED) return;
   sl_log_debug("session %s closed: %s", s->sid, reason);
@@ -324,6 +324,7 @@ static void session_close_ex(sl_session *s, const char *reason, bool client_clos
   gw->dead_sessions = s;
 }
 
+/* sl_session_close: see eio.h. */
 void sl_session_close(sl_session *s, const char *reason) { session_close_ex(s, reason, false); }
 
 /* One session's deadline passed: pong overdue, connect timeout, or time to ping. */
