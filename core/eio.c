@@ -10,12 +10,31 @@
 #include <string.h>
 #include <strings.h>
 #include <stdio.h>
-#include "sl_internal.h"
+#include "eio.h"
 #include "sio.h"
 #include "sio_codec.h"
-#include "../lua/sl_lua.h"
 
 static void session_timer_arm(sl_session *s);
+
+/* The layer above this session (Socket.IO, or the raw endpoint). */
+static inline const sl_eio_handler *handler(const sl_session *s) {
+  return s->srv->eio_handlers[s->raw];
+}
+static void eio_ws_message(sl_conn *c, const uint8_t *data, size_t len, bool binary);
+static void eio_conn_lost(sl_conn *c);
+
+/* A write finished on a session's WebSocket: refill from the lanes and write (the raw
+ * endpoint has no lanes: just write). */
+static void eio_ws_drain(sl_conn *c) {
+  sl_session *s = c->data;
+  if (s && !s->raw && s->ws == c) sl_session_flush(s);
+  else sl_conn_flush(c);
+}
+
+/* What net and ws tell eio about its connections: a session's WebSocket (probing or
+ * carrying it), and a held polling GET (only its loss matters). */
+static const sl_ws_handler eio_ws = SL_WS_HANDLER(eio_ws_message, eio_ws_drain, eio_conn_lost);
+static const sl_conn_ops eio_get_ops = {.on_close = eio_conn_lost};
 
 /* ---- small helpers ------------------------------------------------------------------- */
 
@@ -66,19 +85,19 @@ static void eio_error(sl_conn *c, bool upgrade, int code, const char *message) {
   sl_sbuf_free(&h);
 }
 
+/* sl_session_high_water: see eio.h. */
 size_t sl_session_high_water(const sl_session *s) {
   int64_t v = s->srv->cfg->socket_high_water;
   return v > 0 ? (size_t)v : 65536;
 }
 
-/* sl_session_unsent: bytes queued for this session and not yet taken by the kernel. */
+/* sl_session_unsent: see eio.h. */
 size_t sl_session_unsent(const sl_session *s) {
   if (s->transport == SL_TR_WS) return s->ws ? s->ws->wq_bytes : 0;
   return s->pq_bytes + (s->get ? s->get->wq_bytes : 0);
 }
 
-/* sl_session_mark_dirty: schedule a flush at the end of this loop iteration (batches every
- * packet queued in the same tick into one write). */
+/* sl_session_mark_dirty: see eio.h. */
 void sl_session_mark_dirty(sl_session *s) {
   if (s->dirty || s->state == SL_ST_CLOSED) return;
   s->dirty = 1;
@@ -87,8 +106,8 @@ void sl_session_mark_dirty(sl_session *s) {
 
 /* ---- output -------------------------------------------------------------------------- */
 
-/* sl_session_send: queue one Engine.IO packet (takes the reference). Control packets
- * (handshake replies, acks, pings) bypass the lanes but still respect transport order. */
+/* sl_session_send: see eio.h. Control packets (handshake replies, acks, pings) bypass the
+ * lanes but still respect transport order. */
 void sl_session_send(sl_session *s, sl_msg *m) {
   if (s->state == SL_ST_CLOSED) {
     sl_msg_unref(m);
@@ -146,19 +165,19 @@ static void poll_respond(sl_session *s) {
   s->pq_bytes = 0;
   s->get = NULL;
   c->held = 0;
-  c->sess = NULL;
+  c->data = NULL;
   sl_conn_flush(c);
 }
 
-/* sl_session_flush: move deliveries from lanes while under the high-water mark, then write.
- * Loops while the kernel keeps accepting everything synchronously. */
+/* sl_session_flush: see eio.h. */
 void sl_session_flush(sl_session *s) {
   if (s->state == SL_ST_CLOSED) return;
+  bool (*pull)(sl_session *, size_t) = handler(s)->on_pull;
   size_t hwm = sl_session_high_water(s);
   for (int round = 0; round < 64; round++) {
     size_t unsent = sl_session_unsent(s);
     bool pulled = false;
-    if (unsent < hwm) pulled = sl_session_pull(s, hwm - unsent);
+    if (unsent < hwm && pull) pulled = pull(s, hwm - unsent);
     if (s->transport == SL_TR_WS) {
       if (!s->ws) return;
       sl_conn_flush(s->ws);
@@ -238,14 +257,14 @@ static void sess_timer_rearm(sl_gateway *gw) {
   uv_timer_start(&gw->sess_timer, sess_timer_cb, due > now ? due - now : 0, 0);
 }
 
-/* sl_eio_start: the session deadline timer (called once when the gateway starts). */
+/* sl_eio_start: see eio.h. */
 void sl_eio_start(sl_gateway *gw) {
   uv_timer_init(gw->loop, &gw->sess_timer);
   gw->sess_timer.data = gw;
   uv_unref((uv_handle_t *)&gw->sess_timer);
 }
 
-/* sl_eio_free_dead: free sessions closed since the last safe point. */
+/* sl_eio_free_dead: see eio.h. */
 void sl_eio_free_dead(sl_gateway *gw) {
   while (gw->dead_sessions) {
     sl_session *s = gw->dead_sessions;
@@ -261,22 +280,13 @@ static void conn_finish(sl_conn *c) {
   else sl_conn_flush(c);
 }
 
-/* sl_session_close: end the session. Held GETs are answered ("1" close, or "6" when the
- * client itself asked to close), the WebSocket is closed after what is queued, Socket.IO
- * sockets are released. Idempotent. */
+/* End the session (sl_session_close). Held GETs are answered ("1" close, or "6" when the
+ * client itself asked to close), the WebSocket is closed after what is queued, the layer
+ * above is told first (Socket.IO releases its sockets). Idempotent. */
 static void session_close_ex(sl_session *s, const char *reason, bool client_close) {
   if (s->state == SL_ST_CLOSED) return;
   sl_log_debug("session %s closed: %s", s->sid, reason);
-  if (s->raw && s->eio) {
-    sl_eio_conn *e = s->eio;
-    s->eio = NULL;
-    sl_gateway *gw = s->srv->gw;
-    if (gw->lua && s->srv->cfg->eio_on_close_ref != SL_NOREF)
-      sl_lua_eio_event(gw->lua, s->srv->cfg->eio_on_close_ref, e, reason);
-    if (gw->lua) sl_lua_eio_gone(gw->lua, e);
-    free(e);
-  }
-  if (!s->raw) sl_sio_session_closed(s);
+  handler(s)->on_close(s, reason);
   s->state = SL_ST_CLOSED;
   sl_hash_del(&s->srv->sessions, &s->hent);
   if (s->dirty) {
@@ -289,21 +299,21 @@ static void session_close_ex(sl_session *s, const char *reason, bool client_clos
     sl_conn *g = s->get;
     s->get = NULL;
     g->held = 0;
-    g->sess = NULL;
+    g->data = NULL;
     const char *body = client_close ? "6" : "1";
     sl_http_respond(g, 200, "text/plain; charset=UTF-8", body, 1, NULL);
   }
   if (s->probe) {
     sl_conn *p = s->probe;
     s->probe = NULL;
-    p->sess = NULL;
+    p->data = NULL;
     p->is_probe = 0;
     sl_conn_close(p);
   }
   if (s->ws) {
     sl_conn *w = s->ws;
     s->ws = NULL;
-    w->sess = NULL;
+    w->data = NULL;
     conn_finish(w);
   }
   sl_gateway *gw = s->srv->gw;
@@ -315,6 +325,7 @@ static void session_close_ex(sl_session *s, const char *reason, bool client_clos
   gw->dead_sessions = s;
 }
 
+/* sl_session_close: see eio.h. */
 void sl_session_close(sl_session *s, const char *reason) { session_close_ex(s, reason, false); }
 
 /* One session's deadline passed: pong overdue, connect timeout, or time to ping. */
@@ -398,14 +409,9 @@ static void open_packet(sl_session *s, sl_sbuf *b) {
                  (long long)cfg->max_payload);
 }
 
-static void raw_open(sl_session *s) {
-  sl_eio_conn *e = sl_xcalloc(1, sizeof *e);
-  e->sess = s;
-  e->lua_ref = SL_NOREF;
-  s->eio = e;
-  sl_gateway *gw = s->srv->gw;
-  if (gw->lua && s->srv->cfg->eio_on_open_ref != SL_NOREF)
-    sl_lua_eio_event(gw->lua, s->srv->cfg->eio_on_open_ref, e, "open");
+static void session_opened(sl_session *s) {
+  const sl_eio_handler *h = handler(s);
+  if (h->on_open) h->on_open(s);
 }
 
 /* ---- inbound packets ----------------------------------------------------------------- */
@@ -413,12 +419,7 @@ static void raw_open(sl_session *s) {
 /* Handle one Engine.IO packet from the client. Returns false when the session was closed. */
 static bool handle_packet(sl_session *s, uint8_t *data, size_t len, bool binary) {
   if (binary) {
-    if (s->raw) {
-      if (s->eio && s->srv->gw->lua)
-        sl_lua_eio_message(s->srv->gw->lua, s->srv->cfg->eio_on_message_ref, s->eio, data, len, true);
-    } else {
-      sl_sio_message(s, data, len, true);
-    }
+    handler(s)->on_message(s, data, len, true);
     return s->state != SL_ST_CLOSED;
   }
   eio_packet p;
@@ -435,13 +436,7 @@ static bool handle_packet(sl_session *s, uint8_t *data, size_t len, bool binary)
     }
     return true;
   case EIO_MESSAGE:
-    if (s->raw) {
-      if (s->eio && s->srv->gw->lua)
-        sl_lua_eio_message(s->srv->gw->lua, s->srv->cfg->eio_on_message_ref, s->eio, p.data,
-                           p.len, p.binary);
-    } else {
-      sl_sio_message(s, p.data, p.len, p.binary);
-    }
+    handler(s)->on_message(s, p.data, p.len, p.binary);
     return s->state != SL_ST_CLOSED;
   case EIO_CLOSE:
     session_close_ex(s, "client close", true);
@@ -458,8 +453,8 @@ static bool handle_packet(sl_session *s, uint8_t *data, size_t len, bool binary)
 }
 
 /* A WebSocket message on a connection bound to a session (or probing one). */
-void sl_eio_ws_message(sl_conn *c, const uint8_t *data, size_t len, bool binary) {
-  sl_session *s = c->sess;
+static void eio_ws_message(sl_conn *c, const uint8_t *data, size_t len, bool binary) {
+  sl_session *s = c->data;
   if (!s) return;
   uint8_t *d = (uint8_t *)data; /* wslay's buffer, ours to modify until the callback returns */
   if (c->is_probe) {
@@ -498,7 +493,7 @@ void sl_eio_ws_message(sl_conn *c, const uint8_t *data, size_t len, bool binary)
     /* Anything else on a probing WebSocket closes that WebSocket only. */
     s->probe = NULL;
     s->state = SL_ST_OPEN;
-    c->sess = NULL;
+    c->data = NULL;
     c->is_probe = 0;
     sl_conn_close(c);
     return;
@@ -507,10 +502,11 @@ void sl_eio_ws_message(sl_conn *c, const uint8_t *data, size_t len, bool binary)
   handle_packet(s, d, len, binary);
 }
 
-/* sl_eio_conn_lost: a connection bound to a session is closing. */
-void sl_eio_conn_lost(sl_conn *c) {
-  sl_session *s = c->sess;
-  c->sess = NULL;
+/* A connection bound to a session (its WebSocket, a probe, a held GET) is closing.
+ * Idempotent: the connection forgets its session here. */
+static void eio_conn_lost(sl_conn *c) {
+  sl_session *s = c->data;
+  c->data = NULL;
   if (!s) return;
   if (c->is_probe) {
     c->is_probe = 0;
@@ -565,7 +561,7 @@ static void handle_post(sl_conn *c, sl_session *s) {
   }
 }
 
-/* sl_eio_http: a request for the Socket.IO endpoint (or the raw Engine.IO endpoint). */
+/* sl_eio_http: see eio.h. */
 void sl_eio_http(sl_conn *c, bool upgrade) {
   sl_server *srv = c->srv;
   const char *url = c->req->url.data ? c->req->url.data : "/";
@@ -613,9 +609,9 @@ void sl_eio_http(sl_conn *c, bool upgrade) {
         eio_error(c, true, 3, "Bad request");
         return;
       }
-      if (!sl_ws_handshake(c)) return;
+      if (!sl_ws_handshake(c, &eio_ws)) return;
       c->is_probe = 1;
-      c->sess = s;
+      c->data = s;
       s->probe = c;
       s->state = SL_ST_UPGRADING;
       sl_conn_flush(c);
@@ -634,7 +630,8 @@ void sl_eio_http(sl_conn *c, bool upgrade) {
       }
       s->get = c;
       c->held = 1;
-      c->sess = s;
+      c->data = s;
+      c->ops = &eio_get_ops;
       if (s->state == SL_ST_UPGRADING && !s->pq.n) {
         s->pq_bytes += 1;
         sl_mq_push(&s->pq, sl_msg_packet_new("6", 1, false, SL_MK_CONTROL), true);
@@ -660,15 +657,15 @@ void sl_eio_http(sl_conn *c, bool upgrade) {
   }
   sl_sbuf b = {0};
   if (is_ws) {
-    if (!sl_ws_handshake(c)) return;
+    if (!sl_ws_handshake(c, &eio_ws)) return;
     sl_session *s = session_new(srv, c, SL_TR_WS, raw);
     s->ws = c;
-    c->sess = s;
+    c->data = s;
     open_packet(s, &b);
     sl_conn_queue(c, sl_msg_packet_new(b.data, b.len, false, SL_MK_CONTROL), false);
     sl_sbuf_free(&b);
     sl_conn_flush(c);
-    if (raw) raw_open(s);
+    session_opened(s);
     return;
   }
   sl_session *s = session_new(srv, c, SL_TR_POLLING, raw);
@@ -679,30 +676,5 @@ void sl_eio_http(sl_conn *c, bool upgrade) {
   sl_http_respond(c, 200, "text/plain; charset=UTF-8", b.data, b.len, h.data);
   sl_sbuf_free(&h);
   sl_sbuf_free(&b);
-  if (raw) raw_open(s);
-}
-
-/* ---- raw Engine.IO endpoint API (sl_core.h) ------------------------------------------- */
-
-const char *sl_eio_conn_id(const sl_eio_conn *c) { return c->sess ? c->sess->sid : ""; }
-int *sl_eio_conn_lua_slot(sl_eio_conn *c) { return &c->lua_ref; }
-
-/* sl_eio_conn_send: send one Engine.IO message (text or binary). */
-int sl_eio_conn_send(sl_eio_conn *c, const void *data, size_t len, bool binary) {
-  if (!c->sess || c->sess->state == SL_ST_CLOSED) return SL_ESTATE;
-  sl_msg *m;
-  if (binary) {
-    m = sl_msg_packet_new(data, len, true, SL_MK_CONTROL);
-  } else {
-    m = sl_msg_new(len + 1, SL_MK_CONTROL);
-    sl_msg_packet(m)[0] = '4';
-    if (len) memcpy(sl_msg_packet(m) + 1, data, len);
-    sl_msg_frame_finish(m);
-  }
-  sl_session_send(c->sess, m);
-  return 0;
-}
-
-void sl_eio_conn_close(sl_eio_conn *c) {
-  if (c->sess) sl_session_close(c->sess, "server close");
+  session_opened(s);
 }

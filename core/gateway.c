@@ -8,6 +8,7 @@
 #include "sl_internal.h"
 #include "client.h"
 #include "sio.h"
+#include "router.h"
 
 const char *sluice_strerror(int err) { return sl_strerror(err); }
 
@@ -99,6 +100,7 @@ void sl_gateway_build(sl_gateway *gw, sl_config *cfg) {
     srv->cfg = &gw->cfg->servers[i];
     srv->sio_handler = &sl_client_sio_handler;
     sl_list_init(&srv->conns);
+    sl_router_install(srv);
     srv->nns = srv->cfg->nns;
     srv->ns = sl_xcalloc(srv->nns ? srv->nns : 1, sizeof(sl_ns));
     for (size_t j = 0; j < srv->nns; j++) sl_ns_init(&srv->ns[j], srv, &srv->cfg->ns[j]);
@@ -188,7 +190,7 @@ int sluice_start(sluice_t *gw, char *err, size_t errlen) {
   for (size_t i = 0; i < gw->nservers; i++) {
     sl_server *srv = &gw->servers[i];
     sl_spill_sweep_server(srv);
-    int r = sl_server_listen(srv);
+    int r = sl_server_listen(srv, sl_router_request);
     if (r) {
       snprintf(err, errlen, "server \"%s\": cannot listen on %s:%d: %s", srv->cfg->name,
                srv->cfg->host ? srv->cfg->host : "0.0.0.0", srv->cfg->port, uv_strerror(r));

@@ -12,7 +12,7 @@
 #include <string.h>
 #include <stdio.h>
 #include <arpa/inet.h>
-#include "sl_internal.h"
+#include "net.h"
 
 #define SL_READ_BUF (64 * 1024)
 #define SL_MAX_URL 8192
@@ -25,7 +25,6 @@ static char read_buf[SL_READ_BUF];
 static http_parser_settings parser_settings;
 
 static void on_close(uv_handle_t *h);
-static void conn_dispatch(sl_conn *c);
 
 /* ---- timeouts ------------------------------------------------------------------------ */
 
@@ -59,7 +58,7 @@ static void sweep_cb(uv_timer_t *t) {
   }
 }
 
-/* sl_net_start_sweeper: start the gateway-wide timer that enforces header and idle timeouts. */
+/* sl_net_start_sweeper: see net.h. */
 void sl_net_start_sweeper(sl_gateway *gw) {
   uv_timer_init(gw->loop, &gw->sweep);
   gw->sweep.data = gw;
@@ -158,7 +157,7 @@ static int on_headers_complete(http_parser *p) {
     r->complete = true;
     timeout_disarm(c);
     c->close_after_write = 1;
-    conn_dispatch(c);
+    c->srv->on_request(c);
     if (!c->wq.n && !c->closing) sl_http_respond(c, 413, "text/plain", "Payload Too Large", 17, NULL);
     return -1;
   }
@@ -182,36 +181,13 @@ static int on_message_complete(http_parser *p) {
   sl_conn *c = parser_conn(p);
   c->req->complete = true;
   timeout_disarm(c);
-  conn_dispatch(c);
+  c->srv->on_request(c);
   /* A response may still be pending (a held polling GET): stop parsing pipelined requests
    * until it is written. */
   if (!c->closing && (c->held || c->wq.n)) {
     if (c->mode == SL_CONN_HTTP && !p->upgrade) http_parser_pause(p, 1);
   }
   return 0;
-}
-
-/* ---- routing --------------------------------------------------------------------------- */
-
-static void conn_dispatch(sl_conn *c) {
-  sl_req *r = c->req;
-  const char *url = r->url.data ? r->url.data : "/";
-  size_t plen = strcspn(url, "?");
-  const char *eio = c->srv->cfg->eio_path;
-  if ((plen >= 11 && strncmp(url, "/socket.io/", 11) == 0) || (plen == 10 && strncmp(url, "/socket.io", 10) == 0) ||
-      (eio && plen >= strlen(eio) - (eio[strlen(eio) - 1] == '/') &&
-       strncmp(url, eio, strlen(eio) - (eio[strlen(eio) - 1] == '/')) == 0)) {
-    sl_eio_http(c, c->parser.upgrade);
-    return;
-  }
-  if (c->parser.upgrade) {
-    sl_http_respond(c, 404, "application/json",
-                    "{\"error\":{\"code\":\"NOT_FOUND\",\"message\":\"not found\"}}", 51, NULL);
-    c->close_after_write = 1;
-    sl_conn_flush(c);
-    return;
-  }
-  sl_api_http(c);
 }
 
 /* ---- reading ---------------------------------------------------------------------------- */
@@ -237,12 +213,12 @@ static void http_feed(sl_conn *c, const char *data, size_t len) {
   }
   size_t n = http_parser_execute(&c->parser, &parser_settings, data, len);
   if (c->closing) return;
-  if (c->mode == SL_CONN_WS) {
-    /* The handshake was accepted: the request state is not needed any more, and what
-     * follows the headers is WebSocket data. */
+  if (c->mode == SL_CONN_UPGRADED) {
+    /* The upgrade was accepted: the request state is not needed any more, and what
+     * follows the headers belongs to the new protocol. */
     req_free(c->req);
     c->req = NULL;
-    if (n < len) sl_ws_feed(c, (const uint8_t *)data + n, len - n);
+    if (n < len && c->ops->on_data) c->ops->on_data(c, (const uint8_t *)data + n, len - n);
     return;
   }
   enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
@@ -285,11 +261,14 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   if (nread == 0 || c->closing) return;
-  if (c->mode == SL_CONN_WS) sl_ws_feed(c, (const uint8_t *)buf->base, (size_t)nread);
-  else http_feed(c, buf->base, (size_t)nread);
+  if (c->mode == SL_CONN_UPGRADED) {
+    if (c->ops->on_data) c->ops->on_data(c, (const uint8_t *)buf->base, (size_t)nread);
+  } else {
+    http_feed(c, buf->base, (size_t)nread);
+  }
 }
 
-/* sl_conn_resume: a held request was answered; read again. */
+/* sl_conn_resume: see net.h. */
 void sl_conn_resume(sl_conn *c) {
   if (c->closing || !c->paused) return;
   c->paused = 0;
@@ -328,8 +307,7 @@ static void on_connection(uv_stream_t *l, int status) {
   uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
 }
 
-/* sl_conn_remote: the peer's address as text into buf (computed on demand: connections do
- * not store it, to stay small). "" when unknown. */
+/* sl_conn_remote: see net.h. */
 const char *sl_conn_remote(sl_conn *c, char *buf, size_t len) {
   struct sockaddr_storage ss;
   int sl = sizeof ss;
@@ -341,8 +319,8 @@ const char *sl_conn_remote(sl_conn *c, char *buf, size_t len) {
   return buf;
 }
 
-/* sl_server_listen: bind and listen on the server's host:port. Returns 0 or a libuv error. */
-int sl_server_listen(sl_server *srv) {
+/* sl_server_listen: see net.h. */
+int sl_server_listen(sl_server *srv, sl_request_cb on_request) {
   static int settings_ready;
   if (!settings_ready) {
     memset(&parser_settings, 0, sizeof parser_settings);
@@ -364,6 +342,7 @@ int sl_server_listen(sl_server *srv) {
     r = uv_ip4_addr(strcmp(host, "localhost") == 0 ? "127.0.0.1" : host, srv->cfg->port,
                     (struct sockaddr_in *)&addr);
   if (r) return r;
+  srv->on_request = on_request;
   uv_tcp_init(srv->gw->loop, &srv->listener);
   srv->listener.data = srv;
   r = uv_tcp_bind(&srv->listener, (struct sockaddr *)&addr, 0);
@@ -430,8 +409,7 @@ static void after_drain(sl_conn *c) {
   }
 }
 
-/* sl_conn_flush: write as much of the queue as the kernel takes now; start one uv_write for
- * the rest if none is in flight. */
+/* sl_conn_flush: see net.h. */
 void sl_conn_flush(sl_conn *c) {
   uv_buf_t iov[SL_IOV_BATCH];
   if (c->closing || c->writing) return;
@@ -480,15 +458,11 @@ static void write_cb(uv_write_t *w, int status) {
   n -= c->head_off;
   c->inflight = 0;
   wq_advance(c, n);
-  if (c->sess && !c->sess->raw && c->sess->ws == c) {
-    sl_session_flush(c->sess); /* refills from lanes and flushes */
-  } else {
-    sl_conn_flush(c);
-  }
+  if (c->ops && c->ops->on_drain) c->ops->on_drain(c); /* e.g. a session refills from lanes */
+  else sl_conn_flush(c);
 }
 
-/* sl_conn_send: queue a message reference (raw: write the packet bytes without a WebSocket
- * header) and flush. Takes ownership of the reference, also when the connection is closing. */
+/* sl_conn_send: see net.h. */
 void sl_conn_send(sl_conn *c, sl_msg *m, bool raw) {
   if (c->closing) {
     sl_msg_unref(m);
@@ -499,7 +473,7 @@ void sl_conn_send(sl_conn *c, sl_msg *m, bool raw) {
   sl_conn_flush(c);
 }
 
-/* sl_conn_queue: queue without flushing (the caller flushes once for a batch). */
+/* sl_conn_queue: see net.h. */
 void sl_conn_queue(sl_conn *c, sl_msg *m, bool raw) {
   if (c->closing) {
     sl_msg_unref(m);
@@ -529,9 +503,7 @@ static const char *status_text(int s) {
   }
 }
 
-/* sl_http_respond: queue a complete HTTP/1.1 response (one buffer) and flush. extra_headers,
- * when not NULL, is a block of "Name: value\r\n" lines. The connection stays open when the
- * request allows keep-alive. */
+/* sl_http_respond: see net.h. */
 void sl_http_respond(sl_conn *c, int status, const char *ctype, const char *body, size_t len,
                      const char *extra_headers) {
   if (c->closing) return;
@@ -556,7 +528,7 @@ void sl_http_respond(sl_conn *c, int status, const char *ctype, const char *body
   sl_conn_send(c, m, true);
 }
 
-/* sl_http_json_error: respond {"error":{"code":..,"message":..}} with the status. */
+/* sl_http_json_error: see net.h. */
 void sl_http_json_error(sl_conn *c, int status, const char *code, const char *message) {
   sl_sbuf b = {0};
   sl_sbuf_printf(&b, "{\"error\":{\"code\":\"%s\",\"message\":\"", code);
@@ -568,6 +540,13 @@ void sl_http_json_error(sl_conn *c, int status, const char *code, const char *me
   sl_sbuf_puts(&b, "\"}}");
   sl_http_respond(c, status, "application/json", b.data, b.len, NULL);
   sl_sbuf_free(&b);
+}
+
+/* sl_conn_upgrade: see net.h. */
+void sl_conn_upgrade(sl_conn *c, const sl_conn_ops *ops) {
+  c->mode = SL_CONN_UPGRADED;
+  c->ops = ops;
+  timeout_disarm(c);
 }
 
 /* ---- closing ------------------------------------------------------------------------- */
@@ -583,20 +562,18 @@ static void on_close(uv_handle_t *h) {
   free(c);
 }
 
-/* sl_conn_close: the one way to close a connection. Idempotent; safe inside callbacks (the
- * memory is released in the close callback). Tells the Engine.IO layer first. */
+/* sl_conn_close: see net.h. Tells the owner first (eio: the session lost its transport). */
 void sl_conn_close(sl_conn *c) {
   if (c->closing) return;
   c->closing = 1;
   timeout_disarm(c);
   sl_list_del(&c->link);
-  if (c->sess || c->eio || c->is_probe) sl_eio_conn_lost(c);
-  sl_ws_release(c);
+  if (c->ops && c->ops->on_close) c->ops->on_close(c);
   uv_read_stop((uv_stream_t *)&c->tcp);
   uv_close((uv_handle_t *)&c->tcp, on_close);
 }
 
-/* sl_server_close_conns: close every connection of a server (graceful stop). */
+/* sl_server_close_conns: see net.h. */
 void sl_server_close_conns(sl_server *srv) {
   while (!sl_list_empty(&srv->conns)) {
     sl_conn *c = sl_container_of(srv->conns.next, sl_conn, link);

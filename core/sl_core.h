@@ -81,10 +81,15 @@ int sl_socket_ack(sl_socket *s, uint64_t ack_id, const char *json_array, size_t 
  * call from inside a hook for that socket; the socket is released later. */
 void sl_socket_disconnect(sl_socket *s);
 
-/* Raw Engine.IO endpoint sessions (server key engineIo). */
-const char *sl_eio_conn_id(const sl_eio_conn *c);
-int *sl_eio_conn_lua_slot(sl_eio_conn *c);
+/* Raw Engine.IO endpoint sessions (server key engineIo; core/eio_raw.c). An sl_eio_conn is
+ * valid from onOpen until the core calls sl_lua_eio_gone() for it. */
+const char *sl_eio_conn_id(const sl_eio_conn *c);  /* the session id */
+int *sl_eio_conn_lua_slot(sl_eio_conn *c);         /* storage for the Lua box ref */
+/* sl_eio_conn_send: send one message (binary, or text sent as "4" + data; data is copied).
+ * Returns 0, or SL_ESTATE when the session is closed. */
 int sl_eio_conn_send(sl_eio_conn *c, const void *data, size_t len, bool binary);
+/* sl_eio_conn_close: close the session ("server close"). onClose runs at once (also when
+ * called from inside a hook) and c is freed before this returns: do not use it afterwards. */
 void sl_eio_conn_close(sl_eio_conn *c);
 
 #endif

@@ -165,92 +165,12 @@ struct sl_server {
   sl_hash auth_failures;    /* remote address -> recent auth failures (rate limit) */
   const struct sl_sio_handler *sio_handler; /* the layer above Socket.IO (sio.h) */
   sl_link conns;            /* every sl_conn of this server */
+  void (*on_request)(sl_conn *c); /* net.h sl_request_cb, given to sl_server_listen */
+  /* eio.h: where this server's Engine.IO sessions report, [0] Socket.IO sessions, [1] the
+   * raw engineIo endpoint (sl_session.raw); installed by the layer above (router.c). */
+  const struct sl_eio_handler *eio_handlers[2];
   bool listening;
   sl_hookset hooks;         /* lifecycle event hooks and on_start (hooks.h) */
-};
-
-/* ---- connections ---------------------------------------------------------------------- */
-
-enum { SL_CONN_HTTP = 0, SL_CONN_WS = 1 };
-
-/* Request state, allocated only while a request is being read. */
-typedef struct sl_req {
-  sl_sbuf url;
-  sl_sbuf body;
-  sl_sbuf hfield, hvalue;   /* current header being read */
-  size_t header_bytes;
-  char *upgrade, *connection, *ws_key, *ws_version, *content_type, *authorization, *origin;
-  int last_was_value;
-  bool complete;
-  bool too_big;             /* body over the limit (413) */
-} sl_req;
-
-struct sl_conn {
-  uv_tcp_t tcp;             /* first: handle->data not needed, container_of works */
-  sl_server *srv;
-  sl_link link;             /* in srv->conns */
-  sl_link tlink;            /* in the gateway's timeout list while reading HTTP headers / idle */
-  uint64_t deadline;        /* for tlink */
-  http_parser parser;
-  sl_req *req;
-  sl_sbuf *pend;            /* pipelined bytes received while a response is pending */
-  sl_mq wq;                 /* write queue; the first `inflight` entries are being written */
-  size_t wq_bytes;          /* unsent bytes (including in flight) */
-  uint32_t head_off;        /* bytes of the first entry already written */
-  uint32_t inflight;        /* entries covered by the uv_write in flight */
-  uv_write_t *wreq;         /* allocated only while a uv_write is in flight */
-  uint8_t mode;             /* SL_CONN_* */
-  uint8_t closing;
-  uint8_t writing;          /* a uv_write is in flight */
-  uint8_t close_after_write;
-  uint8_t paused;           /* reading stopped until the response is written */
-  uint8_t held;             /* this connection holds a polling GET */
-  uint8_t ws_closing;
-  uint8_t is_probe;         /* WebSocket waiting for "5" during an upgrade */
-  sl_session *sess;         /* Engine.IO session bound to this connection (WS / held GET) */
-  struct sl_eio_conn *eio;  /* raw Engine.IO endpoint session (WS) */
-  struct sl_ws_slot *ws;    /* wslay context borrowed from the pool while a frame is partly read */
-  uint8_t in_ws;            /* inside wslay_event_recv: defer releasing the context */
-  /* minimal frame-boundary tracker, so the wslay context can be returned to the pool */
-  uint8_t fh[14];
-  uint8_t fhave;
-  uint8_t frag;             /* inside a fragmented data message */
-  uint64_t fleft;           /* payload bytes of the current frame still to come */
-};
-
-/* ---- Engine.IO sessions ------------------------------------------------------------- */
-
-enum { SL_TR_POLLING = 0, SL_TR_WS = 1 };
-enum { SL_ST_OPEN = 0, SL_ST_UPGRADING, SL_ST_CLOSED };
-
-struct sl_session {
-  sl_hent hent;             /* in srv->sessions (key = sid) */
-  sl_server *srv;
-  char sid[21];
-  uint8_t transport;
-  uint8_t state;
-  uint8_t waiting_pong;
-  uint8_t ever_joined;
-  uint8_t dirty;            /* in the gateway's flush list */
-  uint8_t raw;              /* a raw Engine.IO endpoint session (no Socket.IO) */
-  sl_conn *ws;              /* the WebSocket connection, when transport == WS */
-  sl_conn *probe;           /* WebSocket being upgraded to */
-  sl_conn *get;             /* held polling GET */
-  sl_mq pq;                 /* packets waiting for a polling GET */
-  size_t pq_bytes;
-  uint64_t due;             /* next heartbeat / pong / connect deadline (loop ms) */
-  uint32_t hidx;            /* position in gw->sheap, UINT32_MAX when not in it */
-  uint64_t created_ms;
-  uint64_t ping_due, pong_due;
-  struct sl_socket *sockets;/* joined namespaces */
-  sl_link ready;            /* lanes with messages waiting for room in the socket */
-  sl_link dlink;            /* in the gateway's dirty list */
-  /* binary packet being reassembled */
-  struct sl_pending_bin *pbin;
-  struct sl_eio_conn *eio;
-  struct sl_session *next_dead;
-  char remote[46];
-  char *bearer;             /* Authorization: Bearer token seen at the handshake */
 };
 
 /* ---- Socket.IO sockets and lanes ----------------------------------------------------- */
@@ -297,11 +217,6 @@ typedef struct sl_inflight {
   uint32_t retries;         /* re-sends so far */
 } sl_inflight;
 
-struct sl_eio_conn {
-  sl_hent hent;
-  sl_session *sess;
-  int lua_ref;
-};
 
 struct sl_gateway {
   uv_loop_t *loop;
@@ -342,39 +257,6 @@ struct sl_gateway {
 
 /* ---- cross-module functions ----------------------------------------------------------- */
 
-/* net.c */
-int sl_server_listen(sl_server *srv);
-void sl_conn_close(sl_conn *c);
-void sl_conn_send(sl_conn *c, sl_msg *m, bool raw);  /* takes the reference; flushes */
-void sl_conn_flush(sl_conn *c);
-void sl_conn_queue(sl_conn *c, sl_msg *m, bool raw); /* no flush */
-void sl_net_start_sweeper(sl_gateway *gw);
-void sl_server_close_conns(sl_server *srv);
-void sl_http_respond(sl_conn *c, int status, const char *ctype, const char *body, size_t len,
-                     const char *extra_headers);
-void sl_http_json_error(sl_conn *c, int status, const char *code, const char *message);
-void sl_conn_resume(sl_conn *c);
-const char *sl_conn_remote(sl_conn *c, char *buf, size_t len); /* peer address text */
-
-/* ws.c */
-bool sl_ws_handshake(sl_conn *c);                    /* writes 101 or an error; false on error */
-void sl_ws_feed(sl_conn *c, const uint8_t *data, size_t len);
-void sl_ws_close(sl_conn *c, uint16_t code, const char *reason);
-void sl_ws_release(sl_conn *c);
-
-/* eio.c */
-void sl_eio_http(sl_conn *c, bool upgrade);           /* a request under /socket.io/ */
-void sl_eio_ws_message(sl_conn *c, const uint8_t *data, size_t len, bool binary);
-void sl_eio_conn_lost(sl_conn *c);                    /* WS or held GET connection closed */
-void sl_session_send(sl_session *s, sl_msg *m);       /* takes the reference */
-void sl_session_close(sl_session *s, const char *reason);
-void sl_eio_start(sl_gateway *gw);
-void sl_eio_free_dead(sl_gateway *gw);
-size_t sl_session_unsent(const sl_session *s);
-void sl_session_mark_dirty(sl_session *s);
-void sl_session_flush(sl_session *s);
-size_t sl_session_high_water(const sl_session *s);
-
 /* the delivery layer: topics.h lanes.h acks.h lane_spill.h publish.h (for now through here) */
 #include "delivery.h"
 
@@ -392,5 +274,14 @@ void sl_gateway_event(sl_server *srv, int ev, sl_socket *sock, const char *topic
                       const char *reason, const char *msgid, long retries);
 void sl_gateway_retry_exhausted(sl_gateway *gw, sl_socket *sock, sl_topic *t, const char *msgid,
                                 uint32_t retries);
+
+/* The transport layers' headers, included here for now so every module still sees them.
+ * Each of them includes this file first; when one of them is the way in, it brings the
+ * layers below it itself (and this file must not pull in a header that is half read). */
+#if !defined(SL_NET_H) && !defined(SL_WS_H) && !defined(SL_EIO_H)
+#include "net.h"
+#include "ws.h"
+#include "eio.h"
+#endif
 
 #endif

@@ -14,7 +14,7 @@
 #include <string.h>
 #include <strings.h>
 #include <openssl/evp.h>
-#include "sl_internal.h"
+#include "ws.h"
 
 #define WS_POOL_MAX 256
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -25,6 +25,11 @@ typedef struct sl_ws_slot {
 } sl_ws_slot;
 
 static sl_ws_slot *pool[WS_POOL_MAX];
+
+/* The handler of an upgraded connection: c->ops points at its first member. */
+static const sl_ws_handler *handler(const sl_conn *c) {
+  return (const sl_ws_handler *)(const void *)c->ops;
+}
 static int pool_n;
 
 /* The bytes of the read being handed to wslay (one read at a time on the loop thread, so
@@ -66,7 +71,7 @@ static void msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
   if (c->closing) return;
   if (arg->opcode == WSLAY_TEXT_FRAME || arg->opcode == WSLAY_BINARY_FRAME) {
     if (c->ws_closing) return;
-    sl_eio_ws_message(c, arg->msg, arg->msg_length, arg->opcode == WSLAY_BINARY_FRAME);
+    handler(c)->on_message(c, arg->msg, arg->msg_length, arg->opcode == WSLAY_BINARY_FRAME);
   } else if (arg->opcode == WSLAY_CONNECTION_CLOSE) {
     c->ws_closing = 1;
   }
@@ -99,9 +104,9 @@ static void slot_free(sl_ws_slot *s) {
   free(s);
 }
 
-/* sl_ws_release: give the connection's wslay context back (or free it when its state can't
- * be trusted). Deferred while wslay is running for this connection. */
-void sl_ws_release(sl_conn *c) {
+/* Give the connection's wslay context back (or free it when its state can't be trusted).
+ * Deferred while wslay is running for this connection. */
+static void ws_release(sl_conn *c) {
   if (!c->ws || c->in_ws) return;
   sl_ws_slot *s = c->ws;
   c->ws = NULL;
@@ -148,7 +153,7 @@ static bool track(sl_conn *c, const uint8_t *d, size_t len) {
   return true;
 }
 
-/* sl_ws_feed: bytes read from a WebSocket connection. */
+/* sl_ws_feed: see ws.h. */
 void sl_ws_feed(sl_conn *c, const uint8_t *data, size_t len) {
   if (c->closing) return;
   if (!c->ws) {
@@ -159,7 +164,7 @@ void sl_ws_feed(sl_conn *c, const uint8_t *data, size_t len) {
     }
   }
   if (!track(c, data, len)) {
-    if (c->sess || c->eio || c->is_probe) sl_eio_conn_lost(c);
+    handler(c)->on_close(c);
     sl_ws_close(c, 1009, "message too big");
     return;
   }
@@ -173,7 +178,7 @@ void sl_ws_feed(sl_conn *c, const uint8_t *data, size_t len) {
   cur_buf = NULL;
   cur_len = cur_pos = 0;
   if (c->closing) {
-    sl_ws_release(c);
+    ws_release(c);
     return;
   }
   if (r != 0 || c->ws_closing || wslay_event_get_close_sent(c->ws->ctx)) {
@@ -183,16 +188,15 @@ void sl_ws_feed(sl_conn *c, const uint8_t *data, size_t len) {
     c->ws_closing = 1;
     c->close_after_write = 1;
     uv_read_stop((uv_stream_t *)&c->tcp);
-    if (c->sess || c->eio || c->is_probe) sl_eio_conn_lost(c);
+    handler(c)->on_close(c);
     sl_conn_flush(c);
     return;
   }
   sl_conn_flush(c);
-  if (c->fhave == 0 && c->fleft == 0 && !c->frag) sl_ws_release(c);
+  if (c->fhave == 0 && c->fleft == 0 && !c->frag) ws_release(c);
 }
 
-/* sl_ws_close: send a close frame with code and reason, then close the connection once it
- * is written. */
+/* sl_ws_close: see ws.h. */
 void sl_ws_close(sl_conn *c, uint16_t code, const char *reason) {
   if (c->closing || c->ws_closing) return;
   size_t rl = reason ? strlen(reason) : 0;
@@ -225,10 +229,8 @@ static bool header_has_token(const char *v, const char *tok) {
   return false;
 }
 
-/* sl_ws_handshake: validate the upgrade request (RFC 6455 4.2.1) and write the 101
- * response; the connection is then in WebSocket mode. On an invalid request writes a 400
- * (426 for a wrong version), marks the connection to close, and returns false. */
-bool sl_ws_handshake(sl_conn *c) {
+/* sl_ws_handshake: see ws.h. */
+bool sl_ws_handshake(sl_conn *c, const sl_ws_handler *h) {
   sl_req *r = c->req;
   const char *why = NULL;
   if (c->parser.method != HTTP_GET) why = "WebSocket upgrade must be GET";
@@ -260,8 +262,13 @@ bool sl_ws_handshake(sl_conn *c) {
                    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                    "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
                    accept);
-  c->mode = SL_CONN_WS;
-  sl_list_del(&c->tlink);
+  sl_conn_upgrade(c, &h->conn);
   sl_conn_queue(c, sl_msg_raw_new(resp, (size_t)n), true);
   return true;
+}
+
+/* sl_ws_conn_closed: see ws.h. */
+void sl_ws_conn_closed(sl_conn *c) {
+  handler(c)->on_close(c);
+  ws_release(c);
 }

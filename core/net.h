@@ -1,0 +1,153 @@
+/* net.h - the ground floor: TCP listener, connections, HTTP/1.1 request parsing, the write
+ * queue and the header/idle timeouts (net.c).
+ *
+ * net calls nothing above it. It reaches up only through callbacks it was handed, libuv
+ * style:
+ *
+ *   - a request callback per listener (sl_server_listen): a complete HTTP request (or an
+ *     upgrade request's headers, or a request refused as too big) is ready on the connection;
+ *   - per connection, one pointer to a table of callbacks (sl_conn_ops) installed by the layer
+ *     that took the connection over (a WebSocket after its handshake, a held polling GET).
+ *
+ * Why one `const sl_conn_ops *ops` and not three function pointers in every connection: the
+ * callbacks depend only on what the connection has become (plain HTTP, a held polling GET, a
+ * WebSocket of a session), so each layer keeps one static table per mode and a connection
+ * pays one pointer for it; its owner's object hangs off the single `data` pointer. An idle
+ * connection costs no more than before the split (the pointer replaced a dead field). */
+#ifndef SL_NET_H
+#define SL_NET_H
+
+#include "sl_internal.h"
+
+/* What net tells the layer that owns a connection. Every member may be NULL. All run on the
+ * loop thread, inside net's read/write/close paths: they may queue, flush or close the
+ * connection (sl_conn_close is safe there: memory is released in libuv's close callback). */
+typedef struct sl_conn_ops {
+  /* Bytes read on an upgraded connection (sl_conn_upgrade), including what followed the
+   * upgrade request's headers. `data` is net's shared read buffer: valid only during the
+   * call. NULL: the bytes are dropped. */
+  void (*on_data)(sl_conn *c, const uint8_t *data, size_t len);
+  /* The uv_write in flight finished and its bytes left the queue. Entries queued meanwhile
+   * may still wait: the callee must end in sl_conn_flush (directly or through its own flush)
+   * so they are written. NULL: net calls sl_conn_flush itself. */
+  void (*on_drain)(sl_conn *c);
+  /* The connection is closing (peer gone, error, timeout, or sl_conn_close). Called once,
+   * from sl_conn_close, before the handle is closed; the connection must not be used after
+   * this returns (its memory goes away in the close callback). */
+  void (*on_close)(sl_conn *c);
+} sl_conn_ops;
+
+/* A complete request is ready on c (c->req: URL, headers, body; c->parser: method, upgrade,
+ * keep-alive). The callback answers it (sl_http_respond), holds it (set c->held and answer
+ * later), or takes the connection over (sl_conn_upgrade). Also called for a request whose
+ * body is over maxPayload (c->req->too_big, c->req->complete, close_after_write set): when it
+ * queues nothing, net answers 413 itself. */
+typedef void (*sl_request_cb)(sl_conn *c);
+
+enum { SL_CONN_HTTP = 0, SL_CONN_UPGRADED = 1 };
+
+/* Request state, allocated only while a request is being read (and freed when the
+ * connection is upgraded). */
+typedef struct sl_req {
+  sl_sbuf url;
+  sl_sbuf body;
+  sl_sbuf hfield, hvalue;   /* current header being read */
+  size_t header_bytes;
+  char *upgrade, *connection, *ws_key, *ws_version, *content_type, *authorization, *origin;
+  int last_was_value;
+  bool complete;
+  bool too_big;             /* body over the limit (413) */
+} sl_req;
+
+/* One TCP connection. Public: srv, req, parser (read-only for the layers above), data,
+ * held, close_after_write. The ws fields near the end are private to ws.c, is_probe to
+ * eio.c; they live here so a connection is one allocation. */
+struct sl_conn {
+  uv_tcp_t tcp;             /* first: handle->data not needed, container_of works */
+  sl_server *srv;
+  sl_link link;             /* in srv->conns */
+  sl_link tlink;            /* in the gateway's timeout list while reading HTTP headers / idle */
+  uint64_t deadline;        /* for tlink */
+  http_parser parser;
+  sl_req *req;
+  sl_sbuf *pend;            /* pipelined bytes received while a response is pending */
+  sl_mq wq;                 /* write queue; the first `inflight` entries are being written */
+  size_t wq_bytes;          /* unsent bytes (including in flight) */
+  uint32_t head_off;        /* bytes of the first entry already written */
+  uint32_t inflight;        /* entries covered by the uv_write in flight */
+  uv_write_t *wreq;         /* allocated only while a uv_write is in flight */
+  const sl_conn_ops *ops;   /* the owner's callbacks (NULL: plain HTTP, nobody above) */
+  void *data;               /* the owner's object (eio: the sl_session bound to it) */
+  uint8_t mode;             /* SL_CONN_* */
+  uint8_t closing;
+  uint8_t writing;          /* a uv_write is in flight */
+  uint8_t close_after_write;
+  uint8_t paused;           /* reading stopped until the response is written */
+  uint8_t held;             /* the owner holds the request unanswered (a polling GET) */
+  uint8_t ws_closing;       /* ws.c: a close frame was sent or received */
+  uint8_t is_probe;         /* eio.c: WebSocket waiting for "5" during an upgrade */
+  struct sl_ws_slot *ws;    /* ws.c: wslay context borrowed from the pool while a frame is partly read */
+  uint8_t in_ws;            /* ws.c: inside wslay_event_recv: defer releasing the context */
+  /* ws.c: minimal frame-boundary tracker, so the wslay context can be returned to the pool */
+  uint8_t fh[14];
+  uint8_t fhave;
+  uint8_t frag;             /* inside a fragmented data message */
+  uint64_t fleft;           /* payload bytes of the current frame still to come */
+};
+
+/* sl_server_listen: bind and listen on srv->cfg's host:port; every request read on an
+ * accepted connection goes to on_request (stored in srv->on_request). Returns 0 or a
+ * negative libuv error (the listener is then closed and on_request never called). */
+int sl_server_listen(sl_server *srv, sl_request_cb on_request);
+
+/* sl_net_start_sweeper: start the gateway-wide timer (1 s, unref'd) that enforces the header
+ * (10 s, answered 408) and keep-alive idle (60 s) timeouts. Call once per gateway. */
+void sl_net_start_sweeper(sl_gateway *gw);
+
+/* sl_server_close_conns: sl_conn_close every connection of srv (graceful stop). */
+void sl_server_close_conns(sl_server *srv);
+
+/* sl_conn_close: the one way to close a connection. Idempotent; safe inside any callback.
+ * Calls c->ops->on_close first, stops reading, and frees the connection (and everything
+ * still queued) in libuv's close callback, so c stays valid until the loop runs again. */
+void sl_conn_close(sl_conn *c);
+
+/* sl_conn_upgrade: the request on c was accepted as an upgrade. From now on bytes read go to
+ * ops->on_data, write completions to ops->on_drain, the close to ops->on_close; the header
+ * timeout is disarmed and no HTTP is parsed any more. ops must outlive the connection. */
+void sl_conn_upgrade(sl_conn *c, const sl_conn_ops *ops);
+
+/* sl_conn_send: queue a message reference and flush. raw: write the packet bytes as they are
+ * (no WebSocket header). Takes ownership of the reference, also when the connection is
+ * closing (then it is dropped). */
+void sl_conn_send(sl_conn *c, sl_msg *m, bool raw);
+
+/* sl_conn_queue: like sl_conn_send without the flush (the caller flushes once per batch). */
+void sl_conn_queue(sl_conn *c, sl_msg *m, bool raw);
+
+/* sl_conn_flush: write as much of the queue as the kernel takes now (uv_try_write over up to
+ * 256 buffers at a time) and hand the rest to one uv_write, unless one is in flight already.
+ * A write error closes the connection. When the queue is empty: closes it if
+ * close_after_write, else resumes a paused HTTP connection and arms the idle timeout. */
+void sl_conn_flush(sl_conn *c);
+
+/* sl_conn_resume: a held request was answered; parse the pipelined requests kept meanwhile
+ * and read again. No-op on a closing or unpaused connection. */
+void sl_conn_resume(sl_conn *c);
+
+/* sl_conn_remote: the peer's address as text into buf (len bytes; INET6_ADDRSTRLEN is
+ * enough), computed on demand so connections do not store it. Returns buf, "" if unknown. */
+const char *sl_conn_remote(sl_conn *c, char *buf, size_t len);
+
+/* sl_http_respond: queue a complete HTTP/1.1 response (one buffer) and flush. ctype NULL
+ * means text/plain; body is copied; extra_headers, when not NULL, is a block of
+ * "Name: value\r\n" lines. Keeps the connection open when the request allows keep-alive,
+ * else marks it close_after_write. No-op on a closing connection. */
+void sl_http_respond(sl_conn *c, int status, const char *ctype, const char *body, size_t len,
+                     const char *extra_headers);
+
+/* sl_http_json_error: sl_http_respond with {"error":{"code":code,"message":message}}
+ * (message JSON-escaped) as application/json. */
+void sl_http_json_error(sl_conn *c, int status, const char *code, const char *message);
+
+#endif
