@@ -194,66 +194,16 @@ void sl_session_flush(sl_session *s) {
 
 /* ---- session deadlines: one min-heap and one uv timer for every session ------------ */
 
-static void sheap_set(sl_gateway *gw, uint32_t i, sl_session *s) {
-  gw->sheap[i] = s;
-  s->hidx = i;
-}
-
-static void sheap_up(sl_gateway *gw, uint32_t i) {
-  sl_session *s = gw->sheap[i];
-  while (i > 0) {
-    uint32_t p = (i - 1) / 2;
-    if (gw->sheap[p]->due <= s->due) break;
-    sheap_set(gw, i, gw->sheap[p]);
-    i = p;
-  }
-  sheap_set(gw, i, s);
-}
-
-static void sheap_down(sl_gateway *gw, uint32_t i) {
-  sl_session *s = gw->sheap[i];
-  for (;;) {
-    uint32_t c = 2 * i + 1;
-    if (c >= gw->nsheap) break;
-    if (c + 1 < gw->nsheap && gw->sheap[c + 1]->due < gw->sheap[c]->due) c++;
-    if (gw->sheap[c]->due >= s->due) break;
-    sheap_set(gw, i, gw->sheap[c]);
-    i = c;
-  }
-  sheap_set(gw, i, s);
-}
-
-static void sheap_remove(sl_gateway *gw, sl_session *s) {
-  uint32_t i = s->hidx;
-  if (i >= gw->nsheap || gw->sheap[i] != s) return;
-  sl_session *last = gw->sheap[--gw->nsheap];
-  if (i < gw->nsheap) {
-    sheap_set(gw, i, last);
-    sheap_down(gw, i);
-    sheap_up(gw, last->hidx);
-  }
-  s->hidx = UINT32_MAX;
-}
-
-static void sheap_push(sl_gateway *gw, sl_session *s) {
-  if (gw->nsheap == gw->capsheap) {
-    gw->capsheap = gw->capsheap ? gw->capsheap * 2 : 64;
-    gw->sheap = sl_xrealloc(gw->sheap, sizeof(sl_session *) * gw->capsheap);
-  }
-  gw->sheap[gw->nsheap] = s;
-  s->hidx = gw->nsheap++;
-  sheap_up(gw, s->hidx);
-}
-
 static void sess_timer_cb(uv_timer_t *t);
 
 static void sess_timer_rearm(sl_gateway *gw) {
   if (!gw->sess_timer.loop || uv_is_closing((uv_handle_t *)&gw->sess_timer)) return;
-  if (!gw->nsheap) {
+  sl_heap_node *top = sl_heap_min(&gw->sheap);
+  if (!top) {
     uv_timer_stop(&gw->sess_timer);
     return;
   }
-  uint64_t now = uv_now(gw->loop), due = gw->sheap[0]->due;
+  uint64_t now = uv_now(gw->loop), due = top->key;
   uv_timer_start(&gw->sess_timer, sess_timer_cb, due > now ? due - now : 0, 0);
 }
 
@@ -317,8 +267,8 @@ static void session_close_ex(sl_session *s, const char *reason, bool client_clos
     conn_finish(w);
   }
   sl_gateway *gw = s->srv->gw;
-  bool was_top = s->hidx == 0;
-  sheap_remove(gw, s);
+  bool was_top = sl_heap_min(&gw->sheap) == &s->hn;
+  sl_heap_remove(&gw->sheap, &s->hn);
   if (was_top) sess_timer_rearm(gw);
   /* Freed at the next safe point: callers up the stack still look at s->state. */
   s->next_dead = gw->dead_sessions;
@@ -350,9 +300,9 @@ static void session_deadline(sl_session *s, uint64_t now) {
 static void sess_timer_cb(uv_timer_t *t) {
   sl_gateway *gw = t->data;
   uint64_t now = uv_now(gw->loop);
-  while (gw->nsheap && gw->sheap[0]->due <= now) {
-    sl_session *s = gw->sheap[0];
-    sheap_remove(gw, s);
+  for (sl_heap_node *top; (top = sl_heap_min(&gw->sheap)) && top->key <= now;) {
+    sl_session *s = sl_container_of(top, sl_session, hn);
+    sl_heap_remove(&gw->sheap, top);
     session_deadline(s, now);
   }
   sess_timer_rearm(gw);
@@ -365,10 +315,11 @@ static void session_timer_arm(sl_session *s) {
     uint64_t cd = s->created_ms + (uint64_t)s->srv->cfg->connect_timeout_ms;
     if (cd < due) due = cd;
   }
-  sheap_remove(gw, s);
-  s->due = due;
-  sheap_push(gw, s);
-  if (s->hidx == 0) sess_timer_rearm(gw);
+  /* remove + insert (not update): equal deadlines keep the order they always had */
+  sl_heap_remove(&gw->sheap, &s->hn);
+  s->hn.key = due;
+  sl_heap_insert(&gw->sheap, &s->hn);
+  if (sl_heap_min(&gw->sheap) == &s->hn) sess_timer_rearm(gw);
 }
 
 static sl_session *session_new(sl_server *srv, sl_conn *c, int transport, bool raw) {
@@ -392,7 +343,7 @@ static sl_session *session_new(sl_server *srv, sl_conn *c, int transport, bool r
       if (l) s->bearer = sl_xstrndup(a, l);
     }
   }
-  s->hidx = UINT32_MAX;
+  sl_heap_node_init(&s->hn);
   s->created_ms = uv_now(srv->gw->loop);
   s->ping_due = s->created_ms + (uint64_t)srv->cfg->ping_interval_ms;
   session_timer_arm(s);

@@ -49,8 +49,7 @@ struct sl_session {
   sl_conn *get;             /* held polling GET */
   sl_mq pq;                 /* packets waiting for a polling GET */
   size_t pq_bytes;
-  uint64_t due;             /* next heartbeat / pong / connect deadline (loop ms) */
-  uint32_t hidx;            /* position in gw->sheap, UINT32_MAX when not in it */
+  sl_heap_node hn;          /* in gw->sheap; key = next heartbeat / pong / connect deadline */
   uint64_t created_ms;
   uint64_t ping_due, pong_due;
   struct sl_socket *sockets;/* joined namespaces */

@@ -135,7 +135,7 @@ static void gateway_destroy(sl_gateway *gw) {
   }
   free(gw->servers);
   sl_heap_free(&gw->acks);
-  free(gw->sheap);
+  sl_heap_free(&gw->sheap);
   sl_hooks_free(gw);
   /* the embedder owns the configs (and the VM): released after everything pointing in */
   if (gw->ops.destroy) gw->ops.destroy(gw->ops_ud);

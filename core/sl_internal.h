@@ -231,8 +231,7 @@ struct sl_gateway {
   sl_link timeouts;
   sl_socket *dead;          /* sockets released, freed at the next safe point */
   sl_session *dead_sessions;/* sessions closed, freed at the next safe point */
-  sl_session **sheap;       /* min-heap of session deadlines: one timer for all sessions */
-  uint32_t nsheap, capsheap;
+  sl_heap sheap;            /* sl_session by deadline: one timer for all sessions (eio.c) */
   uv_timer_t sess_timer;
   uv_signal_t sigs[3];
   bool stopping;
