@@ -19,7 +19,8 @@
 #include "sl_util.h"
 #include "sl_core.h"
 #include "sluice.h"
-#include "../lua/sl_config.h"
+#include "config.h"
+#include "../lua/sl_config.h" /* the loaders, still called by gateway.c reload.c main.c */
 #include "../lua/sl_lua.h"
 
 struct sl_lua;

@@ -424,9 +424,6 @@ static int opt_enum(vctx *c, int t, const char *key, const char *const *names, i
 /* ------------------------------------------------------------------------------------- */
 /* Namespace                                                                              */
 
-static const char *const k_delivery[] = {"BEST_EFFORT", "AT_LEAST_ONCE", NULL};
-static const char *const k_overflow[] = {"DROP_OLDEST", "REJECT_NEW", "COALESCE", "SNAPSHOT_ONLY",
-                                         "SPILL_TO_DISK", NULL};
 
 static void ns_init(sl_ns_config *ns) {
   memset(ns, 0, sizeof *ns);
@@ -450,12 +447,12 @@ static int validate_ns(vctx *c, int t, sl_ns_config *ns) {
   warn_unknown_keys(c, t, "namespace", k_ns_keys);
 
   /* Mapper level (checked before NamespaceSpec.build). */
-  if (opt_enum(c, t, "deliveryMode", k_delivery, SL_BEST_EFFORT, &d,
+  if (opt_enum(c, t, "deliveryMode", sl_delivery_names, SL_BEST_EFFORT, &d,
                "Invalid deliveryMode \"%s\" for namespace %s (expected: BEST_EFFORT, "
                "AT_LEAST_ONCE)",
                path ? path : "(no path)"))
     goto out;
-  if (opt_enum(c, t, "overflowAction", k_overflow, SL_REJECT_NEW, &o,
+  if (opt_enum(c, t, "overflowAction", sl_overflow_names, SL_REJECT_NEW, &o,
                "Invalid overflowAction \"%s\" for namespace %s (expected: DROP_OLDEST, "
                "REJECT_NEW, COALESCE, SNAPSHOT_ONLY, SPILL_TO_DISK)",
                path ? path : "(no path)"))
@@ -1263,6 +1260,12 @@ static int parse_lua(vctx *c, const char *text, size_t len, const char *chunknam
 /* ------------------------------------------------------------------------------------- */
 /* Entry points                                                                           */
 
+/* The config's unref callback (core/config.h): hook refs are released only while cfg->L is
+ * an open VM (sl__lua_alive); after sl_lua_close they went away with the state. */
+static void config_unref(const sl_config *cfg, int ref) {
+  if (cfg->L && ref != SL_NOREF && ref > 0 && sl__lua_alive(cfg->L)) sl__lua_unref(cfg->L, ref);
+}
+
 static int load_text(lua_State *L, const char *text, size_t len, const char *fmt,
                      const char *file, const char *dir, sl_config **out, char *err,
                      size_t errlen) {
@@ -1283,6 +1286,7 @@ static int load_text(lua_State *L, const char *text, size_t len, const char *fmt
   sl_config *cfg = sl_xcalloc(1, sizeof *cfg);
   cfg->path = sl_xstrdup(file);
   cfg->L = L;
+  cfg->unref = config_unref;
   c.cfg = cfg;
 
   int rc;
@@ -1383,124 +1387,3 @@ int sl_config_load(lua_State *L, const char *path, sl_config **out, char *err, s
   return rc;
 }
 
-static void unref(lua_State *L, int ref) {
-  if (L && ref != SL_NOREF && ref > 0) sl__lua_unref(L, ref);
-}
-
-static void free_strv(char **v, size_t n) {
-  for (size_t i = 0; i < n; i++) free(v[i]);
-  free(v);
-}
-
-/* sl_config_free: see sl_config.h. Hook refs are released only while cfg->L is an open VM
- * (sl__lua_alive); after sl_lua_close they went away with the state. NULL is a no-op. */
-void sl_config_free(sl_config *cfg) {
-  if (!cfg) return;
-  lua_State *L = cfg->L && sl__lua_alive(cfg->L) ? cfg->L : NULL;
-  for (size_t i = 0; i < cfg->nservers; i++) {
-    sl_server_config *s = &cfg->servers[i];
-    for (size_t j = 0; j < s->nns; j++) {
-      sl_ns_config *ns = &s->ns[j];
-      free(ns->path);
-      free_strv(ns->topics, ns->ntopics);
-      free(ns->coalesce_key_path);
-      unref(L, ns->coalesce_key_ref);
-      unref(L, ns->snapshot_ref);
-      unref(L, ns->route_ref);
-      unref(L, ns->authorize_ref);
-      unref(L, ns->on_connect_ref);
-      unref(L, ns->on_event_ref);
-      unref(L, ns->on_client_publish_ref);
-    }
-    free(s->ns);
-    free(s->name);
-    free(s->host);
-    free_strv(s->tokens, s->ntokens);
-    free(s->spill_root);
-    free(s->api_token);
-    free(s->eio_path);
-    unref(L, s->eio_on_message_ref);
-    unref(L, s->eio_on_open_ref);
-    unref(L, s->eio_on_close_ref);
-    unref(L, s->on_start_ref);
-    unref(L, s->on_connect_ref);
-    unref(L, s->on_disconnect_ref);
-    unref(L, s->on_subscribe_ref);
-    unref(L, s->on_unsubscribe_ref);
-    unref(L, s->on_overflow_ref);
-    unref(L, s->on_retry_exhausted_ref);
-  }
-  free(cfg->servers);
-  free(cfg->path);
-  free(cfg);
-}
-
-/* sl_overflow_name / sl_delivery_name: the config spelling of an enum value. */
-const char *sl_overflow_name(sl_overflow_action a) {
-  return (unsigned)a < 5 ? k_overflow[a] : "?";
-}
-const char *sl_delivery_name(sl_delivery_mode m) {
-  return (unsigned)m < 2 ? k_delivery[m] : "?";
-}
-
-/* A tiny growable string for the summary (sl_sbuf lives in core/util.c; kept local so
- * `sluice check` depends on nothing but this file and libc). */
-typedef struct sbuf {
-  char *p;
-  size_t len, cap;
-} sbuf;
-
-SL_PRINTF(2, 3) static void sb_printf(sbuf *b, const char *fmt, ...) {
-  for (;;) {
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(b->p ? b->p + b->len : NULL, b->p ? b->cap - b->len : 0, fmt, ap);
-    va_end(ap);
-    if (n < 0) return;
-    if (b->p && (size_t)n < b->cap - b->len) {
-      b->len += (size_t)n;
-      return;
-    }
-    b->cap = (b->cap + (size_t)n + 1) * 2;
-    b->p = sl_xrealloc(b->p, b->cap);
-  }
-}
-
-static int hooks_set(const sl_ns_config *ns) {
-  return (ns->coalesce_key_ref != SL_NOREF) + (ns->snapshot_ref != SL_NOREF) +
-         (ns->route_ref != SL_NOREF) + (ns->authorize_ref != SL_NOREF) +
-         (ns->on_connect_ref != SL_NOREF) + (ns->on_event_ref != SL_NOREF) +
-         (ns->on_client_publish_ref != SL_NOREF);
-}
-
-/* sl_config_summary: see sl_config.h. One block per server, one line per namespace. */
-char *sl_config_summary(const sl_config *cfg) {
-  sbuf b = {0};
-  sb_printf(&b, "%s: %zu server%s\n", cfg->path, cfg->nservers, cfg->nservers == 1 ? "" : "s");
-  for (size_t i = 0; i < cfg->nservers; i++) {
-    const sl_server_config *s = &cfg->servers[i];
-    sb_printf(&b, "server \"%s\" on %s:%d (%s, auth %s%s)\n", s->name, s->host, s->port,
-              s->websocket_only ? "WEBSOCKET_ONLY" : "WEBSOCKET_OR_POLLING",
-              s->auth_token ? "TOKEN" : "NONE", s->api_token ? ", API token set" : "");
-    if (s->eio_path) sb_printf(&b, "  engineIo endpoint %s\n", s->eio_path);
-    if (s->on_start_ref != SL_NOREF) sb_printf(&b, "  onStart hook\n");
-    for (size_t j = 0; j < s->nns; j++) {
-      const sl_ns_config *ns = &s->ns[j];
-      sb_printf(&b, "  namespace %s: %s, %s, queue %lld msgs / %lld bytes", ns->path,
-                sl_delivery_name(ns->delivery), sl_overflow_name(ns->overflow),
-                (long long)ns->max_queued_msgs, (long long)ns->max_queued_bytes);
-      if (ns->delivery == SL_AT_LEAST_ONCE)
-        sb_printf(&b, ", ack %lldms x%lld retries, in-flight %lld", (long long)ns->ack_timeout_ms,
-                  (long long)ns->max_retries, (long long)ns->max_in_flight);
-      if (ns->coalesce) sb_printf(&b, ", coalesce");
-      if (ns->coalesce_key_path) sb_printf(&b, " by \"%s\"", ns->coalesce_key_path);
-      sb_printf(&b, ", client publish %s", ns->client_publish ? "on" : "off");
-      int h = hooks_set(ns);
-      if (h) sb_printf(&b, ", %d hook%s", h, h == 1 ? "" : "s");
-      sb_printf(&b, "\n    topics:");
-      for (size_t k = 0; k < ns->ntopics; k++) sb_printf(&b, " %s", ns->topics[k]);
-      sb_printf(&b, "\n");
-    }
-  }
-  return b.p;
-}
