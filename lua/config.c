@@ -4,7 +4,7 @@
  * walks that table and fills sl_config. So the three syntaxes share defaults, type checks
  * and messages, and a Lua config can put functions where a hook is expected.
  *
- * Parsing and validation run inside a protected call (sl__lua_pcall), because building
+ * Parsing and validation run inside a protected call (sl_lua_call), because building
  * tables can raise "not enough memory" once the VM's memory limit is reached; the C structs
  * built so far hang off the sl_config, which the caller frees on failure.
  *
@@ -27,7 +27,9 @@
 #include <yaml.h>
 
 #include "sl_config.h"
-#include "sl_lua_int.h"
+#include "sl_lua_call.h"
+#include "sl_lua_json.h"
+#include "sl_lua_sandbox.h"
 #include "sl_util.h"
 
 #define YAML_MAX_DEPTH 128
@@ -867,7 +869,7 @@ static int cmp_str(const void *a, const void *b) {
   return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* validate_cf: lua_CFunction run under sl__lua_pcall. stack: ctx, root -> (nothing) */
+/* validate_cf: lua_CFunction run under sl_lua_call. stack: ctx, root -> (nothing) */
 static int validate_cf(lua_State *L) {
   vctx *c = lua_touserdata(L, 1);
   sl_config *cfg = c->cfg;
@@ -936,7 +938,7 @@ static int validate_cf(lua_State *L) {
 
 /* stack: root(lightuserdata cJSON) -> value */
 static int json_cf(lua_State *L) {
-  sl__lua_push_json(L, lua_touserdata(L, 1));
+  sl__json_push_cjson(L, lua_touserdata(L, 1));
   return 1;
 }
 
@@ -975,7 +977,7 @@ static int parse_json(vctx *c, const char *text, size_t len) {
   lua_pushcfunction(c->L, json_cf);
   lua_pushlightuserdata(c->L, root);
   char e[256];
-  int rc = sl__lua_pcall(c->L, 1, 1, e, sizeof e);
+  int rc = sl_lua_call(NULL, c->L, 0, 1, 1, "config", e, sizeof e);
   cJSON_Delete(root);
   if (rc) {
     snprintf(c->err, c->errlen, "Failed to parse config file \"%s\": %s", c->file, e);
@@ -1219,7 +1221,7 @@ static int parse_yaml(vctx *c, const char *text, size_t len) {
   lua_pushcfunction(c->L, yaml_cf);
   lua_pushlightuserdata(c->L, y);
   char e[300];
-  int rc = sl__lua_pcall(c->L, 1, 1, e, sizeof e);
+  int rc = sl_lua_call(NULL, c->L, 0, 1, 1, "config", e, sizeof e);
   if (y->ev_live) yaml_event_delete(&y->ev);
   yaml_parser_delete(&y->parser);
   if (rc) {
@@ -1250,7 +1252,7 @@ static int parse_lua(vctx *c, const char *text, size_t len, const char *chunknam
   }
   sl__lua_hook_prepare(L, lua_gettop(L));
   char e[512];
-  if (sl__lua_pcall(L, 0, 1, e, sizeof e)) {
+  if (sl_lua_call(NULL, L, 0, 0, 1, "config", e, sizeof e)) {
     snprintf(c->err, c->errlen, "%s: error while running the config: %s", c->file, e);
     return c->rc = SL_ECONFIG;
   }
@@ -1308,7 +1310,7 @@ static int load_text(lua_State *L, const char *text, size_t len, const char *fmt
     lua_pushlightuserdata(L, &c);
     lua_pushvalue(L, root);
     char e[512];
-    if (sl__lua_pcall(L, 2, 0, e, sizeof e) && !c.rc) verr(&c, "%s", e);
+    if (sl_lua_call(NULL, L, 0, 2, 0, "config", e, sizeof e) && !c.rc) verr(&c, "%s", e);
     rc = c.rc;
   }
   lua_settop(L, top);
