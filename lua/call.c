@@ -111,8 +111,8 @@ int sl__lua_traceback(lua_State *L) {
 
 /* Report a failed call (the error value on top): write it to err (or vm->err_out) or log
  * it with the traceback, count it. stack: error -> (nothing) */
-static void report(sl_lua *vm, lua_State *L, int status, const char *what, char *err,
-                   size_t errlen) {
+__attribute__((noinline, cold)) static void report(sl_lua *vm, lua_State *L, int status,
+                                                  const char *what, char *err, size_t errlen) {
   size_t len;
   const char *full = lua_tolstring(L, -1, &len);
   if (!full) full = "(no message)", len = strlen(full);
@@ -135,11 +135,12 @@ static void report(sl_lua *vm, lua_State *L, int status, const char *what, char 
   lua_pop(L, 1);
 }
 
-/* sl_lua_call: see sl_lua_call.h. */
-int sl_lua_call(sl_lua *vm, lua_State *L, int tb, int nargs, int nresults, const char *what,
-                char *err, size_t errlen) {
+/* The general case of sl_lua_call: the handler still to be found (tb == 0), errors going
+ * to err, or the VM to be looked up. */
+static int call_general(sl_lua *vm, lua_State *L, int tb, int nargs, int nresults,
+                        const char *what, char *err, size_t errlen) {
   int inserted = 0; /* index of a handler inserted below fn for this call */
-  if (!vm && err) vm = sl__lua_vm(L); /* a cold caller (config, tests); NULL on a bare state */
+  if (!vm) vm = sl__lua_vm(L); /* a cold caller (config, tests); NULL on a bare state */
   if (!tb) {
     int base = lua_gettop(L) - nargs; /* index of fn */
     if (vm && AT_BASE(vm, L) && base > SLOT_LAST) {
@@ -162,9 +163,6 @@ int sl_lua_call(sl_lua *vm, lua_State *L, int tb, int nargs, int nresults, const
     vm->err_outlen = errlen;
   }
   if (vm && vm->depth == 0) {
-    /* The count hook stays installed (all Lua in this VM runs through here), so a call
-     * only resets the budget; re-installing it per call cost ~200 ns. The first tick of a
-     * call may come up to SL_LUA_HOOK_STEP instructions early, which the budget absorbs. */
     vm->instr_used = 0;
     vm->limit_hit = false;
   }
@@ -178,6 +176,29 @@ int sl_lua_call(sl_lua *vm, lua_State *L, int tb, int nargs, int nresults, const
   }
   if (inserted) lua_remove(L, inserted);
   return status ? SL_ELUA : 0;
+}
+
+/* sl_lua_call: see sl_lua_call.h. The hook path (vm known, handler placed by sl__lua_tb,
+ * errors logged) is the straight line here; the rest is call_general. */
+int sl_lua_call(sl_lua *vm, lua_State *L, int tb, int nargs, int nresults, const char *what,
+                char *err, size_t errlen) {
+  if (__builtin_expect(!vm || !tb || err, 0))
+    return call_general(vm, L, tb, nargs, nresults, what, err, errlen);
+  if (vm->depth == 0) {
+    /* The count hook stays installed (all Lua in this VM runs through here), so a call
+     * only resets the budget; re-installing it per call cost ~200 ns. The first tick of a
+     * call may come up to SL_LUA_HOOK_STEP instructions early, which the budget absorbs. */
+    vm->instr_used = 0;
+    vm->limit_hit = false;
+  }
+  vm->depth++;
+  int status = lua_pcall(L, nargs, nresults, tb);
+  vm->depth--;
+  if (__builtin_expect(status != 0, 0)) {
+    report(vm, L, status, what, NULL, 0);
+    return SL_ELUA;
+  }
+  return 0;
 }
 
 /* sl__lua_leave: see sl_lua_call.h. */

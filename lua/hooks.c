@@ -800,22 +800,26 @@ int sl_lua_client_publish(sl_lua *vm, int ref, sl_socket *s, const char *topic,
   *new_payload = NULL;
   if (!vm || ref == SL_NOREF) return 1;
   uint64_t t0 = ht_begin(vm, SL_HT_CLIENT_PUBLISH);
-  if (!push_ref(vm, ref)) return 1;
   lua_State *L = vm->L;
-  int top = lua_gettop(L) - 1;
+  int top = lua_gettop(L);
+  int tb = sl__lua_tb(vm, L);
+  if (!push_ref(vm, ref)) {
+    lua_settop(L, top);
+    return 1;
+  }
+  int base = lua_gettop(L); /* fn; the results start here too */
   sl__box_push_client(L, s);
   lua_pushstring(L, topic ? topic : "");
   decode_args a = {payload_json, len, NULL, 0};
-  push_lazy_payload(vm, top + 1, 3, &a);
+  push_lazy_payload(vm, base, 3, &a); /* may put the trampoline at base */
   int ok = 0;
-  int base = top + 1;
-  if (sl_lua_call(vm, L, 0, lua_gettop(L) - base, LUA_MULTRET, "onClientPublish", NULL, 0) ==
+  if (sl_lua_call(vm, L, tb, lua_gettop(L) - base, LUA_MULTRET, "onClientPublish", NULL, 0) ==
       0) {
-    int nres = lua_gettop(L) - top;
-    if (nres >= 1 && lua_toboolean(L, top + 1)) {
+    int nres = lua_gettop(L) - base + 1;
+    if (nres >= 1 && lua_toboolean(L, base)) {
       ok = 1;
-      if (nres >= 2 && !lua_isnil(L, top + 2)) {
-        lua_pushvalue(L, top + 2);
+      if (nres >= 2 && !lua_isnil(L, base + 1)) {
+        lua_pushvalue(L, base + 1);
         *new_payload = encode_top(vm, "onClientPublish payload", NULL);
         if (!*new_payload) ok = 0; /* an unencodable replacement refuses */
       }

@@ -143,10 +143,11 @@ int sl_lua_call(sl_lua *vm, lua_State *L, int tb, int nargs, int nresults, const
 
 /* sl__lua_tb: make the traceback handler available for the next sl_lua_call: from the base
  * level (the core calling on vm->L, no call in flight) it is the pinned SLOT_TB; otherwise
- * (a nested call, a coroutine, before the slots exist) it is pushed now. Call it before
- * pushing the function. stack: -> [handler]. Returns its index. */
+ * (a nested call, a coroutine) it is pushed now. Call it before pushing the function, and
+ * only on a built VM (sl_lua_new pins the slots last). stack: -> [handler]. Returns its
+ * index. */
 static inline int sl__lua_tb(sl_lua *vm, lua_State *L) {
-  if (AT_BASE(vm, L) && lua_gettop(L) >= SLOT_LAST) return SLOT_TB;
+  if (AT_BASE(vm, L)) return SLOT_TB;
   lua_rawgeti(L, LUA_REGISTRYINDEX, vm->tb_ref);
   return lua_gettop(L);
 }
