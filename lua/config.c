@@ -673,76 +673,11 @@ done:
 }
 
 /* stack: unchanged. */
-static int validate_server(vctx *c, int t, sl_server_config *s) {
+/* engineIo = { path, onMessage, onOpen, onClose } of the server table at t.
+ * Returns c->rc. stack: unchanged */
+static int validate_eio(vctx *c, int t, sl_server_config *s) {
   lua_State *L = c->L;
   int top = lua_gettop(L);
-  int e;
-  int64_t v;
-
-  warn_unknown_keys(c, t, "server", k_server_keys);
-  if (opt_string(c, t, "host", &s->host, "0.0.0.0")) goto out;
-  if (get_field(L, t, "port") == LUA_TNIL) {
-    vwarn(c, "no port configured: the OS will pick a random one (StreamFenceJs behaviour)");
-  }
-  lua_pop(L, 1);
-  if (opt_int(c, t, "port", &v, 0)) goto out;
-  if (v < 0 || v > 65535) {
-    verr(c, "port must be between 0 and 65535");
-    goto out;
-  }
-  s->port = (int)v;
-  if (opt_enum(c, t, "transport", k_transport, 0, &e,
-               "Invalid transport \"%s\" (expected: WS, WSS)", NULL))
-    goto out;
-  bool wss = e == 1;
-  if (opt_enum(c, t, "engineIoTransport", k_eio_transport, 1, &e,
-               "Invalid engineIoTransport \"%s\" (expected: WEBSOCKET_ONLY, "
-               "WEBSOCKET_OR_POLLING)",
-               NULL))
-    goto out;
-  s->websocket_only = e == 0;
-  if (opt_enum(c, t, "auth", k_auth, 0, &e, "Invalid auth \"%s\" (expected: NONE, TOKEN)", NULL))
-    goto out;
-  s->auth_token = e == 1;
-  if (validate_tls(c, t, wss)) goto out;
-  if (opt_string(c, t, "spillRootPath", &s->spill_root, ".streamfence-spill")) goto out;
-  if (opt_string_list(c, t, "tokens", &s->tokens, &s->ntokens)) goto out;
-  for (size_t i = 0; i < s->ntokens; i++)
-    if (!s->tokens[i][0]) {
-      verr(c, "tokens[%zu] must not be empty", i + 1);
-      goto out;
-    }
-  if (read_tokens_file(c, t, s)) goto out;
-
-  struct {
-    const char *key;
-    int64_t *dst;
-    int64_t def;
-    bool zero_ok;
-  } nums[] = {
-      {"pingIntervalMs", &s->ping_interval_ms, 25000, false},
-      {"pingTimeoutMs", &s->ping_timeout_ms, 20000, false},
-      {"connectTimeoutMs", &s->connect_timeout_ms, 45000, false},
-      {"maxPayload", &s->max_payload, 1000000, false},
-      {"socketHighWaterBytes", &s->socket_high_water, 65536, false},
-      {"socketSendBufferBytes", &s->socket_sndbuf, 0, true},
-  };
-  for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++) {
-    if (opt_int(c, t, nums[i].key, nums[i].dst, nums[i].def)) goto out;
-    if (*nums[i].dst < 0 || (*nums[i].dst == 0 && !nums[i].zero_ok)) {
-      verr(c, "%s must be positive", nums[i].key);
-      goto out;
-    }
-  }
-  if (opt_string(c, t, "apiToken", &s->api_token, NULL)) goto out;
-  if (s->api_token && !s->api_token[0]) {
-    verr(c, "apiToken must not be empty (leave it out to allow loopback peers only)");
-    goto out;
-  }
-  if (!s->auth_token && s->ntokens)
-    vwarn(c, "tokens are only checked with auth TOKEN (auth is NONE)");
-
-  /* engineIo = { path, onMessage, onOpen, onClose } */
   int ty = get_field(L, t, "engineIo");
   if (ty != LUA_TNIL) {
     int et = lua_gettop(L);
@@ -769,18 +704,19 @@ static int validate_server(vctx *c, int t, sl_server_config *s) {
     if (opt_hook(c, et, "onOpen", &s->eio_on_open_ref, NULL)) goto out;
     if (opt_hook(c, et, "onClose", &s->eio_on_close_ref, NULL)) goto out;
   }
+out:
   lua_settop(L, top);
+  return c->rc;
+}
 
-  if (opt_hook(c, t, "onStart", &s->on_start_ref, NULL)) goto out;
-  if (opt_hook(c, t, "onConnect", &s->on_connect_ref, NULL)) goto out;
-  if (opt_hook(c, t, "onDisconnect", &s->on_disconnect_ref, NULL)) goto out;
-  if (opt_hook(c, t, "onSubscribe", &s->on_subscribe_ref, NULL)) goto out;
-  if (opt_hook(c, t, "onUnsubscribe", &s->on_unsubscribe_ref, NULL)) goto out;
-  if (opt_hook(c, t, "onOverflow", &s->on_overflow_ref, NULL)) goto out;
-  if (opt_hook(c, t, "onRetryExhausted", &s->on_retry_exhausted_ref, NULL)) goto out;
-
+/* The namespaces list of the server table at t (paths checked for duplicates first, then
+ * each namespace validated), and auth TOKEN's need for tokens or authorize hooks.
+ * Returns c->rc. stack: unchanged */
+static int validate_namespaces(vctx *c, int t, sl_server_config *s) {
+  lua_State *L = c->L;
+  int top = lua_gettop(L);
   /* namespaces: a list; StreamFenceJs crashes with a TypeError when it is missing. */
-  ty = get_field(L, t, "namespaces");
+  int ty = get_field(L, t, "namespaces");
   int nt = lua_gettop(L);
   if (ty == LUA_TNIL) {
     verr(c, "server must define \"namespaces\" (a list of namespaces, each with a path and "
@@ -854,6 +790,92 @@ static int validate_server(vctx *c, int t, sl_server_config *s) {
         vwarn(c, "namespace %s: auth TOKEN without tokens and without an authorize hook: every "
                  "token is refused there", s->ns[i].path);
   }
+out:
+  lua_settop(L, top);
+  return c->rc;
+}
+
+static int validate_server(vctx *c, int t, sl_server_config *s) {
+  lua_State *L = c->L;
+  int top = lua_gettop(L);
+  int e;
+  int64_t v;
+
+  warn_unknown_keys(c, t, "server", k_server_keys);
+  if (opt_string(c, t, "host", &s->host, "0.0.0.0")) goto out;
+  if (get_field(L, t, "port") == LUA_TNIL) {
+    vwarn(c, "no port configured: the OS will pick a random one (StreamFenceJs behaviour)");
+  }
+  lua_pop(L, 1);
+  if (opt_int(c, t, "port", &v, 0)) goto out;
+  if (v < 0 || v > 65535) {
+    verr(c, "port must be between 0 and 65535");
+    goto out;
+  }
+  s->port = (int)v;
+  if (opt_enum(c, t, "transport", k_transport, 0, &e,
+               "Invalid transport \"%s\" (expected: WS, WSS)", NULL))
+    goto out;
+  bool wss = e == 1;
+  if (opt_enum(c, t, "engineIoTransport", k_eio_transport, 1, &e,
+               "Invalid engineIoTransport \"%s\" (expected: WEBSOCKET_ONLY, "
+               "WEBSOCKET_OR_POLLING)",
+               NULL))
+    goto out;
+  s->websocket_only = e == 0;
+  if (opt_enum(c, t, "auth", k_auth, 0, &e, "Invalid auth \"%s\" (expected: NONE, TOKEN)", NULL))
+    goto out;
+  s->auth_token = e == 1;
+  if (validate_tls(c, t, wss)) goto out;
+  if (opt_string(c, t, "spillRootPath", &s->spill_root, ".streamfence-spill")) goto out;
+  if (opt_string_list(c, t, "tokens", &s->tokens, &s->ntokens)) goto out;
+  for (size_t i = 0; i < s->ntokens; i++)
+    if (!s->tokens[i][0]) {
+      verr(c, "tokens[%zu] must not be empty", i + 1);
+      goto out;
+    }
+  if (read_tokens_file(c, t, s)) goto out;
+
+  struct {
+    const char *key;
+    int64_t *dst;
+    int64_t def;
+    bool zero_ok;
+  } nums[] = {
+      {"pingIntervalMs", &s->ping_interval_ms, 25000, false},
+      {"pingTimeoutMs", &s->ping_timeout_ms, 20000, false},
+      {"connectTimeoutMs", &s->connect_timeout_ms, 45000, false},
+      {"maxPayload", &s->max_payload, 1000000, false},
+      {"socketHighWaterBytes", &s->socket_high_water, 65536, false},
+      {"socketSendBufferBytes", &s->socket_sndbuf, 0, true},
+  };
+  for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++) {
+    if (opt_int(c, t, nums[i].key, nums[i].dst, nums[i].def)) goto out;
+    if (*nums[i].dst < 0 || (*nums[i].dst == 0 && !nums[i].zero_ok)) {
+      verr(c, "%s must be positive", nums[i].key);
+      goto out;
+    }
+  }
+  if (opt_string(c, t, "apiToken", &s->api_token, NULL)) goto out;
+  if (s->api_token && !s->api_token[0]) {
+    verr(c, "apiToken must not be empty (leave it out to allow loopback peers only)");
+    goto out;
+  }
+  if (!s->auth_token && s->ntokens)
+    vwarn(c, "tokens are only checked with auth TOKEN (auth is NONE)");
+
+  if (validate_eio(c, t, s)) goto out;
+  lua_settop(L, top);
+
+  if (opt_hook(c, t, "onStart", &s->on_start_ref, NULL)) goto out;
+  if (opt_hook(c, t, "onConnect", &s->on_connect_ref, NULL)) goto out;
+  if (opt_hook(c, t, "onDisconnect", &s->on_disconnect_ref, NULL)) goto out;
+  if (opt_hook(c, t, "onSubscribe", &s->on_subscribe_ref, NULL)) goto out;
+  if (opt_hook(c, t, "onUnsubscribe", &s->on_unsubscribe_ref, NULL)) goto out;
+  if (opt_hook(c, t, "onOverflow", &s->on_overflow_ref, NULL)) goto out;
+  if (opt_hook(c, t, "onRetryExhausted", &s->on_retry_exhausted_ref, NULL)) goto out;
+
+  validate_namespaces(c, t, s);
 out:
   lua_settop(L, top);
   return c->rc;
