@@ -4,6 +4,7 @@
 #include <string.h>
 #include "sluice.h"
 #include "sl_util.h"
+#include "config.h"
 #include "../lua/sl_config.h"
 #include "../lua/sl_lua.h"
 

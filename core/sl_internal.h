@@ -20,9 +20,9 @@
 #include "heap.h"
 #include "sl_core.h"
 #include "sluice.h"
+#include "config.h"
 #include "hooks.h"
 #include "gateway.h"
-#include "../lua/sl_config.h"
 #include "../lua/sl_lua.h"
 
 struct sl_lua;

@@ -4,7 +4,7 @@
  * walks that table and fills sl_config. So the three syntaxes share defaults, type checks
  * and messages, and a Lua config can put functions where a hook is expected.
  *
- * Parsing and validation run inside a protected call (sl__lua_pcall), because building
+ * Parsing and validation run inside a protected call (sl_lua_call), because building
  * tables can raise "not enough memory" once the VM's memory limit is reached; the C structs
  * built so far hang off the sl_config, which the caller frees on failure.
  *
@@ -21,16 +21,15 @@
 #include <string.h>
 #include <strings.h>
 
-#include <cjson/cJSON.h>
 #include <lauxlib.h>
 #include <lua.h>
-#include <yaml.h>
 
 #include "sl_config.h"
-#include "sl_lua_int.h"
+#include "sl_config_read.h"
+#include "sl_lua_call.h"
+#include "sl_lua_json.h"
+#include "sl_lua_sandbox.h"
 #include "sl_util.h"
-
-#define YAML_MAX_DEPTH 128
 
 /* ------------------------------------------------------------------------------------- */
 /* Validation context and messages                                                        */
@@ -424,9 +423,6 @@ static int opt_enum(vctx *c, int t, const char *key, const char *const *names, i
 /* ------------------------------------------------------------------------------------- */
 /* Namespace                                                                              */
 
-static const char *const k_delivery[] = {"BEST_EFFORT", "AT_LEAST_ONCE", NULL};
-static const char *const k_overflow[] = {"DROP_OLDEST", "REJECT_NEW", "COALESCE", "SNAPSHOT_ONLY",
-                                         "SPILL_TO_DISK", NULL};
 
 static void ns_init(sl_ns_config *ns) {
   memset(ns, 0, sizeof *ns);
@@ -450,12 +446,12 @@ static int validate_ns(vctx *c, int t, sl_ns_config *ns) {
   warn_unknown_keys(c, t, "namespace", k_ns_keys);
 
   /* Mapper level (checked before NamespaceSpec.build). */
-  if (opt_enum(c, t, "deliveryMode", k_delivery, SL_BEST_EFFORT, &d,
+  if (opt_enum(c, t, "deliveryMode", sl_delivery_names, SL_BEST_EFFORT, &d,
                "Invalid deliveryMode \"%s\" for namespace %s (expected: BEST_EFFORT, "
                "AT_LEAST_ONCE)",
                path ? path : "(no path)"))
     goto out;
-  if (opt_enum(c, t, "overflowAction", k_overflow, SL_REJECT_NEW, &o,
+  if (opt_enum(c, t, "overflowAction", sl_overflow_names, SL_REJECT_NEW, &o,
                "Invalid overflowAction \"%s\" for namespace %s (expected: DROP_OLDEST, "
                "REJECT_NEW, COALESCE, SNAPSHOT_ONLY, SPILL_TO_DISK)",
                path ? path : "(no path)"))
@@ -677,76 +673,11 @@ done:
 }
 
 /* stack: unchanged. */
-static int validate_server(vctx *c, int t, sl_server_config *s) {
+/* engineIo = { path, onMessage, onOpen, onClose } of the server table at t.
+ * Returns c->rc. stack: unchanged */
+static int validate_eio(vctx *c, int t, sl_server_config *s) {
   lua_State *L = c->L;
   int top = lua_gettop(L);
-  int e;
-  int64_t v;
-
-  warn_unknown_keys(c, t, "server", k_server_keys);
-  if (opt_string(c, t, "host", &s->host, "0.0.0.0")) goto out;
-  if (get_field(L, t, "port") == LUA_TNIL) {
-    vwarn(c, "no port configured: the OS will pick a random one (StreamFenceJs behaviour)");
-  }
-  lua_pop(L, 1);
-  if (opt_int(c, t, "port", &v, 0)) goto out;
-  if (v < 0 || v > 65535) {
-    verr(c, "port must be between 0 and 65535");
-    goto out;
-  }
-  s->port = (int)v;
-  if (opt_enum(c, t, "transport", k_transport, 0, &e,
-               "Invalid transport \"%s\" (expected: WS, WSS)", NULL))
-    goto out;
-  bool wss = e == 1;
-  if (opt_enum(c, t, "engineIoTransport", k_eio_transport, 1, &e,
-               "Invalid engineIoTransport \"%s\" (expected: WEBSOCKET_ONLY, "
-               "WEBSOCKET_OR_POLLING)",
-               NULL))
-    goto out;
-  s->websocket_only = e == 0;
-  if (opt_enum(c, t, "auth", k_auth, 0, &e, "Invalid auth \"%s\" (expected: NONE, TOKEN)", NULL))
-    goto out;
-  s->auth_token = e == 1;
-  if (validate_tls(c, t, wss)) goto out;
-  if (opt_string(c, t, "spillRootPath", &s->spill_root, ".streamfence-spill")) goto out;
-  if (opt_string_list(c, t, "tokens", &s->tokens, &s->ntokens)) goto out;
-  for (size_t i = 0; i < s->ntokens; i++)
-    if (!s->tokens[i][0]) {
-      verr(c, "tokens[%zu] must not be empty", i + 1);
-      goto out;
-    }
-  if (read_tokens_file(c, t, s)) goto out;
-
-  struct {
-    const char *key;
-    int64_t *dst;
-    int64_t def;
-    bool zero_ok;
-  } nums[] = {
-      {"pingIntervalMs", &s->ping_interval_ms, 25000, false},
-      {"pingTimeoutMs", &s->ping_timeout_ms, 20000, false},
-      {"connectTimeoutMs", &s->connect_timeout_ms, 45000, false},
-      {"maxPayload", &s->max_payload, 1000000, false},
-      {"socketHighWaterBytes", &s->socket_high_water, 65536, false},
-      {"socketSendBufferBytes", &s->socket_sndbuf, 0, true},
-  };
-  for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++) {
-    if (opt_int(c, t, nums[i].key, nums[i].dst, nums[i].def)) goto out;
-    if (*nums[i].dst < 0 || (*nums[i].dst == 0 && !nums[i].zero_ok)) {
-      verr(c, "%s must be positive", nums[i].key);
-      goto out;
-    }
-  }
-  if (opt_string(c, t, "apiToken", &s->api_token, NULL)) goto out;
-  if (s->api_token && !s->api_token[0]) {
-    verr(c, "apiToken must not be empty (leave it out to allow loopback peers only)");
-    goto out;
-  }
-  if (!s->auth_token && s->ntokens)
-    vwarn(c, "tokens are only checked with auth TOKEN (auth is NONE)");
-
-  /* engineIo = { path, onMessage, onOpen, onClose } */
   int ty = get_field(L, t, "engineIo");
   if (ty != LUA_TNIL) {
     int et = lua_gettop(L);
@@ -773,18 +704,19 @@ static int validate_server(vctx *c, int t, sl_server_config *s) {
     if (opt_hook(c, et, "onOpen", &s->eio_on_open_ref, NULL)) goto out;
     if (opt_hook(c, et, "onClose", &s->eio_on_close_ref, NULL)) goto out;
   }
+out:
   lua_settop(L, top);
+  return c->rc;
+}
 
-  if (opt_hook(c, t, "onStart", &s->on_start_ref, NULL)) goto out;
-  if (opt_hook(c, t, "onConnect", &s->on_connect_ref, NULL)) goto out;
-  if (opt_hook(c, t, "onDisconnect", &s->on_disconnect_ref, NULL)) goto out;
-  if (opt_hook(c, t, "onSubscribe", &s->on_subscribe_ref, NULL)) goto out;
-  if (opt_hook(c, t, "onUnsubscribe", &s->on_unsubscribe_ref, NULL)) goto out;
-  if (opt_hook(c, t, "onOverflow", &s->on_overflow_ref, NULL)) goto out;
-  if (opt_hook(c, t, "onRetryExhausted", &s->on_retry_exhausted_ref, NULL)) goto out;
-
+/* The namespaces list of the server table at t (paths checked for duplicates first, then
+ * each namespace validated), and auth TOKEN's need for tokens or authorize hooks.
+ * Returns c->rc. stack: unchanged */
+static int validate_namespaces(vctx *c, int t, sl_server_config *s) {
+  lua_State *L = c->L;
+  int top = lua_gettop(L);
   /* namespaces: a list; StreamFenceJs crashes with a TypeError when it is missing. */
-  ty = get_field(L, t, "namespaces");
+  int ty = get_field(L, t, "namespaces");
   int nt = lua_gettop(L);
   if (ty == LUA_TNIL) {
     verr(c, "server must define \"namespaces\" (a list of namespaces, each with a path and "
@@ -863,6 +795,92 @@ out:
   return c->rc;
 }
 
+static int validate_server(vctx *c, int t, sl_server_config *s) {
+  lua_State *L = c->L;
+  int top = lua_gettop(L);
+  int e;
+  int64_t v;
+
+  warn_unknown_keys(c, t, "server", k_server_keys);
+  if (opt_string(c, t, "host", &s->host, "0.0.0.0")) goto out;
+  if (get_field(L, t, "port") == LUA_TNIL) {
+    vwarn(c, "no port configured: the OS will pick a random one (StreamFenceJs behaviour)");
+  }
+  lua_pop(L, 1);
+  if (opt_int(c, t, "port", &v, 0)) goto out;
+  if (v < 0 || v > 65535) {
+    verr(c, "port must be between 0 and 65535");
+    goto out;
+  }
+  s->port = (int)v;
+  if (opt_enum(c, t, "transport", k_transport, 0, &e,
+               "Invalid transport \"%s\" (expected: WS, WSS)", NULL))
+    goto out;
+  bool wss = e == 1;
+  if (opt_enum(c, t, "engineIoTransport", k_eio_transport, 1, &e,
+               "Invalid engineIoTransport \"%s\" (expected: WEBSOCKET_ONLY, "
+               "WEBSOCKET_OR_POLLING)",
+               NULL))
+    goto out;
+  s->websocket_only = e == 0;
+  if (opt_enum(c, t, "auth", k_auth, 0, &e, "Invalid auth \"%s\" (expected: NONE, TOKEN)", NULL))
+    goto out;
+  s->auth_token = e == 1;
+  if (validate_tls(c, t, wss)) goto out;
+  if (opt_string(c, t, "spillRootPath", &s->spill_root, ".streamfence-spill")) goto out;
+  if (opt_string_list(c, t, "tokens", &s->tokens, &s->ntokens)) goto out;
+  for (size_t i = 0; i < s->ntokens; i++)
+    if (!s->tokens[i][0]) {
+      verr(c, "tokens[%zu] must not be empty", i + 1);
+      goto out;
+    }
+  if (read_tokens_file(c, t, s)) goto out;
+
+  struct {
+    const char *key;
+    int64_t *dst;
+    int64_t def;
+    bool zero_ok;
+  } nums[] = {
+      {"pingIntervalMs", &s->ping_interval_ms, 25000, false},
+      {"pingTimeoutMs", &s->ping_timeout_ms, 20000, false},
+      {"connectTimeoutMs", &s->connect_timeout_ms, 45000, false},
+      {"maxPayload", &s->max_payload, 1000000, false},
+      {"socketHighWaterBytes", &s->socket_high_water, 65536, false},
+      {"socketSendBufferBytes", &s->socket_sndbuf, 0, true},
+  };
+  for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++) {
+    if (opt_int(c, t, nums[i].key, nums[i].dst, nums[i].def)) goto out;
+    if (*nums[i].dst < 0 || (*nums[i].dst == 0 && !nums[i].zero_ok)) {
+      verr(c, "%s must be positive", nums[i].key);
+      goto out;
+    }
+  }
+  if (opt_string(c, t, "apiToken", &s->api_token, NULL)) goto out;
+  if (s->api_token && !s->api_token[0]) {
+    verr(c, "apiToken must not be empty (leave it out to allow loopback peers only)");
+    goto out;
+  }
+  if (!s->auth_token && s->ntokens)
+    vwarn(c, "tokens are only checked with auth TOKEN (auth is NONE)");
+
+  if (validate_eio(c, t, s)) goto out;
+  lua_settop(L, top);
+
+  if (opt_hook(c, t, "onStart", &s->on_start_ref, NULL)) goto out;
+  if (opt_hook(c, t, "onConnect", &s->on_connect_ref, NULL)) goto out;
+  if (opt_hook(c, t, "onDisconnect", &s->on_disconnect_ref, NULL)) goto out;
+  if (opt_hook(c, t, "onSubscribe", &s->on_subscribe_ref, NULL)) goto out;
+  if (opt_hook(c, t, "onUnsubscribe", &s->on_unsubscribe_ref, NULL)) goto out;
+  if (opt_hook(c, t, "onOverflow", &s->on_overflow_ref, NULL)) goto out;
+  if (opt_hook(c, t, "onRetryExhausted", &s->on_retry_exhausted_ref, NULL)) goto out;
+
+  validate_namespaces(c, t, s);
+out:
+  lua_settop(L, top);
+  return c->rc;
+}
+
 /* ------------------------------------------------------------------------------------- */
 /* Root                                                                                   */
 
@@ -870,7 +888,7 @@ static int cmp_str(const void *a, const void *b) {
   return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* validate_cf: lua_CFunction run under sl__lua_pcall. stack: ctx, root -> (nothing) */
+/* validate_cf: lua_CFunction run under sl_lua_call. stack: ctx, root -> (nothing) */
 static int validate_cf(lua_State *L) {
   vctx *c = lua_touserdata(L, 1);
   sl_config *cfg = c->cfg;
@@ -935,307 +953,6 @@ static int validate_cf(lua_State *L) {
 }
 
 /* ------------------------------------------------------------------------------------- */
-/* JSON                                                                                   */
-
-/* stack: root(lightuserdata cJSON) -> value */
-static int json_cf(lua_State *L) {
-  sl__lua_push_json(L, lua_touserdata(L, 1));
-  return 1;
-}
-
-static void line_col(const char *text, const char *at, int *line, int *col) {
-  *line = 1;
-  *col = 1;
-  for (const char *p = text; p < at; p++) {
-    if (*p == '\n')
-      (*line)++, *col = 1;
-    else
-      (*col)++;
-  }
-}
-
-/* stack: -> root table on success. */
-static int parse_json(vctx *c, const char *text, size_t len) {
-  const char *end = NULL;
-  cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
-  if (root && end) {
-    while (end < text + len && isspace((unsigned char)*end)) end++;
-    if (end < text + len) {
-      cJSON_Delete(root);
-      root = NULL;
-    }
-  }
-  if (!root) {
-    const char *at = end ? end : cJSON_GetErrorPtr();
-    if (!at || at < text || at > text + len) at = text + len;
-    int line, col;
-    line_col(text, at, &line, &col);
-    snprintf(c->err, c->errlen,
-             "Failed to parse config file \"%s\": invalid JSON at line %d column %d", c->file,
-             line, col);
-    return c->rc = SL_ECONFIG;
-  }
-  lua_pushcfunction(c->L, json_cf);
-  lua_pushlightuserdata(c->L, root);
-  char e[256];
-  int rc = sl__lua_pcall(c->L, 1, 1, e, sizeof e);
-  cJSON_Delete(root);
-  if (rc) {
-    snprintf(c->err, c->errlen, "Failed to parse config file \"%s\": %s", c->file, e);
-    return c->rc = SL_ECONFIG;
-  }
-  return 0;
-}
-
-/* ------------------------------------------------------------------------------------- */
-/* YAML (libyaml event API, YAML 1.2 core schema for plain scalars)                       */
-
-typedef struct yctx {
-  yaml_parser_t parser;
-  yaml_event_t ev;
-  bool ev_live;
-  char msg[256]; /* our own structural errors */
-} yctx;
-
-static bool all_in(const char *s, size_t n, const char *set) {
-  if (n == 0) return false;
-  for (size_t i = 0; i < n; i++)
-    if (!strchr(set, s[i])) return false;
-  return true;
-}
-
-static bool is_core_float(const char *s, size_t n) {
-  size_t i = 0;
-  if (i < n && (s[i] == '+' || s[i] == '-')) i++;
-  size_t d1 = 0, d2 = 0;
-  while (i < n && isdigit((unsigned char)s[i])) i++, d1++;
-  if (i < n && s[i] == '.') {
-    i++;
-    while (i < n && isdigit((unsigned char)s[i])) i++, d2++;
-  }
-  if (d1 == 0 && d2 == 0) return false;
-  if (i < n && (s[i] == 'e' || s[i] == 'E')) {
-    i++;
-    if (i < n && (s[i] == '+' || s[i] == '-')) i++;
-    size_t d3 = 0;
-    while (i < n && isdigit((unsigned char)s[i])) i++, d3++;
-    if (d3 == 0) return false;
-  }
-  return i == n;
-}
-
-/* Push a plain scalar resolved with the YAML 1.2 core schema. stack: -> value */
-static void push_plain_scalar(lua_State *L, const char *s, size_t n) {
-  static const char *const nulls[] = {"", "~", "null", "Null", "NULL"};
-  static const char *const trues[] = {"true", "True", "TRUE"};
-  static const char *const falses[] = {"false", "False", "FALSE"};
-  char buf[64];
-  for (size_t i = 0; i < 5; i++)
-    if (strlen(nulls[i]) == n && memcmp(nulls[i], s, n) == 0) {
-      sl__lua_pushnull(L);
-      return;
-    }
-  for (size_t i = 0; i < 3; i++) {
-    if (strlen(trues[i]) == n && memcmp(trues[i], s, n) == 0) {
-      lua_pushboolean(L, 1);
-      return;
-    }
-    if (strlen(falses[i]) == n && memcmp(falses[i], s, n) == 0) {
-      lua_pushboolean(L, 0);
-      return;
-    }
-  }
-  if (n < sizeof buf) {
-    memcpy(buf, s, n);
-    buf[n] = 0;
-    size_t off = (buf[0] == '+' || buf[0] == '-') ? 1 : 0;
-    if (all_in(buf + off, n - off, "0123456789") || is_core_float(buf, n)) {
-      lua_pushnumber(L, strtod(buf, NULL));
-      return;
-    }
-    if (n > 2 && buf[0] == '0' && buf[1] == 'o' && all_in(buf + 2, n - 2, "01234567")) {
-      lua_pushnumber(L, (double)strtoull(buf + 2, NULL, 8));
-      return;
-    }
-    if (n > 2 && buf[0] == '0' && buf[1] == 'x' &&
-        all_in(buf + 2, n - 2, "0123456789abcdefABCDEF")) {
-      lua_pushnumber(L, (double)strtoull(buf + 2, NULL, 16));
-      return;
-    }
-    const char *inf = buf + off;
-    if (!strcmp(inf, ".inf") || !strcmp(inf, ".Inf") || !strcmp(inf, ".INF")) {
-      lua_pushnumber(L, buf[0] == '-' ? -HUGE_VAL : HUGE_VAL);
-      return;
-    }
-    if (!off && (!strcmp(buf, ".nan") || !strcmp(buf, ".NaN") || !strcmp(buf, ".NAN"))) {
-      lua_pushnumber(L, NAN);
-      return;
-    }
-  }
-  lua_pushlstring(L, s, n);
-}
-
-/* Frames of open collections live on the Lua stack: for each, the table, and for a mapping
- * whose key was read, the key above it. kind[] tracks which. */
-typedef struct yframe {
-  int table;    /* stack index */
-  bool is_map;
-  bool have_key;
-} yframe;
-
-static void yaml_fail(lua_State *L, yctx *y, const char *fmt, ...) SL_PRINTF(3, 4);
-static void yaml_fail(lua_State *L, yctx *y, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(y->msg, sizeof y->msg, fmt, ap);
-  va_end(ap);
-  luaL_error(L, "%s", y->msg);
-}
-
-/* add the value on top of the stack to the innermost open collection (or leave it as the
- * document root when there is none). */
-static void yaml_add(lua_State *L, yctx *y, yframe *fr, int depth, size_t line) {
-  if (depth == 0) return;
-  yframe *f = &fr[depth - 1];
-  if (!f->is_map) {
-    lua_rawseti(L, f->table, (int)lua_objlen(L, f->table) + 1);
-    return;
-  }
-  if (!f->have_key) {
-    if (lua_isnil(L, -1) || sl__lua_isnull(L, -1)) {
-      lua_pop(L, 1);
-      lua_pushliteral(L, "null");
-    } else if (lua_type(L, -1) == LUA_TNUMBER && isnan(lua_tonumber(L, -1))) {
-      yaml_fail(L, y, "a mapping key cannot be NaN (line %zu)", line);
-    }
-    lua_pushvalue(L, -1);
-    lua_rawget(L, f->table);
-    if (!lua_isnil(L, -1)) {
-      lua_pop(L, 1);
-      const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "?";
-      yaml_fail(L, y, "duplicate key \"%s\" (line %zu)", k, line);
-    }
-    lua_pop(L, 1);
-    f->have_key = true;
-    return;
-  }
-  lua_rawset(L, f->table); /* stack: ..., table, key, value -> ..., table */
-  f->have_key = false;
-}
-
-/* yaml_cf: stack: yctx -> root value. */
-static int yaml_cf(lua_State *L) {
-  yctx *y = lua_touserdata(L, 1);
-  lua_newtable(L); /* 2: anchors */
-  int anchors = 2;
-  yframe fr[YAML_MAX_DEPTH];
-  int depth = 0;
-  int docs = 0;
-  bool have_root = false;
-  for (;;) {
-    if (!yaml_parser_parse(&y->parser, &y->ev)) {
-      const char *what = y->parser.problem ? y->parser.problem : "syntax error";
-      if (y->parser.context)
-        yaml_fail(L, y, "%s %s at line %zu column %zu", y->parser.context, what,
-                  y->parser.problem_mark.line + 1, y->parser.problem_mark.column + 1);
-      yaml_fail(L, y, "%s at line %zu column %zu", what, y->parser.problem_mark.line + 1,
-                y->parser.problem_mark.column + 1);
-    }
-    y->ev_live = true;
-    yaml_event_t *ev = &y->ev;
-    size_t line = ev->start_mark.line + 1;
-    luaL_checkstack(L, 4, "YAML nesting");
-    switch (ev->type) {
-    case YAML_STREAM_END_EVENT:
-      yaml_event_delete(ev);
-      y->ev_live = false;
-      if (!have_root) sl__lua_pushnull(L);
-      return 1;
-    case YAML_DOCUMENT_START_EVENT:
-      if (++docs > 1) yaml_fail(L, y, "multiple YAML documents (line %zu); expected one", line);
-      break;
-    case YAML_SCALAR_EVENT: {
-      const char *v = (const char *)ev->data.scalar.value;
-      size_t n = ev->data.scalar.length;
-      if (ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE && ev->data.scalar.plain_implicit)
-        push_plain_scalar(L, v, n);
-      else
-        lua_pushlstring(L, v, n);
-      if (ev->data.scalar.anchor) {
-        lua_pushstring(L, (const char *)ev->data.scalar.anchor);
-        lua_pushvalue(L, -2);
-        lua_rawset(L, anchors);
-      }
-      yaml_add(L, y, fr, depth, line);
-      if (depth == 0) have_root = true;
-      break;
-    }
-    case YAML_ALIAS_EVENT:
-      lua_pushstring(L, (const char *)ev->data.alias.anchor);
-      lua_rawget(L, anchors);
-      if (lua_isnil(L, -1))
-        yaml_fail(L, y, "unknown alias *%s (line %zu)", ev->data.alias.anchor, line);
-      yaml_add(L, y, fr, depth, line);
-      if (depth == 0) have_root = true;
-      break;
-    case YAML_SEQUENCE_START_EVENT:
-    case YAML_MAPPING_START_EVENT: {
-      if (depth >= YAML_MAX_DEPTH) yaml_fail(L, y, "nested too deeply (line %zu)", line);
-      bool map = ev->type == YAML_MAPPING_START_EVENT;
-      lua_newtable(L);
-      const yaml_char_t *anchor =
-          map ? ev->data.mapping_start.anchor : ev->data.sequence_start.anchor;
-      if (anchor) {
-        lua_pushstring(L, (const char *)anchor);
-        lua_pushvalue(L, -2);
-        lua_rawset(L, anchors);
-      }
-      fr[depth].table = lua_gettop(L);
-      fr[depth].is_map = map;
-      fr[depth].have_key = false;
-      depth++;
-      break;
-    }
-    case YAML_SEQUENCE_END_EVENT:
-    case YAML_MAPPING_END_EVENT:
-      depth--;
-      yaml_add(L, y, fr, depth, line);
-      if (depth == 0) have_root = true;
-      break;
-    default:
-      break;
-    }
-    yaml_event_delete(ev);
-    y->ev_live = false;
-  }
-}
-
-/* stack: -> root value on success. */
-static int parse_yaml(vctx *c, const char *text, size_t len) {
-  yctx *y = sl_xcalloc(1, sizeof *y);
-  if (!yaml_parser_initialize(&y->parser)) {
-    free(y);
-    snprintf(c->err, c->errlen, "Failed to parse config file \"%s\": out of memory", c->file);
-    return c->rc = SL_ECONFIG;
-  }
-  yaml_parser_set_input_string(&y->parser, (const unsigned char *)text, len);
-  lua_pushcfunction(c->L, yaml_cf);
-  lua_pushlightuserdata(c->L, y);
-  char e[300];
-  int rc = sl__lua_pcall(c->L, 1, 1, e, sizeof e);
-  if (y->ev_live) yaml_event_delete(&y->ev);
-  yaml_parser_delete(&y->parser);
-  if (rc) {
-    snprintf(c->err, c->errlen, "Failed to parse config file \"%s\": %s", c->file,
-             y->msg[0] ? y->msg : e);
-    free(y);
-    return c->rc = SL_ECONFIG;
-  }
-  free(y);
-  return 0;
-}
-
-/* ------------------------------------------------------------------------------------- */
 /* Lua                                                                                    */
 
 /* stack: -> value returned by the config chunk. Config chunks run with the VM's globals
@@ -1253,7 +970,7 @@ static int parse_lua(vctx *c, const char *text, size_t len, const char *chunknam
   }
   sl__lua_hook_prepare(L, lua_gettop(L));
   char e[512];
-  if (sl__lua_pcall(L, 0, 1, e, sizeof e)) {
+  if (sl_lua_call(NULL, L, 0, 0, 1, "config", e, sizeof e)) {
     snprintf(c->err, c->errlen, "%s: error while running the config: %s", c->file, e);
     return c->rc = SL_ECONFIG;
   }
@@ -1262,6 +979,12 @@ static int parse_lua(vctx *c, const char *text, size_t len, const char *chunknam
 
 /* ------------------------------------------------------------------------------------- */
 /* Entry points                                                                           */
+
+/* The config's unref callback (core/config.h): hook refs are released only while cfg->L is
+ * an open VM (sl__lua_alive); after sl_lua_close they went away with the state. */
+static void config_unref(const sl_config *cfg, int ref) {
+  if (cfg->L && ref != SL_NOREF && ref > 0 && sl__lua_alive(cfg->L)) sl__lua_unref(cfg->L, ref);
+}
 
 static int load_text(lua_State *L, const char *text, size_t len, const char *fmt,
                      const char *file, const char *dir, sl_config **out, char *err,
@@ -1283,15 +1006,16 @@ static int load_text(lua_State *L, const char *text, size_t len, const char *fmt
   sl_config *cfg = sl_xcalloc(1, sizeof *cfg);
   cfg->path = sl_xstrdup(file);
   cfg->L = L;
+  cfg->unref = config_unref;
   c.cfg = cfg;
 
   int rc;
   if (c.is_lua)
     rc = parse_lua(&c, text, len, file);
   else if (strcmp(fmt, "json") == 0)
-    rc = parse_json(&c, text, len);
+    rc = c.rc = sl__config_read_json(L, text, len, file, err, errlen);
   else if (strcmp(fmt, "yaml") == 0 || strcmp(fmt, "yml") == 0)
-    rc = parse_yaml(&c, text, len);
+    rc = c.rc = sl__config_read_yaml(L, text, len, file, err, errlen);
   else {
     snprintf(err, errlen, "%s: unknown config format \"%s\" (expected lua, json or yaml)", file,
              fmt);
@@ -1304,7 +1028,7 @@ static int load_text(lua_State *L, const char *text, size_t len, const char *fmt
     lua_pushlightuserdata(L, &c);
     lua_pushvalue(L, root);
     char e[512];
-    if (sl__lua_pcall(L, 2, 0, e, sizeof e) && !c.rc) verr(&c, "%s", e);
+    if (sl_lua_call(NULL, L, 0, 2, 0, "config", e, sizeof e) && !c.rc) verr(&c, "%s", e);
     rc = c.rc;
   }
   lua_settop(L, top);
@@ -1383,124 +1107,3 @@ int sl_config_load(lua_State *L, const char *path, sl_config **out, char *err, s
   return rc;
 }
 
-static void unref(lua_State *L, int ref) {
-  if (L && ref != SL_NOREF && ref > 0) sl__lua_unref(L, ref);
-}
-
-static void free_strv(char **v, size_t n) {
-  for (size_t i = 0; i < n; i++) free(v[i]);
-  free(v);
-}
-
-/* sl_config_free: see sl_config.h. Hook refs are released only while cfg->L is an open VM
- * (sl__lua_alive); after sl_lua_close they went away with the state. NULL is a no-op. */
-void sl_config_free(sl_config *cfg) {
-  if (!cfg) return;
-  lua_State *L = cfg->L && sl__lua_alive(cfg->L) ? cfg->L : NULL;
-  for (size_t i = 0; i < cfg->nservers; i++) {
-    sl_server_config *s = &cfg->servers[i];
-    for (size_t j = 0; j < s->nns; j++) {
-      sl_ns_config *ns = &s->ns[j];
-      free(ns->path);
-      free_strv(ns->topics, ns->ntopics);
-      free(ns->coalesce_key_path);
-      unref(L, ns->coalesce_key_ref);
-      unref(L, ns->snapshot_ref);
-      unref(L, ns->route_ref);
-      unref(L, ns->authorize_ref);
-      unref(L, ns->on_connect_ref);
-      unref(L, ns->on_event_ref);
-      unref(L, ns->on_client_publish_ref);
-    }
-    free(s->ns);
-    free(s->name);
-    free(s->host);
-    free_strv(s->tokens, s->ntokens);
-    free(s->spill_root);
-    free(s->api_token);
-    free(s->eio_path);
-    unref(L, s->eio_on_message_ref);
-    unref(L, s->eio_on_open_ref);
-    unref(L, s->eio_on_close_ref);
-    unref(L, s->on_start_ref);
-    unref(L, s->on_connect_ref);
-    unref(L, s->on_disconnect_ref);
-    unref(L, s->on_subscribe_ref);
-    unref(L, s->on_unsubscribe_ref);
-    unref(L, s->on_overflow_ref);
-    unref(L, s->on_retry_exhausted_ref);
-  }
-  free(cfg->servers);
-  free(cfg->path);
-  free(cfg);
-}
-
-/* sl_overflow_name / sl_delivery_name: the config spelling of an enum value. */
-const char *sl_overflow_name(sl_overflow_action a) {
-  return (unsigned)a < 5 ? k_overflow[a] : "?";
-}
-const char *sl_delivery_name(sl_delivery_mode m) {
-  return (unsigned)m < 2 ? k_delivery[m] : "?";
-}
-
-/* A tiny growable string for the summary (sl_sbuf lives in core/util.c; kept local so
- * `sluice check` depends on nothing but this file and libc). */
-typedef struct sbuf {
-  char *p;
-  size_t len, cap;
-} sbuf;
-
-SL_PRINTF(2, 3) static void sb_printf(sbuf *b, const char *fmt, ...) {
-  for (;;) {
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(b->p ? b->p + b->len : NULL, b->p ? b->cap - b->len : 0, fmt, ap);
-    va_end(ap);
-    if (n < 0) return;
-    if (b->p && (size_t)n < b->cap - b->len) {
-      b->len += (size_t)n;
-      return;
-    }
-    b->cap = (b->cap + (size_t)n + 1) * 2;
-    b->p = sl_xrealloc(b->p, b->cap);
-  }
-}
-
-static int hooks_set(const sl_ns_config *ns) {
-  return (ns->coalesce_key_ref != SL_NOREF) + (ns->snapshot_ref != SL_NOREF) +
-         (ns->route_ref != SL_NOREF) + (ns->authorize_ref != SL_NOREF) +
-         (ns->on_connect_ref != SL_NOREF) + (ns->on_event_ref != SL_NOREF) +
-         (ns->on_client_publish_ref != SL_NOREF);
-}
-
-/* sl_config_summary: see sl_config.h. One block per server, one line per namespace. */
-char *sl_config_summary(const sl_config *cfg) {
-  sbuf b = {0};
-  sb_printf(&b, "%s: %zu server%s\n", cfg->path, cfg->nservers, cfg->nservers == 1 ? "" : "s");
-  for (size_t i = 0; i < cfg->nservers; i++) {
-    const sl_server_config *s = &cfg->servers[i];
-    sb_printf(&b, "server \"%s\" on %s:%d (%s, auth %s%s)\n", s->name, s->host, s->port,
-              s->websocket_only ? "WEBSOCKET_ONLY" : "WEBSOCKET_OR_POLLING",
-              s->auth_token ? "TOKEN" : "NONE", s->api_token ? ", API token set" : "");
-    if (s->eio_path) sb_printf(&b, "  engineIo endpoint %s\n", s->eio_path);
-    if (s->on_start_ref != SL_NOREF) sb_printf(&b, "  onStart hook\n");
-    for (size_t j = 0; j < s->nns; j++) {
-      const sl_ns_config *ns = &s->ns[j];
-      sb_printf(&b, "  namespace %s: %s, %s, queue %lld msgs / %lld bytes", ns->path,
-                sl_delivery_name(ns->delivery), sl_overflow_name(ns->overflow),
-                (long long)ns->max_queued_msgs, (long long)ns->max_queued_bytes);
-      if (ns->delivery == SL_AT_LEAST_ONCE)
-        sb_printf(&b, ", ack %lldms x%lld retries, in-flight %lld", (long long)ns->ack_timeout_ms,
-                  (long long)ns->max_retries, (long long)ns->max_in_flight);
-      if (ns->coalesce) sb_printf(&b, ", coalesce");
-      if (ns->coalesce_key_path) sb_printf(&b, " by \"%s\"", ns->coalesce_key_path);
-      sb_printf(&b, ", client publish %s", ns->client_publish ? "on" : "off");
-      int h = hooks_set(ns);
-      if (h) sb_printf(&b, ", %d hook%s", h, h == 1 ? "" : "s");
-      sb_printf(&b, "\n    topics:");
-      for (size_t k = 0; k < ns->ntopics; k++) sb_printf(&b, " %s", ns->topics[k]);
-      sb_printf(&b, "\n");
-    }
-  }
-  return b.p;
-}

@@ -30,7 +30,8 @@
 #include <lua.h>
 
 #include "sl_jscan.h"
-#include "sl_lua_int.h"
+#include "sl_lua_json.h"
+#include "sl_lua_pview.h"
 
 #define PV_INLINE static inline __attribute__((always_inline))
 
@@ -48,14 +49,14 @@ static char k_pview_mark; /* registry key of the marker (the metatable's __metat
 static _Thread_local sl__pv_scope *pv_top;
 static _Thread_local uint64_t pv_last_id;
 
-/* sl__pv_enter: see sl_lua_int.h. */
+/* sl__pv_enter: see sl_lua_pview.h. */
 void sl__pv_enter(sl__pv_scope *s) {
   s->id = ++pv_last_id;
   s->prev = pv_top;
   pv_top = s;
 }
 
-/* sl__pv_leave: see sl_lua_int.h. */
+/* sl__pv_leave: see sl_lua_pview.h. */
 void sl__pv_leave(sl__pv_scope *s) {
   if (pv_top == s) pv_top = s->prev;
 }
@@ -65,12 +66,6 @@ PV_INLINE bool live(uint64_t id) {
   for (const sl__pv_scope *s = pv_top; s; s = s->prev)
     if (s->id == id) return true;
   return false;
-}
-
-/* sl__pv_valid: see sl_lua_int.h. */
-bool sl__pv_valid(const char *s, size_t n) {
-  const char *e = s + n, *p = sl_js_value(sl_js_ws(s, e), e, 0);
-  return p && sl_js_ws(p, e) == e;
 }
 
 /* ------------------------------------------------------------------------------------- */
@@ -123,14 +118,14 @@ static void push_value(lua_State *L, const char *p, const char *q, uint64_t scop
   }
   default: break;
   }
-  if (!sl__lua_decode_text(L, p, (size_t)(q - p))) not_json(L);
+  if (!sl__json_decode_text(L, p, (size_t)(q - p))) not_json(L);
 }
 
 /* Does the key string token [ks, ke) (without quotes) equal k? */
 PV_INLINE bool key_eq(lua_State *L, const char *ks, const char *ke, bool esc, const char *k,
                       size_t kl) {
   if (!esc) return (size_t)(ke - ks) == kl && (!kl || (*ks == *k && !memcmp(ks, k, kl)));
-  if (!sl__lua_decode_text(L, ks - 1, (size_t)(ke - ks) + 2)) not_json(L);
+  if (!sl__json_decode_text(L, ks - 1, (size_t)(ke - ks) + 2)) not_json(L);
   size_t dl;
   const char *d = lua_tolstring(L, -1, &dl);
   bool same = d && dl == kl && !memcmp(d, k, kl);
@@ -287,7 +282,7 @@ static int l_pv_iter(lua_State *L) {
     more = next_member(L, &p, e, &ks, &ke, &esc, &vs, &ve);
     if (more) {
       if (esc) {
-        if (!sl__lua_decode_text(L, ks - 1, (size_t)(ke - ks) + 2)) not_json(L);
+        if (!sl__json_decode_text(L, ks - 1, (size_t)(ke - ks) + 2)) not_json(L);
       } else {
         lua_pushlstring(L, ks, (size_t)(ke - ks));
       }
@@ -341,7 +336,7 @@ static int l_pv_next(lua_State *L) {
     while (next_member(L, &p, e, &ks, &ke, &esc, &vs, &ve)) {
       if (found) {
         if (esc) {
-          if (!sl__lua_decode_text(L, ks - 1, (size_t)(ke - ks) + 2)) not_json(L);
+          if (!sl__json_decode_text(L, ks - 1, (size_t)(ke - ks) + 2)) not_json(L);
         } else {
           lua_pushlstring(L, ks, (size_t)(ke - ks));
         }
@@ -366,7 +361,7 @@ static int l_pv_next(lua_State *L) {
   return 1;
 }
 
-/* sl__pv_slice: see sl_lua_int.h. */
+/* sl__pv_slice: see sl_lua_pview.h. */
 bool sl__pv_slice(lua_State *L, int idx, const char **s, size_t *n) {
   if (lua_type(L, idx) != LUA_TUSERDATA || !lua_getmetatable(L, idx)) return false;
   lua_pushlightuserdata(L, &k_pview_mt);
@@ -385,7 +380,7 @@ static int l_pv_decode(lua_State *L) {
   const char *s;
   size_t n;
   if (!sl__pv_slice(L, 1, &s, &n)) return luaL_error(L, "not a payload view");
-  if (!sl__lua_decode_text(L, s, n)) return not_json(L);
+  if (!sl__json_decode_text(L, s, n)) return not_json(L);
   return 1;
 }
 
@@ -405,13 +400,13 @@ static bool container(const char *text, size_t len, const char **p, const char *
   return true;
 }
 
-/* sl__pv_new: see sl_lua_int.h. */
+/* sl__pv_new: see sl_lua_pview.h. */
 void *sl__pv_new(lua_State *L) {
   new_view(L, "{}", 2, 0); /* scope 0 is never live */
   return lua_touserdata(L, -1);
 }
 
-/* sl__pv_bind: see sl_lua_int.h. */
+/* sl__pv_bind: see sl_lua_pview.h. */
 bool sl__pv_bind(void *shared, const sl__pv_scope *scope, const char *text, size_t len) {
   pview *v = shared;
   const char *p, *e;
@@ -425,7 +420,7 @@ bool sl__pv_bind(void *shared, const sl__pv_scope *scope, const char *text, size
   return true;
 }
 
-/* sl__pv_push: see sl_lua_int.h. */
+/* sl__pv_push: see sl_lua_pview.h. */
 void sl__pv_push(lua_State *L, const sl__pv_scope *scope, const char *text, size_t len) {
   const char *p, *e;
   if (container(text, len, &p, &e)) {
@@ -433,7 +428,7 @@ void sl__pv_push(lua_State *L, const sl__pv_scope *scope, const char *text, size
     return;
   }
   /* a scalar payload: decode it; bad or empty text gives nil (the core validated it) */
-  if (!text || !sl__lua_decode_text(L, text, len)) lua_pushnil(L);
+  if (!text || !sl__json_decode_text(L, text, len)) lua_pushnil(L);
 }
 
 /* Installed over the base library: views answer type/pairs/ipairs/next/rawget/unpack/
@@ -491,7 +486,7 @@ static const char wrap_src[] =
     "  return concat(t, ...)\n"
     "end\n";
 
-/* sl__pv_open: see sl_lua_int.h. */
+/* sl__pv_open: see sl_lua_pview.h. */
 void sl__pv_open(lua_State *L) {
   static const luaL_Reg mt[] = {{"__index", l_pv_index},       {"__newindex", l_pv_newindex},
                                 {"__len", l_pv_len},           {"__tostring", l_pv_tostring},

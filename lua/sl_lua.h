@@ -1,7 +1,7 @@
 /* sl_lua.h - the embedded LuaJIT VM: the `sluice` module, sandboxed chunks, hooks.
  *
  * One sl_lua per loaded config generation. All calls into Lua go through one function
- * (sl_lua_call in lua/vm.c) that installs a traceback handler, uses lua_pcall, logs errors
+ * (sl_lua_call in lua/call.c) that installs a traceback handler, uses lua_pcall, logs errors
  * with file:line, counts them and returns a fallback decision: a Lua error never stops the
  * gateway. Hooks that are not set (SL_NOREF) are never called. */
 #ifndef SL_LUA_H

@@ -107,7 +107,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   lua_pushcfunction(L, l_fail);
   lua_setglobal(L, "fuzz_fail");
   char err[256];
-  if (luaL_loadstring(L, hook_src) || sl__lua_pcall(L, 0, 1, err, sizeof err)) abort();
+  if (luaL_loadstring(L, hook_src) || sl_lua_call(NULL, L, 0, 0, 1, "config", err, sizeof err)) abort();
   int ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pushlstring(L, (const char *)data, size);
   lua_setglobal(L, "JSON_TEXT");

@@ -46,7 +46,7 @@ static int fn_ref(sl_lua *vm, const char *src) {
     exit(2);
   }
   sl__lua_hook_prepare(L, -1);
-  if (sl__lua_pcall(L, 0, 1, err, sizeof err)) {
+  if (sl_lua_call(NULL, L, 0, 0, 1, "config", err, sizeof err)) {
     fprintf(stderr, "bench_hooks: %s\n", err);
     exit(2);
   }

@@ -27,7 +27,7 @@ static const char *run(sl_lua *vm, const char *src) {
   if (luaL_loadstring(L, src)) {
     snprintf(out, sizeof out, "ERR: %s", lua_tostring(L, -1));
   } else if ((sl__lua_hook_prepare(L, -1), 0)) {
-  } else if (sl__lua_pcall(L, 0, 1, err, sizeof err)) {
+  } else if (sl_lua_call(NULL, L, 0, 0, 1, "config", err, sizeof err)) {
     snprintf(out, sizeof out, "ERR: %s", err);
   } else {
     const char *s = lua_tostring(L, -1);
@@ -41,7 +41,7 @@ static const char *run(sl_lua *vm, const char *src) {
 static int fn_ref(sl_lua *vm, const char *src) {
   lua_State *L = sl_lua_state(vm);
   char err[512];
-  if (luaL_loadstring(L, src) || sl__lua_pcall(L, 0, 1, err, sizeof err)) return SL_NOREF;
+  if (luaL_loadstring(L, src) || sl_lua_call(NULL, L, 0, 0, 1, "config", err, sizeof err)) return SL_NOREF;
   sl__lua_hook_prepare(L, -1);
   return luaL_ref(L, LUA_REGISTRYINDEX);
 }

@@ -298,7 +298,7 @@ static void run_file(const char *dir, const char *file) {
   char err[2048];
   char runner[1024];
   snprintf(runner, sizeof runner, "%s/runner.lua", dir);
-  if (luaL_loadfile(L, runner) || sl__lua_pcall(L, 0, 1, err, sizeof err)) {
+  if (luaL_loadfile(L, runner) || sl_lua_call(NULL, L, 0, 0, 1, "config", err, sizeof err)) {
     if (lua_isstring(L, -1)) snprintf(err, sizeof err, "%s", lua_tostring(L, -1));
     printf("not ok - %s: cannot load the runner: %s\n", file, err);
     tl_failed++;
@@ -307,7 +307,7 @@ static void run_file(const char *dir, const char *file) {
   }
   lua_getfield(L, -1, "collect");
   lua_pushstring(L, path);
-  if (sl__lua_pcall(L, 1, 1, err, sizeof err)) {
+  if (sl_lua_call(NULL, L, 0, 1, 1, "config", err, sizeof err)) {
     printf("not ok - %s: %s\n", file, err);
     tl_failed++;
   } else {
@@ -323,7 +323,7 @@ static void run_file(const char *dir, const char *file) {
       uv_update_time(&gw.loop); /* timers a test starts count from now */
       tl_cur = name;
       tl_cur_failed = 0;
-      if (sl__lua_pcall(L, 0, 0, err, sizeof err)) {
+      if (sl_lua_call(NULL, L, 0, 0, 0, "config", err, sizeof err)) {
         tl_cur_failed = 1;
         printf("not ok - %s: %s\n  # %s\n", file, name, err);
         tl_failed++;

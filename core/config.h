@@ -1,0 +1,114 @@
+/* config.h - the configuration data model shared by the loaders (lua/config.c) and the core.
+ *
+ * One schema, three syntaxes (.lua, .json, .yaml/.yml): the loaders in lua/ (sl_config.h)
+ * fill these structs; the core reads them and frees them with sl_config_free. Functions in a
+ * Lua config (hooks) are kept as registry refs of the VM that loaded them; SL_NOREF (-2,
+ * LUA_NOREF) means "not set" and costs nothing at run time. Nothing here calls Lua: refs are
+ * released through the config's unref callback. */
+#ifndef SL_CORE_CONFIG_H
+#define SL_CORE_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+
+struct lua_State;
+
+#define SL_NOREF (-2) /* == LUA_NOREF */
+
+typedef enum { SL_BEST_EFFORT = 0, SL_AT_LEAST_ONCE = 1 } sl_delivery_mode;
+typedef enum {
+  SL_DROP_OLDEST = 0,
+  SL_REJECT_NEW,
+  SL_COALESCE,
+  SL_SNAPSHOT_ONLY,
+  SL_SPILL_TO_DISK
+} sl_overflow_action;
+
+typedef struct sl_ns_config {
+  char *path;                 /* "/feed" */
+  char **topics;              /* ntopics names, unique, non-blank */
+  size_t ntopics;
+  sl_delivery_mode delivery;  /* BEST_EFFORT */
+  sl_overflow_action overflow;/* REJECT_NEW */
+  int64_t max_queued_msgs;    /* 64 */
+  int64_t max_queued_bytes;   /* 524288 */
+  int64_t ack_timeout_ms;     /* 1000 */
+  int64_t max_retries;        /* 0 */
+  int64_t max_in_flight;      /* 1 (<=0 normalized to 1) */
+  bool coalesce;              /* false */
+  bool allow_polling;         /* true */
+  bool auth_required;         /* false */
+  bool client_publish;        /* true from JSON/YAML, false default in Lua configs */
+  double retry_backoff;       /* 1.0 = fixed delay; >1 multiplies the delay per retry */
+  int64_t retry_max_delay_ms; /* cap for backoff; default 30000 */
+  char *coalesce_key_path;    /* "symbol" / "data.id" or NULL */
+  /* Lua hooks (registry refs, SL_NOREF when unset) */
+  int coalesce_key_ref;       /* function(topic, payload) -> key */
+  int snapshot_ref;           /* function(state, topic, payload) -> state */
+  int route_ref;              /* function(msg) -> nil|true|false|table */
+  int authorize_ref;          /* function(token, ns, topic, client) -> principal|nil, reason */
+  int on_connect_ref;         /* function(client, auth) -> nil|false, reason */
+  int on_event_ref;           /* function(client, event, args, ack) */
+  int on_client_publish_ref;  /* function(client, topic, payload) -> allow [, payload] */
+} sl_ns_config;
+
+typedef struct sl_server_config {
+  char *name;                 /* key in servers = { NAME = ... } */
+  char *host;                 /* "0.0.0.0" */
+  int port;                   /* 0 = OS-assigned */
+  bool websocket_only;        /* engineIoTransport == WEBSOCKET_ONLY */
+  bool auth_token;            /* auth == TOKEN */
+  char **tokens;              /* static token list (key "tokens") */
+  size_t ntokens;
+  char *spill_root;           /* ".streamfence-spill" */
+  int64_t ping_interval_ms;   /* 25000 */
+  int64_t ping_timeout_ms;    /* 20000 */
+  int64_t connect_timeout_ms; /* 45000 */
+  int64_t max_payload;        /* 1000000 */
+  int64_t socket_high_water;  /* socketHighWaterBytes, default 65536 */
+  int64_t socket_sndbuf;      /* socketSendBufferBytes (SO_SNDBUF), 0 = kernel default */
+  char *api_token;            /* NULL: HTTP API answers loopback peers only */
+  char *eio_path;             /* engineIo.path, NULL when no raw Engine.IO endpoint */
+  int eio_on_message_ref;     /* engineIo.onMessage(conn, data) */
+  int eio_on_open_ref;        /* engineIo.onOpen(conn) (optional) */
+  int eio_on_close_ref;       /* engineIo.onClose(conn, reason) (optional) */
+  int on_start_ref;           /* onStart(server) */
+  int on_connect_ref, on_disconnect_ref, on_subscribe_ref, on_unsubscribe_ref;
+  int on_overflow_ref, on_retry_exhausted_ref;
+  sl_ns_config *ns;
+  size_t nns;
+} sl_server_config;
+
+typedef struct sl_config {
+  char *path;                 /* file it came from ("<string>" for strings) */
+  sl_server_config *servers;
+  size_t nservers;
+  struct lua_State *L;        /* state that owns the refs (not owned by the config) */
+  /* unref: how sl_config_free releases a hook ref (> 0) of this config, set by the loader
+   * (lua/config.c) so the core never calls into lua/ by name. NULL: refs are not released
+   * (they go away with their state). The loader's version skips a closed state. */
+  void (*unref)(const struct sl_config *cfg, int ref);
+} sl_config;
+
+/* sl_config_free: free cfg and everything it owns; each hook ref that is set (> 0) is passed
+ * to cfg->unref first (when set). NULL is a no-op. */
+void sl_config_free(sl_config *cfg);
+
+/* sl_config_summary: a human-readable multi-line summary (for `sluice check`): one block
+ * per server, one line per namespace. Returns a malloc'd string the caller frees. */
+char *sl_config_summary(const sl_config *cfg);
+
+/* The config spellings of the enums, indexed by value and NULL-terminated (the loader
+ * validates against them): "BEST_EFFORT", "AT_LEAST_ONCE" / "DROP_OLDEST", "REJECT_NEW",
+ * "COALESCE", "SNAPSHOT_ONLY", "SPILL_TO_DISK". */
+extern const char *const sl_delivery_names[];
+extern const char *const sl_overflow_names[];
+
+/* sl_overflow_name: the config spelling of a, or "?" for a value out of range. */
+const char *sl_overflow_name(sl_overflow_action a);
+
+/* sl_delivery_name: the config spelling of m, or "?" for a value out of range. */
+const char *sl_delivery_name(sl_delivery_mode m);
+
+#endif

@@ -1,0 +1,326 @@
+/* config_read.c - the JSON and YAML config readers: text -> one Lua table (the root), which
+ * config.c validates like a Lua config's. JSON goes through cJSON; YAML through libyaml's
+ * event API with the YAML 1.2 core schema for plain scalars. Both build their tables inside
+ * sl_lua_call, since the VM's memory limit can raise while they do. */
+#include <ctype.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+#include <lauxlib.h>
+#include <lua.h>
+#include <yaml.h>
+
+#include "sl_config_read.h"
+#include "sl_lua_call.h"
+#include "sl_lua_json.h"
+#include "sl_util.h"
+
+#define YAML_MAX_DEPTH 128
+
+/* ------------------------------------------------------------------------------------- */
+/* JSON                                                                                   */
+
+/* stack: root(lightuserdata cJSON) -> value */
+static int json_cf(lua_State *L) {
+  sl__json_push_cjson(L, lua_touserdata(L, 1));
+  return 1;
+}
+
+static void line_col(const char *text, const char *at, int *line, int *col) {
+  *line = 1;
+  *col = 1;
+  for (const char *p = text; p < at; p++) {
+    if (*p == '\n')
+      (*line)++, *col = 1;
+    else
+      (*col)++;
+  }
+}
+
+/* sl__config_read_json: see sl_config_read.h. */
+int sl__config_read_json(lua_State *L, const char *text, size_t len, const char *file,
+                         char *err, size_t errlen) {
+  const char *end = NULL;
+  cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+  if (root && end) {
+    while (end < text + len && isspace((unsigned char)*end)) end++;
+    if (end < text + len) {
+      cJSON_Delete(root);
+      root = NULL;
+    }
+  }
+  if (!root) {
+    const char *at = end ? end : cJSON_GetErrorPtr();
+    if (!at || at < text || at > text + len) at = text + len;
+    int line, col;
+    line_col(text, at, &line, &col);
+    snprintf(err, errlen,
+             "Failed to parse config file \"%s\": invalid JSON at line %d column %d", file,
+             line, col);
+    return SL_ECONFIG;
+  }
+  lua_pushcfunction(L, json_cf);
+  lua_pushlightuserdata(L, root);
+  char e[256];
+  int rc = sl_lua_call(NULL, L, 0, 1, 1, "config", e, sizeof e);
+  cJSON_Delete(root);
+  if (rc) {
+    snprintf(err, errlen, "Failed to parse config file \"%s\": %s", file, e);
+    return SL_ECONFIG;
+  }
+  return 0;
+}
+
+/* ------------------------------------------------------------------------------------- */
+/* YAML (libyaml event API, YAML 1.2 core schema for plain scalars)                       */
+
+typedef struct yctx {
+  yaml_parser_t parser;
+  yaml_event_t ev;
+  bool ev_live;
+  char msg[256]; /* our own structural errors */
+} yctx;
+
+static bool all_in(const char *s, size_t n, const char *set) {
+  if (n == 0) return false;
+  for (size_t i = 0; i < n; i++)
+    if (!strchr(set, s[i])) return false;
+  return true;
+}
+
+static bool is_core_float(const char *s, size_t n) {
+  size_t i = 0;
+  if (i < n && (s[i] == '+' || s[i] == '-')) i++;
+  size_t d1 = 0, d2 = 0;
+  while (i < n && isdigit((unsigned char)s[i])) i++, d1++;
+  if (i < n && s[i] == '.') {
+    i++;
+    while (i < n && isdigit((unsigned char)s[i])) i++, d2++;
+  }
+  if (d1 == 0 && d2 == 0) return false;
+  if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+    i++;
+    if (i < n && (s[i] == '+' || s[i] == '-')) i++;
+    size_t d3 = 0;
+    while (i < n && isdigit((unsigned char)s[i])) i++, d3++;
+    if (d3 == 0) return false;
+  }
+  return i == n;
+}
+
+/* Push a plain scalar resolved with the YAML 1.2 core schema. stack: -> value */
+static void push_plain_scalar(lua_State *L, const char *s, size_t n) {
+  static const char *const nulls[] = {"", "~", "null", "Null", "NULL"};
+  static const char *const trues[] = {"true", "True", "TRUE"};
+  static const char *const falses[] = {"false", "False", "FALSE"};
+  char buf[64];
+  for (size_t i = 0; i < 5; i++)
+    if (strlen(nulls[i]) == n && memcmp(nulls[i], s, n) == 0) {
+      sl__lua_pushnull(L);
+      return;
+    }
+  for (size_t i = 0; i < 3; i++) {
+    if (strlen(trues[i]) == n && memcmp(trues[i], s, n) == 0) {
+      lua_pushboolean(L, 1);
+      return;
+    }
+    if (strlen(falses[i]) == n && memcmp(falses[i], s, n) == 0) {
+      lua_pushboolean(L, 0);
+      return;
+    }
+  }
+  if (n < sizeof buf) {
+    memcpy(buf, s, n);
+    buf[n] = 0;
+    size_t off = (buf[0] == '+' || buf[0] == '-') ? 1 : 0;
+    if (all_in(buf + off, n - off, "0123456789") || is_core_float(buf, n)) {
+      lua_pushnumber(L, strtod(buf, NULL));
+      return;
+    }
+    if (n > 2 && buf[0] == '0' && buf[1] == 'o' && all_in(buf + 2, n - 2, "01234567")) {
+      lua_pushnumber(L, (double)strtoull(buf + 2, NULL, 8));
+      return;
+    }
+    if (n > 2 && buf[0] == '0' && buf[1] == 'x' &&
+        all_in(buf + 2, n - 2, "0123456789abcdefABCDEF")) {
+      lua_pushnumber(L, (double)strtoull(buf + 2, NULL, 16));
+      return;
+    }
+    const char *inf = buf + off;
+    if (!strcmp(inf, ".inf") || !strcmp(inf, ".Inf") || !strcmp(inf, ".INF")) {
+      lua_pushnumber(L, buf[0] == '-' ? -HUGE_VAL : HUGE_VAL);
+      return;
+    }
+    if (!off && (!strcmp(buf, ".nan") || !strcmp(buf, ".NaN") || !strcmp(buf, ".NAN"))) {
+      lua_pushnumber(L, NAN);
+      return;
+    }
+  }
+  lua_pushlstring(L, s, n);
+}
+
+/* Frames of open collections live on the Lua stack: for each, the table, and for a mapping
+ * whose key was read, the key above it. kind[] tracks which. */
+typedef struct yframe {
+  int table;    /* stack index */
+  bool is_map;
+  bool have_key;
+} yframe;
+
+static void yaml_fail(lua_State *L, yctx *y, const char *fmt, ...) SL_PRINTF(3, 4);
+static void yaml_fail(lua_State *L, yctx *y, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(y->msg, sizeof y->msg, fmt, ap);
+  va_end(ap);
+  luaL_error(L, "%s", y->msg);
+}
+
+/* add the value on top of the stack to the innermost open collection (or leave it as the
+ * document root when there is none). */
+static void yaml_add(lua_State *L, yctx *y, yframe *fr, int depth, size_t line) {
+  if (depth == 0) return;
+  yframe *f = &fr[depth - 1];
+  if (!f->is_map) {
+    lua_rawseti(L, f->table, (int)lua_objlen(L, f->table) + 1);
+    return;
+  }
+  if (!f->have_key) {
+    if (lua_isnil(L, -1) || sl__lua_isnull(L, -1)) {
+      lua_pop(L, 1);
+      lua_pushliteral(L, "null");
+    } else if (lua_type(L, -1) == LUA_TNUMBER && isnan(lua_tonumber(L, -1))) {
+      yaml_fail(L, y, "a mapping key cannot be NaN (line %zu)", line);
+    }
+    lua_pushvalue(L, -1);
+    lua_rawget(L, f->table);
+    if (!lua_isnil(L, -1)) {
+      lua_pop(L, 1);
+      const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "?";
+      yaml_fail(L, y, "duplicate key \"%s\" (line %zu)", k, line);
+    }
+    lua_pop(L, 1);
+    f->have_key = true;
+    return;
+  }
+  lua_rawset(L, f->table); /* stack: ..., table, key, value -> ..., table */
+  f->have_key = false;
+}
+
+/* yaml_cf: stack: yctx -> root value. */
+static int yaml_cf(lua_State *L) {
+  yctx *y = lua_touserdata(L, 1);
+  lua_newtable(L); /* 2: anchors */
+  int anchors = 2;
+  yframe fr[YAML_MAX_DEPTH];
+  int depth = 0;
+  int docs = 0;
+  bool have_root = false;
+  for (;;) {
+    if (!yaml_parser_parse(&y->parser, &y->ev)) {
+      const char *what = y->parser.problem ? y->parser.problem : "syntax error";
+      if (y->parser.context)
+        yaml_fail(L, y, "%s %s at line %zu column %zu", y->parser.context, what,
+                  y->parser.problem_mark.line + 1, y->parser.problem_mark.column + 1);
+      yaml_fail(L, y, "%s at line %zu column %zu", what, y->parser.problem_mark.line + 1,
+                y->parser.problem_mark.column + 1);
+    }
+    y->ev_live = true;
+    yaml_event_t *ev = &y->ev;
+    size_t line = ev->start_mark.line + 1;
+    luaL_checkstack(L, 4, "YAML nesting");
+    switch (ev->type) {
+    case YAML_STREAM_END_EVENT:
+      yaml_event_delete(ev);
+      y->ev_live = false;
+      if (!have_root) sl__lua_pushnull(L);
+      return 1;
+    case YAML_DOCUMENT_START_EVENT:
+      if (++docs > 1) yaml_fail(L, y, "multiple YAML documents (line %zu); expected one", line);
+      break;
+    case YAML_SCALAR_EVENT: {
+      const char *v = (const char *)ev->data.scalar.value;
+      size_t n = ev->data.scalar.length;
+      if (ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE && ev->data.scalar.plain_implicit)
+        push_plain_scalar(L, v, n);
+      else
+        lua_pushlstring(L, v, n);
+      if (ev->data.scalar.anchor) {
+        lua_pushstring(L, (const char *)ev->data.scalar.anchor);
+        lua_pushvalue(L, -2);
+        lua_rawset(L, anchors);
+      }
+      yaml_add(L, y, fr, depth, line);
+      if (depth == 0) have_root = true;
+      break;
+    }
+    case YAML_ALIAS_EVENT:
+      lua_pushstring(L, (const char *)ev->data.alias.anchor);
+      lua_rawget(L, anchors);
+      if (lua_isnil(L, -1))
+        yaml_fail(L, y, "unknown alias *%s (line %zu)", ev->data.alias.anchor, line);
+      yaml_add(L, y, fr, depth, line);
+      if (depth == 0) have_root = true;
+      break;
+    case YAML_SEQUENCE_START_EVENT:
+    case YAML_MAPPING_START_EVENT: {
+      if (depth >= YAML_MAX_DEPTH) yaml_fail(L, y, "nested too deeply (line %zu)", line);
+      bool map = ev->type == YAML_MAPPING_START_EVENT;
+      lua_newtable(L);
+      const yaml_char_t *anchor =
+          map ? ev->data.mapping_start.anchor : ev->data.sequence_start.anchor;
+      if (anchor) {
+        lua_pushstring(L, (const char *)anchor);
+        lua_pushvalue(L, -2);
+        lua_rawset(L, anchors);
+      }
+      fr[depth].table = lua_gettop(L);
+      fr[depth].is_map = map;
+      fr[depth].have_key = false;
+      depth++;
+      break;
+    }
+    case YAML_SEQUENCE_END_EVENT:
+    case YAML_MAPPING_END_EVENT:
+      depth--;
+      yaml_add(L, y, fr, depth, line);
+      if (depth == 0) have_root = true;
+      break;
+    default:
+      break;
+    }
+    yaml_event_delete(ev);
+    y->ev_live = false;
+  }
+}
+
+/* sl__config_read_yaml: see sl_config_read.h. */
+int sl__config_read_yaml(lua_State *L, const char *text, size_t len, const char *file,
+                         char *err, size_t errlen) {
+  yctx *y = sl_xcalloc(1, sizeof *y);
+  if (!yaml_parser_initialize(&y->parser)) {
+    free(y);
+    snprintf(err, errlen, "Failed to parse config file \"%s\": out of memory", file);
+    return SL_ECONFIG;
+  }
+  yaml_parser_set_input_string(&y->parser, (const unsigned char *)text, len);
+  lua_pushcfunction(L, yaml_cf);
+  lua_pushlightuserdata(L, y);
+  char e[300];
+  int rc = sl_lua_call(NULL, L, 0, 1, 1, "config", e, sizeof e);
+  if (y->ev_live) yaml_event_delete(&y->ev);
+  yaml_parser_delete(&y->parser);
+  if (rc) {
+    snprintf(err, errlen, "Failed to parse config file \"%s\": %s", file,
+             y->msg[0] ? y->msg : e);
+    free(y);
+    return SL_ECONFIG;
+  }
+  free(y);
+  return 0;
+}
+
