@@ -436,6 +436,97 @@ static bool blank(const char *s, size_t len) {
   return true;
 }
 
+/* validate_topics: the namespace's `topics` list -> ns->topics. stack: may leave values on
+ * error (validate_ns restores its top). */
+static int validate_topics(vctx *c, int t, sl_ns_config *ns, const char *path) {
+  lua_State *L = c->L;
+  int ty = get_field(L, t, "topics");
+  int tt = lua_gettop(L);
+  if (ty != LUA_TNIL && (ty != LUA_TTABLE || !is_list(L, tt))) {
+    verr(c, "topics must be a list of strings");
+    return c->rc;
+  }
+  size_t nt = ty == LUA_TNIL ? 0 : lua_objlen(L, tt);
+  if (nt == 0) {
+    verr(c, "namespace must define at least one topic");
+    return c->rc;
+  }
+  ns->topics = sl_xcalloc(nt, sizeof(char *));
+  for (size_t i = 0; i < nt; i++) {
+    lua_rawgeti(L, tt, (int)i + 1);
+    if (lua_type(L, -1) != LUA_TSTRING) {
+      verr(c, "topic names must be strings in namespace %s", path);
+      return c->rc;
+    }
+    size_t len;
+    const char *s = lua_tolstring(L, -1, &len);
+    if (blank(s, len)) {
+      verr(c, "topic names must not be blank in namespace %s", path);
+      return c->rc;
+    }
+    ns->topics[ns->ntopics++] = sl_xstrndup(s, len);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1); /* topics */
+  for (size_t i = 0; i < ns->ntopics; i++)
+    for (size_t j = 0; j < i; j++)
+      if (strcmp(ns->topics[i], ns->topics[j]) == 0) {
+        verr(c, "duplicate topic in namespace %s: %s", path, ns->topics[i]);
+        return c->rc;
+      }
+
+  return c->rc;
+}
+
+/* validate_limits: queue bounds, acks and retries, and the AT_LEAST_ONCE rules. stack:
+ * unchanged. */
+static int validate_limits(vctx *c, int t, sl_ns_config *ns) {
+  if (opt_int(c, t, "maxQueuedMessagesPerClient", &ns->max_queued_msgs, 64)) return c->rc;
+  if (ns->max_queued_msgs <= 0) {
+    verr(c, "maxQueuedMessagesPerClient must be positive");
+    return c->rc;
+  }
+  if (opt_int(c, t, "maxQueuedBytesPerClient", &ns->max_queued_bytes, 524288)) return c->rc;
+  if (ns->max_queued_bytes <= 0) {
+    verr(c, "maxQueuedBytesPerClient must be positive");
+    return c->rc;
+  }
+  if (opt_int(c, t, "ackTimeoutMs", &ns->ack_timeout_ms, 1000)) return c->rc;
+  if (ns->ack_timeout_ms <= 0) {
+    verr(c, "ackTimeoutMs must be positive");
+    return c->rc;
+  }
+  if (opt_int(c, t, "maxRetries", &ns->max_retries, 0)) return c->rc;
+  if (ns->max_retries < 0) {
+    verr(c, "maxRetries must be zero or positive");
+    return c->rc;
+  }
+  if (opt_bool(c, t, "coalesce", &ns->coalesce, false)) return c->rc;
+  if (opt_int(c, t, "maxInFlight", &ns->max_in_flight, 1)) return c->rc;
+  if (ns->max_in_flight <= 0) ns->max_in_flight = 1; /* StreamFenceJs normalizes silently */
+
+  if (ns->delivery == SL_AT_LEAST_ONCE) {
+    if (ns->overflow != SL_REJECT_NEW && ns->overflow != SL_SPILL_TO_DISK) {
+      verr(c, "AT_LEAST_ONCE namespaces must use REJECT_NEW or SPILL_TO_DISK overflowAction");
+      return c->rc;
+    }
+    if (ns->coalesce) {
+      verr(c, "AT_LEAST_ONCE namespaces cannot enable coalescing");
+      return c->rc;
+    }
+    if (ns->max_retries < 1) {
+      verr(c, "AT_LEAST_ONCE namespaces must allow at least one retry");
+      return c->rc;
+    }
+    if (ns->max_in_flight > ns->max_queued_msgs) {
+      verr(c, "maxInFlight must not exceed maxQueuedMessagesPerClient");
+      return c->rc;
+    }
+  }
+
+  return c->rc;
+}
+
 /* validate_ns: table at index t -> *ns. stack: unchanged (on success and on error). */
 static int validate_ns(vctx *c, int t, sl_ns_config *ns) {
   lua_State *L = c->L;
@@ -466,83 +557,8 @@ static int validate_ns(vctx *c, int t, sl_ns_config *ns) {
   }
   ns->path = sl_xstrdup(path);
 
-  int ty = get_field(L, t, "topics");
-  int tt = lua_gettop(L);
-  if (ty != LUA_TNIL && (ty != LUA_TTABLE || !is_list(L, tt))) {
-    verr(c, "topics must be a list of strings");
-    goto out;
-  }
-  size_t nt = ty == LUA_TNIL ? 0 : lua_objlen(L, tt);
-  if (nt == 0) {
-    verr(c, "namespace must define at least one topic");
-    goto out;
-  }
-  ns->topics = sl_xcalloc(nt, sizeof(char *));
-  for (size_t i = 0; i < nt; i++) {
-    lua_rawgeti(L, tt, (int)i + 1);
-    if (lua_type(L, -1) != LUA_TSTRING) {
-      verr(c, "topic names must be strings in namespace %s", path);
-      goto out;
-    }
-    size_t len;
-    const char *s = lua_tolstring(L, -1, &len);
-    if (blank(s, len)) {
-      verr(c, "topic names must not be blank in namespace %s", path);
-      goto out;
-    }
-    ns->topics[ns->ntopics++] = sl_xstrndup(s, len);
-    lua_pop(L, 1);
-  }
-  lua_pop(L, 1); /* topics */
-  for (size_t i = 0; i < ns->ntopics; i++)
-    for (size_t j = 0; j < i; j++)
-      if (strcmp(ns->topics[i], ns->topics[j]) == 0) {
-        verr(c, "duplicate topic in namespace %s: %s", path, ns->topics[i]);
-        goto out;
-      }
-
-  if (opt_int(c, t, "maxQueuedMessagesPerClient", &ns->max_queued_msgs, 64)) goto out;
-  if (ns->max_queued_msgs <= 0) {
-    verr(c, "maxQueuedMessagesPerClient must be positive");
-    goto out;
-  }
-  if (opt_int(c, t, "maxQueuedBytesPerClient", &ns->max_queued_bytes, 524288)) goto out;
-  if (ns->max_queued_bytes <= 0) {
-    verr(c, "maxQueuedBytesPerClient must be positive");
-    goto out;
-  }
-  if (opt_int(c, t, "ackTimeoutMs", &ns->ack_timeout_ms, 1000)) goto out;
-  if (ns->ack_timeout_ms <= 0) {
-    verr(c, "ackTimeoutMs must be positive");
-    goto out;
-  }
-  if (opt_int(c, t, "maxRetries", &ns->max_retries, 0)) goto out;
-  if (ns->max_retries < 0) {
-    verr(c, "maxRetries must be zero or positive");
-    goto out;
-  }
-  if (opt_bool(c, t, "coalesce", &ns->coalesce, false)) goto out;
-  if (opt_int(c, t, "maxInFlight", &ns->max_in_flight, 1)) goto out;
-  if (ns->max_in_flight <= 0) ns->max_in_flight = 1; /* StreamFenceJs normalizes silently */
-
-  if (ns->delivery == SL_AT_LEAST_ONCE) {
-    if (ns->overflow != SL_REJECT_NEW && ns->overflow != SL_SPILL_TO_DISK) {
-      verr(c, "AT_LEAST_ONCE namespaces must use REJECT_NEW or SPILL_TO_DISK overflowAction");
-      goto out;
-    }
-    if (ns->coalesce) {
-      verr(c, "AT_LEAST_ONCE namespaces cannot enable coalescing");
-      goto out;
-    }
-    if (ns->max_retries < 1) {
-      verr(c, "AT_LEAST_ONCE namespaces must allow at least one retry");
-      goto out;
-    }
-    if (ns->max_in_flight > ns->max_queued_msgs) {
-      verr(c, "maxInFlight must not exceed maxQueuedMessagesPerClient");
-      goto out;
-    }
-  }
+  if (validate_topics(c, t, ns, path)) goto out;
+  if (validate_limits(c, t, ns)) goto out;
 
   /* The rest of StreamFenceJs's keys, then Sluice's own. */
   if (opt_bool(c, t, "allowPolling", &ns->allow_polling, true)) goto out;
