@@ -1,7 +1,8 @@
 /* msg.c - refcounted encoded messages, message queues, and the intrusive string hash. */
 #include <stdlib.h>
 #include <string.h>
-#include "sl_internal.h"
+#include "msg.h"
+#include "sl_util.h"
 #include "sio_codec.h"
 
 static struct { sl_msg m; uint8_t b[SL_MSG_HDR + 1]; } rs_storage = {
@@ -154,6 +155,7 @@ void sl_hash_del(sl_hash *h, sl_hent *e) {
   }
 }
 
+/* sl_hash_free: see msg.h. */
 void sl_hash_free(sl_hash *h) {
   free(h->b);
   memset(h, 0, sizeof *h);

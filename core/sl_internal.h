@@ -18,6 +18,7 @@
 #include <wslay/wslay.h>
 #include "sl_util.h"
 #include "heap.h"
+#include "msg.h"
 #include "sl_core.h"
 #include "sluice.h"
 #include "config.h"
@@ -26,83 +27,6 @@
 #include "../lua/sl_lua.h"
 
 struct sl_lua;
-
-/* ---- messages ------------------------------------------------------------------------ */
-
-#define SL_MSG_HDR 10 /* room reserved in front of the packet for a WebSocket frame header */
-
-/* An immutable, refcounted byte buffer. For Engine.IO packets, buf[SL_MSG_HDR..] holds the
- * packet ("42/feed,[...]" or raw binary) and the WebSocket frame header sits right before it,
- * so the same bytes serve a WebSocket frame and a polling record. For raw HTTP bytes, hdrlen
- * is 0 and the bytes are written as they are. */
-typedef struct sl_msg {
-  uint32_t refs;
-  uint32_t len;        /* packet length (after the header room) */
-  uint8_t hdrlen;      /* WebSocket header length (0: raw bytes / not framed) */
-  uint8_t binary;      /* Engine.IO binary message (opcode 2 / polling "b" + base64) */
-  uint8_t immortal;    /* static message: refcount ignored */
-  uint8_t kind;        /* SL_MK_* */
-  uint32_t est_bytes;  /* queue accounting: JSON length of the payload (StreamFenceJs) */
-  char *key;           /* coalesce key or NULL: owned, or inline right after the packet */
-  char *msgid;         /* message id (owned) for deliveries, NULL otherwise */
-  uint8_t buf[];
-} sl_msg;
-
-enum { SL_MK_CONTROL = 0, SL_MK_DELIVERY = 1, SL_MK_RAW = 2 };
-
-#define sl_msg_packet(m) ((m)->buf + SL_MSG_HDR)
-#define sl_msg_frame(m) ((m)->buf + SL_MSG_HDR - (m)->hdrlen)
-#define sl_msg_frame_len(m) ((size_t)(m)->hdrlen + (m)->len)
-
-sl_msg *sl_msg_new(size_t len, int kind);              /* uninitialised packet bytes */
-sl_msg *sl_msg_packet_new(const void *p, size_t len, bool binary, int kind); /* framed */
-void sl_msg_frame_finish(sl_msg *m);                  /* write the WS header for len/binary */
-sl_msg *sl_msg_raw_new(const void *p, size_t len);     /* raw bytes, no frame */
-static inline sl_msg *sl_msg_ref(sl_msg *m) { if (!m->immortal) m->refs++; return m; }
-void sl_msg_unref(sl_msg *m);
-extern sl_msg *sl_msg_rs; /* the polling record separator "\x1e" (immortal) */
-
-/* A FIFO of message references (ring buffer). Entries are tagged: bit 0 set = write the raw
- * packet bytes (no WebSocket header). Costs nothing until first used. */
-typedef struct sl_mq {
-  uintptr_t *v;
-  uint32_t head, n, cap;
-} sl_mq;
-
-void sl_mq_push(sl_mq *q, sl_msg *m, bool raw); /* takes ownership of one reference */
-static inline sl_msg *sl_mq_at(const sl_mq *q, uint32_t i) {
-  return (sl_msg *)(q->v[(q->head + i) & (q->cap - 1)] & ~(uintptr_t)1);
-}
-static inline bool sl_mq_raw_at(const sl_mq *q, uint32_t i) {
-  return q->v[(q->head + i) & (q->cap - 1)] & 1;
-}
-sl_msg *sl_mq_pop(sl_mq *q);        /* returns the reference (caller unrefs) */
-void sl_mq_clear(sl_mq *q);          /* unrefs everything, frees storage */
-static inline size_t sl_mq_bytes_at(const sl_mq *q, uint32_t i) {
-  sl_msg *m = sl_mq_at(q, i);
-  return sl_mq_raw_at(q, i) ? m->len : sl_msg_frame_len(m);
-}
-
-/* ---- intrusive lists and a string-keyed hash ------------------------------------------ */
-
-typedef struct sl_link { struct sl_link *prev, *next; } sl_link;
-static inline void sl_list_init(sl_link *h) { h->prev = h->next = h; }
-static inline bool sl_list_empty(const sl_link *h) { return h->next == h; }
-static inline bool sl_linked(const sl_link *l) { return l->next != NULL; }
-static inline void sl_list_push(sl_link *h, sl_link *l) {
-  l->prev = h->prev; l->next = h; h->prev->next = l; h->prev = l;
-}
-static inline void sl_list_del(sl_link *l) {
-  if (!l->next) return;
-  l->prev->next = l->next; l->next->prev = l->prev; l->next = l->prev = NULL;
-}
-
-typedef struct sl_hent { struct sl_hent *hnext; const char *hkey; } sl_hent;
-typedef struct sl_hash { sl_hent **b; size_t nb, n; } sl_hash;
-void sl_hash_put(sl_hash *h, sl_hent *e, const char *key); /* key must outlive the entry */
-sl_hent *sl_hash_get(const sl_hash *h, const char *key);
-void sl_hash_del(sl_hash *h, sl_hent *e);
-void sl_hash_free(sl_hash *h);
 
 /* ---- metrics -------------------------------------------------------------------------- */
 
