@@ -16,7 +16,7 @@ CFLAGS  ?=
 CFLAGS  += -std=gnu11 $(OPT) -g -pipe -fno-omit-frame-pointer \
            -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wno-unused-parameter -Icore -Ilua $(LUAJIT_CFLAGS) $(EXTRA_CFLAGS)
-LDLIBS  += -luv -lluajit-5.1 -lwslay -lcjson -lyaml -lhttp_parser -lcrypto -lz -lm -lpthread -ldl
+LDLIBS  += -luv -lluajit-5.1 -lwslay -lcjson -lyaml -lhttp_parser -lssl -lcrypto -lz -lm -lpthread -ldl
 LDFLAGS += $(EXTRA_LDFLAGS)
 
 LIB_SRC  := $(sort $(filter-out core/main.c,$(wildcard core/*.c)) $(wildcard lua/*.c))

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <cjson/cJSON.h>
 #include "sl_internal.h"
+#include "tls_server.h"
 #include "spill.h"
 
 static bool path_is(const char *url, const char *path) {
@@ -354,6 +355,7 @@ static void metrics_text(sl_gateway *gw, sl_sbuf *b) {
   metric_head(b, "sluice_lua_memory_bytes", "gauge", "Memory used by the Lua VM");
   sl_sbuf_printf(b, "sluice_lua_memory_bytes %zu\n", st.memory_bytes);
   hook_time_metrics(b, gw->hook_times);
+  sl_tls_server_metrics(gw, b);
 }
 
 /* sl_gateway_stats_json: see sl_core.h. */

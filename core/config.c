@@ -47,6 +47,12 @@ void sl_config_free(sl_config *cfg) {
     free(s->spill_root);
     free(s->api_token);
     free(s->eio_path);
+    if (s->tls) {
+      free(s->tls->cert_chain);
+      free(s->tls->private_key);
+      free(s->tls->password);
+      free(s->tls);
+    }
     unref(cfg, s->eio_on_message_ref);
     unref(cfg, s->eio_on_open_ref);
     unref(cfg, s->eio_on_close_ref);
@@ -111,6 +117,10 @@ char *sl_config_summary(const sl_config *cfg) {
     sb_printf(&b, "server \"%s\" on %s:%d (%s, auth %s%s)\n", s->name, s->host, s->port,
               s->websocket_only ? "WEBSOCKET_ONLY" : "WEBSOCKET_OR_POLLING",
               s->auth_token ? "TOKEN" : "NONE", s->api_token ? ", API token set" : "");
+    if (s->tls)
+      sb_printf(&b, "  TLS (WSS/HTTPS) %s+, certificate %s, key %s\n",
+                s->tls->min_version == 0x0303 ? "TLSv1.2" : "TLSv1.3", s->tls->cert_chain,
+                s->tls->private_key);
     if (s->eio_path) sb_printf(&b, "  engineIo endpoint %s\n", s->eio_path);
     if (s->on_start_ref != SL_NOREF) sb_printf(&b, "  onStart hook\n");
     for (size_t j = 0; j < s->nns; j++) {

@@ -95,6 +95,11 @@ struct sl_server {
   const struct sl_eio_handler *eio_handlers[2];
   bool listening;
   sl_hookset hooks;         /* lifecycle event hooks and on_start (hooks.h) */
+  /* transport WSS: the context new connections get (tls.h), its reload state (reload.c) */
+  struct sl_tls_ctx *tls;
+  struct sl_tls_watch *tls_watch;
+  uint64_t tls_handshake_errors;
+  uint64_t tls_reloads_ok, tls_reloads_failed;
 };
 
 /* ---- Socket.IO sockets and lanes ----------------------------------------------------- */
