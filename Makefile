@@ -70,7 +70,7 @@ $(BUILD)/bench/bench_hooks: spec/lua/bench_hooks.c spec/unit/fake_core.c $(BUILD
 
 $(BUILD)/bench/%: spec/bench/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -O2 -o $@ $< -luv -lm
+	$(CC) $(CFLAGS) -O2 -o $@ $< -luv -lssl -lcrypto -lm
 
 SLUICE_PORT ?= 3000
 export SLUICE_PORT

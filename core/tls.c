@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include "sl_util.h"
@@ -99,15 +100,24 @@ static const char *ossl_reason(void) {
   return r ? r : "unknown error";
 }
 
-/* A readable regular file? Else err says why, with the key and the path. */
+/* A readable file? Else err says why, with the key and the path (reading one byte also
+ * catches a directory, which fopen accepts). */
 static bool file_ok(const char *key, const char *path, char *err, size_t errlen) {
   FILE *f = fopen(path, "rb");
-  if (!f) {
-    snprintf(err, errlen, "tls %s \"%s\": %s", key, path, strerror(errno));
-    return false;
+  if (f) {
+    errno = 0;
+    if (fgetc(f) == EOF && ferror(f)) {
+      int e = errno;
+      fclose(f);
+      errno = e;
+      f = NULL;
+    } else {
+      fclose(f);
+      return true;
+    }
   }
-  fclose(f);
-  return true;
+  snprintf(err, errlen, "tls %s \"%s\": %s", key, path, strerror(errno));
+  return false;
 }
 
 static int64_t asn1_unix(const ASN1_TIME *t) {
@@ -135,8 +145,6 @@ sl_tls_ctx *sl_tls_ctx_new(const sl_tls_config *cfg, char *err, size_t errlen) {
   /* No server-side session cache (it would keep a session per client); resumption still
    * works through stateless tickets. */
   SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
-  SSL_CTX_set_default_passwd_cb(ctx, pass_cb);
-  SSL_CTX_set_default_passwd_cb_userdata(ctx, cfg->password);
   if (SSL_CTX_use_certificate_chain_file(ctx, cfg->cert_chain) != 1) {
     snprintf(err, errlen, "tls certChainPemPath \"%s\": not a PEM certificate chain (%s)",
              cfg->cert_chain, ossl_reason());
@@ -161,21 +169,32 @@ sl_tls_ctx *sl_tls_ctx_new(const sl_tls_config *cfg, char *err, size_t errlen) {
              cfg->cert_chain);
     goto fail;
   }
-  if (SSL_CTX_use_PrivateKey_file(ctx, cfg->private_key, SSL_FILETYPE_PEM) != 1) {
+  /* The key is read here rather than by SSL_CTX_use_PrivateKey_file, which refuses a key
+   * that does not match with the same words as a key it cannot read. */
+  BIO *kb = BIO_new_file(cfg->private_key, "rb");
+  EVP_PKEY *pkey = kb ? PEM_read_bio_PrivateKey(kb, NULL, pass_cb, cfg->password) : NULL;
+  BIO_free(kb);
+  if (!pkey) {
     snprintf(err, errlen, "tls privateKeyPemPath \"%s\": not a PEM private key%s (%s)",
              cfg->private_key,
              cfg->password ? " or a wrong privateKeyPassword" : " (an encrypted key needs privateKeyPassword)",
              ossl_reason());
     goto fail;
   }
-  if (SSL_CTX_check_private_key(ctx) != 1) {
+  if (X509_check_private_key(leaf, pkey) != 1) {
+    EVP_PKEY_free(pkey);
     snprintf(err, errlen,
              "tls privateKeyPemPath \"%s\" does not match the certificate in certChainPemPath \"%s\"",
              cfg->private_key, cfg->cert_chain);
     goto fail;
   }
-  /* The password is needed only while loading the key. */
-  SSL_CTX_set_default_passwd_cb_userdata(ctx, NULL);
+  int used = SSL_CTX_use_PrivateKey(ctx, pkey);
+  EVP_PKEY_free(pkey);
+  if (used != 1 || SSL_CTX_check_private_key(ctx) != 1) {
+    snprintf(err, errlen, "tls privateKeyPemPath \"%s\": cannot use the key (%s)", cfg->private_key,
+             ossl_reason());
+    goto fail;
+  }
   c = sl_xcalloc(1, sizeof *c);
   c->ssl = ctx;
   c->refs = 1;
