@@ -189,7 +189,7 @@ static bool client_connect(sl_socket *sock, const cJSON *auth, char *why, size_t
 
 static void client_joined(sl_socket *sock) {
   if (!sock->ns->implicit_root)
-    sl_gateway_event(sock->sess->srv, SL_EV_CONNECT, sock, NULL, NULL, NULL, 0);
+    sl_hooks_event(sock->sess->srv, SL_EV_CONNECT, sock, NULL, NULL, NULL, 0);
 }
 
 /* on_close: a joined socket's lanes go and the disconnect event fires; any socket's Lua box
@@ -199,7 +199,7 @@ static void client_close(sl_socket *sock, const char *reason) {
   if (reason) {
     sl_socket_drop_lanes(sock);
     if (!sock->ns->implicit_root)
-      sl_gateway_event(srv, SL_EV_DISCONNECT, sock, NULL, reason, NULL, 0);
+      sl_hooks_event(srv, SL_EV_DISCONNECT, sock, NULL, reason, NULL, 0);
   }
   if (srv->gw->lua) sl_lua_socket_gone(srv->gw->lua, sock);
 }
@@ -262,8 +262,8 @@ static void ev_subscribe(sl_socket *sock, bool sub, cJSON *arg, int64_t ack_id) 
     sl_unsubscribe(sock, t);
   }
   ack_result(sock, ack_id, NULL, NULL, NULL);
-  sl_gateway_event(sock->sess->srv, sub ? SL_EV_SUBSCRIBE : SL_EV_UNSUBSCRIBE, sock, t->name,
-                   NULL, NULL, 0);
+  sl_hooks_event(sock->sess->srv, sub ? SL_EV_SUBSCRIBE : SL_EV_UNSUBSCRIBE, sock, t->name,
+                 NULL, NULL, 0);
 }
 
 static void ev_ack(sl_socket *sock, cJSON *arg, int64_t ack_id) {

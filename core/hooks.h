@@ -34,6 +34,10 @@ enum {
   SL_HK_FIRST_SERVER = SL_HK_ON_CONNECT
 };
 
+/* Server lifecycle events (sl_hooks_event), in sluice_event_type order (checked in hooks.c). */
+enum { SL_EV_CONNECT, SL_EV_DISCONNECT, SL_EV_SUBSCRIBE, SL_EV_UNSUBSCRIBE, SL_EV_OVERFLOW,
+       SL_EV_RETRY_EXHAUSTED };
+
 /* The hooks of one namespace or server. Embedded in sl_ns and sl_server; all zero = none. */
 typedef struct sl_hookset {
   sluice_hooks fn;          /* effective hook per kind (read by the core's call sites) */

@@ -53,6 +53,6 @@ bool sl_lane_coalesce(sl_lane *l, sl_msg *m, const sl_ns_config *cfg) {
 /* sl_lane_overflow: see lane.h. */
 void sl_lane_overflow(sl_lane *l, int reason, uint64_t n) {
   l->topic->overflow[reason] += n;
-  sl_gateway_event(l->topic->ns->srv, SL_EV_OVERFLOW, l->sock, l->topic->name,
-                   sl_overflow_reasons[reason], NULL, 0);
+  sl_hooks_event(l->topic->ns->srv, SL_EV_OVERFLOW, l->sock, l->topic->name,
+                 sl_overflow_reasons[reason], NULL, 0);
 }

@@ -264,16 +264,7 @@ struct sl_gateway {
 void sl_api_http(sl_conn *c);                          /* any non-/socket.io/ request */
 
 /* gateway.c */
-bool sl_gateway_is_loopback(const char *addr);
 void sl_gateway_flush_dirty(sl_gateway *gw);
-/* Server event hooks (onConnect, onDisconnect, onSubscribe, onUnsubscribe, onOverflow,
- * onRetryExhausted): no work at all when the hook is not set. */
-enum { SL_EV_CONNECT, SL_EV_DISCONNECT, SL_EV_SUBSCRIBE, SL_EV_UNSUBSCRIBE, SL_EV_OVERFLOW,
-       SL_EV_RETRY_EXHAUSTED };
-void sl_gateway_event(sl_server *srv, int ev, sl_socket *sock, const char *topic,
-                      const char *reason, const char *msgid, long retries);
-void sl_gateway_retry_exhausted(sl_gateway *gw, sl_socket *sock, sl_topic *t, const char *msgid,
-                                uint32_t retries);
 
 /* The transport layers' headers, included here for now so every module still sees them.
  * Each of them includes this file first; when one of them is the way in, it brings the
