@@ -100,9 +100,6 @@ sl_config *sl_gateway_config(sl_gateway *gw) { return gw->cfg; }
 /* sl_gateway_hook_times: see gateway.h. */
 sl_lathist *sl_gateway_hook_times(sl_gateway *gw) { return gw->hook_times; }
 
-/* sl_gateway_set_lua: see gateway.h. */
-void sl_gateway_set_lua(sl_gateway *gw, struct sl_lua *vm) { gw->lua = vm; }
-
 static void gateway_destroy(sl_gateway *gw) {
   for (size_t i = 0; i < gw->nservers; i++) {
     sl_server *srv = &gw->servers[i];

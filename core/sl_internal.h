@@ -23,9 +23,6 @@
 #include "hooks.h"
 #include "gateway.h"
 #include "../lua/sl_config.h"
-#include "../lua/sl_lua.h"
-
-struct sl_lua;
 
 /* ---- messages ------------------------------------------------------------------------ */
 
@@ -134,7 +131,8 @@ typedef struct sl_topic {
   uint64_t m[SL_M_TOPIC_COUNT];
   uint64_t overflow[SL_OV_COUNT];
   uint64_t spill_corrupt;   /* spilled records skipped as corrupt */
-  int snap_ref;             /* snapshot state in the Lua VM (SL_NOREF: decode snap_json) */
+  int snap_slot;            /* the snapshot hook's own slot (sluice_hooks.snapshot; for Lua
+                               a registry ref of the state), SLUICE_NOSLOT: none yet */
   char *snap_json;          /* current snapshot state as JSON (survives reloads) */
 } sl_topic;
 
@@ -183,7 +181,7 @@ struct sl_socket {
   sl_lane *lanes;           /* subscriptions */
   char *principal;
   char *auth_token;         /* auth.token from the CONNECT payload */
-  int lua_ref;
+  int slot;                 /* the hook implementation's own slot (Lua: the box's ref) */
   uint8_t gone;
   uint8_t connecting;       /* inside onConnect: emits wait for the CONNECT reply */
   sl_mq early;              /* packets emitted during onConnect */
@@ -221,7 +219,6 @@ typedef struct sl_inflight {
 struct sl_gateway {
   uv_loop_t *loop;
   sl_config *cfg;
-  struct sl_lua *lua;
   sl_server *servers;
   size_t nservers;
   sl_link dirty;            /* sessions with pending flush work */
