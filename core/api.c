@@ -29,7 +29,7 @@ static bool api_allowed(sl_conn *c) {
     return false;
   }
   char peer[64];
-  if (!sl_gateway_is_loopback(sl_conn_remote(c, peer, sizeof peer))) {
+  if (!sl_addr_is_loopback(sl_conn_remote(c, peer, sizeof peer))) {
     sl_http_json_error(c, 401, "UNAUTHORIZED", "the API answers loopback peers only unless apiToken is set");
     return false;
   }

@@ -14,7 +14,6 @@
 #include "sl_core.h"
 
 struct sl_config;
-struct sl_lua;
 
 /* Statistics of the embedder's script engine (Lua), for /metrics. */
 typedef struct sl_script_stats {
@@ -71,11 +70,5 @@ int sl_gateway_swap(sl_gateway *gw, struct sl_config *nc, char *err, size_t errl
  * times it and logs it. Returns 0, SL_ESTATE (stopping, or no reload callback: err says so)
  * or the callback's error. */
 int sl_gateway_reload(sl_gateway *gw, char *err, size_t errlen);
-
-/* sl_gateway_set_lua: the VM the core's not yet converted call sites (delivery.c, sio.c,
- * eio.c: coalesceKey, snapshot, authorize, onClientPublish, onConnect, onEvent, the raw
- * Engine.IO hooks, socket box release) still call by name. Transitional: goes away when they
- * go through the hooks table. vm may be NULL. */
-void sl_gateway_set_lua(sl_gateway *gw, struct sl_lua *vm);
 
 #endif

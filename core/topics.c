@@ -30,7 +30,7 @@ int sl_ns_init(sl_ns *ns, sl_server *srv, sl_ns_config *cfg) {
       ns->topics[i].name = sl_xstrdup(cfg->topics[i]);
       ns->topics[i].json_name = json_string_literal(cfg->topics[i]);
       ns->topics[i].ns = ns;
-      ns->topics[i].snap_ref = SL_NOREF;
+      ns->topics[i].snap_slot = SLUICE_NOSLOT;
     }
   }
   return 0;
