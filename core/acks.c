@@ -9,6 +9,11 @@
 #include "acks.h"
 #include "lane.h"
 #include "lane_spill.h"
+#include "eio.h"
+#include "heap.h"
+#include "hooks.h"
+#include "msg.h"
+#include "sl_util.h"
 
 static sl_inflight *inflight_of(sl_heap_node *n) { return sl_container_of(n, sl_inflight, hn); }
 

@@ -8,6 +8,11 @@
 #include <cjson/cJSON.h>
 #include "sl_internal.h"
 #include "spill.h"
+#include "api.h"
+#include "hooks.h"
+#include "lane.h"
+#include "publish.h"
+#include "topics.h"
 
 static bool path_is(const char *url, const char *path) {
   size_t n = strlen(path);

@@ -8,6 +8,11 @@
 #include <cjson/cJSON.h>
 #include "client.h"
 #include "sio_codec.h"
+#include "acks.h"
+#include "hooks.h"
+#include "lanes.h"
+#include "publish.h"
+#include "topics.h"
 
 /* Emit {"code","message"} on the `error` event (DESIGN.md 3.5 refusals). */
 static void emit_error(sl_socket *sock, const char *code, const char *message) {

@@ -4,6 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include "eio_raw.h"
+#include "eio.h"
+#include "hooks.h"
+#include "msg.h"
+#include "sl_util.h"
 
 /* A raw endpoint session as the hooks see it: lives from the handshake to the session's
  * close. */

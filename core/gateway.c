@@ -9,6 +9,17 @@
 #include "client.h"
 #include "sio.h"
 #include "router.h"
+#include "gateway.h"
+#include "acks.h"
+#include "eio.h"
+#include "heap.h"
+#include "hooks.h"
+#include "lane_spill.h"
+#include "msg.h"
+#include "net.h"
+#include "publish.h"
+#include "topics.h"
+#include "sl_util.h"
 
 const char *sluice_strerror(int err) { return sl_strerror(err); }
 
@@ -33,10 +44,8 @@ int sluice_client_ack(sluice_client *c, int64_t ack_id, const char *json_array, 
 }
 void sluice_client_disconnect(sluice_client *c) { sl_socket_disconnect(c); }
 
-/* sl_gateway_flush_dirty: flush every session that got packets this iteration (the loop's
- * prepare and check handles call it, so work queued by any callback is written before the
- * loop sleeps), then free the sessions and sockets released during it: the safe point where
- * nothing up the stack can still hold them. */
+/* sl_gateway_flush_dirty: see gateway.h. Run from both prepare and check, so that work queued
+ * by any callback is written before the loop sleeps. */
 void sl_gateway_flush_dirty(sl_gateway *gw) {
   int guard = 0;
   while (!sl_list_empty(&gw->dirty) && guard++ < 1000000) {

@@ -65,6 +65,11 @@ sl_lathist *sl_gateway_hook_times(sl_gateway *gw);
  * Returns 0 or SL_ECONFIG. */
 int sl_gateway_swap(sl_gateway *gw, struct sl_config *nc, char *err, size_t errlen);
 
+/* sl_gateway_flush_dirty: the loop's safe point (its prepare and check handles): flush every
+ * session that got packets during this iteration, then free the sessions and sockets
+ * released during it, which nothing up the stack can hold any more. */
+void sl_gateway_flush_dirty(sl_gateway *gw);
+
 /* sl_gateway_reload: the reload the core triggers (SIGHUP, config file watch, POST
  * /api/reload, sluice_reload): calls ops.reload, counts the outcome (sluice_reloads_total),
  * times it and logs it. Returns 0, SL_ESTATE (stopping, or no reload callback: err says so)

@@ -2,6 +2,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include "sl_internal.h"
+#include "hooks.h"
+#include "eio.h"
+#include "sl_util.h"
 
 _Static_assert((int)SLUICE_SRC_API == SL_SRC_API && (int)SLUICE_SRC_LUA == SL_SRC_LUA &&
                    (int)SLUICE_SRC_CLIENT == SL_SRC_CLIENT, "publish sources");

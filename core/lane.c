@@ -2,6 +2,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include "lane.h"
+#include "hooks.h"
+#include "msg.h"
+#include "sl_util.h"
 
 const char *const sl_overflow_reasons[SL_OV_COUNT] = {
   [SL_OV_TOO_BIG] = "message exceeds maxQueuedBytesPerClient",

@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <arpa/inet.h>
 #include "net.h"
+#include "msg.h"
+#include "sl_util.h"
 
 #define SL_READ_BUF (64 * 1024)
 #define SL_MAX_URL 8192

@@ -14,6 +14,9 @@
 #include "lane.h"
 #include "keys.h"
 #include "sio_codec.h"
+#include "hooks.h"
+#include "msg.h"
+#include "sl_util.h"
 
 /* The next message id, "msg-<boot id>-<n>": unique across namespaces and restarts (the
  * boot id is random per process), still the StreamFenceJs string shape with its prefix. */

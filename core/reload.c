@@ -14,6 +14,10 @@
 #include <string.h>
 #include <stdio.h>
 #include "sl_internal.h"
+#include "hooks.h"
+#include "sio.h"
+#include "topics.h"
+#include "sl_util.h"
 
 static sl_ns_config *find_ns_cfg(sl_server_config *sc, const char *path) {
   for (size_t i = 0; i < sc->nns; i++)

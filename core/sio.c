@@ -7,6 +7,9 @@
 #include <cjson/cJSON.h>
 #include "sio.h"
 #include "sio_codec.h"
+#include "eio.h"
+#include "msg.h"
+#include "sl_util.h"
 
 struct sl_pending_bin {
   int type;

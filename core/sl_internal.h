@@ -175,24 +175,4 @@ struct sl_gateway {
   void *on_stopped_arg;
 };
 
-/* ---- cross-module functions ----------------------------------------------------------- */
-
-/* the delivery layer: topics.h lanes.h acks.h lane_spill.h publish.h (for now through here) */
-#include "delivery.h"
-
-/* api.c */
-void sl_api_http(sl_conn *c);                          /* any non-/socket.io/ request */
-
-/* gateway.c */
-void sl_gateway_flush_dirty(sl_gateway *gw);
-
-/* The transport layers' headers, included here for now so every module still sees them.
- * Each of them includes this file first; when one of them is the way in, it brings the
- * layers below it itself (and this file must not pull in a header that is half read). */
-#if !defined(SL_NET_H) && !defined(SL_WS_H) && !defined(SL_EIO_H)
-#include "net.h"
-#include "ws.h"
-#include "eio.h"
-#endif
-
 #endif

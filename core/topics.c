@@ -4,6 +4,8 @@
 #include <cjson/cJSON.h>
 #include "topics.h"
 #include "lanes.h"
+#include "msg.h"
+#include "sl_util.h"
 
 /* s as a JSON string literal, quotes included (malloc'd; aborts on OOM). */
 static char *json_string_literal(const char *s) {

@@ -10,6 +10,7 @@
 #include "sl_internal.h"
 #include "sio.h"
 #include "eio_raw.h"
+#include "delivery.h"
 #include "testlib.h"
 
 static const char *cfg_text =

@@ -5,6 +5,8 @@
 #include <string.h>
 #include <stdio.h>
 #include "sl_internal.h"
+#include "delivery.h"
+#include "gateway.h"
 #include "testlib.h"
 
 typedef struct {
