@@ -915,7 +915,7 @@ void sl__lua_inject_hooks(sl_lua *vm) {
                                     {"__newindex", l_msg_newindex},
                                     {"__tostring", l_msg_tostring},
                                     {NULL, NULL}};
-  sl__lua_new_mt(L, &k_msg_mt, msg_mt, "sluice.message");
+  sl__lua_new_mt(L, &k_msg_mt, msg_mt, NULL, "sluice.message");
   vm->view = new_view(L);
   vm->view_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pushcfunction(L, l_call_decoded);
