@@ -9,6 +9,11 @@
 #include "sl_internal.h"
 #include "tls_server.h"
 #include "spill.h"
+#include "api.h"
+#include "hooks.h"
+#include "lane.h"
+#include "publish.h"
+#include "topics.h"
 
 static bool path_is(const char *url, const char *path) {
   size_t n = strlen(path);
@@ -30,7 +35,7 @@ static bool api_allowed(sl_conn *c) {
     return false;
   }
   char peer[64];
-  if (!sl_gateway_is_loopback(sl_conn_remote(c, peer, sizeof peer))) {
+  if (!sl_addr_is_loopback(sl_conn_remote(c, peer, sizeof peer))) {
     sl_http_json_error(c, 401, "UNAUTHORIZED", "the API answers loopback peers only unless apiToken is set");
     return false;
   }

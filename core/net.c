@@ -23,6 +23,8 @@
 #include <arpa/inet.h>
 #include "net.h"
 #include "tls.h"
+#include "msg.h"
+#include "sl_util.h"
 
 #define SL_READ_BUF (64 * 1024)
 #define SL_MAX_URL 8192

@@ -33,6 +33,11 @@ enum {
 /* sl_strerror: a static human-readable string for an SL_E* code. */
 const char *sl_strerror(int err);
 
+/* sl_addr_is_loopback: is addr, a textual peer address as sl_conn_remote writes it
+ * ("127.0.0.1", "::1", "::ffff:127.0.0.1"), on the loopback network? addr must not be NULL;
+ * anything else, including "" and unparsable text, is not loopback. */
+bool sl_addr_is_loopback(const char *addr);
+
 /* Aborting allocators for small control structures (never return NULL). */
 void *sl_xmalloc(size_t n);
 void *sl_xcalloc(size_t n, size_t size);
@@ -73,7 +78,7 @@ void sl_sbuf_free(sl_sbuf *b);
  * sl_b64_enclen(n)). decode returns bytes written or -1 on invalid input. */
 size_t sl_b64_enclen(size_t n);
 size_t sl_b64_encode(const uint8_t *in, size_t n, char *out);
-long sl_b64_decode(const char *in, size_t n, uint8_t *out);
+SL_WUR long sl_b64_decode(const char *in, size_t n, uint8_t *out);
 
 /* Random bytes from the OS (getrandom); falls back to a seeded PRNG. */
 void sl_random_bytes(void *buf, size_t n);

@@ -4,6 +4,8 @@
 #include <cjson/cJSON.h>
 #include "topics.h"
 #include "lanes.h"
+#include "msg.h"
+#include "sl_util.h"
 
 /* s as a JSON string literal, quotes included (malloc'd; aborts on OOM). */
 static char *json_string_literal(const char *s) {
@@ -15,7 +17,7 @@ static char *json_string_literal(const char *s) {
 }
 
 /* sl_ns_init: see topics.h. */
-int sl_ns_init(sl_ns *ns, sl_server *srv, sl_ns_config *cfg) {
+void sl_ns_init(sl_ns *ns, sl_server *srv, sl_ns_config *cfg) {
   memset(ns, 0, sizeof *ns);
   ns->srv = srv;
   ns->cfg = cfg;
@@ -30,10 +32,9 @@ int sl_ns_init(sl_ns *ns, sl_server *srv, sl_ns_config *cfg) {
       ns->topics[i].name = sl_xstrdup(cfg->topics[i]);
       ns->topics[i].json_name = json_string_literal(cfg->topics[i]);
       ns->topics[i].ns = ns;
-      ns->topics[i].snap_ref = SL_NOREF;
+      ns->topics[i].snap_slot = SLUICE_NOSLOT;
     }
   }
-  return 0;
 }
 
 /* sl_topic_teardown: see topics.h. Unsubscribing from the end of the array moves no other
