@@ -32,7 +32,13 @@
 #define SL_HEADER_TIMEOUT_MS 10000
 #define SL_IDLE_TIMEOUT_MS 60000
 #define SL_IOV_BATCH 256
-#define SL_TLS_BATCH (64 * 1024) /* plaintext encrypted per step of a flush */
+/* Plaintext encrypted per step of a flush: one full record. What the kernel does not take is
+ * kept as ciphertext per connection, so this bounds what a stalled TLS connection holds
+ * beyond its queue of shared frames. */
+#define SL_TLS_BATCH (16 * 1024)
+/* Ciphertext the engine may produce on its own (alerts, key updates) while a write waits: a
+ * peer that provokes more without reading is closed. */
+#define SL_TLS_LATE_MAX (256 * 1024)
 
 /* Ciphertext of a TLS connection not yet taken by the kernel: buf[off, len) (in flight while
  * c->writing), and what the read side produced meanwhile (late), sent after it. `plain` is
@@ -535,6 +541,11 @@ static int tls_out_kick(sl_conn *c) {
  * after whatever ciphertext still waits. Returns as tls_out_kick. */
 static int tls_send(sl_conn *c, const uint8_t *p, size_t len, size_t plain) {
   if (c->writing) {
+    if (c->tout->late.len + len > SL_TLS_LATE_MAX) {
+      sl_log_debug("TLS: a peer that does not read keeps provoking records: closing");
+      sl_conn_close(c);
+      return -1;
+    }
     sl_sbuf_append(&c->tout->late, p, len);
     c->tout->late_plain += plain;
     return 1;

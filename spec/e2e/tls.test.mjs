@@ -43,6 +43,7 @@ return { servers = { main = {
   namespaces = {
     { path = "/feed", topics = { "prices", "bulk", "ticks" }, overflowAction = "DROP_OLDEST",
       maxQueuedMessagesPerClient = 4096, maxQueuedBytesPerClient = 64000000 },
+    { path = "/slow", topics = { "t" }, overflowAction = "DROP_OLDEST", maxQueuedMessagesPerClient = 16 },
   },
 } } }`;
 }
@@ -261,6 +262,30 @@ describe("socket.io over TLS", () => {
         assert.equal(p.k, k);
         assert.equal(p.pad.length, pad.length);
       });
+    } finally { closeAll(s); }
+  });
+
+  test("backpressure over TLS: a client that stops reading holds the server's queue, not its memory", async () => {
+    const s = client(`wss://127.0.0.1:${srv.port}/slow`, { transports: ["websocket"], ca: pki.caPem });
+    try {
+      await connected(s);
+      const inbox = new Inbox(s, "t");
+      await subscribe(s, "t");
+      const tcp = s.io.engine.transport.ws._socket; // the TLSSocket under ws
+      tcp.pause();
+      const pad = "y".repeat(10 * 1024);
+      for (let i = 0; i < 1000; i += 50) {
+        const batch = [];
+        for (let k = i; k < i + 50; k++) batch.push({ namespace: "/slow", topic: "t", payload: { k, pad } });
+        await publishTls(srv.port, batch);
+      }
+      // 10 MB offered: the kernel buffers and the high-water mark hold a few hundred KB, the
+      // lane 16 messages; the rest is dropped (DROP_OLDEST) instead of piling up in the server
+      const dropped = await metric(srv.port, /streamfence_messages_dropped_total\{namespace="\/slow",topic="t"\} (\d+)/);
+      assert.ok(dropped > 500, `dropped ${dropped}`);
+      tcp.resume();
+      const [last] = await inbox.until(([p]) => p.k === 999, 15000);
+      assert.equal(last.pad.length, pad.length);
     } finally { closeAll(s); }
   });
 
