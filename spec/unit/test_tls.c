@@ -84,11 +84,13 @@ static void peer_free(peer *p) {
   sl_sbuf_free(&p->plain);
 }
 
+static size_t chunk = 32768; /* bytes per sl_tls_feed: TCP may split records anywhere */
+
 /* Move the client's pending ciphertext to the server connection. */
 static int pump(peer *p) {
   char buf[32768];
   int n, rc = 0;
-  while ((n = BIO_read(p->out, buf, sizeof buf)) > 0 && rc == 0)
+  while ((n = BIO_read(p->out, buf, (int)chunk)) > 0 && rc == 0)
     rc = sl_tls_feed(p->srv, (const uint8_t *)buf, (size_t)n, &sink, p);
   return rc;
 }
@@ -236,6 +238,10 @@ int main(void) {
   RUN(context_checks);
   RUN(two_connections_interleaved);
   RUN(garbage_handshake);
+  chunk = 1; /* the same conversation, one byte per read */
+  RUN(two_connections_interleaved);
+  chunk = 7;
+  RUN(two_connections_interleaved);
   SSL_CTX_free(cctx);
   char cmd[128];
   snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
