@@ -104,6 +104,23 @@ describe("sluice check and start with a tls block", () => {
     assert.match(r.stdout, /TLS \(WSS\/HTTPS\) TLSv1\.3\+, certificate .*good\.pem/);
   });
 
+  test("a StreamFenceJs JSON file with transport WSS and a tls block", async () => {
+    const json = {
+      servers: { main: {
+        host: "127.0.0.1", port: 0, transport: "WSS",
+        tls: { certChainPemPath: good.cert, privateKeyPemPath: good.key, protocol: "TLSv1.2" },
+        namespaces: [{ path: "/feed", topics: ["prices"] }],
+      } },
+    };
+    let r = await runSluice(["check", writeConfig(JSON.stringify(json), "config.json")]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /TLS \(WSS\/HTTPS\) TLSv1\.2\+/);
+    json.servers.main.tls.certChainPemPath = expired.cert;
+    r = await runSluice(["check", writeConfig(JSON.stringify(json), "config.json")]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /certificate expired/);
+  });
+
   test("StreamFenceJs's messages: certChainPemPath / privateKeyPemPath are required", async () => {
     let r = await check(`{ privateKeyPemPath = ${JSON.stringify(good.key)} }`);
     assert.equal(r.code, 1);
