@@ -265,6 +265,13 @@ static void set_error(SSL *s, int r) {
   ERR_clear_error();
 }
 
+/* SSL_get_error needs an empty error queue; errors here are always cleared once read, so
+ * the queue is normally empty and a peek is all it costs on the hot path (ERR_clear_error
+ * walks all its slots every time). */
+static inline void clear_errors(void) {
+  if (ERR_peek_error()) ERR_clear_error();
+}
+
 /* Hand the produced ciphertext to the sink, with the input put aside: the sink may encrypt
  * for another connection, which must not see this connection's input. The buffer is moved
  * out first, since an encryption inside the callback writes into `out` again. */
@@ -289,7 +296,7 @@ static void emit(const sl_tls_sink *k, void *ud) {
 
 /* sl_tls_feed: see tls.h. */
 int sl_tls_feed(sl_tls *t, const uint8_t *in, size_t len, const sl_tls_sink *k, void *ud) {
-  ERR_clear_error();
+  clear_errors();
   in_p = in;
   in_len = len;
   out.len = 0;
@@ -338,7 +345,7 @@ int sl_tls_encrypt(sl_tls *t, const uv_buf_t *iov, unsigned n, size_t max, size_
   *outlen = 0;
   out.len = 0;
   if (!SSL_is_init_finished(t)) return 0;
-  ERR_clear_error();
+  clear_errors();
   const uint8_t *ip = in_p;
   size_t il = in_len;
   in_p = NULL;
