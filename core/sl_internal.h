@@ -42,6 +42,11 @@ enum {
 };
 extern const char *const sl_overflow_reasons[SL_OV_COUNT];
 
+/* The API's refusal rules (sluice_api_refused_total{reason}). */
+enum { SL_API_REFUSED_TOKEN = 0, SL_API_REFUSED_FORWARDED, SL_API_REFUSED_PEER,
+       SL_API_REFUSED_ORIGIN, SL_API_REFUSED_HOST, SL_API_REFUSED_CONTENT_TYPE,
+       SL_API_REFUSED_COUNT };
+
 /* ---- topology ------------------------------------------------------------------------- */
 
 typedef struct sl_lane sl_lane;
@@ -95,6 +100,14 @@ struct sl_server {
   const struct sl_eio_handler *eio_handlers[2];
   bool listening;
   sl_hookset hooks;         /* lifecycle event hooks and on_start (hooks.h) */
+  /* the API's own listener (cfg->api.listen): net.c sl_server_listen_api */
+  union {
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+  } api_listener;
+  int api_port;             /* bound port of api_listener (TCP) */
+  bool api_listening;
+  void (*on_api_request)(sl_conn *c); /* net.h sl_request_cb of api_listener */
 };
 
 /* ---- Socket.IO sockets and lanes ----------------------------------------------------- */
@@ -173,6 +186,7 @@ struct sl_gateway {
   uv_timer_t reload_timer;  /* debounce for the watches */
   uint64_t reloads_ok, reloads_failed;
   double last_reload_ms;
+  uint64_t api_refused[SL_API_REFUSED_COUNT];  /* by SL_API_REFUSED_* (api.c), sluice_api_refused_total */
   int closing_handles;
   void (*on_stopped)(sl_gateway *, void *);
   void *on_stopped_arg;
@@ -184,7 +198,14 @@ struct sl_gateway {
 #include "delivery.h"
 
 /* api.c */
-void sl_api_http(sl_conn *c);                          /* any non-/socket.io/ request */
+/* sl_api_http: answer a request that is not for Engine.IO: the API's paths after its rules
+ * (see api.c: on the API listener for every path), the probes, else a JSON 404. */
+void sl_api_http(sl_conn *c);
+/* sl_api_probe: answer GET /healthz (200 while the process runs) or /readyz (200 while the
+ * server listens and is not stopping, else 503). Returns false (nothing sent) for any other
+ * path. No rules: the client port serves these to load balancers. */
+bool sl_api_probe(sl_conn *c);
+extern const char *const sl_api_refusal_names[SL_API_REFUSED_COUNT];
 
 /* gateway.c */
 bool sl_gateway_is_loopback(const char *addr);
