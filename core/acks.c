@@ -9,6 +9,11 @@
 #include "acks.h"
 #include "lane.h"
 #include "lane_spill.h"
+#include "eio.h"
+#include "heap.h"
+#include "hooks.h"
+#include "msg.h"
+#include "sl_util.h"
 
 static sl_inflight *inflight_of(sl_heap_node *n) { return sl_container_of(n, sl_inflight, hn); }
 
@@ -86,7 +91,11 @@ static void ack_timer_cb(uv_timer_t *t) {
       l->topic->m[SL_M_RETRIES_EXHAUSTED]++;
       sl_log_debug("message %s to %s exhausted its %lld retries", e->m->msgid ? e->m->msgid : "?",
                    l->sock->id, (long long)cfg->max_retries);
-      sl_gateway_retry_exhausted(gw, l->sock, l->topic, e->m->msgid, e->retries);
+      sl_log_info("retries exhausted: namespace %s topic %s client %s message %s after %u retries",
+                  l->topic->ns->path, l->topic->name, l->sock->id,
+                  e->m->msgid ? e->m->msgid : "?", e->retries);
+      sl_hooks_event(l->topic->ns->srv, SL_EV_RETRY_EXHAUSTED, l->sock, l->topic->name, NULL,
+                     e->m->msgid, e->retries);
       inflight_drop(e);
       sl_lane_spill_refill(l);
       sl_lane_ready(l);

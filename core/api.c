@@ -10,6 +10,11 @@
 #include <cjson/cJSON.h>
 #include "sl_internal.h"
 #include "spill.h"
+#include "api.h"
+#include "hooks.h"
+#include "lane.h"
+#include "publish.h"
+#include "topics.h"
 
 static bool path_is(const char *url, const char *path) {
   size_t n = strlen(path);
@@ -31,7 +36,7 @@ static bool path_is(const char *url, const char *path) {
  *     page can send without a preflight).
  * Every refusal is a JSON error naming its rule, counted in sluice_api_refused_total. */
 
-const char *const sl_api_refusal_names[SL_API_REFUSED_COUNT] = {
+static const char *const refusal_names[SL_API_REFUSED_COUNT] = {
   "token", "forwarded", "peer", "origin", "host", "content_type",
 };
 
@@ -119,7 +124,7 @@ static bool api_allowed(sl_conn *c) {
   }
   char peer[64];
   sl_conn_remote(c, peer, sizeof peer);
-  if (strcmp(peer, "unix") != 0 && !sl_gateway_is_loopback(peer))
+  if (strcmp(peer, "unix") != 0 && !sl_addr_is_loopback(peer))
     return refuse(c, SL_API_REFUSED_PEER, 401, "UNAUTHORIZED",
                   "the API answers loopback peers only unless apiToken is set");
   if (r->origin)
@@ -142,7 +147,7 @@ static void refusal_metrics(sl_gateway *gw, sl_sbuf *b) {
   sl_sbuf_puts(b, "# HELP sluice_api_refused_total HTTP API requests refused by its rules, by rule\n"
                   "# TYPE sluice_api_refused_total counter\n");
   for (int i = 0; i < SL_API_REFUSED_COUNT; i++)
-    sl_sbuf_printf(b, "sluice_api_refused_total{reason=\"%s\"} %llu\n", sl_api_refusal_names[i],
+    sl_sbuf_printf(b, "sluice_api_refused_total{reason=\"%s\"} %llu\n", refusal_names[i],
                    (unsigned long long)gw->api_refused[i]);
 }
 

@@ -8,7 +8,11 @@
 #include <cjson/cJSON.h>
 #include "client.h"
 #include "sio_codec.h"
-#include "../lua/sl_lua.h"
+#include "acks.h"
+#include "hooks.h"
+#include "lanes.h"
+#include "publish.h"
+#include "topics.h"
 
 /* Emit {"code","message"} on the `error` event (DESIGN.md 3.5 refusals). */
 static void emit_error(sl_socket *sock, const char *code, const char *message) {
@@ -117,9 +121,9 @@ static int authorize(sl_socket *sock, const char *token, const char *topic, char
   }
   char *principal = NULL;
   int ok = 0;
-  if (ns->cfg && ns->cfg->authorize_ref != SL_NOREF && gw->lua) {
-    ok = sl_lua_authorize(gw->lua, ns->cfg->authorize_ref, token, ns->path, topic, sock,
-                          &principal, reason, rlen);
+  if (ns->hooks.fn.authorize) {
+    ok = ns->hooks.fn.authorize(ns->hooks.ud[SL_HK_AUTHORIZE], token, ns->path, topic, sock,
+                                &principal, reason, rlen);
   } else if (srv->cfg->ntokens) {
     for (size_t i = 0; token && i < srv->cfg->ntokens; i++) {
       if (strcmp(srv->cfg->tokens[i], token) == 0) {
@@ -164,7 +168,6 @@ static bool client_connect(sl_socket *sock, const cJSON *auth, char *why, size_t
                            const char **code) {
   sl_session *s = sock->sess;
   sl_ns *ns = sock->ns;
-  sl_gateway *gw = s->srv->gw;
   const char *tok = token_of(auth);
   if (tok) sock->auth_token = sl_xstrdup(tok);
   if (ns->cfg && ns->cfg->auth_required) {
@@ -174,12 +177,12 @@ static bool client_connect(sl_socket *sock, const cJSON *auth, char *why, size_t
       return false;
     }
   }
-  if (ns->cfg && ns->cfg->on_connect_ref != SL_NOREF && gw->lua) {
+  if (ns->hooks.fn.connect) {
     snprintf(why, why_len, "Not authorized");
     sock->connecting = 1;
     char *text = auth ? cJSON_PrintUnformatted(auth) : NULL;
-    int ok = sl_lua_on_connect(gw->lua, ns->cfg->on_connect_ref, sock, text,
-                               text ? strlen(text) : 0, why, why_len);
+    int ok = ns->hooks.fn.connect(ns->hooks.ud[SL_HK_CONNECT], sock, text,
+                                  text ? strlen(text) : 0, why, why_len);
     free(text);
     sock->connecting = 0;
     if (!ok) return false;
@@ -189,19 +192,19 @@ static bool client_connect(sl_socket *sock, const cJSON *auth, char *why, size_t
 
 static void client_joined(sl_socket *sock) {
   if (!sock->ns->implicit_root)
-    sl_gateway_event(sock->sess->srv, SL_EV_CONNECT, sock, NULL, NULL, NULL, 0);
+    sl_hooks_event(sock->sess->srv, SL_EV_CONNECT, sock, NULL, NULL, NULL, 0);
 }
 
-/* on_close: a joined socket's lanes go and the disconnect event fires; any socket's Lua box
- * is cleared. */
+/* on_close: a joined socket's lanes go and the disconnect event fires; for any socket the
+ * client_free hooks run (the Lua side clears its box). */
 static void client_close(sl_socket *sock, const char *reason) {
   sl_server *srv = sock->sess->srv;
   if (reason) {
     sl_socket_drop_lanes(sock);
     if (!sock->ns->implicit_root)
-      sl_gateway_event(srv, SL_EV_DISCONNECT, sock, NULL, reason, NULL, 0);
+      sl_hooks_event(srv, SL_EV_DISCONNECT, sock, NULL, reason, NULL, 0);
   }
-  if (srv->gw->lua) sl_lua_socket_gone(srv->gw->lua, sock);
+  sl_hooks_client_free(srv, sock);
 }
 
 /* ---- StreamFenceJs events ------------------------------------------------------------ */
@@ -242,7 +245,7 @@ static void ev_subscribe(sl_socket *sock, bool sub, cJSON *arg, int64_t ack_id) 
                                 &topic);
   if (!t) return;
   if (sub) {
-    if (sock->sess->srv->cfg->auth_token || ns->cfg->authorize_ref != SL_NOREF) {
+    if (sock->sess->srv->cfg->auth_token || ns->hooks.fn.authorize) {
       const char *tok = token_of(arg);
       if (!tok) tok = sock->auth_token ? sock->auth_token : sock->sess->bearer;
       char why[256] = "";
@@ -262,8 +265,8 @@ static void ev_subscribe(sl_socket *sock, bool sub, cJSON *arg, int64_t ack_id) 
     sl_unsubscribe(sock, t);
   }
   ack_result(sock, ack_id, NULL, NULL, NULL);
-  sl_gateway_event(sock->sess->srv, sub ? SL_EV_SUBSCRIBE : SL_EV_UNSUBSCRIBE, sock, t->name,
-                   NULL, NULL, 0);
+  sl_hooks_event(sock->sess->srv, sub ? SL_EV_SUBSCRIBE : SL_EV_UNSUBSCRIBE, sock, t->name,
+                 NULL, NULL, 0);
 }
 
 static void ev_ack(sl_socket *sock, cJSON *arg, int64_t ack_id) {
@@ -292,10 +295,10 @@ static void ev_publish(sl_socket *sock, cJSON *arg, int64_t ack_id) {
   cJSON *payload = cJSON_GetObjectItemCaseSensitive(arg, "payload");
   char *text = payload ? cJSON_PrintUnformatted(payload) : NULL;
   sl_gateway *gw = sock->sess->srv->gw;
-  if (ns->cfg->on_client_publish_ref != SL_NOREF && gw->lua) {
+  if (ns->hooks.fn.client_publish) {
     char *np = NULL;
-    int allow = sl_lua_client_publish(gw->lua, ns->cfg->on_client_publish_ref, sock, topic,
-                                      text ? text : "null", text ? strlen(text) : 4, &np);
+    int allow = ns->hooks.fn.client_publish(ns->hooks.ud[SL_HK_CLIENT_PUBLISH], sock, topic,
+                                            text ? text : "null", text ? strlen(text) : 4, &np);
     if (sock->gone) {
       free(np);
       free(text);
@@ -341,14 +344,13 @@ static bool streamfence_event(sl_socket *sock, const char *ev, cJSON *arr, int64
 static void client_event(sl_socket *sock, const char *ev, cJSON *arr, const sl_bin *atts,
                          size_t natts, int64_t ack_id) {
   if (natts == 0 && streamfence_event(sock, ev, arr, ack_id)) return;
-  sl_ns_config *cfg = sock->ns->cfg;
-  sl_gateway *gw = sock->sess->srv->gw;
-  if (!cfg || cfg->on_event_ref == SL_NOREF || !gw->lua) return;
+  sl_ns *ns = sock->ns;
+  if (!ns->hooks.fn.event) return;
   char *evname = sl_xstrdup(ev); /* ev may live in arr[0], detached next */
   cJSON_Delete(cJSON_DetachItemFromArray(arr, 0));
   char *args = cJSON_PrintUnformatted(arr);
-  sl_lua_on_event(gw->lua, cfg->on_event_ref, sock, evname, args ? args : "[]",
-                  args ? strlen(args) : 2, atts, natts, ack_id);
+  ns->hooks.fn.event(ns->hooks.ud[SL_HK_EVENT], sock, evname, args ? args : "[]",
+                     args ? strlen(args) : 2, atts, natts, ack_id);
   free(evname);
   free(args);
 }

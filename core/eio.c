@@ -13,6 +13,11 @@
 #include "eio.h"
 #include "sio.h"
 #include "sio_codec.h"
+#include "heap.h"
+#include "msg.h"
+#include "net.h"
+#include "sl_util.h"
+#include "ws.h"
 #include "cors.h"
 
 static void session_timer_arm(sl_session *s);

@@ -1,40 +1,43 @@
 /* eio_raw.c - the raw Engine.IO endpoint: an sl_eio_handler above eio that hands sessions to
- * the Lua hooks of engineIo, and the sl_eio_conn API (sl_core.h) those hooks call back. */
+ * the server's eio_* hooks (sluice_hooks; Lua's engineIo.onOpen/onMessage/onClose), and the
+ * sl_eio_conn API (sl_core.h, sluice.h) those hooks call back. */
 #include <stdlib.h>
 #include <string.h>
 #include "eio_raw.h"
-#include "../lua/sl_lua.h"
+#include "eio.h"
+#include "hooks.h"
+#include "msg.h"
+#include "sl_util.h"
 
-/* A raw endpoint session as Lua sees it: lives from the handshake to the session's close. */
+/* A raw endpoint session as the hooks see it: lives from the handshake to the session's
+ * close. */
 struct sl_eio_conn {
   sl_session *sess;
-  int lua_ref;
+  int slot;                 /* the hook implementation's own slot (Lua: the box's ref) */
 };
 
 static void raw_open(sl_session *s) {
   sl_eio_conn *e = sl_xcalloc(1, sizeof *e);
   e->sess = s;
-  e->lua_ref = SL_NOREF;
+  e->slot = SLUICE_NOSLOT;
   s->eio = e;
-  sl_gateway *gw = s->srv->gw;
-  if (gw->lua && s->srv->cfg->eio_on_open_ref != SL_NOREF)
-    sl_lua_eio_event(gw->lua, s->srv->cfg->eio_on_open_ref, e, "open");
+  const sl_hookset *hs = &s->srv->hooks;
+  if (hs->fn.eio_open) hs->fn.eio_open(hs->ud[SL_HK_EIO_OPEN], e);
 }
 
 static void raw_message(sl_session *s, const uint8_t *data, size_t len, bool binary) {
-  if (s->eio && s->srv->gw->lua)
-    sl_lua_eio_message(s->srv->gw->lua, s->srv->cfg->eio_on_message_ref, s->eio, data, len,
-                       binary);
+  const sl_hookset *hs = &s->srv->hooks;
+  if (s->eio && hs->fn.eio_message)
+    hs->fn.eio_message(hs->ud[SL_HK_EIO_MESSAGE], s->eio, data, len, binary);
 }
 
 static void raw_close(sl_session *s, const char *reason) {
   if (!s->eio) return;
   sl_eio_conn *e = s->eio;
   s->eio = NULL;
-  sl_gateway *gw = s->srv->gw;
-  if (gw->lua && s->srv->cfg->eio_on_close_ref != SL_NOREF)
-    sl_lua_eio_event(gw->lua, s->srv->cfg->eio_on_close_ref, e, reason);
-  if (gw->lua) sl_lua_eio_gone(gw->lua, e);
+  const sl_hookset *hs = &s->srv->hooks;
+  if (hs->fn.eio_close) hs->fn.eio_close(hs->ud[SL_HK_EIO_CLOSE], e, reason);
+  sl_hooks_eio_free(s->srv, e);
   free(e);
 }
 
@@ -50,8 +53,8 @@ const sl_eio_handler sl_eio_raw_handler = {
 /* sl_eio_conn_id: the session id, "" once the session is gone. */
 const char *sl_eio_conn_id(const sl_eio_conn *c) { return c->sess ? c->sess->sid : ""; }
 
-/* sl_eio_conn_lua_slot: storage for the connection's Lua box ref (owned by lua/). */
-int *sl_eio_conn_lua_slot(sl_eio_conn *c) { return &c->lua_ref; }
+/* sl_eio_conn_lua_slot: the hook implementation's slot (lua/ keeps its box ref there). */
+int *sl_eio_conn_lua_slot(sl_eio_conn *c) { return &c->slot; }
 
 /* sl_eio_conn_send: send one Engine.IO message (text or binary). */
 int sl_eio_conn_send(sl_eio_conn *c, const void *data, size_t len, bool binary) {
@@ -75,3 +78,10 @@ int sl_eio_conn_send(sl_eio_conn *c, const void *data, size_t len, bool binary) 
 void sl_eio_conn_close(sl_eio_conn *c) {
   if (c->sess) sl_session_close(c->sess, "server close");
 }
+
+/* sluice_eio_id, sluice_eio_send, sluice_eio_close: see sluice.h. */
+const char *sluice_eio_id(const sluice_eio_conn *c) { return sl_eio_conn_id(c); }
+int sluice_eio_send(sluice_eio_conn *c, const void *data, size_t len, int binary) {
+  return sl_eio_conn_send(c, data, len, binary != 0);
+}
+void sluice_eio_close(sluice_eio_conn *c) { sl_eio_conn_close(c); }

@@ -9,6 +9,17 @@
 #include "client.h"
 #include "sio.h"
 #include "router.h"
+#include "gateway.h"
+#include "acks.h"
+#include "eio.h"
+#include "heap.h"
+#include "hooks.h"
+#include "lane_spill.h"
+#include "msg.h"
+#include "net.h"
+#include "publish.h"
+#include "topics.h"
+#include "sl_util.h"
 
 const char *sluice_strerror(int err) { return sl_strerror(err); }
 
@@ -33,31 +44,8 @@ int sluice_client_ack(sluice_client *c, int64_t ack_id, const char *json_array, 
 }
 void sluice_client_disconnect(sluice_client *c) { sl_socket_disconnect(c); }
 
-/* sl_gateway_is_loopback: is a textual peer address on the loopback network? */
-bool sl_gateway_is_loopback(const char *a) {
-  return strncmp(a, "127.", 4) == 0 || strcmp(a, "::1") == 0 || strncmp(a, "::ffff:127.", 11) == 0;
-}
-
-/* sl_gateway_retry_exhausted: an AT_LEAST_ONCE message ran out of retries for a client. */
-void sl_gateway_retry_exhausted(sl_gateway *gw, sl_socket *sock, sl_topic *t, const char *msgid,
-                                uint32_t retries) {
-  (void)gw;
-  sl_log_info("retries exhausted: namespace %s topic %s client %s message %s after %u retries",
-              t->ns->path, t->name, sock->id, msgid ? msgid : "?", retries);
-  sl_hooks_event(t->ns->srv, SL_EV_RETRY_EXHAUSTED, sock, t->name, NULL, msgid, retries);
-}
-
-/* sl_gateway_event: fire a server lifecycle event (see sl_hooks_event, which it forwards to;
- * kept as a name for the call sites in delivery.c and sio.c until they call hooks.h). */
-void sl_gateway_event(sl_server *srv, int ev, sl_socket *sock, const char *topic,
-                      const char *reason, const char *msgid, long retries) {
-  sl_hooks_event(srv, ev, sock, topic, reason, msgid, retries);
-}
-
-/* sl_gateway_flush_dirty: flush every session that got packets this iteration (the loop's
- * prepare and check handles call it, so work queued by any callback is written before the
- * loop sleeps), then free the sessions and sockets released during it: the safe point where
- * nothing up the stack can still hold them. */
+/* sl_gateway_flush_dirty: see gateway.h. Run from both prepare and check, so that work queued
+ * by any callback is written before the loop sleeps. */
 void sl_gateway_flush_dirty(sl_gateway *gw) {
   int guard = 0;
   while (!sl_list_empty(&gw->dirty) && guard++ < 1000000) {
@@ -120,9 +108,6 @@ sl_config *sl_gateway_config(sl_gateway *gw) { return gw->cfg; }
 
 /* sl_gateway_hook_times: see gateway.h. */
 sl_lathist *sl_gateway_hook_times(sl_gateway *gw) { return gw->hook_times; }
-
-/* sl_gateway_set_lua: see gateway.h. */
-void sl_gateway_set_lua(sl_gateway *gw, struct sl_lua *vm) { gw->lua = vm; }
 
 static void gateway_destroy(sl_gateway *gw) {
   for (size_t i = 0; i < gw->nservers; i++) {

@@ -14,7 +14,6 @@
 #include "sl_core.h"
 
 struct sl_config;
-struct sl_lua;
 
 /* Statistics of the embedder's script engine (Lua), for /metrics. */
 typedef struct sl_script_stats {
@@ -66,16 +65,15 @@ sl_lathist *sl_gateway_hook_times(sl_gateway *gw);
  * Returns 0 or SL_ECONFIG. */
 int sl_gateway_swap(sl_gateway *gw, struct sl_config *nc, char *err, size_t errlen);
 
+/* sl_gateway_flush_dirty: the loop's safe point (its prepare and check handles): flush every
+ * session that got packets during this iteration, then free the sessions and sockets
+ * released during it, which nothing up the stack can hold any more. */
+void sl_gateway_flush_dirty(sl_gateway *gw);
+
 /* sl_gateway_reload: the reload the core triggers (SIGHUP, config file watch, POST
  * /api/reload, sluice_reload): calls ops.reload, counts the outcome (sluice_reloads_total),
  * times it and logs it. Returns 0, SL_ESTATE (stopping, or no reload callback: err says so)
  * or the callback's error. */
 int sl_gateway_reload(sl_gateway *gw, char *err, size_t errlen);
-
-/* sl_gateway_set_lua: the VM the core's not yet converted call sites (delivery.c, sio.c,
- * eio.c: coalesceKey, snapshot, authorize, onClientPublish, onConnect, onEvent, the raw
- * Engine.IO hooks, socket box release) still call by name. Transitional: goes away when they
- * go through the hooks table. vm may be NULL. */
-void sl_gateway_set_lua(sl_gateway *gw, struct sl_lua *vm);
 
 #endif

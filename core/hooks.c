@@ -2,6 +2,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include "sl_internal.h"
+#include "hooks.h"
+#include "eio.h"
+#include "sl_util.h"
 
 _Static_assert((int)SLUICE_SRC_API == SL_SRC_API && (int)SLUICE_SRC_LUA == SL_SRC_LUA &&
                    (int)SLUICE_SRC_CLIENT == SL_SRC_CLIENT, "publish sources");
@@ -11,6 +14,9 @@ _Static_assert((int)SLUICE_EV_CONNECT == SL_EV_CONNECT && (int)SLUICE_EV_DISCONN
                    (int)SLUICE_EV_OVERFLOW == SL_EV_OVERFLOW &&
                    (int)SLUICE_EV_RETRY_EXHAUSTED == SL_EV_RETRY_EXHAUSTED,
                "event types");
+
+_Static_assert(sizeof(sluice_hooks) == SL_HK_KINDS * sizeof(void (*)(void)),
+               "one SL_HK_* kind per member of sluice_hooks");
 
 const char *const sl_hook_time_names[SL_HOOK_TIMED_KINDS] = {
   "route", "coalesceKey", "snapshot", "onClientPublish", "authorize"};
@@ -22,7 +28,9 @@ const char *const sl_hook_time_names[SL_HOOK_TIMED_KINDS] = {
   X(connect, SL_HK_CONNECT) X(event, SL_HK_EVENT) X(on_connect, SL_HK_ON_CONNECT)             \
   X(on_disconnect, SL_HK_ON_DISCONNECT) X(on_subscribe, SL_HK_ON_SUBSCRIBE)                   \
   X(on_unsubscribe, SL_HK_ON_UNSUBSCRIBE) X(on_overflow, SL_HK_ON_OVERFLOW)                   \
-  X(on_retry_exhausted, SL_HK_ON_RETRY_EXHAUSTED) X(on_start, SL_HK_ON_START)
+  X(on_retry_exhausted, SL_HK_ON_RETRY_EXHAUSTED) X(on_start, SL_HK_ON_START)             \
+  X(client_free, SL_HK_CLIENT_FREE) X(eio_open, SL_HK_EIO_OPEN)                               \
+  X(eio_message, SL_HK_EIO_MESSAGE) X(eio_close, SL_HK_EIO_CLOSE) X(eio_free, SL_HK_EIO_FREE)
 
 static bool name_eq(const char *a, const char *b) {
   return a == b || (a && b && strcmp(a, b) == 0);
@@ -80,7 +88,8 @@ static bool target_exists(const sl_gateway *gw, const char *server, const char *
 
 static bool has_server_hooks(const sluice_hooks *h) {
   return h->on_connect || h->on_disconnect || h->on_subscribe || h->on_unsubscribe ||
-         h->on_overflow || h->on_retry_exhausted || h->on_start;
+         h->on_overflow || h->on_retry_exhausted || h->on_start || h->client_free ||
+         h->eio_open || h->eio_message || h->eio_close || h->eio_free;
 }
 
 static bool has_ns_hooks(const sluice_hooks *h) {
@@ -213,6 +222,26 @@ void sl_hooks_on_start(sl_gateway *gw, bool script_only) {
       continue;
     hs->fn.on_start(hs->ud[SL_HK_ON_START], srv);
   }
+}
+
+/* Call the release hook m of kind k of srv: the effective one, then the script's unless it
+ * is the same (a release is never skipped on the script side, see hooks.h). */
+#define SL_CALL_RELEASE(srv, m, k, obj)                                                       \
+  do {                                                                                        \
+    const sl_hookset *hs_ = &(srv)->hooks;                                                    \
+    if (hs_->fn.m) hs_->fn.m(hs_->ud[k], obj);                                                \
+    if (hs_->script.m && (hs_->script.m != hs_->fn.m || hs_->script_ud != hs_->ud[k]))        \
+      hs_->script.m(hs_->script_ud, obj);                                                     \
+  } while (0)
+
+/* sl_hooks_client_free: see hooks.h. */
+void sl_hooks_client_free(sl_server *srv, sl_socket *sock) {
+  SL_CALL_RELEASE(srv, client_free, SL_HK_CLIENT_FREE, sock);
+}
+
+/* sl_hooks_eio_free: see hooks.h. */
+void sl_hooks_eio_free(sl_server *srv, sl_eio_conn *conn) {
+  SL_CALL_RELEASE(srv, eio_free, SL_HK_EIO_FREE, conn);
 }
 
 /* sl_hooks_route: see hooks.h. */

@@ -11,6 +11,9 @@
  *
  * Per kind: the C registration for the named server, else the one for every server (NULL),
  * else the script's, else NULL. The core tests the pointer and does no work for an unset kind.
+ * The release kinds (client_free, eio_free) are the exception: the effective C hook and the
+ * script's both run (sl_hooks_client_free, sl_hooks_eio_free), because the script side must
+ * always invalidate the boxes it handed out.
  *
  * This module is in the bottom layer: it reads the core's structs and calls nothing above it.
  * The core calls the sl_hooks_* dispatchers; lua/ calls sl_hooks_set_script. */
@@ -24,15 +27,20 @@
 struct sl_ns;
 
 /* One index per member of sluice_hooks, in order: namespace kinds, then server kinds (the
- * lifecycle events in sluice_event_type order, then on_start). */
+ * lifecycle events in sluice_event_type order, on_start, client_free, the raw endpoint's). */
 enum {
   SL_HK_ROUTE, SL_HK_COALESCE_KEY, SL_HK_SNAPSHOT, SL_HK_AUTHORIZE, SL_HK_CLIENT_PUBLISH,
   SL_HK_CONNECT, SL_HK_EVENT,
   SL_HK_ON_CONNECT, SL_HK_ON_DISCONNECT, SL_HK_ON_SUBSCRIBE, SL_HK_ON_UNSUBSCRIBE,
-  SL_HK_ON_OVERFLOW, SL_HK_ON_RETRY_EXHAUSTED, SL_HK_ON_START,
+  SL_HK_ON_OVERFLOW, SL_HK_ON_RETRY_EXHAUSTED, SL_HK_ON_START, SL_HK_CLIENT_FREE,
+  SL_HK_EIO_OPEN, SL_HK_EIO_MESSAGE, SL_HK_EIO_CLOSE, SL_HK_EIO_FREE,
   SL_HK_KINDS,
   SL_HK_FIRST_SERVER = SL_HK_ON_CONNECT
 };
+
+/* Server lifecycle events (sl_hooks_event), in sluice_event_type order (checked in hooks.c). */
+enum { SL_EV_CONNECT, SL_EV_DISCONNECT, SL_EV_SUBSCRIBE, SL_EV_UNSUBSCRIBE, SL_EV_OVERFLOW,
+       SL_EV_RETRY_EXHAUSTED };
 
 /* The hooks of one namespace or server. Embedded in sl_ns and sl_server; all zero = none. */
 typedef struct sl_hookset {
@@ -86,6 +94,13 @@ void sl_hooks_event(sl_server *srv, int type, sl_socket *sock, const char *topic
  * only where the effective on_start is the script's (after a reload the new generation's
  * onStart runs; a C on_start runs once). */
 void sl_hooks_on_start(sl_gateway *gw, bool script_only);
+
+/* sl_hooks_client_free: the core is about to free sock (a socket of srv): call the server's
+ * client_free hooks, the effective one and, when different, the script's. */
+void sl_hooks_client_free(sl_server *srv, sl_socket *sock);
+
+/* sl_hooks_eio_free: the same for a raw endpoint session's conn (eio_free). */
+void sl_hooks_eio_free(sl_server *srv, sl_eio_conn *conn);
 
 /* sl_ns_hook_route: does the namespace have a route hook? (no call, no cost) */
 #define sl_ns_hook_route(ns) ((ns)->hooks.fn.route != NULL)

@@ -2,6 +2,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include "lane.h"
+#include "hooks.h"
+#include "msg.h"
+#include "sl_util.h"
 
 const char *const sl_overflow_reasons[SL_OV_COUNT] = {
   [SL_OV_TOO_BIG] = "message exceeds maxQueuedBytesPerClient",
@@ -30,17 +33,19 @@ void sl_lane_clear(sl_lane *l) {
   l->qcap = l->qhead = 0;
 }
 
-static bool key_matches(const sl_ns_config *cfg, const sl_msg *a, const sl_msg *b) {
-  bool keyed = cfg->coalesce_key_path || cfg->coalesce_key_ref != SL_NOREF;
-  if (!keyed) return true; /* no key: the topic is the key, latest value wins */
+/* keyed: the namespace has a coalescing key (a path or a coalesce_key hook); without one
+ * the topic is the key and the latest value wins. */
+static bool key_matches(bool keyed, const sl_msg *a, const sl_msg *b) {
+  if (!keyed) return true;
   return a->key && b->key && strcmp(a->key, b->key) == 0;
 }
 
 /* sl_lane_coalesce: see lane.h. */
 bool sl_lane_coalesce(sl_lane *l, sl_msg *m, const sl_ns_config *cfg) {
+  bool keyed = cfg->coalesce_key_path || l->topic->ns->hooks.fn.coalesce_key;
   for (uint32_t i = l->qn; i-- > 0;) {
     sl_msg *old = sl_lane_at(l, i);
-    if (!key_matches(cfg, old, m)) continue;
+    if (!key_matches(keyed, old, m)) continue;
     if (l->qbytes - old->est_bytes + m->est_bytes > (uint64_t)cfg->max_queued_bytes) return false;
     l->qbytes = l->qbytes - old->est_bytes + m->est_bytes;
     l->q[(l->qhead + i) % l->qcap] = sl_msg_ref(m);
@@ -53,6 +58,6 @@ bool sl_lane_coalesce(sl_lane *l, sl_msg *m, const sl_ns_config *cfg) {
 /* sl_lane_overflow: see lane.h. */
 void sl_lane_overflow(sl_lane *l, int reason, uint64_t n) {
   l->topic->overflow[reason] += n;
-  sl_gateway_event(l->topic->ns->srv, SL_EV_OVERFLOW, l->sock, l->topic->name,
-                   sl_overflow_reasons[reason], NULL, 0);
+  sl_hooks_event(l->topic->ns->srv, SL_EV_OVERFLOW, l->sock, l->topic->name,
+                 sl_overflow_reasons[reason], NULL, 0);
 }

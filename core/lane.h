@@ -10,7 +10,7 @@
 #define SL_LANE_H
 
 #include <stdlib.h>
-#include "sl_internal.h"
+#include "eio.h"
 
 /* sl_lane_cfg, sl_lane_gw: the lane's namespace config and gateway. */
 static inline const sl_ns_config *sl_lane_cfg(const sl_lane *l) { return l->topic->ns->cfg; }

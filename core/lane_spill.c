@@ -4,6 +4,9 @@
 #include "lane_spill.h"
 #include "lane.h"
 #include "spill.h"
+#include "eio.h"
+#include "msg.h"
+#include "sl_util.h"
 
 /* A spill write completed: count what reached the disk and what did not. */
 static void spill_on_written(sl_spill *sp, void *arg, size_t ok, size_t failed, int err) {

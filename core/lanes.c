@@ -6,6 +6,10 @@
 #include "lane_spill.h"
 #include "acks.h"
 #include "spill.h"
+#include "eio.h"
+#include "msg.h"
+#include "net.h"
+#include "sl_util.h"
 
 /* sl_lane_offer: see lanes.h. StreamFenceJs's enqueue order (STREAMFENCE.md 1.5) with
  * Sluice's fixes: COALESCE works without coalesce:true (when the lane is full), DROP_OLDEST

@@ -8,7 +8,7 @@
 #ifndef SL_LANES_H
 #define SL_LANES_H
 
-#include "sl_internal.h"
+#include "eio.h"
 
 /* sl_subscribe: subscribe sock to topic t (idempotent: subscribing twice keeps the one
  * lane). A new subscriber first receives the topic's last delivery (the snapshot state, or

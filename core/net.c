@@ -16,6 +16,8 @@
 #include <sys/stat.h>
 #include <arpa/inet.h>
 #include "net.h"
+#include "msg.h"
+#include "sl_util.h"
 
 #define SL_READ_BUF (64 * 1024)
 #define SL_MAX_URL 8192

@@ -14,7 +14,9 @@
 #include "lane.h"
 #include "keys.h"
 #include "sio_codec.h"
-#include "../lua/sl_lua.h"
+#include "hooks.h"
+#include "msg.h"
+#include "sl_util.h"
 
 /* The next message id, "msg-<boot id>-<n>": unique across namespaces and restarts (the
  * boot id is random per process), still the StreamFenceJs string shape with its prefix. */
@@ -83,10 +85,10 @@ static void offer_to(const sl_pubctx *c, sl_msg *m, const char *id) {
 /* The snapshot hook folds this message into the topic's state; a new subscriber gets the
  * state first. On error the previous state stays; nil clears it. */
 static void snapshot(sl_pubctx *c) {
-  sl_gateway *gw = c->gw;
+  const sl_hookset *hs = &c->ns->hooks;
   sl_topic *t = c->topic;
   char *state = NULL;
-  if (sl_lua_snapshot(gw->lua, c->ns->cfg->snapshot_ref, &t->snap_ref, t->snap_json,
+  if (hs->fn.snapshot(hs->ud[SL_HK_SNAPSHOT], &t->snap_slot, t->snap_json,
                       t->snap_json ? strlen(t->snap_json) : 0, t->name, c->payload, c->len,
                       &state) != 0)
     return;
@@ -98,22 +100,22 @@ static void snapshot(sl_pubctx *c) {
 
 /* Encode once and fan out on c->topic. */
 static void deliver(sl_pubctx *c) {
-  sl_gateway *gw = c->gw;
   sl_topic *t = c->topic;
   const sl_ns_config *cfg = c->ns->cfg;
+  const sl_hookset *hs = &c->ns->hooks;
   char kbuf[256], *key = NULL;
   if (cfg->coalesce_key_path)
     key = sl_key_from_path(c->payload, c->len, cfg->coalesce_key_path, kbuf, sizeof kbuf);
-  else if (cfg->coalesce_key_ref != SL_NOREF && gw->lua)
-    key = sl_lua_coalesce_key_buf(gw->lua, cfg->coalesce_key_ref, t->name, c->payload, c->len,
-                                  kbuf, sizeof kbuf);
+  else if (hs->fn.coalesce_key)
+    key = hs->fn.coalesce_key(hs->ud[SL_HK_COALESCE_KEY], t->name, c->payload, c->len, kbuf,
+                              sizeof kbuf);
   c->key = key;
   sl_msg *m = encode(c, c->payload, c->len);
   if (key != kbuf) free(key);
   c->key = NULL;
   t->m[SL_M_PUBLISHED]++;
   t->m[SL_M_PUBLISHED_BYTES] += c->len;
-  if (cfg->snapshot_ref != SL_NOREF && gw->lua) {
+  if (hs->fn.snapshot) {
     snapshot(c);
   } else if (cfg->overflow == SL_SNAPSHOT_ONLY) {
     sl_msg_unref(t->last);

@@ -14,6 +14,10 @@
 #include <string.h>
 #include <stdio.h>
 #include "sl_internal.h"
+#include "hooks.h"
+#include "sio.h"
+#include "topics.h"
+#include "sl_util.h"
 
 static sl_ns_config *find_ns_cfg(sl_server_config *sc, const char *path) {
   for (size_t i = 0; i < sc->nns; i++)
@@ -53,7 +57,7 @@ static void ns_move(sl_ns *dst, sl_ns *old, sl_ns_config *nc) {
       if (old->topics[t].name && strcmp(old->topics[t].name, nc->topics[i]) == 0) ot = &old->topics[t];
     if (ot) {
       topics[i] = *ot;
-      topics[i].snap_ref = SL_NOREF; /* the new VM decodes the state from snap_json */
+      topics[i].snap_slot = SLUICE_NOSLOT; /* the new hooks start again from snap_json */
       ot->name = NULL; /* moved */
       for (uint32_t s = 0; s < topics[i].nsubs; s++) topics[i].subs[s]->topic = &topics[i];
     } else {

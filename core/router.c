@@ -4,7 +4,11 @@
 #include <string.h>
 #include "router.h"
 #include "eio_raw.h"
+#include "api.h"
 #include "sio.h"
+#include "eio.h"
+#include "lanes.h"
+#include "net.h"
 
 /* Socket.IO sessions: packets go to sio, deliveries come from the lanes. */
 static void sio_closed(sl_session *s, const char *reason) {

@@ -7,6 +7,9 @@
 #include <cjson/cJSON.h>
 #include "sio.h"
 #include "sio_codec.h"
+#include "eio.h"
+#include "msg.h"
+#include "sl_util.h"
 
 struct sl_pending_bin {
   int type;
@@ -126,7 +129,7 @@ static void handle_connect(sl_session *s, const sio_packet *p, const cJSON *payl
   sl_socket *sock = sl_xcalloc(1, sizeof *sock);
   sock->sess = s;
   sock->ns = ns;
-  sock->lua_ref = SL_NOREF;
+  sock->slot = SLUICE_NOSLOT;
   do {
     sl_random_id(sock->id, 20);
   } while (sl_hash_get(&ns->sockets, sock->id));
@@ -294,7 +297,7 @@ const char *sl_socket_remote(const sl_socket *s) { return s->sess->remote; }
 const char *sl_socket_transport(const sl_socket *s) {
   return s->sess->transport == SL_TR_WS ? "websocket" : "polling";
 }
-int *sl_socket_lua_slot(sl_socket *s) { return &s->lua_ref; }
+int *sl_socket_lua_slot(sl_socket *s) { return &s->slot; }
 
 static int emit_packet(sl_socket *s, int type, int btype, int64_t ack_id, const char *json,
                        size_t len, const sl_bin *atts, size_t natts) {

@@ -9,7 +9,7 @@
 #define SL_SIO_H
 
 #include <cjson/cJSON.h>
-#include "sl_internal.h"
+#include "eio.h"
 
 /* What sio tells the layer above, one table per server (srv->sio_handler, set before the
  * server accepts connections; the table must outlive the server). A callback may close the

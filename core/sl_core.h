@@ -53,7 +53,7 @@ const char *sl_server_name(const sl_server *srv);
 int sl_server_port(const sl_server *srv); /* bound port */
 
 /* Socket (client) accessors, implemented by the Socket.IO layer (core/sio.c). A socket
- * pointer handed to Lua is valid until the core calls sl_lua_socket_gone() for it. The
+ * pointer handed to a hook is valid until the core calls the client_free hooks for it. The
  * strings returned are borrowed from the socket: valid until it is freed, or (principal)
  * until the next authorization of it. None of these fails. */
 const char *sl_socket_id(const sl_socket *s);       /* per-namespace socket id (clientId) */
@@ -63,7 +63,7 @@ const char *sl_socket_remote(const sl_socket *s);   /* peer address "127.0.0.1" 
 /* sl_socket_transport: the session's current transport, "websocket" or "polling" (a static
  * string; it changes when a polling session upgrades). */
 const char *sl_socket_transport(const sl_socket *s);
-int *sl_socket_lua_slot(sl_socket *s);              /* storage for the Lua box ref */
+int *sl_socket_lua_slot(sl_socket *s);              /* the hook implementation's slot */
 
 /* sl_socket_emit: send an EVENT to this client. json_array is a JSON array text whose first
  * element is the event name; binary attachments must appear in it as
@@ -82,9 +82,9 @@ int sl_socket_ack(sl_socket *s, uint64_t ack_id, const char *json_array, size_t 
 void sl_socket_disconnect(sl_socket *s);
 
 /* Raw Engine.IO endpoint sessions (server key engineIo; core/eio_raw.c). An sl_eio_conn is
- * valid from onOpen until the core calls sl_lua_eio_gone() for it. */
+ * valid from the eio_open hook until the core calls the eio_free hooks for it. */
 const char *sl_eio_conn_id(const sl_eio_conn *c);  /* the session id */
-int *sl_eio_conn_lua_slot(sl_eio_conn *c);         /* storage for the Lua box ref */
+int *sl_eio_conn_lua_slot(sl_eio_conn *c);         /* the hook implementation's slot */
 /* sl_eio_conn_send: send one message (binary, or text sent as "4" + data; data is copied).
  * Returns 0, or SL_ESTATE when the session is closed. */
 int sl_eio_conn_send(sl_eio_conn *c, const void *data, size_t len, bool binary);

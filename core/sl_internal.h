@@ -24,9 +24,6 @@
 #include "config.h"
 #include "hooks.h"
 #include "gateway.h"
-#include "../lua/sl_lua.h"
-
-struct sl_lua;
 
 /* ---- metrics -------------------------------------------------------------------------- */
 
@@ -63,7 +60,8 @@ typedef struct sl_topic {
   uint64_t m[SL_M_TOPIC_COUNT];
   uint64_t overflow[SL_OV_COUNT];
   uint64_t spill_corrupt;   /* spilled records skipped as corrupt */
-  int snap_ref;             /* snapshot state in the Lua VM (SL_NOREF: decode snap_json) */
+  int snap_slot;            /* the snapshot hook's own slot (sluice_hooks.snapshot; for Lua
+                               a registry ref of the state), SLUICE_NOSLOT: none yet */
   char *snap_json;          /* current snapshot state as JSON (survives reloads) */
 } sl_topic;
 
@@ -120,7 +118,7 @@ struct sl_socket {
   sl_lane *lanes;           /* subscriptions */
   char *principal;
   char *auth_token;         /* auth.token from the CONNECT payload */
-  int lua_ref;
+  int slot;                 /* the hook implementation's own slot (Lua: the box's ref) */
   uint8_t gone;
   uint8_t connecting;       /* inside onConnect: emits wait for the CONNECT reply */
   sl_mq early;              /* packets emitted during onConnect */
@@ -158,7 +156,6 @@ typedef struct sl_inflight {
 struct sl_gateway {
   uv_loop_t *loop;
   sl_config *cfg;
-  struct sl_lua *lua;
   sl_server *servers;
   size_t nservers;
   sl_link dirty;            /* sessions with pending flush work */
@@ -191,41 +188,5 @@ struct sl_gateway {
   void (*on_stopped)(sl_gateway *, void *);
   void *on_stopped_arg;
 };
-
-/* ---- cross-module functions ----------------------------------------------------------- */
-
-/* the delivery layer: topics.h lanes.h acks.h lane_spill.h publish.h (for now through here) */
-#include "delivery.h"
-
-/* api.c */
-/* sl_api_http: answer a request that is not for Engine.IO: the API's paths after its rules
- * (see api.c: on the API listener for every path), the probes, else a JSON 404. */
-void sl_api_http(sl_conn *c);
-/* sl_api_probe: answer GET /healthz (200 while the process runs) or /readyz (200 while the
- * server listens and is not stopping, else 503). Returns false (nothing sent) for any other
- * path. No rules: the client port serves these to load balancers. */
-bool sl_api_probe(sl_conn *c);
-extern const char *const sl_api_refusal_names[SL_API_REFUSED_COUNT];
-
-/* gateway.c */
-bool sl_gateway_is_loopback(const char *addr);
-void sl_gateway_flush_dirty(sl_gateway *gw);
-/* Server event hooks (onConnect, onDisconnect, onSubscribe, onUnsubscribe, onOverflow,
- * onRetryExhausted): no work at all when the hook is not set. */
-enum { SL_EV_CONNECT, SL_EV_DISCONNECT, SL_EV_SUBSCRIBE, SL_EV_UNSUBSCRIBE, SL_EV_OVERFLOW,
-       SL_EV_RETRY_EXHAUSTED };
-void sl_gateway_event(sl_server *srv, int ev, sl_socket *sock, const char *topic,
-                      const char *reason, const char *msgid, long retries);
-void sl_gateway_retry_exhausted(sl_gateway *gw, sl_socket *sock, sl_topic *t, const char *msgid,
-                                uint32_t retries);
-
-/* The transport layers' headers, included here for now so every module still sees them.
- * Each of them includes this file first; when one of them is the way in, it brings the
- * layers below it itself (and this file must not pull in a header that is half read). */
-#if !defined(SL_NET_H) && !defined(SL_WS_H) && !defined(SL_EIO_H)
-#include "net.h"
-#include "ws.h"
-#include "eio.h"
-#endif
 
 #endif

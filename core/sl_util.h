@@ -33,6 +33,11 @@ enum {
 /* sl_strerror: a static human-readable string for an SL_E* code. */
 const char *sl_strerror(int err);
 
+/* sl_addr_is_loopback: is addr, a textual peer address as sl_conn_remote writes it
+ * ("127.0.0.1", "::1", "::ffff:127.0.0.1"), on the loopback network? addr must not be NULL;
+ * anything else, including "" and unparsable text, is not loopback. */
+bool sl_addr_is_loopback(const char *addr);
+
 /* Aborting allocators for small control structures (never return NULL). */
 void *sl_xmalloc(size_t n);
 void *sl_xcalloc(size_t n, size_t size);

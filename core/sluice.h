@@ -97,6 +97,7 @@ const char *sluice_strerror(int err);
 
 typedef struct sl_server sluice_server; /* one configured server (one listening port) */
 typedef struct sl_socket sluice_client; /* one Socket.IO client in one namespace */
+typedef struct sl_eio_conn sluice_eio_conn; /* one session of a raw Engine.IO endpoint */
 
 /* A binary attachment of a client event (borrowed: valid for the duration of the call). */
 typedef struct sl_bin {
@@ -203,7 +204,7 @@ typedef struct sluice_hooks {
                 size_t len, const sluice_bin *atts, size_t natts, int64_t ack_id);
 
   /* Server hooks (sluice_set_hooks with ns == NULL): the lifecycle events, one pointer per
-   * type (an unset type builds no event), and on_start. */
+   * type (an unset type builds no event), on_start, client_free and the raw endpoint's. */
   void (*on_connect)(void *ud, const sluice_event *ev);
   void (*on_disconnect)(void *ud, const sluice_event *ev);
   void (*on_subscribe)(void *ud, const sluice_event *ev);
@@ -213,6 +214,27 @@ typedef struct sluice_hooks {
   /* on_start: the server is listening (sluice_start). A config's Lua onStart also runs
    * after each reload; a C on_start runs once. */
   void (*on_start)(void *ud, sluice_server *srv);
+  /* client_free: the core is about to free client: every client it created, in any
+   * namespace, also one whose CONNECT was refused (then without a disconnect event before
+   * it). Drop every reference kept to it; it must not be used afterwards. Unlike every other
+   * kind, a C client_free does not replace the config's: both run (the C one first), so the
+   * Lua side can always invalidate what it handed to scripts. */
+  void (*client_free)(void *ud, sluice_client *client);
+
+  /* The raw Engine.IO endpoint of a server (config key engineIo; sessions without Socket.IO).
+   * A conn is valid from eio_open until eio_free returns; answer with sluice_eio_send. */
+  /* eio_open: a session completed its handshake on the endpoint. */
+  void (*eio_open)(void *ud, sluice_eio_conn *conn);
+  /* eio_message: one message of the session: text (binary 0; not NUL-terminated) or binary
+   * (binary 1), borrowed for the duration of the call. */
+  void (*eio_message)(void *ud, sluice_eio_conn *conn, const uint8_t *data, size_t len,
+                      int binary);
+  /* eio_close: the session closed for reason (e.g. "server close"); conn can no longer
+   * send. */
+  void (*eio_close)(void *ud, sluice_eio_conn *conn, const char *reason);
+  /* eio_free: the core is about to free conn (right after eio_close). As for client_free, a
+   * C eio_free and the config's both run. */
+  void (*eio_free)(void *ud, sluice_eio_conn *conn);
 } sluice_hooks;
 
 #define SLUICE_NOSLOT (-2) /* initial value of a snapshot slot */
@@ -221,7 +243,8 @@ typedef struct sluice_hooks {
  * for the server (its lifecycle events and on_start), on the server named server or, with
  * server NULL, on every server. The table is copied; a later call for the same (server, ns)
  * replaces it and h NULL removes it. Per hook kind the most specific C registration (named
- * server before NULL) wins, then the config's Lua hook. Registrations are kept by name and
+ * server before NULL) wins, then the config's Lua hook (client_free and eio_free: both run).
+ * Registrations are kept by name and
  * survive sluice_reload (a namespace a reload adds gets the hooks registered for its path).
  * ud is handed to every hook and must outlive the registration.
  * Returns 0, SL_EINVAL (a policy hook with ns NULL, or an event hook with ns set), or
@@ -242,6 +265,15 @@ int sluice_client_emit(sluice_client *c, const char *json_array, size_t len);
 int sluice_client_ack(sluice_client *c, int64_t ack_id, const char *json_array, size_t len);
 /* sluice_client_disconnect: kick the client from its namespace (safe inside a hook). */
 void sluice_client_disconnect(sluice_client *c);
+
+/* Raw Engine.IO sessions handed to the eio_* hooks (valid until eio_free). */
+const char *sluice_eio_id(const sluice_eio_conn *conn); /* the session id, "" once closed */
+/* sluice_eio_send: send one message, text (binary 0) or binary (binary 1); data is copied.
+ * Returns 0 or SL_ESTATE (the session is closed). */
+int sluice_eio_send(sluice_eio_conn *conn, const void *data, size_t len, int binary);
+/* sluice_eio_close: close the session ("server close"). eio_close and eio_free run before
+ * this returns (also when called from inside a hook for conn): do not use conn afterwards. */
+void sluice_eio_close(sluice_eio_conn *conn);
 
 /* Servers handed to on_start. */
 const char *sluice_server_name(const sluice_server *srv);

@@ -4,6 +4,8 @@
 #include <cjson/cJSON.h>
 #include "topics.h"
 #include "lanes.h"
+#include "msg.h"
+#include "sl_util.h"
 
 /* s as a JSON string literal, quotes included (malloc'd; aborts on OOM). */
 static char *json_string_literal(const char *s) {
@@ -30,7 +32,7 @@ int sl_ns_init(sl_ns *ns, sl_server *srv, sl_ns_config *cfg) {
       ns->topics[i].name = sl_xstrdup(cfg->topics[i]);
       ns->topics[i].json_name = json_string_literal(cfg->topics[i]);
       ns->topics[i].ns = ns;
-      ns->topics[i].snap_ref = SL_NOREF;
+      ns->topics[i].snap_slot = SLUICE_NOSLOT;
     }
   }
   return 0;

@@ -37,6 +37,12 @@ const char *sl_strerror(int err) {
   }
 }
 
+/* sl_addr_is_loopback: see sl_util.h. Textual prefixes: the whole 127/8 network, the IPv6
+ * loopback and IPv4-mapped 127/8. */
+bool sl_addr_is_loopback(const char *a) {
+  return strncmp(a, "127.", 4) == 0 || strcmp(a, "::1") == 0 || strncmp(a, "::ffff:127.", 11) == 0;
+}
+
 /* ---- allocation ------------------------------------------------------------------------ */
 
 /* Out of memory for a control structure leaves no sane way to continue; say so on the

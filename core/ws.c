@@ -15,6 +15,9 @@
 #include <strings.h>
 #include <openssl/evp.h>
 #include "ws.h"
+#include "msg.h"
+#include "net.h"
+#include "sl_util.h"
 
 #define WS_POOL_MAX 256
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"

@@ -40,7 +40,6 @@ static sl_lua *new_vm(sl_gateway *gw) {
 static void take(embed *e, sl_lua *vm, sl_config *cfg) {
   e->vm = vm;
   e->cfg = cfg;
-  sl_gateway_set_lua(e->gw, vm);
   e->pol = sl_lua_policy_install(e->gw, vm, cfg);
 }
 
@@ -84,7 +83,6 @@ static void embed_stop(void *ud) {
   if (e->cfg) e->cfg->L = NULL;
   close_vm(e, e->vm);
   e->vm = NULL;
-  sl_gateway_set_lua(e->gw, NULL);
   sl_lua_policy_free(e->pol);
   e->pol = NULL;
 }

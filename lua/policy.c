@@ -133,6 +133,36 @@ static void lp_on_start(void *ud, sluice_server *srv) {
   sl_lua_on_start(b->vm, b->sc->on_start_ref, srv);
 }
 
+/* The VM's boxes of a client or raw endpoint connection are cleared whenever the core frees
+ * one, so a stale reference in a script raises instead of touching freed memory. */
+static void lp_client_free(void *ud, sluice_client *c) {
+  const binding *b = ud;
+  sl_lua_socket_gone(b->vm, c);
+}
+
+static void lp_eio_free(void *ud, sluice_eio_conn *c) {
+  const binding *b = ud;
+  sl_lua_eio_gone(b->vm, c);
+}
+
+/* ---- the raw Engine.IO endpoint (engineIo.onOpen / onMessage / onClose) ---- */
+
+static void lp_eio_open(void *ud, sluice_eio_conn *c) {
+  const binding *b = ud;
+  sl_lua_eio_event(b->vm, b->sc->eio_on_open_ref, c, "open");
+}
+
+static void lp_eio_message(void *ud, sluice_eio_conn *c, const uint8_t *data, size_t len,
+                           int binary) {
+  const binding *b = ud;
+  sl_lua_eio_message(b->vm, b->sc->eio_on_message_ref, c, data, len, binary != 0);
+}
+
+static void lp_eio_close(void *ud, sluice_eio_conn *c, const char *reason) {
+  const binding *b = ud;
+  sl_lua_eio_event(b->vm, b->sc->eio_on_close_ref, c, reason);
+}
+
 #define SET(ref, member, fn)                                                                   \
   if ((ref) != SL_NOREF) h.member = fn
 
@@ -153,6 +183,11 @@ sl_lua_policy *sl_lua_policy_install(sl_gateway *gw, struct sl_lua *vm, struct s
     SET(sc->on_overflow_ref, on_overflow, lp_server_event);
     SET(sc->on_retry_exhausted_ref, on_retry_exhausted, lp_server_event);
     SET(sc->on_start_ref, on_start, lp_on_start);
+    SET(sc->eio_on_open_ref, eio_open, lp_eio_open);
+    SET(sc->eio_on_message_ref, eio_message, lp_eio_message);
+    SET(sc->eio_on_close_ref, eio_close, lp_eio_close);
+    h.client_free = lp_client_free; /* the VM may hold boxes of any client or connection */
+    h.eio_free = lp_eio_free;
     /* SL_ENOENT: a server not selected with --server is gone; nothing to install */
     (void)sl_hooks_set_script(gw, sc->name, NULL, &h, b);
     for (size_t j = 0; j < sc->nns; j++) {

@@ -4,7 +4,9 @@
  * namespace and server of a config generation this module registers, in the gateway's
  * script slot (sl_hooks_set_script), a table whose members are set exactly for the refs that
  * are set: a hook the config does not define stays NULL and costs the core nothing. Each
- * member forwards to the sl_lua_* call of lua/sl_lua.h with the generation's VM and ref. */
+ * member forwards to the sl_lua_* call of lua/sl_lua.h with the generation's VM and ref.
+ * client_free and eio_free are set on every server: the VM may hold a box of any client or
+ * raw endpoint connection, cleared when the core frees it. */
 #ifndef SL_POLICY_H
 #define SL_POLICY_H
 

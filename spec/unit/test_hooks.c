@@ -1,12 +1,16 @@
 /* test_hooks.c - the hooks table (core/hooks.c, sluice_set_hooks): how C hooks and a config's
  * Lua hooks combine and what a reload keeps. A gateway from a config file whose Lua route
  * drops every message (counted in the namespace's route_dropped); a C route hook counts its
- * calls and delivers. */
+ * calls and delivers. The other kinds: C hooks with a fake polling session driven through
+ * sl_sio_message (the real client layer above it) and the raw endpoint's handler. */
 #include <stdlib.h>
 #include <string.h>
 #include <stdio.h>
 #include <unistd.h>
 #include "sl_internal.h"
+#include "sio.h"
+#include "eio_raw.h"
+#include "delivery.h"
 #include "testlib.h"
 
 static const char *cfg_text =
@@ -106,8 +110,244 @@ TEST(c_route_takes_precedence_over_lua_and_survives_a_reload) {
   unlink(path);
 }
 
+/* ---- every other kind, called by the core ---- */
+
+typedef struct {
+  int authorize, connect, coalesce_key, snapshot, client_publish, event, client_free;
+  int eio_open, eio_message, eio_close, eio_free;
+  char event_name[32], event_args[64], eio_data[32], eio_reason[32];
+  sluice_eio_conn *conn;
+} calls;
+static calls cc;
+
+/* token "good" is accepted as principal "p-good"; anything else is refused */
+static int c_authorize(void *ud, const char *token, const char *ns, const char *topic,
+                       sluice_client *c, char **principal, char *reason, size_t reasonlen) {
+  cc.authorize++;
+  CHECK_EQ_STR(ns, "/feed");
+  CHECK(c != NULL);
+  if (token && strcmp(token, "good") == 0) {
+    *principal = sl_xstrdup("p-good");
+    return 1;
+  }
+  snprintf(reason, reasonlen, "bad token for %s", topic ? topic : "CONNECT");
+  return 0;
+}
+static int c_connect(void *ud, sluice_client *c, const char *auth_json, size_t len,
+                     char *reason, size_t reasonlen) {
+  cc.connect++;
+  CHECK_EQ_STR(sluice_client_principal(c), "p-good"); /* after authorize */
+  CHECK(auth_json != NULL);
+  if (auth_json) CHECK_EQ_MEM(auth_json, len, "{\"token\":\"good\"}", 16);
+  return 1;
+}
+/* the key is the payload's first character after {"k":" */
+static char *c_coalesce_key(void *ud, const char *topic, const char *payload, size_t len,
+                            char *buf, size_t cap) {
+  cc.coalesce_key++;
+  CHECK_EQ_STR(topic, "t");
+  if (len < 7 || cap < 2) return NULL;
+  buf[0] = payload[6];
+  buf[1] = 0;
+  return buf;
+}
+/* the state is the last payload; the slot counts the calls since the last reload */
+static int c_snapshot(void *ud, int *slot, const char *state_json, size_t state_len,
+                      const char *topic, const char *payload, size_t len, char **new_state) {
+  cc.snapshot++;
+  if (*slot == SLUICE_NOSLOT) {
+    CHECK(state_json == NULL);
+    *slot = 0;
+  }
+  ++*slot;
+  *new_state = sl_xstrndup(payload, len);
+  return 0;
+}
+static int c_client_publish(void *ud, sluice_client *c, const char *topic, const char *payload,
+                            size_t len, char **new_payload) {
+  cc.client_publish++;
+  CHECK_EQ_MEM(payload, len, "1", 1);
+  return 0; /* refused */
+}
+static void c_event_hook(void *ud, sluice_client *c, const char *name, const char *args_json,
+                         size_t len, const sluice_bin *atts, size_t natts, int64_t ack_id) {
+  cc.event++;
+  snprintf(cc.event_name, sizeof cc.event_name, "%s", name);
+  snprintf(cc.event_args, sizeof cc.event_args, "%.*s", (int)len, args_json);
+  CHECK_EQ_INT(ack_id, -1);
+}
+static void c_client_free(void *ud, sluice_client *c) {
+  cc.client_free++;
+  CHECK(c != NULL);
+}
+static void c_eio_open(void *ud, sluice_eio_conn *c) {
+  cc.eio_open++;
+  cc.conn = c;
+  CHECK_EQ_INT(sluice_eio_send(c, "hi", 2, 0), 0);
+}
+static void c_eio_message(void *ud, sluice_eio_conn *c, const uint8_t *data, size_t len,
+                          int binary) {
+  cc.eio_message++;
+  CHECK(c == cc.conn);
+  CHECK_EQ_INT(binary, 0);
+  snprintf(cc.eio_data, sizeof cc.eio_data, "%.*s", (int)len, (const char *)data);
+}
+static void c_eio_close(void *ud, sluice_eio_conn *c, const char *reason) {
+  cc.eio_close++;
+  CHECK(c == cc.conn);
+  snprintf(cc.eio_reason, sizeof cc.eio_reason, "%s", reason);
+}
+static void c_eio_free(void *ud, sluice_eio_conn *c) {
+  cc.eio_free++;
+  CHECK(c == cc.conn);
+  CHECK_EQ_INT(cc.eio_close, 1); /* after eio_close */
+}
+
+/* The next packet queued on the fake session, as text ("" when none). */
+static const char *next_out(sl_session *s) {
+  static char out[512];
+  out[0] = 0;
+  if (!s->pq.n) return out;
+  sl_msg *m = sl_mq_pop(&s->pq);
+  snprintf(out, sizeof out, "%.*s", (int)m->len, (const char *)sl_msg_packet(m));
+  sl_msg_unref(m);
+  return out;
+}
+
+static void feed(sl_session *s, const char *packet) {
+  sl_sio_message(s, (const uint8_t *)packet, strlen(packet), false);
+}
+
+static sl_session *fake_session(sl_server *srv) {
+  sl_session *s = sl_xcalloc(1, sizeof *s);
+  s->srv = srv;
+  s->transport = SL_TR_POLLING;
+  s->state = SL_ST_OPEN;
+  snprintf(s->remote, sizeof s->remote, "127.0.0.1");
+  sl_list_init(&s->ready);
+  return s;
+}
+
+static void free_session(sl_session *s) {
+  sl_mq_clear(&s->pq);
+  if (s->dirty) sl_list_del(&s->dlink);
+  free(s);
+}
+
+TEST(c_policy_hooks_and_client_free_are_called_by_the_core) {
+  static const char cfg[] =
+      "return { servers = { main = { host = '127.0.0.1', port = 0,\n"
+      "  namespaces = { { path = '/feed', topics = { 't' }, authRequired = true,\n"
+      "                   coalesce = true, clientPublish = true } } } } }\n";
+  memset(&cc, 0, sizeof cc);
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  char err[512];
+  sluice_t *gw = sluice_new_from_string(&loop, cfg, strlen(cfg), "lua", err, sizeof err);
+  CHECK(gw != NULL);
+  if (!gw) return;
+  sluice_hooks ns = {.authorize = c_authorize, .connect = c_connect,
+                     .coalesce_key = c_coalesce_key, .snapshot = c_snapshot,
+                     .client_publish = c_client_publish, .event = c_event_hook};
+  sluice_hooks srvh = {.client_free = c_client_free};
+  CHECK_EQ_INT(sluice_set_hooks(gw, NULL, "/feed", &ns, NULL), 0);
+  CHECK_EQ_INT(sluice_set_hooks(gw, "main", NULL, &srvh, NULL), 0);
+  /* the config's client_free (the Lua boxes) stays beside the C one */
+  CHECK(gw->servers[0].hooks.script.client_free != NULL);
+  sl_session *s = fake_session(&gw->servers[0]);
+
+  /* a refused CONNECT: authorize says no, connect is not asked, the socket is released */
+  feed(s, "0/feed,{\"token\":\"bad\"}");
+  CHECK_EQ_INT(cc.authorize, 1);
+  CHECK_EQ_INT(cc.connect, 0);
+  CHECK_EQ_INT(cc.client_free, 1);
+  CHECK(strstr(next_out(s), "44/feed,{\"message\":\"bad token for CONNECT\"") != NULL);
+
+  feed(s, "0/feed,{\"token\":\"good\"}");
+  CHECK_EQ_INT(cc.authorize, 2);
+  CHECK_EQ_INT(cc.connect, 1);
+  CHECK(strncmp(next_out(s), "40/feed,{\"sid\":", 15) == 0);
+  CHECK(s->sockets != NULL);
+  if (!s->sockets) return;
+
+  /* subscribe asks authorize for the topic (the CONNECT token) */
+  feed(s, "2/feed,[\"subscribe\",{\"topic\":\"t\"}]");
+  CHECK_EQ_INT(cc.authorize, 3);
+  CHECK(s->sockets->lanes != NULL);
+  if (!s->sockets->lanes) return;
+
+  /* keyed coalescing: a, b, a -> the second a replaces the first, b stays */
+  const char *msgs[] = {"{\"k\":\"a\",\"n\":1}", "{\"k\":\"b\",\"n\":2}", "{\"k\":\"a\",\"n\":3}"};
+  for (int i = 0; i < 3; i++)
+    CHECK_EQ_INT(sluice_publish(gw, "/feed", "t", msgs[i], strlen(msgs[i]), NULL, NULL), 0);
+  CHECK_EQ_INT(cc.coalesce_key, 3);
+  CHECK_EQ_INT(s->sockets->lanes->qn, 2);
+  sl_topic *t = sl_topic_find(&gw->servers[0].ns[0], "t", 1);
+  CHECK_EQ_INT(cc.snapshot, 3);
+  CHECK_EQ_INT(t->snap_slot, 3);
+  CHECK_EQ_STR(t->snap_json, msgs[2]);
+
+  /* client publish refused by the hook; an application event reaches the event hook */
+  feed(s, "2/feed,[\"publish\",{\"topic\":\"t\",\"payload\":1}]");
+  CHECK_EQ_INT(cc.client_publish, 1);
+  CHECK_EQ_INT(cc.coalesce_key, 3); /* nothing was published */
+  feed(s, "2/feed,[\"hello\",1,\"x\"]");
+  CHECK_EQ_INT(cc.event, 1);
+  CHECK_EQ_STR(cc.event_name, "hello");
+  CHECK_EQ_STR(cc.event_args, "[1,\"x\"]");
+
+  /* the session goes: its socket is released */
+  CHECK_EQ_INT(cc.client_free, 1);
+  sl_sio_session_closed(s);
+  CHECK_EQ_INT(cc.client_free, 2);
+  sl_sio_free_dead(gw);
+  free_session(s);
+  sluice_stop(gw, NULL, NULL);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  sluice_free(gw);
+  CHECK_EQ_INT(uv_loop_close(&loop), 0);
+}
+
+TEST(c_raw_engine_io_hooks_are_called_by_the_core) {
+  static const char cfg[] =
+      "return { servers = { main = { host = '127.0.0.1', port = 0,\n"
+      "  namespaces = { { path = '/feed', topics = { 't' } } } } } }\n";
+  memset(&cc, 0, sizeof cc);
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  char err[512];
+  sluice_t *gw = sluice_new_from_string(&loop, cfg, strlen(cfg), "lua", err, sizeof err);
+  CHECK(gw != NULL);
+  if (!gw) return;
+  sluice_hooks h = {.eio_open = c_eio_open, .eio_message = c_eio_message,
+                    .eio_close = c_eio_close, .eio_free = c_eio_free};
+  CHECK_EQ_INT(sluice_set_hooks(gw, NULL, "/feed", &h, NULL), SL_EINVAL); /* server kinds */
+  CHECK_EQ_INT(sluice_set_hooks(gw, NULL, NULL, &h, NULL), 0);
+  sl_session *s = fake_session(&gw->servers[0]);
+  snprintf(s->sid, sizeof s->sid, "sid-1");
+  sl_eio_raw_handler.on_open(s);
+  CHECK_EQ_INT(cc.eio_open, 1);
+  CHECK_EQ_STR(sluice_eio_id(cc.conn), "sid-1");
+  CHECK_EQ_STR(next_out(s), "4hi");
+  sl_eio_raw_handler.on_message(s, (const uint8_t *)"ping!", 5, false);
+  CHECK_EQ_INT(cc.eio_message, 1);
+  CHECK_EQ_STR(cc.eio_data, "ping!");
+  sl_eio_raw_handler.on_close(s, "transport close");
+  CHECK_EQ_INT(cc.eio_close, 1);
+  CHECK_EQ_STR(cc.eio_reason, "transport close");
+  CHECK_EQ_INT(cc.eio_free, 1);
+  CHECK(s->eio == NULL);
+  free_session(s);
+  sluice_stop(gw, NULL, NULL);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  sluice_free(gw);
+  CHECK_EQ_INT(uv_loop_close(&loop), 0);
+}
+
 int main(void) {
   RUN(set_hooks_validates_its_target_and_table);
   RUN(c_route_takes_precedence_over_lua_and_survives_a_reload);
+  RUN(c_policy_hooks_and_client_free_are_called_by_the_core);
+  RUN(c_raw_engine_io_hooks_are_called_by_the_core);
   return tl_report();
 }

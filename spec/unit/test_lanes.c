@@ -5,6 +5,8 @@
 #include <string.h>
 #include <stdio.h>
 #include "sl_internal.h"
+#include "delivery.h"
+#include "gateway.h"
 #include "testlib.h"
 
 typedef struct {
@@ -39,7 +41,7 @@ static int fx_open(fixture *f, const char *ns_opts) {
   f->sock = sl_xcalloc(1, sizeof *f->sock);
   f->sock->sess = f->sess;
   f->sock->ns = &f->srv->ns[0];
-  f->sock->lua_ref = SL_NOREF;
+  f->sock->slot = SLUICE_NOSLOT;
   strcpy(f->sock->id, "client-1");
   sl_hash_put(&f->sock->ns->sockets, &f->sock->hent, f->sock->id);
   f->sess->sockets = f->sock;
