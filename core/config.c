@@ -57,6 +57,7 @@ void sl_config_free(sl_config *cfg) {
     unref(cfg, s->eio_on_open_ref);
     unref(cfg, s->eio_on_close_ref);
     unref(cfg, s->on_start_ref);
+    unref(cfg, s->allow_request_ref);
     unref(cfg, s->on_connect_ref);
     unref(cfg, s->on_disconnect_ref);
     unref(cfg, s->on_subscribe_ref);

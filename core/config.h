@@ -98,6 +98,7 @@ typedef struct sl_server_config {
   int eio_on_open_ref;        /* engineIo.onOpen(conn) (optional) */
   int eio_on_close_ref;       /* engineIo.onClose(conn, reason) (optional) */
   int on_start_ref;           /* onStart(server) */
+  int allow_request_ref;      /* allowRequest(req) -> true | false, message, status */
   int on_connect_ref, on_disconnect_ref, on_subscribe_ref, on_unsubscribe_ref;
   int on_overflow_ref, on_retry_exhausted_ref;
   sl_ns_config *ns;

@@ -108,6 +108,43 @@ static void eio_error(sl_conn *c, bool upgrade, int code, const char *message) {
   sl_sbuf_free(&h);
 }
 
+/* The server's allow_request hook judges a handshake (socket.io's allowRequest). Returns
+ * true to go on; false when c was answered with the hook's refusal. */
+static bool handshake_allowed(sl_conn *c, bool upgrade) {
+  sl_server *srv = c->srv;
+  if (!srv->hooks.fn.allow_request) return true;
+  sl_req *r = c->req;
+  const char *url = r->url.data ? r->url.data : "/";
+  size_t plen = strcspn(url, "?");
+  char *path = sl_xstrndup(url, plen);
+  const char **hv = sl_xcalloc(2 * r->nheaders + 1, sizeof *hv);
+  const char *p = r->headers.data;
+  for (size_t i = 0; i < 2 * r->nheaders; i++) {
+    hv[i] = p;
+    p += strlen(p) + 1;
+  }
+  char remote[64];
+  sluice_request req = {
+    .method = http_method_str(c->parser.method),
+    .path = path,
+    .query = url[plen] ? url + plen + 1 : "",
+    .remote_address = sl_conn_remote(c, remote, sizeof remote),
+    .headers = hv,
+    .nheaders = r->nheaders,
+  };
+  int status = 403;
+  char msg[256] = "Forbidden";
+  int ok = srv->hooks.fn.allow_request(srv->hooks.ud[SL_HK_ALLOW_REQUEST], &req, &status, msg,
+                                       sizeof msg);
+  free(hv);
+  free(path);
+  if (ok) return true;
+  msg[sizeof msg - 1] = 0;
+  if (status < 400 || status > 599) status = 403;
+  eio_refuse(c, upgrade, status, 4, msg);
+  return false;
+}
+
 /* sl_session_high_water: see eio.h. */
 size_t sl_session_high_water(const sl_session *s) {
   int64_t v = s->srv->cfg->socket_high_water;
@@ -636,6 +673,7 @@ void sl_eio_http(sl_conn *c, bool upgrade) {
     eio_error(c, upgrade, 2, "Bad handshake method");
     return;
   }
+  if (!handshake_allowed(c, upgrade)) return;
   if (!has_eio || strcmp(eio, "4") != 0) {
     eio_error(c, upgrade, 5, "Unsupported protocol version");
     return;

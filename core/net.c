@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <stdio.h>
+#include <ctype.h>
 #include <errno.h>
 #include <unistd.h>
 #include <sys/stat.h>
@@ -79,6 +80,7 @@ static void req_free(sl_req *r) {
   sl_sbuf_free(&r->body);
   sl_sbuf_free(&r->hfield);
   sl_sbuf_free(&r->hvalue);
+  sl_sbuf_free(&r->headers);
   free(r->upgrade);
   free(r->connection);
   free(r->ws_key);
@@ -91,12 +93,21 @@ static void req_free(sl_req *r) {
   free(r);
 }
 
-static void req_store_header(sl_req *r) {
+static void req_store_header(sl_req *r, bool keep_all) {
   if (!r->hfield.len) return;
   sl_sbuf_append(&r->hvalue, "", 1);
   r->hvalue.len--;
   const char *f = r->hfield.data;
   size_t fl = r->hfield.len;
+  if (keep_all) {
+    for (size_t i = 0; i < fl; i++) {
+      char ch = (char)tolower((unsigned char)f[i]);
+      sl_sbuf_append(&r->headers, &ch, 1);
+    }
+    sl_sbuf_append(&r->headers, "", 1);
+    sl_sbuf_append(&r->headers, r->hvalue.data ? r->hvalue.data : "", r->hvalue.len + 1);
+    r->nheaders++;
+  }
   char **slot = NULL;
 #define HDR_IS(name) (fl == sizeof(name) - 1 && strncasecmp(f, name, fl) == 0)
   if (HDR_IS("upgrade")) slot = &r->upgrade;
@@ -145,7 +156,7 @@ static int on_header_field(http_parser *p, const char *at, size_t len) {
   r->header_bytes += len;
   if (r->header_bytes > SL_MAX_HEADERS) return -1;
   if (r->last_was_value) {
-    req_store_header(r);
+    req_store_header(r, parser_conn(p)->srv->keep_headers);
     r->last_was_value = 0;
   }
   sl_sbuf_append(&r->hfield, at, len);
@@ -164,7 +175,7 @@ static int on_header_value(http_parser *p, const char *at, size_t len) {
 static int on_headers_complete(http_parser *p) {
   sl_conn *c = parser_conn(p);
   sl_req *r = c->req;
-  if (r->last_was_value) req_store_header(r);
+  if (r->last_was_value) req_store_header(r, parser_conn(p)->srv->keep_headers);
   r->last_was_value = 0;
   sl_sbuf_free(&r->hfield);
   sl_sbuf_free(&r->hvalue);
@@ -575,6 +586,8 @@ static const char *status_text(int s) {
   case 408: return "Request Timeout";
   case 413: return "Payload Too Large";
   case 414: return "URI Too Long";
+  case 415: return "Unsupported Media Type";
+  case 429: return "Too Many Requests";
   case 431: return "Request Header Fields Too Large";
   case 500: return "Internal Server Error";
   case 503: return "Service Unavailable";

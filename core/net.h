@@ -60,6 +60,9 @@ typedef struct sl_req {
   char *host;               /* Host */
   char *acr_headers;        /* Access-Control-Request-Headers (a CORS preflight) */
   uint8_t proxied;          /* SL_PROXY_* bits: forwarding headers seen (any value) */
+  sl_sbuf headers;          /* every header as "name\0value\0" (name lowercased), nheaders
+                               pairs; kept only when srv->keep_headers */
+  size_t nheaders;
   int last_was_value;
   bool complete;
   bool too_big;             /* body over the limit (413) */

@@ -105,6 +105,7 @@ struct sl_server {
   } api_listener;
   int api_port;             /* bound port of api_listener (TCP) */
   bool api_listening;
+  bool keep_headers;        /* net: keep every request header (sl_req.headers); set by hooks.c */
   void (*on_api_request)(sl_conn *c); /* net.h sl_request_cb of api_listener */
 };
 

@@ -185,7 +185,7 @@ static const char *const k_server_keys[] = {
     "namespaces", "pingIntervalMs", "pingTimeoutMs", "connectTimeoutMs", "maxPayload",
     "socketHighWaterBytes", "socketSendBufferBytes", "apiToken", "engineIo", "tokens",
     "onStart", "onConnect", "onDisconnect", "onSubscribe", "onUnsubscribe", "onOverflow",
-    "onRetryExhausted", "tokensFile", "api", "cors", NULL};
+    "onRetryExhausted", "tokensFile", "api", "cors", "allowRequest", NULL};
 static const char *const k_ns_keys[] = {
     "path", "topics", "deliveryMode", "overflowAction", "maxQueuedMessagesPerClient",
     "maxQueuedBytesPerClient", "ackTimeoutMs", "maxRetries", "coalesce", "allowPolling",
@@ -638,6 +638,7 @@ static void server_init(sl_server_config *s) {
   s->on_start_ref = s->on_connect_ref = s->on_disconnect_ref = SL_NOREF;
   s->on_subscribe_ref = s->on_unsubscribe_ref = s->on_overflow_ref = SL_NOREF;
   s->on_retry_exhausted_ref = SL_NOREF;
+  s->allow_request_ref = SL_NOREF;
 }
 
 static const char *const k_transport[] = {"WS", "WSS", NULL};
@@ -1081,6 +1082,7 @@ static int validate_server(vctx *c, int t, sl_server_config *s) {
   lua_settop(L, top);
 
   if (opt_hook(c, t, "onStart", &s->on_start_ref, NULL)) goto out;
+  if (opt_hook(c, t, "allowRequest", &s->allow_request_ref, NULL)) goto out;
   if (opt_hook(c, t, "onConnect", &s->on_connect_ref, NULL)) goto out;
   if (opt_hook(c, t, "onDisconnect", &s->on_disconnect_ref, NULL)) goto out;
   if (opt_hook(c, t, "onSubscribe", &s->on_subscribe_ref, NULL)) goto out;

@@ -456,3 +456,81 @@ describe("api and cors config: unknown keys are errors", () => {
     assert.match(r.stdout + r.stderr, /CORS: 2 origins/);
   });
 });
+
+// ---------------------------------------------------------------- allowRequest
+
+describe("allowRequest(req): accept or refuse any Engine.IO handshake", () => {
+  let srv, P;
+  before(async () => {
+    srv = await startServer(`return { servers = { main = { host = "127.0.0.1", port = 0,
+      engineIo = { path = "/raw/", onMessage = function(conn, data) conn:send(data) end },
+      allowRequest = function(req)
+        if req.query.boom then error("boom") end
+        if req.headers["x-deny"] then return false, "denied by allowRequest: " .. req.headers["x-deny"], 401 end
+        if req.query.token == "bad" then return false, "bad token" end
+        if req.method ~= "GET" or req.remoteAddress ~= "127.0.0.1" or req.query.EIO ~= "4" then
+          return false, "unexpected request " .. req.method .. " " .. req.path
+        end
+        if req.query.nothing then return end
+        return req.path == "/socket.io/" or req.path == "/raw/"
+      end,
+      ${NS} } } }`);
+    P = srv.port;
+  });
+  after(async () => { await srv?.stop(); });
+
+  it("accepts: the handshake gets its open packet", async () => {
+    const r = await polling(P);
+    assert.equal(r.status, 200, r.text);
+    assert.match(r.text, /^0\{"sid"/);
+    assert.equal((await req({ port: P }, "GET", "/raw/?EIO=4&transport=polling")).status, 200);
+  });
+
+  it("refuses with the hook's status and message (headers and query seen)", async () => {
+    const r = await polling(P, { "x-deny": "nope" });
+    assert.equal(r.status, 401, r.text);
+    assert.deepEqual(r.body, { code: 4, message: "denied by allowRequest: nope" });
+    const q = await req({ port: P }, "GET", "/socket.io/?EIO=4&transport=polling&token=bad");
+    assert.equal(q.status, 403, q.text);
+    assert.deepEqual(q.body, { code: 4, message: "bad token" });
+  });
+
+  it("fails closed: returning nothing or raising refuses (403 Forbidden), the error is logged", async () => {
+    for (const extra of ["&nothing=1", "&boom=1"]) {
+      const r = await req({ port: P }, "GET", `/socket.io/?EIO=4&transport=polling${extra}`);
+      assert.equal(r.status, 403, `${extra}: ${r.text}`);
+      assert.deepEqual(r.body, { code: 4, message: "Forbidden" });
+    }
+    await srv.waitLog(/allowRequest.*boom|boom.*allowRequest/);
+  });
+
+  it("WebSocket handshakes are judged too; a session's later requests are not", async () => {
+    const url = `ws://127.0.0.1:${P}/socket.io/?EIO=4&transport=websocket`;
+    const status = await new Promise((resolve) => {
+      const ws = new WebSocket(url, { headers: { "x-deny": "ws" } });
+      ws.on("unexpected-response", (_rq, res) => { resolve(res.statusCode); ws.terminate(); });
+      ws.on("open", () => { resolve("open"); ws.close(); });
+      ws.on("error", () => {});
+    });
+    assert.equal(status, 401);
+    const open = await polling(P);
+    const sid = JSON.parse(open.text.slice(1)).sid;
+    const r = await req({ port: P }, "POST", `/socket.io/?EIO=4&transport=polling&sid=${sid}`, {
+      headers: { "x-deny": "later", "content-type": "text/plain" }, body: "40/feed,",
+    });
+    assert.equal(r.status, 200, r.text);
+  });
+
+  it("the real client: refused with extraHeaders, connects without", async () => {
+    const bad = client(`http://127.0.0.1:${P}/feed`, { ...MODES["polling-only"], extraHeaders: { "x-deny": "client" } });
+    const e = await connectError(bad);
+    assert.ok(e);
+    closeAll(bad);
+    for (const mode of [MODES.websocket, MODES["polling+upgrade"]]) {
+      const s = await connected(client(`http://127.0.0.1:${P}/feed`, mode));
+      closeAll(s);
+    }
+  });
+
+  it("server exits cleanly", async () => { assertCleanExit(await srv.stop()); });
+});
