@@ -149,6 +149,13 @@ static void refusal_metrics(sl_gateway *gw, sl_sbuf *b) {
   for (int i = 0; i < SL_API_REFUSED_COUNT; i++)
     sl_sbuf_printf(b, "sluice_api_refused_total{reason=\"%s\"} %llu\n", refusal_names[i],
                    (unsigned long long)gw->api_refused[i]);
+  sl_sbuf_puts(b, "# HELP sluice_eio_refused_total Engine.IO requests refused: by cors.origins "
+                  "(origin) or by the allowRequest hook (allow_request)\n"
+                  "# TYPE sluice_eio_refused_total counter\n");
+  sl_sbuf_printf(b, "sluice_eio_refused_total{reason=\"origin\"} %llu\n"
+                    "sluice_eio_refused_total{reason=\"allow_request\"} %llu\n",
+                 (unsigned long long)gw->eio_refused_origin,
+                 (unsigned long long)gw->eio_refused_allow);
 }
 
 /* ---- POST /api/publish ---------------------------------------------------------------- */

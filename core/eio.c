@@ -139,6 +139,7 @@ static bool handshake_allowed(sl_conn *c, bool upgrade) {
   free(hv);
   free(path);
   if (ok) return true;
+  srv->gw->eio_refused_allow++;
   msg[sizeof msg - 1] = 0;
   if (status < 400 || status > 599) status = 403;
   eio_refuse(c, upgrade, status, 4, msg);
@@ -598,6 +599,7 @@ void sl_eio_http(sl_conn *c, bool upgrade) {
   if (!sl_cors_origin_ok(cors, c->req->origin)) {
     char msg[300];
     snprintf(msg, sizeof msg, "Forbidden: origin %.200s is not allowed (cors.origins)", c->req->origin);
+    srv->gw->eio_refused_origin++;
     eio_refuse(c, upgrade, 403, 4, msg);
     return;
   }

@@ -185,6 +185,8 @@ struct sl_gateway {
   uint64_t reloads_ok, reloads_failed;
   double last_reload_ms;
   uint64_t api_refused[SL_API_REFUSED_COUNT];  /* by SL_API_REFUSED_* (api.c), sluice_api_refused_total */
+  uint64_t eio_refused_origin;   /* Engine.IO requests refused by cors.origins (eio.c) */
+  uint64_t eio_refused_allow;    /* handshakes refused by allow_request (eio.c) */
   int closing_handles;
   void (*on_stopped)(sl_gateway *, void *);
   void *on_stopped_arg;

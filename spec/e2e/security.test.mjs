@@ -346,6 +346,8 @@ describe("CORS with cors = { origins = { exact, pattern }, credentials = true }"
     assert.equal(r.body?.code, 4, r.text);
     assert.match(r.body.message, /cors\.origins/);
     assert.equal(r.headers["access-control-allow-origin"], undefined);
+    const m = await req({ port: P }, "GET", "/metrics");
+    assert.match(m.text, /^sluice_eio_refused_total\{reason="origin"\} [1-9]\d*$/m);
   });
 
   it("no Origin header (Node, mobile): served, without CORS headers", async () => {
@@ -502,6 +504,8 @@ describe("allowRequest(req): accept or refuse any Engine.IO handshake", () => {
       assert.deepEqual(r.body, { code: 4, message: "Forbidden" });
     }
     await srv.waitLog(/allowRequest.*boom|boom.*allowRequest/);
+    const m = await req({ port: P }, "GET", "/metrics");
+    assert.match(m.text, /^sluice_eio_refused_total\{reason="allow_request"\} [1-9]\d*$/m);
   });
 
   it("WebSocket handshakes are judged too; a session's later requests are not", async () => {
