@@ -449,6 +449,20 @@ describe("api and cors config: unknown keys are errors", () => {
     });
   }
 
+  it("JSON configs take the same keys, and the same errors", async () => {
+    const ok = writeConfig(JSON.stringify({ servers: { main: { port: 0, api: { path: "/tmp/sluice-x.sock" },
+      cors: { origins: ["https://a.example"], credentials: true, methods: "GET,POST" },
+      namespaces: [{ path: "/feed", topics: ["prices"] }] } } }), "config.json");
+    const r = await runSluice(["check", ok]);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stdout + r.stderr, /API on unix:\/tmp\/sluice-x\.sock/);
+    const bad = writeConfig(JSON.stringify({ servers: { main: { port: 0, api: { port: 9090, host: "127.0.0.1", hosst: ["x"] },
+      namespaces: [{ path: "/feed", topics: ["prices"] }] } } }), "config.json");
+    const b = await runSluice(["check", bad]);
+    assert.notEqual(b.code, 0);
+    assert.match(b.stdout + b.stderr, /config\.json: server "main": api: unknown api key "hosst" \(did you mean "host"\?\)/);
+  });
+
   it("sluice check accepts and summarises api and cors", async () => {
     const file = writeConfig(`return { servers = { main = { host = "127.0.0.1", port = 0,
       api = { port = 9090, hosts = { "sluice.internal" } }, cors = { origins = { "https://a.example", "https://*.b.example" } }, ${NS} } } }`);
