@@ -111,7 +111,7 @@ struct sl_conn {
 /* sl_server_listen: bind and listen on srv->cfg's host:port; every request read on an
  * accepted connection goes to on_request (stored in srv->on_request). Returns 0 or a
  * negative libuv error (the listener is then closed and on_request never called). */
-int sl_server_listen(sl_server *srv, sl_request_cb on_request);
+SL_WUR int sl_server_listen(sl_server *srv, sl_request_cb on_request);
 
 /* sl_server_listen_api: bind and listen on srv->cfg->api (a Unix socket when api.path is
  * set: a stale socket file there is replaced and the new one made 0660; else host:port);
