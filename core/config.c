@@ -125,6 +125,7 @@ char *sl_config_summary(const sl_config *cfg) {
                 s->cors.credentials ? ", credentials" : "");
     if (s->eio_path) sb_printf(&b, "  engineIo endpoint %s\n", s->eio_path);
     if (s->on_start_ref != SL_NOREF) sb_printf(&b, "  onStart hook\n");
+    if (s->allow_request_ref != SL_NOREF) sb_printf(&b, "  allowRequest hook\n");
     for (size_t j = 0; j < s->nns; j++) {
       const sl_ns_config *ns = &s->ns[j];
       sb_printf(&b, "  namespace %s: %s, %s, queue %lld msgs / %lld bytes", ns->path,

@@ -1,13 +1,14 @@
 /* hooks.c - the policy hooks the core calls (sl_lua.h): route, coalesceKey, snapshot,
  * authorize, onClientPublish, the server events, a namespace's onConnect/onEvent, a raw
- * Engine.IO endpoint's onMessage/onOpen/onClose and a server's onStart; and the sampled
- * hook timing.
+ * Engine.IO endpoint's onMessage/onOpen/onClose, a server's onStart and allowRequest; and the
+ * sampled hook timing.
  *
  * Hook fallbacks (every Lua error is logged with file:line and a traceback, and counted in
  * sl_lua_error_count, i.e. the sluice_lua_errors metric): route -> deliver as published;
  * authorize -> refuse ("authorization failed"); onClientPublish -> refuse; coalesceKey -> no
- * key; snapshot -> state unchanged; event hooks -> nothing. A result of the wrong shape
- * (route returning a string, a route table with an unknown field) counts as an error too.
+ * key; snapshot -> state unchanged; allowRequest -> refuse (fails closed); event hooks ->
+ * nothing. A result of the wrong shape (route returning a string, a route table with an
+ * unknown field) counts as an error too.
  *
  * Every call goes through sl_lua_call (call.c). Every entry point finds the traceback
  * handler with sl__lua_tb before pushing the hook (push_hook): the pinned slot from the base
@@ -102,9 +103,9 @@ int sl_lua_allow_request(sl_lua *vm, int ref, const char *method, const char *pa
                          const char *query, const char *remote, const char *const *headers,
                          size_t nheaders, int *status, char *message, size_t msglen) {
   lua_State *L = vm->L;
-  int top = lua_gettop(L);
-  if (!push_ref(vm, ref)) return 1;
-  /* stack: fn, req */
+  int top = lua_gettop(L), tb;
+  if (!push_hook(vm, ref, top, &tb)) return 1;
+  /* stack: handler, fn, req */
   lua_createtable(L, 0, 5);
   lua_pushstring(L, method);
   lua_setfield(L, -2, "method");
@@ -142,7 +143,7 @@ int sl_lua_allow_request(sl_lua *vm, int ref, const char *method, const char *pa
   }
   lua_setfield(L, -2, "query");
   int ok = 0;
-  if (sl_lua_call(vm, L, 0, 1, 3, "allowRequest", NULL, 0) == 0) {
+  if (sl_lua_call(vm, L, tb, 1, 3, "allowRequest", NULL, 0) == 0) {
     /* stack: ok, message, status */
     ok = lua_type(L, -3) == LUA_TBOOLEAN && lua_toboolean(L, -3);
     if (!ok && lua_type(L, -2) == LUA_TSTRING && message && msglen)
