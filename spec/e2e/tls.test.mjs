@@ -337,6 +337,22 @@ describe("socket.io over TLS", () => {
   });
 });
 
+describe("TLS with the API on its own listener", () => {
+  test("the client port speaks TLS, the API listener (loopback) stays plain HTTP", async () => {
+    const srv = await startServer(luaConfig(tlsBlock(good.cert, good.key), { extra: `api = { port = 0 },` }));
+    try {
+      const log = await srv.waitLog(/API, \/metrics and status page on http:\/\/[^:]+:(\d+)/);
+      const apiPort = Number(/API, \/metrics and status page on http:\/\/[^:]+:(\d+)/.exec(log)[1]);
+      const res = await fetch(`http://127.0.0.1:${apiPort}/metrics`, { signal: AbortSignal.timeout(5000) });
+      assert.equal(res.status, 200);
+      assert.match(await res.text(), /sluice_tls_cert_expiry_timestamp_seconds\{server="main"\} \d+/);
+      assert.equal(await peerSerial(srv.port), "1001");
+      const s = client(`wss://127.0.0.1:${srv.port}/feed`, { transports: ["websocket"], ca: pki.caPem });
+      try { await connected(s); } finally { closeAll(s); }
+    } finally { assertCleanExit(await srv.stop()); }
+  });
+});
+
 describe("protocol TLSv1.2", () => {
   test("a TLSv1.2 client is served when protocol is TLSv1.2", async () => {
     const srv = await startServer(luaConfig(tlsBlock(good.cert, good.key, `, protocol = "TLSv1.2"`)));
