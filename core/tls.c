@@ -31,7 +31,7 @@ static BIO_METHOD *bio_method;
 static BIO *shared_bio;
 static const uint8_t *in_p; /* ciphertext of the feed in progress */
 static size_t in_len;
-static sl_sbuf out;         /* ciphertext produced by the call in progress */
+static sl_sbuf out; /* ciphertext produced by the call in progress */
 static uint8_t plain_buf[SL_TLS_RECORD];
 static uint8_t stage[SL_TLS_RECORD];
 static char last_err[256];
@@ -177,15 +177,17 @@ sl_tls_ctx *sl_tls_ctx_new(const sl_tls_config *cfg, char *err, size_t errlen) {
   if (!pkey) {
     snprintf(err, errlen, "tls privateKeyPemPath \"%s\": not a PEM private key%s (%s)",
              cfg->private_key,
-             cfg->password ? " or a wrong privateKeyPassword" : " (an encrypted key needs privateKeyPassword)",
+             cfg->password ? " or a wrong privateKeyPassword"
+                           : " (an encrypted key needs privateKeyPassword)",
              ossl_reason());
     goto fail;
   }
   if (X509_check_private_key(leaf, pkey) != 1) {
     EVP_PKEY_free(pkey);
-    snprintf(err, errlen,
-             "tls privateKeyPemPath \"%s\" does not match the certificate in certChainPemPath \"%s\"",
-             cfg->private_key, cfg->cert_chain);
+    snprintf(
+        err, errlen,
+        "tls privateKeyPemPath \"%s\" does not match the certificate in certChainPemPath \"%s\"",
+        cfg->private_key, cfg->cert_chain);
     goto fail;
   }
   int used = SSL_CTX_use_PrivateKey(ctx, pkey);

@@ -13,7 +13,7 @@ struct sl_tls_watch {
   sl_server *srv;
   uv_fs_event_t ev[2];
   uv_timer_t debounce;
-  char *base[2];            /* file names to react to, in ev[0]'s and ev[1]'s directories */
+  char *base[2]; /* file names to react to, in ev[0]'s and ev[1]'s directories */
   bool on[2];
 };
 
@@ -98,8 +98,8 @@ int sl_tls_server_start(sl_server *srv, char *err, size_t errlen) {
   char e[900];
   sl_tls_ctx *ctx = sl_tls_ctx_new(srv->cfg->tls, e, sizeof e);
   if (!ctx) {
-    snprintf(err, errlen, "server \"%s\": %s (TLS cannot be served; not starting)",
-             srv->cfg->name, e);
+    snprintf(err, errlen, "server \"%s\": %s (TLS cannot be served; not starting)", srv->cfg->name,
+             e);
     return SL_ECONFIG;
   }
   srv->tls = ctx;
@@ -109,8 +109,8 @@ int sl_tls_server_start(sl_server *srv, char *err, size_t errlen) {
 }
 
 /* sl_tls_server_prepare: see tls_server.h. */
-int sl_tls_server_prepare(sl_server *srv, const sl_server_config *nc, sl_tls_ctx **out,
-                          char *err, size_t errlen) {
+int sl_tls_server_prepare(sl_server *srv, const sl_server_config *nc, sl_tls_ctx **out, char *err,
+                          size_t errlen) {
   *out = NULL;
   if (!nc->tls) return 0;
   char e[900];

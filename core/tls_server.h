@@ -20,8 +20,8 @@ int sl_tls_server_start(sl_server *srv, char *err, size_t errlen);
 /* sl_tls_server_prepare: build the context that config nc (the server's config in a reload
  * being prepared) asks for, into *out (NULL for a plain server). Returns 0, or SL_ECONFIG
  * with err set; a failure is counted as a TLS reload error and nothing changes. */
-int sl_tls_server_prepare(sl_server *srv, const sl_server_config *nc, sl_tls_ctx **out,
-                          char *err, size_t errlen);
+int sl_tls_server_prepare(sl_server *srv, const sl_server_config *nc, sl_tls_ctx **out, char *err,
+                          size_t errlen);
 
 /* sl_tls_server_commit: put a context from sl_tls_server_prepare in place (taking its
  * reference) once srv->cfg is the new config, count the reload and watch the (possibly new)

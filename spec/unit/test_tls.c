@@ -36,9 +36,9 @@ static bool make_certs(void) {
 /* A peer: an OpenSSL client on a memory BIO pair, and the server connection it talks to. */
 typedef struct peer {
   SSL *cli;
-  BIO *in, *out;   /* client side: ciphertext to the client / from the client */
+  BIO *in, *out; /* client side: ciphertext to the client / from the client */
   sl_tls *srv;
-  sl_sbuf plain;   /* what the server connection decrypted */
+  sl_sbuf plain; /* what the server connection decrypted */
   struct peer *other;
   int encrypt_other_on_plain;
 } peer;
