@@ -10,7 +10,7 @@
 
 static const char usage[] =
   "Usage: sluice [OPTIONS] CONFIG [--server NAME]...\n"
-  "       sluice check CONFIG\n"
+  "       sluice check [--strict] CONFIG\n"
   "\n"
   "Sluice is a Socket.IO delivery gateway with bounded per-client queues, overflow\n"
   "policies, at-least-once delivery and policy hooks written in Lua. It is a drop-in\n"
@@ -20,10 +20,15 @@ static const char usage[] =
   "Every server in it runs in this one process, or only those named with --server.\n"
   "\n"
   "Commands:\n"
-  "  check CONFIG          validate CONFIG, print a summary, exit 0 if valid, 1 if not\n"
+  "  check CONFIG          validate CONFIG and print a summary: exit 0 if valid, 3 if valid\n"
+  "                        with warnings (e.g. an unknown key), 1 if not\n"
   "\n"
   "Options:\n"
   "  --server NAME         run only server NAME (repeatable)\n"
+  "  --host HOST           listen on HOST instead of the config's host (one server: the\n"
+  "                        config's only one, or the one named with --server)\n"
+  "  --port PORT           listen on PORT likewise (0 = OS-assigned)\n"
+  "  --strict              unknown config keys are errors (as `strict = true` in the config)\n"
   "  --log-level LEVEL     error, warn, info (default) or debug\n"
   "  --log-format FORMAT   text (default) or json (one object per line)\n"
   "  --version             print the version and exit\n"
@@ -39,7 +44,8 @@ static const char usage[] =
   "  SIGINT, SIGTERM       stop gracefully (stop accepting, close sessions, clean spill files)\n"
   "  SIGHUP                reload the configuration\n"
   "\n"
-  "Exit status: 0 on a clean stop, 1 on a configuration or startup error, 2 on a usage error.\n";
+  "Exit status: 0 on a clean stop, 1 on a configuration or startup error, 2 on a usage error,\n"
+  "3 from `sluice check` for a valid config that logged warnings.\n";
 
 static int cmd_check(const char *path) {
   char err[1024];
@@ -52,12 +58,25 @@ static int cmd_check(const char *path) {
     return 1;
   }
   char *sum = sl_config_summary(cfg);
-  printf("%s: OK\n%s", path, sum ? sum : "");
+  unsigned warnings = cfg->warnings;
+  if (warnings)
+    printf("%s: valid with %u warning%s (see above; --strict makes unknown keys errors)\n%s",
+           path, warnings, warnings == 1 ? "" : "s", sum ? sum : "");
+  else
+    printf("%s: OK\n%s", path, sum ? sum : "");
   free(sum);
   sl_config_free(cfg);
   sl_lua_close(vm);
   uv_run(uv_default_loop(), UV_RUN_DEFAULT);
-  return 0;
+  return warnings ? 3 : 0;
+}
+
+/* --port's value: a whole number 0..65535, or -1. */
+static int parse_port(const char *s) {
+  char *end;
+  long v = strtol(s, &end, 10);
+  if (!*s || *end || v < 0 || v > 65535) return -1;
+  return (int)v;
 }
 
 int main(int argc, char **argv) {
@@ -65,6 +84,7 @@ int main(int argc, char **argv) {
   const char *servers[64];
   int nservers = 0;
   bool check = false;
+  sl_config_options opts = {.port = -1};
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
@@ -90,6 +110,20 @@ int main(int argc, char **argv) {
       }
     } else if (strcmp(a, "--server") == 0 && i + 1 < argc) {
       if (nservers < 64) servers[nservers++] = argv[++i];
+    } else if (strcmp(a, "--host") == 0 && i + 1 < argc) {
+      opts.host = argv[++i];
+      if (!opts.host[0]) {
+        fprintf(stderr, "sluice: --host needs a non-empty address\n");
+        return 2;
+      }
+    } else if (strcmp(a, "--port") == 0 && i + 1 < argc) {
+      opts.port = parse_port(argv[++i]);
+      if (opts.port < 0) {
+        fprintf(stderr, "sluice: --port \"%s\" is not a port number (0 to 65535)\n", argv[i]);
+        return 2;
+      }
+    } else if (strcmp(a, "--strict") == 0) {
+      opts.strict = true;
     } else if (strcmp(a, "check") == 0 && !config && !check) {
       check = true;
     } else if (a[0] == '-' && a[1]) {
@@ -106,6 +140,8 @@ int main(int argc, char **argv) {
     fputs(usage, stderr);
     return 2;
   }
+  if (nservers == 1) opts.server = servers[0];
+  sl_config_set_options(&opts); /* kept for reloads */
   if (check) return cmd_check(config);
 
   uv_loop_t *loop = uv_default_loop();

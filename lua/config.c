@@ -46,7 +46,13 @@ typedef struct vctx {
   int rc;
   char *err;
   size_t errlen;
+  bool strict;               /* unknown keys are errors (strict = true, or --strict) */
+  unsigned warnings;         /* vwarn calls, reported as cfg->warnings */
+  const char *listen_target; /* server whose host/port the options override, or NULL */
 } vctx;
+
+/* The process-wide loader options (sl_config_set_options); strings owned here. */
+static sl_config_options g_opts = {.port = -1};
 
 static void prefix(vctx *c, char *buf, size_t len) {
   int n = snprintf(buf, len, "%s: ", c->file);
@@ -84,6 +90,7 @@ SL_PRINTF(2, 3) static void vwarn(vctx *c, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
+  c->warnings++;
   sl_log_warn("%s%s", pre, msg);
 }
 
@@ -135,14 +142,19 @@ static void warn_unknown_keys(vctx *c, int t, const char *what, const char *cons
     }
     if (found) continue;
     size_t klen = strlen(k);
-    if (best && (bestd <= 2 || (klen > 6 && bestd <= 3)))
+    bool near = best && (bestd <= 2 || (klen > 6 && bestd <= 3));
+    if (c->strict && near)
+      verr(c, "unknown %s key \"%s\" (did you mean \"%s\"?; strict mode)", what, k, best);
+    else if (c->strict)
+      verr(c, "unknown %s key \"%s\" (strict mode)", what, k);
+    else if (near)
       vwarn(c, "unknown %s key \"%s\" ignored (did you mean \"%s\"?)", what, k, best);
     else
       vwarn(c, "unknown %s key \"%s\" ignored", what, k);
   }
 }
 
-static const char *const k_top_keys[] = {"servers", NULL};
+static const char *const k_top_keys[] = {"servers", "strict", NULL};
 static const char *const k_server_keys[] = {
     "host", "port", "transport", "engineIoTransport", "auth", "spillRootPath", "tls",
     "namespaces", "pingIntervalMs", "pingTimeoutMs", "connectTimeoutMs", "maxPayload",
@@ -819,7 +831,9 @@ static int validate_server(vctx *c, int t, sl_server_config *s) {
 
   warn_unknown_keys(c, t, "server", k_server_keys);
   if (opt_string(c, t, "host", &s->host, "0.0.0.0")) goto out;
-  if (get_field(L, t, "port") == LUA_TNIL) {
+  bool port_overridden =
+      c->listen_target && g_opts.port >= 0 && strcmp(c->listen_target, s->name) == 0;
+  if (get_field(L, t, "port") == LUA_TNIL && !port_overridden) {
     vwarn(c, "no port configured: the OS will pick a random one (StreamFenceJs behaviour)");
   }
   lua_pop(L, 1);
@@ -898,6 +912,91 @@ out:
 }
 
 /* ------------------------------------------------------------------------------------- */
+/* Listen addresses: --host/--port overrides, and no two servers on one address           */
+
+/* sl_config_set_options: see sl_config.h. */
+void sl_config_set_options(const sl_config_options *opts) {
+  free((char *)g_opts.host);
+  free((char *)g_opts.server);
+  memset(&g_opts, 0, sizeof g_opts);
+  g_opts.port = -1;
+  if (!opts) return;
+  g_opts.strict = opts->strict;
+  g_opts.port = opts->port;
+  g_opts.host = opts->host ? sl_xstrdup(opts->host) : NULL;
+  g_opts.server = opts->server ? sl_xstrdup(opts->server) : NULL;
+}
+
+/* stack: unchanged. Which server the host/port options apply to (c->listen_target): the
+ * only one, or the one the options name. names are the servers, n of them. Returns 0, or
+ * SL_ECONFIG when an override is set but names no server of this config. */
+static int pick_listen_target(vctx *c, char *const *names, size_t n) {
+  c->listen_target = NULL;
+  if (!g_opts.host && g_opts.port < 0) return 0;
+  const char *opt = g_opts.host && g_opts.port >= 0 ? "--host/--port"
+                    : g_opts.host                   ? "--host"
+                                                    : "--port";
+  if (g_opts.server) {
+    for (size_t i = 0; i < n; i++)
+      if (strcmp(names[i], g_opts.server) == 0) c->listen_target = names[i];
+    if (!c->listen_target)
+      return verr(c, "%s: no server named \"%s\"", opt, g_opts.server);
+    return 0;
+  }
+  if (n != 1)
+    return verr(c, "%s applies to one server and this config has %zu: choose one with "
+                   "--server NAME", opt, n);
+  c->listen_target = names[0];
+  return 0;
+}
+
+/* Apply the host/port options to the target server. */
+static void apply_listen_options(vctx *c) {
+  sl_config *cfg = c->cfg;
+  for (size_t i = 0; c->listen_target && i < cfg->nservers; i++) {
+    sl_server_config *s = &cfg->servers[i];
+    if (strcmp(s->name, c->listen_target) != 0) continue;
+    if (g_opts.host) {
+      free(s->host);
+      s->host = sl_xstrdup(g_opts.host);
+    }
+    if (g_opts.port >= 0) s->port = g_opts.port;
+  }
+}
+
+static bool is_wildcard(const char *h) {
+  return !h[0] || strcmp(h, "0.0.0.0") == 0 || strcmp(h, "::") == 0 || strcmp(h, "[::]") == 0;
+}
+
+/* Whether binding both a and b to one port fails with EADDRINUSE: the same host, or a
+ * wildcard of the other's family ("::" is dual-stack, so it takes every IPv4 address too). */
+static bool hosts_clash(const char *a, const char *b) {
+  if (strcmp(a, b) == 0) return true;
+  bool a6 = strchr(a, ':') != NULL, b6 = strchr(b, ':') != NULL;
+  if (strcmp(a, "::") == 0 || strcmp(a, "[::]") == 0 || strcmp(b, "::") == 0 ||
+      strcmp(b, "[::]") == 0)
+    return true;
+  return (is_wildcard(a) || is_wildcard(b)) && a6 == b6;
+}
+
+/* Two servers listening on one address would pass validation and fail at start with
+ * "address already in use": make it a config error instead (port 0 never clashes). */
+static int check_listen_conflicts(vctx *c) {
+  sl_config *cfg = c->cfg;
+  for (size_t i = 0; i < cfg->nservers; i++)
+    for (size_t j = i + 1; j < cfg->nservers; j++) {
+      sl_server_config *a = &cfg->servers[i], *b = &cfg->servers[j];
+      if (a->port == 0 || a->port != b->port || !hosts_clash(a->host, b->host)) continue;
+      if (strcmp(a->host, b->host) == 0)
+        return verr(c, "servers \"%s\" and \"%s\" both listen on %s:%d (one port per server)",
+                    a->name, b->name, a->host, a->port);
+      return verr(c, "servers \"%s\" and \"%s\" both listen on %s:%d and %s:%d (one port "
+                     "per server)", a->name, b->name, a->host, a->port, b->host, b->port);
+    }
+  return 0;
+}
+
+/* ------------------------------------------------------------------------------------- */
 /* Root                                                                                   */
 
 static int cmp_str(const void *a, const void *b) {
@@ -912,6 +1011,12 @@ static int validate_cf(lua_State *L) {
     verr(c, "config must be a table with \"servers\" (a map of server name to settings)");
     return 0;
   }
+  c->strict = g_opts.strict;
+  if (typed_field(c, 2, "strict", LUA_TBOOLEAN, "a boolean") == 1) {
+    c->strict = c->strict || lua_toboolean(L, -1);
+    lua_pop(L, 1);
+  }
+  if (c->rc) return 0;
   warn_unknown_keys(c, 2, "top-level", k_top_keys);
   int ty = get_field(L, 2, "servers"); /* index 3 */
   if (ty == LUA_TNIL) {
@@ -945,6 +1050,11 @@ static int validate_cf(lua_State *L) {
     names[k++] = sl_xstrdup(lua_tostring(L, -1));
   }
   qsort(names, n, sizeof(char *), cmp_str); /* stable order: sorted by name */
+  if (pick_listen_target(c, names, n)) {
+    for (size_t i = 0; i < n; i++) free(names[i]);
+    free(names);
+    return 0;
+  }
   cfg->servers = sl_xcalloc(n, sizeof(sl_server_config));
   for (size_t i = 0; i < n; i++) {
     sl_server_config *s = &cfg->servers[i];
@@ -963,6 +1073,11 @@ static int validate_cf(lua_State *L) {
     if (rc) break;
   }
   c->server = NULL;
+  if (!c->rc) {
+    apply_listen_options(c);
+    check_listen_conflicts(c);
+  }
+  c->listen_target = NULL; /* it points at a name */
   for (size_t i = 0; i < n; i++) free(names[i]);
   free(names);
   return 0;
@@ -1053,6 +1168,7 @@ static int load_text(lua_State *L, const char *text, size_t len, const char *fmt
     sl_config_free(cfg);
     return SL_ECONFIG;
   }
+  cfg->warnings = c.warnings;
   *out = cfg;
   return 0;
 }
