@@ -654,6 +654,8 @@ TEST(listen_addresses) {
 int main(void) {
   sl_log_threshold = getenv("SLUICE_TEST_VERBOSE") ? SL_LOG_DEBUG : SL_LOG_ERROR;
   vm = sl_lua_new(NULL);
+  unsetenv("SLUICE_PORT"); /* the examples' own default ports */
+  unsetenv("SLUICE_CONTROL_PORT");
   RUN(streamfence_yaml_example);
   RUN(streamfence_json_example_matches_yaml);
   RUN(defaults);
