@@ -2,11 +2,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "sluice.h"
 #include "sl_util.h"
 #include "config.h"
 #include "../lua/sl_config.h"
 #include "../lua/sl_lua.h"
+#ifdef SLUICE_HAVE_SYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
 
 static const char usage[] =
   "Usage: sluice [OPTIONS] CONFIG [--server NAME]...\n"
@@ -71,6 +75,15 @@ static int cmd_check(const char *path) {
   return warnings ? 3 : 0;
 }
 
+/* Tell a Type=notify systemd unit that every server listens (a no-op outside systemd, or
+ * in a build without libsystemd: use Type=simple there). */
+static void notify_ready(void) {
+#ifdef SLUICE_HAVE_SYSTEMD
+  int r = sd_notifyf(0, "READY=1\nSTATUS=serving\nMAINPID=%lu", (unsigned long)getpid());
+  if (r < 0) sl_log_warn("sd_notify(READY=1) failed: %s", strerror(-r));
+#endif
+}
+
 /* --port's value: a whole number 0..65535, or -1. */
 static int parse_port(const char *s) {
   char *end;
@@ -91,7 +104,11 @@ int main(int argc, char **argv) {
       fputs(usage, stdout);
       return 0;
     } else if (strcmp(a, "--version") == 0) {
+#ifdef SLUICE_HAVE_SYSTEMD
+      printf("sluice %s (systemd notify)\n", SLUICE_VERSION);
+#else
       printf("sluice %s\n", SLUICE_VERSION);
+#endif
       return 0;
     } else if (strcmp(a, "--log-level") == 0 && i + 1 < argc) {
       int l = sl_log_level_parse(argv[++i]);
@@ -170,6 +187,7 @@ int main(int argc, char **argv) {
     return 1;
   }
   sluice_watch_config(gw);
+  notify_ready();
   uv_run(loop, UV_RUN_DEFAULT);
   sluice_free(gw);
   uv_loop_close(loop);
