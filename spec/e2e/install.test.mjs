@@ -77,6 +77,36 @@ test("the installed binary finds the shipped scripts in ../share/sluice/scripts"
   assert.match(r.stdout, /policy\.lua: OK/);
 });
 
+test("the README's embedding program builds against the installed library and runs", async () => {
+  const r0 = await install();
+  assert.equal(r0.code, 0, r0.stderr);
+  const readme = readFileSync(path.join(ROOT, "README.md"), "utf8");
+  const src = readme.slice(readme.indexOf("## Embedding")).match(/```c\n([\s\S]*?)```/);
+  assert.ok(src, "the README's Embedding section has a C program");
+  const dir = tmpDir("sluice-readme-");
+  writeFileSync(path.join(dir, "app.c"), src[1]);
+  const env = { PKG_CONFIG_PATH: path.join(prefix, "lib/pkgconfig") };
+  const san = ASAN ? "-fsanitize=address,undefined" : "";
+  const cc = await run("bash", ["-c",
+    `cc -D_GNU_SOURCE -Wall ${san} -o app app.c $(pkg-config --cflags --libs sluice)`], { env, cwd: dir });
+  assert.equal(cc.code, 0, cc.stdout + cc.stderr);
+  // it loads examples/ticker.lua relative to its working directory
+  const p = spawn(path.join(dir, "app"), [], {
+    cwd: ROOT, env: { ...process.env, LD_LIBRARY_PATH: path.join(prefix, "lib"), SLUICE_PORT: "0" },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  p.stdout.on("data", (d) => { out += d; });
+  p.stderr.on("data", (d) => { out += d; });
+  const exited = new Promise((resolve) => p.on("close", (code, signal) => resolve({ code, signal })));
+  const end = Date.now() + 10000;
+  while (!/listening on http:\/\/127\.0\.0\.1:\d+/.test(out) && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
+  assert.match(out, /listening on/);
+  p.kill("SIGTERM");
+  const r = await exited;
+  assert.deepEqual(r, { code: 0, signal: null }, out);
+});
+
 test("built with libsystemd: READY=1 on NOTIFY_SOCKET once it listens", async (t) => {
   const v = await run(BIN, ["--version"]);
   if (!/systemd notify/.test(v.stdout)) return t.skip("built without libsystemd (Type=simple)");
