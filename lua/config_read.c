@@ -63,8 +63,8 @@ static size_t env_ref(const char *s, size_t n, const char **val, size_t *vlen, c
     *vlen = deflen;
   } else if (!v) {
     snprintf(err, errlen,
-             "environment variable %.64s is not set (use ${%.64s:-default} for a default)",
-             name, name);
+             "environment variable %.64s is not set (use ${%.64s:-default} for a default)", name,
+             name);
     return 0;
   } else {
     *val = v;
@@ -150,8 +150,7 @@ static void json_escape_into(sl_sbuf *b, const char *v, size_t n) {
  * JSON number/true/false/null, else by the value as a string. Replacements never add a
  * newline, so parse errors keep their line. Returns 1 (out holds the text), 0 (no
  * reference) or -1 (err: "... at line L"). */
-static int json_env_expand(const char *text, size_t len, sl_sbuf *out, char *err,
-                           size_t errlen) {
+static int json_env_expand(const char *text, size_t len, sl_sbuf *out, char *err, size_t errlen) {
   if (!memchr(text, '$', len)) return 0;
   bool in_str = false, any = false;
   size_t done = 0;
