@@ -49,13 +49,32 @@ typedef struct vctx {
   bool strict;               /* unknown keys are errors (strict = true, or --strict) */
   unsigned warnings;         /* vwarn calls, reported as cfg->warnings */
   const char *listen_target; /* server whose host/port the options override, or NULL */
+  bool lines;                /* a JSON/YAML file: messages name the line (config_read.c) */
+  const void *at_table;      /* the table whose key was read last (lua_topointer) */
+  const char *at_key;        /* that key (static or owned by the table) */
+  bool at_exact;             /* the next message is about at_key, whatever its wording */
 } vctx;
 
 /* The process-wide loader options (sl_config_set_options); strings owned here. */
 static sl_config_options g_opts = {.port = -1};
 
-static void prefix(vctx *c, char *buf, size_t len) {
-  int n = snprintf(buf, len, "%s: ", c->file);
+/* The line a message about the last read (c->at_table, c->at_key) points at: the key's own
+ * line when the message is about that key (it starts with the key's name, as "port must be
+ * a number" or an unknown-key message does), else the line where the table (the server or
+ * namespace block being checked) starts; 0 when unknown. */
+static int message_line(vctx *c, const char *msg) {
+  if (!c->lines || !c->at_table) return 0;
+  const char *k = c->at_key;
+  size_t kl = k ? strlen(k) : 0;
+  bool about_key = k && (c->at_exact || (strncmp(msg, k, kl) == 0 && msg[kl] == ' ') ||
+                         (strncmp(msg, "unknown ", 8) == 0 && strstr(msg, k)));
+  int line = about_key ? sl__config_line(c->L, c->at_table, k) : 0;
+  if (!line) line = sl__config_line(c->L, c->at_table, NULL);
+  return line;
+}
+
+static void prefix(vctx *c, char *buf, size_t len, int line) {
+  int n = line > 0 ? snprintf(buf, len, "%s:%d: ", c->file, line) : snprintf(buf, len, "%s: ", c->file);
   if (n < 0 || (size_t)n >= len) return;
   if (c->server) n += snprintf(buf + n, len - (size_t)n, "server \"%s\": ", c->server);
   if ((size_t)n >= len) return;
@@ -65,18 +84,19 @@ static void prefix(vctx *c, char *buf, size_t len) {
     snprintf(buf + n, len - (size_t)n, "namespace #%d: ", c->ns_index);
 }
 
-/* verr: record a validation error (the first one wins) and return SL_ECONFIG. */
-/* vmessage: "<prefix><fmt ...>" into out (cut to outlen). */
+/* vmessage: "<prefix><fmt ...>" into out (cut to outlen); the prefix is
+ * "<file>[:<line>]: [server \"<name>\": ][namespace <path>: ]". */
 SL_PRINTF(4, 0) static void vmessage(vctx *c, char *out, size_t outlen, const char *fmt,
                                       va_list ap) {
-  char pre[512];
-  pre[0] = 0;
-  prefix(c, pre, sizeof pre);
   char msg[768];
   vsnprintf(msg, sizeof msg, fmt, ap);
+  char pre[512];
+  pre[0] = 0;
+  prefix(c, pre, sizeof pre, message_line(c, msg));
   snprintf(out, outlen, "%s%s", pre, msg);
 }
 
+/* verr: record a validation error (the first one wins) and return SL_ECONFIG. */
 SL_PRINTF(2, 3) static int verr(vctx *c, const char *fmt, ...) {
   if (c->rc) return c->rc;
   va_list ap;
@@ -132,6 +152,9 @@ static void warn_unknown_keys(vctx *c, int t, const char *what, const char *cons
       continue;
     }
     const char *k = lua_tostring(L, -1);
+    c->at_table = lua_topointer(L, t);
+    c->at_key = k; /* lives while the key is on the stack, i.e. while it is reported */
+    c->at_exact = false;
     bool found = false;
     const char *best = NULL;
     size_t bestd = 99;
@@ -155,6 +178,7 @@ static void warn_unknown_keys(vctx *c, int t, const char *what, const char *cons
     else
       vwarn(c, "unknown %s key \"%s\" ignored", what, k);
   }
+  c->at_key = NULL;
 }
 
 static const char *const k_top_keys[] = {"servers", "strict", NULL};
@@ -192,6 +216,9 @@ static int get_field(lua_State *L, int t, const char *key) {
  * pushed) or SL_ECONFIG ("<key> must be <what>" recorded; nothing pushed). */
 static int typed_field(vctx *c, int t, const char *key, int want, const char *what) {
   lua_State *L = c->L;
+  c->at_table = lua_topointer(L, t);
+  c->at_key = key;
+  c->at_exact = false;
   int ty = get_field(L, t, key);
   if (ty == want) return 1;
   lua_pop(L, 1);
@@ -755,6 +782,8 @@ static int validate_namespaces(vctx *c, int t, sl_server_config *s) {
   for (size_t i = 0; i < nns; i++) {
     lua_rawgeti(L, nt, (int)i + 1);
     c->ns_index = (int)i + 1;
+    c->at_table = lua_topointer(L, lua_istable(L, -1) ? -1 : nt); /* for the line */
+    c->at_key = "path";
     if (!lua_istable(L, -1)) {
       verr(c, "namespace must be a table with a path and topics");
       goto out;
@@ -924,6 +953,7 @@ void sl_config_set_options(const sl_config_options *opts) {
 static int pick_listen_target(vctx *c, char *const *names, size_t n) {
   c->listen_target = NULL;
   if (!g_opts.host && g_opts.port < 0) return 0;
+  c->at_table = NULL; /* about the command line, not a line of the file */
   const char *opt = g_opts.host && g_opts.port >= 0 ? "--host/--port"
                     : g_opts.host                   ? "--host"
                                                     : "--port";
@@ -971,13 +1001,17 @@ static bool hosts_clash(const char *a, const char *b) {
 }
 
 /* Two servers listening on one address would pass validation and fail at start with
- * "address already in use": make it a config error instead (port 0 never clashes). */
-static int check_listen_conflicts(vctx *c) {
+ * "address already in use": make it a config error instead (port 0 never clashes).
+ * servers: the stack index of the servers table. */
+static int check_listen_conflicts(vctx *c, int servers) {
   sl_config *cfg = c->cfg;
   for (size_t i = 0; i < cfg->nservers; i++)
     for (size_t j = i + 1; j < cfg->nservers; j++) {
       sl_server_config *a = &cfg->servers[i], *b = &cfg->servers[j];
       if (a->port == 0 || a->port != b->port || !hosts_clash(a->host, b->host)) continue;
+      c->at_table = lua_topointer(c->L, servers); /* the line of the second server */
+      c->at_key = b->name;
+      c->at_exact = true;
       if (strcmp(a->host, b->host) == 0)
         return verr(c, "servers \"%s\" and \"%s\" both listen on %s:%d (one port per server)",
                     a->name, b->name, a->host, a->port);
@@ -1054,6 +1088,9 @@ static int validate_cf(lua_State *L) {
     names[i] = NULL;
     cfg->nservers++;
     c->server = s->name;
+    c->at_table = lua_topointer(L, 3); /* "server settings must be a table": its key's line */
+    c->at_key = s->name;
+    c->at_exact = true;
     lua_getfield(L, 3, s->name);
     if (!lua_istable(L, -1)) {
       verr(c, "server settings must be a table");
@@ -1066,7 +1103,7 @@ static int validate_cf(lua_State *L) {
   c->server = NULL;
   if (!c->rc) {
     apply_listen_options(c);
-    check_listen_conflicts(c);
+    check_listen_conflicts(c, 3);
   }
   c->listen_target = NULL; /* it points at a name */
   for (size_t i = 0; i < n; i++) free(names[i]);
@@ -1109,8 +1146,8 @@ static void config_unref(const sl_config *cfg, int ref) {
 }
 
 static int load_text(lua_State *L, const char *text, size_t len, const char *fmt,
-                     const char *file, const char *dir, sl_config **out, char *err,
-                     size_t errlen) {
+                     const char *file, const char *dir, bool from_file, sl_config **out,
+                     char *err, size_t errlen) {
   *out = NULL;
   if (err && errlen) err[0] = 0;
   char dummy[8];
@@ -1124,6 +1161,7 @@ static int load_text(lua_State *L, const char *text, size_t len, const char *fmt
   c.err = err;
   c.errlen = errlen;
   c.is_lua = strcmp(fmt, "lua") == 0;
+  c.lines = from_file && !c.is_lua;
   sl__lua_set_script_dir(L, dir); /* sluice.script resolves names next to the config first */
   sl_config *cfg = sl_xcalloc(1, sizeof *cfg);
   cfg->path = sl_xstrdup(file);
@@ -1154,6 +1192,7 @@ static int load_text(lua_State *L, const char *text, size_t len, const char *fmt
     rc = c.rc;
   }
   lua_settop(L, top);
+  sl__config_lines_clear(L);
   free(c.dir);
   if (rc) {
     sl_config_free(cfg);
@@ -1169,7 +1208,7 @@ static int load_text(lua_State *L, const char *text, size_t len, const char *fmt
 int sl_config_load_string(lua_State *L, const char *text, size_t len, const char *fmt,
                           const char *chunkname, sl_config **out, char *err, size_t errlen) {
   return load_text(L, text, len, fmt ? fmt : "lua", chunkname ? chunkname : "<string>", NULL,
-                   out, err, errlen);
+                   false, out, err, errlen);
 }
 
 /* sl_config_load: see sl_config.h. The format follows the extension (case-insensitive);
@@ -1224,7 +1263,7 @@ int sl_config_load(lua_State *L, const char *path, sl_config **out, char *err, s
   }
   char *dir = NULL;
   if (slash) dir = sl_xstrndup(path, (size_t)(slash - path) ? (size_t)(slash - path) : 1);
-  int rc = load_text(L, buf, len, fmt, path, dir, out, err, errlen);
+  int rc = load_text(L, buf, len, fmt, path, dir, true, out, err, errlen);
   free(dir);
   free(buf);
   return rc;

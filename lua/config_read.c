@@ -211,11 +211,167 @@ static int json_env_expand(const char *text, size_t len, sl_sbuf *out, char *err
 }
 
 /* ------------------------------------------------------------------------------------- */
+/* Where each table and key came from, for validation messages                            */
+
+/* registry[&k_lines] = { [lightuserdata(table)] = { [true] = start line, [key] = line } }
+ * while a config is being loaded. Keyed by the table's address (lua_topointer): the
+ * validator knows the tables it reads by address, and the root keeps them all alive. */
+static const char k_lines;
+
+/* stack: -> lines (created on first use) */
+static void push_lines(lua_State *L) {
+  lua_pushlightuserdata(L, (void *)&k_lines);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  if (lua_istable(L, -1)) return;
+  lua_pop(L, 1);
+  lua_newtable(L);
+  lua_pushlightuserdata(L, (void *)&k_lines);
+  lua_pushvalue(L, -2);
+  lua_rawset(L, LUA_REGISTRYINDEX);
+}
+
+/* Record a line for the table at index t: its start (key nil on top... see below) or one
+ * of its keys. stack: key (or nothing when !has_key) -> (nothing). May raise (memory). */
+static void note_line(lua_State *L, int t, bool has_key, int line) {
+  if (t < 0) t = lua_gettop(L) + t + 1;
+  push_lines(L);                                   /* key?, lines */
+  lua_pushlightuserdata(L, (void *)lua_topointer(L, t));
+  lua_rawget(L, -2);                               /* key?, lines, entry */
+  if (!lua_istable(L, -1)) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushlightuserdata(L, (void *)lua_topointer(L, t));
+    lua_pushvalue(L, -2);
+    lua_rawset(L, -4);
+  }
+  if (has_key) {
+    lua_pushvalue(L, -3);                          /* key, lines, entry, key */
+    lua_pushinteger(L, line);
+    lua_rawset(L, -3);
+    lua_pop(L, 3);
+  } else {
+    lua_pushboolean(L, 1);
+    lua_pushinteger(L, line);
+    lua_rawset(L, -3);
+    lua_pop(L, 2);
+  }
+}
+
+/* sl__config_line: see sl_config_read.h. */
+int sl__config_line(lua_State *L, const void *table, const char *key) {
+  if (!table) return 0;
+  int top = lua_gettop(L);
+  int line = 0;
+  lua_pushlightuserdata(L, (void *)&k_lines);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  if (lua_istable(L, -1)) {
+    lua_pushlightuserdata(L, (void *)table);
+    lua_rawget(L, -2);
+    if (lua_istable(L, -1)) {
+      if (key)
+        lua_pushstring(L, key);
+      else
+        lua_pushboolean(L, 1);
+      lua_rawget(L, -2);
+      line = (int)lua_tointeger(L, -1);
+    }
+  }
+  lua_settop(L, top);
+  return line;
+}
+
+/* sl__config_lines_clear: see sl_config_read.h. */
+void sl__config_lines_clear(lua_State *L) {
+  lua_pushlightuserdata(L, (void *)&k_lines);
+  lua_pushnil(L);
+  lua_rawset(L, LUA_REGISTRYINDEX);
+}
+
+/* ------------------------------------------------------------------------------------- */
 /* JSON                                                                                   */
 
 /* stack: root(lightuserdata cJSON) -> value */
+typedef struct jpos {
+  const char *p, *end;
+  int line;
+} jpos;
+
+static void jp_ws(jpos *j) {
+  while (j->p < j->end && (*j->p == ' ' || *j->p == '\n' || *j->p == '\r' || *j->p == '\t')) {
+    if (*j->p == '\n') j->line++;
+    j->p++;
+  }
+}
+
+/* Skip one scalar token (string, number, literal); the text is valid JSON (cJSON said so). */
+static void jp_scalar(jpos *j) {
+  if (j->p < j->end && *j->p == '"') {
+    for (j->p++; j->p < j->end && *j->p != '"'; j->p++)
+      if (*j->p == '\\') j->p++;
+    j->p++;
+    return;
+  }
+  while (j->p < j->end && !strchr(",]} \t\r\n", *j->p)) j->p++;
+}
+
+/* Walk the value at j->p (node is its cJSON node, in document order) and note the lines
+ * of the Lua table at index t (0: none, as for a scalar) and of its keys; containers
+ * recurse into their Lua values. stack: unchanged. May raise (memory). */
+static void jp_value(lua_State *L, jpos *j, const cJSON *node, int t) {
+  jp_ws(j);
+  if (j->p >= j->end || !node) return;
+  char open = *j->p;
+  if (open != '{' && open != '[') {
+    jp_scalar(j);
+    return;
+  }
+  luaL_checkstack(L, 6, "JSON nesting");
+  if (t) note_line(L, t, false, j->line);
+  j->p++;
+  int i = 0;
+  for (const cJSON *c = node->child; c; c = c->next) {
+    jp_ws(j);
+    int sub = 0;
+    if (open == '{') {
+      int kline = j->line;
+      jp_scalar(j); /* the key */
+      jp_ws(j);
+      j->p++; /* ':' */
+      if (t && c->string) {
+        lua_pushstring(L, c->string);
+        lua_pushvalue(L, -1);
+        note_line(L, t, true, kline); /* key */
+        lua_rawget(L, t);             /* value */
+      } else {
+        lua_pushnil(L);
+      }
+    } else if (t) {
+      lua_rawgeti(L, t, ++i);
+    } else {
+      lua_pushnil(L);
+    }
+    if (lua_istable(L, -1)) sub = lua_gettop(L);
+    jp_value(L, j, c, sub);
+    lua_pop(L, 1);
+    jp_ws(j);
+    if (j->p < j->end && *j->p == ',') j->p++;
+  }
+  jp_ws(j);
+  j->p++; /* '}' or ']' */
+}
+
+typedef struct jread {
+  const cJSON *root;
+  const char *text;
+  size_t len;
+} jread;
+
+/* stack: jread -> value (and the lines of its tables noted) */
 static int json_cf(lua_State *L) {
-  sl__json_push_cjson(L, lua_touserdata(L, 1));
+  jread *r = lua_touserdata(L, 1);
+  sl__json_push_cjson(L, r->root);
+  jpos j = {r->text, r->text + r->len, 1};
+  jp_value(L, &j, r->root, lua_istable(L, -1) ? lua_gettop(L) : 0);
   return 1;
 }
 
@@ -272,8 +428,9 @@ static int read_json(lua_State *L, const char *text, size_t len, const char *fil
              line, col);
     return SL_ECONFIG;
   }
+  jread jr = {root, text, len};
   lua_pushcfunction(L, json_cf);
-  lua_pushlightuserdata(L, root);
+  lua_pushlightuserdata(L, &jr);
   char e[256];
   int rc = sl_lua_call(NULL, L, 0, 1, 1, "config", e, sizeof e);
   cJSON_Delete(root);
@@ -414,6 +571,8 @@ static void yaml_add(lua_State *L, yctx *y, yframe *fr, int depth, size_t line) 
       yaml_fail(L, y, "duplicate key \"%s\" (line %zu)", k, line);
     }
     lua_pop(L, 1);
+    lua_pushvalue(L, -1);
+    note_line(L, f->table, true, (int)line); /* where the key is, for messages */
     f->have_key = true;
     return;
   }
@@ -442,7 +601,7 @@ static int yaml_cf(lua_State *L) {
     y->ev_live = true;
     yaml_event_t *ev = &y->ev;
     size_t line = ev->start_mark.line + 1;
-    luaL_checkstack(L, 4, "YAML nesting");
+    luaL_checkstack(L, 8, "YAML nesting");
     switch (ev->type) {
     case YAML_STREAM_END_EVENT:
       yaml_event_delete(ev);
@@ -498,6 +657,7 @@ static int yaml_cf(lua_State *L) {
         lua_rawset(L, anchors);
       }
       fr[depth].table = lua_gettop(L);
+      note_line(L, -1, false, (int)line);
       fr[depth].is_map = map;
       fr[depth].have_key = false;
       depth++;

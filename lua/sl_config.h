@@ -16,9 +16,13 @@ struct lua_State;
  * extension) using the given lua_State (which must already have the `sluice` module
  * installed, see sl_lua.h). On success returns 0 and *out (free with sl_config_free).
  * On failure returns SL_ECONFIG and writes a one-line message into err (never NULL on
- * failure) naming the file and, where relevant, server, namespace and key, e.g.
- *   config.yaml: server "feed": namespace /alo: AT_LEAST_ONCE namespaces must allow at least one retry
- * The StreamFenceJs messages (STREAMFENCE.md 1.3) appear verbatim after the prefix. */
+ * failure) naming the file (and for a JSON/YAML file the line: of the key the message is
+ * about, else of the server or namespace block) and, where relevant, server, namespace and
+ * key, e.g.
+ *   config.yaml:12: server "feed": namespace /alo: AT_LEAST_ONCE namespaces must allow at least one retry
+ * The StreamFenceJs messages (STREAMFENCE.md 1.3) appear verbatim after the prefix.
+ * Warnings (unknown keys, ...) are logged with the same prefix and counted in
+ * (*out)->warnings. */
 SL_WUR int sl_config_load(struct lua_State *L, const char *path, sl_config **out, char *err, size_t errlen);
 
 /* sl_config_load_string: same, from text; fmt is "lua", "json" or "yaml". */

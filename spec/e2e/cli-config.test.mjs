@@ -43,7 +43,7 @@ describe("sluice check: warnings, --strict, strict: true", () => {
     const r = await runSluice(["check", writeConfig(typo, "typo.yaml")]);
     const out = r.stdout + r.stderr;
     assert.equal(r.code, 3, out);
-    assert.match(out, /unknown server key "prot" ignored \(did you mean "port"\?\)/);
+    assert.match(out, /typo\.yaml:5: server "feed": unknown server key "prot" ignored \(did you mean "port"\?\)/);
     assert.match(out, /valid with 1 warning/);
   });
 
@@ -52,7 +52,7 @@ describe("sluice check: warnings, --strict, strict: true", () => {
       const r = await runSluice(args);
       const out = r.stdout + r.stderr;
       assert.equal(r.code, 1, out);
-      assert.match(out, /typo\.yaml: server "feed": unknown server key "prot" \(did you mean "port"\?; strict mode\)/);
+      assert.match(out, /typo\.yaml:5: server "feed": unknown server key "prot" \(did you mean "port"\?; strict mode\)/);
     }
   });
 
@@ -72,7 +72,7 @@ describe("sluice check: warnings, --strict, strict: true", () => {
       `servers:\n  a:\n    host: 127.0.0.1\n    port: 3999\n${NS}  b:\n    port: 3999\n${NS}`, "dup.yaml");
     const r = await runSluice(["check", file]);
     assert.equal(r.code, 1, r.stdout + r.stderr);
-    assert.match(r.stderr, /dup\.yaml: servers "a" and "b" both listen on 127\.0\.0\.1:3999 and 0\.0\.0\.0:3999/);
+    assert.match(r.stderr, /dup\.yaml:8: servers "a" and "b" both listen on 127\.0\.0\.1:3999 and 0\.0\.0\.0:3999/);
   });
 });
 
@@ -112,6 +112,17 @@ describe("${VAR} in YAML and JSON", () => {
     const rj = await runSluice(["check", j]);
     assert.equal(rj.code, 1);
     assert.match(rj.stderr, /environment variable SLT_NOT_SET_ANYWHERE is not set .* at line 4/);
+  });
+
+  test("YAML and JSON validation errors name the line", async () => {
+    const y = writeConfig(`servers:\n  feed:\n    host: 127.0.0.1\n    port: 0\n    namespaces:\n      - path: /feed\n        topics: [prices]\n        maxRetries: -1\n`, "val.yaml");
+    let r = await runSluice(["check", y]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /val\.yaml:8: server "feed": namespace \/feed: maxRetries must be zero or positive/);
+    const j = writeConfig(`{\n  "servers": {\n    "feed": {\n      "port": "3000",\n      "namespaces": []\n    }\n  }\n}\n`, "val.json");
+    r = await runSluice(["check", j]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /val\.json:4: server "feed": port must be a number/);
   });
 
   test("YAML and JSON syntax errors name the line", async () => {

@@ -288,7 +288,7 @@ TEST(yaml_core_schema) {
 
   /* yes/no are strings, so a boolean key refuses them. */
   CHECK_EQ_STR(file_err(FIX "bad/coalesce_no.yaml"),
-               FIX "bad/coalesce_no.yaml: server \"feed\": namespace /feed: coalesce must be a boolean (true or false; in YAML, yes/no/on/off are strings)");
+               FIX "bad/coalesce_no.yaml:7: server \"feed\": namespace /feed: coalesce must be a boolean (true or false; in YAML, yes/no/on/off are strings)");
   /* quoted scalars are always strings */
   CHECK_EQ_STR(load_err("servers:\n  s:\n    port: \"3000\"\n", "yaml"), "test: server \"s\": port must be a number");
   /* TRUE and ~ follow the core schema */
@@ -381,7 +381,7 @@ TEST(file_errors) {
   CHECK(strstr(file_err(FIX "bad/syntax.yaml"), "Failed to parse config file \"" FIX "bad/syntax.yaml\": ") == err);
   CHECK(strstr(err, "line") != NULL);
   CHECK_EQ_STR(file_err(FIX "bad/alo_drop.yaml"),
-               FIX "bad/alo_drop.yaml: server \"feed\": namespace /alo: AT_LEAST_ONCE namespaces must use REJECT_NEW or SPILL_TO_DISK overflowAction");
+               FIX "bad/alo_drop.yaml:5: server \"feed\": namespace /alo: AT_LEAST_ONCE namespaces must use REJECT_NEW or SPILL_TO_DISK overflowAction");
   /* extension match is case-insensitive */
   CHECK(strstr(file_err(FIX "NOPE.JSON"), "Failed to read config file") == err);
 }
@@ -651,6 +651,23 @@ TEST(listen_addresses) {
   sl_config_set_options(NULL);
 }
 
+/* Validation messages about a JSON or YAML file name the line: of the key when the message
+ * is about it, else of the block (server, namespace) being checked. */
+TEST(validation_lines) {
+  CHECK_EQ_STR(file_err(FIX "bad/lines.yaml"),
+               FIX "bad/lines.yaml:11: server \"feed\": namespace /b: maxQueuedMessagesPerClient must be positive");
+  CHECK_EQ_STR(file_err(FIX "bad/lines.json"),
+               FIX "bad/lines.json:9: server \"feed\": namespace /b: AT_LEAST_ONCE namespaces must allow at least one retry");
+  CHECK_EQ_STR(file_err(FIX "bad/lines_type.json"),
+               FIX "bad/lines_type.json:5: server \"feed\": port must be a number");
+  sl_config_set_options(&(sl_config_options){.strict = true, .port = -1});
+  CHECK_EQ_STR(file_err(FIX "bad/lines.yaml"),
+               FIX "bad/lines.yaml:4: server \"feed\": unknown server key \"prot\" (did you mean \"port\"?; strict mode)");
+  sl_config_set_options(NULL);
+  /* strings have no file lines */
+  CHECK_EQ_STR(load_err("servers:\n  s:\n    port: x\n", "yaml"), "test: server \"s\": port must be a number");
+}
+
 int main(void) {
   sl_log_threshold = getenv("SLUICE_TEST_VERBOSE") ? SL_LOG_DEBUG : SL_LOG_ERROR;
   vm = sl_lua_new(NULL);
@@ -675,6 +692,7 @@ int main(void) {
   RUN(env_references);
   RUN(strict_and_warnings);
   RUN(listen_addresses);
+  RUN(validation_lines);
   sl_lua_close(vm);
   return tl_report();
 }
