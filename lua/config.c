@@ -74,7 +74,8 @@ static int message_line(vctx *c, const char *msg) {
 }
 
 static void prefix(vctx *c, char *buf, size_t len, int line) {
-  int n = line > 0 ? snprintf(buf, len, "%s:%d: ", c->file, line) : snprintf(buf, len, "%s: ", c->file);
+  int n = line > 0 ? snprintf(buf, len, "%s:%d: ", c->file, line)
+                   : snprintf(buf, len, "%s: ", c->file);
   if (n < 0 || (size_t)n >= len) return;
   if (c->server) n += snprintf(buf + n, len - (size_t)n, "server \"%s\": ", c->server);
   if ((size_t)n >= len) return;
@@ -784,6 +785,7 @@ static int validate_namespaces(vctx *c, int t, sl_server_config *s) {
     c->ns_index = (int)i + 1;
     c->at_table = lua_topointer(L, lua_istable(L, -1) ? -1 : nt); /* for the line */
     c->at_key = "path";
+    c->at_exact = false;
     if (!lua_istable(L, -1)) {
       verr(c, "namespace must be a table with a path and topics");
       goto out;
