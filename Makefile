@@ -109,10 +109,13 @@ run: deps all
 test: deps all
 	@bash spec/run.sh $(BUILD)
 
+# SLUICE_MAKE_ARGS: how the suite's own `make install` (spec/e2e/install.test.mjs) builds.
+ASAN_MAKE_ARGS := BUILD=build-asan OPT=-O1 EXTRA_CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined" EXTRA_LDFLAGS="-fsanitize=address,undefined"
 asan:
 	@bash .ci/deps.sh
-	$(MAKE) BUILD=build-asan OPT=-O1 EXTRA_CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined" EXTRA_LDFLAGS="-fsanitize=address,undefined" all
-	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 SLUICE_ASAN=1 bash spec/run.sh build-asan
+	$(MAKE) $(ASAN_MAKE_ARGS) all
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 SLUICE_ASAN=1 \
+	  SLUICE_MAKE_ARGS='$(ASAN_MAKE_ARGS)' bash spec/run.sh build-asan
 
 # The C unit tests (including the embedding test, which runs a real gateway) under memcheck.
 valgrind: all

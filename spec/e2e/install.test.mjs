@@ -21,7 +21,10 @@ const prefix = path.join(tmpDir("sluice-install-"), "usr");
 const BUILD = path.relative(ROOT, path.dirname(BIN)); // build, or build-asan under make asan
 let installed = null;
 async function install() {
-  if (!installed) installed = run("make", ["-s", "install", `PREFIX=${prefix}`, `BUILD=${BUILD}`]);
+  // the same build flags as the suite's own build (make asan passes them), so that nothing
+  // is rebuilt differently by `install: all`
+  const args = process.env.SLUICE_MAKE_ARGS || `BUILD=${BUILD}`;
+  if (!installed) installed = run("bash", ["-c", `make -s install PREFIX="${prefix}" ${args}`]);
   return installed;
 }
 
