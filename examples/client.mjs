@@ -10,7 +10,7 @@ import { io } from "socket.io-client";
 
 const base = process.env.SLUICE_URL || `http://127.0.0.1:${process.env.SLUICE_PORT || 3000}`;
 const limit = Number(process.env.COUNT ?? 0);
-const socket = io(`${base}/feed`, { reconnectionAttempts: 5 });
+const socket = io(`${base}/feed`, { reconnectionAttempts: 3, reconnectionDelayMax: 2000 });
 let seen = 0;
 
 socket.on("connect", () => {
@@ -29,5 +29,11 @@ socket.on("prices", (tick) => {
 });
 
 socket.on("error", (err) => console.error("error event:", err));
-socket.on("connect_error", (err) => console.error("connect error:", err.message));
+socket.on("connect_error", (err) => console.error(`connect error: ${err.message} (${base}/feed)`));
+// Nobody there: say where we looked and exit 1, so scripts and people notice.
+socket.io.on("reconnect_failed", () => {
+  console.error(`could not connect to ${base}/feed: is Sluice running on that port? ` +
+    "(SLUICE_PORT=n, or SLUICE_URL=http://host:port)");
+  process.exit(1);
+});
 socket.on("disconnect", (reason) => console.log("disconnected:", reason));

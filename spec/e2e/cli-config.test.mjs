@@ -184,6 +184,15 @@ describe("SLUICE_PORT everywhere", () => {
     }
   });
 
+  test("examples/client.mjs with nobody on SLUICE_PORT: exits 1 naming the address", async () => {
+    const port = await freePort();
+    const r = await new Promise((resolve) => execFile(process.execPath, [path.join(ROOT, "examples/client.mjs")],
+      { cwd: ROOT, env: { ...process.env, SLUICE_URL: "", SLUICE_PORT: String(port) }, timeout: 30000 },
+      (err, stdout, stderr) => resolve({ code: err ? err.code : 0, out: stdout + stderr })));
+    assert.equal(r.code, 1, r.out);
+    assert.match(r.out, new RegExp(`could not connect to http://127\\.0\\.0\\.1:${port}/feed`));
+  });
+
   test("the README: curl publish on SLUICE_PORT prints in examples/client.mjs; its Lua example checks clean; no link leaves the repository", async () => {
     const readme = readFileSync(path.join(ROOT, "README.md"), "utf8");
     // links: relative ones resolve inside the repository and exist
