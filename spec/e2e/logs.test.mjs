@@ -61,3 +61,19 @@ test("a Lua error's traceback in text: indented lines under the record, no liter
     assert.doesNotMatch(text, /\\nstack traceback/);
   } finally { assertCleanExit(await srv.stop()); }
 });
+
+test("raw Engine.IO sessions: opened and closed at info, with path, remote, transport, reason", async () => {
+  const srv = await startServer(`
+return { servers = { main = { host = "127.0.0.1", port = 0,
+  engineIo = { path = "/engine.io/", onMessage = function(conn, data) conn:send(data) end },
+  namespaces = { { path = "/feed", topics = { "prices" } } } } } }
+`);
+  try {
+    const r = await fetch(`http://127.0.0.1:${srv.port}/engine.io/?EIO=4&transport=polling`, { signal: AbortSignal.timeout(5000) });
+    const open = JSON.parse((await r.text()).slice(1));
+    await srv.waitLog(new RegExp(`engine\\.io session ${open.sid} opened: path /engine\\.io/, remote 127\\.0\\.0\\.1, transport polling, server "main"`));
+    await fetch(`http://127.0.0.1:${srv.port}/engine.io/?EIO=4&transport=polling&sid=${open.sid}`,
+      { method: "POST", body: "1", signal: AbortSignal.timeout(5000) }); // CLOSE packet
+    await srv.waitLog(new RegExp(`engine\\.io session ${open.sid} closed: path /engine\\.io/, remote 127\\.0\\.0\\.1, transport polling, server "main", reason "[^"]+"`));
+  } finally { assertCleanExit(await srv.stop()); }
+});
