@@ -102,7 +102,7 @@ run: deps all
 	@echo "  connect:   SLUICE_PORT=$(SLUICE_PORT) node examples/client.mjs"
 	@echo "             (or any socket.io-client: io(\"http://127.0.0.1:$(SLUICE_PORT)/feed\"),"
 	@echo "             then emit(\"subscribe\", {topic: \"prices\"}) and listen on \"prices\")"
-	@echo "  publish:   curl -d '{\"namespace\":\"/feed\",\"topic\":\"prices\",\"payload\":{\"symbol\":\"X\",\"price\":1,\"ts\":'\"\$$(date +%s%3N)\"'}}' \\"
+	@echo "  publish:   curl -H 'Content-Type: application/json' -d '{\"namespace\":\"/feed\",\"topic\":\"prices\",\"payload\":{\"symbol\":\"X\",\"price\":1,\"ts\":'\"\$$(date +%s%3N)\"'}}' \\"
 	@echo "               http://127.0.0.1:$(SLUICE_PORT)/api/publish"
 	@echo "  status:    http://127.0.0.1:$(SLUICE_PORT)/   metrics: http://127.0.0.1:$(SLUICE_PORT)/metrics"
 	@echo "  stop:      Ctrl-C"
