@@ -8,6 +8,7 @@
 #ifndef SL_LUA_CALL_H
 #define SL_LUA_CALL_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdbool.h>
@@ -22,6 +23,33 @@
 #define SL_LUA_DEFAULT_MEMORY ((size_t)256 << 20)
 #define SL_LUA_HOOK_STEP 1000
 #define SL_HOOK_SLOTS 4 /* hook functions pinned on the stack (a power of two) */
+/* Nested calls into Lua allowed by sluice.publish: a hook that publishes runs the publish
+ * hooks again, recursing through the C stack (a route hook publishing on its own topic
+ * would recurse until the stack overflows). A publish made inside this many nested calls
+ * raises instead, and the hook falls back as on any error. */
+#define SL_LUA_MAX_NEST 8
+
+/* Error log rate limit (call.c): identical errors (the same call kind and script:line, or
+ * the same message when it names no line) are logged at most SL_LUA_LOG_BURST times per
+ * SL_LUA_LOG_WINDOW_MS, the rest counted and summarised once the window is over. */
+#define SL_LUA_LOG_BURST 5
+#define SL_LUA_LOG_WINDOW_MS 10000
+#define SL_LUA_LOG_KEYS 32
+typedef struct sl_lua_logkey {
+  uint64_t key;          /* 0: free */
+  uint64_t since_ms;     /* start of the current window */
+  uint32_t logged;       /* lines written in this window */
+  uint64_t suppressed;   /* errors not written in this window */
+  char label[160];       /* "what: file:line: message", for the summary */
+} sl_lua_logkey;
+
+/* The watchdog (watchdog.c): names of the functions last called from the core, so a call
+ * that never returns can be named without calling into Lua (filled at the call's start). */
+#define SL_LUA_WD_LABELS 8
+typedef struct sl_lua_wdlabel {
+  const void *fn;        /* lua_topointer of the function; kept alive in vm->wd_hold */
+  char where[120];       /* "script.lua:12" (where it is defined), "" for a C function */
+} sl_lua_wdlabel;
 
 typedef struct sl_timer sl_timer; /* boxes.c */
 struct msg_view;                  /* hooks.c */
@@ -41,6 +69,22 @@ struct sl_lua {
   int pending_closes;    /* timer handles still closing */
   sl_timer *timers;
   sl_lua *next_alive;
+  /* the watchdog (watchdog.c). The loop thread writes the call fields at the start of
+   * each outermost call; the watchdog thread reads them and may set wd_tripped. */
+  uint32_t wd_ms;        /* luaWatchdogMs; 0 = not watched */
+  _Atomic uint64_t wd_seq;     /* outermost calls started */
+  _Atomic int wd_in_call;      /* 1 while one runs */
+  _Atomic int wd_tripped;      /* the watchdog asked the call numbered wd_trip_seq to stop */
+  _Atomic uint64_t wd_trip_seq;
+  const char *wd_what;   /* the running call's kind ("route") */
+  const char *wd_where;  /* and where its function is defined (a wd_labels entry) */
+  sl_lua_wdlabel wd_labels[SL_LUA_WD_LABELS];
+  unsigned wd_next_label;
+  int wd_hold;           /* registry ref of a table keeping the labelled functions alive */
+  char wd_trace[2048];   /* the traceback taken when the count hook stopped a call */
+  uint64_t wd_seen_seq, wd_seen_ms; /* the watchdog thread's own: last seq seen, since when */
+  sl_lua *wd_next;       /* the watched VMs (under the watchdog's mutex) */
+  sl_lua_logkey *logkeys; /* the error log rate limit (SL_LUA_LOG_KEYS, made on first use) */
   char *err_out;         /* sl_lua_call with err: where to write the message instead of logging */
   size_t err_outlen;
   /* is the value at idx a payload view (pview.c)? then its JSON text. Set by sl_lua_new,
@@ -140,6 +184,33 @@ void sl__lua_count_hook(lua_State *L, lua_Debug *ar);
  * Returns 0 or SL_ELUA. */
 int sl_lua_call(sl_lua *vm, lua_State *L, int tb, int nargs, int nresults, const char *what,
                 char *err, size_t errlen);
+
+/* sl__lua_log_error: log the error "lua: what: msg" (mlen bytes of msg) followed by trace
+ * (NULL: none), under the rate limit above: past SL_LUA_LOG_BURST identical errors in a
+ * window, nothing is written until the window is over; then one line says how many were
+ * left out ("... repeated N more times in the last 10 s"). Counts nothing (the callers
+ * count every error in vm->errors). vm NULL: logged without a limit. */
+void sl__lua_log_error(sl_lua *vm, const char *what, const char *msg, size_t mlen,
+                       const char *trace);
+
+/* sl__lua_log_flush: write the summaries of rate-limited errors whose window is over (all
+ * of them when all is true: the VM is closing). */
+void sl__lua_log_flush(sl_lua *vm, bool all);
+
+/* Watchdog (watchdog.c). sl__lua_wd_enter / sl__lua_wd_leave bracket every outermost call
+ * of a watched VM (sl_lua_call does it; fnidx is the called function's stack index).
+ * sl__lua_wd_tripped: has the watchdog asked the running call to stop? (The count hook
+ * and the pattern matcher then raise sl__lua_wd_message.) sl__lua_wd_forget: stop watching
+ * vm (before it is freed). */
+void sl__lua_wd_enter(sl_lua *vm, lua_State *L, int fnidx, const char *what);
+void sl__lua_wd_leave(sl_lua *vm);
+void sl__lua_wd_forget(sl_lua *vm);
+static inline bool sl__lua_wd_tripped(sl_lua *vm) {
+  return atomic_load_explicit(&vm->wd_tripped, memory_order_acquire) &&
+         atomic_load_explicit(&vm->wd_trip_seq, memory_order_relaxed) ==
+             atomic_load_explicit(&vm->wd_seq, memory_order_relaxed);
+}
+const char *sl__lua_wd_message(sl_lua *vm);
 
 /* sl__lua_tb: make the traceback handler available for the next sl_lua_call: from the base
  * level (the core calling on vm->L, no call in flight) it is the pinned SLOT_TB; otherwise
