@@ -1,6 +1,7 @@
 /* call.c - the VM's state and the one protected call: the counting allocator with the
  * memory cap, the instruction-count hook, the traceback handler, sl_lua_call, registry
- * refs and helpers, the list of open VMs and the deferred close. See sl_lua_call.h.
+ * refs and helpers, the list of open VMs and the deferred close, the error log's rate
+ * limit. See sl_lua_call.h.
  *
  * Limits (this block is the text for the README's "Lua limits" section):
  *
@@ -11,9 +12,10 @@
  *   to its safe default; the gateway keeps running. The budget is enforced by a count hook,
  *   which LuaJIT only honours in the interpreter, so the JIT is switched off for every
  *   function of a config or hook script (luaJIT_setmode ALLFUNC|OFF on the chunk). The
- *   budget therefore stops loops written in Lua, but it cannot interrupt one long call into
- *   C (string.rep of a huge string, a big table.concat, a pattern match with heavy
- *   backtracking); those are bounded by the memory limit and should be avoided in hooks.
+ *   budget therefore stops loops written in Lua. Pattern matching counts its steps against
+ *   the same budget (pattern.c). Other long calls into C (string.rep of a huge string, a big
+ *   table.concat) are bounded by the memory limit, and anything still stuck in one call is
+ *   stopped, or failing that ends the process, by the watchdog (watchdog.c).
  *   Functions of the embedded lua/ library may still be JIT-compiled; they are ours and
  *   do bounded work.
  *   Sandboxed scripts cannot swallow the budget error: their pcall/xpcall/coroutine.resume

@@ -72,6 +72,7 @@ struct sl_lua {
   /* the watchdog (watchdog.c). The loop thread writes the call fields at the start of
    * each outermost call; the watchdog thread reads them and may set wd_tripped. */
   uint32_t wd_ms;        /* luaWatchdogMs; 0 = not watched */
+  lua_Hook count_hook;   /* sl__lua_count_hook, which the watchdog installs (set by vm.c) */
   _Atomic uint64_t wd_seq;     /* outermost calls started */
   _Atomic int wd_in_call;      /* 1 while one runs */
   _Atomic int wd_tripped;      /* the watchdog asked the call numbered wd_trip_seq to stop */

@@ -88,6 +88,7 @@ static void install_module(sl_lua *vm) {
 sl_lua *sl_lua_new(sl_gateway *gw) {
   sl_lua *vm = sl_xcalloc(1, sizeof *vm);
   vm->gw = gw;
+  vm->count_hook = sl__lua_count_hook;
   vm->ht = vm->own_ht;
   for (int k = 0; k < SL_HT_KINDS; k++) vm->ht_tick[k] = SL_HT_SAMPLE_EVERY;
   vm->instr_limit = env_u64("SLUICE_LUA_INSTRUCTION_LIMIT", SL_LUA_DEFAULT_INSTRUCTIONS);

@@ -74,7 +74,7 @@ static const char *label_of(sl_lua *vm, lua_State *L, int idx) {
 static void wd_reset(sl_lua *vm) {
   atomic_store_explicit(&vm->wd_tripped, 0, memory_order_relaxed);
   if (vm->instr_limit)
-    lua_sethook(vm->L, sl__lua_count_hook, LUA_MASKCOUNT, SL_LUA_HOOK_STEP);
+    lua_sethook(vm->L, vm->count_hook, LUA_MASKCOUNT, SL_LUA_HOOK_STEP);
   else
     lua_sethook(vm->L, NULL, 0, 0);
 }
@@ -145,7 +145,7 @@ static void wd_main(void *arg) {
                      atomic_load_explicit(&v->wd_trip_seq, memory_order_relaxed) == seq;
       if (!tripped && stuck >= v->wd_ms) {
         atomic_store_explicit(&v->wd_trip_seq, seq, memory_order_relaxed);
-        lua_sethook(v->L, sl__lua_count_hook, LUA_MASKCOUNT, 1);
+        lua_sethook(v->L, v->count_hook, LUA_MASKCOUNT, 1);
         atomic_store_explicit(&v->wd_tripped, 1, memory_order_release);
       } else if (tripped && stuck >= 2 * (uint64_t)v->wd_ms) {
         give_up(v, stuck);
