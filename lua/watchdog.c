@@ -85,7 +85,9 @@ void sl__lua_wd_enter(sl_lua *vm, lua_State *L, int fnidx, const char *what) {
   vm->wd_what = what ? what : "call";
   vm->wd_where = label_of(vm, L, fnidx);
   vm->wd_trace[0] = 0;
-  atomic_fetch_add_explicit(&vm->wd_seq, 1, memory_order_release);
+  /* only this thread writes wd_seq: a plain increment, no locked instruction */
+  uint64_t seq = atomic_load_explicit(&vm->wd_seq, memory_order_relaxed);
+  atomic_store_explicit(&vm->wd_seq, seq + 1, memory_order_release);
   atomic_store_explicit(&vm->wd_in_call, 1, memory_order_release);
 }
 

@@ -14,7 +14,7 @@
 import { describe, it, before, after } from "node:test";
 import assert from "node:assert/strict";
 import {
-  startServer, assertCleanExit, client, connected, Inbox, closeAll, api, publish, sleep,
+  startServer, assertCleanExit, client, connected, Inbox, closeAll, api, publish, sleep, wsOpen,
 } from "./helpers.mjs";
 
 const CONFIG = `
@@ -53,7 +53,7 @@ return {
       host = "127.0.0.1", port = 0,
       namespaces = {
         { path = "/s", topics = { "echo", "bomb", "flood", "raw", "big", "plain" },
-          deliveryMode = "BEST_EFFORT", route = route, onEvent = on_event },
+          deliveryMode = "BEST_EFFORT", route = route, onEvent = on_event, clientPublish = true },
       },
     },
   },
@@ -137,6 +137,30 @@ describe("Lua safety", () => {
       const good = await s.timeout(5000).emitWithAck("luapub", '{"a":0}');
       assert.equal(good.ok, true);
     } finally { closeAll(s); }
+  });
+
+  it("a client publish of {\"a\":01} is refused (the packet is not JSON), a valid one goes through", async () => {
+    const sub = await connected(client(`${srv.url}/s`, { transports: ["websocket"] }));
+    const ws = await wsOpen(srv.port);
+    try {
+      const box = new Inbox(sub, "plain");
+      assert.deepEqual(await sub.timeout(5000).emitWithAck("subscribe", { topic: "plain" }), { ok: true });
+      ws.send("40/s,");
+      assert.match(await ws.next(), /^40\/s,/);
+      ws.send('42/s,7["publish",{"topic":"plain","payload":{"a":01}}]');
+      const reply = await ws.next(3000).catch((e) => String(e));
+      assert.doesNotMatch(reply, /^43\/s,7\[\{"ok":true/, "the leading-zero publish must not be accepted");
+      await publish(srv.port, { namespace: "/s", topic: "plain", payload: { after: 1 } });
+      assert.deepEqual(await box.next(), [{ after: 1 }], "the refused publish must not arrive first");
+      const ws2 = await wsOpen(srv.port);
+      try {
+        ws2.send("40/s,");
+        assert.match(await ws2.next(), /^40\/s,/);
+        ws2.send('42/s,8["publish",{"topic":"plain","payload":{"a":0.5,"b":10}}]');
+        assert.match(await ws2.next(), /^43\/s,8\[\{"ok":true/);
+        assert.deepEqual(await box.next(), [{ a: 0.5, b: 10 }]);
+      } finally { ws2.close(); }
+    } finally { ws.close(); closeAll(sub); }
   });
 
   it("a 16-digit integer passes the API and the Lua encoder as an integer", async () => {
