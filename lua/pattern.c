@@ -51,8 +51,15 @@ typedef struct {
 /* ------------------------------------------------------------------------------------- */
 /* Character classes: ASCII only and independent of the locale, as LuaJIT's lj_char.      */
 
-enum { C_CNTRL = 1, C_SPACE = 2, C_PUNCT = 4, C_DIGIT = 8, C_XDIGIT = 16, C_UPPER = 32,
-       C_LOWER = 64 };
+enum {
+  C_CNTRL = 1,
+  C_SPACE = 2,
+  C_PUNCT = 4,
+  C_DIGIT = 8,
+  C_XDIGIT = 16,
+  C_UPPER = 32,
+  C_LOWER = 64
+};
 #define C_ALPHA (C_LOWER | C_UPPER)
 #define C_ALNUM (C_ALPHA | C_DIGIT)
 #define C_GRAPH (C_ALNUM | C_PUNCT)
@@ -76,10 +83,9 @@ static void init_cbits(void) {
 
 /* class letter (cl & 0x1f for letters) -> bits; the upper-case letter negates */
 static const uint8_t class_map[32] = {
-    ['a' & 0x1f] = C_ALPHA, ['c' & 0x1f] = C_CNTRL, ['d' & 0x1f] = C_DIGIT,
-    ['g' & 0x1f] = C_GRAPH, ['l' & 0x1f] = C_LOWER, ['p' & 0x1f] = C_PUNCT,
-    ['s' & 0x1f] = C_SPACE, ['u' & 0x1f] = C_UPPER, ['w' & 0x1f] = C_ALNUM,
-    ['x' & 0x1f] = C_XDIGIT};
+    ['a' & 0x1f] = C_ALPHA, ['c' & 0x1f] = C_CNTRL, ['d' & 0x1f] = C_DIGIT, ['g' & 0x1f] = C_GRAPH,
+    ['l' & 0x1f] = C_LOWER, ['p' & 0x1f] = C_PUNCT, ['s' & 0x1f] = C_SPACE, ['u' & 0x1f] = C_UPPER,
+    ['w' & 0x1f] = C_ALNUM, ['x' & 0x1f] = C_XDIGIT};
 
 #define U(c) ((unsigned char)(c))
 
@@ -95,8 +101,7 @@ static void charge(mstate *ms) {
   ms->steps = 0;
   if (!vm || vm->depth == 0) return;
   vm->instr_used += n;
-  if (sl__lua_wd_tripped(vm))
-    luaL_error(ms->L, "%s", sl__lua_wd_message(vm));
+  if (sl__lua_wd_tripped(vm)) luaL_error(ms->L, "%s", sl__lua_wd_message(vm));
   if (vm->instr_limit && vm->instr_used >= vm->instr_limit) {
     vm->limit_hit = true;
     char lim[24]; /* luaL_error formats no %llu */
@@ -105,9 +110,9 @@ static void charge(mstate *ms) {
   }
 }
 
-#define STEP(ms, n)                                                                     \
-  do {                                                                                  \
-    if (((ms)->steps += (uint32_t)(n)) >= CHARGE_EVERY) charge(ms);                     \
+#define STEP(ms, n)                                                                                \
+  do {                                                                                             \
+    if (((ms)->steps += (uint32_t)(n)) >= CHARGE_EVERY) charge(ms);                                \
   } while (0)
 
 /* ------------------------------------------------------------------------------------- */
@@ -252,8 +257,7 @@ static const char *match_capture(mstate *ms, const char *s, int l) {
   l = check_capture(ms, l);
   size_t len = (size_t)ms->capture[l].len;
   STEP(ms, len / 16 + 1);
-  if ((size_t)(ms->src_end - s) >= len && memcmp(ms->capture[l].init, s, len) == 0)
-    return s + len;
+  if ((size_t)(ms->src_end - s) >= len && memcmp(ms->capture[l].init, s, len) == 0) return s + len;
   return NULL;
 }
 
@@ -306,7 +310,7 @@ again: /* tail calls as jumps */
     if (s != ms->src_end) s = NULL;
     break;
   default:
-  item: {
+  item : {
     const char *ep = classend(ms, p);
     int m = s < ms->src_end && single_match(U(*s), p, ep);
     switch (*ep) {
