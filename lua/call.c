@@ -269,7 +269,7 @@ static int call_general(sl_lua *vm, lua_State *L, int tb, int nargs, int nresult
     vm->instr_used = 0;
     vm->limit_hit = false;
   }
-  if (watched) sl__lua_wd_enter(vm, L, lua_gettop(L) - nargs, what);
+  if (watched) sl__lua_wd_enter(vm, L, what);
   if (vm) vm->depth++;
   int status = lua_pcall(L, nargs, nresults, tb);
   if (vm) vm->depth--;
@@ -296,7 +296,7 @@ int sl_lua_call(sl_lua *vm, lua_State *L, int tb, int nargs, int nresults, const
     vm->instr_used = 0;
     vm->limit_hit = false;
     if (vm->wd_ms) {
-      sl__lua_wd_enter(vm, L, lua_gettop(L) - nargs, what);
+      sl__lua_wd_enter(vm, L, what);
       vm->depth++;
       int status = lua_pcall(L, nargs, nresults, tb);
       vm->depth--;

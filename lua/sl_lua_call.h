@@ -43,14 +43,6 @@ typedef struct sl_lua_logkey {
   char label[160];       /* "what: file:line: message", for the summary */
 } sl_lua_logkey;
 
-/* The watchdog (watchdog.c): names of the functions last called from the core, so a call
- * that never returns can be named without calling into Lua (filled at the call's start). */
-#define SL_LUA_WD_LABELS 8
-typedef struct sl_lua_wdlabel {
-  const void *fn;        /* lua_topointer of the function; kept alive in vm->wd_hold */
-  char where[120];       /* "script.lua:12" (where it is defined), "" for a C function */
-} sl_lua_wdlabel;
-
 typedef struct sl_timer sl_timer; /* boxes.c */
 struct msg_view;                  /* hooks.c */
 
@@ -78,10 +70,7 @@ struct sl_lua {
   _Atomic int wd_tripped;      /* the watchdog asked the call numbered wd_trip_seq to stop */
   _Atomic uint64_t wd_trip_seq;
   const char *wd_what;   /* the running call's kind ("route") */
-  const char *wd_where;  /* and where its function is defined (a wd_labels entry) */
-  sl_lua_wdlabel wd_labels[SL_LUA_WD_LABELS];
-  unsigned wd_next_label;
-  int wd_hold;           /* registry ref of a table keeping the labelled functions alive */
+  lua_State *wd_L;       /* and the state it runs on (its stack names the functions) */
   char wd_trace[2048];   /* the traceback taken when the count hook stopped a call */
   uint64_t wd_seen_seq, wd_seen_ms; /* the watchdog thread's own: last seq seen, since when */
   sl_lua *wd_next;       /* the watched VMs (under the watchdog's mutex) */
@@ -199,13 +188,27 @@ void sl__lua_log_error(sl_lua *vm, const char *what, const char *msg, size_t mle
 void sl__lua_log_flush(sl_lua *vm, bool all);
 
 /* Watchdog (watchdog.c). sl__lua_wd_enter / sl__lua_wd_leave bracket every outermost call
- * of a watched VM (sl_lua_call does it; fnidx is the called function's stack index).
+ * of a watched VM (sl_lua_call does it: a few stores, nothing is looked up).
  * sl__lua_wd_tripped: has the watchdog asked the running call to stop? (The count hook
  * and the pattern matcher then raise sl__lua_wd_message.) sl__lua_wd_forget: stop watching
  * vm (before it is freed). */
-void sl__lua_wd_enter(sl_lua *vm, lua_State *L, int fnidx, const char *what);
-void sl__lua_wd_leave(sl_lua *vm);
+void sl__lua_wd_reset(sl_lua *vm); /* put back the count hook after a stop */
 void sl__lua_wd_forget(sl_lua *vm);
+static inline void sl__lua_wd_enter(sl_lua *vm, lua_State *L, const char *what) {
+  if (__builtin_expect(atomic_load_explicit(&vm->wd_tripped, memory_order_relaxed), 0))
+    sl__lua_wd_reset(vm);
+  vm->wd_what = what;
+  vm->wd_L = L;
+  /* only the loop thread writes wd_seq: a plain increment, no locked instruction */
+  uint64_t seq = atomic_load_explicit(&vm->wd_seq, memory_order_relaxed);
+  atomic_store_explicit(&vm->wd_seq, seq + 1, memory_order_release);
+  atomic_store_explicit(&vm->wd_in_call, 1, memory_order_release);
+}
+static inline void sl__lua_wd_leave(sl_lua *vm) {
+  atomic_store_explicit(&vm->wd_in_call, 0, memory_order_release);
+  if (__builtin_expect(atomic_load_explicit(&vm->wd_tripped, memory_order_acquire), 0))
+    sl__lua_wd_reset(vm);
+}
 static inline bool sl__lua_wd_tripped(sl_lua *vm) {
   return atomic_load_explicit(&vm->wd_tripped, memory_order_acquire) &&
          atomic_load_explicit(&vm->wd_trip_seq, memory_order_relaxed) ==

@@ -7,8 +7,7 @@
  *
  *   - The loop thread brackets every outermost call of a watched VM (sl__lua_wd_enter /
  *     sl__lua_wd_leave, from sl_lua_call): it bumps a sequence number, says it is in a
- *     call, and notes the call's kind and where its function is defined (looked up once
- *     per function and cached, so the hot path does a few pointer compares).
+ *     call and notes the call's kind (a few stores: nothing is looked up per call).
  *   - One thread per process wakes every quarter of the smallest luaWatchdogMs (10..250
  *     ms). A VM in a call whose sequence number has not moved for luaWatchdogMs is tripped:
  *     the watchdog installs the count hook to fire at every instruction (lua_sethook, the
@@ -17,8 +16,9 @@
  *     That error is logged and counted like any hook error, and the gateway goes on.
  *   - If the same call is still running luaWatchdogMs after that, it is inside C code that
  *     cannot be interrupted: the watchdog logs what it knows (the call's kind, where its
- *     function is defined, the traceback if the hook fired and the error was swallowed)
- *     and _exit(SL_LUA_WATCHDOG_EXIT), so that a supervisor restarts the process.
+ *     function is defined and the Lua frames down to the C function, read from the stuck
+ *     stack without calling into the VM; the traceback of an earlier stop whose error was
+ *     swallowed) and _exit(SL_LUA_WATCHDOG_EXIT), so that a supervisor restarts it.
  *
  * The thread only reads the call fields and writes wd_tripped / wd_trip_seq; the hook it
  * installs is put back by the loop thread when the tripped call ends (or the next begins).
@@ -43,58 +43,16 @@ static bool wd_running;
 /* ------------------------------------------------------------------------------------- */
 /* The loop thread's side                                                                 */
 
-/* Where the function at idx is defined, from the cache or (once per function) from
- * lua_getinfo. The cache keeps its functions alive (wd_hold), so an address in it is
- * never reused by another function. stack: unchanged */
-static const char *label_of(sl_lua *vm, lua_State *L, int idx) {
-  const void *fn = lua_topointer(L, idx);
-  for (int i = 0; i < SL_LUA_WD_LABELS; i++)
-    if (vm->wd_labels[i].fn == fn) return vm->wd_labels[i].where;
-  if (!lua_isfunction(L, idx) || L != vm->L) return "";
-  unsigned slot = vm->wd_next_label++ % SL_LUA_WD_LABELS;
-  sl_lua_wdlabel *lb = &vm->wd_labels[slot];
-  lua_Debug ar;
-  lua_pushvalue(L, idx);
-  lb->where[0] = 0;
-  if (lua_getinfo(L, ">S", &ar) && ar.linedefined >= 0)
-    snprintf(lb->where, sizeof lb->where, "%s:%d", ar.short_src, ar.linedefined);
-  if (vm->wd_hold <= 0) {
-    lua_newtable(L);
-    vm->wd_hold = luaL_ref(L, LUA_REGISTRYINDEX);
-  }
-  lua_rawgeti(L, LUA_REGISTRYINDEX, vm->wd_hold);
-  lua_pushvalue(L, idx);
-  lua_rawseti(L, -2, (int)slot + 1);
-  lua_pop(L, 1);
-  lb->fn = fn;
-  return lb->where;
-}
-
-/* Put back the count hook the VM runs with (the watchdog made it fire every instruction). */
-static void wd_reset(sl_lua *vm) {
+/* sl__lua_wd_reset: see sl_lua_call.h. The watchdog made the count hook fire at every
+ * instruction; the VM runs with it every SL_LUA_HOOK_STEP (or none without a budget). The
+ * traceback of the stop is dropped with it. */
+void sl__lua_wd_reset(sl_lua *vm) {
   atomic_store_explicit(&vm->wd_tripped, 0, memory_order_relaxed);
+  vm->wd_trace[0] = 0;
   if (vm->instr_limit)
     lua_sethook(vm->L, vm->count_hook, LUA_MASKCOUNT, SL_LUA_HOOK_STEP);
   else
     lua_sethook(vm->L, NULL, 0, 0);
-}
-
-/* sl__lua_wd_enter: see sl_lua_call.h. */
-void sl__lua_wd_enter(sl_lua *vm, lua_State *L, int fnidx, const char *what) {
-  if (atomic_load_explicit(&vm->wd_tripped, memory_order_relaxed)) wd_reset(vm);
-  vm->wd_what = what ? what : "call";
-  vm->wd_where = label_of(vm, L, fnidx);
-  vm->wd_trace[0] = 0;
-  /* only this thread writes wd_seq: a plain increment, no locked instruction */
-  uint64_t seq = atomic_load_explicit(&vm->wd_seq, memory_order_relaxed);
-  atomic_store_explicit(&vm->wd_seq, seq + 1, memory_order_release);
-  atomic_store_explicit(&vm->wd_in_call, 1, memory_order_release);
-}
-
-/* sl__lua_wd_leave: see sl_lua_call.h. */
-void sl__lua_wd_leave(sl_lua *vm) {
-  atomic_store_explicit(&vm->wd_in_call, 0, memory_order_release);
-  if (atomic_load_explicit(&vm->wd_tripped, memory_order_acquire)) wd_reset(vm);
 }
 
 /* sl__lua_wd_message: see sl_lua_call.h. */
@@ -108,16 +66,40 @@ const char *sl__lua_wd_message(sl_lua *vm) {
 
 static uint64_t mono_ms(void) { return uv_hrtime() / 1000000u; }
 
+/* The stack of the stuck call, read from this thread: the loop thread is blocked inside a
+ * C function, so the frames below it stay as they are. Only lua_getstack and lua_getinfo
+ * with "Sl" are used: they read frames and allocate nothing. The outermost Lua function
+ * (the hook itself) is where it is defined, into where; each Lua frame is one line of
+ * trace, innermost first. */
+static void stuck_stack(lua_State *L, char *where, size_t wlen, char *trace, size_t tlen) {
+  lua_Debug ar;
+  size_t o = 0;
+  where[0] = trace[0] = 0;
+  for (int level = 0; level < 64 && lua_getstack(L, level, &ar); level++) {
+    if (!lua_getinfo(L, "Sl", &ar)) break;
+    if (ar.currentline < 0 && ar.linedefined < 0) { /* a C function */
+      if (o < tlen) o += (size_t)snprintf(trace + o, tlen - o, "\n\t[C]: in a C function");
+      continue;
+    }
+    if (o < tlen)
+      o += (size_t)snprintf(trace + o, tlen - o, "\n\t%s:%d: in function <%s:%d>", ar.short_src,
+                            ar.currentline, ar.short_src, ar.linedefined);
+    snprintf(where, wlen, "%s:%d", ar.short_src, ar.linedefined);
+  }
+}
+
 /* The call of vm has not returned for 2 x luaWatchdogMs, in spite of the hook: say what it
  * is and leave. Runs on the watchdog thread while the loop thread is stuck. */
 __attribute__((noreturn)) static void give_up(sl_lua *vm, uint64_t ms) {
-  const char *where = vm->wd_where && vm->wd_where[0] ? vm->wd_where : "a C function";
+  char where[160], trace[1536];
+  stuck_stack(vm->wd_L ? vm->wd_L : vm->L, where, sizeof where, trace, sizeof trace);
   sl_log_error("lua: watchdog: one call into Lua (%s, function defined at %s) has run for "
                "%llu ms (luaWatchdogMs %u) and did not stop when asked, so it is inside C "
                "code that cannot be interrupted; exiting with status %d for a supervisor "
-               "to restart the gateway%s%s",
-               vm->wd_what ? vm->wd_what : "call", where, (unsigned long long)ms, vm->wd_ms,
-               SL_LUA_WATCHDOG_EXIT, vm->wd_trace[0] ? "\n" : "", vm->wd_trace);
+               "to restart the gateway\nstack traceback:%s%s%s",
+               vm->wd_what ? vm->wd_what : "a call", where[0] ? where : "a C function",
+               (unsigned long long)ms, vm->wd_ms, SL_LUA_WATCHDOG_EXIT, trace,
+               vm->wd_trace[0] ? "\nwhen the hook stopped it before:\n" : "", vm->wd_trace);
   fflush(stderr);
   _exit(SL_LUA_WATCHDOG_EXIT);
 }
@@ -193,5 +175,5 @@ void sl__lua_wd_forget(sl_lua *vm) {
     }
   vm->wd_ms = 0;
   uv_mutex_unlock(&wd_mu);
-  if (atomic_load(&vm->wd_tripped)) wd_reset(vm);
+  if (atomic_load(&vm->wd_tripped)) sl__lua_wd_reset(vm);
 }
