@@ -32,7 +32,7 @@ uint64_t sl_lua_error_count(const sl_lua *vm);
  * still running after ms (luaWatchdogMs) is asked to stop: the VM raises at its next
  * instruction or pattern step, as for the instruction limit. If it is still running ms
  * later (stuck inside a C function), the process logs the call (its kind, where its
- * function is defined, the traceback if one was taken) and exits with status
+ * function is defined, its Lua frames read from the stuck stack) and exits with status
  * SL_LUA_WATCHDOG_EXIT, for a supervisor to restart it: never a frozen gateway. One
  * watchdog thread serves every watched VM of the process. */
 #define SL_LUA_WATCHDOG_EXIT 70

@@ -238,6 +238,7 @@ describe("Lua watchdog", () => {
     assert.equal(exit, 70);
     assert.ok(dt < 5000, `exited after ${dt} ms`);
     assert.match(srv.stderr(), /lua: watchdog: one call into Lua \(route, function defined at [^)]*config\.lua:2\) has run for \d+ ms \(luaWatchdogMs 300\)/);
+    assert.match(srv.stderr(), /config\.lua:3: in function <[^>]*config\.lua:2>/, "the stuck line");
   });
 
   it("refuses a luaWatchdogMs that is not a number of milliseconds", async () => {
