@@ -35,6 +35,7 @@
 #include <lua.h>
 #include <luajit.h>
 
+#include "gateway.h" /* sl_gateway_loop, for the summary timer */
 #include "sl_lua_call.h"
 
 char sl__lua_k_vm;
@@ -180,15 +181,59 @@ static void log_summary(sl_lua_logkey *k, uint64_t now) {
   k->suppressed = 0;
 }
 
-/* sl__lua_log_flush: see sl_lua_call.h. */
-void sl__lua_log_flush(sl_lua *vm, bool all) {
-  if (!vm || !vm->logkeys) return;
-  uint64_t now = sl_now_ms();
+/* sl__lua_log_flush: see sl_lua_call.h. Returns when the next window with suppressed errors
+ * ends (ms from now), 0 when none is left. */
+static uint64_t log_flush(sl_lua *vm, bool all) {
+  if (!vm || !vm->logkeys) return 0;
+  uint64_t now = sl_now_ms(), next = 0;
   for (int i = 0; i < SL_LUA_LOG_KEYS; i++) {
     sl_lua_logkey *k = &vm->logkeys[i];
-    if (k->key && k->suppressed && (all || now - k->since_ms >= SL_LUA_LOG_WINDOW_MS))
+    if (!k->key || !k->suppressed) continue;
+    if (all || now - k->since_ms >= SL_LUA_LOG_WINDOW_MS) {
       log_summary(k, now);
+    } else {
+      uint64_t due = k->since_ms + SL_LUA_LOG_WINDOW_MS - now;
+      if (!next || due < next) next = due;
+    }
   }
+  return next;
+}
+void sl__lua_log_flush(sl_lua *vm, bool all) { (void)log_flush(vm, all); }
+
+/* The summary timer: a burst of identical errors followed by silence is still summarised
+ * when its window ends. Unref'd: it never keeps the loop alive. */
+static void log_timer_cb(uv_timer_t *t) {
+  sl_lua *vm = t->data;
+  uint64_t next = log_flush(vm, false);
+  if (next) uv_timer_start(t, log_timer_cb, next + 1, 0);
+}
+
+static void log_timer_arm(sl_lua *vm, uint64_t due_ms) {
+  if (!vm->gw || vm->closing) return;
+  if (!vm->log_timer) {
+    vm->log_timer = sl_xcalloc(1, sizeof *vm->log_timer);
+    uv_timer_init(sl_gateway_loop(vm->gw), vm->log_timer);
+    uv_unref((uv_handle_t *)vm->log_timer);
+    vm->log_timer->data = vm;
+  }
+  if (!uv_is_active((uv_handle_t *)vm->log_timer))
+    uv_timer_start(vm->log_timer, log_timer_cb, due_ms + 1, 0);
+}
+
+static void log_timer_closed(uv_handle_t *h) {
+  sl_lua *vm = h->data;
+  free(h);
+  vm->pending_closes--;
+  sl__lua_leave(vm);
+}
+
+/* sl__lua_log_stop: see sl_lua_call.h. */
+void sl__lua_log_stop(sl_lua *vm) {
+  if (!vm->log_timer) return;
+  uv_timer_stop(vm->log_timer);
+  vm->pending_closes++;
+  uv_close((uv_handle_t *)vm->log_timer, log_timer_closed);
+  vm->log_timer = NULL;
 }
 
 /* sl__lua_log_error: see sl_lua_call.h. */
@@ -226,7 +271,7 @@ void sl__lua_log_error(sl_lua *vm, const char *what, const char *msg, size_t mle
     k->logged = 0;
   }
   if (k->logged >= SL_LUA_LOG_BURST) {
-    k->suppressed++;
+    if (k->suppressed++ == 0) log_timer_arm(vm, k->since_ms + SL_LUA_LOG_WINDOW_MS - now);
     return;
   }
   if (++k->logged < SL_LUA_LOG_BURST)

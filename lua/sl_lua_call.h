@@ -15,6 +15,7 @@
 
 #include <lauxlib.h>
 #include <lua.h>
+#include <uv.h>
 
 #include "config.h" /* SL_NOREF */
 #include "sl_lua.h"
@@ -75,6 +76,7 @@ struct sl_lua {
   uint64_t wd_seen_seq, wd_seen_ms; /* the watchdog thread's own: last seq seen, since when */
   sl_lua *wd_next;       /* the watched VMs (under the watchdog's mutex) */
   sl_lua_logkey *logkeys; /* the error log rate limit (SL_LUA_LOG_KEYS, made on first use) */
+  uv_timer_t *log_timer;  /* writes the summaries when a window ends (NULL: none yet) */
   char *err_out;         /* sl_lua_call with err: where to write the message instead of logging */
   size_t err_outlen;
   /* is the value at idx a payload view (pview.c)? then its JSON text. Set by sl_lua_new,
@@ -186,6 +188,10 @@ void sl__lua_log_error(sl_lua *vm, const char *what, const char *msg, size_t mle
 /* sl__lua_log_flush: write the summaries of rate-limited errors whose window is over (all
  * of them when all is true: the VM is closing). */
 void sl__lua_log_flush(sl_lua *vm, bool all);
+
+/* sl__lua_log_stop: close the summary timer (sl_lua_close; the close completes in
+ * sl__lua_leave once its handle is closed, as for the VM's other timers). */
+void sl__lua_log_stop(sl_lua *vm);
 
 /* Watchdog (watchdog.c). sl__lua_wd_enter / sl__lua_wd_leave bracket every outermost call
  * of a watched VM (sl_lua_call does it: a few stores, nothing is looked up).

@@ -158,5 +158,6 @@ void sl_lua_close(sl_lua *vm) {
   if (!vm || vm->closing) return;
   vm->closing = true;
   sl__box_timers_stop(vm);
+  sl__lua_log_stop(vm);
   sl__lua_leave(vm);
 }
