@@ -246,8 +246,8 @@ void sl__lua_log_error(sl_lua *vm, const char *what, const char *msg, size_t mle
   if (!vm->logkeys) vm->logkeys = sl_xcalloc(SL_LUA_LOG_KEYS, sizeof *vm->logkeys);
   uint64_t now = sl_now_ms();
   sl__lua_log_flush(vm, false);
-  uint64_t key = fnv1a(fnv1a(14695981039346656037ull, what, strlen(what)), msg,
-                       where_len(msg, mlen)) | 1;
+  uint64_t key =
+      fnv1a(fnv1a(14695981039346656037ull, what, strlen(what)), msg, where_len(msg, mlen)) | 1;
   sl_lua_logkey *k = NULL, *spare = NULL; /* spare: a free slot, else the oldest */
   for (int i = 0; i < SL_LUA_LOG_KEYS && !k; i++) {
     sl_lua_logkey *c = &vm->logkeys[i];
@@ -262,8 +262,8 @@ void sl__lua_log_error(sl_lua *vm, const char *what, const char *msg, size_t mle
     memset(k, 0, sizeof *k);
     k->key = key;
     k->since_ms = now;
-    snprintf(k->label, sizeof k->label, "%s: %.*s", what,
-             (int)(memchr(msg, '\n', mlen) ? (size_t)((const char *)memchr(msg, '\n', mlen) - msg) : mlen),
+    const char *nl = memchr(msg, '\n', mlen); /* the first line names the error */
+    snprintf(k->label, sizeof k->label, "%s: %.*s", what, (int)(nl ? (size_t)(nl - msg) : mlen),
              msg);
   } else if (now - k->since_ms >= SL_LUA_LOG_WINDOW_MS) {
     log_summary(k, now);
