@@ -10,6 +10,7 @@
 #include <cjson/cJSON.h>
 #include "sl_internal.h"
 #include "tls_server.h"
+#include "sl_jscan.h"
 #include "spill.h"
 #include "api.h"
 #include "hooks.h"
@@ -217,7 +218,11 @@ static void api_publish(sl_conn *c) {
     sl_http_json_error(c, 413, "PAYLOAD_TOO_LARGE", "request body exceeds maxPayload");
     return;
   }
-  cJSON *root = cJSON_ParseWithLength(r->body.data ? r->body.data : "", r->body.len);
+  /* the scanner first: cJSON alone would accept a leading zero ("01", RFC 8259 forbids
+   * it), and re-printing the tree would then publish it as another number */
+  cJSON *root = sl_js_valid(r->body.data ? r->body.data : "", r->body.len)
+                    ? cJSON_ParseWithLength(r->body.data ? r->body.data : "", r->body.len)
+                    : NULL;
   if (!root) {
     sl_http_json_error(c, 400, "INVALID_JSON", "request body is not valid JSON");
     return;
@@ -245,7 +250,7 @@ static void api_publish(sl_conn *c) {
   for (int i = 0; i < n; i++) {
     const cJSON *it = arr ? cJSON_GetArrayItem(root, i) : root;
     const cJSON *to = cJSON_GetObjectItemCaseSensitive(it, "to");
-    char *payload = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(it, "payload"));
+    char *payload = sl_json_print(cJSON_GetObjectItemCaseSensitive(it, "payload"));
     sl_publish_opts o = {.server = c->srv->cfg->name, .source = SL_SRC_API, .trusted_json = true,
                          .to = cJSON_IsString(to) ? to->valuestring : NULL};
     char id[SL_MSGID_MAX];
@@ -519,7 +524,7 @@ char *sl_gateway_stats_json(sl_gateway *gw) {
     cJSON_AddItemToArray(servers, so);
   }
   hook_time_json(root, gw->hook_times);
-  char *t = cJSON_PrintUnformatted(root);
+  char *t = sl_json_print(root);
   cJSON_Delete(root);
   return t;
 }

@@ -22,7 +22,7 @@ static void emit_error(sl_socket *sock, const char *code, const char *message) {
   cJSON_AddStringToObject(o, "code", code);
   cJSON_AddStringToObject(o, "message", message);
   cJSON_AddItemToArray(a, o);
-  char *t = cJSON_PrintUnformatted(a);
+  char *t = sl_json_print(a);
   if (t) sl_sio_send(sock, SIO_EVENT, -1, t, strlen(t));
   free(t);
   cJSON_Delete(a);
@@ -41,7 +41,7 @@ static void ack_result(sl_socket *sock, int64_t ack_id, const char *code, const 
   }
   if (msgid) cJSON_AddStringToObject(o, "messageId", msgid);
   cJSON_AddItemToArray(a, o);
-  char *t = cJSON_PrintUnformatted(a);
+  char *t = sl_json_print(a);
   if (t) sl_sio_send(sock, SIO_ACK, ack_id, t, strlen(t));
   free(t);
   cJSON_Delete(a);
@@ -180,7 +180,7 @@ static bool client_connect(sl_socket *sock, const cJSON *auth, char *why, size_t
   if (ns->hooks.fn.connect) {
     snprintf(why, why_len, "Not authorized");
     sock->connecting = 1;
-    char *text = auth ? cJSON_PrintUnformatted(auth) : NULL;
+    char *text = auth ? sl_json_print(auth) : NULL;
     int ok = ns->hooks.fn.connect(ns->hooks.ud[SL_HK_CONNECT], sock, text,
                                   text ? strlen(text) : 0, why, why_len);
     free(text);
@@ -305,7 +305,7 @@ static void ev_publish(sl_socket *sock, cJSON *arg, int64_t ack_id) {
     return;
   }
   cJSON *payload = cJSON_GetObjectItemCaseSensitive(arg, "payload");
-  char *text = payload ? cJSON_PrintUnformatted(payload) : NULL;
+  char *text = payload ? sl_json_print(payload) : NULL;
   sl_gateway *gw = sock->sess->srv->gw;
   if (ns->hooks.fn.client_publish) {
     char *np = NULL;
@@ -360,7 +360,7 @@ static void client_event(sl_socket *sock, const char *ev, cJSON *arr, const sl_b
   if (!ns->hooks.fn.event) return;
   char *evname = sl_xstrdup(ev); /* ev may live in arr[0], detached next */
   cJSON_Delete(cJSON_DetachItemFromArray(arr, 0));
-  char *args = cJSON_PrintUnformatted(arr);
+  char *args = sl_json_print(arr);
   ns->hooks.fn.event(ns->hooks.ud[SL_HK_EVENT], sock, evname, args ? args : "[]",
                      args ? strlen(args) : 2, atts, natts, ack_id);
   free(evname);

@@ -119,6 +119,8 @@ typedef struct sl_config {
   char *path;                 /* file it came from ("<string>" for strings) */
   sl_server_config *servers;
   size_t nservers;
+  int64_t lua_watchdog_ms;    /* luaWatchdogMs: top level, or the smallest a server sets
+                               * (1000; 0 = not watched) */
   struct lua_State *L;        /* state that owns the refs (not owned by the config) */
   /* unref: how sl_config_free releases a hook ref (> 0) of this config, set by the loader
    * (lua/config.c) so the core never calls into lua/ by name. NULL: refs are not released

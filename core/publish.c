@@ -13,6 +13,7 @@
 #include "lanes.h"
 #include "lane.h"
 #include "keys.h"
+#include "sl_jscan.h"
 #include "sio_codec.h"
 #include "hooks.h"
 #include "msg.h"
@@ -151,11 +152,7 @@ int sl_publish(sl_gateway *gw, const char *nspath, const char *topic, const char
   /* The route hook runs once per publish, before anything is encoded. */
   sluice_route_result rr = {0};
   if (sl_ns_hook_route(ns)) {
-    if (!opts->trusted_json) {
-      cJSON *chk = NULL;
-      if (!(chk = cJSON_ParseWithLength(payload, len))) return SL_EINVAL;
-      cJSON_Delete(chk);
-    }
+    if (!opts->trusted_json && !sl_js_valid(payload, len)) return SL_EINVAL;
     sl_hooks_route(ns, topic, payload, len, opts, &rr);
     if (rr.action == SLUICE_ROUTE_DROP) {
       ns->route_dropped++;
@@ -168,14 +165,13 @@ int sl_publish(sl_gateway *gw, const char *nspath, const char *topic, const char
     }
   }
   /* Text from outside is validated once (the route hook's path validated it already; our
-   * own encoder's output needs none). Nothing downstream needs a tree. */
-  if (!opts->trusted_json && !rr.payload_json && !sl_ns_hook_route(ns)) {
-    cJSON *chk = cJSON_ParseWithLength(payload, len);
-    if (!chk) {
-      sl_hooks_route_free(&rr);
-      return SL_EINVAL;
-    }
-    cJSON_Delete(chk);
+   * own encoder's output needs none). Nothing downstream needs a tree. The scanner, not
+   * cJSON, judges it: cJSON accepts a leading zero ("01"), which RFC 8259 forbids and
+   * every scanner downstream (payload views, field-path keys) refuses. */
+  if (!opts->trusted_json && !rr.payload_json && !sl_ns_hook_route(ns) &&
+      !sl_js_valid(payload, len)) {
+    sl_hooks_route_free(&rr);
+    return SL_EINVAL;
   }
   c.payload = payload;
   c.len = len;

@@ -100,7 +100,7 @@ static void connect_refuse(sl_session *s, const sio_packet *p, sl_socket *sock,
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "message", message);
     if (code) cJSON_AddStringToObject(cJSON_AddObjectToObject(o, "data"), "code", code);
-    char *t = cJSON_PrintUnformatted(o);
+    char *t = sl_json_print(o);
     sl_session_send(s, sl_sio_encode(SIO_CONNECT_ERROR, p->nsp, p->nsplen, -1, t, strlen(t), 0));
     free(t);
     cJSON_Delete(o);

@@ -5,6 +5,7 @@
  * sl_sio_parse_json (whose tree the caller owns) and sl_sio_count_placeholders for a very large
  * attachment count (freed before returning). */
 #include "sio_codec.h"
+#include "sl_jscan.h"
 #include "sl_util.h"
 
 #include <cjson/cJSON.h>
@@ -167,6 +168,12 @@ int sl_sio_parse_json(const char *json, size_t len, struct cJSON **out) {
   if (!json) return -1;
   cJSON *root = cJSON_ParseWithLengthOpts(json, len, &end, 0);
   if (!root) return -1;
+  /* JSON.parse in the reference refuses a leading zero ("01"), and so does every scanner
+   * of ours; cJSON reads it as 1. */
+  if (sl_js_leading_zero(json, len)) {
+    cJSON_Delete(root);
+    return -1;
+  }
   size_t used = end ? (size_t)(end - json) : len;
   if (used > len) used = len;
   for (; used < len; used++) {

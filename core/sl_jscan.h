@@ -115,12 +115,17 @@ SL_JS_INLINE const char *sl_js_digits(const char *p, const char *e) {
   return p;
 }
 
+/* A number as RFC 8259 writes it. A leading zero followed by a digit ("01", "-007") is
+ * refused here, not left for the caller to trip over: a caller that reads just the value
+ * (sl_js_member) would otherwise take "0" from "01", while cJSON reads 1. */
 SL_JS_INLINE const char *sl_js_number(const char *p, const char *e) {
   if (p < e && *p == '-') p++;
-  if (p < e && *p == '0')
+  if (p < e && *p == '0') {
     p++;
-  else if (!(p = sl_js_digits(p, e)))
+    if (p < e && *p >= '0' && *p <= '9') return NULL;
+  } else if (!(p = sl_js_digits(p, e))) {
     return NULL;
+  }
   if (p < e && *p == '.' && !(p = sl_js_digits(p + 1, e))) return NULL;
   if (p < e && (*p == 'e' || *p == 'E')) {
     p++;
@@ -167,6 +172,45 @@ static inline __attribute__((unused)) const char *sl_js_value(const char *p, con
   }
   default: return sl_js_number(p, e);
   }
+}
+
+/* sl_js_valid: is [s, s+n) exactly one JSON value (RFC 8259, nesting at most
+ * SL_JS_MAX_DEPTH), with only whitespace around it? The publish paths validate text from
+ * outside with this rather than with cJSON, which accepts a leading zero ("01"). */
+static inline __attribute__((unused)) bool sl_js_valid(const char *s, size_t n) {
+  if (!s) return false;
+  const char *e = s + n, *p = sl_js_value(sl_js_ws(s, e), e, 0);
+  return p && sl_js_ws(p, e) == e;
+}
+
+/* sl_js_leading_zero: does text that cJSON accepted hold a number with a leading zero
+ * ("01", "-007"), which RFC 8259 forbids and cJSON reads anyway? One pass without
+ * recursion (so without sl_js_valid's nesting limit): outside strings, a number starts at
+ * a '-' or digit that follows no number character, and only its first digits matter (an
+ * exponent may be "e05"). For paths that keep cJSON's grammar otherwise (Socket.IO
+ * packets, whose nesting cJSON allows deeper). */
+static inline __attribute__((unused)) bool sl_js_leading_zero(const char *s, size_t n) {
+  const char *p = s, *e = s + n;
+  bool in_num = false;
+  while (p < e) {
+    char c = *p;
+    if (c == '"') {
+      for (p++; p < e && *p != '"'; p++)
+        if (*p == '\\') p++;
+      p++;
+      in_num = false;
+      continue;
+    }
+    bool numch = (c >= '0' && c <= '9') || c == '-' || c == '+' || c == '.' || c == 'e' ||
+                 c == 'E';
+    if (numch && !in_num) {
+      const char *q = c == '-' ? p + 1 : p;
+      if (e - q >= 2 && q[0] == '0' && q[1] >= '0' && q[1] <= '9') return true;
+    }
+    in_num = numch;
+    p++;
+  }
+  return false;
 }
 
 /* The n (<= 8) bytes at p as a little-endian word, without reading past them. */

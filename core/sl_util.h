@@ -49,6 +49,22 @@ char *sl_xstrndup(const char *s, size_t n);
  * For per-publish paths where snprintf("%llu") costs ~700 instructions. */
 size_t sl_u64_dec(char *out, uint64_t v);
 
+/* sl_json_num: write the finite number d as JSON at out (room for SL_JSON_NUM_MAX bytes),
+ * no NUL; returns the length, or 0 for NaN and infinities (JSON has no such value). Every
+ * integral d with |d| <= 2^53 is written as an integer ("1796626026638180", not
+ * "1.79662602663818e+15": Go's encoding/json refuses the exponent form for an int64); -0 is
+ * "0". Other values get the shortest of %.15g / %.17g that reads back as d. */
+#define SL_JSON_NUM_MAX 32
+size_t sl_json_num(char *out, double d);
+
+/* sl_json_print: the tree as compact JSON text, as cJSON_PrintUnformatted writes it except
+ * for numbers, which are written by sl_json_num (cJSON writes integers past 2^31 that need
+ * 16 digits in exponent form); a non-finite number (text such as 1e999 parses as one) is
+ * null, as cJSON writes it. Returns a malloc'd NUL-terminated string (free()), or NULL
+ * when item is NULL or the tree holds an invalid item. */
+struct cJSON;
+char *sl_json_print(const struct cJSON *item);
+
 /* Logging. Levels follow syslog order; the level filter and format are global. */
 typedef enum { SL_LOG_ERROR = 0, SL_LOG_WARN, SL_LOG_INFO, SL_LOG_DEBUG } sl_log_level;
 extern sl_log_level sl_log_threshold;

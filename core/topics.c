@@ -10,7 +10,7 @@
 /* s as a JSON string literal, quotes included (malloc'd; aborts on OOM). */
 static char *json_string_literal(const char *s) {
   cJSON *j = cJSON_CreateString(s);
-  char *t = cJSON_PrintUnformatted(j);
+  char *t = sl_json_print(j);
   cJSON_Delete(j);
   if (!t) abort();
   return t;

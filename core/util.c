@@ -5,6 +5,9 @@
 #include "sl_util.h"
 
 #include <errno.h>
+#include <math.h>
+#include <stdbool.h>
+#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -595,6 +598,100 @@ uint64_t sl_wall_us(void) {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* sl_json_num: see sl_util.h. */
+size_t sl_json_num(char *out, double d) {
+  if (!isfinite(d)) return 0;
+  if (d == floor(d) && fabs(d) <= 9007199254740992.0) { /* 2^53: every such integer is exact */
+    size_t n = 0;
+    if (d < 0) out[n++] = '-';
+    return n + sl_u64_dec(out + n, (uint64_t)fabs(d));
+  }
+  char buf[SL_JSON_NUM_MAX];
+  int n = snprintf(buf, sizeof buf, "%.15g", d);
+  if (strtod(buf, NULL) != d) n = snprintf(buf, sizeof buf, "%.17g", d);
+  memcpy(out, buf, (size_t)n);
+  return (size_t)n;
+}
+
+static bool json_print_item(sl_sbuf *b, const cJSON *it);
+
+/* a JSON string literal, escaped as cJSON escapes it */
+static void json_print_string(sl_sbuf *b, const char *s) {
+  static const char hx[] = "0123456789abcdef";
+  sl_sbuf_append(b, "\"", 1);
+  for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
+    char e[6] = {'\\', 0};
+    size_t n = 2;
+    switch (*p) {
+    case '"': e[1] = '"'; break;
+    case '\\': e[1] = '\\'; break;
+    case '\b': e[1] = 'b'; break;
+    case '\f': e[1] = 'f'; break;
+    case '\n': e[1] = 'n'; break;
+    case '\r': e[1] = 'r'; break;
+    case '\t': e[1] = 't'; break;
+    default:
+      if (*p >= 0x20) {
+        sl_sbuf_append(b, p, 1);
+        continue;
+      }
+      memcpy(e + 1, "u00", 3);
+      e[4] = hx[*p >> 4];
+      e[5] = hx[*p & 15];
+      n = 6;
+    }
+    sl_sbuf_append(b, e, n);
+  }
+  sl_sbuf_append(b, "\"", 1);
+}
+
+static bool json_print_item(sl_sbuf *b, const cJSON *it) {
+  char num[SL_JSON_NUM_MAX];
+  size_t n;
+  switch (it->type & 0xff) {
+  case cJSON_NULL: sl_sbuf_puts(b, "null"); return true;
+  case cJSON_False: sl_sbuf_puts(b, "false"); return true;
+  case cJSON_True: sl_sbuf_puts(b, "true"); return true;
+  case cJSON_Number:
+    if (!(n = sl_json_num(num, it->valuedouble))) /* 1e999 parses as inf: null, as cJSON */
+      sl_sbuf_puts(b, "null");
+    else
+      sl_sbuf_append(b, num, n);
+    return true;
+  case cJSON_String: json_print_string(b, it->valuestring); return true;
+  case cJSON_Raw:
+    if (!it->valuestring) return false;
+    sl_sbuf_puts(b, it->valuestring);
+    return true;
+  case cJSON_Array:
+  case cJSON_Object: {
+    bool obj = (it->type & 0xff) == cJSON_Object;
+    sl_sbuf_append(b, obj ? "{" : "[", 1);
+    for (const cJSON *c = it->child; c; c = c->next) {
+      if (c != it->child) sl_sbuf_append(b, ",", 1);
+      if (obj) {
+        json_print_string(b, c->string);
+        sl_sbuf_append(b, ":", 1);
+      }
+      if (!json_print_item(b, c)) return false;
+    }
+    sl_sbuf_append(b, obj ? "}" : "]", 1);
+    return true;
+  }
+  default: return false;
+  }
+}
+
+/* sl_json_print: see sl_util.h. */
+char *sl_json_print(const cJSON *item) {
+  sl_sbuf b = {0};
+  if (!item || !json_print_item(&b, item)) {
+    sl_sbuf_free(&b);
+    return NULL;
+  }
+  return b.data; /* sl_sbuf keeps its text NUL-terminated */
 }
 
 /* sl_u64_dec: see sl_util.h. */

@@ -1,6 +1,7 @@
 /* call.c - the VM's state and the one protected call: the counting allocator with the
  * memory cap, the instruction-count hook, the traceback handler, sl_lua_call, registry
- * refs and helpers, the list of open VMs and the deferred close. See sl_lua_call.h.
+ * refs and helpers, the list of open VMs and the deferred close, the error log's rate
+ * limit. See sl_lua_call.h.
  *
  * Limits (this block is the text for the README's "Lua limits" section):
  *
@@ -11,9 +12,10 @@
  *   to its safe default; the gateway keeps running. The budget is enforced by a count hook,
  *   which LuaJIT only honours in the interpreter, so the JIT is switched off for every
  *   function of a config or hook script (luaJIT_setmode ALLFUNC|OFF on the chunk). The
- *   budget therefore stops loops written in Lua, but it cannot interrupt one long call into
- *   C (string.rep of a huge string, a big table.concat, a pattern match with heavy
- *   backtracking); those are bounded by the memory limit and should be avoided in hooks.
+ *   budget therefore stops loops written in Lua. Pattern matching counts its steps against
+ *   the same budget (pattern.c). Other long calls into C (string.rep of a huge string, a big
+ *   table.concat) are bounded by the memory limit, and anything still stuck in one call is
+ *   stopped, or failing that ends the process, by the watchdog (watchdog.c).
  *   Functions of the embedded lua/ library may still be JIT-compiled; they are ours and
  *   do bounded work.
  *   Sandboxed scripts cannot swallow the budget error: their pcall/xpcall/coroutine.resume
@@ -33,6 +35,7 @@
 #include <lua.h>
 #include <luajit.h>
 
+#include "gateway.h" /* sl_gateway_loop, for the summary timer */
 #include "sl_lua_call.h"
 
 char sl__lua_k_vm;
@@ -81,8 +84,21 @@ sl_lua *sl__lua_vm(lua_State *L) {
 void sl__lua_count_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
   sl_lua *vm = sl__lua_vm(L);
-  if (!vm || !vm->instr_limit || vm->depth == 0) return; /* never raise outside a pcall */
-  vm->instr_used += SL_LUA_HOOK_STEP;
+  if (!vm || vm->depth == 0) return; /* never raise outside a pcall */
+  if (__builtin_expect(vm->wd_ms && sl__lua_wd_tripped(vm), 0)) {
+    /* the watchdog set this hook to fire at every instruction: stop the call, keeping
+     * the traceback in case the error is swallowed and the watchdog must exit */
+    vm->limit_hit = true; /* sandboxed pcall re-raises, as for the instruction limit */
+    luaL_traceback(L, L, sl__lua_wd_message(vm), 0);
+    snprintf(vm->wd_trace, sizeof vm->wd_trace, "%s", lua_tostring(L, -1));
+    lua_pop(L, 1);
+    luaL_where(L, 0);
+    lua_pushstring(L, sl__lua_wd_message(vm));
+    lua_concat(L, 2);
+    lua_error(L);
+  }
+  if (!vm->instr_limit) return;
+  vm->instr_used += (uint64_t)lua_gethookcount(L); /* SL_LUA_HOOK_STEP, or 1 (watchdog) */
   if (vm->instr_used >= vm->instr_limit) {
     vm->limit_hit = true;
     char n[32];
@@ -131,8 +147,139 @@ __attribute__((noinline, cold)) static void report(sl_lua *vm, lua_State *L, int
   if (err)
     snprintf(err, errlen, "%.*s", (int)mlen, full);
   else
-    sl_log_error("lua: %s: %.*s%s", what ? what : "call", (int)mlen, full, trace ? trace : "");
+    sl__lua_log_error(vm, what ? what : "call", full, mlen, trace);
   lua_pop(L, 1);
+}
+
+/* ------------------------------------------------------------------------------------- */
+/* Error log rate limit                                                                   */
+
+/* The part of an error message that names where it was raised ("file:line:"), or the
+ * whole first line when it names no line. */
+static size_t where_len(const char *msg, size_t mlen) {
+  const char *nl = memchr(msg, '\n', mlen);
+  size_t n = nl ? (size_t)(nl - msg) : mlen;
+  for (size_t i = 0; i < n; i++) {
+    if (msg[i] != ':' || i + 1 >= n || msg[i + 1] < '0' || msg[i + 1] > '9') continue;
+    size_t j = i + 1;
+    while (j < n && msg[j] >= '0' && msg[j] <= '9') j++;
+    if (j < n && msg[j] == ':') return j + 1;
+  }
+  return n;
+}
+
+static uint64_t fnv1a(uint64_t h, const char *s, size_t n) {
+  for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
+  return h;
+}
+
+static void log_summary(sl_lua_logkey *k, uint64_t now) {
+  if (!k->suppressed) return;
+  sl_log_error("lua: %s ... repeated %llu more times in the last %llu s", k->label,
+               (unsigned long long)k->suppressed,
+               (unsigned long long)((now - k->since_ms + 999) / 1000));
+  k->suppressed = 0;
+}
+
+/* sl__lua_log_flush: see sl_lua_call.h. Returns when the next window with suppressed errors
+ * ends (ms from now), 0 when none is left. */
+static uint64_t log_flush(sl_lua *vm, bool all) {
+  if (!vm || !vm->logkeys) return 0;
+  uint64_t now = sl_now_ms(), next = 0;
+  for (int i = 0; i < SL_LUA_LOG_KEYS; i++) {
+    sl_lua_logkey *k = &vm->logkeys[i];
+    if (!k->key || !k->suppressed) continue;
+    if (all || now - k->since_ms >= SL_LUA_LOG_WINDOW_MS) {
+      log_summary(k, now);
+    } else {
+      uint64_t due = k->since_ms + SL_LUA_LOG_WINDOW_MS - now;
+      if (!next || due < next) next = due;
+    }
+  }
+  return next;
+}
+void sl__lua_log_flush(sl_lua *vm, bool all) { (void)log_flush(vm, all); }
+
+/* The summary timer: a burst of identical errors followed by silence is still summarised
+ * when its window ends. Unref'd: it never keeps the loop alive. */
+static void log_timer_cb(uv_timer_t *t) {
+  sl_lua *vm = t->data;
+  uint64_t next = log_flush(vm, false);
+  if (next) uv_timer_start(t, log_timer_cb, next + 1, 0);
+}
+
+static void log_timer_arm(sl_lua *vm, uint64_t due_ms) {
+  if (!vm->gw || vm->closing) return;
+  if (!vm->log_timer) {
+    vm->log_timer = sl_xcalloc(1, sizeof *vm->log_timer);
+    uv_timer_init(sl_gateway_loop(vm->gw), vm->log_timer);
+    uv_unref((uv_handle_t *)vm->log_timer);
+    vm->log_timer->data = vm;
+  }
+  if (!uv_is_active((uv_handle_t *)vm->log_timer))
+    uv_timer_start(vm->log_timer, log_timer_cb, due_ms + 1, 0);
+}
+
+static void log_timer_closed(uv_handle_t *h) {
+  sl_lua *vm = h->data;
+  free(h);
+  vm->pending_closes--;
+  sl__lua_leave(vm);
+}
+
+/* sl__lua_log_stop: see sl_lua_call.h. */
+void sl__lua_log_stop(sl_lua *vm) {
+  if (!vm->log_timer) return;
+  uv_timer_stop(vm->log_timer);
+  vm->pending_closes++;
+  uv_close((uv_handle_t *)vm->log_timer, log_timer_closed);
+  vm->log_timer = NULL;
+}
+
+/* sl__lua_log_error: see sl_lua_call.h. */
+void sl__lua_log_error(sl_lua *vm, const char *what, const char *msg, size_t mlen,
+                       const char *trace) {
+  if (!vm) {
+    sl_log_error("lua: %s: %.*s%s", what, (int)mlen, msg, trace ? trace : "");
+    return;
+  }
+  if (!vm->logkeys) vm->logkeys = sl_xcalloc(SL_LUA_LOG_KEYS, sizeof *vm->logkeys);
+  uint64_t now = sl_now_ms();
+  sl__lua_log_flush(vm, false);
+  uint64_t key =
+      fnv1a(fnv1a(14695981039346656037ull, what, strlen(what)), msg, where_len(msg, mlen)) | 1;
+  sl_lua_logkey *k = NULL, *spare = NULL; /* spare: a free slot, else the oldest */
+  for (int i = 0; i < SL_LUA_LOG_KEYS && !k; i++) {
+    sl_lua_logkey *c = &vm->logkeys[i];
+    if (c->key == key)
+      k = c;
+    else if (!spare || (spare->key && (!c->key || c->since_ms < spare->since_ms)))
+      spare = c;
+  }
+  if (!k) { /* a new kind of error */
+    k = spare;
+    if (k->key) log_summary(k, now);
+    memset(k, 0, sizeof *k);
+    k->key = key;
+    k->since_ms = now;
+    const char *nl = memchr(msg, '\n', mlen); /* the first line names the error */
+    snprintf(k->label, sizeof k->label, "%s: %.*s", what, (int)(nl ? (size_t)(nl - msg) : mlen),
+             msg);
+  } else if (now - k->since_ms >= SL_LUA_LOG_WINDOW_MS) {
+    log_summary(k, now);
+    k->since_ms = now;
+    k->logged = 0;
+  }
+  if (k->logged >= SL_LUA_LOG_BURST) {
+    if (k->suppressed++ == 0) log_timer_arm(vm, k->since_ms + SL_LUA_LOG_WINDOW_MS - now);
+    return;
+  }
+  if (++k->logged < SL_LUA_LOG_BURST)
+    sl_log_error("lua: %s: %.*s%s", what, (int)mlen, msg, trace ? trace : "");
+  else
+    sl_log_error("lua: %s: %.*s%s\n(logged %d times in %d s: the next ones are counted and "
+                 "summarised)", what, (int)mlen, msg, trace ? trace : "", SL_LUA_LOG_BURST,
+                 SL_LUA_LOG_WINDOW_MS / 1000);
 }
 
 /* The general case of sl_lua_call: the handler still to be found (tb == 0), errors going
@@ -162,13 +309,16 @@ static int call_general(sl_lua *vm, lua_State *L, int tb, int nargs, int nresult
     vm->err_out = err;
     vm->err_outlen = errlen;
   }
+  bool watched = vm && vm->depth == 0 && vm->wd_ms;
   if (vm && vm->depth == 0) {
     vm->instr_used = 0;
     vm->limit_hit = false;
   }
+  if (watched) sl__lua_wd_enter(vm, L, what);
   if (vm) vm->depth++;
   int status = lua_pcall(L, nargs, nresults, tb);
   if (vm) vm->depth--;
+  if (watched) sl__lua_wd_leave(vm);
   if (status) report(vm, L, status, what, err, errlen);
   if (vm && err) {
     vm->err_out = saved;
@@ -190,6 +340,18 @@ int sl_lua_call(sl_lua *vm, lua_State *L, int tb, int nargs, int nresults, const
      * call may come up to SL_LUA_HOOK_STEP instructions early, which the budget absorbs. */
     vm->instr_used = 0;
     vm->limit_hit = false;
+    if (vm->wd_ms) {
+      sl__lua_wd_enter(vm, L, what);
+      vm->depth++;
+      int status = lua_pcall(L, nargs, nresults, tb);
+      vm->depth--;
+      sl__lua_wd_leave(vm);
+      if (status) {
+        report(vm, L, status, what, NULL, 0);
+        return SL_ELUA;
+      }
+      return 0;
+    }
   }
   vm->depth++;
   int status = lua_pcall(L, nargs, nresults, tb);
@@ -209,6 +371,9 @@ void sl__lua_leave(sl_lua *vm) {
       *p = vm->next_alive;
       break;
     }
+  sl__lua_wd_forget(vm);
+  sl__lua_log_flush(vm, true);
+  free(vm->logkeys);
   lua_close(vm->L);
   free(vm->jb);
   free(vm->bins);
@@ -236,6 +401,7 @@ bool sl__lua_alive(lua_State *L) {
 
 /* sl__lua_set_limits: see sl_lua_call.h. */
 void sl__lua_set_limits(sl_lua *vm, uint64_t instructions, size_t memory_bytes) {
+  /* (the watchdog's reset follows the same rule: the count hook when there is a budget) */
   vm->instr_limit = instructions;
   vm->mem_limit = vm->custom_alloc ? memory_bytes : 0;
   if (instructions)

@@ -44,6 +44,7 @@ typedef struct vctx {
   int ns_index;       /* 1-based, used when the path itself is unusable */
   bool is_lua;
   sl_config *cfg;
+  int64_t server_wd;  /* the smallest luaWatchdogMs a server set, -1: none */
   int rc;
   char *err;
   size_t errlen;
@@ -221,13 +222,13 @@ static int reject_unknown_keys(vctx *c, int t, const char *what, const char *con
   return c->rc;
 }
 
-static const char *const k_top_keys[] = {"servers", "strict", NULL};
+static const char *const k_top_keys[] = {"servers", "strict", "luaWatchdogMs", NULL};
 static const char *const k_server_keys[] = {
     "host", "port", "transport", "engineIoTransport", "auth", "spillRootPath", "tls",
     "namespaces", "pingIntervalMs", "pingTimeoutMs", "connectTimeoutMs", "maxPayload",
     "socketHighWaterBytes", "socketSendBufferBytes", "apiToken", "engineIo", "tokens",
     "onStart", "onConnect", "onDisconnect", "onSubscribe", "onUnsubscribe", "onOverflow",
-    "onRetryExhausted", "tokensFile", "api", "cors", "allowRequest", NULL};
+    "onRetryExhausted", "tokensFile", "api", "cors", "allowRequest", "luaWatchdogMs", NULL};
 static const char *const k_ns_keys[] = {
     "path", "topics", "deliveryMode", "overflowAction", "maxQueuedMessagesPerClient",
     "maxQueuedBytesPerClient", "ackTimeoutMs", "maxRetries", "coalesce", "allowPolling",
@@ -1126,6 +1127,14 @@ static int validate_server(vctx *c, int t, sl_server_config *s) {
       goto out;
     }
   }
+  /* luaWatchdogMs: the VM is shared by every server, so the smallest one set wins */
+  int64_t wd = -1;
+  if (opt_int(c, t, "luaWatchdogMs", &wd, -1)) goto out;
+  if (wd != -1 && (wd < 0 || wd > 3600000)) {
+    verr(c, "luaWatchdogMs must be between 0 (off) and 3600000");
+    goto out;
+  }
+  if (wd >= 0 && (c->server_wd < 0 || wd < c->server_wd)) c->server_wd = wd;
   if (opt_string(c, t, "apiToken", &s->api_token, NULL)) goto out;
   if (s->api_token && !s->api_token[0]) {
     verr(c, "apiToken must not be empty (leave it out to allow loopback peers only)");
@@ -1331,6 +1340,14 @@ static int validate_cf(lua_State *L) {
   c->listen_target = NULL; /* it points at a name */
   for (size_t i = 0; i < n; i++) free(names[i]);
   free(names);
+  if (c->rc) return 0;
+  if (opt_int(c, 2, "luaWatchdogMs", &cfg->lua_watchdog_ms, 1000)) return 0;
+  if (cfg->lua_watchdog_ms < 0 || cfg->lua_watchdog_ms > 3600000) {
+    verr(c, "luaWatchdogMs must be between 0 (off) and 3600000");
+    return 0;
+  }
+  if (c->server_wd >= 0 && (c->server_wd < cfg->lua_watchdog_ms || !cfg->lua_watchdog_ms))
+    cfg->lua_watchdog_ms = c->server_wd;
   return 0;
 }
 
@@ -1385,6 +1402,7 @@ static int load_text(lua_State *L, const char *text, size_t len, const char *fmt
   c.errlen = errlen;
   c.is_lua = strcmp(fmt, "lua") == 0;
   c.lines = from_file && !c.is_lua;
+  c.server_wd = -1;
   sl__lua_set_script_dir(L, dir); /* sluice.script resolves names next to the config first */
   sl_config *cfg = sl_xcalloc(1, sizeof *cfg);
   cfg->path = sl_xstrdup(file);

@@ -41,6 +41,7 @@ static void take(embed *e, sl_lua *vm, sl_config *cfg) {
   e->vm = vm;
   e->cfg = cfg;
   e->pol = sl_lua_policy_install(e->gw, vm, cfg);
+  sl_lua_set_watchdog(vm, (uint32_t)cfg->lua_watchdog_ms);
 }
 
 static void close_vm(embed *e, sl_lua *vm) {

@@ -662,7 +662,7 @@ static void bad_result(sl_lua *vm, const char *what, const char *fmt, const char
   vm->errors++;
   char msg[256];
   snprintf(msg, sizeof msg, fmt, detail);
-  sl_log_error("lua: %s: %s", what, msg);
+  sl__lua_log_error(vm, what, msg, strlen(msg), NULL);
 }
 
 /* sl_route_result_free: see sl_lua.h. Leaves *r as "deliver". r may be NULL. */

@@ -79,20 +79,12 @@ void sl__json_string(lua_State *L, sl_lua *vm, const char *s, size_t n) {
   vm->jlen = (size_t)(o - vm->jb);
 }
 
+/* Numbers as sl_json_num writes them: integers up to 2^53 in full, others round-trip. */
 static void jb_number(lua_State *L, sl_lua *vm, double d) {
-  char buf[40];
-  int n;
-  if (!isfinite(d)) luaL_error(L, "cannot encode NaN or infinity as JSON");
-  if (d == floor(d) && fabs(d) < 1e15) { /* integers, the common case: no snprintf */
-    long long v = (long long)d;
-    n = 0;
-    if (v < 0) buf[n++] = '-';
-    n += (int)sl_u64_dec(buf + n, (uint64_t)(v < 0 ? -v : v));
-  } else {
-    n = snprintf(buf, sizeof buf, "%.15g", d);
-    if (strtod(buf, NULL) != d) n = snprintf(buf, sizeof buf, "%.17g", d);
-  }
-  sl__json_put(L, vm, buf, (size_t)n);
+  char buf[SL_JSON_NUM_MAX];
+  size_t n = sl_json_num(buf, d);
+  if (!n) luaL_error(L, "cannot encode NaN or infinity as JSON");
+  sl__json_put(L, vm, buf, n);
 }
 
 static bool has_mt(lua_State *L, int idx, void *key) {
@@ -194,9 +186,9 @@ void sl__json_value(lua_State *L, sl_lua *vm, int idx, int depth, bool allow_bin
         const char *k = lua_tolstring(L, -2, &kl);
         sl__json_string(L, vm, k, kl);
       } else if (kt == LUA_TNUMBER) {
-        char kb[40];
-        int kn = snprintf(kb, sizeof kb, "%.14g", lua_tonumber(L, -2));
-        sl__json_string(L, vm, kb, (size_t)kn);
+        char kb[SL_JSON_NUM_MAX];
+        size_t kn = sl_json_num(kb, lua_tonumber(L, -2)); /* a number key is never NaN */
+        sl__json_string(L, vm, kb, kn);
       } else {
         luaL_error(L, "cannot encode JSON: object keys must be strings (got %s)",
                    lua_typename(L, kt));
@@ -382,6 +374,7 @@ static bool jd_number(lua_State *L, jd *d) {
   if (p >= d->end) return false;
   if (*p == '0') {
     p++;
+    if (p < d->end && *p >= '0' && *p <= '9') return false; /* "01": RFC 8259 forbids it */
   } else if (*p >= '1' && *p <= '9') {
     while (p < d->end && *p >= '0' && *p <= '9') p++;
   } else {
@@ -535,10 +528,7 @@ bool sl__json_decode_text(lua_State *L, const char *text, size_t len) {
 
 
 /* sl__json_valid: see sl_lua_json.h. */
-bool sl__json_valid(const char *s, size_t n) {
-  const char *e = s + n, *p = sl_js_value(sl_js_ws(s, e), e, 0);
-  return p && sl_js_ws(p, e) == e;
-}
+bool sl__json_valid(const char *s, size_t n) { return sl_js_valid(s, n); }
 
 /* sl__json_mark_array: see sl_lua_json.h. */
 void sl__json_mark_array(lua_State *L, int idx) {

@@ -84,6 +84,10 @@ static int do_publish(lua_State *L, const char *ns, const char *topic, int paylo
                       const char *to, const char *server, bool raw) {
   sl_lua *vm = sl__lua_vm(L);
   sl_gateway *gw = sl__lua_gw(L);
+  if (vm->depth >= SL_LUA_MAX_NEST)
+    return luaL_error(L, "publish %s %s: publishes nested too deeply (%d hook calls; "
+                         "a hook publishing to a topic whose hooks publish again?)",
+                      ns, topic, vm->depth);
   payload_arg(L, vm, payload_idx, raw);
   /* our own encoder made the JSON: the core need not parse it again */
   sl_publish_opts o = {.server = server, .to = to, .source = SL_SRC_LUA, .from = NULL,

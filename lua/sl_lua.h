@@ -27,6 +27,16 @@ struct lua_State *sl_lua_state(sl_lua *vm);
  * lua_State once they are closed. */
 void sl_lua_close(sl_lua *vm);
 uint64_t sl_lua_error_count(const sl_lua *vm);
+
+/* sl_lua_set_watchdog: watch vm's calls from now on (ms > 0; 0 stops watching). A call
+ * still running after ms (luaWatchdogMs) is asked to stop: the VM raises at its next
+ * instruction or pattern step, as for the instruction limit. If it is still running ms
+ * later (stuck inside a C function), the process logs the call (its kind, where its
+ * function is defined, its Lua frames read from the stuck stack) and exits with status
+ * SL_LUA_WATCHDOG_EXIT, for a supervisor to restart it: never a frozen gateway. One
+ * watchdog thread serves every watched VM of the process. */
+#define SL_LUA_WATCHDOG_EXIT 70
+void sl_lua_set_watchdog(sl_lua *vm, uint32_t ms);
 size_t sl_lua_memory_bytes(const sl_lua *vm);
 
 /* sl_lua_on_start: call a server's onStart(server) hook. Returns 0 or SL_ELUA (logged). */

@@ -8,12 +8,14 @@
 #ifndef SL_LUA_CALL_H
 #define SL_LUA_CALL_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdbool.h>
 
 #include <lauxlib.h>
 #include <lua.h>
+#include <uv.h>
 
 #include "config.h" /* SL_NOREF */
 #include "sl_lua.h"
@@ -22,6 +24,25 @@
 #define SL_LUA_DEFAULT_MEMORY ((size_t)256 << 20)
 #define SL_LUA_HOOK_STEP 1000
 #define SL_HOOK_SLOTS 4 /* hook functions pinned on the stack (a power of two) */
+/* Nested calls into Lua allowed by sluice.publish: a hook that publishes runs the publish
+ * hooks again, recursing through the C stack (a route hook publishing on its own topic
+ * would recurse until the stack overflows). A publish made inside this many nested calls
+ * raises instead, and the hook falls back as on any error. */
+#define SL_LUA_MAX_NEST 8
+
+/* Error log rate limit (call.c): identical errors (the same call kind and script:line, or
+ * the same message when it names no line) are logged at most SL_LUA_LOG_BURST times per
+ * SL_LUA_LOG_WINDOW_MS, the rest counted and summarised once the window is over. */
+#define SL_LUA_LOG_BURST 5
+#define SL_LUA_LOG_WINDOW_MS 10000
+#define SL_LUA_LOG_KEYS 32
+typedef struct sl_lua_logkey {
+  uint64_t key;          /* 0: free */
+  uint64_t since_ms;     /* start of the current window */
+  uint32_t logged;       /* lines written in this window */
+  uint64_t suppressed;   /* errors not written in this window */
+  char label[160];       /* "what: file:line: message", for the summary */
+} sl_lua_logkey;
 
 typedef struct sl_timer sl_timer; /* boxes.c */
 struct msg_view;                  /* hooks.c */
@@ -41,6 +62,21 @@ struct sl_lua {
   int pending_closes;    /* timer handles still closing */
   sl_timer *timers;
   sl_lua *next_alive;
+  /* the watchdog (watchdog.c). The loop thread writes the call fields at the start of
+   * each outermost call; the watchdog thread reads them and may set wd_tripped. */
+  uint32_t wd_ms;        /* luaWatchdogMs; 0 = not watched */
+  lua_Hook count_hook;   /* sl__lua_count_hook, which the watchdog installs (set by vm.c) */
+  _Atomic uint64_t wd_seq;     /* outermost calls started */
+  _Atomic int wd_in_call;      /* 1 while one runs */
+  _Atomic int wd_tripped;      /* the watchdog asked the call numbered wd_trip_seq to stop */
+  _Atomic uint64_t wd_trip_seq;
+  const char *wd_what;   /* the running call's kind ("route") */
+  lua_State *wd_L;       /* and the state it runs on (its stack names the functions) */
+  char wd_trace[2048];   /* the traceback taken when the count hook stopped a call */
+  uint64_t wd_seen_seq, wd_seen_ms; /* the watchdog thread's own: last seq seen, since when */
+  sl_lua *wd_next;       /* the watched VMs (under the watchdog's mutex) */
+  sl_lua_logkey *logkeys; /* the error log rate limit (SL_LUA_LOG_KEYS, made on first use) */
+  uv_timer_t *log_timer;  /* writes the summaries when a window ends (NULL: none yet) */
   char *err_out;         /* sl_lua_call with err: where to write the message instead of logging */
   size_t err_outlen;
   /* is the value at idx a payload view (pview.c)? then its JSON text. Set by sl_lua_new,
@@ -140,6 +176,51 @@ void sl__lua_count_hook(lua_State *L, lua_Debug *ar);
  * Returns 0 or SL_ELUA. */
 int sl_lua_call(sl_lua *vm, lua_State *L, int tb, int nargs, int nresults, const char *what,
                 char *err, size_t errlen);
+
+/* sl__lua_log_error: log the error "lua: what: msg" (mlen bytes of msg) followed by trace
+ * (NULL: none), under the rate limit above: past SL_LUA_LOG_BURST identical errors in a
+ * window, nothing is written until the window is over; then one line says how many were
+ * left out ("... repeated N more times in the last 10 s"). Counts nothing (the callers
+ * count every error in vm->errors). vm NULL: logged without a limit. */
+void sl__lua_log_error(sl_lua *vm, const char *what, const char *msg, size_t mlen,
+                       const char *trace);
+
+/* sl__lua_log_flush: write the summaries of rate-limited errors whose window is over (all
+ * of them when all is true: the VM is closing). */
+void sl__lua_log_flush(sl_lua *vm, bool all);
+
+/* sl__lua_log_stop: close the summary timer (sl_lua_close; the close completes in
+ * sl__lua_leave once its handle is closed, as for the VM's other timers). */
+void sl__lua_log_stop(sl_lua *vm);
+
+/* Watchdog (watchdog.c). sl__lua_wd_enter / sl__lua_wd_leave bracket every outermost call
+ * of a watched VM (sl_lua_call does it: a few stores, nothing is looked up).
+ * sl__lua_wd_tripped: has the watchdog asked the running call to stop? (The count hook
+ * and the pattern matcher then raise sl__lua_wd_message.) sl__lua_wd_forget: stop watching
+ * vm (before it is freed). */
+void sl__lua_wd_reset(sl_lua *vm); /* put back the count hook after a stop */
+void sl__lua_wd_forget(sl_lua *vm);
+static inline void sl__lua_wd_enter(sl_lua *vm, lua_State *L, const char *what) {
+  if (__builtin_expect(atomic_load_explicit(&vm->wd_tripped, memory_order_relaxed), 0))
+    sl__lua_wd_reset(vm);
+  vm->wd_what = what;
+  vm->wd_L = L;
+  /* only the loop thread writes wd_seq: a plain increment, no locked instruction */
+  uint64_t seq = atomic_load_explicit(&vm->wd_seq, memory_order_relaxed);
+  atomic_store_explicit(&vm->wd_seq, seq + 1, memory_order_release);
+  atomic_store_explicit(&vm->wd_in_call, 1, memory_order_release);
+}
+static inline void sl__lua_wd_leave(sl_lua *vm) {
+  atomic_store_explicit(&vm->wd_in_call, 0, memory_order_release);
+  if (__builtin_expect(atomic_load_explicit(&vm->wd_tripped, memory_order_acquire), 0))
+    sl__lua_wd_reset(vm);
+}
+static inline bool sl__lua_wd_tripped(sl_lua *vm) {
+  return atomic_load_explicit(&vm->wd_tripped, memory_order_acquire) &&
+         atomic_load_explicit(&vm->wd_trip_seq, memory_order_relaxed) ==
+             atomic_load_explicit(&vm->wd_seq, memory_order_relaxed);
+}
+const char *sl__lua_wd_message(sl_lua *vm);
 
 /* sl__lua_tb: make the traceback handler available for the next sl_lua_call: from the base
  * level (the core calling on vm->L, no call in flight) it is the pinned SLOT_TB; otherwise

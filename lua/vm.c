@@ -7,6 +7,8 @@
  *   bytes.c    sluice.bytes, sluice.is_bytes
  *   json.c     sluice.json
  *   lib.c      sluice.publish, publish_to, stats, log, now_ms, now_us
+ *   pattern.c  string.find/match/gmatch/gsub counted against the instruction budget
+ *   watchdog.c the thread that stops (or, failing that, exits on) a call that never returns
  *   boxes.c    client / conn / timer boxes, sluice.every, sluice.after
  *   crypto.c   sluice.crypto
  *   pview.c    payload views (wraps the base library)
@@ -27,6 +29,7 @@
 #include "sl_lua_hooks.h"
 #include "sl_lua_json.h"
 #include "sl_lua_lib.h"
+#include "sl_lua_pattern.h"
 #include "sl_lua_pview.h"
 #include "sl_lua_sandbox.h"
 
@@ -51,6 +54,7 @@ static uint64_t env_u64(const char *name, uint64_t def) {
  * is built last, from the finished table and the pristine globals. stack: unchanged */
 static void install_module(sl_lua *vm) {
   lua_State *L = vm->L;
+  sl__lua_inject_patterns(vm, L); /* before the sandbox copies the string library */
   lua_newtable(L); /* stack: sluice */
   sl__lua_inject_bytes(L);
   sl__lua_inject_json(L);
@@ -84,6 +88,7 @@ static void install_module(sl_lua *vm) {
 sl_lua *sl_lua_new(sl_gateway *gw) {
   sl_lua *vm = sl_xcalloc(1, sizeof *vm);
   vm->gw = gw;
+  vm->count_hook = sl__lua_count_hook;
   vm->ht = vm->own_ht;
   for (int k = 0; k < SL_HT_KINDS; k++) vm->ht_tick[k] = SL_HT_SAMPLE_EVERY;
   vm->instr_limit = env_u64("SLUICE_LUA_INSTRUCTION_LIMIT", SL_LUA_DEFAULT_INSTRUCTIONS);
@@ -153,5 +158,6 @@ void sl_lua_close(sl_lua *vm) {
   if (!vm || vm->closing) return;
   vm->closing = true;
   sl__box_timers_stop(vm);
+  sl__lua_log_stop(vm);
   sl__lua_leave(vm);
 }

@@ -31,7 +31,7 @@ build() { # build <target>
     bash .ci/embed-lua.sh "$OUT/lua_embedded.c" lua/*.lua
     # shellcheck disable=SC2086
     "$CC_FUZZ" $CFLAGS_FUZZ -Ilua -Ispec/unit $(pkg-config --cflags luajit) "spec/fuzz/$1.c" \
-      $(ls lua/*.c | grep -v -e lua/embed.c -e lua/policy.c) core/config.c core/util.c \
+      $(ls lua/*.c | grep -v -e lua/embed.c -e lua/policy.c) core/config.c core/hooks.c core/util.c \
       "$OUT/lua_embedded.c" \
       -lluajit-5.1 -lyaml -lcjson -luv -lcrypto -lm -ldl -o "$OUT/$1"
     return

@@ -10,6 +10,26 @@ describe("sluice.json", function()
     eq(json.encode(2^53), "9007199254740992")
   end)
 
+  it("writes every integer up to 2^53 in full, others round-trip exactly", function()
+    eq(json.encode(2^53), "9007199254740992")
+    eq(json.encode(-2^53), "-9007199254740992")
+    eq(json.encode(1796626026638180), "1796626026638180")
+    eq(json.encode(1e15), "1000000000000000")
+    eq(json.encode(-0), "0")
+    eq(json.encode(123456789012345678), "1.2345678901234568e+17")
+    eq(json.decode(json.encode(123456789012345678)), 123456789012345678)
+    eq(json.encode(0.1), "0.1")
+    eq(json.encode(1 / 3), "0.33333333333333331")
+    eq(json.encode(2.5e20), "2.5e+20")
+    eq(json.encode({ ts = 1796626026638180 }), "{\"ts\":1796626026638180}")
+    -- a number key of a table that is not an array
+    eq(json.encode({ [1796626026638180] = 1, x = 2 }):find("\"1796626026638180\":1", 1, true) ~= nil, true)
+  end)
+
+  it("passes a payload view with a 16-digit integer through verbatim", function()
+    eq(json.encode(json.decode("[1796626026638180]")), "[1796626026638180]")
+  end)
+
   it("tells arrays from objects", function()
     eq(json.encode({ 1, 2, 3 }), "[1,2,3]")
     eq(json.encode({ a = 1 }), "{\"a\":1}")
@@ -65,7 +85,7 @@ describe("sluice.json.decode", function()
   end)
 
   it("rejects invalid JSON with a position", function()
-    local bad = { "", "01", "1.", ".5", "-", "1e", "[1,]", "{\"a\"}", "{\"a\":1,}", "[1 2]",
+    local bad = { "", "01", "{\"a\":01}", "[-007]", "[00]", "1.", ".5", "-", "1e", "[1,]", "{\"a\"}", "{\"a\":1,}", "[1 2]",
                   "\"abc", "\"a\\x\"", "\"\\ud800\"", "\"\\udc00x\"", "\"tab\there\"", "tru",
                   "nul", "{a:1}", "[1]x", "'a'", "+1", "NaN" }
     for _, text in ipairs(bad) do

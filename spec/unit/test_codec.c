@@ -3,6 +3,7 @@
  * WebSocket frame headers. */
 #include "testlib.h"
 #include "sio_codec.h"
+#include "sl_jscan.h"
 #include "sl_util.h"
 
 #include <cjson/cJSON.h>
@@ -552,6 +553,30 @@ TEST(parse_json_strictness) {
   CHECK_EQ_INT(sl_sio_parse_json("[1]xyz", 3, &j), 0);
   cJSON_Delete(j);
   CHECK_EQ_INT(sl_sio_parse_json("[1,2]", 3, &j), -1);
+  /* a leading zero is not JSON (RFC 8259; JSON.parse refuses it), though cJSON reads it */
+  CHECK_EQ_INT(sl_sio_parse_json("[\"publish\",{\"a\":01}]", 23, &j), -1);
+  CHECK(j == NULL);
+  CHECK_EQ_INT(sl_sio_parse_json("[-007]", 6, &j), -1);
+  CHECK_EQ_INT(sl_sio_parse_json("[0, -0, 0.05, 1e05, 10, \"01\", \"\\\"01\"]", 37, &j), 0);
+  CHECK(j != NULL);
+  cJSON_Delete(j);
+}
+
+/* The scanner's validator and leading-zero check agree with RFC 8259 on numbers. */
+TEST(jscan_leading_zero) {
+  static const char *bad[] = {"01", "-01", "{\"a\":01}", "[1,00]", "[0.5,-00.5]", "{\"a\":[007]}"};
+  static const char *good[] = {"0", "-0", "0.5", "-0.5e05", "10", "[0,1,0e1]", "{\"a\":\"01\"}",
+                               "[\"x\\\"\",0]"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    CHECK(!sl_js_valid(bad[i], strlen(bad[i])));
+    CHECK(sl_js_leading_zero(bad[i], strlen(bad[i])));
+  }
+  for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+    CHECK(sl_js_valid(good[i], strlen(good[i])));
+    CHECK(!sl_js_leading_zero(good[i], strlen(good[i])));
+  }
+  const char *vs, *ve;
+  CHECK_EQ_INT(sl_js_member("{\"a\":01}", "{\"a\":01}" + 8, "a", 1, &vs, &ve), -1);
 }
 
 /* ---- placeholders --------------------------------------------------------------------- */
@@ -795,6 +820,7 @@ int main(void) {
   RUN(validate_payload_matrix);
   RUN(reserved_event_names);
   RUN(parse_json_strictness);
+  RUN(jscan_leading_zero);
   RUN(placeholders_basic);
   RUN(placeholders_nested);
   RUN(placeholders_out_of_range);

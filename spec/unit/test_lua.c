@@ -6,6 +6,7 @@
 
 #include <lauxlib.h>
 #include <lua.h>
+#include <lualib.h>
 
 #include "testlib.h"
 #include "fake_core.c"
@@ -409,6 +410,116 @@ TEST(instruction_limit) {
   sl_lua_close(vm);
 }
 
+/* A pathological pattern stops within the budget, in a sandboxed script as in a config,
+ * as a method call or through the string table; normal matching goes on afterwards. */
+TEST(pattern_budget) {
+  sl_lua *vm = sl_lua_new(NULL);
+  char err[512];
+  int bomb = script_ref(vm, FIX "pattern_bomb.lua", err, sizeof err);
+  CHECK(bomb > 0);
+  double t0 = now_s();
+  CHECK(sl_lua_coalesce_key(vm, bomb, "t", "{}", 2) == NULL);
+  CHECK_EQ_INT(sl_lua_error_count(vm), 1);
+  CHECK(now_s() - t0 < 2.0);
+  const char *r = run(vm, "return (('a'):rep(3000)):find('.-.-.-b')");
+  CHECK(strstr(r, "instruction limit exceeded") != NULL);
+  CHECK(strstr(r, "in a pattern match") != NULL);
+  r = run(vm, "local s = ('a'):rep(3000) return select(2, s:gsub('(a-)(a-)(a-)b', '%1'))");
+  CHECK(strstr(r, "instruction limit exceeded") != NULL);
+  r = run(vm, "for a in (('a'):rep(3000)):gmatch('.-.-.-b') do end return 'done'");
+  CHECK(strstr(r, "instruction limit exceeded") != NULL);
+  CHECK(now_s() - t0 < 5.0);
+  /* normal patterns, and big linear ones, are not affected */
+  CHECK_EQ_STR(run(vm, "return ('key=value'):match('^(%w+)=(%w+)$')"), "key");
+  CHECK_EQ_STR(run(vm, "local s = ('ab'):rep(200000) return #s:gsub('a', 'x')"), "400000");
+  CHECK_EQ_STR(run(vm, "return (('x'):rep(100000) .. 'y'):find('y', 1, true)"), "100001");
+  sl_lua_close(vm);
+}
+
+/* The counted matcher gives what LuaJIT's own gives: generated patterns and subjects run
+ * through both (a bare state keeps LuaJIT's string library), results and errors compared. */
+TEST(pattern_same_as_luajit) {
+  static const char gen[] =
+      "local seed = ...\n"
+      "local function rnd(n) seed = (seed * 1103515245 + 12345) % 2147483648 return seed % n + 1 end\n"
+      "local atoms = {'a','b','.','%a','%d','%s','%w','[ab]','[^a]','[a-c]','%%','%.','x',"
+      "'%b()','%f[%w]','(',')','()','%1','^','$','-','*','+','?','[%]]','%z','%S','1','(a)','[]',"
+      "'%','[a','a','b','.-','a*','%a+','(.-)','b?'}\n"
+      "local chars = {'a','b','c','(',')','1',' ','x','.','%','\\0','A','-','a','b','a','b'}\n"
+      "local out = {}\n"
+      "for i = 1, 3000 do\n"
+      "  local p, s = {}, {}\n"
+      "  for j = 1, rnd(6) do p[#p + 1] = atoms[rnd(#atoms)] end\n"
+      "  for j = 1, rnd(12) - 1 do s[#s + 1] = chars[rnd(#chars)] end\n"
+      "  p, s = table.concat(p), table.concat(s)\n"
+      "  local init = rnd(8) - 4\n"
+      "  local function rec(...) local t = {...} for k = 1, select('#', ...) do t[k] = tostring(t[k]) end return table.concat(t, ',') end\n"
+      "  local function pack(...) return select('#', ...), {...} end\n"
+      "  local function try(f, ...) local n, r = pack(pcall(f, ...)) if not r[1] then return 'E:' .. tostring(r[2]):gsub('^[^:]*:%d+: ', '') end return n .. ':' .. rec(unpack(r, 2, n)) end\n"
+      "  out[#out + 1] = try(string.find, s, p, init)\n"
+      "  out[#out + 1] = try(string.find, s, p, init, true)\n"
+      "  out[#out + 1] = try(string.match, s, p, init)\n"
+      "  out[#out + 1] = try(function() local t = {} for a, b in s:gmatch(p) do t[#t + 1] = tostring(a) .. '/' .. tostring(b) end return table.concat(t, ';') end)\n"
+      "  out[#out + 1] = try(string.gsub, s, p, '<%0>')\n"
+      "  out[#out + 1] = try(string.gsub, s, p, '[%1]', 2)\n"
+      "  out[#out + 1] = try(string.gsub, s, p, function(a) return a and a .. '!' end)\n"
+      "  out[#out + 1] = try(string.gsub, s, p, {a = 'A', [''] = 'E'})\n"
+      "end\n"
+      "return table.concat(out, '\\n')\n";
+  sl_lua *vm = sl_lua_new(NULL);
+  lua_State *ref = luaL_newstate();
+  luaL_openlibs(ref);
+  for (int seed = 1; seed <= 4; seed++) {
+    lua_State *L = sl_lua_state(vm);
+    int top = lua_gettop(L);
+    char err[512];
+    CHECK(luaL_loadstring(L, gen) == 0);
+    lua_pushinteger(L, seed * 7919);
+    CHECK(sl_lua_call(NULL, L, 0, 1, 1, "config", err, sizeof err) == 0);
+    CHECK(luaL_loadstring(ref, gen) == 0);
+    lua_pushinteger(ref, seed * 7919);
+    CHECK(lua_pcall(ref, 1, 1, 0) == 0);
+    size_t na, nb;
+    const char *a = lua_tolstring(L, -1, &na), *b = lua_tolstring(ref, -1, &nb);
+    CHECK(a && b);
+    if (a && b && (na != nb || memcmp(a, b, na))) { /* show the first line that differs */
+      size_t i = 0, line = 0;
+      while (i < na && i < nb && a[i] == b[i]) i++;
+      while (line < i && a[i - line - 1] != '\n') line++;
+      fprintf(stderr, "  counted: %.120s\n  luajit:  %.120s\n", a + i - line, b + i - line);
+      CHECK(!"the counted matcher differs from LuaJIT's");
+    }
+    lua_settop(L, top);
+    lua_settop(ref, 0);
+  }
+  lua_close(ref);
+  sl_lua_close(vm);
+}
+
+/* A call still running after luaWatchdogMs is stopped at its next instruction (here a Lua
+ * loop with no instruction budget); the VM is fine afterwards. */
+TEST(watchdog_stops_a_loop) {
+  sl_lua *vm = sl_lua_new(NULL);
+  sl__lua_set_limits(vm, 0, 0);
+  sl_lua_set_watchdog(vm, 100);
+  int loop = fn_ref(vm, "return function() local x = 0 while true do x = x + 1 end end");
+  double t0 = now_s();
+  CHECK(sl_lua_coalesce_key(vm, loop, "t", "{}", 2) == NULL);
+  double dt = now_s() - t0;
+  CHECK(dt >= 0.09 && dt < 1.5);
+  CHECK_EQ_INT(sl_lua_error_count(vm), 1);
+  /* a pattern match is stopped too (no budget: only the watchdog can) */
+  int bomb = fn_ref(vm, "return function() return (('a'):rep(3000)):find('.-.-.-b') end");
+  t0 = now_s();
+  CHECK(sl_lua_coalesce_key(vm, bomb, "t", "{}", 2) == NULL);
+  CHECK(now_s() - t0 < 1.5);
+  CHECK_EQ_INT(sl_lua_error_count(vm), 2);
+  /* later calls run normally, at full speed */
+  CHECK_EQ_STR(run(vm, "local s = 0 for i = 1, 1e6 do s = s + 1 end return s"), "1000000");
+  sl_lua_set_watchdog(vm, 0);
+  sl_lua_close(vm);
+}
+
 TEST(memory_limit) {
   sl_lua *vm = sl_lua_new(NULL);
   CHECK(sl_lua_memory_bytes(vm) > 10000);
@@ -802,6 +913,9 @@ int main(void) {
   RUN(eio_conn);
   RUN(timers);
   RUN(instruction_limit);
+  RUN(pattern_budget);
+  RUN(pattern_same_as_luajit);
+  RUN(watchdog_stops_a_loop);
   RUN(memory_limit);
   RUN(sandbox);
   RUN(stats_and_log);
