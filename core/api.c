@@ -11,6 +11,7 @@
 #include "api.h"
 #include "hooks.h"
 #include "lane.h"
+#include "procstat.h"
 #include "publish.h"
 #include "topics.h"
 
@@ -289,8 +290,13 @@ static void hook_time_json(cJSON *root, const sl_lathist *ht) {
   }
 }
 
-/* sl_metrics_text: the whole Prometheus exposition for every server of the gateway. */
-static void metrics_text(sl_gateway *gw, sl_sbuf *b) {
+/* metrics_text: the Prometheus exposition of one server (the one whose port was scraped)
+ * plus the process-wide series. Each port exposes only its own server's namespaces and
+ * topics: two servers of one file that both have /feed would otherwise give two identical
+ * series, which Prometheus rejects, and scraping every port would count them twice. */
+static void metrics_text(sl_server *srv, sl_sbuf *b) {
+  sl_gateway *gw = srv->gw;
+  size_t i0 = (size_t)(srv - gw->servers), i1 = i0 + 1; /* the one server of this port */
   struct { const char *name, *help; size_t off; } ns_metrics[] = {
     {"streamfence_connections_total", "Total successful client connections", offsetof(sl_ns, connections)},
     {"streamfence_disconnections_total", "Total client disconnections", offsetof(sl_ns, disconnections)},
@@ -300,7 +306,7 @@ static void metrics_text(sl_gateway *gw, sl_sbuf *b) {
   };
   for (size_t k = 0; k < sizeof ns_metrics / sizeof ns_metrics[0]; k++) {
     metric_head(b, ns_metrics[k].name, "counter", ns_metrics[k].help);
-    for (size_t i = 0; i < gw->nservers; i++)
+    for (size_t i = i0; i < i1; i++)
       for (size_t j = 0; j < gw->servers[i].nns; j++) {
         sl_ns *ns = &gw->servers[i].ns[j];
         ns_label(b, ns_metrics[k].name, ns);
@@ -309,7 +315,7 @@ static void metrics_text(sl_gateway *gw, sl_sbuf *b) {
   }
   for (size_t k = 0; k < sizeof topic_metrics / sizeof topic_metrics[0]; k++) {
     metric_head(b, topic_metrics[k].name, "counter", topic_metrics[k].help);
-    for (size_t i = 0; i < gw->nservers; i++)
+    for (size_t i = i0; i < i1; i++)
       for (size_t j = 0; j < gw->servers[i].nns; j++)
         for (size_t t = 0; t < gw->servers[i].ns[j].ntopics; t++) {
           sl_topic *tp = &gw->servers[i].ns[j].topics[t];
@@ -318,7 +324,7 @@ static void metrics_text(sl_gateway *gw, sl_sbuf *b) {
         }
   }
   metric_head(b, "streamfence_queue_overflow_total", "counter", "Total queue overflow events");
-  for (size_t i = 0; i < gw->nservers; i++)
+  for (size_t i = i0; i < i1; i++)
     for (size_t j = 0; j < gw->servers[i].nns; j++)
       for (size_t t = 0; t < gw->servers[i].ns[j].ntopics; t++) {
         sl_topic *tp = &gw->servers[i].ns[j].topics[t];
@@ -333,7 +339,7 @@ static void metrics_text(sl_gateway *gw, sl_sbuf *b) {
   /* Gauges and counters of Sluice's own, per topic. */
   for (size_t k = 0; k < sizeof topic_gauges / sizeof topic_gauges[0]; k++) {
     metric_head(b, topic_gauges[k].name, topic_gauges[k].type, topic_gauges[k].help);
-    for (size_t i = 0; i < gw->nservers; i++)
+    for (size_t i = i0; i < i1; i++)
       for (size_t j = 0; j < gw->servers[i].nns; j++)
         for (size_t t = 0; t < gw->servers[i].ns[j].ntopics; t++) {
           sl_topic *tp = &gw->servers[i].ns[j].topics[t];
@@ -342,7 +348,7 @@ static void metrics_text(sl_gateway *gw, sl_sbuf *b) {
         }
   }
   metric_head(b, "sluice_sessions", "gauge", "Open Engine.IO sessions");
-  for (size_t i = 0; i < gw->nservers; i++) {
+  for (size_t i = i0; i < i1; i++) {
     sl_sbuf_puts(b, "sluice_sessions{server=\"");
     label_escape(b, gw->servers[i].cfg->name);
     sl_sbuf_printf(b, "\"} %zu\n", gw->servers[i].sessions.n);
@@ -359,6 +365,11 @@ static void metrics_text(sl_gateway *gw, sl_sbuf *b) {
   metric_head(b, "sluice_lua_memory_bytes", "gauge", "Memory used by the Lua VM");
   sl_sbuf_printf(b, "sluice_lua_memory_bytes %zu\n", st.memory_bytes);
   hook_time_metrics(b, gw->hook_times);
+  metric_head(b, "sluice_build_info", "gauge", "Always 1; the version of Sluice in its label");
+  sl_sbuf_puts(b, "sluice_build_info{version=\"" SLUICE_VERSION "\"} 1\n");
+  sl_procstat ps;
+  sl_procstat_read(&ps);
+  sl_procstat_text(b, &ps);
 }
 
 /* sl_gateway_stats_json: see sl_core.h. */
@@ -432,7 +443,7 @@ void sl_api_http(sl_conn *c) {
   if (path_is(url, "/metrics")) {
     if (!api_allowed(c)) return;
     sl_sbuf b = {0};
-    metrics_text(gw, &b);
+    metrics_text(c->srv, &b);
     sl_http_respond(c, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len, NULL);
     sl_sbuf_free(&b);
     return;
