@@ -440,6 +440,24 @@ void sl_api_http(sl_conn *c) {
     sl_http_respond(c, 200, "application/json", "{\"status\":\"ok\"}", 15, NULL);
     return;
   }
+  if (path_is(url, "/readyz")) {
+    /* ready: serving and not draining (sluice_drain) or stopping */
+    if (gw->stopping || gw->draining)
+      sl_http_json_error(c, 503, "NOT_READY", "the server is draining or stopping");
+    else
+      sl_http_respond(c, 200, "application/json", "{\"status\":\"ready\"}", 18, NULL);
+    return;
+  }
+  if (path_is(url, "/api/drain")) {
+    if (!api_allowed(c)) return;
+    if (c->parser.method != HTTP_POST) {
+      sl_http_json_error(c, 405, "METHOD_NOT_ALLOWED", "use POST");
+      return;
+    }
+    sluice_drain(gw);
+    sl_http_respond(c, 202, "application/json", "{\"draining\":true}", 17, NULL);
+    return;
+  }
   if (path_is(url, "/metrics")) {
     if (!api_allowed(c)) return;
     sl_sbuf b = {0};

@@ -18,6 +18,7 @@
 #include "msg.h"
 #include "net.h"
 #include "publish.h"
+#include "spill.h"
 #include "topics.h"
 #include "sl_util.h"
 
@@ -201,12 +202,66 @@ int sluice_publish(sluice_t *gw, const char *ns, const char *topic, const char *
   return sl_publish(gw, ns, topic, json, len, &o, msgid);
 }
 
+/* ---- drain ----------------------------------------------------------------------------- */
+
+/* Nothing left to deliver: no lane holds a pending, in-flight or spilled message. */
+static bool lanes_empty(sl_gateway *gw) {
+  for (size_t i = 0; i < gw->nservers; i++)
+    for (size_t j = 0; j < gw->servers[i].nns; j++) {
+      sl_ns *ns = &gw->servers[i].ns[j];
+      for (size_t t = 0; t < ns->ntopics; t++)
+        for (uint32_t s = 0; s < ns->topics[t].nsubs; s++) {
+          const sl_lane *l = ns->topics[t].subs[s];
+          if (l->qn || l->ninfl || (l->spill && sl_spill_count(l->spill))) return false;
+        }
+    }
+  return true;
+}
+
+/* Every 20 ms while draining: flush first (what was published this iteration is in lanes
+ * until the safe point), then stop when the lanes are empty or the time is up. */
+static void drain_tick(uv_timer_t *t) {
+  sl_gateway *gw = t->data;
+  sl_gateway_flush_dirty(gw);
+  bool empty = lanes_empty(gw);
+  if (!empty && uv_now(gw->loop) < gw->drain_deadline) return;
+  uv_timer_stop(t);
+  if (empty)
+    sl_log_info("drain: lanes empty and nothing in flight, closing the remaining sessions");
+  else
+    sl_log_warn("drain: drainTimeoutMs passed with messages still queued or in flight, closing the sessions");
+  sluice_stop(gw, NULL, NULL);
+}
+
+/* sluice_drain: see sluice.h. */
+void sluice_drain(sluice_t *gw) {
+  if (gw->stopping || gw->draining) return;
+  gw->draining = true;
+  int64_t ms = 0;
+  for (size_t i = 0; i < gw->nservers; i++)
+    if (gw->servers[i].cfg->drain_timeout_ms > ms) ms = gw->servers[i].cfg->drain_timeout_ms;
+  gw->drain_deadline = uv_now(gw->loop) + (uint64_t)ms;
+  sl_log_info("draining: new connections refused, /readyz answers 503; waiting up to %lld ms for "
+              "lanes to empty", (long long)ms);
+  uv_timer_init(gw->loop, &gw->drain_timer);
+  gw->drain_timer.data = gw;
+  uv_timer_start(&gw->drain_timer, drain_tick, 0, 20);
+}
+
+/* sluice_draining: see sluice.h. */
+int sluice_draining(const sluice_t *gw) { return gw->draining ? 1 : 0; }
+
 static void on_signal(uv_signal_t *h, int signum) {
   sl_gateway *gw = h->data;
   if (signum == SIGHUP) {
     char err[1024];
     sl_log_info("SIGHUP: reloading the configuration");
     sl_gateway_reload(gw, err, sizeof err);
+    return;
+  }
+  if (signum == SIGTERM && !gw->draining) {
+    sl_log_info("SIGTERM: draining (a second SIGTERM stops at once)");
+    sluice_drain(gw);
     return;
   }
   sl_log_info("signal %d: stopping", signum);
@@ -266,6 +321,7 @@ void sluice_stop(sluice_t *gw, void (*cb)(sluice_t *, void *), void *arg) {
   if (gw->watch.loop) close_handle(gw, (uv_handle_t *)&gw->watch);
   if (gw->watch_scripts.loop) close_handle(gw, (uv_handle_t *)&gw->watch_scripts);
   if (gw->reload_timer.loop) close_handle(gw, (uv_handle_t *)&gw->reload_timer);
+  if (gw->drain_timer.loop) close_handle(gw, (uv_handle_t *)&gw->drain_timer);
   for (int i = 0; i < 3; i++)
     if (gw->sigs[i].loop) close_handle(gw, (uv_handle_t *)&gw->sigs[i]);
   /* Sessions are closed (the hooks saw their disconnects): no script hook runs from here on,
