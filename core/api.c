@@ -13,11 +13,21 @@
 #include "lane.h"
 #include "procstat.h"
 #include "publish.h"
+#include "status.h"
 #include "topics.h"
 
 static bool path_is(const char *url, const char *path) {
   size_t n = strlen(path);
   return strncmp(url, path, n) == 0 && (url[n] == 0 || url[n] == '?');
+}
+
+/* The limit=N of a query string (1..10000), or def. */
+static size_t query_limit(const char *url, size_t def) {
+  const char *q = strchr(url, '?');
+  const char *p = q ? strstr(q, "limit=") : NULL;
+  if (!p || (p[-1] != '?' && p[-1] != '&')) return def;
+  long v = strtol(p + 6, NULL, 10);
+  return v >= 1 && v <= 10000 ? (size_t)v : def;
 }
 
 /* API auth: with apiToken set, "Authorization: Bearer <apiToken>" is required; without it
@@ -223,6 +233,7 @@ static uint64_t g_spill_bytes(const sl_topic *t) {
   return n;
 }
 static uint64_t g_spill_corrupt(const sl_topic *t) { return t->spill_corrupt; }
+static uint64_t g_delivered(const sl_topic *t) { return t->delivered; }
 
 static const struct {
   const char *name, *type, *help;
@@ -234,6 +245,8 @@ static const struct {
   {"sluice_in_flight_messages", "gauge", "AT_LEAST_ONCE messages sent and awaiting an ack", g_in_flight},
   {"sluice_spill_bytes", "gauge", "Bytes in spill files on disk", g_spill_bytes},
   {"sluice_spill_corrupt_records_total", "counter", "Spilled records skipped as corrupt", g_spill_corrupt},
+  {"sluice_messages_delivered_total", "counter",
+   "Messages handed to a client's transport (first sends; re-sends are streamfence_retries_total)", g_delivered},
 };
 
 /* Prometheus bucket edges of sluice_lua_hook_duration_seconds: each is an exact edge of
@@ -415,23 +428,6 @@ char *sl_gateway_stats_json(sl_gateway *gw) {
   return t;
 }
 
-static const char status_page[] =
-  "<!doctype html><html><head><meta charset=utf-8><title>Sluice</title>"
-  "<style>body{font:14px system-ui,sans-serif;margin:2em}table{border-collapse:collapse}"
-  "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}th{background:#eee}"
-  "td:first-child,th:first-child{text-align:left}</style></head><body>"
-  "<h1>Sluice</h1><p id=up></p><table id=t><thead><tr><th>server / namespace / topic</th>"
-  "<th>clients</th><th>subscribers</th><th>published</th><th>queued msgs</th><th>queued bytes</th>"
-  "</tr></thead><tbody></tbody></table><script>"
-  "function esc(x){return String(x).replace(/[&<>\"']/g,c=>'&#'+c.charCodeAt(0)+';');}"
-  "async function tick(){try{const s=await (await fetch('/api/stats')).json();"
-  "document.getElementById('up').textContent='uptime '+Math.round(s.uptimeMs/1000)+' s';"
-  "const rows=[];for(const sv of s.servers)for(const ns of sv.namespaces)for(const t of ns.topics)"
-  "rows.push('<tr><td>'+esc(sv.name+' '+ns.path+' '+t.name)+'</td><td>'+ns.clients+'</td><td>'+t.subscribers+"
-  "'</td><td>'+t.published+'</td><td>'+t.queuedMessages+'</td><td>'+t.queuedBytes+'</td></tr>');"
-  "document.querySelector('#t tbody').innerHTML=rows.join('');}catch(e){}}"
-  "tick();setInterval(tick,1000);</script></body></html>";
-
 /* sl_api_http: route a request that is not for the Engine.IO endpoints. */
 void sl_api_http(sl_conn *c) {
   const char *url = c->req->url.data ? c->req->url.data : "/";
@@ -494,8 +490,21 @@ void sl_api_http(sl_conn *c) {
     free(t);
     return;
   }
+  if (path_is(url, "/api/status") || path_is(url, "/api/clients")) {
+    if (!api_allowed(c)) return;
+    char *t = path_is(url, "/api/status") ? sl_status_json(gw) : sl_status_clients_json(gw, query_limit(url, 100));
+    if (!t) {
+      sl_http_json_error(c, 503, "NO_MEMORY", "out of memory");
+      return;
+    }
+    sl_http_respond(c, 200, "application/json", t, strlen(t), "Cache-Control: no-store\r\n");
+    free(t);
+    return;
+  }
   if (path_is(url, "/")) {
-    sl_http_respond(c, 200, "text/html; charset=utf-8", status_page, sizeof status_page - 1, NULL);
+    /* The page holds no data (it asks /api/status with the token typed into it), so it is
+     * served to anyone who can reach the port. */
+    sl_http_respond(c, 200, "text/html; charset=utf-8", sl_status_html, sl_status_html_len, NULL);
     return;
   }
   sl_http_json_error(c, 404, "NOT_FOUND", "no such endpoint");
