@@ -9,6 +9,7 @@
 #include "sl_internal.h"
 #include "spill.h"
 #include "api.h"
+#include "drain.h"
 #include "hooks.h"
 #include "lane.h"
 #include "procstat.h"
@@ -450,7 +451,7 @@ void sl_api_http(sl_conn *c) {
       sl_http_json_error(c, 405, "METHOD_NOT_ALLOWED", "use POST");
       return;
     }
-    sluice_drain(gw);
+    sl_drain_start(gw);
     sl_http_respond(c, 202, "application/json", "{\"draining\":true}", 17, NULL);
     return;
   }

@@ -17,8 +17,8 @@
 #include "lane_spill.h"
 #include "msg.h"
 #include "net.h"
+#include "drain.h"
 #include "publish.h"
-#include "spill.h"
 #include "topics.h"
 #include "sl_util.h"
 
@@ -63,6 +63,9 @@ void sl_gateway_flush_dirty(sl_gateway *gw) {
 static void flush_cb_prep(uv_prepare_t *h) { sl_gateway_flush_dirty(h->data); }
 static void flush_cb_check(uv_check_t *h) { sl_gateway_flush_dirty(h->data); }
 
+/* A drain (drain.c) is over: stop as sluice_stop does. */
+static void drained(sl_gateway *gw) { sluice_stop(gw, NULL, NULL); }
+
 /* sl_gateway_new: see gateway.h. */
 sl_gateway *sl_gateway_new(uv_loop_t *loop) {
   sl_gateway *gw = sl_xcalloc(1, sizeof *gw);
@@ -75,6 +78,7 @@ sl_gateway *sl_gateway_new(uv_loop_t *loop) {
   for (int i = 0; i < 8; i++) gw->boot_id[i] = a36[rb[i] % 36];
   gw->boot_id[8] = 0;
   gw->started_ms = sl_now_ms();
+  gw->on_drained = drained;
   return gw;
 }
 
@@ -202,51 +206,8 @@ int sluice_publish(sluice_t *gw, const char *ns, const char *topic, const char *
   return sl_publish(gw, ns, topic, json, len, &o, msgid);
 }
 
-/* ---- drain ----------------------------------------------------------------------------- */
-
-/* Nothing left to deliver: no lane holds a pending, in-flight or spilled message. */
-static bool lanes_empty(sl_gateway *gw) {
-  for (size_t i = 0; i < gw->nservers; i++)
-    for (size_t j = 0; j < gw->servers[i].nns; j++) {
-      sl_ns *ns = &gw->servers[i].ns[j];
-      for (size_t t = 0; t < ns->ntopics; t++)
-        for (uint32_t s = 0; s < ns->topics[t].nsubs; s++) {
-          const sl_lane *l = ns->topics[t].subs[s];
-          if (l->qn || l->ninfl || (l->spill && sl_spill_count(l->spill))) return false;
-        }
-    }
-  return true;
-}
-
-/* Every 20 ms while draining: flush first (what was published this iteration is in lanes
- * until the safe point), then stop when the lanes are empty or the time is up. */
-static void drain_tick(uv_timer_t *t) {
-  sl_gateway *gw = t->data;
-  sl_gateway_flush_dirty(gw);
-  bool empty = lanes_empty(gw);
-  if (!empty && uv_now(gw->loop) < gw->drain_deadline) return;
-  uv_timer_stop(t);
-  if (empty)
-    sl_log_info("drain: lanes empty and nothing in flight, closing the remaining sessions");
-  else
-    sl_log_warn("drain: drainTimeoutMs passed with messages still queued or in flight, closing the sessions");
-  sluice_stop(gw, NULL, NULL);
-}
-
-/* sluice_drain: see sluice.h. */
-void sluice_drain(sluice_t *gw) {
-  if (gw->stopping || gw->draining) return;
-  gw->draining = true;
-  int64_t ms = 0;
-  for (size_t i = 0; i < gw->nservers; i++)
-    if (gw->servers[i].cfg->drain_timeout_ms > ms) ms = gw->servers[i].cfg->drain_timeout_ms;
-  gw->drain_deadline = uv_now(gw->loop) + (uint64_t)ms;
-  sl_log_info("draining: new connections refused, /readyz answers 503; waiting up to %lld ms for "
-              "lanes to empty", (long long)ms);
-  uv_timer_init(gw->loop, &gw->drain_timer);
-  gw->drain_timer.data = gw;
-  uv_timer_start(&gw->drain_timer, drain_tick, 0, 20);
-}
+/* sluice_drain: see sluice.h (the waiting is drain.c's; it calls drained() when done). */
+void sluice_drain(sluice_t *gw) { sl_drain_start(gw); }
 
 /* sluice_draining: see sluice.h. */
 int sluice_draining(const sluice_t *gw) { return gw->draining ? 1 : 0; }
@@ -322,6 +283,7 @@ void sluice_stop(sluice_t *gw, void (*cb)(sluice_t *, void *), void *arg) {
   if (gw->watch_scripts.loop) close_handle(gw, (uv_handle_t *)&gw->watch_scripts);
   if (gw->reload_timer.loop) close_handle(gw, (uv_handle_t *)&gw->reload_timer);
   if (gw->drain_timer.loop) close_handle(gw, (uv_handle_t *)&gw->drain_timer);
+  if (gw->drain_check.loop) close_handle(gw, (uv_handle_t *)&gw->drain_check);
   for (int i = 0; i < 3; i++)
     if (gw->sigs[i].loop) close_handle(gw, (uv_handle_t *)&gw->sigs[i]);
   /* Sessions are closed (the hooks saw their disconnects): no script hook runs from here on,

@@ -158,8 +158,10 @@ struct sl_gateway {
   uv_signal_t sigs[3];
   bool stopping;
   bool draining;            /* sluice_drain: handshakes refused, waiting for lanes to empty */
-  uv_timer_t drain_timer;
+  uv_timer_t drain_timer;   /* wakes the loop while draining (drain.c) */
+  uv_check_t drain_check;   /* tests, after the loop's flush, whether the lanes are empty */
   uint64_t drain_deadline;  /* loop ms */
+  void (*on_drained)(sl_gateway *); /* the gateway's stop, called by drain.c when done */
   uint64_t msg_counter;
   char boot_id[12];
   uint64_t started_ms;
