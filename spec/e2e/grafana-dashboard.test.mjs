@@ -63,7 +63,7 @@ const CONFIG = `
 return { servers = { main = {
   host = "127.0.0.1", port = 0,
   namespaces = {
-    { path = "/feed", topics = { "prices" }, route = function(msg) return msg end },
+    { path = "/feed", topics = { "prices" }, route = function(msg) return true end },
     { path = "/tiny", topics = { "t" }, maxQueuedBytesPerClient = 10 },
   },
 } } }

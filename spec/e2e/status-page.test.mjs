@@ -31,7 +31,7 @@ return { servers = { main = {
   end,
   namespaces = {
     { path = "/feed", topics = { "prices", "news" },
-      route = function(msg) return msg end },
+      route = function(msg) return true end },
     { path = "/alo", topics = { "orders" }, deliveryMode = "AT_LEAST_ONCE", overflowAction = "REJECT_NEW",
       maxQueuedMessagesPerClient = 64, maxInFlight = 2, ackTimeoutMs = 60000, maxRetries = 1 },
   },
