@@ -158,6 +158,9 @@ test("status page: live per-topic rates that change, queue depth and in-flight, 
     assert.equal(await browser.eval(CELL("main /alo orders", "inflight")), "2", "in flight (maxInFlight 2, never acked)");
     assert.equal(await browser.eval(CELL("main /alo orders", "queued")), "3", "queue depth");
     assert.equal(await browser.eval(`document.querySelector('tr[data-ns="main /feed"] .clients').textContent`), "2 clients");
+    const nsRate = Number(await browser.eval(`document.querySelector('tr[data-ns="main /feed"] .published').textContent`));
+    assert.ok(nsRate > 0, `the namespace row sums its topics' rates: ${nsRate}/s`);
+    assert.equal(await browser.eval(`document.querySelector('tr[data-ns="main /alo"] .inflight').textContent`), "2");
     assert.ok(Number(await browser.eval(`document.getElementById("luaErrors").textContent`)) >= 1, "Lua errors shown");
     assert.ok(await browser.eval(`!!document.querySelector('#hooks tr[data-hook="route"]')`), "route hook timing shown");
     assert.match(await browser.eval(`document.getElementById("reloads").textContent`), /^0 ok, 0 failed/);
