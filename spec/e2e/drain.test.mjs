@@ -153,3 +153,30 @@ test("POST /api/drain drains like SIGTERM; a reconnecting socket.io-client lands
     if (b) assertCleanExit(await b.stop());
   }
 });
+
+test("with the API on a listener of its own: POST /api/drain there, /readyz answers 503 on both ports", async () => {
+  const srv = await startServer(cfg({ drainTimeoutMs: 1500 }).replace('host = "127.0.0.1", port = 0,',
+    'host = "127.0.0.1", port = 0, api = { host = "127.0.0.1", port = 0 },'));
+  await srv.waitLog(/API, \/metrics and status page on http/);
+  const apiPort = Number(/API, \/metrics and status page on http:\/\/127\.0\.0\.1:(\d+)\//.exec(srv.stderr())[1]);
+  const s = await connected(client(`${srv.url}/alo`, MODES.websocket));
+  try {
+    const orders = new Inbox(s, "orders");
+    await s.timeout(5000).emitWithAck("subscribe", { topic: "orders" });
+    const [id] = await publish(apiPort, [{ namespace: "/alo", topic: "orders", payload: { n: 1 } }]);
+    await orders.next();
+    assert.equal((await probe(srv.port, "/readyz")).status, 200);
+    const r = await fetch(`http://127.0.0.1:${apiPort}/api/drain`, {
+      method: "POST", headers: { "content-type": "application/json" }, body: "{}", signal: AbortSignal.timeout(3000),
+    });
+    assert.equal(r.status, 202);
+    const exited = waitExit(srv, performance.now());
+    assert.equal((await probe(srv.port, "/readyz")).status, 503, "client port");
+    assert.equal((await probe(apiPort, "/readyz")).status, 503, "API port");
+    await s.timeout(5000).emitWithAck("ack", { topic: "orders", messageId: id });
+    assert.equal((await exited).code, 0);
+  } finally {
+    closeAll(s);
+    await srv.stop();
+  }
+});

@@ -96,6 +96,33 @@ test("process_* (as the Prometheus client libraries define them) and sluice_buil
   assert.equal(value(m, "sluice_build_info", { version: ver }), 1, `sluice_build_info{version="${ver}"}`);
 });
 
+test("with API listeners of their own, each server's /metrics (on its API port) has only its own series", async () => {
+  const two = await startServer(`
+return { servers = {
+  a = { host = "127.0.0.1", port = 0, api = { host = "127.0.0.1", port = 0 },
+        namespaces = { { path = "/feed", topics = { "prices" } } } },
+  b = { host = "127.0.0.1", port = 0, api = { host = "127.0.0.1", port = 0 },
+        namespaces = { { path = "/feed", topics = { "prices" } } } },
+} }`, { servers: 2 });
+  try {
+    await two.waitLog(/server "b" API, \/metrics and status page on http/);
+    const api = (name) => Number(new RegExp(`server "${name}" API, /metrics and status page on http://127\\.0\\.0\\.1:(\\d+)/`)
+      .exec(two.stderr())[1]);
+    const s = await connected(client(`http://127.0.0.1:${two.ports[0]}/feed`, { transports: ["websocket"] }));
+    try {
+      const a = exposition(await scrape(api("a")));
+      const b = exposition(await scrape(api("b")));
+      assert.equal(value(a, "streamfence_connections_total", { namespace: "/feed" }), 1);
+      assert.equal(value(b, "streamfence_connections_total", { namespace: "/feed" }), 0);
+      assert.equal(value(b, "sluice_build_info", {}), 1);
+    } finally {
+      closeAll(s);
+    }
+  } finally {
+    assertCleanExit(await two.stop());
+  }
+});
+
 test("server exits cleanly", async () => {
   assertCleanExit(await srv.stop());
 });
