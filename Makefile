@@ -72,13 +72,13 @@ $(BUILD)/gen/status_html.c: core/status.html .ci/embed-file.sh
 
 $(BUILD)/obj/gen/status_html.o: $(BUILD)/gen/status_html.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c $< -o $@
+	$(CC) $(CFLAGS) $(PIC) -c $< -o $@
 
 $(BUILD)/libsluice.a: $(LIB_OBJ) $(BUILD)/obj/gen/lua_embedded.o $(BUILD)/obj/gen/status_html.o
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/libsluice.so: $(LIB_OBJ) $(BUILD)/obj/gen/lua_embedded.o
+$(BUILD)/libsluice.so: $(LIB_OBJ) $(BUILD)/obj/gen/lua_embedded.o $(BUILD)/obj/gen/status_html.o
 	$(CC) $(LDFLAGS) -shared -Wl,-soname,libsluice.so.$(SO_MAJOR) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/sluice: $(BUILD)/obj/core/main.o $(BUILD)/libsluice.a
