@@ -18,7 +18,7 @@ CFLAGS  ?=
 CFLAGS  += -std=gnu11 $(OPT) -g -pipe -fno-omit-frame-pointer \
            -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wno-unused-parameter -Icore -Ilua $(LUAJIT_CFLAGS) $(EXTRA_CFLAGS)
-LDLIBS  += -luv -lluajit-5.1 -lwslay -lcjson -lyaml -lhttp_parser -lcrypto -lz -lm -lpthread -ldl
+LDLIBS  += -luv -lluajit-5.1 -lwslay -lcjson -lyaml -lhttp_parser -lssl -lcrypto -lz -lm -lpthread -ldl
 LDFLAGS += $(EXTRA_LDFLAGS)
 # sd_notify(READY=1) for a Type=notify systemd unit, when libsystemd is there at build time.
 SYSTEMD_LIBS := $(shell pkg-config --libs libsystemd 2>/dev/null)
@@ -100,7 +100,7 @@ $(BUILD)/bench/bench_hooks: spec/lua/bench_hooks.c spec/unit/fake_core.c $(BUILD
 
 $(BUILD)/bench/%: spec/bench/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -O2 -o $@ $< -luv -lm
+	$(CC) $(CFLAGS) -O2 -o $@ $< -luv -lssl -lcrypto -lm
 
 SLUICE_PORT ?= 3000
 export SLUICE_PORT
@@ -111,7 +111,7 @@ run: deps all
 	@echo "  connect:   SLUICE_PORT=$(SLUICE_PORT) node examples/client.mjs"
 	@echo "             (or any socket.io-client: io(\"http://127.0.0.1:$(SLUICE_PORT)/feed\"),"
 	@echo "             then emit(\"subscribe\", {topic: \"prices\"}) and listen on \"prices\")"
-	@echo "  publish:   curl -d '{\"namespace\":\"/feed\",\"topic\":\"prices\",\"payload\":{\"symbol\":\"X\",\"price\":1,\"ts\":'\"\$$(date +%s%3N)\"'}}' \\"
+	@echo "  publish:   curl -H 'Content-Type: application/json' -d '{\"namespace\":\"/feed\",\"topic\":\"prices\",\"payload\":{\"symbol\":\"X\",\"price\":1,\"ts\":'\"\$$(date +%s%3N)\"'}}' \\"
 	@echo "               http://127.0.0.1:$(SLUICE_PORT)/api/publish"
 	@echo "  status:    http://127.0.0.1:$(SLUICE_PORT)/   metrics: http://127.0.0.1:$(SLUICE_PORT)/metrics"
 	@echo "  stop:      Ctrl-C"

@@ -9,6 +9,7 @@
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
 #include "sl_internal.h"
+#include "tls_server.h"
 #include "spill.h"
 #include "api.h"
 #include "drain.h"
@@ -502,6 +503,7 @@ static void metrics_text(sl_server *srv, sl_sbuf *b) {
   sl_procstat_read(&ps);
   sl_procstat_text(b, &ps);
   refusal_metrics(gw, b);
+  sl_tls_server_metrics(gw, b);
 }
 
 /* sl_gateway_stats_json: see sl_core.h. */
