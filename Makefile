@@ -65,11 +65,20 @@ $(BUILD)/obj/gen/lua_embedded.o: $(LUA_GEN)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(PIC) -c $< -o $@
 
-$(BUILD)/libsluice.a: $(LIB_OBJ) $(BUILD)/obj/gen/lua_embedded.o
+# core/status.html (the status page at GET /) is compiled into the library as sl_status_html.
+$(BUILD)/gen/status_html.c: core/status.html .ci/embed-file.sh
+	@mkdir -p $(dir $@)
+	bash .ci/embed-file.sh $@ sl_status_html core/status.html
+
+$(BUILD)/obj/gen/status_html.o: $(BUILD)/gen/status_html.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PIC) -c $< -o $@
+
+$(BUILD)/libsluice.a: $(LIB_OBJ) $(BUILD)/obj/gen/lua_embedded.o $(BUILD)/obj/gen/status_html.o
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/libsluice.so: $(LIB_OBJ) $(BUILD)/obj/gen/lua_embedded.o
+$(BUILD)/libsluice.so: $(LIB_OBJ) $(BUILD)/obj/gen/lua_embedded.o $(BUILD)/obj/gen/status_html.o
 	$(CC) $(LDFLAGS) -shared -Wl,-soname,libsluice.so.$(SO_MAJOR) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/sluice: $(BUILD)/obj/core/main.o $(BUILD)/libsluice.a

@@ -13,14 +13,26 @@
 #include "sl_jscan.h"
 #include "spill.h"
 #include "api.h"
+#include "drain.h"
 #include "hooks.h"
 #include "lane.h"
+#include "procstat.h"
 #include "publish.h"
+#include "status.h"
 #include "topics.h"
 
 static bool path_is(const char *url, const char *path) {
   size_t n = strlen(path);
   return strncmp(url, path, n) == 0 && (url[n] == 0 || url[n] == '?');
+}
+
+/* The limit=N of a query string (1..10000), or def. */
+static size_t query_limit(const char *url, size_t def) {
+  const char *q = strchr(url, '?');
+  const char *p = q ? strstr(q, "limit=") : NULL;
+  if (!p || (p[-1] != '?' && p[-1] != '&')) return def;
+  long v = strtol(p + 6, NULL, 10);
+  return v >= 1 && v <= 10000 ? (size_t)v : def;
 }
 
 /* ---- the API's rules ------------------------------------------------------------------
@@ -345,6 +357,7 @@ static uint64_t g_spill_bytes(const sl_topic *t) {
   return n;
 }
 static uint64_t g_spill_corrupt(const sl_topic *t) { return t->spill_corrupt; }
+static uint64_t g_delivered(const sl_topic *t) { return t->delivered; }
 
 static const struct {
   const char *name, *type, *help;
@@ -356,6 +369,8 @@ static const struct {
   {"sluice_in_flight_messages", "gauge", "AT_LEAST_ONCE messages sent and awaiting an ack", g_in_flight},
   {"sluice_spill_bytes", "gauge", "Bytes in spill files on disk", g_spill_bytes},
   {"sluice_spill_corrupt_records_total", "counter", "Spilled records skipped as corrupt", g_spill_corrupt},
+  {"sluice_messages_delivered_total", "counter",
+   "Messages handed to a client's transport (first sends; re-sends are streamfence_retries_total)", g_delivered},
 };
 
 /* Prometheus bucket edges of sluice_lua_hook_duration_seconds: each is an exact edge of
@@ -412,8 +427,13 @@ static void hook_time_json(cJSON *root, const sl_lathist *ht) {
   }
 }
 
-/* sl_metrics_text: the whole Prometheus exposition for every server of the gateway. */
-static void metrics_text(sl_gateway *gw, sl_sbuf *b) {
+/* metrics_text: the Prometheus exposition of one server (the one whose port was scraped)
+ * plus the process-wide series. Each port exposes only its own server's namespaces and
+ * topics: two servers of one file that both have /feed would otherwise give two identical
+ * series, which Prometheus rejects, and scraping every port would count them twice. */
+static void metrics_text(sl_server *srv, sl_sbuf *b) {
+  sl_gateway *gw = srv->gw;
+  size_t i0 = (size_t)(srv - gw->servers), i1 = i0 + 1; /* the one server of this port */
   struct { const char *name, *help; size_t off; } ns_metrics[] = {
     {"streamfence_connections_total", "Total successful client connections", offsetof(sl_ns, connections)},
     {"streamfence_disconnections_total", "Total client disconnections", offsetof(sl_ns, disconnections)},
@@ -423,7 +443,7 @@ static void metrics_text(sl_gateway *gw, sl_sbuf *b) {
   };
   for (size_t k = 0; k < sizeof ns_metrics / sizeof ns_metrics[0]; k++) {
     metric_head(b, ns_metrics[k].name, "counter", ns_metrics[k].help);
-    for (size_t i = 0; i < gw->nservers; i++)
+    for (size_t i = i0; i < i1; i++)
       for (size_t j = 0; j < gw->servers[i].nns; j++) {
         sl_ns *ns = &gw->servers[i].ns[j];
         ns_label(b, ns_metrics[k].name, ns);
@@ -432,7 +452,7 @@ static void metrics_text(sl_gateway *gw, sl_sbuf *b) {
   }
   for (size_t k = 0; k < sizeof topic_metrics / sizeof topic_metrics[0]; k++) {
     metric_head(b, topic_metrics[k].name, "counter", topic_metrics[k].help);
-    for (size_t i = 0; i < gw->nservers; i++)
+    for (size_t i = i0; i < i1; i++)
       for (size_t j = 0; j < gw->servers[i].nns; j++)
         for (size_t t = 0; t < gw->servers[i].ns[j].ntopics; t++) {
           sl_topic *tp = &gw->servers[i].ns[j].topics[t];
@@ -441,7 +461,7 @@ static void metrics_text(sl_gateway *gw, sl_sbuf *b) {
         }
   }
   metric_head(b, "streamfence_queue_overflow_total", "counter", "Total queue overflow events");
-  for (size_t i = 0; i < gw->nservers; i++)
+  for (size_t i = i0; i < i1; i++)
     for (size_t j = 0; j < gw->servers[i].nns; j++)
       for (size_t t = 0; t < gw->servers[i].ns[j].ntopics; t++) {
         sl_topic *tp = &gw->servers[i].ns[j].topics[t];
@@ -456,7 +476,7 @@ static void metrics_text(sl_gateway *gw, sl_sbuf *b) {
   /* Gauges and counters of Sluice's own, per topic. */
   for (size_t k = 0; k < sizeof topic_gauges / sizeof topic_gauges[0]; k++) {
     metric_head(b, topic_gauges[k].name, topic_gauges[k].type, topic_gauges[k].help);
-    for (size_t i = 0; i < gw->nservers; i++)
+    for (size_t i = i0; i < i1; i++)
       for (size_t j = 0; j < gw->servers[i].nns; j++)
         for (size_t t = 0; t < gw->servers[i].ns[j].ntopics; t++) {
           sl_topic *tp = &gw->servers[i].ns[j].topics[t];
@@ -465,7 +485,7 @@ static void metrics_text(sl_gateway *gw, sl_sbuf *b) {
         }
   }
   metric_head(b, "sluice_sessions", "gauge", "Open Engine.IO sessions");
-  for (size_t i = 0; i < gw->nservers; i++) {
+  for (size_t i = i0; i < i1; i++) {
     sl_sbuf_puts(b, "sluice_sessions{server=\"");
     label_escape(b, gw->servers[i].cfg->name);
     sl_sbuf_printf(b, "\"} %zu\n", gw->servers[i].sessions.n);
@@ -482,6 +502,11 @@ static void metrics_text(sl_gateway *gw, sl_sbuf *b) {
   metric_head(b, "sluice_lua_memory_bytes", "gauge", "Memory used by the Lua VM");
   sl_sbuf_printf(b, "sluice_lua_memory_bytes %zu\n", st.memory_bytes);
   hook_time_metrics(b, gw->hook_times);
+  metric_head(b, "sluice_build_info", "gauge", "Always 1; the version of Sluice in its label");
+  sl_sbuf_puts(b, "sluice_build_info{version=\"" SLUICE_VERSION "\"} 1\n");
+  sl_procstat ps;
+  sl_procstat_read(&ps);
+  sl_procstat_text(b, &ps);
   refusal_metrics(gw, b);
   sl_tls_server_metrics(gw, b);
 }
@@ -529,23 +554,6 @@ char *sl_gateway_stats_json(sl_gateway *gw) {
   return t;
 }
 
-static const char status_page[] =
-  "<!doctype html><html><head><meta charset=utf-8><title>Sluice</title>"
-  "<style>body{font:14px system-ui,sans-serif;margin:2em}table{border-collapse:collapse}"
-  "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}th{background:#eee}"
-  "td:first-child,th:first-child{text-align:left}</style></head><body>"
-  "<h1>Sluice</h1><p id=up></p><table id=t><thead><tr><th>server / namespace / topic</th>"
-  "<th>clients</th><th>subscribers</th><th>published</th><th>queued msgs</th><th>queued bytes</th>"
-  "</tr></thead><tbody></tbody></table><script>"
-  "function esc(x){return String(x).replace(/[&<>\"']/g,c=>'&#'+c.charCodeAt(0)+';');}"
-  "async function tick(){try{const s=await (await fetch('/api/stats')).json();"
-  "document.getElementById('up').textContent='uptime '+Math.round(s.uptimeMs/1000)+' s';"
-  "const rows=[];for(const sv of s.servers)for(const ns of sv.namespaces)for(const t of ns.topics)"
-  "rows.push('<tr><td>'+esc(sv.name+' '+ns.path+' '+t.name)+'</td><td>'+ns.clients+'</td><td>'+t.subscribers+"
-  "'</td><td>'+t.published+'</td><td>'+t.queuedMessages+'</td><td>'+t.queuedBytes+'</td></tr>');"
-  "document.querySelector('#t tbody').innerHTML=rows.join('');}catch(e){}}"
-  "tick();setInterval(tick,1000);</script></body></html>";
-
 /* sl_api_probe: see sl_internal.h. */
 bool sl_api_probe(sl_conn *c) {
   const char *url = c->req->url.data ? c->req->url.data : "/";
@@ -554,9 +562,9 @@ bool sl_api_probe(sl_conn *c) {
     return true;
   }
   if (path_is(url, "/readyz")) {
-    /* serving: listening, not stopping */
-    if (c->srv->gw->stopping || !c->srv->listening)
-      sl_http_json_error(c, 503, "NOT_READY", "the server is stopping");
+    /* serving: listening, and not draining (sluice_drain) or stopping */
+    if (c->srv->gw->stopping || c->srv->gw->draining || !c->srv->listening)
+      sl_http_json_error(c, 503, "NOT_READY", "the server is draining or stopping");
     else
       sl_http_respond(c, 200, "application/json", "{\"status\":\"ready\"}", 18, NULL);
     return true;
@@ -578,7 +586,11 @@ void sl_api_http(sl_conn *c) {
     sl_http_json_error(c, 413, "PAYLOAD_TOO_LARGE", "request body exceeds maxPayload");
     return;
   }
-  if (c->api || is_api_path(url)) {
+  /* With apiToken set, the status page itself (no data: it asks /api/status with the token
+   * typed into it) is served without the token, or there would be nowhere to type it. */
+  const char *tok = c->srv->cfg->api_token;
+  bool open_page = path_is(url, "/") && tok && *tok;
+  if ((c->api || is_api_path(url)) && !open_page) {
     /* On the API's own listener the rules cover every path (probes included); on the
      * client port, the API's paths. */
     if (!api_allowed(c)) return;
@@ -586,7 +598,7 @@ void sl_api_http(sl_conn *c) {
   if (sl_api_probe(c)) return;
   if (path_is(url, "/metrics")) {
     sl_sbuf b = {0};
-    metrics_text(gw, &b);
+    metrics_text(c->srv, &b);
     sl_http_respond(c, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len, NULL);
     sl_sbuf_free(&b);
     return;
@@ -610,14 +622,33 @@ void sl_api_http(sl_conn *c) {
     sl_http_respond(c, 200, "application/json", body, (size_t)n, NULL);
     return;
   }
+  if (path_is(url, "/api/drain")) {
+    if (c->parser.method != HTTP_POST) {
+      sl_http_json_error(c, 405, "METHOD_NOT_ALLOWED", "use POST");
+      return;
+    }
+    sl_drain_start(gw);
+    sl_http_respond(c, 202, "application/json", "{\"draining\":true}", 17, NULL);
+    return;
+  }
   if (path_is(url, "/api/stats")) {
     char *t = sl_gateway_stats_json(gw);
     sl_http_respond(c, 200, "application/json", t, strlen(t), NULL);
     free(t);
     return;
   }
+  if (path_is(url, "/api/status") || path_is(url, "/api/clients")) {
+    char *t = path_is(url, "/api/status") ? sl_status_json(gw) : sl_status_clients_json(gw, query_limit(url, 100));
+    if (!t) {
+      sl_http_json_error(c, 503, "NO_MEMORY", "out of memory");
+      return;
+    }
+    sl_http_respond(c, 200, "application/json", t, strlen(t), "Cache-Control: no-store\r\n");
+    free(t);
+    return;
+  }
   if (path_is(url, "/")) {
-    sl_http_respond(c, 200, "text/html; charset=utf-8", status_page, sizeof status_page - 1, NULL);
+    sl_http_respond(c, 200, "text/html; charset=utf-8", sl_status_html, sl_status_html_len, NULL);
     return;
   }
   sl_http_json_error(c, 404, "NOT_FOUND", "no such endpoint");

@@ -28,6 +28,24 @@ static void emit_error(sl_socket *sock, const char *code, const char *message) {
   cJSON_Delete(a);
 }
 
+/* sl_client_topic_removed: see client.h. */
+void sl_client_topic_removed(sl_socket *sock, const char *topic) {
+  cJSON *a = cJSON_CreateArray();
+  cJSON_AddItemToArray(a, cJSON_CreateString("error"));
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddStringToObject(o, "code", "TOPIC_REMOVED");
+  char msg[512];
+  snprintf(msg, sizeof msg, "topic %.200s was removed by a configuration reload; you are unsubscribed", topic);
+  cJSON_AddStringToObject(o, "message", msg);
+  cJSON_AddStringToObject(o, "namespace", sl_socket_ns(sock));
+  cJSON_AddStringToObject(o, "topic", topic);
+  cJSON_AddItemToArray(a, o);
+  char *t = cJSON_PrintUnformatted(a);
+  if (t) sl_sio_send(sock, SIO_EVENT, -1, t, strlen(t));
+  free(t);
+  cJSON_Delete(a);
+}
+
 /* Answer a Socket.IO ack id with [{"ok":true,...}] or [{"ok":false,"code","message"}]. */
 static void ack_result(sl_socket *sock, int64_t ack_id, const char *code, const char *message,
                        const char *msgid) {

@@ -20,4 +20,10 @@ extern const sl_sio_handler sl_client_sio_handler;
  * the server may authorize afterwards. Never fails. */
 void sl_auth_free_table(sl_server *srv);
 
+/* sl_client_topic_removed: tell sock that topic `topic` of its namespace was removed by a
+ * reload: an `error` event {"code":"TOPIC_REMOVED","message","namespace","topic"}. The caller
+ * has already unsubscribed it (sl_topic_teardown). Never fails (nothing is sent when the
+ * payload cannot be built). */
+void sl_client_topic_removed(sl_socket *sock, const char *topic);
+
 #endif

@@ -97,6 +97,7 @@ typedef struct sl_server_config {
   int64_t ping_interval_ms;   /* 25000 */
   int64_t ping_timeout_ms;    /* 20000 */
   int64_t connect_timeout_ms; /* 45000 */
+  int64_t drain_timeout_ms;   /* drainTimeoutMs, 10000: how long a drain waits for lanes */
   int64_t max_payload;        /* 1000000 */
   int64_t socket_high_water;  /* socketHighWaterBytes, default 65536 */
   int64_t socket_sndbuf;      /* socketSendBufferBytes (SO_SNDBUF), 0 = kernel default */

@@ -670,7 +670,12 @@ void sl_eio_http(sl_conn *c, bool upgrade) {
     eio_error(c, false, 2, "Bad handshake method");
     return;
   }
-  /* Handshake. */
+  /* Handshake. Draining (sluice_drain): this node takes no new session, the client's
+   * reconnection goes elsewhere (a load balancer's next node). */
+  if (srv->gw->draining) {
+    sl_http_json_error(c, 503, "DRAINING", "this server is shutting down; connect to another node");
+    return;
+  }
   if (c->parser.method != HTTP_GET) {
     eio_error(c, upgrade, 2, "Bad handshake method");
     return;

@@ -18,6 +18,7 @@
 #include "lane_spill.h"
 #include "msg.h"
 #include "net.h"
+#include "drain.h"
 #include "publish.h"
 #include "topics.h"
 #include "sl_util.h"
@@ -63,6 +64,9 @@ void sl_gateway_flush_dirty(sl_gateway *gw) {
 static void flush_cb_prep(uv_prepare_t *h) { sl_gateway_flush_dirty(h->data); }
 static void flush_cb_check(uv_check_t *h) { sl_gateway_flush_dirty(h->data); }
 
+/* A drain (drain.c) is over: stop as sluice_stop does. */
+static void drained(sl_gateway *gw) { sluice_stop(gw, NULL, NULL); }
+
 /* sl_gateway_new: see gateway.h. */
 sl_gateway *sl_gateway_new(uv_loop_t *loop) {
   sl_gateway *gw = sl_xcalloc(1, sizeof *gw);
@@ -75,6 +79,7 @@ sl_gateway *sl_gateway_new(uv_loop_t *loop) {
   for (int i = 0; i < 8; i++) gw->boot_id[i] = a36[rb[i] % 36];
   gw->boot_id[8] = 0;
   gw->started_ms = sl_now_ms();
+  gw->on_drained = drained;
   return gw;
 }
 
@@ -224,12 +229,23 @@ int sluice_publish(sluice_t *gw, const char *ns, const char *topic, const char *
   return sl_publish(gw, ns, topic, json, len, &o, msgid);
 }
 
+/* sluice_drain: see sluice.h (the waiting is drain.c's; it calls drained() when done). */
+void sluice_drain(sluice_t *gw) { sl_drain_start(gw); }
+
+/* sluice_draining: see sluice.h. */
+int sluice_draining(const sluice_t *gw) { return gw->draining ? 1 : 0; }
+
 static void on_signal(uv_signal_t *h, int signum) {
   sl_gateway *gw = h->data;
   if (signum == SIGHUP) {
     char err[1024];
     sl_log_info("SIGHUP: reloading the configuration");
     sl_gateway_reload(gw, err, sizeof err);
+    return;
+  }
+  if (signum == SIGTERM && !gw->draining) {
+    sl_log_info("SIGTERM: draining (a second SIGTERM stops at once)");
+    sluice_drain(gw);
     return;
   }
   sl_log_info("signal %d: stopping", signum);
@@ -294,6 +310,8 @@ void sluice_stop(sluice_t *gw, void (*cb)(sluice_t *, void *), void *arg) {
   if (gw->watch.loop) close_handle(gw, (uv_handle_t *)&gw->watch);
   if (gw->watch_scripts.loop) close_handle(gw, (uv_handle_t *)&gw->watch_scripts);
   if (gw->reload_timer.loop) close_handle(gw, (uv_handle_t *)&gw->reload_timer);
+  if (gw->drain_timer.loop) close_handle(gw, (uv_handle_t *)&gw->drain_timer);
+  if (gw->drain_check.loop) close_handle(gw, (uv_handle_t *)&gw->drain_check);
   for (int i = 0; i < 3; i++)
     if (gw->sigs[i].loop) close_handle(gw, (uv_handle_t *)&gw->sigs[i]);
   /* Sessions are closed (the hooks saw their disconnects): no script hook runs from here on,

@@ -136,6 +136,7 @@ bool sl_session_pull(sl_session *s, size_t budget) {
     sl_list_del(ln);
     if (!sl_lane_can_send(l)) continue;
     sl_msg *m = sl_lane_pop(l);
+    l->topic->delivered++;
     if (sl_lane_cfg(l)->delivery == SL_AT_LEAST_ONCE) {
       /* The message stays accounted in the lane until acked or exhausted. */
       sl_acks_track(l, m);

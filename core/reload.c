@@ -14,6 +14,7 @@
 #include <string.h>
 #include <stdio.h>
 #include "sl_internal.h"
+#include "client.h"
 #include "tls_server.h"
 #include "hooks.h"
 #include "sio.h"
@@ -46,9 +47,21 @@ static size_t ns_sockets(sl_ns *ns, sl_socket ***out) {
 static void ns_move(sl_ns *dst, sl_ns *old, sl_ns_config *nc) {
   sl_socket **socks;
   size_t nsocks = ns_sockets(old, &socks);
-  /* Topics that disappear: unsubscribe their subscribers and free them (name NULL after). */
-  for (size_t t = 0; t < old->ntopics; t++)
-    if (!has_topic(nc, old->topics[t].name)) sl_topic_teardown(&old->topics[t]);
+  /* Topics that disappear: unsubscribe their subscribers, free them (name NULL after), and
+   * tell each former subscriber with a TOPIC_REMOVED error event. */
+  for (size_t t = 0; t < old->ntopics; t++) {
+    sl_topic *tp = &old->topics[t];
+    if (has_topic(nc, tp->name)) continue;
+    char *name = sl_xstrdup(tp->name);
+    uint32_t n = tp->nsubs;
+    sl_socket **subs = sl_xcalloc(n + 1, sizeof *subs);
+    for (uint32_t s = 0; s < n; s++) subs[s] = tp->subs[s]->sock;
+    sl_topic_teardown(tp);
+    for (uint32_t s = 0; s < n; s++) sl_client_topic_removed(subs[s], name);
+    if (n) sl_log_info("reload: topic %s removed from namespace %s (%u subscriber(s) told)", name, old->path, n);
+    free(subs);
+    free(name);
+  }
   *dst = *old;
   dst->cfg = nc;
   sl_topic *topics = sl_xcalloc(nc->ntopics ? nc->ntopics : 1, sizeof(sl_topic));

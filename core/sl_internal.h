@@ -60,6 +60,7 @@ typedef struct sl_topic {
   uint64_t m[SL_M_TOPIC_COUNT];
   uint64_t overflow[SL_OV_COUNT];
   uint64_t spill_corrupt;   /* spilled records skipped as corrupt */
+  uint64_t delivered;       /* messages handed to a client's transport (first sends) */
   int snap_slot;            /* the snapshot hook's own slot (sluice_hooks.snapshot; for Lua
                                a registry ref of the state), SLUICE_NOSLOT: none yet */
   char *snap_json;          /* current snapshot state as JSON (survives reloads) */
@@ -175,6 +176,11 @@ struct sl_gateway {
   uv_timer_t sess_timer;
   uv_signal_t sigs[3];
   bool stopping;
+  bool draining;            /* sluice_drain: handshakes refused, waiting for lanes to empty */
+  uv_timer_t drain_timer;   /* wakes the loop while draining (drain.c) */
+  uv_check_t drain_check;   /* tests, after the loop's flush, whether the lanes are empty */
+  uint64_t drain_deadline;  /* loop ms */
+  void (*on_drained)(sl_gateway *); /* the gateway's stop, called by drain.c when done */
   uint64_t msg_counter;
   char boot_id[12];
   uint64_t started_ms;

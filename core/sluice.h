@@ -70,8 +70,9 @@ int sluice_port(const sluice_t *gw, size_t i);
 int sluice_publish(sluice_t *gw, const char *ns, const char *topic, const char *json, size_t len,
                    const char *to, char *msgid);
 
-/* sluice_handle_signals: stop gracefully on SIGINT/SIGTERM (and reload on SIGHUP when
- * supported). Optional: an embedder may handle signals itself. */
+/* sluice_handle_signals: SIGTERM drains (sluice_drain; a second SIGTERM stops at once),
+ * SIGINT stops (sluice_stop), SIGHUP reloads. Optional: an embedder may handle signals
+ * itself. */
 void sluice_handle_signals(sluice_t *gw);
 
 /* sluice_reload: load the config file again into a fresh Lua VM and, if it is valid, swap
@@ -82,6 +83,17 @@ int sluice_reload(sluice_t *gw, char *err, size_t errlen);
 /* sluice_watch_config: reload automatically when a file in the config's directory (or its
  * scripts/ subdirectory) changes. Returns 0 or a negative libuv error. */
 int sluice_watch_config(sluice_t *gw);
+
+/* sluice_drain: stop gracefully, giving clients time to move: new Engine.IO handshakes are
+ * refused (503) and /readyz answers 503, while the sessions already open keep working; once
+ * no AT_LEAST_ONCE message is in flight and every lane is empty, or after drainTimeoutMs
+ * (the largest of the servers'), sluice_stop closes each session the way socket.io's
+ * io.close() does (a WebSocket close, or an Engine.IO close packet to a held poll), so that
+ * socket.io-client reconnects by itself. Idempotent; a no-op once stopping. */
+void sluice_drain(sluice_t *gw);
+
+/* sluice_draining: 1 from sluice_drain until the gateway is freed, else 0. */
+int sluice_draining(const sluice_t *gw);
 
 /* sluice_stop: stop accepting, close every connection and timer. The loop then runs out of
  * the gateway's handles; cb (may be NULL) is called once they are all closed. Idempotent. */

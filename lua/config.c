@@ -225,7 +225,7 @@ static int reject_unknown_keys(vctx *c, int t, const char *what, const char *con
 static const char *const k_top_keys[] = {"servers", "strict", "luaWatchdogMs", NULL};
 static const char *const k_server_keys[] = {
     "host", "port", "transport", "engineIoTransport", "auth", "spillRootPath", "tls",
-    "namespaces", "pingIntervalMs", "pingTimeoutMs", "connectTimeoutMs", "maxPayload",
+    "namespaces", "pingIntervalMs", "pingTimeoutMs", "connectTimeoutMs", "drainTimeoutMs", "maxPayload",
     "socketHighWaterBytes", "socketSendBufferBytes", "apiToken", "engineIo", "tokens",
     "onStart", "onConnect", "onDisconnect", "onSubscribe", "onUnsubscribe", "onOverflow",
     "onRetryExhausted", "tokensFile", "api", "cors", "allowRequest", "luaWatchdogMs", NULL};
@@ -1116,6 +1116,7 @@ static int validate_server(vctx *c, int t, sl_server_config *s) {
       {"pingIntervalMs", &s->ping_interval_ms, 25000, false},
       {"pingTimeoutMs", &s->ping_timeout_ms, 20000, false},
       {"connectTimeoutMs", &s->connect_timeout_ms, 45000, false},
+      {"drainTimeoutMs", &s->drain_timeout_ms, 10000, true},
       {"maxPayload", &s->max_payload, 1000000, false},
       {"socketHighWaterBytes", &s->socket_high_water, 65536, false},
       {"socketSendBufferBytes", &s->socket_sndbuf, 0, true},

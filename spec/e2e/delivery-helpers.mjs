@@ -32,9 +32,11 @@ export function luaValue(v, indent = "") {
 // serverConfig: a Lua config with one server "main" on 127.0.0.1, an OS-assigned port,
 // a small send buffer and high-water mark (so a paused client backs up quickly), the given
 // namespaces and any extra server keys. `prelude` is Lua code placed before the return.
+// drainTimeoutMs is short: these tests stop the server with paused clients whose lanes never
+// empty, and a SIGTERM drain would otherwise wait the default 10 s for them.
 export function serverConfig(namespaces, server = {}, prelude = "") {
   const main = {
-    host: "127.0.0.1", port: 0, socketHighWaterBytes: 4096, socketSendBufferBytes: 4096,
+    host: "127.0.0.1", port: 0, socketHighWaterBytes: 4096, socketSendBufferBytes: 4096, drainTimeoutMs: 500,
     ...server, namespaces,
   };
   return `${prelude}\nreturn ${luaValue({ servers: { main } })}\n`;

@@ -22,7 +22,7 @@ ${LUA_APP}
 return {
   servers = {
     main = {
-      host = "127.0.0.1", port = 0,
+      host = "127.0.0.1", port = 0, drainTimeoutMs = 500, -- paused clients never drain
       namespaces = {
         { path = "/feed", topics = { "prices" }, deliveryMode = "BEST_EFFORT",
           overflowAction = "DROP_OLDEST", maxQueuedMessagesPerClient = 1024,

@@ -163,6 +163,26 @@ TEST(publish_errors_without_subscribers) {
   CHECK_EQ_INT(uv_loop_close(&loop), 0);
 }
 
+/* sluice_drain with nothing queued: the gateway is draining at once, stops by itself on the
+ * next loop iteration, and the loop runs out of handles (uv_loop_close succeeds). */
+TEST(a_drain_with_empty_lanes_stops_the_gateway_by_itself) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  char err[512];
+  sluice_t *gw = sluice_new_from_string(&loop, lua_cfg, strlen(lua_cfg), "lua", err, sizeof err);
+  CHECK(gw != NULL);
+  if (!gw) return;
+  CHECK_EQ_INT(sluice_start(gw, err, sizeof err), 0);
+  CHECK_EQ_INT(sluice_draining(gw), 0);
+  sluice_drain(gw);
+  CHECK_EQ_INT(sluice_draining(gw), 1);
+  sluice_drain(gw); /* idempotent */
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK_EQ_INT(sluice_draining(gw), 1);
+  sluice_free(gw);
+  CHECK_EQ_INT(uv_loop_close(&loop), 0);
+}
+
 TEST(a_websocket_client_receives_a_c_publish) {
   uv_loop_t loop;
   uv_loop_init(&loop);
@@ -190,6 +210,7 @@ TEST(a_websocket_client_receives_a_c_publish) {
 int main(void) {
   RUN(bad_config_string_gives_an_error_and_no_gateway);
   RUN(publish_errors_without_subscribers);
+  RUN(a_drain_with_empty_lanes_stops_the_gateway_by_itself);
   RUN(a_websocket_client_receives_a_c_publish);
   return tl_report();
 }
