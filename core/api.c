@@ -289,6 +289,32 @@ static void hook_time_json(cJSON *root, const sl_lathist *ht) {
   }
 }
 
+/* Admission and inbound memory (net.c's sl_limits), per server. */
+static void limits_metrics(sl_gateway *gw, sl_sbuf *b) {
+  metric_head(b, "sluice_connections", "gauge", "Open TCP connections (refusals being answered not counted)");
+  for (size_t i = 0; i < gw->nservers; i++) {
+    sl_sbuf_puts(b, "sluice_connections{server=\"");
+    label_escape(b, gw->servers[i].cfg->name);
+    sl_sbuf_printf(b, "\"} %u\n", gw->servers[i].lim.nconns);
+  }
+  metric_head(b, "sluice_inbound_buffer_bytes", "gauge",
+              "Bytes of partial inbound HTTP bodies and WebSocket messages held (maxInboundBufferBytes)");
+  for (size_t i = 0; i < gw->nservers; i++) {
+    sl_sbuf_puts(b, "sluice_inbound_buffer_bytes{server=\"");
+    label_escape(b, gw->servers[i].cfg->name);
+    sl_sbuf_printf(b, "\"} %llu\n", (unsigned long long)gw->servers[i].lim.inbound);
+  }
+  metric_head(b, "sluice_connections_refused_total", "counter",
+              "Connections, handshakes and partial inputs refused by a limit");
+  for (size_t i = 0; i < gw->nservers; i++)
+    for (int r = 0; r < SL_REFUSE_COUNT; r++) {
+      sl_sbuf_puts(b, "sluice_connections_refused_total{server=\"");
+      label_escape(b, gw->servers[i].cfg->name);
+      sl_sbuf_printf(b, "\",reason=\"%s\"} %llu\n", sl_refuse_reasons[r],
+                     (unsigned long long)gw->servers[i].lim.refused[r]);
+    }
+}
+
 /* sl_metrics_text: the whole Prometheus exposition for every server of the gateway. */
 static void metrics_text(sl_gateway *gw, sl_sbuf *b) {
   struct { const char *name, *help; size_t off; } ns_metrics[] = {
@@ -347,6 +373,7 @@ static void metrics_text(sl_gateway *gw, sl_sbuf *b) {
     label_escape(b, gw->servers[i].cfg->name);
     sl_sbuf_printf(b, "\"} %zu\n", gw->servers[i].sessions.n);
   }
+  limits_metrics(gw, b);
   metric_head(b, "sluice_reloads_total", "counter", "Configuration reloads by result");
   sl_sbuf_printf(b, "sluice_reloads_total{result=\"ok\"} %llu\nsluice_reloads_total{result=\"error\"} %llu\n",
                  (unsigned long long)gw->reloads_ok, (unsigned long long)gw->reloads_failed);

@@ -117,6 +117,7 @@ static void gateway_destroy(sl_gateway *gw) {
     free(srv->ns);
     sl_hash_free(&srv->sessions);
     sl_auth_free_table(srv);
+    sl_net_server_free(srv);
   }
   free(gw->servers);
   sl_heap_free(&gw->acks);
