@@ -174,9 +174,13 @@ static void req_store_header(sl_req *r) {
 
 static sl_conn *parser_conn(http_parser *p) { return sl_container_of(p, sl_conn, parser); }
 
-/* Bytes of partial input net holds for c: the body being read and pipelined bytes. */
+/* Bytes of partial input net holds for c: a request being read (its URL, its headers twice:
+ * the parser's buffers and the stored values, its body) and pipelined bytes. */
 static uint64_t http_held(const sl_conn *c) {
-  return (c->req ? c->req->body.len : 0) + (c->pend ? c->pend->len : 0);
+  uint64_t n = c->pend ? c->pend->len : 0;
+  const sl_req *r = c->req;
+  if (r && !r->complete) n += r->url.len + 2 * (uint64_t)r->header_bytes + r->body.len;
+  return n;
 }
 
 static int on_message_begin(http_parser *p) {
@@ -233,7 +237,7 @@ static int on_headers_complete(http_parser *p) {
     /* The body is on its way: answer, then discard it for a while (lingering close). */
     c->lingering = 1;
     c->srv->on_request(c);
-    if (!c->wq.n && !c->closing) sl_http_respond(c, 413, "text/plain", "Payload Too Large", 17, NULL);
+    if (!r->answered && !c->closing) sl_http_respond(c, 413, "text/plain", "Payload Too Large", 17, NULL);
     return -1;
   }
   if (!p->upgrade &&
@@ -349,6 +353,13 @@ static void http_feed(sl_conn *c, const char *data, size_t len) {
     c->lingering = 1; /* what follows the bad request is read and dropped, then close */
     if (!c->wq.n) sl_http_respond(c, status, "text/plain", msg, strlen(msg), NULL);
     sl_conn_flush(c);
+    return;
+  }
+  if (c->req && !c->req->complete && !c->closing && !sl_conn_inbound(c, http_held(c))) {
+    /* a request's headers left partial by this read (bodies are charged as they arrive) */
+    sl_log_debug("refusing a request: maxInboundBufferBytes spent");
+    sl_conn_refuse(c, 503, "INBOUND_BUFFERS_FULL",
+                   "the server's inbound buffers are full, try again later");
     return;
   }
   if (c->parser.upgrade && c->mode == SL_CONN_HTTP && !c->closing && !c->close_after_write) {
@@ -790,6 +801,7 @@ static const char *status_text(int s) {
 void sl_http_respond(sl_conn *c, int status, const char *ctype, const char *body, size_t len,
                      const char *extra_headers) {
   if (c->closing) return;
+  if (c->req) c->req->answered = true;
   bool keep = c->req && c->req->complete && http_should_keep_alive(&c->parser) && !c->close_after_write;
   char head[512];
   int hl = snprintf(head, sizeof head,

@@ -65,6 +65,7 @@ typedef struct sl_req {
   bool complete;
   bool too_big;             /* body over the limit (413) */
   bool in_body;             /* headers done, body being read (partialMessageTimeoutMs) */
+  bool answered;            /* sl_http_respond was called for this request */
 } sl_req;
 
 /* One TCP connection. Public: srv, req, parser (read-only for the layers above), data,

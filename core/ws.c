@@ -188,6 +188,7 @@ static void ws_refuse(sl_conn *c, uint16_t code, const char *reason) {
   c->ws_closing = 1;
   c->fmsg = 0;
   ws_release(c);
+  (void)sl_conn_inbound(c, 0); /* shrinking: always succeeds */
   if (was_closing) sl_conn_close(c);
 }
 
