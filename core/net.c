@@ -317,6 +317,7 @@ static void http_feed(sl_conn *c, const char *data, size_t len) {
      * follows the headers belongs to the new protocol. */
     req_free(c->req);
     c->req = NULL;
+    set_charge(c, 0); /* from here on ws charges what it holds */
     if (n < len && c->ops->on_data) c->ops->on_data(c, (const uint8_t *)data + n, len - n);
     return;
   }
