@@ -340,6 +340,24 @@ describe("inbound budget (maxInboundBufferBytes)", () => {
     assert.equal(refused(m, "inbound_buffers"), 1, m);
   });
 
+  it("partial request headers count too", async () => {
+    const srv = await start("maxPayload = 10000, maxInboundBufferBytes = 40000");
+    const head = `GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: ${"p".repeat(12000)}`; // no end
+    const socks = await hold(srv.port, 3);
+    const texts = socks.map(() => "");
+    socks.forEach((s, i) => s.on("data", (d) => { texts[i] += d.toString("latin1"); }));
+    for (const s of socks) { s.write(head); await sleep(100); }
+    await sleep(300);
+    // 2 x 12 KB of headers, counted twice, fit in 40000 bytes only once
+    const statuses = texts.map(statusOf);
+    assert.deepEqual(statuses, [0, 503, 503]);
+    assert.match(texts[1], /INBOUND_BUFFERS_FULL/);
+    socks.forEach((s) => s.destroy());
+    const m = await metrics(srv.port);
+    assert.equal(refused(m, "inbound_buffers"), 2);
+    assert.equal(metric(m, "sluice_inbound_buffer_bytes"), 0);
+  });
+
   // 1,000 connections each holding a partial 1 MB input: VmHWM (peak RSS) grows by no more
   // than the README's inbound formula: maxInboundBufferBytes + connections x per-connection
   // state (+ fixed allocator slack).
