@@ -427,6 +427,34 @@ static void hook_time_json(cJSON *root, const sl_lathist *ht) {
   }
 }
 
+/* Admission and inbound memory (net.c's sl_limits) of the scraped port's server. */
+static void limits_metrics(sl_server *srv, sl_sbuf *b) {
+  sl_gateway *gw = srv->gw;
+  size_t i0 = (size_t)(srv - gw->servers), i1 = i0 + 1; /* this port's server only */
+  metric_head(b, "sluice_connections", "gauge", "Open client connections (not the API listener's, not refusals being answered)");
+  for (size_t i = i0; i < i1; i++) {
+    sl_sbuf_puts(b, "sluice_connections{server=\"");
+    label_escape(b, gw->servers[i].cfg->name);
+    sl_sbuf_printf(b, "\"} %u\n", gw->servers[i].lim.nconns);
+  }
+  metric_head(b, "sluice_inbound_buffer_bytes", "gauge",
+              "Bytes of partial inbound HTTP bodies and WebSocket messages held (maxInboundBufferBytes)");
+  for (size_t i = i0; i < i1; i++) {
+    sl_sbuf_puts(b, "sluice_inbound_buffer_bytes{server=\"");
+    label_escape(b, gw->servers[i].cfg->name);
+    sl_sbuf_printf(b, "\"} %llu\n", (unsigned long long)gw->servers[i].lim.inbound);
+  }
+  metric_head(b, "sluice_connections_refused_total", "counter",
+              "Connections, handshakes and partial inputs refused by a limit");
+  for (size_t i = i0; i < i1; i++)
+    for (int r = 0; r < SL_REFUSE_COUNT; r++) {
+      sl_sbuf_puts(b, "sluice_connections_refused_total{server=\"");
+      label_escape(b, gw->servers[i].cfg->name);
+      sl_sbuf_printf(b, "\",reason=\"%s\"} %llu\n", sl_refuse_reasons[r],
+                     (unsigned long long)gw->servers[i].lim.refused[r]);
+    }
+}
+
 /* metrics_text: the Prometheus exposition of one server (the one whose port was scraped)
  * plus the process-wide series. Each port exposes only its own server's namespaces and
  * topics: two servers of one file that both have /feed would otherwise give two identical
@@ -490,6 +518,7 @@ static void metrics_text(sl_server *srv, sl_sbuf *b) {
     label_escape(b, gw->servers[i].cfg->name);
     sl_sbuf_printf(b, "\"} %zu\n", gw->servers[i].sessions.n);
   }
+  limits_metrics(srv, b);
   metric_head(b, "sluice_reloads_total", "counter", "Configuration reloads by result");
   sl_sbuf_printf(b, "sluice_reloads_total{result=\"ok\"} %llu\nsluice_reloads_total{result=\"error\"} %llu\n",
                  (unsigned long long)gw->reloads_ok, (unsigned long long)gw->reloads_failed);

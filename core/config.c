@@ -136,6 +136,13 @@ char *sl_config_summary(const sl_config *cfg) {
     if (s->eio_path) sb_printf(&b, "  engineIo endpoint %s\n", s->eio_path);
     if (s->on_start_ref != SL_NOREF) sb_printf(&b, "  onStart hook\n");
     if (s->allow_request_ref != SL_NOREF) sb_printf(&b, "  allowRequest hook\n");
+    sb_printf(&b,
+              "  limits: %lld connections (%lld per address%s), %lld sessions, %lld handshakes/s "
+              "per address, inbound buffers %lld bytes, partial messages %lld ms\n",
+              (long long)s->max_connections, (long long)s->max_conns_per_addr,
+              s->limit_loopback ? "" : ", loopback exempt", (long long)s->max_sessions,
+              (long long)s->max_handshake_rate, (long long)s->max_inbound_bytes,
+              (long long)s->partial_timeout_ms);
     for (size_t j = 0; j < s->nns; j++) {
       const sl_ns_config *ns = &s->ns[j];
       sb_printf(&b, "  namespace %s: %s, %s, queue %lld msgs / %lld bytes", ns->path,

@@ -101,6 +101,14 @@ typedef struct sl_server_config {
   int64_t max_payload;        /* 1000000 */
   int64_t socket_high_water;  /* socketHighWaterBytes, default 65536 */
   int64_t socket_sndbuf;      /* socketSendBufferBytes (SO_SNDBUF), 0 = kernel default */
+  /* Admission limits and the inbound budget (net.c; README "Limits"). */
+  int64_t max_connections;    /* maxConnections, 20000 */
+  int64_t max_conns_per_addr; /* maxConnectionsPerAddress, 500 */
+  int64_t max_sessions;       /* maxSessions, 20000 */
+  int64_t max_handshake_rate; /* maxHandshakesPerSecondPerAddress, 50 */
+  int64_t max_inbound_bytes;  /* maxInboundBufferBytes, 64 MiB */
+  int64_t partial_timeout_ms; /* partialMessageTimeoutMs, 30000 */
+  bool limit_loopback;        /* limitLoopback: per-address limits apply to loopback peers */
   char *api_token;            /* NULL: HTTP API answers loopback peers only */
   sl_api_config api;          /* where the API is served (api) */
   sl_cors_config cors;        /* CORS and the Origin check of Engine.IO requests (cors) */

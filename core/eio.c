@@ -108,6 +108,38 @@ static void eio_error(sl_conn *c, bool upgrade, int code, const char *message) {
   sl_sbuf_free(&h);
 }
 
+/* A handshake refused by a limit: 503 with {"error":{code,message}} (CORS headers, so a
+ * browser's polling client can read it). An upgrade request is not upgraded and its
+ * connection closes after the answer. */
+static void eio_limit_refuse(sl_conn *c, bool upgrade, const char *code, const char *message) {
+  char body[256];
+  int n = snprintf(body, sizeof body, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}", code,
+                   message);
+  sl_sbuf h = {0};
+  cors_headers(c, &h);
+  sl_sbuf_puts(&h, "Retry-After: 1\r\n");
+  if (upgrade) c->close_after_write = 1;
+  sl_http_respond(c, 503, "application/json", body, (size_t)n, h.data);
+  sl_sbuf_free(&h);
+}
+
+/* May c open a new session? maxSessions, then the peer address's handshake rate (net). */
+static bool session_admit(sl_conn *c, bool upgrade) {
+  sl_server *srv = c->srv;
+  if (srv->sessions.n >= (size_t)srv->cfg->max_sessions) {
+    sl_server_count_refusal(srv, SL_REFUSE_SESSIONS);
+    sl_log_debug("refusing a handshake: maxSessions reached");
+    eio_limit_refuse(c, upgrade, "TOO_MANY_SESSIONS", "the server has maxSessions sessions, try again later");
+    return false;
+  }
+  if (!sl_conn_admit_handshake(c)) {
+    sl_log_debug("refusing a handshake: maxHandshakesPerSecondPerAddress reached");
+    eio_limit_refuse(c, upgrade, "RATE_LIMITED", "too many handshakes from this address, try again later");
+    return false;
+  }
+  return true;
+}
+
 /* The server's allow_request hook judges a handshake (socket.io's allowRequest). Returns
  * true to go on; false when c was answered with the hook's refusal. */
 static bool handshake_allowed(sl_conn *c, bool upgrade) {
@@ -685,6 +717,7 @@ void sl_eio_http(sl_conn *c, bool upgrade) {
     eio_error(c, upgrade, 5, "Unsupported protocol version");
     return;
   }
+  if (!session_admit(c, upgrade)) return;
   sl_sbuf b = {0};
   if (is_ws) {
     if (!sl_ws_handshake(c, &eio_ws)) return;

@@ -124,6 +124,7 @@ static void gateway_destroy(sl_gateway *gw) {
     sl_hash_free(&srv->sessions);
     sl_auth_free_table(srv);
     sl_tls_server_free(srv);
+    sl_net_server_free(srv);
   }
   free(gw->servers);
   sl_heap_free(&gw->acks);

@@ -52,10 +52,37 @@ typedef struct sl_tls_out {
   size_t off, plain, late_plain;
 } sl_tls_out;
 
+/* Lingering close (nginx's lingering_time): after an early error answer, read and drop what
+ * the client still sends for at most this long / this much, so that closing with unread
+ * data (a reset, which discards our answer at the client) does not happen while it is
+ * still sending. SL_LINGER_MAX bounds the refused connections being answered at once. */
+#define SL_LINGER_MS 5000
+#define SL_LINGER_BYTES (64u << 20)
+#define SL_LINGER_MAX 1024
+#define SL_HANDSHAKE_WINDOW_MS 1000
+
 static char read_buf[SL_READ_BUF];
 static http_parser_settings parser_settings;
 
+const char *const sl_refuse_reasons[SL_REFUSE_COUNT] = {
+    "max_connections", "max_connections_per_address", "max_sessions", "handshake_rate",
+    "inbound_buffers", "partial_timeout"};
+
+/* The admission counts of one peer address (only for addresses the per-address limits
+ * apply to). Kept while a connection from it is open, then until its handshake window ends
+ * (so that reconnecting does not reset the rate). */
+typedef struct sl_addr_slot {
+  sl_hent hent;             /* in srv->lim.addrs, key = addr */
+  sl_link idle;             /* in srv->lim.idle_addrs while conns == 0 */
+  uint32_t conns;
+  uint32_t hs_count;        /* handshakes in the window that started at hs_window */
+  uint64_t hs_window;
+  char addr[INET6_ADDRSTRLEN];
+} sl_addr_slot;
+
 static void on_close(uv_handle_t *h);
+static void set_charge(sl_conn *c, uint64_t bytes);
+static void refuse_partial(sl_conn *v, int reason);
 
 /* ---- timeouts ------------------------------------------------------------------------ */
 
@@ -67,26 +94,65 @@ static void timeout_arm(sl_conn *c, uint64_t ms) {
 
 static void timeout_disarm(sl_conn *c) { sl_list_del(&c->tlink); }
 
-static void sweep_cb(uv_timer_t *t) {
-  sl_gateway *gw = t->data;
-  uint64_t now = uv_now(gw->loop);
-  sl_link *l = gw->timeouts.next;
-  while (l != &gw->timeouts) {
+static uint64_t partial_timeout(const sl_conn *c) {
+  return (uint64_t)c->srv->cfg->partial_timeout_ms;
+}
+
+/* Free the per-address slots whose connections are gone and whose handshake window ended. */
+static void addr_sweep(sl_server *srv, uint64_t now) {
+  sl_limits *L = &srv->lim;
+  if (!L->idle_addrs.next) return;
+  sl_link *l = L->idle_addrs.next;
+  while (l != &L->idle_addrs) {
     sl_link *nx = l->next;
-    sl_conn *c = sl_container_of(l, sl_conn, tlink);
-    if (c->deadline <= now) {
-      sl_log_debug("closing a connection: HTTP timeout");
-      if (c->req && !c->req->complete && c->wq.n == 0) {
-        sl_http_respond(c, 408, "text/plain", "request timeout\n", 16, NULL);
-        c->close_after_write = 1;
-        timeout_disarm(c);
-        sl_conn_flush(c);
-      } else {
-        sl_conn_close(c);
-      }
+    sl_addr_slot *a = sl_container_of(l, sl_addr_slot, idle);
+    if (now - a->hs_window >= SL_HANDSHAKE_WINDOW_MS) {
+      sl_list_del(&a->idle);
+      sl_hash_del(&L->addrs, &a->hent);
+      free(a);
     }
     l = nx;
   }
+}
+
+/* The sweep where a deadline passed: a lingering connection closes; a partial WebSocket
+ * message goes to its owner; an HTTP request still being read is answered 408 (counted as a
+ * partial-message timeout when its body was being read). */
+static void deadline_passed(sl_conn *c) {
+  timeout_disarm(c);
+  if (c->lingering) {
+    sl_conn_close(c);
+  } else if (c->mode == SL_CONN_UPGRADED) {
+    sl_log_debug("closing a WebSocket: partial message timeout");
+    refuse_partial(c, SL_REFUSE_PARTIAL_TIMEOUT);
+  } else if (c->req && !c->req->complete && c->wq.n == 0 && !c->held) {
+    sl_log_debug("answering 408: HTTP %s timeout", c->req->in_body ? "body" : "header");
+    if (c->req->in_body) c->srv->lim.refused[SL_REFUSE_PARTIAL_TIMEOUT]++;
+    sl_conn_refuse(c, 408, "REQUEST_TIMEOUT", "request timeout");
+  } else {
+    sl_log_debug("closing a connection: HTTP timeout");
+    sl_conn_close(c);
+  }
+}
+
+static void sweep_cb(uv_timer_t *t) {
+  sl_gateway *gw = t->data;
+  uint64_t now = uv_now(gw->loop);
+  /* Expired connections move to a list of their own first: handling one may close others
+   * (a session's other transports), which takes them off whichever list they are on. */
+  sl_link expired;
+  sl_list_init(&expired);
+  sl_link *l = gw->timeouts.next;
+  while (l != &gw->timeouts) {
+    sl_link *nx = l->next;
+    if (sl_container_of(l, sl_conn, tlink)->deadline <= now) {
+      sl_list_del(l);
+      sl_list_push(&expired, l);
+    }
+    l = nx;
+  }
+  while (!sl_list_empty(&expired)) deadline_passed(sl_container_of(expired.next, sl_conn, tlink));
+  for (size_t i = 0; i < gw->nservers; i++) addr_sweep(&gw->servers[i], now);
 }
 
 /* sl_net_start_sweeper: see net.h. */
@@ -155,6 +221,15 @@ static void req_store_header(sl_req *r, bool keep_all) {
 
 static sl_conn *parser_conn(http_parser *p) { return sl_container_of(p, sl_conn, parser); }
 
+/* Bytes of partial input net holds for c: a request being read (its URL, its headers twice:
+ * the parser's buffers and the stored values, its body) and pipelined bytes. */
+static uint64_t http_held(const sl_conn *c) {
+  uint64_t n = c->pend ? c->pend->len : 0;
+  const sl_req *r = c->req;
+  if (r && !r->complete) n += r->url.len + 2 * (uint64_t)r->header_bytes + r->body.len;
+  return n;
+}
+
 /* The request callback of the listener that accepted c. */
 static void conn_request(sl_conn *c) {
   if (c->api) c->srv->on_api_request(c);
@@ -165,6 +240,7 @@ static int on_message_begin(http_parser *p) {
   sl_conn *c = parser_conn(p);
   req_free(c->req);
   c->req = sl_xcalloc(1, sizeof(sl_req));
+  set_charge(c, http_held(c));
   timeout_arm(c, SL_HEADER_TIMEOUT_MS);
   return 0;
 }
@@ -211,9 +287,17 @@ static int on_headers_complete(http_parser *p) {
     r->complete = true;
     timeout_disarm(c);
     c->close_after_write = 1;
+    /* The body is on its way: answer, then discard it for a while (lingering close). */
+    c->lingering = 1;
     conn_request(c);
-    if (!c->wq.n && !c->closing) sl_http_respond(c, 413, "text/plain", "Payload Too Large", 17, NULL);
+    if (!r->answered && !c->closing) sl_http_respond(c, 413, "text/plain", "Payload Too Large", 17, NULL);
     return -1;
+  }
+  if (!p->upgrade &&
+      ((p->flags & F_CHUNKED) || (p->content_length > 0 && p->content_length != ULLONG_MAX))) {
+    /* Headers had their 10 s; the body gets partialMessageTimeoutMs from here. */
+    r->in_body = true;
+    timeout_arm(c, partial_timeout(c));
   }
   return 0;
 }
@@ -225,7 +309,14 @@ static int on_body(http_parser *p, const char *at, size_t len) {
   if (r->body.len + len > (size_t)c->srv->cfg->max_payload) {
     r->too_big = true;
     sl_sbuf_free(&r->body);
+    set_charge(c, http_held(c));
     return 0;
+  }
+  if (!sl_conn_inbound(c, http_held(c) + len)) {
+    sl_log_debug("refusing a request body: maxInboundBufferBytes spent");
+    sl_conn_refuse(c, 503, "INBOUND_BUFFERS_FULL",
+                   "the server's inbound buffers are full, try again later");
+    return -1;
   }
   sl_sbuf_append(&r->body, at, len);
   return 0;
@@ -236,6 +327,12 @@ static int on_message_complete(http_parser *p) {
   c->req->complete = true;
   timeout_disarm(c);
   conn_request(c);
+  /* The body was used synchronously: it stops counting against the budget now (a held
+   * request keeps its headers only). */
+  if (c->req) {
+    sl_sbuf_free(&c->req->body);
+    set_charge(c, http_held(c));
+  }
   /* A response may still be pending (a held polling GET): stop parsing pipelined requests
    * until it is written. */
   if (!c->closing && (c->held || c->wq.n)) {
@@ -258,7 +355,8 @@ static void http_feed(sl_conn *c, const char *data, size_t len) {
     /* A pipelined request behind one whose response is pending: keep the bytes until the
      * response is written (bounded). */
     if (!c->pend) c->pend = sl_xcalloc(1, sizeof *c->pend);
-    if (c->pend->len + len > SL_MAX_HEADERS + (size_t)c->srv->cfg->max_payload) {
+    if (c->pend->len + len > SL_MAX_HEADERS + (size_t)c->srv->cfg->max_payload ||
+        !sl_conn_inbound(c, http_held(c) + len)) {
       sl_conn_close(c);
       return;
     }
@@ -272,6 +370,7 @@ static void http_feed(sl_conn *c, const char *data, size_t len) {
      * follows the headers belongs to the new protocol. */
     req_free(c->req);
     c->req = NULL;
+    set_charge(c, 0); /* from here on ws charges what it holds */
     if (n < len && c->ops->on_data) c->ops->on_data(c, (const uint8_t *)data + n, len - n);
     return;
   }
@@ -279,9 +378,18 @@ static void http_feed(sl_conn *c, const char *data, size_t len) {
   if (e == HPE_PAUSED) {
     c->paused = 1;
     if (n < len) {
+      if (!sl_conn_inbound(c, http_held(c) + (len - n))) {
+        sl_conn_close(c);
+        return;
+      }
       if (!c->pend) c->pend = sl_xcalloc(1, sizeof *c->pend);
       sl_sbuf_append(c->pend, data + n, len - n);
     }
+    return;
+  }
+  if (e != HPE_OK && c->lingering) {
+    /* refused from a parser callback (413, 503): answered already, the rest is dropped */
+    sl_conn_flush(c);
     return;
   }
   if (e != HPE_OK) {
@@ -295,10 +403,17 @@ static void http_feed(sl_conn *c, const char *data, size_t len) {
       msg = "URI too long\n";
     }
     sl_log_debug("HTTP parse error: %s", http_errno_name(e));
-    if (!c->wq.n) sl_http_respond(c, status, "text/plain", msg, strlen(msg), NULL);
     c->close_after_write = 1;
-    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->lingering = 1; /* what follows the bad request is read and dropped, then close */
+    if (!c->wq.n) sl_http_respond(c, status, "text/plain", msg, strlen(msg), NULL);
     sl_conn_flush(c);
+    return;
+  }
+  if (c->req && !c->req->complete && !c->closing && !sl_conn_inbound(c, http_held(c))) {
+    /* a request's headers left partial by this read (bodies are charged as they arrive) */
+    sl_log_debug("refusing a request: maxInboundBufferBytes spent");
+    sl_conn_refuse(c, 503, "INBOUND_BUFFERS_FULL",
+                   "the server's inbound buffers are full, try again later");
     return;
   }
   if (c->parser.upgrade && c->mode == SL_CONN_HTTP && !c->closing && !c->close_after_write) {
@@ -346,10 +461,21 @@ static void tls_read(sl_conn *c, const uint8_t *data, size_t len) {
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   sl_conn *c = sl_container_of((uv_tcp_t *)s, sl_conn, tcp);
   if (nread < 0) {
+    if (c->lingering && !c->closing && c->wq.n) {
+      /* the peer is done sending: close as soon as the answer is written */
+      c->lingering = 0;
+      uv_read_stop(s);
+      return;
+    }
     sl_conn_close(c);
     return;
   }
   if (nread == 0 || c->closing) return;
+  if (c->lingering) {
+    c->discarded += (uint64_t)nread;
+    if (c->discarded > SL_LINGER_BYTES) sl_conn_close(c);
+    return;
+  }
   if (c->tls) {
     tls_read(c, (const uint8_t *)buf->base, (size_t)nread);
   } else if (c->mode == SL_CONN_UPGRADED) {
@@ -367,11 +493,133 @@ void sl_conn_resume(sl_conn *c) {
   if (c->pend) {
     sl_sbuf *p = c->pend;
     c->pend = NULL;
+    /* still charged while it is parsed: the parser copies it into the next request */
     http_feed(c, p->data, p->len);
     sl_sbuf_free(p);
     free(p);
+    if (!c->closing) set_charge(c, http_held(c));
   }
 }
+
+/* ---- admission ------------------------------------------------------------------------ */
+
+/* Take one connection slot of c's peer address, unless the per-address limits do not apply
+ * to it (loopback without limitLoopback). Returns -1, or SL_REFUSE_PER_ADDRESS when the
+ * address has maxConnectionsPerAddress already. */
+static int addr_admit(sl_conn *c) {
+  sl_server *srv = c->srv;
+  sl_limits *L = &srv->lim;
+  char a[INET6_ADDRSTRLEN];
+  sl_conn_remote(c, a, sizeof a);
+  if (!srv->cfg->limit_loopback && sl_addr_is_loopback(a)) return -1;
+  sl_hent *e = sl_hash_get(&L->addrs, a);
+  sl_addr_slot *slot;
+  if (e) {
+    slot = sl_container_of(e, sl_addr_slot, hent);
+  } else {
+    slot = sl_xcalloc(1, sizeof *slot);
+    memcpy(slot->addr, a, sizeof slot->addr);
+    sl_hash_put(&L->addrs, &slot->hent, slot->addr);
+    slot->hs_window = uv_now(srv->gw->loop) - SL_HANDSHAKE_WINDOW_MS;
+    sl_list_push(&L->idle_addrs, &slot->idle);
+  }
+  if (slot->conns >= (uint64_t)srv->cfg->max_conns_per_addr) return SL_REFUSE_PER_ADDRESS;
+  if (slot->conns++ == 0) sl_list_del(&slot->idle);
+  c->addr = slot;
+  return -1;
+}
+
+static void addr_release(sl_conn *c) {
+  sl_addr_slot *slot = c->addr;
+  if (!slot) return;
+  c->addr = NULL;
+  if (--slot->conns == 0) sl_list_push(&c->srv->lim.idle_addrs, &slot->idle);
+}
+
+/* sl_conn_admit_handshake: see net.h. A fixed one-second window per address. */
+bool sl_conn_admit_handshake(sl_conn *c) {
+  sl_addr_slot *a = c->addr;
+  if (!a) return true;
+  uint64_t now = uv_now(c->srv->gw->loop);
+  if (now - a->hs_window >= SL_HANDSHAKE_WINDOW_MS) {
+    a->hs_window = now;
+    a->hs_count = 0;
+  }
+  if (a->hs_count >= (uint64_t)c->srv->cfg->max_handshake_rate) {
+    c->srv->lim.refused[SL_REFUSE_HANDSHAKE_RATE]++;
+    return false;
+  }
+  a->hs_count++;
+  return true;
+}
+
+/* sl_server_count_refusal: see net.h. */
+void sl_server_count_refusal(sl_server *srv, int reason) {
+  if (reason >= 0 && reason < SL_REFUSE_COUNT) srv->lim.refused[reason]++;
+}
+
+/* ---- the inbound budget --------------------------------------------------------------- */
+
+/* Charge c `bytes` (replacing what it had); the heap keeps the largest on top. */
+static void set_charge(sl_conn *c, uint64_t bytes) {
+  sl_limits *L = &c->srv->lim;
+  if (bytes == c->inbound) return;
+  L->inbound = L->inbound - c->inbound + bytes;
+  c->inbound = bytes;
+  if (bytes) sl_heap_update(&L->big, &c->inb, ~bytes);
+  else sl_heap_remove(&L->big, &c->inb);
+  if (L->inbound > L->inbound_peak) L->inbound_peak = L->inbound;
+}
+
+/* Refuse v's partial input (reason SL_REFUSE_INBOUND_BUDGET or SL_REFUSE_PARTIAL_TIMEOUT):
+ * uncharge it now, count, and let the owner (upgraded) or net (HTTP) drop it and close. */
+static void refuse_partial(sl_conn *v, int reason) {
+  set_charge(v, 0);
+  v->srv->lim.refused[reason]++;
+  if (v->mode == SL_CONN_UPGRADED) {
+    if (v->ops && v->ops->on_limit) v->ops->on_limit(v, reason);
+    else sl_conn_close(v);
+    return;
+  }
+  if (v->req && !v->req->complete && !v->held && !v->paused && v->wq.n == 0) {
+    sl_conn_refuse(v, 503, "INBOUND_BUFFERS_FULL",
+                   "the server's inbound buffers are full, try again later");
+  } else {
+    sl_conn_close(v);
+  }
+}
+
+/* sl_conn_inbound: see net.h. */
+bool sl_conn_inbound(sl_conn *c, uint64_t bytes) {
+  sl_limits *L = &c->srv->lim;
+  if (bytes <= c->inbound) {
+    set_charge(c, bytes);
+    return true;
+  }
+  uint64_t limit = (uint64_t)c->srv->cfg->max_inbound_bytes;
+  while (L->inbound - c->inbound + bytes > limit) {
+    sl_heap_node *top = sl_heap_min(&L->big);
+    sl_conn *v = top ? sl_container_of(top, sl_conn, inb) : NULL;
+    if (!v || v == c || v->inbound <= bytes) {
+      L->refused[SL_REFUSE_INBOUND_BUDGET]++;
+      return false;
+    }
+    sl_log_debug("maxInboundBufferBytes spent: refusing a connection holding %llu bytes",
+                 (unsigned long long)v->inbound);
+    refuse_partial(v, SL_REFUSE_INBOUND_BUDGET);
+  }
+  set_charge(c, bytes);
+  return true;
+}
+
+/* sl_conn_deadline_start: see net.h. */
+void sl_conn_deadline_start(sl_conn *c) {
+  if (c->tlink.next || c->closing) return;
+  timeout_arm(c, partial_timeout(c));
+}
+
+/* sl_conn_deadline_stop: see net.h. */
+void sl_conn_deadline_stop(sl_conn *c) { timeout_disarm(c); }
 
 static void accept_conn(sl_server *srv, uv_stream_t *l, int status, bool api) {
   if (status < 0) {
@@ -380,6 +628,7 @@ static void accept_conn(sl_server *srv, uv_stream_t *l, int status, bool api) {
   }
   sl_conn *c = sl_xcalloc(1, sizeof *c);
   c->srv = srv;
+  sl_heap_node_init(&c->inb);
   c->api = api;
   if (l->type == UV_NAMED_PIPE) uv_pipe_init(srv->gw->loop, &c->pipe, 0);
   else uv_tcp_init(srv->gw->loop, &c->tcp);
@@ -401,6 +650,34 @@ static void accept_conn(sl_server *srv, uv_stream_t *l, int status, bool api) {
     uv_send_buffer_size((uv_handle_t *)&c->tcp, &v);
   }
   http_parser_init(&c->parser, HTTP_REQUEST);
+  /* The API listener is for operators: not limited (so /metrics answers during a flood)
+   * and not counted; its request bodies are charged to the inbound budget all the same. */
+  int why = api ? -1
+            : srv->lim.nconns >= (uint64_t)srv->cfg->max_connections ? SL_REFUSE_CONNECTIONS
+                                                                       : addr_admit(c);
+  if (why >= 0) {
+    /* Answer at once (before the request: nothing of it is buffered), then linger. Past
+     * SL_LINGER_MAX refusals in progress, just close. */
+    srv->lim.refused[why]++;
+    sl_log_debug("refusing a connection: %s", sl_refuse_reasons[why]);
+    if (srv->lim.nlinger >= SL_LINGER_MAX) {
+      sl_conn_close(c);
+      return;
+    }
+    c->counted = 2;
+    srv->lim.nlinger++;
+    uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
+    if (why == SL_REFUSE_CONNECTIONS)
+      sl_conn_refuse(c, 503, "TOO_MANY_CONNECTIONS", "the server has maxConnections connections");
+    else
+      sl_conn_refuse(c, 503, "TOO_MANY_CONNECTIONS",
+                     "this address has maxConnectionsPerAddress connections");
+    return;
+  }
+  if (!api) {
+    c->counted = 1;
+    srv->lim.nconns++;
+  }
   timeout_arm(c, SL_HEADER_TIMEOUT_MS);
   uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
 }
@@ -462,6 +739,7 @@ int sl_server_listen(sl_server *srv, sl_request_cb on_request) {
   r = resolve(host, srv->cfg->port, &addr);
   if (r) return r;
   srv->on_request = on_request;
+  if (!srv->lim.idle_addrs.next) sl_list_init(&srv->lim.idle_addrs);
   uv_tcp_init(srv->gw->loop, &srv->listener);
   srv->listener.data = srv;
   r = uv_tcp_bind(&srv->listener, (struct sockaddr *)&addr, 0);
@@ -558,11 +836,32 @@ static unsigned wq_iov(sl_conn *c, uv_buf_t *iov, unsigned max) {
   return n;
 }
 
+static void shutdown_cb(uv_shutdown_t *req, int status) {
+  (void)status;
+  free(req);
+}
+
+/* The early answer is written: half-close (the client sees the end of the answer) and drop
+ * what it still sends until it closes, SL_LINGER_MS pass, or SL_LINGER_BYTES arrive. */
+static void linger_start(sl_conn *c) {
+  if (c->lingering == 2) return;
+  c->lingering = 2;
+  uv_shutdown_t *req = sl_xmalloc(sizeof *req);
+  if (uv_shutdown(req, (uv_stream_t *)&c->tcp, shutdown_cb) != 0) {
+    free(req);
+    sl_conn_close(c);
+    return;
+  }
+  timeout_arm(c, SL_LINGER_MS);
+  uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
+}
+
 static void after_drain(sl_conn *c) {
   if (c->closing) return;
   if (c->wq.n == 0) {
     if (c->close_after_write) {
-      sl_conn_close(c);
+      if (c->lingering) linger_start(c);
+      else sl_conn_close(c);
       return;
     }
     if (c->mode == SL_CONN_HTTP && !c->held) {
@@ -791,6 +1090,7 @@ static const char *status_text(int s) {
 void sl_http_respond(sl_conn *c, int status, const char *ctype, const char *body, size_t len,
                      const char *extra_headers) {
   if (c->closing) return;
+  if (c->req) c->req->answered = true;
   bool keep = c->req && c->req->complete && http_should_keep_alive(&c->parser) && !c->close_after_write;
   char head[512];
   int hl = snprintf(head, sizeof head,
@@ -826,6 +1126,27 @@ void sl_http_json_error(sl_conn *c, int status, const char *code, const char *me
   sl_sbuf_free(&b);
 }
 
+/* sl_conn_linger: see net.h. */
+void sl_conn_linger(sl_conn *c) {
+  if (!c->closing && !c->lingering) c->lingering = 1;
+}
+
+/* sl_conn_refuse: see net.h. */
+void sl_conn_refuse(sl_conn *c, int status, const char *code, const char *message) {
+  if (c->closing) return;
+  c->close_after_write = 1;
+  c->lingering = 1;
+  timeout_disarm(c);
+  if (c->req) sl_sbuf_free(&c->req->body);
+  if (c->pend) {
+    sl_sbuf_free(c->pend);
+    free(c->pend);
+    c->pend = NULL;
+  }
+  set_charge(c, 0);
+  sl_http_json_error(c, status, code, message);
+}
+
 /* sl_conn_upgrade: see net.h. */
 void sl_conn_upgrade(sl_conn *c, const sl_conn_ops *ops) {
   c->mode = SL_CONN_UPGRADED;
@@ -854,9 +1175,30 @@ void sl_conn_close(sl_conn *c) {
   c->closing = 1;
   timeout_disarm(c);
   sl_list_del(&c->link);
+  set_charge(c, 0);
+  addr_release(c);
+  if (c->counted == 1) c->srv->lim.nconns--;
+  else if (c->counted == 2) c->srv->lim.nlinger--;
+  c->counted = 0;
   if (c->ops && c->ops->on_close) c->ops->on_close(c);
   uv_read_stop((uv_stream_t *)&c->tcp);
   uv_close((uv_handle_t *)&c->tcp, on_close);
+}
+
+/* sl_net_server_free: see net.h. */
+void sl_net_server_free(sl_server *srv) {
+  sl_limits *L = &srv->lim;
+  for (size_t b = 0; b < L->addrs.nb; b++) {
+    sl_hent *e = L->addrs.b[b];
+    while (e) {
+      sl_hent *nx = e->hnext;
+      free(sl_container_of(e, sl_addr_slot, hent));
+      e = nx;
+    }
+  }
+  sl_hash_free(&L->addrs);
+  sl_list_init(&L->idle_addrs);
+  sl_heap_free(&L->big);
 }
 
 /* sl_server_close_conns: see net.h. */

@@ -35,6 +35,13 @@ typedef struct sl_conn_ops {
    * from sl_conn_close, before the handle is closed; the connection must not be used after
    * this returns (its memory goes away in the close callback). */
   void (*on_close)(sl_conn *c);
+  /* The partial input c holds must go: reason is SL_REFUSE_INBOUND_BUDGET (the server's
+   * maxInboundBufferBytes is spent and c holds the most) or SL_REFUSE_PARTIAL_TIMEOUT (a
+   * message started partialMessageTimeoutMs ago and is not complete). net has already
+   * uncharged c and counted the refusal; the owner frees what it buffered now and closes
+   * (ws: close 1013 or 1008). Called only on an upgraded connection, never from inside its
+   * own on_data. NULL: net closes the connection. */
+  void (*on_limit)(sl_conn *c, int reason);
 } sl_conn_ops;
 
 /* A complete request is ready on c (c->req: URL, headers, body; c->parser: method, upgrade,
@@ -66,6 +73,8 @@ typedef struct sl_req {
   int last_was_value;
   bool complete;
   bool too_big;             /* body over the limit (413) */
+  bool in_body;             /* headers done, body being read (partialMessageTimeoutMs) */
+  bool answered;            /* sl_http_respond was called for this request */
 } sl_req;
 
 /* One TCP connection. Public: srv, req, parser (read-only for the layers above), data,
@@ -108,6 +117,14 @@ struct sl_conn {
   uint64_t fleft;           /* payload bytes of the current frame still to come */
   struct ssl_st *tls;       /* tls.h: the TLS engine, NULL on a plain listener */
   struct sl_tls_out *tout;  /* TLS: ciphertext the kernel has not taken yet (NULL when none) */
+  uint64_t fmsg;            /* ws.c: bytes wslay holds for the partial message */
+  /* net.c: admission and the inbound budget (sl_limits) */
+  struct sl_addr_slot *addr;/* the peer address's counts (NULL: per-address limits off) */
+  sl_heap_node inb;         /* in srv->lim.big while inbound > 0 */
+  uint64_t inbound;         /* bytes of partial input charged to the budget */
+  uint64_t discarded;       /* bytes read and dropped while lingering */
+  uint8_t lingering;        /* answered an early error: discard input, then close */
+  uint8_t counted;          /* counted in srv->lim.nconns (else in nlinger) */
 };
 
 /* sl_server_listen: bind and listen on srv->cfg's host:port; every request read on an
@@ -130,6 +147,48 @@ void sl_server_close_api(sl_server *srv, void (*close_cb)(uv_handle_t *), void *
 /* sl_net_start_sweeper: start the gateway-wide timer (1 s, unref'd) that enforces the header
  * (10 s, answered 408) and keep-alive idle (60 s) timeouts. Call once per gateway. */
 void sl_net_start_sweeper(sl_gateway *gw);
+
+/* sl_net_server_free: release srv's admission tables (per-address slots, the budget heap).
+ * Call when the server is destroyed, after its connections are closed. */
+void sl_net_server_free(sl_server *srv);
+
+/* sl_conn_inbound: c now holds `bytes` of partial input in memory (an HTTP body or pipelined
+ * bytes in net, a partial WebSocket message in ws; 0: none). Shrinking always succeeds.
+ * Growing must fit in the server's maxInboundBufferBytes: while it does not, the connection
+ * holding the most is refused (net answers a plain HTTP one 503 INBOUND_BUFFERS_FULL, an
+ * upgraded one goes to ops->on_limit) and uncharged. Returns true when `bytes` is charged;
+ * false when c itself would hold the most: nothing changes (c keeps its old charge), the
+ * refusal is counted, and the caller drops c's input and refuses c. */
+bool sl_conn_inbound(sl_conn *c, uint64_t bytes);
+
+/* sl_conn_deadline_start: arm c's partial-message deadline (the server's
+ * partialMessageTimeoutMs from now) unless one is armed already. On an upgraded connection,
+ * when it passes, net counts a SL_REFUSE_PARTIAL_TIMEOUT and calls ops->on_limit. */
+void sl_conn_deadline_start(sl_conn *c);
+
+/* sl_conn_deadline_stop: disarm it (the message completed). */
+void sl_conn_deadline_stop(sl_conn *c);
+
+/* sl_conn_admit_handshake: may c's peer open one more Engine.IO session now? Counts the
+ * handshake in the peer address's one-second window (maxHandshakesPerSecondPerAddress;
+ * loopback peers are exempt unless limitLoopback). Returns false, and counts a
+ * SL_REFUSE_HANDSHAKE_RATE, when the window is full: the caller refuses the handshake. */
+bool sl_conn_admit_handshake(sl_conn *c);
+
+/* sl_server_count_refusal: count one refusal (SL_REFUSE_*) decided above net. */
+void sl_server_count_refusal(sl_server *srv, int reason);
+
+/* sl_conn_refuse: answer the request on c with `status` and the JSON error {code, message},
+ * close the connection after it, and meanwhile read and discard what the client still sends
+ * (bounded in time and bytes) so that it reads the answer instead of a reset. For early
+ * errors with unread request data (413, 503, 408). */
+void sl_conn_refuse(sl_conn *c, int status, const char *code, const char *message);
+
+/* sl_conn_linger: when c closes after its queue is written (close_after_write), half-close
+ * first and read and drop what the peer still sends (until it closes, 5 s, or 64 MiB), so
+ * that it reads what was queued (a 413, a WebSocket close frame) instead of a reset. Call it
+ * before queueing that last answer. From then on, bytes read are dropped. */
+void sl_conn_linger(sl_conn *c);
 
 /* sl_server_close_conns: sl_conn_close every connection of srv (graceful stop). */
 void sl_server_close_conns(sl_server *srv);

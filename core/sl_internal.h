@@ -81,6 +81,37 @@ typedef struct sl_ns {
   sl_hookset hooks;         /* policy hooks (hooks.h) */
 } sl_ns;
 
+/* ---- admission and inbound memory (net.c owns these; eio and ws report through net.h) -- */
+
+/* Why a connection, a handshake or a partial input was refused: the reason label of
+ * sluice_connections_refused_total (sl_refuse_reasons). */
+enum {
+  SL_REFUSE_CONNECTIONS = 0,  /* maxConnections */
+  SL_REFUSE_PER_ADDRESS,      /* maxConnectionsPerAddress */
+  SL_REFUSE_SESSIONS,         /* maxSessions */
+  SL_REFUSE_HANDSHAKE_RATE,   /* maxHandshakesPerSecondPerAddress */
+  SL_REFUSE_INBOUND_BUDGET,   /* maxInboundBufferBytes spent: the largest partial input */
+  SL_REFUSE_PARTIAL_TIMEOUT,  /* a body or WebSocket message not complete in time */
+  SL_REFUSE_COUNT
+};
+extern const char *const sl_refuse_reasons[SL_REFUSE_COUNT];
+
+/* One server's admission state. Connections per address and the handshake rate are kept per
+ * peer address (sl_addr_slot, net.c) only for addresses the limits apply to; the inbound
+ * budget charges every connection holding a partial HTTP body, pipelined bytes or a partial
+ * WebSocket message (sl_conn.inbound), and keeps those connections on a heap, largest first,
+ * so the biggest can be refused when the budget is spent. */
+typedef struct sl_limits {
+  uint32_t nconns;          /* accepted connections (refused ones being answered: nlinger) */
+  uint32_t nlinger;         /* refused connections answered and discarding input */
+  uint64_t inbound;         /* bytes charged to maxInboundBufferBytes */
+  uint64_t inbound_peak;    /* the most ever charged at once */
+  sl_heap big;              /* sl_conn by inbound, largest first (key = ~inbound) */
+  sl_hash addrs;            /* peer address text -> sl_addr_slot */
+  sl_link idle_addrs;       /* slots with no connection, kept for their handshake window */
+  uint64_t refused[SL_REFUSE_COUNT];
+} sl_limits;
+
 struct sl_server {
   sl_gateway *gw;
   sl_server_config *cfg;
@@ -98,6 +129,7 @@ struct sl_server {
    * raw engineIo endpoint (sl_session.raw); installed by the layer above (router.c). */
   const struct sl_eio_handler *eio_handlers[2];
   bool listening;
+  sl_limits lim;            /* connection/session limits and the inbound budget (net.c) */
   sl_hookset hooks;         /* lifecycle event hooks and on_start (hooks.h) */
   /* the API's own listener (cfg->api.listen): net.c sl_server_listen_api */
   union {

@@ -9,7 +9,13 @@
  * A wslay context costs several KiB, so a connection borrows one from a pool only while it
  * reads: a tiny frame-boundary tracker (fh/fhave/fleft/frag in sl_conn) tells when the
  * connection is between messages again, and the context goes back to the pool. An idle
- * WebSocket therefore holds no wslay memory. */
+ * WebSocket therefore holds no wslay memory.
+ *
+ * Memory of a partial message is charged to the server's inbound budget (sl_conn_inbound):
+ * the borrowed context, plus what wslay keeps for the message — for each data frame a chunk
+ * (malloc'd at the frame header) and its bookkeeping, and the payload bytes read so far. The
+ * tracker counts those (fmsg) before wslay sees the bytes, so a read that would go over the
+ * budget is refused before anything is buffered. */
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -20,6 +26,10 @@
 #include "sl_util.h"
 
 #define WS_POOL_MAX 256
+/* Budget cost of a borrowed wslay context (two 4 KiB buffers and its queues) and of each
+ * data frame of a message wslay buffers (a chunk struct, a queue cell, malloc overhead). */
+#define WS_SLOT_COST 10240
+#define WS_FRAME_COST 96
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 typedef struct sl_ws_slot {
@@ -132,6 +142,11 @@ static bool track(sl_conn *c, const uint8_t *d, size_t len) {
       size_t take = len - i < c->fleft ? len - i : (size_t)c->fleft;
       c->fleft -= take;
       i += take;
+      /* fh[0] still holds the current frame's first byte */
+      if ((c->fh[0] & 0x0f) <= 2) {
+        c->fmsg += take;
+        if (c->fleft == 0 && (c->fh[0] & 0x80)) c->fmsg = 0; /* the message is complete */
+      }
       continue;
     }
     c->fh[c->fhave++] = d[i++];
@@ -150,10 +165,38 @@ static bool track(sl_conn *c, const uint8_t *d, size_t len) {
     if (plen > (uint64_t)c->srv->cfg->max_payload) return false;
     if ((op == 1 || op == 2) && !fin) c->frag = 1;
     else if (op == 0 && fin) c->frag = 0;
+    if (op <= 2) {
+      c->fmsg += WS_FRAME_COST;
+      if (plen == 0 && fin) c->fmsg = 0;
+    }
     c->fleft = plen;
     c->fhave = 0;
   }
   return true;
+}
+
+/* Refuse c's partial message: drop the wslay context and what it buffered, tell the
+ * handler, send the close frame and linger. */
+static void ws_refuse(sl_conn *c, uint16_t code, const char *reason) {
+  bool was_closing = c->ws_closing;
+  handler(c)->on_close(c);
+  if (c->closing) return;
+  if (!was_closing) {
+    sl_conn_linger(c);
+    sl_ws_close(c, code, reason);
+  }
+  c->ws_closing = 1;
+  c->fmsg = 0;
+  ws_release(c);
+  (void)sl_conn_inbound(c, 0); /* shrinking: always succeeds */
+  if (was_closing) sl_conn_close(c);
+}
+
+/* sl_ws_conn_limit: see ws.h. */
+void sl_ws_conn_limit(sl_conn *c, int reason) {
+  if (c->closing) return;
+  if (reason == SL_REFUSE_PARTIAL_TIMEOUT) ws_refuse(c, 1008, "message timeout");
+  else ws_refuse(c, 1013, "inbound buffers full, try again later");
 }
 
 /* sl_ws_feed: see ws.h. */
@@ -167,8 +210,15 @@ void sl_ws_feed(sl_conn *c, const uint8_t *data, size_t len) {
     }
   }
   if (!track(c, data, len)) {
-    handler(c)->on_close(c);
-    sl_ws_close(c, 1009, "message too big");
+    ws_refuse(c, 1009, "message too big");
+    return;
+  }
+  bool partial = c->fhave || c->fleft || c->frag;
+  uint64_t want = partial ? WS_SLOT_COST + c->fmsg : 0;
+  if (!sl_conn_inbound(c, want)) {
+    sl_log_debug("refusing a WebSocket message: maxInboundBufferBytes spent");
+    if (want > (uint64_t)c->srv->cfg->max_inbound_bytes) ws_refuse(c, 1009, "message too big");
+    else ws_refuse(c, 1013, "inbound buffers full, try again later");
     return;
   }
   cur_buf = data;
@@ -196,7 +246,13 @@ void sl_ws_feed(sl_conn *c, const uint8_t *data, size_t len) {
     return;
   }
   sl_conn_flush(c);
-  if (c->fhave == 0 && c->fleft == 0 && !c->frag) ws_release(c);
+  if (c->closing) return;
+  if (partial) {
+    sl_conn_deadline_start(c);
+  } else {
+    sl_conn_deadline_stop(c);
+    ws_release(c);
+  }
 }
 
 /* sl_ws_close: see ws.h. */

@@ -28,7 +28,7 @@ typedef struct sl_ws_handler {
 /* on_message, on_drain (net's on_drain: the write in flight completed, may be NULL), and
  * on_close of a WebSocket handler. */
 #define SL_WS_HANDLER(on_message_, on_drain_, on_close_)                                     \
-  { {sl_ws_feed, (on_drain_), sl_ws_conn_closed}, (on_message_), (on_close_) }
+  { {sl_ws_feed, (on_drain_), sl_ws_conn_closed, sl_ws_conn_limit}, (on_message_), (on_close_) }
 
 /* sl_ws_handshake: validate c's upgrade request (RFC 6455 4.2.1: GET, Upgrade: websocket,
  * Connection: Upgrade, a 24-character Sec-WebSocket-Key, version 13) and queue the 101
@@ -50,5 +50,11 @@ void sl_ws_feed(sl_conn *c, const uint8_t *data, size_t len);
 /* sl_ws_conn_closed: net's on_close for a WebSocket (through SL_WS_HANDLER): calls the
  * handler's on_close, then gives the connection's wslay context back. */
 void sl_ws_conn_closed(sl_conn *c);
+
+/* sl_ws_conn_limit: net's on_limit for a WebSocket (through SL_WS_HANDLER): the partial
+ * message is dropped (its wslay context freed), the handler's on_close called, and the
+ * connection closed with 1013 (inbound buffers full) or 1008 (message timeout) after a
+ * lingering read. */
+void sl_ws_conn_limit(sl_conn *c, int reason);
 
 #endif

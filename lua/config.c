@@ -228,7 +228,10 @@ static const char *const k_server_keys[] = {
     "namespaces", "pingIntervalMs", "pingTimeoutMs", "connectTimeoutMs", "drainTimeoutMs", "maxPayload",
     "socketHighWaterBytes", "socketSendBufferBytes", "apiToken", "engineIo", "tokens",
     "onStart", "onConnect", "onDisconnect", "onSubscribe", "onUnsubscribe", "onOverflow",
-    "onRetryExhausted", "tokensFile", "api", "cors", "allowRequest", "luaWatchdogMs", NULL};
+    "onRetryExhausted", "tokensFile", "api", "cors", "allowRequest", "luaWatchdogMs",
+    "maxConnections", "maxConnectionsPerAddress", "maxSessions",
+    "maxHandshakesPerSecondPerAddress", "maxInboundBufferBytes", "partialMessageTimeoutMs",
+    "limitLoopback", NULL};
 static const char *const k_ns_keys[] = {
     "path", "topics", "deliveryMode", "overflowAction", "maxQueuedMessagesPerClient",
     "maxQueuedBytesPerClient", "ackTimeoutMs", "maxRetries", "coalesce", "allowPolling",
@@ -1120,6 +1123,12 @@ static int validate_server(vctx *c, int t, sl_server_config *s) {
       {"maxPayload", &s->max_payload, 1000000, false},
       {"socketHighWaterBytes", &s->socket_high_water, 65536, false},
       {"socketSendBufferBytes", &s->socket_sndbuf, 0, true},
+      {"maxConnections", &s->max_connections, 20000, false},
+      {"maxConnectionsPerAddress", &s->max_conns_per_addr, 500, false},
+      {"maxSessions", &s->max_sessions, 20000, false},
+      {"maxHandshakesPerSecondPerAddress", &s->max_handshake_rate, 50, false},
+      {"maxInboundBufferBytes", &s->max_inbound_bytes, 64 << 20, false},
+      {"partialMessageTimeoutMs", &s->partial_timeout_ms, 30000, false},
   };
   for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++) {
     if (opt_int(c, t, nums[i].key, nums[i].dst, nums[i].def)) goto out;
@@ -1136,6 +1145,11 @@ static int validate_server(vctx *c, int t, sl_server_config *s) {
     goto out;
   }
   if (wd >= 0 && (c->server_wd < 0 || wd < c->server_wd)) c->server_wd = wd;
+  if (opt_bool(c, t, "limitLoopback", &s->limit_loopback, false)) goto out;
+  if (s->max_inbound_bytes < s->max_payload)
+    vwarn(c, "maxInboundBufferBytes (%lld) is below maxPayload (%lld): a message of maxPayload "
+             "bytes will always be refused",
+          (long long)s->max_inbound_bytes, (long long)s->max_payload);
   if (opt_string(c, t, "apiToken", &s->api_token, NULL)) goto out;
   if (s->api_token && !s->api_token[0]) {
     verr(c, "apiToken must not be empty (leave it out to allow loopback peers only)");

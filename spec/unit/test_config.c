@@ -142,6 +142,44 @@ TEST(defaults) {
   sl_config_free(cfg);
 }
 
+/* The admission limits and the inbound budget (README "Limits"): defaults, overrides, checks. */
+TEST(limits) {
+  sl_config *cfg = load_str(ns_json(""), "json");
+  CHECK(cfg != NULL);
+  if (!cfg) return;
+  sl_server_config *s = &cfg->servers[0];
+  CHECK_EQ_INT(s->max_connections, 20000);
+  CHECK_EQ_INT(s->max_conns_per_addr, 500);
+  CHECK_EQ_INT(s->max_sessions, 20000);
+  CHECK_EQ_INT(s->max_handshake_rate, 50);
+  CHECK_EQ_INT(s->max_inbound_bytes, 64 << 20);
+  CHECK_EQ_INT(s->partial_timeout_ms, 30000);
+  CHECK(!s->limit_loopback);
+  sl_config_free(cfg);
+  cfg = load_str("{\"servers\":{\"s\":{\"maxConnections\":7,\"maxConnectionsPerAddress\":3,"
+                 "\"maxSessions\":5,\"maxHandshakesPerSecondPerAddress\":2,"
+                 "\"maxInboundBufferBytes\":2000000,\"partialMessageTimeoutMs\":1500,"
+                 "\"limitLoopback\":true,\"namespaces\":[{\"path\":\"/a\",\"topics\":[\"t\"]}]}}}",
+                 "json");
+  CHECK(cfg != NULL);
+  if (!cfg) return;
+  s = &cfg->servers[0];
+  CHECK_EQ_INT(s->max_connections, 7);
+  CHECK_EQ_INT(s->max_conns_per_addr, 3);
+  CHECK_EQ_INT(s->max_sessions, 5);
+  CHECK_EQ_INT(s->max_handshake_rate, 2);
+  CHECK_EQ_INT(s->max_inbound_bytes, 2000000);
+  CHECK_EQ_INT(s->partial_timeout_ms, 1500);
+  CHECK(s->limit_loopback);
+  sl_config_free(cfg);
+  CHECK_EQ_STR(load_err("{\"servers\":{\"s\":{\"maxConnections\":0}}}", "json"),
+               "test: server \"s\": maxConnections must be positive");
+  CHECK_EQ_STR(load_err("{\"servers\":{\"s\":{\"maxInboundBufferBytes\":-1}}}", "json"),
+               "test: server \"s\": maxInboundBufferBytes must be positive");
+  CHECK_EQ_STR(load_err("{\"servers\":{\"s\":{\"limitLoopback\":1}}}", "json"),
+               "test: server \"s\": limitLoopback must be a boolean");
+}
+
 TEST(missing_port_is_zero) {
   sl_config *cfg =
       load_str("{\"servers\":{\"s\":{\"namespaces\":[{\"path\":\"/a\",\"topics\":[\"t\"]}]}}}",
@@ -681,6 +719,7 @@ int main(void) {
   RUN(check_order);
   RUN(type_checks);
   RUN(missing_sections);
+  RUN(limits);
   RUN(yaml_core_schema);
   RUN(lua_config);
   RUN(lua_config_errors);
