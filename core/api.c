@@ -330,6 +330,27 @@ static void metrics_text(sl_gateway *gw, sl_sbuf *b) {
           sl_sbuf_printf(b, "\"} %llu\n", (unsigned long long)tp->overflow[r]);
         }
       }
+  metric_head(b, "sluice_messages_lost_total", "counter",
+              "Deliveries accepted and never delivered: restart = held by a process that did "
+              "not stop cleanly (counted at the next start), disconnect = held by a lane whose "
+              "subscriber left");
+  uint64_t unlabelled = 0;
+  for (size_t i = 0; i < gw->nservers; i++) {
+    unlabelled += gw->servers[i].lost_restart_unlabelled;
+    for (size_t j = 0; j < gw->servers[i].nns; j++)
+      for (size_t t = 0; t < gw->servers[i].ns[j].ntopics; t++) {
+        sl_topic *tp = &gw->servers[i].ns[j].topics[t];
+        for (int r = 0; r < SL_LOST_COUNT; r++) {
+          if (!tp->lost[r] && r != SL_LOST_RESTART) continue;
+          topic_label(b, "sluice_messages_lost_total", tp);
+          sl_sbuf_printf(b, ",reason=\"%s\"} %llu\n", sl_lost_reasons[r],
+                         (unsigned long long)tp->lost[r]);
+        }
+      }
+  }
+  if (unlabelled)
+    sl_sbuf_printf(b, "sluice_messages_lost_total{reason=\"restart\"} %llu\n",
+                   (unsigned long long)unlabelled);
   /* Gauges and counters of Sluice's own, per topic. */
   for (size_t k = 0; k < sizeof topic_gauges / sizeof topic_gauges[0]; k++) {
     metric_head(b, topic_gauges[k].name, topic_gauges[k].type, topic_gauges[k].help);

@@ -15,6 +15,7 @@
 #include "heap.h"
 #include "hooks.h"
 #include "lane_spill.h"
+#include "ledger.h"
 #include "msg.h"
 #include "net.h"
 #include "publish.h"
@@ -115,6 +116,9 @@ static void gateway_destroy(sl_gateway *gw) {
     for (size_t j = 0; j < srv->nns; j++) sl_ns_free(&srv->ns[j]);
     sl_ns_free(&srv->root);
     free(srv->ns);
+    /* every lane is gone, so nothing is held: a clean stop leaves no ledger behind */
+    sl_ledger_close(srv->ledger, true);
+    srv->ledger = NULL;
     sl_hash_free(&srv->sessions);
     sl_auth_free_table(srv);
   }
