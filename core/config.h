@@ -9,6 +9,7 @@
 #define SL_CORE_CONFIG_H
 
 #include <stddef.h>
+#include "sl_util.h"
 #include <stdint.h>
 #include <stdbool.h>
 
@@ -97,7 +98,7 @@ void sl_config_free(sl_config *cfg);
 
 /* sl_config_summary: a human-readable multi-line summary (for `sluice check`): one block
  * per server, one line per namespace. Returns a malloc'd string the caller frees. */
-char *sl_config_summary(const sl_config *cfg);
+SL_WUR char *sl_config_summary(const sl_config *cfg);
 
 /* The config spellings of the enums, indexed by value and NULL-terminated (the loader
  * validates against them): "BEST_EFFORT", "AT_LEAST_ONCE" / "DROP_OLDEST", "REJECT_NEW",

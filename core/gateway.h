@@ -63,7 +63,7 @@ sl_lathist *sl_gateway_hook_times(sl_gateway *gw);
  * run, the servers point at nc, and every script slot is cleared: the caller installs the new
  * generation's hooks (sl_hooks_set_script) and may then free the old config. C hooks stay.
  * Returns 0 or SL_ECONFIG. */
-int sl_gateway_swap(sl_gateway *gw, struct sl_config *nc, char *err, size_t errlen);
+SL_WUR int sl_gateway_swap(sl_gateway *gw, struct sl_config *nc, char *err, size_t errlen);
 
 /* sl_gateway_flush_dirty: the loop's safe point (its prepare and check handles): flush every
  * session that got packets during this iteration, then free the sessions and sockets

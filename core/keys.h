@@ -4,6 +4,7 @@
 #define SL_KEYS_H
 
 #include <stddef.h>
+#include "sl_util.h"
 
 /* sl_key_from_path: the coalesce key at the dotted field path `path` of the JSON text
  * text[0..len) (which the caller has validated as JSON). A string value is the key as it
@@ -14,6 +15,6 @@
  * array, a segment is 128 bytes or longer, or a number does not fit in cap. The text is
  * scanned in place (sl_jscan.h); escaped names or values and numbers the strict scanner
  * refuses fall back to a cJSON tree, with the same result (first of duplicate names). */
-char *sl_key_from_path(const char *text, size_t len, const char *path, char *buf, size_t cap);
+SL_WUR char *sl_key_from_path(const char *text, size_t len, const char *path, char *buf, size_t cap);
 
 #endif

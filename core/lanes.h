@@ -13,7 +13,7 @@
 /* sl_subscribe: subscribe sock to topic t (idempotent: subscribing twice keeps the one
  * lane). A new subscriber first receives the topic's last delivery (the snapshot state, or
  * for SNAPSHOT_ONLY the last published message) when there is one. Returns 0. */
-int sl_subscribe(sl_socket *sock, sl_topic *t);
+SL_WUR int sl_subscribe(sl_socket *sock, sl_topic *t);
 
 /* sl_unsubscribe: drop sock's subscription to t and whatever it still had queued, in flight
  * or spilled (the spill files are deleted). No-op when not subscribed. */

@@ -98,7 +98,7 @@ struct sl_conn {
 /* sl_server_listen: bind and listen on srv->cfg's host:port; every request read on an
  * accepted connection goes to on_request (stored in srv->on_request). Returns 0 or a
  * negative libuv error (the listener is then closed and on_request never called). */
-int sl_server_listen(sl_server *srv, sl_request_cb on_request);
+SL_WUR int sl_server_listen(sl_server *srv, sl_request_cb on_request);
 
 /* sl_net_start_sweeper: start the gateway-wide timer (1 s, unref'd) that enforces the header
  * (10 s, answered 408) and keep-alive idle (60 s) timeouts. Call once per gateway. */

@@ -6,6 +6,7 @@
 #define SIO_CODEC_H
 
 #include <stddef.h>
+#include "sl_util.h"
 #include <stdint.h>
 #include <stdbool.h>
 
@@ -28,14 +29,14 @@ typedef struct eio_packet {
  * failure its contents are unspecified) and the packet is EIO_MESSAGE with binary=true and
  * data == buf ("b" alone is a valid empty binary message). out->data points into buf.
  * Returns 0 or -1 (empty, unknown type, bad base64); *out is untouched on -1. */
-int sl_eio_parse_text(uint8_t *buf, size_t len, eio_packet *out);
+SL_WUR int sl_eio_parse_text(uint8_t *buf, size_t len, eio_packet *out);
 
 /* sl_eio_payload_next: iterate the records of a polling POST body separated by 0x1e.
  * *pos starts at 0; each call returns the next record [*rec, *rec+*reclen) and advances
  * *pos. Returns 1 when a record was produced, 0 at the end. Empty records are produced as
  * empty (and then fail sl_eio_parse_text). Like String.split("\x1e"), n separators give n + 1
  * records, so an empty body gives one empty record. *rec points into body. */
-int sl_eio_payload_next(const uint8_t *body, size_t len, size_t *pos, const uint8_t **rec,
+SL_WUR int sl_eio_payload_next(const uint8_t *body, size_t len, size_t *pos, const uint8_t **rec,
                      size_t *reclen);
 
 /* sl_utf8_valid: true when s[0..len) is well-formed UTF-8 (no overlongs, surrogates, or
@@ -74,7 +75,7 @@ typedef struct sio_packet {
  * after the header ("2abc[...]") is NOT rejected here: it lands in json and fails in
  * sl_sio_parse_json. Payload validity per type is checked by sl_sio_validate_payload once the
  * JSON has been parsed with sl_sio_parse_json. */
-int sl_sio_parse(const char *text, size_t len, sio_packet *out);
+SL_WUR int sl_sio_parse(const char *text, size_t len, sio_packet *out);
 
 struct cJSON;
 /* sl_sio_parse_json: parse a packet's JSON payload (json/jsonlen from sl_sio_parse) like the
@@ -82,14 +83,14 @@ struct cJSON;
  * whitespace (plain cJSON_ParseWithLength would accept "[1]garbage"). jsonlen 0 gives
  * *out = NULL and returns 0 (no payload). Otherwise returns 0 with *out a tree the caller
  * frees with cJSON_Delete, or -1 (*out = NULL) on invalid JSON or allocation failure. */
-int sl_sio_parse_json(const char *json, size_t len, struct cJSON **out);
+SL_WUR int sl_sio_parse_json(const char *json, size_t len, struct cJSON **out);
 
 /* sl_sio_validate_payload: the reference parser's per-type rules (PROTOCOL.md 3.1):
  * CONNECT: absent or object; DISCONNECT: absent; EVENT/BINARY_EVENT: non-empty array whose
  * first element is a string that is not reserved, or a number; ACK/BINARY_ACK: array;
  * CONNECT_ERROR: object or string. `payload` is NULL when jsonlen was 0.
  * Returns 0 when valid, -1 otherwise. */
-int sl_sio_validate_payload(int type, const struct cJSON *payload);
+SL_WUR int sl_sio_validate_payload(int type, const struct cJSON *payload);
 
 /* sl_sio_is_reserved_event: "connect", "connect_error", "disconnect", "disconnecting",
  * "newListener", "removeListener". */

@@ -46,7 +46,7 @@ int sl_publish(sl_gateway *gw, const char *ns, const char *topic, const char *pa
 uv_loop_t *sl_gateway_loop(sl_gateway *gw);
 
 /* sl_gateway_stats_json: malloc'd JSON text of /api/stats. */
-char *sl_gateway_stats_json(sl_gateway *gw);
+SL_WUR char *sl_gateway_stats_json(sl_gateway *gw);
 
 /* Server accessors (for onStart(server) and Lua's server object). */
 const char *sl_server_name(const sl_server *srv);

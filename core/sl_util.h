@@ -78,7 +78,7 @@ void sl_sbuf_free(sl_sbuf *b);
  * sl_b64_enclen(n)). decode returns bytes written or -1 on invalid input. */
 size_t sl_b64_enclen(size_t n);
 size_t sl_b64_encode(const uint8_t *in, size_t n, char *out);
-long sl_b64_decode(const char *in, size_t n, uint8_t *out);
+SL_WUR long sl_b64_decode(const char *in, size_t n, uint8_t *out);
 
 /* Random bytes from the OS (getrandom); falls back to a seeded PRNG. */
 void sl_random_bytes(void *buf, size_t n);

@@ -20,6 +20,7 @@
 #define SL_SPILL_H
 
 #include <stddef.h>
+#include "sl_util.h"
 #include <stdint.h>
 #include <stdbool.h>
 #include <uv.h>
@@ -61,14 +62,14 @@ void sl_spill_set_segment_bytes(sl_spill *sp, size_t bytes);
  * or UV_ENOMEM if the copy cannot be allocated,
  * or the error of an earlier failed write (the spill stays failed: the owner must stop
  * spilling to it; sl_spill_reset clears the failure). */
-int sl_spill_append(sl_spill *sp, const void *data, size_t len);
+SL_WUR int sl_spill_append(sl_spill *sp, const void *data, size_t len);
 
 /* sl_spill_read: start a read job for up to max_records / max_bytes of the oldest records
  * not yet read (only records already written are visible). on_read fires once. Returns 0,
  * or UV_EBUSY if a read is already pending, or UV_ENOENT when nothing is readable now
  * (UV_EINVAL for max_records 0). The records total at most max_bytes of data, except that
  * the first one comes whatever its size (a record larger than max_bytes comes alone). */
-int sl_spill_read(sl_spill *sp, size_t max_records, size_t max_bytes);
+SL_WUR int sl_spill_read(sl_spill *sp, size_t max_records, size_t max_bytes);
 
 /* Records appended and not yet handed out by on_read (queued, being written, on disk). */
 size_t sl_spill_count(const sl_spill *sp);

@@ -17,7 +17,7 @@ static char *json_string_literal(const char *s) {
 }
 
 /* sl_ns_init: see topics.h. */
-int sl_ns_init(sl_ns *ns, sl_server *srv, sl_ns_config *cfg) {
+void sl_ns_init(sl_ns *ns, sl_server *srv, sl_ns_config *cfg) {
   memset(ns, 0, sizeof *ns);
   ns->srv = srv;
   ns->cfg = cfg;
@@ -35,7 +35,6 @@ int sl_ns_init(sl_ns *ns, sl_server *srv, sl_ns_config *cfg) {
       ns->topics[i].snap_slot = SLUICE_NOSLOT;
     }
   }
-  return 0;
 }
 
 /* sl_topic_teardown: see topics.h. Unsubscribing from the end of the array moves no other

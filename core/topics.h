@@ -9,8 +9,8 @@
 /* sl_ns_init: build namespace ns of server srv from its config, with one topic per
  * configured topic name; cfg NULL builds the implicit "/" namespace, which accepts
  * connections and handles nothing (like socket.io's main namespace). ns is overwritten;
- * cfg must outlive it. Returns 0 (allocation failure aborts). */
-int sl_ns_init(sl_ns *ns, sl_server *srv, sl_ns_config *cfg);
+ * cfg must outlive it. Allocation failure aborts. */
+void sl_ns_init(sl_ns *ns, sl_server *srv, sl_ns_config *cfg);
 
 /* sl_ns_free: tear down every topic of ns (sl_topic_teardown) and free what ns owns. Its
  * sockets must already be gone (disconnected); ns itself is the caller's memory. */

@@ -345,24 +345,17 @@ void sl__lua_inject_boxes(lua_State *L) {
                                        {"__newindex", l_readonly_newindex},
                                        {"__tostring", l_client_tostring},
                                        {NULL, NULL}};
-  sl__lua_new_mt(L, &k_client_mt, client_mt, "sluice.client");
+  sl__lua_new_mt(L, &k_client_mt, client_mt, NULL, "sluice.client");
   static const luaL_Reg eio_mt[] = {{"__index", l_conn_index},
                                     {"__newindex", l_readonly_newindex},
                                     {"__tostring", l_conn_tostring},
                                     {NULL, NULL}};
-  sl__lua_new_mt(L, &k_eio_mt, eio_mt, "sluice.conn");
+  sl__lua_new_mt(L, &k_eio_mt, eio_mt, NULL, "sluice.conn");
   static const luaL_Reg timer_mt[] = {{"__gc", l_timer_gc}, {NULL, NULL}};
-  sl__lua_new_mt(L, &k_timer_mt, timer_mt, "sluice.timer");
-  sl__lua_push_reg(L, &k_timer_mt);
-  lua_newtable(L);
-  lua_pushcfunction(L, l_timer_stop);
-  lua_setfield(L, -2, "stop");
-  lua_pushcfunction(L, l_timer_active);
-  lua_setfield(L, -2, "active");
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
-  lua_pushcfunction(L, l_every);
-  lua_setfield(L, -2, "every");
-  lua_pushcfunction(L, l_after);
-  lua_setfield(L, -2, "after");
+  static const luaL_Reg timer_methods[] = {{"stop", l_timer_stop},
+                                           {"active", l_timer_active},
+                                           {NULL, NULL}};
+  sl__lua_new_mt(L, &k_timer_mt, timer_mt, timer_methods, "sluice.timer");
+  static const luaL_Reg fns[] = {{"every", l_every}, {"after", l_after}, {NULL, NULL}};
+  luaL_register(L, NULL, fns);
 }

@@ -76,19 +76,11 @@ void sl__lua_inject_bytes(lua_State *L) {
                                       {"__tostring", l_bytes_tostring},
                                       {"__eq", l_bytes_eq},
                                       {NULL, NULL}};
-  sl__lua_new_mt(L, &k_bytes_mt, bytes_mt, "sluice.bytes");
-  sl__lua_push_reg(L, &k_bytes_mt);
-  lua_newtable(L);
-  lua_pushcfunction(L, l_bytes_hex);
-  lua_setfield(L, -2, "hex");
-  lua_pushcfunction(L, l_bytes_len);
-  lua_setfield(L, -2, "len");
-  lua_pushcfunction(L, l_bytes_tostring);
-  lua_setfield(L, -2, "tostring");
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
-  lua_pushcfunction(L, l_bytes_new);
-  lua_setfield(L, -2, "bytes");
-  lua_pushcfunction(L, l_is_bytes);
-  lua_setfield(L, -2, "is_bytes");
+  static const luaL_Reg bytes_methods[] = {{"hex", l_bytes_hex},
+                                           {"len", l_bytes_len},
+                                           {"tostring", l_bytes_tostring},
+                                           {NULL, NULL}};
+  sl__lua_new_mt(L, &k_bytes_mt, bytes_mt, bytes_methods, "sluice.bytes");
+  static const luaL_Reg fns[] = {{"bytes", l_bytes_new}, {"is_bytes", l_is_bytes}, {NULL, NULL}};
+  luaL_register(L, NULL, fns);
 }

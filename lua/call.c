@@ -303,9 +303,15 @@ void *sl__lua_check_ud(lua_State *L, int idx, void *mtkey, const char *tname) {
 }
 
 /* sl__lua_new_mt: see sl_lua_call.h. stack: unchanged (the metatable goes to the registry) */
-void sl__lua_new_mt(lua_State *L, void *key, const luaL_Reg *fns, const char *name) {
+void sl__lua_new_mt(lua_State *L, void *key, const luaL_Reg *fns, const luaL_Reg *methods,
+                    const char *name) {
   lua_newtable(L);
   luaL_register(L, NULL, fns);
+  if (methods) {
+    lua_newtable(L);
+    luaL_register(L, NULL, methods);
+    lua_setfield(L, -2, "__index");
+  }
   lua_pushstring(L, name);
   lua_setfield(L, -2, "__name");
   lua_pushliteral(L, "locked");

@@ -60,31 +60,34 @@ static void prefix(vctx *c, char *buf, size_t len) {
 }
 
 /* verr: record a validation error (the first one wins) and return SL_ECONFIG. */
-SL_PRINTF(2, 3) static int verr(vctx *c, const char *fmt, ...) {
-  if (c->rc) return c->rc;
+/* vmessage: "<prefix><fmt ...>" into out (cut to outlen). */
+SL_PRINTF(4, 0) static void vmessage(vctx *c, char *out, size_t outlen, const char *fmt,
+                                      va_list ap) {
   char pre[512];
   pre[0] = 0;
   prefix(c, pre, sizeof pre);
   char msg[768];
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  snprintf(out, outlen, "%s%s", pre, msg);
+}
+
+SL_PRINTF(2, 3) static int verr(vctx *c, const char *fmt, ...) {
+  if (c->rc) return c->rc;
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
+  vmessage(c, c->err, c->errlen, fmt, ap);
   va_end(ap);
-  snprintf(c->err, c->errlen, "%s%s", pre, msg);
   c->rc = SL_ECONFIG;
   return c->rc;
 }
 
 SL_PRINTF(2, 3) static void vwarn(vctx *c, const char *fmt, ...) {
-  char pre[512];
-  pre[0] = 0;
-  prefix(c, pre, sizeof pre);
-  char msg[768];
+  char line[1280];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
+  vmessage(c, line, sizeof line, fmt, ap);
   va_end(ap);
-  sl_log_warn("%s%s", pre, msg);
+  sl_log_warn("%s", line);
 }
 
 /* ------------------------------------------------------------------------------------- */
@@ -186,12 +189,12 @@ static int typed_field(vctx *c, int t, const char *key, int want, const char *wh
   return verr(c, "%s must be %s", key, what);
 }
 
+/* opt_string, opt_number, opt_int, opt_bool: t[key] into *out, def when it is absent.
+ * Return 0 or SL_ECONFIG (recorded; *out then unset). stack: unchanged. */
 static int opt_string(vctx *c, int t, const char *key, char **out, const char *def) {
   int r = typed_field(c, t, key, LUA_TSTRING, "a string");
-  if (r <= 0) {
-    if (r == 0) *out = def ? sl_xstrdup(def) : NULL;
-    return r;
-  }
+  if (r == 0) *out = def ? sl_xstrdup(def) : NULL;
+  if (r <= 0) return r;
   size_t len;
   const char *s = lua_tolstring(c->L, -1, &len);
   *out = sl_xstrndup(s, len);
@@ -201,10 +204,8 @@ static int opt_string(vctx *c, int t, const char *key, char **out, const char *d
 
 static int opt_number(vctx *c, int t, const char *key, double *out, double def) {
   int r = typed_field(c, t, key, LUA_TNUMBER, "a number");
-  if (r <= 0) {
-    if (r == 0) *out = def;
-    return r;
-  }
+  if (r == 0) *out = def;
+  if (r <= 0) return r;
   *out = lua_tonumber(c->L, -1);
   lua_pop(c->L, 1);
   if (!isfinite(*out)) return verr(c, "%s must be a finite number", key);
@@ -220,12 +221,18 @@ static int opt_int(vctx *c, int t, const char *key, int64_t *out, int64_t def) {
   return 0;
 }
 
+/* opt_positive: opt_int, then "<key> must be positive" unless the value is above 0. */
+static int opt_positive(vctx *c, int t, const char *key, int64_t *out, int64_t def) {
+  int r = opt_int(c, t, key, out, def);
+  if (r) return r;
+  if (*out <= 0) return verr(c, "%s must be positive", key);
+  return 0;
+}
+
 static int opt_bool(vctx *c, int t, const char *key, bool *out, bool def) {
   int r = typed_field(c, t, key, LUA_TBOOLEAN, "a boolean");
-  if (r <= 0) {
-    if (r == 0) *out = def;
-    return r;
-  }
+  if (r == 0) *out = def;
+  if (r <= 0) return r;
   *out = lua_toboolean(c->L, -1);
   lua_pop(c->L, 1);
   return 0;
@@ -481,21 +488,9 @@ static int validate_topics(vctx *c, int t, sl_ns_config *ns, const char *path) {
 /* validate_limits: queue bounds, acks and retries, and the AT_LEAST_ONCE rules. stack:
  * unchanged. */
 static int validate_limits(vctx *c, int t, sl_ns_config *ns) {
-  if (opt_int(c, t, "maxQueuedMessagesPerClient", &ns->max_queued_msgs, 64)) return c->rc;
-  if (ns->max_queued_msgs <= 0) {
-    verr(c, "maxQueuedMessagesPerClient must be positive");
-    return c->rc;
-  }
-  if (opt_int(c, t, "maxQueuedBytesPerClient", &ns->max_queued_bytes, 524288)) return c->rc;
-  if (ns->max_queued_bytes <= 0) {
-    verr(c, "maxQueuedBytesPerClient must be positive");
-    return c->rc;
-  }
-  if (opt_int(c, t, "ackTimeoutMs", &ns->ack_timeout_ms, 1000)) return c->rc;
-  if (ns->ack_timeout_ms <= 0) {
-    verr(c, "ackTimeoutMs must be positive");
-    return c->rc;
-  }
+  if (opt_positive(c, t, "maxQueuedMessagesPerClient", &ns->max_queued_msgs, 64)) return c->rc;
+  if (opt_positive(c, t, "maxQueuedBytesPerClient", &ns->max_queued_bytes, 524288)) return c->rc;
+  if (opt_positive(c, t, "ackTimeoutMs", &ns->ack_timeout_ms, 1000)) return c->rc;
   if (opt_int(c, t, "maxRetries", &ns->max_retries, 0)) return c->rc;
   if (ns->max_retries < 0) {
     verr(c, "maxRetries must be zero or positive");
@@ -569,11 +564,7 @@ static int validate_ns(vctx *c, int t, sl_ns_config *ns) {
     verr(c, "retryBackoff must be 1 (fixed delay) or greater");
     goto out;
   }
-  if (opt_int(c, t, "retryMaxDelayMs", &ns->retry_max_delay_ms, 30000)) goto out;
-  if (ns->retry_max_delay_ms <= 0) {
-    verr(c, "retryMaxDelayMs must be positive");
-    goto out;
-  }
+  if (opt_positive(c, t, "retryMaxDelayMs", &ns->retry_max_delay_ms, 30000)) goto out;
   if (opt_hook(c, t, "coalesceKey", &ns->coalesce_key_ref, &ns->coalesce_key_path)) goto out;
   if (opt_hook(c, t, "snapshot", &ns->snapshot_ref, NULL)) goto out;
   if (opt_hook(c, t, "route", &ns->route_ref, NULL)) goto out;

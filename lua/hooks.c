@@ -9,9 +9,11 @@
  * key; snapshot -> state unchanged; event hooks -> nothing. A result of the wrong shape
  * (route returning a string, a route table with an unknown field) counts as an error too.
  *
- * Every call goes through sl_lua_call (call.c). The per-publish hooks find the traceback
- * handler with sl__lua_tb before pushing the function: the pinned slot from the base
- * level, pushed in place in a nested call (a hook publishing), never moved around. */
+ * Every call goes through sl_lua_call (call.c). Every entry point finds the traceback
+ * handler with sl__lua_tb before pushing the hook (push_hook): the pinned slot from the base
+ * level, pushed in place in a nested call (a hook publishing), never moved around. The
+ * helper calls made inside an entry point (decoding an argument, encoding a result) pass
+ * tb = 0, since a handler pushed there would sit between the values they return. */
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,12 +66,23 @@ static bool push_ref(sl_lua *vm, int ref) {
   return true;
 }
 
-/* unref: release a registry ref, dropping it from push_ref's cache first. */
+/* push_hook: the traceback handler (sl__lua_tb), then the hook of ref, for an entry point's
+ * sl_lua_call(vm, L, *tb, ...); the entry point's lua_settop(L, top) drops the handler.
+ * top: lua_gettop(vm->L), which the caller has anyway (lua_gettop is a call into LuaJIT).
+ * stack: -> [handler], fn; or unchanged and false when ref is unset or not a function. */
+static inline bool push_hook(sl_lua *vm, int ref, int top, int *tb) {
+  lua_State *L = vm->L;
+  *tb = sl__lua_tb(vm, L);
+  if (push_ref(vm, ref)) return true;
+  lua_settop(L, top);
+  return false;
+}
 
 /* sl_lua_on_start: see sl_lua.h. The hook gets a table {name, port}. */
 int sl_lua_on_start(sl_lua *vm, int ref, sl_server *srv) {
   lua_State *L = vm->L;
-  if (!push_ref(vm, ref)) return 0;
+  int top = lua_gettop(L), tb;
+  if (!push_hook(vm, ref, top, &tb)) return 0;
   lua_createtable(L, 0, 2);
   if (srv) {
     lua_pushstring(L, sl_server_name(srv));
@@ -77,7 +90,8 @@ int sl_lua_on_start(sl_lua *vm, int ref, sl_server *srv) {
     lua_pushinteger(L, sl_server_port(srv));
     lua_setfield(L, -2, "port");
   }
-  int rc = sl_lua_call(vm, L, 0, 1, 0, "onStart", NULL, 0);
+  int rc = sl_lua_call(vm, L, tb, 1, 0, "onStart", NULL, 0);
+  lua_settop(L, top);
   sl__lua_leave(vm);
   return rc;
 }
@@ -114,13 +128,13 @@ static void push_decoded(sl_lua *vm, const char *json, size_t len, const sl_bin 
 int sl_lua_on_connect(sl_lua *vm, int ref, sl_socket *s, const char *auth_json, size_t len,
                       char *reason, size_t reasonlen) {
   lua_State *L = vm->L;
-  int top = lua_gettop(L);
+  int top = lua_gettop(L), tb;
   if (reason && reasonlen) snprintf(reason, reasonlen, "Not authorized");
-  if (!push_ref(vm, ref)) return 1;
+  if (!push_hook(vm, ref, top, &tb)) return 1;
   sl__box_push_client(L, s);
   push_decoded(vm, auth_json, len, NULL, 0, "onConnect auth");
   int ok = 0;
-  if (sl_lua_call(vm, L, 0, 2, 2, "onConnect", NULL, 0) == 0) {
+  if (sl_lua_call(vm, L, tb, 2, 2, "onConnect", NULL, 0) == 0) {
     ok = !(lua_type(L, -2) == LUA_TBOOLEAN && !lua_toboolean(L, -2));
     if (!ok && lua_type(L, -1) == LUA_TSTRING && reason && reasonlen)
       snprintf(reason, reasonlen, "%s", lua_tostring(L, -1));
@@ -153,8 +167,9 @@ static int l_ack(lua_State *L) {
 void sl_lua_on_event(sl_lua *vm, int ref, sl_socket *s, const char *event, const char *args_json,
                      size_t len, const sl_bin *atts, size_t natts, int64_t ack_id) {
   lua_State *L = vm->L;
-  int top = lua_gettop(L);
-  if (!push_ref(vm, ref)) return;
+  int top = lua_gettop(L), tb;
+  if (!push_hook(vm, ref, top, &tb)) return;
+  int fn = lua_gettop(L);
   sl__box_push_client(L, s);
   lua_pushstring(L, event ? event : "");
   push_decoded(vm, args_json, len, atts, natts, "onEvent arguments");
@@ -164,14 +179,14 @@ void sl_lua_on_event(sl_lua *vm, int ref, sl_socket *s, const char *event, const
     sl__json_mark_array(L, -1);
   }
   if (ack_id >= 0) {
-    lua_pushvalue(L, top + 2); /* client box */
+    lua_pushvalue(L, fn + 1); /* client box */
     lua_pushnumber(L, (double)ack_id);
     lua_pushboolean(L, 0);
     lua_pushcclosure(L, l_ack, 3);
   } else {
     lua_pushnil(L);
   }
-  sl_lua_call(vm, L, 0, 4, 0, "onEvent", NULL, 0);
+  sl_lua_call(vm, L, tb, 4, 0, "onEvent", NULL, 0);
   lua_settop(L, top);
   sl__lua_leave(vm);
 }
@@ -186,14 +201,14 @@ void sl_lua_socket_gone(sl_lua *vm, sl_socket *s) {
 void sl_lua_eio_message(sl_lua *vm, int ref, sl_eio_conn *c, const uint8_t *data, size_t len,
                         bool binary) {
   lua_State *L = vm->L;
-  int top = lua_gettop(L);
-  if (!push_ref(vm, ref)) return;
+  int top = lua_gettop(L), tb;
+  if (!push_hook(vm, ref, top, &tb)) return;
   sl__box_push_conn(L, c);
   if (binary)
     sl__bytes_push(L, data, len);
   else
     lua_pushlstring(L, (const char *)data, len);
-  sl_lua_call(vm, L, 0, 2, 0, "engineIo.onMessage", NULL, 0);
+  sl_lua_call(vm, L, tb, 2, 0, "engineIo.onMessage", NULL, 0);
   lua_settop(L, top);
   sl__lua_leave(vm);
 }
@@ -201,14 +216,14 @@ void sl_lua_eio_message(sl_lua *vm, int ref, sl_eio_conn *c, const uint8_t *data
 /* sl_lua_eio_event: see sl_lua.h (onOpen(conn) when reason is NULL, onClose(conn, reason)). */
 void sl_lua_eio_event(sl_lua *vm, int ref, sl_eio_conn *c, const char *reason) {
   lua_State *L = vm->L;
-  int top = lua_gettop(L);
-  if (!push_ref(vm, ref)) return;
+  int top = lua_gettop(L), tb;
+  if (!push_hook(vm, ref, top, &tb)) return;
   sl__box_push_conn(L, c);
   if (reason)
     lua_pushstring(L, reason);
   else
     lua_pushnil(L);
-  sl_lua_call(vm, L, 0, 2, 0, reason ? "engineIo.onClose" : "engineIo.onOpen", NULL, 0);
+  sl_lua_call(vm, L, tb, 2, 0, reason ? "engineIo.onClose" : "engineIo.onOpen", NULL, 0);
   lua_settop(L, top);
   sl__lua_leave(vm);
 }
@@ -292,12 +307,8 @@ char *sl_lua_coalesce_key_buf(sl_lua *vm, int ref, const char *topic, const char
   if (!vm || ref == SL_NOREF) return NULL;
   uint64_t t0 = ht_begin(vm, SL_HT_COALESCE_KEY);
   lua_State *L = vm->L;
-  int top = lua_gettop(L);
-  int tb = sl__lua_tb(vm, L);
-  if (!push_ref(vm, ref)) {
-    lua_settop(L, top);
-    return NULL;
-  }
+  int top = lua_gettop(L), tb;
+  if (!push_hook(vm, ref, top, &tb)) return NULL;
   sl__pv_scope scope;
   sl__pv_enter(&scope);
   vm->uncapped++;
@@ -698,12 +709,8 @@ int sl_lua_route(sl_lua *vm, int ref, const char *ns, const char *topic, const c
   if (!vm || ref == SL_NOREF) return 0;
   uint64_t t0 = ht_begin(vm, SL_HT_ROUTE);
   lua_State *L = vm->L;
-  int top = lua_gettop(L);
-  int tb = sl__lua_tb(vm, L);
-  if (!push_ref(vm, ref)) {
-    lua_settop(L, top);
-    return 0;
-  }
+  int top = lua_gettop(L), tb;
+  if (!push_hook(vm, ref, top, &tb)) return 0;
   int fn = lua_gettop(L);
   msg_ctx ctx = {ns ? ns : "", topic ? topic : "", payload_json, len, source, from,
                  {0, NULL}, vm};
@@ -749,9 +756,9 @@ int sl_lua_authorize(sl_lua *vm, int ref, const char *token, const char *ns, con
   /* no hook: the caller decides; never "accepted" */
   if (!vm || ref == SL_NOREF) return 0;
   uint64_t t0 = ht_begin(vm, SL_HT_AUTHORIZE);
-  if (!push_ref(vm, ref)) return 0;
   lua_State *L = vm->L;
-  int top = lua_gettop(L) - 1;
+  int top = lua_gettop(L), tb;
+  if (!push_hook(vm, ref, top, &tb)) return 0;
   if (token)
     lua_pushstring(L, token);
   else
@@ -766,7 +773,7 @@ int sl_lua_authorize(sl_lua *vm, int ref, const char *token, const char *ns, con
   else
     lua_pushnil(L);
   int ok = 0;
-  if (sl_lua_call(vm, L, 0, 4, 2, "authorize", NULL, 0) == 0) {
+  if (sl_lua_call(vm, L, tb, 4, 2, "authorize", NULL, 0) == 0) {
     /* stack: principal | nil | false | true, reason */
     int t = lua_type(L, -2);
     if (t == LUA_TSTRING || t == LUA_TNUMBER) {
@@ -801,12 +808,8 @@ int sl_lua_client_publish(sl_lua *vm, int ref, sl_socket *s, const char *topic,
   if (!vm || ref == SL_NOREF) return 1;
   uint64_t t0 = ht_begin(vm, SL_HT_CLIENT_PUBLISH);
   lua_State *L = vm->L;
-  int top = lua_gettop(L);
-  int tb = sl__lua_tb(vm, L);
-  if (!push_ref(vm, ref)) {
-    lua_settop(L, top);
-    return 1;
-  }
+  int top = lua_gettop(L), tb;
+  if (!push_hook(vm, ref, top, &tb)) return 1;
   int base = lua_gettop(L); /* fn; the results start here too */
   sl__box_push_client(L, s);
   lua_pushstring(L, topic ? topic : "");
@@ -840,9 +843,10 @@ int sl_lua_snapshot(sl_lua *vm, int ref, int *state_ref, const char *prev_json, 
   *state_json = NULL;
   if (!vm || ref == SL_NOREF) return SL_ELUA;
   uint64_t t0 = ht_begin(vm, SL_HT_SNAPSHOT);
-  if (!push_ref(vm, ref)) return SL_ELUA;
   lua_State *L = vm->L;
-  int top = lua_gettop(L) - 1;
+  int top = lua_gettop(L), tb;
+  if (!push_hook(vm, ref, top, &tb)) return SL_ELUA;
+  int fn = lua_gettop(L);
   if (*state_ref != SL_NOREF && *state_ref > 0)
     lua_rawgeti(L, LUA_REGISTRYINDEX, *state_ref);
   else if (prev_json && prev_len)
@@ -852,11 +856,11 @@ int sl_lua_snapshot(sl_lua *vm, int ref, int *state_ref, const char *prev_json, 
   lua_pushstring(L, topic ? topic : "");
   decode_args a = {payload_json, len, NULL, 0};
   lua_rawgeti(L, LUA_REGISTRYINDEX, vm->tramp_ref);
-  lua_insert(L, top + 1);
+  lua_insert(L, fn);
   lua_pushlightuserdata(L, &a);
-  /* stack: tramp, fn, state, topic, decode_args* */
+  /* stack: [handler], tramp, fn, state, topic, decode_args* */
   int rc = SL_ELUA;
-  if (sl_lua_call(vm, L, 0, 4, 1, "snapshot", NULL, 0) == 0) {
+  if (sl_lua_call(vm, L, tb, 4, 1, "snapshot", NULL, 0) == 0) {
     if (lua_isnil(L, -1)) {
       sl_lua_unref(vm, *state_ref);
       *state_ref = SL_NOREF;
@@ -890,15 +894,16 @@ void sl_lua_unref(sl_lua *vm, int ref) {
 
 /* sl_lua_server_event: see sl_lua.h. Invalid or missing event JSON gives an empty table. */
 void sl_lua_server_event(sl_lua *vm, int ref, const char *event_json, size_t len) {
-  if (!vm || !push_ref(vm, ref)) return;
+  if (!vm) return;
   lua_State *L = vm->L;
-  int top = lua_gettop(L) - 1;
+  int top = lua_gettop(L), tb;
+  if (!push_hook(vm, ref, top, &tb)) return;
   push_decoded(vm, event_json, len, NULL, 0, "server event");
   if (!lua_istable(L, -1)) {
     lua_pop(L, 1);
     lua_newtable(L);
   }
-  sl_lua_call(vm, L, 0, 1, 0, "server event", NULL, 0);
+  sl_lua_call(vm, L, tb, 1, 0, "server event", NULL, 0);
   lua_settop(L, top);
   sl__lua_leave(vm);
 }
@@ -915,7 +920,7 @@ void sl__lua_inject_hooks(sl_lua *vm) {
                                     {"__newindex", l_msg_newindex},
                                     {"__tostring", l_msg_tostring},
                                     {NULL, NULL}};
-  sl__lua_new_mt(L, &k_msg_mt, msg_mt, "sluice.message");
+  sl__lua_new_mt(L, &k_msg_mt, msg_mt, NULL, "sluice.message");
   vm->view = new_view(L);
   vm->view_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pushcfunction(L, l_call_decoded);

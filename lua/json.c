@@ -600,7 +600,7 @@ static int l_json_array(lua_State *L) {
 /* sl__lua_inject_json: see sl_lua_json.h. stack: sluice -> sluice */
 void sl__lua_inject_json(lua_State *L) {
   static const luaL_Reg cjson_mt[] = {{"__gc", l_cjson_gc}, {NULL, NULL}};
-  sl__lua_new_mt(L, &k_cjson_mt, cjson_mt, "sluice.jsontree");
+  sl__lua_new_mt(L, &k_cjson_mt, cjson_mt, NULL, "sluice.jsontree");
 
   lua_pushlightuserdata(L, &k_array_mt);
   lua_newtable(L);

@@ -19,10 +19,10 @@ struct lua_State;
  * failure) naming the file and, where relevant, server, namespace and key, e.g.
  *   config.yaml: server "feed": namespace /alo: AT_LEAST_ONCE namespaces must allow at least one retry
  * The StreamFenceJs messages (STREAMFENCE.md 1.3) appear verbatim after the prefix. */
-int sl_config_load(struct lua_State *L, const char *path, sl_config **out, char *err, size_t errlen);
+SL_WUR int sl_config_load(struct lua_State *L, const char *path, sl_config **out, char *err, size_t errlen);
 
 /* sl_config_load_string: same, from text; fmt is "lua", "json" or "yaml". */
-int sl_config_load_string(struct lua_State *L, const char *text, size_t len, const char *fmt,
+SL_WUR int sl_config_load_string(struct lua_State *L, const char *text, size_t len, const char *fmt,
                           const char *chunkname, sl_config **out, char *err, size_t errlen);
 
 #endif

@@ -171,11 +171,13 @@ sl_gateway *sl__lua_gw(lua_State *L);
 /* Registry helpers. sl__lua_push_reg: stack: -> registry[key]. sl__lua_test_ud: the
  * userdata at idx when its metatable is registry[mtkey], else NULL (stack unchanged).
  * sl__lua_check_ud: the same, raising a type error naming tname. sl__lua_new_mt: register
- * a locked metatable with fns and __name under key (stack unchanged). */
+ * a locked metatable with fns and __name under key; methods, when not NULL, become a table
+ * at its __index (fns then has no __index of its own). stack: unchanged. */
 void sl__lua_push_reg(lua_State *L, void *key);
 void *sl__lua_test_ud(lua_State *L, int idx, void *mtkey);
 void *sl__lua_check_ud(lua_State *L, int idx, void *mtkey, const char *tname);
-void sl__lua_new_mt(lua_State *L, void *key, const luaL_Reg *fns, const char *name);
+void sl__lua_new_mt(lua_State *L, void *key, const luaL_Reg *fns, const luaL_Reg *methods,
+                    const char *name);
 
 /* sl__lua_hook_prepare: turn the JIT off for the Lua function at stack index idx and all
  * functions defined inside it, so the instruction-count hook sees every instruction. C

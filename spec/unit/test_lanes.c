@@ -186,7 +186,7 @@ TEST(snapshot_only_keeps_the_newest_and_replays_it_to_new_subscribers) {
   CHECK_EQ_STR(drain(&f), "5");
   sl_unsubscribe(f.sock, f.topic);
   CHECK_EQ_INT(f.topic->nsubs, 0);
-  sl_subscribe(f.sock, f.topic);
+  CHECK_EQ_INT(sl_subscribe(f.sock, f.topic), 0);
   CHECK_EQ_STR(drain(&f), "5");
   fx_close(&f);
 }
@@ -278,7 +278,7 @@ TEST(unsubscribe_with_a_message_in_flight_never_wedges_the_lane) {
   CHECK_EQ_INT(f.gw->acks.n, 1);
   sl_unsubscribe(f.sock, f.topic);
   CHECK_EQ_INT(f.gw->acks.n, 0);       /* its deadline left the heap */
-  sl_subscribe(f.sock, f.topic);
+  CHECK_EQ_INT(sl_subscribe(f.sock, f.topic), 0);
   burst(&f, 2);
   CHECK_EQ_STR(drain(&f), "1");       /* the new lane sends at once */
   fx_close(&f);
@@ -288,7 +288,7 @@ TEST(lanes_of_other_topics_are_independent) {
   fixture f;
   if (fx_open(&f, "overflowAction = 'REJECT_NEW', maxQueuedMessagesPerClient = 1") != 0) return;
   sl_topic *u = sl_topic_find(f.sock->ns, "u", 1);
-  sl_subscribe(f.sock, u);
+  CHECK_EQ_INT(sl_subscribe(f.sock, u), 0);
   pub(&f, "t", "{\"n\":1}", NULL);
   pub(&f, "u", "{\"n\":2}", NULL);
   pub(&f, "t", "{\"n\":3}", NULL); /* t is full: rejected; u unaffected */
