@@ -561,7 +561,17 @@ void sl_eio_http(sl_conn *c, bool upgrade) {
       return;
     }
     if (is_ws) {
-      if (s->transport != SL_TR_POLLING || s->probe || s->state != SL_ST_OPEN) {
+      if (s->transport == SL_TR_WS || s->probe) {
+        /* A second WebSocket for a session that has one (the reference accepts it, then
+         * closes it): complete the handshake, bind it to nothing, close it. The session
+         * goes on, on its own WebSocket. */
+        sl_log_debug("session %s: a second WebSocket for it closed", s->sid);
+        if (!sl_ws_handshake(c, &eio_ws)) return;
+        c->data = NULL;
+        sl_ws_close(c, 1008, "session already has a WebSocket");
+        return;
+      }
+      if (s->state != SL_ST_OPEN) {
         eio_error(c, true, 3, "Bad request");
         return;
       }
@@ -574,8 +584,10 @@ void sl_eio_http(sl_conn *c, bool upgrade) {
       return;
     }
     if (s->transport != SL_TR_POLLING) {
+      /* Polling after the upgrade: refused, and only this request (a late request of the
+       * client's old transport must not take the upgraded session down). */
+      sl_log_debug("session %s: a polling request after the upgrade refused", s->sid);
       eio_error(c, false, 3, "Bad request");
-      sl_session_close(s, "polling on an upgraded session");
       return;
     }
     if (c->parser.method == HTTP_GET) {
