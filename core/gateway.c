@@ -193,6 +193,11 @@ int sluice_start(sluice_t *gw, char *err, size_t errlen) {
   return 0;
 }
 
+/* sluice_server_name_at: see sluice.h. */
+const char *sluice_server_name_at(const sluice_t *gw, size_t i) {
+  return i < gw->nservers ? gw->servers[i].cfg->name : NULL;
+}
+
 /* sluice_port: see sluice.h. */
 int sluice_port(const sluice_t *gw, size_t i) {
   return i < gw->nservers ? gw->servers[i].port : -1;
