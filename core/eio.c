@@ -238,9 +238,15 @@ static void conn_finish(sl_conn *c) {
 /* End the session (sl_session_close). Held GETs are answered ("1" close, or "6" when the
  * client itself asked to close), the WebSocket is closed after what is queued, the layer
  * above is told first (Socket.IO releases its sockets). Idempotent. */
-static void session_close_ex(sl_session *s, const char *reason, bool client_close) {
+static void session_close_ex(sl_session *s, const char *reason, bool client_close, bool fail) {
   if (s->state == SL_ST_CLOSED) return;
   sl_log_debug("session %s closed: %s", s->sid, reason);
+  if (fail && s->get) {
+    /* What the layer above queued to explain itself goes out first, then the close. */
+    s->pq_bytes += 1;
+    sl_mq_push(&s->pq, sl_msg_packet_new("1", 1, false, SL_MK_CONTROL), true);
+    poll_respond(s);
+  }
   handler(s)->on_close(s, reason);
   s->state = SL_ST_CLOSED;
   sl_hash_del(&s->srv->sessions, &s->hent);
@@ -269,7 +275,8 @@ static void session_close_ex(sl_session *s, const char *reason, bool client_clos
     sl_conn *w = s->ws;
     s->ws = NULL;
     w->data = NULL;
-    conn_finish(w);
+    if (fail) sl_ws_close(w, 1002, reason); /* after what is queued: the client reads why */
+    else conn_finish(w);
   }
   sl_gateway *gw = s->srv->gw;
   bool was_top = sl_heap_min(&gw->sheap) == &s->hn;
@@ -281,7 +288,12 @@ static void session_close_ex(sl_session *s, const char *reason, bool client_clos
 }
 
 /* sl_session_close: see eio.h. */
-void sl_session_close(sl_session *s, const char *reason) { session_close_ex(s, reason, false); }
+void sl_session_close(sl_session *s, const char *reason) {
+  session_close_ex(s, reason, false, false);
+}
+
+/* sl_session_fail: see eio.h. */
+void sl_session_fail(sl_session *s, const char *reason) { session_close_ex(s, reason, false, true); }
 
 /* One session's deadline passed: pong overdue, connect timeout, or time to ping. */
 static void session_deadline(sl_session *s, uint64_t now) {
@@ -395,7 +407,7 @@ static bool handle_packet(sl_session *s, uint8_t *data, size_t len, bool binary)
     handler(s)->on_message(s, p.data, p.len, p.binary);
     return s->state != SL_ST_CLOSED;
   case EIO_CLOSE:
-    session_close_ex(s, "client close", true);
+    session_close_ex(s, "client close", true, false);
     return false;
   case EIO_NOOP:
     return true;
