@@ -221,7 +221,14 @@ static uint64_t g_spill_bytes(const sl_topic *t) {
     if (t->subs[s]->spill) n += sl_spill_disk_bytes(t->subs[s]->spill);
   return n;
 }
+static uint64_t g_spill_records(const sl_topic *t) {
+  uint64_t n = 0;
+  for (uint32_t s = 0; s < t->nsubs; s++)
+    if (t->subs[s]->spill) n += sl_spill_count(t->subs[s]->spill);
+  return n;
+}
 static uint64_t g_spill_corrupt(const sl_topic *t) { return t->spill_corrupt; }
+static uint64_t g_spill_read(const sl_topic *t) { return t->spill_read; }
 
 static const struct {
   const char *name, *type, *help;
@@ -232,6 +239,8 @@ static const struct {
   {"sluice_queued_bytes", "gauge", "Payload bytes held by lanes (pending and in flight) per topic", g_queued_bytes},
   {"sluice_in_flight_messages", "gauge", "AT_LEAST_ONCE messages sent and awaiting an ack", g_in_flight},
   {"sluice_spill_bytes", "gauge", "Bytes in spill files on disk", g_spill_bytes},
+  {"sluice_spill_records", "gauge", "Spilled records not yet read back (on disk, or being written)", g_spill_records},
+  {"sluice_spill_read_total", "counter", "Spilled records read back from disk into a lane", g_spill_read},
   {"sluice_spill_corrupt_records_total", "counter", "Spilled records skipped as corrupt", g_spill_corrupt},
 };
 

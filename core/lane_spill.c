@@ -56,6 +56,7 @@ static void spill_on_read(sl_spill *sp, void *arg, sl_spill_rec *recs, size_t n,
         if (idl) m->msgid = sl_xstrndup((const char *)d + 6, idl);
         sl_lane_push(l, m);
         sl_msg_unref(m);
+        l->topic->spill_read++;
       } else {
         l->topic->spill_corrupt++;
       }

@@ -58,6 +58,7 @@ typedef struct sl_topic {
   uint64_t m[SL_M_TOPIC_COUNT];
   uint64_t overflow[SL_OV_COUNT];
   uint64_t spill_corrupt;   /* spilled records skipped as corrupt */
+  uint64_t spill_read;      /* spilled records read back into a lane */
   uint64_t lost[SL_LOST_COUNT]; /* deliveries lost (restart: counted at start from what a
                                crashed process left; disconnect: held by a lane that went) */
   uint64_t *held;           /* crash ledger counter (ledger.h), NULL: not (yet) tracked */

@@ -1,7 +1,8 @@
 // delivery-crash.test.mjs - nothing accepted is lost silently (issue 13, point 4).
 // 1. The spill gauges and counters match the files: sluice_spill_bytes is the size of the
-//    segment files, streamfence_messages_spilled_total the number of records in them; on a
-//    full tmpfs, spilled_total counts only the records really written.
+//    segment files, sluice_spill_records the records in them not yet read back, and
+//    streamfence_messages_spilled_total = those + sluice_spill_read_total; on a full tmpfs,
+//    spilled_total counts only the records really written.
 // 2. kill -9 in the middle of an AT_LEAST_ONCE + SPILL_TO_DISK feed, then restart: every
 //    accepted message is either acked by its subscriber or counted in
 //    sluice_messages_lost_total{reason="restart"} and logged; a process that stops cleanly
@@ -66,6 +67,21 @@ async function spillTo(srv, ns, total, size, fail = "spill to disk failed") {
   return c;
 }
 
+const spillMetrics = (m, L) => ({
+  spilled: mval(m, SPILLED, L), readBack: mval(m, "sluice_spill_read_total", L),
+  records: mval(m, "sluice_spill_records", L), bytes: mval(m, "sluice_spill_bytes", L),
+});
+
+// checkFiles: the gauges are what the files hold, and every record counted as spilled was
+// written: it is in the files still unread, or it was read back from them.
+function checkFiles(m, L, disk) {
+  const g = spillMetrics(m, L);
+  assert.equal(g.bytes, disk.bytes, "sluice_spill_bytes vs the size of the files");
+  assert.equal(g.records, disk.unread, "sluice_spill_records vs the unread records in the files");
+  assert.equal(g.spilled, g.readBack + disk.unread, "spilled_total vs records read back + unread in the files");
+  assert.equal(mval(m, "sluice_spill_corrupt_records_total", L), 0);
+}
+
 const spillNs = (p, extra) => ({
   path: p, topics: ["t"], deliveryMode: "BEST_EFFORT", overflowAction: "SPILL_TO_DISK",
   // a lane of 50 refills from the disk only once 25 have left it: with the connection backed
@@ -85,10 +101,9 @@ describe("spill gauges against the files", () => {
       const m = await metrics(srv.port);
       const L = { namespace: "/g", topic: "t" };
       const disk = onDisk(root);
-      t.diagnostic(JSON.stringify({ disk, spillBytes: mval(m, "sluice_spill_bytes", L), spilled: mval(m, SPILLED, L) }));
-      assert.ok(disk.records > 1000, `most messages on disk (${disk.records})`);
-      assert.equal(mval(m, "sluice_spill_bytes", L), disk.bytes, "sluice_spill_bytes vs the files");
-      assert.equal(mval(m, SPILLED, L), disk.records, "spilled_total vs the records in the files");
+      t.diagnostic(JSON.stringify({ disk, ...spillMetrics(m, L) }));
+      assert.ok(disk.unread > 1000, `most messages on disk (${disk.unread})`);
+      checkFiles(m, L, disk);
     } finally { c.destroy(); }
   });
 });
@@ -117,10 +132,9 @@ describe("a tmpfs that fills up", () => {
       const L = { namespace: "/f", topic: "t" };
       const disk = onDisk(path.join(mnt, "spill"));
       const failed = mval(m, "streamfence_queue_overflow_total", { ...L, reason: "spill to disk failed" });
-      t.diagnostic(JSON.stringify({ disk, spilled: mval(m, SPILLED, L), failed, bytes: mval(m, "sluice_spill_bytes", L) }));
+      t.diagnostic(JSON.stringify({ disk, ...spillMetrics(m, L), failed }));
       assert.ok(failed > 0, "the disk filled up");
-      assert.equal(mval(m, SPILLED, L), disk.records, "spilled_total vs the records in the files");
-      assert.equal(mval(m, "sluice_spill_bytes", L), disk.bytes, "sluice_spill_bytes vs the files");
+      checkFiles(m, L, disk);
       assert.match(srv.stderr(), /not spilled|lost/);
     } finally { c.destroy(); }
   });
