@@ -26,6 +26,7 @@
 #include "sl_lua_bytes.h"
 #include "sl_lua_call.h"
 #include "sl_lua_hooks.h"
+#include "../core/hooks.h"
 #include "sl_lua_json.h"
 #include "sl_lua_pview.h"
 
@@ -605,14 +606,7 @@ static void bad_result(sl_lua *vm, const char *what, const char *fmt, const char
 
 /* sl_route_result_free: see sl_lua.h. Leaves *r as "deliver". r may be NULL. */
 void sl_route_result_free(sl_route_result *r) {
-  if (!r) return;
-  free(r->payload_json);
-  for (size_t i = 0; i < r->ntopics; i++) free(r->topics[i]);
-  free(r->topics);
-  for (size_t i = 0; i < r->nto; i++) free(r->to[i]);
-  free(r->to);
-  memset(r, 0, sizeof *r);
-  r->action = SL_ROUTE_DELIVER;
+  if (r) sl_hooks_route_free(r);
 }
 
 /* A list of strings (topics) or of client ids / client boxes (to) from field `key` of the

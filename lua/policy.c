@@ -29,16 +29,8 @@ struct sl_lua_policy {
 
 static void lp_route(void *ud, const sluice_message *m, sluice_route_result *out) {
   const binding *b = ud;
-  sl_route_result r = {0};
   sl_lua_route(b->vm, b->nc->route_ref, m->ns, m->topic, m->payload, m->len, m->source, m->from,
-               &r);
-  /* the same malloc'd fields: ownership moves to the core */
-  out->action = r.action;
-  out->payload_json = r.payload_json;
-  out->topics = r.topics;
-  out->ntopics = r.ntopics;
-  out->to = r.to;
-  out->nto = r.nto;
+               out);
 }
 
 static char *lp_coalesce_key(void *ud, const char *topic, const char *payload, size_t len,

@@ -88,16 +88,13 @@ char *sl_lua_coalesce_key(sl_lua *vm, int ref, const char *topic, const char *pa
  * JSON text in place (pview.c); snapshot and onClientPublish get decoded tables (the latter
  * only if the hook declares the parameter); msg.json gives the raw JSON text. ---- */
 
-enum { SL_ROUTE_DELIVER = 0, SL_ROUTE_DROP = 1, SL_ROUTE_REWRITE = 2 };
-
-typedef struct sl_route_result {
-  int action;          /* SL_ROUTE_* */
-  char *payload_json;  /* malloc'd replacement payload (JSON text), NULL = unchanged */
-  char **topics;       /* malloc'd: deliver to these topics of the same namespace instead */
-  size_t ntopics;      /* 0 = the original topic */
-  char **to;           /* malloc'd: restrict recipients to these client ids */
-  size_t nto;          /* 0 = no restriction */
-} sl_route_result;
+/* The route hook's decision is the core's (sluice.h): malloc'd fields the core frees. */
+enum {
+  SL_ROUTE_DELIVER = SLUICE_ROUTE_DELIVER,
+  SL_ROUTE_DROP = SLUICE_ROUTE_DROP,
+  SL_ROUTE_REWRITE = SLUICE_ROUTE_REWRITE
+};
+typedef sluice_route_result sl_route_result;
 
 /* sl_lua_route: call route(msg [, payload]) where msg has .namespace .topic .payload (view) .json
  * .source ("api"|"lua"|"client") .clientId .principal (client publishes only). The hook
