@@ -293,7 +293,9 @@ void sl_session_close(sl_session *s, const char *reason) {
 }
 
 /* sl_session_fail: see eio.h. */
-void sl_session_fail(sl_session *s, const char *reason) { session_close_ex(s, reason, false, true); }
+void sl_session_fail(sl_session *s, const char *reason) {
+  session_close_ex(s, reason, false, true);
+}
 
 /* One session's deadline passed: pong overdue, connect timeout, or time to ping. */
 static void session_deadline(sl_session *s, uint64_t now) {

@@ -299,7 +299,8 @@ void sl_spill_sweep_server(sl_server *srv) {
   else err = r;
   if (!srv->ledger)
     sl_log_warn("server \"%s\": no crash ledger at %s (%s): deliveries held in memory at a "
-                "crash will not be counted after a restart", srv->cfg->name, lpath, uv_strerror(err));
+                "crash will not be counted after a restart",
+                srv->cfg->name, lpath, uv_strerror(err));
   if (bad)
     sl_log_warn("server \"%s\": crash ledger %s: %zu corrupt slot(s) skipped", srv->cfg->name,
                 lpath, bad);

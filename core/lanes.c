@@ -11,7 +11,7 @@
 #include "net.h"
 #include "sl_util.h"
 
-/* sl_lane_offer: see lanes.h. StreamFenceJs's enqueue order (STREAMFENCE.md 1.5) with
+/* The offer policy: StreamFenceJs's enqueue order (STREAMFENCE.md 1.5) with
  * Sluice's fixes: COALESCE works without coalesce:true (when the lane is full), DROP_OLDEST
  * counts every dropped message, SPILL_TO_DISK keeps strict FIFO (nothing overtakes what is
  * on disk) and never counts a failed write as spilled. */
@@ -69,6 +69,7 @@ static void offer(sl_lane *l, sl_msg *m) {
   sl_lane_ready(l);
 }
 
+/* sl_lane_offer: see lanes.h. Whatever the policy did, the crash ledger follows. */
 void sl_lane_offer(sl_lane *l, sl_msg *m) {
   offer(l, m);
   sl_lane_held_sync(l);

@@ -65,7 +65,8 @@ static int read_prev(const char *path, sl_ledger_prev_cb prev, void *arg, size_t
   uint8_t slot[LG_SLOT_BYTES];
   char ns[LG_SLOT_NAMES + 1], topic[LG_SLOT_NAMES + 1];
   for (uint32_t i = 0; i < n; i++) {
-    if (pread(fd, slot, sizeof slot, LG_HDR_BYTES + (off_t)i * LG_SLOT_BYTES) != (ssize_t)sizeof slot) {
+    if (pread(fd, slot, sizeof slot, LG_HDR_BYTES + (off_t)i * LG_SLOT_BYTES) !=
+        (ssize_t)sizeof slot) {
       (*bad)++;
       break;
     }

@@ -99,8 +99,11 @@ void sl_sio_session_closed(sl_session *s) {
  * WebSocket read the reason in its close frame, or a held GET receive "1". Logged at debug. */
 static void protocol_error(sl_session *s, const char *nsp, size_t nsplen, const char *reason) {
   if (s->state == SL_ST_CLOSED) return;
-  sl_log_debug("session %s: Socket.IO protocol error%s%.*s: %s", s->sid, nsp ? " in namespace " : "",
-               nsp ? (int)(nsplen ? nsplen : 1) : 0, nsp ? (nsplen ? nsp : "/") : "", reason);
+  if (nsp && nsplen)
+    sl_log_debug("session %s: Socket.IO protocol error in namespace %.*s: %s", s->sid,
+                 (int)nsplen, nsp, reason);
+  else
+    sl_log_debug("session %s: Socket.IO protocol error: %s", s->sid, reason);
   if (nsp) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "message", reason);
@@ -207,7 +210,8 @@ static void handle_event_json(sl_session *s, const sio_packet *p, const char *js
   if (sl_sio_parse_json(json, len, &arr) != 0 || !arr || sl_sio_validate_payload(p->type, arr) != 0 ||
       (natts && sl_sio_count_placeholders(arr, natts) != natts)) {
     cJSON_Delete(arr);
-    protocol_error(s, p->nsp, p->nsplen, natts ? "invalid payload or attachment mismatch" : "invalid payload");
+    protocol_error(s, p->nsp, p->nsplen,
+                   natts ? "invalid payload or attachment mismatch" : "invalid payload");
     return;
   }
   if (p->type == SIO_ACK || p->type == SIO_BINARY_ACK) {
@@ -240,7 +244,8 @@ void sl_sio_message(sl_session *s, const uint8_t *data, size_t len, bool binary)
     return;
   }
   if (s->pbin) {
-    protocol_error(s, s->pbin->nsp, s->pbin->nsplen, "attachment mismatch: text packet while binary attachments are pending");
+    protocol_error(s, s->pbin->nsp, s->pbin->nsplen,
+                   "attachment mismatch: text packet while binary attachments are pending");
     return;
   }
   sio_packet p;
@@ -273,7 +278,8 @@ void sl_sio_message(sl_session *s, const uint8_t *data, size_t len, bool binary)
     }
     sl_socket *sock = session_socket(s, p.nsp, p.nsplen);
     if (!sock) {
-      protocol_error(s, p.nsp, p.nsplen, "invalid state: DISCONNECT for a namespace not joined");
+      protocol_error(s, p.nsp, p.nsplen,
+                     "invalid state: DISCONNECT for a namespace not joined");
       return;
     }
     socket_remove(sock, "client namespace disconnect");
@@ -282,7 +288,8 @@ void sl_sio_message(sl_session *s, const uint8_t *data, size_t len, bool binary)
   case SIO_EVENT:
   case SIO_ACK:
     if (!session_socket(s, p.nsp, p.nsplen)) {
-      protocol_error(s, p.nsp, p.nsplen, "invalid state: packet for a namespace not joined");
+      protocol_error(s, p.nsp, p.nsplen,
+                     "invalid state: packet for a namespace not joined");
       return;
     }
     handle_event_json(s, &p, p.json, p.jsonlen, NULL, NULL, 0);

@@ -71,6 +71,14 @@ it("an attachment mismatch (text while attachments are pending): CONNECT_ERROR, 
     "attachment mismatch: text packet while binary attachments are pending");
 });
 
+it("an attachment mismatch (placeholders do not match the attachments): CONNECT_ERROR, then close", async () => {
+  const c = await joined();
+  c.send('451-/feed,["e",{"_placeholder":true,"num":3}]');
+  c.send(Buffer.from([1, 2, 3]));
+  await closedWith(c, ['44/feed,{"message":"invalid payload or attachment mismatch"}'],
+    "invalid payload or attachment mismatch");
+});
+
 it("a second CONNECT to a joined namespace: CONNECT_ERROR, then close", async () => {
   const c = await joined();
   c.send("40/feed,");
