@@ -342,7 +342,7 @@ static void metrics_text(sl_gateway *gw, sl_sbuf *b) {
   metric_head(b, "sluice_messages_lost_total", "counter",
               "Deliveries accepted and never delivered: restart = held by a process that did "
               "not stop cleanly (counted at the next start), disconnect = held by a lane whose "
-              "subscriber left");
+              "subscriber left, spill failed = could not be written to the spill");
   uint64_t unlabelled = 0;
   for (size_t i = 0; i < gw->nservers; i++) {
     unlabelled += gw->servers[i].lost_restart_unlabelled;

@@ -19,6 +19,7 @@ static void spill_on_written(sl_spill *sp, void *arg, size_t ok, size_t failed, 
   sl_lane_overflow(l, SL_OV_SPILLED, ok);
   if (failed) {
     sl_lane_overflow(l, SL_OV_SPILL_FAILED, failed);
+    l->topic->lost[SL_LOST_SPILL_FAILED] += failed;
     sl_log_warn("spill to disk failed for client %s topic %s: %s; %zu message(s) lost, "
                 "falling back to REJECT_NEW until the disk accepts writes again",
                 l->sock->id, l->topic->name, uv_strerror(err), failed);
@@ -133,6 +134,7 @@ void sl_lane_spill_append(sl_lane *l, sl_msg *m) {
   if (r < 0) {
     /* REJECT_NEW fallback: counted as lost, never as spilled. */
     sl_lane_overflow(l, SL_OV_SPILL_FAILED, 1);
+    l->topic->lost[SL_LOST_SPILL_FAILED]++;
     if (!l->spill_failed_logged) {
       l->spill_failed_logged = 1;
       sl_log_warn("spill to disk unavailable for client %s topic %s (%s): rejecting new "

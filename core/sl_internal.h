@@ -39,7 +39,7 @@ enum {
 };
 extern const char *const sl_overflow_reasons[SL_OV_COUNT];
 /* why deliveries a lane held were lost (sluice_messages_lost_total{reason}) */
-enum { SL_LOST_RESTART = 0, SL_LOST_DISCONNECT, SL_LOST_COUNT };
+enum { SL_LOST_RESTART = 0, SL_LOST_DISCONNECT, SL_LOST_SPILL_FAILED, SL_LOST_COUNT };
 extern const char *const sl_lost_reasons[SL_LOST_COUNT];
 
 /* ---- topology ------------------------------------------------------------------------- */
@@ -60,7 +60,8 @@ typedef struct sl_topic {
   uint64_t spill_corrupt;   /* spilled records skipped as corrupt */
   uint64_t spill_read;      /* spilled records read back into a lane */
   uint64_t lost[SL_LOST_COUNT]; /* deliveries lost (restart: counted at start from what a
-                               crashed process left; disconnect: held by a lane that went) */
+                               crashed process left; disconnect: held by a lane that went;
+                               spill failed: the overflow could not be written) */
   uint64_t *held;           /* crash ledger counter (ledger.h), NULL: not (yet) tracked */
   uint8_t held_tried;       /* the ledger had no slot for it: do not ask again */
   int snap_slot;            /* the snapshot hook's own slot (sluice_hooks.snapshot; for Lua

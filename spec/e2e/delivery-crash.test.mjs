@@ -134,6 +134,7 @@ describe("a tmpfs that fills up", () => {
       const failed = mval(m, "streamfence_queue_overflow_total", { ...L, reason: "spill to disk failed" });
       t.diagnostic(JSON.stringify({ disk, ...spillMetrics(m, L), failed }));
       assert.ok(failed > 0, "the disk filled up");
+      assert.equal(mval(m, LOST, { ...L, reason: "spill failed" }), failed, "what failed to spill is counted lost");
       checkFiles(m, L, disk);
       assert.match(srv.stderr(), /not spilled|lost/);
     } finally { c.destroy(); }
