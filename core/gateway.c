@@ -15,6 +15,7 @@
 #include "heap.h"
 #include "hooks.h"
 #include "lane_spill.h"
+#include "lane.h"
 #include "ledger.h"
 #include "msg.h"
 #include "net.h"
@@ -245,6 +246,22 @@ static void close_handle(sl_gateway *gw, uv_handle_t *h) {
   uv_close(h, handle_closed);
 }
 
+/* A stop drops what the lanes still hold (queued, in flight, spilled): say how much, per
+ * topic, so that no accepted message goes without a trace. */
+static void log_held_at_stop(sl_gateway *gw) {
+  for (size_t i = 0; i < gw->nservers; i++)
+    for (size_t j = 0; j < gw->servers[i].nns; j++)
+      for (size_t k = 0; k < gw->servers[i].ns[j].ntopics; k++) {
+        sl_topic *t = &gw->servers[i].ns[j].topics[k];
+        uint64_t held = 0;
+        for (uint32_t n = 0; n < t->nsubs; n++) held += sl_lane_held(t->subs[n]);
+        if (held)
+          sl_log_warn("stopping: namespace %s topic %s: %llu undelivered message(s) held for "
+                      "%u subscriber(s) are dropped", t->ns->path, t->name,
+                      (unsigned long long)held, t->nsubs);
+      }
+}
+
 /* sluice_stop: see sluice.h. */
 void sluice_stop(sluice_t *gw, void (*cb)(sluice_t *, void *), void *arg) {
   if (gw->stopping) return;
@@ -252,6 +269,7 @@ void sluice_stop(sluice_t *gw, void (*cb)(sluice_t *, void *), void *arg) {
   gw->on_stopped = cb;
   gw->on_stopped_arg = arg;
   gw->closing_handles = 1; /* held until the end of this function */
+  log_held_at_stop(gw);
   for (size_t i = 0; i < gw->nservers; i++) {
     sl_server *srv = &gw->servers[i];
     if (srv->listening) close_handle(gw, (uv_handle_t *)&srv->listener);
