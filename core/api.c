@@ -1,10 +1,12 @@
-/* api.c - the HTTP API on the gateway's port: POST /api/publish, GET /metrics (Prometheus
- * text format, StreamFenceJs metric names), GET /healthz, GET /api/stats, GET / (a status
- * page). Anything else is a 404 with a JSON error body, never a hang. */
+/* api.c - the HTTP API: POST /api/publish, POST /api/reload, GET /metrics (Prometheus text
+ * format, StreamFenceJs metric names), GET /api/stats, GET / (a status page), and the probes
+ * GET /healthz and GET /readyz. Served on the API's own listener (server key api) or, without
+ * it, on the client port. Anything else is a 404 with a JSON error body, never a hang. */
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <stdio.h>
+#include <arpa/inet.h>
 #include <cjson/cJSON.h>
 #include "sl_internal.h"
 #include "spill.h"
@@ -19,26 +21,141 @@ static bool path_is(const char *url, const char *path) {
   return strncmp(url, path, n) == 0 && (url[n] == 0 || url[n] == '?');
 }
 
-/* API auth: with apiToken set, "Authorization: Bearer <apiToken>" is required; without it
- * only loopback peers are answered. */
+/* ---- the API's rules ------------------------------------------------------------------
+ *
+ * Who may call the API. With apiToken: "Authorization: Bearer <apiToken>", compared in
+ * constant time, and nothing else. Without it "local" must mean something, so:
+ *   - a request carrying Forwarded / X-Forwarded-For / X-Real-IP is refused: a proxy is in
+ *     front, and behind a same-host proxy every remote caller is a loopback peer;
+ *   - the peer must be loopback (or the API's Unix socket);
+ *   - a request with an Origin header is refused: browsers send it on cross-site requests
+ *     (and on every POST), scripts and Prometheus do not;
+ *   - Host must be an IP literal, localhost, or a name of api.hosts (DNS rebinding: a page
+ *     of evil.example resolved to 127.0.0.1 still says Host: evil.example);
+ *   - a POST must say Content-Type: application/json (a form or text/plain POST is what a
+ *     page can send without a preflight).
+ * Every refusal is a JSON error naming its rule, counted in sluice_api_refused_total. */
+
+static const char *const refusal_names[SL_API_REFUSED_COUNT] = {
+  "token", "forwarded", "peer", "origin", "host", "content_type",
+};
+
+static bool refuse(sl_conn *c, int reason, int status, const char *code, const char *message) {
+  c->srv->gw->api_refused[reason]++;
+  sl_http_json_error(c, status, code, message);
+  return false;
+}
+
+/* Constant time in the length of the configured token: every byte is looked at whatever
+ * the first difference is, and a length mismatch is folded into the same result. */
+static bool token_equal(const char *given, size_t glen, const char *tok) {
+  size_t tlen = strlen(tok);
+  unsigned char diff = (unsigned char)(glen != tlen);
+  for (size_t i = 0; i < tlen; i++) diff |= (unsigned char)(tok[i] ^ (i < glen ? given[i] : 0));
+  return diff == 0;
+}
+
+static bool ci_equal(const char *a, size_t alen, const char *b) {
+  return strlen(b) == alen && strncasecmp(a, b, alen) == 0;
+}
+
+/* host_allowed: an IP literal (v4, or v6 in brackets), localhost, or an api.hosts entry,
+ * each with or without :port. */
+static bool host_allowed(const sl_server_config *cfg, const char *h) {
+  size_t len = strlen(h);
+  for (size_t i = 0; i < cfg->api.nhosts; i++)
+    if (ci_equal(h, len, cfg->api.hosts[i])) return true;
+  char name[256];
+  const char *end;
+  if (h[0] == '[') {
+    end = strchr(h, ']');
+    if (!end || (end[1] && end[1] != ':')) return false;
+    if ((size_t)(end - h - 1) >= sizeof name) return false;
+    memcpy(name, h + 1, (size_t)(end - h - 1));
+    name[end - h - 1] = 0;
+    unsigned char a6[16];
+    return inet_pton(AF_INET6, name, a6) == 1;
+  }
+  end = strchr(h, ':');
+  size_t nl = end ? (size_t)(end - h) : len;
+  if (end && strchr(end + 1, ':')) return false;
+  if (nl == 0 || nl >= sizeof name) return false;
+  memcpy(name, h, nl);
+  name[nl] = 0;
+  for (const char *p = end ? end + 1 : ""; *p; p++)
+    if (*p < '0' || *p > '9') return false;
+  unsigned char a4[4];
+  if (inet_pton(AF_INET, name, a4) == 1 || strcasecmp(name, "localhost") == 0) return true;
+  for (size_t i = 0; i < cfg->api.nhosts; i++)
+    if (strcasecmp(name, cfg->api.hosts[i]) == 0) return true;
+  return false;
+}
+
+static bool is_json_type(const char *ct) {
+  if (!ct || strncasecmp(ct, "application/json", 16) != 0) return false;
+  return ct[16] == 0 || ct[16] == ';' || ct[16] == ' ' || ct[16] == '\t';
+}
+
+/* api_allowed: apply the rules above; false when c was answered with a refusal. */
 static bool api_allowed(sl_conn *c) {
-  const char *tok = c->srv->cfg->api_token;
+  sl_req *r = c->req;
+  const sl_server_config *cfg = c->srv->cfg;
+  const char *tok = cfg->api_token;
   if (tok && *tok) {
-    const char *a = c->req->authorization;
+    const char *a = r->authorization;
     if (a && strncasecmp(a, "bearer ", 7) == 0) {
       a += 7;
       while (*a == ' ') a++;
-      if (strcmp(a, tok) == 0) return true;
+      size_t al = strlen(a);
+      while (al && (a[al - 1] == ' ' || a[al - 1] == '\t')) al--;
+      if (token_equal(a, al, tok)) return true;
     }
-    sl_http_json_error(c, 401, "UNAUTHORIZED", "missing or invalid API token");
-    return false;
+    return refuse(c, SL_API_REFUSED_TOKEN, 401, "UNAUTHORIZED",
+                  "missing or invalid API token (Authorization: Bearer <apiToken>)");
+  }
+  if (r->proxied) {
+    const char *h = r->proxied & SL_PROXY_FORWARDED ? "Forwarded"
+                    : r->proxied & SL_PROXY_X_FORWARDED_FOR ? "X-Forwarded-For" : "X-Real-IP";
+    char msg[256];
+    snprintf(msg, sizeof msg,
+             "refused: the request carries %s, so a proxy is in front and the peer being local "
+             "means nothing; set apiToken to call the API through a proxy", h);
+    return refuse(c, SL_API_REFUSED_FORWARDED, 403, "PROXIED", msg);
   }
   char peer[64];
-  if (!sl_addr_is_loopback(sl_conn_remote(c, peer, sizeof peer))) {
-    sl_http_json_error(c, 401, "UNAUTHORIZED", "the API answers loopback peers only unless apiToken is set");
-    return false;
-  }
+  sl_conn_remote(c, peer, sizeof peer);
+  if (strcmp(peer, "unix") != 0 && !sl_addr_is_loopback(peer))
+    return refuse(c, SL_API_REFUSED_PEER, 401, "UNAUTHORIZED",
+                  "the API answers loopback peers only unless apiToken is set");
+  if (r->origin)
+    return refuse(c, SL_API_REFUSED_ORIGIN, 403, "ORIGIN_REFUSED",
+                  "refused: the request has an Origin header (a browser page); without apiToken "
+                  "the API answers no browser");
+  if (!r->host || !host_allowed(cfg, r->host))
+    return refuse(c, SL_API_REFUSED_HOST, 403, "HOST_REFUSED",
+                  r->host ? "refused: Host must be an IP literal, localhost or a name listed in "
+                            "api.hosts (DNS rebinding protection)"
+                          : "refused: a Host header is required");
+  if (c->parser.method == HTTP_POST && !is_json_type(r->content_type))
+    return refuse(c, SL_API_REFUSED_CONTENT_TYPE, 415, "UNSUPPORTED_MEDIA_TYPE",
+                  "refused: a POST to the API must have Content-Type: application/json");
   return true;
+}
+
+/* sluice_api_refused_total{reason} */
+static void refusal_metrics(sl_gateway *gw, sl_sbuf *b) {
+  sl_sbuf_puts(b, "# HELP sluice_api_refused_total HTTP API requests refused by its rules, by rule\n"
+                  "# TYPE sluice_api_refused_total counter\n");
+  for (int i = 0; i < SL_API_REFUSED_COUNT; i++)
+    sl_sbuf_printf(b, "sluice_api_refused_total{reason=\"%s\"} %llu\n", refusal_names[i],
+                   (unsigned long long)gw->api_refused[i]);
+  sl_sbuf_puts(b, "# HELP sluice_eio_refused_total Engine.IO requests refused: by cors.origins "
+                  "(origin) or by the allowRequest hook (allow_request)\n"
+                  "# TYPE sluice_eio_refused_total counter\n");
+  sl_sbuf_printf(b, "sluice_eio_refused_total{reason=\"origin\"} %llu\n"
+                    "sluice_eio_refused_total{reason=\"allow_request\"} %llu\n",
+                 (unsigned long long)gw->eio_refused_origin,
+                 (unsigned long long)gw->eio_refused_allow);
 }
 
 /* ---- POST /api/publish ---------------------------------------------------------------- */
@@ -389,6 +506,7 @@ static void metrics_text(sl_gateway *gw, sl_sbuf *b) {
   metric_head(b, "sluice_lua_memory_bytes", "gauge", "Memory used by the Lua VM");
   sl_sbuf_printf(b, "sluice_lua_memory_bytes %zu\n", st.memory_bytes);
   hook_time_metrics(b, gw->hook_times);
+  refusal_metrics(gw, b);
 }
 
 /* sl_gateway_stats_json: see sl_core.h. */
@@ -451,16 +569,45 @@ static const char status_page[] =
   "document.querySelector('#t tbody').innerHTML=rows.join('');}catch(e){}}"
   "tick();setInterval(tick,1000);</script></body></html>";
 
-/* sl_api_http: route a request that is not for the Engine.IO endpoints. */
+/* sl_api_probe: see sl_internal.h. */
+bool sl_api_probe(sl_conn *c) {
+  const char *url = c->req->url.data ? c->req->url.data : "/";
+  if (path_is(url, "/healthz")) {
+    sl_http_respond(c, 200, "application/json", "{\"status\":\"ok\"}", 15, NULL);
+    return true;
+  }
+  if (path_is(url, "/readyz")) {
+    /* serving: listening, not stopping */
+    if (c->srv->gw->stopping || !c->srv->listening)
+      sl_http_json_error(c, 503, "NOT_READY", "the server is stopping");
+    else
+      sl_http_respond(c, 200, "application/json", "{\"status\":\"ready\"}", 18, NULL);
+    return true;
+  }
+  return false;
+}
+
+static bool is_api_path(const char *url) {
+  return strncmp(url, "/api/", 5) == 0 || path_is(url, "/metrics") || path_is(url, "/");
+}
+
+/* sl_api_http: see sl_internal.h. */
 void sl_api_http(sl_conn *c) {
   const char *url = c->req->url.data ? c->req->url.data : "/";
   sl_gateway *gw = c->srv->gw;
-  if (path_is(url, "/healthz")) {
-    sl_http_respond(c, 200, "application/json", "{\"status\":\"ok\"}", 15, NULL);
+  if (c->req->too_big) {
+    /* the body was not read: nothing to judge it by */
+    c->close_after_write = 1;
+    sl_http_json_error(c, 413, "PAYLOAD_TOO_LARGE", "request body exceeds maxPayload");
     return;
   }
-  if (path_is(url, "/metrics")) {
+  if (c->api || is_api_path(url)) {
+    /* On the API's own listener the rules cover every path (probes included); on the
+     * client port, the API's paths. */
     if (!api_allowed(c)) return;
+  }
+  if (sl_api_probe(c)) return;
+  if (path_is(url, "/metrics")) {
     sl_sbuf b = {0};
     metrics_text(gw, &b);
     sl_http_respond(c, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len, NULL);
@@ -468,12 +615,10 @@ void sl_api_http(sl_conn *c) {
     return;
   }
   if (path_is(url, "/api/publish")) {
-    if (!api_allowed(c)) return;
     api_publish(c);
     return;
   }
   if (path_is(url, "/api/reload")) {
-    if (!api_allowed(c)) return;
     if (c->parser.method != HTTP_POST) {
       sl_http_json_error(c, 405, "METHOD_NOT_ALLOWED", "use POST");
       return;
@@ -489,7 +634,6 @@ void sl_api_http(sl_conn *c) {
     return;
   }
   if (path_is(url, "/api/stats")) {
-    if (!api_allowed(c)) return;
     char *t = sl_gateway_stats_json(gw);
     sl_http_respond(c, 200, "application/json", t, strlen(t), NULL);
     free(t);

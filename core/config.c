@@ -46,11 +46,18 @@ void sl_config_free(sl_config *cfg) {
     free_strv(s->tokens, s->ntokens);
     free(s->spill_root);
     free(s->api_token);
+    free(s->api.host);
+    free(s->api.path);
+    free_strv(s->api.hosts, s->api.nhosts);
+    free_strv(s->cors.origins, s->cors.norigins);
+    free(s->cors.methods);
+    free(s->cors.headers);
     free(s->eio_path);
     unref(cfg, s->eio_on_message_ref);
     unref(cfg, s->eio_on_open_ref);
     unref(cfg, s->eio_on_close_ref);
     unref(cfg, s->on_start_ref);
+    unref(cfg, s->allow_request_ref);
     unref(cfg, s->on_connect_ref);
     unref(cfg, s->on_disconnect_ref);
     unref(cfg, s->on_subscribe_ref);
@@ -111,8 +118,14 @@ char *sl_config_summary(const sl_config *cfg) {
     sb_printf(&b, "server \"%s\" on %s:%d (%s, auth %s%s)\n", s->name, s->host, s->port,
               s->websocket_only ? "WEBSOCKET_ONLY" : "WEBSOCKET_OR_POLLING",
               s->auth_token ? "TOKEN" : "NONE", s->api_token ? ", API token set" : "");
+    if (s->api.listen && s->api.path) sb_printf(&b, "  API on unix:%s\n", s->api.path);
+    else if (s->api.listen) sb_printf(&b, "  API on %s:%d\n", s->api.host, s->api.port);
+    if (s->cors.set)
+      sb_printf(&b, "  CORS: %zu origin%s%s\n", s->cors.norigins, s->cors.norigins == 1 ? "" : "s",
+                s->cors.credentials ? ", credentials" : "");
     if (s->eio_path) sb_printf(&b, "  engineIo endpoint %s\n", s->eio_path);
     if (s->on_start_ref != SL_NOREF) sb_printf(&b, "  onStart hook\n");
+    if (s->allow_request_ref != SL_NOREF) sb_printf(&b, "  allowRequest hook\n");
     for (size_t j = 0; j < s->nns; j++) {
       const sl_ns_config *ns = &s->ns[j];
       sb_printf(&b, "  namespace %s: %s, %s, queue %lld msgs / %lld bytes", ns->path,

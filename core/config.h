@@ -54,6 +54,28 @@ typedef struct sl_ns_config {
   int on_client_publish_ref;  /* function(client, topic, payload) -> allow [, payload] */
 } sl_ns_config;
 
+/* api = { host, port, path, hosts }: where the HTTP API, /metrics and the status page are
+ * served. listen false: on the client port, as before (only `hosts` may be set then). */
+typedef struct sl_api_config {
+  bool listen;                /* a listener of its own (port or path given) */
+  char *host;                 /* "127.0.0.1" (TCP) */
+  int port;                   /* 0 = OS-assigned */
+  char *path;                 /* a Unix socket path instead of host:port, or NULL */
+  char **hosts;               /* Host names accepted besides IP literals and localhost */
+  size_t nhosts;
+} sl_api_config;
+
+/* cors = { origins, credentials, methods, headers }: socket.io's `cors` option (the npm cors
+ * package's semantics). set false: no CORS header at all and no Origin check. */
+typedef struct sl_cors_config {
+  bool set;
+  char **origins;             /* "*", exact origins, or patterns whose host starts "*." */
+  size_t norigins;            /* 0 with set: no origin is allowed (every Origin refused) */
+  bool credentials;           /* Access-Control-Allow-Credentials: true */
+  char *methods;              /* preflight Allow-Methods, "GET,HEAD,PUT,PATCH,POST,DELETE" */
+  char *headers;              /* preflight Allow-Headers; NULL: the request's are reflected */
+} sl_cors_config;
+
 typedef struct sl_server_config {
   char *name;                 /* key in servers = { NAME = ... } */
   char *host;                 /* "0.0.0.0" */
@@ -70,11 +92,14 @@ typedef struct sl_server_config {
   int64_t socket_high_water;  /* socketHighWaterBytes, default 65536 */
   int64_t socket_sndbuf;      /* socketSendBufferBytes (SO_SNDBUF), 0 = kernel default */
   char *api_token;            /* NULL: HTTP API answers loopback peers only */
+  sl_api_config api;          /* where the API is served (api) */
+  sl_cors_config cors;        /* CORS and the Origin check of Engine.IO requests (cors) */
   char *eio_path;             /* engineIo.path, NULL when no raw Engine.IO endpoint */
   int eio_on_message_ref;     /* engineIo.onMessage(conn, data) */
   int eio_on_open_ref;        /* engineIo.onOpen(conn) (optional) */
   int eio_on_close_ref;       /* engineIo.onClose(conn, reason) (optional) */
   int on_start_ref;           /* onStart(server) */
+  int allow_request_ref;      /* allowRequest(req) -> true | false, message, status */
   int on_connect_ref, on_disconnect_ref, on_subscribe_ref, on_unsubscribe_ref;
   int on_overflow_ref, on_retry_exhausted_ref;
   sl_ns_config *ns;

@@ -18,6 +18,7 @@
 #include "net.h"
 #include "sl_util.h"
 #include "ws.h"
+#include "cors.h"
 
 static void session_timer_arm(sl_session *s);
 
@@ -68,11 +69,28 @@ static bool query_get(const char *url, const char *key, char *out, size_t outlen
   return false;
 }
 
+/* The server's cors policy for this response (nothing without the `cors` key). */
 static void cors_headers(sl_conn *c, sl_sbuf *b) {
-  if (c->req && c->req->origin) {
-    sl_sbuf_printf(b, "Access-Control-Allow-Origin: %s\r\nAccess-Control-Allow-Credentials: true\r\n",
-                   c->req->origin);
+  sl_cors_headers(&c->srv->cfg->cors, c->req ? c->req->origin : NULL, b);
+}
+
+/* Refuse a request with status and the Engine.IO error JSON {"code":code,"message":...}
+ * (message JSON-escaped); an upgrade request is closed after the answer, as engine.io's
+ * abortUpgrade does. */
+static void eio_refuse(sl_conn *c, bool upgrade, int status, int code, const char *message) {
+  sl_sbuf body = {0}, h = {0};
+  sl_sbuf_printf(&body, "{\"code\":%d,\"message\":\"", code);
+  for (const char *p = message; *p; p++) {
+    if (*p == '"' || *p == '\\') sl_sbuf_printf(&body, "\\%c", *p);
+    else if ((unsigned char)*p < 0x20) sl_sbuf_printf(&body, "\\u%04x", (unsigned char)*p);
+    else sl_sbuf_append(&body, p, 1);
   }
+  sl_sbuf_puts(&body, "\"}");
+  if (upgrade) c->close_after_write = 1;
+  else cors_headers(c, &h);
+  sl_http_respond(c, status, "application/json", body.data, body.len, h.data);
+  sl_sbuf_free(&body);
+  sl_sbuf_free(&h);
 }
 
 static void eio_error(sl_conn *c, bool upgrade, int code, const char *message) {
@@ -88,6 +106,44 @@ static void eio_error(sl_conn *c, bool upgrade, int code, const char *message) {
   cors_headers(c, &h);
   sl_http_respond(c, code == 4 ? 403 : 400, "application/json", body, (size_t)n, h.data);
   sl_sbuf_free(&h);
+}
+
+/* The server's allow_request hook judges a handshake (socket.io's allowRequest). Returns
+ * true to go on; false when c was answered with the hook's refusal. */
+static bool handshake_allowed(sl_conn *c, bool upgrade) {
+  sl_server *srv = c->srv;
+  if (!srv->hooks.fn.allow_request) return true;
+  sl_req *r = c->req;
+  const char *url = r->url.data ? r->url.data : "/";
+  size_t plen = strcspn(url, "?");
+  char *path = sl_xstrndup(url, plen);
+  const char **hv = sl_xcalloc(2 * r->nheaders + 1, sizeof *hv);
+  const char *p = r->headers.data;
+  for (size_t i = 0; i < 2 * r->nheaders; i++) {
+    hv[i] = p;
+    p += strlen(p) + 1;
+  }
+  char remote[64];
+  sluice_request req = {
+    .method = http_method_str(c->parser.method),
+    .path = path,
+    .query = url[plen] ? url + plen + 1 : "",
+    .remote_address = sl_conn_remote(c, remote, sizeof remote),
+    .headers = hv,
+    .nheaders = r->nheaders,
+  };
+  int status = 403;
+  char msg[256] = "Forbidden";
+  int ok = srv->hooks.fn.allow_request(srv->hooks.ud[SL_HK_ALLOW_REQUEST], &req, &status, msg,
+                                       sizeof msg);
+  free(hv);
+  free(path);
+  if (ok) return true;
+  srv->gw->eio_refused_allow++;
+  msg[sizeof msg - 1] = 0;
+  if (status < 400 || status > 599) status = 403;
+  eio_refuse(c, upgrade, status, 4, msg);
+  return false;
 }
 
 /* sl_session_high_water: see eio.h. */
@@ -540,13 +596,25 @@ void sl_eio_http(sl_conn *c, bool upgrade) {
     eio_error(c, upgrade, 0, "Transport unknown");
     return;
   }
+  const sl_cors_config *cors = &srv->cfg->cors;
   if (c->parser.method == HTTP_OPTIONS && !upgrade) {
+    /* A CORS preflight, answered as the cors package does (204); without `cors` there is
+     * no CORS at all, and OPTIONS is no Engine.IO method. */
+    if (!cors->set) {
+      eio_error(c, false, 2, "Bad handshake method");
+      return;
+    }
     sl_sbuf h = {0};
-    cors_headers(c, &h);
-    sl_sbuf_puts(&h, "Access-Control-Allow-Methods: GET, POST, OPTIONS\r\n"
-                     "Access-Control-Allow-Headers: content-type, authorization\r\n");
+    sl_cors_preflight(cors, c->req->origin, c->req->acr_headers, &h);
     sl_http_respond(c, 204, "text/plain", "", 0, h.data);
     sl_sbuf_free(&h);
+    return;
+  }
+  if (!sl_cors_origin_ok(cors, c->req->origin)) {
+    char msg[300];
+    snprintf(msg, sizeof msg, "Forbidden: origin %.200s is not allowed (cors.origins)", c->req->origin);
+    srv->gw->eio_refused_origin++;
+    eio_refuse(c, upgrade, 403, 4, msg);
     return;
   }
   char eio[8] = "", transport[16] = "", sid[32] = "";
@@ -633,6 +701,7 @@ void sl_eio_http(sl_conn *c, bool upgrade) {
     eio_error(c, upgrade, 2, "Bad handshake method");
     return;
   }
+  if (!handshake_allowed(c, upgrade)) return;
   if (!has_eio || strcmp(eio, "4") != 0) {
     eio_error(c, upgrade, 5, "Unsupported protocol version");
     return;

@@ -188,6 +188,24 @@ int sluice_start(sluice_t *gw, char *err, size_t errlen) {
     }
     sl_log_info("server \"%s\" listening on http://%s:%d", srv->cfg->name,
                 srv->cfg->host ? srv->cfg->host : "0.0.0.0", srv->port);
+    const sl_api_config *a = &srv->cfg->api;
+    if (!a->listen) continue;
+    r = sl_server_listen_api(srv, sl_router_api_request);
+    if (r) {
+      if (a->path)
+        snprintf(err, errlen, "server \"%s\": cannot listen for the API on unix:%s: %s",
+                 srv->cfg->name, a->path, uv_strerror(r));
+      else
+        snprintf(err, errlen, "server \"%s\": cannot listen for the API on %s:%d: %s",
+                 srv->cfg->name, a->host, a->port, uv_strerror(r));
+      return SL_EIO;
+    }
+    /* not "listening on http://": that line counts the client ports */
+    if (a->path)
+      sl_log_info("server \"%s\" API, /metrics and status page on unix:%s", srv->cfg->name, a->path);
+    else
+      sl_log_info("server \"%s\" API, /metrics and status page on http://%s:%d/", srv->cfg->name,
+                  a->host, srv->api_port);
   }
   sl_hooks_on_start(gw, false);
   sl_gateway_flush_dirty(gw);
@@ -274,6 +292,10 @@ void sluice_stop(sluice_t *gw, void (*cb)(sluice_t *, void *), void *arg) {
     sl_server *srv = &gw->servers[i];
     if (srv->listening) close_handle(gw, (uv_handle_t *)&srv->listener);
     srv->listening = false;
+    if (srv->api_listening) {
+      gw->closing_handles++;
+      sl_server_close_api(srv, handle_closed, gw);
+    }
     /* Close sessions (Lua sees onDisconnect while the VM is still open). */
     while (srv->sessions.n) {
       sl_session *victim = NULL;

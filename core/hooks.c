@@ -30,7 +30,8 @@ const char *const sl_hook_time_names[SL_HOOK_TIMED_KINDS] = {
   X(on_unsubscribe, SL_HK_ON_UNSUBSCRIBE) X(on_overflow, SL_HK_ON_OVERFLOW)                   \
   X(on_retry_exhausted, SL_HK_ON_RETRY_EXHAUSTED) X(on_start, SL_HK_ON_START)             \
   X(client_free, SL_HK_CLIENT_FREE) X(eio_open, SL_HK_EIO_OPEN)                               \
-  X(eio_message, SL_HK_EIO_MESSAGE) X(eio_close, SL_HK_EIO_CLOSE) X(eio_free, SL_HK_EIO_FREE)
+  X(eio_message, SL_HK_EIO_MESSAGE) X(eio_close, SL_HK_EIO_CLOSE) X(eio_free, SL_HK_EIO_FREE) \
+  X(allow_request, SL_HK_ALLOW_REQUEST)
 
 static bool name_eq(const char *a, const char *b) {
   return a == b || (a && b && strcmp(a, b) == 0);
@@ -66,6 +67,8 @@ void sl_hooks_resolve(sl_gateway *gw) {
     sl_server *srv = &gw->servers[i];
     const char *name = srv->cfg->name;
     resolve_set(&srv->hooks, find_reg(gw, name, NULL), find_reg(gw, NULL, NULL));
+    /* net keeps every request header only for a server whose handshakes a hook judges */
+    srv->keep_headers = srv->hooks.fn.allow_request != NULL;
     for (size_t j = 0; j < srv->nns; j++) {
       sl_ns *ns = &srv->ns[j];
       resolve_set(&ns->hooks, find_reg(gw, name, ns->path), find_reg(gw, NULL, ns->path));
@@ -89,7 +92,7 @@ static bool target_exists(const sl_gateway *gw, const char *server, const char *
 static bool has_server_hooks(const sluice_hooks *h) {
   return h->on_connect || h->on_disconnect || h->on_subscribe || h->on_unsubscribe ||
          h->on_overflow || h->on_retry_exhausted || h->on_start || h->client_free ||
-         h->eio_open || h->eio_message || h->eio_close || h->eio_free;
+         h->eio_open || h->eio_message || h->eio_close || h->eio_free || h->allow_request;
 }
 
 static bool has_ns_hooks(const sluice_hooks *h) {

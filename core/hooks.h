@@ -27,13 +27,14 @@
 struct sl_ns;
 
 /* One index per member of sluice_hooks, in order: namespace kinds, then server kinds (the
- * lifecycle events in sluice_event_type order, on_start, client_free, the raw endpoint's). */
+ * lifecycle events in sluice_event_type order, on_start, client_free, the raw endpoint's,
+ * allow_request). */
 enum {
   SL_HK_ROUTE, SL_HK_COALESCE_KEY, SL_HK_SNAPSHOT, SL_HK_AUTHORIZE, SL_HK_CLIENT_PUBLISH,
   SL_HK_CONNECT, SL_HK_EVENT,
   SL_HK_ON_CONNECT, SL_HK_ON_DISCONNECT, SL_HK_ON_SUBSCRIBE, SL_HK_ON_UNSUBSCRIBE,
   SL_HK_ON_OVERFLOW, SL_HK_ON_RETRY_EXHAUSTED, SL_HK_ON_START, SL_HK_CLIENT_FREE,
-  SL_HK_EIO_OPEN, SL_HK_EIO_MESSAGE, SL_HK_EIO_CLOSE, SL_HK_EIO_FREE,
+  SL_HK_EIO_OPEN, SL_HK_EIO_MESSAGE, SL_HK_EIO_CLOSE, SL_HK_EIO_FREE, SL_HK_ALLOW_REQUEST,
   SL_HK_KINDS,
   SL_HK_FIRST_SERVER = SL_HK_ON_CONNECT
 };

@@ -11,6 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <stdio.h>
+#include <ctype.h>
+#include <errno.h>
+#include <unistd.h>
+#include <sys/stat.h>
 #include <arpa/inet.h>
 #include "net.h"
 #include "msg.h"
@@ -76,6 +80,7 @@ static void req_free(sl_req *r) {
   sl_sbuf_free(&r->body);
   sl_sbuf_free(&r->hfield);
   sl_sbuf_free(&r->hvalue);
+  sl_sbuf_free(&r->headers);
   free(r->upgrade);
   free(r->connection);
   free(r->ws_key);
@@ -83,15 +88,26 @@ static void req_free(sl_req *r) {
   free(r->content_type);
   free(r->authorization);
   free(r->origin);
+  free(r->host);
+  free(r->acr_headers);
   free(r);
 }
 
-static void req_store_header(sl_req *r) {
+static void req_store_header(sl_req *r, bool keep_all) {
   if (!r->hfield.len) return;
   sl_sbuf_append(&r->hvalue, "", 1);
   r->hvalue.len--;
   const char *f = r->hfield.data;
   size_t fl = r->hfield.len;
+  if (keep_all) {
+    for (size_t i = 0; i < fl; i++) {
+      char ch = (char)tolower((unsigned char)f[i]);
+      sl_sbuf_append(&r->headers, &ch, 1);
+    }
+    sl_sbuf_append(&r->headers, "", 1);
+    sl_sbuf_append(&r->headers, r->hvalue.data ? r->hvalue.data : "", r->hvalue.len + 1);
+    r->nheaders++;
+  }
   char **slot = NULL;
 #define HDR_IS(name) (fl == sizeof(name) - 1 && strncasecmp(f, name, fl) == 0)
   if (HDR_IS("upgrade")) slot = &r->upgrade;
@@ -101,6 +117,11 @@ static void req_store_header(sl_req *r) {
   else if (HDR_IS("content-type")) slot = &r->content_type;
   else if (HDR_IS("authorization")) slot = &r->authorization;
   else if (HDR_IS("origin")) slot = &r->origin;
+  else if (HDR_IS("host")) slot = &r->host;
+  else if (HDR_IS("access-control-request-headers")) slot = &r->acr_headers;
+  else if (HDR_IS("forwarded")) r->proxied |= SL_PROXY_FORWARDED;
+  else if (HDR_IS("x-forwarded-for")) r->proxied |= SL_PROXY_X_FORWARDED_FOR;
+  else if (HDR_IS("x-real-ip")) r->proxied |= SL_PROXY_X_REAL_IP;
 #undef HDR_IS
   if (slot && !*slot) *slot = sl_xstrndup(r->hvalue.data ? r->hvalue.data : "", r->hvalue.len);
   r->hfield.len = 0;
@@ -108,6 +129,12 @@ static void req_store_header(sl_req *r) {
 }
 
 static sl_conn *parser_conn(http_parser *p) { return sl_container_of(p, sl_conn, parser); }
+
+/* The request callback of the listener that accepted c. */
+static void conn_request(sl_conn *c) {
+  if (c->api) c->srv->on_api_request(c);
+  else c->srv->on_request(c);
+}
 
 static int on_message_begin(http_parser *p) {
   sl_conn *c = parser_conn(p);
@@ -129,7 +156,7 @@ static int on_header_field(http_parser *p, const char *at, size_t len) {
   r->header_bytes += len;
   if (r->header_bytes > SL_MAX_HEADERS) return -1;
   if (r->last_was_value) {
-    req_store_header(r);
+    req_store_header(r, parser_conn(p)->srv->keep_headers);
     r->last_was_value = 0;
   }
   sl_sbuf_append(&r->hfield, at, len);
@@ -148,7 +175,7 @@ static int on_header_value(http_parser *p, const char *at, size_t len) {
 static int on_headers_complete(http_parser *p) {
   sl_conn *c = parser_conn(p);
   sl_req *r = c->req;
-  if (r->last_was_value) req_store_header(r);
+  if (r->last_was_value) req_store_header(r, parser_conn(p)->srv->keep_headers);
   r->last_was_value = 0;
   sl_sbuf_free(&r->hfield);
   sl_sbuf_free(&r->hvalue);
@@ -159,7 +186,7 @@ static int on_headers_complete(http_parser *p) {
     r->complete = true;
     timeout_disarm(c);
     c->close_after_write = 1;
-    c->srv->on_request(c);
+    conn_request(c);
     if (!c->wq.n && !c->closing) sl_http_respond(c, 413, "text/plain", "Payload Too Large", 17, NULL);
     return -1;
   }
@@ -183,7 +210,7 @@ static int on_message_complete(http_parser *p) {
   sl_conn *c = parser_conn(p);
   c->req->complete = true;
   timeout_disarm(c);
-  c->srv->on_request(c);
+  conn_request(c);
   /* A response may still be pending (a held polling GET): stop parsing pipelined requests
    * until it is written. */
   if (!c->closing && (c->held || c->wq.n)) {
@@ -284,23 +311,24 @@ void sl_conn_resume(sl_conn *c) {
   }
 }
 
-static void on_connection(uv_stream_t *l, int status) {
-  sl_server *srv = l->data;
+static void accept_conn(sl_server *srv, uv_stream_t *l, int status, bool api) {
   if (status < 0) {
     sl_log_warn("accept failed on %s: %s", srv->cfg->name, uv_strerror(status));
     return;
   }
   sl_conn *c = sl_xcalloc(1, sizeof *c);
   c->srv = srv;
-  uv_tcp_init(srv->gw->loop, &c->tcp);
+  c->api = api;
+  if (l->type == UV_NAMED_PIPE) uv_pipe_init(srv->gw->loop, &c->pipe, 0);
+  else uv_tcp_init(srv->gw->loop, &c->tcp);
   if (uv_accept(l, (uv_stream_t *)&c->tcp) != 0) {
     uv_close((uv_handle_t *)&c->tcp, on_close);
     c->closing = 1;
     return;
   }
   sl_list_push(&srv->conns, &c->link);
-  uv_tcp_nodelay(&c->tcp, 1);
-  if (srv->cfg->socket_sndbuf > 0) {
+  if (l->type == UV_TCP) uv_tcp_nodelay(&c->tcp, 1);
+  if (srv->cfg->socket_sndbuf > 0 && !api) {
     int v = (int)srv->cfg->socket_sndbuf;
     uv_send_buffer_size((uv_handle_t *)&c->tcp, &v);
   }
@@ -309,11 +337,18 @@ static void on_connection(uv_stream_t *l, int status) {
   uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
 }
 
+static void on_connection(uv_stream_t *l, int status) { accept_conn(l->data, l, status, false); }
+static void on_api_connection(uv_stream_t *l, int status) { accept_conn(l->data, l, status, true); }
+
 /* sl_conn_remote: see net.h. */
 const char *sl_conn_remote(sl_conn *c, char *buf, size_t len) {
   struct sockaddr_storage ss;
   int sl = sizeof ss;
   buf[0] = 0;
+  if (c->tcp.type == UV_NAMED_PIPE) {
+    snprintf(buf, len, "unix");
+    return buf;
+  }
   if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0) {
     if (ss.ss_family == AF_INET) uv_ip4_name((struct sockaddr_in *)&ss, buf, len);
     else uv_ip6_name((struct sockaddr_in6 *)&ss, buf, len);
@@ -321,8 +356,7 @@ const char *sl_conn_remote(sl_conn *c, char *buf, size_t len) {
   return buf;
 }
 
-/* sl_server_listen: see net.h. */
-int sl_server_listen(sl_server *srv, sl_request_cb on_request) {
+static void settings_init(void) {
   static int settings_ready;
   if (!settings_ready) {
     memset(&parser_settings, 0, sizeof parser_settings);
@@ -335,14 +369,29 @@ int sl_server_listen(sl_server *srv, sl_request_cb on_request) {
     parser_settings.on_message_complete = on_message_complete;
     settings_ready = 1;
   }
+}
+
+/* Parse host (an IP literal or "localhost") and port into addr. */
+static int resolve(const char *host, int port, struct sockaddr_storage *addr) {
+  if (strchr(host, ':')) return uv_ip6_addr(host, port, (struct sockaddr_in6 *)addr);
+  return uv_ip4_addr(strcmp(host, "localhost") == 0 ? "127.0.0.1" : host, port,
+                     (struct sockaddr_in *)addr);
+}
+
+static int bound_port(uv_tcp_t *t) {
+  struct sockaddr_storage bound;
+  int blen = sizeof bound;
+  uv_tcp_getsockname(t, (struct sockaddr *)&bound, &blen);
+  return ntohs(((struct sockaddr_in *)&bound)->sin_port);
+}
+
+/* sl_server_listen: see net.h. */
+int sl_server_listen(sl_server *srv, sl_request_cb on_request) {
+  settings_init();
   struct sockaddr_storage addr;
   const char *host = srv->cfg->host ? srv->cfg->host : "0.0.0.0";
   int r;
-  if (strchr(host, ':'))
-    r = uv_ip6_addr(host, srv->cfg->port, (struct sockaddr_in6 *)&addr);
-  else
-    r = uv_ip4_addr(strcmp(host, "localhost") == 0 ? "127.0.0.1" : host, srv->cfg->port,
-                    (struct sockaddr_in *)&addr);
+  r = resolve(host, srv->cfg->port, &addr);
   if (r) return r;
   srv->on_request = on_request;
   uv_tcp_init(srv->gw->loop, &srv->listener);
@@ -353,12 +402,51 @@ int sl_server_listen(sl_server *srv, sl_request_cb on_request) {
     uv_close((uv_handle_t *)&srv->listener, NULL);
     return r;
   }
-  struct sockaddr_storage bound;
-  int blen = sizeof bound;
-  uv_tcp_getsockname(&srv->listener, (struct sockaddr *)&bound, &blen);
-  srv->port = ntohs(((struct sockaddr_in *)&bound)->sin_port);
+  srv->port = bound_port(&srv->listener);
   srv->listening = true;
   return 0;
+}
+
+/* sl_server_listen_api: see net.h. */
+int sl_server_listen_api(sl_server *srv, sl_request_cb on_request) {
+  const sl_api_config *a = &srv->cfg->api;
+  uv_stream_t *l = (uv_stream_t *)&srv->api_listener;
+  int r;
+  settings_init();
+  srv->on_api_request = on_request;
+  if (a->path) {
+    struct stat st;
+    if (lstat(a->path, &st) == 0 && S_ISSOCK(st.st_mode)) unlink(a->path); /* stale */
+    uv_pipe_init(srv->gw->loop, &srv->api_listener.pipe, 0);
+    l->data = srv;
+    r = uv_pipe_bind(&srv->api_listener.pipe, a->path);
+    if (!r && chmod(a->path, 0660) != 0) r = uv_translate_sys_error(errno);
+  } else {
+    struct sockaddr_storage addr;
+    r = resolve(a->host ? a->host : "127.0.0.1", a->port, &addr);
+    if (r) return r;
+    uv_tcp_init(srv->gw->loop, &srv->api_listener.tcp);
+    l->data = srv;
+    r = uv_tcp_bind(&srv->api_listener.tcp, (struct sockaddr *)&addr, 0);
+  }
+  if (!r) r = uv_listen(l, 512, on_api_connection);
+  if (r) {
+    uv_close((uv_handle_t *)l, NULL);
+    return r;
+  }
+  if (!a->path) srv->api_port = bound_port(&srv->api_listener.tcp);
+  srv->api_listening = true;
+  return 0;
+}
+
+/* sl_server_close_api: see net.h. */
+void sl_server_close_api(sl_server *srv, void (*close_cb)(uv_handle_t *), void *data) {
+  if (!srv->api_listening) return;
+  srv->api_listening = false;
+  uv_handle_t *h = (uv_handle_t *)&srv->api_listener;
+  h->data = data;
+  uv_close(h, close_cb);
+  if (srv->cfg->api.path) unlink(srv->cfg->api.path);
 }
 
 /* ---- writing --------------------------------------------------------------------------- */
@@ -498,6 +586,8 @@ static const char *status_text(int s) {
   case 408: return "Request Timeout";
   case 413: return "Payload Too Large";
   case 414: return "URI Too Long";
+  case 415: return "Unsupported Media Type";
+  case 429: return "Too Many Requests";
   case 431: return "Request Header Fields Too Large";
   case 500: return "Internal Server Error";
   case 503: return "Service Unavailable";

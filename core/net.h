@@ -46,6 +46,9 @@ typedef void (*sl_request_cb)(sl_conn *c);
 
 enum { SL_CONN_HTTP = 0, SL_CONN_UPGRADED = 1 };
 
+/* sl_req.proxied: the request carries headers a proxy adds. */
+enum { SL_PROXY_FORWARDED = 1, SL_PROXY_X_FORWARDED_FOR = 2, SL_PROXY_X_REAL_IP = 4 };
+
 /* Request state, allocated only while a request is being read (and freed when the
  * connection is upgraded). */
 typedef struct sl_req {
@@ -54,6 +57,12 @@ typedef struct sl_req {
   sl_sbuf hfield, hvalue;   /* current header being read */
   size_t header_bytes;
   char *upgrade, *connection, *ws_key, *ws_version, *content_type, *authorization, *origin;
+  char *host;               /* Host */
+  char *acr_headers;        /* Access-Control-Request-Headers (a CORS preflight) */
+  uint8_t proxied;          /* SL_PROXY_* bits: forwarding headers seen (any value) */
+  sl_sbuf headers;          /* every header as "name\0value\0" (name lowercased), nheaders
+                               pairs; kept only when srv->keep_headers */
+  size_t nheaders;
   int last_was_value;
   bool complete;
   bool too_big;             /* body over the limit (413) */
@@ -63,7 +72,10 @@ typedef struct sl_req {
  * held, close_after_write. The ws fields near the end are private to ws.c, is_probe to
  * eio.c; they live here so a connection is one allocation. */
 struct sl_conn {
-  uv_tcp_t tcp;             /* first: handle->data not needed, container_of works */
+  union {                   /* first: handle->data not needed, container_of works */
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;         /* accepted on a Unix socket (the API listener) */
+  };
   sl_server *srv;
   sl_link link;             /* in srv->conns */
   sl_link tlink;            /* in the gateway's timeout list while reading HTTP headers / idle */
@@ -86,6 +98,7 @@ struct sl_conn {
   uint8_t held;             /* the owner holds the request unanswered (a polling GET) */
   uint8_t ws_closing;       /* ws.c: a close frame was sent or received */
   uint8_t is_probe;         /* eio.c: WebSocket waiting for "5" during an upgrade */
+  uint8_t api;              /* accepted on the server's API listener (sl_server_listen_api) */
   struct sl_ws_slot *ws;    /* ws.c: wslay context borrowed from the pool while a frame is partly read */
   uint8_t in_ws;            /* ws.c: inside wslay_event_recv: defer releasing the context */
   /* ws.c: minimal frame-boundary tracker, so the wslay context can be returned to the pool */
@@ -99,6 +112,16 @@ struct sl_conn {
  * accepted connection goes to on_request (stored in srv->on_request). Returns 0 or a
  * negative libuv error (the listener is then closed and on_request never called). */
 SL_WUR int sl_server_listen(sl_server *srv, sl_request_cb on_request);
+
+/* sl_server_listen_api: bind and listen on srv->cfg->api (a Unix socket when api.path is
+ * set: a stale socket file there is replaced and the new one made 0660; else host:port);
+ * requests read on its connections go to on_request (srv->on_api_request) and those
+ * connections have c->api set. Returns 0 or a negative libuv error (nothing listens then). */
+int sl_server_listen_api(sl_server *srv, sl_request_cb on_request);
+
+/* sl_server_close_api: stop the API listener (through close_cb, NULL allowed, which gets
+ * the handle) and remove its Unix socket file. No-op when it does not listen. */
+void sl_server_close_api(sl_server *srv, void (*close_cb)(uv_handle_t *), void *data);
 
 /* sl_net_start_sweeper: start the gateway-wide timer (1 s, unref'd) that enforces the header
  * (10 s, answered 408) and keep-alive idle (60 s) timeouts. Call once per gateway. */
@@ -136,7 +159,8 @@ void sl_conn_flush(sl_conn *c);
 void sl_conn_resume(sl_conn *c);
 
 /* sl_conn_remote: the peer's address as text into buf (len bytes; INET6_ADDRSTRLEN is
- * enough), computed on demand so connections do not store it. Returns buf, "" if unknown. */
+ * enough), computed on demand so connections do not store it. Returns buf: "unix" for a
+ * connection accepted on a Unix socket, "" if unknown. */
 const char *sl_conn_remote(sl_conn *c, char *buf, size_t len);
 
 /* sl_http_respond: queue a complete HTTP/1.1 response (one buffer) and flush. ctype NULL

@@ -97,6 +97,14 @@ static int check_compatible(sl_gateway *gw, sl_config *nc, char *err, size_t err
       snprintf(err, errlen, "%s: server \"%s\": changing host or port needs a restart", nc->path, o->name);
       return SL_ECONFIG;
     }
+    const sl_api_config *na = &n->api, *oa = &o->api;
+    if (na->listen != oa->listen || na->port != oa->port ||
+        strcmp(na->host ? na->host : "", oa->host ? oa->host : "") != 0 ||
+        strcmp(na->path ? na->path : "", oa->path ? oa->path : "") != 0) {
+      snprintf(err, errlen, "%s: server \"%s\": changing where the API listens (api) needs a restart",
+               nc->path, o->name);
+      return SL_ECONFIG;
+    }
   }
   return 0;
 }

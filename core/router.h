@@ -6,10 +6,17 @@
 
 #include "sl_internal.h"
 
-/* sl_router_request: the request callback (net.h sl_request_cb) every server listens with.
- * /socket.io/ and the configured engineIo path go to Engine.IO (sl_eio_http), any other
- * upgrade request is answered 404 and closed, the rest goes to the HTTP API (sl_api_http). */
+/* sl_router_request: the request callback (net.h sl_request_cb) of every server's client
+ * port. /socket.io/ and the configured engineIo path go to Engine.IO (sl_eio_http), any
+ * other upgrade request is answered 404 and closed. The rest goes to the HTTP API
+ * (sl_api_http) when the server has no `api` listener; with one, only /healthz and /readyz
+ * are answered here and anything else is a JSON 404. */
 void sl_router_request(sl_conn *c);
+
+/* sl_router_api_request: the request callback of a server's `api` listener: everything
+ * goes to the HTTP API (sl_api_http, which applies its rules to every path); an upgrade
+ * request is answered 404 and closed. */
+void sl_router_api_request(sl_conn *c);
 
 /* sl_router_install: give srv's Engine.IO layer its handlers: Socket.IO (sl_sio_message,
  * sl_sio_session_closed, sl_session_pull) for /socket.io/ sessions, sl_eio_raw_handler for

@@ -42,6 +42,11 @@ extern const char *const sl_overflow_reasons[SL_OV_COUNT];
 enum { SL_LOST_RESTART = 0, SL_LOST_DISCONNECT, SL_LOST_SPILL_FAILED, SL_LOST_COUNT };
 extern const char *const sl_lost_reasons[SL_LOST_COUNT];
 
+/* The API's refusal rules (sluice_api_refused_total{reason}). */
+enum { SL_API_REFUSED_TOKEN = 0, SL_API_REFUSED_FORWARDED, SL_API_REFUSED_PEER,
+       SL_API_REFUSED_ORIGIN, SL_API_REFUSED_HOST, SL_API_REFUSED_CONTENT_TYPE,
+       SL_API_REFUSED_COUNT };
+
 /* ---- topology ------------------------------------------------------------------------- */
 
 typedef struct sl_lane sl_lane;
@@ -104,6 +109,15 @@ struct sl_server {
   sl_hookset hooks;         /* lifecycle event hooks and on_start (hooks.h) */
   struct sl_ledger *ledger; /* crash ledger under the spill root (SPILL_TO_DISK servers) */
   uint64_t lost_restart_unlabelled; /* restart losses of no configured namespace/topic */
+  /* the API's own listener (cfg->api.listen): net.c sl_server_listen_api */
+  union {
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+  } api_listener;
+  int api_port;             /* bound port of api_listener (TCP) */
+  bool api_listening;
+  bool keep_headers;        /* net: keep every request header (sl_req.headers); set by hooks.c */
+  void (*on_api_request)(sl_conn *c); /* net.h sl_request_cb of api_listener */
 };
 
 /* ---- Socket.IO sockets and lanes ----------------------------------------------------- */
@@ -182,6 +196,9 @@ struct sl_gateway {
   uv_timer_t reload_timer;  /* debounce for the watches */
   uint64_t reloads_ok, reloads_failed;
   double last_reload_ms;
+  uint64_t api_refused[SL_API_REFUSED_COUNT];  /* by SL_API_REFUSED_* (api.c), sluice_api_refused_total */
+  uint64_t eio_refused_origin;   /* Engine.IO requests refused by cors.origins (eio.c) */
+  uint64_t eio_refused_allow;    /* handshakes refused by allow_request (eio.c) */
   int closing_handles;
   void (*on_stopped)(sl_gateway *, void *);
   void *on_stopped_arg;

@@ -135,6 +135,17 @@ typedef struct sluice_route_result {
   size_t nto;              /* ... 0 = no restriction */
 } sluice_route_result;
 
+/* One Engine.IO handshake as allow_request sees it (borrowed: valid for the duration of the
+ * call). */
+typedef struct sluice_request {
+  const char *method;      /* "GET" */
+  const char *path;        /* "/socket.io/" (the URL without its query) */
+  const char *query;       /* "EIO=4&transport=polling" (without '?'; "" when none), raw */
+  const char *remote_address; /* "127.0.0.1" */
+  const char *const *headers; /* 2 * nheaders strings: name (lowercase), value, ... in order */
+  size_t nheaders;
+} sluice_request;
+
 /* Lifecycle events of a server (StreamFenceJs's listener events). */
 typedef enum {
   SLUICE_EV_CONNECT = 0,   /* a client joined a namespace */
@@ -239,6 +250,14 @@ typedef struct sluice_hooks {
   /* eio_free: the core is about to free conn (right after eio_close). As for client_free, a
    * C eio_free and the config's both run. */
   void (*eio_free)(void *ud, sluice_eio_conn *conn);
+
+  /* allow_request: an Engine.IO handshake (a request without sid: polling or WebSocket, on
+   * /socket.io/ or the engineIo path) passed the transport, Origin (cors) and method checks,
+   * like socket.io's allowRequest. Return 1 to accept; 0 to refuse: the client gets *status
+   * (preset 403; kept when 400..599) and {"code":4,"message":message}; message[msglen] is
+   * preset "Forbidden", write a NUL-terminated replacement. */
+  int (*allow_request)(void *ud, const sluice_request *req, int *status, char *message,
+                       size_t msglen);
 } sluice_hooks;
 
 #define SLUICE_NOSLOT (-2) /* initial value of a snapshot slot */

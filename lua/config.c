@@ -40,6 +40,7 @@ typedef struct vctx {
   char *dir;          /* directory of the config file, for relative script paths */
   const char *server; /* current server name or NULL */
   const char *ns;     /* current namespace path or NULL */
+  const char *block;  /* current server sub-block ("api", "cors") or NULL */
   int ns_index;       /* 1-based, used when the path itself is unusable */
   bool is_lua;
   sl_config *cfg;
@@ -54,9 +55,10 @@ static void prefix(vctx *c, char *buf, size_t len) {
   if (c->server) n += snprintf(buf + n, len - (size_t)n, "server \"%s\": ", c->server);
   if ((size_t)n >= len) return;
   if (c->ns)
-    snprintf(buf + n, len - (size_t)n, "namespace %s: ", c->ns);
+    n += snprintf(buf + n, len - (size_t)n, "namespace %s: ", c->ns);
   else if (c->ns_index > 0)
-    snprintf(buf + n, len - (size_t)n, "namespace #%d: ", c->ns_index);
+    n += snprintf(buf + n, len - (size_t)n, "namespace #%d: ", c->ns_index);
+  if (c->block && (size_t)n < len) snprintf(buf + n, len - (size_t)n, "%s: ", c->block);
 }
 
 /* verr: record a validation error (the first one wins) and return SL_ECONFIG. */
@@ -114,6 +116,24 @@ static size_t edit_distance(const char *a, const char *b) {
   return row[lb];
 }
 
+/* closest_key: is k one of known (NULL-ended)? Returns NULL when it is (*found set), else the
+ * closest known key when it is close enough to be a likely typo, else NULL. */
+static const char *closest_key(const char *k, const char *const *known, bool *found) {
+  const char *best = NULL;
+  size_t bestd = 99;
+  *found = false;
+  for (const char *const *p = known; *p; p++) {
+    if (strcmp(*p, k) == 0) {
+      *found = true;
+      return NULL;
+    }
+    size_t d = edit_distance(k, *p);
+    if (d < bestd) bestd = d, best = *p;
+  }
+  size_t klen = strlen(k);
+  return best && (bestd <= 2 || (klen > 6 && bestd <= 3)) ? best : NULL;
+}
+
 /* stack: unchanged. Warns about every string key of table t not in known (NULL-ended). */
 static void warn_unknown_keys(vctx *c, int t, const char *what, const char *const *known) {
   lua_State *L = c->L;
@@ -125,24 +145,41 @@ static void warn_unknown_keys(vctx *c, int t, const char *what, const char *cons
       continue;
     }
     const char *k = lua_tostring(L, -1);
-    bool found = false;
-    const char *best = NULL;
-    size_t bestd = 99;
-    for (const char *const *p = known; *p; p++) {
-      if (strcmp(*p, k) == 0) {
-        found = true;
-        break;
-      }
-      size_t d = edit_distance(k, *p);
-      if (d < bestd) bestd = d, best = *p;
-    }
+    bool found;
+    const char *best = closest_key(k, known, &found);
     if (found) continue;
-    size_t klen = strlen(k);
-    if (best && (bestd <= 2 || (klen > 6 && bestd <= 3)))
+    if (best)
       vwarn(c, "unknown %s key \"%s\" ignored (did you mean \"%s\"?)", what, k, best);
     else
       vwarn(c, "unknown %s key \"%s\" ignored", what, k);
   }
+}
+
+/* reject_unknown_keys: like warn_unknown_keys, but an unknown key is an error: for blocks
+ * where a misspelt key would silently weaken security (api, cors, tls; later cluster,
+ * recovery). Returns c->rc. stack: unchanged. */
+static int reject_unknown_keys(vctx *c, int t, const char *what, const char *const *known) {
+  lua_State *L = c->L;
+  int top = lua_gettop(L);
+  lua_pushnil(L);
+  while (lua_next(L, t)) {
+    lua_pop(L, 1); /* stack: key */
+    if (lua_type(L, -1) != LUA_TSTRING) {
+      verr(c, "%s: keys must be strings", what);
+      break;
+    }
+    const char *k = lua_tostring(L, -1);
+    bool found;
+    const char *best = closest_key(k, known, &found);
+    if (found) continue;
+    if (best)
+      verr(c, "unknown %s key \"%s\" (did you mean \"%s\"?)", what, k, best);
+    else
+      verr(c, "unknown %s key \"%s\"", what, k);
+    break;
+  }
+  lua_settop(L, top);
+  return c->rc;
 }
 
 static const char *const k_top_keys[] = {"servers", NULL};
@@ -151,7 +188,7 @@ static const char *const k_server_keys[] = {
     "namespaces", "pingIntervalMs", "pingTimeoutMs", "connectTimeoutMs", "maxPayload",
     "socketHighWaterBytes", "socketSendBufferBytes", "apiToken", "engineIo", "tokens",
     "onStart", "onConnect", "onDisconnect", "onSubscribe", "onUnsubscribe", "onOverflow",
-    "onRetryExhausted", "tokensFile", NULL};
+    "onRetryExhausted", "tokensFile", "api", "cors", "allowRequest", NULL};
 static const char *const k_ns_keys[] = {
     "path", "topics", "deliveryMode", "overflowAction", "maxQueuedMessagesPerClient",
     "maxQueuedBytesPerClient", "ackTimeoutMs", "maxRetries", "coalesce", "allowPolling",
@@ -161,6 +198,8 @@ static const char *const k_ns_keys[] = {
 static const char *const k_tls_keys[] = {"certChainPemPath", "privateKeyPemPath", "protocol",
                                          "privateKeyPassword", NULL};
 static const char *const k_eio_keys[] = {"path", "onMessage", "onOpen", "onClose", NULL};
+static const char *const k_api_keys[] = {"host", "port", "path", "hosts", NULL};
+static const char *const k_cors_keys[] = {"origins", "credentials", "methods", "headers", NULL};
 
 /* ------------------------------------------------------------------------------------- */
 /* Typed field readers. Each pushes nothing net; a JSON/YAML null counts as "not set".     */
@@ -590,6 +629,7 @@ static void server_init(sl_server_config *s) {
   s->on_start_ref = s->on_connect_ref = s->on_disconnect_ref = SL_NOREF;
   s->on_subscribe_ref = s->on_unsubscribe_ref = s->on_overflow_ref = SL_NOREF;
   s->on_retry_exhausted_ref = SL_NOREF;
+  s->allow_request_ref = SL_NOREF;
 }
 
 static const char *const k_transport[] = {"WS", "WSS", NULL};
@@ -712,6 +752,162 @@ static int validate_eio(vctx *c, int t, sl_server_config *s) {
     if (opt_hook(c, et, "onClose", &s->eio_on_close_ref, NULL)) goto out;
   }
 out:
+  lua_settop(L, top);
+  return c->rc;
+}
+
+/* api = { host, port, path, hosts } of the server table at t: a listener of its own for the
+ * HTTP API (TCP host:port, or a Unix socket path), and the Host names it accepts.
+ * Returns c->rc. stack: unchanged */
+static int validate_api(vctx *c, int t, sl_server_config *s) {
+  lua_State *L = c->L;
+  int top = lua_gettop(L);
+  int ty = get_field(L, t, "api");
+  int at = lua_gettop(L);
+  if (ty == LUA_TNIL) goto out;
+  if (ty != LUA_TTABLE) {
+    verr(c, "api must be a table ({ host = \"127.0.0.1\", port = 9090 } or { path = \"/run/sluice.sock\" })");
+    goto out;
+  }
+  c->block = "api";
+  if (reject_unknown_keys(c, at, "api", k_api_keys)) goto out;
+  sl_api_config *a = &s->api;
+  if (opt_string(c, at, "path", &a->path, NULL)) goto out;
+  bool has_port = get_field(L, at, "port") != LUA_TNIL;
+  bool has_host = get_field(L, at, "host") != LUA_TNIL;
+  lua_pop(L, 2);
+  if (a->path) {
+    if (!a->path[0]) {
+      verr(c, "path must not be empty");
+      goto out;
+    }
+    if (has_port || has_host) {
+      verr(c, "path (a Unix socket) and host/port exclude each other");
+      goto out;
+    }
+    if (strlen(a->path) >= 100) {
+      verr(c, "path \"%s\" is too long for a Unix socket (at most 99 bytes)", a->path);
+      goto out;
+    }
+    a->listen = true;
+  }
+  if (opt_string(c, at, "host", &a->host, "127.0.0.1")) goto out;
+  int64_t port = 0;
+  if (opt_int(c, at, "port", &port, 0)) goto out;
+  if (port < 0 || port > 65535) {
+    verr(c, "port must be between 0 and 65535");
+    goto out;
+  }
+  if (has_host && !has_port) {
+    verr(c, "port is required with host (0 lets the OS pick one)");
+    goto out;
+  }
+  a->port = (int)port;
+  if (has_port) a->listen = true;
+  if (opt_string_list(c, at, "hosts", &a->hosts, &a->nhosts)) goto out;
+  for (size_t i = 0; i < a->nhosts; i++)
+    if (!a->hosts[i][0] || strpbrk(a->hosts[i], " /\t")) {
+      verr(c, "hosts[%zu] \"%s\" must be a host name (optionally with :port)", i + 1, a->hosts[i]);
+      goto out;
+    }
+out:
+  c->block = NULL;
+  lua_settop(L, top);
+  return c->rc;
+}
+
+/* A cors origin entry: "*", or scheme://host[:port] with no path, where host may start with
+ * "*." (any subdomain). */
+static bool origin_entry_ok(const char *o) {
+  if (strcmp(o, "*") == 0) return true;
+  const char *p = strstr(o, "://");
+  if (!p || p == o) return false;
+  for (const char *q = o; q < p; q++)
+    if (!isalnum((unsigned char)*q) && *q != '+' && *q != '-' && *q != '.') return false;
+  p += 3;
+  if (strncmp(p, "*.", 2) == 0) p += 2;
+  if (!*p) return false;
+  for (; *p; p++)
+    if (*p == '/' || *p == '*' || *p == '?' || *p == '#' || isspace((unsigned char)*p)) return false;
+  return true;
+}
+
+/* A string, or a list of strings joined with ",", into *out (NULL when absent).
+ * stack: unchanged. */
+static int opt_string_or_list(vctx *c, int t, const char *key, char **out) {
+  lua_State *L = c->L;
+  *out = NULL;
+  int ty = get_field(L, t, key);
+  lua_pop(L, 1);
+  if (ty == LUA_TNIL) return 0;
+  if (ty == LUA_TSTRING) return opt_string(c, t, key, out, NULL);
+  char **v = NULL;
+  size_t n = 0;
+  if (ty != LUA_TTABLE) return verr(c, "%s must be a string or a list of strings", key);
+  if (opt_string_list(c, t, key, &v, &n)) return c->rc;
+  size_t len = 1;
+  for (size_t i = 0; i < n; i++) len += strlen(v[i]) + 1;
+  *out = sl_xcalloc(1, len);
+  for (size_t i = 0; i < n; i++) {
+    if (i) strcat(*out, ",");
+    strcat(*out, v[i]);
+    free(v[i]);
+  }
+  free(v);
+  return 0;
+}
+
+/* cors = { origins, credentials, methods, headers } of the server table at t (socket.io's
+ * cors option). Returns c->rc. stack: unchanged */
+static int validate_cors(vctx *c, int t, sl_server_config *s) {
+  lua_State *L = c->L;
+  int top = lua_gettop(L);
+  int ty = get_field(L, t, "cors");
+  int ct = lua_gettop(L);
+  if (ty == LUA_TNIL) goto out;
+  if (ty != LUA_TTABLE) {
+    verr(c, "cors must be a table ({ origins = { \"https://app.example.com\" } })");
+    goto out;
+  }
+  c->block = "cors";
+  if (reject_unknown_keys(c, ct, "cors", k_cors_keys)) goto out;
+  sl_cors_config *k = &s->cors;
+  k->set = true;
+  int oty = get_field(L, ct, "origins");
+  lua_pop(L, 1);
+  if (oty == LUA_TNIL) {
+    verr(c, "origins is required (a list of origins, or \"*\" for any)");
+    goto out;
+  }
+  if (oty == LUA_TSTRING) {
+    k->origins = sl_xcalloc(1, sizeof(char *));
+    if (opt_string(c, ct, "origins", &k->origins[0], NULL)) goto out;
+    k->norigins = 1;
+  } else if (opt_string_list(c, ct, "origins", &k->origins, &k->norigins)) {
+    goto out;
+  }
+  for (size_t i = 0; i < k->norigins; i++)
+    if (!origin_entry_ok(k->origins[i])) {
+      verr(c, "origins[%zu] \"%s\" is not an origin (\"*\", or scheme://host[:port] without a "
+              "path; the host may start with \"*.\")", i + 1, k->origins[i]);
+      goto out;
+    }
+  if (opt_bool(c, ct, "credentials", &k->credentials, false)) goto out;
+  if (opt_string_or_list(c, ct, "methods", &k->methods)) goto out;
+  if (!k->methods) k->methods = sl_xstrdup("GET,HEAD,PUT,PATCH,POST,DELETE");
+  if (opt_string_or_list(c, ct, "headers", &k->headers)) goto out;
+  for (const char *p = k->methods; *p; p++)
+    if (*p == '\r' || *p == '\n') {
+      verr(c, "methods must not contain line breaks");
+      goto out;
+    }
+  for (const char *p = k->headers ? k->headers : ""; *p; p++)
+    if (*p == '\r' || *p == '\n') {
+      verr(c, "headers must not contain line breaks");
+      goto out;
+    }
+out:
+  c->block = NULL;
   lua_settop(L, top);
   return c->rc;
 }
@@ -872,9 +1068,12 @@ static int validate_server(vctx *c, int t, sl_server_config *s) {
     vwarn(c, "tokens are only checked with auth TOKEN (auth is NONE)");
 
   if (validate_eio(c, t, s)) goto out;
+  if (validate_api(c, t, s)) goto out;
+  if (validate_cors(c, t, s)) goto out;
   lua_settop(L, top);
 
   if (opt_hook(c, t, "onStart", &s->on_start_ref, NULL)) goto out;
+  if (opt_hook(c, t, "allowRequest", &s->allow_request_ref, NULL)) goto out;
   if (opt_hook(c, t, "onConnect", &s->on_connect_ref, NULL)) goto out;
   if (opt_hook(c, t, "onDisconnect", &s->on_disconnect_ref, NULL)) goto out;
   if (opt_hook(c, t, "onSubscribe", &s->on_subscribe_ref, NULL)) goto out;

@@ -1,13 +1,14 @@
 /* hooks.c - the policy hooks the core calls (sl_lua.h): route, coalesceKey, snapshot,
  * authorize, onClientPublish, the server events, a namespace's onConnect/onEvent, a raw
- * Engine.IO endpoint's onMessage/onOpen/onClose and a server's onStart; and the sampled
- * hook timing.
+ * Engine.IO endpoint's onMessage/onOpen/onClose, a server's onStart and allowRequest; and the
+ * sampled hook timing.
  *
  * Hook fallbacks (every Lua error is logged with file:line and a traceback, and counted in
  * sl_lua_error_count, i.e. the sluice_lua_errors metric): route -> deliver as published;
  * authorize -> refuse ("authorization failed"); onClientPublish -> refuse; coalesceKey -> no
- * key; snapshot -> state unchanged; event hooks -> nothing. A result of the wrong shape
- * (route returning a string, a route table with an unknown field) counts as an error too.
+ * key; snapshot -> state unchanged; allowRequest -> refuse (fails closed); event hooks ->
+ * nothing. A result of the wrong shape (route returning a string, a route table with an
+ * unknown field) counts as an error too.
  *
  * Every call goes through sl_lua_call (call.c). Every entry point finds the traceback
  * handler with sl__lua_tb before pushing the hook (push_hook): the pinned slot from the base
@@ -95,6 +96,66 @@ int sl_lua_on_start(sl_lua *vm, int ref, sl_server *srv) {
   lua_settop(L, top);
   sl__lua_leave(vm);
   return rc;
+}
+
+/* sl_lua_allow_request: see sl_lua.h. */
+int sl_lua_allow_request(sl_lua *vm, int ref, const char *method, const char *path,
+                         const char *query, const char *remote, const char *const *headers,
+                         size_t nheaders, int *status, char *message, size_t msglen) {
+  lua_State *L = vm->L;
+  int top = lua_gettop(L), tb;
+  if (!push_hook(vm, ref, top, &tb)) return 1;
+  /* stack: handler, fn, req */
+  lua_createtable(L, 0, 5);
+  lua_pushstring(L, method);
+  lua_setfield(L, -2, "method");
+  lua_pushstring(L, path);
+  lua_setfield(L, -2, "path");
+  lua_pushstring(L, remote);
+  lua_setfield(L, -2, "remoteAddress");
+  lua_createtable(L, 0, (int)nheaders); /* stack: fn, req, headers */
+  for (size_t i = 0; i < nheaders; i++) {
+    lua_getfield(L, -1, headers[2 * i]);
+    if (lua_isstring(L, -1)) { /* repeated: joined as Node does */
+      lua_pushstring(L, ", ");
+      lua_pushstring(L, headers[2 * i + 1]);
+      lua_concat(L, 3);
+    } else {
+      lua_pop(L, 1);
+      lua_pushstring(L, headers[2 * i + 1]);
+    }
+    lua_setfield(L, -2, headers[2 * i]);
+  }
+  lua_setfield(L, -2, "headers");
+  lua_newtable(L); /* stack: fn, req, query */
+  for (const char *q = query; *q;) {
+    size_t n = strcspn(q, "&");
+    size_t k = strcspn(q, "=");
+    if (k > n) k = n;
+    if (k > 0) {
+      lua_pushlstring(L, q, k);
+      if (k < n) lua_pushlstring(L, q + k + 1, n - k - 1);
+      else lua_pushliteral(L, "");
+      lua_rawset(L, -3);
+    }
+    q += n;
+    if (*q == '&') q++;
+  }
+  lua_setfield(L, -2, "query");
+  int ok = 0;
+  if (sl_lua_call(vm, L, tb, 1, 3, "allowRequest", NULL, 0) == 0) {
+    /* stack: ok, message, status */
+    ok = lua_type(L, -3) == LUA_TBOOLEAN && lua_toboolean(L, -3);
+    if (!ok && lua_type(L, -2) == LUA_TSTRING && message && msglen)
+      snprintf(message, msglen, "%s", lua_tostring(L, -2));
+    if (!ok && lua_type(L, -1) == LUA_TNUMBER) {
+      lua_Number s = lua_tonumber(L, -1);
+      if (s >= 400 && s <= 599 && s == (int)s) *status = (int)s;
+    }
+  }
+  lua_settop(L, top);
+  sl__lua_leave(vm);
+  return ok;
 }
 
 /* Arguments for l_decode_arg and l_call_decoded, which decode core-supplied JSON inside a

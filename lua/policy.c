@@ -155,6 +155,14 @@ static void lp_eio_close(void *ud, sluice_eio_conn *c, const char *reason) {
   sl_lua_eio_event(b->vm, b->sc->eio_on_close_ref, c, reason);
 }
 
+static int lp_allow_request(void *ud, const sluice_request *req, int *status, char *message,
+                            size_t msglen) {
+  const binding *b = ud;
+  return sl_lua_allow_request(b->vm, b->sc->allow_request_ref, req->method, req->path, req->query,
+                              req->remote_address, req->headers, req->nheaders, status, message,
+                              msglen);
+}
+
 #define SET(ref, member, fn)                                                                   \
   if ((ref) != SL_NOREF) h.member = fn
 
@@ -178,6 +186,7 @@ sl_lua_policy *sl_lua_policy_install(sl_gateway *gw, struct sl_lua *vm, struct s
     SET(sc->eio_on_open_ref, eio_open, lp_eio_open);
     SET(sc->eio_on_message_ref, eio_message, lp_eio_message);
     SET(sc->eio_on_close_ref, eio_close, lp_eio_close);
+    SET(sc->allow_request_ref, allow_request, lp_allow_request);
     h.client_free = lp_client_free; /* the VM may hold boxes of any client or connection */
     h.eio_free = lp_eio_free;
     /* SL_ENOENT: a server not selected with --server is gone; nothing to install */

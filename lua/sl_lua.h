@@ -32,6 +32,16 @@ size_t sl_lua_memory_bytes(const sl_lua *vm);
 /* sl_lua_on_start: call a server's onStart(server) hook. Returns 0 or SL_ELUA (logged). */
 int sl_lua_on_start(sl_lua *vm, int ref, sl_server *srv);
 
+/* sl_lua_allow_request: a server's allowRequest(req) for one Engine.IO handshake; req is
+ * {method, path, query = {k = v}, headers = {name = value}, remoteAddress} (header names
+ * lowercase; repeated headers joined with ", "; query values not percent-decoded). Returns 1
+ * when the hook returns true; else 0 with its second result (a string) in message and its
+ * third (an integer 400..599) in *status. Fails closed: nil, a non-boolean, or a Lua error
+ * (logged, counted) refuses with the preset status and message. */
+int sl_lua_allow_request(sl_lua *vm, int ref, const char *method, const char *path,
+                         const char *query, const char *remote, const char *const *headers,
+                         size_t nheaders, int *status, char *message, size_t msglen);
+
 /* sl_lua_on_connect: namespace onConnect(client, auth). auth_json is the CONNECT payload
  * object text or NULL. Returns 1 to accept, 0 to refuse (reason written, NUL-terminated;
  * "Not authorized" by default); a Lua error refuses. */

@@ -76,7 +76,7 @@ const reloadMs = [];
 for (let g = 1; g <= RELOADS; g++) {
   writeFileSync(file, config(g));
   const t0 = performance.now();
-  const r = await fetch(`http://127.0.0.1:${port}/api/reload`, { method: "POST" });
+  const r = await fetch(`http://127.0.0.1:${port}/api/reload`, { method: "POST", headers: { "content-type": "application/json" } });
   const body = await r.json();
   if (r.status !== 200) throw new Error(`reload ${g}: ${JSON.stringify(body)}`);
   reloadAt.push(t0);

@@ -1,6 +1,7 @@
 // browser.test.mjs - a real browser against Sluice: Debian's chromium, headless, loads
 // spec/e2e/browser/index.html from a tiny Node static server on another 127.0.0.1 port (so
-// every Sluice request is cross-origin and needs Sluice's CORS headers), the page uses the
+// every Sluice request is cross-origin and needs Sluice's CORS headers, configured with the
+// server key cors = { origins = { <the page's origin> } }), the page uses the
 // official browser bundle socket.io-client/dist/socket.io.min.js with default options
 // (polling first, then the upgrade to websocket), subscribes to a topic fed by a Lua timer,
 // and writes each delivery and the transport name into the DOM. The test reads the DOM with
@@ -17,12 +18,14 @@ import path from "node:path";
 import { startServer, assertCleanExit, withTimeout } from "./helpers.mjs";
 import { serveStatic } from "./browser/serve.mjs";
 
-const CONFIG = `
+// The page's origin is the static server's: it is allowed by cors.origins (exact match).
+const config = (origin) => `
 local n = 0
 return {
   servers = {
     main = {
       host = "127.0.0.1", port = 0,
+      cors = { origins = { "${origin}" } },
       onStart = function()
         sluice.every(50, function()
           n = n + 1
@@ -72,8 +75,8 @@ function runChromium(bin, url, ms = 40000) {
 
 let srv, web;
 before(async () => {
-  srv = await startServer(CONFIG);
   web = await serveStatic();
+  srv = await startServer(config(web.url));
 });
 after(async () => {
   await web?.close();

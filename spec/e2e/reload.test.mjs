@@ -38,7 +38,7 @@ async function tickingClient() {
 }
 
 async function reload(port) {
-  const r = await fetch(`http://127.0.0.1:${port}/api/reload`, { method: "POST", signal: AbortSignal.timeout(10000) });
+  const r = await fetch(`http://127.0.0.1:${port}/api/reload`, { method: "POST", headers: { "content-type": "application/json" }, signal: AbortSignal.timeout(10000) });
   return { status: r.status, body: await r.json() };
 }
 

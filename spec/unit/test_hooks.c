@@ -344,10 +344,136 @@ TEST(c_raw_engine_io_hooks_are_called_by_the_core) {
   CHECK_EQ_INT(uv_loop_close(&loop), 0);
 }
 
+/* ---- allow_request: a real handshake over TCP on the gateway's own loop ---- */
+
+static struct {
+  int calls;
+  char method[8], path[32], query[64], remote[64], ua[32];
+  size_t nheaders;
+} ar;
+
+static int c_allow_request(void *ud, const sluice_request *req, int *status, char *message,
+                           size_t msglen) {
+  ar.calls++;
+  CHECK(ud == &ar);
+  snprintf(ar.method, sizeof ar.method, "%s", req->method);
+  snprintf(ar.path, sizeof ar.path, "%s", req->path);
+  snprintf(ar.query, sizeof ar.query, "%s", req->query);
+  snprintf(ar.remote, sizeof ar.remote, "%s", req->remote_address);
+  ar.nheaders = req->nheaders;
+  for (size_t i = 0; i < req->nheaders; i++)
+    if (strcmp(req->headers[2 * i], "x-agent") == 0)
+      snprintf(ar.ua, sizeof ar.ua, "%s", req->headers[2 * i + 1]);
+  CHECK_EQ_INT(*status, 403);
+  CHECK_EQ_STR(message, "Forbidden");
+  if (strstr(req->query, "deny")) {
+    *status = 429;
+    snprintf(message, msglen, "slow \"down\"");
+    return 0;
+  }
+  return 1;
+}
+
+typedef struct http_probe {
+  uv_tcp_t tcp;
+  uv_connect_t conn;
+  uv_write_t wr;
+  const char *request;
+  char resp[2048];
+  size_t len;
+  bool done;
+} http_probe;
+
+static void probe_alloc(uv_handle_t *h, size_t sz, uv_buf_t *b) {
+  http_probe *p = h->data;
+  (void)sz;
+  b->base = p->resp + p->len;
+  b->len = sizeof p->resp - 1 - p->len;
+}
+static void probe_closed(uv_handle_t *h) { ((http_probe *)h->data)->done = true; }
+static void probe_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b) {
+  http_probe *p = st->data;
+  (void)b;
+  if (n > 0) p->len += (size_t)n;
+  p->resp[p->len] = 0;
+  /* one response is enough: its body is the last JSON object */
+  if (n < 0 || (p->len && strstr(p->resp, "\r\n\r\n") && p->resp[p->len - 1] == '}'))
+    if (!uv_is_closing((uv_handle_t *)st)) uv_close((uv_handle_t *)st, probe_closed);
+}
+static void probe_connected(uv_connect_t *c, int status) {
+  http_probe *p = c->data;
+  CHECK_EQ_INT(status, 0);
+  uv_buf_t b = uv_buf_init((char *)p->request, (unsigned)strlen(p->request));
+  uv_write(&p->wr, (uv_stream_t *)&p->tcp, &b, 1, NULL);
+  uv_read_start((uv_stream_t *)&p->tcp, probe_alloc, probe_read);
+}
+
+/* One request to 127.0.0.1:port on loop; returns the raw response text. */
+static const char *http_once(uv_loop_t *loop, int port, const char *request, http_probe *p) {
+  memset(p, 0, sizeof *p);
+  p->request = request;
+  uv_tcp_init(loop, &p->tcp);
+  p->tcp.data = p;
+  p->conn.data = p;
+  struct sockaddr_in a;
+  uv_ip4_addr("127.0.0.1", port, &a);
+  uv_tcp_connect(&p->conn, &p->tcp, (const struct sockaddr *)&a, probe_connected);
+  for (int i = 0; i < 2000 && !p->done; i++) uv_run(loop, UV_RUN_ONCE);
+  return p->resp;
+}
+
+TEST(c_allow_request_judges_handshakes_with_every_header) {
+  static const char cfg[] =
+      "return { servers = { main = { host = '127.0.0.1', port = 0,\n"
+      "  allowRequest = function(req) return false end,\n"
+      "  namespaces = { { path = '/feed', topics = { 't' } } } } } }\n";
+  memset(&ar, 0, sizeof ar);
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  char err[512];
+  sluice_t *gw = sluice_new_from_string(&loop, cfg, strlen(cfg), "lua", err, sizeof err);
+  CHECK(gw != NULL);
+  if (!gw) return;
+  /* the config's allowRequest refuses everything; the C hook takes precedence */
+  CHECK(gw->servers[0].keep_headers);
+  sluice_hooks h = {.allow_request = c_allow_request};
+  CHECK_EQ_INT(sluice_set_hooks(gw, NULL, "/feed", &h, &ar), SL_EINVAL); /* a server kind */
+  CHECK_EQ_INT(sluice_set_hooks(gw, "main", NULL, &h, &ar), 0);
+  CHECK_EQ_INT(sluice_start(gw, err, sizeof err), 0);
+  int port = sluice_port(gw, 0);
+  http_probe p;
+  const char *r = http_once(&loop, port,
+                            "GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: x\r\n"
+                            "X-Agent: unit\r\nConnection: close\r\n\r\n", &p);
+  CHECK(strncmp(r, "HTTP/1.1 200", 12) == 0);
+  CHECK(strstr(r, "0{\"sid\"") != NULL);
+  CHECK_EQ_INT(ar.calls, 1);
+  CHECK_EQ_STR(ar.method, "GET");
+  CHECK_EQ_STR(ar.path, "/socket.io/");
+  CHECK_EQ_STR(ar.query, "EIO=4&transport=polling");
+  CHECK_EQ_STR(ar.remote, "127.0.0.1");
+  CHECK_EQ_STR(ar.ua, "unit");
+  CHECK_EQ_INT(ar.nheaders, 3);
+  r = http_once(&loop, port,
+                "GET /socket.io/?EIO=4&transport=polling&deny=1 HTTP/1.1\r\nHost: x\r\n"
+                "Connection: close\r\n\r\n", &p);
+  CHECK(strncmp(r, "HTTP/1.1 429", 12) == 0);
+  CHECK(strstr(r, "{\"code\":4,\"message\":\"slow \\\"down\\\"\"}") != NULL);
+  CHECK_EQ_INT(ar.calls, 2);
+  /* without any allow_request hook, net keeps no header list */
+  CHECK_EQ_INT(sluice_set_hooks(gw, "main", NULL, NULL, NULL), 0);
+  CHECK(gw->servers[0].keep_headers); /* the config's hook is back */
+  sluice_stop(gw, NULL, NULL);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  sluice_free(gw);
+  CHECK_EQ_INT(uv_loop_close(&loop), 0);
+}
+
 int main(void) {
   RUN(set_hooks_validates_its_target_and_table);
   RUN(c_route_takes_precedence_over_lua_and_survives_a_reload);
   RUN(c_policy_hooks_and_client_free_are_called_by_the_core);
   RUN(c_raw_engine_io_hooks_are_called_by_the_core);
+  RUN(c_allow_request_judges_handshakes_with_every_header);
   return tl_report();
 }
