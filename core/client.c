@@ -190,9 +190,16 @@ static bool client_connect(sl_socket *sock, const cJSON *auth, char *why, size_t
   return true;
 }
 
+static const char *transport_name(const sl_socket *sock) {
+  return sock->sess->transport == SL_TR_WS ? "websocket" : "polling";
+}
+
 static void client_joined(sl_socket *sock) {
-  if (!sock->ns->implicit_root)
-    sl_hooks_event(sock->sess->srv, SL_EV_CONNECT, sock, NULL, NULL, NULL, 0);
+  if (sock->ns->implicit_root) return;
+  sl_log_info("client %s connected: namespace %s, remote %s, transport %s, server \"%s\"",
+              sock->id, sock->ns->path, sock->sess->remote, transport_name(sock),
+              sock->sess->srv->cfg->name);
+  sl_hooks_event(sock->sess->srv, SL_EV_CONNECT, sock, NULL, NULL, NULL, 0);
 }
 
 /* on_close: a joined socket's lanes go and the disconnect event fires; for any socket the
@@ -201,8 +208,13 @@ static void client_close(sl_socket *sock, const char *reason) {
   sl_server *srv = sock->sess->srv;
   if (reason) {
     sl_socket_drop_lanes(sock);
-    if (!sock->ns->implicit_root)
+    if (!sock->ns->implicit_root) {
+      sl_log_info("client %s disconnected: namespace %s, remote %s, transport %s, server "
+                  "\"%s\", reason \"%s\"",
+                  sock->id, sock->ns->path, sock->sess->remote, transport_name(sock),
+                  srv->cfg->name, reason);
       sl_hooks_event(srv, SL_EV_DISCONNECT, sock, NULL, reason, NULL, 0);
+    }
   }
   sl_hooks_client_free(srv, sock);
 }

@@ -115,6 +115,7 @@ typedef struct sl_config {
    * (lua/config.c) so the core never calls into lua/ by name. NULL: refs are not released
    * (they go away with their state). The loader's version skips a closed state. */
   void (*unref)(const struct sl_config *cfg, int ref);
+  unsigned warnings;          /* warnings the loader logged (`sluice check` exits 3 if any) */
 } sl_config;
 
 /* sl_config_free: free cfg and everything it owns; each hook ref that is set (> 0) is passed

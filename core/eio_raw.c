@@ -16,7 +16,13 @@ struct sl_eio_conn {
   int slot;                 /* the hook implementation's own slot (Lua: the box's ref) */
 };
 
+static const char *raw_transport(const sl_session *s) {
+  return s->transport == SL_TR_WS ? "websocket" : "polling";
+}
+
 static void raw_open(sl_session *s) {
+  sl_log_info("engine.io session %s opened: path %s, remote %s, transport %s, server \"%s\"",
+              s->sid, s->srv->cfg->eio_path, s->remote, raw_transport(s), s->srv->cfg->name);
   sl_eio_conn *e = sl_xcalloc(1, sizeof *e);
   e->sess = s;
   e->slot = SLUICE_NOSLOT;
@@ -33,6 +39,10 @@ static void raw_message(sl_session *s, const uint8_t *data, size_t len, bool bin
 
 static void raw_close(sl_session *s, const char *reason) {
   if (!s->eio) return;
+  sl_log_info("engine.io session %s closed: path %s, remote %s, transport %s, server \"%s\", "
+              "reason \"%s\"",
+              s->sid, s->srv->cfg->eio_path, s->remote, raw_transport(s), s->srv->cfg->name,
+              reason ? reason : "");
   sl_eio_conn *e = s->eio;
   s->eio = NULL;
   const sl_hookset *hs = &s->srv->hooks;

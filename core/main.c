@@ -2,15 +2,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "sluice.h"
 #include "sl_util.h"
 #include "config.h"
 #include "../lua/sl_config.h"
 #include "../lua/sl_lua.h"
+#ifdef SLUICE_HAVE_SYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
 
 static const char usage[] =
   "Usage: sluice [OPTIONS] CONFIG [--server NAME]...\n"
-  "       sluice check CONFIG\n"
+  "       sluice check [--strict] CONFIG\n"
   "\n"
   "Sluice is a Socket.IO delivery gateway with bounded per-client queues, overflow\n"
   "policies, at-least-once delivery and policy hooks written in Lua. It is a drop-in\n"
@@ -20,10 +24,15 @@ static const char usage[] =
   "Every server in it runs in this one process, or only those named with --server.\n"
   "\n"
   "Commands:\n"
-  "  check CONFIG          validate CONFIG, print a summary, exit 0 if valid, 1 if not\n"
+  "  check CONFIG          validate CONFIG and print a summary: exit 0 if valid, 3 if valid\n"
+  "                        with warnings (e.g. an unknown key), 1 if not\n"
   "\n"
   "Options:\n"
   "  --server NAME         run only server NAME (repeatable)\n"
+  "  --host HOST           listen on HOST instead of the config's host (one server: the\n"
+  "                        config's only one, or the one named with --server)\n"
+  "  --port PORT           listen on PORT likewise (0 = OS-assigned)\n"
+  "  --strict              unknown config keys are errors (as `strict = true` in the config)\n"
   "  --log-level LEVEL     error, warn, info (default) or debug\n"
   "  --log-format FORMAT   text (default) or json (one object per line)\n"
   "  --version             print the version and exit\n"
@@ -35,11 +44,17 @@ static const char usage[] =
   "  GET /metrics          Prometheus text format (streamfence_* and sluice_* metrics)\n"
   "  GET /healthz          liveness; GET /api/stats JSON; GET / live status page\n"
   "\n"
+  "Environment:\n"
+  "  ${VAR}, ${VAR:-default}  in JSON/YAML config values (a bare ${PORT} is a number)\n"
+  "  SLUICE_PORT           the port of the example configs (default 3000)\n"
+  "  SLUICE_SCRIPTS_DIR    where sluice.script() looks after the config's scripts/\n"
+  "\n"
   "Signals:\n"
   "  SIGINT, SIGTERM       stop gracefully (stop accepting, close sessions, clean spill files)\n"
   "  SIGHUP                reload the configuration\n"
   "\n"
-  "Exit status: 0 on a clean stop, 1 on a configuration or startup error, 2 on a usage error.\n";
+  "Exit status: 0 on a clean stop, 1 on a configuration or startup error, 2 on a usage error,\n"
+  "3 from `sluice check` for a valid config that logged warnings.\n";
 
 static int cmd_check(const char *path) {
   char err[1024];
@@ -52,12 +67,34 @@ static int cmd_check(const char *path) {
     return 1;
   }
   char *sum = sl_config_summary(cfg);
-  printf("%s: OK\n%s", path, sum ? sum : "");
+  unsigned warnings = cfg->warnings;
+  if (warnings)
+    printf("%s: valid with %u warning%s (see above; --strict makes unknown keys errors)\n%s",
+           path, warnings, warnings == 1 ? "" : "s", sum ? sum : "");
+  else
+    printf("%s: OK\n%s", path, sum ? sum : "");
   free(sum);
   sl_config_free(cfg);
   sl_lua_close(vm);
   uv_run(uv_default_loop(), UV_RUN_DEFAULT);
-  return 0;
+  return warnings ? 3 : 0;
+}
+
+/* Tell a Type=notify systemd unit that every server listens (a no-op outside systemd, or
+ * in a build without libsystemd: use Type=simple there). */
+static void notify_ready(void) {
+#ifdef SLUICE_HAVE_SYSTEMD
+  int r = sd_notifyf(0, "READY=1\nSTATUS=serving\nMAINPID=%lu", (unsigned long)getpid());
+  if (r < 0) sl_log_warn("sd_notify(READY=1) failed: %s", strerror(-r));
+#endif
+}
+
+/* --port's value: a whole number 0..65535, or -1. */
+static int parse_port(const char *s) {
+  char *end;
+  long v = strtol(s, &end, 10);
+  if (!*s || *end || v < 0 || v > 65535) return -1;
+  return (int)v;
 }
 
 int main(int argc, char **argv) {
@@ -65,13 +102,18 @@ int main(int argc, char **argv) {
   const char *servers[64];
   int nservers = 0;
   bool check = false;
+  sl_config_options opts = {.port = -1};
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
       fputs(usage, stdout);
       return 0;
     } else if (strcmp(a, "--version") == 0) {
+#ifdef SLUICE_HAVE_SYSTEMD
+      printf("sluice %s (systemd notify)\n", SLUICE_VERSION);
+#else
       printf("sluice %s\n", SLUICE_VERSION);
+#endif
       return 0;
     } else if (strcmp(a, "--log-level") == 0 && i + 1 < argc) {
       int l = sl_log_level_parse(argv[++i]);
@@ -90,6 +132,20 @@ int main(int argc, char **argv) {
       }
     } else if (strcmp(a, "--server") == 0 && i + 1 < argc) {
       if (nservers < 64) servers[nservers++] = argv[++i];
+    } else if (strcmp(a, "--host") == 0 && i + 1 < argc) {
+      opts.host = argv[++i];
+      if (!opts.host[0]) {
+        fprintf(stderr, "sluice: --host needs a non-empty address\n");
+        return 2;
+      }
+    } else if (strcmp(a, "--port") == 0 && i + 1 < argc) {
+      opts.port = parse_port(argv[++i]);
+      if (opts.port < 0) {
+        fprintf(stderr, "sluice: --port \"%s\" is not a port number (0 to 65535)\n", argv[i]);
+        return 2;
+      }
+    } else if (strcmp(a, "--strict") == 0) {
+      opts.strict = true;
     } else if (strcmp(a, "check") == 0 && !config && !check) {
       check = true;
     } else if (a[0] == '-' && a[1]) {
@@ -106,6 +162,8 @@ int main(int argc, char **argv) {
     fputs(usage, stderr);
     return 2;
   }
+  if (nservers == 1) opts.server = servers[0];
+  sl_config_set_options(&opts); /* kept for reloads */
   if (check) return cmd_check(config);
 
   uv_loop_t *loop = uv_default_loop();
@@ -140,6 +198,7 @@ int main(int argc, char **argv) {
     return 1;
   }
   sluice_watch_config(gw);
+  notify_ready();
   uv_run(loop, UV_RUN_DEFAULT);
   sluice_free(gw);
   uv_loop_close(loop);

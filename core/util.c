@@ -276,11 +276,43 @@ static void log_write_all(const char *p, size_t n) {
   }
 }
 
-/* sl_vlog: format and emit one log line to stderr when lvl passes sl_log_threshold.
+/* Where "\nstack traceback:" starts in m[0..n), or NULL. */
+static const char *find_traceback(const char *m, size_t n) {
+  static const char tag[] = "\nstack traceback:";
+  for (const char *p = m; p && n >= sizeof tag - 1 && p <= m + n - (sizeof tag - 1); p++) {
+    p = memchr(p, '\n', (size_t)(m + n - p));
+    if (!p || (size_t)(m + n - p) < sizeof tag - 1) return NULL;
+    if (memcmp(p, tag, sizeof tag - 1) == 0) return p;
+  }
+  return NULL;
+}
+
+/* A Lua traceback (luaL_traceback's "\nstack traceback:" and the frames after it) in text:
+ * each of its lines indented under the record, so it reads as the record's continuation
+ * and can never pass for a record of its own (those start with a timestamp). */
+static void log_text_traceback(sl_sbuf *b, const char *t, size_t n) {
+  size_t start = 0;
+  for (size_t i = 0; i <= n; i++) {
+    if (i < n && t[i] != '\n') continue;
+    if (i > start) {
+      sl_sbuf_puts(b, "\n    ");
+      const char *l = t + start;
+      size_t ln = i - start;
+      for (; ln && *l == '\t'; l++, ln--) sl_sbuf_puts(b, "    "); /* frames under the header */
+      log_text_escape(b, l, ln);
+    }
+    start = i + 1;
+  }
+}
+
+/* sl_vlog: format and emit one log record to stderr when lvl passes sl_log_threshold.
  * Text: "<ts> LEVEL message"; JSON (sl_log_json=1): {"ts":"..","level":"..","msg":".."}.
- * Trailing newlines in the message are dropped (the logger adds its own). Never fails
- * visibly; aborts only on OOM like every sl_x* allocation. errno is preserved so callers
- * can log and then still inspect it. */
+ * Trailing newlines in the message are dropped (the logger adds its own). A message that
+ * carries a Lua traceback ("...\nstack traceback:\n\t...") keeps it in the same record:
+ * JSON gets a "traceback" field ("stack traceback:\n\t..." as one string), text gets the
+ * traceback's lines indented by four spaces below the message line. Never fails visibly;
+ * aborts only on OOM like every sl_x* allocation. errno is preserved so callers can log
+ * and then still inspect it. */
 void sl_vlog(sl_log_level lvl, const char *fmt, va_list ap) {
   if ((int)lvl < 0 || lvl > SL_LOG_DEBUG) lvl = SL_LOG_ERROR;
   if (lvl > sl_log_threshold) return;
@@ -292,13 +324,25 @@ void sl_vlog(sl_log_level lvl, const char *fmt, va_list ap) {
   while (msg.len > 0 && (msg.data[msg.len - 1] == '\n' || msg.data[msg.len - 1] == '\r'))
     msg.len--;
   log_timestamp(ts);
+  size_t mlen = msg.len, tlen = 0;
+  const char *trace = find_traceback(msg.data, msg.len);
+  if (trace) {
+    mlen = (size_t)(trace - msg.data);
+    trace++; /* "stack traceback:..." */
+    tlen = msg.len - mlen - 1;
+  }
   if (sl_log_json) {
     sl_sbuf_printf(&line, "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":\"", ts, sl_level_lower[lvl]);
-    log_json_escape(&line, msg.data, msg.len);
+    log_json_escape(&line, msg.data, mlen);
+    if (trace) {
+      sl_sbuf_puts(&line, "\",\"traceback\":\"");
+      log_json_escape(&line, trace, tlen);
+    }
     sl_sbuf_puts(&line, "\"}\n");
   } else {
     sl_sbuf_printf(&line, "%s %s ", ts, sl_level_upper[lvl]);
-    log_text_escape(&line, msg.data, msg.len);
+    log_text_escape(&line, msg.data, mlen);
+    if (trace) log_text_traceback(&line, trace, tlen);
     sl_sbuf_append(&line, "\n", 1);
   }
   log_write_all(line.data, line.len);

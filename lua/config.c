@@ -47,10 +47,36 @@ typedef struct vctx {
   int rc;
   char *err;
   size_t errlen;
+  bool strict;               /* unknown keys are errors (strict = true, or --strict) */
+  unsigned warnings;         /* vwarn calls, reported as cfg->warnings */
+  const char *listen_target; /* server whose host/port the options override, or NULL */
+  bool lines;                /* a JSON/YAML file: messages name the line (config_read.c) */
+  const void *at_table;      /* the table whose key was read last (lua_topointer) */
+  const char *at_key;        /* that key (static or owned by the table) */
+  bool at_exact;             /* the next message is about at_key, whatever its wording */
 } vctx;
 
-static void prefix(vctx *c, char *buf, size_t len) {
-  int n = snprintf(buf, len, "%s: ", c->file);
+/* The process-wide loader options (sl_config_set_options); strings owned here. */
+static sl_config_options g_opts = {.port = -1};
+
+/* The line a message about the last read (c->at_table, c->at_key) points at: the key's own
+ * line when the message is about that key (it starts with the key's name, as "port must be
+ * a number" or an unknown-key message does), else the line where the table (the server or
+ * namespace block being checked) starts; 0 when unknown. */
+static int message_line(vctx *c, const char *msg) {
+  if (!c->lines || !c->at_table) return 0;
+  const char *k = c->at_key;
+  size_t kl = k ? strlen(k) : 0;
+  bool about_key = k && (c->at_exact || (strncmp(msg, k, kl) == 0 && msg[kl] == ' ') ||
+                         (strncmp(msg, "unknown ", 8) == 0 && strstr(msg, k)));
+  int line = about_key ? sl__config_line(c->L, c->at_table, k) : 0;
+  if (!line) line = sl__config_line(c->L, c->at_table, NULL);
+  return line;
+}
+
+static void prefix(vctx *c, char *buf, size_t len, int line) {
+  int n = line > 0 ? snprintf(buf, len, "%s:%d: ", c->file, line)
+                   : snprintf(buf, len, "%s: ", c->file);
   if (n < 0 || (size_t)n >= len) return;
   if (c->server) n += snprintf(buf + n, len - (size_t)n, "server \"%s\": ", c->server);
   if ((size_t)n >= len) return;
@@ -61,18 +87,19 @@ static void prefix(vctx *c, char *buf, size_t len) {
   if (c->block && (size_t)n < len) snprintf(buf + n, len - (size_t)n, "%s: ", c->block);
 }
 
-/* verr: record a validation error (the first one wins) and return SL_ECONFIG. */
-/* vmessage: "<prefix><fmt ...>" into out (cut to outlen). */
+/* vmessage: "<prefix><fmt ...>" into out (cut to outlen); the prefix is
+ * "<file>[:<line>]: [server \"<name>\": ][namespace <path>: ]". */
 SL_PRINTF(4, 0) static void vmessage(vctx *c, char *out, size_t outlen, const char *fmt,
                                       va_list ap) {
-  char pre[512];
-  pre[0] = 0;
-  prefix(c, pre, sizeof pre);
   char msg[768];
   vsnprintf(msg, sizeof msg, fmt, ap);
+  char pre[512];
+  pre[0] = 0;
+  prefix(c, pre, sizeof pre, message_line(c, msg));
   snprintf(out, outlen, "%s%s", pre, msg);
 }
 
+/* verr: record a validation error (the first one wins) and return SL_ECONFIG. */
 SL_PRINTF(2, 3) static int verr(vctx *c, const char *fmt, ...) {
   if (c->rc) return c->rc;
   va_list ap;
@@ -89,6 +116,7 @@ SL_PRINTF(2, 3) static void vwarn(vctx *c, const char *fmt, ...) {
   va_start(ap, fmt);
   vmessage(c, line, sizeof line, fmt, ap);
   va_end(ap);
+  c->warnings++;
   sl_log_warn("%s", line);
 }
 
@@ -145,14 +173,22 @@ static void warn_unknown_keys(vctx *c, int t, const char *what, const char *cons
       continue;
     }
     const char *k = lua_tostring(L, -1);
+    c->at_table = lua_topointer(L, t);
+    c->at_key = k; /* lives while the key is on the stack, i.e. while it is reported */
+    c->at_exact = false;
     bool found;
     const char *best = closest_key(k, known, &found);
     if (found) continue;
-    if (best)
+    if (c->strict && best)
+      verr(c, "unknown %s key \"%s\" (did you mean \"%s\"?; strict mode)", what, k, best);
+    else if (c->strict)
+      verr(c, "unknown %s key \"%s\" (strict mode)", what, k);
+    else if (best)
       vwarn(c, "unknown %s key \"%s\" ignored (did you mean \"%s\"?)", what, k, best);
     else
       vwarn(c, "unknown %s key \"%s\" ignored", what, k);
   }
+  c->at_key = NULL;
 }
 
 /* reject_unknown_keys: like warn_unknown_keys, but an unknown key is an error: for blocks
@@ -172,6 +208,9 @@ static int reject_unknown_keys(vctx *c, int t, const char *what, const char *con
     bool found;
     const char *best = closest_key(k, known, &found);
     if (found) continue;
+    c->at_table = lua_topointer(L, t); /* the message names the key's line */
+    c->at_key = k;
+    c->at_exact = true;
     if (best)
       verr(c, "unknown %s key \"%s\" (did you mean \"%s\"?)", what, k, best);
     else
@@ -182,7 +221,7 @@ static int reject_unknown_keys(vctx *c, int t, const char *what, const char *con
   return c->rc;
 }
 
-static const char *const k_top_keys[] = {"servers", NULL};
+static const char *const k_top_keys[] = {"servers", "strict", NULL};
 static const char *const k_server_keys[] = {
     "host", "port", "transport", "engineIoTransport", "auth", "spillRootPath", "tls",
     "namespaces", "pingIntervalMs", "pingTimeoutMs", "connectTimeoutMs", "maxPayload",
@@ -219,6 +258,9 @@ static int get_field(lua_State *L, int t, const char *key) {
  * pushed) or SL_ECONFIG ("<key> must be <what>" recorded; nothing pushed). */
 static int typed_field(vctx *c, int t, const char *key, int want, const char *what) {
   lua_State *L = c->L;
+  c->at_table = lua_topointer(L, t);
+  c->at_key = key;
+  c->at_exact = false;
   int ty = get_field(L, t, key);
   if (ty == want) return 1;
   lua_pop(L, 1);
@@ -939,6 +981,9 @@ static int validate_namespaces(vctx *c, int t, sl_server_config *s) {
   for (size_t i = 0; i < nns; i++) {
     lua_rawgeti(L, nt, (int)i + 1);
     c->ns_index = (int)i + 1;
+    c->at_table = lua_topointer(L, lua_istable(L, -1) ? -1 : nt); /* for the line */
+    c->at_key = "path";
+    c->at_exact = false;
     if (!lua_istable(L, -1)) {
       verr(c, "namespace must be a table with a path and topics");
       goto out;
@@ -1006,7 +1051,9 @@ static int validate_server(vctx *c, int t, sl_server_config *s) {
 
   warn_unknown_keys(c, t, "server", k_server_keys);
   if (opt_string(c, t, "host", &s->host, "0.0.0.0")) goto out;
-  if (get_field(L, t, "port") == LUA_TNIL) {
+  bool port_overridden =
+      c->listen_target && g_opts.port >= 0 && strcmp(c->listen_target, s->name) == 0;
+  if (get_field(L, t, "port") == LUA_TNIL && !port_overridden) {
     vwarn(c, "no port configured: the OS will pick a random one (StreamFenceJs behaviour)");
   }
   lua_pop(L, 1);
@@ -1088,6 +1135,96 @@ out:
 }
 
 /* ------------------------------------------------------------------------------------- */
+/* Listen addresses: --host/--port overrides, and no two servers on one address           */
+
+/* sl_config_set_options: see sl_config.h. */
+void sl_config_set_options(const sl_config_options *opts) {
+  free((char *)g_opts.host);
+  free((char *)g_opts.server);
+  memset(&g_opts, 0, sizeof g_opts);
+  g_opts.port = -1;
+  if (!opts) return;
+  g_opts.strict = opts->strict;
+  g_opts.port = opts->port;
+  g_opts.host = opts->host ? sl_xstrdup(opts->host) : NULL;
+  g_opts.server = opts->server ? sl_xstrdup(opts->server) : NULL;
+}
+
+/* stack: unchanged. Which server the host/port options apply to (c->listen_target): the
+ * only one, or the one the options name. names are the servers, n of them. Returns 0, or
+ * SL_ECONFIG when an override is set but names no server of this config. */
+static int pick_listen_target(vctx *c, char *const *names, size_t n) {
+  c->listen_target = NULL;
+  if (!g_opts.host && g_opts.port < 0) return 0;
+  c->at_table = NULL; /* about the command line, not a line of the file */
+  const char *opt = g_opts.host && g_opts.port >= 0 ? "--host/--port"
+                    : g_opts.host                   ? "--host"
+                                                    : "--port";
+  if (g_opts.server) {
+    for (size_t i = 0; i < n; i++)
+      if (strcmp(names[i], g_opts.server) == 0) c->listen_target = names[i];
+    if (!c->listen_target)
+      return verr(c, "%s: no server named \"%s\"", opt, g_opts.server);
+    return 0;
+  }
+  if (n != 1)
+    return verr(c, "%s applies to one server and this config has %zu: choose one with "
+                   "--server NAME", opt, n);
+  c->listen_target = names[0];
+  return 0;
+}
+
+/* Apply the host/port options to the target server. */
+static void apply_listen_options(vctx *c) {
+  sl_config *cfg = c->cfg;
+  for (size_t i = 0; c->listen_target && i < cfg->nservers; i++) {
+    sl_server_config *s = &cfg->servers[i];
+    if (strcmp(s->name, c->listen_target) != 0) continue;
+    if (g_opts.host) {
+      free(s->host);
+      s->host = sl_xstrdup(g_opts.host);
+    }
+    if (g_opts.port >= 0) s->port = g_opts.port;
+  }
+}
+
+static bool is_wildcard(const char *h) {
+  return !h[0] || strcmp(h, "0.0.0.0") == 0 || strcmp(h, "::") == 0 || strcmp(h, "[::]") == 0;
+}
+
+/* Whether binding both a and b to one port fails with EADDRINUSE: the same host, or a
+ * wildcard of the other's family ("::" is dual-stack, so it takes every IPv4 address too). */
+static bool hosts_clash(const char *a, const char *b) {
+  if (strcmp(a, b) == 0) return true;
+  bool a6 = strchr(a, ':') != NULL, b6 = strchr(b, ':') != NULL;
+  if (strcmp(a, "::") == 0 || strcmp(a, "[::]") == 0 || strcmp(b, "::") == 0 ||
+      strcmp(b, "[::]") == 0)
+    return true;
+  return (is_wildcard(a) || is_wildcard(b)) && a6 == b6;
+}
+
+/* Two servers listening on one address would pass validation and fail at start with
+ * "address already in use": make it a config error instead (port 0 never clashes).
+ * servers: the stack index of the servers table. */
+static int check_listen_conflicts(vctx *c, int servers) {
+  sl_config *cfg = c->cfg;
+  for (size_t i = 0; i < cfg->nservers; i++)
+    for (size_t j = i + 1; j < cfg->nservers; j++) {
+      sl_server_config *a = &cfg->servers[i], *b = &cfg->servers[j];
+      if (a->port == 0 || a->port != b->port || !hosts_clash(a->host, b->host)) continue;
+      c->at_table = lua_topointer(c->L, servers); /* the line of the second server */
+      c->at_key = b->name;
+      c->at_exact = true;
+      if (strcmp(a->host, b->host) == 0)
+        return verr(c, "servers \"%s\" and \"%s\" both listen on %s:%d (one port per server)",
+                    a->name, b->name, a->host, a->port);
+      return verr(c, "servers \"%s\" and \"%s\" both listen on %s:%d and %s:%d (one port "
+                     "per server)", a->name, b->name, a->host, a->port, b->host, b->port);
+    }
+  return 0;
+}
+
+/* ------------------------------------------------------------------------------------- */
 /* Root                                                                                   */
 
 static int cmp_str(const void *a, const void *b) {
@@ -1102,6 +1239,12 @@ static int validate_cf(lua_State *L) {
     verr(c, "config must be a table with \"servers\" (a map of server name to settings)");
     return 0;
   }
+  c->strict = g_opts.strict;
+  if (typed_field(c, 2, "strict", LUA_TBOOLEAN, "a boolean") == 1) {
+    c->strict = c->strict || lua_toboolean(L, -1);
+    lua_pop(L, 1);
+  }
+  if (c->rc) return 0;
   warn_unknown_keys(c, 2, "top-level", k_top_keys);
   int ty = get_field(L, 2, "servers"); /* index 3 */
   if (ty == LUA_TNIL) {
@@ -1135,6 +1278,11 @@ static int validate_cf(lua_State *L) {
     names[k++] = sl_xstrdup(lua_tostring(L, -1));
   }
   qsort(names, n, sizeof(char *), cmp_str); /* stable order: sorted by name */
+  if (pick_listen_target(c, names, n)) {
+    for (size_t i = 0; i < n; i++) free(names[i]);
+    free(names);
+    return 0;
+  }
   cfg->servers = sl_xcalloc(n, sizeof(sl_server_config));
   for (size_t i = 0; i < n; i++) {
     sl_server_config *s = &cfg->servers[i];
@@ -1143,6 +1291,9 @@ static int validate_cf(lua_State *L) {
     names[i] = NULL;
     cfg->nservers++;
     c->server = s->name;
+    c->at_table = lua_topointer(L, 3); /* "server settings must be a table": its key's line */
+    c->at_key = s->name;
+    c->at_exact = true;
     lua_getfield(L, 3, s->name);
     if (!lua_istable(L, -1)) {
       verr(c, "server settings must be a table");
@@ -1153,6 +1304,11 @@ static int validate_cf(lua_State *L) {
     if (rc) break;
   }
   c->server = NULL;
+  if (!c->rc) {
+    apply_listen_options(c);
+    check_listen_conflicts(c, 3);
+  }
+  c->listen_target = NULL; /* it points at a name */
   for (size_t i = 0; i < n; i++) free(names[i]);
   free(names);
   return 0;
@@ -1193,8 +1349,8 @@ static void config_unref(const sl_config *cfg, int ref) {
 }
 
 static int load_text(lua_State *L, const char *text, size_t len, const char *fmt,
-                     const char *file, const char *dir, sl_config **out, char *err,
-                     size_t errlen) {
+                     const char *file, const char *dir, bool from_file, sl_config **out,
+                     char *err, size_t errlen) {
   *out = NULL;
   if (err && errlen) err[0] = 0;
   char dummy[8];
@@ -1208,6 +1364,7 @@ static int load_text(lua_State *L, const char *text, size_t len, const char *fmt
   c.err = err;
   c.errlen = errlen;
   c.is_lua = strcmp(fmt, "lua") == 0;
+  c.lines = from_file && !c.is_lua;
   sl__lua_set_script_dir(L, dir); /* sluice.script resolves names next to the config first */
   sl_config *cfg = sl_xcalloc(1, sizeof *cfg);
   cfg->path = sl_xstrdup(file);
@@ -1238,11 +1395,13 @@ static int load_text(lua_State *L, const char *text, size_t len, const char *fmt
     rc = c.rc;
   }
   lua_settop(L, top);
+  sl__config_lines_clear(L);
   free(c.dir);
   if (rc) {
     sl_config_free(cfg);
     return SL_ECONFIG;
   }
+  cfg->warnings = c.warnings;
   *out = cfg;
   return 0;
 }
@@ -1252,7 +1411,7 @@ static int load_text(lua_State *L, const char *text, size_t len, const char *fmt
 int sl_config_load_string(lua_State *L, const char *text, size_t len, const char *fmt,
                           const char *chunkname, sl_config **out, char *err, size_t errlen) {
   return load_text(L, text, len, fmt ? fmt : "lua", chunkname ? chunkname : "<string>", NULL,
-                   out, err, errlen);
+                   false, out, err, errlen);
 }
 
 /* sl_config_load: see sl_config.h. The format follows the extension (case-insensitive);
@@ -1307,7 +1466,7 @@ int sl_config_load(lua_State *L, const char *path, sl_config **out, char *err, s
   }
   char *dir = NULL;
   if (slash) dir = sl_xstrndup(path, (size_t)(slash - path) ? (size_t)(slash - path) : 1);
-  int rc = load_text(L, buf, len, fmt, path, dir, out, err, errlen);
+  int rc = load_text(L, buf, len, fmt, path, dir, true, out, err, errlen);
   free(dir);
   free(buf);
   return rc;

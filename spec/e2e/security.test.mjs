@@ -460,7 +460,7 @@ describe("api and cors config: unknown keys are errors", () => {
       namespaces: [{ path: "/feed", topics: ["prices"] }] } } }), "config.json");
     const b = await runSluice(["check", bad]);
     assert.notEqual(b.code, 0);
-    assert.match(b.stdout + b.stderr, /config\.json: server "main": api: unknown api key "hosst" \(did you mean "host"\?\)/);
+    assert.match(b.stdout + b.stderr, /config\.json(:\d+)?: server "main": api: unknown api key "hosst" \(did you mean "host"\?\)/);
   });
 
   it("sluice check accepts and summarises api and cors", async () => {

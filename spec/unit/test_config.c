@@ -288,7 +288,7 @@ TEST(yaml_core_schema) {
 
   /* yes/no are strings, so a boolean key refuses them. */
   CHECK_EQ_STR(file_err(FIX "bad/coalesce_no.yaml"),
-               FIX "bad/coalesce_no.yaml: server \"feed\": namespace /feed: coalesce must be a boolean (true or false; in YAML, yes/no/on/off are strings)");
+               FIX "bad/coalesce_no.yaml:7: server \"feed\": namespace /feed: coalesce must be a boolean (true or false; in YAML, yes/no/on/off are strings)");
   /* quoted scalars are always strings */
   CHECK_EQ_STR(load_err("servers:\n  s:\n    port: \"3000\"\n", "yaml"), "test: server \"s\": port must be a number");
   /* TRUE and ~ follow the core schema */
@@ -381,7 +381,7 @@ TEST(file_errors) {
   CHECK(strstr(file_err(FIX "bad/syntax.yaml"), "Failed to parse config file \"" FIX "bad/syntax.yaml\": ") == err);
   CHECK(strstr(err, "line") != NULL);
   CHECK_EQ_STR(file_err(FIX "bad/alo_drop.yaml"),
-               FIX "bad/alo_drop.yaml: server \"feed\": namespace /alo: AT_LEAST_ONCE namespaces must use REJECT_NEW or SPILL_TO_DISK overflowAction");
+               FIX "bad/alo_drop.yaml:5: server \"feed\": namespace /alo: AT_LEAST_ONCE namespaces must use REJECT_NEW or SPILL_TO_DISK overflowAction");
   /* extension match is case-insensitive */
   CHECK(strstr(file_err(FIX "NOPE.JSON"), "Failed to read config file") == err);
 }
@@ -516,9 +516,163 @@ TEST(script_hooks) {
   sl_config_free(cfg);
 }
 
+/* ${VAR} and ${VAR:-default} in YAML and JSON values: a bare reference to a number is a
+ * number, a quoted one a string; unset without a default is an error naming the line. */
+/* a minimal namespaces value for JSON and YAML flow mappings */
+#define NSJ "\"namespaces\": [{\"path\": \"/a\", \"topics\": [\"t\"]}]"
+#define NSF ", namespaces: [{path: /a, topics: [t]}]"
+
+TEST(env_references) {
+  setenv("SLT_PORT", "4321", 1);
+  setenv("SLT_TOKEN", "12\"34", 1);
+  unsetenv("SLT_UNSET");
+  sl_config *cfg = load_str("servers:\n  s:\n    host: ${SLT_UNSET:-127.0.0.2}\n"
+                            "    port: ${SLT_PORT}\n    apiToken: \"${SLT_TOKEN}\"\n"
+                            "    spillRootPath: a-${SLT_PORT}-$${HOME}\n    namespaces: [{path: /a, topics: [t]}]\n", "yaml");
+  CHECK(cfg != NULL);
+  if (cfg) {
+    CHECK_EQ_STR(cfg->servers[0].host, "127.0.0.2");
+    CHECK_EQ_INT(cfg->servers[0].port, 4321);
+    CHECK_EQ_STR(cfg->servers[0].api_token, "12\"34");
+    CHECK_EQ_STR(cfg->servers[0].spill_root, "a-4321-${HOME}");
+  }
+  sl_config_free(cfg);
+  cfg = load_str("{\"servers\": {\"s\": {\"host\": \"${SLT_UNSET:-127.0.0.3}\",\n"
+                 "  \"port\": ${SLT_PORT}, \"apiToken\": \"<${SLT_TOKEN}>\",\n"
+                 "  \"spillRootPath\": ${SLT_UNSET:-/var/sp}, " NSJ "}}}", "json");
+  CHECK(cfg != NULL);
+  if (cfg) {
+    CHECK_EQ_STR(cfg->servers[0].host, "127.0.0.3");
+    CHECK_EQ_INT(cfg->servers[0].port, 4321);
+    CHECK_EQ_STR(cfg->servers[0].api_token, "<12\"34>");
+    CHECK_EQ_STR(cfg->servers[0].spill_root, "/var/sp");
+  }
+  sl_config_free(cfg);
+  /* quoted: a string, so not a port */
+  CHECK_EQ_STR(load_err("servers:\n  s:\n    port: \"${SLT_PORT}\"\n", "yaml"),
+               "test: server \"s\": port must be a number");
+  CHECK_EQ_STR(load_err("servers:\n  s:\n\n    port: ${SLT_UNSET}\n", "yaml"),
+               "Failed to parse config file \"test\": environment variable SLT_UNSET is not set "
+               "(use ${SLT_UNSET:-default} for a default) (line 4)");
+  CHECK_EQ_STR(load_err("{\"servers\":\n {\"s\":\n {\"port\": ${SLT_UNSET}}}}", "json"),
+               "Failed to parse config file \"test\": environment variable SLT_UNSET is not set "
+               "(use ${SLT_UNSET:-default} for a default) at line 3");
+  CHECK_EQ_STR(load_err("servers:\n  s:\n    port: ${SLT_PORT\n", "yaml"),
+               "Failed to parse config file \"test\": unterminated \"${SLT_PORT\" (expected "
+               "${NAME} or ${NAME:-default}) (line 3)");
+  /* a value cannot break out of its JSON string */
+  setenv("SLT_TOKEN", "x\", \"port\": 99, \"y\": \"", 1);
+  cfg = load_str("{\"servers\": {\"s\": {\"apiToken\": \"${SLT_TOKEN}\", \"port\": 1, " NSJ "}}}", "json");
+  CHECK(cfg != NULL);
+  if (cfg) CHECK_EQ_INT(cfg->servers[0].port, 1);
+  sl_config_free(cfg);
+  /* parse errors after an expansion keep their line */
+  CHECK_EQ_STR(load_err("{\"servers\":\n {\"s\": {\"port\": ${SLT_PORT},\n ]}}", "json"),
+               "Failed to parse config file \"test\": invalid JSON at line 3 column 3");
+}
+
+/* Unknown keys warn (counted in cfg->warnings); strict = true or the strict option makes
+ * them errors. */
+TEST(strict_and_warnings) {
+  const char *typo = "servers:\n  s:\n    port: 1\n    namespaces:\n      - path: /a\n"
+                     "        topics: [t]\n        maxQueuedMesagesPerClient: 3\n";
+  sl_config *cfg = load_str(typo, "yaml");
+  CHECK(cfg != NULL);
+  if (cfg) CHECK_EQ_INT(cfg->warnings, 1);
+  sl_config_free(cfg);
+  cfg = load_str("servers:\n  s:\n    port: 1\n    namespaces: [{path: /a, topics: [t]}]\n", "yaml");
+  CHECK(cfg != NULL);
+  if (cfg) CHECK_EQ_INT(cfg->warnings, 0);
+  sl_config_free(cfg);
+  char strict[512];
+  snprintf(strict, sizeof strict, "strict: true\n%s", typo);
+  CHECK_EQ_STR(load_err(strict, "yaml"),
+               "test: server \"s\": namespace /a: unknown namespace key "
+               "\"maxQueuedMesagesPerClient\" (did you mean \"maxQueuedMessagesPerClient\"?; "
+               "strict mode)");
+  CHECK_EQ_STR(load_err("return { strict = true, servers = { s = { prot = 1 } } }", "lua"),
+               "test: server \"s\": unknown server key \"prot\" (did you mean \"port\"?; strict "
+               "mode)");
+  CHECK_EQ_STR(load_err("{\"strict\": \"yes\", \"servers\": {\"s\": {}}}", "json"),
+               "test: strict must be a boolean (true or false; in YAML, yes/no/on/off are strings)");
+  sl_config_set_options(&(sl_config_options){.strict = true, .port = -1});
+  CHECK_EQ_STR(load_err("servers:\n  s:\n    port: 1\n    prot: 2\n", "yaml"),
+               "test: server \"s\": unknown server key \"prot\" (did you mean \"port\"?; strict "
+               "mode)");
+  sl_config_set_options(NULL);
+  cfg = load_str("servers:\n  s:\n    port: 1\n    prot: 2\n    namespaces: [{path: /a, topics: [t]}]\n", "yaml");
+  CHECK(cfg != NULL);
+  sl_config_free(cfg);
+}
+
+/* Two servers on one address are an error; --host/--port overrides apply to one server. */
+TEST(listen_addresses) {
+  CHECK_EQ_STR(load_err("servers:\n  a: {host: 127.0.0.1, port: 3000" NSF "}\n"
+                        "  b: {host: 127.0.0.1, port: 3000" NSF "}\n", "yaml"),
+               "test: servers \"a\" and \"b\" both listen on 127.0.0.1:3000 (one port per server)");
+  CHECK_EQ_STR(load_err("servers:\n  a: {host: 127.0.0.1, port: 3000" NSF "}\n"
+                        "  b: {port: 3000" NSF "}\n", "yaml"),
+               "test: servers \"a\" and \"b\" both listen on 127.0.0.1:3000 and 0.0.0.0:3000 "
+               "(one port per server)");
+  sl_config *cfg = load_str("servers:\n  a: {host: 127.0.0.1, port: 3000" NSF "}\n"
+                            "  b: {host: 127.0.0.2, port: 3000" NSF "}\n  c: {port: 0" NSF "}\n"
+                            "  d: {port: 0" NSF "}\n", "yaml");
+  CHECK(cfg != NULL);
+  sl_config_free(cfg);
+
+  sl_config_set_options(&(sl_config_options){.host = "127.0.0.9", .port = 4001});
+  cfg = load_str("servers:\n  a: {host: 127.0.0.1, port: 3000" NSF "}\n", "yaml");
+  CHECK(cfg != NULL);
+  if (cfg) {
+    CHECK_EQ_STR(cfg->servers[0].host, "127.0.0.9");
+    CHECK_EQ_INT(cfg->servers[0].port, 4001);
+  }
+  sl_config_free(cfg);
+  /* no "no port configured" warning when --port gives one */
+  cfg = load_str("servers:\n  a: {namespaces: [{path: /a, topics: [t]}]}\n", "yaml");
+  CHECK(cfg != NULL);
+  if (cfg) CHECK_EQ_INT(cfg->warnings, 0);
+  sl_config_free(cfg);
+  CHECK_EQ_STR(load_err("servers:\n  a: {port: 1" NSF "}\n  b: {port: 2" NSF "}\n", "yaml"),
+               "test: --host/--port applies to one server and this config has 2: choose one "
+               "with --server NAME");
+  sl_config_set_options(&(sl_config_options){.port = 2, .server = "a"});
+  CHECK_EQ_STR(load_err("servers:\n  a: {port: 1" NSF "}\n  b: {port: 2" NSF "}\n", "yaml"),
+               "test: servers \"a\" and \"b\" both listen on 0.0.0.0:2 (one port per server)");
+  cfg = load_str("servers:\n  a: {port: 1" NSF "}\n  b: {port: 3" NSF "}\n", "yaml");
+  CHECK(cfg != NULL);
+  if (cfg) {
+    CHECK_EQ_INT(cfg->servers[0].port, 2);
+    CHECK_EQ_INT(cfg->servers[1].port, 3);
+  }
+  sl_config_free(cfg);
+  CHECK_EQ_STR(load_err("servers:\n  b: {port: 1" NSF "}\n", "yaml"),
+               "test: --port: no server named \"a\"");
+  sl_config_set_options(NULL);
+}
+
+/* Validation messages about a JSON or YAML file name the line: of the key when the message
+ * is about it, else of the block (server, namespace) being checked. */
+TEST(validation_lines) {
+  CHECK_EQ_STR(file_err(FIX "bad/lines.yaml"),
+               FIX "bad/lines.yaml:11: server \"feed\": namespace /b: maxQueuedMessagesPerClient must be positive");
+  CHECK_EQ_STR(file_err(FIX "bad/lines.json"),
+               FIX "bad/lines.json:9: server \"feed\": namespace /b: AT_LEAST_ONCE namespaces must allow at least one retry");
+  CHECK_EQ_STR(file_err(FIX "bad/lines_type.json"),
+               FIX "bad/lines_type.json:5: server \"feed\": port must be a number");
+  sl_config_set_options(&(sl_config_options){.strict = true, .port = -1});
+  CHECK_EQ_STR(file_err(FIX "bad/lines.yaml"),
+               FIX "bad/lines.yaml:4: server \"feed\": unknown server key \"prot\" (did you mean \"port\"?; strict mode)");
+  sl_config_set_options(NULL);
+  /* strings have no file lines */
+  CHECK_EQ_STR(load_err("servers:\n  s:\n    port: x\n", "yaml"), "test: server \"s\": port must be a number");
+}
+
 int main(void) {
   sl_log_threshold = getenv("SLUICE_TEST_VERBOSE") ? SL_LOG_DEBUG : SL_LOG_ERROR;
   vm = sl_lua_new(NULL);
+  unsetenv("SLUICE_PORT"); /* the examples' own default ports */
+  unsetenv("SLUICE_CONTROL_PORT");
   RUN(streamfence_yaml_example);
   RUN(streamfence_json_example_matches_yaml);
   RUN(defaults);
@@ -535,6 +689,10 @@ int main(void) {
   RUN(stack_balanced_and_free_after_close);
   RUN(token_auth);
   RUN(script_hooks);
+  RUN(env_references);
+  RUN(strict_and_warnings);
+  RUN(listen_addresses);
+  RUN(validation_lines);
   sl_lua_close(vm);
   return tl_report();
 }

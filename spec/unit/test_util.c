@@ -204,6 +204,37 @@ TEST(log_json_format) {
   sl_log_json = 0;
 }
 
+/* A Lua traceback stays in its record: indented lines in text, one "traceback" field in
+ * JSON; the message part keeps its escaping. */
+TEST(log_traceback) {
+  const char *m = "x.lua:2: boom\nhere\nstack traceback:\n\t[C]: in function 'error'\n\tx.lua:2: in "
+                  "function <x.lua:1>";
+  sl_log_json = 0;
+  char *out = capture_log(SL_LOG_ERROR, "lua: %s", m);
+  CHECK_EQ_STR(out + 24, " ERROR lua: x.lua:2: boom\\nhere\n    stack traceback:\n        [C]: in "
+                         "function 'error'\n        x.lua:2: in function <x.lua:1>\n");
+  free(out);
+  sl_log_json = 1;
+  out = capture_log(SL_LOG_ERROR, "lua: %s", m);
+  size_t n = strlen(out);
+  CHECK(strchr(out, '\n') == out + n - 1); /* one line */
+  cJSON *j = cJSON_Parse(out);
+  CHECK(j != NULL);
+  if (j) {
+    CHECK_EQ_INT(cJSON_GetArraySize(j), 4);
+    CHECK_EQ_STR(cJSON_GetObjectItem(j, "msg")->valuestring, "lua: x.lua:2: boom\nhere");
+    CHECK_EQ_STR(cJSON_GetObjectItem(j, "traceback")->valuestring,
+                 "stack traceback:\n\t[C]: in function 'error'\n\tx.lua:2: in function <x.lua:1>");
+    cJSON_Delete(j);
+  }
+  free(out);
+  /* "stack traceback:" not after a newline is just text */
+  out = capture_log(SL_LOG_ERROR, "%s", "stack traceback: no");
+  CHECK(strstr(out, "\"msg\":\"stack traceback: no\"}") != NULL);
+  free(out);
+  sl_log_json = 0;
+}
+
 TEST(log_json_invalid_utf8) {
   sl_log_json = 1;
   /* lone continuation, overlong '/', truncated 3-byte, surrogate, > U+10FFFF */
@@ -453,6 +484,7 @@ int main(void) {
   RUN(log_text_one_line);
   RUN(log_json_format);
   RUN(log_json_invalid_utf8);
+  RUN(log_traceback);
   RUN(log_trailing_newline_and_errno);
   RUN(log_long_message);
   RUN(b64_enclen);
