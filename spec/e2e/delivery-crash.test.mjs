@@ -72,6 +72,19 @@ const spillMetrics = (m, L) => ({
   records: mval(m, "sluice_spill_records", L), bytes: mval(m, "sluice_spill_bytes", L),
 });
 
+// snapshot: the metrics and the files at one moment: a read job may still move records from
+// the disk to the lane (the connection takes a little now and then), so the files are read
+// between two identical readings of the spill metrics.
+async function snapshot(port, L, dir) {
+  for (let i = 0; ; i++) {
+    const m = await metrics(port);
+    const disk = onDisk(dir);
+    const again = await metrics(port);
+    if (JSON.stringify(spillMetrics(m, L)) === JSON.stringify(spillMetrics(again, L)) || i >= 50) return { m, disk };
+    await sleep(50);
+  }
+}
+
 // checkFiles: the gauges are what the files hold, and every record counted as spilled was
 // written: it is in the files still unread, or it was read back from them.
 function checkFiles(m, L, disk) {
@@ -98,9 +111,8 @@ describe("spill gauges against the files", () => {
   it("sluice_spill_bytes = the size of the segment files; spilled_total = the records in them", async (t) => {
     const c = await spillTo(srv, "/g", 1500, 200);
     try {
-      const m = await metrics(srv.port);
       const L = { namespace: "/g", topic: "t" };
-      const disk = onDisk(root);
+      const { m, disk } = await snapshot(srv.port, L, root);
       t.diagnostic(JSON.stringify({ disk, ...spillMetrics(m, L) }));
       assert.ok(disk.unread > 1000, `most messages on disk (${disk.unread})`);
       checkFiles(m, L, disk);
@@ -128,9 +140,8 @@ describe("a tmpfs that fills up", () => {
     if (!mounted) return t.skip("cannot mount a tmpfs here: variant skipped");
     const c = await spillTo(srv, "/f", 600, 1000);
     try {
-      const m = await metrics(srv.port);
       const L = { namespace: "/f", topic: "t" };
-      const disk = onDisk(path.join(mnt, "spill"));
+      const { m, disk } = await snapshot(srv.port, L, path.join(mnt, "spill"));
       const failed = mval(m, "streamfence_queue_overflow_total", { ...L, reason: "spill to disk failed" });
       t.diagnostic(JSON.stringify({ disk, ...spillMetrics(m, L), failed }));
       assert.ok(failed > 0, "the disk filled up");
