@@ -297,7 +297,11 @@ void sl_spill_sweep_server(sl_server *srv) {
   char *lpath = ledger_path(srv);
   size_t bad = 0;
   int err = 0;
-  if (r == 0) srv->ledger = sl_ledger_open(lpath, on_prev_ledger, &x, &bad, &err);
+  /* a slot per topic, twice over for topics a reload adds */
+  size_t ntopics = 0;
+  for (size_t i = 0; i < srv->cfg->nns; i++) ntopics += srv->cfg->ns[i].ntopics;
+  if (r == 0)
+    srv->ledger = sl_ledger_open(lpath, 2 * ntopics + 16, on_prev_ledger, &x, &bad, &err);
   else err = r;
   if (!srv->ledger)
     sl_log_warn("server \"%s\": no crash ledger at %s (%s): deliveries held in memory at a "

@@ -15,7 +15,7 @@
 #define LG_HDR_BYTES 32u
 #define LG_SLOT_BYTES 256u
 #define LG_SLOT_NAMES (LG_SLOT_BYTES - 16u) /* room for the two names */
-#define LG_SLOTS 4096u                      /* 1 MiB + 32 bytes, sparse until used */
+#define LG_SLOTS 4096u /* at most (a reader refuses more) */
 #define LG_VERSION 1u
 #define LG_HELD_MAX (1ull << 48) /* more than any process could hold: a bad slot */
 
@@ -25,7 +25,8 @@ struct sl_ledger {
   char *path;
   uint8_t *map;
   size_t map_len;
-  uint32_t used; /* slots handed out (they are used in order) */
+  uint32_t nslots; /* slots in the file */
+  uint32_t used;   /* slots handed out (they are used in order) */
 };
 
 static void put32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
@@ -93,8 +94,8 @@ static int read_prev(const char *path, sl_ledger_prev_cb prev, void *arg, size_t
 
 /* sl_ledger_open: see ledger.h. The new file is written under a temporary name, then
  * renamed over the old one: a crash in between leaves the old ledger, read again next time. */
-sl_ledger *sl_ledger_open(const char *path, sl_ledger_prev_cb prev, void *arg, size_t *bad_slots,
-                          int *err) {
+sl_ledger *sl_ledger_open(const char *path, size_t nslots, sl_ledger_prev_cb prev, void *arg,
+                          size_t *bad_slots, int *err) {
   size_t bad = 0;
   *err = 0;
   int rc = read_prev(path, prev, arg, &bad);
@@ -107,15 +108,23 @@ sl_ledger *sl_ledger_open(const char *path, sl_ledger_prev_cb prev, void *arg, s
   char *tmp = sl_xmalloc(plen + 5);
   memcpy(tmp, path, plen);
   memcpy(tmp + plen, ".new", 5);
-  size_t len = LG_HDR_BYTES + (size_t)LG_SLOTS * LG_SLOT_BYTES;
+  if (nslots == 0 || nslots > LG_SLOTS) nslots = LG_SLOTS;
+  size_t len = LG_HDR_BYTES + nslots * LG_SLOT_BYTES;
   uint8_t *map = MAP_FAILED;
   int fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (fd < 0 || ftruncate(fd, (off_t)len) != 0) goto fail;
+  /* Every page allocated now: a store into a hole of a MAP_SHARED file on a full disk is a
+   * SIGBUS, so a full disk must show here, as an error, not later as a crash. */
+  int frc = posix_fallocate(fd, 0, (off_t)len);
+  if (frc != 0) {
+    errno = frc;
+    goto fail;
+  }
   map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (map == MAP_FAILED) goto fail;
   memcpy(map, lg_magic, 8);
   put32(map + 8, LG_VERSION);
-  put32(map + 12, LG_SLOTS);
+  put32(map + 12, (uint32_t)nslots);
   put32(map + 16, LG_SLOT_BYTES);
   if (rename(tmp, path) != 0) goto fail;
   close(fd);
@@ -124,6 +133,7 @@ sl_ledger *sl_ledger_open(const char *path, sl_ledger_prev_cb prev, void *arg, s
   lg->path = sl_xstrdup(path);
   lg->map = map;
   lg->map_len = len;
+  lg->nslots = (uint32_t)nslots;
   return lg;
 fail:
   *err = -errno;
@@ -148,7 +158,7 @@ uint64_t *sl_ledger_slot(sl_ledger *lg, const char *ns, const char *topic) {
         memcmp(s + 16 + nl, topic, tl) == 0)
       return (uint64_t *)(void *)s;
   }
-  if (lg->used == LG_SLOTS) return NULL;
+  if (lg->used == lg->nslots) return NULL;
   uint8_t *s = lg->map + LG_HDR_BYTES + (size_t)lg->used++ * LG_SLOT_BYTES;
   uint16_t n16 = (uint16_t)nl, t16 = (uint16_t)tl;
   memcpy(s + 16, ns, nl);

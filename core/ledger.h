@@ -25,12 +25,14 @@ typedef void (*sl_ledger_prev_cb)(void *arg, const char *ns, const char *topic, 
 
 /* sl_ledger_open: first read the ledger a previous process left at path (if any; every byte
  * treated as hostile: a bad header makes the whole file unreadable, a bad slot is skipped)
- * and report its non-zero slots to prev; then replace it with a fresh, empty, mapped ledger.
+ * and report its non-zero slots to prev; then replace it with a fresh, empty, mapped ledger
+ * of nslots slots (0 or more than 4096: 4096), its disk space allocated at once (a full disk
+ * fails here with UV_ENOSPC instead of a SIGBUS at the first store).
  * Returns the ledger or NULL (*err: a negative errno; the old file is then left alone when
  * it could not be read). *bad_slots gets the number of slots skipped as corrupt (or 1 for an
  * unreadable file). Synchronous: startup only. */
-sl_ledger *sl_ledger_open(const char *path, sl_ledger_prev_cb prev, void *arg, size_t *bad_slots,
-                          int *err);
+sl_ledger *sl_ledger_open(const char *path, size_t nslots, sl_ledger_prev_cb prev, void *arg,
+                          size_t *bad_slots, int *err);
 
 /* sl_ledger_slot: the held counter of (ns, topic), creating its slot on first use. NULL when
  * the ledger is full or the names do not fit a slot (that topic is then not tracked). The

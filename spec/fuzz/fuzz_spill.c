@@ -72,7 +72,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   write_file(ledger, data, size);
   size_t bad = 0;
   int err = 0;
-  sl_ledger *lg = sl_ledger_open(ledger, on_slot, NULL, &bad, &err);
+  sl_ledger *lg = sl_ledger_open(ledger, 8, on_slot, NULL, &bad, &err);
   if (!lg) fail("ledger not replaced");
   sl_ledger_close(lg, true);
   return 0;

@@ -31,7 +31,7 @@ static void on_prev(void *arg, const char *ns, const char *topic, uint64_t held)
 static sl_ledger *open_seen(seen *s, size_t *bad) {
   int err = 0;
   memset(s, 0, sizeof *s);
-  sl_ledger *lg = sl_ledger_open(path, on_prev, s, bad, &err);
+  sl_ledger *lg = sl_ledger_open(path, 64, on_prev, s, bad, &err);
   if (!lg) TL_FAIL("sl_ledger_open: %d", err);
   return lg;
 }
@@ -45,7 +45,7 @@ TEST(counts_survive_sigkill_and_are_reported_once) {
   pid_t pid = fork();
   if (pid == 0) {
     int err;
-    sl_ledger *lg = sl_ledger_open(path, NULL, NULL, NULL, &err);
+    sl_ledger *lg = sl_ledger_open(path, 64, NULL, NULL, NULL, &err);
     if (!lg) _exit(1);
     uint64_t *a = sl_ledger_slot(lg, "/feed", "prices");
     uint64_t *b = sl_ledger_slot(lg, "/feed", "news");
