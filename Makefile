@@ -18,7 +18,7 @@ CFLAGS  ?=
 CFLAGS  += -std=gnu11 $(OPT) -g -pipe -fno-omit-frame-pointer \
            -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wno-unused-parameter -Icore -Ilua $(LUAJIT_CFLAGS) $(EXTRA_CFLAGS)
-LDLIBS  += -luv -lluajit-5.1 -lwslay -lcjson -lyaml -lhttp_parser -lcrypto -lz -lm -lpthread -ldl
+LDLIBS  += -luv -lluajit-5.1 -lwslay -lcjson -lyaml -lhttp_parser -lssl -lcrypto -lz -lm -lpthread -ldl
 LDFLAGS += $(EXTRA_LDFLAGS)
 # sd_notify(READY=1) for a Type=notify systemd unit, when libsystemd is there at build time.
 SYSTEMD_LIBS := $(shell pkg-config --libs libsystemd 2>/dev/null)
@@ -91,7 +91,7 @@ $(BUILD)/bench/bench_hooks: spec/lua/bench_hooks.c spec/unit/fake_core.c $(BUILD
 
 $(BUILD)/bench/%: spec/bench/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -O2 -o $@ $< -luv -lm
+	$(CC) $(CFLAGS) -O2 -o $@ $< -luv -lssl -lcrypto -lm
 
 SLUICE_PORT ?= 3000
 export SLUICE_PORT

@@ -9,6 +9,7 @@
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
 #include "sl_internal.h"
+#include "tls_server.h"
 #include "spill.h"
 #include "api.h"
 #include "hooks.h"
@@ -507,6 +508,7 @@ static void metrics_text(sl_gateway *gw, sl_sbuf *b) {
   sl_sbuf_printf(b, "sluice_lua_memory_bytes %zu\n", st.memory_bytes);
   hook_time_metrics(b, gw->hook_times);
   refusal_metrics(gw, b);
+  sl_tls_server_metrics(gw, b);
 }
 
 /* sl_gateway_stats_json: see sl_core.h. */

@@ -53,6 +53,12 @@ void sl_config_free(sl_config *cfg) {
     free(s->cors.methods);
     free(s->cors.headers);
     free(s->eio_path);
+    if (s->tls) {
+      free(s->tls->cert_chain);
+      free(s->tls->private_key);
+      free(s->tls->password);
+      free(s->tls);
+    }
     unref(cfg, s->eio_on_message_ref);
     unref(cfg, s->eio_on_open_ref);
     unref(cfg, s->eio_on_close_ref);
@@ -118,6 +124,10 @@ char *sl_config_summary(const sl_config *cfg) {
     sb_printf(&b, "server \"%s\" on %s:%d (%s, auth %s%s)\n", s->name, s->host, s->port,
               s->websocket_only ? "WEBSOCKET_ONLY" : "WEBSOCKET_OR_POLLING",
               s->auth_token ? "TOKEN" : "NONE", s->api_token ? ", API token set" : "");
+    if (s->tls)
+      sb_printf(&b, "  TLS (WSS/HTTPS) %s+, certificate %s, key %s\n",
+                s->tls->min_version == 0x0303 ? "TLSv1.2" : "TLSv1.3", s->tls->cert_chain,
+                s->tls->private_key);
     if (s->api.listen && s->api.path) sb_printf(&b, "  API on unix:%s\n", s->api.path);
     else if (s->api.listen) sb_printf(&b, "  API on %s:%d\n", s->api.host, s->api.port);
     if (s->cors.set)

@@ -54,6 +54,14 @@ typedef struct sl_ns_config {
   int on_client_publish_ref;  /* function(client, topic, payload) -> allow [, payload] */
 } sl_ns_config;
 
+/* transport WSS: the tls block (paths resolved against the config file's directory). */
+typedef struct sl_tls_config {
+  char *cert_chain;           /* certChainPemPath */
+  char *private_key;          /* privateKeyPemPath */
+  char *password;             /* privateKeyPassword, NULL when not set */
+  int min_version;            /* protocol: 0x0304 TLSv1.3 (default) or 0x0303 TLSv1.2 */
+} sl_tls_config;
+
 /* api = { host, port, path, hosts }: where the HTTP API, /metrics and the status page are
  * served. listen false: on the client port, as before (only `hosts` may be set then). */
 typedef struct sl_api_config {
@@ -82,6 +90,7 @@ typedef struct sl_server_config {
   int port;                   /* 0 = OS-assigned */
   bool websocket_only;        /* engineIoTransport == WEBSOCKET_ONLY */
   bool auth_token;            /* auth == TOKEN */
+  sl_tls_config *tls;         /* transport WSS; NULL: plain WS */
   char **tokens;              /* static token list (key "tokens") */
   size_t ntokens;
   char *spill_root;           /* ".streamfence-spill" */

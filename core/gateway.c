@@ -9,6 +9,7 @@
 #include "client.h"
 #include "sio.h"
 #include "router.h"
+#include "tls_server.h"
 #include "gateway.h"
 #include "acks.h"
 #include "eio.h"
@@ -122,6 +123,7 @@ static void gateway_destroy(sl_gateway *gw) {
     srv->ledger = NULL;
     sl_hash_free(&srv->sessions);
     sl_auth_free_table(srv);
+    sl_tls_server_free(srv);
   }
   free(gw->servers);
   sl_heap_free(&gw->acks);
@@ -180,14 +182,17 @@ int sluice_start(sluice_t *gw, char *err, size_t errlen) {
   for (size_t i = 0; i < gw->nservers; i++) {
     sl_server *srv = &gw->servers[i];
     sl_spill_sweep_server(srv);
+    /* A server configured for TLS that cannot serve it does not start: never plaintext. */
+    if (sl_tls_server_start(srv, err, errlen) != 0) return SL_ECONFIG;
     int r = sl_server_listen(srv, sl_router_request);
     if (r) {
       snprintf(err, errlen, "server \"%s\": cannot listen on %s:%d: %s", srv->cfg->name,
                srv->cfg->host ? srv->cfg->host : "0.0.0.0", srv->cfg->port, uv_strerror(r));
       return SL_EIO;
     }
-    sl_log_info("server \"%s\" listening on http://%s:%d", srv->cfg->name,
-                srv->cfg->host ? srv->cfg->host : "0.0.0.0", srv->port);
+    sl_log_info("server \"%s\" listening on %s://%s:%d", srv->cfg->name,
+                srv->tls ? "https" : "http", srv->cfg->host ? srv->cfg->host : "0.0.0.0",
+                srv->port);
     const sl_api_config *a = &srv->cfg->api;
     if (!a->listen) continue;
     r = sl_server_listen_api(srv, sl_router_api_request);
@@ -292,6 +297,7 @@ void sluice_stop(sluice_t *gw, void (*cb)(sluice_t *, void *), void *arg) {
     sl_server *srv = &gw->servers[i];
     if (srv->listening) close_handle(gw, (uv_handle_t *)&srv->listener);
     srv->listening = false;
+    sl_tls_server_stop(srv, close_handle);
     if (srv->api_listening) {
       gw->closing_handles++;
       sl_server_close_api(srv, handle_closed, gw);

@@ -6,6 +6,7 @@
 #include "sluice.h"
 #include "sl_util.h"
 #include "config.h"
+#include "tls.h"
 #include "../lua/sl_config.h"
 #include "../lua/sl_lua.h"
 #ifdef SLUICE_HAVE_SYSTEMD
@@ -65,6 +66,20 @@ static int cmd_check(const char *path) {
     sl_lua_close(vm);
     uv_run(uv_default_loop(), UV_RUN_DEFAULT);
     return 1;
+  }
+  /* TLS: load what each WSS server would serve (files, permissions, PEM, key match,
+   * expiry), as start and reload will. */
+  for (size_t i = 0; i < cfg->nservers; i++) {
+    if (!cfg->servers[i].tls) continue;
+    sl_tls_ctx *ctx = sl_tls_ctx_new(cfg->servers[i].tls, err, sizeof err);
+    if (!ctx) {
+      fprintf(stderr, "sluice: %s: server \"%s\": %s\n", path, cfg->servers[i].name, err);
+      sl_config_free(cfg);
+      sl_lua_close(vm);
+      uv_run(uv_default_loop(), UV_RUN_DEFAULT);
+      return 1;
+    }
+    sl_tls_ctx_unref(ctx);
   }
   char *sum = sl_config_summary(cfg);
   unsigned warnings = cfg->warnings;

@@ -7,7 +7,16 @@
  * Writes: every connection has one queue of message references (sl_mq). sl_conn_flush
  * gathers queued frames into one iovec array, tries uv_try_write, and hands what the kernel
  * did not take to a single uv_write; while that write is in flight nothing else is written,
- * and the unsent byte count (wq_bytes) is what backpressure decisions look at. */
+ * and the unsent byte count (wq_bytes) is what backpressure decisions look at.
+ *
+ * TLS (a listener with a context, tls.h) sits between the socket and everything above:
+ * ciphertext read goes through sl_tls_feed and its plaintext takes the plain path (HTTP
+ * parser or the upgraded connection's on_data); on the write side the queue holds the same
+ * shared plaintext frames and sl_conn_flush encrypts them (up to SL_TLS_BATCH bytes at a
+ * time) into the module's output buffer, tries the kernel, and keeps only the ciphertext the
+ * kernel did not take (c->tout) for the one uv_write in flight. A frame leaves the queue
+ * once encrypted, but its bytes stay counted in wq_bytes until its ciphertext is written, so
+ * backpressure sees the same number as on a plain connection. */
 #include <stdlib.h>
 #include <string.h>
 #include <stdio.h>
@@ -17,6 +26,7 @@
 #include <sys/stat.h>
 #include <arpa/inet.h>
 #include "net.h"
+#include "tls.h"
 #include "msg.h"
 #include "sl_util.h"
 
@@ -26,6 +36,21 @@
 #define SL_HEADER_TIMEOUT_MS 10000
 #define SL_IDLE_TIMEOUT_MS 60000
 #define SL_IOV_BATCH 256
+/* Plaintext encrypted per step of a flush: one full record. What the kernel does not take is
+ * kept as ciphertext per connection, so this bounds what a stalled TLS connection holds
+ * beyond its queue of shared frames. */
+#define SL_TLS_BATCH (16 * 1024)
+/* Ciphertext the engine may produce on its own (alerts, key updates) while a write waits: a
+ * peer that provokes more without reading is closed. */
+#define SL_TLS_LATE_MAX (256 * 1024)
+
+/* Ciphertext of a TLS connection not yet taken by the kernel: buf[off, len) (in flight while
+ * c->writing), and what the read side produced meanwhile (late), sent after it. `plain` is
+ * the plaintext those bytes carry, still counted in c->wq_bytes. Freed when empty. */
+typedef struct sl_tls_out {
+  sl_sbuf buf, late;
+  size_t off, plain, late_plain;
+} sl_tls_out;
 
 static char read_buf[SL_READ_BUF];
 static http_parser_settings parser_settings;
@@ -283,6 +308,41 @@ static void http_feed(sl_conn *c, const char *data, size_t len) {
   }
 }
 
+static int tls_send(sl_conn *c, const uint8_t *p, size_t len, size_t plain);
+
+static int tls_on_plain(void *ud, const uint8_t *data, size_t len) {
+  sl_conn *c = ud;
+  if (c->mode == SL_CONN_UPGRADED) {
+    if (c->ops->on_data) c->ops->on_data(c, data, len);
+  } else {
+    http_feed(c, (const char *)data, len);
+  }
+  /* A refused request closes after its answer: nothing more is read from that peer. */
+  return c->closing || (c->mode == SL_CONN_HTTP && c->close_after_write);
+}
+
+static void tls_on_cipher(void *ud, const uint8_t *data, size_t len) {
+  sl_conn *c = ud;
+  if (!c->closing) tls_send(c, data, len, 0);
+}
+
+static const sl_tls_sink tls_sink = {tls_on_plain, tls_on_cipher};
+
+static void tls_read(sl_conn *c, const uint8_t *data, size_t len) {
+  bool hs = sl_tls_handshake_done(c->tls);
+  int r = sl_tls_feed(c->tls, data, len, &tls_sink, c);
+  if (r == 0 || c->closing) return;
+  if (r == SL_EIO && !hs) {
+    char addr[64];
+    c->srv->tls_handshake_errors++;
+    sl_log_debug("TLS handshake with %s failed: %s", sl_conn_remote(c, addr, sizeof addr),
+                 sl_tls_last_error());
+  } else if (r == SL_EIO) {
+    sl_log_debug("TLS error, closing the connection: %s", sl_tls_last_error());
+  }
+  sl_conn_close(c);
+}
+
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   sl_conn *c = sl_container_of((uv_tcp_t *)s, sl_conn, tcp);
   if (nread < 0) {
@@ -290,7 +350,9 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   if (nread == 0 || c->closing) return;
-  if (c->mode == SL_CONN_UPGRADED) {
+  if (c->tls) {
+    tls_read(c, (const uint8_t *)buf->base, (size_t)nread);
+  } else if (c->mode == SL_CONN_UPGRADED) {
     if (c->ops->on_data) c->ops->on_data(c, (const uint8_t *)buf->base, (size_t)nread);
   } else {
     http_feed(c, buf->base, (size_t)nread);
@@ -327,6 +389,12 @@ static void accept_conn(sl_server *srv, uv_stream_t *l, int status, bool api) {
     return;
   }
   sl_list_push(&srv->conns, &c->link);
+  /* TLS on the client port only: the API listener is plain HTTP (loopback or a Unix socket). */
+  if (!api && srv->tls && !(c->tls = sl_tls_new(srv->tls))) {
+    sl_log_warn("cannot create a TLS connection on %s (out of memory?)", srv->cfg->name);
+    sl_conn_close(c);
+    return;
+  }
   if (l->type == UV_TCP) uv_tcp_nodelay(&c->tcp, 1);
   if (srv->cfg->socket_sndbuf > 0 && !api) {
     int v = (int)srv->cfg->socket_sndbuf;
@@ -453,9 +521,8 @@ void sl_server_close_api(sl_server *srv, void (*close_cb)(uv_handle_t *), void *
 
 static void write_cb(uv_write_t *w, int status);
 
-/* Drop `n` bytes from the front of the write queue. */
-static void wq_advance(sl_conn *c, size_t n) {
-  c->wq_bytes -= n;
+/* Drop `n` bytes from the front of the write queue (wq_bytes is the caller's). */
+static void wq_pop_bytes(sl_conn *c, size_t n) {
   while (n > 0) {
     size_t first = sl_mq_bytes_at(&c->wq, 0) - c->head_off;
     if (n >= first) {
@@ -467,6 +534,12 @@ static void wq_advance(sl_conn *c, size_t n) {
       n = 0;
     }
   }
+}
+
+/* Drop `n` written bytes from the front of the write queue. */
+static void wq_advance(sl_conn *c, size_t n) {
+  c->wq_bytes -= n;
+  wq_pop_bytes(c, n);
 }
 
 static unsigned wq_iov(sl_conn *c, uv_buf_t *iov, unsigned max) {
@@ -499,10 +572,122 @@ static void after_drain(sl_conn *c) {
   }
 }
 
+/* ---- the TLS write path ---------------------------------------------------------------- */
+
+static void tls_out_free(sl_conn *c) {
+  if (!c->tout) return;
+  sl_sbuf_free(&c->tout->buf);
+  sl_sbuf_free(&c->tout->late);
+  free(c->tout);
+  c->tout = NULL;
+}
+
+/* Write c->tout: try the kernel, then one uv_write for the rest. Precondition: no write in
+ * flight. Returns 0 (all written, tout freed), 1 (a uv_write is in flight) or -1 (closed). */
+static int tls_out_kick(sl_conn *c) {
+  sl_tls_out *o = c->tout;
+  while (o) {
+    if (o->off == o->buf.len) {
+      c->wq_bytes -= o->plain;
+      o->plain = 0;
+      o->off = o->buf.len = 0;
+      if (!o->late.len) break;
+      sl_sbuf t = o->buf;
+      o->buf = o->late;
+      o->late = t;
+      o->plain = o->late_plain;
+      o->late_plain = 0;
+      continue;
+    }
+    uv_buf_t b = uv_buf_init(o->buf.data + o->off, (unsigned)(o->buf.len - o->off));
+    int r = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    if (r == UV_EAGAIN || r == UV_ENOSYS) r = 0;
+    if (r < 0) {
+      sl_log_debug("write failed: %s", uv_strerror(r));
+      sl_conn_close(c);
+      return -1;
+    }
+    o->off += (size_t)r;
+    if (o->off == o->buf.len) continue;
+    b = uv_buf_init(o->buf.data + o->off, (unsigned)(o->buf.len - o->off));
+    c->writing = 1;
+    c->wreq = sl_xmalloc(sizeof *c->wreq);
+    c->wreq->data = c;
+    if (uv_write(c->wreq, (uv_stream_t *)&c->tcp, &b, 1, write_cb) != 0) {
+      free(c->wreq);
+      c->wreq = NULL;
+      c->writing = 0;
+      sl_conn_close(c);
+      return -1;
+    }
+    return 1;
+  }
+  tls_out_free(c);
+  return 0;
+}
+
+/* Send ciphertext carrying `plain` queued plaintext bytes (0 for the engine's own records),
+ * after whatever ciphertext still waits. Returns as tls_out_kick. */
+static int tls_send(sl_conn *c, const uint8_t *p, size_t len, size_t plain) {
+  if (c->writing) {
+    if (c->tout->late.len + len > SL_TLS_LATE_MAX) {
+      sl_log_debug("TLS: a peer that does not read keeps provoking records: closing");
+      sl_conn_close(c);
+      return -1;
+    }
+    sl_sbuf_append(&c->tout->late, p, len);
+    c->tout->late_plain += plain;
+    return 1;
+  }
+  if (!c->tout) {
+    uv_buf_t b = uv_buf_init((char *)p, (unsigned)len);
+    int r = len ? uv_try_write((uv_stream_t *)&c->tcp, &b, 1) : 0;
+    if (r == UV_EAGAIN || r == UV_ENOSYS) r = 0;
+    if (r < 0) {
+      sl_log_debug("write failed: %s", uv_strerror(r));
+      sl_conn_close(c);
+      return -1;
+    }
+    if ((size_t)r == len) {
+      c->wq_bytes -= plain;
+      return 0;
+    }
+    p += r;
+    len -= (size_t)r;
+    c->tout = sl_xcalloc(1, sizeof *c->tout);
+  }
+  sl_sbuf_append(&c->tout->buf, p, len);
+  c->tout->plain += plain;
+  return tls_out_kick(c);
+}
+
+static void tls_flush(sl_conn *c) {
+  uv_buf_t iov[SL_IOV_BATCH];
+  if (c->tout && tls_out_kick(c) != 0) return;
+  while (c->wq.n) {
+    unsigned n = wq_iov(c, iov, SL_IOV_BATCH);
+    size_t used, outlen;
+    const uint8_t *out;
+    if (sl_tls_encrypt(c->tls, iov, n, SL_TLS_BATCH, &used, &out, &outlen) != 0) {
+      sl_log_debug("TLS write failed: %s", sl_tls_last_error());
+      sl_conn_close(c);
+      return;
+    }
+    if (!used) return; /* the handshake is not done: flushed once it is */
+    wq_pop_bytes(c, used); /* still counted in wq_bytes until written */
+    if (tls_send(c, out, outlen, used) != 0) return;
+  }
+  after_drain(c);
+}
+
 /* sl_conn_flush: see net.h. */
 void sl_conn_flush(sl_conn *c) {
   uv_buf_t iov[SL_IOV_BATCH];
   if (c->closing || c->writing) return;
+  if (c->tls) {
+    tls_flush(c);
+    return;
+  }
   while (c->wq.n) {
     unsigned n = wq_iov(c, iov, SL_IOV_BATCH);
     int r = uv_try_write((uv_stream_t *)&c->tcp, iov, n);
@@ -541,6 +726,13 @@ static void write_cb(uv_write_t *w, int status) {
   c->writing = 0;
   if (status < 0 || c->closing) {
     if (!c->closing) sl_conn_close(c);
+    return;
+  }
+  if (c->tls) {
+    c->tout->off = c->tout->buf.len; /* uv_write wrote all of it */
+    if (tls_out_kick(c) != 0) return;
+    if (c->ops && c->ops->on_drain) c->ops->on_drain(c);
+    else sl_conn_flush(c);
     return;
   }
   size_t n = 0;
@@ -646,6 +838,8 @@ void sl_conn_upgrade(sl_conn *c, const sl_conn_ops *ops) {
 static void on_close(uv_handle_t *h) {
   sl_conn *c = sl_container_of((uv_tcp_t *)h, sl_conn, tcp);
   sl_mq_clear(&c->wq);
+  tls_out_free(c);
+  sl_tls_free(c->tls);
   req_free(c->req);
   if (c->pend) {
     sl_sbuf_free(c->pend);

@@ -106,11 +106,15 @@ struct sl_conn {
   uint8_t fhave;
   uint8_t frag;             /* inside a fragmented data message */
   uint64_t fleft;           /* payload bytes of the current frame still to come */
+  struct ssl_st *tls;       /* tls.h: the TLS engine, NULL on a plain listener */
+  struct sl_tls_out *tout;  /* TLS: ciphertext the kernel has not taken yet (NULL when none) */
 };
 
 /* sl_server_listen: bind and listen on srv->cfg's host:port; every request read on an
- * accepted connection goes to on_request (stored in srv->on_request). Returns 0 or a
- * negative libuv error (the listener is then closed and on_request never called). */
+ * accepted connection goes to on_request (stored in srv->on_request). When srv->tls is set
+ * at accept time, the connection speaks TLS with that context (read at each accept, so a
+ * new context serves new connections only). Returns 0 or a negative libuv error (the
+ * listener is then closed and on_request never called). */
 SL_WUR int sl_server_listen(sl_server *srv, sl_request_cb on_request);
 
 /* sl_server_listen_api: bind and listen on srv->cfg->api (a Unix socket when api.path is

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <stdio.h>
 #include "sl_internal.h"
+#include "tls_server.h"
 #include "hooks.h"
 #include "sio.h"
 #include "topics.h"
@@ -80,6 +81,12 @@ static void ns_move(sl_ns *dst, sl_ns *old, sl_ns_config *nc) {
   free(socks);
 }
 
+static sl_server_config *find_server_cfg(sl_config *nc, const char *name) {
+  for (size_t j = 0; j < nc->nservers; j++)
+    if (strcmp(nc->servers[j].name, name) == 0) return &nc->servers[j];
+  return NULL;
+}
+
 static int check_compatible(sl_gateway *gw, sl_config *nc, char *err, size_t errlen) {
   if (nc->nservers != gw->nservers) {
     snprintf(err, errlen, "%s: adding or removing servers needs a restart", nc->path);
@@ -95,6 +102,11 @@ static int check_compatible(sl_gateway *gw, sl_config *nc, char *err, size_t err
     }
     if (n->port != o->port || strcmp(n->host ? n->host : "", o->host ? o->host : "") != 0) {
       snprintf(err, errlen, "%s: server \"%s\": changing host or port needs a restart", nc->path, o->name);
+      return SL_ECONFIG;
+    }
+    if (!n->tls != !o->tls) {
+      snprintf(err, errlen, "%s: server \"%s\": changing transport (WS/WSS) needs a restart",
+               nc->path, o->name);
       return SL_ECONFIG;
     }
     const sl_api_config *na = &n->api, *oa = &o->api;
@@ -113,11 +125,20 @@ static int check_compatible(sl_gateway *gw, sl_config *nc, char *err, size_t err
 int sl_gateway_swap(sl_gateway *gw, sl_config *nc, char *err, size_t errlen) {
   int r = check_compatible(gw, nc, err, errlen);
   if (r != 0) return r;
+  /* TLS contexts first: a certificate that does not load refuses the whole reload, before
+   * anything changed (the running certificate stays). */
+  sl_tls_ctx **tls = sl_xcalloc(gw->nservers ? gw->nservers : 1, sizeof *tls);
+  for (size_t i = 0; i < gw->nservers && r == 0; i++)
+    r = sl_tls_server_prepare(&gw->servers[i], find_server_cfg(nc, gw->servers[i].cfg->name),
+                              &tls[i], err, errlen);
+  if (r != 0) {
+    for (size_t i = 0; i < gw->nservers; i++) sl_tls_ctx_unref(tls[i]);
+    free(tls);
+    return r;
+  }
   for (size_t i = 0; i < gw->nservers; i++) {
     sl_server *srv = &gw->servers[i];
-    sl_server_config *sc = NULL;
-    for (size_t j = 0; j < nc->nservers; j++)
-      if (strcmp(nc->servers[j].name, srv->cfg->name) == 0) sc = &nc->servers[j];
+    sl_server_config *sc = find_server_cfg(nc, srv->cfg->name);
     /* Namespaces that disappear: their clients get a Socket.IO DISCONNECT. */
     for (size_t j = 0; j < srv->nns; j++) {
       if (find_ns_cfg(sc, srv->ns[j].path)) continue;
@@ -146,7 +167,9 @@ int sl_gateway_swap(sl_gateway *gw, sl_config *nc, char *err, size_t errlen) {
     srv->ns = nns;
     srv->nns = sc->nns;
     srv->cfg = sc;
+    sl_tls_server_commit(srv, tls[i]);
   }
+  free(tls);
   gw->cfg = nc;
   /* The old generation's hooks ran during the reconciliation above; none may run past here
    * (the caller is about to free them). C hooks are re-resolved onto the new namespaces. */

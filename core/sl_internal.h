@@ -118,6 +118,11 @@ struct sl_server {
   bool api_listening;
   bool keep_headers;        /* net: keep every request header (sl_req.headers); set by hooks.c */
   void (*on_api_request)(sl_conn *c); /* net.h sl_request_cb of api_listener */
+  /* transport WSS: the context new connections get (tls.h), its reload state (reload.c) */
+  struct sl_tls_ctx *tls;
+  struct sl_tls_watch *tls_watch;
+  uint64_t tls_handshake_errors;
+  uint64_t tls_reloads_ok, tls_reloads_failed;
 };
 
 /* ---- Socket.IO sockets and lanes ----------------------------------------------------- */

@@ -678,13 +678,16 @@ static const char *const k_transport[] = {"WS", "WSS", NULL};
 static const char *const k_eio_transport[] = {"WEBSOCKET_ONLY", "WEBSOCKET_OR_POLLING", NULL};
 static const char *const k_auth[] = {"NONE", "TOKEN", NULL};
 
-/* stack: unchanged. Validates an optional tls block (TlsConfig.create's checks). */
-static int validate_tls(vctx *c, int t, bool wss) {
+/* stack: unchanged. Validates the tls block (StreamFenceJs's TlsConfig checks, and every
+ * key known): transport WSS needs one, WS must not have one. The files themselves are
+ * loaded by the core (tls.h) at `sluice check`, start and reload. */
+static int validate_tls(vctx *c, int t, bool wss, sl_server_config *s) {
   lua_State *L = c->L;
+  int top = lua_gettop(L);
   int ty = get_field(L, t, "tls");
   if (ty == LUA_TNIL) {
     lua_pop(L, 1);
-    if (wss) vwarn(c, "transport WSS without a tls block: serving plain WS");
+    if (wss) return verr(c, "transport WSS needs a tls block (certChainPemPath, privateKeyPemPath)");
     return 0;
   }
   if (ty != LUA_TTABLE) {
@@ -692,22 +695,39 @@ static int validate_tls(vctx *c, int t, bool wss) {
     return verr(c, "tls must be a table");
   }
   int tt = lua_gettop(L);
-  warn_unknown_keys(c, tt, "tls", k_tls_keys);
+  if (reject_unknown_keys(c, tt, "tls", k_tls_keys)) goto out;
   static const char *const req[] = {"certChainPemPath", "privateKeyPemPath"};
+  char *paths[2] = {NULL, NULL};
   for (int i = 0; i < 2; i++) {
     int vt = get_field(L, tt, req[i]);
     size_t len = 0;
-    const char *s = vt == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
-    bool bad = !s || blank(s, len);
-    lua_pop(L, 1);
-    if (bad) {
-      lua_pop(L, 1);
-      return verr(c, "%s is required", req[i]);
+    const char *v = vt == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
+    if (!v || blank(v, len)) {
+      free(paths[0]);
+      verr(c, "%s is required", req[i]);
+      goto out;
     }
+    paths[i] = script_path(c, v);
+    lua_pop(L, 1);
   }
-  lua_pop(L, 1);
-  vwarn(c, "tls is not supported yet: serving plain WS");
-  return 0;
+  sl_tls_config *tc = sl_xcalloc(1, sizeof *tc);
+  tc->cert_chain = paths[0];
+  tc->private_key = paths[1];
+  tc->min_version = 0x0304;
+  s->tls = tc;
+  char *proto = NULL;
+  if (opt_string(c, tt, "protocol", &proto, "TLSv1.3")) goto out;
+  if (strcmp(proto, "TLSv1.3") == 0) tc->min_version = 0x0304;
+  else if (strcmp(proto, "TLSv1.2") == 0) tc->min_version = 0x0303;
+  else verr(c, "Invalid tls protocol \"%s\" (expected: TLSv1.3, TLSv1.2)", proto);
+  free(proto);
+  if (c->rc) goto out;
+  if (opt_string(c, tt, "privateKeyPassword", &tc->password, NULL)) goto out;
+  if (!wss)
+    verr(c, "a tls block needs transport WSS (transport is WS: nothing would be encrypted)");
+out:
+  lua_settop(L, top);
+  return c->rc;
 }
 
 /* read_tokens_file: key "tokensFile", a file with one token per line (surrounding blanks
@@ -1076,7 +1096,7 @@ static int validate_server(vctx *c, int t, sl_server_config *s) {
   if (opt_enum(c, t, "auth", k_auth, 0, &e, "Invalid auth \"%s\" (expected: NONE, TOKEN)", NULL))
     goto out;
   s->auth_token = e == 1;
-  if (validate_tls(c, t, wss)) goto out;
+  if (validate_tls(c, t, wss, s)) goto out;
   if (opt_string(c, t, "spillRootPath", &s->spill_root, ".streamfence-spill")) goto out;
   if (opt_string_list(c, t, "tokens", &s->tokens, &s->ntokens)) goto out;
   for (size_t i = 0; i < s->ntokens; i++)

@@ -10,8 +10,12 @@
 // producer), SIZE (bytes of payload JSON, 100), TICK_MS (producer period, 10; each tick publishes
 // the messages due by then, about RATE/1000*TICK_MS, so rates above 100/s are batched per tick), PING_INTERVAL_MS (25000),
 // PING_TIMEOUT_MS (20000), PRODUCER_DELAY_MS (0: the producer starts this long after listening,
-// so that clients can connect before the fan-out load begins). Transport: websocket only. Prints "listening <port>" on stdout.
+// so that clients can connect before the fan-out load begins), TLS_CERT / TLS_KEY (PEM files:
+// serve over https.createServer with them, the TLS scenarios). Transport: websocket only.
+// Prints "listening <port>" on stdout.
 import http from "node:http";
+import https from "node:https";
+import { readFileSync } from "node:fs";
 import { performance } from "node:perf_hooks";
 import { Server } from "socket.io";
 
@@ -32,7 +36,10 @@ const PING_TIMEOUT_MS = opt("PING_TIMEOUT_MS", 20000);
 const PRODUCER_DELAY_MS = opt("PRODUCER_DELAY_MS", 0);
 const TOPIC = "prices";
 
-const httpServer = http.createServer();
+const TLS_CERT = args.TLS_CERT ?? process.env.TLS_CERT ?? "";
+const httpServer = TLS_CERT
+  ? https.createServer({ cert: readFileSync(TLS_CERT), key: readFileSync(args.TLS_KEY ?? process.env.TLS_KEY) })
+  : http.createServer();
 const io = new Server(httpServer, {
   transports: ["websocket"],
   pingInterval: PING_INTERVAL_MS,

@@ -13,9 +13,15 @@
  *
  * Phases: ramp (connect + join) -> warmup -> measure window (duration) -> report + exit.
  * Every phase is bounded in time.
+ *
+ * --tls: every connection speaks TLS (OpenSSL, a memory BIO pair per client, no certificate
+ * verification: the load generator measures servers, not PKI), so the same client drives
+ * Sluice over WSS and socket.io over https.createServer.
  */
 #define _GNU_SOURCE 1
 #include <uv.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include <ctype.h>
 #include <dirent.h>
@@ -23,6 +29,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <math.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,6 +59,7 @@ static struct {
   int tcp_sample_ms;
   const char *label;
   int quiet;
+  int tls;
 } opt = {
     .host = "127.0.0.1",
     .port = 3000,
@@ -165,7 +173,11 @@ typedef struct client {
   uint64_t deliv_window;
   uint64_t gaps;
   uint64_t dups;
+  SSL *ssl;          /* --tls */
+  BIO *rbio, *wbio;  /* ciphertext in (from the socket) / out (to the socket) */
 } client;
+
+static SSL_CTX *tls_ctx;
 
 static uv_loop_t *loop;
 static client *cl;
@@ -229,6 +241,8 @@ static void on_write(uv_write_t *req, int status) {
 
 static void on_close(uv_handle_t *h) {
   client *c = h->data;
+  if (c->ssl) SSL_free(c->ssl); /* frees both BIOs */
+  c->ssl = NULL;
   free(c->pend);
   free(c->frag);
   c->pend = c->frag = NULL;
@@ -244,7 +258,7 @@ static void client_close(client *c, int failed) {
   uv_close((uv_handle_t *)&c->tcp, on_close);
 }
 
-static void raw_send(client *c, const char *data, size_t len) {
+static void sock_send(client *c, const char *data, size_t len) {
   if (c->closing) return;
   uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
   int r = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
@@ -264,6 +278,27 @@ static void raw_send(client *c, const char *data, size_t len) {
     free(w);
     client_close(c, 1);
   }
+}
+
+/* TLS: move what the engine wrote (handshake, records) to the socket. */
+static void tls_flush_out(client *c) {
+  char b[16384];
+  int n;
+  while ((n = BIO_read(c->wbio, b, sizeof b)) > 0) sock_send(c, b, (size_t)n);
+}
+
+/* Send plaintext (encrypted with --tls). */
+static void raw_send(client *c, const char *data, size_t len) {
+  if (!opt.tls) {
+    sock_send(c, data, len);
+    return;
+  }
+  if (c->closing) return;
+  if (SSL_write(c->ssl, data, (int)len) <= 0) {
+    client_close(c, 1);
+    return;
+  }
+  tls_flush_out(c);
 }
 
 /* A masked client->server WebSocket frame (FIN set). */
@@ -585,6 +620,78 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b) {
   b->len = sizeof readbuf;
 }
 
+static void send_upgrade(client *c);
+
+/* Plaintext bytes from the server: the HTTP upgrade answer, then WebSocket frames. */
+static void on_bytes(client *c, const char *base, size_t nread) {
+  const char *data;
+  size_t len;
+  if (c->pend_len) {
+    buf_append(&c->pend, &c->pend_len, &c->pend_cap, base, nread);
+    data = c->pend;
+    len = c->pend_len;
+  } else {
+    data = base;
+    len = nread;
+  }
+  size_t off = 0;
+  if (c->state == ST_HTTP) {
+    ssize_t r = parse_http(c, data, len);
+    if (r < 0) return;
+    if (r == 0) { /* keep everything */
+      if (data != c->pend) buf_append(&c->pend, &c->pend_len, &c->pend_cap, data, len);
+      return;
+    }
+    off = (size_t)r;
+  }
+  {
+    ssize_t r = parse_frames(c, data + off, len - off);
+    if (r < 0) return;
+    off += (size_t)r;
+  }
+  if (data == c->pend) {
+    memmove(c->pend, c->pend + off, len - off);
+    c->pend_len = len - off;
+  } else if (off < len) {
+    buf_append(&c->pend, &c->pend_len, &c->pend_cap, data + off, len - off);
+  }
+}
+
+/* TLS: ciphertext in, handshake or plaintext out. */
+static void tls_on_read(client *c, const char *base, size_t nread) {
+  static char plain[64 * 1024];
+  BIO_write(c->rbio, base, (int)nread);
+  if (!SSL_is_init_finished(c->ssl)) {
+    int r = SSL_do_handshake(c->ssl);
+    tls_flush_out(c);
+    if (r != 1) {
+      int e = SSL_get_error(c->ssl, r);
+      if (e != SSL_ERROR_WANT_READ) {
+        if (opt.quiet < 2 && n_failed < 3)
+          fprintf(stderr, "loadgen: client %d: TLS handshake failed\n", c->idx);
+        ERR_clear_error();
+        client_close(c, 1);
+      }
+      return;
+    }
+    send_upgrade(c);
+  }
+  for (;;) {
+    int n = SSL_read(c->ssl, plain, sizeof plain);
+    if (n <= 0) {
+      int e = SSL_get_error(c->ssl, n);
+      tls_flush_out(c);
+      if (e != SSL_ERROR_WANT_READ) {
+        ERR_clear_error();
+        client_close(c, 1);
+      }
+      return;
+    }
+    on_bytes(c, plain, (size_t)n);
+    if (c->closing) return;
+  }
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
   client *c = s->data;
   int own = b->base == readbuf;
@@ -595,38 +702,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
     return;
   }
   read_now_us = wall_us();
-  const char *data;
-  size_t len;
-  if (c->pend_len) {
-    buf_append(&c->pend, &c->pend_len, &c->pend_cap, b->base, (size_t)nread);
-    data = c->pend;
-    len = c->pend_len;
-  } else {
-    data = b->base;
-    len = (size_t)nread;
-  }
-  size_t off = 0;
-  if (c->state == ST_HTTP) {
-    ssize_t r = parse_http(c, data, len);
-    if (r < 0) goto out;
-    if (r == 0) { /* keep everything */
-      if (data != c->pend) buf_append(&c->pend, &c->pend_len, &c->pend_cap, data, len);
-      goto out;
-    }
-    off = (size_t)r;
-  }
-  {
-    ssize_t r = parse_frames(c, data + off, len - off);
-    if (r < 0) goto out;
-    off += (size_t)r;
-  }
-  if (data == c->pend) {
-    memmove(c->pend, c->pend + off, len - off);
-    c->pend_len = len - off;
-  } else if (off < len) {
-    buf_append(&c->pend, &c->pend_len, &c->pend_cap, data + off, len - off);
-  }
-out:
+  if (c->ssl) tls_on_read(c, b->base, (size_t)nread);
+  else on_bytes(c, b->base, (size_t)nread);
   if (!own) free(b->base);
 }
 
@@ -639,6 +716,22 @@ static void on_connect(uv_connect_t *req, int status) {
     return;
   }
   c->state = ST_HTTP;
+  uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+  if (opt.tls) {
+    c->ssl = SSL_new(tls_ctx);
+    c->rbio = BIO_new(BIO_s_mem());
+    c->wbio = BIO_new(BIO_s_mem());
+    if (!c->ssl || !c->rbio || !c->wbio) die("out of memory (TLS)");
+    SSL_set_bio(c->ssl, c->rbio, c->wbio);
+    SSL_set_connect_state(c->ssl);
+    SSL_do_handshake(c->ssl); /* ClientHello */
+    tls_flush_out(c);
+    return; /* the upgrade request goes out once the handshake is done */
+  }
+  send_upgrade(c);
+}
+
+static void send_upgrade(client *c) {
   char req_text[512];
   uint32_t k[4] = {rnd32(), rnd32(), rnd32(), rnd32()};
   /* 16 random bytes in base64 = 24 chars; we just need something syntactically valid */
@@ -658,7 +751,6 @@ static void on_connect(uv_connect_t *req, int status) {
                    "Sec-WebSocket-Version: 13\r\n"
                    "\r\n",
                    opt.host, opt.port, key);
-  uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
   raw_send(c, req_text, (size_t)n);
 }
 
@@ -1034,6 +1126,7 @@ static void usage(FILE *f) {
           "  --sample-ms MS      /proc/PID sampling period (default 200)\n"
           "  --tcp-sample-ms MS  /proc/net/tcp sampling period (default 1000)\n"
           "  --label TEXT        copied into the JSON output\n"
+          "  --tls               connect with TLS (no certificate verification)\n"
           "  --quiet             less stderr\n"
           "  --help\n"
           "Latency = receive wall clock - payload \"ts\" (us if > 1e14, else ms). Only non-slow\n"
@@ -1051,7 +1144,7 @@ int main(int argc, char **argv) {
       {"ramp-per-sec", required_argument, 0, 'r'}, {"join-timeout", required_argument, 0, 'J'},
       {"sample-ms", required_argument, 0, 'S'},    {"tcp-sample-ms", required_argument, 0, 'T'},
       {"wait-traffic", required_argument, 0, 'W'}, {"label", required_argument, 0, 'L'},
-      {"quiet", no_argument, 0, 'q'},
+      {"quiet", no_argument, 0, 'q'},              {"tls", no_argument, 0, 'X'},
       {"help", no_argument, 0, 'h'},               {0, 0, 0, 0}};
   int ch;
   while ((ch = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
@@ -1073,6 +1166,7 @@ int main(int argc, char **argv) {
     case 'W': opt.wait_traffic = atof(optarg); break;
     case 'L': opt.label = optarg; break;
     case 'q': opt.quiet++; break;
+    case 'X': opt.tls = 1; break;
     case 'h': usage(stdout); return 0;
     default: usage(stderr); return 2;
     }
@@ -1089,6 +1183,15 @@ int main(int argc, char **argv) {
     die("topic/ns too long or contains a quote");
   if (uv_ip4_addr(opt.host, opt.port, &server_addr) != 0) die("--host must be an IPv4 address");
 
+  if (opt.tls) {
+    tls_ctx = SSL_CTX_new(TLS_client_method());
+    if (!tls_ctx) die("cannot create a TLS context");
+    SSL_CTX_set_verify(tls_ctx, SSL_VERIFY_NONE, NULL);
+    SSL_CTX_set_mode(tls_ctx, SSL_MODE_RELEASE_BUFFERS);
+  }
+  /* A server that closes a connection (a ping timeout on an overloaded machine) must cost
+   * that client, not the whole run: libuv writes with write(2), which raises SIGPIPE. */
+  signal(SIGPIPE, SIG_IGN);
   clk_tck = sysconf(_SC_CLK_TCK);
   /* fds: one per client plus slack */
   struct rlimit rl;

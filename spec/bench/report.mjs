@@ -202,6 +202,45 @@ if (have("idle")) {
   );
 }
 
+// ---------------------------------------------------------------- TLS
+if (have("tls_fanout")) {
+  twoCol(
+    "Fan-out over TLS",
+    [
+      ["server CPU µs per delivered message (headline)", "server.cpu_us_per_delivery", (v) => fmt(v, 3)],
+      ["deliveries per second per core of server CPU", "server.deliveries_per_cpu_s", fint],
+      ["deliveries/s received (all clients)", "deliveries_per_s", fint],
+      ["server CPU utilisation (cores)", "server.cpu_util", (v) => fmt(v, 2)],
+      ["latency p50 µs", "lat_us.p50", fint],
+      ["latency p99 µs", "lat_us.p99", fint],
+      ["seq gaps (messages lost, all clients)", "gaps", fint],
+      ["server RSS at end, MiB", "server.rss_kb_end", (v) => fmt(v, 1), mib],
+      ["load generator CPU (cores)", "loadgen.cpu_util", (v) => fmt(v, 2)],
+    ],
+    "tls_fanout",
+    `${params("tls_fanout")}. As the fan-out above, every connection over TLS: Sluice with ` +
+      "`transport: WSS`, socket.io on `https.createServer`, the same EC P-256 certificate, " +
+      "TLSv1.3 with OpenSSL's default cipher order on both (the load generator: `loadgen --tls`). " +
+      "Sluice builds each frame once per publish and encrypts it per connection.",
+  );
+}
+if (have("tls_idle")) {
+  twoCol(
+    "Idle connections over TLS",
+    [
+      ["connections joined and subscribed", "joined", fint],
+      ["server RSS before connecting, MiB", "server.rss_kb_before", (v) => fmt(v, 1), mib],
+      ["server RSS with all connections, MiB", "server.rss_kb_start", (v) => fmt(v, 1), mib],
+      ["RSS per connection, bytes (user space)", "server.rss_bytes_per_conn", fint],
+      ["connect + TLS handshake + join time, s", "ramp_s", (v) => fmt(v, 2)],
+    ],
+    "tls_idle",
+    `${params("tls_idle")}. As the idle scenario above, every connection over TLS (TLSv1.3, ` +
+      "handshake done). Sluice keeps one OpenSSL SSL object per connection (buffers released " +
+      "while idle, one BIO shared by all connections).",
+  );
+}
+
 // ---------------------------------------------------------------- latency
 if (have("latency")) {
   twoCol(
@@ -375,6 +414,16 @@ p(`| (the same by server CPU time: worst of route − off, Lua coalesceKey − f
     const w = Math.max(...reads.map(([, ns]) => ns));
     p(`| Lua hook ≤ 100 ns per call, hook reading a payload field through a payload view (micro, worst of: ${reads.map(([n, ns]) => `${n} ${fmt(ns, 0)} ns`).join("; ")}) | ${fmt(w, 0)} ns | ${ok(w <= 100)} |`);
   }
+}
+{
+  const ts = med("tls_fanout", S, "server.cpu_us_per_delivery");
+  const tn = med("tls_fanout", N, "server.cpu_us_per_delivery");
+  if (ts !== undefined || tn !== undefined)
+    p(`| TLS: CPU per delivery ≥ 8× lower than socket.io over https (fan-out) | Sluice ${fmt(ts, 3)} µs vs socket.io ${fmt(tn, 3)} µs = ${ts && tn ? (tn / ts).toFixed(1) + "× lower" : "n/a"} | ${ok(ts && tn ? tn / ts >= 8 : undefined)} |`);
+  const is = med("tls_idle", S, "server.rss_bytes_per_conn");
+  const inn = med("tls_idle", N, "server.rss_bytes_per_conn");
+  if (is !== undefined || inn !== undefined)
+    p(`| TLS: idle memory per connection ≤ 1/3 of socket.io's | Sluice ${fint(is)} B vs socket.io ${fint(inn)} B = ${is && inn ? (is / inn).toFixed(3) : "n/a"} | ${ok(is && inn ? is / inn <= 1 / 3 : undefined)} |`);
 }
 if (reload) p(`| reload pauses delivery < 10 ms and drops no connection | max ${fmt(reload.reload_ms_max, 2)} ms, ${reload.disconnects} dropped | ${ok(reload.reload_ms_max < 10 && reload.disconnects === 0)} |`);
 p();

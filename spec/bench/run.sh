@@ -9,7 +9,10 @@
 #   BENCH_RUNS=3         repetitions per scenario and server
 #   BENCH_QUICK=1        short smoke run with small numbers (1 run unless BENCH_RUNS is set)
 #   BENCH_SERVERS="sluice socketio"   which servers to measure
-#   BENCH_SCENARIOS="fanout slow slow0 idle latency hooks"   which scenarios
+#   BENCH_SCENARIOS="fanout slow slow0 idle latency hooks reload tls_fanout tls_idle"   which scenarios
+#                        (tls_*: fanout / idle over TLS: Sluice WSS vs socket.io on
+#                        https.createServer, one EC P-256 certificate made here for both,
+#                        loadgen --tls; TLSv1.3 with the OpenSSL defaults on both sides)
 #   BENCH_PORT=39100     first port to use (each server start takes the next free one)
 #   BENCH_SNDBUF=65536   Sluice socketSendBufferBytes (SO_SNDBUF) in the slow-consumer scenarios
 #                        (0 = kernel default, autotuned up to tcp_wmem max)
@@ -23,7 +26,7 @@ BUILD=${BUILD:-build}
 QUICK=${BENCH_QUICK:-0}
 if [ "$QUICK" = 1 ]; then RUNS=${BENCH_RUNS:-1}; else RUNS=${BENCH_RUNS:-3}; fi
 SERVERS=${BENCH_SERVERS:-"sluice socketio"}
-SCENARIOS=${BENCH_SCENARIOS:-"fanout slow slow0 idle latency hooks reload"}
+SCENARIOS=${BENCH_SCENARIOS:-"fanout slow slow0 idle latency hooks reload tls_fanout tls_idle"}
 PORT_NEXT=${BENCH_PORT:-39100}
 SNDBUF=${BENCH_SNDBUF:-65536}
 RESULTS=${BENCH_RESULTS:-spec/bench/RESULTS.md}
@@ -144,11 +147,27 @@ case " $SERVERS " in *" sluice "*) probe_sluice && HAVE_SLUICE=1 ;; esac
 [ "$HAVE_SLUICE" = 1 ] || note "Sluice: $SLUICE_STATUS - Sluice columns are empty in this run."
 [ "$HAVE_SOCKETIO" = 1 ] || note "socket.io baseline unavailable (node or node_modules/socket.io missing)"
 
+# --- TLS: one certificate for both servers ----------------------------------------------------
+TLS_DIR=$OUT/tls-$STAMP
+case " $SCENARIOS " in
+  *" tls_"*)
+    mkdir -p "$TLS_DIR"
+    if ! openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+         -subj /CN=localhost -keyout "$TLS_DIR/key.pem" -out "$TLS_DIR/cert.pem" 2>>"$NOTES"; then
+      note "openssl could not make the TLS scenarios' certificate: tls_* scenarios skipped"
+      SCENARIOS=$(echo " $SCENARIOS " | sed -e 's/ tls_[a-z]*//g')
+    fi ;;
+esac
+
 # --- scenarios -------------------------------------------------------------------------------
 # scenario parameters: CLIENTS RATE SIZE DURATION WARMUP SLOW RAMP PING_TIMEOUT_MS
 # (slow-consumer runs raise pingTimeout on both servers so that clients which stop reading stay
 # connected for the whole window instead of being dropped by the heartbeat after ~45 s)
 params() {
+  # TLS: the plain scenario's numbers, connections opened at most 250/s: both ends of every
+  # handshake run on these 2 cores (ECDHE and a signature each side), and a faster ramp left
+  # handshakes waiting past Sluice's 10 s header timeout and socket.io's join timeout
+  case $1 in tls_*) params "${1#tls_}" | awk '{ if ($7 > 250) $7 = 250; print }'; return ;; esac
   if [ "$QUICK" = 1 ]; then
     case $1 in
       fanout)  echo "100 200 100 5 1 0 500 20000" ;;
@@ -187,6 +206,7 @@ run_one() {
       [ "$variant" != off ] && env+=(HOOKS="$variant")
     fi
   fi
+  case $sc in tls_*) env+=(TLS_CERT="$TLS_DIR/cert.pem" TLS_KEY="$TLS_DIR/key.pem") ;; esac
   start_server "$kind" "$port" "${env[@]}" || { note "$sc/$kind/run$run$variant: server did not start"; return 1; }
   local bound
   bound=$(awk -v c="$clients" -v r="$ramp" -v d="$dur" -v w="$warm" -v dl="$delay" \
@@ -196,6 +216,7 @@ run_one() {
             --warmup "$warm" --slow-fraction "$slow" --ramp-per-sec "$ramp" --server-pid "$SERVER_PID"
             --label "$label" --quiet)
   [ "$rate" -gt 0 ] && lg+=(--wait-traffic $(( delay / 1000 + 30 )))
+  case $sc in tls_*) lg+=(--tls) ;; esac
   echo "timeout $bound ${lg[*]}" >>"$CMDS"
   log "$label: $clients clients, $rate msg/s x $size B, ${dur}s, slow=$slow (port $port)"
   local out

@@ -9,6 +9,7 @@
 -- Environment: PORT (3000), RATE (1000; 0 = no producer), SIZE (100), TICK_MS (10),
 -- PRODUCER_DELAY_MS (0), PING_INTERVAL_MS (25000), PING_TIMEOUT_MS (20000),
 -- SNDBUF (socketSendBufferBytes, unset = kernel default), HIGH_WATER (socketHighWaterBytes),
+-- TLS_CERT / TLS_KEY (PEM files: serve WSS with them, the TLS scenarios),
 -- OVERFLOW (DROP_OLDEST), MAX_QUEUED (maxQueuedMessagesPerClient, default 64),
 -- HOOKS ("" | "route" | "route_noop" | "coalesce" | "coalesce_path" | "both": Lua hooks for the
 -- hook-cost scenario).
@@ -87,6 +88,11 @@ local server = {
   end,
 }
 if SNDBUF > 0 then server.socketSendBufferBytes = SNDBUF end
+if (os.getenv("TLS_CERT") or "") ~= "" then
+  -- the TLS scenarios: WSS with the certificate run.sh made (the baseline uses the same files)
+  server.transport = "WSS"
+  server.tls = { certChainPemPath = os.getenv("TLS_CERT"), privateKeyPemPath = os.getenv("TLS_KEY") }
+end
 if HIGH_WATER > 0 then server.socketHighWaterBytes = HIGH_WATER end
 
 return { servers = { bench = server } }

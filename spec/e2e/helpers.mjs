@@ -7,8 +7,8 @@
 // Environment:
 //   SLUICE_BIN   server binary (default build/sluice; `make asan` points it at build-asan/sluice)
 //   SLUICE_ASAN  "1" under AddressSanitizer: memory bounds are relaxed for the shadow/quarantine
-import { spawn } from "node:child_process";
-import { mkdtempSync, writeFileSync, existsSync, readFileSync, rmSync } from "node:fs";
+import { spawn, spawnSync } from "node:child_process";
+import { mkdtempSync, mkdirSync, writeFileSync, existsSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import net from "node:net";
@@ -87,7 +87,7 @@ export function sanitizerErrors(stderr) {
 }
 
 // startServer: write the config (Lua by default) to a temp dir and spawn `sluice <config>`.
-// Waits (up to 10 s) until `servers` lines "listening on http://127.0.0.1:<port>" appeared on
+// Waits (up to 10 s) until `servers` lines "listening on http(s)://127.0.0.1:<port>" appeared on
 // stderr. Returns a handle {proc, port, ports, url, stderr(), pid, stop()}.
 export async function startServer(configText, { ext = "lua", servers = 1, env = {}, args = [], file } = {}) {
   if (!existsSync(BIN)) throw new Error(`server binary not found: ${BIN} (run make)`);
@@ -115,7 +115,7 @@ export async function startServer(configText, { ext = "lua", servers = 1, env = 
   proc.stdout.on("data", onOut);
   proc.stderr.on("data", onOut);
   const ports = await new Promise((resolve, reject) => {
-    const re = /listening on http:\/\/[^:\s]+:(\d+)/g;
+    const re = /listening on https?:\/\/[^:\s]+:(\d+)/g;
     const t = setTimeout(() => {
       done();
       reject(new Error(`server did not log ${servers} "listening on" line(s) within 10 s; output:\n${err}`));
@@ -140,7 +140,7 @@ export async function startServer(configText, { ext = "lua", servers = 1, env = 
     pid: proc.pid,
     port,
     ports,
-    url: `http://127.0.0.1:${port}`,
+    url: `${/listening on https:/.test(err) ? "https" : "http"}://127.0.0.1:${port}`,
     stderr: () => err,
     // waitLog: resolves once the server's output matches re (logs travel through a pipe and
     // can arrive after socket traffic the server sent later).
@@ -609,3 +609,53 @@ local function app_event(client, event, args, ack)
   end
 end
 `;
+
+// ---------------------------------------------------------------- TLS
+
+// makePki: a test certificate authority in dir, made with the `openssl` command. Returns
+// {dir, ca (path of the CA certificate PEM), caPem, issue(opts)}; issue({name, serial,
+// start, end, days, keyOf, password}) writes <name>.pem (a server certificate for localhost
+// and 127.0.0.1 signed by the CA, serial given in hex) and <name>.key (a new P-256 key, or
+// the key file keyOf when given; encrypted with password when given) and returns
+// {cert, key, serial}. start/end are openssl dates (YYYYMMDDHHMMSSZ), for expired ones.
+export function makePki(dir = tmpDir("sluice-pki-")) {
+  const run = (args, what) => {
+    const r = spawnSync("openssl", args, { cwd: dir, encoding: "utf8" });
+    if (r.error || r.status !== 0) {
+      throw new Error(`openssl ${what} failed: ${r.error ? r.error.message : r.stderr}`);
+    }
+  };
+  mkdirSync(path.join(dir, "newcerts"), { recursive: true });
+  writeFileSync(path.join(dir, "index.txt"), "");
+  writeFileSync(path.join(dir, "ca.cnf"), [
+    "[ ca ]", "default_ca = d", "[ d ]", "dir = .", "database = ./index.txt",
+    "new_certs_dir = ./newcerts", "certificate = ./ca.pem", "private_key = ./ca.key",
+    "serial = ./serial", "default_md = sha256", "policy = p", "unique_subject = no",
+    "x509_extensions = ext", "[ p ]", "commonName = supplied", "[ ext ]",
+    "subjectAltName = DNS:localhost,IP:127.0.0.1", "basicConstraints = CA:FALSE", "",
+  ].join("\n"));
+  run(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+    "-keyout", "ca.key", "-out", "ca.pem", "-days", "3", "-subj", "/CN=Sluice Test CA"], "CA");
+  const pki = {
+    dir,
+    ca: path.join(dir, "ca.pem"),
+    caPem: readFileSync(path.join(dir, "ca.pem"), "utf8"),
+    issue({ name = "server", serial = "1001", start, end, days = 2, keyOf, password } = {}) {
+      const key = path.join(dir, `${name}.key`);
+      if (keyOf) {
+        writeFileSync(key, readFileSync(keyOf));
+      } else {
+        run(["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", key,
+          ...(password ? ["-aes-256-cbc", "-pass", `pass:${password}`] : [])], "key");
+      }
+      run(["req", "-new", "-key", key, "-out", `${name}.csr`, "-subj", "/CN=localhost",
+        ...(password ? ["-passin", `pass:${password}`] : [])], "request");
+      writeFileSync(path.join(dir, "serial"), `${serial}\n`);
+      const dates = start ? ["-startdate", start, "-enddate", end] : ["-days", String(days)];
+      run(["ca", "-batch", "-config", "ca.cnf", "-in", `${name}.csr`, "-out", `${name}.pem`,
+        "-notext", ...dates], "certificate");
+      return { cert: path.join(dir, `${name}.pem`), key, serial: serial.toUpperCase() };
+    },
+  };
+  return pki;
+}
