@@ -98,6 +98,7 @@ static void ack_timer_cb(uv_timer_t *t) {
                      e->m->msgid, e->retries);
       inflight_drop(e);
       sl_lane_spill_refill(l);
+      sl_lane_held_sync(l);
       sl_lane_ready(l);
     }
   }
@@ -137,6 +138,7 @@ bool sl_delivery_ack(sl_socket *sock, sl_topic *t, const char *msgid) {
     if (e->m->msgid && strcmp(e->m->msgid, msgid) == 0) {
       inflight_drop(e);
       sl_lane_spill_refill(l);
+      sl_lane_held_sync(l);
       sl_lane_ready(l);
       return true;
     }

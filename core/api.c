@@ -356,8 +356,15 @@ static uint64_t g_spill_bytes(const sl_topic *t) {
     if (t->subs[s]->spill) n += sl_spill_disk_bytes(t->subs[s]->spill);
   return n;
 }
+static uint64_t g_spill_records(const sl_topic *t) {
+  uint64_t n = 0;
+  for (uint32_t s = 0; s < t->nsubs; s++)
+    if (t->subs[s]->spill) n += sl_spill_count(t->subs[s]->spill);
+  return n;
+}
 static uint64_t g_spill_corrupt(const sl_topic *t) { return t->spill_corrupt; }
 static uint64_t g_delivered(const sl_topic *t) { return t->delivered; }
+static uint64_t g_spill_read(const sl_topic *t) { return t->spill_read; }
 
 static const struct {
   const char *name, *type, *help;
@@ -368,6 +375,8 @@ static const struct {
   {"sluice_queued_bytes", "gauge", "Payload bytes held by lanes (pending and in flight) per topic", g_queued_bytes},
   {"sluice_in_flight_messages", "gauge", "AT_LEAST_ONCE messages sent and awaiting an ack", g_in_flight},
   {"sluice_spill_bytes", "gauge", "Bytes in spill files on disk", g_spill_bytes},
+  {"sluice_spill_records", "gauge", "Spilled records not yet read back (on disk, or being written)", g_spill_records},
+  {"sluice_spill_read_total", "counter", "Spilled records read back from disk into a lane", g_spill_read},
   {"sluice_spill_corrupt_records_total", "counter", "Spilled records skipped as corrupt", g_spill_corrupt},
   {"sluice_messages_delivered_total", "counter",
    "Messages handed to a client's transport (first sends; re-sends are streamfence_retries_total)", g_delivered},
@@ -501,6 +510,27 @@ static void metrics_text(sl_server *srv, sl_sbuf *b) {
           sl_sbuf_printf(b, "\"} %llu\n", (unsigned long long)tp->overflow[r]);
         }
       }
+  metric_head(b, "sluice_messages_lost_total", "counter",
+              "Deliveries accepted and never delivered: restart = held by a process that did "
+              "not stop cleanly (counted at the next start), disconnect = held by a lane whose "
+              "subscriber left, spill failed = could not be written to the spill");
+  uint64_t unlabelled = 0;
+  for (size_t i = i0; i < i1; i++) {
+    unlabelled += gw->servers[i].lost_restart_unlabelled;
+    for (size_t j = 0; j < gw->servers[i].nns; j++)
+      for (size_t t = 0; t < gw->servers[i].ns[j].ntopics; t++) {
+        sl_topic *tp = &gw->servers[i].ns[j].topics[t];
+        for (int r = 0; r < SL_LOST_COUNT; r++) {
+          if (!tp->lost[r] && r != SL_LOST_RESTART) continue;
+          topic_label(b, "sluice_messages_lost_total", tp);
+          sl_sbuf_printf(b, ",reason=\"%s\"} %llu\n", sl_lost_reasons[r],
+                         (unsigned long long)tp->lost[r]);
+        }
+      }
+  }
+  if (unlabelled)
+    sl_sbuf_printf(b, "sluice_messages_lost_total{reason=\"restart\"} %llu\n",
+                   (unsigned long long)unlabelled);
   /* Gauges and counters of Sluice's own, per topic. */
   for (size_t k = 0; k < sizeof topic_gauges / sizeof topic_gauges[0]; k++) {
     metric_head(b, topic_gauges[k].name, topic_gauges[k].type, topic_gauges[k].help);

@@ -326,9 +326,15 @@ static void conn_finish(sl_conn *c) {
 /* End the session (sl_session_close). Held GETs are answered ("1" close, or "6" when the
  * client itself asked to close), the WebSocket is closed after what is queued, the layer
  * above is told first (Socket.IO releases its sockets). Idempotent. */
-static void session_close_ex(sl_session *s, const char *reason, bool client_close) {
+static void session_close_ex(sl_session *s, const char *reason, bool client_close, bool fail) {
   if (s->state == SL_ST_CLOSED) return;
   sl_log_debug("session %s closed: %s", s->sid, reason);
+  if (fail && s->get) {
+    /* What the layer above queued to explain itself goes out first, then the close. */
+    s->pq_bytes += 1;
+    sl_mq_push(&s->pq, sl_msg_packet_new("1", 1, false, SL_MK_CONTROL), true);
+    poll_respond(s);
+  }
   handler(s)->on_close(s, reason);
   s->state = SL_ST_CLOSED;
   sl_hash_del(&s->srv->sessions, &s->hent);
@@ -357,7 +363,8 @@ static void session_close_ex(sl_session *s, const char *reason, bool client_clos
     sl_conn *w = s->ws;
     s->ws = NULL;
     w->data = NULL;
-    conn_finish(w);
+    if (fail) sl_ws_close(w, 1002, reason); /* after what is queued: the client reads why */
+    else conn_finish(w);
   }
   sl_gateway *gw = s->srv->gw;
   bool was_top = sl_heap_min(&gw->sheap) == &s->hn;
@@ -369,7 +376,14 @@ static void session_close_ex(sl_session *s, const char *reason, bool client_clos
 }
 
 /* sl_session_close: see eio.h. */
-void sl_session_close(sl_session *s, const char *reason) { session_close_ex(s, reason, false); }
+void sl_session_close(sl_session *s, const char *reason) {
+  session_close_ex(s, reason, false, false);
+}
+
+/* sl_session_fail: see eio.h. */
+void sl_session_fail(sl_session *s, const char *reason) {
+  session_close_ex(s, reason, false, true);
+}
 
 /* One session's deadline passed: pong overdue, connect timeout, or time to ping. */
 static void session_deadline(sl_session *s, uint64_t now) {
@@ -483,7 +497,7 @@ static bool handle_packet(sl_session *s, uint8_t *data, size_t len, bool binary)
     handler(s)->on_message(s, p.data, p.len, p.binary);
     return s->state != SL_ST_CLOSED;
   case EIO_CLOSE:
-    session_close_ex(s, "client close", true);
+    session_close_ex(s, "client close", true, false);
     return false;
   case EIO_NOOP:
     return true;
@@ -661,7 +675,17 @@ void sl_eio_http(sl_conn *c, bool upgrade) {
       return;
     }
     if (is_ws) {
-      if (s->transport != SL_TR_POLLING || s->probe || s->state != SL_ST_OPEN) {
+      if (s->transport == SL_TR_WS || s->probe) {
+        /* A second WebSocket for a session that has one (the reference accepts it, then
+         * closes it): complete the handshake, bind it to nothing, close it. The session
+         * goes on, on its own WebSocket. */
+        sl_log_debug("session %s: a second WebSocket for it closed", s->sid);
+        if (!sl_ws_handshake(c, &eio_ws)) return;
+        c->data = NULL;
+        sl_ws_close(c, 1008, "session already has a WebSocket");
+        return;
+      }
+      if (s->state != SL_ST_OPEN) {
         eio_error(c, true, 3, "Bad request");
         return;
       }
@@ -674,8 +698,10 @@ void sl_eio_http(sl_conn *c, bool upgrade) {
       return;
     }
     if (s->transport != SL_TR_POLLING) {
+      /* Polling after the upgrade: refused, and only this request (a late request of the
+       * client's old transport must not take the upgraded session down). */
+      sl_log_debug("session %s: a polling request after the upgrade refused", s->sid);
       eio_error(c, false, 3, "Bad request");
-      sl_session_close(s, "polling on an upgraded session");
       return;
     }
     if (c->parser.method == HTTP_GET) {

@@ -81,6 +81,12 @@ void sl_session_send(sl_session *s, sl_msg *m);
  * Idempotent; s stays readable (state SL_ST_CLOSED) until the next safe point. */
 void sl_session_close(sl_session *s, const char *reason);
 
+/* sl_session_fail: sl_session_close for a protocol error of the client, telling it what the
+ * protocol allows: the packets already queued for it (e.g. a CONNECT_ERROR that says why) go
+ * out first, then a held GET gets "1" (close) and a WebSocket a close frame (1002, reason).
+ * Without a held GET the polling client only sees the session gone (its next request: 400). */
+void sl_session_fail(sl_session *s, const char *reason);
+
 /* sl_session_mark_dirty: schedule sl_session_flush at the end of this loop iteration (the
  * gateway's dirty list), so every packet queued in one tick goes out in one write. No-op on
  * a closed or already scheduled session. */

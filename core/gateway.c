@@ -16,6 +16,8 @@
 #include "heap.h"
 #include "hooks.h"
 #include "lane_spill.h"
+#include "lane.h"
+#include "ledger.h"
 #include "msg.h"
 #include "net.h"
 #include "drain.h"
@@ -121,6 +123,9 @@ static void gateway_destroy(sl_gateway *gw) {
     for (size_t j = 0; j < srv->nns; j++) sl_ns_free(&srv->ns[j]);
     sl_ns_free(&srv->root);
     free(srv->ns);
+    /* every lane is gone, so nothing is held: a clean stop leaves no ledger behind */
+    sl_ledger_close(srv->ledger, true);
+    srv->ledger = NULL;
     sl_hash_free(&srv->sessions);
     sl_auth_free_table(srv);
     sl_tls_server_free(srv);
@@ -218,6 +223,11 @@ int sluice_start(sluice_t *gw, char *err, size_t errlen) {
   return 0;
 }
 
+/* sluice_server_name_at: see sluice.h. */
+const char *sluice_server_name_at(const sluice_t *gw, size_t i) {
+  return i < gw->nservers ? gw->servers[i].cfg->name : NULL;
+}
+
 /* sluice_port: see sluice.h. */
 int sluice_port(const sluice_t *gw, size_t i) {
   return i < gw->nservers ? gw->servers[i].port : -1;
@@ -276,6 +286,22 @@ static void close_handle(sl_gateway *gw, uv_handle_t *h) {
   uv_close(h, handle_closed);
 }
 
+/* A stop drops what the lanes still hold (queued, in flight, spilled): say how much, per
+ * topic, so that no accepted message goes without a trace. */
+static void log_held_at_stop(sl_gateway *gw) {
+  for (size_t i = 0; i < gw->nservers; i++)
+    for (size_t j = 0; j < gw->servers[i].nns; j++)
+      for (size_t k = 0; k < gw->servers[i].ns[j].ntopics; k++) {
+        sl_topic *t = &gw->servers[i].ns[j].topics[k];
+        uint64_t held = 0;
+        for (uint32_t n = 0; n < t->nsubs; n++) held += sl_lane_held(t->subs[n]);
+        if (held)
+          sl_log_warn("stopping: namespace %s topic %s: %llu undelivered message(s) held for "
+                      "%u subscriber(s) are dropped", t->ns->path, t->name,
+                      (unsigned long long)held, t->nsubs);
+      }
+}
+
 /* sluice_stop: see sluice.h. */
 void sluice_stop(sluice_t *gw, void (*cb)(sluice_t *, void *), void *arg) {
   if (gw->stopping) return;
@@ -283,6 +309,7 @@ void sluice_stop(sluice_t *gw, void (*cb)(sluice_t *, void *), void *arg) {
   gw->on_stopped = cb;
   gw->on_stopped_arg = arg;
   gw->closing_handles = 1; /* held until the end of this function */
+  log_held_at_stop(gw);
   for (size_t i = 0; i < gw->nservers; i++) {
     sl_server *srv = &gw->servers[i];
     if (srv->listening) close_handle(gw, (uv_handle_t *)&srv->listener);

@@ -3,6 +3,7 @@
 #include <string.h>
 #include "lane.h"
 #include "hooks.h"
+#include "ledger.h"
 #include "msg.h"
 #include "sl_util.h"
 
@@ -13,6 +14,25 @@ const char *const sl_overflow_reasons[SL_OV_COUNT] = {
   [SL_OV_SPILLED] = "spilled to disk",
   [SL_OV_SPILL_FAILED] = "spill to disk failed",
 };
+
+const char *const sl_lost_reasons[SL_LOST_COUNT] = {
+  [SL_LOST_RESTART] = "restart",
+  [SL_LOST_DISCONNECT] = "disconnect",
+  [SL_LOST_SPILL_FAILED] = "spill failed",
+};
+
+/* sl__lane_held_slot: see lane.h. */
+uint64_t *sl__lane_held_slot(sl_lane *l) {
+  sl_topic *t = l->topic;
+  sl_server *srv = t->ns->srv;
+  if (!srv->ledger || t->held_tried) return NULL;
+  t->held_tried = 1;
+  t->held = sl_ledger_slot(srv->ledger, t->ns->path, t->name);
+  if (!t->held)
+    sl_log_warn("crash ledger: no room for namespace %s topic %s: what it holds at a crash "
+                "will not be counted", t->ns->path, t->name);
+  return t->held;
+}
 
 /* sl__lane_grow: see lane.h. */
 void sl__lane_grow(sl_lane *l) {

@@ -11,6 +11,7 @@
 
 #include <stdlib.h>
 #include "eio.h"
+#include "spill.h"
 
 /* sl_lane_cfg, sl_lane_gw: the lane's namespace config and gateway. */
 static inline const sl_ns_config *sl_lane_cfg(const sl_lane *l) { return l->topic->ns->cfg; }
@@ -98,6 +99,28 @@ void sl_lane_clear(sl_lane *l);
  * reference to m. Returns false, changing nothing, when none matches or the swap would
  * exceed maxQueuedBytesPerClient. */
 bool sl_lane_coalesce(sl_lane *l, sl_msg *m, const sl_ns_config *cfg);
+
+/* sl_lane_held: deliveries the lane is responsible for: pending, in flight and spilled
+ * (appended, not yet read back or reported failed). */
+static inline uint64_t sl_lane_held(const sl_lane *l) {
+  return (uint64_t)l->qn + l->ninfl + (l->spill ? sl_spill_count(l->spill) : 0);
+}
+
+/* sl__lane_held_slot: the topic's crash-ledger counter, looked up once (NULL: untracked). */
+uint64_t *sl__lane_held_slot(sl_lane *l);
+
+/* sl_lane_held_sync: bring the topic's crash-ledger count up to date with this lane
+ * (ledger.h). Called after every change of what the lane holds; one test when the server
+ * keeps no ledger. */
+static inline void sl_lane_held_sync(sl_lane *l) {
+  uint64_t *slot = l->topic->held;
+  if (!slot) {
+    if (!l->topic->ns->srv->ledger || !(slot = sl__lane_held_slot(l))) return;
+  }
+  uint64_t h = sl_lane_held(l);
+  *slot += h - l->held_rep;
+  l->held_rep = h;
+}
 
 /* sl_lane_overflow: count n messages refused for `reason` (SL_OV_*) on the lane's topic and
  * fire the onOverflow event (no work when no hook is set). */

@@ -11,11 +11,11 @@
 #include "net.h"
 #include "sl_util.h"
 
-/* sl_lane_offer: see lanes.h. StreamFenceJs's enqueue order (STREAMFENCE.md 1.5) with
+/* The offer policy: StreamFenceJs's enqueue order (STREAMFENCE.md 1.5) with
  * Sluice's fixes: COALESCE works without coalesce:true (when the lane is full), DROP_OLDEST
  * counts every dropped message, SPILL_TO_DISK keeps strict FIFO (nothing overtakes what is
  * on disk) and never counts a failed write as spilled. */
-void sl_lane_offer(sl_lane *l, sl_msg *m) {
+static void offer(sl_lane *l, sl_msg *m) {
   const sl_ns_config *cfg = sl_lane_cfg(l);
   sl_topic *t = l->topic;
   if (m->est_bytes > (uint64_t)cfg->max_queued_bytes) {
@@ -69,6 +69,12 @@ void sl_lane_offer(sl_lane *l, sl_msg *m) {
   sl_lane_ready(l);
 }
 
+/* sl_lane_offer: see lanes.h. Whatever the policy did, the crash ledger follows. */
+void sl_lane_offer(sl_lane *l, sl_msg *m) {
+  offer(l, m);
+  sl_lane_held_sync(l);
+}
+
 /* sl_subscribe: see lanes.h. */
 int sl_subscribe(sl_socket *sock, sl_topic *t) {
   if (sl_lane_of(sock, t)) return 0;
@@ -100,6 +106,14 @@ static void lane_free(sl_lane *l) {
     last->sub_idx = l->sub_idx;
   }
   sl_list_del(&l->rlink);
+  /* What the lane still holds goes with it: counted, and out of the crash ledger. */
+  uint64_t held = sl_lane_held(l);
+  if (held) {
+    t->lost[SL_LOST_DISCONNECT] += held;
+    sl_log_debug("client %s left topic %s holding %llu undelivered message(s)", l->sock->id,
+                 t->name, (unsigned long long)held);
+  }
+  if (t->held) *t->held -= l->held_rep;
   sl_acks_drop_lane(l);
   sl_lane_clear(l);
   sl_lane_spill_close(l);
@@ -142,6 +156,7 @@ bool sl_session_pull(sl_session *s, size_t budget) {
       sl_acks_track(l, m);
     }
     if (l->spill) sl_lane_spill_refill(l); /* the test keeps a call off the per-recipient path */
+    sl_lane_held_sync(l);
     if (sl_lane_can_send(l)) sl_list_push(&s->ready, ln);
     size_t sz;
     if (s->transport == SL_TR_WS) {

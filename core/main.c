@@ -210,7 +210,13 @@ int main(int argc, char **argv) {
   }
   for (int i = 0; i < nservers; i++) {
     if (sluice_select_server(gw, servers[i]) != 0) {
-      fprintf(stderr, "sluice: %s: no server named \"%s\"\n", config, servers[i]);
+      /* StreamFenceJs's words, and the list helps. */
+      fprintf(stderr, "sluice: %s: No server named \"%s\" found in config (available: ", config,
+              servers[i]);
+      const char *name;
+      for (size_t k = 0; (name = sluice_server_name_at(gw, k)) != NULL; k++)
+        fprintf(stderr, "%s%s", k ? ", " : "", name);
+      fputs(")\n", stderr);
       sluice_stop(gw, NULL, NULL);
       uv_run(loop, UV_RUN_DEFAULT);
       sluice_free(gw);

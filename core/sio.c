@@ -92,6 +92,31 @@ void sl_sio_session_closed(sl_session *s) {
   s->pbin = NULL;
 }
 
+/* A protocol error of the client: say why where the protocol lets us, then end the session
+ * (the reference closes the whole connection on any of them). For a problem with one
+ * namespace (nsp not NULL) a CONNECT_ERROR {"message": reason} for it comes first (the
+ * client's socket emits connect_error with that message); sl_session_fail then lets a
+ * WebSocket read the reason in its close frame, or a held GET receive "1". Logged at debug. */
+static void protocol_error(sl_session *s, const char *nsp, size_t nsplen, const char *reason) {
+  if (s->state == SL_ST_CLOSED) return;
+  if (nsp && nsplen)
+    sl_log_debug("session %s: Socket.IO protocol error in namespace %.*s: %s", s->sid,
+                 (int)nsplen, nsp, reason);
+  else
+    sl_log_debug("session %s: Socket.IO protocol error: %s", s->sid, reason);
+  if (nsp) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "message", reason);
+    char *t = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    if (t) {
+      sl_session_send(s, sl_sio_encode(SIO_CONNECT_ERROR, nsp, nsplen, -1, t, strlen(t), 0));
+      free(t);
+    }
+  }
+  sl_session_fail(s, reason);
+}
+
 /* Refuse a CONNECT: CONNECT_ERROR {"message", "data":{"code"}} (when the session is still
  * open), then discard the socket that was never joined. */
 static void connect_refuse(sl_session *s, const sio_packet *p, sl_socket *sock,
@@ -123,7 +148,7 @@ static void handle_connect(sl_session *s, const sio_packet *p, const cJSON *payl
     return;
   }
   if (session_socket(s, p->nsp, p->nsplen)) {
-    sl_session_close(s, "invalid state: namespace joined twice");
+    protocol_error(s, p->nsp, p->nsplen, "invalid state: namespace joined twice");
     return;
   }
   sl_socket *sock = sl_xcalloc(1, sizeof *sock);
@@ -159,7 +184,7 @@ static void dispatch_event(sl_session *s, const sio_packet *p, cJSON *arr, uint8
                            size_t *lens, int natts) {
   sl_socket *sock = session_socket(s, p->nsp, p->nsplen);
   if (!sock) {
-    sl_session_close(s, "invalid state: event for a namespace not joined");
+    protocol_error(s, p->nsp, p->nsplen, "invalid state: event for a namespace not joined");
     return;
   }
   cJSON *first = cJSON_GetArrayItem(arr, 0);
@@ -185,7 +210,8 @@ static void handle_event_json(sl_session *s, const sio_packet *p, const char *js
   if (sl_sio_parse_json(json, len, &arr) != 0 || !arr || sl_sio_validate_payload(p->type, arr) != 0 ||
       (natts && sl_sio_count_placeholders(arr, natts) != natts)) {
     cJSON_Delete(arr);
-    sl_session_close(s, "invalid payload");
+    protocol_error(s, p->nsp, p->nsplen,
+                   natts ? "invalid payload or attachment mismatch" : "invalid payload");
     return;
   }
   if (p->type == SIO_ACK || p->type == SIO_BINARY_ACK) {
@@ -201,7 +227,7 @@ void sl_sio_message(sl_session *s, const uint8_t *data, size_t len, bool binary)
   if (binary) {
     struct sl_pending_bin *pb = s->pbin;
     if (!pb) {
-      sl_session_close(s, "unexpected binary attachment");
+      protocol_error(s, NULL, 0, "unexpected binary attachment");
       return;
     }
     pb->bufs[pb->have] = sl_xmalloc(len ? len : 1);
@@ -218,12 +244,13 @@ void sl_sio_message(sl_session *s, const uint8_t *data, size_t len, bool binary)
     return;
   }
   if (s->pbin) {
-    sl_session_close(s, "text packet while binary attachments are pending");
+    protocol_error(s, s->pbin->nsp, s->pbin->nsplen,
+                   "attachment mismatch: text packet while binary attachments are pending");
     return;
   }
   sio_packet p;
   if (sl_sio_parse((const char *)data, len, &p) != 0) {
-    sl_session_close(s, "invalid Socket.IO packet");
+    protocol_error(s, NULL, 0, "invalid Socket.IO packet");
     return;
   }
   switch (p.type) {
@@ -231,13 +258,13 @@ void sl_sio_message(sl_session *s, const uint8_t *data, size_t len, bool binary)
     cJSON *payload = NULL;
     if (p.jsonlen) {
       if (sl_sio_parse_json(p.json, p.jsonlen, &payload) != 0 || !payload) {
-        sl_session_close(s, "invalid CONNECT payload");
+        protocol_error(s, p.nsp, p.nsplen, "invalid CONNECT payload");
         return;
       }
     }
     if (sl_sio_validate_payload(SIO_CONNECT, payload) != 0) {
       cJSON_Delete(payload);
-      sl_session_close(s, "invalid CONNECT payload");
+      protocol_error(s, p.nsp, p.nsplen, "invalid CONNECT payload");
       return;
     }
     handle_connect(s, &p, payload);
@@ -246,12 +273,13 @@ void sl_sio_message(sl_session *s, const uint8_t *data, size_t len, bool binary)
   }
   case SIO_DISCONNECT: {
     if (p.jsonlen) {
-      sl_session_close(s, "invalid DISCONNECT");
+      protocol_error(s, p.nsp, p.nsplen, "invalid DISCONNECT");
       return;
     }
     sl_socket *sock = session_socket(s, p.nsp, p.nsplen);
     if (!sock) {
-      sl_session_close(s, "invalid state: DISCONNECT for a namespace not joined");
+      protocol_error(s, p.nsp, p.nsplen,
+                     "invalid state: DISCONNECT for a namespace not joined");
       return;
     }
     socket_remove(sock, "client namespace disconnect");
@@ -260,7 +288,8 @@ void sl_sio_message(sl_session *s, const uint8_t *data, size_t len, bool binary)
   case SIO_EVENT:
   case SIO_ACK:
     if (!session_socket(s, p.nsp, p.nsplen)) {
-      sl_session_close(s, "invalid state: packet for a namespace not joined");
+      protocol_error(s, p.nsp, p.nsplen,
+                     "invalid state: packet for a namespace not joined");
       return;
     }
     handle_event_json(s, &p, p.json, p.jsonlen, NULL, NULL, 0);
@@ -268,7 +297,7 @@ void sl_sio_message(sl_session *s, const uint8_t *data, size_t len, bool binary)
   case SIO_BINARY_EVENT:
   case SIO_BINARY_ACK: {
     if (!session_socket(s, p.nsp, p.nsplen) || p.attachments < 1) {
-      sl_session_close(s, "invalid binary packet");
+      protocol_error(s, p.nsp, p.nsplen, "invalid binary packet");
       return;
     }
     struct sl_pending_bin *pb = sl_xcalloc(1, sizeof *pb);
@@ -283,7 +312,7 @@ void sl_sio_message(sl_session *s, const uint8_t *data, size_t len, bool binary)
     return;
   }
   default:
-    sl_session_close(s, "invalid Socket.IO packet type");
+    protocol_error(s, NULL, 0, "invalid Socket.IO packet type");
     return;
   }
 }

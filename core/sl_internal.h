@@ -38,6 +38,9 @@ enum {
   SL_OV_SPILL_FAILED, SL_OV_COUNT
 };
 extern const char *const sl_overflow_reasons[SL_OV_COUNT];
+/* why deliveries a lane held were lost (sluice_messages_lost_total{reason}) */
+enum { SL_LOST_RESTART = 0, SL_LOST_DISCONNECT, SL_LOST_SPILL_FAILED, SL_LOST_COUNT };
+extern const char *const sl_lost_reasons[SL_LOST_COUNT];
 
 /* The API's refusal rules (sluice_api_refused_total{reason}). */
 enum { SL_API_REFUSED_TOKEN = 0, SL_API_REFUSED_FORWARDED, SL_API_REFUSED_PEER,
@@ -61,6 +64,12 @@ typedef struct sl_topic {
   uint64_t overflow[SL_OV_COUNT];
   uint64_t spill_corrupt;   /* spilled records skipped as corrupt */
   uint64_t delivered;       /* messages handed to a client's transport (first sends) */
+  uint64_t spill_read;      /* spilled records read back into a lane */
+  uint64_t lost[SL_LOST_COUNT]; /* deliveries lost (restart: counted at start from what a
+                               crashed process left; disconnect: held by a lane that went;
+                               spill failed: the overflow could not be written) */
+  uint64_t *held;           /* crash ledger counter (ledger.h), NULL: not (yet) tracked */
+  uint8_t held_tried;       /* the ledger had no slot for it: do not ask again */
   int snap_slot;            /* the snapshot hook's own slot (sluice_hooks.snapshot; for Lua
                                a registry ref of the state), SLUICE_NOSLOT: none yet */
   char *snap_json;          /* current snapshot state as JSON (survives reloads) */
@@ -131,6 +140,8 @@ struct sl_server {
   bool listening;
   sl_limits lim;            /* connection/session limits and the inbound budget (net.c) */
   sl_hookset hooks;         /* lifecycle event hooks and on_start (hooks.h) */
+  struct sl_ledger *ledger; /* crash ledger under the spill root (SPILL_TO_DISK servers) */
+  uint64_t lost_restart_unlabelled; /* restart losses of no configured namespace/topic */
   /* the API's own listener (cfg->api.listen): net.c sl_server_listen_api */
   union {
     uv_tcp_t tcp;
@@ -179,6 +190,7 @@ struct sl_lane {
   uint32_t ninfl;
   /* SPILL_TO_DISK: overflow on disk, refilled in FIFO order */
   struct sl_spill *spill;
+  uint64_t held_rep;        /* deliveries held, as last added to topic->held */
   uint8_t refilling;        /* a spill read is pending */
   uint8_t spill_failed_logged;
 };

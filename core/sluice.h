@@ -62,6 +62,10 @@ int sluice_select_server(sluice_t *gw, const char *name);
  * with a message in err (e.g. the port is in use). */
 int sluice_start(sluice_t *gw, char *err, size_t errlen);
 
+/* sluice_server_name_at: the name of the server at index i (0-based, config order), or NULL
+ * past the last one. Owned by the gateway's config. */
+const char *sluice_server_name_at(const sluice_t *gw, size_t i);
+
 /* sluice_port: the bound port of the server at index i (0-based), or -1. */
 int sluice_port(const sluice_t *gw, size_t i);
 

@@ -33,7 +33,8 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#define SEG_HDR_BYTES 16u /* "SLSPILL1" + u32 version + u32 reserved */
+#define SEG_HDR_BYTES 16u /* "SLSPILL1" + u32 version + u32 read mark */
+#define SEG_MARK_OFF 12u  /* u32: records before this offset were read back (0: none) */
 #define REC_HDR_BYTES 8u  /* u32 length + u32 CRC32 */
 #define SEG_VERSION 1u
 #define READ_BUF_BYTES (64u * 1024)
@@ -355,7 +356,7 @@ static void seg_abandon(sl_spill *sp) {
  * missing (abandoned), or a negative errno for a transient failure. */
 static int seg_open_read(sl_spill *sp) {
   spill_seg *s = &sp->segs[0];
-  int fd = open(seg_path(sp, s->seq), O_RDONLY | O_CLOEXEC);
+  int fd = open(seg_path(sp, s->seq), O_RDWR | O_CLOEXEC);
   if (fd < 0) {
     int err = -errno;
     if (transient(err)) return err;
@@ -366,7 +367,7 @@ static int seg_open_read(sl_spill *sp) {
   uint8_t hdr[SEG_HDR_BYTES];
   ssize_t k = read_at(fd, hdr, sizeof hdr, 0);
   if (k != (ssize_t)sizeof hdr || memcmp(hdr, seg_magic, sizeof seg_magic) != 0 ||
-      get_le32(hdr + 8) != SEG_VERSION || get_le32(hdr + 12) != 0) {
+      get_le32(hdr + 8) != SEG_VERSION) {
     if (k < 0) sp->r.status = (int)k;
     close(fd);
     seg_abandon(sp);
@@ -487,6 +488,15 @@ static void job_read(sl_spill *sp) {
   free(sp->rbuf);
   sp->rbuf = NULL;
   sp->rbuf_len = 0;
+  /* Leave the read position in the segment's header: what a crash leaves behind is then
+   * counted without the records already handed out (the sweep skips them). One 4-byte
+   * write per read job; a failure only makes that count larger. */
+  if (sp->rfd >= 0 && sp->nsegs > 0 && sp->roff <= UINT32_MAX) {
+    uint8_t mark[4];
+    put_le32(mark, (uint32_t)sp->roff);
+    ssize_t k = pwrite(sp->rfd, mark, sizeof mark, SEG_MARK_OFF);
+    (void)k; /* see above */
+  }
 }
 
 /* ---- close job ------------------------------------------------------------------------ */
@@ -759,26 +769,105 @@ static bool is_spill_name(const char *name) {
   return n > 6 && strcmp(name + n - 6, ".spill") == 0;
 }
 
-/* Sweep the directory open as fd (closed here): unlink regular *.spill files, recurse into
- * real subdirectories (never symlinks), then rmdir the subdirectories left empty. */
-static long sweep_dir(int fd, int depth) {
+/* Count the complete records of one segment file left by an earlier process, trusting none
+ * of its bytes: a bad header makes the whole file one corrupt unit, a record whose CRC does
+ * not match is corrupt (its length is plausible, so counting goes on), an impossible length
+ * or a truncated record ends the file (one more corrupt unit). Records before the header's
+ * read mark were handed out before the crash and are not counted. Adds to *st. */
+static void count_segment(int dfd, const char *name, sl_spill_orphans *st) {
+  int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  struct stat fs;
+  if (fd < 0 || fstat(fd, &fs) != 0) {
+    if (fd >= 0) close(fd);
+    st->corrupt++;
+    return;
+  }
+  st->bytes += (uint64_t)fs.st_size;
+  uint64_t size = (uint64_t)fs.st_size, off = SEG_HDR_BYTES;
+  uint8_t hdr[SEG_HDR_BYTES];
+  uint8_t *buf = malloc(READ_BUF_BYTES);
+  if (!buf || read_at(fd, hdr, sizeof hdr, 0) != (ssize_t)sizeof hdr ||
+      memcmp(hdr, seg_magic, sizeof seg_magic) != 0 || get_le32(hdr + 8) != SEG_VERSION) {
+    st->corrupt++;
+    goto done;
+  }
+  uint64_t mark = get_le32(hdr + SEG_MARK_OFF); /* records before it were read back */
+  while (off < size) {
+    uint8_t rh[REC_HDR_BYTES];
+    if (size - off < REC_HDR_BYTES || read_at(fd, rh, sizeof rh, off) != (ssize_t)sizeof rh) {
+      st->corrupt++; /* a torn tail: the write of that record never completed */
+      break;
+    }
+    uint32_t len = get_le32(rh), crc = get_le32(rh + 4);
+    if (len > SL_SPILL_MAX_RECORD || size - off - REC_HDR_BYTES < len) {
+      st->corrupt++;
+      break;
+    }
+    uLong c = crc32(0L, Z_NULL, 0);
+    uint64_t at = off + REC_HDR_BYTES, left = len;
+    bool ok = true;
+    while (left > 0) {
+      size_t want = left < READ_BUF_BYTES ? (size_t)left : READ_BUF_BYTES;
+      if (read_at(fd, buf, want, at) != (ssize_t)want) {
+        ok = false;
+        break;
+      }
+      c = crc32(c, buf, (uInt)want);
+      at += want;
+      left -= want;
+    }
+    if (!ok) {
+      st->corrupt++;
+      break;
+    }
+    if ((uint32_t)c != crc) st->corrupt++;
+    else if (off >= mark) st->records++;
+    off += REC_HDR_BYTES + (uint64_t)len;
+  }
+done:
+  free(buf);
+  close(fd);
+}
+
+/* Sweep the directory open as fd (closed here), whose path under the root is rel->data:
+ * first count the records of its regular *.spill files and report them (cb), then unlink
+ * them, recurse into real subdirectories (never symlinks) and rmdir those left empty. */
+static long sweep_dir(int fd, int depth, sl_sbuf *rel, sl_spill_sweep_cb cb, void *arg) {
   long removed = 0;
   DIR *d = fdopendir(fd);
   if (!d) {
     close(fd);
     return 0;
   }
+  sl_spill_orphans st = {0};
   struct dirent *e;
   while ((e = readdir(d)) != NULL) {
+    struct stat s;
+    if (!is_spill_name(e->d_name) || fstatat(dirfd(d), e->d_name, &s, AT_SYMLINK_NOFOLLOW) != 0 ||
+        !S_ISREG(s.st_mode))
+      continue;
+    st.files++;
+    count_segment(dirfd(d), e->d_name, &st);
+  }
+  if (st.files && cb) cb(arg, rel->len ? rel->data : "", &st);
+  rewinddir(d);
+  while ((e = readdir(d)) != NULL) {
     if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-    struct stat st;
-    if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
-    if (S_ISREG(st.st_mode) && is_spill_name(e->d_name)) {
+    struct stat s;
+    if (fstatat(dirfd(d), e->d_name, &s, AT_SYMLINK_NOFOLLOW) != 0) continue;
+    if (S_ISREG(s.st_mode) && is_spill_name(e->d_name)) {
       if (unlinkat(dirfd(d), e->d_name, 0) == 0) removed++;
-    } else if (S_ISDIR(st.st_mode) && depth < SWEEP_MAX_DEPTH) {
+    } else if (S_ISDIR(s.st_mode) && depth < SWEEP_MAX_DEPTH) {
       int sub = openat(dirfd(d), e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
       if (sub < 0) continue;
-      removed += sweep_dir(sub, depth + 1);
+      size_t keep = rel->len;
+      if (keep) sl_sbuf_puts(rel, "/");
+      sl_sbuf_puts(rel, e->d_name);
+      sl_sbuf_append(rel, "", 1);
+      rel->len--; /* NUL-terminated, not counted */
+      removed += sweep_dir(sub, depth + 1, rel, cb, arg);
+      rel->len = keep;
+      if (rel->data) rel->data[keep] = '\0';
       unlinkat(dirfd(d), e->d_name, AT_REMOVEDIR); /* fails, harmlessly, unless empty */
     }
   }
@@ -788,9 +877,12 @@ static long sweep_dir(int fd, int depth) {
 
 /* sl_spill_sweep: see spill.h. root itself is kept; subdirectories deeper than 64 levels
  * are left alone. Returns the number of files removed, 0 if root does not exist, or a
- * negative errno if root cannot be opened as a directory. */
-long sl_spill_sweep(const char *root) {
+ * negative errno if root cannot be opened as a directory (then cb is never called). */
+long sl_spill_sweep(const char *root, sl_spill_sweep_cb cb, void *arg) {
   int fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return errno == ENOENT ? 0 : -errno;
-  return sweep_dir(fd, 0);
+  sl_sbuf rel = {0};
+  long n = sweep_dir(fd, 0, &rel, cb, arg);
+  sl_sbuf_free(&rel);
+  return n;
 }

@@ -2,7 +2,8 @@
  *
  * A spill is a FIFO of opaque records on disk, in segment files under one directory:
  *   <dir>/seg-<16 hex digits>.spill
- * Each segment starts with a header (magic "SLSPILL1", version) and holds records
+ * Each segment starts with a header (magic "SLSPILL1", version, the offset up to which the
+ * records were read back) and holds records
  * [u32 length][u32 CRC32 of the bytes][bytes]. Records are appended by a writer job and
  * read back in order by reader jobs, both on the uv thread pool (uv_queue_work); the loop
  * thread never blocks on the disk. At most one job per spill runs at a time.
@@ -83,9 +84,23 @@ void sl_spill_reset(sl_spill *sp);
  * after this call. */
 void sl_spill_close(sl_spill *sp, bool remove_files, const char *stop_at);
 
+/* What a sweep found in one directory before removing it: segment files, their complete
+ * records with a matching CRC, the corrupt units (a record with a bad CRC, a torn or
+ * impossible tail, a file with a bad header or that cannot be opened) and the file bytes. */
+typedef struct sl_spill_orphans {
+  size_t files, records, corrupt;
+  uint64_t bytes;
+} sl_spill_orphans;
+
+/* Called once per directory holding segment files, before they are removed. rel is the
+ * directory's path under the root ("" for the root itself; the names as on disk). */
+typedef void (*sl_spill_sweep_cb)(void *arg, const char *rel, const sl_spill_orphans *found);
+
 /* sl_spill_sweep: remove orphaned *.spill files (left by a crash: every lane dies with the
- * process) and then empty directories under root, synchronously (startup only). Returns the
- * number of files removed, or a negative errno when root cannot be read (ENOENT is 0). */
-long sl_spill_sweep(const char *root);
+ * process) and then empty directories under root, synchronously (startup only). Before a
+ * directory's files are removed, their records are counted (every byte read as hostile) and
+ * reported to cb (may be NULL). Returns the number of files removed, or a negative errno
+ * when root cannot be read (ENOENT is 0). */
+long sl_spill_sweep(const char *root, sl_spill_sweep_cb cb, void *arg);
 
 #endif

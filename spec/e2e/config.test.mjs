@@ -190,6 +190,14 @@ test("--server NAME runs only the named server", async () => {
   }
 });
 
+test("--server nope names the servers there are, as StreamFenceJs does", async () => {
+  const file = writeConfig(TWO_SERVERS_YAML, "two-nope.yaml");
+  const r = await runSluice([file, "--server", "nope"]);
+  assert.equal(r.code, 1, JSON.stringify(r));
+  // the list comes in the loader's order (servers are kept sorted by name)
+  assert.match(r.stderr, /No server named "nope" found in config \(available: control, feed\)/);
+});
+
 test("a JSON config runs the same as YAML", async () => {
   const srv = await startServer(json([ns({ topics: ["prices", "news"] })]), { ext: "json" });
   try {

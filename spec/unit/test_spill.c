@@ -685,7 +685,7 @@ TEST(close_keep_files_then_sweep) {
   CHECK_EQ_INT(count_files(c.dir), files); /* left for the sweep, as after a crash */
   char root[PATH_MAX];
   snprintf(root, sizeof root, "%s/keep", base);
-  CHECK_EQ_INT(sl_spill_sweep(root), files);
+  CHECK_EQ_INT(sl_spill_sweep(root, NULL, NULL), files);
   CHECK(exists(root));
   CHECK(!exists(c.dir));
   snprintf(root, sizeof root, "%s/keep/sid", base);
@@ -696,6 +696,64 @@ static void touch(const char *p) {
   int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0600);
   if (fd < 0 || write(fd, "x", 1) != 1) TL_FAIL("touch %s", p);
   if (fd >= 0) close(fd);
+}
+
+typedef struct {
+  char rel[256];
+  sl_spill_orphans found;
+  bool files_present; /* the files were still there when the count was reported */
+  char dir[PATH_MAX];
+  int calls;
+} sweep_seen;
+
+static void on_sweep(void *arg, const char *rel, const sl_spill_orphans *found) {
+  sweep_seen *s = arg;
+  s->calls++;
+  snprintf(s->rel, sizeof s->rel, "%s", rel);
+  s->found = *found;
+  s->files_present = count_files(s->dir) == found->files;
+}
+
+/* A crash leaves records on disk: the sweep counts the complete ones with a good CRC (a
+ * flipped byte and a torn tail are corrupt, not records) and reports them, per directory,
+ * before removing anything. */
+TEST(sweep_counts_orphan_records_before_removing) {
+  ctx c;
+  ctx_init(&c, "count/ns/sid/topic");
+  sl_spill_set_segment_bytes(c.sp, 4096);
+  write_all(&c, 300);
+  size_t files = count_files(c.dir);
+  ctx_done(&c, false);
+  /* flip one byte of the last record of the newest segment, then append a torn record */
+  char seg[PATH_MAX + 64];
+  snprintf(seg, sizeof seg, "%s/seg-%016llx.spill", c.dir, (unsigned long long)files);
+  struct stat st;
+  CHECK(stat(seg, &st) == 0);
+  int fd = open(seg, O_RDWR);
+  CHECK(fd >= 0);
+  uint8_t b;
+  CHECK(pread(fd, &b, 1, st.st_size - 1) == 1);
+  b ^= 0xff;
+  CHECK(pwrite(fd, &b, 1, st.st_size - 1) == 1);
+  const uint8_t torn[] = {100, 0, 0, 0, 1, 2, 3, 4, 'x'}; /* says 100 bytes, holds 1 */
+  CHECK(pwrite(fd, torn, sizeof torn, st.st_size) == (ssize_t)sizeof torn);
+  close(fd);
+  /* and a file that is not a segment at all */
+  snprintf(seg, sizeof seg, "%s/seg-ffffffffffffffff.spill", c.dir);
+  touch(seg);
+
+  char root[PATH_MAX];
+  snprintf(root, sizeof root, "%s/count", base);
+  sweep_seen seen = {0};
+  snprintf(seen.dir, sizeof seen.dir, "%s", c.dir);
+  CHECK_EQ_INT(sl_spill_sweep(root, on_sweep, &seen), files + 1);
+  CHECK_EQ_INT(seen.calls, 1);
+  CHECK_EQ_STR(seen.rel, "ns/sid/topic");
+  CHECK_EQ_INT(seen.found.files, files + 1);
+  CHECK_EQ_INT(seen.found.records, 299); /* 300 written, one flipped */
+  CHECK_EQ_INT(seen.found.corrupt, 3);   /* the flipped record, the torn tail, the bad file */
+  CHECK(seen.files_present);
+  CHECK(!exists(c.dir));
 }
 
 TEST(sweep_removes_only_spill_files_and_empty_dirs) {
@@ -728,7 +786,7 @@ TEST(sweep_removes_only_spill_files_and_empty_dirs) {
   snprintf(p, sizeof p, "%s/dirlink", root);
   CHECK(symlink(outside, p) == 0);
 
-  CHECK_EQ_INT(sl_spill_sweep(root), 5);
+  CHECK_EQ_INT(sl_spill_sweep(root, NULL, NULL), 5);
   CHECK(exists(root));
   struct { const char *path; bool present; } want[] = {
       {"/a", true},           {"/a/keep.txt", true}, {"/a/b", true},    {"/a/b/x.spill.bak", true},
@@ -743,10 +801,10 @@ TEST(sweep_removes_only_spill_files_and_empty_dirs) {
   CHECK(exists(target));
 
   snprintf(p, sizeof p, "%s/no-such-dir", base);
-  CHECK_EQ_INT(sl_spill_sweep(p), 0);
+  CHECK_EQ_INT(sl_spill_sweep(p, NULL, NULL), 0);
   snprintf(p, sizeof p, "%s/a/keep.txt", root);
-  CHECK_EQ_INT(sl_spill_sweep(p), -ENOTDIR);
-  CHECK_EQ_INT(sl_spill_sweep(root), 0); /* idempotent */
+  CHECK_EQ_INT(sl_spill_sweep(p, NULL, NULL), -ENOTDIR);
+  CHECK_EQ_INT(sl_spill_sweep(root, NULL, NULL), 0); /* idempotent */
 }
 
 TEST(write_failure_enotdir) {
@@ -1018,6 +1076,7 @@ int main(void) {
   RUN(close_from_callback);
   RUN(close_keep_files_then_sweep);
   RUN(sweep_removes_only_spill_files_and_empty_dirs);
+  RUN(sweep_counts_orphan_records_before_removing);
   RUN(write_failure_enotdir);
   RUN(directory_removed_under_us);
   RUN(write_failure_enospc_tmpfs);
