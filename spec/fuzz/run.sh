@@ -14,7 +14,6 @@ cd "$(dirname "$0")/../.."
 OUT=${BUILD_FUZZ:-build-fuzz}
 SECS=${FUZZ_SECONDS:-30}
 CC_FUZZ=${CC_FUZZ:-clang}
-SRCS="core/sio_codec.c core/util.c"
 CFLAGS_FUZZ="-std=gnu11 -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined
              -fno-sanitize-recover=undefined -Wall -Wextra -Icore"
 
@@ -23,21 +22,26 @@ if ! command -v "$CC_FUZZ" >/dev/null; then
   exit 1
 fi
 
+LIBS_ALL="-luv -lluajit-5.1 -lwslay -lcjson -lyaml -lhttp_parser -lcrypto -lz -lm -lpthread -ldl"
+
+# The whole library (core + Lua binding) instrumented for libFuzzer, ASan and UBSan, built
+# once by the Makefile's own rules into $OUT/lib (make keeps it up to date).
+lib() {
+  make -s -j2 BUILD="$OUT/lib" CC="$CC_FUZZ" OPT=-O1 \
+    EXTRA_CFLAGS="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined" \
+    "$OUT/lib/libsluice.a" >/dev/null
+}
+
 build() { # build <target>
   mkdir -p "$OUT"
-  if [[ "$1" == fuzz_config || "$1" == fuzz_pview ]]; then
-    # The config loader and the payload views run inside the Lua binding: link the VM, the
-    # embedded Lua library and the recording fake core (no network).
-    bash .ci/embed-lua.sh "$OUT/lua_embedded.c" lua/*.lua
-    # shellcheck disable=SC2086
-    "$CC_FUZZ" $CFLAGS_FUZZ -Ilua -Ispec/unit $(pkg-config --cflags luajit) "spec/fuzz/$1.c" \
-      $(ls lua/*.c | grep -v -e lua/embed.c -e lua/policy.c) core/config.c core/util.c \
-      "$OUT/lua_embedded.c" \
-      -lluajit-5.1 -lyaml -lcjson -luv -lcrypto -lm -ldl -o "$OUT/$1"
-    return
-  fi
+  lib
+  # Every target links the instrumented library and takes only what it names from it: the
+  # codec targets the codec, fuzz_config/fuzz_pview the Lua binding over the recording fake
+  # core (spec/unit/fake_core.c, #include'd: no network), the others a real gateway
+  # (fuzz_gw.h) or the spill.
   # shellcheck disable=SC2086
-  "$CC_FUZZ" $CFLAGS_FUZZ "spec/fuzz/$1.c" $SRCS -lcjson -o "$OUT/$1"
+  "$CC_FUZZ" $CFLAGS_FUZZ -Ilua -Ispec/unit $(pkg-config --cflags luajit) "spec/fuzz/$1.c" \
+    "$OUT/lib/libsluice.a" $LIBS_ALL -o "$OUT/$1"
 }
 
 if [[ "${1:-}" == "--repro" ]]; then
