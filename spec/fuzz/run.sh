@@ -3,6 +3,8 @@
 #
 #   bash spec/fuzz/run.sh [target...]     (default: every spec/fuzz/fuzz_*.c)
 #   FUZZ_SECONDS=300 bash spec/fuzz/run.sh fuzz_sio
+#   FUZZ_SECONDS=1800 FUZZ_RUNS=10000000 bash spec/fuzz/run.sh fuzz_http   (a long run: stops
+#       at 30 minutes or 10 million executions, whichever comes first)
 #   bash spec/fuzz/run.sh --repro fuzz_sio build-fuzz/artifacts/fuzz_sio/crash-...
 #
 # Needs clang with the libFuzzer runtime (Debian: clang, libclang-rt-14-dev). Binaries, the
@@ -44,6 +46,14 @@ build() { # build <target>
     "$OUT/lib/libsluice.a" $LIBS_ALL -o "$OUT/$1"
 }
 
+dict_for() { # dict_for <target>: the -dict option for a target (empty for none)
+  case "$1" in
+  fuzz_ws | fuzz_api) echo "-dict=spec/fuzz/fuzz_session.dict" ;;
+  fuzz_spill) ;;
+  *) if [[ -f "spec/fuzz/$1.dict" ]]; then echo "-dict=spec/fuzz/$1.dict"; else echo "-dict=spec/fuzz/sio.dict"; fi ;;
+  esac
+}
+
 if [[ "${1:-}" == "--repro" ]]; then
   t=$2; shift 2
   build "$t"
@@ -67,8 +77,9 @@ for t in "${targets[@]}"; do
   mkdir -p "$OUT/corpus/$t" "$OUT/artifacts/$t"
   echo "fuzz: running $t for ${SECS}s"
   # The first corpus dir receives new inputs; the committed seeds are read only.
-  if ! "$OUT/$t" -max_total_time="$SECS" -timeout=10 -rss_limit_mb=2048 -max_len=8192 \
-      -print_final_stats=1 -dict=spec/fuzz/sio.dict \
+  # shellcheck disable=SC2046
+  if ! "$OUT/$t" -max_total_time="$SECS" ${FUZZ_RUNS:+-runs=$FUZZ_RUNS} -timeout=10 -rss_limit_mb=2048 -max_len=8192 \
+      -print_final_stats=1 $(dict_for "$t") \
       -artifact_prefix="$OUT/artifacts/$t/" \
       "$OUT/corpus/$t" "spec/fuzz/corpus/$t" 2>"$OUT/$t.log"; then
     failed=1
