@@ -63,7 +63,9 @@ static const char fz_config_json[] =
     "\"maxQueuedMessagesPerClient\":8},"
     "{\"path\":\"/co\",\"topics\":[\"s\"],\"overflowAction\":\"COALESCE\",\"coalesce\":true,"
     "\"coalesceKey\":\"symbol\",\"maxQueuedMessagesPerClient\":2},"
-    "{\"path\":\"/auth\",\"topics\":[\"x\"],\"authRequired\":true}"
+    "{\"path\":\"/auth\",\"topics\":[\"x\"],\"authRequired\":true},"
+    "{\"path\":\"/retry\",\"topics\":[\"r\"],\"deliveryMode\":\"AT_LEAST_ONCE\","
+    "\"maxRetries\":1,\"ackTimeoutMs\":1,\"retryBackoff\":2}"
     "]}}}";
 
 /* Publishes from the embedder side (the route the API and Lua take), so lanes, acks and the

@@ -10,7 +10,8 @@
  *   0x01  the gateway publishes (byte 1 picks the namespace/topic, byte 2 the coalesce key)
  *   0x02  ack the last messageId the client received (AT_LEAST_ONCE, namespace /ack)
  *   0x03  the rest is a binary packet (a Socket.IO attachment)
- *   0x04  polling only: upgrade to WebSocket (probe "2probe", then "5") */
+ *   0x04  polling only: upgrade to WebSocket (probe "2probe", then "5")
+ *   0x05  wait 2 ms and run the loop (the 1 ms ack deadlines of /retry pass) */
 #include "fuzz_gw.h"
 
 typedef struct {
@@ -54,8 +55,9 @@ static void text(sess *s, const char *t) { packet(s, (const uint8_t *)t, strlen(
 
 static void publish(sess *s, const uint8_t *p, size_t n) {
   static const char *const where[][2] = {
-      {"/feed", "prices"}, {"/feed", "news"}, {"/ack", "q"}, {"/co", "s"}, {"/auth", "x"}};
-  size_t w = n > 0 ? p[0] % 5 : 0;
+      {"/feed", "prices"}, {"/feed", "news"}, {"/ack", "q"}, {"/co", "s"}, {"/auth", "x"},
+      {"/retry", "r"}};
+  size_t w = n > 0 ? p[0] % 6 : 0;
   char json[96];
   snprintf(json, sizeof json, "{\"symbol\":\"%c\",\"n\":%u,\"pad\":\"%.*s\"}",
            'A' + (n > 1 ? p[1] % 3 : 0), s->published++, (int)(n > 2 ? (n - 2) % 40 : 0),
@@ -106,6 +108,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     text(&s, "40/feed,{\"token\":\"good\"}");
     text(&s, "40/ack,{\"token\":\"good\"}");
     text(&s, "40/co,{\"token\":\"good\"}");
+    text(&s, "40/retry,{\"token\":\"good\"}");
   }
   size_t pos = 1;
   while (pos < size) {
@@ -118,6 +121,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     case 2: ack_last(&s); break;
     case 3: packet(&s, p + 1, n - 1, true); break;
     case 4: upgrade(&s); break;
+    case 5: usleep(2000); break;
     default: packet(&s, p, n, false); break;
     }
     fz_pump();
