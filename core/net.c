@@ -83,10 +83,14 @@ typedef struct sl_addr_slot {
 static void on_close(uv_handle_t *h);
 static void set_charge(sl_conn *c, uint64_t bytes);
 static void refuse_partial(sl_conn *v, int reason);
+static void conn_start(sl_conn *c);
 
 /* ---- timeouts ------------------------------------------------------------------------ */
 
+/* A closing connection is never armed: its memory goes away in the close callback, and a
+ * link left in the gateway's list would be walked by the sweeper after that. */
 static void timeout_arm(sl_conn *c, uint64_t ms) {
+  if (c->closing) return;
   sl_list_del(&c->tlink);
   c->deadline = uv_now(c->srv->gw->loop) + ms;
   sl_list_push(&c->srv->gw->timeouts, &c->tlink);
@@ -238,6 +242,9 @@ static void conn_request(sl_conn *c) {
 
 static int on_message_begin(http_parser *p) {
   sl_conn *c = parser_conn(p);
+  /* The previous request of this read closed the connection (an HTTP/1.0 answer written at
+   * once, an error): the pipelined rest is not ours to parse. */
+  if (c->closing) return -1;
   req_free(c->req);
   c->req = sl_xcalloc(1, sizeof(sl_req));
   set_charge(c, http_held(c));
@@ -637,14 +644,37 @@ static void accept_conn(sl_server *srv, uv_stream_t *l, int status, bool api) {
     c->closing = 1;
     return;
   }
+  conn_start(c);
+}
+
+/* sl__server_adopt: see net.h. */
+sl_conn *sl__server_adopt(sl_server *srv, uv_os_sock_t fd) {
+  sl_conn *c = sl_xcalloc(1, sizeof *c);
+  c->srv = srv;
+  sl_heap_node_init(&c->inb);
+  uv_tcp_init(srv->gw->loop, &c->tcp);
+  if (uv_tcp_open(&c->tcp, fd) != 0) {
+    uv_close((uv_handle_t *)&c->tcp, on_close);
+    c->closing = 1;
+    return NULL;
+  }
+  conn_start(c);
+  return c;
+}
+
+/* What every accepted connection starts with: listed, HTTP parser ready, header deadline
+ * armed, reading. */
+static void conn_start(sl_conn *c) {
+  sl_server *srv = c->srv;
   sl_list_push(&srv->conns, &c->link);
   /* TLS on the client port only: the API listener is plain HTTP (loopback or a Unix socket). */
+  bool api = c->api;
   if (!api && srv->tls && !(c->tls = sl_tls_new(srv->tls))) {
     sl_log_warn("cannot create a TLS connection on %s (out of memory?)", srv->cfg->name);
     sl_conn_close(c);
     return;
   }
-  if (l->type == UV_TCP) uv_tcp_nodelay(&c->tcp, 1);
+  if (c->tcp.type == UV_TCP) uv_tcp_nodelay(&c->tcp, 1);
   if (srv->cfg->socket_sndbuf > 0 && !api) {
     int v = (int)srv->cfg->socket_sndbuf;
     uv_send_buffer_size((uv_handle_t *)&c->tcp, &v);
@@ -696,7 +726,7 @@ const char *sl_conn_remote(sl_conn *c, char *buf, size_t len) {
   }
   if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0) {
     if (ss.ss_family == AF_INET) uv_ip4_name((struct sockaddr_in *)&ss, buf, len);
-    else uv_ip6_name((struct sockaddr_in6 *)&ss, buf, len);
+    else if (ss.ss_family == AF_INET6) uv_ip6_name((struct sockaddr_in6 *)&ss, buf, len);
   }
   return buf;
 }

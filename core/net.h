@@ -190,6 +190,13 @@ void sl_conn_refuse(sl_conn *c, int status, const char *code, const char *messag
  * before queueing that last answer. From then on, bytes read are dropped. */
 void sl_conn_linger(sl_conn *c);
 
+/* sl__server_adopt: test seam for the fuzz targets (spec/fuzz/fuzz_gw.h), not for
+ * production: make fd, an already connected stream socket (one end of a socketpair), a
+ * connection of srv exactly as if its listener had accepted it. srv must be listening
+ * (sl_server_listen installed its request callback). Returns the connection, or NULL when
+ * libuv refuses fd (the caller still owns fd then). */
+sl_conn *sl__server_adopt(sl_server *srv, uv_os_sock_t fd);
+
 /* sl_server_close_conns: sl_conn_close every connection of srv (graceful stop). */
 void sl_server_close_conns(sl_server *srv);
 

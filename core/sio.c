@@ -305,7 +305,11 @@ void sl_sio_message(sl_session *s, const uint8_t *data, size_t len, bool binary)
     memcpy(pb->nsp, p.nsp, p.nsplen);
     pb->nsplen = p.nsplen;
     pb->ack_id = p.ack_id;
-    pb->json = sl_xstrndup(p.json, p.jsonlen);
+    /* all jsonlen bytes: a NUL inside the text (valid inside a JSON string) must not make
+     * the copy shorter than the length it is parsed with */
+    pb->json = sl_xmalloc(p.jsonlen + 1);
+    memcpy(pb->json, p.json, p.jsonlen);
+    pb->json[p.jsonlen] = 0;
     pb->jsonlen = p.jsonlen;
     pb->need = p.attachments;
     s->pbin = pb;

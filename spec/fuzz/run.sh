@@ -3,6 +3,8 @@
 #
 #   bash spec/fuzz/run.sh [target...]     (default: every spec/fuzz/fuzz_*.c)
 #   FUZZ_SECONDS=300 bash spec/fuzz/run.sh fuzz_sio
+#   FUZZ_SECONDS=1800 FUZZ_RUNS=10000000 bash spec/fuzz/run.sh fuzz_http   (a long run: stops
+#       at 30 minutes or 10 million executions, whichever comes first)
 #   bash spec/fuzz/run.sh --repro fuzz_sio build-fuzz/artifacts/fuzz_sio/crash-...
 #
 # Needs clang with the libFuzzer runtime (Debian: clang, libclang-rt-14-dev). Binaries, the
@@ -14,7 +16,6 @@ cd "$(dirname "$0")/../.."
 OUT=${BUILD_FUZZ:-build-fuzz}
 SECS=${FUZZ_SECONDS:-30}
 CC_FUZZ=${CC_FUZZ:-clang}
-SRCS="core/sio_codec.c core/util.c"
 CFLAGS_FUZZ="-std=gnu11 -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined
              -fno-sanitize-recover=undefined -Wall -Wextra -Icore"
 
@@ -23,28 +24,34 @@ if ! command -v "$CC_FUZZ" >/dev/null; then
   exit 1
 fi
 
+LIBS_ALL="-luv -lluajit-5.1 -lwslay -lcjson -lyaml -lhttp_parser -lcrypto -lz -lm -lpthread -ldl"
+
+# The whole library (core + Lua binding) instrumented for libFuzzer, ASan and UBSan, built
+# once by the Makefile's own rules into $OUT/lib (make keeps it up to date).
+lib() {
+  make -s -j2 BUILD="$OUT/lib" CC="$CC_FUZZ" OPT=-O1 \
+    EXTRA_CFLAGS="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined" \
+    "$OUT/lib/libsluice.a" >/dev/null
+}
+
 build() { # build <target>
   mkdir -p "$OUT"
-  if [[ "$1" == fuzz_config || "$1" == fuzz_pview ]]; then
-    # The config loader and the payload views run inside the Lua binding: link the VM, the
-    # embedded Lua library and the recording fake core (no network).
-    bash .ci/embed-lua.sh "$OUT/lua_embedded.c" lua/*.lua
-    # shellcheck disable=SC2086
-    "$CC_FUZZ" $CFLAGS_FUZZ -Ilua -Ispec/unit $(pkg-config --cflags luajit) "spec/fuzz/$1.c" \
-      $(ls lua/*.c | grep -v -e lua/embed.c -e lua/policy.c) core/config.c core/hooks.c core/util.c \
-      "$OUT/lua_embedded.c" \
-      -lluajit-5.1 -lyaml -lcjson -luv -lcrypto -lm -ldl -o "$OUT/$1"
-    return
-  fi
-  if [[ "$1" == fuzz_spill ]]; then
-    # The readers of what a crashed process left: orphan spill segments and the crash ledger.
-    # shellcheck disable=SC2086
-    "$CC_FUZZ" $CFLAGS_FUZZ "spec/fuzz/$1.c" core/spill.c core/ledger.c core/util.c \
-      -luv -lz -lm -o "$OUT/$1"
-    return
-  fi
+  lib
+  # Every target links the instrumented library and takes only what it names from it: the
+  # codec targets the codec, fuzz_config/fuzz_pview the Lua binding over the recording fake
+  # core (spec/unit/fake_core.c, #include'd: no network), the others a real gateway
+  # (fuzz_gw.h) or the spill.
   # shellcheck disable=SC2086
-  "$CC_FUZZ" $CFLAGS_FUZZ "spec/fuzz/$1.c" $SRCS -lcjson -o "$OUT/$1"
+  "$CC_FUZZ" $CFLAGS_FUZZ -Ilua -Ispec/unit $(pkg-config --cflags luajit) "spec/fuzz/$1.c" \
+    "$OUT/lib/libsluice.a" $LIBS_ALL -o "$OUT/$1"
+}
+
+dict_for() { # dict_for <target>: the -dict option for a target (empty for none)
+  case "$1" in
+  fuzz_ws | fuzz_api) echo "-dict=spec/fuzz/fuzz_session.dict" ;;
+  fuzz_spill | fuzz_orphans) ;;
+  *) if [[ -f "spec/fuzz/$1.dict" ]]; then echo "-dict=spec/fuzz/$1.dict"; else echo "-dict=spec/fuzz/sio.dict"; fi ;;
+  esac
 }
 
 if [[ "${1:-}" == "--repro" ]]; then
@@ -70,8 +77,9 @@ for t in "${targets[@]}"; do
   mkdir -p "$OUT/corpus/$t" "$OUT/artifacts/$t"
   echo "fuzz: running $t for ${SECS}s"
   # The first corpus dir receives new inputs; the committed seeds are read only.
-  if ! "$OUT/$t" -max_total_time="$SECS" -timeout=10 -rss_limit_mb=2048 -max_len=8192 \
-      -print_final_stats=1 -dict=spec/fuzz/sio.dict \
+  # shellcheck disable=SC2046
+  if ! "$OUT/$t" -max_total_time="$SECS" ${FUZZ_RUNS:+-runs=$FUZZ_RUNS} -timeout=10 -rss_limit_mb=2048 -max_len=8192 \
+      -print_final_stats=1 $(dict_for "$t") \
       -artifact_prefix="$OUT/artifacts/$t/" \
       "$OUT/corpus/$t" "spec/fuzz/corpus/$t" 2>"$OUT/$t.log"; then
     failed=1

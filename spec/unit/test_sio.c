@@ -218,6 +218,25 @@ TEST(binary_event_is_reassembled_before_on_event) {
   fx_close(&f);
 }
 
+/* Found by fuzz_session (spec/fuzz/corpus/fuzz_session/crash-binary-nul-in-json): the header
+ * of a binary event was kept with a string copy that stopped at a NUL inside the JSON text
+ * but was parsed with the full length, reading past the copy. */
+TEST(binary_event_header_with_a_nul_is_kept_whole) {
+  fixture f;
+  if (fx_open(&f)) { TL_FAIL("fixture"); return; }
+  feed(&f, "0/feed,");
+  next_out(&f);
+  static const char pk[] = "51-/feed,[\"up\",{\"k\":\"a\0b\"},{\"_placeholder\":true,\"num\":0}]";
+  sl_sio_message(f.sess, (const uint8_t *)pk, sizeof pk - 1, false);
+  CHECK_EQ_INT(rec.events, 0);
+  sl_sio_message(f.sess, (const uint8_t *)"\x01\x02", 2, true);
+  CHECK_EQ_INT(rec.events, 1);
+  CHECK_EQ_STR(rec.event, "up");
+  CHECK_EQ_INT(rec.natts, 1);
+  CHECK_EQ_INT(rec.closes, 0);
+  fx_close(&f);
+}
+
 TEST(disconnect_and_server_kick_close_the_socket_once) {
   fixture f;
   if (fx_open(&f)) { TL_FAIL("fixture"); return; }
@@ -252,6 +271,7 @@ int main(void) {
   RUN(unknown_namespace_is_a_connect_error);
   RUN(event_reaches_on_event_with_the_whole_array_and_ack_id);
   RUN(binary_event_is_reassembled_before_on_event);
+  RUN(binary_event_header_with_a_nul_is_kept_whole);
   RUN(disconnect_and_server_kick_close_the_socket_once);
   return tl_report();
 }
