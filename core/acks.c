@@ -92,8 +92,8 @@ static void ack_timer_cb(uv_timer_t *t) {
       sl_log_debug("message %s to %s exhausted its %lld retries", e->m->msgid ? e->m->msgid : "?",
                    l->sock->id, (long long)cfg->max_retries);
       sl_log_info("retries exhausted: namespace %s topic %s client %s message %s after %u retries",
-                  l->topic->ns->path, l->topic->name, l->sock->id,
-                  e->m->msgid ? e->m->msgid : "?", e->retries);
+                  l->topic->ns->path, l->topic->name, l->sock->id, e->m->msgid ? e->m->msgid : "?",
+                  e->retries);
       sl_hooks_event(l->topic->ns->srv, SL_EV_RETRY_EXHAUSTED, l->sock, l->topic->name, NULL,
                      e->m->msgid, e->retries);
       inflight_drop(e);

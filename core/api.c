@@ -51,7 +51,7 @@ static size_t query_limit(const char *url, size_t def) {
  * Every refusal is a JSON error naming its rule, counted in sluice_api_refused_total. */
 
 static const char *const refusal_names[SL_API_REFUSED_COUNT] = {
-  "token", "forwarded", "peer", "origin", "host", "content_type",
+    "token", "forwarded", "peer", "origin", "host", "content_type",
 };
 
 static bool refuse(sl_conn *c, int reason, int status, const char *code, const char *message) {
@@ -128,12 +128,14 @@ static bool api_allowed(sl_conn *c) {
                   "missing or invalid API token (Authorization: Bearer <apiToken>)");
   }
   if (r->proxied) {
-    const char *h = r->proxied & SL_PROXY_FORWARDED ? "Forwarded"
-                    : r->proxied & SL_PROXY_X_FORWARDED_FOR ? "X-Forwarded-For" : "X-Real-IP";
+    const char *h = r->proxied & SL_PROXY_FORWARDED         ? "Forwarded"
+                    : r->proxied & SL_PROXY_X_FORWARDED_FOR ? "X-Forwarded-For"
+                                                            : "X-Real-IP";
     char msg[256];
     snprintf(msg, sizeof msg,
              "refused: the request carries %s, so a proxy is in front and the peer being local "
-             "means nothing; set apiToken to call the API through a proxy", h);
+             "means nothing; set apiToken to call the API through a proxy",
+             h);
     return refuse(c, SL_API_REFUSED_FORWARDED, 403, "PROXIED", msg);
   }
   char peer[64];
@@ -158,16 +160,18 @@ static bool api_allowed(sl_conn *c) {
 
 /* sluice_api_refused_total{reason} */
 static void refusal_metrics(sl_gateway *gw, sl_sbuf *b) {
-  sl_sbuf_puts(b, "# HELP sluice_api_refused_total HTTP API requests refused by its rules, by rule\n"
-                  "# TYPE sluice_api_refused_total counter\n");
+  sl_sbuf_puts(b,
+               "# HELP sluice_api_refused_total HTTP API requests refused by its rules, by rule\n"
+               "# TYPE sluice_api_refused_total counter\n");
   for (int i = 0; i < SL_API_REFUSED_COUNT; i++)
     sl_sbuf_printf(b, "sluice_api_refused_total{reason=\"%s\"} %llu\n", refusal_names[i],
                    (unsigned long long)gw->api_refused[i]);
   sl_sbuf_puts(b, "# HELP sluice_eio_refused_total Engine.IO requests refused: by cors.origins "
                   "(origin) or by the allowRequest hook (allow_request)\n"
                   "# TYPE sluice_eio_refused_total counter\n");
-  sl_sbuf_printf(b, "sluice_eio_refused_total{reason=\"origin\"} %llu\n"
-                    "sluice_eio_refused_total{reason=\"allow_request\"} %llu\n",
+  sl_sbuf_printf(b,
+                 "sluice_eio_refused_total{reason=\"origin\"} %llu\n"
+                 "sluice_eio_refused_total{reason=\"allow_request\"} %llu\n",
                  (unsigned long long)gw->eio_refused_origin,
                  (unsigned long long)gw->eio_refused_allow);
 }
@@ -213,7 +217,8 @@ static int check_item(sl_conn *c, const cJSON *it, int idx, char *err, size_t er
   if (!sl_topic_find(n, topic->valuestring, strlen(topic->valuestring))) {
     *status = 404;
     *code = "UNKNOWN_TOPIC";
-    snprintf(err, errlen, "%sunknown topic %s in namespace %s", where, topic->valuestring, ns->valuestring);
+    snprintf(err, errlen, "%sunknown topic %s in namespace %s", where, topic->valuestring,
+             ns->valuestring);
     return -1;
   }
   return 0;
@@ -263,12 +268,15 @@ static void api_publish(sl_conn *c) {
     const cJSON *it = arr ? cJSON_GetArrayItem(root, i) : root;
     const cJSON *to = cJSON_GetObjectItemCaseSensitive(it, "to");
     char *payload = sl_json_print(cJSON_GetObjectItemCaseSensitive(it, "payload"));
-    sl_publish_opts o = {.server = c->srv->cfg->name, .source = SL_SRC_API, .trusted_json = true,
+    sl_publish_opts o = {.server = c->srv->cfg->name,
+                         .source = SL_SRC_API,
+                         .trusted_json = true,
                          .to = cJSON_IsString(to) ? to->valuestring : NULL};
     char id[SL_MSGID_MAX];
-    int rc = payload ? sl_publish(c->srv->gw, cJSON_GetObjectItemCaseSensitive(it, "namespace")->valuestring,
-                                  cJSON_GetObjectItemCaseSensitive(it, "topic")->valuestring, payload,
-                                  strlen(payload), &o, id)
+    int rc = payload ? sl_publish(c->srv->gw,
+                                  cJSON_GetObjectItemCaseSensitive(it, "namespace")->valuestring,
+                                  cJSON_GetObjectItemCaseSensitive(it, "topic")->valuestring,
+                                  payload, strlen(payload), &o, id)
                      : SL_ENOMEM;
     free(payload);
     if (rc != 0) {
@@ -276,8 +284,13 @@ static void api_publish(sl_conn *c) {
       sl_sbuf_free(&out);
       cJSON_Delete(root);
       snprintf(err, sizeof err, "[%d] %s", i, sl_strerror(rc));
-      sl_http_json_error(c, rc == SL_ETOOBIG ? 413 : rc == SL_EFORBIDDEN ? 403 : 400,
-                         rc == SL_ETOOBIG ? "PAYLOAD_TOO_LARGE" : rc == SL_EFORBIDDEN ? "FORBIDDEN" : "PUBLISH_FAILED",
+      sl_http_json_error(c,
+                         rc == SL_ETOOBIG      ? 413
+                         : rc == SL_EFORBIDDEN ? 403
+                                               : 400,
+                         rc == SL_ETOOBIG      ? "PAYLOAD_TOO_LARGE"
+                         : rc == SL_EFORBIDDEN ? "FORBIDDEN"
+                                               : "PUBLISH_FAILED",
                          err);
       return;
     }
@@ -293,10 +306,14 @@ static void api_publish(sl_conn *c) {
 
 static void label_escape(sl_sbuf *b, const char *s) {
   for (; *s; s++) {
-    if (*s == '\\') sl_sbuf_puts(b, "\\\\");
-    else if (*s == '"') sl_sbuf_puts(b, "\\\"");
-    else if (*s == '\n') sl_sbuf_puts(b, "\\n");
-    else sl_sbuf_append(b, s, 1);
+    if (*s == '\\')
+      sl_sbuf_puts(b, "\\\\");
+    else if (*s == '"')
+      sl_sbuf_puts(b, "\\\"");
+    else if (*s == '\n')
+      sl_sbuf_puts(b, "\\n");
+    else
+      sl_sbuf_append(b, s, 1);
   }
 }
 
@@ -323,15 +340,18 @@ typedef struct {
 } topic_metric;
 
 static const topic_metric topic_metrics[] = {
-  {"streamfence_messages_published_total", "Total outbound messages published", SL_M_PUBLISHED},
-  {"streamfence_messages_published_bytes_total", "Total outbound message bytes published", SL_M_PUBLISHED_BYTES},
-  {"streamfence_messages_received_total", "Total inbound messages received", SL_M_RECEIVED},
-  {"streamfence_messages_received_bytes_total", "Total inbound message bytes received", SL_M_RECEIVED_BYTES},
-  {"streamfence_retries_total", "Total retry attempts", SL_M_RETRIES},
-  {"streamfence_retries_exhausted_total", "Total exhausted retry outcomes", SL_M_RETRIES_EXHAUSTED},
-  {"streamfence_messages_dropped_total", "Total dropped messages", SL_M_DROPPED},
-  {"streamfence_messages_coalesced_total", "Total coalesced messages", SL_M_COALESCED},
-  {"streamfence_messages_spilled_total", "Total messages spilled to disk", SL_M_SPILLED},
+    {"streamfence_messages_published_total", "Total outbound messages published", SL_M_PUBLISHED},
+    {"streamfence_messages_published_bytes_total", "Total outbound message bytes published",
+     SL_M_PUBLISHED_BYTES},
+    {"streamfence_messages_received_total", "Total inbound messages received", SL_M_RECEIVED},
+    {"streamfence_messages_received_bytes_total", "Total inbound message bytes received",
+     SL_M_RECEIVED_BYTES},
+    {"streamfence_retries_total", "Total retry attempts", SL_M_RETRIES},
+    {"streamfence_retries_exhausted_total", "Total exhausted retry outcomes",
+     SL_M_RETRIES_EXHAUSTED},
+    {"streamfence_messages_dropped_total", "Total dropped messages", SL_M_DROPPED},
+    {"streamfence_messages_coalesced_total", "Total coalesced messages", SL_M_COALESCED},
+    {"streamfence_messages_spilled_total", "Total messages spilled to disk", SL_M_SPILLED},
 };
 
 static uint64_t g_subscribers(const sl_topic *t) { return t->nsubs; }
@@ -370,16 +390,24 @@ static const struct {
   const char *name, *type, *help;
   uint64_t (*value)(const sl_topic *);
 } topic_gauges[] = {
-  {"sluice_subscribers", "gauge", "Current subscriptions per topic", g_subscribers},
-  {"sluice_queued_messages", "gauge", "Messages waiting in lanes (not yet sent) per topic", g_queued},
-  {"sluice_queued_bytes", "gauge", "Payload bytes held by lanes (pending and in flight) per topic", g_queued_bytes},
-  {"sluice_in_flight_messages", "gauge", "AT_LEAST_ONCE messages sent and awaiting an ack", g_in_flight},
-  {"sluice_spill_bytes", "gauge", "Bytes in spill files on disk", g_spill_bytes},
-  {"sluice_spill_records", "gauge", "Spilled records not yet read back (on disk, or being written)", g_spill_records},
-  {"sluice_spill_read_total", "counter", "Spilled records read back from disk into a lane", g_spill_read},
-  {"sluice_spill_corrupt_records_total", "counter", "Spilled records skipped as corrupt", g_spill_corrupt},
-  {"sluice_messages_delivered_total", "counter",
-   "Messages handed to a client's transport (first sends; re-sends are streamfence_retries_total)", g_delivered},
+    {"sluice_subscribers", "gauge", "Current subscriptions per topic", g_subscribers},
+    {"sluice_queued_messages", "gauge", "Messages waiting in lanes (not yet sent) per topic",
+     g_queued},
+    {"sluice_queued_bytes", "gauge",
+     "Payload bytes held by lanes (pending and in flight) per topic", g_queued_bytes},
+    {"sluice_in_flight_messages", "gauge", "AT_LEAST_ONCE messages sent and awaiting an ack",
+     g_in_flight},
+    {"sluice_spill_bytes", "gauge", "Bytes in spill files on disk", g_spill_bytes},
+    {"sluice_spill_records", "gauge",
+     "Spilled records not yet read back (on disk, or being written)", g_spill_records},
+    {"sluice_spill_read_total", "counter", "Spilled records read back from disk into a lane",
+     g_spill_read},
+    {"sluice_spill_corrupt_records_total", "counter", "Spilled records skipped as corrupt",
+     g_spill_corrupt},
+    {"sluice_messages_delivered_total", "counter",
+     "Messages handed to a client's transport (first sends; re-sends are "
+     "streamfence_retries_total)",
+     g_delivered},
 };
 
 /* Prometheus bucket edges of sluice_lua_hook_duration_seconds: each is an exact edge of
@@ -387,15 +415,16 @@ static const struct {
 static const struct {
   uint64_t ns;
   const char *le;
-} hook_buckets[] = {{50, "5e-08"},      {100, "1e-07"},   {250, "2.5e-07"}, {500, "5e-07"},
-                    {1000, "1e-06"},    {2500, "2.5e-06"}, {10000, "1e-05"}, {100000, "0.0001"},
-                    {1000000, "0.001"}, {10000000, "0.01"},   {100000000, "0.1"},  {1000000000, "1"}};
+} hook_buckets[] = {{50, "5e-08"},      {100, "1e-07"},     {250, "2.5e-07"},   {500, "5e-07"},
+                    {1000, "1e-06"},    {2500, "2.5e-06"},  {10000, "1e-05"},   {100000, "0.0001"},
+                    {1000000, "0.001"}, {10000000, "0.01"}, {100000000, "0.1"}, {1000000000, "1"}};
 
 /* sluice_lua_hook_duration_seconds: a histogram per hook kind of the sampled calls. */
 static void hook_time_metrics(sl_sbuf *b, const sl_lathist *ht) {
-  metric_head(b, "sluice_lua_hook_duration_seconds", "histogram",
-              "Wall time of Lua hook calls made by the core, sampled: one call in "
-              SL_HOOK_SAMPLE_EVERY_STR " of each hook is timed");
+  metric_head(
+      b, "sluice_lua_hook_duration_seconds", "histogram",
+      "Wall time of Lua hook calls made by the core, sampled: one call in " SL_HOOK_SAMPLE_EVERY_STR
+      " of each hook is timed");
   for (int k = 0; k < SL_HOOK_TIMED_KINDS; k++) {
     const sl_lathist *h = &ht[k];
     for (size_t i = 0; i < sizeof hook_buckets / sizeof hook_buckets[0]; i++)
@@ -404,10 +433,10 @@ static void hook_time_metrics(sl_sbuf *b, const sl_lathist *ht) {
                      (unsigned long long)sl_lathist_le(h, hook_buckets[i].ns));
     sl_sbuf_printf(b, "sluice_lua_hook_duration_seconds_bucket{hook=\"%s\",le=\"+Inf\"} %llu\n",
                    sl_hook_time_names[k], (unsigned long long)h->n);
-    sl_sbuf_printf(b, "sluice_lua_hook_duration_seconds_sum{hook=\"%s\"} %.9f\n", sl_hook_time_names[k],
-                   (double)h->sum_ns / 1e9);
-    sl_sbuf_printf(b, "sluice_lua_hook_duration_seconds_count{hook=\"%s\"} %llu\n", sl_hook_time_names[k],
-                   (unsigned long long)h->n);
+    sl_sbuf_printf(b, "sluice_lua_hook_duration_seconds_sum{hook=\"%s\"} %.9f\n",
+                   sl_hook_time_names[k], (double)h->sum_ns / 1e9);
+    sl_sbuf_printf(b, "sluice_lua_hook_duration_seconds_count{hook=\"%s\"} %llu\n",
+                   sl_hook_time_names[k], (unsigned long long)h->n);
   }
 }
 
@@ -440,14 +469,16 @@ static void hook_time_json(cJSON *root, const sl_lathist *ht) {
 static void limits_metrics(sl_server *srv, sl_sbuf *b) {
   sl_gateway *gw = srv->gw;
   size_t i0 = (size_t)(srv - gw->servers), i1 = i0 + 1; /* this port's server only */
-  metric_head(b, "sluice_connections", "gauge", "Open client connections (not the API listener's, not refusals being answered)");
+  metric_head(b, "sluice_connections", "gauge",
+              "Open client connections (not the API listener's, not refusals being answered)");
   for (size_t i = i0; i < i1; i++) {
     sl_sbuf_puts(b, "sluice_connections{server=\"");
     label_escape(b, gw->servers[i].cfg->name);
     sl_sbuf_printf(b, "\"} %u\n", gw->servers[i].lim.nconns);
   }
-  metric_head(b, "sluice_inbound_buffer_bytes", "gauge",
-              "Bytes of partial inbound HTTP bodies and WebSocket messages held (maxInboundBufferBytes)");
+  metric_head(
+      b, "sluice_inbound_buffer_bytes", "gauge",
+      "Bytes of partial inbound HTTP bodies and WebSocket messages held (maxInboundBufferBytes)");
   for (size_t i = i0; i < i1; i++) {
     sl_sbuf_puts(b, "sluice_inbound_buffer_bytes{server=\"");
     label_escape(b, gw->servers[i].cfg->name);
@@ -471,12 +502,19 @@ static void limits_metrics(sl_server *srv, sl_sbuf *b) {
 static void metrics_text(sl_server *srv, sl_sbuf *b) {
   sl_gateway *gw = srv->gw;
   size_t i0 = (size_t)(srv - gw->servers), i1 = i0 + 1; /* the one server of this port */
-  struct { const char *name, *help; size_t off; } ns_metrics[] = {
-    {"streamfence_connections_total", "Total successful client connections", offsetof(sl_ns, connections)},
-    {"streamfence_disconnections_total", "Total client disconnections", offsetof(sl_ns, disconnections)},
-    {"streamfence_auth_rejected_total", "Total auth rejections", offsetof(sl_ns, auth_rejected)},
-    {"streamfence_auth_rate_limited_total", "Total auth rate-limited rejections", offsetof(sl_ns, auth_rate_limited)},
-    {"sluice_route_dropped_total", "Publishes dropped by the route hook", offsetof(sl_ns, route_dropped)},
+  struct {
+    const char *name, *help;
+    size_t off;
+  } ns_metrics[] = {
+      {"streamfence_connections_total", "Total successful client connections",
+       offsetof(sl_ns, connections)},
+      {"streamfence_disconnections_total", "Total client disconnections",
+       offsetof(sl_ns, disconnections)},
+      {"streamfence_auth_rejected_total", "Total auth rejections", offsetof(sl_ns, auth_rejected)},
+      {"streamfence_auth_rate_limited_total", "Total auth rate-limited rejections",
+       offsetof(sl_ns, auth_rate_limited)},
+      {"sluice_route_dropped_total", "Publishes dropped by the route hook",
+       offsetof(sl_ns, route_dropped)},
   };
   for (size_t k = 0; k < sizeof ns_metrics / sizeof ns_metrics[0]; k++) {
     metric_head(b, ns_metrics[k].name, "counter", ns_metrics[k].help);
@@ -484,7 +522,8 @@ static void metrics_text(sl_server *srv, sl_sbuf *b) {
       for (size_t j = 0; j < gw->servers[i].nns; j++) {
         sl_ns *ns = &gw->servers[i].ns[j];
         ns_label(b, ns_metrics[k].name, ns);
-        sl_sbuf_printf(b, "} %llu\n", (unsigned long long)*(uint64_t *)((char *)ns + ns_metrics[k].off));
+        sl_sbuf_printf(b, "} %llu\n",
+                       (unsigned long long)*(uint64_t *)((char *)ns + ns_metrics[k].off));
       }
   }
   for (size_t k = 0; k < sizeof topic_metrics / sizeof topic_metrics[0]; k++) {
@@ -550,13 +589,16 @@ static void metrics_text(sl_server *srv, sl_sbuf *b) {
   }
   limits_metrics(srv, b);
   metric_head(b, "sluice_reloads_total", "counter", "Configuration reloads by result");
-  sl_sbuf_printf(b, "sluice_reloads_total{result=\"ok\"} %llu\nsluice_reloads_total{result=\"error\"} %llu\n",
-                 (unsigned long long)gw->reloads_ok, (unsigned long long)gw->reloads_failed);
-  metric_head(b, "sluice_reload_duration_milliseconds", "gauge", "Duration of the last successful reload");
+  sl_sbuf_printf(
+      b, "sluice_reloads_total{result=\"ok\"} %llu\nsluice_reloads_total{result=\"error\"} %llu\n",
+      (unsigned long long)gw->reloads_ok, (unsigned long long)gw->reloads_failed);
+  metric_head(b, "sluice_reload_duration_milliseconds", "gauge",
+              "Duration of the last successful reload");
   sl_sbuf_printf(b, "sluice_reload_duration_milliseconds %.3f\n", gw->last_reload_ms);
   sl_script_stats st = {0};
   if (gw->ops.stats) gw->ops.stats(gw->ops_ud, &st);
-  metric_head(b, "sluice_lua_errors_total", "counter", "Errors raised by Lua hooks, timers and producers");
+  metric_head(b, "sluice_lua_errors_total", "counter",
+              "Errors raised by Lua hooks, timers and producers");
   sl_sbuf_printf(b, "sluice_lua_errors_total %llu\n", (unsigned long long)st.errors);
   metric_head(b, "sluice_lua_memory_bytes", "gauge", "Memory used by the Lua VM");
   sl_sbuf_printf(b, "sluice_lua_memory_bytes %zu\n", st.memory_bytes);
@@ -697,7 +739,8 @@ void sl_api_http(sl_conn *c) {
     return;
   }
   if (path_is(url, "/api/status") || path_is(url, "/api/clients")) {
-    char *t = path_is(url, "/api/status") ? sl_status_json(gw) : sl_status_clients_json(gw, query_limit(url, 100));
+    char *t = path_is(url, "/api/status") ? sl_status_json(gw)
+                                          : sl_status_clients_json(gw, query_limit(url, 100));
     if (!t) {
       sl_http_json_error(c, 503, "NO_MEMORY", "out of memory");
       return;

@@ -35,7 +35,8 @@ void sl_client_topic_removed(sl_socket *sock, const char *topic) {
   cJSON *o = cJSON_CreateObject();
   cJSON_AddStringToObject(o, "code", "TOPIC_REMOVED");
   char msg[512];
-  snprintf(msg, sizeof msg, "topic %.200s was removed by a configuration reload; you are unsubscribed", topic);
+  snprintf(msg, sizeof msg,
+           "topic %.200s was removed by a configuration reload; you are unsubscribed", topic);
   cJSON_AddStringToObject(o, "message", msg);
   cJSON_AddStringToObject(o, "namespace", sl_socket_ns(sock));
   cJSON_AddStringToObject(o, "topic", topic);
@@ -72,14 +73,14 @@ static void refuse(sl_socket *sock, int64_t ack_id, const char *code, const char
 
 /* ---- authentication ------------------------------------------------------------------ */
 
-#define SL_AUTH_MAX_FAILURES 5      /* failures from one address before it is rate limited */
-#define SL_AUTH_COOLDOWN_MS 30000   /* how long it stays limited */
-#define SL_AUTH_TABLE_MAX 10000     /* bound on tracked addresses */
+#define SL_AUTH_MAX_FAILURES 5    /* failures from one address before it is rate limited */
+#define SL_AUTH_COOLDOWN_MS 30000 /* how long it stays limited */
+#define SL_AUTH_TABLE_MAX 10000   /* bound on tracked addresses */
 
 typedef struct auth_fail {
   sl_hent hent;
   uint32_t failures;
-  uint64_t until;     /* limited until (loop ms), 0 = not limited */
+  uint64_t until; /* limited until (loop ms), 0 = not limited */
   uint64_t last;
   char addr[46];
 } auth_fail;
@@ -199,8 +200,8 @@ static bool client_connect(sl_socket *sock, const cJSON *auth, char *why, size_t
     snprintf(why, why_len, "Not authorized");
     sock->connecting = 1;
     char *text = auth ? sl_json_print(auth) : NULL;
-    int ok = ns->hooks.fn.connect(ns->hooks.ud[SL_HK_CONNECT], sock, text,
-                                  text ? strlen(text) : 0, why, why_len);
+    int ok = ns->hooks.fn.connect(ns->hooks.ud[SL_HK_CONNECT], sock, text, text ? strlen(text) : 0,
+                                  why, why_len);
     free(text);
     sock->connecting = 0;
     if (!ok) return false;
@@ -214,9 +215,8 @@ static const char *transport_name(const sl_socket *sock) {
 
 static void client_joined(sl_socket *sock) {
   if (sock->ns->implicit_root) return;
-  sl_log_info("client %s connected: namespace %s, remote %s, transport %s, server \"%s\"",
-              sock->id, sock->ns->path, sock->sess->remote, transport_name(sock),
-              sock->sess->srv->cfg->name);
+  sl_log_info("client %s connected: namespace %s, remote %s, transport %s, server \"%s\"", sock->id,
+              sock->ns->path, sock->sess->remote, transport_name(sock), sock->sess->srv->cfg->name);
   sl_hooks_event(sock->sess->srv, SL_EV_CONNECT, sock, NULL, NULL, NULL, 0);
 }
 
@@ -270,9 +270,9 @@ static sl_topic *topic_or_refuse(sl_socket *sock, cJSON *arg, int64_t ack_id, co
 static void ev_subscribe(sl_socket *sock, bool sub, cJSON *arg, int64_t ack_id) {
   sl_ns *ns = sock->ns;
   const char *topic;
-  sl_topic *t = topic_or_refuse(sock, arg, ack_id, sub ? "subscribe needs {topic: string}"
-                                                       : "unsubscribe needs {topic: string}",
-                                &topic);
+  sl_topic *t = topic_or_refuse(
+      sock, arg, ack_id,
+      sub ? "subscribe needs {topic: string}" : "unsubscribe needs {topic: string}", &topic);
   if (!t) return;
   if (sub) {
     if (sock->sess->srv->cfg->auth_token || ns->hooks.fn.authorize) {
@@ -295,8 +295,8 @@ static void ev_subscribe(sl_socket *sock, bool sub, cJSON *arg, int64_t ack_id) 
     sl_unsubscribe(sock, t);
   }
   ack_result(sock, ack_id, NULL, NULL, NULL);
-  sl_hooks_event(sock->sess->srv, sub ? SL_EV_SUBSCRIBE : SL_EV_UNSUBSCRIBE, sock, t->name,
-                 NULL, NULL, 0);
+  sl_hooks_event(sock->sess->srv, sub ? SL_EV_SUBSCRIBE : SL_EV_UNSUBSCRIBE, sock, t->name, NULL,
+                 NULL, 0);
 }
 
 static void ev_ack(sl_socket *sock, cJSON *arg, int64_t ack_id) {
@@ -308,15 +308,17 @@ static void ev_ack(sl_socket *sock, cJSON *arg, int64_t ack_id) {
   }
   sl_topic *tp = sl_topic_find(sock->ns, t->valuestring, strlen(t->valuestring));
   bool settled = tp && sl_delivery_ack(sock, tp, id->valuestring);
-  if (settled) ack_result(sock, ack_id, NULL, NULL, NULL);
-  else ack_result(sock, ack_id, "UNKNOWN_MESSAGE", "no message in flight with that id", NULL);
+  if (settled)
+    ack_result(sock, ack_id, NULL, NULL, NULL);
+  else
+    ack_result(sock, ack_id, "UNKNOWN_MESSAGE", "no message in flight with that id", NULL);
 }
 
 static void ev_publish(sl_socket *sock, cJSON *arg, int64_t ack_id) {
   sl_ns *ns = sock->ns;
   const char *topic;
-  sl_topic *t = topic_or_refuse(sock, arg, ack_id, "publish needs {topic: string, payload}",
-                                &topic);
+  sl_topic *t =
+      topic_or_refuse(sock, arg, ack_id, "publish needs {topic: string, payload}", &topic);
   if (!t) return;
   if (!ns->cfg->client_publish) {
     refuse(sock, ack_id, "PUBLISH_FORBIDDEN", "clients may not publish in this namespace");
@@ -345,27 +347,37 @@ static void ev_publish(sl_socket *sock, cJSON *arg, int64_t ack_id) {
       text = np;
     }
   }
-  sl_publish_opts o = {.source = SL_SRC_CLIENT, .from = sock, .trusted_json = true,
+  sl_publish_opts o = {.source = SL_SRC_CLIENT,
+                       .from = sock,
+                       .trusted_json = true,
                        .server = sock->sess->srv->cfg->name};
   char id[SL_MSGID_MAX];
   t->m[SL_M_RECEIVED]++;
   t->m[SL_M_RECEIVED_BYTES] += text ? strlen(text) : 4;
   int r = sl_publish(gw, ns->path, topic, text ? text : "null", text ? strlen(text) : 4, &o, id);
   free(text);
-  if (r == 0) ack_result(sock, ack_id, NULL, NULL, id);
-  else if (r == SL_EFORBIDDEN) refuse(sock, ack_id, "PUBLISH_FORBIDDEN", "refused by policy");
-  else refuse(sock, ack_id, "INVALID_PAYLOAD", sl_strerror(r));
+  if (r == 0)
+    ack_result(sock, ack_id, NULL, NULL, id);
+  else if (r == SL_EFORBIDDEN)
+    refuse(sock, ack_id, "PUBLISH_FORBIDDEN", "refused by policy");
+  else
+    refuse(sock, ack_id, "INVALID_PAYLOAD", sl_strerror(r));
 }
 
 /* Returns true when the event was one of the four StreamFenceJs events. */
 static bool streamfence_event(sl_socket *sock, const char *ev, cJSON *arr, int64_t ack_id) {
   if (!sock->ns->cfg) return false;
   cJSON *arg = cJSON_GetArrayItem(arr, 1);
-  if (strcmp(ev, "subscribe") == 0) ev_subscribe(sock, true, arg, ack_id);
-  else if (strcmp(ev, "unsubscribe") == 0) ev_subscribe(sock, false, arg, ack_id);
-  else if (strcmp(ev, "ack") == 0) ev_ack(sock, arg, ack_id);
-  else if (strcmp(ev, "publish") == 0) ev_publish(sock, arg, ack_id);
-  else return false;
+  if (strcmp(ev, "subscribe") == 0)
+    ev_subscribe(sock, true, arg, ack_id);
+  else if (strcmp(ev, "unsubscribe") == 0)
+    ev_subscribe(sock, false, arg, ack_id);
+  else if (strcmp(ev, "ack") == 0)
+    ev_ack(sock, arg, ack_id);
+  else if (strcmp(ev, "publish") == 0)
+    ev_publish(sock, arg, ack_id);
+  else
+    return false;
   return true;
 }
 

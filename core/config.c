@@ -10,7 +10,7 @@
 #include "sl_util.h"
 
 const char *const sl_delivery_names[] = {"BEST_EFFORT", "AT_LEAST_ONCE", NULL};
-const char *const sl_overflow_names[] = {"DROP_OLDEST", "REJECT_NEW", "COALESCE",
+const char *const sl_overflow_names[] = {"DROP_OLDEST",   "REJECT_NEW",    "COALESCE",
                                          "SNAPSHOT_ONLY", "SPILL_TO_DISK", NULL};
 
 static void unref(const sl_config *cfg, int ref) {
@@ -128,8 +128,10 @@ char *sl_config_summary(const sl_config *cfg) {
       sb_printf(&b, "  TLS (WSS/HTTPS) %s+, certificate %s, key %s\n",
                 s->tls->min_version == 0x0303 ? "TLSv1.2" : "TLSv1.3", s->tls->cert_chain,
                 s->tls->private_key);
-    if (s->api.listen && s->api.path) sb_printf(&b, "  API on unix:%s\n", s->api.path);
-    else if (s->api.listen) sb_printf(&b, "  API on %s:%d\n", s->api.host, s->api.port);
+    if (s->api.listen && s->api.path)
+      sb_printf(&b, "  API on unix:%s\n", s->api.path);
+    else if (s->api.listen)
+      sb_printf(&b, "  API on %s:%d\n", s->api.host, s->api.port);
     if (s->cors.set)
       sb_printf(&b, "  CORS: %zu origin%s%s\n", s->cors.norigins, s->cors.norigins == 1 ? "" : "s",
                 s->cors.credentials ? ", credentials" : "");

@@ -27,49 +27,49 @@ typedef enum {
 } sl_overflow_action;
 
 typedef struct sl_ns_config {
-  char *path;                 /* "/feed" */
-  char **topics;              /* ntopics names, unique, non-blank */
+  char *path;    /* "/feed" */
+  char **topics; /* ntopics names, unique, non-blank */
   size_t ntopics;
-  sl_delivery_mode delivery;  /* BEST_EFFORT */
-  sl_overflow_action overflow;/* REJECT_NEW */
-  int64_t max_queued_msgs;    /* 64 */
-  int64_t max_queued_bytes;   /* 524288 */
-  int64_t ack_timeout_ms;     /* 1000 */
-  int64_t max_retries;        /* 0 */
-  int64_t max_in_flight;      /* 1 (<=0 normalized to 1) */
-  bool coalesce;              /* false */
-  bool allow_polling;         /* true */
-  bool auth_required;         /* false */
-  bool client_publish;        /* true from JSON/YAML, false default in Lua configs */
-  double retry_backoff;       /* 1.0 = fixed delay; >1 multiplies the delay per retry */
-  int64_t retry_max_delay_ms; /* cap for backoff; default 30000 */
-  char *coalesce_key_path;    /* "symbol" / "data.id" or NULL */
+  sl_delivery_mode delivery;   /* BEST_EFFORT */
+  sl_overflow_action overflow; /* REJECT_NEW */
+  int64_t max_queued_msgs;     /* 64 */
+  int64_t max_queued_bytes;    /* 524288 */
+  int64_t ack_timeout_ms;      /* 1000 */
+  int64_t max_retries;         /* 0 */
+  int64_t max_in_flight;       /* 1 (<=0 normalized to 1) */
+  bool coalesce;               /* false */
+  bool allow_polling;          /* true */
+  bool auth_required;          /* false */
+  bool client_publish;         /* true from JSON/YAML, false default in Lua configs */
+  double retry_backoff;        /* 1.0 = fixed delay; >1 multiplies the delay per retry */
+  int64_t retry_max_delay_ms;  /* cap for backoff; default 30000 */
+  char *coalesce_key_path;     /* "symbol" / "data.id" or NULL */
   /* Lua hooks (registry refs, SL_NOREF when unset) */
-  int coalesce_key_ref;       /* function(topic, payload) -> key */
-  int snapshot_ref;           /* function(state, topic, payload) -> state */
-  int route_ref;              /* function(msg) -> nil|true|false|table */
-  int authorize_ref;          /* function(token, ns, topic, client) -> principal|nil, reason */
-  int on_connect_ref;         /* function(client, auth) -> nil|false, reason */
-  int on_event_ref;           /* function(client, event, args, ack) */
-  int on_client_publish_ref;  /* function(client, topic, payload) -> allow [, payload] */
+  int coalesce_key_ref;      /* function(topic, payload) -> key */
+  int snapshot_ref;          /* function(state, topic, payload) -> state */
+  int route_ref;             /* function(msg) -> nil|true|false|table */
+  int authorize_ref;         /* function(token, ns, topic, client) -> principal|nil, reason */
+  int on_connect_ref;        /* function(client, auth) -> nil|false, reason */
+  int on_event_ref;          /* function(client, event, args, ack) */
+  int on_client_publish_ref; /* function(client, topic, payload) -> allow [, payload] */
 } sl_ns_config;
 
 /* transport WSS: the tls block (paths resolved against the config file's directory). */
 typedef struct sl_tls_config {
-  char *cert_chain;           /* certChainPemPath */
-  char *private_key;          /* privateKeyPemPath */
-  char *password;             /* privateKeyPassword, NULL when not set */
-  int min_version;            /* protocol: 0x0304 TLSv1.3 (default) or 0x0303 TLSv1.2 */
+  char *cert_chain;  /* certChainPemPath */
+  char *private_key; /* privateKeyPemPath */
+  char *password;    /* privateKeyPassword, NULL when not set */
+  int min_version;   /* protocol: 0x0304 TLSv1.3 (default) or 0x0303 TLSv1.2 */
 } sl_tls_config;
 
 /* api = { host, port, path, hosts }: where the HTTP API, /metrics and the status page are
  * served. listen false: on the client port, as before (only `hosts` may be set then). */
 typedef struct sl_api_config {
-  bool listen;                /* a listener of its own (port or path given) */
-  char *host;                 /* "127.0.0.1" (TCP) */
-  int port;                   /* 0 = OS-assigned */
-  char *path;                 /* a Unix socket path instead of host:port, or NULL */
-  char **hosts;               /* Host names accepted besides IP literals and localhost */
+  bool listen;  /* a listener of its own (port or path given) */
+  char *host;   /* "127.0.0.1" (TCP) */
+  int port;     /* 0 = OS-assigned */
+  char *path;   /* a Unix socket path instead of host:port, or NULL */
+  char **hosts; /* Host names accepted besides IP literals and localhost */
   size_t nhosts;
 } sl_api_config;
 
@@ -77,21 +77,21 @@ typedef struct sl_api_config {
  * package's semantics). set false: no CORS header at all and no Origin check. */
 typedef struct sl_cors_config {
   bool set;
-  char **origins;             /* "*", exact origins, or patterns whose host starts "*." */
-  size_t norigins;            /* 0 with set: no origin is allowed (every Origin refused) */
-  bool credentials;           /* Access-Control-Allow-Credentials: true */
-  char *methods;              /* preflight Allow-Methods, "GET,HEAD,PUT,PATCH,POST,DELETE" */
-  char *headers;              /* preflight Allow-Headers; NULL: the request's are reflected */
+  char **origins;   /* "*", exact origins, or patterns whose host starts "*." */
+  size_t norigins;  /* 0 with set: no origin is allowed (every Origin refused) */
+  bool credentials; /* Access-Control-Allow-Credentials: true */
+  char *methods;    /* preflight Allow-Methods, "GET,HEAD,PUT,PATCH,POST,DELETE" */
+  char *headers;    /* preflight Allow-Headers; NULL: the request's are reflected */
 } sl_cors_config;
 
 typedef struct sl_server_config {
-  char *name;                 /* key in servers = { NAME = ... } */
-  char *host;                 /* "0.0.0.0" */
-  int port;                   /* 0 = OS-assigned */
-  bool websocket_only;        /* engineIoTransport == WEBSOCKET_ONLY */
-  bool auth_token;            /* auth == TOKEN */
-  sl_tls_config *tls;         /* transport WSS; NULL: plain WS */
-  char **tokens;              /* static token list (key "tokens") */
+  char *name;          /* key in servers = { NAME = ... } */
+  char *host;          /* "0.0.0.0" */
+  int port;            /* 0 = OS-assigned */
+  bool websocket_only; /* engineIoTransport == WEBSOCKET_ONLY */
+  bool auth_token;     /* auth == TOKEN */
+  sl_tls_config *tls;  /* transport WSS; NULL: plain WS */
+  char **tokens;       /* static token list (key "tokens") */
   size_t ntokens;
   char *spill_root;           /* ".streamfence-spill" */
   int64_t ping_interval_ms;   /* 25000 */
@@ -125,17 +125,17 @@ typedef struct sl_server_config {
 } sl_server_config;
 
 typedef struct sl_config {
-  char *path;                 /* file it came from ("<string>" for strings) */
+  char *path; /* file it came from ("<string>" for strings) */
   sl_server_config *servers;
   size_t nservers;
-  int64_t lua_watchdog_ms;    /* luaWatchdogMs: top level, or the smallest a server sets
+  int64_t lua_watchdog_ms; /* luaWatchdogMs: top level, or the smallest a server sets
                                * (1000; 0 = not watched) */
-  struct lua_State *L;        /* state that owns the refs (not owned by the config) */
+  struct lua_State *L;     /* state that owns the refs (not owned by the config) */
   /* unref: how sl_config_free releases a hook ref (> 0) of this config, set by the loader
    * (lua/config.c) so the core never calls into lua/ by name. NULL: refs are not released
    * (they go away with their state). The loader's version skips a closed state. */
   void (*unref)(const struct sl_config *cfg, int ref);
-  unsigned warnings;          /* warnings the loader logged (`sluice check` exits 3 if any) */
+  unsigned warnings; /* warnings the loader logged (`sluice check` exits 3 if any) */
 } sl_config;
 
 /* sl_config_free: free cfg and everything it owns; each hook ref that is set (> 0) is passed

@@ -34,7 +34,8 @@ static void drain_test(uv_check_t *h) {
   if (empty)
     sl_log_info("drain: lanes empty and nothing in flight, closing the remaining sessions");
   else
-    sl_log_warn("drain: drainTimeoutMs passed with messages still queued or in flight, closing the sessions");
+    sl_log_warn("drain: drainTimeoutMs passed with messages still queued or in flight, closing the "
+                "sessions");
   if (gw->on_drained) gw->on_drained(gw);
 }
 
@@ -47,7 +48,8 @@ void sl_drain_start(sl_gateway *gw) {
     if (gw->servers[i].cfg->drain_timeout_ms > ms) ms = gw->servers[i].cfg->drain_timeout_ms;
   gw->drain_deadline = uv_now(gw->loop) + (uint64_t)ms;
   sl_log_info("draining: new connections refused, /readyz answers 503; waiting up to %lld ms for "
-              "lanes to empty", (long long)ms);
+              "lanes to empty",
+              (long long)ms);
   uv_timer_init(gw->loop, &gw->drain_timer);
   gw->drain_timer.data = gw;
   uv_timer_start(&gw->drain_timer, drain_wake, 20, 20);

@@ -33,8 +33,10 @@ static void eio_conn_lost(sl_conn *c);
  * endpoint has no lanes: just write). */
 static void eio_ws_drain(sl_conn *c) {
   sl_session *s = c->data;
-  if (s && !s->raw && s->ws == c) sl_session_flush(s);
-  else sl_conn_flush(c);
+  if (s && !s->raw && s->ws == c)
+    sl_session_flush(s);
+  else
+    sl_conn_flush(c);
 }
 
 /* What net and ws tell eio about its connections: a session's WebSocket (probing or
@@ -81,13 +83,18 @@ static void eio_refuse(sl_conn *c, bool upgrade, int status, int code, const cha
   sl_sbuf body = {0}, h = {0};
   sl_sbuf_printf(&body, "{\"code\":%d,\"message\":\"", code);
   for (const char *p = message; *p; p++) {
-    if (*p == '"' || *p == '\\') sl_sbuf_printf(&body, "\\%c", *p);
-    else if ((unsigned char)*p < 0x20) sl_sbuf_printf(&body, "\\u%04x", (unsigned char)*p);
-    else sl_sbuf_append(&body, p, 1);
+    if (*p == '"' || *p == '\\')
+      sl_sbuf_printf(&body, "\\%c", *p);
+    else if ((unsigned char)*p < 0x20)
+      sl_sbuf_printf(&body, "\\u%04x", (unsigned char)*p);
+    else
+      sl_sbuf_append(&body, p, 1);
   }
   sl_sbuf_puts(&body, "\"}");
-  if (upgrade) c->close_after_write = 1;
-  else cors_headers(c, &h);
+  if (upgrade)
+    c->close_after_write = 1;
+  else
+    cors_headers(c, &h);
   sl_http_respond(c, status, "application/json", body.data, body.len, h.data);
   sl_sbuf_free(&body);
   sl_sbuf_free(&h);
@@ -129,12 +136,14 @@ static bool session_admit(sl_conn *c, bool upgrade) {
   if (srv->sessions.n >= (size_t)srv->cfg->max_sessions) {
     sl_server_count_refusal(srv, SL_REFUSE_SESSIONS);
     sl_log_debug("refusing a handshake: maxSessions reached");
-    eio_limit_refuse(c, upgrade, "TOO_MANY_SESSIONS", "the server has maxSessions sessions, try again later");
+    eio_limit_refuse(c, upgrade, "TOO_MANY_SESSIONS",
+                     "the server has maxSessions sessions, try again later");
     return false;
   }
   if (!sl_conn_admit_handshake(c)) {
     sl_log_debug("refusing a handshake: maxHandshakesPerSecondPerAddress reached");
-    eio_limit_refuse(c, upgrade, "RATE_LIMITED", "too many handshakes from this address, try again later");
+    eio_limit_refuse(c, upgrade, "RATE_LIMITED",
+                     "too many handshakes from this address, try again later");
     return false;
   }
   return true;
@@ -157,12 +166,12 @@ static bool handshake_allowed(sl_conn *c, bool upgrade) {
   }
   char remote[64];
   sluice_request req = {
-    .method = http_method_str(c->parser.method),
-    .path = path,
-    .query = url[plen] ? url + plen + 1 : "",
-    .remote_address = sl_conn_remote(c, remote, sizeof remote),
-    .headers = hv,
-    .nheaders = r->nheaders,
+      .method = http_method_str(c->parser.method),
+      .path = path,
+      .query = url[plen] ? url + plen + 1 : "",
+      .remote_address = sl_conn_remote(c, remote, sizeof remote),
+      .headers = hv,
+      .nheaders = r->nheaders,
   };
   int status = 403;
   char msg[256] = "Forbidden";
@@ -319,8 +328,10 @@ void sl_eio_free_dead(sl_gateway *gw) {
 
 static void conn_finish(sl_conn *c) {
   c->close_after_write = 1;
-  if (!c->writing && c->wq.n == 0) sl_conn_close(c);
-  else sl_conn_flush(c);
+  if (!c->writing && c->wq.n == 0)
+    sl_conn_close(c);
+  else
+    sl_conn_flush(c);
 }
 
 /* End the session (sl_session_close). Held GETs are answered ("1" close, or "6" when the
@@ -363,8 +374,10 @@ static void session_close_ex(sl_session *s, const char *reason, bool client_clos
     sl_conn *w = s->ws;
     s->ws = NULL;
     w->data = NULL;
-    if (fail) sl_ws_close(w, 1002, reason); /* after what is queued: the client reads why */
-    else conn_finish(w);
+    if (fail)
+      sl_ws_close(w, 1002, reason); /* after what is queued: the client reads why */
+    else
+      conn_finish(w);
   }
   sl_gateway *gw = s->srv->gw;
   bool was_top = sl_heap_min(&gw->sheap) == &s->hn;
@@ -434,9 +447,7 @@ static sl_session *session_new(sl_server *srv, sl_conn *c, int transport, bool r
   s->srv = srv;
   s->transport = (uint8_t)transport;
   s->raw = raw;
-  do {
-    sl_random_id(s->sid, 20);
-  } while (sl_hash_get(&srv->sessions, s->sid));
+  do { sl_random_id(s->sid, 20); } while (sl_hash_get(&srv->sessions, s->sid));
   sl_hash_put(&srv->sessions, &s->hent, s->sid);
   sl_list_init(&s->ready);
   sl_conn_remote(c, s->remote, sizeof s->remote);
@@ -496,14 +507,9 @@ static bool handle_packet(sl_session *s, uint8_t *data, size_t len, bool binary)
   case EIO_MESSAGE:
     handler(s)->on_message(s, p.data, p.len, p.binary);
     return s->state != SL_ST_CLOSED;
-  case EIO_CLOSE:
-    session_close_ex(s, "client close", true, false);
-    return false;
-  case EIO_NOOP:
-    return true;
-  case EIO_PING:
-    sl_session_close(s, "invalid heartbeat direction");
-    return false;
+  case EIO_CLOSE: session_close_ex(s, "client close", true, false); return false;
+  case EIO_NOOP: return true;
+  case EIO_PING: sl_session_close(s, "invalid heartbeat direction"); return false;
   default: /* open, upgrade outside an upgrade: invalid */
     sl_session_close(s, "invalid packet");
     return false;
@@ -644,7 +650,8 @@ void sl_eio_http(sl_conn *c, bool upgrade) {
   }
   if (!sl_cors_origin_ok(cors, c->req->origin)) {
     char msg[300];
-    snprintf(msg, sizeof msg, "Forbidden: origin %.200s is not allowed (cors.origins)", c->req->origin);
+    snprintf(msg, sizeof msg, "Forbidden: origin %.200s is not allowed (cors.origins)",
+             c->req->origin);
     srv->gw->eio_refused_origin++;
     eio_refuse(c, upgrade, 403, 4, msg);
     return;

@@ -35,32 +35,32 @@ enum { SL_ST_OPEN = 0, SL_ST_UPGRADING, SL_ST_CLOSED };
  * ever_joined (Socket.IO, delivery) and eio (raw endpoint) belong to the layers above; eio
  * only initialises them and reads ever_joined for the connect timeout. */
 struct sl_session {
-  sl_hent hent;             /* in srv->sessions (key = sid) */
+  sl_hent hent; /* in srv->sessions (key = sid) */
   sl_server *srv;
   char sid[21];
   uint8_t transport;
   uint8_t state;
   uint8_t waiting_pong;
   uint8_t ever_joined;
-  uint8_t dirty;            /* in the gateway's flush list */
-  uint8_t raw;              /* a raw Engine.IO endpoint session (no Socket.IO) */
-  sl_conn *ws;              /* the WebSocket connection, when transport == WS */
-  sl_conn *probe;           /* WebSocket being upgraded to */
-  sl_conn *get;             /* held polling GET */
-  sl_mq pq;                 /* packets waiting for a polling GET */
+  uint8_t dirty;  /* in the gateway's flush list */
+  uint8_t raw;    /* a raw Engine.IO endpoint session (no Socket.IO) */
+  sl_conn *ws;    /* the WebSocket connection, when transport == WS */
+  sl_conn *probe; /* WebSocket being upgraded to */
+  sl_conn *get;   /* held polling GET */
+  sl_mq pq;       /* packets waiting for a polling GET */
   size_t pq_bytes;
-  sl_heap_node hn;          /* in gw->sheap; key = next heartbeat / pong / connect deadline */
+  sl_heap_node hn; /* in gw->sheap; key = next heartbeat / pong / connect deadline */
   uint64_t created_ms;
   uint64_t ping_due, pong_due;
-  struct sl_socket *sockets;/* joined namespaces */
-  sl_link ready;            /* lanes with messages waiting for room in the socket */
-  sl_link dlink;            /* in the gateway's dirty list */
+  struct sl_socket *sockets; /* joined namespaces */
+  sl_link ready;             /* lanes with messages waiting for room in the socket */
+  sl_link dlink;             /* in the gateway's dirty list */
   /* binary packet being reassembled */
   struct sl_pending_bin *pbin;
   struct sl_eio_conn *eio;
   struct sl_session *next_dead;
   char remote[46];
-  char *bearer;             /* Authorization: Bearer token seen at the handshake */
+  char *bearer; /* Authorization: Bearer token seen at the handshake */
 };
 
 /* sl_eio_http: net's request for the Socket.IO endpoint or the raw engineIo path (the URL

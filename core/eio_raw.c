@@ -13,7 +13,7 @@
  * close. */
 struct sl_eio_conn {
   sl_session *sess;
-  int slot;                 /* the hook implementation's own slot (Lua: the box's ref) */
+  int slot; /* the hook implementation's own slot (Lua: the box's ref) */
 };
 
 static const char *raw_transport(const sl_session *s) {
@@ -52,10 +52,10 @@ static void raw_close(sl_session *s, const char *reason) {
 }
 
 const sl_eio_handler sl_eio_raw_handler = {
-  .on_open = raw_open,
-  .on_message = raw_message,
-  .on_close = raw_close,
-  .on_pull = NULL, /* no lanes: everything is sent at once with sl_session_send */
+    .on_open = raw_open,
+    .on_message = raw_message,
+    .on_close = raw_close,
+    .on_pull = NULL, /* no lanes: everything is sent at once with sl_session_send */
 };
 
 /* ---- the raw endpoint API (sl_core.h) -------------------------------------------------- */

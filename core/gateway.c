@@ -213,7 +213,8 @@ int sluice_start(sluice_t *gw, char *err, size_t errlen) {
     }
     /* not "listening on http://": that line counts the client ports */
     if (a->path)
-      sl_log_info("server \"%s\" API, /metrics and status page on unix:%s", srv->cfg->name, a->path);
+      sl_log_info("server \"%s\" API, /metrics and status page on unix:%s", srv->cfg->name,
+                  a->path);
     else
       sl_log_info("server \"%s\" API, /metrics and status page on http://%s:%d/", srv->cfg->name,
                   a->host, srv->api_port);
@@ -297,8 +298,8 @@ static void log_held_at_stop(sl_gateway *gw) {
         for (uint32_t n = 0; n < t->nsubs; n++) held += sl_lane_held(t->subs[n]);
         if (held)
           sl_log_warn("stopping: namespace %s topic %s: %llu undelivered message(s) held for "
-                      "%u subscriber(s) are dropped", t->ns->path, t->name,
-                      (unsigned long long)held, t->nsubs);
+                      "%u subscriber(s) are dropped",
+                      t->ns->path, t->name, (unsigned long long)held, t->nsubs);
       }
 }
 

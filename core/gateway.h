@@ -17,8 +17,8 @@ struct sl_config;
 
 /* Statistics of the embedder's script engine (Lua), for /metrics. */
 typedef struct sl_script_stats {
-  uint64_t errors;          /* errors raised by scripts since the gateway was created */
-  size_t memory_bytes;      /* memory of the running script VM (0 when none) */
+  uint64_t errors;     /* errors raised by scripts since the gateway was created */
+  size_t memory_bytes; /* memory of the running script VM (0 when none) */
 } sl_script_stats;
 
 /* What the core asks of its embedder. Every member may be NULL. */

@@ -7,8 +7,10 @@
 #include "sl_util.h"
 
 _Static_assert((int)SLUICE_SRC_API == SL_SRC_API && (int)SLUICE_SRC_LUA == SL_SRC_LUA &&
-                   (int)SLUICE_SRC_CLIENT == SL_SRC_CLIENT, "publish sources");
-_Static_assert((int)SLUICE_EV_CONNECT == SL_EV_CONNECT && (int)SLUICE_EV_DISCONNECT == SL_EV_DISCONNECT &&
+                   (int)SLUICE_SRC_CLIENT == SL_SRC_CLIENT,
+               "publish sources");
+_Static_assert((int)SLUICE_EV_CONNECT == SL_EV_CONNECT &&
+                   (int)SLUICE_EV_DISCONNECT == SL_EV_DISCONNECT &&
                    (int)SLUICE_EV_SUBSCRIBE == SL_EV_SUBSCRIBE &&
                    (int)SLUICE_EV_UNSUBSCRIBE == SL_EV_UNSUBSCRIBE &&
                    (int)SLUICE_EV_OVERFLOW == SL_EV_OVERFLOW &&
@@ -18,20 +20,22 @@ _Static_assert((int)SLUICE_EV_CONNECT == SL_EV_CONNECT && (int)SLUICE_EV_DISCONN
 _Static_assert(sizeof(sluice_hooks) == SL_HK_KINDS * sizeof(void (*)(void)),
                "one SL_HK_* kind per member of sluice_hooks");
 
-const char *const sl_hook_time_names[SL_HOOK_TIMED_KINDS] = {
-  "route", "coalesceKey", "snapshot", "onClientPublish", "authorize"};
+const char *const sl_hook_time_names[SL_HOOK_TIMED_KINDS] = {"route", "coalesceKey", "snapshot",
+                                                             "onClientPublish", "authorize"};
 
 /* Every member of sluice_hooks with its kind: one line per kind, used by the resolver. */
-#define SL_HOOK_MEMBERS(X)                                                                    \
-  X(route, SL_HK_ROUTE) X(coalesce_key, SL_HK_COALESCE_KEY) X(snapshot, SL_HK_SNAPSHOT)      \
-  X(authorize, SL_HK_AUTHORIZE) X(client_publish, SL_HK_CLIENT_PUBLISH)                       \
-  X(connect, SL_HK_CONNECT) X(event, SL_HK_EVENT) X(on_connect, SL_HK_ON_CONNECT)             \
-  X(on_disconnect, SL_HK_ON_DISCONNECT) X(on_subscribe, SL_HK_ON_SUBSCRIBE)                   \
-  X(on_unsubscribe, SL_HK_ON_UNSUBSCRIBE) X(on_overflow, SL_HK_ON_OVERFLOW)                   \
-  X(on_retry_exhausted, SL_HK_ON_RETRY_EXHAUSTED) X(on_start, SL_HK_ON_START)             \
-  X(client_free, SL_HK_CLIENT_FREE) X(eio_open, SL_HK_EIO_OPEN)                               \
-  X(eio_message, SL_HK_EIO_MESSAGE) X(eio_close, SL_HK_EIO_CLOSE) X(eio_free, SL_HK_EIO_FREE) \
-  X(allow_request, SL_HK_ALLOW_REQUEST)
+#define SL_HOOK_MEMBERS(X)                                                                         \
+  X(route, SL_HK_ROUTE)                                                                            \
+  X(coalesce_key, SL_HK_COALESCE_KEY) X(snapshot, SL_HK_SNAPSHOT) X(authorize, SL_HK_AUTHORIZE)    \
+      X(client_publish, SL_HK_CLIENT_PUBLISH) X(connect, SL_HK_CONNECT) X(event, SL_HK_EVENT)      \
+          X(on_connect, SL_HK_ON_CONNECT) X(on_disconnect, SL_HK_ON_DISCONNECT)                    \
+              X(on_subscribe, SL_HK_ON_SUBSCRIBE) X(on_unsubscribe, SL_HK_ON_UNSUBSCRIBE)          \
+                  X(on_overflow, SL_HK_ON_OVERFLOW)                                                \
+                      X(on_retry_exhausted, SL_HK_ON_RETRY_EXHAUSTED) X(on_start, SL_HK_ON_START)  \
+                          X(client_free, SL_HK_CLIENT_FREE) X(eio_open, SL_HK_EIO_OPEN)            \
+                              X(eio_message, SL_HK_EIO_MESSAGE) X(eio_close, SL_HK_EIO_CLOSE)      \
+                                  X(eio_free, SL_HK_EIO_FREE)                                      \
+                                      X(allow_request, SL_HK_ALLOW_REQUEST)
 
 static bool name_eq(const char *a, const char *b) {
   return a == b || (a && b && strcmp(a, b) == 0);
@@ -46,16 +50,16 @@ static const sl_hookreg *find_reg(const sl_gateway *gw, const char *server, cons
 
 /* Per kind: the named server's C hook, else every server's, else the script's. */
 static void resolve_set(sl_hookset *hs, const sl_hookreg *exact, const sl_hookreg *any) {
-#define SL_RESOLVE(m, k)                                                                      \
-  if (exact && exact->h.m) {                                                                  \
-    hs->fn.m = exact->h.m;                                                                    \
-    hs->ud[k] = exact->ud;                                                                    \
-  } else if (any && any->h.m) {                                                               \
-    hs->fn.m = any->h.m;                                                                      \
-    hs->ud[k] = any->ud;                                                                      \
-  } else {                                                                                    \
-    hs->fn.m = hs->script.m;                                                                  \
-    hs->ud[k] = hs->script_ud;                                                                \
+#define SL_RESOLVE(m, k)                                                                           \
+  if (exact && exact->h.m) {                                                                       \
+    hs->fn.m = exact->h.m;                                                                         \
+    hs->ud[k] = exact->ud;                                                                         \
+  } else if (any && any->h.m) {                                                                    \
+    hs->fn.m = any->h.m;                                                                           \
+    hs->ud[k] = any->ud;                                                                           \
+  } else {                                                                                         \
+    hs->fn.m = hs->script.m;                                                                       \
+    hs->ud[k] = hs->script_ud;                                                                     \
   }
   SL_HOOK_MEMBERS(SL_RESOLVE)
 #undef SL_RESOLVE
@@ -91,8 +95,8 @@ static bool target_exists(const sl_gateway *gw, const char *server, const char *
 
 static bool has_server_hooks(const sluice_hooks *h) {
   return h->on_connect || h->on_disconnect || h->on_subscribe || h->on_unsubscribe ||
-         h->on_overflow || h->on_retry_exhausted || h->on_start || h->client_free ||
-         h->eio_open || h->eio_message || h->eio_close || h->eio_free || h->allow_request;
+         h->on_overflow || h->on_retry_exhausted || h->on_start || h->client_free || h->eio_open ||
+         h->eio_message || h->eio_close || h->eio_free || h->allow_request;
 }
 
 static bool has_ns_hooks(const sluice_hooks *h) {
@@ -128,8 +132,10 @@ int sluice_set_hooks(sluice_t *gw, const char *server, const char *ns, const slu
 }
 
 static void set_script(sl_hookset *hs, const sluice_hooks *h, void *ud) {
-  if (h) hs->script = *h;
-  else memset(&hs->script, 0, sizeof hs->script);
+  if (h)
+    hs->script = *h;
+  else
+    memset(&hs->script, 0, sizeof hs->script);
   hs->script_ud = h ? ud : NULL;
 }
 
@@ -221,7 +227,8 @@ void sl_hooks_on_start(sl_gateway *gw, bool script_only) {
     sl_server *srv = &gw->servers[i];
     const sl_hookset *hs = &srv->hooks;
     if (!hs->fn.on_start) continue;
-    if (script_only && (hs->fn.on_start != hs->script.on_start || hs->ud[SL_HK_ON_START] != hs->script_ud))
+    if (script_only &&
+        (hs->fn.on_start != hs->script.on_start || hs->ud[SL_HK_ON_START] != hs->script_ud))
       continue;
     hs->fn.on_start(hs->ud[SL_HK_ON_START], srv);
   }
@@ -229,12 +236,12 @@ void sl_hooks_on_start(sl_gateway *gw, bool script_only) {
 
 /* Call the release hook m of kind k of srv: the effective one, then the script's unless it
  * is the same (a release is never skipped on the script side, see hooks.h). */
-#define SL_CALL_RELEASE(srv, m, k, obj)                                                       \
-  do {                                                                                        \
-    const sl_hookset *hs_ = &(srv)->hooks;                                                    \
-    if (hs_->fn.m) hs_->fn.m(hs_->ud[k], obj);                                                \
-    if (hs_->script.m && (hs_->script.m != hs_->fn.m || hs_->script_ud != hs_->ud[k]))        \
-      hs_->script.m(hs_->script_ud, obj);                                                     \
+#define SL_CALL_RELEASE(srv, m, k, obj)                                                            \
+  do {                                                                                             \
+    const sl_hookset *hs_ = &(srv)->hooks;                                                         \
+    if (hs_->fn.m) hs_->fn.m(hs_->ud[k], obj);                                                     \
+    if (hs_->script.m && (hs_->script.m != hs_->fn.m || hs_->script_ud != hs_->ud[k]))             \
+      hs_->script.m(hs_->script_ud, obj);                                                          \
   } while (0)
 
 /* sl_hooks_client_free: see hooks.h. */
@@ -250,8 +257,12 @@ void sl_hooks_eio_free(sl_server *srv, sl_eio_conn *conn) {
 /* sl_hooks_route: see hooks.h. */
 void sl_hooks_route(sl_ns *ns, const char *topic, const char *payload, size_t len,
                     const sl_publish_opts *opts, sluice_route_result *out) {
-  sluice_message m = {.ns = ns->path, .topic = topic, .payload = payload, .len = len,
-                      .source = opts->source, .from = opts->from};
+  sluice_message m = {.ns = ns->path,
+                      .topic = topic,
+                      .payload = payload,
+                      .len = len,
+                      .source = opts->source,
+                      .from = opts->from};
   ns->hooks.fn.route(ns->hooks.ud[SL_HK_ROUTE], &m, out);
 }
 

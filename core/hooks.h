@@ -30,31 +30,52 @@ struct sl_ns;
  * lifecycle events in sluice_event_type order, on_start, client_free, the raw endpoint's,
  * allow_request). */
 enum {
-  SL_HK_ROUTE, SL_HK_COALESCE_KEY, SL_HK_SNAPSHOT, SL_HK_AUTHORIZE, SL_HK_CLIENT_PUBLISH,
-  SL_HK_CONNECT, SL_HK_EVENT,
-  SL_HK_ON_CONNECT, SL_HK_ON_DISCONNECT, SL_HK_ON_SUBSCRIBE, SL_HK_ON_UNSUBSCRIBE,
-  SL_HK_ON_OVERFLOW, SL_HK_ON_RETRY_EXHAUSTED, SL_HK_ON_START, SL_HK_CLIENT_FREE,
-  SL_HK_EIO_OPEN, SL_HK_EIO_MESSAGE, SL_HK_EIO_CLOSE, SL_HK_EIO_FREE, SL_HK_ALLOW_REQUEST,
+  SL_HK_ROUTE,
+  SL_HK_COALESCE_KEY,
+  SL_HK_SNAPSHOT,
+  SL_HK_AUTHORIZE,
+  SL_HK_CLIENT_PUBLISH,
+  SL_HK_CONNECT,
+  SL_HK_EVENT,
+  SL_HK_ON_CONNECT,
+  SL_HK_ON_DISCONNECT,
+  SL_HK_ON_SUBSCRIBE,
+  SL_HK_ON_UNSUBSCRIBE,
+  SL_HK_ON_OVERFLOW,
+  SL_HK_ON_RETRY_EXHAUSTED,
+  SL_HK_ON_START,
+  SL_HK_CLIENT_FREE,
+  SL_HK_EIO_OPEN,
+  SL_HK_EIO_MESSAGE,
+  SL_HK_EIO_CLOSE,
+  SL_HK_EIO_FREE,
+  SL_HK_ALLOW_REQUEST,
   SL_HK_KINDS,
   SL_HK_FIRST_SERVER = SL_HK_ON_CONNECT
 };
 
 /* Server lifecycle events (sl_hooks_event), in sluice_event_type order (checked in hooks.c). */
-enum { SL_EV_CONNECT, SL_EV_DISCONNECT, SL_EV_SUBSCRIBE, SL_EV_UNSUBSCRIBE, SL_EV_OVERFLOW,
-       SL_EV_RETRY_EXHAUSTED };
+enum {
+  SL_EV_CONNECT,
+  SL_EV_DISCONNECT,
+  SL_EV_SUBSCRIBE,
+  SL_EV_UNSUBSCRIBE,
+  SL_EV_OVERFLOW,
+  SL_EV_RETRY_EXHAUSTED
+};
 
 /* The hooks of one namespace or server. Embedded in sl_ns and sl_server; all zero = none. */
 typedef struct sl_hookset {
-  sluice_hooks fn;          /* effective hook per kind (read by the core's call sites) */
-  void *ud[SL_HK_KINDS];    /* user data of each effective hook */
-  sluice_hooks script;      /* the config generation's table (script slot) */
+  sluice_hooks fn;       /* effective hook per kind (read by the core's call sites) */
+  void *ud[SL_HK_KINDS]; /* user data of each effective hook */
+  sluice_hooks script;   /* the config generation's table (script slot) */
   void *script_ud;
 } sl_hookset;
 
 /* One C registration (sluice_set_hooks), owned by the gateway. */
 typedef struct sl_hookreg {
-  char *server;             /* NULL = every server */
-  char *ns;                 /* NULL = server-level hooks */
+  char *server; /* NULL = every server */
+  char *ns;     /* NULL = server-level hooks */
   sluice_hooks h;
   void *ud;
 } sl_hookreg;
@@ -64,7 +85,7 @@ typedef struct sl_hookreg {
  * those of lua/sl_lua.h's SL_HT_* (checked there by lua/embed.c). */
 #define SL_HOOK_TIMED_KINDS 5
 #define SL_HOOK_SAMPLE_EVERY 16
-#define SL_HOOK_SAMPLE_EVERY_STR "16" /* the same, for help texts */
+#define SL_HOOK_SAMPLE_EVERY_STR "16"                             /* the same, for help texts */
 extern const char *const sl_hook_time_names[SL_HOOK_TIMED_KINDS]; /* "route", ... */
 
 /* sl_hooks_set_script: install the script slot of namespace ns (or, ns NULL, of the server)

@@ -15,6 +15,7 @@
  * array, a segment is 128 bytes or longer, or a number does not fit in cap. The text is
  * scanned in place (sl_jscan.h); escaped names or values and numbers the strict scanner
  * refuses fall back to a cJSON tree, with the same result (first of duplicate names). */
-SL_WUR char *sl_key_from_path(const char *text, size_t len, const char *path, char *buf, size_t cap);
+SL_WUR char *sl_key_from_path(const char *text, size_t len, const char *path, char *buf,
+                              size_t cap);
 
 #endif

@@ -8,17 +8,17 @@
 #include "sl_util.h"
 
 const char *const sl_overflow_reasons[SL_OV_COUNT] = {
-  [SL_OV_TOO_BIG] = "message exceeds maxQueuedBytesPerClient",
-  [SL_OV_REJECT_NEW] = "queue full with REJECT_NEW",
-  [SL_OV_NO_COALESCE_MATCH] = "queue full and no coalesce match",
-  [SL_OV_SPILLED] = "spilled to disk",
-  [SL_OV_SPILL_FAILED] = "spill to disk failed",
+    [SL_OV_TOO_BIG] = "message exceeds maxQueuedBytesPerClient",
+    [SL_OV_REJECT_NEW] = "queue full with REJECT_NEW",
+    [SL_OV_NO_COALESCE_MATCH] = "queue full and no coalesce match",
+    [SL_OV_SPILLED] = "spilled to disk",
+    [SL_OV_SPILL_FAILED] = "spill to disk failed",
 };
 
 const char *const sl_lost_reasons[SL_LOST_COUNT] = {
-  [SL_LOST_RESTART] = "restart",
-  [SL_LOST_DISCONNECT] = "disconnect",
-  [SL_LOST_SPILL_FAILED] = "spill failed",
+    [SL_LOST_RESTART] = "restart",
+    [SL_LOST_DISCONNECT] = "disconnect",
+    [SL_LOST_SPILL_FAILED] = "spill failed",
 };
 
 /* sl__lane_held_slot: see lane.h. */
@@ -30,7 +30,8 @@ uint64_t *sl__lane_held_slot(sl_lane *l) {
   t->held = sl_ledger_slot(srv->ledger, t->ns->path, t->name);
   if (!t->held)
     sl_log_warn("crash ledger: no room for namespace %s topic %s: what it holds at a crash "
-                "will not be counted", t->ns->path, t->name);
+                "will not be counted",
+                t->ns->path, t->name);
   return t->held;
 }
 

@@ -167,16 +167,16 @@ void sl_lane_spill_close(sl_lane *l) {
 
 /* One (namespace, topic) an earlier process held deliveries for. */
 typedef struct prev_loss {
-  char *ns, *topic;    /* as in the ledger, or from the spill path (sanitized names) */
-  uint64_t held;       /* the ledger's count: queued + in flight + spilled */
-  uint64_t spilled;    /* complete records found in its spill files */
+  char *ns, *topic; /* as in the ledger, or from the spill path (sanitized names) */
+  uint64_t held;    /* the ledger's count: queued + in flight + spilled */
+  uint64_t spilled; /* complete records found in its spill files */
 } prev_loss;
 
 typedef struct sweep_ctx {
   sl_server *srv;
   prev_loss *v;
   size_t n, cap;
-  uint64_t unplaced;   /* spilled records under a path that names no namespace/topic */
+  uint64_t unplaced; /* spilled records under a path that names no namespace/topic */
 } sweep_ctx;
 
 static prev_loss *loss_of(sweep_ctx *x, const char *ns, const char *topic) {
@@ -250,8 +250,10 @@ static void on_orphans(void *arg, const char *rel, const sl_spill_orphans *f) {
               "(reason restart) and removed",
               srv->cfg->name, f->records, spill_root(srv), rel, f->files,
               (unsigned long long)f->bytes, f->corrupt);
-  if (t) loss_of(x, ns->path, t->name)->spilled += f->records;
-  else x->unplaced += f->records;
+  if (t)
+    loss_of(x, ns->path, t->name)->spilled += f->records;
+  else
+    x->unplaced += f->records;
 }
 
 /* mkdir -p root (mode 0700). Returns 0 or a negative errno. */
@@ -302,7 +304,8 @@ void sl_spill_sweep_server(sl_server *srv) {
   for (size_t i = 0; i < srv->cfg->nns; i++) ntopics += srv->cfg->ns[i].ntopics;
   if (r == 0)
     srv->ledger = sl_ledger_open(lpath, 2 * ntopics + 16, on_prev_ledger, &x, &bad, &err);
-  else err = r;
+  else
+    err = r;
   if (!srv->ledger)
     sl_log_warn("server \"%s\": no crash ledger at %s (%s): deliveries held in memory at a "
                 "crash will not be counted after a restart",
@@ -334,8 +337,10 @@ void sl_spill_sweep_server(sl_server *srv) {
                 "counted in sluice_messages_lost_total{reason=\"restart\"}",
                 srv->cfg->name, (unsigned long long)lost, p->ns, p->topic,
                 (unsigned long long)p->spilled);
-    if (t) t->lost[SL_LOST_RESTART] += lost;
-    else srv->lost_restart_unlabelled += lost;
+    if (t)
+      t->lost[SL_LOST_RESTART] += lost;
+    else
+      srv->lost_restart_unlabelled += lost;
     free(p->ns);
     free(p->topic);
   }
@@ -343,5 +348,6 @@ void sl_spill_sweep_server(sl_server *srv) {
   free(x.v);
   if (total)
     sl_log_warn("server \"%s\": %llu message(s) accepted by the previous process were never "
-                "delivered (it did not stop cleanly)", srv->cfg->name, (unsigned long long)total);
+                "delivered (it did not stop cleanly)",
+                srv->cfg->name, (unsigned long long)total);
 }

@@ -57,12 +57,8 @@ static void offer(sl_lane *l, sl_msg *m) {
         sl_lane_overflow(l, SL_OV_NO_COALESCE_MATCH, 1);
       }
       return;
-    case SL_SPILL_TO_DISK:
-      sl_lane_spill_append(l, m);
-      return;
-    default:
-      sl_lane_overflow(l, SL_OV_REJECT_NEW, 1);
-      return;
+    case SL_SPILL_TO_DISK: sl_lane_spill_append(l, m); return;
+    default: sl_lane_overflow(l, SL_OV_REJECT_NEW, 1); return;
     }
   }
   sl_lane_push(l, m);

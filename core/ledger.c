@@ -15,7 +15,7 @@
 #define LG_HDR_BYTES 32u
 #define LG_SLOT_BYTES 256u
 #define LG_SLOT_NAMES (LG_SLOT_BYTES - 16u) /* room for the two names */
-#define LG_SLOTS 4096u /* at most (a reader refuses more) */
+#define LG_SLOTS 4096u                      /* at most (a reader refuses more) */
 #define LG_VERSION 1u
 #define LG_HELD_MAX (1ull << 48) /* more than any process could hold: a bad slot */
 

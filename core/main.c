@@ -17,52 +17,53 @@
 #endif
 
 static const char usage[] =
-  "Usage: sluice [OPTIONS] CONFIG [--server NAME]...\n"
-  "       sluice check [--strict] CONFIG\n"
-  "\n"
-  "Sluice is a Socket.IO delivery gateway with bounded per-client queues, overflow\n"
-  "policies, at-least-once delivery and policy hooks written in Lua. It is a drop-in\n"
-  "for StreamFenceJs: the same client protocol, config files and metric names.\n"
-  "\n"
-  "CONFIG is a .lua, .json, .yaml or .yml file (StreamFenceJs schema plus Sluice's keys).\n"
-  "Every server in it runs in this one process, or only those named with --server.\n"
-  "\n"
-  "Commands:\n"
-  "  check CONFIG          validate CONFIG and print a summary: exit 0 if valid, 3 if valid\n"
-  "                        with warnings (e.g. an unknown key), 1 if not\n"
-  "\n"
-  "Options:\n"
-  "  --server NAME         run only server NAME (repeatable)\n"
-  "  --host HOST           listen on HOST instead of the config's host (one server: the\n"
-  "                        config's only one, or the one named with --server)\n"
-  "  --port PORT           listen on PORT likewise (0 = OS-assigned)\n"
-  "  --strict              unknown config keys are errors (as `strict = true` in the config)\n"
-  "  --log-level LEVEL     error, warn, info (default) or debug\n"
-  "  --log-format FORMAT   text (default) or json (one object per line)\n"
-  "  --version             print the version and exit\n"
-  "  -h, --help            print this help and exit\n"
-  "\n"
-  "HTTP on each server's port:\n"
-  "  /socket.io/           Engine.IO v4 / Socket.IO v5 (WebSocket, long-polling + upgrade)\n"
-  "  POST /api/publish     {\"namespace\",\"topic\",\"payload\",\"to\"?} or an array of them\n"
-  "  GET /metrics          Prometheus text format (streamfence_* and sluice_* metrics)\n"
-  "  GET /healthz          liveness; GET /readyz readiness (503 while draining)\n"
-  "  POST /api/drain       drain as on SIGTERM; GET /api/stats JSON; GET / live status page\n"
-  "\n"
-  "Environment:\n"
-  "  ${VAR}, ${VAR:-default}  in JSON/YAML config values (a bare ${PORT} is a number)\n"
-  "  SLUICE_PORT           the port of the example configs (default 3000)\n"
-  "  SLUICE_SCRIPTS_DIR    where sluice.script() looks after the config's scripts/\n"
-  "\n"
-  "Signals:\n"
-  "  SIGTERM               drain: refuse new connections, /readyz 503, wait up to drainTimeoutMs\n"
-  "                        for in-flight acks and lanes to empty, close transports, exit 0\n"
-  "                        (a second SIGTERM stops at once)\n"
-  "  SIGINT                stop now (close sessions, clean spill files)\n"
-  "  SIGHUP                reload the configuration\n"
-  "\n"
-  "Exit status: 0 on a clean stop, 1 on a configuration or startup error, 2 on a usage error,\n"
-  "3 from `sluice check` for a valid config that logged warnings.\n";
+    "Usage: sluice [OPTIONS] CONFIG [--server NAME]...\n"
+    "       sluice check [--strict] CONFIG\n"
+    "\n"
+    "Sluice is a Socket.IO delivery gateway with bounded per-client queues, overflow\n"
+    "policies, at-least-once delivery and policy hooks written in Lua. It is a drop-in\n"
+    "for StreamFenceJs: the same client protocol, config files and metric names.\n"
+    "\n"
+    "CONFIG is a .lua, .json, .yaml or .yml file (StreamFenceJs schema plus Sluice's keys).\n"
+    "Every server in it runs in this one process, or only those named with --server.\n"
+    "\n"
+    "Commands:\n"
+    "  check CONFIG          validate CONFIG and print a summary: exit 0 if valid, 3 if valid\n"
+    "                        with warnings (e.g. an unknown key), 1 if not\n"
+    "\n"
+    "Options:\n"
+    "  --server NAME         run only server NAME (repeatable)\n"
+    "  --host HOST           listen on HOST instead of the config's host (one server: the\n"
+    "                        config's only one, or the one named with --server)\n"
+    "  --port PORT           listen on PORT likewise (0 = OS-assigned)\n"
+    "  --strict              unknown config keys are errors (as `strict = true` in the config)\n"
+    "  --log-level LEVEL     error, warn, info (default) or debug\n"
+    "  --log-format FORMAT   text (default) or json (one object per line)\n"
+    "  --version             print the version and exit\n"
+    "  -h, --help            print this help and exit\n"
+    "\n"
+    "HTTP on each server's port:\n"
+    "  /socket.io/           Engine.IO v4 / Socket.IO v5 (WebSocket, long-polling + upgrade)\n"
+    "  POST /api/publish     {\"namespace\",\"topic\",\"payload\",\"to\"?} or an array of them\n"
+    "  GET /metrics          Prometheus text format (streamfence_* and sluice_* metrics)\n"
+    "  GET /healthz          liveness; GET /readyz readiness (503 while draining)\n"
+    "  POST /api/drain       drain as on SIGTERM; GET /api/stats JSON; GET / live status page\n"
+    "\n"
+    "Environment:\n"
+    "  ${VAR}, ${VAR:-default}  in JSON/YAML config values (a bare ${PORT} is a number)\n"
+    "  SLUICE_PORT           the port of the example configs (default 3000)\n"
+    "  SLUICE_SCRIPTS_DIR    where sluice.script() looks after the config's scripts/\n"
+    "\n"
+    "Signals:\n"
+    "  SIGTERM               drain: refuse new connections, /readyz 503, wait up to "
+    "drainTimeoutMs\n"
+    "                        for in-flight acks and lanes to empty, close transports, exit 0\n"
+    "                        (a second SIGTERM stops at once)\n"
+    "  SIGINT                stop now (close sessions, clean spill files)\n"
+    "  SIGHUP                reload the configuration\n"
+    "\n"
+    "Exit status: 0 on a clean stop, 1 on a configuration or startup error, 2 on a usage error,\n"
+    "3 from `sluice check` for a valid config that logged warnings.\n";
 
 static int cmd_check(const char *path) {
   char err[1024];
@@ -91,8 +92,8 @@ static int cmd_check(const char *path) {
   char *sum = sl_config_summary(cfg);
   unsigned warnings = cfg->warnings;
   if (warnings)
-    printf("%s: valid with %u warning%s (see above; --strict makes unknown keys errors)\n%s",
-           path, warnings, warnings == 1 ? "" : "s", sum ? sum : "");
+    printf("%s: valid with %u warning%s (see above; --strict makes unknown keys errors)\n%s", path,
+           warnings, warnings == 1 ? "" : "s", sum ? sum : "");
   else
     printf("%s: OK\n%s", path, sum ? sum : "");
   free(sum);
@@ -153,14 +154,17 @@ int main(int argc, char **argv) {
     } else if (strcmp(a, "--log-level") == 0 && i + 1 < argc) {
       int l = sl_log_level_parse(argv[++i]);
       if (l < 0) {
-        fprintf(stderr, "sluice: unknown log level \"%s\" (expected error, warn, info, debug)\n", argv[i]);
+        fprintf(stderr, "sluice: unknown log level \"%s\" (expected error, warn, info, debug)\n",
+                argv[i]);
         return 2;
       }
       sl_log_threshold = (sl_log_level)l;
     } else if (strcmp(a, "--log-format") == 0 && i + 1 < argc) {
       const char *f = argv[++i];
-      if (strcmp(f, "json") == 0) sl_log_json = 1;
-      else if (strcmp(f, "text") == 0) sl_log_json = 0;
+      if (strcmp(f, "json") == 0)
+        sl_log_json = 1;
+      else if (strcmp(f, "text") == 0)
+        sl_log_json = 0;
       else {
         fprintf(stderr, "sluice: unknown log format \"%s\" (expected text or json)\n", f);
         return 2;

@@ -5,9 +5,12 @@
 #include "sl_util.h"
 #include "sio_codec.h"
 
-static struct { sl_msg m; uint8_t b[SL_MSG_HDR + 1]; } rs_storage = {
-  .m = { .refs = 1, .len = 1, .hdrlen = 0, .immortal = 1, .kind = SL_MK_RAW },
-  .b = { [SL_MSG_HDR] = 0x1e },
+static struct {
+  sl_msg m;
+  uint8_t b[SL_MSG_HDR + 1];
+} rs_storage = {
+    .m = {.refs = 1, .len = 1, .hdrlen = 0, .immortal = 1, .kind = SL_MK_RAW},
+    .b = {[SL_MSG_HDR] = 0x1e},
 };
 sl_msg *sl_msg_rs = &rs_storage.m;
 
@@ -104,7 +107,10 @@ void sl_mq_clear(sl_mq *q) {
 
 static uint32_t hash_str(const char *s) {
   uint32_t h = 2166136261u;
-  while (*s) { h ^= (uint8_t)*s++; h *= 16777619u; }
+  while (*s) {
+    h ^= (uint8_t)*s++;
+    h *= 16777619u;
+  }
   return h;
 }
 

@@ -19,14 +19,14 @@
  * is 0 and the bytes are written as they are. */
 typedef struct sl_msg {
   uint32_t refs;
-  uint32_t len;        /* packet length (after the header room) */
-  uint8_t hdrlen;      /* WebSocket header length (0: raw bytes / not framed) */
-  uint8_t binary;      /* Engine.IO binary message (opcode 2 / polling "b" + base64) */
-  uint8_t immortal;    /* static message: refcount ignored */
-  uint8_t kind;        /* SL_MK_* */
-  uint32_t est_bytes;  /* queue accounting: JSON length of the payload (StreamFenceJs) */
-  char *key;           /* coalesce key or NULL: owned, or inline right after the packet */
-  char *msgid;         /* message id (owned) for deliveries, NULL otherwise */
+  uint32_t len;       /* packet length (after the header room) */
+  uint8_t hdrlen;     /* WebSocket header length (0: raw bytes / not framed) */
+  uint8_t binary;     /* Engine.IO binary message (opcode 2 / polling "b" + base64) */
+  uint8_t immortal;   /* static message: refcount ignored */
+  uint8_t kind;       /* SL_MK_* */
+  uint32_t est_bytes; /* queue accounting: JSON length of the payload (StreamFenceJs) */
+  char *key;          /* coalesce key or NULL: owned, or inline right after the packet */
+  char *msgid;        /* message id (owned) for deliveries, NULL otherwise */
   uint8_t buf[];
 } sl_msg;
 
@@ -85,20 +85,33 @@ static inline size_t sl_mq_bytes_at(const sl_mq *q, uint32_t i) {
 
 /* ---- intrusive lists and a string-keyed hash ------------------------------------------ */
 
-typedef struct sl_link { struct sl_link *prev, *next; } sl_link;
+typedef struct sl_link {
+  struct sl_link *prev, *next;
+} sl_link;
 static inline void sl_list_init(sl_link *h) { h->prev = h->next = h; }
 static inline bool sl_list_empty(const sl_link *h) { return h->next == h; }
 static inline bool sl_linked(const sl_link *l) { return l->next != NULL; }
 static inline void sl_list_push(sl_link *h, sl_link *l) {
-  l->prev = h->prev; l->next = h; h->prev->next = l; h->prev = l;
+  l->prev = h->prev;
+  l->next = h;
+  h->prev->next = l;
+  h->prev = l;
 }
 static inline void sl_list_del(sl_link *l) {
   if (!l->next) return;
-  l->prev->next = l->next; l->next->prev = l->prev; l->next = l->prev = NULL;
+  l->prev->next = l->next;
+  l->next->prev = l->prev;
+  l->next = l->prev = NULL;
 }
 
-typedef struct sl_hent { struct sl_hent *hnext; const char *hkey; } sl_hent;
-typedef struct sl_hash { sl_hent **b; size_t nb, n; } sl_hash;
+typedef struct sl_hent {
+  struct sl_hent *hnext;
+  const char *hkey;
+} sl_hent;
+typedef struct sl_hash {
+  sl_hent **b;
+  size_t nb, n;
+} sl_hash;
 /* sl_hash_put: index entry e (embedded in its owner) under key, which must outlive the entry;
  * the table grows as needed (aborts when memory runs out). Keys are not checked for
  * duplicates: the caller looks up first. */

@@ -65,17 +65,18 @@ static char read_buf[SL_READ_BUF];
 static http_parser_settings parser_settings;
 
 const char *const sl_refuse_reasons[SL_REFUSE_COUNT] = {
-    "max_connections", "max_connections_per_address", "max_sessions", "handshake_rate",
+    "max_connections", "max_connections_per_address",
+    "max_sessions",    "handshake_rate",
     "inbound_buffers", "partial_timeout"};
 
 /* The admission counts of one peer address (only for addresses the per-address limits
  * apply to). Kept while a connection from it is open, then until its handshake window ends
  * (so that reconnecting does not reset the rate). */
 typedef struct sl_addr_slot {
-  sl_hent hent;             /* in srv->lim.addrs, key = addr */
-  sl_link idle;             /* in srv->lim.idle_addrs while conns == 0 */
+  sl_hent hent; /* in srv->lim.addrs, key = addr */
+  sl_link idle; /* in srv->lim.idle_addrs while conns == 0 */
   uint32_t conns;
-  uint32_t hs_count;        /* handshakes in the window that started at hs_window */
+  uint32_t hs_count; /* handshakes in the window that started at hs_window */
   uint64_t hs_window;
   char addr[INET6_ADDRSTRLEN];
 } sl_addr_slot;
@@ -205,18 +206,30 @@ static void req_store_header(sl_req *r, bool keep_all) {
   }
   char **slot = NULL;
 #define HDR_IS(name) (fl == sizeof(name) - 1 && strncasecmp(f, name, fl) == 0)
-  if (HDR_IS("upgrade")) slot = &r->upgrade;
-  else if (HDR_IS("connection")) slot = &r->connection;
-  else if (HDR_IS("sec-websocket-key")) slot = &r->ws_key;
-  else if (HDR_IS("sec-websocket-version")) slot = &r->ws_version;
-  else if (HDR_IS("content-type")) slot = &r->content_type;
-  else if (HDR_IS("authorization")) slot = &r->authorization;
-  else if (HDR_IS("origin")) slot = &r->origin;
-  else if (HDR_IS("host")) slot = &r->host;
-  else if (HDR_IS("access-control-request-headers")) slot = &r->acr_headers;
-  else if (HDR_IS("forwarded")) r->proxied |= SL_PROXY_FORWARDED;
-  else if (HDR_IS("x-forwarded-for")) r->proxied |= SL_PROXY_X_FORWARDED_FOR;
-  else if (HDR_IS("x-real-ip")) r->proxied |= SL_PROXY_X_REAL_IP;
+  if (HDR_IS("upgrade"))
+    slot = &r->upgrade;
+  else if (HDR_IS("connection"))
+    slot = &r->connection;
+  else if (HDR_IS("sec-websocket-key"))
+    slot = &r->ws_key;
+  else if (HDR_IS("sec-websocket-version"))
+    slot = &r->ws_version;
+  else if (HDR_IS("content-type"))
+    slot = &r->content_type;
+  else if (HDR_IS("authorization"))
+    slot = &r->authorization;
+  else if (HDR_IS("origin"))
+    slot = &r->origin;
+  else if (HDR_IS("host"))
+    slot = &r->host;
+  else if (HDR_IS("access-control-request-headers"))
+    slot = &r->acr_headers;
+  else if (HDR_IS("forwarded"))
+    r->proxied |= SL_PROXY_FORWARDED;
+  else if (HDR_IS("x-forwarded-for"))
+    r->proxied |= SL_PROXY_X_FORWARDED_FOR;
+  else if (HDR_IS("x-real-ip"))
+    r->proxied |= SL_PROXY_X_REAL_IP;
 #undef HDR_IS
   if (slot && !*slot) *slot = sl_xstrndup(r->hvalue.data ? r->hvalue.data : "", r->hvalue.len);
   r->hfield.len = 0;
@@ -236,8 +249,10 @@ static uint64_t http_held(const sl_conn *c) {
 
 /* The request callback of the listener that accepted c. */
 static void conn_request(sl_conn *c) {
-  if (c->api) c->srv->on_api_request(c);
-  else c->srv->on_request(c);
+  if (c->api)
+    c->srv->on_api_request(c);
+  else
+    c->srv->on_request(c);
 }
 
 static int on_message_begin(http_parser *p) {
@@ -297,7 +312,8 @@ static int on_headers_complete(http_parser *p) {
     /* The body is on its way: answer, then discard it for a while (lingering close). */
     c->lingering = 1;
     conn_request(c);
-    if (!r->answered && !c->closing) sl_http_respond(c, 413, "text/plain", "Payload Too Large", 17, NULL);
+    if (!r->answered && !c->closing)
+      sl_http_respond(c, 413, "text/plain", "Payload Too Large", 17, NULL);
     return -1;
   }
   if (!p->upgrade &&
@@ -573,8 +589,10 @@ static void set_charge(sl_conn *c, uint64_t bytes) {
   if (bytes == c->inbound) return;
   L->inbound = L->inbound - c->inbound + bytes;
   c->inbound = bytes;
-  if (bytes) sl_heap_update(&L->big, &c->inb, ~bytes);
-  else sl_heap_remove(&L->big, &c->inb);
+  if (bytes)
+    sl_heap_update(&L->big, &c->inb, ~bytes);
+  else
+    sl_heap_remove(&L->big, &c->inb);
   if (L->inbound > L->inbound_peak) L->inbound_peak = L->inbound;
 }
 
@@ -584,8 +602,10 @@ static void refuse_partial(sl_conn *v, int reason) {
   set_charge(v, 0);
   v->srv->lim.refused[reason]++;
   if (v->mode == SL_CONN_UPGRADED) {
-    if (v->ops && v->ops->on_limit) v->ops->on_limit(v, reason);
-    else sl_conn_close(v);
+    if (v->ops && v->ops->on_limit)
+      v->ops->on_limit(v, reason);
+    else
+      sl_conn_close(v);
     return;
   }
   if (v->req && !v->req->complete && !v->held && !v->paused && v->wq.n == 0) {
@@ -637,8 +657,10 @@ static void accept_conn(sl_server *srv, uv_stream_t *l, int status, bool api) {
   c->srv = srv;
   sl_heap_node_init(&c->inb);
   c->api = api;
-  if (l->type == UV_NAMED_PIPE) uv_pipe_init(srv->gw->loop, &c->pipe, 0);
-  else uv_tcp_init(srv->gw->loop, &c->tcp);
+  if (l->type == UV_NAMED_PIPE)
+    uv_pipe_init(srv->gw->loop, &c->pipe, 0);
+  else
+    uv_tcp_init(srv->gw->loop, &c->tcp);
   if (uv_accept(l, (uv_stream_t *)&c->tcp) != 0) {
     uv_close((uv_handle_t *)&c->tcp, on_close);
     c->closing = 1;
@@ -682,9 +704,9 @@ static void conn_start(sl_conn *c) {
   http_parser_init(&c->parser, HTTP_REQUEST);
   /* The API listener is for operators: not limited (so /metrics answers during a flood)
    * and not counted; its request bodies are charged to the inbound budget all the same. */
-  int why = api ? -1
+  int why = api                                                      ? -1
             : srv->lim.nconns >= (uint64_t)srv->cfg->max_connections ? SL_REFUSE_CONNECTIONS
-                                                                       : addr_admit(c);
+                                                                     : addr_admit(c);
   if (why >= 0) {
     /* Answer at once (before the request: nothing of it is buffered), then linger. Past
      * SL_LINGER_MAX refusals in progress, just close. */
@@ -725,8 +747,10 @@ const char *sl_conn_remote(sl_conn *c, char *buf, size_t len) {
     return buf;
   }
   if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0) {
-    if (ss.ss_family == AF_INET) uv_ip4_name((struct sockaddr_in *)&ss, buf, len);
-    else if (ss.ss_family == AF_INET6) uv_ip6_name((struct sockaddr_in6 *)&ss, buf, len);
+    if (ss.ss_family == AF_INET)
+      uv_ip4_name((struct sockaddr_in *)&ss, buf, len);
+    else if (ss.ss_family == AF_INET6)
+      uv_ip6_name((struct sockaddr_in6 *)&ss, buf, len);
   }
   return buf;
 }
@@ -890,8 +914,10 @@ static void after_drain(sl_conn *c) {
   if (c->closing) return;
   if (c->wq.n == 0) {
     if (c->close_after_write) {
-      if (c->lingering) linger_start(c);
-      else sl_conn_close(c);
+      if (c->lingering)
+        linger_start(c);
+      else
+        sl_conn_close(c);
       return;
     }
     if (c->mode == SL_CONN_HTTP && !c->held) {
@@ -1002,7 +1028,7 @@ static void tls_flush(sl_conn *c) {
       sl_conn_close(c);
       return;
     }
-    if (!used) return; /* the handshake is not done: flushed once it is */
+    if (!used) return;     /* the handshake is not done: flushed once it is */
     wq_pop_bytes(c, used); /* still counted in wq_bytes until written */
     if (tls_send(c, out, outlen, used) != 0) return;
   }
@@ -1060,8 +1086,10 @@ static void write_cb(uv_write_t *w, int status) {
   if (c->tls) {
     c->tout->off = c->tout->buf.len; /* uv_write wrote all of it */
     if (tls_out_kick(c) != 0) return;
-    if (c->ops && c->ops->on_drain) c->ops->on_drain(c);
-    else sl_conn_flush(c);
+    if (c->ops && c->ops->on_drain)
+      c->ops->on_drain(c);
+    else
+      sl_conn_flush(c);
     return;
   }
   size_t n = 0;
@@ -1069,8 +1097,10 @@ static void write_cb(uv_write_t *w, int status) {
   n -= c->head_off;
   c->inflight = 0;
   wq_advance(c, n);
-  if (c->ops && c->ops->on_drain) c->ops->on_drain(c); /* e.g. a session refills from lanes */
-  else sl_conn_flush(c);
+  if (c->ops && c->ops->on_drain)
+    c->ops->on_drain(c); /* e.g. a session refills from lanes */
+  else
+    sl_conn_flush(c);
 }
 
 /* sl_conn_send: see net.h. */
@@ -1121,7 +1151,8 @@ void sl_http_respond(sl_conn *c, int status, const char *ctype, const char *body
                      const char *extra_headers) {
   if (c->closing) return;
   if (c->req) c->req->answered = true;
-  bool keep = c->req && c->req->complete && http_should_keep_alive(&c->parser) && !c->close_after_write;
+  bool keep =
+      c->req && c->req->complete && http_should_keep_alive(&c->parser) && !c->close_after_write;
   char head[512];
   int hl = snprintf(head, sizeof head,
                     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
@@ -1147,9 +1178,12 @@ void sl_http_json_error(sl_conn *c, int status, const char *code, const char *me
   sl_sbuf b = {0};
   sl_sbuf_printf(&b, "{\"error\":{\"code\":\"%s\",\"message\":\"", code);
   for (const char *s = message; *s; s++) {
-    if (*s == '"' || *s == '\\') sl_sbuf_printf(&b, "\\%c", *s);
-    else if ((unsigned char)*s < 0x20) sl_sbuf_printf(&b, "\\u%04x", (unsigned char)*s);
-    else sl_sbuf_append(&b, s, 1);
+    if (*s == '"' || *s == '\\')
+      sl_sbuf_printf(&b, "\\%c", *s);
+    else if ((unsigned char)*s < 0x20)
+      sl_sbuf_printf(&b, "\\u%04x", (unsigned char)*s);
+    else
+      sl_sbuf_append(&b, s, 1);
   }
   sl_sbuf_puts(&b, "\"}}");
   sl_http_respond(c, status, "application/json", b.data, b.len, NULL);
@@ -1207,8 +1241,10 @@ void sl_conn_close(sl_conn *c) {
   sl_list_del(&c->link);
   set_charge(c, 0);
   addr_release(c);
-  if (c->counted == 1) c->srv->lim.nconns--;
-  else if (c->counted == 2) c->srv->lim.nlinger--;
+  if (c->counted == 1)
+    c->srv->lim.nconns--;
+  else if (c->counted == 2)
+    c->srv->lim.nlinger--;
   c->counted = 0;
   if (c->ops && c->ops->on_close) c->ops->on_close(c);
   uv_read_stop((uv_stream_t *)&c->tcp);

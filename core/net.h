@@ -61,70 +61,71 @@ enum { SL_PROXY_FORWARDED = 1, SL_PROXY_X_FORWARDED_FOR = 2, SL_PROXY_X_REAL_IP 
 typedef struct sl_req {
   sl_sbuf url;
   sl_sbuf body;
-  sl_sbuf hfield, hvalue;   /* current header being read */
+  sl_sbuf hfield, hvalue; /* current header being read */
   size_t header_bytes;
   char *upgrade, *connection, *ws_key, *ws_version, *content_type, *authorization, *origin;
-  char *host;               /* Host */
-  char *acr_headers;        /* Access-Control-Request-Headers (a CORS preflight) */
-  uint8_t proxied;          /* SL_PROXY_* bits: forwarding headers seen (any value) */
-  sl_sbuf headers;          /* every header as "name\0value\0" (name lowercased), nheaders
+  char *host;        /* Host */
+  char *acr_headers; /* Access-Control-Request-Headers (a CORS preflight) */
+  uint8_t proxied;   /* SL_PROXY_* bits: forwarding headers seen (any value) */
+  sl_sbuf headers;   /* every header as "name\0value\0" (name lowercased), nheaders
                                pairs; kept only when srv->keep_headers */
   size_t nheaders;
   int last_was_value;
   bool complete;
-  bool too_big;             /* body over the limit (413) */
-  bool in_body;             /* headers done, body being read (partialMessageTimeoutMs) */
-  bool answered;            /* sl_http_respond was called for this request */
+  bool too_big;  /* body over the limit (413) */
+  bool in_body;  /* headers done, body being read (partialMessageTimeoutMs) */
+  bool answered; /* sl_http_respond was called for this request */
 } sl_req;
 
 /* One TCP connection. Public: srv, req, parser (read-only for the layers above), data,
  * held, close_after_write. The ws fields near the end are private to ws.c, is_probe to
  * eio.c; they live here so a connection is one allocation. */
 struct sl_conn {
-  union {                   /* first: handle->data not needed, container_of works */
+  union { /* first: handle->data not needed, container_of works */
     uv_tcp_t tcp;
-    uv_pipe_t pipe;         /* accepted on a Unix socket (the API listener) */
+    uv_pipe_t pipe; /* accepted on a Unix socket (the API listener) */
   };
   sl_server *srv;
-  sl_link link;             /* in srv->conns */
-  sl_link tlink;            /* in the gateway's timeout list while reading HTTP headers / idle */
-  uint64_t deadline;        /* for tlink */
+  sl_link link;      /* in srv->conns */
+  sl_link tlink;     /* in the gateway's timeout list while reading HTTP headers / idle */
+  uint64_t deadline; /* for tlink */
   http_parser parser;
   sl_req *req;
-  sl_sbuf *pend;            /* pipelined bytes received while a response is pending */
-  sl_mq wq;                 /* write queue; the first `inflight` entries are being written */
-  size_t wq_bytes;          /* unsent bytes (including in flight) */
-  uint32_t head_off;        /* bytes of the first entry already written */
-  uint32_t inflight;        /* entries covered by the uv_write in flight */
-  uv_write_t *wreq;         /* allocated only while a uv_write is in flight */
-  const sl_conn_ops *ops;   /* the owner's callbacks (NULL: plain HTTP, nobody above) */
-  void *data;               /* the owner's object (eio: the sl_session bound to it) */
-  uint8_t mode;             /* SL_CONN_* */
+  sl_sbuf *pend;          /* pipelined bytes received while a response is pending */
+  sl_mq wq;               /* write queue; the first `inflight` entries are being written */
+  size_t wq_bytes;        /* unsent bytes (including in flight) */
+  uint32_t head_off;      /* bytes of the first entry already written */
+  uint32_t inflight;      /* entries covered by the uv_write in flight */
+  uv_write_t *wreq;       /* allocated only while a uv_write is in flight */
+  const sl_conn_ops *ops; /* the owner's callbacks (NULL: plain HTTP, nobody above) */
+  void *data;             /* the owner's object (eio: the sl_session bound to it) */
+  uint8_t mode;           /* SL_CONN_* */
   uint8_t closing;
-  uint8_t writing;          /* a uv_write is in flight */
+  uint8_t writing; /* a uv_write is in flight */
   uint8_t close_after_write;
-  uint8_t paused;           /* reading stopped until the response is written */
-  uint8_t held;             /* the owner holds the request unanswered (a polling GET) */
-  uint8_t ws_closing;       /* ws.c: a close frame was sent or received */
-  uint8_t is_probe;         /* eio.c: WebSocket waiting for "5" during an upgrade */
-  uint8_t api;              /* accepted on the server's API listener (sl_server_listen_api) */
-  struct sl_ws_slot *ws;    /* ws.c: wslay context borrowed from the pool while a frame is partly read */
-  uint8_t in_ws;            /* ws.c: inside wslay_event_recv: defer releasing the context */
+  uint8_t paused;     /* reading stopped until the response is written */
+  uint8_t held;       /* the owner holds the request unanswered (a polling GET) */
+  uint8_t ws_closing; /* ws.c: a close frame was sent or received */
+  uint8_t is_probe;   /* eio.c: WebSocket waiting for "5" during an upgrade */
+  uint8_t api;        /* accepted on the server's API listener (sl_server_listen_api) */
+  struct sl_ws_slot
+      *ws;       /* ws.c: wslay context borrowed from the pool while a frame is partly read */
+  uint8_t in_ws; /* ws.c: inside wslay_event_recv: defer releasing the context */
   /* ws.c: minimal frame-boundary tracker, so the wslay context can be returned to the pool */
   uint8_t fh[14];
   uint8_t fhave;
-  uint8_t frag;             /* inside a fragmented data message */
-  uint64_t fleft;           /* payload bytes of the current frame still to come */
-  struct ssl_st *tls;       /* tls.h: the TLS engine, NULL on a plain listener */
-  struct sl_tls_out *tout;  /* TLS: ciphertext the kernel has not taken yet (NULL when none) */
-  uint64_t fmsg;            /* ws.c: bytes wslay holds for the partial message */
+  uint8_t frag;            /* inside a fragmented data message */
+  uint64_t fleft;          /* payload bytes of the current frame still to come */
+  struct ssl_st *tls;      /* tls.h: the TLS engine, NULL on a plain listener */
+  struct sl_tls_out *tout; /* TLS: ciphertext the kernel has not taken yet (NULL when none) */
+  uint64_t fmsg;           /* ws.c: bytes wslay holds for the partial message */
   /* net.c: admission and the inbound budget (sl_limits) */
-  struct sl_addr_slot *addr;/* the peer address's counts (NULL: per-address limits off) */
-  sl_heap_node inb;         /* in srv->lim.big while inbound > 0 */
-  uint64_t inbound;         /* bytes of partial input charged to the budget */
-  uint64_t discarded;       /* bytes read and dropped while lingering */
-  uint8_t lingering;        /* answered an early error: discard input, then close */
-  uint8_t counted;          /* counted in srv->lim.nconns (else in nlinger) */
+  struct sl_addr_slot *addr; /* the peer address's counts (NULL: per-address limits off) */
+  sl_heap_node inb;          /* in srv->lim.big while inbound > 0 */
+  uint64_t inbound;          /* bytes of partial input charged to the budget */
+  uint64_t discarded;        /* bytes read and dropped while lingering */
+  uint8_t lingering;         /* answered an early error: discard input, then close */
+  uint8_t counted;           /* counted in srv->lim.nconns (else in nlinger) */
 };
 
 /* sl_server_listen: bind and listen on srv->cfg's host:port; every request read on an

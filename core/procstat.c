@@ -42,7 +42,8 @@ static void read_stat(sl_procstat *st) {
   unsigned long long starttime = 0, vsize = 0;
   int field = 3;
   for (char *tok = strtok(p + 1, " "); tok; tok = strtok(NULL, " "), field++) {
-    if (field == 22) starttime = strtoull(tok, NULL, 10);
+    if (field == 22)
+      starttime = strtoull(tok, NULL, 10);
     else if (field == 23) {
       vsize = strtoull(tok, NULL, 10);
       break;
@@ -77,7 +78,8 @@ void sl_procstat_read(sl_procstat *st) {
   size_t rss;
   if (uv_resident_set_memory(&rss) == 0) st->resident_bytes = (double)rss;
   struct rlimit rl;
-  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) st->max_fds = (double)rl.rlim_cur;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+    st->max_fds = (double)rl.rlim_cur;
   st->open_fds = count_fds();
   read_stat(st);
 }
@@ -88,20 +90,23 @@ void sl_procstat_text(sl_sbuf *b, const sl_procstat *st) {
     const char *name, *type, *help;
     size_t off;
   } m[] = {
-    {"process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.",
-     offsetof(sl_procstat, cpu_seconds)},
-    {"process_open_fds", "gauge", "Number of open file descriptors.", offsetof(sl_procstat, open_fds)},
-    {"process_max_fds", "gauge", "Maximum number of open file descriptors.", offsetof(sl_procstat, max_fds)},
-    {"process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.", offsetof(sl_procstat, virtual_bytes)},
-    {"process_resident_memory_bytes", "gauge", "Resident memory size in bytes.",
-     offsetof(sl_procstat, resident_bytes)},
-    {"process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.",
-     offsetof(sl_procstat, start_time)},
+      {"process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.",
+       offsetof(sl_procstat, cpu_seconds)},
+      {"process_open_fds", "gauge", "Number of open file descriptors.",
+       offsetof(sl_procstat, open_fds)},
+      {"process_max_fds", "gauge", "Maximum number of open file descriptors.",
+       offsetof(sl_procstat, max_fds)},
+      {"process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.",
+       offsetof(sl_procstat, virtual_bytes)},
+      {"process_resident_memory_bytes", "gauge", "Resident memory size in bytes.",
+       offsetof(sl_procstat, resident_bytes)},
+      {"process_start_time_seconds", "gauge",
+       "Start time of the process since unix epoch in seconds.", offsetof(sl_procstat, start_time)},
   };
   for (size_t i = 0; i < sizeof m / sizeof m[0]; i++) {
     double v = *(const double *)((const char *)st + m[i].off);
     if (v < 0) continue;
-    sl_sbuf_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s %.15g\n", m[i].name, m[i].help, m[i].name, m[i].type,
-                   m[i].name, v);
+    sl_sbuf_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s %.15g\n", m[i].name, m[i].help, m[i].name,
+                   m[i].type, m[i].name, v);
   }
 }

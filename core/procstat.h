@@ -9,12 +9,12 @@
 
 /* Figures of the running process. A field that could not be read is negative. */
 typedef struct sl_procstat {
-  double cpu_seconds;       /* user + system CPU time */
-  double resident_bytes;    /* RSS */
-  double virtual_bytes;     /* VmSize */
-  double open_fds;          /* entries of /proc/self/fd */
-  double max_fds;           /* RLIMIT_NOFILE soft limit */
-  double start_time;        /* seconds since the Unix epoch */
+  double cpu_seconds;    /* user + system CPU time */
+  double resident_bytes; /* RSS */
+  double virtual_bytes;  /* VmSize */
+  double open_fds;       /* entries of /proc/self/fd */
+  double max_fds;        /* RLIMIT_NOFILE soft limit */
+  double start_time;     /* seconds since the Unix epoch */
 } sl_procstat;
 
 /* sl_procstat_read: fill *st with the current figures. Never fails: what cannot be read is

@@ -59,9 +59,13 @@ static sl_msg *encode(const sl_pubctx *c, const char *payload, size_t len) {
   const sl_ns *ns = c->ns;
   bool alo = ns->cfg->delivery == SL_AT_LEAST_ONCE;
   sl_sio_delivery d = {
-    .nsp = ns->path, .nsplen = ns->pathlen, .nsp_json = ns->json_path,
-    .topic_json = c->topic->json_name, .payload = payload, .len = len,
-    .msgid = alo ? c->msgid : NULL,
+      .nsp = ns->path,
+      .nsplen = ns->pathlen,
+      .nsp_json = ns->json_path,
+      .topic_json = c->topic->json_name,
+      .payload = payload,
+      .len = len,
+      .msgid = alo ? c->msgid : NULL,
   };
   size_t total = sl_sio_delivery_len(&d);
   size_t kl = key ? strlen(key) + 1 : 0;
@@ -147,8 +151,15 @@ int sl_publish(sl_gateway *gw, const char *nspath, const char *topic, const char
   char id[SL_MSGID_MAX];
   next_msgid(gw, id);
   if (msgid) memcpy(msgid, id, strlen(id) + 1);
-  sl_pubctx c = {.gw = gw, .ns = ns, .topic = t, .payload = payload, .len = len,
-                 .source = opts->source, .from = opts->from, .msgid = id, .to = opts->to};
+  sl_pubctx c = {.gw = gw,
+                 .ns = ns,
+                 .topic = t,
+                 .payload = payload,
+                 .len = len,
+                 .source = opts->source,
+                 .from = opts->from,
+                 .msgid = id,
+                 .to = opts->to};
   /* The route hook runs once per publish, before anything is encoded. */
   sluice_route_result rr = {0};
   if (sl_ns_hook_route(ns)) {
@@ -181,7 +192,8 @@ int sl_publish(sl_gateway *gw, const char *nspath, const char *topic, const char
     for (size_t i = 0; i < rr.ntopics; i++) {
       sl_topic *rt = sl_topic_find(ns, rr.topics[i], strlen(rr.topics[i]));
       if (!rt) {
-        sl_log_warn("route hook of %s redirected to unknown topic \"%s\": skipped", ns->path, rr.topics[i]);
+        sl_log_warn("route hook of %s redirected to unknown topic \"%s\": skipped", ns->path,
+                    rr.topics[i]);
         continue;
       }
       c.topic = rt;

@@ -11,16 +11,16 @@
 typedef struct sl_pubctx {
   sl_gateway *gw;
   sl_ns *ns;
-  sl_topic *topic;          /* the topic being delivered to (the route hook may redirect) */
-  const char *payload;      /* JSON text: the publisher's, or the route hook's rewrite */
+  sl_topic *topic;     /* the topic being delivered to (the route hook may redirect) */
+  const char *payload; /* JSON text: the publisher's, or the route hook's rewrite */
   size_t len;
-  int source;               /* SL_SRC_* */
-  sl_socket *from;          /* the publishing client for SL_SRC_CLIENT, else NULL */
-  const char *msgid;        /* this publish's message id (NUL-terminated) */
-  const char *to;           /* publishTo: the one recipient's socket id, or NULL */
-  char *const *route_to;    /* recipients chosen by the route hook (nroute_to of them) */
+  int source;            /* SL_SRC_* */
+  sl_socket *from;       /* the publishing client for SL_SRC_CLIENT, else NULL */
+  const char *msgid;     /* this publish's message id (NUL-terminated) */
+  const char *to;        /* publishTo: the one recipient's socket id, or NULL */
+  char *const *route_to; /* recipients chosen by the route hook (nroute_to of them) */
   size_t nroute_to;
-  const char *key;          /* coalesce key of payload on topic, or NULL: set per topic while
+  const char *key; /* coalesce key of payload on topic, or NULL: set per topic while
                              * its message is encoded, NULL otherwise */
 } sl_pubctx;
 

@@ -38,7 +38,8 @@ static size_t ns_sockets(sl_ns *ns, sl_socket ***out) {
   sl_socket **v = sl_xcalloc(ns->sockets.n + 1, sizeof *v);
   size_t n = 0;
   for (size_t b = 0; b < ns->sockets.nb; b++)
-    for (sl_hent *e = ns->sockets.b[b]; e; e = e->hnext) v[n++] = sl_container_of(e, sl_socket, hent);
+    for (sl_hent *e = ns->sockets.b[b]; e; e = e->hnext)
+      v[n++] = sl_container_of(e, sl_socket, hent);
   *out = v;
   return n;
 }
@@ -58,7 +59,9 @@ static void ns_move(sl_ns *dst, sl_ns *old, sl_ns_config *nc) {
     for (uint32_t s = 0; s < n; s++) subs[s] = tp->subs[s]->sock;
     sl_topic_teardown(tp);
     for (uint32_t s = 0; s < n; s++) sl_client_topic_removed(subs[s], name);
-    if (n) sl_log_info("reload: topic %s removed from namespace %s (%u subscriber(s) told)", name, old->path, n);
+    if (n)
+      sl_log_info("reload: topic %s removed from namespace %s (%u subscriber(s) told)", name,
+                  old->path, n);
     free(subs);
     free(name);
   }
@@ -68,11 +71,12 @@ static void ns_move(sl_ns *dst, sl_ns *old, sl_ns_config *nc) {
   for (size_t i = 0; i < nc->ntopics; i++) {
     sl_topic *ot = NULL;
     for (size_t t = 0; t < old->ntopics; t++)
-      if (old->topics[t].name && strcmp(old->topics[t].name, nc->topics[i]) == 0) ot = &old->topics[t];
+      if (old->topics[t].name && strcmp(old->topics[t].name, nc->topics[i]) == 0)
+        ot = &old->topics[t];
     if (ot) {
       topics[i] = *ot;
       topics[i].snap_slot = SLUICE_NOSLOT; /* the new hooks start again from snap_json */
-      ot->name = NULL; /* moved */
+      ot->name = NULL;                     /* moved */
       for (uint32_t s = 0; s < topics[i].nsubs; s++) topics[i].subs[s]->topic = &topics[i];
     } else {
       sl_ns tmp;
@@ -110,11 +114,13 @@ static int check_compatible(sl_gateway *gw, sl_config *nc, char *err, size_t err
     for (size_t j = 0; j < nc->nservers; j++)
       if (strcmp(nc->servers[j].name, o->name) == 0) n = &nc->servers[j];
     if (!n) {
-      snprintf(err, errlen, "%s: server \"%s\" was removed: that needs a restart", nc->path, o->name);
+      snprintf(err, errlen, "%s: server \"%s\" was removed: that needs a restart", nc->path,
+               o->name);
       return SL_ECONFIG;
     }
     if (n->port != o->port || strcmp(n->host ? n->host : "", o->host ? o->host : "") != 0) {
-      snprintf(err, errlen, "%s: server \"%s\": changing host or port needs a restart", nc->path, o->name);
+      snprintf(err, errlen, "%s: server \"%s\": changing host or port needs a restart", nc->path,
+               o->name);
       return SL_ECONFIG;
     }
     if (!n->tls != !o->tls) {
@@ -126,8 +132,9 @@ static int check_compatible(sl_gateway *gw, sl_config *nc, char *err, size_t err
     if (na->listen != oa->listen || na->port != oa->port ||
         strcmp(na->host ? na->host : "", oa->host ? oa->host : "") != 0 ||
         strcmp(na->path ? na->path : "", oa->path ? oa->path : "") != 0) {
-      snprintf(err, errlen, "%s: server \"%s\": changing where the API listens (api) needs a restart",
-               nc->path, o->name);
+      snprintf(err, errlen,
+               "%s: server \"%s\": changing where the API listens (api) needs a restart", nc->path,
+               o->name);
       return SL_ECONFIG;
     }
   }
@@ -229,7 +236,8 @@ static void fs_event_cb(uv_fs_event_t *h, const char *filename, int events, int 
   if (filename) {
     size_t n = strlen(filename);
     bool relevant = (n > 4 && strcmp(filename + n - 4, ".lua") == 0) ||
-                    (n > 5 && (strcmp(filename + n - 5, ".json") == 0 || strcmp(filename + n - 5, ".yaml") == 0)) ||
+                    (n > 5 && (strcmp(filename + n - 5, ".json") == 0 ||
+                               strcmp(filename + n - 5, ".yaml") == 0)) ||
                     (n > 4 && strcmp(filename + n - 4, ".yml") == 0);
     if (!relevant) return;
   }
@@ -243,8 +251,10 @@ int sluice_watch_config(sluice_t *gw) {
   char dir[4096];
   snprintf(dir, sizeof dir, "%s", gw->cfg->path);
   char *slash = strrchr(dir, '/');
-  if (slash) *slash = 0;
-  else snprintf(dir, sizeof dir, ".");
+  if (slash)
+    *slash = 0;
+  else
+    snprintf(dir, sizeof dir, ".");
   uv_timer_init(gw->loop, &gw->reload_timer);
   gw->reload_timer.data = gw;
   uv_unref((uv_handle_t *)&gw->reload_timer);
@@ -264,6 +274,8 @@ int sluice_watch_config(sluice_t *gw) {
       uv_unref((uv_handle_t *)&gw->watch_scripts);
     }
   }
-  if (r) sl_log_warn("cannot watch %s for changes: %s (SIGHUP and POST /api/reload still work)", dir, uv_strerror(r));
+  if (r)
+    sl_log_warn("cannot watch %s for changes: %s (SIGHUP and POST /api/reload still work)", dir,
+                uv_strerror(r));
   return r;
 }

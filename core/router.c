@@ -17,10 +17,10 @@ static void sio_closed(sl_session *s, const char *reason) {
 }
 
 static const sl_eio_handler sio_handler = {
-  .on_open = NULL,
-  .on_message = sl_sio_message,
-  .on_close = sio_closed,
-  .on_pull = sl_session_pull,
+    .on_open = NULL,
+    .on_message = sl_sio_message,
+    .on_close = sio_closed,
+    .on_pull = sl_session_pull,
 };
 
 /* sl_router_install: see router.h. */

@@ -100,8 +100,8 @@ void sl_sio_session_closed(sl_session *s) {
 static void protocol_error(sl_session *s, const char *nsp, size_t nsplen, const char *reason) {
   if (s->state == SL_ST_CLOSED) return;
   if (nsp && nsplen)
-    sl_log_debug("session %s: Socket.IO protocol error in namespace %.*s: %s", s->sid,
-                 (int)nsplen, nsp, reason);
+    sl_log_debug("session %s: Socket.IO protocol error in namespace %.*s: %s", s->sid, (int)nsplen,
+                 nsp, reason);
   else
     sl_log_debug("session %s: Socket.IO protocol error: %s", s->sid, reason);
   if (nsp) {
@@ -119,8 +119,8 @@ static void protocol_error(sl_session *s, const char *nsp, size_t nsplen, const 
 
 /* Refuse a CONNECT: CONNECT_ERROR {"message", "data":{"code"}} (when the session is still
  * open), then discard the socket that was never joined. */
-static void connect_refuse(sl_session *s, const sio_packet *p, sl_socket *sock,
-                           const char *message, const char *code) {
+static void connect_refuse(sl_session *s, const sio_packet *p, sl_socket *sock, const char *message,
+                           const char *code) {
   if (s->state != SL_ST_CLOSED) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "message", message);
@@ -155,9 +155,7 @@ static void handle_connect(sl_session *s, const sio_packet *p, const cJSON *payl
   sock->sess = s;
   sock->ns = ns;
   sock->slot = SLUICE_NOSLOT;
-  do {
-    sl_random_id(sock->id, 20);
-  } while (sl_hash_get(&ns->sockets, sock->id));
+  do { sl_random_id(sock->id, 20); } while (sl_hash_get(&ns->sockets, sock->id));
   char why[256] = "";
   const char *code = NULL;
   if (!h->on_connect(sock, payload, why, sizeof why, &code) || s->state == SL_ST_CLOSED) {
@@ -207,7 +205,8 @@ static void dispatch_event(sl_session *s, const sio_packet *p, cJSON *arr, uint8
 static void handle_event_json(sl_session *s, const sio_packet *p, const char *json, size_t len,
                               uint8_t **bufs, size_t *lens, int natts) {
   cJSON *arr = NULL;
-  if (sl_sio_parse_json(json, len, &arr) != 0 || !arr || sl_sio_validate_payload(p->type, arr) != 0 ||
+  if (sl_sio_parse_json(json, len, &arr) != 0 || !arr ||
+      sl_sio_validate_payload(p->type, arr) != 0 ||
       (natts && sl_sio_count_placeholders(arr, natts) != natts)) {
     cJSON_Delete(arr);
     protocol_error(s, p->nsp, p->nsplen,
@@ -236,7 +235,10 @@ void sl_sio_message(sl_session *s, const uint8_t *data, size_t len, bool binary)
     pb->have++;
     if (pb->have == pb->need) {
       s->pbin = NULL;
-      sio_packet p = {.type = pb->type, .nsp = pb->nsp, .nsplen = pb->nsplen, .ack_id = pb->ack_id,
+      sio_packet p = {.type = pb->type,
+                      .nsp = pb->nsp,
+                      .nsplen = pb->nsplen,
+                      .ack_id = pb->ack_id,
                       .attachments = pb->need};
       handle_event_json(s, &p, pb->json, pb->jsonlen, pb->bufs, pb->lens, pb->need);
       pbin_free(pb);
@@ -278,8 +280,7 @@ void sl_sio_message(sl_session *s, const uint8_t *data, size_t len, bool binary)
     }
     sl_socket *sock = session_socket(s, p.nsp, p.nsplen);
     if (!sock) {
-      protocol_error(s, p.nsp, p.nsplen,
-                     "invalid state: DISCONNECT for a namespace not joined");
+      protocol_error(s, p.nsp, p.nsplen, "invalid state: DISCONNECT for a namespace not joined");
       return;
     }
     socket_remove(sock, "client namespace disconnect");
@@ -288,8 +289,7 @@ void sl_sio_message(sl_session *s, const uint8_t *data, size_t len, bool binary)
   case SIO_EVENT:
   case SIO_ACK:
     if (!session_socket(s, p.nsp, p.nsplen)) {
-      protocol_error(s, p.nsp, p.nsplen,
-                     "invalid state: packet for a namespace not joined");
+      protocol_error(s, p.nsp, p.nsplen, "invalid state: packet for a namespace not joined");
       return;
     }
     handle_event_json(s, &p, p.json, p.jsonlen, NULL, NULL, 0);
@@ -315,9 +315,7 @@ void sl_sio_message(sl_session *s, const uint8_t *data, size_t len, bool binary)
     s->pbin = pb;
     return;
   }
-  default:
-    protocol_error(s, NULL, 0, "invalid Socket.IO packet type");
-    return;
+  default: protocol_error(s, NULL, 0, "invalid Socket.IO packet type"); return;
   }
 }
 
@@ -341,14 +339,18 @@ static int emit_packet(sl_socket *s, int type, int btype, int64_t ack_id, const 
             (!natts || sl_sio_count_placeholders(arr, (int)natts) == (int)natts);
   cJSON_Delete(arr);
   if (!ok) return SL_EINVAL;
-  sl_msg *m = sl_sio_encode(natts ? btype : type, s->ns->path, s->ns->pathlen, ack_id, json,
-                            len, (int)natts);
-  if (s->connecting) sl_mq_push(&s->early, m, false);
-  else sl_session_send(s->sess, m);
+  sl_msg *m = sl_sio_encode(natts ? btype : type, s->ns->path, s->ns->pathlen, ack_id, json, len,
+                            (int)natts);
+  if (s->connecting)
+    sl_mq_push(&s->early, m, false);
+  else
+    sl_session_send(s->sess, m);
   for (size_t i = 0; i < natts; i++) {
     sl_msg *a = sl_msg_packet_new(atts[i].data, atts[i].len, true, SL_MK_CONTROL);
-    if (s->connecting) sl_mq_push(&s->early, a, false);
-    else sl_session_send(s->sess, a);
+    if (s->connecting)
+      sl_mq_push(&s->early, a, false);
+    else
+      sl_session_send(s->sess, a);
   }
   return 0;
 }

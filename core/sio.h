@@ -75,8 +75,8 @@ void sl_sio_send(sl_socket *sock, int type, int64_t ack_id, const char *json, si
 /* sl_sio_encode: one Socket.IO packet as a framed Engine.IO message ("4" + header + json).
  * Returns a new message with one reference (the caller owns it); never NULL (aborts when
  * out of memory). nsp/json are copied. */
-sl_msg *sl_sio_encode(int type, const char *nsp, size_t nsplen, int64_t ack_id,
-                      const char *json, size_t jsonlen, int attachments);
+sl_msg *sl_sio_encode(int type, const char *nsp, size_t nsplen, int64_t ack_id, const char *json,
+                      size_t jsonlen, int attachments);
 
 /* The socket accessors and sl_socket_emit / sl_socket_ack / sl_socket_disconnect, also
  * implemented in sio.c, are declared in sl_core.h (the Lua binding calls them). */

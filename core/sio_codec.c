@@ -42,7 +42,7 @@ int sl_eio_parse_text(uint8_t *buf, size_t len, eio_packet *out) {
  * of n separators yields n + 1 records, so "" yields one empty record and a trailing
  * separator yields a final empty one. *pos == len + 1 marks the end. */
 int sl_eio_payload_next(const uint8_t *body, size_t len, size_t *pos, const uint8_t **rec,
-                     size_t *reclen) {
+                        size_t *reclen) {
   size_t start = *pos;
   if (start > len) return 0;
   if (!body) { /* only meaningful with len == 0; avoid arithmetic on NULL */
@@ -71,10 +71,20 @@ bool sl_utf8_valid(const uint8_t *s, size_t len) {
     }
     size_t n;
     uint32_t cp, min;
-    if (c >= 0xc2 && c <= 0xdf) { n = 2; cp = c & 0x1f; min = 0x80; }
-    else if (c >= 0xe0 && c <= 0xef) { n = 3; cp = c & 0x0f; min = 0x800; }
-    else if (c >= 0xf0 && c <= 0xf4) { n = 4; cp = c & 0x07; min = 0x10000; }
-    else return false;
+    if (c >= 0xc2 && c <= 0xdf) {
+      n = 2;
+      cp = c & 0x1f;
+      min = 0x80;
+    } else if (c >= 0xe0 && c <= 0xef) {
+      n = 3;
+      cp = c & 0x0f;
+      min = 0x800;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      n = 4;
+      cp = c & 0x07;
+      min = 0x10000;
+    } else
+      return false;
     if (len - i < n) return false;
     for (size_t k = 1; k < n; k++) {
       if ((s[i + k] & 0xc0) != 0x80) return false;
@@ -89,9 +99,7 @@ bool sl_utf8_valid(const uint8_t *s, size_t len) {
 /* ---- Socket.IO: header ----------------------------------------------------------------- */
 
 /* ASCII digits only: unlike the reference's Number(c) == c, a space is not a digit. */
-static bool is_digit(char c) {
-  return c >= '0' && c <= '9';
-}
+static bool is_digit(char c) { return c >= '0' && c <= '9'; }
 
 /* sl_sio_parse: see sio_codec.h. Grammar, following socket.io-parser's decodeString:
  *   type      one char '0'..'6'
@@ -206,26 +214,23 @@ bool sl_sio_is_reserved_event(const char *name) {
 int sl_sio_validate_payload(int type, const struct cJSON *payload) {
   const cJSON *first;
   switch (type) {
-  case SIO_CONNECT:
-    return (!payload || cJSON_IsObject(payload)) ? 0 : -1;
-  case SIO_DISCONNECT:
-    return payload ? -1 : 0;
+  case SIO_CONNECT: return (!payload || cJSON_IsObject(payload)) ? 0 : -1;
+  case SIO_DISCONNECT: return payload ? -1 : 0;
   case SIO_EVENT:
   case SIO_BINARY_EVENT:
     if (!payload || !cJSON_IsArray(payload)) return -1;
     first = payload->child;
     if (!first) return -1;
     if (cJSON_IsNumber(first)) return 0;
-    if (cJSON_IsString(first) && first->valuestring && !sl_sio_is_reserved_event(first->valuestring))
+    if (cJSON_IsString(first) && first->valuestring &&
+        !sl_sio_is_reserved_event(first->valuestring))
       return 0;
     return -1;
   case SIO_ACK:
-  case SIO_BINARY_ACK:
-    return (payload && cJSON_IsArray(payload)) ? 0 : -1;
+  case SIO_BINARY_ACK: return (payload && cJSON_IsArray(payload)) ? 0 : -1;
   case SIO_CONNECT_ERROR:
     return (payload && (cJSON_IsObject(payload) || cJSON_IsString(payload))) ? 0 : -1;
-  default:
-    return -1;
+  default: return -1;
   }
 }
 
@@ -261,7 +266,7 @@ static int ph_visit(ph_walk *w, const cJSON *node, int depth) {
       if (!num || !cJSON_IsNumber(num)) return -1;
       double v = num->valuedouble;
       if (!isfinite(v) || v < 0 || v >= (double)w->natts) return -1;
-      int k = (int)v; /* in range now, so the conversion is defined */
+      int k = (int)v;                /* in range now, so the conversion is defined */
       if ((double)k != v) return -1; /* 0.5 is not an index */
       if (w->seen[k]) return -1;
       w->seen[k] = 1;
@@ -305,7 +310,7 @@ int sl_sio_count_placeholders(const struct cJSON *node, int natts) {
  * than SIO_MAX_NSP, one not starting with '/', or one containing ',' (it would end the
  * namespace early on the other side). A valid header is never empty, so 0 is unambiguous. */
 size_t sl_sio_encode_header(char *out, int type, int attachments, const char *nsp, size_t nsplen,
-                         int64_t ack_id) {
+                            int64_t ack_id) {
   size_t o = 0;
   if (type < SIO_CONNECT || type > SIO_BINARY_ACK) return 0;
   if (nsp && nsplen > 0 && !(nsplen == 1 && nsp[0] == '/')) {

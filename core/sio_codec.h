@@ -12,15 +12,20 @@
 
 /* ---- Engine.IO ---------------------------------------------------------------------- */
 enum {
-  EIO_OPEN = 0, EIO_CLOSE = 1, EIO_PING = 2, EIO_PONG = 3,
-  EIO_MESSAGE = 4, EIO_UPGRADE = 5, EIO_NOOP = 6
+  EIO_OPEN = 0,
+  EIO_CLOSE = 1,
+  EIO_PING = 2,
+  EIO_PONG = 3,
+  EIO_MESSAGE = 4,
+  EIO_UPGRADE = 5,
+  EIO_NOOP = 6
 };
 
 /* One Engine.IO packet as a view into the caller's buffer. */
 typedef struct eio_packet {
-  int type;             /* EIO_* */
-  bool binary;          /* payload is binary (WS binary frame, or polling "b<base64>") */
-  const uint8_t *data;  /* payload after the type char (text) or raw bytes (binary) */
+  int type;            /* EIO_* */
+  bool binary;         /* payload is binary (WS binary frame, or polling "b<base64>") */
+  const uint8_t *data; /* payload after the type char (text) or raw bytes (binary) */
   size_t len;
 } eio_packet;
 
@@ -37,7 +42,7 @@ SL_WUR int sl_eio_parse_text(uint8_t *buf, size_t len, eio_packet *out);
  * empty (and then fail sl_eio_parse_text). Like String.split("\x1e"), n separators give n + 1
  * records, so an empty body gives one empty record. *rec points into body. */
 SL_WUR int sl_eio_payload_next(const uint8_t *body, size_t len, size_t *pos, const uint8_t **rec,
-                     size_t *reclen);
+                               size_t *reclen);
 
 /* sl_utf8_valid: true when s[0..len) is well-formed UTF-8 (no overlongs, surrogates, or
  * code points above U+10FFFF; NUL bytes allowed). The reference never handles invalid UTF-8
@@ -51,8 +56,13 @@ bool sl_utf8_valid(const uint8_t *s, size_t len);
 
 /* ---- Socket.IO ---------------------------------------------------------------------- */
 enum {
-  SIO_CONNECT = 0, SIO_DISCONNECT = 1, SIO_EVENT = 2, SIO_ACK = 3,
-  SIO_CONNECT_ERROR = 4, SIO_BINARY_EVENT = 5, SIO_BINARY_ACK = 6
+  SIO_CONNECT = 0,
+  SIO_DISCONNECT = 1,
+  SIO_EVENT = 2,
+  SIO_ACK = 3,
+  SIO_CONNECT_ERROR = 4,
+  SIO_BINARY_EVENT = 5,
+  SIO_BINARY_ACK = 6
 };
 
 #define SIO_MAX_ATTACHMENTS 10
@@ -60,12 +70,12 @@ enum {
 
 /* A parsed Socket.IO packet header; data points into the caller's text. */
 typedef struct sio_packet {
-  int type;               /* SIO_* */
-  int attachments;        /* for BINARY_*: n >= 1, else 0 */
-  const char *nsp;        /* namespace, "/" when absent (not NUL-terminated) */
+  int type;        /* SIO_* */
+  int attachments; /* for BINARY_*: n >= 1, else 0 */
+  const char *nsp; /* namespace, "/" when absent (not NUL-terminated) */
   size_t nsplen;
-  int64_t ack_id;         /* -1 when absent */
-  const char *json;       /* the JSON payload text (may be empty: jsonlen 0) */
+  int64_t ack_id;   /* -1 when absent */
+  const char *json; /* the JSON payload text (may be empty: jsonlen 0) */
   size_t jsonlen;
 } sio_packet;
 
@@ -110,18 +120,18 @@ int sl_sio_count_placeholders(const struct cJSON *node, int natts);
  * header cannot be encoded faithfully: type outside 0..6, nsplen > SIO_MAX_NSP, nsp not
  * starting with '/', or nsp containing ','. */
 size_t sl_sio_encode_header(char *out, int type, int attachments, const char *nsp, size_t nsplen,
-                         int64_t ack_id);
+                            int64_t ack_id);
 
 /* ---- a fan-out delivery: one EVENT packet per publish ------------------------------- */
 /* What a delivery packet carries. Every pointer is borrowed for the call. */
 typedef struct sl_sio_delivery {
-  const char *nsp;        /* namespace path; "/" (or NULL, or nsplen 0) is omitted */
+  const char *nsp; /* namespace path; "/" (or NULL, or nsplen 0) is omitted */
   size_t nsplen;
   const char *nsp_json;   /* the path as a JSON string literal, quotes included (msgid only) */
   const char *topic_json; /* the topic as a JSON string literal, quotes included */
   const char *payload;    /* JSON text of the payload, copied as it is (not validated) */
   size_t len;
-  const char *msgid;      /* AT_LEAST_ONCE: the message id, adds the ack metadata; NULL:
+  const char *msgid; /* AT_LEAST_ONCE: the message id, adds the ack metadata; NULL:
                            * BEST_EFFORT */
 } sl_sio_delivery;
 

@@ -12,9 +12,9 @@
 #include "sl_util.h"
 #include "sluice.h"
 
-typedef struct sl_gateway sl_gateway; /* == sluice_t, the whole process-level gateway */
-typedef struct sl_server sl_server;   /* one configured server (one listening port) */
-typedef struct sl_socket sl_socket;   /* one Socket.IO socket: a client in one namespace */
+typedef struct sl_gateway sl_gateway;   /* == sluice_t, the whole process-level gateway */
+typedef struct sl_server sl_server;     /* one configured server (one listening port) */
+typedef struct sl_socket sl_socket;     /* one Socket.IO socket: a client in one namespace */
 typedef struct sl_eio_conn sl_eio_conn; /* one session on a raw Engine.IO endpoint */
 
 /* A binary attachment (borrowed pointer; valid for the duration of the call). The struct is
@@ -24,11 +24,11 @@ typedef struct sl_bin sl_bin;
 enum { SL_SRC_API = 0, SL_SRC_LUA = 1, SL_SRC_CLIENT = 2 };
 
 typedef struct sl_publish_opts {
-  const char *server;   /* server name, NULL = the first server that has the namespace */
-  const char *to;       /* target client id (publishTo), NULL = all subscribers */
-  int source;           /* SL_SRC_* */
-  sl_socket *from;      /* publishing client for SL_SRC_CLIENT, else NULL */
-  bool trusted_json;    /* payload_json was produced by our own encoder: skip validation */
+  const char *server; /* server name, NULL = the first server that has the namespace */
+  const char *to;     /* target client id (publishTo), NULL = all subscribers */
+  int source;         /* SL_SRC_* */
+  sl_socket *from;    /* publishing client for SL_SRC_CLIENT, else NULL */
+  bool trusted_json;  /* payload_json was produced by our own encoder: skip validation */
 } sl_publish_opts;
 
 /* Size of a message id buffer: "msg-" + unique part + NUL. */
@@ -56,14 +56,14 @@ int sl_server_port(const sl_server *srv); /* bound port */
  * pointer handed to a hook is valid until the core calls the client_free hooks for it. The
  * strings returned are borrowed from the socket: valid until it is freed, or (principal)
  * until the next authorization of it. None of these fails. */
-const char *sl_socket_id(const sl_socket *s);       /* per-namespace socket id (clientId) */
-const char *sl_socket_ns(const sl_socket *s);       /* namespace path */
-const char *sl_socket_principal(const sl_socket *s);/* authenticated principal or NULL */
-const char *sl_socket_remote(const sl_socket *s);   /* peer address "127.0.0.1" */
+const char *sl_socket_id(const sl_socket *s);        /* per-namespace socket id (clientId) */
+const char *sl_socket_ns(const sl_socket *s);        /* namespace path */
+const char *sl_socket_principal(const sl_socket *s); /* authenticated principal or NULL */
+const char *sl_socket_remote(const sl_socket *s);    /* peer address "127.0.0.1" */
 /* sl_socket_transport: the session's current transport, "websocket" or "polling" (a static
  * string; it changes when a polling session upgrades). */
 const char *sl_socket_transport(const sl_socket *s);
-int *sl_socket_lua_slot(sl_socket *s);              /* the hook implementation's slot */
+int *sl_socket_lua_slot(sl_socket *s); /* the hook implementation's slot */
 
 /* sl_socket_emit: send an EVENT to this client. json_array is a JSON array text whose first
  * element is the event name; binary attachments must appear in it as
@@ -83,8 +83,8 @@ void sl_socket_disconnect(sl_socket *s);
 
 /* Raw Engine.IO endpoint sessions (server key engineIo; core/eio_raw.c). An sl_eio_conn is
  * valid from the eio_open hook until the core calls the eio_free hooks for it. */
-const char *sl_eio_conn_id(const sl_eio_conn *c);  /* the session id */
-int *sl_eio_conn_lua_slot(sl_eio_conn *c);         /* the hook implementation's slot */
+const char *sl_eio_conn_id(const sl_eio_conn *c); /* the session id */
+int *sl_eio_conn_lua_slot(sl_eio_conn *c);        /* the hook implementation's slot */
 /* sl_eio_conn_send: send one message (binary, or text sent as "4" + data; data is copied).
  * Returns 0, or SL_ESTATE when the session is closed. */
 int sl_eio_conn_send(sl_eio_conn *c, const void *data, size_t len, bool binary);

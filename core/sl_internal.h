@@ -28,14 +28,25 @@
 /* ---- metrics -------------------------------------------------------------------------- */
 
 enum {
-  SL_M_PUBLISHED = 0, SL_M_PUBLISHED_BYTES, SL_M_RECEIVED, SL_M_RECEIVED_BYTES,
-  SL_M_RETRIES, SL_M_RETRIES_EXHAUSTED, SL_M_DROPPED, SL_M_COALESCED, SL_M_SPILLED,
+  SL_M_PUBLISHED = 0,
+  SL_M_PUBLISHED_BYTES,
+  SL_M_RECEIVED,
+  SL_M_RECEIVED_BYTES,
+  SL_M_RETRIES,
+  SL_M_RETRIES_EXHAUSTED,
+  SL_M_DROPPED,
+  SL_M_COALESCED,
+  SL_M_SPILLED,
   SL_M_TOPIC_COUNT
 };
 /* overflow reasons (label values are StreamFenceJs's strings) */
 enum {
-  SL_OV_TOO_BIG = 0, SL_OV_REJECT_NEW, SL_OV_NO_COALESCE_MATCH, SL_OV_SPILLED,
-  SL_OV_SPILL_FAILED, SL_OV_COUNT
+  SL_OV_TOO_BIG = 0,
+  SL_OV_REJECT_NEW,
+  SL_OV_NO_COALESCE_MATCH,
+  SL_OV_SPILLED,
+  SL_OV_SPILL_FAILED,
+  SL_OV_COUNT
 };
 extern const char *const sl_overflow_reasons[SL_OV_COUNT];
 /* why deliveries a lane held were lost (sluice_messages_lost_total{reason}) */
@@ -43,9 +54,15 @@ enum { SL_LOST_RESTART = 0, SL_LOST_DISCONNECT, SL_LOST_SPILL_FAILED, SL_LOST_CO
 extern const char *const sl_lost_reasons[SL_LOST_COUNT];
 
 /* The API's refusal rules (sluice_api_refused_total{reason}). */
-enum { SL_API_REFUSED_TOKEN = 0, SL_API_REFUSED_FORWARDED, SL_API_REFUSED_PEER,
-       SL_API_REFUSED_ORIGIN, SL_API_REFUSED_HOST, SL_API_REFUSED_CONTENT_TYPE,
-       SL_API_REFUSED_COUNT };
+enum {
+  SL_API_REFUSED_TOKEN = 0,
+  SL_API_REFUSED_FORWARDED,
+  SL_API_REFUSED_PEER,
+  SL_API_REFUSED_ORIGIN,
+  SL_API_REFUSED_HOST,
+  SL_API_REFUSED_CONTENT_TYPE,
+  SL_API_REFUSED_COUNT
+};
 
 /* ---- topology ------------------------------------------------------------------------- */
 
@@ -55,39 +72,39 @@ typedef struct sl_conn sl_conn;
 
 typedef struct sl_topic {
   char *name;
-  char *json_name;          /* the topic as a JSON string literal, quotes included */
+  char *json_name; /* the topic as a JSON string literal, quotes included */
   struct sl_ns *ns;
-  sl_lane **subs;           /* subscriber lanes (unordered; lane->sub_idx is the slot) */
+  sl_lane **subs; /* subscriber lanes (unordered; lane->sub_idx is the slot) */
   uint32_t nsubs, capsubs;
-  sl_msg *last;             /* last published delivery (snapshot-on-subscribe) */
+  sl_msg *last; /* last published delivery (snapshot-on-subscribe) */
   uint64_t m[SL_M_TOPIC_COUNT];
   uint64_t overflow[SL_OV_COUNT];
-  uint64_t spill_corrupt;   /* spilled records skipped as corrupt */
-  uint64_t delivered;       /* messages handed to a client's transport (first sends) */
-  uint64_t spill_read;      /* spilled records read back into a lane */
+  uint64_t spill_corrupt;       /* spilled records skipped as corrupt */
+  uint64_t delivered;           /* messages handed to a client's transport (first sends) */
+  uint64_t spill_read;          /* spilled records read back into a lane */
   uint64_t lost[SL_LOST_COUNT]; /* deliveries lost (restart: counted at start from what a
                                crashed process left; disconnect: held by a lane that went;
                                spill failed: the overflow could not be written) */
-  uint64_t *held;           /* crash ledger counter (ledger.h), NULL: not (yet) tracked */
-  uint8_t held_tried;       /* the ledger had no slot for it: do not ask again */
-  int snap_slot;            /* the snapshot hook's own slot (sluice_hooks.snapshot; for Lua
+  uint64_t *held;               /* crash ledger counter (ledger.h), NULL: not (yet) tracked */
+  uint8_t held_tried;           /* the ledger had no slot for it: do not ask again */
+  int snap_slot;                /* the snapshot hook's own slot (sluice_hooks.snapshot; for Lua
                                a registry ref of the state), SLUICE_NOSLOT: none yet */
-  char *snap_json;          /* current snapshot state as JSON (survives reloads) */
+  char *snap_json;              /* current snapshot state as JSON (survives reloads) */
 } sl_topic;
 
 typedef struct sl_ns {
   struct sl_server *srv;
-  sl_ns_config *cfg;        /* owned by the server's config generation */
+  sl_ns_config *cfg; /* owned by the server's config generation */
   char *path;
-  char *json_path;          /* the path as a JSON string literal (delivery metadata) */
+  char *json_path; /* the path as a JSON string literal (delivery metadata) */
   size_t pathlen;
   sl_topic *topics;
   size_t ntopics;
-  sl_hash sockets;          /* socket id -> sl_socket */
+  sl_hash sockets; /* socket id -> sl_socket */
   uint64_t connections, disconnections, auth_rejected, auth_rate_limited;
-  uint64_t route_dropped;   /* publishes dropped by the route hook */
-  bool implicit_root;       /* "/" that is not configured: accepts, handles nothing */
-  sl_hookset hooks;         /* policy hooks (hooks.h) */
+  uint64_t route_dropped; /* publishes dropped by the route hook */
+  bool implicit_root;     /* "/" that is not configured: accepts, handles nothing */
+  sl_hookset hooks;       /* policy hooks (hooks.h) */
 } sl_ns;
 
 /* ---- admission and inbound memory (net.c owns these; eio and ws report through net.h) -- */
@@ -95,12 +112,12 @@ typedef struct sl_ns {
 /* Why a connection, a handshake or a partial input was refused: the reason label of
  * sluice_connections_refused_total (sl_refuse_reasons). */
 enum {
-  SL_REFUSE_CONNECTIONS = 0,  /* maxConnections */
-  SL_REFUSE_PER_ADDRESS,      /* maxConnectionsPerAddress */
-  SL_REFUSE_SESSIONS,         /* maxSessions */
-  SL_REFUSE_HANDSHAKE_RATE,   /* maxHandshakesPerSecondPerAddress */
-  SL_REFUSE_INBOUND_BUDGET,   /* maxInboundBufferBytes spent: the largest partial input */
-  SL_REFUSE_PARTIAL_TIMEOUT,  /* a body or WebSocket message not complete in time */
+  SL_REFUSE_CONNECTIONS = 0, /* maxConnections */
+  SL_REFUSE_PER_ADDRESS,     /* maxConnectionsPerAddress */
+  SL_REFUSE_SESSIONS,        /* maxSessions */
+  SL_REFUSE_HANDSHAKE_RATE,  /* maxHandshakesPerSecondPerAddress */
+  SL_REFUSE_INBOUND_BUDGET,  /* maxInboundBufferBytes spent: the largest partial input */
+  SL_REFUSE_PARTIAL_TIMEOUT, /* a body or WebSocket message not complete in time */
   SL_REFUSE_COUNT
 };
 extern const char *const sl_refuse_reasons[SL_REFUSE_COUNT];
@@ -111,13 +128,13 @@ extern const char *const sl_refuse_reasons[SL_REFUSE_COUNT];
  * WebSocket message (sl_conn.inbound), and keeps those connections on a heap, largest first,
  * so the biggest can be refused when the budget is spent. */
 typedef struct sl_limits {
-  uint32_t nconns;          /* accepted connections (refused ones being answered: nlinger) */
-  uint32_t nlinger;         /* refused connections answered and discarding input */
-  uint64_t inbound;         /* bytes charged to maxInboundBufferBytes */
-  uint64_t inbound_peak;    /* the most ever charged at once */
-  sl_heap big;              /* sl_conn by inbound, largest first (key = ~inbound) */
-  sl_hash addrs;            /* peer address text -> sl_addr_slot */
-  sl_link idle_addrs;       /* slots with no connection, kept for their handshake window */
+  uint32_t nconns;       /* accepted connections (refused ones being answered: nlinger) */
+  uint32_t nlinger;      /* refused connections answered and discarding input */
+  uint64_t inbound;      /* bytes charged to maxInboundBufferBytes */
+  uint64_t inbound_peak; /* the most ever charged at once */
+  sl_heap big;           /* sl_conn by inbound, largest first (key = ~inbound) */
+  sl_hash addrs;         /* peer address text -> sl_addr_slot */
+  sl_link idle_addrs;    /* slots with no connection, kept for their handshake window */
   uint64_t refused[SL_REFUSE_COUNT];
 } sl_limits;
 
@@ -125,31 +142,31 @@ struct sl_server {
   sl_gateway *gw;
   sl_server_config *cfg;
   uv_tcp_t listener;
-  int port;                 /* bound port */
+  int port; /* bound port */
   sl_ns *ns;
   size_t nns;
-  sl_ns root;               /* implicit "/" */
-  sl_hash sessions;         /* Engine.IO sid -> sl_session */
-  sl_hash auth_failures;    /* remote address -> recent auth failures (rate limit) */
+  sl_ns root;            /* implicit "/" */
+  sl_hash sessions;      /* Engine.IO sid -> sl_session */
+  sl_hash auth_failures; /* remote address -> recent auth failures (rate limit) */
   const struct sl_sio_handler *sio_handler; /* the layer above Socket.IO (sio.h) */
-  sl_link conns;            /* every sl_conn of this server */
-  void (*on_request)(sl_conn *c); /* net.h sl_request_cb, given to sl_server_listen */
+  sl_link conns;                            /* every sl_conn of this server */
+  void (*on_request)(sl_conn *c);           /* net.h sl_request_cb, given to sl_server_listen */
   /* eio.h: where this server's Engine.IO sessions report, [0] Socket.IO sessions, [1] the
    * raw engineIo endpoint (sl_session.raw); installed by the layer above (router.c). */
   const struct sl_eio_handler *eio_handlers[2];
   bool listening;
-  sl_limits lim;            /* connection/session limits and the inbound budget (net.c) */
-  sl_hookset hooks;         /* lifecycle event hooks and on_start (hooks.h) */
-  struct sl_ledger *ledger; /* crash ledger under the spill root (SPILL_TO_DISK servers) */
+  sl_limits lim;                    /* connection/session limits and the inbound budget (net.c) */
+  sl_hookset hooks;                 /* lifecycle event hooks and on_start (hooks.h) */
+  struct sl_ledger *ledger;         /* crash ledger under the spill root (SPILL_TO_DISK servers) */
   uint64_t lost_restart_unlabelled; /* restart losses of no configured namespace/topic */
   /* the API's own listener (cfg->api.listen): net.c sl_server_listen_api */
   union {
     uv_tcp_t tcp;
     uv_pipe_t pipe;
   } api_listener;
-  int api_port;             /* bound port of api_listener (TCP) */
+  int api_port; /* bound port of api_listener (TCP) */
   bool api_listening;
-  bool keep_headers;        /* net: keep every request header (sl_req.headers); set by hooks.c */
+  bool keep_headers; /* net: keep every request header (sl_req.headers); set by hooks.c */
   void (*on_api_request)(sl_conn *c); /* net.h sl_request_cb of api_listener */
   /* transport WSS: the context new connections get (tls.h), its reload state (reload.c) */
   struct sl_tls_ctx *tls;
@@ -161,37 +178,37 @@ struct sl_server {
 /* ---- Socket.IO sockets and lanes ----------------------------------------------------- */
 
 struct sl_socket {
-  sl_hent hent;             /* in ns->sockets (key = id) */
+  sl_hent hent; /* in ns->sockets (key = id) */
   sl_session *sess;
   sl_ns *ns;
-  struct sl_socket *next;   /* in sess->sockets */
-  sl_lane *lanes;           /* subscriptions */
+  struct sl_socket *next; /* in sess->sockets */
+  sl_lane *lanes;         /* subscriptions */
   char *principal;
-  char *auth_token;         /* auth.token from the CONNECT payload */
-  int slot;                 /* the hook implementation's own slot (Lua: the box's ref) */
+  char *auth_token; /* auth.token from the CONNECT payload */
+  int slot;         /* the hook implementation's own slot (Lua: the box's ref) */
   uint8_t gone;
-  uint8_t connecting;       /* inside onConnect: emits wait for the CONNECT reply */
-  sl_mq early;              /* packets emitted during onConnect */
+  uint8_t connecting; /* inside onConnect: emits wait for the CONNECT reply */
+  sl_mq early;        /* packets emitted during onConnect */
   char id[21];
 };
 
 struct sl_lane {
   sl_socket *sock;
   sl_topic *topic;
-  sl_lane *next;            /* in sock->lanes */
-  sl_link rlink;            /* in sess->ready while it has sendable messages */
-  uint32_t sub_idx;         /* slot in topic->subs, UINT32_MAX when not subscribed */
+  sl_lane *next;    /* in sock->lanes */
+  sl_link rlink;    /* in sess->ready while it has sendable messages */
+  uint32_t sub_idx; /* slot in topic->subs, UINT32_MAX when not subscribed */
   /* bounded FIFO of pending deliveries */
   sl_msg **q;
   uint32_t qhead, qn, qcap;
-  uint64_t qbytes;          /* est_bytes of pending + in-flight messages */
+  uint64_t qbytes; /* est_bytes of pending + in-flight messages */
   /* AT_LEAST_ONCE: sent, awaiting the client's ack (at most maxInFlight) */
   struct sl_inflight **infl;
   uint32_t ninfl;
   /* SPILL_TO_DISK: overflow on disk, refilled in FIFO order */
   struct sl_spill *spill;
-  uint64_t held_rep;        /* deliveries held, as last added to topic->held */
-  uint8_t refilling;        /* a spill read is pending */
+  uint64_t held_rep; /* deliveries held, as last added to topic->held */
+  uint8_t refilling; /* a spill read is pending */
   uint8_t spill_failed_logged;
 };
 
@@ -199,49 +216,49 @@ struct sl_lane {
 typedef struct sl_inflight {
   sl_msg *m;
   sl_lane *lane;
-  sl_heap_node hn;          /* key: loop time (ms) of the ack deadline; in gw->acks */
-  uint32_t retries;         /* re-sends so far */
+  sl_heap_node hn;  /* key: loop time (ms) of the ack deadline; in gw->acks */
+  uint32_t retries; /* re-sends so far */
 } sl_inflight;
-
 
 struct sl_gateway {
   uv_loop_t *loop;
   sl_config *cfg;
   sl_server *servers;
   size_t nservers;
-  sl_link dirty;            /* sessions with pending flush work */
+  sl_link dirty; /* sessions with pending flush work */
   uv_prepare_t prep;
   uv_check_t check;
-  uv_timer_t sweep;         /* HTTP header / idle timeouts */
+  uv_timer_t sweep; /* HTTP header / idle timeouts */
   sl_link timeouts;
-  sl_socket *dead;          /* sockets released, freed at the next safe point */
-  sl_session *dead_sessions;/* sessions closed, freed at the next safe point */
-  sl_heap sheap;            /* sl_session by deadline: one timer for all sessions (eio.c) */
+  sl_socket *dead;           /* sockets released, freed at the next safe point */
+  sl_session *dead_sessions; /* sessions closed, freed at the next safe point */
+  sl_heap sheap;             /* sl_session by deadline: one timer for all sessions (eio.c) */
   uv_timer_t sess_timer;
   uv_signal_t sigs[3];
   bool stopping;
-  bool draining;            /* sluice_drain: handshakes refused, waiting for lanes to empty */
-  uv_timer_t drain_timer;   /* wakes the loop while draining (drain.c) */
-  uv_check_t drain_check;   /* tests, after the loop's flush, whether the lanes are empty */
-  uint64_t drain_deadline;  /* loop ms */
+  bool draining;           /* sluice_drain: handshakes refused, waiting for lanes to empty */
+  uv_timer_t drain_timer;  /* wakes the loop while draining (drain.c) */
+  uv_check_t drain_check;  /* tests, after the loop's flush, whether the lanes are empty */
+  uint64_t drain_deadline; /* loop ms */
   void (*on_drained)(sl_gateway *); /* the gateway's stop, called by drain.c when done */
   uint64_t msg_counter;
   char boot_id[12];
   uint64_t started_ms;
   sl_lathist hook_times[SL_HOOK_TIMED_KINDS]; /* sampled hook timing, across reloads (hooks.h) */
-  sl_hookreg *hookregs;     /* C hook registrations (sluice_set_hooks), survive reloads */
+  sl_hookreg *hookregs; /* C hook registrations (sluice_set_hooks), survive reloads */
   size_t nhookregs;
-  sl_gateway_ops ops;       /* the embedder: reload, stats, stop, free (gateway.h) */
+  sl_gateway_ops ops; /* the embedder: reload, stats, stop, free (gateway.h) */
   void *ops_ud;
-  sl_heap acks;             /* sl_inflight by ack deadline (no periodic scans), acks.c */
+  sl_heap acks; /* sl_inflight by ack deadline (no periodic scans), acks.c */
   uv_timer_t ack_timer;
   uv_fs_event_t watch, watch_scripts; /* config directory watches (hot reload) */
-  uv_timer_t reload_timer;  /* debounce for the watches */
+  uv_timer_t reload_timer;            /* debounce for the watches */
   uint64_t reloads_ok, reloads_failed;
   double last_reload_ms;
-  uint64_t api_refused[SL_API_REFUSED_COUNT];  /* by SL_API_REFUSED_* (api.c), sluice_api_refused_total */
-  uint64_t eio_refused_origin;   /* Engine.IO requests refused by cors.origins (eio.c) */
-  uint64_t eio_refused_allow;    /* handshakes refused by allow_request (eio.c) */
+  uint64_t
+      api_refused[SL_API_REFUSED_COUNT]; /* by SL_API_REFUSED_* (api.c), sluice_api_refused_total */
+  uint64_t eio_refused_origin;           /* Engine.IO requests refused by cors.origins (eio.c) */
+  uint64_t eio_refused_allow;            /* handshakes refused by allow_request (eio.c) */
   int closing_handles;
   void (*on_stopped)(sl_gateway *, void *);
   void *on_stopped_arg;

@@ -20,7 +20,6 @@
 #define SL_JS_MAX_DEPTH 200
 #define SL_JS_INLINE static inline __attribute__((always_inline, unused))
 
-
 static const bool sl_js_isws[256] = {[' '] = 1, ['\n'] = 1, ['\r'] = 1, ['\t'] = 1};
 
 SL_JS_INLINE const char *sl_js_ws(const char *p, const char *e) {
@@ -34,10 +33,14 @@ static inline int sl_js_hex4(const char *p) {
   for (int i = 0; i < 4; i++) {
     char c = p[i];
     v <<= 4;
-    if (c >= '0' && c <= '9') v |= c - '0';
-    else if (c >= 'a' && c <= 'f') v |= c - 'a' + 10;
-    else if (c >= 'A' && c <= 'F') v |= c - 'A' + 10;
-    else return -1;
+    if (c >= '0' && c <= '9')
+      v |= c - '0';
+    else if (c >= 'a' && c <= 'f')
+      v |= c - 'a' + 10;
+    else if (c >= 'A' && c <= 'F')
+      v |= c - 'A' + 10;
+    else
+      return -1;
   }
   return v;
 }
@@ -57,8 +60,7 @@ SL_JS_INLINE uint64_t sl_js_word_stops(uint64_t v) {
  * hook reads. */
 SL_JS_INLINE const char *sl_js_run_end(const char *p, const char *e) {
 #ifdef __SSE2__
-  const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\'),
-                ctl = _mm_set1_epi8(0x1f);
+  const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\'), ctl = _mm_set1_epi8(0x1f);
   while (e - p >= 16) {
     __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
     __m128i stop = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, bslash)),
@@ -90,7 +92,14 @@ SL_JS_INLINE const char *sl_js_string(const char *p, const char *e, bool *esc) {
     *esc = true;
     if (e - p < 2) return NULL;
     switch (p[1]) {
-    case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't': p++; break;
+    case '"':
+    case '\\':
+    case '/':
+    case 'b':
+    case 'f':
+    case 'n':
+    case 'r':
+    case 't': p++; break;
     case 'u': {
       /* as the decoder (and cJSON): a surrogate must come as a high + low pair */
       int u = e - p >= 6 ? sl_js_hex4(p + 2) : -1;
@@ -141,7 +150,7 @@ SL_JS_INLINE const char *sl_js_lit(const char *p, const char *e, const char *lit
 
 /* p at the first character of a value (no leading whitespace). */
 static inline __attribute__((unused)) const char *sl_js_value(const char *p, const char *e,
-                                                            int depth) {
+                                                              int depth) {
   if (p >= e) return NULL;
   bool esc;
   switch (*p) {
@@ -201,8 +210,7 @@ static inline __attribute__((unused)) bool sl_js_leading_zero(const char *s, siz
       in_num = false;
       continue;
     }
-    bool numch = (c >= '0' && c <= '9') || c == '-' || c == '+' || c == '.' || c == 'e' ||
-                 c == 'E';
+    bool numch = (c >= '0' && c <= '9') || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E';
     if (numch && !in_num) {
       const char *q = c == '-' ? p + 1 : p;
       if (e - q >= 2 && q[0] == '0' && q[1] >= '0' && q[1] <= '9') return true;
@@ -223,7 +231,8 @@ SL_JS_INLINE uint64_t sl_js_load_le(const char *p, size_t n) {
     return (uint64_t)a | ((uint64_t)b << (8 * (n - 4)));
   }
   if (!n) return 0;
-  return (uint64_t)u[0] | ((uint64_t)u[n / 2] << (8 * (n / 2))) | ((uint64_t)u[n - 1] << (8 * (n - 1)));
+  return (uint64_t)u[0] | ((uint64_t)u[n / 2] << (8 * (n / 2))) |
+         ((uint64_t)u[n - 1] << (8 * (n - 1)));
 }
 
 /* sl_js_member: find key (klen bytes, compared byte for byte with the member names as
@@ -232,15 +241,16 @@ SL_JS_INLINE uint64_t sl_js_load_le(const char *p, size_t n) {
  * valid JSON on the way, -2 when a member name with escapes came before the answer (it
  * may be the key written differently: the caller decides). */
 static inline __attribute__((unused)) int sl_js_member(const char *p, const char *e,
-                                                         const char *key, size_t klen,
-                                                         const char **vs, const char **ve) {
+                                                       const char *key, size_t klen,
+                                                       const char **vs, const char **ve) {
   bool esc, escaped = false;
   /* A name without escapes can only equal a key that has no '"', '\\' or control
    * character in it (a plain key). Such a name is the key exactly when the key's bytes
    * follow its quote and a quote follows them (that quote ends it: nothing before it
    * escapes it). Keys up to 8 bytes, nearly all, compare as one word. */
   int plain = -1; /* not known yet: only a name that looks like the key asks */
-  uint64_t kw = sl_js_load_le(key, klen < 8 ? klen : 8), kmask = klen >= 8 ? ~0ull : (1ull << (8 * klen)) - 1;
+  uint64_t kw = sl_js_load_le(key, klen < 8 ? klen : 8),
+           kmask = klen >= 8 ? ~0ull : (1ull << (8 * klen)) - 1;
   if (p >= e || *p != '{') return -1;
   p = sl_js_ws(p + 1, e);
   if (p < e && *p == '}') return 0;

@@ -12,8 +12,7 @@
 #define SL_UNUSED(x) ((void)(x))
 #define SL_WUR __attribute__((warn_unused_result))
 #define SL_PRINTF(f, a) __attribute__((format(printf, f, a)))
-#define sl_container_of(ptr, type, member) \
-  ((type *)((char *)(ptr) - offsetof(type, member)))
+#define sl_container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 /* Error codes: always negative when returned. */
 enum {
@@ -75,8 +74,10 @@ int sl_log_level_parse(const char *s); /* -> level, or -1 */
 #define sl_log_error(...) sl_log(SL_LOG_ERROR, __VA_ARGS__)
 #define sl_log_warn(...) sl_log(SL_LOG_WARN, __VA_ARGS__)
 #define sl_log_info(...) sl_log(SL_LOG_INFO, __VA_ARGS__)
-#define sl_log_debug(...) \
-  do { if (sl_log_threshold >= SL_LOG_DEBUG) sl_log(SL_LOG_DEBUG, __VA_ARGS__); } while (0)
+#define sl_log_debug(...)                                                                          \
+  do {                                                                                             \
+    if (sl_log_threshold >= SL_LOG_DEBUG) sl_log(SL_LOG_DEBUG, __VA_ARGS__);                       \
+  } while (0)
 
 /* Growable byte buffer (for building small outputs: HTTP responses, JSON, metrics). */
 typedef struct sl_sbuf {

@@ -111,8 +111,8 @@ const char *sluice_strerror(int err);
 
 /* ---- hooks ---------------------------------------------------------------------------- */
 
-typedef struct sl_server sluice_server; /* one configured server (one listening port) */
-typedef struct sl_socket sluice_client; /* one Socket.IO client in one namespace */
+typedef struct sl_server sluice_server;     /* one configured server (one listening port) */
+typedef struct sl_socket sluice_client;     /* one Socket.IO client in one namespace */
 typedef struct sl_eio_conn sluice_eio_conn; /* one session of a raw Engine.IO endpoint */
 
 /* A binary attachment of a client event (borrowed: valid for the duration of the call). */
@@ -126,12 +126,12 @@ enum { SLUICE_SRC_API = 0, SLUICE_SRC_LUA = 1, SLUICE_SRC_CLIENT = 2 };
 
 /* One publish as the route hook sees it (borrowed: valid for the duration of the call). */
 typedef struct sluice_message {
-  const char *ns;          /* namespace path, "/feed" */
+  const char *ns; /* namespace path, "/feed" */
   const char *topic;
-  const char *payload;     /* JSON text, len bytes, valid JSON (not NUL-terminated) */
+  const char *payload; /* JSON text, len bytes, valid JSON (not NUL-terminated) */
   size_t len;
-  int source;              /* SLUICE_SRC_* */
-  sluice_client *from;     /* the publishing client for SLUICE_SRC_CLIENT, else NULL */
+  int source;          /* SLUICE_SRC_* */
+  sluice_client *from; /* the publishing client for SLUICE_SRC_CLIENT, else NULL */
 } sluice_message;
 
 enum { SLUICE_ROUTE_DELIVER = 0, SLUICE_ROUTE_DROP = 1, SLUICE_ROUTE_REWRITE = 2 };
@@ -139,20 +139,20 @@ enum { SLUICE_ROUTE_DELIVER = 0, SLUICE_ROUTE_DROP = 1, SLUICE_ROUTE_REWRITE = 2
 /* What the route hook decides. The hook receives it zeroed (deliver unchanged) and fills
  * what it changes; every pointer it stores must come from malloc: the core frees them. */
 typedef struct sluice_route_result {
-  int action;              /* SLUICE_ROUTE_* */
-  char *payload_json;      /* replacement payload (valid JSON text, NUL-terminated) or NULL */
-  char **topics;           /* deliver to these topics of the same namespace instead ... */
-  size_t ntopics;          /* ... 0 = the original topic */
-  char **to;               /* restrict recipients to these client ids ... */
-  size_t nto;              /* ... 0 = no restriction */
+  int action;         /* SLUICE_ROUTE_* */
+  char *payload_json; /* replacement payload (valid JSON text, NUL-terminated) or NULL */
+  char **topics;      /* deliver to these topics of the same namespace instead ... */
+  size_t ntopics;     /* ... 0 = the original topic */
+  char **to;          /* restrict recipients to these client ids ... */
+  size_t nto;         /* ... 0 = no restriction */
 } sluice_route_result;
 
 /* One Engine.IO handshake as allow_request sees it (borrowed: valid for the duration of the
  * call). */
 typedef struct sluice_request {
-  const char *method;      /* "GET" */
-  const char *path;        /* "/socket.io/" (the URL without its query) */
-  const char *query;       /* "EIO=4&transport=polling" (without '?'; "" when none), raw */
+  const char *method;         /* "GET" */
+  const char *path;           /* "/socket.io/" (the URL without its query) */
+  const char *query;          /* "EIO=4&transport=polling" (without '?'; "" when none), raw */
   const char *remote_address; /* "127.0.0.1" */
   const char *const *headers; /* 2 * nheaders strings: name (lowercase), value, ... in order */
   size_t nheaders;
@@ -160,11 +160,11 @@ typedef struct sluice_request {
 
 /* Lifecycle events of a server (StreamFenceJs's listener events). */
 typedef enum {
-  SLUICE_EV_CONNECT = 0,   /* a client joined a namespace */
-  SLUICE_EV_DISCONNECT,    /* a client left (reason set) */
-  SLUICE_EV_SUBSCRIBE,     /* topic set */
-  SLUICE_EV_UNSUBSCRIBE,   /* topic set */
-  SLUICE_EV_OVERFLOW,      /* a lane refused or dropped a message (topic, reason set) */
+  SLUICE_EV_CONNECT = 0,     /* a client joined a namespace */
+  SLUICE_EV_DISCONNECT,      /* a client left (reason set) */
+  SLUICE_EV_SUBSCRIBE,       /* topic set */
+  SLUICE_EV_UNSUBSCRIBE,     /* topic set */
+  SLUICE_EV_OVERFLOW,        /* a lane refused or dropped a message (topic, reason set) */
   SLUICE_EV_RETRY_EXHAUSTED, /* an AT_LEAST_ONCE message ran out of retries */
   SLUICE_EV_COUNT
 } sluice_event_type;
@@ -173,19 +173,19 @@ typedef enum {
  * apply are NULL. */
 typedef struct sluice_event {
   sluice_event_type type;
-  const char *type_name;   /* "connect", "disconnect", "subscribe", "unsubscribe",
+  const char *type_name; /* "connect", "disconnect", "subscribe", "unsubscribe",
                               "overflow", "retryExhausted" */
-  const char *server;      /* server name */
-  sluice_client *client;   /* the client (NULL if none) */
-  const char *ns;          /* the client's namespace path */
+  const char *server;    /* server name */
+  sluice_client *client; /* the client (NULL if none) */
+  const char *ns;        /* the client's namespace path */
   const char *client_id;
-  const char *principal;   /* authenticated principal or NULL */
+  const char *principal; /* authenticated principal or NULL */
   const char *remote_address;
-  const char *transport;   /* "websocket" | "polling" */
+  const char *transport; /* "websocket" | "polling" */
   const char *topic;
   const char *reason;
   const char *message_id;
-  long retry_count;        /* SLUICE_EV_RETRY_EXHAUSTED only */
+  long retry_count; /* SLUICE_EV_RETRY_EXHAUSTED only */
 } sluice_event;
 
 /* The hooks table. Every member is optional (NULL = not set = never called, no cost). ud is
@@ -202,15 +202,15 @@ typedef struct sluice_hooks {
   /* coalesce_key: the coalescing key of a message (namespaces with coalesce). Return buf
    * holding a NUL-terminated key when it fits in cap bytes, else a malloc'd key (the core
    * frees it), or NULL for "no key". */
-  char *(*coalesce_key)(void *ud, const char *topic, const char *payload, size_t len,
-                        char *buf, size_t cap);
+  char *(*coalesce_key)(void *ud, const char *topic, const char *payload, size_t len, char *buf,
+                        size_t cap);
   /* snapshot: fold a published message into the topic's state; a new subscriber gets the
    * state first. state_json (NULL at first) is the current state. *slot is a per-topic
    * integer the hook may use to cache its own state (SLUICE_NOSLOT at first and after a
    * reload). Return 0 with *new_state = malloc'd JSON text (NULL clears the state), or a
    * negative value to keep the state unchanged. */
-  int (*snapshot)(void *ud, int *slot, const char *state_json, size_t state_len,
-                  const char *topic, const char *payload, size_t len, char **new_state);
+  int (*snapshot)(void *ud, int *slot, const char *state_json, size_t state_len, const char *topic,
+                  const char *payload, size_t len, char **new_state);
   /* authorize: token (may be NULL) for namespace ns and topic (NULL on CONNECT). Return 1
    * with *principal = a malloc'd principal to accept, or 0 with a NUL-terminated reason in
    * reason[reasonlen] to refuse. */
@@ -218,12 +218,12 @@ typedef struct sluice_hooks {
                    sluice_client *client, char **principal, char *reason, size_t reasonlen);
   /* client_publish: a client publishes on topic. Return 1 to allow (optionally with
    * *new_payload = malloc'd replacement JSON), 0 to refuse. */
-  int (*client_publish)(void *ud, sluice_client *client, const char *topic,
-                        const char *payload, size_t len, char **new_payload);
+  int (*client_publish)(void *ud, sluice_client *client, const char *topic, const char *payload,
+                        size_t len, char **new_payload);
   /* connect: a client asks to join the namespace; auth_json is its CONNECT payload (or
    * NULL). Return 1 to accept, 0 to refuse with a NUL-terminated reason in reason. */
-  int (*connect)(void *ud, sluice_client *client, const char *auth_json, size_t len,
-                 char *reason, size_t reasonlen);
+  int (*connect)(void *ud, sluice_client *client, const char *auth_json, size_t len, char *reason,
+                 size_t reasonlen);
   /* event: an application event from a client; args_json is the JSON array of the
    * arguments (binary ones as {"_placeholder":true,"num":i} referring to atts[i]). ack_id
    * < 0: no ack asked; otherwise answer at most once with sluice_client_ack. */
@@ -254,8 +254,7 @@ typedef struct sluice_hooks {
   void (*eio_open)(void *ud, sluice_eio_conn *conn);
   /* eio_message: one message of the session: text (binary 0; not NUL-terminated) or binary
    * (binary 1), borrowed for the duration of the call. */
-  void (*eio_message)(void *ud, sluice_eio_conn *conn, const uint8_t *data, size_t len,
-                      int binary);
+  void (*eio_message)(void *ud, sluice_eio_conn *conn, const uint8_t *data, size_t len, int binary);
   /* eio_close: the session closed for reason (e.g. "server close"); conn can no longer
    * send. */
   void (*eio_close)(void *ud, sluice_eio_conn *conn, const char *reason);

@@ -60,10 +60,10 @@ typedef struct spill_node {
 /* What the spill remembers about one segment file it wrote. */
 typedef struct spill_seg {
   uint64_t seq;
-  uint64_t size;  /* bytes in the file, a torn tail after a failed write included */
-  uint64_t end;   /* end of the last complete record: readers never look past it */
-  size_t nrec;    /* complete records in the file */
-  size_t nread;   /* records consumed: delivered, skipped or abandoned */
+  uint64_t size; /* bytes in the file, a torn tail after a failed write included */
+  uint64_t end;  /* end of the last complete record: readers never look past it */
+  size_t nrec;   /* complete records in the file */
+  size_t nread;  /* records consumed: delivered, skipped or abandoned */
 } spill_seg;
 
 struct sl_spill {
@@ -213,8 +213,10 @@ static int mkdir_p(const char *dir) {
   }
   if (rc == 0) {
     struct stat st;
-    if (stat(dir, &st) != 0) rc = -errno;
-    else if (!S_ISDIR(st.st_mode)) rc = UV_ENOTDIR;
+    if (stat(dir, &st) != 0)
+      rc = -errno;
+    else if (!S_ISDIR(st.st_mode))
+      rc = UV_ENOTDIR;
   }
   free(p);
   return rc;
@@ -648,8 +650,10 @@ static void after_job(uv_work_t *req, int status) {
     return;
   }
   sp->in_cb = true;
-  if (kind == JOB_WRITE) finish_write(sp);
-  else finish_read(sp);
+  if (kind == JOB_WRITE)
+    finish_write(sp);
+  else
+    finish_read(sp);
   sp->in_cb = false;
   if (sp->closing) { /* closed from the callback */
     if (!sp->in_flight) start_close(sp);
@@ -663,8 +667,7 @@ static void after_job(uv_work_t *req, int status) {
 /* sl_spill_open: a spill in dir (the directory is made by the first write job). cb is
  * copied; arg is passed to every callback. Returns NULL only if dir is empty (the control
  * structures come from the aborting allocator). Owns nothing of the caller's. */
-sl_spill *sl_spill_open(uv_loop_t *loop, const char *dir, const sl_spill_callbacks *cb,
-                        void *arg) {
+sl_spill *sl_spill_open(uv_loop_t *loop, const char *dir, const sl_spill_callbacks *cb, void *arg) {
   if (!loop || !dir || !*dir) return NULL;
   sl_spill *sp = sl_xcalloc(1, sizeof *sp);
   sp->loop = loop;
@@ -699,8 +702,10 @@ int sl_spill_append(sl_spill *sp, const void *data, size_t len) {
   n->next = NULL;
   n->len = len;
   if (len > 0) memcpy(n->data, data, len);
-  if (sp->q_tail) sp->q_tail->next = n;
-  else sp->q_head = n;
+  if (sp->q_tail)
+    sp->q_tail->next = n;
+  else
+    sp->q_head = n;
   sp->q_tail = n;
   sp->q_n++;
   sp->count++;
@@ -820,8 +825,10 @@ static void count_segment(int dfd, const char *name, sl_spill_orphans *st) {
       st->corrupt++;
       break;
     }
-    if ((uint32_t)c != crc) st->corrupt++;
-    else if (off >= mark) st->records++;
+    if ((uint32_t)c != crc)
+      st->corrupt++;
+    else if (off >= mark)
+      st->records++;
     off += REC_HDR_BYTES + (uint64_t)len;
   }
 done:

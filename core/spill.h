@@ -45,7 +45,8 @@ typedef struct sl_spill_callbacks {
   /* After a read job started by sl_spill_read: n records in FIFO order (the array and each
    * data buffer are owned by the receiver: free them). corrupt = records/segments skipped.
    * status < 0 on an I/O error (n may still be > 0). */
-  void (*on_read)(sl_spill *sp, void *arg, sl_spill_rec *recs, size_t n, size_t corrupt, int status);
+  void (*on_read)(sl_spill *sp, void *arg, sl_spill_rec *recs, size_t n, size_t corrupt,
+                  int status);
 } sl_spill_callbacks;
 
 /* sl_spill_open: a spill in directory dir (created with parents, mode 0700, on the first

@@ -107,9 +107,9 @@ char *sl_status_json(sl_gateway *gw) {
 typedef struct {
   const sl_socket *sock;
   const char *server;
-  uint64_t backlog;       /* queued + in flight */
-  uint64_t bytes;         /* lane bytes */
-  uint64_t unsent;        /* bytes written to the transport but not yet sent */
+  uint64_t backlog; /* queued + in flight */
+  uint64_t bytes;   /* lane bytes */
+  uint64_t unsent;  /* bytes written to the transport but not yet sent */
 } client_row;
 
 static int slowest_first(const void *a, const void *b) {
@@ -141,7 +141,8 @@ char *sl_status_clients_json(sl_gateway *gw, size_t limit) {
             r->bytes += l->qbytes;
           }
           const sl_session *ss = s->sess;
-          if (ss) r->unsent = ss->transport == SL_TR_WS ? (ss->ws ? ss->ws->wq_bytes : 0) : ss->pq_bytes;
+          if (ss)
+            r->unsent = ss->transport == SL_TR_WS ? (ss->ws ? ss->ws->wq_bytes : 0) : ss->pq_bytes;
         }
     }
   }
@@ -160,7 +161,8 @@ char *sl_status_clients_json(sl_gateway *gw, size_t limit) {
     if (s->principal) cJSON_AddStringToObject(o, "principal", s->principal);
     if (s->sess) {
       cJSON_AddStringToObject(o, "remote", s->sess->remote);
-      cJSON_AddStringToObject(o, "transport", s->sess->transport == SL_TR_WS ? "websocket" : "polling");
+      cJSON_AddStringToObject(o, "transport",
+                              s->sess->transport == SL_TR_WS ? "websocket" : "polling");
       cJSON_AddNumberToObject(o, "connectedMs", (double)(now - s->sess->created_ms));
     }
     cJSON_AddNumberToObject(o, "backlog", (double)r->backlog);

@@ -87,9 +87,7 @@ void *sl_xrealloc(void *p, size_t n) {
 }
 
 /* sl_xstrdup: copy of the NUL-terminated string s (s must not be NULL). Caller frees. */
-char *sl_xstrdup(const char *s) {
-  return sl_xstrndup(s, strlen(s));
-}
+char *sl_xstrdup(const char *s) { return sl_xstrndup(s, strlen(s)); }
 
 /* sl_xstrndup: copy of at most n bytes of s, stopping early at a NUL, always
  * NUL-terminated. Caller frees. */
@@ -114,7 +112,10 @@ void sl_sbuf_reserve(sl_sbuf *b, size_t extra) {
   if (need <= b->cap) return;
   size_t cap = b->cap ? b->cap : 64;
   while (cap < need) {
-    if (cap > SIZE_MAX / 2) { cap = need; break; }
+    if (cap > SIZE_MAX / 2) {
+      cap = need;
+      break;
+    }
     cap *= 2;
   }
   b->data = sl_xrealloc(b->data, cap);
@@ -130,9 +131,7 @@ void sl_sbuf_append(sl_sbuf *b, const void *p, size_t n) {
 }
 
 /* sl_sbuf_puts: append the NUL-terminated string s (without its NUL). */
-void sl_sbuf_puts(sl_sbuf *b, const char *s) {
-  sl_sbuf_append(b, s, strlen(s));
-}
+void sl_sbuf_puts(sl_sbuf *b, const char *s) { sl_sbuf_append(b, s, strlen(s)); }
 
 /* sl_sbuf_vprintf_: the body of sl_sbuf_printf. Formats straight into the spare capacity
  * first and only grows and re-formats when that was too small. */
@@ -149,7 +148,10 @@ static void sl_sbuf_vprintf_(sl_sbuf *b, const char *fmt, va_list ap) {
   if ((size_t)n >= b->cap - b->len) {
     sl_sbuf_reserve(b, (size_t)n);
     n = vsnprintf(b->data + b->len, b->cap - b->len, fmt, ap);
-    if (n < 0) { b->data[b->len] = '\0'; return; }
+    if (n < 0) {
+      b->data[b->len] = '\0';
+      return;
+    }
   }
   b->len += (size_t)n;
 }
@@ -193,10 +195,20 @@ static size_t utf8_seq_len(const unsigned char *s, size_t n) {
   unsigned min;
   unsigned cp;
   if (c < 0x80) return 1;
-  if (c >= 0xc2 && c <= 0xdf) { len = 2; cp = c & 0x1f; min = 0x80; }
-  else if (c >= 0xe0 && c <= 0xef) { len = 3; cp = c & 0x0f; min = 0x800; }
-  else if (c >= 0xf0 && c <= 0xf4) { len = 4; cp = c & 0x07; min = 0x10000; }
-  else return 0;
+  if (c >= 0xc2 && c <= 0xdf) {
+    len = 2;
+    cp = c & 0x1f;
+    min = 0x80;
+  } else if (c >= 0xe0 && c <= 0xef) {
+    len = 3;
+    cp = c & 0x0f;
+    min = 0x800;
+  } else if (c >= 0xf0 && c <= 0xf4) {
+    len = 4;
+    cp = c & 0x07;
+    min = 0x10000;
+  } else
+    return 0;
   if (n < len) return 0;
   for (size_t i = 1; i < len; i++) {
     if ((s[i] & 0xc0) != 0x80) return 0;
@@ -245,11 +257,16 @@ static void log_json_escape(sl_sbuf *b, const char *msg, size_t n) {
 static void log_text_escape(sl_sbuf *b, const char *msg, size_t n) {
   for (size_t i = 0; i < n; i++) {
     unsigned char c = (unsigned char)msg[i];
-    if (c == '\n') sl_sbuf_puts(b, "\\n");
-    else if (c == '\r') sl_sbuf_puts(b, "\\r");
-    else if (c == '\t') sl_sbuf_append(b, "\t", 1);
-    else if (c < 0x20 || c == 0x7f) sl_sbuf_printf(b, "\\x%02x", c);
-    else sl_sbuf_append(b, &msg[i], 1);
+    if (c == '\n')
+      sl_sbuf_puts(b, "\\n");
+    else if (c == '\r')
+      sl_sbuf_puts(b, "\\r");
+    else if (c == '\t')
+      sl_sbuf_append(b, "\t", 1);
+    else if (c < 0x20 || c == 0x7f)
+      sl_sbuf_printf(b, "\\x%02x", c);
+    else
+      sl_sbuf_append(b, &msg[i], 1);
   }
 }
 
@@ -324,8 +341,7 @@ void sl_vlog(sl_log_level lvl, const char *fmt, va_list ap) {
   char ts[32];
 
   sl_sbuf_vprintf_(&msg, fmt, ap);
-  while (msg.len > 0 && (msg.data[msg.len - 1] == '\n' || msg.data[msg.len - 1] == '\r'))
-    msg.len--;
+  while (msg.len > 0 && (msg.data[msg.len - 1] == '\n' || msg.data[msg.len - 1] == '\r')) msg.len--;
   log_timestamp(ts);
   size_t mlen = msg.len, tlen = 0;
   const char *trace = find_traceback(msg.data, msg.len);
@@ -370,9 +386,7 @@ static const char b64_alphabet[] =
 
 /* sl_b64_enclen: the padded encoded length of n bytes (no NUL). Written so that it cannot
  * overflow on its own for n near SIZE_MAX/4*3. */
-size_t sl_b64_enclen(size_t n) {
-  return n / 3 * 4 + (n % 3 ? 4 : 0);
-}
+size_t sl_b64_enclen(size_t n) { return n / 3 * 4 + (n % 3 ? 4 : 0); }
 
 /* sl_b64_encode: standard alphabet, '=' padded. out must hold sl_b64_enclen(n) bytes; no
  * NUL is written. Returns the number of chars written. */
@@ -463,8 +477,7 @@ static uint64_t prng_next(void) {
     clock_gettime(CLOCK_REALTIME, &a);
     clock_gettime(CLOCK_MONOTONIC, &b);
     prng_state = (uint64_t)a.tv_sec * 1000000007u ^ (uint64_t)a.tv_nsec ^
-                 ((uint64_t)b.tv_nsec << 20) ^ ((uint64_t)getpid() << 40) ^
-                 (uint64_t)(uintptr_t)&a;
+                 ((uint64_t)b.tv_nsec << 20) ^ ((uint64_t)getpid() << 40) ^ (uint64_t)(uintptr_t)&a;
     if (prng_state == 0) prng_state = 0x9e3779b97f4a7c15ull;
   }
   prng_state ^= prng_state >> 12;
@@ -492,8 +505,7 @@ void sl_random_bytes(void *buf, size_t n) {
   if (n == 0) return;
   if (!warned) {
     warned = 1;
-    sl_log_warn("getrandom failed (%s); falling back to a non-cryptographic PRNG",
-                strerror(errno));
+    sl_log_warn("getrandom failed (%s); falling back to a non-cryptographic PRNG", strerror(errno));
   }
   while (n > 0) {
     uint64_t v = prng_next();
@@ -508,8 +520,7 @@ void sl_random_bytes(void *buf, size_t n) {
  * (out must hold len + 1). Each char uses 6 bits of one random byte; 256 is a multiple
  * of 64, so every char is uniform. */
 void sl_random_id(char *out, size_t len) {
-  static const char url[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  static const char url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
   uint8_t raw[64];
   size_t done = 0;
   while (done < len) {
@@ -551,7 +562,7 @@ uint64_t sl_clock_overhead_ns(void) {
 
 /* The decade edges of sl_lathist's coarse bins, in ns. */
 static const uint64_t lh_coarse_edge[SL_LH_COARSE - 1] = {10000,    100000,    1000000,
-                                                           10000000, 100000000, 1000000000};
+                                                          10000000, 100000000, 1000000000};
 
 /* sl_lathist_add: see sl_util.h. */
 void sl_lathist_add(sl_lathist *h, uint64_t ns) {

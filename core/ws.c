@@ -91,9 +91,9 @@ static void msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
 }
 
 static const struct wslay_event_callbacks ws_callbacks = {
-  .recv_callback = recv_cb,
-  .send_callback = send_cb,
-  .on_msg_recv_callback = msg_cb,
+    .recv_callback = recv_cb,
+    .send_callback = send_cb,
+    .on_msg_recv_callback = msg_cb,
 };
 
 static sl_ws_slot *slot_borrow(sl_conn *c) {
@@ -155,7 +155,8 @@ static bool track(sl_conn *c, const uint8_t *d, size_t len) {
     size_t need = 2 + (l7 == 126 ? 2 : l7 == 127 ? 8 : 0) + ((c->fh[1] & 0x80) ? 4 : 0);
     if (c->fhave < need) continue;
     uint64_t plen = l7;
-    if (l7 == 126) plen = ((uint64_t)c->fh[2] << 8) | c->fh[3];
+    if (l7 == 126)
+      plen = ((uint64_t)c->fh[2] << 8) | c->fh[3];
     else if (l7 == 127) {
       plen = 0;
       for (int k = 0; k < 8; k++) plen = (plen << 8) | c->fh[2 + k];
@@ -163,8 +164,10 @@ static bool track(sl_conn *c, const uint8_t *d, size_t len) {
     int op = c->fh[0] & 0x0f;
     bool fin = c->fh[0] & 0x80;
     if (plen > (uint64_t)c->srv->cfg->max_payload) return false;
-    if ((op == 1 || op == 2) && !fin) c->frag = 1;
-    else if (op == 0 && fin) c->frag = 0;
+    if ((op == 1 || op == 2) && !fin)
+      c->frag = 1;
+    else if (op == 0 && fin)
+      c->frag = 0;
     if (op <= 2) {
       c->fmsg += WS_FRAME_COST;
       if (plen == 0 && fin) c->fmsg = 0;
@@ -195,8 +198,10 @@ static void ws_refuse(sl_conn *c, uint16_t code, const char *reason) {
 /* sl_ws_conn_limit: see ws.h. */
 void sl_ws_conn_limit(sl_conn *c, int reason) {
   if (c->closing) return;
-  if (reason == SL_REFUSE_PARTIAL_TIMEOUT) ws_refuse(c, 1008, "message timeout");
-  else ws_refuse(c, 1013, "inbound buffers full, try again later");
+  if (reason == SL_REFUSE_PARTIAL_TIMEOUT)
+    ws_refuse(c, 1008, "message timeout");
+  else
+    ws_refuse(c, 1013, "inbound buffers full, try again later");
 }
 
 /* sl_ws_feed: see ws.h. */
@@ -217,8 +222,10 @@ void sl_ws_feed(sl_conn *c, const uint8_t *data, size_t len) {
   uint64_t want = partial ? WS_SLOT_COST + c->fmsg : 0;
   if (!sl_conn_inbound(c, want)) {
     sl_log_debug("refusing a WebSocket message: maxInboundBufferBytes spent");
-    if (want > (uint64_t)c->srv->cfg->max_inbound_bytes) ws_refuse(c, 1009, "message too big");
-    else ws_refuse(c, 1013, "inbound buffers full, try again later");
+    if (want > (uint64_t)c->srv->cfg->max_inbound_bytes)
+      ws_refuse(c, 1009, "message too big");
+    else
+      ws_refuse(c, 1013, "inbound buffers full, try again later");
     return;
   }
   cur_buf = data;
@@ -292,10 +299,14 @@ static bool header_has_token(const char *v, const char *tok) {
 bool sl_ws_handshake(sl_conn *c, const sl_ws_handler *h) {
   sl_req *r = c->req;
   const char *why = NULL;
-  if (c->parser.method != HTTP_GET) why = "WebSocket upgrade must be GET";
-  else if (!r->upgrade || strcasecmp(r->upgrade, "websocket") != 0) why = "missing Upgrade: websocket";
-  else if (!header_has_token(r->connection, "upgrade")) why = "missing Connection: Upgrade";
-  else if (!r->ws_key || strlen(r->ws_key) != 24) why = "bad Sec-WebSocket-Key";
+  if (c->parser.method != HTTP_GET)
+    why = "WebSocket upgrade must be GET";
+  else if (!r->upgrade || strcasecmp(r->upgrade, "websocket") != 0)
+    why = "missing Upgrade: websocket";
+  else if (!header_has_token(r->connection, "upgrade"))
+    why = "missing Connection: Upgrade";
+  else if (!r->ws_key || strlen(r->ws_key) != 24)
+    why = "bad Sec-WebSocket-Key";
   if (!why && (!r->ws_version || strcmp(r->ws_version, "13") != 0)) {
     sl_http_respond(c, 426, "text/plain", "unsupported WebSocket version\n", 30,
                     "Sec-WebSocket-Version: 13\r\n");

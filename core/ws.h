@@ -15,7 +15,7 @@
  * Build it with SL_WS_HANDLER, which puts ws's own functions into conn. The handler must
  * outlive every connection using it (make it a static const). */
 typedef struct sl_ws_handler {
-  sl_conn_ops conn;         /* net -> ws: filled by SL_WS_HANDLER */
+  sl_conn_ops conn; /* net -> ws: filled by SL_WS_HANDLER */
   /* A complete data message (text unless binary). data is wslay's buffer: writable, valid
    * only during the call. Not called after a close frame was sent or received. */
   void (*on_message)(sl_conn *c, const uint8_t *data, size_t len, bool binary);
@@ -27,7 +27,7 @@ typedef struct sl_ws_handler {
 
 /* on_message, on_drain (net's on_drain: the write in flight completed, may be NULL), and
  * on_close of a WebSocket handler. */
-#define SL_WS_HANDLER(on_message_, on_drain_, on_close_)                                     \
+#define SL_WS_HANDLER(on_message_, on_drain_, on_close_)                                           \
   { {sl_ws_feed, (on_drain_), sl_ws_conn_closed, sl_ws_conn_limit}, (on_message_), (on_close_) }
 
 /* sl_ws_handshake: validate c's upgrade request (RFC 6455 4.2.1: GET, Upgrade: websocket,

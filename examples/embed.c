@@ -21,8 +21,8 @@
 #include "sluice.h"
 
 static const char builtin[] =
-  "return { servers = { main = { host = '127.0.0.1', port = 0,\n"
-  "  namespaces = { { path = '/feed', topics = { 'prices' } } } } } }\n";
+    "return { servers = { main = { host = '127.0.0.1', port = 0,\n"
+    "  namespaces = { { path = '/feed', topics = { 'prices' } } } } } }\n";
 
 /* route: one call per publish, before anything is encoded. out arrives zeroed (deliver). */
 static void route(void *ud, const sluice_message *m, sluice_route_result *out) {
@@ -57,7 +57,8 @@ typedef struct app {
 static void on_tick(uv_timer_t *t) {
   app *a = t->data;
   char json[64];
-  int len = snprintf(json, sizeof json, "{\"n\":%lu,\"drop\":%s}", a->n, a->n % 2 ? "true" : "false");
+  int len =
+      snprintf(json, sizeof json, "{\"n\":%lu,\"drop\":%s}", a->n, a->n % 2 ? "true" : "false");
   a->n++;
   sluice_publish(a->gw, "/feed", "prices", json, (size_t)len, NULL, NULL);
 }
@@ -71,8 +72,10 @@ int main(int argc, char **argv) {
   const char *config = NULL;
   double seconds = 0;
   for (int i = 1; i < argc; i++) {
-    if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc) seconds = atof(argv[++i]);
-    else config = argv[i];
+    if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc)
+      seconds = atof(argv[++i]);
+    else
+      config = argv[i];
   }
   uv_loop_t *loop = uv_default_loop();
   char err[1024];

@@ -25,7 +25,7 @@ struct sl_timer {
   int fn_ref;
   bool repeat;
   bool stopped;
-  void **box;            /* the Lua box's pointer slot, NULL once the box was collected */
+  void **box; /* the Lua box's pointer slot, NULL once the box was collected */
   sl_timer *prev, *next;
 };
 
@@ -66,8 +66,8 @@ static void timer_cb(uv_timer_t *h) {
   lua_State *L = vm->L;
   lua_rawgeti(L, LUA_REGISTRYINDEX, t->fn_ref);
   if (!t->repeat) timer_stop(t); /* one-shot: done before the call, so :stop() inside is a no-op */
-  sl_lua_call(vm, L, 0, 0, 0, t->repeat ? "sluice.every callback" : "sluice.after callback",
-              NULL, 0);
+  sl_lua_call(vm, L, 0, 0, 0, t->repeat ? "sluice.every callback" : "sluice.after callback", NULL,
+              0);
   sl__lua_leave(vm);
 }
 
@@ -312,7 +312,9 @@ static int l_conn_tostring(lua_State *L) {
 }
 
 /* sl__box_is_client: see sl_lua_boxes.h. */
-bool sl__box_is_client(lua_State *L, int idx) { return sl__lua_test_ud(L, idx, &k_client_mt) != NULL; }
+bool sl__box_is_client(lua_State *L, int idx) {
+  return sl__lua_test_ud(L, idx, &k_client_mt) != NULL;
+}
 
 /* sl__box_push_client: see sl_lua_boxes.h. stack: -> box */
 void sl__box_push_client(lua_State *L, sl_socket *s) {
@@ -352,9 +354,8 @@ void sl__lua_inject_boxes(lua_State *L) {
                                     {NULL, NULL}};
   sl__lua_new_mt(L, &k_eio_mt, eio_mt, NULL, "sluice.conn");
   static const luaL_Reg timer_mt[] = {{"__gc", l_timer_gc}, {NULL, NULL}};
-  static const luaL_Reg timer_methods[] = {{"stop", l_timer_stop},
-                                           {"active", l_timer_active},
-                                           {NULL, NULL}};
+  static const luaL_Reg timer_methods[] = {
+      {"stop", l_timer_stop}, {"active", l_timer_active}, {NULL, NULL}};
   sl__lua_new_mt(L, &k_timer_mt, timer_mt, timer_methods, "sluice.timer");
   static const luaL_Reg fns[] = {{"every", l_every}, {"after", l_after}, {NULL, NULL}};
   luaL_register(L, NULL, fns);

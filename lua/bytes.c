@@ -72,14 +72,10 @@ static int l_is_bytes(lua_State *L) {
 
 /* sl__lua_inject_bytes: see sl_lua_bytes.h. stack: sluice -> sluice */
 void sl__lua_inject_bytes(lua_State *L) {
-  static const luaL_Reg bytes_mt[] = {{"__len", l_bytes_len},
-                                      {"__tostring", l_bytes_tostring},
-                                      {"__eq", l_bytes_eq},
-                                      {NULL, NULL}};
-  static const luaL_Reg bytes_methods[] = {{"hex", l_bytes_hex},
-                                           {"len", l_bytes_len},
-                                           {"tostring", l_bytes_tostring},
-                                           {NULL, NULL}};
+  static const luaL_Reg bytes_mt[] = {
+      {"__len", l_bytes_len}, {"__tostring", l_bytes_tostring}, {"__eq", l_bytes_eq}, {NULL, NULL}};
+  static const luaL_Reg bytes_methods[] = {
+      {"hex", l_bytes_hex}, {"len", l_bytes_len}, {"tostring", l_bytes_tostring}, {NULL, NULL}};
   sl__lua_new_mt(L, &k_bytes_mt, bytes_mt, bytes_methods, "sluice.bytes");
   static const luaL_Reg fns[] = {{"bytes", l_bytes_new}, {"is_bytes", l_is_bytes}, {NULL, NULL}};
   luaL_register(L, NULL, fns);

@@ -110,7 +110,6 @@ void sl__lua_count_hook(lua_State *L, lua_Debug *ar) {
   }
 }
 
-
 /* sl__lua_traceback: see sl_lua_call.h. stack: msg -> msg .. "\n" .. traceback */
 int sl__lua_traceback(lua_State *L) {
   const char *msg = lua_tostring(L, 1);
@@ -124,11 +123,10 @@ int sl__lua_traceback(lua_State *L) {
   return 1;
 }
 
-
 /* Report a failed call (the error value on top): write it to err (or vm->err_out) or log
  * it with the traceback, count it. stack: error -> (nothing) */
 __attribute__((noinline, cold)) static void report(sl_lua *vm, lua_State *L, int status,
-                                                  const char *what, char *err, size_t errlen) {
+                                                   const char *what, char *err, size_t errlen) {
   size_t len;
   const char *full = lua_tolstring(L, -1, &len);
   if (!full) full = "(no message)", len = strlen(full);
@@ -278,15 +276,16 @@ void sl__lua_log_error(sl_lua *vm, const char *what, const char *msg, size_t mle
     sl_log_error("lua: %s: %.*s%s", what, (int)mlen, msg, trace ? trace : "");
   else
     sl_log_error("lua: %s: %.*s%s\n(logged %d times in %d s: the next ones are counted and "
-                 "summarised)", what, (int)mlen, msg, trace ? trace : "", SL_LUA_LOG_BURST,
+                 "summarised)",
+                 what, (int)mlen, msg, trace ? trace : "", SL_LUA_LOG_BURST,
                  SL_LUA_LOG_WINDOW_MS / 1000);
 }
 
 /* The general case of sl_lua_call: the handler still to be found (tb == 0), errors going
  * to err, or the VM to be looked up. */
-static int call_general(sl_lua *vm, lua_State *L, int tb, int nargs, int nresults,
-                        const char *what, char *err, size_t errlen) {
-  int inserted = 0; /* index of a handler inserted below fn for this call */
+static int call_general(sl_lua *vm, lua_State *L, int tb, int nargs, int nresults, const char *what,
+                        char *err, size_t errlen) {
+  int inserted = 0;            /* index of a handler inserted below fn for this call */
   if (!vm) vm = sl__lua_vm(L); /* a cold caller (config, tests); NULL on a bare state */
   if (!tb) {
     int base = lua_gettop(L) - nargs; /* index of fn */

@@ -44,7 +44,7 @@ typedef struct vctx {
   int ns_index;       /* 1-based, used when the path itself is unusable */
   bool is_lua;
   sl_config *cfg;
-  int64_t server_wd;  /* the smallest luaWatchdogMs a server set, -1: none */
+  int64_t server_wd; /* the smallest luaWatchdogMs a server set, -1: none */
   int rc;
   char *err;
   size_t errlen;
@@ -76,8 +76,8 @@ static int message_line(vctx *c, const char *msg) {
 }
 
 static void prefix(vctx *c, char *buf, size_t len, int line) {
-  int n = line > 0 ? snprintf(buf, len, "%s:%d: ", c->file, line)
-                   : snprintf(buf, len, "%s: ", c->file);
+  int n =
+      line > 0 ? snprintf(buf, len, "%s:%d: ", c->file, line) : snprintf(buf, len, "%s: ", c->file);
   if (n < 0 || (size_t)n >= len) return;
   if (c->server) n += snprintf(buf + n, len - (size_t)n, "server \"%s\": ", c->server);
   if ((size_t)n >= len) return;
@@ -90,8 +90,8 @@ static void prefix(vctx *c, char *buf, size_t len, int line) {
 
 /* vmessage: "<prefix><fmt ...>" into out (cut to outlen); the prefix is
  * "<file>[:<line>]: [server \"<name>\": ][namespace <path>: ]". */
-SL_PRINTF(4, 0) static void vmessage(vctx *c, char *out, size_t outlen, const char *fmt,
-                                      va_list ap) {
+SL_PRINTF(4, 0)
+static void vmessage(vctx *c, char *out, size_t outlen, const char *fmt, va_list ap) {
   char msg[768];
   vsnprintf(msg, sizeof msg, fmt, ap);
   char pre[512];
@@ -223,21 +223,67 @@ static int reject_unknown_keys(vctx *c, int t, const char *what, const char *con
 }
 
 static const char *const k_top_keys[] = {"servers", "strict", "luaWatchdogMs", NULL};
-static const char *const k_server_keys[] = {
-    "host", "port", "transport", "engineIoTransport", "auth", "spillRootPath", "tls",
-    "namespaces", "pingIntervalMs", "pingTimeoutMs", "connectTimeoutMs", "drainTimeoutMs", "maxPayload",
-    "socketHighWaterBytes", "socketSendBufferBytes", "apiToken", "engineIo", "tokens",
-    "onStart", "onConnect", "onDisconnect", "onSubscribe", "onUnsubscribe", "onOverflow",
-    "onRetryExhausted", "tokensFile", "api", "cors", "allowRequest", "luaWatchdogMs",
-    "maxConnections", "maxConnectionsPerAddress", "maxSessions",
-    "maxHandshakesPerSecondPerAddress", "maxInboundBufferBytes", "partialMessageTimeoutMs",
-    "limitLoopback", NULL};
-static const char *const k_ns_keys[] = {
-    "path", "topics", "deliveryMode", "overflowAction", "maxQueuedMessagesPerClient",
-    "maxQueuedBytesPerClient", "ackTimeoutMs", "maxRetries", "coalesce", "allowPolling",
-    "maxInFlight", "authRequired", "coalesceKey", "snapshot", "route", "authorize",
-    "clientPublish", "retryBackoff", "retryMaxDelayMs", "onConnect", "onEvent",
-    "onClientPublish", NULL};
+static const char *const k_server_keys[] = {"host",
+                                            "port",
+                                            "transport",
+                                            "engineIoTransport",
+                                            "auth",
+                                            "spillRootPath",
+                                            "tls",
+                                            "namespaces",
+                                            "pingIntervalMs",
+                                            "pingTimeoutMs",
+                                            "connectTimeoutMs",
+                                            "drainTimeoutMs",
+                                            "maxPayload",
+                                            "socketHighWaterBytes",
+                                            "socketSendBufferBytes",
+                                            "apiToken",
+                                            "engineIo",
+                                            "tokens",
+                                            "onStart",
+                                            "onConnect",
+                                            "onDisconnect",
+                                            "onSubscribe",
+                                            "onUnsubscribe",
+                                            "onOverflow",
+                                            "onRetryExhausted",
+                                            "tokensFile",
+                                            "api",
+                                            "cors",
+                                            "allowRequest",
+                                            "luaWatchdogMs",
+                                            "maxConnections",
+                                            "maxConnectionsPerAddress",
+                                            "maxSessions",
+                                            "maxHandshakesPerSecondPerAddress",
+                                            "maxInboundBufferBytes",
+                                            "partialMessageTimeoutMs",
+                                            "limitLoopback",
+                                            NULL};
+static const char *const k_ns_keys[] = {"path",
+                                        "topics",
+                                        "deliveryMode",
+                                        "overflowAction",
+                                        "maxQueuedMessagesPerClient",
+                                        "maxQueuedBytesPerClient",
+                                        "ackTimeoutMs",
+                                        "maxRetries",
+                                        "coalesce",
+                                        "allowPolling",
+                                        "maxInFlight",
+                                        "authRequired",
+                                        "coalesceKey",
+                                        "snapshot",
+                                        "route",
+                                        "authorize",
+                                        "clientPublish",
+                                        "retryBackoff",
+                                        "retryMaxDelayMs",
+                                        "onConnect",
+                                        "onEvent",
+                                        "onClientPublish",
+                                        NULL};
 static const char *const k_tls_keys[] = {"certChainPemPath", "privateKeyPemPath", "protocol",
                                          "privateKeyPassword", NULL};
 static const char *const k_eio_keys[] = {"path", "onMessage", "onOpen", "onClose", NULL};
@@ -370,8 +416,8 @@ static int opt_hook(vctx *c, int t, const char *key, int *ref, char **path_out) 
     }
     if (!lua_isfunction(L, -1)) {
       lua_pop(L, 1);
-      return verr(c, "%s: script must return a function (or a table with a \"%s\" function)",
-                  key, key);
+      return verr(c, "%s: script must return a function (or a table with a \"%s\" function)", key,
+                  key);
     }
     ty = LUA_TFUNCTION;
   } else if (ty == LUA_TTABLE && true) {
@@ -384,8 +430,10 @@ static int opt_hook(vctx *c, int t, const char *key, int *ref, char **path_out) 
     warn_unknown_keys(c, ht, what, known);
     if (get_field(L, ht, "script") != LUA_TSTRING) {
       lua_settop(L, ht - 1);
-      return verr(c, "%s: a table hook needs \"script\" (a script name such as \"jwt_hs256\" "
-                     "or a path to a .lua file)", key);
+      return verr(c,
+                  "%s: a table hook needs \"script\" (a script name such as \"jwt_hs256\" "
+                  "or a path to a .lua file)",
+                  key);
     }
     char *name = sl_xstrdup(lua_tostring(L, -1));
     lua_pop(L, 1);
@@ -423,10 +471,14 @@ static int opt_hook(vctx *c, int t, const char *key, int *ref, char **path_out) 
   if (ty != LUA_TFUNCTION) {
     lua_pop(L, 1);
     if (path_out)
-      return verr(c, "%s must be a field path, a function, a path to a .lua script or "
-                     "{script = NAME, options = {...}}", key);
-    return verr(c, "%s must be a function, a path to a .lua script or "
-                   "{script = NAME, options = {...}}", key);
+      return verr(c,
+                  "%s must be a field path, a function, a path to a .lua script or "
+                  "{script = NAME, options = {...}}",
+                  key);
+    return verr(c,
+                "%s must be a function, a path to a .lua script or "
+                "{script = NAME, options = {...}}",
+                key);
   }
   sl__lua_hook_prepare(L, lua_gettop(L));
   *ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -514,7 +566,6 @@ static int opt_enum(vctx *c, int t, const char *key, const char *const *names, i
 
 /* ------------------------------------------------------------------------------------- */
 /* Namespace                                                                              */
-
 
 static void ns_init(sl_ns_config *ns) {
   memset(ns, 0, sizeof *ns);
@@ -691,7 +742,8 @@ static int validate_tls(vctx *c, int t, bool wss, sl_server_config *s) {
   int ty = get_field(L, t, "tls");
   if (ty == LUA_TNIL) {
     lua_pop(L, 1);
-    if (wss) return verr(c, "transport WSS needs a tls block (certChainPemPath, privateKeyPemPath)");
+    if (wss)
+      return verr(c, "transport WSS needs a tls block (certChainPemPath, privateKeyPemPath)");
     return 0;
   }
   if (ty != LUA_TTABLE) {
@@ -721,9 +773,12 @@ static int validate_tls(vctx *c, int t, bool wss, sl_server_config *s) {
   s->tls = tc;
   char *proto = NULL;
   if (opt_string(c, tt, "protocol", &proto, "TLSv1.3")) goto out;
-  if (strcmp(proto, "TLSv1.3") == 0) tc->min_version = 0x0304;
-  else if (strcmp(proto, "TLSv1.2") == 0) tc->min_version = 0x0303;
-  else verr(c, "Invalid tls protocol \"%s\" (expected: TLSv1.3, TLSv1.2)", proto);
+  if (strcmp(proto, "TLSv1.3") == 0)
+    tc->min_version = 0x0304;
+  else if (strcmp(proto, "TLSv1.2") == 0)
+    tc->min_version = 0x0303;
+  else
+    verr(c, "Invalid tls protocol \"%s\" (expected: TLSv1.3, TLSv1.2)", proto);
   free(proto);
   if (c->rc) goto out;
   if (opt_string(c, tt, "privateKeyPassword", &tc->password, NULL)) goto out;
@@ -832,7 +887,8 @@ static int validate_api(vctx *c, int t, sl_server_config *s) {
   int at = lua_gettop(L);
   if (ty == LUA_TNIL) goto out;
   if (ty != LUA_TTABLE) {
-    verr(c, "api must be a table ({ host = \"127.0.0.1\", port = 9090 } or { path = \"/run/sluice.sock\" })");
+    verr(c, "api must be a table ({ host = \"127.0.0.1\", port = 9090 } or { path = "
+            "\"/run/sluice.sock\" })");
     goto out;
   }
   c->block = "api";
@@ -894,7 +950,8 @@ static bool origin_entry_ok(const char *o) {
   if (strncmp(p, "*.", 2) == 0) p += 2;
   if (!*p) return false;
   for (; *p; p++)
-    if (*p == '/' || *p == '*' || *p == '?' || *p == '#' || isspace((unsigned char)*p)) return false;
+    if (*p == '/' || *p == '*' || *p == '?' || *p == '#' || isspace((unsigned char)*p))
+      return false;
   return true;
 }
 
@@ -954,8 +1011,10 @@ static int validate_cors(vctx *c, int t, sl_server_config *s) {
   }
   for (size_t i = 0; i < k->norigins; i++)
     if (!origin_entry_ok(k->origins[i])) {
-      verr(c, "origins[%zu] \"%s\" is not an origin (\"*\", or scheme://host[:port] without a "
-              "path; the host may start with \"*.\")", i + 1, k->origins[i]);
+      verr(c,
+           "origins[%zu] \"%s\" is not an origin (\"*\", or scheme://host[:port] without a "
+           "path; the host may start with \"*.\")",
+           i + 1, k->origins[i]);
       goto out;
     }
   if (opt_bool(c, ct, "credentials", &k->credentials, false)) goto out;
@@ -1059,8 +1118,10 @@ static int validate_namespaces(vctx *c, int t, sl_server_config *s) {
     }
     for (size_t i = 0; i < s->nns; i++)
       if (s->ns[i].authorize_ref == SL_NOREF)
-        vwarn(c, "namespace %s: auth TOKEN without tokens and without an authorize hook: every "
-                 "token is refused there", s->ns[i].path);
+        vwarn(c,
+              "namespace %s: auth TOKEN without tokens and without an authorize hook: every "
+              "token is refused there",
+              s->ns[i].path);
   }
 out:
   lua_settop(L, top);
@@ -1147,8 +1208,9 @@ static int validate_server(vctx *c, int t, sl_server_config *s) {
   if (wd >= 0 && (c->server_wd < 0 || wd < c->server_wd)) c->server_wd = wd;
   if (opt_bool(c, t, "limitLoopback", &s->limit_loopback, false)) goto out;
   if (s->max_inbound_bytes < s->max_payload)
-    vwarn(c, "maxInboundBufferBytes (%lld) is below maxPayload (%lld): a message of maxPayload "
-             "bytes will always be refused",
+    vwarn(c,
+          "maxInboundBufferBytes (%lld) is below maxPayload (%lld): a message of maxPayload "
+          "bytes will always be refused",
           (long long)s->max_inbound_bytes, (long long)s->max_payload);
   if (opt_string(c, t, "apiToken", &s->api_token, NULL)) goto out;
   if (s->api_token && !s->api_token[0]) {
@@ -1207,13 +1269,14 @@ static int pick_listen_target(vctx *c, char *const *names, size_t n) {
   if (g_opts.server) {
     for (size_t i = 0; i < n; i++)
       if (strcmp(names[i], g_opts.server) == 0) c->listen_target = names[i];
-    if (!c->listen_target)
-      return verr(c, "%s: no server named \"%s\"", opt, g_opts.server);
+    if (!c->listen_target) return verr(c, "%s: no server named \"%s\"", opt, g_opts.server);
     return 0;
   }
   if (n != 1)
-    return verr(c, "%s applies to one server and this config has %zu: choose one with "
-                   "--server NAME", opt, n);
+    return verr(c,
+                "%s applies to one server and this config has %zu: choose one with "
+                "--server NAME",
+                opt, n);
   c->listen_target = names[0];
   return 0;
 }
@@ -1262,8 +1325,10 @@ static int check_listen_conflicts(vctx *c, int servers) {
       if (strcmp(a->host, b->host) == 0)
         return verr(c, "servers \"%s\" and \"%s\" both listen on %s:%d (one port per server)",
                     a->name, b->name, a->host, a->port);
-      return verr(c, "servers \"%s\" and \"%s\" both listen on %s:%d and %s:%d (one port "
-                     "per server)", a->name, b->name, a->host, a->port, b->host, b->port);
+      return verr(c,
+                  "servers \"%s\" and \"%s\" both listen on %s:%d and %s:%d (one port "
+                  "per server)",
+                  a->name, b->name, a->host, a->port, b->host, b->port);
     }
   return 0;
 }
@@ -1400,9 +1465,8 @@ static void config_unref(const sl_config *cfg, int ref) {
   if (cfg->L && ref != SL_NOREF && ref > 0 && sl__lua_alive(cfg->L)) sl__lua_unref(cfg->L, ref);
 }
 
-static int load_text(lua_State *L, const char *text, size_t len, const char *fmt,
-                     const char *file, const char *dir, bool from_file, sl_config **out,
-                     char *err, size_t errlen) {
+static int load_text(lua_State *L, const char *text, size_t len, const char *fmt, const char *file,
+                     const char *dir, bool from_file, sl_config **out, char *err, size_t errlen) {
   *out = NULL;
   if (err && errlen) err[0] = 0;
   char dummy[8];
@@ -1463,8 +1527,8 @@ static int load_text(lua_State *L, const char *text, size_t len, const char *fmt
  * in messages; relative hook script paths resolve against the working directory. */
 int sl_config_load_string(lua_State *L, const char *text, size_t len, const char *fmt,
                           const char *chunkname, sl_config **out, char *err, size_t errlen) {
-  return load_text(L, text, len, fmt ? fmt : "lua", chunkname ? chunkname : "<string>", NULL,
-                   false, out, err, errlen);
+  return load_text(L, text, len, fmt ? fmt : "lua", chunkname ? chunkname : "<string>", NULL, false,
+                   out, err, errlen);
 }
 
 /* sl_config_load: see sl_config.h. The format follows the extension (case-insensitive);
@@ -1524,4 +1588,3 @@ int sl_config_load(lua_State *L, const char *path, sl_config **out, char *err, s
   free(buf);
   return rc;
 }
-

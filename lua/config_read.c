@@ -234,9 +234,9 @@ static void push_lines(lua_State *L) {
  * of its keys. stack: key (or nothing when !has_key) -> (nothing). May raise (memory). */
 static void note_line(lua_State *L, int t, bool has_key, int line) {
   if (t < 0) t = lua_gettop(L) + t + 1;
-  push_lines(L);                                   /* key?, lines */
+  push_lines(L); /* key?, lines */
   lua_pushlightuserdata(L, (void *)lua_topointer(L, t));
-  lua_rawget(L, -2);                               /* key?, lines, entry */
+  lua_rawget(L, -2); /* key?, lines, entry */
   if (!lua_istable(L, -1)) {
     lua_pop(L, 1);
     lua_newtable(L);
@@ -245,7 +245,7 @@ static void note_line(lua_State *L, int t, bool has_key, int line) {
     lua_rawset(L, -4);
   }
   if (has_key) {
-    lua_pushvalue(L, -3);                          /* key, lines, entry, key */
+    lua_pushvalue(L, -3); /* key, lines, entry, key */
     lua_pushinteger(L, line);
     lua_rawset(L, -3);
     lua_pop(L, 3);
@@ -391,8 +391,8 @@ static int read_json(lua_State *L, const char *text, size_t len, const char *fil
 
 /* sl__config_read_json: see sl_config_read.h. ${...} references are expanded first
  * (json_env_expand). */
-int sl__config_read_json(lua_State *L, const char *text, size_t len, const char *file,
-                         char *err, size_t errlen) {
+int sl__config_read_json(lua_State *L, const char *text, size_t len, const char *file, char *err,
+                         size_t errlen) {
   sl_sbuf ex = {0};
   char e0[300];
   int x = json_env_expand(text, len, &ex, e0, sizeof e0);
@@ -423,9 +423,8 @@ static int read_json(lua_State *L, const char *text, size_t len, const char *fil
     if (!at || at < text || at > text + len) at = text + len;
     int line, col;
     line_col(text, at, &line, &col);
-    snprintf(err, errlen,
-             "Failed to parse config file \"%s\": invalid JSON at line %d column %d", file,
-             line, col);
+    snprintf(err, errlen, "Failed to parse config file \"%s\": invalid JSON at line %d column %d",
+             file, line, col);
     return SL_ECONFIG;
   }
   jread jr = {root, text, len};
@@ -533,7 +532,7 @@ static void push_plain_scalar(lua_State *L, const char *s, size_t n) {
 /* Frames of open collections live on the Lua stack: for each, the table, and for a mapping
  * whose key was read, the key above it. kind[] tracks which. */
 typedef struct yframe {
-  int table;    /* stack index */
+  int table; /* stack index */
   bool is_map;
   bool have_key;
 } yframe;
@@ -669,8 +668,7 @@ static int yaml_cf(lua_State *L) {
       yaml_add(L, y, fr, depth, line);
       if (depth == 0) have_root = true;
       break;
-    default:
-      break;
+    default: break;
     }
     yaml_event_delete(ev);
     y->ev_live = false;
@@ -678,8 +676,8 @@ static int yaml_cf(lua_State *L) {
 }
 
 /* sl__config_read_yaml: see sl_config_read.h. */
-int sl__config_read_yaml(lua_State *L, const char *text, size_t len, const char *file,
-                         char *err, size_t errlen) {
+int sl__config_read_yaml(lua_State *L, const char *text, size_t len, const char *file, char *err,
+                         size_t errlen) {
   yctx *y = sl_xcalloc(1, sizeof *y);
   if (!yaml_parser_initialize(&y->parser)) {
     free(y);
@@ -695,12 +693,10 @@ int sl__config_read_yaml(lua_State *L, const char *text, size_t len, const char 
   yaml_parser_delete(&y->parser);
   sl_sbuf_free(&y->ex);
   if (rc) {
-    snprintf(err, errlen, "Failed to parse config file \"%s\": %s", file,
-             y->msg[0] ? y->msg : e);
+    snprintf(err, errlen, "Failed to parse config file \"%s\": %s", file, y->msg[0] ? y->msg : e);
     free(y);
     return SL_ECONFIG;
   }
   free(y);
   return 0;
 }
-

@@ -24,10 +24,10 @@ _Static_assert(SL_HT_SAMPLE_EVERY == SL_HOOK_SAMPLE_EVERY, "hook timing rate");
 /* One gateway's Lua side: the config generation in place. */
 typedef struct embed {
   sl_gateway *gw;
-  sl_lua *vm;          /* NULL after sluice_stop */
+  sl_lua *vm; /* NULL after sluice_stop */
   sl_config *cfg;
-  sl_lua_policy *pol;  /* the Lua hooks of cfg, registered in the gateway */
-  uint64_t errors;     /* Lua errors of closed VMs (keeps the counter monotonic) */
+  sl_lua_policy *pol; /* the Lua hooks of cfg, registered in the gateway */
+  uint64_t errors;    /* Lua errors of closed VMs (keeps the counter monotonic) */
 } embed;
 
 static sl_lua *new_vm(sl_gateway *gw) {
@@ -97,7 +97,7 @@ static void embed_destroy(void *ud) {
 }
 
 static const sl_gateway_ops embed_ops = {
-  .reload = embed_reload, .stats = embed_stats, .stop = embed_stop, .destroy = embed_destroy};
+    .reload = embed_reload, .stats = embed_stats, .stop = embed_stop, .destroy = embed_destroy};
 
 /* A gateway with its embedder and a fresh VM, no config yet. */
 static embed *embed_new(uv_loop_t *loop) {
@@ -132,8 +132,8 @@ sluice_t *sluice_new_from_string(uv_loop_t *loop, const char *text, size_t len, 
                                  char *err, size_t errlen) {
   embed *e = embed_new(loop);
   sl_config *cfg = NULL;
-  int rc = sl_config_load_string(sl_lua_state(e->vm), text, len, fmt, "<string>", &cfg, err,
-                                 errlen);
+  int rc =
+      sl_config_load_string(sl_lua_state(e->vm), text, len, fmt, "<string>", &cfg, err, errlen);
   return embed_finish(e, rc, cfg);
 }
 

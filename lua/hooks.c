@@ -134,8 +134,10 @@ int sl_lua_allow_request(sl_lua *vm, int ref, const char *method, const char *pa
     if (k > n) k = n;
     if (k > 0) {
       lua_pushlstring(L, q, k);
-      if (k < n) lua_pushlstring(L, q + k + 1, n - k - 1);
-      else lua_pushliteral(L, "");
+      if (k < n)
+        lua_pushlstring(L, q + k + 1, n - k - 1);
+      else
+        lua_pushliteral(L, "");
       lua_rawset(L, -3);
     }
     q += n;
@@ -177,8 +179,8 @@ static int l_decode_arg(lua_State *L) {
 }
 
 /* stack: -> decoded value, or nil when absent, invalid or failing (logged). */
-static void push_decoded(sl_lua *vm, const char *json, size_t len, const sl_bin *atts,
-                         size_t natts, const char *what) {
+static void push_decoded(sl_lua *vm, const char *json, size_t len, const sl_bin *atts, size_t natts,
+                         const char *what) {
   lua_State *L = vm->L;
   decode_args a = {json, len, atts, natts};
   lua_pushlightuserdata(L, &a);
@@ -342,8 +344,8 @@ static void push_payload(sl_lua *vm, lua_State *L, const sl__pv_scope *scope, co
 /* Sampled hook timing (sl_lua.h)                                                         */
 
 _Static_assert(SL_HT_SAMPLE_EVERY == 16, "SL_HT_SAMPLE_EVERY_STR must match");
-const char *const sl_ht_names[SL_HT_KINDS] = {"route", "coalesceKey", "snapshot",
-                                              "onClientPublish", "authorize"};
+const char *const sl_ht_names[SL_HT_KINDS] = {"route", "coalesceKey", "snapshot", "onClientPublish",
+                                              "authorize"};
 
 /* sl_lua_set_hook_times: see sl_lua.h. */
 void sl_lua_set_hook_times(sl_lua *vm, sl_lathist *h) {
@@ -428,14 +430,14 @@ char *sl_lua_coalesce_key(sl_lua *vm, int ref, const char *topic, const char *pa
 typedef struct msg_ctx {
   const char *ns, *topic, *json;
   size_t len;
-  int source;        /* SL_SRC_* */
-  sl_socket *from;   /* publishing client (SL_SRC_CLIENT) or NULL */
+  int source;         /* SL_SRC_* */
+  sl_socket *from;    /* publishing client (SL_SRC_CLIENT) or NULL */
   sl__pv_scope scope; /* the views of msg.payload live as long as the call */
   sl_lua *vm;
 } msg_ctx;
 
 struct msg_view {
-  msg_ctx *ctx;      /* NULL outside the hook call: a kept reference then raises */
+  msg_ctx *ctx; /* NULL outside the hook call: a kept reference then raises */
 };
 
 static const char *source_name(int src) {
@@ -600,8 +602,7 @@ static int hook_arity(sl_lua *vm, int idx) {
       if (lua_istable(L, -1)) {
         lua_getfield(L, -1, "isvararg");
         lua_getfield(L, -2, "nparams");
-        if (!lua_toboolean(L, -2) && lua_type(L, -1) == LUA_TNUMBER)
-          n = (int)lua_tointeger(L, -1);
+        if (!lua_toboolean(L, -2) && lua_type(L, -1) == LUA_TNUMBER) n = (int)lua_tointeger(L, -1);
         lua_pop(L, 2);
       }
       lua_pop(L, 1);
@@ -689,8 +690,7 @@ static void route_list(lua_State *L, const char *key, char ***out, size_t *n, bo
   }
   if (!lua_istable(L, li)) luaL_error(L, "route result: %s must be a string or a list", key);
   size_t len = lua_objlen(L, li);
-  if (len == 0)
-    luaL_error(L, "route result: %s is empty (return false to drop the message)", key);
+  if (len == 0) luaL_error(L, "route result: %s is empty (return false to drop the message)", key);
   if (len > 4096) luaL_error(L, "route result: %s has more than 4096 entries", key);
   *out = sl_xcalloc(len, sizeof(char *));
   for (size_t i = 0; i < len; i++) {
@@ -719,10 +719,12 @@ static int l_route_table(lua_State *L) {
   while (lua_next(L, 1)) {
     lua_pop(L, 1);
     const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
-    if (!k || (strcmp(k, "payload") && strcmp(k, "topic") && strcmp(k, "topics") &&
-               strcmp(k, "to")))
-      return luaL_error(L, "route result: unknown field '%s' (expected payload, topic, "
-                           "topics or to)", k ? k : luaL_typename(L, -1));
+    if (!k ||
+        (strcmp(k, "payload") && strcmp(k, "topic") && strcmp(k, "topics") && strcmp(k, "to")))
+      return luaL_error(L,
+                        "route result: unknown field '%s' (expected payload, topic, "
+                        "topics or to)",
+                        k ? k : luaL_typename(L, -1));
   }
   lua_getfield(L, 1, "topic");
   lua_getfield(L, 1, "topics");
@@ -767,8 +769,7 @@ int sl_lua_route(sl_lua *vm, int ref, const char *ns, const char *topic, const c
   int top = lua_gettop(L), tb;
   if (!push_hook(vm, ref, top, &tb)) return 0;
   int fn = lua_gettop(L);
-  msg_ctx ctx = {ns ? ns : "", topic ? topic : "", payload_json, len, source, from,
-                 {0, NULL}, vm};
+  msg_ctx ctx = {ns ? ns : "", topic ? topic : "", payload_json, len, source, from, {0, NULL}, vm};
   sl__pv_enter(&ctx.scope); /* open until the result is converted: it may hold the payload */
   struct msg_view *v = push_view(vm, &ctx); /* stack: fn, view */
   int nargs = 1;
@@ -846,7 +847,8 @@ int sl_lua_authorize(sl_lua *vm, int ref, const char *token, const char *ns, con
     } else {
       bad_result(vm, "authorize",
                  "must return a principal (string), true, or nil and a reason (got a %s); "
-                 "refusing", lua_typename(L, t));
+                 "refusing",
+                 lua_typename(L, t));
     }
   }
   lua_settop(L, top);
@@ -871,8 +873,7 @@ int sl_lua_client_publish(sl_lua *vm, int ref, sl_socket *s, const char *topic,
   decode_args a = {payload_json, len, NULL, 0};
   push_lazy_payload(vm, base, 3, &a); /* may put the trampoline at base */
   int ok = 0;
-  if (sl_lua_call(vm, L, tb, lua_gettop(L) - base, LUA_MULTRET, "onClientPublish", NULL, 0) ==
-      0) {
+  if (sl_lua_call(vm, L, tb, lua_gettop(L) - base, LUA_MULTRET, "onClientPublish", NULL, 0) == 0) {
     int nres = lua_gettop(L) - base + 1;
     if (nres >= 1 && lua_toboolean(L, base)) {
       ok = 1;
@@ -964,8 +965,10 @@ void sl_lua_server_event(sl_lua *vm, int ref, const char *event_json, size_t len
 }
 
 static int l_msg_newindex(lua_State *L) {
-  return luaL_error(L, "cannot set field '%s': the message is read-only (return a table from "
-                       "route to rewrite it)", luaL_optstring(L, 2, "?"));
+  return luaL_error(L,
+                    "cannot set field '%s': the message is read-only (return a table from "
+                    "route to rewrite it)",
+                    luaL_optstring(L, 2, "?"));
 }
 
 /* sl__lua_inject_hooks: see sl_lua_hooks.h. stack: unchanged */
@@ -1001,4 +1004,3 @@ void sl__lua_inject_hooks(sl_lua *vm) {
   }
   lua_rawset(L, LUA_REGISTRYINDEX);
 }
-

@@ -226,8 +226,7 @@ static bool is_placeholder(const cJSON *j, size_t natts, size_t *num) {
 }
 
 /* stack: -> value */
-static void push_json(lua_State *L, const cJSON *j, const sl_bin *atts, size_t natts,
-                      int depth) {
+static void push_json(lua_State *L, const cJSON *j, const sl_bin *atts, size_t natts, int depth) {
   if (depth > 200) luaL_error(L, "JSON nested too deeply");
   luaL_checkstack(L, 4, "JSON nesting");
   size_t num;
@@ -280,8 +279,7 @@ typedef struct {
 } jd;
 
 static void jd_ws(jd *d) {
-  while (d->p < d->end && (*d->p == ' ' || *d->p == '\n' || *d->p == '\r' || *d->p == '\t'))
-    d->p++;
+  while (d->p < d->end && (*d->p == ' ' || *d->p == '\n' || *d->p == '\r' || *d->p == '\t')) d->p++;
 }
 
 static void jd_utf8(luaL_Buffer *b, uint32_t cp) {
@@ -348,7 +346,8 @@ static bool jd_string(lua_State *L, jd *d) {
       d->p += 4;
       uint32_t cp = (uint32_t)hi;
       if (hi >= 0xD800 && hi <= 0xDBFF) {
-        int lo = d->end - d->p >= 6 && d->p[0] == '\\' && d->p[1] == 'u' ? sl_js_hex4(d->p + 2) : -1;
+        int lo =
+            d->end - d->p >= 6 && d->p[0] == '\\' && d->p[1] == 'u' ? sl_js_hex4(d->p + 2) : -1;
         if (lo < 0xDC00 || lo > 0xDFFF) goto bad;
         d->p += 6;
         cp = 0x10000 + (((uint32_t)hi - 0xD800) << 10) + ((uint32_t)lo - 0xDC00);
@@ -421,9 +420,18 @@ static bool jd_value(lua_State *L, jd *d, int depth) {
   if (d->p >= d->end) return false;
   switch (*d->p) {
   case '"': return jd_string(L, d);
-  case 't': if (!jd_lit(d, "true", 4)) return false; lua_pushboolean(L, 1); return true;
-  case 'f': if (!jd_lit(d, "false", 5)) return false; lua_pushboolean(L, 0); return true;
-  case 'n': if (!jd_lit(d, "null", 4)) return false; sl__lua_pushnull(L); return true;
+  case 't':
+    if (!jd_lit(d, "true", 4)) return false;
+    lua_pushboolean(L, 1);
+    return true;
+  case 'f':
+    if (!jd_lit(d, "false", 5)) return false;
+    lua_pushboolean(L, 0);
+    return true;
+  case 'n':
+    if (!jd_lit(d, "null", 4)) return false;
+    sl__lua_pushnull(L);
+    return true;
   case '[': {
     if (depth > 200) luaL_error(L, "JSON nested too deeply");
     luaL_checkstack(L, 4, "JSON nesting");
@@ -486,8 +494,8 @@ static bool jd_value(lua_State *L, jd *d, int depth) {
 /* sl__json_decode: see sl_lua_json.h. With attachments the text goes through cJSON; the
  * parsed tree is held by a userdata with __gc, so an error while converting (memory,
  * nesting) cannot leak it. */
-bool sl__json_decode(lua_State *L, const char *text, size_t len, const sl_bin *atts,
-                        size_t natts, size_t *errpos) {
+bool sl__json_decode(lua_State *L, const char *text, size_t len, const sl_bin *atts, size_t natts,
+                     size_t *errpos) {
   if (!natts) {
     int top = lua_gettop(L);
     jd d = {text, text + len, text};
@@ -525,7 +533,6 @@ bool sl__json_decode(lua_State *L, const char *text, size_t len, const sl_bin *a
 bool sl__json_decode_text(lua_State *L, const char *text, size_t len) {
   return sl__json_decode(L, text, len, NULL, 0, NULL);
 }
-
 
 /* sl__json_valid: see sl_lua_json.h. */
 bool sl__json_valid(const char *s, size_t n) { return sl_js_valid(s, n); }
@@ -602,9 +609,11 @@ void sl__lua_inject_json(lua_State *L) {
   lua_setfield(L, -2, "__metatable");
   lua_rawset(L, LUA_REGISTRYINDEX);
 
-  static const luaL_Reg json[] = {
-      {"encode", sl__json_encode_fn}, {"decode", l_json_decode}, {"array", l_json_array},
-      {"is_array", l_json_is_array}, {NULL, NULL}};
+  static const luaL_Reg json[] = {{"encode", sl__json_encode_fn},
+                                  {"decode", l_json_decode},
+                                  {"array", l_json_array},
+                                  {"is_array", l_json_is_array},
+                                  {NULL, NULL}};
   lua_newtable(L);
   luaL_register(L, NULL, json);
   sl__lua_pushnull(L);

@@ -60,7 +60,8 @@ static int l_stats(lua_State *L) {
   free(s);
   size_t len;
   const char *t = lua_tolstring(L, -1, &len);
-  if (!sl__json_decode(L, t, len, NULL, 0, NULL)) return luaL_error(L, "stats: invalid JSON from core");
+  if (!sl__json_decode(L, t, len, NULL, 0, NULL))
+    return luaL_error(L, "stats: invalid JSON from core");
   return 1;
 }
 
@@ -85,13 +86,14 @@ static int do_publish(lua_State *L, const char *ns, const char *topic, int paylo
   sl_lua *vm = sl__lua_vm(L);
   sl_gateway *gw = sl__lua_gw(L);
   if (vm->depth >= SL_LUA_MAX_NEST)
-    return luaL_error(L, "publish %s %s: publishes nested too deeply (%d hook calls; "
-                         "a hook publishing to a topic whose hooks publish again?)",
+    return luaL_error(L,
+                      "publish %s %s: publishes nested too deeply (%d hook calls; "
+                      "a hook publishing to a topic whose hooks publish again?)",
                       ns, topic, vm->depth);
   payload_arg(L, vm, payload_idx, raw);
   /* our own encoder made the JSON: the core need not parse it again */
-  sl_publish_opts o = {.server = server, .to = to, .source = SL_SRC_LUA, .from = NULL,
-                       .trusted_json = !raw};
+  sl_publish_opts o = {
+      .server = server, .to = to, .source = SL_SRC_LUA, .from = NULL, .trusted_json = !raw};
   char msgid[SL_MSGID_MAX];
   msgid[0] = 0;
   /* The hooks this publish runs (route, coalesceKey, snapshot) may encode JSON themselves,
@@ -124,7 +126,8 @@ static int l_publish(lua_State *L) {
     if (!lua_isnil(L, -1)) to = sl__box_client_id(L, lua_gettop(L));
     lua_getfield(L, 4, "server");
     if (!lua_isnil(L, -1)) {
-      if (lua_type(L, -1) != LUA_TSTRING) return luaL_argerror(L, 4, "opts.server must be a string");
+      if (lua_type(L, -1) != LUA_TSTRING)
+        return luaL_argerror(L, 4, "opts.server must be a string");
       server = lua_tostring(L, -1);
     }
     lua_getfield(L, 4, "json");
@@ -145,12 +148,9 @@ static int l_publish_to(lua_State *L) {
 
 /* sl__lua_inject_lib: see sl_lua_lib.h. stack: sluice -> sluice */
 void sl__lua_inject_lib(lua_State *L) {
-  static const luaL_Reg fns[] = {{"publish", l_publish},
-                                 {"publish_to", l_publish_to},
-                                 {"now_ms", l_now_ms},
-                                 {"now_us", l_now_us},
-                                 {"stats", l_stats},
-                                 {NULL, NULL}};
+  static const luaL_Reg fns[] = {{"publish", l_publish}, {"publish_to", l_publish_to},
+                                 {"now_ms", l_now_ms},   {"now_us", l_now_us},
+                                 {"stats", l_stats},     {NULL, NULL}};
   luaL_register(L, NULL, fns);
   static const luaL_Reg log[] = {{"debug", l_log_debug},
                                  {"info", l_log_info},

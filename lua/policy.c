@@ -9,7 +9,8 @@
 #include "sl_lua.h"
 #include "sl_policy.h"
 
-_Static_assert((int)SL_ROUTE_DELIVER == SLUICE_ROUTE_DELIVER && (int)SL_ROUTE_DROP == SLUICE_ROUTE_DROP &&
+_Static_assert((int)SL_ROUTE_DELIVER == SLUICE_ROUTE_DELIVER &&
+                   (int)SL_ROUTE_DROP == SLUICE_ROUTE_DROP &&
                    (int)SL_ROUTE_REWRITE == SLUICE_ROUTE_REWRITE,
                "route actions");
 _Static_assert(SL_NOREF == SLUICE_NOSLOT, "snapshot slot = Lua ref");
@@ -60,8 +61,8 @@ static int lp_client_publish(void *ud, sluice_client *c, const char *topic, cons
                                new_payload);
 }
 
-static int lp_connect(void *ud, sluice_client *c, const char *auth_json, size_t len,
-                      char *reason, size_t reasonlen) {
+static int lp_connect(void *ud, sluice_client *c, const char *auth_json, size_t len, char *reason,
+                      size_t reasonlen) {
   const binding *b = ud;
   return sl_lua_on_connect(b->vm, b->nc->on_connect_ref, c, auth_json, len, reason, reasonlen);
 }
@@ -79,9 +80,12 @@ static void json_field(sl_sbuf *sb, const char *key, const char *val) {
   sl_sbuf_printf(sb, ",\"%s\":\"", key);
   for (const char *p = val; *p; p++) {
     unsigned char ch = (unsigned char)*p;
-    if (ch == '"' || ch == '\\') sl_sbuf_printf(sb, "\\%c", ch);
-    else if (ch < 0x20) sl_sbuf_printf(sb, "\\u%04x", ch);
-    else sl_sbuf_append(sb, p, 1);
+    if (ch == '"' || ch == '\\')
+      sl_sbuf_printf(sb, "\\%c", ch);
+    else if (ch < 0x20)
+      sl_sbuf_printf(sb, "\\u%04x", ch);
+    else
+      sl_sbuf_append(sb, p, 1);
   }
   sl_sbuf_puts(sb, "\"");
 }
@@ -163,7 +167,7 @@ static int lp_allow_request(void *ud, const sluice_request *req, int *status, ch
                               msglen);
 }
 
-#define SET(ref, member, fn)                                                                   \
+#define SET(ref, member, fn)                                                                       \
   if ((ref) != SL_NOREF) h.member = fn
 
 /* sl_lua_policy_install: see sl_policy.h. */

@@ -43,7 +43,7 @@ typedef struct pview {
   size_t ai, aoff;
 } pview;
 
-static char k_pview_mt; /* registry key of the metatable */
+static char k_pview_mt;   /* registry key of the metatable */
 static char k_pview_mark; /* registry key of the marker (the metatable's __metatable) */
 
 static _Thread_local sl__pv_scope *pv_top;
@@ -152,7 +152,7 @@ PV_INLINE const char *value_then_comma(lua_State *L, const char *q, const char *
  * On a member: sets key [*ks, *ke), its escape flag and value [*vs, *ve), advances *p past
  * the member and its comma, returns 1. At the end returns 0; on bad text raises. */
 PV_INLINE int next_member(lua_State *L, const char **p, const char *e, const char **ks,
-                       const char **ke, bool *esc, const char **vs, const char **ve) {
+                          const char **ke, bool *esc, const char **vs, const char **ve) {
   const char *q = *p;
   if (q < e && *q == '}') return 0;
   if (q >= e || *q != '"') not_json(L);
@@ -167,7 +167,7 @@ PV_INLINE int next_member(lua_State *L, const char **p, const char *e, const cha
 
 /* Array element walk, same contract; *p at the first element or at ']'. */
 PV_INLINE int next_element(lua_State *L, const char **p, const char *e, const char **vs,
-                        const char **ve) {
+                           const char **ve) {
   const char *q = *p;
   if (q < e && *q == ']') return 0;
   *p = value_then_comma(L, q, e, ']', vs, ve);
@@ -209,9 +209,7 @@ static int l_pv_index(lua_State *L) {
     /* names as written first (the scanner's fast path); when a name with escapes comes
      * before the answer, the walk below decodes names to compare them */
     switch (sl_js_member(v->s, e, k, kl, &vs, &ve)) {
-    case 1:
-      push_value(L, vs, ve, v->scope);
-      return 1;
+    case 1: push_value(L, vs, ve, v->scope); return 1;
     case 0: return 0;
     case -1: return not_json(L);
     default: break;
@@ -412,7 +410,7 @@ bool sl__pv_bind(void *shared, const sl__pv_scope *scope, const char *text, size
   const char *p, *e;
   if (!v || !container(text, len, &p, &e)) return false;
   if (v->scope == scope->id && v->s == p) return true; /* msg.payload read again */
-  if (live(v->scope)) return false; /* an outer call still uses it */
+  if (live(v->scope)) return false;                    /* an outer call still uses it */
   v->s = p;
   v->n = (size_t)(e - p);
   v->scope = scope->id;
@@ -442,7 +440,8 @@ static const char wrap_src[] =
     "local function isview(v) return type(v) == 'userdata' and getmetatable(v) == MARK end\n"
     "local function want_table(v, fn)\n"
     "  local t = type(v)\n"
-    "  if t ~= 'table' then error(\"bad argument #1 to '\" .. fn .. \"' (table expected, got \" ..\n"
+    "  if t ~= 'table' then error(\"bad argument #1 to '\" .. fn .. \"' (table expected, got \" "
+    "..\n"
     "    (t == 'userdata' and getmetatable(v) == MARK and 'table' or t) .. ')', 3) end\n"
     "end\n"
     "_G.type = function(v)\n"
@@ -488,9 +487,9 @@ static const char wrap_src[] =
 
 /* sl__pv_open: see sl_lua_pview.h. */
 void sl__pv_open(lua_State *L) {
-  static const luaL_Reg mt[] = {{"__index", l_pv_index},       {"__newindex", l_pv_newindex},
-                                {"__len", l_pv_len},           {"__tostring", l_pv_tostring},
-                                {"__eq", l_pv_eq},             {NULL, NULL}};
+  static const luaL_Reg mt[] = {{"__index", l_pv_index}, {"__newindex", l_pv_newindex},
+                                {"__len", l_pv_len},     {"__tostring", l_pv_tostring},
+                                {"__eq", l_pv_eq},       {NULL, NULL}};
   lua_pushlightuserdata(L, &k_pview_mark);
   lua_newtable(L);
   lua_rawset(L, LUA_REGISTRYINDEX);

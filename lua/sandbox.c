@@ -65,12 +65,14 @@ static const char sandbox_src[] =
     "local base = {'assert','error','ipairs','next','pairs','rawequal','rawget','rawset',"
     "'select','tonumber','tostring','type','unpack','setmetatable','_VERSION'}\n"
     "local sluice_ro = readonly(sluice, 'sluice')\n"
-    "G.string.dump = nil -- reachable through any string's methods ((''):dump), not only string.dump\n"
+    "G.string.dump = nil -- reachable through any string's methods ((''):dump), not only "
+    "string.dump\n"
     "return function()\n"
     "  local env = {}\n"
     "  for _, k in G.ipairs(base) do env[k] = G[k] end\n"
     "  env.rawset = function(t, k, v)\n"
-    "    if t == env then error('rawset on the script environment: globals are read-only (use local)', 2) end\n"
+    "    if t == env then error('rawset on the script environment: globals are read-only (use "
+    "local)', 2) end\n"
     "    if proxies[t] then error('rawset on a read-only table', 2) end\n"
     "    return raw_set(t, k, v)\n"
     "  end\n"
@@ -177,7 +179,6 @@ static int l_sluice_preload(lua_State *L) {
   return 1;
 }
 
-
 /* ------------------------------------------------------------------------------------- */
 /* sluice.script: the policy scripts shipped in scripts/ (and the operator's own)          */
 /*
@@ -201,7 +202,6 @@ static int l_sluice_preload(lua_State *L) {
  * where a hook is expected (see opt_hook in config.c).
  */
 
-
 /* sl__lua_set_script_dir: see sl_lua_sandbox.h. */
 void sl__lua_set_script_dir(lua_State *L, const char *dir) {
   lua_pushlightuserdata(L, &k_script_dir);
@@ -224,8 +224,8 @@ static bool bare_name(const char *s) {
   if (!n || n > 128 || strstr(s, "..") || (n > 4 && !strcmp(s + n - 4, ".lua"))) return false;
   for (size_t i = 0; i < n; i++) {
     char c = s[i];
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-          c == '_' || c == '-' || c == '.'))
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+          c == '-' || c == '.'))
       return false;
   }
   return true;
@@ -311,8 +311,10 @@ static int l_script(lua_State *L) {
     return 1;
   }
   if (!lua_isnil(L, 2))
-    return luaL_error(L, "sluice.script(\"%s\"): the script returns a %s, not a constructor "
-                         "taking options", name, luaL_typename(L, 4));
+    return luaL_error(L,
+                      "sluice.script(\"%s\"): the script returns a %s, not a constructor "
+                      "taking options",
+                      name, luaL_typename(L, 4));
   return 1;
 }
 

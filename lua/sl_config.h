@@ -23,11 +23,12 @@ struct lua_State;
  * The StreamFenceJs messages (STREAMFENCE.md 1.3) appear verbatim after the prefix.
  * Warnings (unknown keys, ...) are logged with the same prefix and counted in
  * (*out)->warnings. */
-SL_WUR int sl_config_load(struct lua_State *L, const char *path, sl_config **out, char *err, size_t errlen);
+SL_WUR int sl_config_load(struct lua_State *L, const char *path, sl_config **out, char *err,
+                          size_t errlen);
 
 /* sl_config_load_string: same, from text; fmt is "lua", "json" or "yaml". */
 SL_WUR int sl_config_load_string(struct lua_State *L, const char *text, size_t len, const char *fmt,
-                          const char *chunkname, sl_config **out, char *err, size_t errlen);
+                                 const char *chunkname, sl_config **out, char *err, size_t errlen);
 
 /* Loader options of the process (the `sluice` command's --strict, --host, --port), applied
  * by every later sl_config_load / sl_config_load_string, reloads included:

@@ -62,9 +62,8 @@ int sl_lua_on_connect(sl_lua *vm, int ref, sl_socket *s, const char *auth_json, 
  * the arguments after the event name (placeholders {"_placeholder":true,"num":i} refer to
  * atts[i], which reach Lua as binary values, not strings). ack_id < 0 means the client asked
  * no ack (then `ack` is nil); otherwise `ack(...)` answers via sl_socket_ack at most once. */
-void sl_lua_on_event(sl_lua *vm, int ref, sl_socket *s, const char *event,
-                     const char *args_json, size_t len, const sl_bin *atts, size_t natts,
-                     int64_t ack_id);
+void sl_lua_on_event(sl_lua *vm, int ref, sl_socket *s, const char *event, const char *args_json,
+                     size_t len, const sl_bin *atts, size_t natts, int64_t ack_id);
 
 /* sl_lua_socket_gone: the core is about to free s; any Lua box for it is cleared so a stale
  * reference raises an error instead of touching freed memory. */
@@ -82,11 +81,17 @@ void sl_lua_eio_gone(sl_lua *vm, sl_eio_conn *c);
  * the arguments, the protected call, reading the result) and added to a latency histogram,
  * exported as sluice_lua_hook_duration_seconds and in /api/stats. Sampling keeps the two
  * clock reads (about 20 ns each) off the other calls. */
-enum { SL_HT_ROUTE, SL_HT_COALESCE_KEY, SL_HT_SNAPSHOT, SL_HT_CLIENT_PUBLISH, SL_HT_AUTHORIZE,
-       SL_HT_KINDS };
+enum {
+  SL_HT_ROUTE,
+  SL_HT_COALESCE_KEY,
+  SL_HT_SNAPSHOT,
+  SL_HT_CLIENT_PUBLISH,
+  SL_HT_AUTHORIZE,
+  SL_HT_KINDS
+};
 #define SL_HT_SAMPLE_EVERY 16
 extern const char *const sl_ht_names[SL_HT_KINDS]; /* "route", "coalesceKey", ... */
-#define SL_HT_SAMPLE_EVERY_STR "16" /* the same, for help texts */
+#define SL_HT_SAMPLE_EVERY_STR "16"                /* the same, for help texts */
 /* sl_lua_set_hook_times: record into h[SL_HT_KINDS] (the gateway's, which outlive reloads)
  * instead of the VM's own histograms. */
 void sl_lua_set_hook_times(sl_lua *vm, sl_lathist *h);

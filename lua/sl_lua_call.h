@@ -37,11 +37,11 @@
 #define SL_LUA_LOG_WINDOW_MS 10000
 #define SL_LUA_LOG_KEYS 32
 typedef struct sl_lua_logkey {
-  uint64_t key;          /* 0: free */
-  uint64_t since_ms;     /* start of the current window */
-  uint32_t logged;       /* lines written in this window */
-  uint64_t suppressed;   /* errors not written in this window */
-  char label[160];       /* "what: file:line: message", for the summary */
+  uint64_t key;        /* 0: free */
+  uint64_t since_ms;   /* start of the current window */
+  uint32_t logged;     /* lines written in this window */
+  uint64_t suppressed; /* errors not written in this window */
+  char label[160];     /* "what: file:line: message", for the summary */
 } sl_lua_logkey;
 
 typedef struct sl_timer sl_timer; /* boxes.c */
@@ -51,33 +51,33 @@ struct sl_lua {
   lua_State *L;
   sl_gateway *gw;
   uint64_t errors;
-  size_t mem;            /* bytes currently allocated (custom allocator) */
-  size_t mem_limit;      /* 0 = unlimited */
+  size_t mem;       /* bytes currently allocated (custom allocator) */
+  size_t mem_limit; /* 0 = unlimited */
   bool custom_alloc;
-  uint64_t instr_limit;  /* per outermost call, 0 = unlimited */
+  uint64_t instr_limit; /* per outermost call, 0 = unlimited */
   uint64_t instr_used;
   bool limit_hit;
-  int depth;             /* nesting of sl_lua_call */
-  bool closing;          /* sl_lua_close was called */
-  int pending_closes;    /* timer handles still closing */
+  int depth;          /* nesting of sl_lua_call */
+  bool closing;       /* sl_lua_close was called */
+  int pending_closes; /* timer handles still closing */
   sl_timer *timers;
   sl_lua *next_alive;
   /* the watchdog (watchdog.c). The loop thread writes the call fields at the start of
    * each outermost call; the watchdog thread reads them and may set wd_tripped. */
-  uint32_t wd_ms;        /* luaWatchdogMs; 0 = not watched */
-  lua_Hook count_hook;   /* sl__lua_count_hook, which the watchdog installs (set by vm.c) */
-  _Atomic uint64_t wd_seq;     /* outermost calls started */
-  _Atomic int wd_in_call;      /* 1 while one runs */
-  _Atomic int wd_tripped;      /* the watchdog asked the call numbered wd_trip_seq to stop */
+  uint32_t wd_ms;          /* luaWatchdogMs; 0 = not watched */
+  lua_Hook count_hook;     /* sl__lua_count_hook, which the watchdog installs (set by vm.c) */
+  _Atomic uint64_t wd_seq; /* outermost calls started */
+  _Atomic int wd_in_call;  /* 1 while one runs */
+  _Atomic int wd_tripped;  /* the watchdog asked the call numbered wd_trip_seq to stop */
   _Atomic uint64_t wd_trip_seq;
-  const char *wd_what;   /* the running call's kind ("route") */
-  lua_State *wd_L;       /* and the state it runs on (its stack names the functions) */
-  char wd_trace[2048];   /* the traceback taken when the count hook stopped a call */
+  const char *wd_what;              /* the running call's kind ("route") */
+  lua_State *wd_L;                  /* and the state it runs on (its stack names the functions) */
+  char wd_trace[2048];              /* the traceback taken when the count hook stopped a call */
   uint64_t wd_seen_seq, wd_seen_ms; /* the watchdog thread's own: last seq seen, since when */
-  sl_lua *wd_next;       /* the watched VMs (under the watchdog's mutex) */
+  sl_lua *wd_next;                  /* the watched VMs (under the watchdog's mutex) */
   sl_lua_logkey *logkeys; /* the error log rate limit (SL_LUA_LOG_KEYS, made on first use) */
   uv_timer_t *log_timer;  /* writes the summaries when a window ends (NULL: none yet) */
-  char *err_out;         /* sl_lua_call with err: where to write the message instead of logging */
+  char *err_out;          /* sl_lua_call with err: where to write the message instead of logging */
   size_t err_outlen;
   /* is the value at idx a payload view (pview.c)? then its JSON text. Set by sl_lua_new,
    * so the JSON encoder (json.c) reads views without calling pview.c by name. */
@@ -88,14 +88,14 @@ struct sl_lua {
   sl_bin *bins;
   size_t nbins, capbins;
   /* preallocated for the per-publish hooks (no allocation per call, see "Policy hooks") */
-  int tb_ref;            /* traceback_handler as a Lua function */
-  int tramp_ref;         /* l_call_decoded */
-  int encode_ref;        /* l_json_encode */
-  int route_tbl_ref;     /* l_route_table */
-  int view_ref;          /* the shared message view (userdata) */
-  int pview_ref;         /* the shared payload view (pview.c), rebound per call */
-  void *pview;           /* its memory */
-  char topic_c[64];      /* the topic string pinned at SLOT_TOPIC (push_topic), NUL-ended */
+  int tb_ref;        /* traceback_handler as a Lua function */
+  int tramp_ref;     /* l_call_decoded */
+  int encode_ref;    /* l_json_encode */
+  int route_tbl_ref; /* l_route_table */
+  int view_ref;      /* the shared message view (userdata) */
+  int pview_ref;     /* the shared payload view (pview.c), rebound per call */
+  void *pview;       /* its memory */
+  char topic_c[64];  /* the topic string pinned at SLOT_TOPIC (push_topic), NUL-ended */
   size_t topic_n;
   int topic_ref;         /* the same string in the registry, for nested calls */
   bool topic_pinned;     /* SLOT_TOPIC holds it too */
@@ -106,7 +106,7 @@ struct sl_lua {
   const void *ar_fn[4];
   int ar_n[4];
   unsigned ar_next;
-  int ar_hold;           /* registry ref of a table {fn1..fn4} */
+  int ar_hold; /* registry ref of a table {fn1..fn4} */
   /* push_ref's front cache, by ref % SL_HOOK_SLOTS: the ref last pushed there (0: none;
    * it holds a function), its arity (-1: not known yet) and whether the function is also
    * pinned at SLOT_HOOK + i (only a push from the base level can pin it). Every luaL_unref
@@ -121,7 +121,6 @@ struct sl_lua {
   sl_lathist *ht;
   sl_lathist own_ht[SL_HT_KINDS];
 };
-
 
 /* vm->L keeps a few values at fixed stack slots below everything else, so the per-publish
  * hooks push them with lua_pushvalue instead of a registry lookup (set in sl_lua_new).

@@ -21,8 +21,7 @@ void sl__lua_set_script_dir(struct lua_State *L, const char *dir);
  * and load the script (sandboxed, cached per VM) and call its constructor with the table at
  * opts_idx (0 = none). stack: -> hook on success, nothing on failure (err written).
  * Returns 0 or SL_ELUA. */
-int sl__lua_script(struct lua_State *L, const char *name, int opts_idx, char *err,
-                   size_t errlen);
+int sl__lua_script(struct lua_State *L, const char *name, int opts_idx, char *err, size_t errlen);
 
 /* sl__lua_inject_sandbox: add sluice.script, the script cache, package.preload loaders for
  * "sluice" and the embedded lua/ modules, and build the sandbox factory from the current

@@ -48,14 +48,13 @@ static uint64_t env_u64(const char *name, uint64_t def) {
   return x;
 }
 
-
 /* Build the sluice module: every area adds its part, then it becomes the global `sluice`
  * and package.loaded.sluice; payload views wrap the base library and the sandbox factory
  * is built last, from the finished table and the pristine globals. stack: unchanged */
 static void install_module(sl_lua *vm) {
   lua_State *L = vm->L;
   sl__lua_inject_patterns(vm, L); /* before the sandbox copies the string library */
-  lua_newtable(L); /* stack: sluice */
+  lua_newtable(L);                /* stack: sluice */
   sl__lua_inject_bytes(L);
   sl__lua_inject_json(L);
   sl__lua_inject_lib(L);
