@@ -25,6 +25,7 @@
 #include <lua.h>
 
 #include "sl_config.h"
+#include "sl_config_int.h"
 #include "sl_config_read.h"
 #include "sl_lua_call.h"
 #include "sl_lua_json.h"
@@ -34,31 +35,8 @@
 /* ------------------------------------------------------------------------------------- */
 /* Validation context and messages                                                        */
 
-typedef struct vctx {
-  lua_State *L;
-  const char *file;   /* shown in messages */
-  char *dir;          /* directory of the config file, for relative script paths */
-  const char *server; /* current server name or NULL */
-  const char *ns;     /* current namespace path or NULL */
-  const char *block;  /* current server sub-block ("api", "cors") or NULL */
-  int ns_index;       /* 1-based, used when the path itself is unusable */
-  bool is_lua;
-  sl_config *cfg;
-  int64_t server_wd; /* the smallest luaWatchdogMs a server set, -1: none */
-  int rc;
-  char *err;
-  size_t errlen;
-  bool strict;               /* unknown keys are errors (strict = true, or --strict) */
-  unsigned warnings;         /* vwarn calls, reported as cfg->warnings */
-  const char *listen_target; /* server whose host/port the options override, or NULL */
-  bool lines;                /* a JSON/YAML file: messages name the line (config_read.c) */
-  const void *at_table;      /* the table whose key was read last (lua_topointer) */
-  const char *at_key;        /* that key (static or owned by the table) */
-  bool at_exact;             /* the next message is about at_key, whatever its wording */
-} vctx;
-
 /* The process-wide loader options (sl_config_set_options); strings owned here. */
-static sl_config_options g_opts = {.port = -1};
+sl_config_options sl__config_opts = {.port = -1};
 
 /* The line a message about the last read (c->at_table, c->at_key) points at: the key's own
  * line when the message is about that key (it starts with the key's name, as "port must be
@@ -101,7 +79,7 @@ static void vmessage(vctx *c, char *out, size_t outlen, const char *fmt, va_list
 }
 
 /* verr: record a validation error (the first one wins) and return SL_ECONFIG. */
-SL_PRINTF(2, 3) static int verr(vctx *c, const char *fmt, ...) {
+SL_PRINTF(2, 3) int sl__config_verr(vctx *c, const char *fmt, ...) {
   if (c->rc) return c->rc;
   va_list ap;
   va_start(ap, fmt);
@@ -111,7 +89,8 @@ SL_PRINTF(2, 3) static int verr(vctx *c, const char *fmt, ...) {
   return c->rc;
 }
 
-SL_PRINTF(2, 3) static void vwarn(vctx *c, const char *fmt, ...) {
+/* sl__config_vwarn: log a validation warning (with the message prefix) and count it. */
+SL_PRINTF(2, 3) void sl__config_vwarn(vctx *c, const char *fmt, ...) {
   char line[1280];
   va_list ap;
   va_start(ap, fmt);
@@ -164,13 +143,13 @@ static const char *closest_key(const char *k, const char *const *known, bool *fo
 }
 
 /* stack: unchanged. Warns about every string key of table t not in known (NULL-ended). */
-static void warn_unknown_keys(vctx *c, int t, const char *what, const char *const *known) {
+void sl__config_warn_unknown_keys(vctx *c, int t, const char *what, const char *const *known) {
   lua_State *L = c->L;
   lua_pushnil(L);
   while (lua_next(L, t)) {
     lua_pop(L, 1); /* stack: key */
     if (lua_type(L, -1) != LUA_TSTRING) {
-      vwarn(c, "%s: ignoring a non-string key", what);
+      sl__config_vwarn(c, "%s: ignoring a non-string key", what);
       continue;
     }
     const char *k = lua_tostring(L, -1);
@@ -181,13 +160,14 @@ static void warn_unknown_keys(vctx *c, int t, const char *what, const char *cons
     const char *best = closest_key(k, known, &found);
     if (found) continue;
     if (c->strict && best)
-      verr(c, "unknown %s key \"%s\" (did you mean \"%s\"?; strict mode)", what, k, best);
+      sl__config_verr(c, "unknown %s key \"%s\" (did you mean \"%s\"?; strict mode)", what, k,
+                      best);
     else if (c->strict)
-      verr(c, "unknown %s key \"%s\" (strict mode)", what, k);
+      sl__config_verr(c, "unknown %s key \"%s\" (strict mode)", what, k);
     else if (best)
-      vwarn(c, "unknown %s key \"%s\" ignored (did you mean \"%s\"?)", what, k, best);
+      sl__config_vwarn(c, "unknown %s key \"%s\" ignored (did you mean \"%s\"?)", what, k, best);
     else
-      vwarn(c, "unknown %s key \"%s\" ignored", what, k);
+      sl__config_vwarn(c, "unknown %s key \"%s\" ignored", what, k);
   }
   c->at_key = NULL;
 }
@@ -195,14 +175,14 @@ static void warn_unknown_keys(vctx *c, int t, const char *what, const char *cons
 /* reject_unknown_keys: like warn_unknown_keys, but an unknown key is an error: for blocks
  * where a misspelt key would silently weaken security (api, cors, tls; later cluster,
  * recovery). Returns c->rc. stack: unchanged. */
-static int reject_unknown_keys(vctx *c, int t, const char *what, const char *const *known) {
+int sl__config_reject_unknown_keys(vctx *c, int t, const char *what, const char *const *known) {
   lua_State *L = c->L;
   int top = lua_gettop(L);
   lua_pushnil(L);
   while (lua_next(L, t)) {
     lua_pop(L, 1); /* stack: key */
     if (lua_type(L, -1) != LUA_TSTRING) {
-      verr(c, "%s: keys must be strings", what);
+      sl__config_verr(c, "%s: keys must be strings", what);
       break;
     }
     const char *k = lua_tostring(L, -1);
@@ -213,9 +193,9 @@ static int reject_unknown_keys(vctx *c, int t, const char *what, const char *con
     c->at_key = k;
     c->at_exact = true;
     if (best)
-      verr(c, "unknown %s key \"%s\" (did you mean \"%s\"?)", what, k, best);
+      sl__config_verr(c, "unknown %s key \"%s\" (did you mean \"%s\"?)", what, k, best);
     else
-      verr(c, "unknown %s key \"%s\"", what, k);
+      sl__config_verr(c, "unknown %s key \"%s\"", what, k);
     break;
   }
   lua_settop(L, top);
@@ -223,44 +203,6 @@ static int reject_unknown_keys(vctx *c, int t, const char *what, const char *con
 }
 
 static const char *const k_top_keys[] = {"servers", "strict", "luaWatchdogMs", NULL};
-static const char *const k_server_keys[] = {"host",
-                                            "port",
-                                            "transport",
-                                            "engineIoTransport",
-                                            "auth",
-                                            "spillRootPath",
-                                            "tls",
-                                            "namespaces",
-                                            "pingIntervalMs",
-                                            "pingTimeoutMs",
-                                            "connectTimeoutMs",
-                                            "drainTimeoutMs",
-                                            "maxPayload",
-                                            "socketHighWaterBytes",
-                                            "socketSendBufferBytes",
-                                            "apiToken",
-                                            "engineIo",
-                                            "tokens",
-                                            "onStart",
-                                            "onConnect",
-                                            "onDisconnect",
-                                            "onSubscribe",
-                                            "onUnsubscribe",
-                                            "onOverflow",
-                                            "onRetryExhausted",
-                                            "tokensFile",
-                                            "api",
-                                            "cors",
-                                            "allowRequest",
-                                            "luaWatchdogMs",
-                                            "maxConnections",
-                                            "maxConnectionsPerAddress",
-                                            "maxSessions",
-                                            "maxHandshakesPerSecondPerAddress",
-                                            "maxInboundBufferBytes",
-                                            "partialMessageTimeoutMs",
-                                            "limitLoopback",
-                                            NULL};
 static const char *const k_ns_keys[] = {"path",
                                         "topics",
                                         "deliveryMode",
@@ -284,17 +226,12 @@ static const char *const k_ns_keys[] = {"path",
                                         "onEvent",
                                         "onClientPublish",
                                         NULL};
-static const char *const k_tls_keys[] = {"certChainPemPath", "privateKeyPemPath", "protocol",
-                                         "privateKeyPassword", NULL};
-static const char *const k_eio_keys[] = {"path", "onMessage", "onOpen", "onClose", NULL};
-static const char *const k_api_keys[] = {"host", "port", "path", "hosts", NULL};
-static const char *const k_cors_keys[] = {"origins", "credentials", "methods", "headers", NULL};
 
 /* ------------------------------------------------------------------------------------- */
 /* Typed field readers. Each pushes nothing net; a JSON/YAML null counts as "not set".     */
 
 /* stack: -> value (nil for null). Returns its type. */
-static int get_field(lua_State *L, int t, const char *key) {
+int sl__config_get_field(lua_State *L, int t, const char *key) {
   lua_pushstring(L, key);
   lua_rawget(L, t);
   if (sl__lua_isnull(L, -1)) {
@@ -311,18 +248,19 @@ static int typed_field(vctx *c, int t, const char *key, int want, const char *wh
   c->at_table = lua_topointer(L, t);
   c->at_key = key;
   c->at_exact = false;
-  int ty = get_field(L, t, key);
+  int ty = sl__config_get_field(L, t, key);
   if (ty == want) return 1;
   lua_pop(L, 1);
   if (ty == LUA_TNIL) return 0;
   if (want == LUA_TBOOLEAN && ty == LUA_TSTRING)
-    return verr(c, "%s must be a boolean (true or false; in YAML, yes/no/on/off are strings)", key);
-  return verr(c, "%s must be %s", key, what);
+    return sl__config_verr(
+        c, "%s must be a boolean (true or false; in YAML, yes/no/on/off are strings)", key);
+  return sl__config_verr(c, "%s must be %s", key, what);
 }
 
 /* opt_string, opt_number, opt_int, opt_bool: t[key] into *out, def when it is absent.
  * Return 0 or SL_ECONFIG (recorded; *out then unset). stack: unchanged. */
-static int opt_string(vctx *c, int t, const char *key, char **out, const char *def) {
+int sl__config_opt_string(vctx *c, int t, const char *key, char **out, const char *def) {
   int r = typed_field(c, t, key, LUA_TSTRING, "a string");
   if (r == 0) *out = def ? sl_xstrdup(def) : NULL;
   if (r <= 0) return r;
@@ -339,28 +277,31 @@ static int opt_number(vctx *c, int t, const char *key, double *out, double def) 
   if (r <= 0) return r;
   *out = lua_tonumber(c->L, -1);
   lua_pop(c->L, 1);
-  if (!isfinite(*out)) return verr(c, "%s must be a finite number", key);
+  if (!isfinite(*out)) return sl__config_verr(c, "%s must be a finite number", key);
   return 0;
 }
 
-static int opt_int(vctx *c, int t, const char *key, int64_t *out, int64_t def) {
+/* sl__config_opt_int: see sl__config_opt_string. */
+int sl__config_opt_int(vctx *c, int t, const char *key, int64_t *out, int64_t def) {
   double d;
   int r = opt_number(c, t, key, &d, (double)def);
   if (r) return r;
-  if (d != floor(d) || fabs(d) > 9007199254740992.0) return verr(c, "%s must be an integer", key);
+  if (d != floor(d) || fabs(d) > 9007199254740992.0)
+    return sl__config_verr(c, "%s must be an integer", key);
   *out = (int64_t)d;
   return 0;
 }
 
 /* opt_positive: opt_int, then "<key> must be positive" unless the value is above 0. */
 static int opt_positive(vctx *c, int t, const char *key, int64_t *out, int64_t def) {
-  int r = opt_int(c, t, key, out, def);
+  int r = sl__config_opt_int(c, t, key, out, def);
   if (r) return r;
-  if (*out <= 0) return verr(c, "%s must be positive", key);
+  if (*out <= 0) return sl__config_verr(c, "%s must be positive", key);
   return 0;
 }
 
-static int opt_bool(vctx *c, int t, const char *key, bool *out, bool def) {
+/* sl__config_opt_bool: see sl__config_opt_string. */
+int sl__config_opt_bool(vctx *c, int t, const char *key, bool *out, bool def) {
   int r = typed_field(c, t, key, LUA_TBOOLEAN, "a boolean");
   if (r == 0) *out = def;
   if (r <= 0) return r;
@@ -376,7 +317,7 @@ static bool ends_with_lua(const char *s) {
 
 /* Resolve a script path: absolute as is, otherwise relative to the config file's
  * directory when such a file exists there, else relative to the working directory. */
-static char *script_path(vctx *c, const char *p) {
+char *sl__config_script_path(vctx *c, const char *p) {
   if (p[0] == '/' || !c->dir) return sl_xstrdup(p);
   size_t n = strlen(c->dir) + strlen(p) + 2;
   char *full = sl_xmalloc(n);
@@ -393,22 +334,22 @@ static char *script_path(vctx *c, const char *p) {
 /* opt_hook: a function (Lua configs) or a path to a .lua script returning a function.
  * path_out, when not NULL, accepts any other string as a plain value (coalesceKey's field
  * path). stack: unchanged. */
-static int opt_hook(vctx *c, int t, const char *key, int *ref, char **path_out) {
+int sl__config_opt_hook(vctx *c, int t, const char *key, int *ref, char **path_out) {
   lua_State *L = c->L;
   *ref = SL_NOREF;
   if (path_out) *path_out = NULL;
-  int ty = get_field(L, t, key);
+  int ty = sl__config_get_field(L, t, key);
   if (ty == LUA_TNIL) {
     lua_pop(L, 1);
     return 0;
   }
   if (ty == LUA_TSTRING && ends_with_lua(lua_tostring(L, -1))) {
-    char *p = script_path(c, lua_tostring(L, -1));
+    char *p = sl__config_script_path(c, lua_tostring(L, -1));
     lua_pop(L, 1);
     char e[512];
     int rc = sl__lua_load_script(L, p, e, sizeof e);
     free(p);
-    if (rc) return verr(c, "%s: %s", key, e);
+    if (rc) return sl__config_verr(c, "%s: %s", key, e);
     /* A script returns the hook itself, or a table holding it under the key's name. */
     if (lua_istable(L, -1)) {
       lua_getfield(L, -1, key);
@@ -416,8 +357,8 @@ static int opt_hook(vctx *c, int t, const char *key, int *ref, char **path_out) 
     }
     if (!lua_isfunction(L, -1)) {
       lua_pop(L, 1);
-      return verr(c, "%s: script must return a function (or a table with a \"%s\" function)", key,
-                  key);
+      return sl__config_verr(
+          c, "%s: script must return a function (or a table with a \"%s\" function)", key, key);
     }
     ty = LUA_TFUNCTION;
   } else if (ty == LUA_TTABLE && true) {
@@ -427,34 +368,35 @@ static int opt_hook(vctx *c, int t, const char *key, int *ref, char **path_out) 
     static const char *const known[] = {"script", "options", NULL};
     char what[64];
     snprintf(what, sizeof what, "%s", key);
-    warn_unknown_keys(c, ht, what, known);
-    if (get_field(L, ht, "script") != LUA_TSTRING) {
+    sl__config_warn_unknown_keys(c, ht, what, known);
+    if (sl__config_get_field(L, ht, "script") != LUA_TSTRING) {
       lua_settop(L, ht - 1);
-      return verr(c,
-                  "%s: a table hook needs \"script\" (a script name such as \"jwt_hs256\" "
-                  "or a path to a .lua file)",
-                  key);
+      return sl__config_verr(
+          c,
+          "%s: a table hook needs \"script\" (a script name such as \"jwt_hs256\" "
+          "or a path to a .lua file)",
+          key);
     }
     char *name = sl_xstrdup(lua_tostring(L, -1));
     lua_pop(L, 1);
-    int oty = get_field(L, ht, "options");
+    int oty = sl__config_get_field(L, ht, "options");
     if (oty != LUA_TNIL && oty != LUA_TTABLE) {
       free(name);
       lua_settop(L, ht - 1);
-      return verr(c, "%s: options must be a table", key);
+      return sl__config_verr(c, "%s: options must be a table", key);
     }
     char e[512];
     int rc = sl__lua_script(L, name, oty == LUA_TTABLE ? lua_gettop(L) : 0, e, sizeof e);
     free(name);
     if (rc) {
       lua_settop(L, ht - 1);
-      return verr(c, "%s: %s", key, e);
+      return sl__config_verr(c, "%s: %s", key, e);
     }
     lua_replace(L, ht); /* stack: hook (options popped below) */
     lua_settop(L, ht);
     if (!lua_isfunction(L, -1)) {
       lua_pop(L, 1);
-      return verr(c, "%s: script must build a function", key);
+      return sl__config_verr(c, "%s: script must build a function", key);
     }
     ty = LUA_TFUNCTION;
   } else if (ty == LUA_TSTRING && path_out) {
@@ -462,7 +404,7 @@ static int opt_hook(vctx *c, int t, const char *key, int *ref, char **path_out) 
     const char *s = lua_tolstring(L, -1, &len);
     if (len == 0) {
       lua_pop(L, 1);
-      return verr(c, "%s must not be blank", key);
+      return sl__config_verr(c, "%s must not be blank", key);
     }
     *path_out = sl_xstrndup(s, len);
     lua_pop(L, 1);
@@ -471,14 +413,14 @@ static int opt_hook(vctx *c, int t, const char *key, int *ref, char **path_out) 
   if (ty != LUA_TFUNCTION) {
     lua_pop(L, 1);
     if (path_out)
-      return verr(c,
-                  "%s must be a field path, a function, a path to a .lua script or "
-                  "{script = NAME, options = {...}}",
-                  key);
-    return verr(c,
-                "%s must be a function, a path to a .lua script or "
-                "{script = NAME, options = {...}}",
-                key);
+      return sl__config_verr(c,
+                             "%s must be a field path, a function, a path to a .lua script or "
+                             "{script = NAME, options = {...}}",
+                             key);
+    return sl__config_verr(c,
+                           "%s must be a function, a path to a .lua script or "
+                           "{script = NAME, options = {...}}",
+                           key);
   }
   sl__lua_hook_prepare(L, lua_gettop(L));
   *ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -486,7 +428,7 @@ static int opt_hook(vctx *c, int t, const char *key, int *ref, char **path_out) 
 }
 
 /* is_list: an empty table, or one whose keys are exactly 1..n. */
-static bool is_list(lua_State *L, int t) {
+bool sl__config_is_list(lua_State *L, int t) {
   size_t n = lua_objlen(L, t), count = 0;
   lua_pushnil(L);
   while (lua_next(L, t)) {
@@ -501,19 +443,19 @@ static bool is_list(lua_State *L, int t) {
 }
 
 /* opt_string_list: a list of strings (tokens). stack: unchanged. */
-static int opt_string_list(vctx *c, int t, const char *key, char ***out, size_t *n) {
+int sl__config_opt_string_list(vctx *c, int t, const char *key, char ***out, size_t *n) {
   lua_State *L = c->L;
   *out = NULL;
   *n = 0;
-  int ty = get_field(L, t, key);
+  int ty = sl__config_get_field(L, t, key);
   if (ty == LUA_TNIL) {
     lua_pop(L, 1);
     return 0;
   }
   int idx = lua_gettop(L);
-  if (ty != LUA_TTABLE || !is_list(L, idx)) {
+  if (ty != LUA_TTABLE || !sl__config_is_list(L, idx)) {
     lua_pop(L, 1);
-    return verr(c, "%s must be a list of strings", key);
+    return sl__config_verr(c, "%s must be a list of strings", key);
   }
   size_t len = lua_objlen(L, idx);
   *out = sl_xcalloc(len ? len : 1, sizeof(char *));
@@ -521,7 +463,7 @@ static int opt_string_list(vctx *c, int t, const char *key, char ***out, size_t 
     lua_rawgeti(L, idx, (int)i + 1);
     if (lua_type(L, -1) != LUA_TSTRING) {
       lua_pop(L, 2);
-      return verr(c, "%s must be a list of strings", key);
+      return sl__config_verr(c, "%s must be a list of strings", key);
     }
     size_t sl;
     const char *s = lua_tolstring(L, -1, &sl);
@@ -533,10 +475,10 @@ static int opt_string_list(vctx *c, int t, const char *key, char ***out, size_t 
 }
 
 /* opt_enum: a string among names[]; error message built by the caller's format. */
-static int opt_enum(vctx *c, int t, const char *key, const char *const *names, int def, int *out,
-                    const char *badfmt, const char *nspath) {
+int sl__config_opt_enum(vctx *c, int t, const char *key, const char *const *names, int def,
+                        int *out, const char *badfmt, const char *nspath) {
   lua_State *L = c->L;
-  int ty = get_field(L, t, key);
+  int ty = sl__config_get_field(L, t, key);
   if (ty == LUA_TNIL) {
     lua_pop(L, 1);
     *out = def;
@@ -560,20 +502,22 @@ static int opt_enum(vctx *c, int t, const char *key, const char *const *names, i
     snprintf(shown, sizeof shown, "[%s]", lua_typename(L, ty));
   }
   lua_pop(L, 1);
-  if (nspath) return verr(c, badfmt, shown, nspath);
-  return verr(c, badfmt, shown);
+  if (nspath) return sl__config_verr(c, badfmt, shown, nspath);
+  return sl__config_verr(c, badfmt, shown);
 }
 
 /* ------------------------------------------------------------------------------------- */
 /* Namespace                                                                              */
 
-static void ns_init(sl_ns_config *ns) {
+/* sl__config_ns_init: see sl_config_int.h. */
+void sl__config_ns_init(sl_ns_config *ns) {
   memset(ns, 0, sizeof *ns);
   ns->coalesce_key_ref = ns->snapshot_ref = ns->route_ref = ns->authorize_ref = SL_NOREF;
   ns->on_connect_ref = ns->on_event_ref = ns->on_client_publish_ref = SL_NOREF;
 }
 
-static bool blank(const char *s, size_t len) {
+/* sl__config_blank: see sl_config_int.h. */
+bool sl__config_blank(const char *s, size_t len) {
   for (size_t i = 0; i < len; i++)
     if (!isspace((unsigned char)s[i])) return false;
   return true;
@@ -583,28 +527,28 @@ static bool blank(const char *s, size_t len) {
  * error (validate_ns restores its top). */
 static int validate_topics(vctx *c, int t, sl_ns_config *ns, const char *path) {
   lua_State *L = c->L;
-  int ty = get_field(L, t, "topics");
+  int ty = sl__config_get_field(L, t, "topics");
   int tt = lua_gettop(L);
-  if (ty != LUA_TNIL && (ty != LUA_TTABLE || !is_list(L, tt))) {
-    verr(c, "topics must be a list of strings");
+  if (ty != LUA_TNIL && (ty != LUA_TTABLE || !sl__config_is_list(L, tt))) {
+    sl__config_verr(c, "topics must be a list of strings");
     return c->rc;
   }
   size_t nt = ty == LUA_TNIL ? 0 : lua_objlen(L, tt);
   if (nt == 0) {
-    verr(c, "namespace must define at least one topic");
+    sl__config_verr(c, "namespace must define at least one topic");
     return c->rc;
   }
   ns->topics = sl_xcalloc(nt, sizeof(char *));
   for (size_t i = 0; i < nt; i++) {
     lua_rawgeti(L, tt, (int)i + 1);
     if (lua_type(L, -1) != LUA_TSTRING) {
-      verr(c, "topic names must be strings in namespace %s", path);
+      sl__config_verr(c, "topic names must be strings in namespace %s", path);
       return c->rc;
     }
     size_t len;
     const char *s = lua_tolstring(L, -1, &len);
-    if (blank(s, len)) {
-      verr(c, "topic names must not be blank in namespace %s", path);
+    if (sl__config_blank(s, len)) {
+      sl__config_verr(c, "topic names must not be blank in namespace %s", path);
       return c->rc;
     }
     ns->topics[ns->ntopics++] = sl_xstrndup(s, len);
@@ -614,7 +558,7 @@ static int validate_topics(vctx *c, int t, sl_ns_config *ns, const char *path) {
   for (size_t i = 0; i < ns->ntopics; i++)
     for (size_t j = 0; j < i; j++)
       if (strcmp(ns->topics[i], ns->topics[j]) == 0) {
-        verr(c, "duplicate topic in namespace %s: %s", path, ns->topics[i]);
+        sl__config_verr(c, "duplicate topic in namespace %s: %s", path, ns->topics[i]);
         return c->rc;
       }
 
@@ -627,30 +571,31 @@ static int validate_limits(vctx *c, int t, sl_ns_config *ns) {
   if (opt_positive(c, t, "maxQueuedMessagesPerClient", &ns->max_queued_msgs, 64)) return c->rc;
   if (opt_positive(c, t, "maxQueuedBytesPerClient", &ns->max_queued_bytes, 524288)) return c->rc;
   if (opt_positive(c, t, "ackTimeoutMs", &ns->ack_timeout_ms, 1000)) return c->rc;
-  if (opt_int(c, t, "maxRetries", &ns->max_retries, 0)) return c->rc;
+  if (sl__config_opt_int(c, t, "maxRetries", &ns->max_retries, 0)) return c->rc;
   if (ns->max_retries < 0) {
-    verr(c, "maxRetries must be zero or positive");
+    sl__config_verr(c, "maxRetries must be zero or positive");
     return c->rc;
   }
-  if (opt_bool(c, t, "coalesce", &ns->coalesce, false)) return c->rc;
-  if (opt_int(c, t, "maxInFlight", &ns->max_in_flight, 1)) return c->rc;
+  if (sl__config_opt_bool(c, t, "coalesce", &ns->coalesce, false)) return c->rc;
+  if (sl__config_opt_int(c, t, "maxInFlight", &ns->max_in_flight, 1)) return c->rc;
   if (ns->max_in_flight <= 0) ns->max_in_flight = 1; /* StreamFenceJs normalizes silently */
 
   if (ns->delivery == SL_AT_LEAST_ONCE) {
     if (ns->overflow != SL_REJECT_NEW && ns->overflow != SL_SPILL_TO_DISK) {
-      verr(c, "AT_LEAST_ONCE namespaces must use REJECT_NEW or SPILL_TO_DISK overflowAction");
+      sl__config_verr(
+          c, "AT_LEAST_ONCE namespaces must use REJECT_NEW or SPILL_TO_DISK overflowAction");
       return c->rc;
     }
     if (ns->coalesce) {
-      verr(c, "AT_LEAST_ONCE namespaces cannot enable coalescing");
+      sl__config_verr(c, "AT_LEAST_ONCE namespaces cannot enable coalescing");
       return c->rc;
     }
     if (ns->max_retries < 1) {
-      verr(c, "AT_LEAST_ONCE namespaces must allow at least one retry");
+      sl__config_verr(c, "AT_LEAST_ONCE namespaces must allow at least one retry");
       return c->rc;
     }
     if (ns->max_in_flight > ns->max_queued_msgs) {
-      verr(c, "maxInFlight must not exceed maxQueuedMessagesPerClient");
+      sl__config_verr(c, "maxInFlight must not exceed maxQueuedMessagesPerClient");
       return c->rc;
     }
   }
@@ -659,31 +604,31 @@ static int validate_limits(vctx *c, int t, sl_ns_config *ns) {
 }
 
 /* validate_ns: table at index t -> *ns. stack: unchanged (on success and on error). */
-static int validate_ns(vctx *c, int t, sl_ns_config *ns) {
+int sl__config_validate_ns(vctx *c, int t, sl_ns_config *ns) {
   lua_State *L = c->L;
   int top = lua_gettop(L);
   int d, o;
   const char *path = c->ns;
 
-  warn_unknown_keys(c, t, "namespace", k_ns_keys);
+  sl__config_warn_unknown_keys(c, t, "namespace", k_ns_keys);
 
   /* Mapper level (checked before NamespaceSpec.build). */
-  if (opt_enum(c, t, "deliveryMode", sl_delivery_names, SL_BEST_EFFORT, &d,
-               "Invalid deliveryMode \"%s\" for namespace %s (expected: BEST_EFFORT, "
-               "AT_LEAST_ONCE)",
-               path ? path : "(no path)"))
+  if (sl__config_opt_enum(c, t, "deliveryMode", sl_delivery_names, SL_BEST_EFFORT, &d,
+                          "Invalid deliveryMode \"%s\" for namespace %s (expected: BEST_EFFORT, "
+                          "AT_LEAST_ONCE)",
+                          path ? path : "(no path)"))
     goto out;
-  if (opt_enum(c, t, "overflowAction", sl_overflow_names, SL_REJECT_NEW, &o,
-               "Invalid overflowAction \"%s\" for namespace %s (expected: DROP_OLDEST, "
-               "REJECT_NEW, COALESCE, SNAPSHOT_ONLY, SPILL_TO_DISK)",
-               path ? path : "(no path)"))
+  if (sl__config_opt_enum(c, t, "overflowAction", sl_overflow_names, SL_REJECT_NEW, &o,
+                          "Invalid overflowAction \"%s\" for namespace %s (expected: DROP_OLDEST, "
+                          "REJECT_NEW, COALESCE, SNAPSHOT_ONLY, SPILL_TO_DISK)",
+                          path ? path : "(no path)"))
     goto out;
   ns->delivery = (sl_delivery_mode)d;
   ns->overflow = (sl_overflow_action)o;
 
   /* NamespaceSpec.build order. */
   if (!path || path[0] != '/') {
-    verr(c, "namespace path must start with '/'");
+    sl__config_verr(c, "namespace path must start with '/'");
     goto out;
   }
   ns->path = sl_xstrdup(path);
@@ -692,549 +637,28 @@ static int validate_ns(vctx *c, int t, sl_ns_config *ns) {
   if (validate_limits(c, t, ns)) goto out;
 
   /* The rest of StreamFenceJs's keys, then Sluice's own. */
-  if (opt_bool(c, t, "allowPolling", &ns->allow_polling, true)) goto out;
-  if (opt_bool(c, t, "authRequired", &ns->auth_required, false)) goto out;
-  if (opt_bool(c, t, "clientPublish", &ns->client_publish, !c->is_lua)) goto out;
+  if (sl__config_opt_bool(c, t, "allowPolling", &ns->allow_polling, true)) goto out;
+  if (sl__config_opt_bool(c, t, "authRequired", &ns->auth_required, false)) goto out;
+  if (sl__config_opt_bool(c, t, "clientPublish", &ns->client_publish, !c->is_lua)) goto out;
   if (opt_number(c, t, "retryBackoff", &ns->retry_backoff, 1.0)) goto out;
   if (ns->retry_backoff < 1.0) {
-    verr(c, "retryBackoff must be 1 (fixed delay) or greater");
+    sl__config_verr(c, "retryBackoff must be 1 (fixed delay) or greater");
     goto out;
   }
   if (opt_positive(c, t, "retryMaxDelayMs", &ns->retry_max_delay_ms, 30000)) goto out;
-  if (opt_hook(c, t, "coalesceKey", &ns->coalesce_key_ref, &ns->coalesce_key_path)) goto out;
-  if (opt_hook(c, t, "snapshot", &ns->snapshot_ref, NULL)) goto out;
-  if (opt_hook(c, t, "route", &ns->route_ref, NULL)) goto out;
-  if (opt_hook(c, t, "authorize", &ns->authorize_ref, NULL)) goto out;
-  if (opt_hook(c, t, "onConnect", &ns->on_connect_ref, NULL)) goto out;
-  if (opt_hook(c, t, "onEvent", &ns->on_event_ref, NULL)) goto out;
-  if (opt_hook(c, t, "onClientPublish", &ns->on_client_publish_ref, NULL)) goto out;
+  if (sl__config_opt_hook(c, t, "coalesceKey", &ns->coalesce_key_ref, &ns->coalesce_key_path))
+    goto out;
+  if (sl__config_opt_hook(c, t, "snapshot", &ns->snapshot_ref, NULL)) goto out;
+  if (sl__config_opt_hook(c, t, "route", &ns->route_ref, NULL)) goto out;
+  if (sl__config_opt_hook(c, t, "authorize", &ns->authorize_ref, NULL)) goto out;
+  if (sl__config_opt_hook(c, t, "onConnect", &ns->on_connect_ref, NULL)) goto out;
+  if (sl__config_opt_hook(c, t, "onEvent", &ns->on_event_ref, NULL)) goto out;
+  if (sl__config_opt_hook(c, t, "onClientPublish", &ns->on_client_publish_ref, NULL)) goto out;
   if ((ns->coalesce_key_path || ns->coalesce_key_ref != SL_NOREF) && !ns->coalesce &&
       ns->overflow != SL_COALESCE)
-    vwarn(c, "coalesceKey has no effect without coalesce: true or overflowAction: COALESCE");
+    sl__config_vwarn(
+        c, "coalesceKey has no effect without coalesce: true or overflowAction: COALESCE");
 
-out:
-  lua_settop(L, top);
-  return c->rc;
-}
-
-/* ------------------------------------------------------------------------------------- */
-/* Server                                                                                 */
-
-static void server_init(sl_server_config *s) {
-  memset(s, 0, sizeof *s);
-  s->eio_on_message_ref = s->eio_on_open_ref = s->eio_on_close_ref = SL_NOREF;
-  s->on_start_ref = s->on_connect_ref = s->on_disconnect_ref = SL_NOREF;
-  s->on_subscribe_ref = s->on_unsubscribe_ref = s->on_overflow_ref = SL_NOREF;
-  s->on_retry_exhausted_ref = SL_NOREF;
-  s->allow_request_ref = SL_NOREF;
-}
-
-static const char *const k_transport[] = {"WS", "WSS", NULL};
-static const char *const k_eio_transport[] = {"WEBSOCKET_ONLY", "WEBSOCKET_OR_POLLING", NULL};
-static const char *const k_auth[] = {"NONE", "TOKEN", NULL};
-
-/* stack: unchanged. Validates the tls block (StreamFenceJs's TlsConfig checks, and every
- * key known): transport WSS needs one, WS must not have one. The files themselves are
- * loaded by the core (tls.h) at `sluice check`, start and reload. */
-static int validate_tls(vctx *c, int t, bool wss, sl_server_config *s) {
-  lua_State *L = c->L;
-  int top = lua_gettop(L);
-  int ty = get_field(L, t, "tls");
-  if (ty == LUA_TNIL) {
-    lua_pop(L, 1);
-    if (wss)
-      return verr(c, "transport WSS needs a tls block (certChainPemPath, privateKeyPemPath)");
-    return 0;
-  }
-  if (ty != LUA_TTABLE) {
-    lua_pop(L, 1);
-    return verr(c, "tls must be a table");
-  }
-  int tt = lua_gettop(L);
-  if (reject_unknown_keys(c, tt, "tls", k_tls_keys)) goto out;
-  static const char *const req[] = {"certChainPemPath", "privateKeyPemPath"};
-  char *paths[2] = {NULL, NULL};
-  for (int i = 0; i < 2; i++) {
-    int vt = get_field(L, tt, req[i]);
-    size_t len = 0;
-    const char *v = vt == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
-    if (!v || blank(v, len)) {
-      free(paths[0]);
-      verr(c, "%s is required", req[i]);
-      goto out;
-    }
-    paths[i] = script_path(c, v);
-    lua_pop(L, 1);
-  }
-  sl_tls_config *tc = sl_xcalloc(1, sizeof *tc);
-  tc->cert_chain = paths[0];
-  tc->private_key = paths[1];
-  tc->min_version = 0x0304;
-  s->tls = tc;
-  char *proto = NULL;
-  if (opt_string(c, tt, "protocol", &proto, "TLSv1.3")) goto out;
-  if (strcmp(proto, "TLSv1.3") == 0)
-    tc->min_version = 0x0304;
-  else if (strcmp(proto, "TLSv1.2") == 0)
-    tc->min_version = 0x0303;
-  else
-    verr(c, "Invalid tls protocol \"%s\" (expected: TLSv1.3, TLSv1.2)", proto);
-  free(proto);
-  if (c->rc) goto out;
-  if (opt_string(c, tt, "privateKeyPassword", &tc->password, NULL)) goto out;
-  if (!wss)
-    verr(c, "a tls block needs transport WSS (transport is WS: nothing would be encrypted)");
-out:
-  lua_settop(L, top);
-  return c->rc;
-}
-
-/* read_tokens_file: key "tokensFile", a file with one token per line (surrounding blanks
- * trimmed; empty lines and lines starting with '#' skipped), appended to s->tokens. A
- * relative path resolves against the config file's directory. stack: unchanged. */
-static int read_tokens_file(vctx *c, int t, sl_server_config *s) {
-  char *file = NULL;
-  if (opt_string(c, t, "tokensFile", &file, NULL)) return c->rc;
-  if (!file) return 0;
-  if (!file[0]) {
-    free(file);
-    return verr(c, "tokensFile must not be empty");
-  }
-  char *path = file;
-  if (file[0] != '/' && c->dir) {
-    size_t n = strlen(c->dir) + strlen(file) + 2;
-    path = sl_xmalloc(n);
-    snprintf(path, n, "%s/%s", c->dir, file);
-  }
-  FILE *f = fopen(path, "rb");
-  if (!f) {
-    verr(c, "tokensFile \"%s\": %s", path, strerror(errno));
-    goto done;
-  }
-  char line[4096];
-  size_t lineno = 0, cap = s->ntokens;
-  while (fgets(line, sizeof line, f)) {
-    lineno++;
-    size_t len = strlen(line);
-    if (len == sizeof line - 1 && line[len - 1] != '\n' && !feof(f)) {
-      verr(c, "tokensFile \"%s\": line %zu is longer than %zu bytes", path, lineno,
-           sizeof line - 2);
-      break;
-    }
-    char *p = line, *e = line + len;
-    while (p < e && isspace((unsigned char)*p)) p++;
-    while (e > p && isspace((unsigned char)e[-1])) e--;
-    if (p == e || *p == '#') continue;
-    if (s->ntokens == cap) {
-      cap = cap ? cap * 2 : 16;
-      s->tokens = sl_xrealloc(s->tokens, cap * sizeof(char *));
-    }
-    s->tokens[s->ntokens++] = sl_xstrndup(p, (size_t)(e - p));
-  }
-  fclose(f);
-  if (!c->rc && s->auth_token && lineno && !s->ntokens)
-    vwarn(c, "tokensFile \"%s\" holds no tokens", path);
-done:
-  if (path != file) free(path);
-  free(file);
-  return c->rc;
-}
-
-/* stack: unchanged. */
-/* engineIo = { path, onMessage, onOpen, onClose } of the server table at t.
- * Returns c->rc. stack: unchanged */
-static int validate_eio(vctx *c, int t, sl_server_config *s) {
-  lua_State *L = c->L;
-  int top = lua_gettop(L);
-  int ty = get_field(L, t, "engineIo");
-  if (ty != LUA_TNIL) {
-    int et = lua_gettop(L);
-    if (ty != LUA_TTABLE) {
-      verr(c, "engineIo must be a table");
-      goto out;
-    }
-    warn_unknown_keys(c, et, "engineIo", k_eio_keys);
-    if (opt_string(c, et, "path", &s->eio_path, NULL)) goto out;
-    if (!s->eio_path || s->eio_path[0] != '/') {
-      verr(c, "engineIo.path must start with '/'");
-      goto out;
-    }
-    if (strncmp(s->eio_path, "/socket.io", 10) == 0 &&
-        (s->eio_path[10] == 0 || s->eio_path[10] == '/')) {
-      verr(c, "engineIo.path must not be /socket.io/ (that is the Socket.IO endpoint)");
-      goto out;
-    }
-    if (opt_hook(c, et, "onMessage", &s->eio_on_message_ref, NULL)) goto out;
-    if (s->eio_on_message_ref == SL_NOREF) {
-      verr(c, "engineIo.onMessage is required");
-      goto out;
-    }
-    if (opt_hook(c, et, "onOpen", &s->eio_on_open_ref, NULL)) goto out;
-    if (opt_hook(c, et, "onClose", &s->eio_on_close_ref, NULL)) goto out;
-  }
-out:
-  lua_settop(L, top);
-  return c->rc;
-}
-
-/* api = { host, port, path, hosts } of the server table at t: a listener of its own for the
- * HTTP API (TCP host:port, or a Unix socket path), and the Host names it accepts.
- * Returns c->rc. stack: unchanged */
-static int validate_api(vctx *c, int t, sl_server_config *s) {
-  lua_State *L = c->L;
-  int top = lua_gettop(L);
-  int ty = get_field(L, t, "api");
-  int at = lua_gettop(L);
-  if (ty == LUA_TNIL) goto out;
-  if (ty != LUA_TTABLE) {
-    verr(c, "api must be a table ({ host = \"127.0.0.1\", port = 9090 } or { path = "
-            "\"/run/sluice.sock\" })");
-    goto out;
-  }
-  c->block = "api";
-  if (reject_unknown_keys(c, at, "api", k_api_keys)) goto out;
-  sl_api_config *a = &s->api;
-  if (opt_string(c, at, "path", &a->path, NULL)) goto out;
-  bool has_port = get_field(L, at, "port") != LUA_TNIL;
-  bool has_host = get_field(L, at, "host") != LUA_TNIL;
-  lua_pop(L, 2);
-  if (a->path) {
-    if (!a->path[0]) {
-      verr(c, "path must not be empty");
-      goto out;
-    }
-    if (has_port || has_host) {
-      verr(c, "path (a Unix socket) and host/port exclude each other");
-      goto out;
-    }
-    if (strlen(a->path) >= 100) {
-      verr(c, "path \"%s\" is too long for a Unix socket (at most 99 bytes)", a->path);
-      goto out;
-    }
-    a->listen = true;
-  }
-  if (opt_string(c, at, "host", &a->host, "127.0.0.1")) goto out;
-  int64_t port = 0;
-  if (opt_int(c, at, "port", &port, 0)) goto out;
-  if (port < 0 || port > 65535) {
-    verr(c, "port must be between 0 and 65535");
-    goto out;
-  }
-  if (has_host && !has_port) {
-    verr(c, "port is required with host (0 lets the OS pick one)");
-    goto out;
-  }
-  a->port = (int)port;
-  if (has_port) a->listen = true;
-  if (opt_string_list(c, at, "hosts", &a->hosts, &a->nhosts)) goto out;
-  for (size_t i = 0; i < a->nhosts; i++)
-    if (!a->hosts[i][0] || strpbrk(a->hosts[i], " /\t")) {
-      verr(c, "hosts[%zu] \"%s\" must be a host name (optionally with :port)", i + 1, a->hosts[i]);
-      goto out;
-    }
-out:
-  c->block = NULL;
-  lua_settop(L, top);
-  return c->rc;
-}
-
-/* A cors origin entry: "*", or scheme://host[:port] with no path, where host may start with
- * "*." (any subdomain). */
-static bool origin_entry_ok(const char *o) {
-  if (strcmp(o, "*") == 0) return true;
-  const char *p = strstr(o, "://");
-  if (!p || p == o) return false;
-  for (const char *q = o; q < p; q++)
-    if (!isalnum((unsigned char)*q) && *q != '+' && *q != '-' && *q != '.') return false;
-  p += 3;
-  if (strncmp(p, "*.", 2) == 0) p += 2;
-  if (!*p) return false;
-  for (; *p; p++)
-    if (*p == '/' || *p == '*' || *p == '?' || *p == '#' || isspace((unsigned char)*p))
-      return false;
-  return true;
-}
-
-/* A string, or a list of strings joined with ",", into *out (NULL when absent).
- * stack: unchanged. */
-static int opt_string_or_list(vctx *c, int t, const char *key, char **out) {
-  lua_State *L = c->L;
-  *out = NULL;
-  int ty = get_field(L, t, key);
-  lua_pop(L, 1);
-  if (ty == LUA_TNIL) return 0;
-  if (ty == LUA_TSTRING) return opt_string(c, t, key, out, NULL);
-  char **v = NULL;
-  size_t n = 0;
-  if (ty != LUA_TTABLE) return verr(c, "%s must be a string or a list of strings", key);
-  if (opt_string_list(c, t, key, &v, &n)) return c->rc;
-  size_t len = 1;
-  for (size_t i = 0; i < n; i++) len += strlen(v[i]) + 1;
-  *out = sl_xcalloc(1, len);
-  for (size_t i = 0; i < n; i++) {
-    if (i) strcat(*out, ",");
-    strcat(*out, v[i]);
-    free(v[i]);
-  }
-  free(v);
-  return 0;
-}
-
-/* cors = { origins, credentials, methods, headers } of the server table at t (socket.io's
- * cors option). Returns c->rc. stack: unchanged */
-static int validate_cors(vctx *c, int t, sl_server_config *s) {
-  lua_State *L = c->L;
-  int top = lua_gettop(L);
-  int ty = get_field(L, t, "cors");
-  int ct = lua_gettop(L);
-  if (ty == LUA_TNIL) goto out;
-  if (ty != LUA_TTABLE) {
-    verr(c, "cors must be a table ({ origins = { \"https://app.example.com\" } })");
-    goto out;
-  }
-  c->block = "cors";
-  if (reject_unknown_keys(c, ct, "cors", k_cors_keys)) goto out;
-  sl_cors_config *k = &s->cors;
-  k->set = true;
-  int oty = get_field(L, ct, "origins");
-  lua_pop(L, 1);
-  if (oty == LUA_TNIL) {
-    verr(c, "origins is required (a list of origins, or \"*\" for any)");
-    goto out;
-  }
-  if (oty == LUA_TSTRING) {
-    k->origins = sl_xcalloc(1, sizeof(char *));
-    if (opt_string(c, ct, "origins", &k->origins[0], NULL)) goto out;
-    k->norigins = 1;
-  } else if (opt_string_list(c, ct, "origins", &k->origins, &k->norigins)) {
-    goto out;
-  }
-  for (size_t i = 0; i < k->norigins; i++)
-    if (!origin_entry_ok(k->origins[i])) {
-      verr(c,
-           "origins[%zu] \"%s\" is not an origin (\"*\", or scheme://host[:port] without a "
-           "path; the host may start with \"*.\")",
-           i + 1, k->origins[i]);
-      goto out;
-    }
-  if (opt_bool(c, ct, "credentials", &k->credentials, false)) goto out;
-  if (opt_string_or_list(c, ct, "methods", &k->methods)) goto out;
-  if (!k->methods) k->methods = sl_xstrdup("GET,HEAD,PUT,PATCH,POST,DELETE");
-  if (opt_string_or_list(c, ct, "headers", &k->headers)) goto out;
-  for (const char *p = k->methods; *p; p++)
-    if (*p == '\r' || *p == '\n') {
-      verr(c, "methods must not contain line breaks");
-      goto out;
-    }
-  for (const char *p = k->headers ? k->headers : ""; *p; p++)
-    if (*p == '\r' || *p == '\n') {
-      verr(c, "headers must not contain line breaks");
-      goto out;
-    }
-out:
-  c->block = NULL;
-  lua_settop(L, top);
-  return c->rc;
-}
-
-/* The namespaces list of the server table at t (paths checked for duplicates first, then
- * each namespace validated), and auth TOKEN's need for tokens or authorize hooks.
- * Returns c->rc. stack: unchanged */
-static int validate_namespaces(vctx *c, int t, sl_server_config *s) {
-  lua_State *L = c->L;
-  int top = lua_gettop(L);
-  /* namespaces: a list; StreamFenceJs crashes with a TypeError when it is missing. */
-  int ty = get_field(L, t, "namespaces");
-  int nt = lua_gettop(L);
-  if (ty == LUA_TNIL) {
-    verr(c, "server must define \"namespaces\" (a list of namespaces, each with a path and "
-            "topics)");
-    goto out;
-  }
-  if (ty != LUA_TTABLE || !is_list(L, nt)) {
-    verr(c, "namespaces must be a list of namespaces, each with a path and topics");
-    goto out;
-  }
-  size_t nns = lua_objlen(L, nt);
-  if (nns == 0) {
-    verr(c, "StreamFenceServer requires at least one namespace");
-    goto out;
-  }
-  /* Paths first: duplicates are reported before any namespace is validated. */
-  for (size_t i = 0; i < nns; i++) {
-    lua_rawgeti(L, nt, (int)i + 1);
-    c->ns_index = (int)i + 1;
-    c->at_table = lua_topointer(L, lua_istable(L, -1) ? -1 : nt); /* for the line */
-    c->at_key = "path";
-    c->at_exact = false;
-    if (!lua_istable(L, -1)) {
-      verr(c, "namespace must be a table with a path and topics");
-      goto out;
-    }
-    int pty = get_field(L, lua_gettop(L), "path");
-    if (pty != LUA_TNIL && pty != LUA_TSTRING) {
-      verr(c, "path must be a string");
-      goto out;
-    }
-    const char *p = lua_tostring(L, -1);
-    for (size_t j = 0; p && j < i; j++) {
-      lua_rawgeti(L, nt, (int)j + 1);
-      get_field(L, lua_gettop(L), "path");
-      const char *q = lua_tostring(L, -1);
-      bool dup = q && strcmp(p, q) == 0;
-      lua_pop(L, 2);
-      if (dup) {
-        c->ns_index = 0;
-        verr(c, "Duplicate namespace path \"%s\" in server \"%s\"", p, s->name);
-        goto out;
-      }
-    }
-    lua_pop(L, 2);
-  }
-  s->ns = sl_xcalloc(nns, sizeof(sl_ns_config));
-  for (size_t i = 0; i < nns; i++) {
-    lua_rawgeti(L, nt, (int)i + 1);
-    int it = lua_gettop(L);
-    get_field(L, it, "path");
-    c->ns = lua_tostring(L, -1); /* anchored by the config table */
-    c->ns_index = (int)i + 1;
-    lua_pop(L, 1);
-    ns_init(&s->ns[i]);
-    s->nns++;
-    int rc = validate_ns(c, it, &s->ns[i]);
-    c->ns = NULL;
-    c->ns_index = 0;
-    lua_pop(L, 1);
-    if (rc) goto out;
-  }
-  /* auth TOKEN needs something to check tokens with: the static list, or authorize hooks */
-  if (s->auth_token && s->ntokens == 0) {
-    size_t hooked = 0;
-    for (size_t i = 0; i < s->nns; i++) hooked += s->ns[i].authorize_ref != SL_NOREF;
-    if (hooked == 0) {
-      verr(c, "auth TOKEN needs a \"tokens\" list, a \"tokensFile\" or an \"authorize\" hook "
-              "in a namespace (nothing could accept a token)");
-      goto out;
-    }
-    for (size_t i = 0; i < s->nns; i++)
-      if (s->ns[i].authorize_ref == SL_NOREF)
-        vwarn(c,
-              "namespace %s: auth TOKEN without tokens and without an authorize hook: every "
-              "token is refused there",
-              s->ns[i].path);
-  }
-out:
-  lua_settop(L, top);
-  return c->rc;
-}
-
-static int validate_server(vctx *c, int t, sl_server_config *s) {
-  lua_State *L = c->L;
-  int top = lua_gettop(L);
-  int e;
-  int64_t v;
-
-  warn_unknown_keys(c, t, "server", k_server_keys);
-  if (opt_string(c, t, "host", &s->host, "0.0.0.0")) goto out;
-  bool port_overridden =
-      c->listen_target && g_opts.port >= 0 && strcmp(c->listen_target, s->name) == 0;
-  if (get_field(L, t, "port") == LUA_TNIL && !port_overridden) {
-    vwarn(c, "no port configured: the OS will pick a random one (StreamFenceJs behaviour)");
-  }
-  lua_pop(L, 1);
-  if (opt_int(c, t, "port", &v, 0)) goto out;
-  if (v < 0 || v > 65535) {
-    verr(c, "port must be between 0 and 65535");
-    goto out;
-  }
-  s->port = (int)v;
-  if (opt_enum(c, t, "transport", k_transport, 0, &e,
-               "Invalid transport \"%s\" (expected: WS, WSS)", NULL))
-    goto out;
-  bool wss = e == 1;
-  if (opt_enum(c, t, "engineIoTransport", k_eio_transport, 1, &e,
-               "Invalid engineIoTransport \"%s\" (expected: WEBSOCKET_ONLY, "
-               "WEBSOCKET_OR_POLLING)",
-               NULL))
-    goto out;
-  s->websocket_only = e == 0;
-  if (opt_enum(c, t, "auth", k_auth, 0, &e, "Invalid auth \"%s\" (expected: NONE, TOKEN)", NULL))
-    goto out;
-  s->auth_token = e == 1;
-  if (validate_tls(c, t, wss, s)) goto out;
-  if (opt_string(c, t, "spillRootPath", &s->spill_root, ".streamfence-spill")) goto out;
-  if (opt_string_list(c, t, "tokens", &s->tokens, &s->ntokens)) goto out;
-  for (size_t i = 0; i < s->ntokens; i++)
-    if (!s->tokens[i][0]) {
-      verr(c, "tokens[%zu] must not be empty", i + 1);
-      goto out;
-    }
-  if (read_tokens_file(c, t, s)) goto out;
-
-  struct {
-    const char *key;
-    int64_t *dst;
-    int64_t def;
-    bool zero_ok;
-  } nums[] = {
-      {"pingIntervalMs", &s->ping_interval_ms, 25000, false},
-      {"pingTimeoutMs", &s->ping_timeout_ms, 20000, false},
-      {"connectTimeoutMs", &s->connect_timeout_ms, 45000, false},
-      {"drainTimeoutMs", &s->drain_timeout_ms, 10000, true},
-      {"maxPayload", &s->max_payload, 1000000, false},
-      {"socketHighWaterBytes", &s->socket_high_water, 65536, false},
-      {"socketSendBufferBytes", &s->socket_sndbuf, 0, true},
-      {"maxConnections", &s->max_connections, 20000, false},
-      {"maxConnectionsPerAddress", &s->max_conns_per_addr, 500, false},
-      {"maxSessions", &s->max_sessions, 20000, false},
-      {"maxHandshakesPerSecondPerAddress", &s->max_handshake_rate, 50, false},
-      {"maxInboundBufferBytes", &s->max_inbound_bytes, 64 << 20, false},
-      {"partialMessageTimeoutMs", &s->partial_timeout_ms, 30000, false},
-  };
-  for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++) {
-    if (opt_int(c, t, nums[i].key, nums[i].dst, nums[i].def)) goto out;
-    if (*nums[i].dst < 0 || (*nums[i].dst == 0 && !nums[i].zero_ok)) {
-      verr(c, "%s must be positive", nums[i].key);
-      goto out;
-    }
-  }
-  /* luaWatchdogMs: the VM is shared by every server, so the smallest one set wins */
-  int64_t wd = -1;
-  if (opt_int(c, t, "luaWatchdogMs", &wd, -1)) goto out;
-  if (wd != -1 && (wd < 0 || wd > 3600000)) {
-    verr(c, "luaWatchdogMs must be between 0 (off) and 3600000");
-    goto out;
-  }
-  if (wd >= 0 && (c->server_wd < 0 || wd < c->server_wd)) c->server_wd = wd;
-  if (opt_bool(c, t, "limitLoopback", &s->limit_loopback, false)) goto out;
-  if (s->max_inbound_bytes < s->max_payload)
-    vwarn(c,
-          "maxInboundBufferBytes (%lld) is below maxPayload (%lld): a message of maxPayload "
-          "bytes will always be refused",
-          (long long)s->max_inbound_bytes, (long long)s->max_payload);
-  if (opt_string(c, t, "apiToken", &s->api_token, NULL)) goto out;
-  if (s->api_token && !s->api_token[0]) {
-    verr(c, "apiToken must not be empty (leave it out to allow loopback peers only)");
-    goto out;
-  }
-  if (!s->auth_token && s->ntokens)
-    vwarn(c, "tokens are only checked with auth TOKEN (auth is NONE)");
-
-  if (validate_eio(c, t, s)) goto out;
-  if (validate_api(c, t, s)) goto out;
-  if (validate_cors(c, t, s)) goto out;
-  lua_settop(L, top);
-
-  if (opt_hook(c, t, "onStart", &s->on_start_ref, NULL)) goto out;
-  if (opt_hook(c, t, "allowRequest", &s->allow_request_ref, NULL)) goto out;
-  if (opt_hook(c, t, "onConnect", &s->on_connect_ref, NULL)) goto out;
-  if (opt_hook(c, t, "onDisconnect", &s->on_disconnect_ref, NULL)) goto out;
-  if (opt_hook(c, t, "onSubscribe", &s->on_subscribe_ref, NULL)) goto out;
-  if (opt_hook(c, t, "onUnsubscribe", &s->on_unsubscribe_ref, NULL)) goto out;
-  if (opt_hook(c, t, "onOverflow", &s->on_overflow_ref, NULL)) goto out;
-  if (opt_hook(c, t, "onRetryExhausted", &s->on_retry_exhausted_ref, NULL)) goto out;
-
-  validate_namespaces(c, t, s);
 out:
   lua_settop(L, top);
   return c->rc;
@@ -1245,15 +669,15 @@ out:
 
 /* sl_config_set_options: see sl_config.h. */
 void sl_config_set_options(const sl_config_options *opts) {
-  free((char *)g_opts.host);
-  free((char *)g_opts.server);
-  memset(&g_opts, 0, sizeof g_opts);
-  g_opts.port = -1;
+  free((char *)sl__config_opts.host);
+  free((char *)sl__config_opts.server);
+  memset(&sl__config_opts, 0, sizeof sl__config_opts);
+  sl__config_opts.port = -1;
   if (!opts) return;
-  g_opts.strict = opts->strict;
-  g_opts.port = opts->port;
-  g_opts.host = opts->host ? sl_xstrdup(opts->host) : NULL;
-  g_opts.server = opts->server ? sl_xstrdup(opts->server) : NULL;
+  sl__config_opts.strict = opts->strict;
+  sl__config_opts.port = opts->port;
+  sl__config_opts.host = opts->host ? sl_xstrdup(opts->host) : NULL;
+  sl__config_opts.server = opts->server ? sl_xstrdup(opts->server) : NULL;
 }
 
 /* stack: unchanged. Which server the host/port options apply to (c->listen_target): the
@@ -1261,22 +685,23 @@ void sl_config_set_options(const sl_config_options *opts) {
  * SL_ECONFIG when an override is set but names no server of this config. */
 static int pick_listen_target(vctx *c, char *const *names, size_t n) {
   c->listen_target = NULL;
-  if (!g_opts.host && g_opts.port < 0) return 0;
+  if (!sl__config_opts.host && sl__config_opts.port < 0) return 0;
   c->at_table = NULL; /* about the command line, not a line of the file */
-  const char *opt = g_opts.host && g_opts.port >= 0 ? "--host/--port"
-                    : g_opts.host                   ? "--host"
-                                                    : "--port";
-  if (g_opts.server) {
+  const char *opt = sl__config_opts.host && sl__config_opts.port >= 0 ? "--host/--port"
+                    : sl__config_opts.host                            ? "--host"
+                                                                      : "--port";
+  if (sl__config_opts.server) {
     for (size_t i = 0; i < n; i++)
-      if (strcmp(names[i], g_opts.server) == 0) c->listen_target = names[i];
-    if (!c->listen_target) return verr(c, "%s: no server named \"%s\"", opt, g_opts.server);
+      if (strcmp(names[i], sl__config_opts.server) == 0) c->listen_target = names[i];
+    if (!c->listen_target)
+      return sl__config_verr(c, "%s: no server named \"%s\"", opt, sl__config_opts.server);
     return 0;
   }
   if (n != 1)
-    return verr(c,
-                "%s applies to one server and this config has %zu: choose one with "
-                "--server NAME",
-                opt, n);
+    return sl__config_verr(c,
+                           "%s applies to one server and this config has %zu: choose one with "
+                           "--server NAME",
+                           opt, n);
   c->listen_target = names[0];
   return 0;
 }
@@ -1287,11 +712,11 @@ static void apply_listen_options(vctx *c) {
   for (size_t i = 0; c->listen_target && i < cfg->nservers; i++) {
     sl_server_config *s = &cfg->servers[i];
     if (strcmp(s->name, c->listen_target) != 0) continue;
-    if (g_opts.host) {
+    if (sl__config_opts.host) {
       free(s->host);
-      s->host = sl_xstrdup(g_opts.host);
+      s->host = sl_xstrdup(sl__config_opts.host);
     }
-    if (g_opts.port >= 0) s->port = g_opts.port;
+    if (sl__config_opts.port >= 0) s->port = sl__config_opts.port;
   }
 }
 
@@ -1323,12 +748,13 @@ static int check_listen_conflicts(vctx *c, int servers) {
       c->at_key = b->name;
       c->at_exact = true;
       if (strcmp(a->host, b->host) == 0)
-        return verr(c, "servers \"%s\" and \"%s\" both listen on %s:%d (one port per server)",
-                    a->name, b->name, a->host, a->port);
-      return verr(c,
-                  "servers \"%s\" and \"%s\" both listen on %s:%d and %s:%d (one port "
-                  "per server)",
-                  a->name, b->name, a->host, a->port, b->host, b->port);
+        return sl__config_verr(
+            c, "servers \"%s\" and \"%s\" both listen on %s:%d (one port per server)", a->name,
+            b->name, a->host, a->port);
+      return sl__config_verr(c,
+                             "servers \"%s\" and \"%s\" both listen on %s:%d and %s:%d (one port "
+                             "per server)",
+                             a->name, b->name, a->host, a->port, b->host, b->port);
     }
   return 0;
 }
@@ -1345,23 +771,24 @@ static int validate_cf(lua_State *L) {
   vctx *c = lua_touserdata(L, 1);
   sl_config *cfg = c->cfg;
   if (!lua_istable(L, 2)) {
-    verr(c, "config must be a table with \"servers\" (a map of server name to settings)");
+    sl__config_verr(c,
+                    "config must be a table with \"servers\" (a map of server name to settings)");
     return 0;
   }
-  c->strict = g_opts.strict;
+  c->strict = sl__config_opts.strict;
   if (typed_field(c, 2, "strict", LUA_TBOOLEAN, "a boolean") == 1) {
     c->strict = c->strict || lua_toboolean(L, -1);
     lua_pop(L, 1);
   }
   if (c->rc) return 0;
-  warn_unknown_keys(c, 2, "top-level", k_top_keys);
-  int ty = get_field(L, 2, "servers"); /* index 3 */
+  sl__config_warn_unknown_keys(c, 2, "top-level", k_top_keys);
+  int ty = sl__config_get_field(L, 2, "servers"); /* index 3 */
   if (ty == LUA_TNIL) {
-    verr(c, "config must define \"servers\" (a map of server name to settings)");
+    sl__config_verr(c, "config must define \"servers\" (a map of server name to settings)");
     return 0;
   }
   if (ty != LUA_TTABLE) {
-    verr(c, "servers must be a map of server name to settings");
+    sl__config_verr(c, "servers must be a map of server name to settings");
     return 0;
   }
   size_t n = 0;
@@ -1370,13 +797,13 @@ static int validate_cf(lua_State *L) {
     lua_pop(L, 1);
     if (lua_type(L, -1) != LUA_TSTRING) {
       lua_pop(L, 1);
-      verr(c, "servers must be a map of server name to settings (got a non-string key)");
+      sl__config_verr(c, "servers must be a map of server name to settings (got a non-string key)");
       return 0;
     }
     n++;
   }
   if (n == 0) {
-    verr(c, "servers is empty: define at least one server");
+    sl__config_verr(c, "servers is empty: define at least one server");
     return 0;
   }
   char **names = sl_xcalloc(n, sizeof(char *));
@@ -1395,7 +822,7 @@ static int validate_cf(lua_State *L) {
   cfg->servers = sl_xcalloc(n, sizeof(sl_server_config));
   for (size_t i = 0; i < n; i++) {
     sl_server_config *s = &cfg->servers[i];
-    server_init(s);
+    sl__config_server_init(s);
     s->name = names[i];
     names[i] = NULL;
     cfg->nservers++;
@@ -1405,10 +832,10 @@ static int validate_cf(lua_State *L) {
     c->at_exact = true;
     lua_getfield(L, 3, s->name);
     if (!lua_istable(L, -1)) {
-      verr(c, "server settings must be a table");
+      sl__config_verr(c, "server settings must be a table");
       break;
     }
-    int rc = validate_server(c, lua_gettop(L), s);
+    int rc = sl__config_validate_server(c, lua_gettop(L), s);
     lua_pop(L, 1);
     if (rc) break;
   }
@@ -1421,9 +848,9 @@ static int validate_cf(lua_State *L) {
   for (size_t i = 0; i < n; i++) free(names[i]);
   free(names);
   if (c->rc) return 0;
-  if (opt_int(c, 2, "luaWatchdogMs", &cfg->lua_watchdog_ms, 1000)) return 0;
+  if (sl__config_opt_int(c, 2, "luaWatchdogMs", &cfg->lua_watchdog_ms, 1000)) return 0;
   if (cfg->lua_watchdog_ms < 0 || cfg->lua_watchdog_ms > 3600000) {
-    verr(c, "luaWatchdogMs must be between 0 (off) and 3600000");
+    sl__config_verr(c, "luaWatchdogMs must be between 0 (off) and 3600000");
     return 0;
   }
   if (c->server_wd >= 0 && (c->server_wd < cfg->lua_watchdog_ms || !cfg->lua_watchdog_ms))
@@ -1508,7 +935,7 @@ static int load_text(lua_State *L, const char *text, size_t len, const char *fmt
     lua_pushlightuserdata(L, &c);
     lua_pushvalue(L, root);
     char e[512];
-    if (sl_lua_call(NULL, L, 0, 2, 0, "config", e, sizeof e) && !c.rc) verr(&c, "%s", e);
+    if (sl_lua_call(NULL, L, 0, 2, 0, "config", e, sizeof e) && !c.rc) sl__config_verr(&c, "%s", e);
     rc = c.rc;
   }
   lua_settop(L, top);
