@@ -625,28 +625,23 @@ static void handle_post(sl_conn *c, sl_session *s) {
   }
 }
 
-/* sl_eio_http: see eio.h. */
-void sl_eio_http(sl_conn *c, bool upgrade) {
+/* The CORS part of a request under the Engine.IO path: a preflight is answered here, an
+ * origin outside cors.origins refused. Returns true when the request goes on. */
+static bool cors_gate(sl_conn *c, bool upgrade) {
   sl_server *srv = c->srv;
-  const char *url = c->req->url.data ? c->req->url.data : "/";
-  bool raw = !(strncmp(url, "/socket.io", 10) == 0);
-  if (raw && !srv->cfg->eio_path) {
-    eio_error(c, upgrade, 0, "Transport unknown");
-    return;
-  }
   const sl_cors_config *cors = &srv->cfg->cors;
   if (c->parser.method == HTTP_OPTIONS && !upgrade) {
     /* A CORS preflight, answered as the cors package does (204); without `cors` there is
      * no CORS at all, and OPTIONS is no Engine.IO method. */
     if (!cors->set) {
       eio_error(c, false, 2, "Bad handshake method");
-      return;
+      return false;
     }
     sl_sbuf h = {0};
     sl_cors_preflight(cors, c->req->origin, c->req->acr_headers, &h);
     sl_http_respond(c, 204, "text/plain", "", 0, h.data);
     sl_sbuf_free(&h);
-    return;
+    return false;
   }
   if (!sl_cors_origin_ok(cors, c->req->origin)) {
     char msg[300];
@@ -654,87 +649,79 @@ void sl_eio_http(sl_conn *c, bool upgrade) {
              c->req->origin);
     srv->gw->eio_refused_origin++;
     eio_refuse(c, upgrade, 403, 4, msg);
+    return false;
+  }
+  return true;
+}
+
+/* A request for an existing session (sid in the query): polling GET/POST, or the WebSocket
+ * of an upgrade. */
+static void session_request(sl_conn *c, bool upgrade, bool raw, const char *sid, bool is_ws) {
+  sl_server *srv = c->srv;
+  sl_hent *e = sl_hash_get(&srv->sessions, sid);
+  sl_session *s = e ? sl_container_of(e, sl_session, hent) : NULL;
+  if (!s || s->raw != raw) {
+    eio_error(c, upgrade, 1, "Session ID unknown");
     return;
   }
-  char eio[8] = "", transport[16] = "", sid[32] = "";
-  bool has_eio = query_get(url, "EIO", eio, sizeof eio);
-  bool has_tr = query_get(url, "transport", transport, sizeof transport);
-  bool has_sid = query_get(url, "sid", sid, sizeof sid);
-  bool is_ws = has_tr && strcmp(transport, "websocket") == 0;
-  bool is_poll = has_tr && strcmp(transport, "polling") == 0;
-  if (!is_ws && !is_poll) {
-    eio_error(c, upgrade, 0, "Transport unknown");
+  if (is_ws) {
+    if (s->transport == SL_TR_WS || s->probe) {
+      /* A second WebSocket for a session that has one (the reference accepts it, then
+       * closes it): complete the handshake, bind it to nothing, close it. The session
+       * goes on, on its own WebSocket. */
+      sl_log_debug("session %s: a second WebSocket for it closed", s->sid);
+      if (!sl_ws_handshake(c, &eio_ws)) return;
+      c->data = NULL;
+      sl_ws_close(c, 1008, "session already has a WebSocket");
+      return;
+    }
+    if (s->state != SL_ST_OPEN) {
+      eio_error(c, true, 3, "Bad request");
+      return;
+    }
+    if (!sl_ws_handshake(c, &eio_ws)) return;
+    c->is_probe = 1;
+    c->data = s;
+    s->probe = c;
+    s->state = SL_ST_UPGRADING;
+    sl_conn_flush(c);
     return;
   }
-  if (is_poll && srv->cfg->websocket_only) {
-    eio_error(c, upgrade, 0, "Transport unknown");
-    return;
-  }
-  if (is_ws && !upgrade) {
+  if (s->transport != SL_TR_POLLING) {
+    /* Polling after the upgrade: refused, and only this request (a late request of the
+     * client's old transport must not take the upgraded session down). */
+    sl_log_debug("session %s: a polling request after the upgrade refused", s->sid);
     eio_error(c, false, 3, "Bad request");
     return;
   }
-  if (has_sid) {
-    sl_hent *e = sl_hash_get(&srv->sessions, sid);
-    sl_session *s = e ? sl_container_of(e, sl_session, hent) : NULL;
-    if (!s || s->raw != raw) {
-      eio_error(c, upgrade, 1, "Session ID unknown");
-      return;
-    }
-    if (is_ws) {
-      if (s->transport == SL_TR_WS || s->probe) {
-        /* A second WebSocket for a session that has one (the reference accepts it, then
-         * closes it): complete the handshake, bind it to nothing, close it. The session
-         * goes on, on its own WebSocket. */
-        sl_log_debug("session %s: a second WebSocket for it closed", s->sid);
-        if (!sl_ws_handshake(c, &eio_ws)) return;
-        c->data = NULL;
-        sl_ws_close(c, 1008, "session already has a WebSocket");
-        return;
-      }
-      if (s->state != SL_ST_OPEN) {
-        eio_error(c, true, 3, "Bad request");
-        return;
-      }
-      if (!sl_ws_handshake(c, &eio_ws)) return;
-      c->is_probe = 1;
-      c->data = s;
-      s->probe = c;
-      s->state = SL_ST_UPGRADING;
-      sl_conn_flush(c);
-      return;
-    }
-    if (s->transport != SL_TR_POLLING) {
-      /* Polling after the upgrade: refused, and only this request (a late request of the
-       * client's old transport must not take the upgraded session down). */
-      sl_log_debug("session %s: a polling request after the upgrade refused", s->sid);
+  if (c->parser.method == HTTP_GET) {
+    if (s->get) {
       eio_error(c, false, 3, "Bad request");
+      sl_session_close(s, "overlapping GET");
       return;
     }
-    if (c->parser.method == HTTP_GET) {
-      if (s->get) {
-        eio_error(c, false, 3, "Bad request");
-        sl_session_close(s, "overlapping GET");
-        return;
-      }
-      s->get = c;
-      c->held = 1;
-      c->data = s;
-      c->ops = &eio_get_ops;
-      if (s->state == SL_ST_UPGRADING && !s->pq.n) {
-        s->pq_bytes += 1;
-        sl_mq_push(&s->pq, sl_msg_packet_new("6", 1, false, SL_MK_CONTROL), true);
-      }
-      sl_session_flush(s);
-      return;
+    s->get = c;
+    c->held = 1;
+    c->data = s;
+    c->ops = &eio_get_ops;
+    if (s->state == SL_ST_UPGRADING && !s->pq.n) {
+      s->pq_bytes += 1;
+      sl_mq_push(&s->pq, sl_msg_packet_new("6", 1, false, SL_MK_CONTROL), true);
     }
-    if (c->parser.method == HTTP_POST) {
-      handle_post(c, s);
-      return;
-    }
-    eio_error(c, false, 2, "Bad handshake method");
+    sl_session_flush(s);
     return;
   }
+  if (c->parser.method == HTTP_POST) {
+    handle_post(c, s);
+    return;
+  }
+  eio_error(c, false, 2, "Bad handshake method");
+  return;
+}
+
+/* A handshake: a new session over polling or WebSocket. */
+static void handshake(sl_conn *c, bool upgrade, bool raw, const char *eio, bool is_ws) {
+  sl_server *srv = c->srv;
   /* Handshake. Draining (sluice_drain): this node takes no new session, the client's
    * reconnection goes elsewhere (a load balancer's next node). */
   if (srv->gw->draining) {
@@ -746,7 +733,7 @@ void sl_eio_http(sl_conn *c, bool upgrade) {
     return;
   }
   if (!handshake_allowed(c, upgrade)) return;
-  if (!has_eio || strcmp(eio, "4") != 0) {
+  if (!eio || strcmp(eio, "4") != 0) {
     eio_error(c, upgrade, 5, "Unsupported protocol version");
     return;
   }
@@ -773,4 +760,39 @@ void sl_eio_http(sl_conn *c, bool upgrade) {
   sl_sbuf_free(&h);
   sl_sbuf_free(&b);
   session_opened(s);
+}
+
+/* sl_eio_http: see eio.h. */
+void sl_eio_http(sl_conn *c, bool upgrade) {
+  sl_server *srv = c->srv;
+  const char *url = c->req->url.data ? c->req->url.data : "/";
+  bool raw = !(strncmp(url, "/socket.io", 10) == 0);
+  if (raw && !srv->cfg->eio_path) {
+    eio_error(c, upgrade, 0, "Transport unknown");
+    return;
+  }
+  if (!cors_gate(c, upgrade)) return;
+  char eio[8] = "", transport[16] = "", sid[32] = "";
+  bool has_eio = query_get(url, "EIO", eio, sizeof eio);
+  bool has_tr = query_get(url, "transport", transport, sizeof transport);
+  bool has_sid = query_get(url, "sid", sid, sizeof sid);
+  bool is_ws = has_tr && strcmp(transport, "websocket") == 0;
+  bool is_poll = has_tr && strcmp(transport, "polling") == 0;
+  if (!is_ws && !is_poll) {
+    eio_error(c, upgrade, 0, "Transport unknown");
+    return;
+  }
+  if (is_poll && srv->cfg->websocket_only) {
+    eio_error(c, upgrade, 0, "Transport unknown");
+    return;
+  }
+  if (is_ws && !upgrade) {
+    eio_error(c, false, 3, "Bad request");
+    return;
+  }
+  if (has_sid) {
+    session_request(c, upgrade, raw, sid, is_ws);
+    return;
+  }
+  handshake(c, upgrade, raw, has_eio ? eio : NULL, is_ws);
 }
