@@ -88,4 +88,9 @@ void sl__config_server_init(sl_server_config *s);
  * stack: unchanged. */
 int sl__config_validate_server(vctx *c, int t, sl_server_config *s);
 
+/* sl__config_typed_field: push t[key] when it has Lua type `want`. Returns 1 (value pushed),
+ * 0 (absent: nothing pushed) or SL_ECONFIG ("<key> must be <what>" recorded; nothing
+ * pushed). */
+int sl__config_typed_field(vctx *c, int t, const char *key, int want, const char *what);
+
 #endif
