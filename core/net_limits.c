@@ -10,8 +10,6 @@
 #include "net_int.h"
 #include "sl_util.h"
 
-#define SL_HANDSHAKE_WINDOW_MS 1000
-
 const char *const sl_refuse_reasons[SL_REFUSE_COUNT] = {
     "max_connections", "max_connections_per_address",
     "max_sessions",    "handshake_rate",
