@@ -26,6 +26,7 @@
 #include <sys/stat.h>
 #include <arpa/inet.h>
 #include "net.h"
+#include "net_int.h"
 #include "tls.h"
 #include "msg.h"
 #include "sl_util.h"
@@ -59,30 +60,11 @@ typedef struct sl_tls_out {
 #define SL_LINGER_MS 5000
 #define SL_LINGER_BYTES (64u << 20)
 #define SL_LINGER_MAX 1024
-#define SL_HANDSHAKE_WINDOW_MS 1000
 
 static char read_buf[SL_READ_BUF];
 static http_parser_settings parser_settings;
 
-const char *const sl_refuse_reasons[SL_REFUSE_COUNT] = {
-    "max_connections", "max_connections_per_address",
-    "max_sessions",    "handshake_rate",
-    "inbound_buffers", "partial_timeout"};
-
-/* The admission counts of one peer address (only for addresses the per-address limits
- * apply to). Kept while a connection from it is open, then until its handshake window ends
- * (so that reconnecting does not reset the rate). */
-typedef struct sl_addr_slot {
-  sl_hent hent; /* in srv->lim.addrs, key = addr */
-  sl_link idle; /* in srv->lim.idle_addrs while conns == 0 */
-  uint32_t conns;
-  uint32_t hs_count; /* handshakes in the window that started at hs_window */
-  uint64_t hs_window;
-  char addr[INET6_ADDRSTRLEN];
-} sl_addr_slot;
-
 static void on_close(uv_handle_t *h);
-static void set_charge(sl_conn *c, uint64_t bytes);
 static void refuse_partial(sl_conn *v, int reason);
 static void conn_start(sl_conn *c);
 
@@ -101,23 +83,6 @@ static void timeout_disarm(sl_conn *c) { sl_list_del(&c->tlink); }
 
 static uint64_t partial_timeout(const sl_conn *c) {
   return (uint64_t)c->srv->cfg->partial_timeout_ms;
-}
-
-/* Free the per-address slots whose connections are gone and whose handshake window ended. */
-static void addr_sweep(sl_server *srv, uint64_t now) {
-  sl_limits *L = &srv->lim;
-  if (!L->idle_addrs.next) return;
-  sl_link *l = L->idle_addrs.next;
-  while (l != &L->idle_addrs) {
-    sl_link *nx = l->next;
-    sl_addr_slot *a = sl_container_of(l, sl_addr_slot, idle);
-    if (now - a->hs_window >= SL_HANDSHAKE_WINDOW_MS) {
-      sl_list_del(&a->idle);
-      sl_hash_del(&L->addrs, &a->hent);
-      free(a);
-    }
-    l = nx;
-  }
 }
 
 /* The sweep where a deadline passed: a lingering connection closes; a partial WebSocket
@@ -157,7 +122,7 @@ static void sweep_cb(uv_timer_t *t) {
     l = nx;
   }
   while (!sl_list_empty(&expired)) deadline_passed(sl_container_of(expired.next, sl_conn, tlink));
-  for (size_t i = 0; i < gw->nservers; i++) addr_sweep(&gw->servers[i], now);
+  for (size_t i = 0; i < gw->nservers; i++) sl__net_addr_sweep(&gw->servers[i], now);
 }
 
 /* sl_net_start_sweeper: see net.h. */
@@ -262,7 +227,7 @@ static int on_message_begin(http_parser *p) {
   if (c->closing) return -1;
   req_free(c->req);
   c->req = sl_xcalloc(1, sizeof(sl_req));
-  set_charge(c, http_held(c));
+  sl__net_set_charge(c, http_held(c));
   timeout_arm(c, SL_HEADER_TIMEOUT_MS);
   return 0;
 }
@@ -332,7 +297,7 @@ static int on_body(http_parser *p, const char *at, size_t len) {
   if (r->body.len + len > (size_t)c->srv->cfg->max_payload) {
     r->too_big = true;
     sl_sbuf_free(&r->body);
-    set_charge(c, http_held(c));
+    sl__net_set_charge(c, http_held(c));
     return 0;
   }
   if (!sl_conn_inbound(c, http_held(c) + len)) {
@@ -354,7 +319,7 @@ static int on_message_complete(http_parser *p) {
    * request keeps its headers only). */
   if (c->req) {
     sl_sbuf_free(&c->req->body);
-    set_charge(c, http_held(c));
+    sl__net_set_charge(c, http_held(c));
   }
   /* A response may still be pending (a held polling GET): stop parsing pipelined requests
    * until it is written. */
@@ -393,7 +358,7 @@ static void http_feed(sl_conn *c, const char *data, size_t len) {
      * follows the headers belongs to the new protocol. */
     req_free(c->req);
     c->req = NULL;
-    set_charge(c, 0); /* from here on ws charges what it holds */
+    sl__net_set_charge(c, 0); /* from here on ws charges what it holds */
     if (n < len && c->ops->on_data) c->ops->on_data(c, (const uint8_t *)data + n, len - n);
     return;
   }
@@ -520,86 +485,16 @@ void sl_conn_resume(sl_conn *c) {
     http_feed(c, p->data, p->len);
     sl_sbuf_free(p);
     free(p);
-    if (!c->closing) set_charge(c, http_held(c));
+    if (!c->closing) sl__net_set_charge(c, http_held(c));
   }
-}
-
-/* ---- admission ------------------------------------------------------------------------ */
-
-/* Take one connection slot of c's peer address, unless the per-address limits do not apply
- * to it (loopback without limitLoopback). Returns -1, or SL_REFUSE_PER_ADDRESS when the
- * address has maxConnectionsPerAddress already. */
-static int addr_admit(sl_conn *c) {
-  sl_server *srv = c->srv;
-  sl_limits *L = &srv->lim;
-  char a[INET6_ADDRSTRLEN];
-  sl_conn_remote(c, a, sizeof a);
-  if (!srv->cfg->limit_loopback && sl_addr_is_loopback(a)) return -1;
-  sl_hent *e = sl_hash_get(&L->addrs, a);
-  sl_addr_slot *slot;
-  if (e) {
-    slot = sl_container_of(e, sl_addr_slot, hent);
-  } else {
-    slot = sl_xcalloc(1, sizeof *slot);
-    memcpy(slot->addr, a, sizeof slot->addr);
-    sl_hash_put(&L->addrs, &slot->hent, slot->addr);
-    slot->hs_window = uv_now(srv->gw->loop) - SL_HANDSHAKE_WINDOW_MS;
-    sl_list_push(&L->idle_addrs, &slot->idle);
-  }
-  if (slot->conns >= (uint64_t)srv->cfg->max_conns_per_addr) return SL_REFUSE_PER_ADDRESS;
-  if (slot->conns++ == 0) sl_list_del(&slot->idle);
-  c->addr = slot;
-  return -1;
-}
-
-static void addr_release(sl_conn *c) {
-  sl_addr_slot *slot = c->addr;
-  if (!slot) return;
-  c->addr = NULL;
-  if (--slot->conns == 0) sl_list_push(&c->srv->lim.idle_addrs, &slot->idle);
-}
-
-/* sl_conn_admit_handshake: see net.h. A fixed one-second window per address. */
-bool sl_conn_admit_handshake(sl_conn *c) {
-  sl_addr_slot *a = c->addr;
-  if (!a) return true;
-  uint64_t now = uv_now(c->srv->gw->loop);
-  if (now - a->hs_window >= SL_HANDSHAKE_WINDOW_MS) {
-    a->hs_window = now;
-    a->hs_count = 0;
-  }
-  if (a->hs_count >= (uint64_t)c->srv->cfg->max_handshake_rate) {
-    c->srv->lim.refused[SL_REFUSE_HANDSHAKE_RATE]++;
-    return false;
-  }
-  a->hs_count++;
-  return true;
-}
-
-/* sl_server_count_refusal: see net.h. */
-void sl_server_count_refusal(sl_server *srv, int reason) {
-  if (reason >= 0 && reason < SL_REFUSE_COUNT) srv->lim.refused[reason]++;
 }
 
 /* ---- the inbound budget --------------------------------------------------------------- */
 
-/* Charge c `bytes` (replacing what it had); the heap keeps the largest on top. */
-static void set_charge(sl_conn *c, uint64_t bytes) {
-  sl_limits *L = &c->srv->lim;
-  if (bytes == c->inbound) return;
-  L->inbound = L->inbound - c->inbound + bytes;
-  c->inbound = bytes;
-  if (bytes)
-    sl_heap_update(&L->big, &c->inb, ~bytes);
-  else
-    sl_heap_remove(&L->big, &c->inb);
-  if (L->inbound > L->inbound_peak) L->inbound_peak = L->inbound;
-}
-
 /* Refuse v's partial input (reason SL_REFUSE_INBOUND_BUDGET or SL_REFUSE_PARTIAL_TIMEOUT):
  * uncharge it now, count, and let the owner (upgraded) or net (HTTP) drop it and close. */
 static void refuse_partial(sl_conn *v, int reason) {
-  set_charge(v, 0);
+  sl__net_set_charge(v, 0);
   v->srv->lim.refused[reason]++;
   if (v->mode == SL_CONN_UPGRADED) {
     if (v->ops && v->ops->on_limit)
@@ -620,7 +515,7 @@ static void refuse_partial(sl_conn *v, int reason) {
 bool sl_conn_inbound(sl_conn *c, uint64_t bytes) {
   sl_limits *L = &c->srv->lim;
   if (bytes <= c->inbound) {
-    set_charge(c, bytes);
+    sl__net_set_charge(c, bytes);
     return true;
   }
   uint64_t limit = (uint64_t)c->srv->cfg->max_inbound_bytes;
@@ -635,7 +530,7 @@ bool sl_conn_inbound(sl_conn *c, uint64_t bytes) {
                  (unsigned long long)v->inbound);
     refuse_partial(v, SL_REFUSE_INBOUND_BUDGET);
   }
-  set_charge(c, bytes);
+  sl__net_set_charge(c, bytes);
   return true;
 }
 
@@ -706,7 +601,7 @@ static void conn_start(sl_conn *c) {
    * and not counted; its request bodies are charged to the inbound budget all the same. */
   int why = api                                                      ? -1
             : srv->lim.nconns >= (uint64_t)srv->cfg->max_connections ? SL_REFUSE_CONNECTIONS
-                                                                     : addr_admit(c);
+                                                                     : sl__net_addr_admit(c);
   if (why >= 0) {
     /* Answer at once (before the request: nothing of it is buffered), then linger. Past
      * SL_LINGER_MAX refusals in progress, just close. */
@@ -736,24 +631,6 @@ static void conn_start(sl_conn *c) {
 
 static void on_connection(uv_stream_t *l, int status) { accept_conn(l->data, l, status, false); }
 static void on_api_connection(uv_stream_t *l, int status) { accept_conn(l->data, l, status, true); }
-
-/* sl_conn_remote: see net.h. */
-const char *sl_conn_remote(sl_conn *c, char *buf, size_t len) {
-  struct sockaddr_storage ss;
-  int sl = sizeof ss;
-  buf[0] = 0;
-  if (c->tcp.type == UV_NAMED_PIPE) {
-    snprintf(buf, len, "unix");
-    return buf;
-  }
-  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0) {
-    if (ss.ss_family == AF_INET)
-      uv_ip4_name((struct sockaddr_in *)&ss, buf, len);
-    else if (ss.ss_family == AF_INET6)
-      uv_ip6_name((struct sockaddr_in6 *)&ss, buf, len);
-  }
-  return buf;
-}
 
 static void settings_init(void) {
   static int settings_ready;
@@ -1207,7 +1084,7 @@ void sl_conn_refuse(sl_conn *c, int status, const char *code, const char *messag
     free(c->pend);
     c->pend = NULL;
   }
-  set_charge(c, 0);
+  sl__net_set_charge(c, 0);
   sl_http_json_error(c, status, code, message);
 }
 
@@ -1239,8 +1116,8 @@ void sl_conn_close(sl_conn *c) {
   c->closing = 1;
   timeout_disarm(c);
   sl_list_del(&c->link);
-  set_charge(c, 0);
-  addr_release(c);
+  sl__net_set_charge(c, 0);
+  sl__net_addr_release(c);
   if (c->counted == 1)
     c->srv->lim.nconns--;
   else if (c->counted == 2)
@@ -1249,22 +1126,6 @@ void sl_conn_close(sl_conn *c) {
   if (c->ops && c->ops->on_close) c->ops->on_close(c);
   uv_read_stop((uv_stream_t *)&c->tcp);
   uv_close((uv_handle_t *)&c->tcp, on_close);
-}
-
-/* sl_net_server_free: see net.h. */
-void sl_net_server_free(sl_server *srv) {
-  sl_limits *L = &srv->lim;
-  for (size_t b = 0; b < L->addrs.nb; b++) {
-    sl_hent *e = L->addrs.b[b];
-    while (e) {
-      sl_hent *nx = e->hnext;
-      free(sl_container_of(e, sl_addr_slot, hent));
-      e = nx;
-    }
-  }
-  sl_hash_free(&L->addrs);
-  sl_list_init(&L->idle_addrs);
-  sl_heap_free(&L->big);
 }
 
 /* sl_server_close_conns: see net.h. */
