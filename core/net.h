@@ -119,7 +119,7 @@ struct sl_conn {
   struct ssl_st *tls;      /* tls.h: the TLS engine, NULL on a plain listener */
   struct sl_tls_out *tout; /* TLS: ciphertext the kernel has not taken yet (NULL when none) */
   uint64_t fmsg;           /* ws.c: bytes wslay holds for the partial message */
-  /* net.c: admission and the inbound budget (sl_limits) */
+  /* net.c / net_limits.c: admission and the inbound budget (sl_limits) */
   struct sl_addr_slot *addr; /* the peer address's counts (NULL: per-address limits off) */
   sl_heap_node inb;          /* in srv->lim.big while inbound > 0 */
   uint64_t inbound;          /* bytes of partial input charged to the budget */

@@ -114,7 +114,9 @@ describe("spill gauges against the files", () => {
       const L = { namespace: "/g", topic: "t" };
       const { m, disk } = await snapshot(srv.port, L, root);
       t.diagnostic(JSON.stringify({ disk, ...spillMetrics(m, L) }));
-      assert.ok(disk.unread > 1000, `most messages on disk (${disk.unread})`);
+      // a sanity bound only (how much the paused client's socket still took before the lane
+      // filled depends on the machine's load); the exact check is checkFiles below
+      assert.ok(disk.unread > 500, `a good part of the messages on disk (${disk.unread})`);
       checkFiles(m, L, disk);
     } finally { c.destroy(); }
   });
