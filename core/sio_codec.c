@@ -59,38 +59,17 @@ int sl_eio_payload_next(const uint8_t *body, size_t len, size_t *pos, const uint
   return 1;
 }
 
-/* sl_utf8_valid: see sio_codec.h. Table-free check of the RFC 3629 grammar; the ASCII
- * run is the common case and is skipped a byte at a time without branching on lengths. */
+/* sl_utf8_valid: see sio_codec.h. The ASCII run is the common case and is skipped a byte at
+ * a time; anything else is one sl_utf8_seq_len (util.c). */
 bool sl_utf8_valid(const uint8_t *s, size_t len) {
   size_t i = 0;
   while (i < len) {
-    uint8_t c = s[i];
-    if (c < 0x80) {
+    if (s[i] < 0x80) {
       i++;
       continue;
     }
-    size_t n;
-    uint32_t cp, min;
-    if (c >= 0xc2 && c <= 0xdf) {
-      n = 2;
-      cp = c & 0x1f;
-      min = 0x80;
-    } else if (c >= 0xe0 && c <= 0xef) {
-      n = 3;
-      cp = c & 0x0f;
-      min = 0x800;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-      n = 4;
-      cp = c & 0x07;
-      min = 0x10000;
-    } else
-      return false;
-    if (len - i < n) return false;
-    for (size_t k = 1; k < n; k++) {
-      if ((s[i + k] & 0xc0) != 0x80) return false;
-      cp = (cp << 6) | (s[i + k] & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return false;
+    size_t n = sl_utf8_seq_len(s + i, len - i);
+    if (!n) return false;
     i += n;
   }
   return true;

@@ -30,6 +30,10 @@ enum {
 };
 
 /* sl_strerror: a static human-readable string for an SL_E* code. */
+/* sl_utf8_seq_len: length of the valid UTF-8 sequence (RFC 3629) at s[0..n), n > 0, or 0 when
+ * it is invalid (overlong, surrogate, above U+10FFFF, truncated). */
+size_t sl_utf8_seq_len(const unsigned char *s, size_t n);
+
 const char *sl_strerror(int err);
 
 /* sl_addr_is_loopback: is addr, a textual peer address as sl_conn_remote writes it

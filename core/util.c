@@ -186,10 +186,9 @@ int sl_log_level_parse(const char *s) {
   return -1;
 }
 
-/* Length of the valid UTF-8 sequence at s[0..n), or 0 when it is invalid (overlong,
- * surrogate, above U+10FFFF, truncated). JSON logs must be valid UTF-8 or collectors drop
- * the whole line, and messages routinely quote client-supplied bytes. */
-static size_t utf8_seq_len(const unsigned char *s, size_t n) {
+/* sl_utf8_seq_len: see sl_util.h. (JSON logs must be valid UTF-8 or collectors drop the
+ * whole line, and messages routinely quote client-supplied bytes.) */
+size_t sl_utf8_seq_len(const unsigned char *s, size_t n) {
   unsigned c = s[0];
   size_t len;
   unsigned min;
@@ -240,7 +239,7 @@ static void log_json_escape(sl_sbuf *b, const char *msg, size_t n) {
       }
       i++;
     } else {
-      size_t k = utf8_seq_len(s + i, n - i);
+      size_t k = sl_utf8_seq_len(s + i, n - i);
       if (k == 0) {
         sl_sbuf_puts(b, "\\ufffd");
         i++;
