@@ -18,7 +18,7 @@ CFLAGS  ?=
 CFLAGS  += -std=gnu11 $(OPT) -g -pipe -fno-omit-frame-pointer \
            -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wno-unused-parameter -Icore -Ilua $(LUAJIT_CFLAGS) $(EXTRA_CFLAGS)
-LDLIBS  += -luv -lluajit-5.1 -lwslay -lcjson -lyaml -lhttp_parser -lssl -lcrypto -lz -lm -lpthread -ldl
+LDLIBS  += -luv -lluajit-5.1 -lwslay -lcjson -lyaml -lhttp_parser -lhiredis -lmsgpackc -lssl -lcrypto -lz -lm -lpthread -ldl
 LDFLAGS += $(EXTRA_LDFLAGS)
 # sd_notify(READY=1) for a Type=notify systemd unit, when libsystemd is there at build time.
 SYSTEMD_LIBS := $(shell pkg-config --libs libsystemd 2>/dev/null)

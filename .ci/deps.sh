@@ -3,7 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pkgs="build-essential pkg-config libuv1-dev libluajit-5.1-dev luajit libwslay-dev libcjson-dev
-      libyaml-dev libhttp-parser-dev libssl-dev libsystemd-dev curl clang libclang-rt-14-dev nodejs npm
+      libyaml-dev libhttp-parser-dev libssl-dev libsystemd-dev libhiredis-dev libmsgpack-dev redis-server
+      curl clang libclang-rt-14-dev nodejs npm
       chromium"
 missing=""
 for p in $pkgs; do
