@@ -17,6 +17,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -99,6 +100,7 @@ static inline void fz_drain(int i) {
   for (;;) {
     ssize_t k = read(c->fd, buf, sizeof buf);
     if (k <= 0) return;
+    bool more = (size_t)k == sizeof buf; /* a short read emptied the socket */
     c->total += (size_t)k;
     if ((size_t)k >= FZ_OUT) {
       memcpy(c->out, buf + k - FZ_OUT, FZ_OUT);
@@ -113,16 +115,46 @@ static inline void fz_drain(int i) {
       c->outlen += (size_t)k;
     }
     c->out[c->outlen] = 0;
+    if (!more) return;
   }
 }
 
-/* Run the loop until it has nothing more to do right now, draining every client. */
+/* fz_drain for every client that has something to read (one poll for all of them instead
+ * of a read that fails with EAGAIN per client). */
+static inline void fz_drain_all(void) {
+  struct pollfd pfd[FZ_MAX_CLIENTS];
+  int idx[FZ_MAX_CLIENTS], n = 0;
+  for (int i = 0; i < FZ_MAX_CLIENTS; i++)
+    if (fz_clients[i].fd >= 0) {
+      pfd[n] = (struct pollfd){.fd = fz_clients[i].fd, .events = POLLIN};
+      idx[n++] = i;
+    }
+  if (n == 0 || poll(pfd, (nfds_t)n, 0) <= 0) return;
+  for (int k = 0; k < n; k++)
+    if (pfd[k].revents) fz_drain(idx[k]);
+}
+
+/* Does the loop have something to do right now? Work queued for its next iteration
+ * (pending callbacks, closing handles, a timer already due: uv_backend_timeout says 0), a
+ * descriptor ready (its epoll fd polls readable), or a request still in flight (a write
+ * the client has not drained yet, a thread-pool job: then wait for it a little). */
+static inline bool fz_busy(void) {
+  if (uv_backend_timeout(&fz_loop) == 0) return true;
+  struct pollfd pfd = {.fd = uv_backend_fd(&fz_loop), .events = POLLIN};
+  return poll(&pfd, 1, fz_loop.active_reqs.count ? 10 : 0) > 0;
+}
+
+/* Run the loop until it has nothing more to do right now, draining every client. It runs
+ * one non-blocking iteration at a time and stops as soon as the loop is idle (fz_busy),
+ * rather than a fixed number of iterations: each costs an epoll_wait and a read per
+ * client, and the targets pump after every few bytes they send. */
 static inline void fz_pump(void) {
-  for (int round = 0; round < 8; round++) {
-    for (int i = 0; i < FZ_MAX_CLIENTS; i++) fz_drain(i);
-    if (!uv_run(&fz_loop, UV_RUN_NOWAIT)) break;
+  fz_drain_all();
+  for (int round = 0; round < 256; round++) {
+    uv_run(&fz_loop, UV_RUN_NOWAIT);
+    fz_drain_all();
+    if (!fz_busy()) break;
   }
-  for (int i = 0; i < FZ_MAX_CLIENTS; i++) fz_drain(i);
 }
 
 /* A new client connection of the gateway's server; returns its index or -1. */
