@@ -7,7 +7,9 @@
 import { it, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { writeFileSync } from "node:fs";
-import { assertCleanExit, startServer, writeConfig, runSluice, publish } from "./helpers.mjs";
+import {
+  assertCleanExit, startServer, writeConfig, runSluice, publish, makePki, client, connected, MODES, sleep,
+} from "./helpers.mjs";
 import { serverConfig, metric, RawSio } from "./delivery-helpers.mjs";
 
 const RELOAD_OPTS = () => ({ method: "POST", headers: { "content-type": "application/json" }, signal: AbortSignal.timeout(10000) });
@@ -148,6 +150,38 @@ it("bad values are refused in Lua, JSON and YAML; an AT_LEAST_ONCE namespace's o
   const ra = await runSluice(["check", alo]);
   assert.equal(ra.code, 3, ra.stdout + ra.stderr);
   assert.match(ra.stdout + ra.stderr, /flushIntervalMs has no effect in an AT_LEAST_ONCE namespace/);
+});
+
+it("over TLS (WSS) the window batches the same way: deliveries published apart arrive together", async () => {
+  const pki = makePki();
+  const cert = pki.issue();
+  const tlsSrv = await startServer(serverConfig([{ path: "/batch", topics: ["t"], clientPublish: true }], {
+    transport: "WSS", tls: { certChainPemPath: cert.cert, privateKeyPemPath: cert.key }, flushIntervalMs: WINDOW,
+  }));
+  const opts = { ...MODES.websocket, ca: pki.caPem };
+  const pub = await connected(client(`wss://127.0.0.1:${tlsSrv.port}/batch`, opts));
+  const subr = await connected(client(`wss://127.0.0.1:${tlsSrv.port}/batch`, opts));
+  try {
+    const got = [];
+    subr.on("t", (p) => got.push({ p, at: Date.now() }));
+    assert.deepEqual(await subr.timeout(5000).emitWithAck("subscribe", { topic: "t" }), { ok: true });
+    const t0 = Date.now();
+    for (let i = 0; i < 3; i++) {
+      const r = await pub.timeout(5000).emitWithAck("publish", { topic: "t", payload: { i } });
+      assert.equal(r.ok, true, JSON.stringify(r));
+      await sleep(80);
+    }
+    const sent = Date.now() - t0;
+    for (let k = 0; k < 100 && got.length < 3; k++) await sleep(50);
+    assert.deepEqual(got.map((g) => g.p.i), [0, 1, 2]);
+    const spread = got[2].at - got[0].at;
+    assert.ok(spread < 150, `published over ${sent} ms, arrived over ${spread} ms`);
+    if (sent < WINDOW / 2) assert.ok(got[0].at - t0 >= WINDOW / 2, `the first waited for the window (${got[0].at - t0} ms)`);
+  } finally {
+    pub.close();
+    subr.close();
+    assertCleanExit(await tlsSrv.stop());
+  }
 });
 
 it("stops cleanly", async () => {
