@@ -9,6 +9,7 @@
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
 #include "sl_internal.h"
+#include "cluster.h"
 #include "tls_server.h"
 #include "sl_jscan.h"
 #include "spill.h"
@@ -279,6 +280,17 @@ static void api_publish(sl_conn *c) {
                                   payload, strlen(payload), &o, id)
                      : SL_ENOMEM;
     free(payload);
+    if (rc == SL_EFULL) {
+      /* the cluster bus is unreachable and its buffer full (cluster.h) */
+      sl_sbuf_free(&out);
+      cJSON_Delete(root);
+      snprintf(err, sizeof err,
+               "[%d] the cluster's Redis is unreachable and its buffer is full; earlier items "
+               "were published",
+               i);
+      sl_http_json_error(c, 503, "CLUSTER_UNAVAILABLE", err);
+      return;
+    }
     if (rc != 0) {
       /* Earlier items of the batch were published; say which. */
       sl_sbuf_free(&out);
@@ -484,6 +496,20 @@ static void limits_metrics(sl_server *srv, sl_sbuf *b) {
     label_escape(b, gw->servers[i].cfg->name);
     sl_sbuf_printf(b, "\"} %llu\n", (unsigned long long)gw->servers[i].lim.inbound);
   }
+  metric_head(b, "sluice_socket_writes_total", "counter",
+              "Write system calls on client connections (a writev of every frame queued)");
+  sl_sbuf_puts(b, "sluice_socket_writes_total{server=\"");
+  label_escape(b, srv->cfg->name);
+  sl_sbuf_printf(b, "\"} %llu\n", (unsigned long long)srv->net_writes);
+  metric_head(b, "sluice_socket_write_frames_total", "counter",
+              "Frames (and HTTP answers) written on client connections: over "
+              "sluice_socket_writes_total, the frames per write");
+  sl_sbuf_puts(b, "sluice_socket_write_frames_total{server=\"");
+  label_escape(b, srv->cfg->name);
+  sl_sbuf_printf(b, "\"} %llu\n", (unsigned long long)srv->net_frames);
+  metric_head(b, "sluice_flush_windows_total", "counter",
+              "Batching windows (flushIntervalMs) that closed with connections to write");
+  sl_sbuf_printf(b, "sluice_flush_windows_total %llu\n", (unsigned long long)gw->windows_closed);
   metric_head(b, "sluice_connections_refused_total", "counter",
               "Connections, handshakes and partial inputs refused by a limit");
   for (size_t i = i0; i < i1; i++)
@@ -610,6 +636,7 @@ static void metrics_text(sl_server *srv, sl_sbuf *b) {
   sl_procstat_text(b, &ps);
   refusal_metrics(gw, b);
   sl_tls_server_metrics(gw, b);
+  sl_cluster_metrics(srv, b);
 }
 
 /* sl_gateway_stats_json: see sl_core.h. */
@@ -647,6 +674,7 @@ char *sl_gateway_stats_json(sl_gateway *gw) {
       }
       cJSON_AddItemToArray(nss, no);
     }
+    sl_cluster_stats_json(srv, so);
     cJSON_AddItemToArray(servers, so);
   }
   hook_time_json(root, gw->hook_times);

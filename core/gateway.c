@@ -21,8 +21,10 @@
 #include "msg.h"
 #include "net.h"
 #include "drain.h"
+#include "cluster.h"
 #include "publish.h"
 #include "topics.h"
+#include "window.h"
 #include "sl_util.h"
 
 const char *sluice_strerror(int err) { return sl_strerror(err); }
@@ -134,6 +136,7 @@ static void gateway_destroy(sl_gateway *gw) {
   free(gw->servers);
   sl_heap_free(&gw->acks);
   sl_heap_free(&gw->sheap);
+  sl_window_free(gw);
   sl_hooks_free(gw);
   /* the embedder owns the configs (and the VM): released after everything pointing in */
   if (gw->ops.destroy) gw->ops.destroy(gw->ops_ud);
@@ -219,6 +222,8 @@ int sluice_start(sluice_t *gw, char *err, size_t errlen) {
       sl_log_info("server \"%s\" API, /metrics and status page on http://%s:%d/", srv->cfg->name,
                   a->host, srv->api_port);
   }
+  for (size_t i = 0; i < gw->nservers; i++)
+    if (sl_cluster_start(&gw->servers[i], err, errlen) != 0) return SL_ECONFIG;
   sl_hooks_on_start(gw, false);
   sl_gateway_flush_dirty(gw);
   return 0;
@@ -313,6 +318,7 @@ void sluice_stop(sluice_t *gw, void (*cb)(sluice_t *, void *), void *arg) {
   log_held_at_stop(gw);
   for (size_t i = 0; i < gw->nservers; i++) {
     sl_server *srv = &gw->servers[i];
+    sl_cluster_stop(srv);
     if (srv->listening) close_handle(gw, (uv_handle_t *)&srv->listener);
     srv->listening = false;
     sl_tls_server_stop(srv, close_handle);
@@ -333,6 +339,7 @@ void sluice_stop(sluice_t *gw, void (*cb)(sluice_t *, void *), void *arg) {
   for (size_t i = 0; i < gw->nservers; i++) sl_server_close_conns(&gw->servers[i]);
   if (gw->prep.loop) close_handle(gw, (uv_handle_t *)&gw->prep);
   if (gw->check.loop) close_handle(gw, (uv_handle_t *)&gw->check);
+  sl_window_stop(gw, close_handle);
   if (gw->sweep.loop) close_handle(gw, (uv_handle_t *)&gw->sweep);
   if (gw->ack_timer.loop) close_handle(gw, (uv_handle_t *)&gw->ack_timer);
   if (gw->sess_timer.loop) close_handle(gw, (uv_handle_t *)&gw->sess_timer);
