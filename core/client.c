@@ -13,6 +13,7 @@
 #include "lanes.h"
 #include "publish.h"
 #include "topics.h"
+#include "recovery.h"
 
 /* Emit {"code","message"} on the `error` event (DESIGN.md 3.5 refusals). */
 static void emit_error(sl_socket *sock, const char *code, const char *message) {
@@ -215,26 +216,81 @@ static const char *transport_name(const sl_socket *sock) {
 
 static void client_joined(sl_socket *sock) {
   if (sock->ns->implicit_root) return;
-  sl_log_info("client %s connected: namespace %s, remote %s, transport %s, server \"%s\"", sock->id,
-              sock->ns->path, sock->sess->remote, transport_name(sock), sock->sess->srv->cfg->name);
+  if (sock->recovered) {
+    uint64_t n = sl_recovery_resume(sock, sock->rec_from);
+    sl_log_info("client %s recovered: namespace %s, remote %s, transport %s, server \"%s\", %llu "
+                "message(s) replayed",
+                sock->id, sock->ns->path, sock->sess->remote, transport_name(sock),
+                sock->sess->srv->cfg->name, (unsigned long long)n);
+  } else {
+    sl_log_info("client %s connected: namespace %s, remote %s, transport %s, server \"%s\"",
+                sock->id, sock->ns->path, sock->sess->remote, transport_name(sock),
+                sock->sess->srv->cfg->name);
+  }
   sl_hooks_event(sock->sess->srv, SL_EV_CONNECT, sock, NULL, NULL, NULL, 0);
 }
 
 /* on_close: a joined socket's lanes go and the disconnect event fires; for any socket the
- * client_free hooks run (the Lua side clears its box). */
+ * client_free hooks run (the Lua side clears its box). A socket parked for recovery keeps
+ * its lanes (detached) and its box. */
 static void client_close(sl_socket *sock, const char *reason) {
   sl_server *srv = sock->sess->srv;
+  bool parked = sock->parked == SL_PARK_KEPT;
   if (reason) {
-    sl_socket_drop_lanes(sock);
+    if (parked)
+      sl_recovery_park(sock);
+    else
+      sl_socket_drop_lanes(sock);
     if (!sock->ns->implicit_root) {
       sl_log_info("client %s disconnected: namespace %s, remote %s, transport %s, server "
-                  "\"%s\", reason \"%s\"",
+                  "\"%s\", reason \"%s\"%s",
                   sock->id, sock->ns->path, sock->sess->remote, transport_name(sock),
-                  srv->cfg->name, reason);
+                  srv->cfg->name, reason, parked ? " (kept for recovery)" : "");
       sl_hooks_event(srv, SL_EV_DISCONNECT, sock, NULL, reason, NULL, 0);
     }
   }
-  sl_hooks_client_free(srv, sock);
+  if (!parked) sl_hooks_client_free(srv, sock);
+}
+
+/* on_recover: reauthorize (the token of this CONNECT, else the session's bearer, else the
+ * one the socket had) for the CONNECT and for every topic it holds, as a new client would
+ * be; the principal must not change. Then the history decides (recovery.h). */
+static int client_recover(sl_socket *sock, const cJSON *auth, const char *offset) {
+  sl_ns *ns = sock->ns;
+  sl_server *srv = ns->srv;
+  const char *tok = token_of(auth);
+  if (ns->cfg->recovery.reauthorize) {
+    if (!tok) tok = sock->sess->bearer ? sock->sess->bearer : sock->auth_token;
+    char *was = sock->principal ? sl_xstrdup(sock->principal) : NULL;
+    char why[256] = "";
+    bool ok = true;
+    if (ns->cfg->auth_required) ok = authorize(sock, tok, NULL, why, sizeof why) == AUTH_OK;
+    if (ok && (srv->cfg->auth_token || ns->hooks.fn.authorize))
+      for (sl_lane *l = sock->lanes; ok && l; l = l->next)
+        ok = authorize(sock, tok, l->topic->name, why, sizeof why) == AUTH_OK;
+    if (ok && was && (!sock->principal || strcmp(was, sock->principal) != 0)) ok = false;
+    if (!ok) {
+      sl_log_info("client %s: recovery refused on namespace %s: %s", sock->id, ns->path,
+                  why[0] ? why : "the principal changed");
+      free(was);
+      return SL_REC_DENIED;
+    }
+    free(was);
+  }
+  int r = sl_recovery_check(sock, offset, &sock->rec_from);
+  const char *presented = token_of(auth);
+  if (r == SL_REC_RECOVERED && presented) {
+    free(sock->auth_token);
+    sock->auth_token = sl_xstrdup(presented);
+  }
+  return r;
+}
+
+/* on_expire: a parked socket is given up: its lanes go (what they held is counted lost) and
+ * the client_free hooks run. */
+static void client_expire(sl_socket *sock) {
+  sl_socket_drop_lanes(sock);
+  sl_hooks_client_free(sock->ns->srv, sock);
 }
 
 /* ---- StreamFenceJs events ------------------------------------------------------------ */
@@ -404,4 +460,6 @@ const sl_sio_handler sl_client_sio_handler = {
     .on_joined = client_joined,
     .on_event = client_event,
     .on_close = client_close,
+    .on_recover = client_recover,
+    .on_expire = client_expire,
 };

@@ -26,7 +26,8 @@ const char *const sl_hook_time_names[SL_HOOK_TIMED_KINDS] = {"route", "coalesceK
 /* Every member of sluice_hooks with its kind: one line per kind, used by the resolver. */
 #define SL_HOOK_MEMBERS(X)                                                                         \
   X(route, SL_HK_ROUTE)                                                                            \
-  X(coalesce_key, SL_HK_COALESCE_KEY) X(snapshot, SL_HK_SNAPSHOT) X(authorize, SL_HK_AUTHORIZE)    \
+  X(coalesce_key, SL_HK_COALESCE_KEY)                                                              \
+  X(snapshot, SL_HK_SNAPSHOT) X(authorize, SL_HK_AUTHORIZE)                                        \
       X(client_publish, SL_HK_CLIENT_PUBLISH) X(connect, SL_HK_CONNECT) X(event, SL_HK_EVENT)      \
           X(on_connect, SL_HK_ON_CONNECT) X(on_disconnect, SL_HK_ON_DISCONNECT)                    \
               X(on_subscribe, SL_HK_ON_SUBSCRIBE) X(on_unsubscribe, SL_HK_ON_UNSUBSCRIBE)          \
@@ -209,7 +210,8 @@ void sl_hooks_event(sl_server *srv, int type, sl_socket *sock, const char *topic
                      .topic = topic,
                      .reason = reason,
                      .message_id = msgid,
-                     .retry_count = retries};
+                     .retry_count = retries,
+                     .recovered = -1};
   if (sock) {
     ev.client = sock;
     ev.ns = sock->ns->path;
@@ -217,6 +219,9 @@ void sl_hooks_event(sl_server *srv, int type, sl_socket *sock, const char *topic
     ev.principal = sock->principal;
     ev.remote_address = sock->sess->remote;
     ev.transport = sock->sess->transport == SL_TR_WS ? "websocket" : "polling";
+    if (sock->ns->cfg && sock->ns->cfg->recovery.enabled &&
+        (type == SL_EV_CONNECT || type == SL_EV_DISCONNECT))
+      ev.recovered = type == SL_EV_CONNECT ? sock->recovered : sock->parked == SL_PARK_KEPT;
   }
   fn(srv->hooks.ud[SL_HK_FIRST_SERVER + type], &ev);
 }

@@ -82,10 +82,11 @@ static inline bool sl_lane_can_send(const sl_lane *l) {
 }
 
 /* sl_lane_ready: when the lane can send, put it on its session's ready list (once) and mark
- * the session dirty, so the loop's flush pulls from it (sl_session_pull). */
+ * the session dirty (nothing while its socket is parked without a session), so the loop's flush pulls from it (sl_session_pull). */
 static inline void sl_lane_ready(sl_lane *l) {
   if (!sl_lane_can_send(l)) return;
   sl_session *s = l->sock->sess;
+  if (!s) return; /* parked for recovery: no session to pull into until it comes back */
   if (!sl_linked(&l->rlink)) sl_list_push(&s->ready, &l->rlink);
   sl_session_mark_dirty(s);
 }

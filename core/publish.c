@@ -13,6 +13,7 @@
 #include "lanes.h"
 #include "lane.h"
 #include "keys.h"
+#include "recovery.h"
 #include "sl_jscan.h"
 #include "sio_codec.h"
 #include "hooks.h"
@@ -66,6 +67,8 @@ static sl_msg *encode(const sl_pubctx *c, const char *payload, size_t len) {
       .payload = payload,
       .len = len,
       .msgid = alo ? c->msgid : NULL,
+      .offset = c->offset,
+      .offlen = c->offlen,
   };
   size_t total = sl_sio_delivery_len(&d);
   size_t kl = key ? strlen(key) + 1 : 0;
@@ -115,6 +118,12 @@ static void deliver(sl_pubctx *c) {
     key = hs->fn.coalesce_key(hs->ud[SL_HK_COALESCE_KEY], t->name, c->payload, c->len, kbuf,
                               sizeof kbuf);
   c->key = key;
+  /* recovery: the delivery's offset, in the packet (once) and in the history */
+  char off[SL_OFFSET_MAX];
+  if (c->ns->hist) {
+    c->offlen = sl_recovery_next_offset(c->ns, off);
+    c->offset = off;
+  }
   sl_msg *m = encode(c, c->payload, c->len);
   if (key != kbuf) free(key);
   c->key = NULL;
@@ -125,6 +134,10 @@ static void deliver(sl_pubctx *c) {
   } else if (cfg->overflow == SL_SNAPSHOT_ONLY) {
     sl_msg_unref(t->last);
     t->last = sl_msg_ref(m);
+  }
+  if (c->offset) {
+    sl_recovery_record(c->ns, t, m, c->ns->rec_seq, c->to, c->route_to, c->nroute_to);
+    c->offset = NULL;
   }
   if (c->to) {
     offer_to(c, m, c->to);

@@ -20,8 +20,10 @@ typedef struct sl_pubctx {
   const char *to;        /* publishTo: the one recipient's socket id, or NULL */
   char *const *route_to; /* recipients chosen by the route hook (nroute_to of them) */
   size_t nroute_to;
-  const char *key; /* coalesce key of payload on topic, or NULL: set per topic while
+  const char *key;    /* coalesce key of payload on topic, or NULL: set per topic while
                              * its message is encoded, NULL otherwise */
+  const char *offset; /* recovery: the offset text of the delivery being encoded, or NULL */
+  size_t offlen;
 } sl_pubctx;
 
 #endif

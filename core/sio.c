@@ -55,12 +55,117 @@ static sl_socket *session_socket(sl_session *s, const char *nsp, size_t nsplen) 
   return NULL;
 }
 
+/* ---- recovery: parked sockets ---------------------------------------------------------- */
+
+/* The disconnect reasons socket.io keeps a session for (its RECOVERABLE_DISCONNECT_REASONS). */
+static bool recoverable_reason(const char *r) {
+  static const char *const ok[] = {"transport close",      "transport error", "ping timeout",
+                                   "server shutting down", "forced close",    NULL};
+  for (int i = 0; r && ok[i]; i++)
+    if (strcmp(r, ok[i]) == 0) return true;
+  return false;
+}
+
+static bool ns_recovers(const sl_ns *ns) { return ns->cfg && ns->cfg->recovery.enabled; }
+
+static void park_timer_arm(sl_gateway *gw);
+
+/* Free a parked socket or tombstone: out of the pid index and the expiry heap; the layer
+ * above lets go of a kept one first. */
+static void parked_free(sl_gateway *gw, sl_socket *k) {
+  sl_hash_del(&k->ns->parked, &k->phent);
+  sl_heap_remove(&gw->parked, &k->pn);
+  if (k->parked == SL_PARK_KEPT) k->ns->srv->sio_handler->on_expire(k);
+  free(k->principal);
+  free(k->auth_token);
+  free(k);
+}
+
+/* A parked socket's time is up: the layer above lets go of its lanes and hooks, and a
+ * tombstone (the bare struct under its pid) stays for another maxDisconnectionMs, so a
+ * client coming back late is told apart from an unknown pid (result "expired"). */
+static void park_timer_cb(uv_timer_t *t) {
+  sl_gateway *gw = t->data;
+  uint64_t now = uv_now(gw->loop);
+  sl_heap_node *top;
+  while ((top = sl_heap_min(&gw->parked)) && top->key <= now) {
+    sl_socket *k = sl_container_of(top, sl_socket, pn);
+    sl_heap_remove(&gw->parked, top);
+    if (k->parked == SL_PARK_KEPT) {
+      sl_log_debug("client %s: session kept for recovery expired (namespace %s)", k->id,
+                   k->ns->path);
+      k->ns->srv->sio_handler->on_expire(k);
+      free(k->principal);
+      free(k->auth_token);
+      k->principal = k->auth_token = NULL;
+      k->parked = SL_PARK_TOMBSTONE;
+      k->pn.key = now + (uint64_t)k->ns->cfg->recovery.max_disconnection_ms;
+      sl_heap_insert(&gw->parked, &k->pn);
+    } else {
+      parked_free(gw, k);
+    }
+  }
+  park_timer_arm(gw);
+}
+
+static void park_timer_arm(sl_gateway *gw) {
+  if (!gw->park_timer.loop || gw->stopping) return;
+  sl_heap_node *top = sl_heap_min(&gw->parked);
+  if (!top) {
+    uv_timer_stop(&gw->park_timer);
+    return;
+  }
+  uint64_t now = uv_now(gw->loop);
+  uv_timer_start(&gw->park_timer, park_timer_cb, top->key > now ? top->key - now : 0, 0);
+}
+
+/* sl_sio_start: see sio.h. */
+void sl_sio_start(sl_gateway *gw) {
+  uv_timer_init(gw->loop, &gw->park_timer);
+  gw->park_timer.data = gw;
+  uv_unref((uv_handle_t *)&gw->park_timer);
+}
+
+/* sl_sio_ns_discard_parked: see sio.h. */
+void sl_sio_ns_discard_parked(sl_ns *ns) {
+  sl_gateway *gw = ns->srv->gw;
+  while (ns->parked.n) {
+    sl_socket *k = NULL;
+    for (size_t b = 0; b < ns->parked.nb && !k; b++)
+      if (ns->parked.b[b]) k = sl_container_of(ns->parked.b[b], sl_socket, phent);
+    if (!k) break;
+    parked_free(gw, k);
+  }
+}
+
+/* sl_sio_stop: see sio.h. */
+void sl_sio_stop(sl_gateway *gw, void (*close_cb)(sl_gateway *gw, uv_handle_t *h)) {
+  for (size_t i = 0; i < gw->nservers; i++)
+    for (size_t j = 0; j < gw->servers[i].nns; j++) sl_sio_ns_discard_parked(&gw->servers[i].ns[j]);
+  sl_heap_free(&gw->parked);
+  if (gw->park_timer.loop && !uv_is_closing((uv_handle_t *)&gw->park_timer))
+    close_cb(gw, (uv_handle_t *)&gw->park_timer);
+}
+
+/* Keep a socket whose session went for a recoverable reason: under its pid, until
+ * maxDisconnectionMs from now. */
+static void park(sl_socket *sock) {
+  sl_ns *ns = sock->ns;
+  sl_gateway *gw = ns->srv->gw;
+  sock->sess = NULL;
+  sl_mq_clear(&sock->early);
+  sl_hash_put(&ns->parked, &sock->phent, sock->pid);
+  sock->pn.key = uv_now(gw->loop) + (uint64_t)ns->cfg->recovery.max_disconnection_ms;
+  sl_heap_insert(&gw->parked, &sock->pn);
+  if (sl_heap_min(&gw->parked) == &sock->pn) park_timer_arm(gw);
+}
+
 /* Release a socket: out of the session and namespace indexes, then the layer above lets go
  * of it (lanes, hooks). The struct itself is freed at a safe point (sl_sio_free_dead),
- * because a policy hook up the stack may still hold it. */
-static void socket_remove(sl_socket *sock, const char *reason) {
+ * because a policy hook up the stack may still hold it. recoverable: the session went for a
+ * reason socket.io recovers from: with `recovery`, the socket is parked instead. */
+static void socket_remove(sl_socket *sock, const char *reason, bool recoverable) {
   if (sock->gone) return;
-  sock->gone = 1;
   sl_session *s = sock->sess;
   sl_socket **pp = &s->sockets;
   while (*pp && *pp != sock) pp = &(*pp)->next;
@@ -68,6 +173,14 @@ static void socket_remove(sl_socket *sock, const char *reason) {
   sl_hash_del(&sock->ns->sockets, &sock->hent);
   sock->ns->disconnections++;
   sl_gateway *gw = s->srv->gw;
+  if (recoverable && sock->pid[0] && ns_recovers(sock->ns) && !gw->stopping) {
+    sock->parked = SL_PARK_KEPT;
+    sock->recovered = 0;
+    s->srv->sio_handler->on_close(sock, reason);
+    park(sock);
+    return;
+  }
+  sock->gone = 1;
   s->srv->sio_handler->on_close(sock, reason);
   free(sock->auth_token);
   sock->auth_token = NULL;
@@ -86,8 +199,9 @@ void sl_sio_free_dead(sl_gateway *gw) {
 }
 
 /* sl_sio_session_closed: see sio.h. */
-void sl_sio_session_closed(sl_session *s) {
-  while (s->sockets) socket_remove(s->sockets, "transport close");
+void sl_sio_session_closed(sl_session *s, const char *reason) {
+  bool keep = recoverable_reason(reason);
+  while (s->sockets) socket_remove(s->sockets, "transport close", keep);
   pbin_free(s->pbin);
   s->pbin = NULL;
 }
@@ -139,6 +253,67 @@ static void connect_refuse(sl_session *s, const sio_packet *p, sl_socket *sock, 
 
 /* ---- CONNECT ------------------------------------------------------------------------- */
 
+/* Index a socket the layer above accepted (new, or recovered), answer the CONNECT with its
+ * id (and pid, with recovery), then what on_connect emitted, then tell the layer above. */
+static void join(sl_session *s, sl_socket *sock) {
+  sl_ns *ns = sock->ns;
+  sl_hash_put(&ns->sockets, &sock->hent, sock->id);
+  sock->next = s->sockets;
+  s->sockets = sock;
+  s->ever_joined = 1;
+  ns->connections++;
+  char body[96];
+  int n = sock->pid[0]
+              ? snprintf(body, sizeof body, "{\"sid\":\"%s\",\"pid\":\"%s\"}", sock->id, sock->pid)
+              : snprintf(body, sizeof body, "{\"sid\":\"%s\"}", sock->id);
+  sl_sio_send(sock, SIO_CONNECT, -1, body, (size_t)n);
+  /* What on_connect emitted follows the CONNECT reply, in order. */
+  while (sock->early.n) sl_session_send(s, sl_mq_pop(&sock->early));
+  sl_mq_clear(&sock->early);
+  s->srv->sio_handler->on_joined(sock);
+}
+
+/* A CONNECT with auth {pid, offset}: the parked socket of that pid, taken back for session s
+ * when the layer above agrees (on_recover), or NULL (counted by why: a pid not parked here,
+ * live on another session, or from before a restart is "unknown"; a tombstone "expired").
+ * A refused parked socket is discarded: one pid recovers one session, once. */
+static sl_socket *recover(sl_session *s, sl_ns *ns, const cJSON *auth) {
+  const cJSON *pid = cJSON_IsObject(auth) ? cJSON_GetObjectItemCaseSensitive(auth, "pid") : NULL;
+  if (!cJSON_IsString(pid)) return NULL;
+  const cJSON *off = cJSON_GetObjectItemCaseSensitive(auth, "offset");
+  sl_hent *e = sl_hash_get(&ns->parked, pid->valuestring);
+  if (!e) {
+    ns->recoveries[SL_REC_UNKNOWN]++;
+    return NULL;
+  }
+  sl_socket *k = sl_container_of(e, sl_socket, phent);
+  sl_gateway *gw = s->srv->gw;
+  if (k->parked == SL_PARK_TOMBSTONE) {
+    ns->recoveries[SL_REC_EXPIRED]++;
+    parked_free(gw, k);
+    return NULL;
+  }
+  k->sess = s;
+  int r = s->srv->sio_handler->on_recover(k, auth, cJSON_IsString(off) ? off->valuestring : NULL);
+  if (s->state == SL_ST_CLOSED) { /* the session went during the call: keep it parked */
+    k->sess = NULL;
+    return NULL;
+  }
+  if (r != SL_REC_RECOVERED) {
+    ns->recoveries[r >= 0 && r < SL_REC_COUNT ? r : SL_REC_DENIED]++;
+    k->sess = NULL;
+    parked_free(gw, k);
+    return NULL;
+  }
+  ns->recoveries[SL_REC_RECOVERED]++;
+  sl_hash_del(&ns->parked, &k->phent);
+  sl_heap_remove(&gw->parked, &k->pn);
+  k->parked = SL_PARK_NONE;
+  k->recovered = 1;
+  k->next = NULL;
+  return k;
+}
+
 static void handle_connect(sl_session *s, const sio_packet *p, const cJSON *payload) {
   const sl_sio_handler *h = s->srv->sio_handler;
   sl_ns *ns = h->find_ns(s->srv, p->nsp, p->nsplen);
@@ -151,29 +326,28 @@ static void handle_connect(sl_session *s, const sio_packet *p, const cJSON *payl
     protocol_error(s, p->nsp, p->nsplen, "invalid state: namespace joined twice");
     return;
   }
-  sl_socket *sock = sl_xcalloc(1, sizeof *sock);
+  sl_socket *sock = ns_recovers(ns) ? recover(s, ns, payload) : NULL;
+  if (sock) {
+    join(s, sock);
+    return;
+  }
+  if (s->state == SL_ST_CLOSED) return;
+  sock = sl_xcalloc(1, sizeof *sock);
   sock->sess = s;
   sock->ns = ns;
   sock->slot = SLUICE_NOSLOT;
   do { sl_random_id(sock->id, 20); } while (sl_hash_get(&ns->sockets, sock->id));
+  if (ns_recovers(ns)) {
+    /* 144 random bits; never one that is parked or a tombstone */
+    do { sl_random_id(sock->pid, 24); } while (sl_hash_get(&ns->parked, sock->pid));
+  }
   char why[256] = "";
   const char *code = NULL;
   if (!h->on_connect(sock, payload, why, sizeof why, &code) || s->state == SL_ST_CLOSED) {
     connect_refuse(s, p, sock, why, code);
     return;
   }
-  sl_hash_put(&ns->sockets, &sock->hent, sock->id);
-  sock->next = s->sockets;
-  s->sockets = sock;
-  s->ever_joined = 1;
-  ns->connections++;
-  char body[48];
-  int n = snprintf(body, sizeof body, "{\"sid\":\"%s\"}", sock->id);
-  sl_sio_send(sock, SIO_CONNECT, -1, body, (size_t)n);
-  /* What on_connect emitted follows the CONNECT reply, in order. */
-  while (sock->early.n) sl_session_send(s, sl_mq_pop(&sock->early));
-  sl_mq_clear(&sock->early);
-  h->on_joined(sock);
+  join(s, sock);
 }
 
 /* ---- events ---------------------------------------------------------------------------- */
@@ -283,7 +457,7 @@ void sl_sio_message(sl_session *s, const uint8_t *data, size_t len, bool binary)
       protocol_error(s, p.nsp, p.nsplen, "invalid state: DISCONNECT for a namespace not joined");
       return;
     }
-    socket_remove(sock, "client namespace disconnect");
+    socket_remove(sock, "client namespace disconnect", false);
     return;
   }
   case SIO_EVENT:
@@ -371,5 +545,5 @@ int sl_socket_ack(sl_socket *s, uint64_t ack_id, const char *json_array, size_t 
 void sl_socket_disconnect(sl_socket *s) {
   if (s->gone) return;
   if (s->sess->state != SL_ST_CLOSED) sl_sio_send(s, SIO_DISCONNECT, -1, NULL, 0);
-  socket_remove(s, "io server disconnect");
+  socket_remove(s, "io server disconnect", false);
 }
