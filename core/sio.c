@@ -82,8 +82,10 @@ static void parked_free(sl_gateway *gw, sl_socket *k) {
 }
 
 /* A parked socket's time is up: the layer above lets go of its lanes and hooks, and a
- * tombstone (the bare struct under its pid) stays for another maxDisconnectionMs, so a
- * client coming back late is told apart from an unknown pid (result "expired"). */
+ * tombstone (the bare struct under its pid, about 200 bytes) stays for another
+ * maxDisconnectionMs (at least SL_TOMBSTONE_MIN_MS), so a client coming back late is told
+ * apart from an unknown pid (result "expired"). */
+#define SL_TOMBSTONE_MIN_MS 60000
 static void park_timer_cb(uv_timer_t *t) {
   sl_gateway *gw = t->data;
   uint64_t now = uv_now(gw->loop);
@@ -99,7 +101,8 @@ static void park_timer_cb(uv_timer_t *t) {
       free(k->auth_token);
       k->principal = k->auth_token = NULL;
       k->parked = SL_PARK_TOMBSTONE;
-      k->pn.key = now + (uint64_t)k->ns->cfg->recovery.max_disconnection_ms;
+      uint64_t keep = (uint64_t)k->ns->cfg->recovery.max_disconnection_ms;
+      k->pn.key = now + (keep > SL_TOMBSTONE_MIN_MS ? keep : SL_TOMBSTONE_MIN_MS);
       sl_heap_insert(&gw->parked, &k->pn);
     } else {
       parked_free(gw, k);
