@@ -187,12 +187,28 @@ static bool addressed_to(const hist_ent *e, const char *id) {
   return false;
 }
 
-/* Does the lane hold m already (pending or awaiting its ack)? */
-static bool lane_holds(const sl_lane *l, const sl_msg *m) {
-  for (uint32_t i = 0; i < l->qn; i++)
-    if (sl_lane_at(l, i) == m) return true;
-  for (uint32_t i = 0; i < l->ninfl; i++)
-    if (l->infl[i]->m == m) return true;
+/* What the lanes of a socket held when it was parked (pending or awaiting an ack), which the
+ * replay must not offer twice: one array for all of them, taken before anything is offered
+ * (the replay's own offers need no check: each history entry is offered once). */
+typedef struct held_set {
+  const sl_msg **v;
+  size_t n;
+} held_set;
+
+static void held_collect(const sl_socket *sock, held_set *h) {
+  size_t n = 0;
+  for (const sl_lane *l = sock->lanes; l; l = l->next) n += (size_t)l->qn + l->ninfl;
+  h->v = n ? sl_xmalloc(n * sizeof *h->v) : NULL;
+  h->n = 0;
+  for (const sl_lane *l = sock->lanes; l; l = l->next) {
+    for (uint32_t i = 0; i < l->qn; i++) h->v[h->n++] = sl_lane_at(l, i);
+    for (uint32_t i = 0; i < l->ninfl; i++) h->v[h->n++] = l->infl[i]->m;
+  }
+}
+
+static bool held_has(const held_set *h, const sl_msg *m) {
+  for (size_t i = 0; i < h->n; i++)
+    if (h->v[i] == m) return true;
   return false;
 }
 
@@ -221,16 +237,19 @@ uint64_t sl_recovery_resume(sl_socket *sock, uint64_t from) {
   }
   struct sl_history *h = ns->hist;
   if (h && sock->lanes) {
+    held_set held;
+    held_collect(sock, &held);
     for (uint32_t i = first_after(h, lowest); i < h->n; i++) {
       hist_ent *e = ent_at(h, i);
       if (!e->t) continue;
       sl_lane *l = sl_lane_of(sock, e->t);
       if (!l || e->n <= lane_from(l, from)) continue;
       if (e->nto && !addressed_to(e, sock->id)) continue;
-      if (lane_holds(l, e->m)) continue;
+      if (held.n && held_has(&held, e->m)) continue;
       sl_lane_offer(l, e->m);
       replayed++;
     }
+    free(held.v);
   }
   for (sl_lane *l = sock->lanes; l; l = l->next) sl_lane_ready(l);
   ns->replayed += replayed;
