@@ -501,15 +501,16 @@ void sl_sio_message(sl_session *s, const uint8_t *data, size_t len, bool binary)
 const char *sl_socket_id(const sl_socket *s) { return s->id; }
 const char *sl_socket_ns(const sl_socket *s) { return s->ns->path; }
 const char *sl_socket_principal(const sl_socket *s) { return s->principal; }
-const char *sl_socket_remote(const sl_socket *s) { return s->sess->remote; }
+const char *sl_socket_remote(const sl_socket *s) { return s->sess ? s->sess->remote : ""; }
 const char *sl_socket_transport(const sl_socket *s) {
+  if (!s->sess) return "none"; /* parked for recovery */
   return s->sess->transport == SL_TR_WS ? "websocket" : "polling";
 }
 int *sl_socket_lua_slot(sl_socket *s) { return &s->slot; }
 
 static int emit_packet(sl_socket *s, int type, int btype, int64_t ack_id, const char *json,
                        size_t len, const sl_bin *atts, size_t natts) {
-  if (s->gone || s->sess->state == SL_ST_CLOSED) return SL_ESTATE;
+  if (s->gone || !s->sess || s->sess->state == SL_ST_CLOSED) return SL_ESTATE;
   if (natts > SIO_MAX_ATTACHMENTS) return SL_EINVAL;
   cJSON *arr = cJSON_ParseWithLength(json, len);
   bool ok = arr && cJSON_IsArray(arr) &&
@@ -547,6 +548,19 @@ int sl_socket_ack(sl_socket *s, uint64_t ack_id, const char *json_array, size_t 
 /* sl_socket_disconnect: see sl_core.h. */
 void sl_socket_disconnect(sl_socket *s) {
   if (s->gone) return;
+  if (s->parked) { /* a kick ends a kept session: no recovery any more */
+    sl_gateway *gw = s->ns->srv->gw;
+    sl_hash_del(&s->ns->parked, &s->phent);
+    sl_heap_remove(&gw->parked, &s->pn);
+    if (s->parked == SL_PARK_KEPT) s->ns->srv->sio_handler->on_expire(s);
+    s->parked = SL_PARK_NONE;
+    s->gone = 1;
+    free(s->auth_token);
+    s->auth_token = NULL;
+    s->next = gw->dead; /* a hook up the stack may still hold it */
+    gw->dead = s;
+    return;
+  }
   if (s->sess->state != SL_ST_CLOSED) sl_sio_send(s, SIO_DISCONNECT, -1, NULL, 0);
   socket_remove(s, "io server disconnect", false);
 }

@@ -389,3 +389,68 @@ describe("recovery and authorization", () => {
     } finally { s.close(); }
   });
 });
+
+describe("recovery and the Lua client object", () => {
+  const CFG = `
+local kept = nil
+local function app(client, event, args, ack)
+  if event == "keep" then kept = client; if ack then ack(true) end
+  elseif event == "kick" then client:disconnect()
+  elseif event == "poke" then
+    -- the kept client, maybe parked: emit fails softly, its fields stay readable
+    local ok = pcall(function() kept:emit("poked", 1) end)
+    if ack then ack(kept.id, kept.transport, ok) end
+  elseif event == "kickkept" then kept:disconnect(); if ack then ack(true) end
+  end
+end
+return { servers = { main = { host = "127.0.0.1", port = 0, namespaces = {
+  { path = "/l", topics = { "t" }, onEvent = app, recovery = { maxDisconnectionMs = 10000 } } } } } }
+`;
+  let srv, px;
+  before(async () => {
+    srv = await startServer(CFG);
+    px = new CutProxy(srv.port);
+    await px.listen();
+  });
+  after(async () => { await px?.close(); await srv?.stop(); });
+
+  it("a script holding a parked client can read it; its disconnect() ends the recovery", async () => {
+    const a = open(px, "/l", ["t"]);
+    const ctl = io(`http://127.0.0.1:${srv.port}/l`, { forceNew: true, transports: ["websocket"] });
+    try {
+      await Promise.all([event(a, "connect"), event(ctl, "connect")]);
+      assert.equal(await a.timeout(5000).emitWithAck("keep"), true);
+      const parkedId = a.id;
+      const disc = event(a, "disconnect");
+      px.cut();
+      await disc;
+      await waitFor(() => /kept for recovery/.test(srv.stderr()), 5000, "the park");
+      const [id, transport, ok] = await withTimeout(new Promise((r) => ctl.emit("poke", (...args) => r(args))), 5000, "poke");
+      assert.equal(ok, false); // emit to a parked client fails (SL_ESTATE), the script goes on
+      assert.equal(id, parkedId);
+      assert.equal(transport, "none");
+      assert.equal(await ctl.timeout(5000).emitWithAck("kickkept"), true);
+      const unknown0 = await m(srv, "sluice_recoveries_total", { namespace: "/l", result: "unknown" });
+      const back = connectedOrError(a);
+      px.release();
+      assert.equal(await back, null);
+      assert.equal(a.recovered, false);
+      assert.equal(await m(srv, "sluice_recoveries_total", { namespace: "/l", result: "unknown" }) - unknown0, 1);
+    } finally { a.close(); ctl.close(); }
+  });
+
+  it("a server kick ends the session: the client's next CONNECT is a new one", async () => {
+    const a = open(px, "/l", ["t"]);
+    try {
+      await event(a, "connect");
+      const id = a.id;
+      const disc = event(a, "disconnect");
+      a.emit("kick");
+      assert.deepEqual((await disc)[0], "io server disconnect");
+      a.connect();
+      await event(a, "connect");
+      assert.equal(a.recovered, false);
+      assert.notEqual(a.id, id);
+    } finally { a.close(); }
+  });
+});
