@@ -454,3 +454,77 @@ return { servers = { main = { host = "127.0.0.1", port = 0, namespaces = {
     } finally { a.close(); }
   });
 });
+
+describe("recovery across a hot reload", () => {
+  const cfg = (topics) => `return ${luaValue({ servers: { main: { host: "127.0.0.1", port: 0,
+    namespaces: [{ path: "/h", topics, recovery: { maxDisconnectionMs: 10000 } }] } } })}\n`;
+  let srv, px, file;
+  const reload = async (topics) => {
+    writeFileSync(file, cfg(topics));
+    const r = await fetch(`http://127.0.0.1:${srv.port}/api/reload`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" });
+    assert.equal(r.status, 200, await r.text());
+  };
+  before(async () => {
+    file = writeConfig(cfg(["a", "b"]));
+    srv = await startServer(null, { file });
+    px = new CutProxy(srv.port);
+    await px.listen();
+  });
+  after(async () => { await px?.close(); await srv?.stop(); });
+
+  it("a reload that keeps the session's topics keeps the session (topics moved, history kept)", async () => {
+    const s = open(px, "/h", ["a", "b"]);
+    try {
+      await event(s, "connect");
+      await subscribe(s, "b");
+      await publish(srv.port, msgs("/h", "b", [1]));
+      await waitFor(() => s.got.length === 1, 5000, "one delivery");
+      const err = await cutAround(px, s, async () => {
+        await publish(srv.port, msgs("/h", "b", [2, 3]));
+        await reload(["z", "b", "a", "c"]); // every topic moves in the array
+        await publish(srv.port, msgs("/h", "b", [4]));
+      });
+      assert.equal(err, null);
+      assert.equal(s.recovered, true);
+      await waitFor(() => s.got.length === 4, 5000, "the missed deliveries");
+      assert.deepEqual(s.got.map((g) => g.payload), [1, 2, 3, 4]);
+    } finally { s.close(); }
+  });
+
+  it("a reload that removes a topic of a kept session discards it (no partial recovery)", async () => {
+    await reload(["a", "b"]);
+    const s = open(px, "/h", ["a", "b"]);
+    try {
+      await event(s, "connect");
+      await subscribe(s, "a");
+      await subscribe(s, "b");
+      const err = await cutAround(px, s, async () => {
+        await publish(srv.port, msgs("/h", "b", [1]));
+        await reload(["b"]);
+      });
+      assert.equal(err, null);
+      assert.equal(s.recovered, false);
+      await sleep(100);
+      assert.equal(s.got.length, 0);
+    } finally { s.close(); }
+  });
+
+  it("a reload that turns recovery off discards the kept sessions and the history", async () => {
+    await reload(["a", "b"]);
+    const s = open(px, "/h", ["a"]);
+    try {
+      await event(s, "connect");
+      await subscribe(s, "a");
+      const err = await cutAround(px, s, async () => {
+        await publish(srv.port, msgs("/h", "a", [1]));
+        writeFileSync(file, `return ${luaValue({ servers: { main: { host: "127.0.0.1", port: 0, namespaces: [{ path: "/h", topics: ["a", "b"] }] } } })}\n`);
+        const r = await fetch(`http://127.0.0.1:${srv.port}/api/reload`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" });
+        assert.equal(r.status, 200);
+      });
+      assert.equal(err, null);
+      assert.ok(!s.recovered); // no pid in the reply: the client's recovered is undefined
+      assert.equal(s._pid, undefined);
+      assert.equal(mval(await metrics(srv.port), "sluice_recovery_history_messages", { namespace: "/h" }), 0);
+    } finally { s.close(); }
+  });
+});
