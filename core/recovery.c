@@ -69,20 +69,20 @@ void sl_recovery_ns_free(sl_ns *ns) {
 
 /* sl_recovery_ns_sync: see recovery.h. */
 void sl_recovery_ns_sync(sl_ns *ns) {
-  bool on = ns->cfg && ns->cfg->recovery.enabled;
-  if (!on) {
-    sl_recovery_ns_free(ns);
-    return;
-  }
-  if (!ns->hist) ns->hist = sl_xcalloc(1, sizeof *ns->hist);
-  /* a reload may have moved or removed topics: entries follow their topic by id */
+  /* a reload may have moved or removed topics (the old array is gone already): entries
+   * follow their topic by id, before anything reads them */
   struct sl_history *h = ns->hist;
-  for (uint32_t i = 0; i < h->n; i++) {
+  for (uint32_t i = 0; h && i < h->n; i++) {
     hist_ent *e = ent_at(h, i);
     e->t = NULL;
     for (size_t k = 0; k < ns->ntopics; k++)
       if (ns->topics[k].tid == e->tid) e->t = &ns->topics[k];
   }
+  if (!ns->cfg || !ns->cfg->recovery.enabled) {
+    sl_recovery_ns_free(ns);
+    return;
+  }
+  if (!ns->hist) ns->hist = sl_xcalloc(1, sizeof *ns->hist);
   evict(ns, false);
 }
 

@@ -7,7 +7,7 @@ import { describe, it, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { writeFileSync } from "node:fs";
 import { io } from "socket.io-client";
-import { startServer, writeConfig, publish, sleep, withTimeout } from "./helpers.mjs";
+import { startServer, writeConfig, publish, sleep, withTimeout, assertCleanExit } from "./helpers.mjs";
 import { startDelivery, metrics, mval, luaValue } from "./delivery-helpers.mjs";
 import { CutProxy } from "./recovery-helpers.mjs";
 
@@ -79,7 +79,7 @@ describe("recovery on one node", () => {
     px = new CutProxy(srv.port);
     await px.listen();
   });
-  after(async () => { await px?.close(); await srv?.stop(); });
+  after(async () => { await px?.close(); if (srv) assertCleanExit(await srv.stop()); });
 
   it("BEST_EFFORT: 100 messages published while cut arrive exactly once, in order; same id and pid", async () => {
     const s = open(px, "/be", ["t", "u"]);
@@ -330,7 +330,7 @@ describe("recovery and authorization", () => {
     px = new CutProxy(srv.port);
     await px.listen();
   });
-  after(async () => { await px?.close(); await srv?.stop(); });
+  after(async () => { await px?.close(); if (srv) assertCleanExit(await srv.stop()); });
 
   it("the connect and disconnect events say whether the session was recovered", async () => {
     const s = open(px, "/sec", ["t"], { auth: { token: "good" } });
@@ -412,7 +412,7 @@ return { servers = { main = { host = "127.0.0.1", port = 0, namespaces = {
     px = new CutProxy(srv.port);
     await px.listen();
   });
-  after(async () => { await px?.close(); await srv?.stop(); });
+  after(async () => { await px?.close(); if (srv) assertCleanExit(await srv.stop()); });
 
   it("a script holding a parked client can read it; its disconnect() ends the recovery", async () => {
     const a = open(px, "/l", ["t"]);
@@ -470,7 +470,7 @@ describe("recovery across a hot reload", () => {
     px = new CutProxy(srv.port);
     await px.listen();
   });
-  after(async () => { await px?.close(); await srv?.stop(); });
+  after(async () => { await px?.close(); if (srv) assertCleanExit(await srv.stop()); });
 
   it("a reload that keeps the session's topics keeps the session (topics moved, history kept)", async () => {
     const s = open(px, "/h", ["a", "b"]);
