@@ -87,28 +87,67 @@ void sl_recovery_ns_sync(sl_ns *ns) {
 }
 
 /* sl_recovery_next_offset: see recovery.h. */
-size_t sl_recovery_next_offset(sl_ns *ns, char *out) {
+/* A decimal number of 1..19 digits without a leading zero (except "0" when zero_ok), ending
+ * at `end` (or the NUL); NULL when it does not parse, else where it stopped. */
+static const char *parse_dec(const char *p, char end, bool zero_ok, uint64_t *v) {
+  const char *s = p;
+  *v = 0;
+  for (; *p && *p != end; p++) {
+    if (*p < '0' || *p > '9' || p - s >= 19) return NULL;
+    *v = *v * 10 + (uint64_t)(*p - '0');
+  }
+  if (p == s || (*s == '0' && (p - s > 1 || !zero_ok))) return NULL;
+  return p;
+}
+
+/* A Redis stream entry id "<ms>-<seq>" as one ordered number (ms < 2^44, seq < 2^20). */
+static bool parse_stream_id(const char *s, uint64_t *n) {
+  uint64_t ms, seq;
+  const char *p = parse_dec(s, '-', true, &ms);
+  if (!p || *p != '-' || !(p = parse_dec(p + 1, 0, true, &seq)) || *p) return false;
+  if (ms >= (1ull << 44) || seq >= (1ull << 20)) return false;
+  *n = ms << 20 | seq;
+  return true;
+}
+
+/* sl_recovery_next_offset: see recovery.h. */
+size_t sl_recovery_next_offset(sl_ns *ns, bool cluster, const char *stream_id, char *out,
+                               uint64_t *n) {
+  if (cluster) {
+    size_t l = stream_id ? strlen(stream_id) : 0;
+    uint64_t v;
+    if (!l || l >= SL_OFFSET_MAX || !parse_stream_id(stream_id, &v) || v <= ns->rec_seq) return 0;
+    memcpy(out, stream_id, l + 1);
+    *n = ns->rec_seq = v;
+    return l;
+  }
   const char *boot = ns->srv->gw->boot_id;
   size_t b = strlen(boot);
   memcpy(out, boot, b);
   out[b] = '-';
-  size_t k = sl_u64_dec(out + b + 1, ++ns->rec_seq);
+  *n = ++ns->rec_seq;
+  size_t k = sl_u64_dec(out + b + 1, *n);
   out[b + 1 + k] = 0;
   return b + 1 + k;
 }
 
-/* Parse an offset text of this process for ns: the boot id, '-', then a decimal number no
- * larger than the last one given out. */
+/* sl_recovery_gap: see recovery.h. */
+void sl_recovery_gap(sl_ns *ns, sl_topic *t) {
+  (void)ns;
+  t->hist_gap = 1;
+}
+
+/* Parse an offset text for ns: this process's "<boot id>-<n>", or a stream entry id (in a
+ * cluster), no larger than the last one given out. */
 static bool parse_offset(const sl_ns *ns, const char *s, uint64_t *n) {
   const char *boot = ns->srv->gw->boot_id;
   size_t b = strlen(boot);
-  if (strncmp(s, boot, b) != 0 || s[b] != '-') return false;
-  const char *p = s + b + 1;
-  if (!*p || *p == '0' || strlen(p) > 19) return false;
-  uint64_t v = 0;
-  for (; *p; p++) {
-    if (*p < '0' || *p > '9') return false;
-    v = v * 10 + (uint64_t)(*p - '0');
+  uint64_t v;
+  if (strncmp(s, boot, b) == 0 && s[b] == '-') {
+    const char *p = parse_dec(s + b + 1, 0, false, &v);
+    if (!p || *p) return false;
+  } else if (!parse_stream_id(s, &v)) {
+    return false;
   }
   if (v > ns->rec_seq) return false;
   *n = v;
@@ -127,6 +166,10 @@ void sl_recovery_record(sl_ns *ns, sl_topic *t, sl_msg *m, uint64_t n, const cha
     h->v = nv;
     h->head = 0;
     h->cap = ncap;
+  }
+  if (t->hist_gap) { /* a delivery before this one was not recorded */
+    t->hist_gap = 0;
+    if (t->hist_evicted < n - 1) t->hist_evicted = n - 1;
   }
   hist_ent *e = &h->v[(h->head + h->n) % h->cap];
   e->m = sl_msg_ref(m);
@@ -173,7 +216,7 @@ int sl_recovery_check(const sl_socket *sock, const char *offset, uint64_t *from)
   uint64_t x = 0;
   if (offset && !parse_offset(ns, offset, &x)) return SL_REC_EXPIRED;
   for (const sl_lane *l = sock->lanes; l; l = l->next)
-    if (l->topic->hist_evicted > lane_from(l, x)) return SL_REC_EXPIRED;
+    if (l->topic->hist_gap || l->topic->hist_evicted > lane_from(l, x)) return SL_REC_EXPIRED;
   *from = x;
   return SL_REC_RECOVERED;
 }

@@ -30,9 +30,19 @@ void sl_recovery_ns_sync(sl_ns *ns);
 void sl_recovery_ns_free(sl_ns *ns);
 
 /* sl_recovery_next_offset: the offset of the next delivery of ns (recovery on: ns->hist set):
- * increments ns->rec_seq, writes its text into out (SL_OFFSET_MAX bytes, NUL-terminated) and
- * returns the text's length. */
-size_t sl_recovery_next_offset(sl_ns *ns, char *out);
+ * writes its text into out (SL_OFFSET_MAX bytes, NUL-terminated), its number into *n (which
+ * becomes ns->rec_seq) and returns the text's length. Without a cluster: the next number of
+ * the namespace's counter, text "<boot id>-<n>". In a cluster (the server has a bus): the
+ * stream entry id "<ms>-<seq>" the message was read with (stream_id), its number ms * 2^20 +
+ * seq; returns 0 (no offset: the delivery cannot be recorded, call sl_recovery_gap) for a
+ * message delivered without one (the bus was down) or with an id that does not parse or does
+ * not grow. */
+size_t sl_recovery_next_offset(sl_ns *ns, bool cluster, const char *stream_id, char *out,
+                               uint64_t *n);
+
+/* sl_recovery_gap: a delivery on topic t could not be recorded (no offset): no session may
+ * recover topic t from an offset before the next recorded delivery on t. */
+void sl_recovery_gap(sl_ns *ns, sl_topic *t);
 
 /* sl_recovery_record: keep delivery m of topic t with offset number n (the ns->rec_seq that
  * sl_recovery_next_offset gave) in the history, taking a reference. Targets: `to` (one socket

@@ -68,12 +68,14 @@ enum {
 
 typedef struct sl_lane sl_lane;
 typedef struct sl_session sl_session;
+struct sl_bus_pub; /* publish.h */
 typedef struct sl_conn sl_conn;
 
 typedef struct sl_topic {
   char *name;
   uint32_t tid;          /* unique in the gateway, kept across reloads (recovery history) */
   uint64_t hist_evicted; /* recovery: the newest offset of this topic the history let go */
+  uint8_t hist_gap;      /* recovery: a delivery since the last recorded one has no offset */
   char *json_name;       /* the topic as a JSON string literal, quotes included */
   struct sl_ns *ns;
   sl_lane **subs; /* subscriber lanes (unordered; lane->sub_idx is the slot) */
@@ -186,6 +188,10 @@ struct sl_server {
   struct sl_tls_watch *tls_watch;
   uint64_t tls_handshake_errors;
   uint64_t tls_reloads_ok, tls_reloads_failed;
+  /* the cluster bus (cluster.c): asked once per publish and topic when set (publish.h) */
+  int (*bus)(void *ud, const struct sl_bus_pub *p);
+  void *bus_ud;
+  struct sl_cluster *cluster; /* the server's cluster node, NULL: single node */
 };
 
 /* ---- Socket.IO sockets and lanes ----------------------------------------------------- */
