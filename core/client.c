@@ -14,6 +14,7 @@
 #include "publish.h"
 #include "topics.h"
 #include "recovery.h"
+#include "cluster.h"
 
 /* Emit {"code","message"} on the `error` event (DESIGN.md 3.5 refusals). */
 static void emit_error(sl_socket *sock, const char *code, const char *message) {
@@ -235,10 +236,39 @@ static void client_joined(sl_socket *sock) {
 /* on_close: a joined socket's lanes go and the disconnect event fires; for any socket the
  * client_free hooks run (the Lua side clears its box). A socket parked for recovery keeps
  * its lanes (detached) and its box. */
+/* A parked socket's session as the cluster's store keeps it (sio:session:<pid>), for another
+ * node to rebuild: {"node","sid","pid","principal","token","topics":[[name, from], ...]}
+ * (from: the lane's subscription offset, a decimal string: it may exceed 2^53). */
+static void session_store(sl_socket *sock) {
+  sl_server *srv = sock->ns->srv;
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddStringToObject(o, "node", srv->gw->boot_id);
+  cJSON_AddStringToObject(o, "sid", sock->id);
+  cJSON_AddStringToObject(o, "pid", sock->pid);
+  if (sock->principal) cJSON_AddStringToObject(o, "principal", sock->principal);
+  if (sock->auth_token) cJSON_AddStringToObject(o, "token", sock->auth_token);
+  cJSON *ts = cJSON_AddArrayToObject(o, "topics");
+  for (sl_lane *l = sock->lanes; l; l = l->next) {
+    cJSON *e = cJSON_CreateArray();
+    char n[24];
+    n[sl_u64_dec(n, l->sub_from)] = 0;
+    cJSON_AddItemToArray(e, cJSON_CreateString(l->topic->name));
+    cJSON_AddItemToArray(e, cJSON_CreateString(n));
+    cJSON_AddItemToArray(ts, e);
+  }
+  char *t = sl_json_print(o);
+  cJSON_Delete(o);
+  if (t && sl_cluster_session_put(srv->cluster, sock->pid, t, strlen(t),
+                                  (uint64_t)sock->ns->cfg->recovery.max_disconnection_ms) != 0)
+    sl_log_debug("client %s: the cluster is down: its session is kept on this node only", sock->id);
+  free(t);
+}
+
 static void client_close(sl_socket *sock, const char *reason) {
   sl_server *srv = sock->sess->srv;
   bool parked = sock->parked == SL_PARK_KEPT;
   if (reason) {
+    if (parked && srv->cluster) session_store(sock);
     if (parked)
       sl_recovery_park(sock);
     else
@@ -285,6 +315,77 @@ static int client_recover(sl_socket *sock, const cJSON *auth, const char *offset
     free(sock->auth_token);
     sock->auth_token = sl_xstrdup(presented);
   }
+  return r;
+}
+
+/* on_recover_lookup: in a cluster, the session of a pid is taken from the cluster's store
+ * (GETDEL), wherever it was parked; a copy parked here that the store no longer names as
+ * this node's is stale. */
+typedef struct lookup_ctx {
+  sl_sio_pending *p;
+  sl_ns *ns;
+  char pid[25];
+} lookup_ctx;
+
+static void lookup_done(void *ud, const char *blob, size_t len) {
+  lookup_ctx *c = ud;
+  if (blob) {
+    cJSON *o = cJSON_ParseWithLength(blob, len);
+    const cJSON *node = cJSON_GetObjectItemCaseSensitive(o, "node");
+    if (!cJSON_IsString(node) || strcmp(node->valuestring, c->ns->srv->gw->boot_id) != 0)
+      sl_sio_discard_pid(c->ns, c->pid);
+    cJSON_Delete(o);
+  }
+  sl_sio_pending_done(c->p, blob, len);
+  free(c);
+}
+
+static bool client_recover_lookup(sl_sio_pending *p, sl_ns *ns, const char *pid) {
+  if (!ns->srv->cluster || strlen(pid) >= sizeof((lookup_ctx *)0)->pid) return false;
+  lookup_ctx *c = sl_xcalloc(1, sizeof *c);
+  c->p = p;
+  c->ns = ns;
+  memcpy(c->pid, pid, strlen(pid) + 1);
+  if (sl_cluster_session_take(ns->srv->cluster, pid, lookup_done, c) != 0) {
+    free(c);
+    return false;
+  }
+  return true;
+}
+
+/* on_recover_remote: rebuild a session another node parked (session_store's blob): its id,
+ * pid, principal, token and lanes (detached, from their subscription offsets); then decide
+ * as for a session parked here (reauthorize, the history). In-flight AT_LEAST_ONCE messages
+ * stayed on the other node: the replay offers what is in this node's history after the
+ * offset. */
+static int client_recover_remote(sl_socket *sock, const cJSON *auth, const char *offset,
+                                 const char *blob, size_t len) {
+  cJSON *o = cJSON_ParseWithLength(blob, len);
+  const cJSON *sid = cJSON_GetObjectItemCaseSensitive(o, "sid");
+  const cJSON *pid = cJSON_GetObjectItemCaseSensitive(o, "pid");
+  const cJSON *pr = cJSON_GetObjectItemCaseSensitive(o, "principal");
+  const cJSON *tok = cJSON_GetObjectItemCaseSensitive(o, "token");
+  const cJSON *ts = cJSON_GetObjectItemCaseSensitive(o, "topics");
+  int r = SL_REC_UNKNOWN;
+  if (!cJSON_IsString(sid) || strlen(sid->valuestring) >= sizeof sock->id || !cJSON_IsString(pid) ||
+      strlen(pid->valuestring) >= sizeof sock->pid || !cJSON_IsArray(ts))
+    goto out;
+  memcpy(sock->id, sid->valuestring, strlen(sid->valuestring) + 1);
+  memcpy(sock->pid, pid->valuestring, strlen(pid->valuestring) + 1);
+  if (cJSON_IsString(pr)) sock->principal = sl_xstrdup(pr->valuestring);
+  if (cJSON_IsString(tok)) sock->auth_token = sl_xstrdup(tok->valuestring);
+  const cJSON *e;
+  r = SL_REC_EXPIRED;
+  cJSON_ArrayForEach(e, ts) {
+    const cJSON *name = cJSON_GetArrayItem(e, 0), *from = cJSON_GetArrayItem(e, 1);
+    if (!cJSON_IsString(name) || !cJSON_IsString(from)) goto out;
+    sl_topic *t = sl_topic_find(sock->ns, name->valuestring, strlen(name->valuestring));
+    if (!t) goto out; /* a topic this node does not have: the replay would be partial */
+    sl_lane_restore(sock, t, strtoull(from->valuestring, NULL, 10));
+  }
+  r = client_recover(sock, auth, offset);
+out:
+  cJSON_Delete(o);
   return r;
 }
 
@@ -466,4 +567,6 @@ const sl_sio_handler sl_client_sio_handler = {
     .on_close = client_close,
     .on_recover = client_recover,
     .on_expire = client_expire,
+    .on_recover_lookup = client_recover_lookup,
+    .on_recover_remote = client_recover_remote,
 };

@@ -692,6 +692,46 @@ void sl_cluster_set_pubsub_handler(sl_cluster *cl, sl_cluster_msg_fn fn, void *u
   cl->on_msg_ud = ud;
 }
 
+/* ---- recovery sessions ----------------------------------------------------------------- */
+
+#define SESSION_PREFIX "sio:session:"
+
+/* sl_cluster_session_put: see cluster.h. */
+int sl_cluster_session_put(sl_cluster *cl, const char *pid, const char *blob, size_t len,
+                           uint64_t ttl_ms) {
+  if (!sl_redis_link_up(cl->w)) return SL_ESTATE;
+  return sl_redis_link_cmd(cl->w, NULL, NULL, "SET " SESSION_PREFIX "%s %b PX %llu", pid, blob, len,
+                           (unsigned long long)ttl_ms);
+}
+
+typedef struct take_ctx {
+  sl_cluster_session_cb cb;
+  void *ud;
+} take_ctx;
+
+static void take_cb(sl_redis_link *l, redisReply *r, void *ud) {
+  (void)l;
+  take_ctx *t = ud;
+  if (r && r->type == REDIS_REPLY_STRING)
+    t->cb(t->ud, r->str, r->len);
+  else
+    t->cb(t->ud, NULL, 0);
+  free(t);
+}
+
+/* sl_cluster_session_take: see cluster.h. */
+int sl_cluster_session_take(sl_cluster *cl, const char *pid, sl_cluster_session_cb cb, void *ud) {
+  if (!sl_redis_link_up(cl->w)) return SL_ESTATE;
+  take_ctx *t = sl_xmalloc(sizeof *t);
+  t->cb = cb;
+  t->ud = ud;
+  if (sl_redis_link_cmd(cl->w, take_cb, t, "GETDEL " SESSION_PREFIX "%s", pid) != 0) {
+    free(t);
+    return SL_ESTATE;
+  }
+  return 0;
+}
+
 sl_server *sl_cluster_server(const sl_cluster *cl) { return cl->srv; }
 const char *sl_cluster_uid(const sl_cluster *cl) { return cl->uid; }
 const sl_cluster_config *sl_cluster_config_of(const sl_cluster *cl) { return &cl->cfg; }

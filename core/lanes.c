@@ -88,6 +88,21 @@ int sl_subscribe(sl_socket *sock, sl_topic *t) {
   return 0;
 }
 
+/* sl_lane_restore: see lanes.h. */
+sl_lane *sl_lane_restore(sl_socket *sock, sl_topic *t, uint64_t sub_from) {
+  sl_lane *l = sl_lane_of(sock, t);
+  if (l) return l;
+  l = sl_xcalloc(1, sizeof *l);
+  l->sock = sock;
+  l->topic = t;
+  l->next = sock->lanes;
+  sock->lanes = l;
+  l->sub_idx = UINT32_MAX;
+  l->sub_from = sub_from;
+  l->rebuilt = 1;
+  return l;
+}
+
 /* sl_lane_attach: see lanes.h. */
 void sl_lane_attach(sl_lane *l) {
   sl_topic *t = l->topic;

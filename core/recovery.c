@@ -25,6 +25,8 @@ struct sl_history {
   hist_ent *v;
   uint32_t cap, head, n;
   uint64_t bytes;
+  uint64_t floor; /* in a cluster: just before the first stream id this node read: it saw
+                   * every entry after it, not those before; 0 without a cluster */
 };
 
 static hist_ent *ent_at(const struct sl_history *h, uint32_t i) {
@@ -117,6 +119,7 @@ size_t sl_recovery_next_offset(sl_ns *ns, bool cluster, const char *stream_id, c
     size_t l = stream_id ? strlen(stream_id) : 0;
     uint64_t v;
     if (!l || l >= SL_OFFSET_MAX || !parse_stream_id(stream_id, &v) || v <= ns->rec_seq) return 0;
+    if (!ns->hist->floor) ns->hist->floor = v - 1;
     memcpy(out, stream_id, l + 1);
     *n = ns->rec_seq = v;
     return l;
@@ -215,6 +218,9 @@ int sl_recovery_check(const sl_socket *sock, const char *offset, uint64_t *from)
   if (!ns->hist) return SL_REC_EXPIRED;
   uint64_t x = 0;
   if (offset && !parse_offset(ns, offset, &x)) return SL_REC_EXPIRED;
+  for (const sl_lane *l = sock->lanes; l; l = l->next)
+    if (l->rebuilt && (!ns->hist->floor || lane_from(l, x) < ns->hist->floor))
+      return SL_REC_EXPIRED; /* what this node saw does not reach back to the offset */
   for (const sl_lane *l = sock->lanes; l; l = l->next)
     if (l->topic->hist_gap || l->topic->hist_evicted > lane_from(l, x)) return SL_REC_EXPIRED;
   *from = x;

@@ -23,6 +23,14 @@ struct sl_pending_bin {
   size_t lens[SIO_MAX_ATTACHMENTS];
 };
 
+struct sl_sio_pending {
+  sl_session *sess; /* NULL once the session closed */
+  struct sl_sio_pending *next;
+  char nsp[SIO_MAX_NSP + 1];
+  size_t nsplen;
+  cJSON *payload; /* the CONNECT's auth (a copy), or NULL */
+};
+
 static void pbin_free(struct sl_pending_bin *p) {
   if (!p) return;
   for (int i = 0; i < p->have; i++) free(p->bufs[i]);
@@ -141,6 +149,12 @@ void sl_sio_ns_discard_parked(sl_ns *ns) {
   }
 }
 
+/* sl_sio_discard_pid: see sio.h. */
+void sl_sio_discard_pid(sl_ns *ns, const char *pid) {
+  sl_hent *e = sl_hash_get(&ns->parked, pid);
+  if (e) parked_free(ns->srv->gw, sl_container_of(e, sl_socket, phent));
+}
+
 /* sl_sio_stop: see sio.h. */
 void sl_sio_stop(sl_gateway *gw, void (*close_cb)(sl_gateway *gw, uv_handle_t *h)) {
   for (size_t i = 0; i < gw->nservers; i++)
@@ -203,6 +217,8 @@ void sl_sio_free_dead(sl_gateway *gw) {
 
 /* sl_sio_session_closed: see sio.h. */
 void sl_sio_session_closed(sl_session *s, const char *reason) {
+  for (sl_sio_pending *p = s->pending; p; p = p->next) p->sess = NULL;
+  s->pending = NULL;
   bool keep = recoverable_reason(reason);
   while (s->sockets) socket_remove(s->sockets, "transport close", keep);
   pbin_free(s->pbin);
@@ -317,7 +333,49 @@ static sl_socket *recover(sl_session *s, sl_ns *ns, const cJSON *auth) {
   return k;
 }
 
-static void handle_connect(sl_session *s, const sio_packet *p, const cJSON *payload) {
+/* A session another node kept (the cluster's store had it): a new socket that the layer
+ * above fills from blob, joined when it agrees (counted like recover()). */
+static sl_socket *recover_remote(sl_session *s, sl_ns *ns, const cJSON *auth, const char *blob,
+                                 size_t len) {
+  const cJSON *off = cJSON_GetObjectItemCaseSensitive(auth, "offset");
+  sl_socket *k = sl_xcalloc(1, sizeof *k);
+  k->sess = s;
+  k->ns = ns;
+  k->slot = SLUICE_NOSLOT;
+  const sl_sio_handler *h = s->srv->sio_handler;
+  int r =
+      h->on_recover_remote
+          ? h->on_recover_remote(k, auth, cJSON_IsString(off) ? off->valuestring : NULL, blob, len)
+          : SL_REC_UNKNOWN;
+  if (r == SL_REC_RECOVERED &&
+      (s->state == SL_ST_CLOSED || sl_hash_get(&ns->sockets, k->id) || !k->id[0] || !k->pid[0]))
+    r = SL_REC_UNKNOWN;
+  ns->recoveries[r >= 0 && r < SL_REC_COUNT ? r : SL_REC_DENIED]++;
+  if (r != SL_REC_RECOVERED) {
+    h->on_expire(k);
+    free(k->principal);
+    free(k->auth_token);
+    free(k);
+    return NULL;
+  }
+  k->recovered = 1;
+  return k;
+}
+
+static bool pending_for(const sl_session *s, const char *nsp, size_t nsplen) {
+  for (const sl_sio_pending *p = s->pending; p; p = p->next)
+    if (p->nsplen == nsplen && memcmp(p->nsp, nsp, nsplen) == 0) return true;
+  return false;
+}
+
+static const char *auth_pid(const cJSON *auth) {
+  const cJSON *pid = cJSON_IsObject(auth) ? cJSON_GetObjectItemCaseSensitive(auth, "pid") : NULL;
+  return cJSON_IsString(pid) ? pid->valuestring : NULL;
+}
+
+/* looked_up: a recovery lookup in the cluster's store ran (blob: what it found, or NULL). */
+static void handle_connect(sl_session *s, const sio_packet *p, const cJSON *payload, bool looked_up,
+                           const char *blob, size_t bloblen) {
   const sl_sio_handler *h = s->srv->sio_handler;
   sl_ns *ns = h->find_ns(s->srv, p->nsp, p->nsplen);
   if (!ns) {
@@ -325,11 +383,38 @@ static void handle_connect(sl_session *s, const sio_packet *p, const cJSON *payl
                                      "{\"message\":\"Invalid namespace\"}", 31, 0));
     return;
   }
-  if (session_socket(s, p->nsp, p->nsplen)) {
+  if (session_socket(s, p->nsp, p->nsplen) || (!looked_up && pending_for(s, p->nsp, p->nsplen))) {
     protocol_error(s, p->nsp, p->nsplen, "invalid state: namespace joined twice");
     return;
   }
-  sl_socket *sock = ns_recovers(ns) ? recover(s, ns, payload) : NULL;
+  const char *pid = ns_recovers(ns) ? auth_pid(payload) : NULL;
+  if (pid && !looked_up && h->on_recover_lookup) {
+    sl_sio_pending *pd = sl_xcalloc(1, sizeof *pd);
+    pd->sess = s;
+    memcpy(pd->nsp, p->nsp, p->nsplen);
+    pd->nsplen = p->nsplen;
+    pd->payload = payload ? cJSON_Duplicate(payload, 1) : NULL;
+    pd->next = s->pending;
+    s->pending = pd;
+    if (h->on_recover_lookup(pd, ns, pid)) return; /* sl_sio_pending_done continues */
+    s->pending = pd->next;
+    cJSON_Delete(pd->payload);
+    free(pd);
+  }
+  sl_socket *sock = NULL;
+  if (pid && looked_up && !blob) {
+    /* the store does not have it (expired, taken by another node, never kept): neither may
+     * a copy parked here be used */
+    sl_hent *e = sl_hash_get(&ns->parked, pid);
+    ns->recoveries[e && sl_container_of(e, sl_socket, phent)->parked == SL_PARK_TOMBSTONE
+                       ? SL_REC_EXPIRED
+                       : SL_REC_UNKNOWN]++;
+    if (e) parked_free(s->srv->gw, sl_container_of(e, sl_socket, phent));
+  } else if (pid && looked_up && !sl_hash_get(&ns->parked, pid)) {
+    sock = recover_remote(s, ns, payload, blob, bloblen);
+  } else if (pid) {
+    sock = recover(s, ns, payload);
+  }
   if (sock) {
     join(s, sock);
     return;
@@ -351,6 +436,22 @@ static void handle_connect(sl_session *s, const sio_packet *p, const cJSON *payl
     return;
   }
   join(s, sock);
+}
+
+/* sl_sio_pending_done: see sio.h. */
+void sl_sio_pending_done(sl_sio_pending *p, const char *blob, size_t len) {
+  sl_session *s = p->sess;
+  if (s) {
+    for (sl_sio_pending **pp = &s->pending; *pp; pp = &(*pp)->next)
+      if (*pp == p) {
+        *pp = p->next;
+        break;
+      }
+    sio_packet pk = {.type = SIO_CONNECT, .nsp = p->nsp, .nsplen = p->nsplen, .ack_id = -1};
+    if (s->state != SL_ST_CLOSED) handle_connect(s, &pk, p->payload, true, blob, len);
+  }
+  cJSON_Delete(p->payload);
+  free(p);
 }
 
 /* ---- events ---------------------------------------------------------------------------- */
@@ -446,7 +547,7 @@ void sl_sio_message(sl_session *s, const uint8_t *data, size_t len, bool binary)
       protocol_error(s, p.nsp, p.nsplen, "invalid CONNECT payload");
       return;
     }
-    handle_connect(s, &p, payload);
+    handle_connect(s, &p, payload, false, NULL, 0);
     cJSON_Delete(payload);
     return;
   }

@@ -69,7 +69,30 @@ typedef struct sl_sio_handler {
    * namespace removed, the gateway stopping): release what the layer above keeps for it.
    * sio frees principal, auth_token and the struct afterwards. */
   void (*on_expire)(sl_socket *sock);
+
+  /* Recovery in a cluster (may be NULL): a CONNECT presented `pid`. Return true after
+   * starting to look the session up in the cluster's store: the layer above then calls
+   * sl_sio_pending_done(p, ...) exactly once (never if the gateway stops first), and the
+   * CONNECT waits. false: nothing started, sio looks in its own parked sockets now. */
+  bool (*on_recover_lookup)(struct sl_sio_pending *p, sl_ns *ns, const char *pid);
+
+  /* Recovery in a cluster (may be NULL): the store held a session for the pid that this
+   * node did not keep. sock is a new socket of session sock->sess (not joined); fill it from
+   * blob[0..len) (its id and pid, principal, token, lanes) and decide as on_recover: return
+   * SL_REC_RECOVERED to join it (recovered), or why not; sio then lets go of it (on_expire)
+   * and handles the CONNECT as a new socket. */
+  int (*on_recover_remote)(sl_socket *sock, const cJSON *auth, const char *offset, const char *blob,
+                           size_t len);
 } sl_sio_handler;
+
+/* A CONNECT waiting for a recovery lookup (on_recover_lookup). */
+typedef struct sl_sio_pending sl_sio_pending;
+
+/* sl_sio_pending_done: the lookup of p ended: blob[0..len) is the session the cluster's
+ * store held for the pid (taken: no other node will get it), or NULL when it held none. The
+ * CONNECT then proceeds: recovered from this node's parked socket or from blob, else as a new
+ * socket. Frees p; nothing happens when p's session closed meanwhile. */
+void sl_sio_pending_done(sl_sio_pending *p, const char *blob, size_t len);
 
 /* sl_sio_message: one Engine.IO message (text packet or binary attachment) of session s for
  * the Socket.IO layer; data is borrowed. Protocol errors close the session
@@ -90,6 +113,10 @@ void sl_sio_start(sl_gateway *gw);
 /* sl_sio_stop: discard every parked socket of every namespace (on_expire) and close the
  * expiry timer (through close_cb, as the gateway's stop closes its handles; idempotent). */
 void sl_sio_stop(sl_gateway *gw, void (*close_cb)(sl_gateway *gw, uv_handle_t *h));
+
+/* sl_sio_discard_pid: discard the parked socket (or tombstone) of ns under pid, if any (its
+ * session was taken elsewhere: this copy is stale). */
+void sl_sio_discard_pid(sl_ns *ns, const char *pid);
 
 /* sl_sio_ns_discard_parked: discard every parked socket (and tombstone) of ns: on_expire for
  * the kept ones, then they are freed. Called before ns's topics go (topics.c, reload.c). */

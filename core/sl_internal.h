@@ -235,6 +235,7 @@ struct sl_lane {
   struct sl_spill *spill;
   uint64_t held_rep; /* deliveries held, as last added to topic->held */
   uint64_t sub_from; /* recovery: the namespace's offset when it subscribed */
+  uint8_t rebuilt;   /* recovery: rebuilt from another node's session (sl_lane_restore) */
   uint8_t refilling; /* a spill read is pending */
   uint8_t spill_failed_logged;
 };

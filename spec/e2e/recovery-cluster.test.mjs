@@ -1,9 +1,9 @@
 // recovery-cluster.test.mjs - connection-state recovery on a cluster node (README
 // "Connection-state recovery", "Cluster"): with a real redis-server and two Sluice nodes on one
 // stream, the offset of every delivery is its stream entry id, and a client cut from node A
-// recovers on node A what was published on node B meanwhile, in stream order. (Recovering on
-// another node than the one that kept the session is not built yet: the client gets a fresh
-// session there, recovered false.)
+// recovers on node A what was published on node B meanwhile, in stream order; a client cut
+// from node A and sent to node B recovers there (the session taken from Redis,
+// sio:session:<pid>, the replay from node B's copy of the stream).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { io } from "socket.io-client";
@@ -76,30 +76,48 @@ test("offsets are stream entry ids; a client cut from node A recovers there what
   } finally { s.close(); }
 });
 
-test("on another node the session is not known (yet): a fresh session, nothing replayed", async () => {
+test("disconnected from node A, reconnected to node B: recovered there, same id, nothing missed", async () => {
   const s = io(`http://127.0.0.1:${pxA.port}/r`, { forceNew: true, transports: ["websocket"],
     reconnectionDelay: 50, reconnectionDelayMax: 100, randomizationFactor: 0 });
   const got = [];
   s.on("t", (p) => got.push(p));
+  let other;
   try {
     await withTimeout(new Promise((r) => s.once("connect", r)), 5000, "connect");
     await s.timeout(5000).emitWithAck("subscribe", { topic: "t" });
     await publish(b.port, [{ namespace: "/r", topic: "t", payload: "x" }]);
     await waitFor(() => got.length === 1, 5000, "one delivery");
+    const id = s.id, pid = s._pid;
     const disc = new Promise((r) => s.once("disconnect", r));
     pxA.cut();
     await disc;
-    await publish(b.port, [{ namespace: "/r", topic: "t", payload: "missed" }]);
+    assert.equal(await metric(a.port, "sluice_recovery_sessions", { namespace: "/r" }), 1);
+    // kept in Redis as the adapter does, with an expiry of maxDisconnectionMs
+    await waitFor(() => redis.cli("EXISTS", `sio:session:${pid}`).trim() === "1", 5000, "the session in Redis");
+    const ttl = Number(redis.cli("PTTL", `sio:session:${pid}`).trim());
+    assert.ok(ttl > 0 && ttl <= 10000, `PTTL ${ttl}`);
+    await publish(a.port, Array.from({ length: 20 }, (_, i) => ({ namespace: "/r", topic: "t", payload: i })));
+    await sleep(500); // node B read them from the stream
     s.io.uri = `http://127.0.0.1:${pxB.port}`; // the load balancer sends it to node B
     s.io.opts.port = String(pxB.port);
-    s.io.opts.hostname = "127.0.0.1";
-    s.io.engine = null;
     const back = new Promise((r) => s.once("connect", r));
     pxA.release();
     await withTimeout(back, 5000, "reconnect");
-    await sleep(200);
-    assert.equal(s.recovered, false);
-    assert.deepEqual(got, ["x"]);
-    assert.equal(await metric(b.port, "sluice_recoveries_total", { namespace: "/r", result: "unknown" }), 1);
-  } finally { s.close(); }
+    assert.equal(s.recovered, true);
+    assert.equal(s.id, id);
+    await waitFor(() => got.length === 21, 5000, "21 deliveries");
+    await publish(a.port, [{ namespace: "/r", topic: "t", payload: "live" }]);
+    await waitFor(() => got.length === 22, 5000, "the live delivery on node B");
+    await sleep(100);
+    assert.deepEqual(got, ["x", ...Array.from({ length: 20 }, (_, i) => i), "live"]);
+    assert.equal(await metric(b.port, "sluice_recoveries_total", { namespace: "/r", result: "recovered" }), 1);
+    assert.equal(redis.cli("EXISTS", `sio:session:${pid}`).trim(), "0"); // taken (GETDEL)
+    // the session was taken: presenting the pid again on node A recovers nothing there,
+    // and node A lets its stale copy go
+    other = io(`http://127.0.0.1:${a.port}/r`, { forceNew: true, transports: ["websocket"], auth: { pid, offset: "1-0" } });
+    await withTimeout(new Promise((r) => other.once("connect", r)), 5000, "connect on A");
+    assert.notEqual(other.id, id);
+    assert.equal(await metric(a.port, "sluice_recovery_sessions", { namespace: "/r" }), 0);
+  } finally { s.close(); other?.close(); }
 });
+
