@@ -66,8 +66,11 @@ typedef struct cl_rlog {
   uint64_t last, suppressed;
 } cl_rlog;
 
+typedef struct take_ctx take_ctx;
+
 struct sl_cluster {
   sl_server *srv;
+  take_ctx *takes; /* recovery session lookups awaiting their reply */
   sl_gateway *gw;
   sl_cluster_config cfg; /* own copy */
   sl_redis_url url;
@@ -102,6 +105,17 @@ struct sl_cluster {
   uint64_t bad[SL_CL_NREASONS];
   cl_rlog log_full, log_err, log_gap, log_bad;
 };
+
+struct take_ctx {
+  sl_cluster_session_cb cb;
+  void *ud;
+  struct take_ctx *next, **pprev; /* in cl->takes while the reply is awaited */
+};
+
+static void take_unlink(take_ctx *t) {
+  *t->pprev = t->next;
+  if (t->next) t->next->pprev = t->pprev;
+}
 
 static void read_next(sl_cluster *cl);
 
@@ -651,6 +665,13 @@ void sl_cluster_stop(sl_server *srv) {
   srv->bus = NULL;
   srv->bus_ud = NULL;
   sl_redis_link_free(cl->w);
+  /* session lookups still waiting: nothing will answer them now */
+  while (cl->takes) {
+    take_ctx *t = cl->takes;
+    take_unlink(t);
+    t->cb(t->ud, NULL, 0);
+    free(t);
+  }
   sl_redis_link_free(cl->r);
   sl_redis_link_free(cl->s);
   cl->w = cl->r = cl->s = NULL;
@@ -704,14 +725,10 @@ int sl_cluster_session_put(sl_cluster *cl, const char *pid, const char *blob, si
                            (unsigned long long)ttl_ms);
 }
 
-typedef struct take_ctx {
-  sl_cluster_session_cb cb;
-  void *ud;
-} take_ctx;
-
 static void take_cb(sl_redis_link *l, redisReply *r, void *ud) {
   (void)l;
   take_ctx *t = ud;
+  take_unlink(t);
   if (r && r->type == REDIS_REPLY_STRING)
     t->cb(t->ud, r->str, r->len);
   else
@@ -729,6 +746,10 @@ int sl_cluster_session_take(sl_cluster *cl, const char *pid, sl_cluster_session_
     free(t);
     return SL_ESTATE;
   }
+  t->next = cl->takes;
+  if (t->next) t->next->pprev = &t->next;
+  t->pprev = &cl->takes;
+  cl->takes = t;
   return 0;
 }
 

@@ -82,7 +82,7 @@ int sl_cluster_session_put(sl_cluster *cl, const char *pid, const char *blob, si
 typedef void (*sl_cluster_session_cb)(void *ud, const char *blob, size_t len);
 
 /* sl_cluster_session_take: GETDEL sio:session:<pid> (one node takes a session, once); cb runs
- * once with the result, later, on the loop, unless the cluster is stopped first (then never).
+ * once with the result, later, on the loop (with NULL when the cluster stops first).
  * Returns 0, or SL_ESTATE when the link is down (cb is not called). */
 int sl_cluster_session_take(sl_cluster *cl, const char *pid, sl_cluster_session_cb cb, void *ud);
 
