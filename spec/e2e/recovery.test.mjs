@@ -26,10 +26,17 @@ function open(px, nsp, topics, opts = {}) {
 }
 
 const event = (s, ev, ms = 5000) => withTimeout(new Promise((r) => s.once(ev, (...a) => r(a))), ms, `${ev} of ${s.nsp}`);
+// connectedOrError: null once connected, or the server's CONNECT_ERROR. A reconnection attempt
+// that the proxy refused while holding is a transport error the client retries: skipped.
 async function connectedOrError(s, ms = 5000) {
   return withTimeout(new Promise((resolve) => {
-    s.once("connect", () => resolve(null));
-    s.once("connect_error", (e) => resolve(e));
+    const err = (e) => {
+      if (e?.type === "TransportError" || e?.data === undefined) return;
+      s.off("connect_error", err);
+      resolve(e);
+    };
+    s.once("connect", () => { s.off("connect_error", err); resolve(null); });
+    s.on("connect_error", err);
   }), ms, `connect of ${s.nsp}`);
 }
 async function waitFor(pred, ms = 5000, what = "a condition") {
