@@ -13,6 +13,7 @@
 -- OVERFLOW (DROP_OLDEST), MAX_QUEUED (maxQueuedMessagesPerClient, default 64),
 -- RECOVERY ("1": the namespace has recovery = {}, every delivery carries its offset and goes
 -- into the history; the recovery-cost scenario),
+-- FLUSH_MS (flushIntervalMs, the batching window; 0 = off),
 -- HOOKS ("" | "route" | "route_noop" | "coalesce" | "coalesce_path" | "both": Lua hooks for the
 -- hook-cost scenario).
 
@@ -32,6 +33,7 @@ local HIGH_WATER = num("HIGH_WATER", 0)
 local MAX_QUEUED = num("MAX_QUEUED", 64)
 local OVERFLOW = os.getenv("OVERFLOW") or "DROP_OLDEST"
 local HOOKS = os.getenv("HOOKS") or ""
+local FLUSH_MS = num("FLUSH_MS", 0)
 
 local overhead = #string.format('{"ts":"%d","seq":%d,"sym":"S0","data":""}', 1732740000000000, 1000000)
 local filler = string.rep("x", math.max(0, SIZE - overhead))
@@ -99,5 +101,6 @@ if (os.getenv("TLS_CERT") or "") ~= "" then
   server.tls = { certChainPemPath = os.getenv("TLS_CERT"), privateKeyPemPath = os.getenv("TLS_KEY") }
 end
 if HIGH_WATER > 0 then server.socketHighWaterBytes = HIGH_WATER end
+if FLUSH_MS > 0 then server.flushIntervalMs = FLUSH_MS end
 
 return { servers = { bench = server } }
