@@ -35,11 +35,11 @@ const char *const sl_hook_time_names[SL_HOOK_TIMED_KINDS] = {"route", "coalesceK
   X(on_connect, SL_HK_ON_CONNECT)                                                                  \
   X(on_disconnect, SL_HK_ON_DISCONNECT)                                                            \
   X(on_subscribe, SL_HK_ON_SUBSCRIBE)                                                              \
-  X(on_unsubscribe, SL_HK_ON_UNSUBSCRIBE) X(on_overflow, SL_HK_ON_OVERFLOW)                        \
-      X(on_retry_exhausted, SL_HK_ON_RETRY_EXHAUSTED) X(on_start, SL_HK_ON_START)                  \
-          X(client_free, SL_HK_CLIENT_FREE) X(eio_open, SL_HK_EIO_OPEN)                            \
-              X(eio_message, SL_HK_EIO_MESSAGE) X(eio_close, SL_HK_EIO_CLOSE)                      \
-                  X(eio_free, SL_HK_EIO_FREE) X(allow_request, SL_HK_ALLOW_REQUEST)
+  X(on_unsubscribe, SL_HK_ON_UNSUBSCRIBE)                                                          \
+  X(on_overflow, SL_HK_ON_OVERFLOW) X(on_retry_exhausted, SL_HK_ON_RETRY_EXHAUSTED)                \
+      X(on_start, SL_HK_ON_START) X(client_free, SL_HK_CLIENT_FREE) X(eio_open, SL_HK_EIO_OPEN)    \
+          X(eio_message, SL_HK_EIO_MESSAGE) X(eio_close, SL_HK_EIO_CLOSE)                          \
+              X(eio_free, SL_HK_EIO_FREE) X(allow_request, SL_HK_ALLOW_REQUEST)
 
 static bool name_eq(const char *a, const char *b) {
   return a == b || (a && b && strcmp(a, b) == 0);
