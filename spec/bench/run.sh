@@ -19,6 +19,8 @@
 #   BENCH_RESULTS=spec/bench/RESULTS.md   where to write the report
 #   BUILD=build          build directory (loadgen and sluice binaries)
 #   SLUICE_ARGS="--log-level warn"   extra arguments for sluice
+#   BENCH_FLUSH_MS=0     Sluice's flushIntervalMs (batching window) in every scenario (0 = off,
+#                        the default; socket.io has no such option)
 # Everything is bounded in time (timeout(1) around every client run); traffic only to 127.0.0.1.
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
@@ -200,6 +202,7 @@ run_one() {
   local delay=$(( (clients * 1000) / ramp + 2000 ))
   local env=(RATE="$rate" SIZE="$size" PRODUCER_DELAY_MS="$delay" PING_TIMEOUT_MS="$pto")
   if [ "$kind" = sluice ]; then
+    [ "${BENCH_FLUSH_MS:-0}" -gt 0 ] && env+=(FLUSH_MS="$BENCH_FLUSH_MS")
     case $sc in slow|slow0) [ "$SNDBUF" -gt 0 ] && env+=(SNDBUF="$SNDBUF") ;; esac
     if [ "$sc" = hooks ]; then
       env+=(OVERFLOW=COALESCE MAX_QUEUED=4096)  # one fast client: nothing may drop

@@ -11,6 +11,7 @@
 -- SNDBUF (socketSendBufferBytes, unset = kernel default), HIGH_WATER (socketHighWaterBytes),
 -- TLS_CERT / TLS_KEY (PEM files: serve WSS with them, the TLS scenarios),
 -- OVERFLOW (DROP_OLDEST), MAX_QUEUED (maxQueuedMessagesPerClient, default 64),
+-- FLUSH_MS (flushIntervalMs, the batching window; unset or 0 = off, the default),
 -- HOOKS ("" | "route" | "route_noop" | "coalesce" | "coalesce_path" | "both": Lua hooks for the
 -- hook-cost scenario).
 
@@ -94,5 +95,6 @@ if (os.getenv("TLS_CERT") or "") ~= "" then
   server.tls = { certChainPemPath = os.getenv("TLS_CERT"), privateKeyPemPath = os.getenv("TLS_KEY") }
 end
 if HIGH_WATER > 0 then server.socketHighWaterBytes = HIGH_WATER end
+if num("FLUSH_MS", 0) > 0 then server.flushIntervalMs = num("FLUSH_MS", 0) end
 
 return { servers = { bench = server } }
