@@ -12,7 +12,7 @@
 #   BENCH_SCENARIOS="fanout slow slow0 idle latency hooks reload tls_fanout tls_idle"   which scenarios
 #                        (tls_*: fanout / idle over TLS: Sluice WSS vs socket.io on
 #                        https.createServer, one EC P-256 certificate made here for both,
-#                        loadgen --tls; TLSv1.3 with the OpenSSL defaults on both sides)
+#                        loadgen --tls; TLSv1.3, each server with its defaults)
 #   BENCH_PORT=39100     first port to use (each server start takes the next free one)
 #   BENCH_SNDBUF=65536   Sluice socketSendBufferBytes (SO_SNDBUF) in the slow-consumer scenarios
 #                        (0 = kernel default, autotuned up to tcp_wmem max)
