@@ -144,8 +144,7 @@ static int pump(peer *p) {
 
 static void client_drain(peer *p) {
   char buf[4096];
-  while (SSL_read(p->cli, buf, sizeof buf) > 0) {
-  }
+  while (SSL_read(p->cli, buf, sizeof buf) > 0) {}
 }
 
 /* A connection as a WSS client leaves it: handshake (and the tickets the server sends
