@@ -14,7 +14,7 @@
 #                        each in its own loop iteration, on both servers)
 #                        (tls_*: fanout / idle over TLS: Sluice WSS vs socket.io on
 #                        https.createServer, one EC P-256 certificate made here for both,
-#                        loadgen --tls; TLSv1.3 with the OpenSSL defaults on both sides)
+#                        loadgen --tls; TLSv1.3, each server with its defaults)
 #   BENCH_WINDOWS="0 1 2 5"   Sluice's flushIntervalMs values run in fanout1 and latency
 #   BENCH_PERF=1         perf stat (software events, syscall tracepoints) over the window of the
 #                        fan-out scenarios, when perf works here (0: off); /proc figures always
@@ -24,6 +24,8 @@
 #   BENCH_RESULTS=spec/bench/RESULTS.md   where to write the report
 #   BUILD=build          build directory (loadgen and sluice binaries)
 #   SLUICE_ARGS="--log-level warn"   extra arguments for sluice
+#   BENCH_FLUSH_MS=0     Sluice's flushIntervalMs (batching window) in every scenario (0 = off,
+#                        the default; socket.io has no such option)
 # Everything is bounded in time (timeout(1) around every client run); traffic only to 127.0.0.1.
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
@@ -232,6 +234,8 @@ run_one() {
   [ "$sc" = fanout1 ] && env+=(TICK_MS=1)
   case $variant in w[0-9]*) env+=(FLUSH_MS="${variant#w}") ;; esac
   if [ "$kind" = sluice ]; then
+    # BENCH_FLUSH_MS: a window in every scenario (a w* variant's own value wins)
+    case $variant in w[0-9]*) ;; *) [ "${BENCH_FLUSH_MS:-0}" -gt 0 ] && env+=(FLUSH_MS="$BENCH_FLUSH_MS") ;; esac
     case $sc in slow|slow0) [ "$SNDBUF" -gt 0 ] && env+=(SNDBUF="$SNDBUF") ;; esac
     if [ "$sc" = hooks ]; then
       env+=(OVERFLOW=COALESCE MAX_QUEUED=4096)  # one fast client: nothing may drop
