@@ -7,7 +7,8 @@
 // killed with kill -9, a stream trimmed past what a node read.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { startServer, client, connected, closeAll, Inbox, api, publish, sleep, withTimeout } from "./helpers.mjs";
+import { writeFileSync } from "node:fs";
+import { startServer, writeConfig, client, connected, closeAll, Inbox, api, publish, sleep, withTimeout } from "./helpers.mjs";
 import { serverConfig, lua, metrics, mval, waitMetric } from "./delivery-helpers.mjs";
 import { startRedis, freePort } from "./redis.mjs";
 
@@ -286,4 +287,39 @@ test("examples/cluster/run.sh (make cluster-demo): a publish on node 0 reaches a
   assert.equal(r.status, 0, r.stdout + r.stderr);
   assert.match(r.stdout, new RegExp(`client on node :${bp + 2} received \\{"symbol":"X","price":3,"from":"node :${bp}"\\}`));
   assert.match(r.stdout, /sluice_cluster_nodes\{namespace="\/feed"\} 3/);
+});
+
+test("reload: an unchanged cluster block keeps the links, a changed one reconnects", async () => {
+  const r6 = await startRedis();
+  const file = writeConfig(nodeConfig(r6.url, { streamKey: "one" }));
+  const a = await startServer(null, { file });
+  const b = await startNode(r6.url, { streamKey: "two" });
+  const socks = [];
+  try {
+    await Promise.all([a, b].map(clusterUp));
+    const reload = async () => {
+      const n = (a.stderr().match(/configuration reloaded/g) || []).length;
+      const res = await fetch(`http://127.0.0.1:${a.port}/api/reload`, { method: "POST", headers: { "content-type": "application/json" } });
+      assert.equal(res.status, 200, await res.text());
+      await waitFor(() => (a.stderr().match(/configuration reloaded/g) || []).length > n, 5000, "reload logged");
+    };
+    // the same block (another key changed): nothing reconnects
+    writeFileSync(file, nodeConfig(r6.url, { streamKey: "one" }).replace("drainTimeoutMs = 500", "drainTimeoutMs = 600"));
+    await reload();
+    assert.doesNotMatch(a.stderr(), /cluster block changed/);
+    assert.equal((a.stderr().match(/cluster node "/g) || []).length, 1, "one node started");
+    // another stream: a new node, reading "two", where b publishes
+    writeFileSync(file, nodeConfig(r6.url, { streamKey: "two" }));
+    await reload();
+    await a.waitLog(/the cluster block changed: reconnecting/);
+    await clusterUp(a);
+    const sa = await subscriber(a, "/feed", "prices");
+    socks.push(sa.s);
+    await publish(b.port, { namespace: "/feed", topic: "prices", payload: { on: "two" } });
+    assert.deepEqual((await sa.inbox.next(8000))[0], { on: "two" });
+  } finally {
+    closeAll(...socks);
+    await Promise.all([a, b].map((n) => n.stop()));
+    await r6.stop();
+  }
 });
