@@ -254,7 +254,7 @@ test("a stream trimmed past what a slow node read: the gap is logged and counted
     }
     const xlen = Number(r5.cli("XLEN", "trim"));
     assert.ok(xlen < N, `trimmed (XLEN ${xlen})`);
-    const lost = await waitMetric(slow.port, "sluice_cluster_entries_lost_total", {}, (v) => v > 0, 10000);
+    await waitMetric(slow.port, "sluice_cluster_entries_lost_total", {}, (v) => v > 0, 10000);
     await slow.waitLog(/stream "trim" was trimmed past the last entry read .* entries lost here/);
     // every entry is either delivered or counted as lost
     await withTimeout((async () => {
@@ -265,7 +265,8 @@ test("a stream trimmed past what a slow node read: the gap is logged and counted
       }
     })(), 10000, "received + lost = published");
     const m = await metrics(slow.port);
-    assert.equal(mval(m, "sluice_cluster_received_total") + mval(m, "sluice_cluster_entries_lost_total"), N);
+    const lost = mval(m, "sluice_cluster_entries_lost_total"); // a lower bound until caught up
+    assert.equal(mval(m, "sluice_cluster_received_total") + lost, N);
     assert.ok(lost >= N - xlen - 10, `lost ${lost}`);
     // not stalled: the next publish arrives
     await publish(w.port, { namespace: "/feed", topic: "news", payload: { i: "after" } });
