@@ -324,3 +324,35 @@ test("reload: an unchanged cluster block keeps the links, a changed one reconnec
     await r6.stop();
   }
 });
+
+test("snapshot: the state built on the origin is every node's, and each node's hook goes on from it", async () => {
+  const r7 = await startRedis();
+  const prelude = "local function merge(state, topic, payload) state = state or {} for k, v in pairs(payload) do state[k] = v end return state end";
+  const cfg = (url) => serverConfig(
+    [{ path: "/merge", topics: ["t"], overflowAction: "REJECT_NEW", snapshot: lua("merge") }],
+    { cluster: { redis: url, streamKey: "snap", blockMs: 500 } }, prelude);
+  const [a, b] = await Promise.all([startServer(cfg(r7.url)), startServer(cfg(r7.url))]);
+  const socks = [];
+  try {
+    await Promise.all([a, b].map(clusterUp));
+    const wa = await subscriber(a, "/merge", "t");
+    const wb = await subscriber(b, "/merge", "t");
+    socks.push(wa.s, wb.s);
+    let n = 0;
+    for (const [node, payload] of [[a, { a: 1 }], [b, { b: 2 }], [a, { a: 3 }]]) {
+      await publish(node.port, { namespace: "/merge", topic: "t", payload });
+      n++;
+      await wa.inbox.count(n, 8000); // both nodes have it before the next publish
+      await wb.inbox.count(n, 8000);
+    }
+    for (const node of [a, b]) {
+      const late = await subscriber(node, "/merge", "t");
+      socks.push(late.s);
+      assert.deepEqual((await late.inbox.next(8000))[0], { a: 3, b: 2 }, `state on :${node.port}`);
+    }
+  } finally {
+    closeAll(...socks);
+    await Promise.all([a, b].map((x) => x.stop()));
+    await r7.stop();
+  }
+});
