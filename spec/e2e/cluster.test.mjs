@@ -8,7 +8,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { writeFileSync } from "node:fs";
-import { startServer, writeConfig, client, connected, closeAll, Inbox, api, publish, sleep, withTimeout } from "./helpers.mjs";
+import { startServer, writeConfig, assertCleanExit, client, connected, closeAll, Inbox, api, publish, sleep, withTimeout } from "./helpers.mjs";
 import { serverConfig, lua, metrics, mval, waitMetric } from "./delivery-helpers.mjs";
 import { startRedis, freePort } from "./redis.mjs";
 
@@ -48,6 +48,9 @@ async function waitFor(cond, ms, what) {
   }
 }
 
+// stopClean: stop a node (SIGTERM) and check it exited cleanly: status 0, no sanitizer report.
+const stopClean = async (node) => assertCleanExit(await node.stop());
+
 const clusterUp = (node) => waitMetric(node.port, "sluice_cluster_up", {}, (v) => v === 1, 10000);
 
 let redis;
@@ -60,7 +63,7 @@ before(async () => {
 });
 
 after(async () => {
-  await Promise.all(nodes.map((n) => n.stop()));
+  await Promise.all(nodes.map(stopClean));
   await redis?.stop();
 });
 
@@ -148,8 +151,8 @@ test("Redis unreachable at start: the node serves local publishes, then joins wh
     assert.ok(r2.cli("XRANGE", "late", "-", "+").includes("local"), "kept, then appended");
   } finally {
     closeAll(...[sa, sb].filter(Boolean).map((x) => x.s));
-    await a.stop();
-    await b?.stop();
+    await stopClean(a);
+    if (b) await stopClean(b);
     await r2?.stop();
   }
 });
@@ -200,7 +203,7 @@ test("Redis killed and restarted: reconnect, resume, append what was kept, 503 p
     await a.waitLog(/redis cluster \(127\.0\.0\.1:\d+\) down: .*reconnecting/);
   } finally {
     closeAll(...socks);
-    await Promise.all([a, b, c].map((n) => n.stop()));
+    await Promise.all([a, b, c].map(stopClean));
     await r3.stop();
   }
 });
@@ -227,7 +230,7 @@ test("a node killed with kill -9: the others keep serving", async () => {
     await moved.inbox.until((x) => x[0].i === 99, 8000);
   } finally {
     closeAll(...socks);
-    await Promise.all([a, b].map((n) => n.stop()));
+    await Promise.all([a, b].map(stopClean));
     await r4.stop();
   }
 });
@@ -267,13 +270,14 @@ test("a stream trimmed past what a slow node read: the gap is logged and counted
     const m = await metrics(slow.port);
     const lost = mval(m, "sluice_cluster_entries_lost_total"); // a lower bound until caught up
     assert.equal(mval(m, "sluice_cluster_received_total") + lost, N);
-    assert.ok(lost >= N - xlen - 10, `lost ${lost}`);
+    // at most what was left in the stream, plus what the node had read before it stopped
+    assert.ok(lost >= N - xlen - 50, `lost ${lost}, XLEN ${xlen}`);
     // not stalled: the next publish arrives
     await publish(w.port, { namespace: "/feed", topic: "news", payload: { i: "after" } });
     await ss.inbox.until((x) => x[0].i === "after", 8000);
   } finally {
     closeAll(...socks);
-    await Promise.all([w, slow].map((n) => n.stop()));
+    await Promise.all([w, slow].map(stopClean));
     await r5.stop();
   }
 });
@@ -320,7 +324,7 @@ test("reload: an unchanged cluster block keeps the links, a changed one reconnec
     assert.deepEqual((await sa.inbox.next(8000))[0], { on: "two" });
   } finally {
     closeAll(...socks);
-    await Promise.all([a, b].map((n) => n.stop()));
+    await Promise.all([a, b].map(stopClean));
     await r6.stop();
   }
 });
@@ -352,7 +356,7 @@ test("snapshot: the state built on the origin is every node's, and each node's h
     }
   } finally {
     closeAll(...socks);
-    await Promise.all([a, b].map((x) => x.stop()));
+    await Promise.all([a, b].map(stopClean));
     await r7.stop();
   }
 });
