@@ -185,6 +185,16 @@ test("Redis killed and restarted: reconnect, resume, append what was kept, 503 p
     assert.equal(mval(mc, "sluice_cluster_dropped_total", { reason: "buffer_full" }), 1);
     assert.equal(mval(mc, "sluice_cluster_buffered"), 3);
     await c.waitLog(/bufferMax\): publish on \/feed\/prices refused \(CLUSTER_UNAVAILABLE/);
+    // a client's publish event and Lua's sluice.publish are refused the same way
+    const pc = client(`http://127.0.0.1:${c.port}/feed`, { transports: ["websocket"] });
+    socks.push(pc);
+    await connected(pc);
+    const errEv = new Promise((r) => pc.once("error", r));
+    pc.emit("publish", { topic: "prices", payload: { c: "client" } });
+    assert.equal((await withTimeout(errEv, 5000, "error event")).code, "CLUSTER_UNAVAILABLE");
+    pc.emit("luapub", { c: "lua" });
+    await c.waitLog(/publish \/feed prices: CLUSTER_UNAVAILABLE \(Redis unreachable, buffer full\)/);
+    assert.equal(mval(await metrics(c.port), "sluice_cluster_dropped_total", { reason: "buffer_full" }), 3);
     await r3.restart(); // same port, empty (no persistence)
     await Promise.all([a, b, c].map(clusterUp));
     // what a and c kept reaches b (appended on return); a does not get its own twice
