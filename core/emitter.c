@@ -128,10 +128,13 @@ static bool is_undefined(const msgpack_object *o) {
 }
 
 /* Append the JSON string literal of the UTF-8 bytes s[0..n), escaped as JSON.stringify
- * escapes (", \, control characters; a lone surrogate, which notepack.io writes as three
- * bytes, as \udxxx). Other invalid UTF-8: false. */
+ * escapes (", \, control characters as \n or \u00xx). Invalid UTF-8: false. */
 static bool put_string(sl_sbuf *b, const char *s, size_t n) {
   static const char hex[] = "0123456789abcdef";
+  if (n == 0) { /* msgpack-c gives an empty string a NULL pointer */
+    sl_sbuf_append(b, "\"\"", 2);
+    return true;
+  }
   sl_sbuf_reserve(b, n + 2);
   sl_sbuf_append(b, "\"", 1);
   size_t run = 0; /* start of the bytes copied as they are */
@@ -161,22 +164,9 @@ static bool put_string(sl_sbuf *b, const char *s, size_t n) {
       esc = u;
       elen = 6;
     } else if (c >= 0x80) {
-      size_t sl = sl_utf8_seq_len((const unsigned char *)s + i, n - i);
-      if (sl == 0) {
-        /* ED A0..BF xx: a UTF-16 surrogate, as notepack.io writes a lone one */
-        if (c != 0xed || n - i < 3 || ((unsigned char)s[i + 1] & 0xe0) != 0xa0 ||
-            ((unsigned char)s[i + 2] & 0xc0) != 0x80)
-          return false;
-        unsigned cp = 0xd000u | ((unsigned)(s[i + 1] & 0x3f) << 6) | (unsigned)(s[i + 2] & 0x3f);
-        u[0] = '\\';
-        u[1] = 'u';
-        for (int k = 0; k < 4; k++) u[2 + k] = hex[(cp >> (12 - 4 * k)) & 15];
-        esc = u;
-        elen = 6;
-        step = 3;
-      } else {
-        step = sl;
-      }
+      /* invalid UTF-8 (a surrogate too: notepack.io never writes one alone, and a lone \udxxx
+       * escape is refused by the publish path's JSON check) */
+      if ((step = sl_utf8_seq_len((const unsigned char *)s + i, n - i)) == 0) return false;
     }
     if (esc) {
       sl_sbuf_append(b, s + run, i - run);
@@ -424,6 +414,7 @@ static const msgpack_object *member(const msgpack_object *map, const char *key) 
 /* A copy of string object o, or NULL when o is not a string or holds a NUL byte. */
 static char *dup_str(const msgpack_object *o) {
   if (!o || o->type != MSGPACK_OBJECT_STR) return NULL;
+  if (o->via.str.size == 0) return sl_xstrdup(""); /* ptr may be NULL */
   if (memchr(o->via.str.ptr, 0, o->via.str.size)) return NULL;
   return sl_xstrndup(o->via.str.ptr, o->via.str.size);
 }
@@ -511,6 +502,7 @@ static sl_emit_reason from_tree(const msgpack_object *root, size_t max, sl_emitt
     sl_sbuf_puts(&b, "null");
   else
     r = put_value(&b, &data->via.array.ptr[1], max);
+  if (r == SL_EMIT_OK && max && b.len > max) r = SL_EMIT_TOO_LARGE; /* "null" too */
   if (r != SL_EMIT_OK) {
     *why = r == SL_EMIT_BINARY      ? "the payload holds binary data, which JSON cannot carry"
            : r == SL_EMIT_TOO_LARGE ? "the payload's JSON is larger than maxPayload"

@@ -125,6 +125,8 @@ TEST(to_json_types) {
   JR("\xc4\x01\x00", SL_EMIT_BINARY);          /* bin */
   JR("\xd4\x05\x00", SL_EMIT_BINARY);          /* another extension */
   JR("\xa2\xc3\x28", SL_EMIT_MALFORMED);       /* invalid UTF-8 */
+  JR("\xa4\xed\xa0\x80T", SL_EMIT_MALFORMED);   /* a lone surrogate (CESU-8) */
+  J("\xa0", "\"\"");                             /* the empty string */
   JR("\x81\x90\x01", SL_EMIT_MALFORMED);       /* an array as a key */
   JR("\xc1", SL_EMIT_MALFORMED);               /* reserved byte */
   JR("", SL_EMIT_MALFORMED);
