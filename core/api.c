@@ -14,6 +14,7 @@
 #include "spill.h"
 #include "api.h"
 #include "drain.h"
+#include "emitter_ingest.h"
 #include "hooks.h"
 #include "lane.h"
 #include "procstat.h"
@@ -610,6 +611,7 @@ static void metrics_text(sl_server *srv, sl_sbuf *b) {
   sl_procstat_text(b, &ps);
   refusal_metrics(gw, b);
   sl_tls_server_metrics(gw, b);
+  sl_emitter_metrics(srv, b);
 }
 
 /* sl_gateway_stats_json: see sl_core.h. */

@@ -547,22 +547,3 @@ void sl_emitter_msg_free(sl_emitter_msg *m) {
   free_list(m->except, m->nexcept);
   memset(m, 0, sizeof *m);
 }
-
-/* ---- metrics ----------------------------------------------------------------------------- */
-
-void sl_emitter_metrics(const sl_emitter_stats *st, sl_sbuf *b) {
-  static const sl_emitter_stats zero;
-  if (!st) st = &zero;
-  sl_sbuf_printf(b,
-                 "# HELP sluice_emitter_received_total Messages received on the "
-                 "@socket.io/redis-emitter channels (cluster.acceptEmitter)\n"
-                 "# TYPE sluice_emitter_received_total counter\n"
-                 "sluice_emitter_received_total %llu\n"
-                 "# HELP sluice_emitter_ignored_total Messages on the emitter channels not "
-                 "delivered, by reason\n"
-                 "# TYPE sluice_emitter_ignored_total counter\n",
-                 (unsigned long long)st->received);
-  for (int i = 1; i < SL_EMIT_REASONS; i++)
-    sl_sbuf_printf(b, "sluice_emitter_ignored_total{reason=\"%s\"} %llu\n", reason_names[i],
-                   (unsigned long long)st->ignored[i]);
-}

@@ -9,11 +9,9 @@
  * [uid, packet, opts] from another kind of publisher, are not the emitter's and are ignored
  * (counted).
  *
- * Two parts: sl_emitter_decode, a pure function (bytes in, a decoded message or a reason out),
- * and sl_emitter_ingest, which hands a decoded message to the local lanes through
- * sl_publish_remote. An emitted message reaches every node by pub/sub; each node delivers it
- * to its own clients and never appends it to the stream, so it is delivered exactly once
- * cluster-wide. Sluice delivers JSON: args are converted from msgpack (nil, booleans,
+ This module is the pure part: sl_emitter_decode (bytes in, a decoded message or a reason
+ * out). emitter_ingest.h subscribes and hands decoded messages to the local lanes. Sluice
+ * delivers JSON: args are converted from msgpack (nil, booleans,
  * integers, floats, strings, arrays, maps, and msgpack timestamps, which notepack.io writes
  * for a Date, as the ISO string Date.toJSON gives); binary data and other extension types
  * cannot be represented and the message is ignored (reason "binary"). */
@@ -78,19 +76,5 @@ void sl_emitter_msg_free(sl_emitter_msg *m);
  * (past max bytes appended, 0 = no bound); b may hold a partial text on error. Exposed for
  * the tests and the fuzz target. */
 sl_emit_reason sl_emitter_to_json(const void *buf, size_t len, size_t max, sl_sbuf *b);
-
-/* Counters of the ingest, rendered by sl_emitter_metrics. */
-typedef struct sl_emitter_stats {
-  uint64_t received;                 /* messages that came in on an emitter channel */
-  uint64_t delivered;                /* of those, handed to the lanes */
-  uint64_t ignored[SL_EMIT_REASONS]; /* by reason (ignored[SL_EMIT_OK] unused) */
-  uint64_t log_window_ms, log_lines; /* rate limit of the ignore log lines */
-  uint64_t log_suppressed;
-} sl_emitter_stats;
-
-/* sl_emitter_metrics: append sluice_emitter_received_total and
- * sluice_emitter_ignored_total{reason} (every reason, zeros included) to b, in the
- * Prometheus text format. st may be NULL (all zero). */
-void sl_emitter_metrics(const sl_emitter_stats *st, sl_sbuf *b);
 
 #endif

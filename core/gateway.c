@@ -13,6 +13,7 @@
 #include "gateway.h"
 #include "acks.h"
 #include "eio.h"
+#include "emitter_ingest.h"
 #include "heap.h"
 #include "hooks.h"
 #include "lane_spill.h"
@@ -130,6 +131,7 @@ static void gateway_destroy(sl_gateway *gw) {
     sl_auth_free_table(srv);
     sl_tls_server_free(srv);
     sl_net_server_free(srv);
+    sl_emitter_server_stop(srv); /* when freed without a stop */
   }
   free(gw->servers);
   sl_heap_free(&gw->acks);
@@ -199,6 +201,7 @@ int sluice_start(sluice_t *gw, char *err, size_t errlen) {
     sl_log_info("server \"%s\" listening on %s://%s:%d", srv->cfg->name,
                 srv->tls ? "https" : "http", srv->cfg->host ? srv->cfg->host : "0.0.0.0",
                 srv->port);
+    sl_emitter_server_sync(srv); /* cluster.acceptEmitter: subscribe in the background */
     const sl_api_config *a = &srv->cfg->api;
     if (!a->listen) continue;
     r = sl_server_listen_api(srv, sl_router_api_request);
@@ -316,6 +319,7 @@ void sluice_stop(sluice_t *gw, void (*cb)(sluice_t *, void *), void *arg) {
     if (srv->listening) close_handle(gw, (uv_handle_t *)&srv->listener);
     srv->listening = false;
     sl_tls_server_stop(srv, close_handle);
+    sl_emitter_server_stop(srv);
     if (srv->api_listening) {
       gw->closing_handles++;
       sl_server_close_api(srv, handle_closed, gw);

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include "sl_internal.h"
 #include "client.h"
+#include "emitter_ingest.h"
 #include "tls_server.h"
 #include "hooks.h"
 #include "sio.h"
@@ -188,6 +189,7 @@ int sl_gateway_swap(sl_gateway *gw, sl_config *nc, char *err, size_t errlen) {
     srv->nns = sc->nns;
     srv->cfg = sc;
     sl_tls_server_commit(srv, tls[i]);
+    sl_emitter_server_sync(srv); /* acceptEmitter, emitterKey or the Redis URL may change */
   }
   free(tls);
   gw->cfg = nc;

@@ -173,6 +173,7 @@ struct sl_server {
   struct sl_tls_watch *tls_watch;
   uint64_t tls_handshake_errors;
   uint64_t tls_reloads_ok, tls_reloads_failed;
+  struct sl_emitter_sub *emitter; /* the @socket.io/redis-emitter ingest (emitter_ingest.c) */
 };
 
 /* ---- Socket.IO sockets and lanes ----------------------------------------------------- */
