@@ -68,6 +68,7 @@ enum {
 
 typedef struct sl_lane sl_lane;
 typedef struct sl_session sl_session;
+struct sl_bus_pub; /* publish.h */
 typedef struct sl_conn sl_conn;
 
 typedef struct sl_topic {
@@ -173,6 +174,10 @@ struct sl_server {
   struct sl_tls_watch *tls_watch;
   uint64_t tls_handshake_errors;
   uint64_t tls_reloads_ok, tls_reloads_failed;
+  /* the cluster bus (cluster.c): asked once per publish and topic when set (publish.h) */
+  int (*bus)(void *ud, const struct sl_bus_pub *p);
+  void *bus_ud;
+  struct sl_cluster *cluster;     /* the server's cluster node, NULL: single node */
   struct sl_emitter_sub *emitter; /* the @socket.io/redis-emitter ingest (emitter_ingest.c) */
 };
 
