@@ -73,8 +73,8 @@ static bool channel_of(const char *channel, size_t chlen, const char *key, const
          channel[chlen - 1] == '#';
 }
 
-sl_emit_reason sl_emitter_ingest(sl_server *srv, const char *key, const char *channel,
-                                 size_t chlen, const void *msg, size_t len, sl_emitter_stats *st) {
+sl_emit_reason sl_emitter_ingest(sl_server *srv, const char *key, const char *channel, size_t chlen,
+                                 const void *msg, size_t len, sl_emitter_stats *st) {
   st->received++;
   sl_emitter_msg m;
   char err[160];

@@ -26,10 +26,10 @@
 
 /* Counters of one server's ingest (sl_emitter_metrics). */
 typedef struct sl_emitter_stats {
-  uint64_t received;                 /* messages that came in on an emitter channel */
-  uint64_t delivered;                /* of those, handed to the lanes */
-  uint64_t ignored[SL_EMIT_REASONS]; /* by reason (ignored[SL_EMIT_OK] unused) */
-  uint64_t log_window_ms;            /* rate limit of the log lines: window start, */
+  uint64_t received;                  /* messages that came in on an emitter channel */
+  uint64_t delivered;                 /* of those, handed to the lanes */
+  uint64_t ignored[SL_EMIT_REASONS];  /* by reason (ignored[SL_EMIT_OK] unused) */
+  uint64_t log_window_ms;             /* rate limit of the log lines: window start, */
   uint64_t log_lines, log_suppressed; /* lines written in it, lines left out */
 } sl_emitter_stats;
 
@@ -41,8 +41,8 @@ typedef struct sl_emitter_stats {
  * sl_publish_remote (no hook runs; an AT_LEAST_ONCE namespace gets a message id made here).
  * Counts into st (received, delivered or ignored[reason]) and logs refusals (rate-limited).
  * Returns SL_EMIT_OK when delivered (also to nobody), else the reason it was ignored. */
-sl_emit_reason sl_emitter_ingest(sl_server *srv, const char *key, const char *channel,
-                                 size_t chlen, const void *msg, size_t len, sl_emitter_stats *st);
+sl_emit_reason sl_emitter_ingest(sl_server *srv, const char *key, const char *channel, size_t chlen,
+                                 const void *msg, size_t len, sl_emitter_stats *st);
 
 /* sl_emitter_server_sync: make srv's emitter subscription match its config: started when
  * cfg->cluster has acceptEmitter on (connects in the background, retries with backoff;
