@@ -12,7 +12,8 @@
 -- TLS_CERT / TLS_KEY (PEM files: serve WSS with them, the TLS scenarios),
 -- OVERFLOW (DROP_OLDEST), MAX_QUEUED (maxQueuedMessagesPerClient, default 64),
 -- HOOKS ("" | "route" | "route_noop" | "coalesce" | "coalesce_path" | "both": Lua hooks for the
--- hook-cost scenario).
+-- hook-cost scenario), CLUSTER_REDIS (a redis:// URL: join a cluster on the stream
+-- "socket.io", the cluster scenario).
 
 local function num(name, default)
   local v = os.getenv(name)
@@ -94,5 +95,8 @@ if (os.getenv("TLS_CERT") or "") ~= "" then
   server.tls = { certChainPemPath = os.getenv("TLS_CERT"), privateKeyPemPath = os.getenv("TLS_KEY") }
 end
 if HIGH_WATER > 0 then server.socketHighWaterBytes = HIGH_WATER end
+if (os.getenv("CLUSTER_REDIS") or "") ~= "" then
+  server.cluster = { redis = os.getenv("CLUSTER_REDIS") }
+end
 
 return { servers = { bench = server } }
