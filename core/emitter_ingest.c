@@ -4,19 +4,18 @@
 #include <string.h>
 #include "emitter_ingest.h"
 #include "publish.h"
-#include "redis_link.h"
+#include "cluster.h"
 #include "sl_util.h"
 
 #define LOG_WINDOW_MS 10000
 #define LOG_LINES 5
 
-/* One server's subscription. Owned by srv->emitter. */
+/* One server's ingest: its counters and the emitterKey it checks channels against. Owned by
+ * srv->emitter; it outlives cluster nodes (a reload may replace srv->cluster). */
 typedef struct sl_emitter_sub {
   sl_server *srv;
-  sl_redis_link *link; /* NULL while stopped (the counters stay) */
-  sl_redis_url url;
-  char *key;     /* emitterKey */
-  char *pattern; /* <key>#* with the glob characters of key escaped */
+  sl_cluster *cl; /* the node whose pub/sub handler we are, NULL while off */
+  char *key;      /* emitterKey */
   sl_emitter_stats st;
 } sl_emitter_sub;
 
@@ -114,82 +113,51 @@ sl_emit_reason sl_emitter_ingest(sl_server *srv, const char *key, const char *ch
   return SL_EMIT_OK;
 }
 
-/* ---- the subscription -------------------------------------------------------------------- */
+/* ---- the subscription ---------------------------------------------------------------- */
 
-/* A pmessage reply is [ "pmessage", pattern, channel, message ]; the subscription's
- * confirmation ["psubscribe", pattern, n] and a NULL reply (the link dropped: on_up
- * subscribes again) carry nothing to deliver. */
-static void on_message(sl_redis_link *l, redisReply *r, void *ud) {
+/* cluster.c's pub/sub link hands over each message once, whether it came on the public
+ * channel <key>#<nsp># (SUBSCRIBE, for the streams adapter's node count) or on a room channel
+ * through the pattern <key>#<nsp>#* (PSUBSCRIBE, made because acceptEmitter is on). */
+static void on_message(void *ud, sl_cluster *cl, const char *channel, size_t chlen,
+                       const char *data, size_t len) {
   sl_emitter_sub *s = ud;
-  if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 4) return;
-  redisReply *kind = r->element[0], *ch = r->element[2], *msg = r->element[3];
-  if (kind->type != REDIS_REPLY_STRING || strcmp(kind->str, "pmessage") != 0) return;
-  if (ch->type != REDIS_REPLY_STRING || msg->type != REDIS_REPLY_STRING) return;
-  sl_emitter_ingest(s->srv, s->key, ch->str, ch->len, msg->str, msg->len, &s->st);
+  sl_emitter_ingest(s->srv, s->key, channel, chlen, data, len, &s->st);
 }
 
-static void on_up(sl_redis_link *l, void *ud) {
-  sl_emitter_sub *s = ud;
-  if (sl_redis_link_cmd(l, on_message, s, "PSUBSCRIBE %s", s->pattern) == 0)
-    sl_log_info("server \"%s\": emitter: subscribed to %s (acceptEmitter)", s->srv->cfg->name,
-                s->pattern);
-}
-
-/* <key>#* with \ in front of the characters PSUBSCRIBE's glob treats specially. */
-static char *make_pattern(const char *key) {
-  size_t n = strlen(key);
-  char *p = sl_xmalloc(2 * n + 3), *o = p;
-  for (size_t i = 0; i < n; i++) {
-    if (strchr("*?[]\\", key[i])) *o++ = '\\';
-    *o++ = key[i];
-  }
-  memcpy(o, "#*", 3);
-  return p;
-}
-
-static void stop_link(sl_emitter_sub *s) {
-  if (!s->link) return;
-  sl_redis_link_free(s->link);
-  s->link = NULL;
+static void detach(sl_emitter_sub *s) {
+  if (s->cl && s->srv->cluster == s->cl) sl_cluster_set_pubsub_handler(s->cl, NULL, NULL);
+  s->cl = NULL;
   log_summary(&s->st, s->srv->cfg->name);
-  sl_redis_url_free(&s->url);
-  free(s->key);
-  free(s->pattern);
-  s->key = s->pattern = NULL;
 }
 
 void sl_emitter_server_sync(sl_server *srv) {
-  const sl_cluster_config *c = srv->cfg->cluster;
-  bool want = c && c->accept_emitter && c->redis;
+  sl_cluster *cl = srv->cluster;
+  const sl_cluster_config *c = cl ? sl_cluster_config_of(cl) : NULL;
   sl_emitter_sub *s = srv->emitter;
-  sl_redis_url url;
-  char err[200];
-  if (want && sl_redis_url_parse(c->redis, &url, err, sizeof err) != 0) {
-    sl_log_error("server \"%s\": emitter: %s", srv->cfg->name, err); /* the loader checked it */
-    want = false;
+  if (!c || !c->accept_emitter) {
+    if (s) detach(s);
+    return;
   }
-  const char *key = want && c->emitter_key ? c->emitter_key : "socket.io";
-  if (s && s->link && want && sl_redis_url_equal(&s->url, &url) && strcmp(s->key, key) == 0) {
-    sl_redis_url_free(&url);
-    return; /* unchanged */
-  }
-  if (s) stop_link(s);
-  if (!want) return;
   if (!s) {
     s = srv->emitter = sl_xcalloc(1, sizeof *s);
     s->srv = srv;
   }
-  s->url = url;
-  s->key = sl_xstrdup(key);
-  s->pattern = make_pattern(key);
-  sl_redis_link_ops ops = {.on_up = on_up};
-  s->link = sl_redis_link_new(srv->gw->loop, &s->url, "emitter", &ops, s);
+  if (s->cl != cl) {
+    s->cl = cl;
+    sl_log_info("server \"%s\": emitter: accepting @socket.io/redis-emitter messages on "
+                "%s#<namespace>#[<room>#] (acceptEmitter)",
+                srv->cfg->name, c->emitter_key);
+  }
+  free(s->key);
+  s->key = sl_xstrdup(c->emitter_key);
+  sl_cluster_set_pubsub_handler(cl, on_message, s);
 }
 
 void sl_emitter_server_stop(sl_server *srv) {
   sl_emitter_sub *s = srv->emitter;
   if (!s) return;
-  stop_link(s);
+  detach(s);
+  free(s->key);
   free(s);
   srv->emitter = NULL;
 }

@@ -1,15 +1,12 @@
 /* emitter_ingest.h - @socket.io/redis-emitter messages delivered to this node's clients
  * (cluster.acceptEmitter; the decoder is emitter.h).
  *
- * A server whose cluster block has acceptEmitter = true keeps one pub/sub connection to the
- * cluster's Redis (a redis_link of its own, "emitter") subscribed to the single pattern
- * <emitterKey>#* : every emit of the emitter on any namespace and room arrives once per node
- * (one pattern, one delivery; the namespace is looked up when a message arrives, so a reload
- * that adds or removes namespaces needs no new subscription). Each node delivers an emitted
- * message to its own subscribers through sl_publish_remote and never appends it to the
- * stream: every node gets the PUBLISH, so the message is delivered exactly once cluster-wide.
- * A pattern subscriber does not count in PUBSUB NUMSUB, so the streams adapter's node count
- * (the subscribers of socket.io#<nsp>#) is unchanged.
+ * A server whose cluster block has acceptEmitter = true receives, on its cluster node's
+ * pub/sub link (cluster.h: SUBSCRIBE <emitterKey>#<nsp># for the streams adapter's node count,
+ * PSUBSCRIBE <emitterKey>#<nsp>#* for the emitter's room channels, each message handed over
+ * once), every emit of the emitter on its namespaces. Each node delivers an emitted message
+ * to its own subscribers through sl_publish_remote and never appends it to the stream: every
+ * node gets the PUBLISH, so the message is delivered exactly once cluster-wide.
  *
  * Messages that are not the emitter's (the streams adapter's own requests on the same
  * channel, responses on socket.io#<nsp>#<uid>#, anything malformed) and those that cannot be
@@ -44,20 +41,20 @@ typedef struct sl_emitter_stats {
 sl_emit_reason sl_emitter_ingest(sl_server *srv, const char *key, const char *channel, size_t chlen,
                                  const void *msg, size_t len, sl_emitter_stats *st);
 
-/* sl_emitter_server_sync: make srv's emitter subscription match its config: started when
- * cfg->cluster has acceptEmitter on (connects in the background, retries with backoff;
- * never fails), stopped when it is off or the cluster block is gone, restarted when the
- * Redis URL or emitterKey changed. Call after the server starts listening and after every
- * config swap. Counters survive a restart of the subscription. */
+/* sl_emitter_server_sync: make srv's ingest match its cluster node: when the node's config
+ * has acceptEmitter on, the ingest becomes the node's pub/sub handler
+ * (sl_cluster_set_pubsub_handler); otherwise it is not (and the node counts what it ignores).
+ * Call after sl_cluster_start and after every sl_cluster_reconfigure (a reload may replace
+ * the node). Never fails. Counters survive while the server lives. */
 void sl_emitter_server_sync(sl_server *srv);
 
-/* sl_emitter_server_stop: close srv's emitter subscription (if any); a pending rate-limit
- * summary is logged. Idempotent. */
+/* sl_emitter_server_stop: detach srv's ingest from its node (if any) and free it; a pending
+ * rate-limit summary is logged. Idempotent; call before or after sl_cluster_stop. */
 void sl_emitter_server_stop(sl_server *srv);
 
 /* sl_emitter_metrics: append sluice_emitter_received_total and
  * sluice_emitter_ignored_total{reason} (every reason, zeros included) of srv, in the
- * Prometheus text format, when srv has (or had) an emitter subscription; nothing otherwise. */
+ * Prometheus text format, when srv accepts (or accepted) the emitter; nothing otherwise. */
 void sl_emitter_metrics(const sl_server *srv, sl_sbuf *b);
 
 /* sl_emitter_stats_text: the same counters from st (tests). */

@@ -22,6 +22,7 @@
 #include "msg.h"
 #include "net.h"
 #include "drain.h"
+#include "cluster.h"
 #include "publish.h"
 #include "topics.h"
 #include "sl_util.h"
@@ -201,7 +202,6 @@ int sluice_start(sluice_t *gw, char *err, size_t errlen) {
     sl_log_info("server \"%s\" listening on %s://%s:%d", srv->cfg->name,
                 srv->tls ? "https" : "http", srv->cfg->host ? srv->cfg->host : "0.0.0.0",
                 srv->port);
-    sl_emitter_server_sync(srv); /* cluster.acceptEmitter: subscribe in the background */
     const sl_api_config *a = &srv->cfg->api;
     if (!a->listen) continue;
     r = sl_server_listen_api(srv, sl_router_api_request);
@@ -221,6 +221,10 @@ int sluice_start(sluice_t *gw, char *err, size_t errlen) {
     else
       sl_log_info("server \"%s\" API, /metrics and status page on http://%s:%d/", srv->cfg->name,
                   a->host, srv->api_port);
+  }
+  for (size_t i = 0; i < gw->nservers; i++) {
+    if (sl_cluster_start(&gw->servers[i], err, errlen) != 0) return SL_ECONFIG;
+    sl_emitter_server_sync(&gw->servers[i]); /* cluster.acceptEmitter: the ingest's handler */
   }
   sl_hooks_on_start(gw, false);
   sl_gateway_flush_dirty(gw);
@@ -316,6 +320,7 @@ void sluice_stop(sluice_t *gw, void (*cb)(sluice_t *, void *), void *arg) {
   log_held_at_stop(gw);
   for (size_t i = 0; i < gw->nservers; i++) {
     sl_server *srv = &gw->servers[i];
+    sl_cluster_stop(srv);
     if (srv->listening) close_handle(gw, (uv_handle_t *)&srv->listener);
     srv->listening = false;
     sl_tls_server_stop(srv, close_handle);

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <stdio.h>
 #include "sl_internal.h"
+#include "cluster.h"
 #include "client.h"
 #include "emitter_ingest.h"
 #include "tls_server.h"
@@ -189,7 +190,10 @@ int sl_gateway_swap(sl_gateway *gw, sl_config *nc, char *err, size_t errlen) {
     srv->nns = sc->nns;
     srv->cfg = sc;
     sl_tls_server_commit(srv, tls[i]);
-    sl_emitter_server_sync(srv); /* acceptEmitter, emitterKey or the Redis URL may change */
+    char cerr[256];
+    if (sl_cluster_reconfigure(srv, cerr, sizeof cerr) != 0)
+      sl_log_error("reload: server \"%s\": cluster not started: %s", sc->name, cerr);
+    sl_emitter_server_sync(srv); /* a new cluster node, or acceptEmitter changed */
   }
   free(tls);
   gw->cfg = nc;
