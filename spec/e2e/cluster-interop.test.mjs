@@ -166,6 +166,26 @@ describe("@socket.io/redis-emitter (pub/sub, msgpack) with acceptEmitter", () =>
   });
 });
 
+describe("emitterKey", () => {
+  let nodeD;
+  after(async () => { if (nodeD) assertCleanExit(await nodeD.stop()); });
+
+  it("a node with emitterKey 'myapp' takes the emitter's messages on myapp#<nsp>#, not on socket.io#", async () => {
+    nodeD = await startServer(config(redis.url, { emitterKey: "myapp" }));
+    await until(() => redis.cli("PUBSUB", "CHANNELS", "myapp#*").includes("myapp#/feed#"), 10000,
+      "node D's subscription to myapp#/feed#");
+    await until(() => numpat() >= 3, 10000, "node D's pattern subscription");
+    const d = await subscriber(nodeD);
+    new Emitter(pub).of("/feed").emit("prices", { key: "socket.io" });
+    const mine = new Emitter(pub, { key: "myapp" }).of("/feed");
+    mine.emit("prices", { key: "myapp" });
+    mine.to(d.s.id).emit("prices", { key: "myapp", to: "d" });
+    await d.inbox.until((args) => args[0]?.to === "d", 5000);
+    assert.deepEqual(d.inbox.items.map((i) => i[0]), [{ key: "myapp" }, { key: "myapp", to: "d" }]);
+    closeAll(d.s);
+  });
+});
+
 describe("@socket.io/redis-streams-emitter entries (uid emitter) on the stream", () => {
   before(() => until(() => xreaders() >= 3, 10000, "the stream readers of the three nodes"));
   // one entry exactly as the streams emitter 0.1.1 appends it (its flattenPayload + XADD)
