@@ -3,6 +3,7 @@
  * spec/fixtures/emitter/gen.mjs), the msgpack -> JSON conversion, hostile inputs, metrics. */
 #include "testlib.h"
 #include "emitter.h"
+#include "emitter_ingest.h"
 #include "sl_util.h"
 #include "emitter_fixtures.h"
 
@@ -160,6 +161,21 @@ TEST(reason_names) {
   CHECK_EQ_STR(sl_emitter_reason_name(99), "unknown");
 }
 
+TEST(metrics_text) {
+  sl_emitter_stats st = {0};
+  st.received = 7;
+  st.ignored[SL_EMIT_NOT_EMITTER] = 3;
+  sl_sbuf b = {0};
+  sl_emitter_stats_text(&st, &b);
+  sl_sbuf_append(&b, "", 1);
+  CHECK(strstr(b.data, "# TYPE sluice_emitter_received_total counter\n") != NULL);
+  CHECK(strstr(b.data, "sluice_emitter_received_total 7\n") != NULL);
+  CHECK(strstr(b.data, "sluice_emitter_ignored_total{reason=\"not_emitter\"} 3\n") != NULL);
+  CHECK(strstr(b.data, "sluice_emitter_ignored_total{reason=\"binary\"} 0\n") != NULL);
+  CHECK(strstr(b.data, "reason=\"ok\"") == NULL);
+  sl_sbuf_free(&b);
+}
+
 int main(void) {
   RUN(fixtures);
   RUN(every_prefix_is_refused);
@@ -168,5 +184,6 @@ int main(void) {
   RUN(deep_nesting);
   RUN(nul_in_names);
   RUN(reason_names);
+  RUN(metrics_text);
   return tl_report();
 }
