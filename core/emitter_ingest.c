@@ -29,15 +29,27 @@ static void log_summary(sl_emitter_stats *st, const char *server) {
   st->log_suppressed = 0;
 }
 
+/* The channel name for a log line: at most 120 bytes, anything but printable ASCII as '?'
+ * (a channel name is whatever a publisher chose). */
+static const char *printable(char *out, size_t outlen, const char *ch, size_t chlen) {
+  size_t n = chlen < outlen - 1 ? chlen : outlen - 1;
+  for (size_t i = 0; i < n; i++) out[i] = ch[i] >= 0x20 && ch[i] < 0x7f ? ch[i] : '?';
+  out[n] = 0;
+  return out;
+}
+
 /* Count one ignored message and say why, at most LOG_LINES lines per window. Messages of the
  * streams adapter's nodes belong on that channel: debug level only. */
 static sl_emit_reason ignore(sl_server *srv, sl_emitter_stats *st, sl_emit_reason r,
-                             const char *channel, size_t chlen, const char *why) {
+                             const char *channel, size_t chlen, char *why) {
+  for (char *p = why; *p; p++) /* names from the message: no control characters in a log line */
+    if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = '?';
   st->ignored[r]++;
   const char *name = srv->cfg->name;
+  char ch[121];
   if (r == SL_EMIT_NOT_EMITTER) {
-    sl_log_debug("server \"%s\": emitter: not an emitter message on %.*s: %s", name, (int)chlen,
-                 channel, why);
+    sl_log_debug("server \"%s\": emitter: not an emitter message on %s: %s", name,
+                 printable(ch, sizeof ch, channel, chlen), why);
     return r;
   }
   uint64_t now = sl_now_ms();
@@ -51,8 +63,8 @@ static sl_emit_reason ignore(sl_server *srv, sl_emitter_stats *st, sl_emit_reaso
     return r;
   }
   st->log_lines++;
-  sl_log_warn("server \"%s\": emitter: message on %.*s ignored (%s): %s", name,
-              (int)(chlen > 200 ? 200 : chlen), channel, sl_emitter_reason_name(r), why);
+  sl_log_warn("server \"%s\": emitter: message on %s ignored (%s): %s", name,
+              printable(ch, sizeof ch, channel, chlen), sl_emitter_reason_name(r), why);
   return r;
 }
 
