@@ -10,11 +10,11 @@
  * skips them when it reads them back.
  *
  * The reader positions itself once with XINFO STREAM (last-generated-id, entries-added),
- * then loops on XREAD BLOCK from the last id it read. Every 2 s (or after a full batch) an
- * XINFO STREAM goes before the XREAD on the same link, so the counts it returns match what
- * was read: when the first entry of the stream is past the last id read, entries-added -
- * (entries-added at the start + entries read + entries in the stream) entries were trimmed
- * unread: counted and logged, never waited for. */
+ * then loops on XREAD BLOCK from the last id it read. An XINFO STREAM goes before every XREAD
+ * on the same link, so the counts it returns match what was read: of the entries added since
+ * the start (entries-added then and now), those neither read nor still in the stream past
+ * the last id read (none at the end of the stream, at most its length otherwise) were
+ * trimmed unread: counted and logged, never waited for. Exact once the node catches up. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,7 +30,6 @@
 
 #define TICK_MS 1000
 #define NUMSUB_EVERY_MS 5000
-#define GAP_CHECK_MS 2000
 #define READ_RETRY_MS 1000
 #define SEEN_SLOTS 64
 #define LOG_WINDOW_MS 10000
@@ -80,7 +79,7 @@ struct sl_cluster {
   sl_sbuf enc;
   /* reader */
   char last_id[48];
-  bool positioned, reading, check_next;
+  bool positioned, reading;
   int64_t base_added; /* entries-added at the position (rebased when the stream restarts) */
   uint64_t read_total;
   uint64_t last_check, read_retry_at;
@@ -362,7 +361,6 @@ static void read_cb(sl_redis_link *l, redisReply *r, void *ud) {
       }
     }
   }
-  if (n >= (size_t)cl->cfg.read_count) cl->check_next = true; /* behind: look for a gap */
   read_next(cl);
 }
 
@@ -424,20 +422,25 @@ static void gap_cb(sl_redis_link *l, redisReply *r, void *ud) {
     return;
   }
   xinfo_parse(r, &x);
-  if (!x.has_added) return;
-  int64_t unread_gone = x.added - cl->base_added - (int64_t)cl->read_total - x.length;
-  if (x.first[0] && sl_cl_id_cmp(x.first, cl->last_id) > 0 && unread_gone > 0) {
-    cl->lost += (uint64_t)unread_gone;
-    cl->read_total += (uint64_t)unread_gone;
+  if (!x.has_added) return; /* Redis before 7.0: no count */
+  /* entries added after our position and neither read nor counted: still in the stream
+   * past last_id (none when we are at the last id, all of it when the stream starts past
+   * last_id, at most its length otherwise), or trimmed before we read them */
+  int64_t unaccounted = x.added - cl->base_added - (int64_t)cl->read_total;
+  bool at_end = strcmp(x.last, cl->last_id) == 0 || x.length == 0;
+  int64_t lost = unaccounted - (at_end ? 0 : x.length);
+  if (unaccounted < 0) {
+    cl->base_added += unaccounted; /* the stream started again (deleted and recreated) */
+  } else if (lost > 0) {
+    cl->lost += (uint64_t)lost;
+    cl->read_total += (uint64_t)lost;
     uint64_t sup;
     if (rlog_ok(&cl->log_gap, &sup))
       sl_log_warn("cluster (server \"%s\"): stream \"%s\" was trimmed past the last entry read "
                   "(%s; the oldest left is %s): %lld entries lost here (maxLen %lld is too small "
                   "for how far this node fell behind)",
-                  cl->srv->cfg->name, cl->cfg.stream_key, cl->last_id, x.first,
-                  (long long)unread_gone, (long long)cl->cfg.max_len);
-  } else if (unread_gone < 0 && (!x.first[0] || sl_cl_id_cmp(x.first, cl->last_id) > 0)) {
-    cl->base_added += unread_gone; /* the stream started again (recreated) */
+                  cl->srv->cfg->name, cl->cfg.stream_key, cl->last_id,
+                  x.first[0] ? x.first : "none", (long long)lost, (long long)cl->cfg.max_len);
   }
 }
 
@@ -446,11 +449,9 @@ static void read_next(sl_cluster *cl) {
   uint64_t now = sl_now_ms();
   if (cl->read_retry_at && now < cl->read_retry_at) return; /* the tick resumes */
   cl->read_retry_at = 0;
-  if (cl->check_next || now - cl->last_check >= GAP_CHECK_MS) {
-    cl->check_next = false;
-    cl->last_check = now;
-    (void)sl_redis_link_cmd(cl->r, gap_cb, cl, "XINFO STREAM %s", cl->cfg.stream_key);
-  }
+  /* before every XREAD, on the same link: its counts match what was read so far */
+  cl->last_check = now;
+  (void)sl_redis_link_cmd(cl->r, gap_cb, cl, "XINFO STREAM %s", cl->cfg.stream_key);
   if (sl_redis_link_cmd(cl->r, read_cb, cl, "XREAD COUNT %lld BLOCK %lld STREAMS %s %s",
                         (long long)cl->cfg.read_count, (long long)cl->cfg.block_ms,
                         cl->cfg.stream_key, cl->last_id) == 0)
