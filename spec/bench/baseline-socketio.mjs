@@ -14,7 +14,8 @@
 // serve over https.createServer with them, the TLS scenarios), CLUSTER_REDIS (a redis:// URL:
 // join a cluster through @socket.io/redis-streams-adapter 0.3.1 on the stream "socket.io",
 // the cluster scenario; the producer's emits then also go to the stream and the other
-// servers deliver them to their sockets). Transport: websocket only.
+// servers deliver them to their sockets; CLUSTER_MAXLEN: the adapter's maxLen). Transport:
+// websocket only.
 // Prints "listening <port>" on stdout.
 import http from "node:http";
 import https from "node:https";
@@ -49,7 +50,8 @@ if (CLUSTER_REDIS) {
   const redisClient = createClient({ url: CLUSTER_REDIS });
   redisClient.on("error", (e) => console.error(`redis: ${e.message}`));
   await redisClient.connect();
-  adapter = createAdapter(redisClient);
+  const maxLen = Number(args.CLUSTER_MAXLEN ?? process.env.CLUSTER_MAXLEN ?? 0);
+  adapter = createAdapter(redisClient, maxLen > 0 ? { maxLen } : {});
 }
 
 const TLS_CERT = args.TLS_CERT ?? process.env.TLS_CERT ?? "";

@@ -129,6 +129,9 @@ cluster_latency() {
   rm -f "$fa" "$fb"
 }
 
+# cpu_ticks PID: user+system CPU time of a process so far, in clock ticks (0 when gone)
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+
 # cluster_throughput KIND RUN: the publishes/s the bus carries, one client on node B
 cluster_throughput() {
   local kind=$1 run=$2 rate
@@ -137,17 +140,28 @@ cluster_throughput() {
   local dur=10 warm=2
   [ "$QUICK" = 1 ] && dur=4 && warm=1
   for rate in $rates; do
-    # a deep queue on B: what is measured is the bus, not the lane's overflow policy
-    cluster_nodes "$kind" "$rate" 100 2000 MAX_QUEUED=65536 || { note "cluster/$kind/max-$rate/run$run: nodes did not start"; continue; }
+    # a deep queue on B and a long stream: what is measured is the bus, not the lane's
+    # overflow policy or a reader that fell 10,000 entries (0.1 s) behind and lost the rest
+    cluster_nodes "$kind" "$rate" 100 2000 MAX_QUEUED=1000000 MAX_QUEUED_BYTES=268435456 \
+      CLUSTER_MAXLEN=1000000 || { note "cluster/$kind/max-$rate/run$run: nodes did not start"; continue; }
     local lg=("$LOADGEN" --port "$CL_PORT_B" --server-pid "$SERVER_PID" --clients 1 --ns /feed --topic prices
               --duration "$dur" --warmup "$warm" --wait-traffic 30 --label "cluster/$kind/max-$rate/$run" --quiet)
     echo "timeout 90 ${lg[*]}" >>"$CMDS"
     log "cluster/$kind/$run: offered $rate publishes/s x 100 B on node A, 1 client on node B"
-    local out
+    local out ta0 tb0 tr0 ta1 tb1 tr1
+    ta0=$(cpu_ticks "$CL_NODE_A"); tb0=$(cpu_ticks "$SERVER_PID"); tr0=$(cpu_ticks "$CL_REDIS_PID")
     out=$(timeout 90 "${lg[@]}")
     local rc=$?
+    ta1=$(cpu_ticks "$CL_NODE_A"); tb1=$(cpu_ticks "$SERVER_PID"); tr1=$(cpu_ticks "$CL_REDIS_PID")
     cluster_stop_nodes
-    if [ $rc -eq 0 ] && [ -n "$out" ]; then cluster_record "$out" "$kind" "max-$rate" "$run" "$rate" 100
+    if [ $rc -eq 0 ] && [ -n "$out" ]; then
+      # CPU of each process per message carried, over the whole loadgen run (every message B
+      # delivered to the client: deliveries_total), at the kernel's clock-tick resolution
+      local hz; hz=$(getconf CLK_TCK)
+      out=$(echo "$out" | jq -c --argjson a "$((ta1 - ta0))" --argjson b "$((tb1 - tb0))" \
+        --argjson r "$((tr1 - tr0))" --argjson hz "$hz" \
+        '. + {bus_cpu_us_per_publish: (if .deliveries_total > 0 then {a: ($a / $hz * 1e6 / .deliveries_total), b: ($b / $hz * 1e6 / .deliveries_total), redis: ($r / $hz * 1e6 / .deliveries_total)} else null end)}')
+      cluster_record "$out" "$kind" "max-$rate" "$run" "$rate" 100
     else note "cluster/$kind/max-$rate/$run: loadgen failed (rc=$rc)"; fi
   done
 }

@@ -442,11 +442,22 @@ const clusterLines = [];
         "node B counts what arrives in the window (10 s): publishes/s carried end to end (A's publish and append, Redis, " +
         "B's read and delivery). A producer or node that cannot keep up carries less; seq gaps are messages lost.");
       q();
-      q("| offered publishes/s | Sluice carried/s | Sluice gaps | socket.io + adapter carried/s | socket.io gaps |");
-      q("|---:|---:|---:|---:|---:|");
+      const cpuAt = (srv, rate) => {
+        const rs = maxRows.filter((r) => r.server_kind === srv && r.rate === rate && r.bus_cpu_us_per_publish);
+        if (!rs.length) return "n/a";
+        const m = (k) => fmt(median(rs.map((r) => r.bus_cpu_us_per_publish[k])), 1);
+        return `${m("a")} / ${m("b")} / ${m("redis")}`;
+      };
+      q("| offered publishes/s | Sluice carried/s | gaps | Sluice CPU µs per message: A / B / Redis | socket.io + adapter carried/s | gaps | socket.io CPU µs per message: A / B / Redis |");
+      q("|---:|---:|---:|---:|---:|---:|---:|");
       for (const r of rates) {
-        q(`| ${fint(r)} | ${fint(carried(S, r))} | ${fint(gapsAt(S, r))} | ${fint(carried(N, r))} | ${fint(gapsAt(N, r))} |`);
+        q(`| ${fint(r)} | ${fint(carried(S, r))} | ${fint(gapsAt(S, r))} | ${cpuAt(S, r)} | ${fint(carried(N, r))} | ${fint(gapsAt(N, r))} | ${cpuAt(N, r)} |`);
       }
+      q();
+      q("CPU per message: user + system time of node A (the producer and the append; a Sluice node also reads its " +
+        "own entries back and delivers them in stream order), node B (reading and delivering) and redis-server over " +
+        "the whole load-generator run, divided by the messages the client on B received (clock-tick resolution). " +
+        "On an idle core, the busiest of the three bounds the rate: 10⁶ / its µs per message.");
       q();
       for (const srv of [S, N]) best[srv] = Math.max(...rates.map((r) => carried(srv, r) ?? 0));
     }

@@ -13,7 +13,8 @@
 -- OVERFLOW (DROP_OLDEST), MAX_QUEUED (maxQueuedMessagesPerClient, default 64),
 -- HOOKS ("" | "route" | "route_noop" | "coalesce" | "coalesce_path" | "both": Lua hooks for the
 -- hook-cost scenario), CLUSTER_REDIS (a redis:// URL: join a cluster on the stream
--- "socket.io", the cluster scenario).
+-- "socket.io", the cluster scenario), CLUSTER_MAXLEN (its maxLen), MAX_QUEUED_BYTES
+-- (maxQueuedBytesPerClient).
 
 local function num(name, default)
   local v = os.getenv(name)
@@ -97,6 +98,8 @@ end
 if HIGH_WATER > 0 then server.socketHighWaterBytes = HIGH_WATER end
 if (os.getenv("CLUSTER_REDIS") or "") ~= "" then
   server.cluster = { redis = os.getenv("CLUSTER_REDIS") }
+  if num("CLUSTER_MAXLEN", 0) > 0 then server.cluster.maxLen = num("CLUSTER_MAXLEN", 0) end
 end
+if num("MAX_QUEUED_BYTES", 0) > 0 then feed.maxQueuedBytesPerClient = num("MAX_QUEUED_BYTES", 0) end
 
 return { servers = { bench = server } }
