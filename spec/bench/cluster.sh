@@ -10,6 +10,8 @@
 #    crossed Redis: XADD on A, XREAD on B). Two loadgens run at once, each sampling its own
 #    node's CPU, so "cross" gives the receiving node's CPU per delivery and the cross-node
 #    publish -> deliver latency (the payload's ts is taken on A when it publishes).
+#    The same again with 100 clients (variants "same-light" / "cross-light"), where the load
+#    generators keep up and the latency is the bus's rather than the machine's.
 #  - throughput (variant "max-<rate>"): the producer on A offers each rate of
 #    BENCH_CLUSTER_RATES with 100-byte payloads, one client on B counts what arrives: the
 #    publishes/s the bus carried end to end (A's publish + XADD, Redis, B's XREAD + delivery).
@@ -54,8 +56,12 @@ cluster_start_redis() {
   return 1
 }
 
-cluster_params() { # CLIENTS RATE SIZE DURATION WARMUP RAMP
-  if [ "$QUICK" = 1 ]; then echo "100 200 100 5 1 500"; else echo "1000 1000 100 20 3 1000"; fi
+cluster_params() { # [light] -> CLIENTS RATE SIZE DURATION WARMUP RAMP
+  # light: the same publish rate to 100 clients, where the load generators keep up on a
+  # loaded machine and the bus's own latency is not buried under theirs
+  if [ "${1:-}" = light ]; then
+    if [ "$QUICK" = 1 ]; then echo "20 200 100 5 1 200"; else echo "100 1000 100 20 3 500"; fi
+  elif [ "$QUICK" = 1 ]; then echo "100 200 100 5 1 500"; else echo "1000 1000 100 20 3 1000"; fi
 }
 
 # cluster_nodes KIND RATE SIZE DELAY [VAR=VALUE ...]: start node A (the producer) and node B on a
@@ -97,10 +103,11 @@ cluster_record() {
   echo "$1" | jq -r --arg v "$3" '"bench:   \($v): deliveries/s \(.deliveries_per_s|floor)  cpu \(.server.cpu_us_per_delivery) us/deliv  p50 \(.lat_us.p50) p99 \(.lat_us.p99) us  gaps \(.gaps)  joined \(.joined)/\(.clients)"' >&2
 }
 
-# cluster_latency KIND RUN: same-node and cross-node deliveries at once
+# cluster_latency KIND RUN [light]: same-node and cross-node deliveries at once
 cluster_latency() {
-  local kind=$1 run=$2 clients rate size dur warm ramp
-  read -r clients rate size dur warm ramp <<<"$(cluster_params)"
+  local kind=$1 run=$2 light=${3:-} clients rate size dur warm ramp
+  local sfx=${light:+-$light}
+  read -r clients rate size dur warm ramp <<<"$(cluster_params "$light")"
   local half=$((clients / 2))
   local delay=$(( (clients * 1000) / ramp + 3000 ))
   cluster_nodes "$kind" "$rate" "$size" "$delay" || { note "cluster/$kind/run$run: nodes did not start"; return 1; }
@@ -108,8 +115,8 @@ cluster_latency() {
   bound=$(awk -v c="$clients" -v r="$ramp" -v d="$dur" -v w="$warm" -v dl="$delay" 'BEGIN{printf "%d", c/r + dl/1000 + d + w + 90}')
   local common=(--clients "$half" --ns /feed --topic prices --duration "$dur" --warmup "$warm"
                 --ramp-per-sec "$((ramp / 2))" --wait-traffic $((delay / 1000 + 30)) --quiet)
-  local lga=("$LOADGEN" --port "$CL_PORT_A" --server-pid "$CL_NODE_A" --label "cluster/$kind/same/$run" "${common[@]}")
-  local lgb=("$LOADGEN" --port "$CL_PORT_B" --server-pid "$SERVER_PID" --label "cluster/$kind/cross/$run" "${common[@]}")
+  local lga=("$LOADGEN" --port "$CL_PORT_A" --server-pid "$CL_NODE_A" --label "cluster/$kind/same$sfx/$run" "${common[@]}")
+  local lgb=("$LOADGEN" --port "$CL_PORT_B" --server-pid "$SERVER_PID" --label "cluster/$kind/cross$sfx/$run" "${common[@]}")
   echo "timeout $bound ${lga[*]} &" >>"$CMDS"
   echo "timeout $bound ${lgb[*]}" >>"$CMDS"
   log "cluster/$kind/$run: $clients clients ($half on each node), $rate msg/s x $size B on node A, ${dur}s"
@@ -122,10 +129,10 @@ cluster_latency() {
   wait "$pa"
   local rca=$?
   cluster_stop_nodes
-  if [ $rca -eq 0 ] && [ -s "$fa" ]; then cluster_record "$(cat "$fa")" "$kind" same "$run" "$rate" "$size"
-  else note "cluster/$kind/same/$run: loadgen failed (rc=$rca)"; fi
-  if [ $rcb -eq 0 ] && [ -s "$fb" ]; then cluster_record "$(cat "$fb")" "$kind" cross "$run" "$rate" "$size"
-  else note "cluster/$kind/cross/$run: loadgen failed (rc=$rcb)"; fi
+  if [ $rca -eq 0 ] && [ -s "$fa" ]; then cluster_record "$(cat "$fa")" "$kind" "same$sfx" "$run" "$rate" "$size"
+  else note "cluster/$kind/same$sfx/$run: loadgen failed (rc=$rca)"; fi
+  if [ $rcb -eq 0 ] && [ -s "$fb" ]; then cluster_record "$(cat "$fb")" "$kind" "cross$sfx" "$run" "$rate" "$size"
+  else note "cluster/$kind/cross$sfx/$run: loadgen failed (rc=$rcb)"; fi
   rm -f "$fa" "$fb"
 }
 
@@ -170,6 +177,6 @@ cluster_throughput() {
 cluster_run() {
   local run=$1 kind; shift
   [ -n "$CL_REDIS_PID" ] || cluster_start_redis || return 1
-  for kind in "$@"; do cluster_latency "$kind" "$run"; done
+  for kind in "$@"; do cluster_latency "$kind" "$run"; cluster_latency "$kind" "$run" light; done
   for kind in "$@"; do cluster_throughput "$kind" "$run"; done
 }

@@ -422,12 +422,37 @@ const clusterLines = [];
       const b = conv(med(C, N, path, v));
       q(`| ${name} | ${f(a)} | ${f(b)} | ${ratio(a, b)} |`);
     }
-    const gap = (srv) => {
-      const a = med(C, srv, "lat_us.p99", "cross"), b = med(C, srv, "lat_us.p99", "same");
+    const gap = (srv, sfx = "") => {
+      const a = med(C, srv, "lat_us.p99", "cross" + sfx), b = med(C, srv, "lat_us.p99", "same" + sfx);
       return a === undefined || b === undefined ? undefined : a - b;
     };
     q(`| cross-node p99 − same-node p99, µs | ${fint(gap(S))} | ${fint(gap(N))} | – |`);
     q();
+    q("Seq gaps in these runs are the lanes' overflow policy at work (DROP_OLDEST, 64 messages per client, as in " +
+      "the fan-out scenario) when a load generator falls behind on the loaded machine: the throughput runs below, " +
+      "with deep queues, lost nothing across the bus.");
+    q();
+    const light = rows.find((r) => r.scenario === C && r.variant === "cross-light");
+    if (light) {
+      q(`The same at ${light.rate} publishes/s to ${light.clients * 2} clients (${light.clients} on each node), ` +
+        "where the load generators keep up:");
+      q();
+      q(`| metric | Sluice (${nRuns(C, S, "cross-light")} runs) | socket.io + adapter (${nRuns(C, N, "cross-light")} runs) | Sluice / socket.io |`);
+      q("|---|---:|---:|---:|");
+      for (const [name, v, path, f] of [
+        ["cross-node latency p50 µs", "cross-light", "lat_us.p50", fint],
+        ["cross-node latency p99 µs", "cross-light", "lat_us.p99", fint],
+        ["same-node latency p50 µs", "same-light", "lat_us.p50", fint],
+        ["same-node latency p99 µs", "same-light", "lat_us.p99", fint],
+        ["receiving node (B): server CPU µs per delivery", "cross-light", "server.cpu_us_per_delivery", (v) => fmt(v, 3)],
+        ["seq gaps on node B", "cross-light", "gaps", fint],
+      ]) {
+        const a = med(C, S, path, v), b = med(C, N, path, v);
+        q(`| ${name} | ${f(a)} | ${f(b)} | ${ratio(a, b)} |`);
+      }
+      q(`| cross-node p99 − same-node p99, µs | ${fint(gap(S, "-light"))} | ${fint(gap(N, "-light"))} | – |`);
+      q();
+    }
     // throughput
     const maxRows = rows.filter((r) => r.scenario === C && /^max-/.test(r.variant || ""));
     const rates = [...new Set(maxRows.map((r) => r.rate))].sort((a, b) => a - b);
@@ -464,12 +489,31 @@ const clusterLines = [];
     q("### Targets (issue 14)");
     q();
     const cs = med(C, S, "server.cpu_us_per_delivery", "cross"), cn = med(C, N, "server.cpu_us_per_delivery", "cross");
-    const g = gap(S);
+    // the latency target is judged where it can be: on a run whose same-node p99 is not the
+    // load generators' backlog (tens of ms and more means they fell behind)
+    const latTarget = (sfx) => {
+      const same = med(C, S, "lat_us.p99", "same" + sfx), g = gap(S, sfx);
+      if (g === undefined) return undefined;
+      const r = rows.find((x) => x.scenario === C && x.variant === "cross" + sfx);
+      const what = `${r ? `${r.clients * 2} clients: ` : ""}${fint(med(C, S, "lat_us.p99", "cross" + sfx))} − ${fint(same)} = ${fint(g)} µs`;
+      return { what, status: same > 20000 ? "**inconclusive** (same-node p99 over 20 ms: the load generators fell behind)" : ok(g <= 1000) };
+    };
+    const lt = [latTarget(""), latTarget("-light")].filter(Boolean);
     q("| target | measured | status |");
     q("|---|---|---|");
     q(`| ≥ 10× less server CPU per cross-node delivery than socket.io with its adapter (receiving node) | Sluice ${fmt(cs, 3)} µs vs socket.io ${fmt(cn, 3)} µs = ${cs && cn ? (cn / cs).toFixed(1) + "× less" : "n/a"} | ${ok(cs && cn ? cn / cs >= 10 : undefined)} |`);
-    q(`| cross-node p99 within 1 ms of same-node p99 at ${any ? any.rate : "1,000"} publishes/s | ${g === undefined ? "n/a" : `${fint(med(C, S, "lat_us.p99", "cross"))} − ${fint(med(C, S, "lat_us.p99", "same"))} = ${fint(g)} µs`} | ${ok(g === undefined ? undefined : g <= 1000)} |`);
-    q(`| ≥ 50,000 publishes/s through one Redis, 100-byte payloads | ${best[S] ? fint(best[S]) + "/s (socket.io + adapter: " + fint(best[N]) + "/s)" : "n/a"} | ${ok(best[S] ? best[S] >= 50000 : undefined)} |`);
+    if (!lt.length) q(`| cross-node p99 within 1 ms of same-node p99 at 1,000 publishes/s | n/a | ${ok(undefined)} |`);
+    for (const t of lt) q(`| cross-node p99 within 1 ms of same-node p99 at ${any ? fint(any.rate) : "1,000"} publishes/s | ${t.what} | ${t.status} |`);
+    // what the CPU cost per message says the three processes could carry on two idle cores
+    // (an estimate, printed beside the measurement, never instead of it)
+    const est = (() => {
+      const top = rates.length ? rates[rates.length - 1] : undefined;
+      const rs = maxRows.filter((r) => r.server_kind === S && r.rate === top && r.bus_cpu_us_per_publish);
+      if (!rs.length) return "";
+      const sum = median(rs.map((r) => r.bus_cpu_us_per_publish.a + r.bus_cpu_us_per_publish.b + r.bus_cpu_us_per_publish.redis));
+      return `; node A + node B + Redis spend ${fmt(sum, 1)} µs of CPU per message, so two otherwise idle cores would carry about ${fint(2e6 / sum)}/s (an estimate from CPU cost, not a measurement)`;
+    })();
+    q(`| ≥ 50,000 publishes/s through one Redis, 100-byte payloads | ${best[S] ? fint(best[S]) + "/s measured on this loaded machine (socket.io + adapter: " + fint(best[N]) + "/s)" + est : "n/a"} | ${ok(best[S] ? best[S] >= 50000 : undefined)} |`);
     q();
     q("| run | server | variant | joined | deliveries/s | CPU µs/deliv | p50 µs | p99 µs | p99.9 µs | gaps | other CPU |");
     q("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
