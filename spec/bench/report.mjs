@@ -397,7 +397,10 @@ const clusterLines = [];
         `${any.window_s.toFixed(0)} s window after ${any.warmup_s} s warmup. ` : "") +
       "Two load generators run at once, one per node, each sampling its own node's CPU: the clients on node B " +
       "receive every message across Redis (publish and XADD on A, XREAD on B), those on A are the same-node " +
-      "comparison. Latency = receive time − the payload's timestamp taken on A when it published.");
+      "comparison. Latency = receive time − the payload's timestamp taken on A when it published. In Sluice a " +
+      "publish is appended first and every node, the publishing one too, delivers it when it reads it back (so all " +
+      "nodes deliver in stream order): same-node and cross-node deliveries take the same path through Redis. " +
+      "socket.io's adapter delivers to the publishing server's sockets at once and appends for the others.");
     q();
     q(`**The machine is shared and loaded**: 2 cores for two nodes, Redis, two load generators and other ` +
       `people's builds and tests (other CPU during the windows: median ${oth === undefined ? "n/a" : oth.toFixed(2)} cores). ` +
@@ -496,7 +499,7 @@ const clusterLines = [];
       if (g === undefined) return undefined;
       const r = rows.find((x) => x.scenario === C && x.variant === "cross" + sfx);
       const what = `${r ? `${r.clients * 2} clients: ` : ""}${fint(med(C, S, "lat_us.p99", "cross" + sfx))} − ${fint(same)} = ${fint(g)} µs`;
-      return { what, status: same > 20000 ? "**inconclusive** (same-node p99 over 20 ms: the load generators fell behind)" : ok(g <= 1000) };
+      return { what, status: same > 20000 ? "**inconclusive** (same-node p99 over 20 ms: the machine's load, not the bus, sets the tail)" : ok(g <= 1000) };
     };
     const lt = [latTarget(""), latTarget("-light")].filter(Boolean);
     q("| target | measured | status |");
@@ -524,6 +527,12 @@ const clusterLines = [];
     q(`Measured ${new Date().toISOString()}, Sluice ${arg("sluice-version", "") || "n/a"}. Reproduce: ` +
       "`BENCH_SCENARIOS=cluster BENCH_RUNS=3 bash spec/bench/run.sh` (commands of the run below).");
     q();
+    if (onlyCluster && notes) {
+      q("Notes from this run:");
+      q();
+      for (const l of notes.split("\n")) q(`- ${l}`);
+      q();
+    }
     if (onlyCluster) {
       q("<details><summary>commands</summary>");
       q();
