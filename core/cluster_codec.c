@@ -102,6 +102,10 @@ static int mp_json(sl_sbuf *b, const msgpack_object *o, int depth) {
   }
   case MSGPACK_OBJECT_STR: {
     /* JSON-escape a string that may hold NULs */
+    if (!o->via.str.size) { /* msgpack-c leaves ptr NULL for "" */
+      sl_sbuf_puts(b, "\"\"");
+      return SL_CL_OK;
+    }
     char *s = sl_xstrndup(o->via.str.ptr, o->via.str.size);
     if (strlen(s) != o->via.str.size) {
       free(s);
@@ -139,12 +143,110 @@ static int mp_json(sl_sbuf *b, const msgpack_object *o, int depth) {
   }
 }
 
+static uint64_t be(const uint8_t *p, int n) {
+  uint64_t v = 0;
+  for (int i = 0; i < n; i++) v = v << 8 | p[i];
+  return v;
+}
+
+/* Is p[0..n) exactly one msgpack object, every container declaring no more elements than
+ * bytes left and nesting at most MP_MAX_DEPTH? msgpack-c allocates a container's elements
+ * from its declared count before reading them: without this walk, a 5-byte input claiming
+ * 2^32 elements asks for 100 GB. */
+static bool mp_sane(const uint8_t *p, size_t n) {
+  uint64_t need[MP_MAX_DEPTH + 1];
+  int d = 0;
+  size_t i = 0;
+  need[0] = 1;
+  while (d >= 0) {
+    if (!need[d]) {
+      d--;
+      continue;
+    }
+    need[d]--;
+    if (i >= n) return false;
+    uint8_t b = p[i++];
+    uint64_t skip = 0, count = 0;
+    int lenw = 0;
+    if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) {
+      /* no payload */
+    } else if (b >= 0x80 && b <= 0x8f) {
+      count = (uint64_t)(b & 15) * 2;
+    } else if (b >= 0x90 && b <= 0x9f) {
+      count = b & 15;
+    } else if (b >= 0xa0 && b <= 0xbf) {
+      skip = b & 31;
+    } else {
+      switch (b) {
+      case 0xc4:
+      case 0xd9: lenw = 1; break;
+      case 0xc5:
+      case 0xda: lenw = 2; break;
+      case 0xc6:
+      case 0xdb: lenw = 4; break;
+      case 0xc7:
+        lenw = 1;
+        skip = 1;
+        break;
+      case 0xc8:
+        lenw = 2;
+        skip = 1;
+        break;
+      case 0xc9:
+        lenw = 4;
+        skip = 1;
+        break;
+      case 0xca:
+      case 0xce:
+      case 0xd2: skip = 4; break;
+      case 0xcb:
+      case 0xcf:
+      case 0xd3: skip = 8; break;
+      case 0xcc:
+      case 0xd0: skip = 1; break;
+      case 0xcd:
+      case 0xd1: skip = 2; break;
+      case 0xd4: skip = 2; break;
+      case 0xd5: skip = 3; break;
+      case 0xd6: skip = 5; break;
+      case 0xd7: skip = 9; break;
+      case 0xd8: skip = 17; break;
+      case 0xdc:
+      case 0xde:
+        if (n - i < 2) return false;
+        count = be(p + i, 2) * (b == 0xde ? 2 : 1);
+        i += 2;
+        break;
+      case 0xdd:
+      case 0xdf:
+        if (n - i < 4) return false;
+        count = be(p + i, 4) * (b == 0xdf ? 2 : 1);
+        i += 4;
+        break;
+      default: return false; /* 0xc1 */
+      }
+    }
+    if (lenw) {
+      if (n - i < (size_t)lenw) return false;
+      skip += be(p + i, lenw);
+      i += (size_t)lenw;
+    }
+    if (skip > n - i) return false;
+    i += skip;
+    if (count) {
+      if (count > n - i || d == MP_MAX_DEPTH) return false;
+      need[++d] = count;
+    }
+  }
+  return i == n;
+}
+
 /* data (base64 msgpack) as JSON text into *out (malloc'd, NUL-terminated). */
 static int b64_msgpack_json(const char *data, size_t len, char **out) {
   *out = NULL;
   uint8_t *raw = sl_xmalloc(len / 4 * 3 + 4);
   long n = sl_b64_decode(data, len, raw);
-  if (n <= 0) {
+  if (n <= 0 || !mp_sane(raw, (size_t)n)) {
     free(raw);
     return SL_CL_MALFORMED;
   }

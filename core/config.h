@@ -26,6 +26,9 @@ typedef enum {
   SL_SPILL_TO_DISK
 } sl_overflow_action;
 
+/* flushIntervalMs: the longest batching window (server and namespace keys). */
+#define SL_FLUSH_INTERVAL_MAX_MS 1000
+
 typedef struct sl_ns_config {
   char *path;    /* "/feed" */
   char **topics; /* ntopics names, unique, non-blank */
@@ -43,6 +46,8 @@ typedef struct sl_ns_config {
   bool client_publish;         /* true from JSON/YAML, false default in Lua configs */
   double retry_backoff;        /* 1.0 = fixed delay; >1 multiplies the delay per retry */
   int64_t retry_max_delay_ms;  /* cap for backoff; default 30000 */
+  int64_t flush_interval_ms;   /* flushIntervalMs: the batching window (the server's when not
+                                  set; always 0 for AT_LEAST_ONCE) */
   char *coalesce_key_path;     /* "symbol" / "data.id" or NULL */
   /* Lua hooks (registry refs, SL_NOREF when unset) */
   int coalesce_key_ref;      /* function(topic, payload) -> key */
@@ -115,6 +120,7 @@ typedef struct sl_server_config {
   int64_t max_payload;        /* 1000000 */
   int64_t socket_high_water;  /* socketHighWaterBytes, default 65536 */
   int64_t socket_sndbuf;      /* socketSendBufferBytes (SO_SNDBUF), 0 = kernel default */
+  int64_t flush_interval_ms;  /* flushIntervalMs, 0: deliveries written every loop iteration */
   /* Admission limits and the inbound budget (net.c; README "Limits"). */
   int64_t max_connections;    /* maxConnections, 20000 */
   int64_t max_conns_per_addr; /* maxConnectionsPerAddress, 500 */

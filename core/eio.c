@@ -18,6 +18,7 @@
 #include "net.h"
 #include "sl_util.h"
 #include "ws.h"
+#include "window.h"
 #include "cors.h"
 
 static void session_timer_arm(sl_session *s);
@@ -201,9 +202,21 @@ size_t sl_session_unsent(const sl_session *s) {
 
 /* sl_session_mark_dirty: see eio.h. */
 void sl_session_mark_dirty(sl_session *s) {
-  if (s->dirty || s->state == SL_ST_CLOSED) return;
+  if (s->dirty == 1 || s->state == SL_ST_CLOSED) return;
+  if (s->dirty) sl_list_del(&s->dlink); /* on a window: it closes early for s */
   s->dirty = 1;
   sl_list_push(&s->srv->gw->dirty, &s->dlink);
+}
+
+/* sl_session_defer: see eio.h. */
+void sl_session_defer(sl_session *s, uint32_t ms) {
+  if (s->dirty || s->state == SL_ST_CLOSED) return;
+  if (!ms) {
+    sl_session_mark_dirty(s);
+    return;
+  }
+  s->dirty = 2;
+  sl_window_add(s->srv->gw, &s->dlink, ms);
 }
 
 /* ---- output -------------------------------------------------------------------------- */

@@ -42,7 +42,7 @@ struct sl_session {
   uint8_t state;
   uint8_t waiting_pong;
   uint8_t ever_joined;
-  uint8_t dirty;  /* in the gateway's flush list */
+  uint8_t dirty;  /* 1: on the gateway's dirty list; 2: on a batching window (window.h) */
   uint8_t raw;    /* a raw Engine.IO endpoint session (no Socket.IO) */
   sl_conn *ws;    /* the WebSocket connection, when transport == WS */
   sl_conn *probe; /* WebSocket being upgraded to */
@@ -54,7 +54,7 @@ struct sl_session {
   uint64_t ping_due, pong_due;
   struct sl_socket *sockets; /* joined namespaces */
   sl_link ready;             /* lanes with messages waiting for room in the socket */
-  sl_link dlink;             /* in the gateway's dirty list */
+  sl_link dlink;             /* in the gateway's dirty list or a batching window */
   /* binary packet being reassembled */
   struct sl_pending_bin *pbin;
   struct sl_eio_conn *eio;
@@ -88,9 +88,19 @@ void sl_session_close(sl_session *s, const char *reason);
 void sl_session_fail(sl_session *s, const char *reason);
 
 /* sl_session_mark_dirty: schedule sl_session_flush at the end of this loop iteration (the
- * gateway's dirty list), so every packet queued in one tick goes out in one write. No-op on
- * a closed or already scheduled session. */
+ * gateway's dirty list), so every packet queued in one tick goes out in one write. A session
+ * waiting on a batching window (sl_session_defer) moves to the dirty list: its window closes
+ * early. No-op on a closed or already dirty session. */
 void sl_session_mark_dirty(sl_session *s);
+
+/* sl_session_defer: like sl_session_mark_dirty, but the flush may wait up to `ms`
+ * milliseconds (the batching window of that interval, window.h), so that what else arrives
+ * meanwhile goes out in the same write. ms 0 is sl_session_mark_dirty. A session already
+ * scheduled (dirty or on a window) stays as it is; a later sl_session_mark_dirty (a control
+ * packet, an ack answer, a delivery that may not wait) closes its window early: the session
+ * is written at the end of that loop iteration with everything waiting for it. No-op on a
+ * closed session. */
+void sl_session_defer(sl_session *s, uint32_t ms);
 
 /* sl_session_flush: while the unsent bytes are under the high-water mark, pull deliveries
  * (handler on_pull) and write: to the WebSocket, or as the answer of a held polling GET.

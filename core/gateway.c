@@ -25,6 +25,7 @@
 #include "cluster.h"
 #include "publish.h"
 #include "topics.h"
+#include "window.h"
 #include "sl_util.h"
 
 const char *sluice_strerror(int err) { return sl_strerror(err); }
@@ -137,6 +138,7 @@ static void gateway_destroy(sl_gateway *gw) {
   free(gw->servers);
   sl_heap_free(&gw->acks);
   sl_heap_free(&gw->sheap);
+  sl_window_free(gw);
   sl_hooks_free(gw);
   /* the embedder owns the configs (and the VM): released after everything pointing in */
   if (gw->ops.destroy) gw->ops.destroy(gw->ops_ud);
@@ -342,6 +344,7 @@ void sluice_stop(sluice_t *gw, void (*cb)(sluice_t *, void *), void *arg) {
   for (size_t i = 0; i < gw->nservers; i++) sl_server_close_conns(&gw->servers[i]);
   if (gw->prep.loop) close_handle(gw, (uv_handle_t *)&gw->prep);
   if (gw->check.loop) close_handle(gw, (uv_handle_t *)&gw->check);
+  sl_window_stop(gw, close_handle);
   if (gw->sweep.loop) close_handle(gw, (uv_handle_t *)&gw->sweep);
   if (gw->ack_timer.loop) close_handle(gw, (uv_handle_t *)&gw->ack_timer);
   if (gw->sess_timer.loop) close_handle(gw, (uv_handle_t *)&gw->sess_timer);

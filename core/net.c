@@ -745,10 +745,12 @@ static void wq_pop_bytes(sl_conn *c, size_t n) {
   }
 }
 
-/* Drop `n` written bytes from the front of the write queue. */
+/* Drop `n` written bytes from the front of the write queue (counting the frames done). */
 static void wq_advance(sl_conn *c, size_t n) {
+  uint32_t before = c->wq.n;
   c->wq_bytes -= n;
   wq_pop_bytes(c, n);
+  c->srv->net_frames += before - c->wq.n;
 }
 
 static unsigned wq_iov(sl_conn *c, uv_buf_t *iov, unsigned max) {
@@ -832,6 +834,7 @@ static int tls_out_kick(sl_conn *c) {
       continue;
     }
     uv_buf_t b = uv_buf_init(o->buf.data + o->off, (unsigned)(o->buf.len - o->off));
+    c->srv->net_writes++;
     int r = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
     if (r == UV_EAGAIN || r == UV_ENOSYS) r = 0;
     if (r < 0) {
@@ -845,6 +848,7 @@ static int tls_out_kick(sl_conn *c) {
     c->writing = 1;
     c->wreq = sl_xmalloc(sizeof *c->wreq);
     c->wreq->data = c;
+    c->srv->net_writes++;
     if (uv_write(c->wreq, (uv_stream_t *)&c->tcp, &b, 1, write_cb) != 0) {
       free(c->wreq);
       c->wreq = NULL;
@@ -873,6 +877,7 @@ static int tls_send(sl_conn *c, const uint8_t *p, size_t len, size_t plain) {
   }
   if (!c->tout) {
     uv_buf_t b = uv_buf_init((char *)p, (unsigned)len);
+    c->srv->net_writes += len > 0;
     int r = len ? uv_try_write((uv_stream_t *)&c->tcp, &b, 1) : 0;
     if (r == UV_EAGAIN || r == UV_ENOSYS) r = 0;
     if (r < 0) {
@@ -905,8 +910,10 @@ static void tls_flush(sl_conn *c) {
       sl_conn_close(c);
       return;
     }
-    if (!used) return;     /* the handshake is not done: flushed once it is */
+    if (!used) return; /* the handshake is not done: flushed once it is */
+    uint32_t before = c->wq.n;
     wq_pop_bytes(c, used); /* still counted in wq_bytes until written */
+    c->srv->net_frames += before - c->wq.n;
     if (tls_send(c, out, outlen, used) != 0) return;
   }
   after_drain(c);
@@ -922,6 +929,7 @@ void sl_conn_flush(sl_conn *c) {
   }
   while (c->wq.n) {
     unsigned n = wq_iov(c, iov, SL_IOV_BATCH);
+    c->srv->net_writes++;
     int r = uv_try_write((uv_stream_t *)&c->tcp, iov, n);
     if (r == UV_EAGAIN || r == UV_ENOSYS) r = 0;
     if (r < 0) {
@@ -938,6 +946,7 @@ void sl_conn_flush(sl_conn *c) {
       c->writing = 1;
       c->wreq = sl_xmalloc(sizeof *c->wreq);
       c->wreq->data = c;
+      c->srv->net_writes++;
       int e = uv_write(c->wreq, (uv_stream_t *)&c->tcp, iov, n, write_cb);
       if (e) {
         free(c->wreq);

@@ -70,6 +70,9 @@ typedef struct sl_lane sl_lane;
 typedef struct sl_session sl_session;
 struct sl_bus_pub; /* publish.h */
 typedef struct sl_conn sl_conn;
+typedef struct sl_window sl_window;
+/* The most batching windows (distinct flushIntervalMs values) in use at once (window.h). */
+#define SL_WINDOWS_MAX 16
 
 typedef struct sl_topic {
   char *name;
@@ -173,6 +176,8 @@ struct sl_server {
   struct sl_tls_ctx *tls;
   struct sl_tls_watch *tls_watch;
   uint64_t tls_handshake_errors;
+  uint64_t net_writes; /* write system calls on client connections (net.c; try and queued) */
+  uint64_t net_frames; /* frames and HTTP answers those writes completed (net.c) */
   uint64_t tls_reloads_ok, tls_reloads_failed;
   /* the cluster bus (cluster.c): asked once per publish and topic when set (publish.h) */
   int (*bus)(void *ud, const struct sl_bus_pub *p);
@@ -232,6 +237,10 @@ struct sl_gateway {
   sl_server *servers;
   size_t nservers;
   sl_link dirty; /* sessions with pending flush work */
+  /* batching windows (window.c): sessions whose deliveries wait up to flushIntervalMs */
+  sl_window *windows[SL_WINDOWS_MAX];
+  unsigned nwindows;
+  uint64_t windows_closed; /* windows that closed with sessions to write */
   uv_prepare_t prep;
   uv_check_t check;
   uv_timer_t sweep; /* HTTP header / idle timeouts */

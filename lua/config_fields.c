@@ -208,6 +208,7 @@ static const char *const k_ns_keys[] = {"path",
                                         "onConnect",
                                         "onEvent",
                                         "onClientPublish",
+                                        "flushIntervalMs",
                                         NULL};
 
 /* ------------------------------------------------------------------------------------- */
@@ -628,6 +629,12 @@ int sl__config_validate_ns(vctx *c, int t, sl_ns_config *ns) {
     goto out;
   }
   if (opt_positive(c, t, "retryMaxDelayMs", &ns->retry_max_delay_ms, 30000)) goto out;
+  if (sl__config_opt_int(c, t, "flushIntervalMs", &ns->flush_interval_ms, -1)) goto out;
+  if (ns->flush_interval_ms != -1 &&
+      (ns->flush_interval_ms < 0 || ns->flush_interval_ms > SL_FLUSH_INTERVAL_MAX_MS)) {
+    sl__config_verr(c, "flushIntervalMs must be between 0 (off) and %d", SL_FLUSH_INTERVAL_MAX_MS);
+    goto out;
+  }
   if (sl__config_opt_hook(c, t, "coalesceKey", &ns->coalesce_key_ref, &ns->coalesce_key_path))
     goto out;
   if (sl__config_opt_hook(c, t, "snapshot", &ns->snapshot_ref, NULL)) goto out;
@@ -644,4 +651,16 @@ int sl__config_validate_ns(vctx *c, int t, sl_ns_config *ns) {
 out:
   lua_settop(L, top);
   return c->rc;
+}
+
+/* sl__config_ns_flush_interval: see sl_config_int.h. */
+void sl__config_ns_flush_interval(vctx *c, sl_ns_config *ns, int64_t server_ms) {
+  if (ns->delivery == SL_AT_LEAST_ONCE) {
+    if (ns->flush_interval_ms > 0)
+      sl__config_vwarn(c, "flushIntervalMs has no effect in an AT_LEAST_ONCE namespace (its "
+                          "deliveries are written at once)");
+    ns->flush_interval_ms = 0;
+  } else if (ns->flush_interval_ms < 0) {
+    ns->flush_interval_ms = server_ms;
+  }
 }

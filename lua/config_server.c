@@ -56,6 +56,7 @@ static const char *const k_server_keys[] = {"host",
                                             "maxInboundBufferBytes",
                                             "partialMessageTimeoutMs",
                                             "limitLoopback",
+                                            "flushIntervalMs",
                                             "cluster",
                                             NULL};
 static const char *const k_tls_keys[] = {"certChainPemPath", "privateKeyPemPath", "protocol",
@@ -521,6 +522,7 @@ static int validate_namespaces(vctx *c, int t, sl_server_config *s) {
     sl__config_ns_init(&s->ns[i]);
     s->nns++;
     int rc = sl__config_validate_ns(c, it, &s->ns[i]);
+    if (!rc) sl__config_ns_flush_interval(c, &s->ns[i], s->flush_interval_ms);
     c->ns = NULL;
     c->ns_index = 0;
     lua_pop(L, 1);
@@ -614,6 +616,7 @@ int sl__config_validate_server(vctx *c, int t, sl_server_config *s) {
       {"maxHandshakesPerSecondPerAddress", &s->max_handshake_rate, 50, false},
       {"maxInboundBufferBytes", &s->max_inbound_bytes, 64 << 20, false},
       {"partialMessageTimeoutMs", &s->partial_timeout_ms, 30000, false},
+      {"flushIntervalMs", &s->flush_interval_ms, 0, true},
   };
   for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++) {
     if (sl__config_opt_int(c, t, nums[i].key, nums[i].dst, nums[i].def)) goto out;
@@ -621,6 +624,10 @@ int sl__config_validate_server(vctx *c, int t, sl_server_config *s) {
       sl__config_verr(c, "%s must be positive", nums[i].key);
       goto out;
     }
+  }
+  if (s->flush_interval_ms > SL_FLUSH_INTERVAL_MAX_MS) {
+    sl__config_verr(c, "flushIntervalMs must be between 0 (off) and %d", SL_FLUSH_INTERVAL_MAX_MS);
+    goto out;
   }
   /* luaWatchdogMs: the VM is shared by every server, so the smallest one set wins */
   int64_t wd = -1;

@@ -80,6 +80,10 @@ bool sl__config_blank(const char *s, size_t len);
 void sl__config_ns_init(sl_ns_config *ns);
 /* sl__config_validate_ns: table at index t -> *ns. Returns c->rc. stack: unchanged. */
 int sl__config_validate_ns(vctx *c, int t, sl_ns_config *ns);
+/* sl__config_ns_flush_interval: resolve a validated namespace's flushIntervalMs: the server's
+ * (server_ms) when the namespace does not set it; 0 for AT_LEAST_ONCE (its deliveries never
+ * wait; a value the namespace itself sets is then warned about). Cannot fail. */
+void sl__config_ns_flush_interval(vctx *c, sl_ns_config *ns, int64_t server_ms);
 
 /* sl__config_server_init (config_server.c): *s zeroed, every hook reference SL_NOREF. */
 void sl__config_server_init(sl_server_config *s);

@@ -26,6 +26,7 @@
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <math.h>
@@ -60,6 +61,7 @@ static struct {
   const char *label;
   int quiet;
   int tls;
+  const char *window_cmd; /* run with sh -c when the window starts (e.g. perf stat -p PID) */
 } opt = {
     .host = "127.0.0.1",
     .port = 3000,
@@ -777,7 +779,48 @@ typedef struct {
   double cpu_tick_s;  /* utime + stime from /proc/PID/stat (1/CLK_TCK resolution) */
   int sched_ok;
   long rss_kb;
+  double user_s, sys_s;       /* utime, stime (1/CLK_TCK resolution) */
+  int io_ok;                  /* /proc/PID/io readable (same user, or root) */
+  unsigned long long syscr;   /* read-type system calls (read, readv, recv*, ...) */
+  unsigned long long syscw;   /* write-type system calls (write, writev, send*, ...) */
+  unsigned long long vcsw;    /* voluntary context switches, all threads */
+  unsigned long long ivcsw;   /* involuntary context switches, all threads */
 } proc_sample;
+
+/* Context switches of every live thread (/proc/PID/task/TID/status). */
+static void ctxsw(int pid, proc_sample *s) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/task", pid);
+  DIR *d = opendir(path);
+  if (!d) return;
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+    char p2[320], buf[256];
+    snprintf(p2, sizeof p2, "/proc/%d/task/%s/status", pid, e->d_name);
+    FILE *f = fopen(p2, "r");
+    if (!f) continue;
+    while (fgets(buf, sizeof buf, f)) {
+      if (strncmp(buf, "voluntary_ctxt_switches:", 24) == 0) s->vcsw += strtoull(buf + 24, NULL, 10);
+      if (strncmp(buf, "nonvoluntary_ctxt_switches:", 27) == 0) s->ivcsw += strtoull(buf + 27, NULL, 10);
+    }
+    fclose(f);
+  }
+  closedir(d);
+}
+
+/* System calls made so far (/proc/PID/io syscr, syscw). */
+static void syscalls(int pid, proc_sample *s) {
+  char path[64], buf[256];
+  snprintf(path, sizeof path, "/proc/%d/io", pid);
+  FILE *f = fopen(path, "r");
+  if (!f) return;
+  while (fgets(buf, sizeof buf, f)) {
+    if (strncmp(buf, "syscr:", 6) == 0) s->syscr = strtoull(buf + 6, NULL, 10), s->io_ok = 1;
+    if (strncmp(buf, "syscw:", 6) == 0) s->syscw = strtoull(buf + 6, NULL, 10);
+  }
+  fclose(f);
+}
 
 /* Sum of on-CPU nanoseconds of every live thread (/proc/PID/task/TID/schedstat field 1).
  * Nanosecond resolution, unlike utime/stime; misses threads that exited (rare for servers). */
@@ -810,7 +853,8 @@ static int sched_cpu_s(int pid, double *out) {
 static long clk_tck;
 
 static proc_sample sample_proc(int pid) {
-  proc_sample s = {0, 0, 0, 0, 0};
+  proc_sample s;
+  memset(&s, 0, sizeof s);
   if (pid <= 0) return s;
   char path[64], buf[4096];
   snprintf(path, sizeof path, "/proc/%d/stat", pid);
@@ -836,6 +880,10 @@ static proc_sample sample_proc(int pid) {
     tok = strtok(NULL, " ");
   }
   s.cpu_tick_s = (double)(ut + st) / (double)clk_tck;
+  s.user_s = (double)ut / (double)clk_tck;
+  s.sys_s = (double)st / (double)clk_tck;
+  syscalls(pid, &s);
+  ctxsw(pid, &s);
   s.cpu_s = s.cpu_tick_s;
   double sc;
   if (sched_cpu_s(pid, &sc) == 0) {
@@ -1005,6 +1053,26 @@ static void report(void) {
          ps_win_end.rss_kb, rss_max_kb, rss_max_window_kb,
          n_joined > 0 && ps_win_start.ok ? (double)(ps_win_start.rss_kb - ps_before.rss_kb) * 1024.0 / n_joined
                                           : 0);
+  {
+    /* Where the server's time goes: user vs kernel (utime/stime), system calls and context
+     * switches per delivery, all from /proc (no tracing overhead). */
+    int okp = ps_win_end.ok && ps_win_start.ok;
+    double us = okp ? ps_win_end.user_s - ps_win_start.user_s : 0;
+    double ks = okp ? ps_win_end.sys_s - ps_win_start.sys_s : 0;
+    double d = deliveries_window ? (double)deliveries_window : 0;
+    unsigned long long r = okp ? ps_win_end.syscr - ps_win_start.syscr : 0;
+    unsigned long long w = okp ? ps_win_end.syscw - ps_win_start.syscw : 0;
+    unsigned long long v = okp ? ps_win_end.vcsw - ps_win_start.vcsw : 0;
+    unsigned long long iv = okp ? ps_win_end.ivcsw - ps_win_start.ivcsw : 0;
+    printf("\"proc\":{\"ok\":%s,\"user_s\":%.2f,\"sys_s\":%.2f,\"kernel_share\":%.3f,"
+           "\"io_ok\":%s,\"syscr\":%llu,\"syscw\":%llu,\"syscalls_per_delivery\":%.4f,"
+           "\"syscw_per_delivery\":%.4f,\"ctxsw_vol\":%llu,\"ctxsw_invol\":%llu,"
+           "\"ctxsw_per_s\":%.1f,\"ctxsw_per_delivery\":%.5f},",
+           okp ? "true" : "false", us, ks, us + ks > 0 ? ks / (us + ks) : 0,
+           okp && ps_win_end.io_ok ? "true" : "false", r, w, d > 0 ? (double)(r + w) / d : 0,
+           d > 0 ? (double)w / d : 0, v, iv, win > 0 ? (double)(v + iv) / win : 0,
+           d > 0 ? (double)(v + iv) / d : 0);
+  }
   printf("\"tcp\":{\"samples\":%d,\"server_sendq_start\":%" PRIu64 ",\"server_sendq_end\":%" PRIu64
          ",\"server_sendq_max\":%" PRIu64 ",\"client_recvq_end\":%" PRIu64 ",\"client_recvq_max\":%" PRIu64
          ",\"server_socks\":%d},",
@@ -1082,6 +1150,19 @@ static void on_tick(uv_timer_t *t) {
       busy_win_start = sys_busy_s();
       t_window_start = mono_s();
       measuring = 1;
+      if (opt.window_cmd) {
+        /* e.g. perf stat over exactly the window; detached, the caller collects it */
+        pid_t k = fork();
+        if (k == 0) {
+          /* not the clients' sockets (they must close when loadgen exits), not our stdout */
+          int dn = open("/dev/null", O_WRONLY);
+          if (dn >= 0) dup2(dn, 1);
+          for (int fd = 3; fd < 65536; fd++) close(fd);
+          setsid();
+          execl("/bin/sh", "sh", "-c", opt.window_cmd, (char *)NULL);
+          _exit(127);
+        }
+      }
     }
     break;
   case PH_MEASURE:
@@ -1127,6 +1208,7 @@ static void usage(FILE *f) {
           "  --tcp-sample-ms MS  /proc/net/tcp sampling period (default 1000)\n"
           "  --label TEXT        copied into the JSON output\n"
           "  --tls               connect with TLS (no certificate verification)\n"
+          "  --window-cmd CMD    run `sh -c CMD` (detached) when the measurement window starts\n"
           "  --quiet             less stderr\n"
           "  --help\n"
           "Latency = receive wall clock - payload \"ts\" (us if > 1e14, else ms). Only non-slow\n"
@@ -1145,7 +1227,8 @@ int main(int argc, char **argv) {
       {"sample-ms", required_argument, 0, 'S'},    {"tcp-sample-ms", required_argument, 0, 'T'},
       {"wait-traffic", required_argument, 0, 'W'}, {"label", required_argument, 0, 'L'},
       {"quiet", no_argument, 0, 'q'},              {"tls", no_argument, 0, 'X'},
-      {"help", no_argument, 0, 'h'},               {0, 0, 0, 0}};
+      {"window-cmd", required_argument, 0, 'C'},   {"help", no_argument, 0, 'h'},
+      {0, 0, 0, 0}};
   int ch;
   while ((ch = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
     switch (ch) {
@@ -1167,6 +1250,7 @@ int main(int argc, char **argv) {
     case 'L': opt.label = optarg; break;
     case 'q': opt.quiet++; break;
     case 'X': opt.tls = 1; break;
+    case 'C': opt.window_cmd = optarg; break;
     case 'h': usage(stdout); return 0;
     default: usage(stderr); return 2;
     }

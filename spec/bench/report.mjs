@@ -19,6 +19,7 @@ const notes = fs.existsSync(arg("notes", "")) ? fs.readFileSync(arg("notes"), "u
 const quick = arg("quick", "0") === "1";
 const runs = arg("runs", "?");
 const sluiceStatus = arg("sluice-status", "unknown");
+const flushMs = Number(process.env.BENCH_FLUSH_MS || 0); // run.sh's Sluice flushIntervalMs
 
 const sh = (c) => {
   try {
@@ -142,6 +143,106 @@ if (have("fanout")) {
   );
 }
 
+// ---------------------------------------------------------------- where the time goes
+// /proc figures (loadgen: utime/stime, /proc/PID/io syscr+syscw, context switches of every
+// thread) and perf stat (software events, syscall tracepoints) over the measurement window.
+const wvar = (w) => (w === 0 ? "" : `w${w}`);
+const windows = [...new Set(rows.filter((r) => r.server_kind === S && /^(fanout1|latency)$/.test(r.scenario))
+  .map((r) => (r.variant && /^w\d+$/.test(r.variant) ? Number(r.variant.slice(1)) : 0)))].sort((a, b) => a - b);
+const perfPer = (sc, srv, ev, v = "") => median(sel(sc, srv, v).map((r) => {
+  const x = get(r, `perf.${ev}`);
+  return typeof x === "number" && r.deliveries ? x / r.deliveries : undefined;
+}));
+const timeRows = [
+  ["server CPU µs per delivered message", (sc, srv, v) => fmt(med(sc, srv, "server.cpu_us_per_delivery", v), 3)],
+  ["kernel share of the server's CPU (stime / utime+stime)", (sc, srv, v) => { const x = med(sc, srv, "proc.kernel_share", v); return x === undefined ? "n/a" : `${(x * 100).toFixed(0)}%`; }],
+  ["system calls per delivery (/proc/PID/io syscr+syscw)", (sc, srv, v) => fmt(med(sc, srv, "proc.syscalls_per_delivery", v), 3)],
+  ["write-type system calls per delivery (syscw)", (sc, srv, v) => fmt(med(sc, srv, "proc.syscw_per_delivery", v), 3)],
+  ["context switches per second (all threads)", (sc, srv, v) => fint(med(sc, srv, "proc.ctxsw_per_s", v))],
+  ["perf: system calls per delivery (raw_syscalls:sys_enter)", (sc, srv, v) => fmt(perfPer(sc, srv, "raw_syscalls_sys_enter", v), 3)],
+  ["perf: write + writev per delivery", (sc, srv, v) => {
+    const a = perfPer(sc, srv, "syscalls_sys_enter_write", v), b = perfPer(sc, srv, "syscalls_sys_enter_writev", v);
+    return fmt(a === undefined && b === undefined ? undefined : (a ?? 0) + (b ?? 0), 3);
+  }],
+  ["perf: frames per write (deliveries / (write + writev))", (sc, srv, v) => {
+    const a = perfPer(sc, srv, "syscalls_sys_enter_write", v), b = perfPer(sc, srv, "syscalls_sys_enter_writev", v);
+    const w = (a ?? 0) + (b ?? 0);
+    return fmt(w > 0 ? 1 / w : undefined, 2);
+  }],
+  ["perf: epoll_wait per delivery", (sc, srv, v) => fmt(perfPer(sc, srv, "syscalls_sys_enter_epoll_wait", v), 4)],
+  ["perf: context switches per delivery", (sc, srv, v) => fmt(perfPer(sc, srv, "context_switches", v), 5)],
+  ["perf: task-clock ms over the window", (sc, srv, v) => fmt(med(sc, srv, "perf.task_clock", v), 0)],
+];
+const timeTable = (sc, cols) => {
+  p(`| | ${cols.map((c) => c[0]).join(" | ")} |`);
+  p(`|---|${cols.map(() => "---:").join("|")}|`);
+  for (const [name, f] of timeRows) p(`| ${name} | ${cols.map(([, srv, v]) => f(sc, srv, v)).join(" | ")} |`);
+  p();
+};
+if (have("fanout") || have("fanout1")) {
+  p("## Where the time goes (fan-out)");
+  p();
+  p("Measured over the same windows as the figures above and below, from `/proc` (no overhead: " +
+    "utime/stime of the process, `syscr`+`syscw` of `/proc/PID/io`, voluntary + involuntary context " +
+    "switches of every thread) and `perf stat -e task-clock,context-switches,cpu-migrations,page-faults," +
+    "raw_syscalls:sys_enter,syscalls:sys_enter_write,syscalls:sys_enter_writev,syscalls:sys_enter_epoll_wait -p PID` started by the load " +
+    "generator at the window's start (software events and tracepoints only: this VM has no hardware " +
+    "counters; `n/a` where perf was unavailable). Medians of the runs.");
+  p();
+  if (have("fanout")) {
+    p(`\`fanout\` (${params("fanout")}, producers batching per 10 ms tick):`);
+    p();
+    timeTable("fanout", [["Sluice", S, ""], ["socket.io", N, ""]]);
+  }
+  if (have("fanout1")) {
+    p(`\`fanout1\` (the same with one publish per millisecond, each in its own loop iteration), Sluice at each batching window:`);
+    p();
+    timeTable("fanout1", [...windows.map((w) => [`Sluice ${w} ms`, S, wvar(w)]), ["socket.io", N, ""]]);
+  }
+}
+
+// ---------------------------------------------------------------- batching window
+let winTarget;
+if (windows.length && (have("fanout1") || have("latency"))) {
+  p("## Batching window (flushIntervalMs)");
+  p();
+  p("Sluice with `flushIntervalMs` = 0 (off: every loop iteration writes), 1, 2 and 5 ms, against " +
+    "socket.io in the same run (same clients, payloads, producer and measurement window). " +
+    "`fanout1`: the fan-out with a 1 ms producer tick on both servers (one publish per loop " +
+    "iteration), so without a window every publish is one write per client; `latency`: one " +
+    "publish every 10 ms. Medians of the runs.");
+  p();
+  for (const sc of ["fanout1", "latency"]) {
+    if (!have(sc)) continue;
+    const cols = windows.map((w) => [`${w} ms`, S, wvar(w)]);
+    p(`\`${sc}\` (${params(sc)}):`);
+    p();
+    p(`| | ${cols.map((c) => `Sluice ${c[0]}`).join(" | ")} | socket.io |`);
+    p(`|---|${cols.map(() => "---:").join("|")}|---:|`);
+    const row = (name, f) => p(`| ${name} | ${cols.map(([, srv, v]) => f(srv, v)).join(" | ")} | ${f(N, "")} |`);
+    row("server CPU µs per delivery", (srv, v) => fmt(med(sc, srv, "server.cpu_us_per_delivery", v), 3));
+    const base = med(sc, N, "server.cpu_us_per_delivery");
+    row("socket.io CPU / this CPU", (srv, v) => ratio(base, med(sc, srv, "server.cpu_us_per_delivery", v), 1));
+    row("latency p50 µs", (srv, v) => fint(med(sc, srv, "lat_us.p50", v)));
+    row("latency p99 µs", (srv, v) => fint(med(sc, srv, "lat_us.p99", v)));
+    row("deliveries/s", (srv, v) => fint(med(sc, srv, "deliveries_per_s", v)));
+    row("kernel share of CPU", (srv, v) => { const x = med(sc, srv, "proc.kernel_share", v); return x === undefined ? "n/a" : `${(x * 100).toFixed(0)}%`; });
+    row("system calls per delivery (/proc)", (srv, v) => fmt(med(sc, srv, "proc.syscalls_per_delivery", v), 3));
+    row("context switches per second", (srv, v) => fint(med(sc, srv, "proc.ctxsw_per_s", v)));
+    row("seq gaps", (srv, v) => fint(med(sc, srv, "gaps", v)));
+    row("other CPU on the machine (cores)", (srv, v) => fmt(med(sc, srv, "machine.other_cpu_util", v), 2));
+    p();
+  }
+  const best = (sc, maxW) => {
+    const c = windows.filter((w) => w <= maxW).map((w) => [w, med(sc, S, "server.cpu_us_per_delivery", wvar(w))])
+      .filter(([, x]) => x !== undefined).sort((a, b) => a[1] - b[1]);
+    return c[0];
+  };
+  winTarget = { fan: best("fanout1", 5), fanN: med("fanout1", N, "server.cpu_us_per_delivery"),
+    lat5: med("latency", S, "server.cpu_us_per_delivery", wvar(5)), latN: med("latency", N, "server.cpu_us_per_delivery"),
+    p50: med("latency", S, "lat_us.p50"), p99: med("latency", S, "lat_us.p99") };
+}
+
 // ---------------------------------------------------------------- slow consumers
 if (have("slow") || have("slow0")) {
   p("## Slow consumers");
@@ -220,8 +321,11 @@ if (have("tls_fanout")) {
     "tls_fanout",
     `${params("tls_fanout")}. As the fan-out above, every connection over TLS: Sluice with ` +
       "`transport: WSS`, socket.io on `https.createServer`, the same EC P-256 certificate, " +
-      "TLSv1.3 with OpenSSL's default cipher order on both (the load generator: `loadgen --tls`). " +
-      "Sluice builds each frame once per publish and encrypts it per connection.",
+      "TLSv1.3, each server with its defaults (the load generator, `loadgen --tls`, offers " +
+      "OpenSSL's order: socket.io follows it, TLS_AES_256_GCM_SHA384; Sluice's order decides, " +
+      "TLS_AES_128_GCM_SHA256). Sluice builds each frame once per publish and encrypts " +
+      "everything queued for a connection at a flush into records of up to 16 KiB." +
+      (flushMs > 0 ? ` Sluice's batching window: flushIntervalMs = ${flushMs} (socket.io has no such option).` : ""),
   );
 }
 if (have("tls_idle")) {
@@ -237,7 +341,8 @@ if (have("tls_idle")) {
     "tls_idle",
     `${params("tls_idle")}. As the idle scenario above, every connection over TLS (TLSv1.3, ` +
       "handshake done). Sluice keeps one OpenSSL SSL object per connection (buffers released " +
-      "while idle, one BIO shared by all connections).",
+      "while idle, one BIO shared by all connections): OpenSSL 3.0 keeps 13.5 KB per idle " +
+      "connection of its own (`build/spec/test_tls_mem -v`).",
   );
 }
 
@@ -614,6 +719,13 @@ p(`| (the same by server CPU time: worst of route − off, Lua coalesceKey − f
   if (is !== undefined || inn !== undefined)
     p(`| TLS: idle memory per connection ≤ 1/3 of socket.io's | Sluice ${fint(is)} B vs socket.io ${fint(inn)} B = ${is && inn ? (is / inn).toFixed(3) : "n/a"} | ${ok(is && inn ? is / inn <= 1 / 3 : undefined)} |`);
 }
+if (winTarget) {
+  const { fan, fanN, lat5, latN, p50, p99 } = winTarget;
+  if (fan) p(`| batching window ≤ 5 ms: ≤ 0.4 µs per delivery and ≥ 20× less than socket.io (fanout1) | best: ${fan[0]} ms window, ${fmt(fan[1], 3)} µs vs socket.io ${fmt(fanN, 3)} µs = ${fanN ? (fanN / fan[1]).toFixed(1) + "×" : "n/a"} | ${ok(fanN ? fan[1] <= 0.4 && fanN / fan[1] >= 20 : undefined)} |`);
+  if (lat5 !== undefined) p(`| 100 × 100 at a 5 ms window: ≥ 5× less CPU per delivery than socket.io | ${fmt(lat5, 3)} µs vs ${fmt(latN, 3)} µs = ${latN ? (latN / lat5).toFixed(1) + "×" : "n/a"} | ${ok(latN ? latN / lat5 >= 5 : undefined)} |`);
+  if (p50 !== undefined) p(`| 100 × 100, window 0: p50 ≤ 0.3 ms and p99 ≤ 1 ms (generator on the same cores) | p50 ${fint(p50)} µs, p99 ${fint(p99)} µs | ${ok(p50 <= 300 && p99 <= 1000)} |`);
+}
+if (idleS !== undefined) p(`| ≤ 1 KiB user-space memory per idle subscribed connection (10,000 clients) | ${fint(idleS)} B | ${ok(idleS <= 1024)} |`);
 if (reload) p(`| reload pauses delivery < 10 ms and drops no connection | max ${fmt(reload.reload_ms_max, 2)} ms, ${reload.disconnects} dropped | ${ok(reload.reload_ms_max < 10 && reload.disconnects === 0)} |`);
 p();
 p("(\"RSS flat\" is judged as: RSS max during the 60 s window at most 5% above its start.)");

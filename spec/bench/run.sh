@@ -9,24 +9,30 @@
 #   BENCH_RUNS=3         repetitions per scenario and server
 #   BENCH_QUICK=1        short smoke run with small numbers (1 run unless BENCH_RUNS is set)
 #   BENCH_SERVERS="sluice socketio"   which servers to measure
-#   BENCH_SCENARIOS="fanout slow slow0 idle latency hooks reload tls_fanout tls_idle cluster"
-#                        which scenarios
+#   BENCH_SCENARIOS="fanout fanout1 slow slow0 idle latency hooks reload tls_fanout tls_idle cluster"
+#                        which scenarios (fanout1: the fan-out with one publish per millisecond,
+#                        each in its own loop iteration, on both servers)
 #                        (tls_*: fanout / idle over TLS: Sluice WSS vs socket.io on
 #                        https.createServer, one EC P-256 certificate made here for both,
-#                        loadgen --tls; TLSv1.3 with the OpenSSL defaults on both sides;
-#                        cluster: two Sluice nodes + one redis-server against two socket.io
+#                        loadgen --tls; TLSv1.3, each server with its defaults)
+#                        (cluster: two Sluice nodes + one redis-server against two socket.io
 #                        servers + @socket.io/redis-streams-adapter, the producer on node A,
 #                        clients split over both nodes, then the bus's throughput; run alone,
 #                        BENCH_SCENARIOS=cluster, it replaces only the Cluster section of
 #                        RESULTS.md)
 #   BENCH_CLUSTER_RATES="20000 50000 100000"   offered publish rates (100-byte payloads) of the
 #                        cluster throughput runs
+#   BENCH_WINDOWS="0 1 2 5"   Sluice's flushIntervalMs values run in fanout1 and latency
+#   BENCH_PERF=1         perf stat (software events, syscall tracepoints) over the window of the
+#                        fan-out scenarios, when perf works here (0: off); /proc figures always
 #   BENCH_PORT=39100     first port to use (each server start takes the next free one)
 #   BENCH_SNDBUF=65536   Sluice socketSendBufferBytes (SO_SNDBUF) in the slow-consumer scenarios
 #                        (0 = kernel default, autotuned up to tcp_wmem max)
 #   BENCH_RESULTS=spec/bench/RESULTS.md   where to write the report
 #   BUILD=build          build directory (loadgen and sluice binaries)
 #   SLUICE_ARGS="--log-level warn"   extra arguments for sluice
+#   BENCH_FLUSH_MS=0     Sluice's flushIntervalMs (batching window) in every scenario (0 = off,
+#                        the default; socket.io has no such option)
 # Everything is bounded in time (timeout(1) around every client run); traffic only to 127.0.0.1.
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
@@ -34,7 +40,9 @@ BUILD=${BUILD:-build}
 QUICK=${BENCH_QUICK:-0}
 if [ "$QUICK" = 1 ]; then RUNS=${BENCH_RUNS:-1}; else RUNS=${BENCH_RUNS:-3}; fi
 SERVERS=${BENCH_SERVERS:-"sluice socketio"}
-SCENARIOS=${BENCH_SCENARIOS:-"fanout slow slow0 idle latency hooks reload tls_fanout tls_idle cluster"}
+SCENARIOS=${BENCH_SCENARIOS:-"fanout fanout1 slow slow0 idle latency hooks reload tls_fanout tls_idle cluster"}
+# Sluice's batching windows (flushIntervalMs) measured in the fanout1 and latency scenarios
+WINDOWS=${BENCH_WINDOWS:-"0 1 2 5"}
 PORT_NEXT=${BENCH_PORT:-39100}
 SNDBUF=${BENCH_SNDBUF:-65536}
 RESULTS=${BENCH_RESULTS:-spec/bench/RESULTS.md}
@@ -169,6 +177,27 @@ case " $SCENARIOS " in
     fi ;;
 esac
 
+# --- perf stat: software events and syscall tracepoints, if this machine allows them ----------
+# (hardware counters are not available in this VM). Degrades to software events only, then to
+# nothing; loadgen's /proc figures (user/kernel time, syscr/syscw, context switches) remain.
+PERF_EVENTS=""
+if [ "${BENCH_PERF:-1}" = 1 ] && command -v perf >/dev/null; then
+  sw=task-clock,context-switches,cpu-migrations,page-faults
+  tp=raw_syscalls:sys_enter,syscalls:sys_enter_write,syscalls:sys_enter_writev,syscalls:sys_enter_epoll_wait
+  if perf stat -x, -e "$sw,$tp" -- true >/dev/null 2>&1; then PERF_EVENTS="$sw,$tp"
+  elif perf stat -x, -e "$sw" -- true >/dev/null 2>&1; then PERF_EVENTS="$sw"; note "perf: syscall tracepoints unavailable, software events only"
+  else note "perf stat unavailable: no perf summary (the /proc figures remain)"; fi
+fi
+# perf_json FILE: perf stat -x, output -> {"task_clock_ms":..,"context_switches":..,...}
+perf_json() {
+  [ -s "$1" ] || { echo '{}'; return; }
+  awk -F, 'BEGIN { printf "{"; n = 0 }
+    /^#/ || NF < 3 { next }
+    { v = $1; ev = $3; gsub(/[^A-Za-z0-9_]/, "_", ev); if (v ~ /not/) v = "null";
+      printf "%s\"%s\":%s", (n++ ? "," : ""), ev, v }
+    END { printf "}" }' "$1"
+}
+
 # --- scenarios -------------------------------------------------------------------------------
 # scenario parameters: CLIENTS RATE SIZE DURATION WARMUP SLOW RAMP PING_TIMEOUT_MS
 # (slow-consumer runs raise pingTimeout on both servers so that clients which stop reading stay
@@ -178,6 +207,7 @@ params() {
   # handshake run on these 2 cores (ECDHE and a signature each side), and a faster ramp left
   # handshakes waiting past Sluice's 10 s header timeout and socket.io's join timeout
   case $1 in tls_*) params "${1#tls_}" | awk '{ if ($7 > 250) $7 = 250; print }'; return ;; esac
+  case $1 in fanout1) params fanout; return ;; esac
   if [ "$QUICK" = 1 ]; then
     case $1 in
       fanout)  echo "100 200 100 5 1 0 500 20000" ;;
@@ -209,7 +239,12 @@ run_one() {
   # not starve the handshakes; loadgen waits for the first delivery before its warmup.
   local delay=$(( (clients * 1000) / ramp + 2000 ))
   local env=(RATE="$rate" SIZE="$size" PRODUCER_DELAY_MS="$delay" PING_TIMEOUT_MS="$pto")
+  # fanout1: one publish per millisecond (each its own loop iteration), both servers
+  [ "$sc" = fanout1 ] && env+=(TICK_MS=1)
+  case $variant in w[0-9]*) env+=(FLUSH_MS="${variant#w}") ;; esac
   if [ "$kind" = sluice ]; then
+    # BENCH_FLUSH_MS: a window in every scenario (a w* variant's own value wins)
+    case $variant in w[0-9]*) ;; *) [ "${BENCH_FLUSH_MS:-0}" -gt 0 ] && env+=(FLUSH_MS="$BENCH_FLUSH_MS") ;; esac
     case $sc in slow|slow0) [ "$SNDBUF" -gt 0 ] && env+=(SNDBUF="$SNDBUF") ;; esac
     if [ "$sc" = hooks ]; then
       env+=(OVERFLOW=COALESCE MAX_QUEUED=4096)  # one fast client: nothing may drop
@@ -227,6 +262,16 @@ run_one() {
             --label "$label" --quiet)
   [ "$rate" -gt 0 ] && lg+=(--wait-traffic $(( delay / 1000 + 30 )))
   case $sc in tls_*) lg+=(--tls) ;; esac
+  # Where the time goes: perf stat over exactly the measurement window (fan-out scenarios)
+  local perf_out=""
+  case $sc in
+    fanout|fanout1|tls_fanout)
+      if [ -n "$PERF_EVENTS" ]; then
+        perf_out=$OUT/perf-$STAMP-$sc-$kind${variant:+-$variant}-$run.csv
+        rm -f "$perf_out"
+        lg+=(--window-cmd "perf stat -x, -o $perf_out -e $PERF_EVENTS -p $SERVER_PID -- sleep $dur")
+      fi ;;
+  esac
   echo "timeout $bound ${lg[*]}" >>"$CMDS"
   log "$label: $clients clients, $rate msg/s x $size B, ${dur}s, slow=$slow (port $port)"
   local out
@@ -240,14 +285,20 @@ run_one() {
     hooks=$(timeout 10 "${stats_cmd[@]}" 2>/dev/null) || hooks='{}'
     [ -n "$hooks" ] || hooks='{}'
   fi
+  local perf='{}'
+  if [ -n "$perf_out" ]; then
+    # perf stat ends `dur` s after the window started, about when loadgen did
+    for _ in $(seq 1 30); do [ -s "$perf_out" ] && grep -q task-clock "$perf_out" && break; sleep 0.2; done
+    perf=$(perf_json "$perf_out")
+  fi
   stop_server
   if [ $rc -ne 0 ] || [ -z "$out" ]; then
     note "$label: loadgen failed (rc=$rc)"
     return 1
   fi
   echo "$out" | jq -c --arg sc "$sc" --arg srv "$kind" --arg var "$variant" --argjson run "$run" \
-    --argjson rate "$rate" --argjson size "$size" --argjson hooks "$hooks" \
-    '. + {scenario:$sc, server_kind:$srv, variant:$var, run:$run, rate:$rate, size:$size, lua_hooks:$hooks}' >>"$JSONL"
+    --argjson rate "$rate" --argjson size "$size" --argjson hooks "$hooks" --argjson perf "$perf" \
+    '. + {scenario:$sc, server_kind:$srv, variant:$var, run:$run, rate:$rate, size:$size, lua_hooks:$hooks, perf:$perf}' >>"$JSONL"
   echo "$out" | jq -r '"bench:   deliveries/s \(.deliveries_per_s|floor)  cpu \(.server.cpu_us_per_delivery) us/deliv  p50 \(.lat_us.p50) p99 \(.lat_us.p99) us  rss \(.server.rss_kb_start)->\(.server.rss_kb_end) (max \(.server.rss_kb_max_window)) KiB  sendq max \(.tcp.server_sendq_max)  joined \(.joined)/\(.clients)"' >&2
 }
 
@@ -292,7 +343,14 @@ for sc in $SCENARIOS; do
       continue
     fi
     for kind in $(servers_for); do
-      run_one "$sc" "$kind" "$run"
+      case $sc/$kind in
+        fanout1/sluice|latency/sluice)
+          # the batching windows: 0 is the plain run (no variant), then w1, w2, w5 ...
+          for w in $WINDOWS; do
+            if [ "$w" = 0 ]; then run_one "$sc" "$kind" "$run"; else run_one "$sc" "$kind" "$run" "w$w"; fi
+          done ;;
+        *) run_one "$sc" "$kind" "$run" ;;
+      esac
     done
   done
 done

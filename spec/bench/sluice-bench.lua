@@ -11,6 +11,7 @@
 -- SNDBUF (socketSendBufferBytes, unset = kernel default), HIGH_WATER (socketHighWaterBytes),
 -- TLS_CERT / TLS_KEY (PEM files: serve WSS with them, the TLS scenarios),
 -- OVERFLOW (DROP_OLDEST), MAX_QUEUED (maxQueuedMessagesPerClient, default 64),
+-- FLUSH_MS (flushIntervalMs, the batching window; 0 = off),
 -- HOOKS ("" | "route" | "route_noop" | "coalesce" | "coalesce_path" | "both": Lua hooks for the
 -- hook-cost scenario), CLUSTER_REDIS (a redis:// URL: join a cluster on the stream
 -- "socket.io", the cluster scenario), CLUSTER_MAXLEN (its maxLen), MAX_QUEUED_BYTES
@@ -32,6 +33,7 @@ local HIGH_WATER = num("HIGH_WATER", 0)
 local MAX_QUEUED = num("MAX_QUEUED", 64)
 local OVERFLOW = os.getenv("OVERFLOW") or "DROP_OLDEST"
 local HOOKS = os.getenv("HOOKS") or ""
+local FLUSH_MS = num("FLUSH_MS", 0)
 
 local overhead = #string.format('{"ts":"%d","seq":%d,"sym":"S0","data":""}', 1732740000000000, 1000000)
 local filler = string.rep("x", math.max(0, SIZE - overhead))
@@ -101,5 +103,6 @@ if (os.getenv("CLUSTER_REDIS") or "") ~= "" then
   if num("CLUSTER_MAXLEN", 0) > 0 then server.cluster.maxLen = num("CLUSTER_MAXLEN", 0) end
 end
 if num("MAX_QUEUED_BYTES", 0) > 0 then feed.maxQueuedBytesPerClient = num("MAX_QUEUED_BYTES", 0) end
+if FLUSH_MS > 0 then server.flushIntervalMs = FLUSH_MS end
 
 return { servers = { bench = server } }

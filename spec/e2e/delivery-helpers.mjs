@@ -159,7 +159,7 @@ export class RawSio extends RawWs {
     if (type === "3") { this.acks.set(id, data); return; }
     if (type === "2") {
       const [ev, ...args] = data;
-      const rec = { topic: ev, args, payload: args[0], meta: args[1], at: Date.now() };
+      const rec = { topic: ev, args, payload: args[0], meta: args[1], at: Date.now(), read: this.reads };
       this.events.push(rec);
       this.deliveries.push(rec);
     }

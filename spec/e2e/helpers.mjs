@@ -491,6 +491,7 @@ export class RawWs {
     this.waiters = [];
     this.closed = false;
     this.bytes = 0;
+    this.reads = 0; // TCP reads (data events): frames parsed in one read arrived together
   }
   open(port, pathQuery) {
     return withTimeout(new Promise((resolve, reject) => {
@@ -502,6 +503,7 @@ export class RawWs {
       let head = true;
       this.sock.on("data", (d) => {
         this.bytes += d.length;
+        this.reads++;
         this.buf = Buffer.concat([this.buf, d]);
         if (head) {
           const i = this.buf.indexOf("\r\n\r\n");

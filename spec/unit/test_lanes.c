@@ -297,6 +297,53 @@ TEST(lanes_of_other_topics_are_independent) {
   fx_close(&f);
 }
 
+static void hold_cb(uv_timer_t *t) { *(int *)t->data = 1; }
+
+/* Mark the session written, as the loop's flush does, and return what it pulls. */
+static const char *flush_now(fixture *f) {
+  if (f->sess->dirty) sl_list_del(&f->sess->dlink);
+  f->sess->dirty = 0;
+  return drain(f);
+}
+
+TEST(flush_interval_defers_to_one_window_closed_early_by_a_mark_or_a_half_full_lane) {
+  fixture f;
+  if (fx_open(&f, "flushIntervalMs = 20, maxQueuedMessagesPerClient = 8") != 0) return;
+  sl_gateway *gw = f.gw;
+  pub(&f, "t", "{\"n\":1}", NULL);
+  CHECK_EQ_INT(f.sess->dirty, 2); /* waiting on the 20 ms window, not on the dirty list */
+  CHECK(sl_list_empty(&gw->dirty));
+  CHECK_EQ_INT(gw->nwindows, 1);
+  pub(&f, "t", "{\"n\":2}", NULL); /* joins the same window */
+  CHECK_EQ_INT(f.sess->dirty, 2);
+  /* the window closes into the dirty list (a referenced timer keeps the loop waiting) */
+  int held = 0;
+  uv_timer_t hold;
+  uv_timer_init(&f.loop, &hold);
+  hold.data = &held;
+  uv_timer_start(&hold, hold_cb, 2000, 0);
+  while (sl_list_empty(&gw->dirty) && !held) uv_run(&f.loop, UV_RUN_ONCE);
+  uv_close((uv_handle_t *)&hold, NULL);
+  CHECK(gw->dirty.next == &f.sess->dlink);
+  CHECK_EQ_INT(gw->windows_closed, 1);
+  CHECK_EQ_STR(flush_now(&f), "1 2");
+  /* a control packet's mark closes the window early: the session moves to the dirty list */
+  pub(&f, "t", "{\"n\":3}", NULL);
+  CHECK_EQ_INT(f.sess->dirty, 2);
+  sl_session_mark_dirty(f.sess);
+  CHECK_EQ_INT(f.sess->dirty, 1);
+  CHECK(gw->dirty.next == &f.sess->dlink && gw->dirty.prev == &f.sess->dlink);
+  CHECK_EQ_STR(flush_now(&f), "3");
+  /* a lane half full (4 of 8) does not wait: no window makes a lane overflow */
+  burst(&f, 3);
+  CHECK_EQ_INT(f.sess->dirty, 2);
+  pub(&f, "t", "{\"n\":4}", NULL);
+  CHECK_EQ_INT(f.sess->dirty, 1);
+  CHECK_EQ_STR(flush_now(&f), "1 2 3 4");
+  uv_run(&f.loop, UV_RUN_NOWAIT);
+  fx_close(&f);
+}
+
 int main(void) {
   sl_log_threshold = SL_LOG_ERROR;
   RUN(drop_oldest_keeps_the_newest_and_counts_each_drop);
@@ -315,5 +362,6 @@ int main(void) {
   RUN(at_least_once_counts_in_flight_against_the_cap);
   RUN(unsubscribe_with_a_message_in_flight_never_wedges_the_lane);
   RUN(lanes_of_other_topics_are_independent);
+  RUN(flush_interval_defers_to_one_window_closed_early_by_a_mark_or_a_half_full_lane);
   return tl_report();
 }
