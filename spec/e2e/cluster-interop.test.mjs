@@ -143,6 +143,23 @@ describe("@socket.io/redis-emitter (pub/sub, msgpack) with acceptEmitter", () =>
     closeAll(a1.s, a2.s, b1.s);
   });
 
+  it("an AT_LEAST_ONCE namespace gets a message id made on the receiving node, acks work", async () => {
+    const a = await subscriber(nodeA, "order", "/orders");
+    new Emitter(pub).of("/orders").emit("order", { id: 7 });
+    const [payload, meta] = await a.inbox.next(5000);
+    assert.deepEqual(payload, { id: 7 });
+    assert.equal(meta.ackRequired, true);
+    assert.equal(meta.topic, "order");
+    assert.match(meta.messageId, /^msg-/);
+    a.s.emit("ack", { topic: "order", messageId: meta.messageId });
+    // one message in flight per client (maxInFlight 1): the next one is delivered only once the
+    // ack was taken (else the first would be retried after ackTimeoutMs 2000 first)
+    new Emitter(pub).of("/orders").emit("order", { id: 8 });
+    const [p2] = await a.inbox.next(5000);
+    assert.deepEqual(p2, { id: 8 });
+    closeAll(a.s);
+  });
+
   it("what cannot be delivered is counted by reason: binary, unknown topic, other publishers", async () => {
     const a = await subscriber(nodeA);
     const before = await metrics(nodeA);
