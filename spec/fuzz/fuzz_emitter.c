@@ -8,9 +8,16 @@
  *    check sl_publish makes) of payload_len bytes, within the bound it was given;
  *  - decoding is deterministic, and a tighter bound only ever turns OK into TOO_LARGE;
  *  - whatever sl_emitter_to_json accepts is valid JSON.
+ * An input that decodes is also ingested (sl_emitter_ingest) into a fresh gateway of the
+ * shared network harness (fuzz_gw.h: /feed, an AT_LEAST_ONCE /ack, a coalescing /co) with a
+ * WebSocket subscriber on each, on the channel its namespace names and on a room channel,
+ * through sl_publish_remote and the lanes to the socket; the counters must add up (every
+ * message received is delivered or ignored for one reason) and the gateway must stop clean.
  * The system msgpack-c is not instrumented, so inputs are placed to end exactly at a
  * PROT_NONE page (as fuzz_sio.c does for cJSON): an over-read by it is a SEGV. */
+#include "fuzz_gw.h"
 #include "emitter.h"
+#include "emitter_ingest.h"
 #include "sl_jscan.h"
 #include "sl_util.h"
 
@@ -18,8 +25,6 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define INVARIANT(c)                                                                               \
   do {                                                                                             \
@@ -55,6 +60,46 @@ static void check_names(char **v, size_t n) {
   for (size_t i = 0; i < n; i++) INVARIANT(v[i] != NULL);
 }
 
+static void subscriber(void) {
+  int w = fz_connect();
+  if (w < 0) return;
+  fz_send_str(w, fz_ws_upgrade);
+  static const char *const pk[] = {
+      "40/feed,{\"token\":\"good\"}", "40/ack,{\"token\":\"good\"}", "40/co,{\"token\":\"good\"}",
+      "42/feed,1[\"subscribe\",{\"topic\":\"prices\"}]", "42/ack,2[\"subscribe\",{\"topic\":\"q\"}]",
+      "42/co,3[\"subscribe\",{\"topic\":\"s\"}]"};
+  for (size_t i = 0; i < sizeof pk / sizeof pk[0]; i++) fz_ws_send(w, true, 1, pk[i], strlen(pk[i]));
+}
+
+/* The decoded message through a real gateway: the public channel of its namespace, then a
+ * room channel (the emitter's for one room), then a channel of another namespace. */
+static void ingest(const uint8_t *in, size_t size, const sl_emitter_msg *m) {
+  fz_start();
+  subscriber();
+  sl_server *srv = &fz_gw->servers[0];
+  sl_emitter_stats st = {0};
+  char ch[512];
+  int n = snprintf(ch, sizeof ch, "socket.io#%s#", m->nsp);
+  if (n > 0 && (size_t)n < sizeof ch) {
+    (void)sl_emitter_ingest(srv, "socket.io", ch, (size_t)n, in, size, &st);
+    fz_pump();
+    n = snprintf(ch, sizeof ch, "socket.io#%s#%s#", m->nsp, m->nrooms ? m->rooms[0] : "r");
+    if (n > 0 && (size_t)n < sizeof ch) {
+      (void)sl_emitter_ingest(srv, "socket.io", ch, (size_t)n, in, size, &st);
+      fz_pump();
+    }
+  }
+  sl_emit_reason r = sl_emitter_ingest(srv, "socket.io", "socket.io#/nope#", 16, in, size, &st);
+  /* decoded first (the server's maxPayload may refuse it), then the channel is checked */
+  INVARIANT(r == SL_EMIT_NAMESPACE || r == SL_EMIT_TOO_LARGE || strcmp(m->nsp, "/nope") == 0);
+  uint64_t ignored = 0;
+  for (int i = 0; i < SL_EMIT_REASONS; i++) ignored += st.ignored[i];
+  INVARIANT(st.ignored[SL_EMIT_OK] == 0);
+  INVARIANT(st.received == st.delivered + ignored);
+  fz_pump();
+  fz_finish();
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   uint8_t *heap;
   const uint8_t *in = place_input(data, size, &heap);
@@ -87,6 +132,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       INVARIANT(r == SL_EMIT_TOO_LARGE);
       sl_emitter_msg_free(&m2);
     }
+    ingest(in, size, &m);
   }
   sl_emitter_msg_free(&m);
   INVARIANT(m.uid == NULL && m.payload == NULL);
