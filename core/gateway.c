@@ -123,6 +123,7 @@ sl_lathist *sl_gateway_hook_times(sl_gateway *gw) { return gw->hook_times; }
 static void gateway_destroy(sl_gateway *gw) {
   for (size_t i = 0; i < gw->nservers; i++) {
     sl_server *srv = &gw->servers[i];
+    sl_cluster_stop(srv); /* freed without a stop: its handles close on the next loop run */
     for (size_t j = 0; j < srv->nns; j++) sl_ns_free(&srv->ns[j]);
     sl_ns_free(&srv->root);
     free(srv->ns);

@@ -4,7 +4,7 @@
 // first request until the node's sluice_cluster_published_total (XADDs confirmed by Redis)
 // and sluice_cluster_received_total (entries read back and delivered) both reach N.
 //
-//   node spec/bench/cluster-bus.mjs [N=200000] [BATCH=1000] [SIZE=100] [MODE=api|lua]
+//   node spec/bench/cluster-bus.mjs [N=200000] [BATCH=1000] [SIZE=100] [MODE=api|lua] [CONC=4]
 //
 // MODE=lua publishes from a Lua timer in the node instead (BATCH per 1 ms tick, from the
 // first publish): the bus alone, without the HTTP API's parsing in front of it.
@@ -19,6 +19,7 @@ import { startServer } from "../e2e/helpers.mjs";
 const args = Object.fromEntries(process.argv.slice(2).map((a) => a.split("=")));
 const N = Number(args.N ?? 200000), BATCH = Number(args.BATCH ?? 1000), SIZE = Number(args.SIZE ?? 100);
 const MODE = args.MODE ?? "api";
+const CONC = Number(args.CONC ?? 4); // concurrent POST loops (api mode)
 const CLUSTER = args.CLUSTER !== "0"; // CLUSTER=0: the same publishes on a node without cluster
 
 // CPU seconds (user + system) a process has used so far.
@@ -55,17 +56,26 @@ try {
     await new Promise((r) => setTimeout(r, 50));
   // one payload of SIZE bytes of JSON: {"seq":n,"data":"xx..."}
   const pad = (n) => "x".repeat(Math.max(0, SIZE - `{"seq":${n},"data":""}`.length));
-  const c0 = cpuSeconds(node.pid), r0 = cpuSeconds(redis.pid);
-  const t0 = performance.now();
+  // CONC loops post batches concurrently (bodies built before the clock starts)
+  const bodies = [];
   for (let sent = 0; MODE === "api" && sent < N; sent += BATCH) {
     const batch = [];
     for (let i = sent; i < Math.min(N, sent + BATCH); i++)
       batch.push({ namespace: "/feed", topic: "prices", payload: { seq: i, data: pad(i) } });
-    const res = await fetch(`http://127.0.0.1:${node.port}/api/publish`, {
-      method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(batch),
-    });
-    if (res.status !== 200) throw new Error(`publish: ${res.status} ${await res.text()}`);
+    bodies.push(JSON.stringify(batch));
   }
+  const c0 = cpuSeconds(node.pid), r0 = cpuSeconds(redis.pid);
+  const t0 = performance.now();
+  let next = 0;
+  await Promise.all(Array.from({ length: CONC }, async () => {
+    while (next < bodies.length) {
+      const body = bodies[next++];
+      const res = await fetch(`http://127.0.0.1:${node.port}/api/publish`, {
+        method: "POST", headers: { "content-type": "application/json" }, body,
+      });
+      if (res.status !== 200) throw new Error(`publish: ${res.status} ${await res.text()}`);
+    }
+  }));
   const tPosted = performance.now();
   let pub = 0, rec = 0;
   while (CLUSTER && (pub < N || rec < N)) {
