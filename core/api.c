@@ -15,6 +15,7 @@
 #include "spill.h"
 #include "api.h"
 #include "drain.h"
+#include "emitter_ingest.h"
 #include "hooks.h"
 #include "lane.h"
 #include "procstat.h"
@@ -693,6 +694,7 @@ static void metrics_text(sl_server *srv, sl_sbuf *b) {
   refusal_metrics(gw, b);
   sl_tls_server_metrics(gw, b);
   sl_cluster_metrics(srv, b);
+  sl_emitter_metrics(srv, b);
 }
 
 /* sl_gateway_stats_json: see sl_core.h. */

@@ -196,7 +196,8 @@ struct sl_server {
   /* the cluster bus (cluster.c): asked once per publish and topic when set (publish.h) */
   int (*bus)(void *ud, const struct sl_bus_pub *p);
   void *bus_ud;
-  struct sl_cluster *cluster; /* the server's cluster node, NULL: single node */
+  struct sl_cluster *cluster;     /* the server's cluster node, NULL: single node */
+  struct sl_emitter_sub *emitter; /* the @socket.io/redis-emitter ingest (emitter_ingest.c) */
 };
 
 /* ---- Socket.IO sockets and lanes ----------------------------------------------------- */
