@@ -175,8 +175,7 @@ struct sl_server {
   struct sl_tls_ctx *tls;
   struct sl_tls_watch *tls_watch;
   uint64_t tls_handshake_errors;
-  uint64_t net_writes; /* write system calls on client connections (net.c; try and queued) */
-  uint64_t net_frames; /* frames and HTTP answers those writes completed (net.c) */
+  uint64_t net_writes; /* write system calls on this server's connections (net.c) */
   uint64_t tls_reloads_ok, tls_reloads_failed;
 };
 
@@ -193,26 +192,27 @@ struct sl_socket {
   int slot;         /* the hook implementation's own slot (Lua: the box's ref) */
   uint8_t gone;
   uint8_t connecting; /* inside onConnect: emits wait for the CONNECT reply */
-  sl_mq early;        /* packets emitted during onConnect */
+  sl_mq *early;       /* packets emitted during onConnect (allocated only then) */
   char id[21];
 };
 
+/* (Members ordered by size: no padding, 104 bytes, one 112-byte malloc chunk per lane.) */
 struct sl_lane {
   sl_socket *sock;
   sl_topic *topic;
-  sl_lane *next;    /* in sock->lanes */
-  sl_link rlink;    /* in sess->ready while it has sendable messages */
-  uint32_t sub_idx; /* slot in topic->subs, UINT32_MAX when not subscribed */
-  /* bounded FIFO of pending deliveries */
+  sl_lane *next; /* in sock->lanes */
+  sl_link rlink; /* in sess->ready while it has sendable messages */
+  /* bounded FIFO of pending deliveries: q[qhead ..], qn of them, qcap slots */
   sl_msg **q;
-  uint32_t qhead, qn, qcap;
   uint64_t qbytes; /* est_bytes of pending + in-flight messages */
-  /* AT_LEAST_ONCE: sent, awaiting the client's ack (at most maxInFlight) */
+  /* AT_LEAST_ONCE: sent, awaiting the client's ack (at most maxInFlight), ninfl of them */
   struct sl_inflight **infl;
-  uint32_t ninfl;
   /* SPILL_TO_DISK: overflow on disk, refilled in FIFO order */
   struct sl_spill *spill;
   uint64_t held_rep; /* deliveries held, as last added to topic->held */
+  uint32_t sub_idx;  /* slot in topic->subs, UINT32_MAX when not subscribed */
+  uint32_t qhead, qn, qcap;
+  uint32_t ninfl;
   uint8_t refilling; /* a spill read is pending */
   uint8_t spill_failed_logged;
 };
@@ -230,7 +230,8 @@ struct sl_gateway {
   sl_config *cfg;
   sl_server *servers;
   size_t nservers;
-  sl_link dirty; /* sessions with pending flush work */
+  sl_link dirty;   /* sessions with pending flush work */
+  sl_hash remotes; /* peer addresses of the sessions, shared (msg.h sl_strpool) */
   /* batching windows (window.c): sessions whose deliveries wait up to flushIntervalMs */
   sl_window *windows[SL_WINDOWS_MAX];
   unsigned nwindows;
