@@ -9,6 +9,7 @@
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
 #include "sl_internal.h"
+#include "cluster.h"
 #include "tls_server.h"
 #include "sl_jscan.h"
 #include "spill.h"
@@ -279,6 +280,17 @@ static void api_publish(sl_conn *c) {
                                   payload, strlen(payload), &o, id)
                      : SL_ENOMEM;
     free(payload);
+    if (rc == SL_EFULL) {
+      /* the cluster bus is unreachable and its buffer full (cluster.h) */
+      sl_sbuf_free(&out);
+      cJSON_Delete(root);
+      snprintf(err, sizeof err,
+               "[%d] the cluster's Redis is unreachable and its buffer is full; earlier items "
+               "were published",
+               i);
+      sl_http_json_error(c, 503, "CLUSTER_UNAVAILABLE", err);
+      return;
+    }
     if (rc != 0) {
       /* Earlier items of the batch were published; say which. */
       sl_sbuf_free(&out);
@@ -619,6 +631,7 @@ static void metrics_text(sl_server *srv, sl_sbuf *b) {
   sl_procstat_text(b, &ps);
   refusal_metrics(gw, b);
   sl_tls_server_metrics(gw, b);
+  sl_cluster_metrics(srv, b);
 }
 
 /* sl_gateway_stats_json: see sl_core.h. */
@@ -656,6 +669,7 @@ char *sl_gateway_stats_json(sl_gateway *gw) {
       }
       cJSON_AddItemToArray(nss, no);
     }
+    sl_cluster_stats_json(srv, so);
     cJSON_AddItemToArray(servers, so);
   }
   hook_time_json(root, gw->hook_times);

@@ -360,6 +360,8 @@ static void ev_publish(sl_socket *sock, cJSON *arg, int64_t ack_id) {
     ack_result(sock, ack_id, NULL, NULL, id);
   else if (r == SL_EFORBIDDEN)
     refuse(sock, ack_id, "PUBLISH_FORBIDDEN", "refused by policy");
+  else if (r == SL_EFULL) /* the cluster bus (cluster.h) */
+    refuse(sock, ack_id, "CLUSTER_UNAVAILABLE", "Redis is unreachable and the buffer is full");
   else
     refuse(sock, ack_id, "INVALID_PAYLOAD", sl_strerror(r));
 }

@@ -22,6 +22,26 @@ static void free_strv(char **v, size_t n) {
   free(v);
 }
 
+static bool str_eq(const char *a, const char *b) { return a == b || (a && b && strcmp(a, b) == 0); }
+
+/* sl_cluster_config_equal: see config.h. */
+bool sl_cluster_config_equal(const sl_cluster_config *a, const sl_cluster_config *b) {
+  if (!a || !b) return a == b;
+  return str_eq(a->redis, b->redis) && str_eq(a->stream_key, b->stream_key) &&
+         a->max_len == b->max_len && a->read_count == b->read_count && a->block_ms == b->block_ms &&
+         a->buffer_max == b->buffer_max && a->accept_emitter == b->accept_emitter &&
+         str_eq(a->emitter_key, b->emitter_key);
+}
+
+/* sl_cluster_config_free: see config.h. */
+void sl_cluster_config_free(sl_cluster_config *c) {
+  if (!c) return;
+  free(c->redis);
+  free(c->stream_key);
+  free(c->emitter_key);
+  free(c);
+}
+
 /* sl_config_free: see config.h. */
 void sl_config_free(sl_config *cfg) {
   if (!cfg) return;
@@ -53,6 +73,7 @@ void sl_config_free(sl_config *cfg) {
     free(s->cors.methods);
     free(s->cors.headers);
     free(s->eio_path);
+    sl_cluster_config_free(s->cluster);
     if (s->tls) {
       free(s->tls->cert_chain);
       free(s->tls->private_key);
@@ -136,6 +157,14 @@ char *sl_config_summary(const sl_config *cfg) {
       sb_printf(&b, "  CORS: %zu origin%s%s\n", s->cors.norigins, s->cors.norigins == 1 ? "" : "s",
                 s->cors.credentials ? ", credentials" : "");
     if (s->eio_path) sb_printf(&b, "  engineIo endpoint %s\n", s->eio_path);
+    if (s->cluster) {
+      /* the URL without its credentials */
+      const char *u = s->cluster->redis, *at = strrchr(u, '@');
+      sb_printf(&b, "  cluster: redis://%s, stream \"%s\" (maxLen %lld)%s\n",
+                at ? at + 1 : u + (strncmp(u, "redis://", 8) == 0 ? 8 : 0), s->cluster->stream_key,
+                (long long)s->cluster->max_len,
+                s->cluster->accept_emitter ? ", emitter ingest on" : "");
+    }
     if (s->on_start_ref != SL_NOREF) sb_printf(&b, "  onStart hook\n");
     if (s->allow_request_ref != SL_NOREF) sb_printf(&b, "  allowRequest hook\n");
     sb_printf(&b,

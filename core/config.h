@@ -89,6 +89,20 @@ typedef struct sl_cors_config {
   char *headers;    /* preflight Allow-Headers; NULL: the request's are reflected */
 } sl_cors_config;
 
+/* cluster = { redis, streamKey, maxLen, readCount, blockMs, bufferMax, acceptEmitter,
+ * emitterKey }: this server's namespaces share a Redis stream with the other nodes of a
+ * cluster (cluster.h). NULL in the server config when the key is absent: nothing connects. */
+typedef struct sl_cluster_config {
+  char *redis;         /* "redis://[user:pass@]host[:port][/db]", validated by the loader */
+  char *stream_key;    /* streamKey, "socket.io" (the adapter's default) */
+  int64_t max_len;     /* maxLen, 10000: XADD MAXLEN ~ */
+  int64_t read_count;  /* readCount, 100: XREAD COUNT */
+  int64_t block_ms;    /* blockMs, 5000: XREAD BLOCK */
+  int64_t buffer_max;  /* bufferMax, 10000: publishes kept while Redis is unreachable */
+  bool accept_emitter; /* acceptEmitter, false: ingest @socket.io/redis-emitter messages */
+  char *emitter_key;   /* emitterKey, "socket.io": the emitter's channel prefix */
+} sl_cluster_config;
+
 typedef struct sl_server_config {
   char *name;          /* key in servers = { NAME = ... } */
   char *host;          /* "0.0.0.0" */
@@ -118,6 +132,7 @@ typedef struct sl_server_config {
   char *api_token;            /* NULL: HTTP API answers loopback peers only */
   sl_api_config api;          /* where the API is served (api) */
   sl_cors_config cors;        /* CORS and the Origin check of Engine.IO requests (cors) */
+  sl_cluster_config *cluster; /* cluster (Redis Streams bus), NULL: a single node */
   char *eio_path;             /* engineIo.path, NULL when no raw Engine.IO endpoint */
   int eio_on_message_ref;     /* engineIo.onMessage(conn, data) */
   int eio_on_open_ref;        /* engineIo.onOpen(conn) (optional) */
@@ -147,6 +162,13 @@ typedef struct sl_config {
 /* sl_config_free: free cfg and everything it owns; each hook ref that is set (> 0) is passed
  * to cfg->unref first (when set). NULL is a no-op. */
 void sl_config_free(sl_config *cfg);
+
+/* sl_cluster_config_equal: the same cluster settings (both NULL counts as equal). A reload
+ * whose cluster block is unchanged keeps its Redis links. */
+bool sl_cluster_config_equal(const sl_cluster_config *a, const sl_cluster_config *b);
+
+/* sl_cluster_config_free: free c and its strings. NULL is a no-op. */
+void sl_cluster_config_free(sl_cluster_config *c);
 
 /* sl_config_summary: a human-readable multi-line summary (for `sluice check`): one block
  * per server, one line per namespace. Returns a malloc'd string the caller frees. */

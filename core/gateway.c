@@ -21,6 +21,7 @@
 #include "msg.h"
 #include "net.h"
 #include "drain.h"
+#include "cluster.h"
 #include "publish.h"
 #include "topics.h"
 #include "window.h"
@@ -222,6 +223,8 @@ int sluice_start(sluice_t *gw, char *err, size_t errlen) {
       sl_log_info("server \"%s\" API, /metrics and status page on http://%s:%d/", srv->cfg->name,
                   a->host, srv->api_port);
   }
+  for (size_t i = 0; i < gw->nservers; i++)
+    if (sl_cluster_start(&gw->servers[i], err, errlen) != 0) return SL_ECONFIG;
   sl_hooks_on_start(gw, false);
   sl_gateway_flush_dirty(gw);
   return 0;
@@ -316,6 +319,7 @@ void sluice_stop(sluice_t *gw, void (*cb)(sluice_t *, void *), void *arg) {
   log_held_at_stop(gw);
   for (size_t i = 0; i < gw->nservers; i++) {
     sl_server *srv = &gw->servers[i];
+    sl_cluster_stop(srv);
     if (srv->listening) close_handle(gw, (uv_handle_t *)&srv->listener);
     srv->listening = false;
     sl_tls_server_stop(srv, close_handle);

@@ -103,36 +103,108 @@ static void snapshot(sl_pubctx *c) {
   t->last = state ? encode(c, state, strlen(state)) : NULL; /* c->key is NULL */
 }
 
+static bool excluded(const sl_remote_opts *o, const char *id) {
+  for (size_t i = 0; i < o->nexcept; i++)
+    if (strcmp(o->except[i], id) == 0) return true;
+  return false;
+}
+
+/* Fan m out on c->topic: to the one recipient, the chosen ones, or every subscriber (less
+ * the excluded ones of a remote message). */
+static void fan_out(const sl_pubctx *c, sl_msg *m) {
+  sl_topic *t = c->topic;
+  const sl_remote_opts *o = c->remote;
+  if (c->to) {
+    offer_to(c, m, c->to);
+  } else if (c->nroute_to) {
+    for (size_t i = 0; i < c->nroute_to; i++)
+      if (!o || !o->nexcept || !excluded(o, c->route_to[i])) offer_to(c, m, c->route_to[i]);
+  } else if (o && o->nexcept) {
+    for (uint32_t i = 0; i < t->nsubs; i++)
+      if (!excluded(o, t->subs[i]->sock->id)) sl_lane_offer(t->subs[i], m);
+  } else {
+    for (uint32_t i = 0; i < t->nsubs; i++) sl_lane_offer(t->subs[i], m);
+  }
+}
+
+/* A remote message's snapshot state becomes the topic's (sl_publish_remote). */
+static void snapshot_remote(sl_pubctx *c) {
+  const sl_remote_opts *o = c->remote;
+  sl_topic *t = c->topic;
+  free(t->snap_json);
+  t->snap_json = o->snapshot ? sl_xstrndup(o->snapshot, o->snapshot_len) : NULL;
+  if (t->snap_slot > 0) t->snap_slot = SLUICE_SLOT_STALE(t->snap_slot);
+  sl_msg_unref(t->last);
+  t->last = t->snap_json ? encode(c, t->snap_json, o->snapshot_len) : NULL;
+}
+
+/* Hand one publish on c->topic to the bus (after the snapshot hook, which runs here, on the
+ * origin). Returns SL_BUS_LOCAL (deliver here now, the snapshot done), SL_BUS_TAKEN or
+ * SL_EFULL. */
+static int to_bus(sl_pubctx *c, const char *key) {
+  sl_server *srv = c->ns->srv;
+  sl_topic *t = c->topic;
+  const sl_hookset *hs = &c->ns->hooks;
+  sl_bus_pub p = {.ns = c->ns,
+                  .topic = t,
+                  .payload = c->payload,
+                  .len = c->len,
+                  .key = key,
+                  .msgid = c->msgid,
+                  .to = c->to ? &c->to : (const char *const *)c->route_to,
+                  .nto = c->to ? 1 : c->nroute_to};
+  if (hs->fn.snapshot) {
+    char *before = t->snap_json;
+    t->snap_json = before ? sl_xstrdup(before) : NULL;
+    snapshot(c);
+    p.snapshot_set = !(before == NULL && t->snap_json == NULL) &&
+                     !(before && t->snap_json && strcmp(before, t->snap_json) == 0);
+    p.snapshot = t->snap_json;
+    free(before);
+  }
+  return srv->bus(srv->bus_ud, &p);
+}
+
 /* Encode once and fan out on c->topic. */
 static void deliver(sl_pubctx *c) {
   sl_topic *t = c->topic;
   const sl_ns_config *cfg = c->ns->cfg;
   const sl_hookset *hs = &c->ns->hooks;
   char kbuf[256], *key = NULL;
-  if (cfg->coalesce_key_path)
+  bool snapped = false;
+  if (c->remote)
+    key = (char *)c->remote->key;
+  else if (cfg->coalesce_key_path)
     key = sl_key_from_path(c->payload, c->len, cfg->coalesce_key_path, kbuf, sizeof kbuf);
   else if (hs->fn.coalesce_key)
     key = hs->fn.coalesce_key(hs->ud[SL_HK_COALESCE_KEY], t->name, c->payload, c->len, kbuf,
                               sizeof kbuf);
+  if (!c->remote && c->ns->srv->bus) {
+    int r = to_bus(c, key);
+    if (r != SL_BUS_LOCAL) {
+      if (r < 0 && !c->rc) c->rc = r;
+      if (key != kbuf) free(key);
+      return;
+    }
+    snapped = true;
+  }
   c->key = key;
   sl_msg *m = encode(c, c->payload, c->len);
-  if (key != kbuf) free(key);
+  if (key != kbuf && !c->remote) free(key);
   c->key = NULL;
   t->m[SL_M_PUBLISHED]++;
   t->m[SL_M_PUBLISHED_BYTES] += c->len;
-  if (hs->fn.snapshot) {
-    snapshot(c);
-  } else if (cfg->overflow == SL_SNAPSHOT_ONLY) {
+  if (c->remote) {
+    if (c->remote->snapshot_set) snapshot_remote(c);
+  } else if (hs->fn.snapshot) {
+    if (!snapped) snapshot(c);
+  }
+  if (!hs->fn.snapshot && !(c->remote && c->remote->snapshot_set) &&
+      cfg->overflow == SL_SNAPSHOT_ONLY) {
     sl_msg_unref(t->last);
     t->last = sl_msg_ref(m);
   }
-  if (c->to) {
-    offer_to(c, m, c->to);
-  } else if (c->nroute_to) {
-    for (size_t i = 0; i < c->nroute_to; i++) offer_to(c, m, c->route_to[i]);
-  } else {
-    for (uint32_t i = 0; i < t->nsubs; i++) sl_lane_offer(t->subs[i], m);
-  }
+  fan_out(c, m);
   sl_msg_unref(m);
 }
 
@@ -203,5 +275,36 @@ int sl_publish(sl_gateway *gw, const char *nspath, const char *topic, const char
     deliver(&c);
   }
   sl_hooks_route_free(&rr);
+  return c.rc;
+}
+
+/* sl_publish_remote: see publish.h. */
+int sl_publish_remote(sl_gateway *gw, sl_ns *ns, const char *topic, size_t topiclen,
+                      const char *payload, size_t len, const sl_remote_opts *o) {
+  static const sl_remote_opts none = {0};
+  if (!o) o = &none;
+  if (!gw || !ns || !topic || !payload || !ns->cfg) return SL_EINVAL;
+  sl_topic *t = sl_topic_find(ns, topic, topiclen);
+  if (!t) return SL_ENOENT;
+  if (len > (size_t)ns->srv->cfg->max_payload) return SL_ETOOBIG;
+  if (!o->trusted_json && !sl_js_valid(payload, len)) return SL_EINVAL;
+  char id[SL_MSGID_MAX];
+  const char *msgid = o->msgid;
+  if (ns->cfg->delivery == SL_AT_LEAST_ONCE &&
+      (!msgid || !msgid[0] || strlen(msgid) >= SL_MSGID_MAX)) {
+    next_msgid(gw, id);
+    msgid = id;
+  }
+  sl_pubctx c = {.gw = gw,
+                 .ns = ns,
+                 .topic = t,
+                 .payload = payload,
+                 .len = len,
+                 .source = SL_SRC_API,
+                 .msgid = msgid,
+                 .route_to = (char *const *)o->rooms,
+                 .nroute_to = o->nrooms,
+                 .remote = o};
+  deliver(&c);
   return 0;
 }

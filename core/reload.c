@@ -14,6 +14,7 @@
 #include <string.h>
 #include <stdio.h>
 #include "sl_internal.h"
+#include "cluster.h"
 #include "client.h"
 #include "tls_server.h"
 #include "hooks.h"
@@ -188,6 +189,9 @@ int sl_gateway_swap(sl_gateway *gw, sl_config *nc, char *err, size_t errlen) {
     srv->nns = sc->nns;
     srv->cfg = sc;
     sl_tls_server_commit(srv, tls[i]);
+    char cerr[256];
+    if (sl_cluster_reconfigure(srv, cerr, sizeof cerr) != 0)
+      sl_log_error("reload: server \"%s\": cluster not started: %s", sc->name, cerr);
   }
   free(tls);
   gw->cfg = nc;

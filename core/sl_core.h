@@ -31,6 +31,21 @@ typedef struct sl_publish_opts {
   bool trusted_json;  /* payload_json was produced by our own encoder: skip validation */
 } sl_publish_opts;
 
+/* A message delivered from the cluster bus (sl_publish_remote, publish.h). */
+typedef struct sl_remote_opts {
+  const char *const *rooms; /* socket.io rooms (client ids), nrooms 0: every subscriber */
+  size_t nrooms;
+  const char *const *except; /* client ids excluded */
+  size_t nexcept;
+  const char *key;    /* coalesce key chosen by the origin, or NULL */
+  const char *msgid;  /* AT_LEAST_ONCE message id chosen by the origin, or NULL */
+  const char *offset; /* the stream entry id, or NULL */
+  bool snapshot_set;  /* o->snapshot replaces the topic's snapshot state */
+  const char *snapshot;
+  size_t snapshot_len;
+  bool trusted_json; /* payload validated already */
+} sl_remote_opts;
+
 /* Size of a message id buffer: "msg-" + unique part + NUL. */
 #define SL_MSGID_MAX 48
 
@@ -38,7 +53,9 @@ typedef struct sl_publish_opts {
  * namespace `ns`, topic `topic`. Encodes once and fans out to subscribers' lanes. Writes the
  * message id into msgid (may be NULL). Returns 0, or SL_ENOENT (unknown server, namespace or
  * topic; publishTo to an unknown/unsubscribed client is NOT an error: 0, nothing delivered),
- * SL_EINVAL (invalid JSON), SL_ETOOBIG (payload larger than the server's maxPayload). */
+ * SL_EINVAL (invalid JSON), SL_ETOOBIG (payload larger than the server's maxPayload),
+ * SL_EFULL (the server is in a cluster whose bus is unreachable and whose buffer is full:
+ * nothing delivered, counted by the bus). */
 int sl_publish(sl_gateway *gw, const char *ns, const char *topic, const char *payload_json,
                size_t len, const sl_publish_opts *opts, char *msgid);
 

@@ -68,6 +68,7 @@ enum {
 
 typedef struct sl_lane sl_lane;
 typedef struct sl_session sl_session;
+struct sl_bus_pub; /* publish.h */
 typedef struct sl_conn sl_conn;
 typedef struct sl_window sl_window;
 /* The most batching windows (distinct flushIntervalMs values) in use at once (window.h). */
@@ -177,6 +178,10 @@ struct sl_server {
   uint64_t tls_handshake_errors;
   uint64_t net_writes; /* write system calls on this server's connections (net.c) */
   uint64_t tls_reloads_ok, tls_reloads_failed;
+  /* the cluster bus (cluster.c): asked once per publish and topic when set (publish.h) */
+  int (*bus)(void *ud, const struct sl_bus_pub *p);
+  void *bus_ud;
+  struct sl_cluster *cluster; /* the server's cluster node, NULL: single node */
 };
 
 /* ---- Socket.IO sockets and lanes ----------------------------------------------------- */

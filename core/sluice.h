@@ -207,7 +207,7 @@ typedef struct sluice_hooks {
   /* snapshot: fold a published message into the topic's state; a new subscriber gets the
    * state first. state_json (NULL at first) is the current state. *slot is a per-topic
    * integer the hook may use to cache its own state (SLUICE_NOSLOT at first and after a
-   * reload). Return 0 with *new_state = malloc'd JSON text (NULL clears the state), or a
+   * reload; below SLUICE_NOSLOT when the cache is stale, see SLUICE_SLOT_STALE). Return 0 with *new_state = malloc'd JSON text (NULL clears the state), or a
    * negative value to keep the state unchanged. */
   int (*snapshot)(void *ud, int *slot, const char *state_json, size_t state_len, const char *topic,
                   const char *payload, size_t len, char **new_state);
@@ -272,6 +272,11 @@ typedef struct sluice_hooks {
 } sluice_hooks;
 
 #define SLUICE_NOSLOT (-2) /* initial value of a snapshot slot */
+/* A snapshot slot s > 0 whose cached state is stale: a cluster node got a newer state from
+ * another node (state_json). The hook sees SLUICE_SLOT_STALE(s) in *slot; it must start
+ * again from state_json and may reuse SLUICE_SLOT_UNSTALE(*slot) for its cache. */
+#define SLUICE_SLOT_STALE(s) (-(s)-3)
+#define SLUICE_SLOT_UNSTALE(s) (-(s)-3)
 
 /* sluice_set_hooks: install C hooks for namespace ns (its policy hooks) or, with ns NULL,
  * for the server (its lifecycle events and on_start), on the server named server or, with

@@ -17,6 +17,7 @@
 #include "sl_config_int.h"
 #include "sl_config_read.h"
 #include "sl_util.h"
+#include "redis_link.h"
 
 static const char *const k_server_keys[] = {"host",
                                             "port",
@@ -56,11 +57,15 @@ static const char *const k_server_keys[] = {"host",
                                             "partialMessageTimeoutMs",
                                             "limitLoopback",
                                             "flushIntervalMs",
+                                            "cluster",
                                             NULL};
 static const char *const k_tls_keys[] = {"certChainPemPath", "privateKeyPemPath", "protocol",
                                          "privateKeyPassword", NULL};
 static const char *const k_eio_keys[] = {"path", "onMessage", "onOpen", "onClose", NULL};
 static const char *const k_api_keys[] = {"host", "port", "path", "hosts", NULL};
+static const char *const k_cluster_keys[] = {"redis",         "streamKey",  "maxLen",
+                                             "readCount",     "blockMs",    "bufferMax",
+                                             "acceptEmitter", "emitterKey", NULL};
 static const char *const k_cors_keys[] = {"origins", "credentials", "methods", "headers", NULL};
 
 /* ------------------------------------------------------------------------------------- */
@@ -282,6 +287,69 @@ static int validate_api(vctx *c, int t, sl_server_config *s) {
                       a->hosts[i]);
       goto out;
     }
+out:
+  c->block = NULL;
+  lua_settop(L, top);
+  return c->rc;
+}
+
+/* A non-empty string option of the cluster block (def when absent). Returns c->rc. */
+static int cluster_string(vctx *c, int t, const char *key, char **out, const char *def) {
+  if (sl__config_opt_string(c, t, key, out, def)) return c->rc;
+  if (!(*out)[0] || strchr(*out, ' '))
+    return sl__config_verr(c, "%s must be a non-empty name without spaces", key);
+  return 0;
+}
+
+/* cluster = { redis, streamKey, maxLen, readCount, blockMs, bufferMax, acceptEmitter,
+ * emitterKey } of the server table at t (cluster.h). Unknown keys are errors; a bad URL is
+ * an error naming what is wrong with it. Returns c->rc. stack: unchanged */
+static int validate_cluster(vctx *c, int t, sl_server_config *s) {
+  lua_State *L = c->L;
+  int top = lua_gettop(L);
+  int ty = sl__config_get_field(L, t, "cluster");
+  int at = lua_gettop(L);
+  if (ty == LUA_TNIL) goto out;
+  if (ty != LUA_TTABLE) {
+    sl__config_verr(c, "cluster must be a table ({ redis = \"redis://127.0.0.1:6379\" })");
+    goto out;
+  }
+  c->block = "cluster";
+  if (sl__config_reject_unknown_keys(c, at, "cluster", k_cluster_keys)) goto out;
+  sl_cluster_config *k = sl_xcalloc(1, sizeof *k);
+  s->cluster = k;
+  if (sl__config_opt_string(c, at, "redis", &k->redis, NULL)) goto out;
+  if (!k->redis) {
+    sl__config_verr(c, "redis is required (\"redis://host:port[/db]\")");
+    goto out;
+  }
+  sl_redis_url u;
+  char err[512];
+  if (sl_redis_url_parse(k->redis, &u, err, sizeof err) != 0) {
+    sl__config_verr(c, "redis: %s", err);
+    goto out;
+  }
+  sl_redis_url_free(&u);
+  if (cluster_string(c, at, "streamKey", &k->stream_key, "socket.io")) goto out;
+  if (cluster_string(c, at, "emitterKey", &k->emitter_key, "socket.io")) goto out;
+  const struct {
+    const char *key;
+    int64_t *dst, def, min, max;
+  } nums[] = {
+      {"maxLen", &k->max_len, 10000, 1, INT64_C(1) << 40},
+      {"readCount", &k->read_count, 100, 1, 100000},
+      {"blockMs", &k->block_ms, 5000, 1, 600000},
+      {"bufferMax", &k->buffer_max, 10000, 0, 10000000},
+  };
+  for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++) {
+    if (sl__config_opt_int(c, at, nums[i].key, nums[i].dst, nums[i].def)) goto out;
+    if (*nums[i].dst < nums[i].min || *nums[i].dst > nums[i].max) {
+      sl__config_verr(c, "%s must be between %lld and %lld", nums[i].key, (long long)nums[i].min,
+                      (long long)nums[i].max);
+      goto out;
+    }
+  }
+  if (sl__config_opt_bool(c, at, "acceptEmitter", &k->accept_emitter, false)) goto out;
 out:
   c->block = NULL;
   lua_settop(L, top);
@@ -587,6 +655,7 @@ int sl__config_validate_server(vctx *c, int t, sl_server_config *s) {
   if (validate_eio(c, t, s)) goto out;
   if (validate_api(c, t, s)) goto out;
   if (validate_cors(c, t, s)) goto out;
+  if (validate_cluster(c, t, s)) goto out;
   lua_settop(L, top);
 
   if (sl__config_opt_hook(c, t, "onStart", &s->on_start_ref, NULL)) goto out;

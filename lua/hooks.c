@@ -903,7 +903,9 @@ int sl_lua_snapshot(sl_lua *vm, int ref, int *state_ref, const char *prev_json, 
   int top = lua_gettop(L), tb;
   if (!push_hook(vm, ref, top, &tb)) return SL_ELUA;
   int fn = lua_gettop(L);
-  if (*state_ref != SL_NOREF && *state_ref > 0)
+  bool stale = *state_ref < SL_NOREF; /* SLUICE_SLOT_STALE: another node's state is newer */
+  if (stale) *state_ref = SLUICE_SLOT_UNSTALE(*state_ref);
+  if (!stale && *state_ref > 0)
     lua_rawgeti(L, LUA_REGISTRYINDEX, *state_ref);
   else if (prev_json && prev_len)
     push_decoded(vm, prev_json, prev_len, NULL, 0, "snapshot previous state");

@@ -61,7 +61,8 @@ export async function startRedis({ port, extra = [] } = {}) {
   h.cli = (...args) => execFileSync(REDIS_CLI, ["-p", String(port), ...args.map(String)]).toString();
   /** Kills the server (signal: SIGKILL by default, as a crash would). */
   h.kill = async (signal = "SIGKILL") => {
-    if (!h.proc || h.proc.exitCode !== null) return;
+    // a process killed by a signal keeps exitCode null: look at signalCode too
+    if (!h.proc || h.proc.exitCode !== null || h.proc.signalCode !== null) return;
     const gone = new Promise((r) => h.proc.once("exit", r));
     h.proc.kill(signal);
     await gone;

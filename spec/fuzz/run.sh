@@ -24,7 +24,7 @@ if ! command -v "$CC_FUZZ" >/dev/null; then
   exit 1
 fi
 
-LIBS_ALL="-luv -lluajit-5.1 -lwslay -lcjson -lyaml -lhttp_parser -lcrypto -lz -lm -lpthread -ldl"
+LIBS_ALL="-luv -lluajit-5.1 -lwslay -lcjson -lyaml -lhttp_parser -lhiredis -lmsgpackc -lssl -lcrypto -lz -lm -lpthread -ldl"
 
 # The whole library (core + Lua binding) instrumented for libFuzzer, ASan and UBSan, built
 # once by the Makefile's own rules into $OUT/lib (make keeps it up to date).

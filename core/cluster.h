@@ -1,0 +1,76 @@
+/* cluster.h - a server's node in a cluster: the bus is a Redis stream in the format of
+ * @socket.io/redis-streams-adapter 0.3.1 (cluster_codec.h), shared with the other Sluice
+ * nodes and with socket.io servers using that adapter.
+ *
+ * It sits beside delivery: it calls the publish pipeline downward (sl_publish_remote for
+ * what it reads), and the pipeline reaches it only through the bus hook it sets on its
+ * server (sl_server.bus, publish.h). Three Redis links (redis_link.h): one for XADD and
+ * PUBSUB NUMSUB, one blocked in XREAD, one in pub/sub mode (SUBSCRIBE <emitterKey>#<nsp>#
+ * per namespace, so that socket.io nodes count this one; messages there go to the handler
+ * a module sets with sl_cluster_set_pubsub_handler).
+ *
+ * Delivery (README "Cluster"): while the links are up, a publish is appended and every
+ * node, this one included, delivers it when it reads it back, so all nodes deliver in
+ * stream order and the stream id is the offset. While Redis is unreachable a publish is
+ * delivered here at once and kept (at most bufferMax) to be appended, marked delivered, when
+ * it returns; past the bound the publish is refused (SL_EFULL: 503 CLUSTER_UNAVAILABLE) and
+ * counted. The reader resumes from the last id it read; entries trimmed before it read them
+ * are counted (sluice_cluster_entries_lost_total) from XINFO STREAM's entries-added. */
+#ifndef SL_CLUSTER_H
+#define SL_CLUSTER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+#include "sl_internal.h"
+
+typedef struct sl_cluster sl_cluster;
+
+/* sl_cluster_start: make srv a cluster node when its config has a cluster block (nothing
+ * otherwise): copies the block, sets srv->cluster and the bus hook, and starts connecting
+ * (never blocks; an unreachable Redis is retried with backoff, logged, and publishes are
+ * served locally meanwhile). Returns 0, or SL_ECONFIG with a message in err when the URL
+ * does not parse (the loader checked it already, so only a config built by hand can). */
+int sl_cluster_start(sl_server *srv, char *err, size_t errlen);
+
+/* sl_cluster_stop: end srv's node (when it has one): the bus hook is removed, the links
+ * close, publishes still buffered or unconfirmed are dropped and logged with their count.
+ * Safe when srv has no cluster. */
+void sl_cluster_stop(sl_server *srv);
+
+/* sl_cluster_reconfigure: after a reload swapped srv's config: an unchanged cluster block
+ * keeps the node and its links; a changed one stops it and starts a new one; a removed one
+ * stops it; a new one starts one. Returns as sl_cluster_start. */
+int sl_cluster_reconfigure(sl_server *srv, char *err, size_t errlen);
+
+/* sl_cluster_metrics: append the Prometheus series of srv's node to b (nothing when srv has
+ * no cluster): sluice_cluster_up, _nodes{namespace}, _published_total, _received_total,
+ * _buffered, _dropped_total{reason}, _entries_lost_total, _skipped_total{reason},
+ * _reconnects_total. */
+void sl_cluster_metrics(const sl_server *srv, sl_sbuf *b);
+
+/* sl_cluster_stats_json: add "cluster": {uid, up, nodes, published, received, buffered,
+ * dropped, entriesLost, reconnects, lastId} to so, srv's object in /api/stats; nothing when
+ * srv has no cluster. */
+struct cJSON;
+void sl_cluster_stats_json(const sl_server *srv, struct cJSON *so);
+
+/* A message on the pub/sub link: channel[0..chlen) (for a pattern subscription, the channel
+ * it matched), data[0..len) (binary; msgpack for the emitter and the adapter). The handler
+ * must not stop the cluster. Pointers are borrowed for the call. */
+typedef void (*sl_cluster_msg_fn)(void *ud, sl_cluster *cl, const char *channel, size_t chlen,
+                                  const char *data, size_t len);
+
+/* sl_cluster_set_pubsub_handler: who gets the pub/sub messages (NULL: ignored and counted at
+ * debug). With cluster.acceptEmitter the node also subscribes to the pattern
+ * <emitterKey>#<nsp>#* (the emitter's room channels); a message on the exact public channel
+ * is handed over once, not once per subscription. */
+void sl_cluster_set_pubsub_handler(sl_cluster *cl, sl_cluster_msg_fn fn, void *ud);
+
+/* Accessors: the server, the node's uid in the stream ("sluice-<boot id>-<n>"), its copy of
+ * the cluster block. */
+sl_server *sl_cluster_server(const sl_cluster *cl);
+const char *sl_cluster_uid(const sl_cluster *cl);
+const sl_cluster_config *sl_cluster_config_of(const sl_cluster *cl);
+
+#endif
