@@ -237,6 +237,28 @@ if (windows.length && (have("fanout1") || have("latency"))) {
       .filter(([, x]) => x !== undefined).sort((a, b) => a[1] - b[1]);
     return c[0];
   };
+  if (have("latency")) {
+    const c0 = med("latency", S, "server.cpu_us_per_delivery");
+    const n0 = med("latency", S, "joined");
+    const p50 = med("latency", S, "lat_us.p50");
+    p("**What sits between the publish and the write (window 0, `latency`).** The Lua producer's " +
+      "timer (`sluice.every`, libuv's 1 ms timer granularity) fires in the loop's timer phase and " +
+      "takes the payload's `ts` just before `sluice.publish`, so how late the timer fires is not " +
+      "in the figures. The publish (route, encode once, one lane per subscriber, sessions put on " +
+      "the dirty list) costs a few µs; the same loop iteration's prepare handle then runs the " +
+      "flush (`sl_gateway_flush_dirty`), which writes the sessions one after the other: one " +
+      "`write` per connection, each a loopback TCP send that also runs the receiving side in the " +
+      "kernel and wakes the load generator. No `uv_run` mode, extra timer or check handle sits " +
+      "in between. So subscriber k of N gets its frame after k − 1 other sends, and the median " +
+      "one after about half of them: with the measured " +
+      `${fmt(c0, 2)} µs of server CPU per delivery (nearly all of it in those sends) and ` +
+      `${fint(n0)} subscribers, writing one publish to everyone takes about ${fmt((c0 * n0) / 1000, 2)} ms, ` +
+      `half of it ${fmt((c0 * n0) / 2000, 2)} ms, against a measured p50 of ${fmt(p50 / 1000, 2)} ms; the rest ` +
+      "is the load generator (one thread on the same two cores) reading its 100 sockets one " +
+      "after the other, and the scheduler. A window does not help here (it adds its wait); " +
+      "the floor is the kernel's cost per send times the subscribers ahead in the flush.");
+    p();
+  }
   winTarget = { fan: best("fanout1", 5), fanN: med("fanout1", N, "server.cpu_us_per_delivery"),
     lat5: med("latency", S, "server.cpu_us_per_delivery", wvar(5)), latN: med("latency", N, "server.cpu_us_per_delivery"),
     p50: med("latency", S, "lat_us.p50"), p99: med("latency", S, "lat_us.p99") };
