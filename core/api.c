@@ -551,6 +551,8 @@ static void recovery_metrics(sl_server *srv, sl_sbuf *b) {
       {"sluice_recovery_history_bytes", "gauge", "Encoded bytes held in the history", 3},
       {"sluice_recovery_sessions", "gauge",
        "Disconnected sessions kept for recovery (tombstones of expired ones excluded)", 4},
+      {"sluice_recovery_store_failures_total", "counter",
+       "Recoveries across nodes given up because Redis failed (a fresh session instead)", 5},
   };
   for (size_t k = 0; k < sizeof rows / sizeof rows[0]; k++) {
     metric_head(b, rows[k].name, rows[k].type, rows[k].help);
@@ -563,6 +565,7 @@ static void recovery_metrics(sl_server *srv, sl_sbuf *b) {
       case 1: v = ns->resent_inflight; break;
       case 2: v = sl_recovery_history_len(ns); break;
       case 3: v = sl_recovery_history_bytes(ns); break;
+      case 5: v = ns->rec_store_failed; break;
       default:
         for (size_t bk = 0; bk < ns->parked.nb; bk++)
           for (sl_hent *e = ns->parked.b[bk]; e; e = e->hnext)

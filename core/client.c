@@ -11,6 +11,8 @@
 #include "acks.h"
 #include "hooks.h"
 #include "lanes.h"
+#include "lane.h"
+#include "msg.h"
 #include "publish.h"
 #include "topics.h"
 #include "recovery.h"
@@ -215,11 +217,63 @@ static const char *transport_name(const sl_socket *sock) {
   return sock->sess->transport == SL_TR_WS ? "websocket" : "polling";
 }
 
+/* A recovery on this node of a session another node kept, with the stream's entries after
+ * the client's offset (sl_cluster_range): set while sl_sio_pending_done runs (the CONNECT
+ * is handled, the socket joined, synchronously), for client_recover_remote and
+ * client_joined. status: as sl_cluster_range_cb's. */
+static struct {
+  bool set;
+  int status;
+  const sl_cluster_entry *v;
+  size_t n;
+  const sl_socket *sock; /* the socket that recovered from it */
+} xr;
+
+static bool id_in(char *const *ids, size_t n, const char *id) {
+  for (size_t i = 0; i < n; i++)
+    if (strcmp(ids[i], id) == 0) return true;
+  return false;
+}
+
+/* Offer to sock's lanes the stream entries v[0..n) that are for it: its namespace, a topic
+ * it holds (after the lane's subscription), addressed to it or to everyone (a room is a
+ * client id), not excepting it. Each is encoded once, with its stream id as the offset and
+ * its message id. Returns how many were offered. */
+static uint64_t replay_range(sl_socket *sock, const sl_cluster_entry *v, size_t n) {
+  sl_ns *ns = sock->ns;
+  uint64_t k = 0, idn;
+  for (size_t i = 0; i < n; i++) {
+    const sl_cl_entry *e = &v[i].e;
+    if (v[i].rc != SL_CL_OK || strcmp(e->nsp, ns->path) != 0) continue;
+    sl_topic *t = sl_topic_find(ns, e->topic, e->topiclen);
+    sl_lane *l = t ? sl_lane_of(sock, t) : NULL;
+    if (!l || !sl_recovery_stream_id(v[i].id, &idn) || idn <= l->sub_from) continue;
+    if ((e->nrooms && !id_in(e->rooms, e->nrooms, sock->id)) ||
+        id_in(e->except, e->nexcept, sock->id))
+      continue;
+    sl_msg *m = sl_publish_encode_replay(ns, t, e->payload, e->len, e->key, e->msgid, v[i].id);
+    sl_lane_offer(l, m);
+    sl_msg_unref(m);
+    k++;
+  }
+  /* the reader may deliver some of these entries after this reply: not twice */
+  uint64_t last = 0;
+  if (n && !sl_recovery_stream_id(v[n - 1].id, &last)) last = 0;
+  for (sl_lane *l = sock->lanes; l; l = l->next) {
+    l->replay_upto = last;
+    if (l->topic->replay_upto < last) l->topic->replay_upto = last;
+    sl_lane_ready(l);
+  }
+  ns->replayed += k;
+  return k;
+}
+
 static void client_joined(sl_socket *sock) {
   if (sock->ns->implicit_root) return;
   if (sock->recovered) {
     uint64_t t0 = uv_hrtime();
     uint64_t n = sl_recovery_resume(sock, sock->rec_from);
+    if (xr.set && xr.sock == sock) n += replay_range(sock, xr.v, xr.n);
     sl_log_info("client %s recovered: namespace %s, remote %s, transport %s, server \"%s\", %llu "
                 "message(s) replayed into its lanes in %.3f ms",
                 sock->id, sock->ns->path, sock->sess->remote, transport_name(sock),
@@ -309,7 +363,16 @@ static int client_recover(sl_socket *sock, const cJSON *auth, const char *offset
     }
     free(was);
   }
-  int r = sl_recovery_check(sock, offset, &sock->rec_from);
+  int r;
+  if (xr.set && xr.status == 0 && !sock->parked) { /* rebuilt here: the stream replays */
+    r = SL_REC_RECOVERED;
+    sock->rec_from = UINT64_MAX; /* nothing from this node's history */
+    xr.sock = sock;
+  } else if (xr.set && !sock->parked) {
+    r = SL_REC_EXPIRED; /* the offset's entry was trimmed, or too many follow it */
+  } else {
+    r = sl_recovery_check(sock, offset, &sock->rec_from);
+  }
   const char *presented = token_of(auth);
   if (r == SL_REC_RECOVERED && presented) {
     free(sock->auth_token);
@@ -325,27 +388,71 @@ typedef struct lookup_ctx {
   sl_sio_pending *p;
   sl_ns *ns;
   char pid[25];
+  char offset[SL_OFFSET_MAX]; /* the client's, "" when it sent none */
+  char *blob;                 /* the session taken, while the XRANGE runs */
+  size_t len;
 } lookup_ctx;
+
+static void range_done(void *ud, int status, const sl_cluster_entry *v, size_t n) {
+  lookup_ctx *c = ud;
+  if (status == SL_ESTATE) {
+    c->ns->rec_store_failed++;
+    sl_log_warn("recovery of session on namespace %s: reading the stream from %s failed: a new "
+                "session instead",
+                c->ns->path, c->offset);
+    sl_sio_pending_done(c->p, NULL, 0);
+  } else {
+    xr.set = true;
+    xr.status = status;
+    xr.v = v;
+    xr.n = n;
+    xr.sock = NULL;
+    sl_sio_pending_done(c->p, c->blob, c->len);
+    memset(&xr, 0, sizeof xr);
+  }
+  free(c->blob);
+  free(c);
+}
 
 static void lookup_done(void *ud, const char *blob, size_t len) {
   lookup_ctx *c = ud;
+  bool remote = false;
   if (blob) {
     cJSON *o = cJSON_ParseWithLength(blob, len);
     const cJSON *node = cJSON_GetObjectItemCaseSensitive(o, "node");
-    if (!cJSON_IsString(node) || strcmp(node->valuestring, c->ns->srv->gw->boot_id) != 0)
-      sl_sio_discard_pid(c->ns, c->pid);
+    remote = !cJSON_IsString(node) || strcmp(node->valuestring, c->ns->srv->gw->boot_id) != 0;
+    if (remote) sl_sio_discard_pid(c->ns, c->pid);
     cJSON_Delete(o);
+  }
+  uint64_t x;
+  sl_cluster *cl = c->ns->srv->cluster;
+  /* kept by another node: the replay comes from the stream, after the client's offset */
+  if (remote && cl && c->offset[0] && sl_recovery_stream_id(c->offset, &x) && c->ns->cfg &&
+      c->ns->cfg->recovery.enabled) {
+    c->blob = sl_xmalloc(len + 1);
+    memcpy(c->blob, blob, len);
+    c->len = len;
+    if (sl_cluster_range(cl, c->offset, (size_t)c->ns->cfg->recovery.history_size, range_done, c) ==
+        0)
+      return;
+    free(c->blob);
+    c->ns->rec_store_failed++;
+    sl_log_warn("recovery of session on namespace %s: the cluster is down: a new session instead",
+                c->ns->path);
+    blob = NULL;
   }
   sl_sio_pending_done(c->p, blob, len);
   free(c);
 }
 
-static bool client_recover_lookup(sl_sio_pending *p, sl_ns *ns, const char *pid) {
+static bool client_recover_lookup(sl_sio_pending *p, sl_ns *ns, const char *pid,
+                                  const char *offset) {
   if (!ns->srv->cluster || strlen(pid) >= sizeof((lookup_ctx *)0)->pid) return false;
   lookup_ctx *c = sl_xcalloc(1, sizeof *c);
   c->p = p;
   c->ns = ns;
   memcpy(c->pid, pid, strlen(pid) + 1);
+  if (offset && strlen(offset) < sizeof c->offset) memcpy(c->offset, offset, strlen(offset) + 1);
   if (sl_cluster_session_take(ns->srv->cluster, pid, lookup_done, c) != 0) {
     free(c);
     return false;

@@ -121,3 +121,83 @@ test("disconnected from node A, reconnected to node B: recovered there, same id,
   } finally { s.close(); other?.close(); }
 });
 
+
+// Node B never read what the client missed (it started after those messages were published):
+// the replay can only come from Redis (XRANGE after the client's offset).
+test("reconnected to a node whose history does not reach the offset: replayed from the stream", async () => {
+  const s = io(`http://127.0.0.1:${pxA.port}/r`, { forceNew: true, transports: ["websocket"],
+    reconnectionDelay: 50, reconnectionDelayMax: 100, randomizationFactor: 0 });
+  const got = [];
+  s.on("t", (p) => got.push(p));
+  let c;
+  try {
+    await withTimeout(new Promise((r) => s.once("connect", r)), 5000, "connect");
+    await s.timeout(5000).emitWithAck("subscribe", { topic: "t" });
+    await publish(a.port, [{ namespace: "/r", topic: "t", payload: "first" }]);
+    await waitFor(() => got.length === 1, 5000, "one delivery");
+    const id = s.id;
+    const disc = new Promise((r) => s.once("disconnect", r));
+    pxA.cut();
+    await disc;
+    // missed: 30 on node A, 30 on node B, interleaved by batches
+    for (let i = 0; i < 60; i += 10) {
+      const node = (i / 10) % 2 ? b : a;
+      await publish(node.port, Array.from({ length: 10 }, (_, k) => ({ namespace: "/r", topic: "t", payload: i + k })));
+    }
+    await sleep(300);
+    c = await startServer(cfg(redis.url)); // reads the stream from now on: none of them
+    await waitMetric(c.port, "sluice_cluster_up", {}, (v) => v === 1, 10000);
+    s.io.uri = `http://127.0.0.1:${c.port}`;
+    s.io.opts.port = String(c.port);
+    const back = new Promise((r) => s.once("connect", r));
+    pxA.release();
+    await withTimeout(back, 5000, "reconnect");
+    assert.equal(s.recovered, true);
+    assert.equal(s.id, id);
+    await waitFor(() => got.length === 61, 5000, "61 deliveries");
+    await publish(b.port, [{ namespace: "/r", topic: "t", payload: "live" }]);
+    await waitFor(() => got.length === 62, 5000, "the live delivery on node C");
+    await sleep(200);
+    assert.deepEqual(got, ["first", ...Array.from({ length: 60 }, (_, i) => i), "live"]);
+    assert.equal(await metric(c.port, "sluice_recoveries_total", { namespace: "/r", result: "recovered" }), 1);
+    assert.equal(await metric(c.port, "sluice_recovery_replayed_total", { namespace: "/r" }), 60);
+  } finally {
+    s.close();
+    if (c) assertCleanExit(await c.stop());
+  }
+});
+
+// Last: it trims the stream. The client's offset entry is gone from Redis: the replay would
+// be partial, so the client gets a fresh session, though node B's own history still covers it.
+test("the offset's stream entry trimmed: a fresh session, nothing replayed", async () => {
+  const s = io(`http://127.0.0.1:${pxA.port}/r`, { forceNew: true, transports: ["websocket"],
+    reconnectionDelay: 50, reconnectionDelayMax: 100, randomizationFactor: 0 });
+  const got = [];
+  s.on("t", (p) => got.push(p));
+  try {
+    await withTimeout(new Promise((r) => s.once("connect", r)), 5000, "connect");
+    await s.timeout(5000).emitWithAck("subscribe", { topic: "t" });
+    await publish(a.port, [{ namespace: "/r", topic: "t", payload: "first" }]);
+    await waitFor(() => got.length === 1, 5000, "one delivery");
+    const id = s.id;
+    const expired0 = await metric(b.port, "sluice_recoveries_total", { namespace: "/r", result: "expired" });
+    const replayed0 = await metric(b.port, "sluice_recovery_replayed_total", { namespace: "/r" });
+    const disc = new Promise((r) => s.once("disconnect", r));
+    pxA.cut();
+    await disc;
+    redis.cli("XTRIM", "sluice-recovery", "MAXLEN", "0");
+    await publish(a.port, Array.from({ length: 5 }, (_, i) => ({ namespace: "/r", topic: "t", payload: i })));
+    await sleep(300);
+    s.io.uri = `http://127.0.0.1:${pxB.port}`;
+    s.io.opts.port = String(pxB.port);
+    const back = new Promise((r) => s.once("connect", r));
+    pxA.release();
+    await withTimeout(back, 5000, "reconnect");
+    assert.equal(s.recovered, false);
+    assert.notEqual(s.id, id);
+    await sleep(300);
+    assert.deepEqual(got, ["first"]);
+    assert.equal(await metric(b.port, "sluice_recoveries_total", { namespace: "/r", result: "expired" }), expired0 + 1);
+    assert.equal(await metric(b.port, "sluice_recovery_replayed_total", { namespace: "/r" }), replayed0);
+  } finally { s.close(); }
+});
