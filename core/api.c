@@ -565,7 +565,7 @@ static void recovery_metrics(sl_server *srv, sl_sbuf *b) {
       case 1: v = ns->resent_inflight; break;
       case 2: v = sl_recovery_history_len(ns); break;
       case 3: v = sl_recovery_history_bytes(ns); break;
-      case 5: v = ns->rec_store_failed; break;
+      case 5: v = ns->store_failed; break;
       default:
         for (size_t bk = 0; bk < ns->parked.nb; bk++)
           for (sl_hent *e = ns->parked.b[bk]; e; e = e->hnext)

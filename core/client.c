@@ -396,7 +396,7 @@ typedef struct lookup_ctx {
 static void range_done(void *ud, int status, const sl_cluster_entry *v, size_t n) {
   lookup_ctx *c = ud;
   if (status == SL_ESTATE) {
-    c->ns->rec_store_failed++;
+    c->ns->store_failed++;
     sl_log_warn("recovery of session on namespace %s: reading the stream from %s failed: a new "
                 "session instead",
                 c->ns->path, c->offset);
@@ -436,7 +436,7 @@ static void lookup_done(void *ud, const char *blob, size_t len) {
         0)
       return;
     free(c->blob);
-    c->ns->rec_store_failed++;
+    c->ns->store_failed++;
     sl_log_warn("recovery of session on namespace %s: the cluster is down: a new session instead",
                 c->ns->path);
     blob = NULL;

@@ -115,13 +115,13 @@ typedef struct sl_ns {
   sl_hookset hooks;       /* policy hooks (hooks.h) */
   /* connection-state recovery (cfg->recovery): sio keeps the parked sessions, delivery the
    * history (recovery.h). All zero / NULL while recovery is off. */
-  sl_hash parked;            /* pid -> parked (or expired: a tombstone) sl_socket, sio.c */
-  struct sl_history *hist;   /* recent deliveries for replay, recovery.c */
-  uint64_t rec_seq;          /* the last offset given out (per namespace, never reused) */
-  uint64_t recoveries[4];    /* by SL_REC_* (sluice_recoveries_total) */
-  uint64_t replayed;         /* deliveries replayed into recovered lanes */
-  uint64_t rec_store_failed; /* cluster recoveries given up: Redis failed (store/stream) */
-  uint64_t resent_inflight;  /* AT_LEAST_ONCE in-flight messages sent again on recovery */
+  sl_hash parked;           /* pid -> parked (or expired: a tombstone) sl_socket, sio.c */
+  struct sl_history *hist;  /* recent deliveries for replay, recovery.c */
+  uint64_t rec_seq;         /* the last offset given out (per namespace, never reused) */
+  uint64_t recoveries[4];   /* by SL_REC_* (sluice_recoveries_total) */
+  uint64_t replayed;        /* deliveries replayed into recovered lanes */
+  uint64_t store_failed;    /* cluster recoveries given up: Redis failed (a fresh session) */
+  uint64_t resent_inflight; /* AT_LEAST_ONCE in-flight messages sent again on recovery */
 } sl_ns;
 
 /* sluice_recoveries_total{result}: why a CONNECT that presented a pid recovered or not. */
@@ -198,7 +198,8 @@ struct sl_server {
   /* the cluster bus (cluster.c): asked once per publish and topic when set (publish.h) */
   int (*bus)(void *ud, const struct sl_bus_pub *p);
   void *bus_ud;
-  struct sl_cluster *cluster; /* the server's cluster node, NULL: single node */
+  struct sl_cluster *cluster;     /* the server's cluster node, NULL: single node */
+  struct sl_emitter_sub *emitter; /* the @socket.io/redis-emitter ingest (emitter_ingest.c) */
 };
 
 /* ---- Socket.IO sockets and lanes ----------------------------------------------------- */
@@ -240,13 +241,14 @@ struct sl_lane {
   uint32_t ninfl;
   /* SPILL_TO_DISK: overflow on disk, refilled in FIFO order */
   struct sl_spill *spill;
-  uint64_t held_rep;    /* deliveries held, as last added to topic->held */
-  uint64_t sub_from;    /* recovery: the namespace's offset when it subscribed */
-  uint64_t replay_upto; /* recovery: a replay from the stream offered up to this offset: a
-                         * delivery read from it later with an offset <= is not offered */
-  uint8_t rebuilt;      /* recovery: rebuilt from another node's session (sl_lane_restore) */
-  uint8_t refilling;    /* a spill read is pending */
+  uint64_t held_rep; /* deliveries held, as last added to topic->held */
+  uint64_t sub_from; /* recovery: the namespace's offset when it subscribed */
+  uint8_t rebuilt;   /* recovery: rebuilt from another node's session (sl_lane_restore) */
+  uint8_t refilling; /* a spill read is pending */
   uint8_t spill_failed_logged;
+  /* recovery: a replay from the stream offered up to this offset: a delivery the reader
+   * gives later with an offset <= it is not offered again */
+  uint64_t replay_upto;
 };
 
 /* An AT_LEAST_ONCE message sent to one client and not yet acknowledged. */
