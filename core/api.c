@@ -634,7 +634,8 @@ static void metrics_text(sl_server *srv, sl_sbuf *b) {
   metric_head(b, "sluice_messages_lost_total", "counter",
               "Deliveries accepted and never delivered: restart = held by a process that did "
               "not stop cleanly (counted at the next start), disconnect = held by a lane whose "
-              "subscriber left, spill failed = could not be written to the spill");
+              "subscriber left, spill failed = could not be written to the spill, trimmed = in "
+              "flight on a node, gone from the stream when another node recovered the session");
   uint64_t unlabelled = 0;
   for (size_t i = i0; i < i1; i++) {
     unlabelled += gw->servers[i].lost_restart_unlabelled;

@@ -759,19 +759,17 @@ int sl_cluster_session_take(sl_cluster *cl, const char *pid, sl_cluster_session_
   return 0;
 }
 
-/* Decode the entries of an XRANGE reply r (from its second element: the first is the
- * offset's own entry) into a new array; *n set. */
-static sl_cluster_entry *range_decode(const redisReply *r, size_t *n) {
-  *n = r->elements - 1;
-  sl_cluster_entry *v = *n ? sl_xcalloc(*n, sizeof *v) : NULL;
-  for (size_t i = 0; i < *n; i++) {
-    const redisReply *x = r->element[i + 1];
+/* Decode the entries of an XRANGE reply r into a new array (r->elements of them). */
+static sl_cluster_entry *range_decode(const redisReply *r) {
+  sl_cluster_entry *v = sl_xcalloc(r->elements, sizeof *v);
+  for (size_t i = 0; i < r->elements; i++) {
+    const redisReply *x = r->element[i];
     const redisReply *f = x->type == REDIS_REPLY_ARRAY && x->elements == 2 ? x->element[1] : NULL;
     const redisReply *id = f ? x->element[0] : NULL;
     size_t nf = f && f->type == REDIS_REPLY_ARRAY ? f->elements : 0;
     const char *fv[32];
     size_t fl[32];
-    if (nf > 32) nf = 32;
+    if (nf > 32) nf = 32; /* the adapter writes 8 values; more is not its format */
     for (size_t k = 0; k < nf; k++) {
       fv[k] = f->element[k]->type == REDIS_REPLY_STRING ? f->element[k]->str : "";
       fl[k] = f->element[k]->type == REDIS_REPLY_STRING ? f->element[k]->len : 0;
@@ -798,10 +796,9 @@ static void range_cb(sl_redis_link *l, redisReply *r, void *ud) {
         memcmp(fid->str, t->after, fid->len) != 0 || r->elements - 1 > t->count) {
       t->range_cb(t->ud, SL_ENOENT, NULL, 0); /* trimmed, or more than the bound */
     } else {
-      size_t n;
-      sl_cluster_entry *v = range_decode(r, &n);
-      t->range_cb(t->ud, 0, v, n);
-      for (size_t i = 0; i < n; i++) sl_cl_entry_free(&v[i].e);
+      sl_cluster_entry *v = range_decode(r);
+      t->range_cb(t->ud, 0, v, r->elements);
+      for (size_t i = 0; i < r->elements; i++) sl_cl_entry_free(&v[i].e);
       free(v);
     }
   }
@@ -819,8 +816,11 @@ int sl_cluster_range(sl_cluster *cl, const char *after, size_t count, sl_cluster
   memcpy(t->after, after, strlen(after) + 1);
   /* inclusive of `after`: the reply starts with its entry while it is still in the stream
    * (the adapter's check), then at most count entries after it; one more means too many */
-  if (sl_redis_link_cmd(cl->w, range_cb, t, "XRANGE %s %s + COUNT %llu", cl->cfg.stream_key, after,
-                        (unsigned long long)count + 2) != 0) {
+  int rc = count ? sl_redis_link_cmd(cl->w, range_cb, t, "XRANGE %s %s + COUNT %llu",
+                                     cl->cfg.stream_key, after, (unsigned long long)count + 2)
+                 : sl_redis_link_cmd(cl->w, range_cb, t, "XRANGE %s %s %s", cl->cfg.stream_key,
+                                     after, after);
+  if (rc != 0) {
     free(t);
     return SL_ESTATE;
   }

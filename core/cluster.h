@@ -95,17 +95,20 @@ typedef struct sl_cluster_entry {
   sl_cl_entry e;
 } sl_cluster_entry;
 
-/* What sl_cluster_range found: status 0 with the n entries after the offset (n may be 0), or
- * SL_ENOENT (the offset's entry is no longer in the stream, or more than count entries follow
- * it: a replay from there would be partial), or SL_ESTATE (an error reply, the link dropped
- * or the cluster stopped). v is borrowed for the call. */
+/* What sl_cluster_range found: status 0 with v[0] the entry `after` itself and v[1..n) the
+ * entries after it (at most count), or SL_ENOENT (the entry `after` is no longer in the
+ * stream, or more than count entries follow it: a replay from there would be partial), or
+ * SL_ESTATE (an error reply, the link dropped or timed out, or the cluster stopped). v is
+ * borrowed for the call. */
 typedef void (*sl_cluster_range_cb)(void *ud, int status, const sl_cluster_entry *v, size_t n);
 
-/* sl_cluster_range: the stream's entries after entry id `after` (exclusive), at most count,
- * for a recovery on this node of a session another node kept: XRANGE <streamKey> <after> +
- * COUNT count+2 on the write link, checking that the reply starts with `after` itself (the
- * adapter's restoreSession check). cb runs once, later, on the loop. Returns 0, or SL_ESTATE
- * when the link is down (cb is not called). */
+/* sl_cluster_range: for a recovery on this node of a session another node kept: the stream's
+ * entry `after` and, count > 0, the entries after it: XRANGE <streamKey> <after> + COUNT
+ * count+2 (count 0: XRANGE <after> <after>, that entry alone) on the write link, checking that
+ * the reply starts with `after` itself (the adapter's restoreSession check). cb runs once,
+ * later, on the loop (replies in the order the commands were sent; on a stop, in any order).
+ * Returns 0, or SL_ESTATE when the
+ * link is down (cb is not called). */
 int sl_cluster_range(sl_cluster *cl, const char *after, size_t count, sl_cluster_range_cb cb,
                      void *ud);
 

@@ -87,7 +87,7 @@ static sl_msg *encode(const sl_pubctx *c, const char *payload, size_t len) {
 sl_msg *sl_publish_encode_replay(sl_ns *ns, sl_topic *t, const char *payload, size_t len,
                                  const char *key, const char *msgid, const char *offset) {
   char mid[SL_MSGID_MAX];
-  if (!msgid) {
+  if (!msgid && ns->cfg->delivery == SL_AT_LEAST_ONCE) {
     next_msgid(ns->srv->gw, mid);
     msgid = mid;
   }

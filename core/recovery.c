@@ -135,6 +135,25 @@ size_t sl_recovery_next_offset(sl_ns *ns, bool cluster, const char *stream_id, c
   return b + 1 + k;
 }
 
+/* sl_recovery_msg_offset: see recovery.h. */
+size_t sl_recovery_msg_offset(const sl_msg *m, char *out) {
+  const char *p = (const char *)sl_msg_packet(m);
+  size_t n = m->len;
+  if (n < 4 || p[n - 1] != ']' || p[n - 2] != '"') return 0;
+  size_t end = n - 2, i = end; /* the offset is the last argument: ,"<offset>"] */
+  while (i > 0 && p[i - 1] != '"') {
+    char ch = p[i - 1];
+    if (!(ch >= '0' && ch <= '9') && ch != '-' && !(ch >= 'a' && ch <= 'z') &&
+        !(ch >= 'A' && ch <= 'Z'))
+      return 0;
+    i--;
+  }
+  if (i == 0 || end - i == 0 || end - i >= SL_OFFSET_MAX) return 0;
+  memcpy(out, p + i, end - i);
+  out[end - i] = 0;
+  return end - i;
+}
+
 /* sl_recovery_gap: see recovery.h. */
 void sl_recovery_gap(sl_ns *ns, sl_topic *t) {
   (void)ns;

@@ -50,7 +50,13 @@ enum {
 };
 extern const char *const sl_overflow_reasons[SL_OV_COUNT];
 /* why deliveries a lane held were lost (sluice_messages_lost_total{reason}) */
-enum { SL_LOST_RESTART = 0, SL_LOST_DISCONNECT, SL_LOST_SPILL_FAILED, SL_LOST_COUNT };
+enum {
+  SL_LOST_RESTART = 0,
+  SL_LOST_DISCONNECT,
+  SL_LOST_SPILL_FAILED,
+  SL_LOST_TRIMMED, /* in flight on another node, gone from the stream when it was recovered */
+  SL_LOST_COUNT
+};
 extern const char *const sl_lost_reasons[SL_LOST_COUNT];
 
 /* The API's refusal rules (sluice_api_refused_total{reason}). */

@@ -13,7 +13,9 @@ import { startRedis } from "./redis.mjs";
 import { CutProxy } from "./recovery-helpers.mjs";
 
 let redis, a, b, pxA, pxB;
-const NS = [{ path: "/r", topics: ["t"], maxQueuedMessagesPerClient: 1000, recovery: { maxDisconnectionMs: 10000 } }];
+const NS = [{ path: "/r", topics: ["t"], maxQueuedMessagesPerClient: 1000, recovery: { maxDisconnectionMs: 10000 } },
+  { path: "/alo", topics: ["t"], deliveryMode: "AT_LEAST_ONCE", overflowAction: "REJECT_NEW", maxRetries: 5,
+    ackTimeoutMs: 20000, maxInFlight: 4, maxQueuedMessagesPerClient: 100, recovery: { maxDisconnectionMs: 10000 } }];
 const cfg = (url) => serverConfig(NS, { cluster: { redis: url, streamKey: "sluice-recovery", blockMs: 200 } });
 
 before(async () => {
@@ -165,6 +167,61 @@ test("reconnected to a node whose history does not reach the offset: replayed fr
     s.close();
     if (c) assertCleanExit(await c.stop());
   }
+});
+
+// The messages in flight on node A (sent, not acked) are in the session record (topic, stream
+// id, messageId); node B fetches each from the stream and sends it again, same messageId.
+test("AT_LEAST_ONCE, maxInFlight 4, cut from node A with messages in flight, recovered on node B: each acked once", async () => {
+  const s = io(`http://127.0.0.1:${pxA.port}/alo`, { forceNew: true, transports: ["websocket"],
+    reconnectionDelay: 50, reconnectionDelayMax: 100, randomizationFactor: 0 });
+  const got = [];
+  const okAcks = new Map();
+  let acking = false;
+  const deferred = [];
+  const ack = (meta) => {
+    s.timeout(10000).emitWithAck("ack", { topic: "t", messageId: meta.messageId }).then((r) => {
+      if (r.ok) okAcks.set(meta.messageId, (okAcks.get(meta.messageId) || 0) + 1);
+    }, () => {});
+  };
+  s.on("t", (payload, meta) => {
+    got.push({ payload, id: meta.messageId });
+    if (acking) ack(meta); else deferred.push(meta);
+  });
+  try {
+    await withTimeout(new Promise((r) => s.once("connect", r)), 5000, "connect");
+    await s.timeout(5000).emitWithAck("subscribe", { topic: "t" });
+    const retries0 = await metric(b.port, "streamfence_retries_total", { namespace: "/alo" });
+    const pub = async (node, from, to) => (await publish(node.port, Array.from({ length: to - from + 1 },
+      (_, k) => ({ namespace: "/alo", topic: "t", payload: from + k }))));
+    const ids1 = await pub(a, 1, 10);
+    await waitFor(() => got.length === 4, 5000, "the 4 messages of the window");
+    await sleep(100);
+    assert.equal(got.length, 4); // the window is full: 4 in flight on node A, 6 queued there
+    const disc = new Promise((r) => s.once("disconnect", r));
+    pxA.cut();
+    await disc;
+    const ids2 = [...(await pub(a, 11, 15)), ...(await pub(b, 16, 20))];
+    await sleep(300);
+    s.io.uri = `http://127.0.0.1:${pxB.port}`;
+    s.io.opts.port = String(pxB.port);
+    const back = new Promise((r) => s.once("connect", r));
+    pxA.release();
+    await withTimeout(back, 5000, "reconnect");
+    assert.equal(s.recovered, true);
+    acking = true;
+    for (const meta of deferred.splice(0)) ack(meta);
+    const all = [...ids1, ...ids2];
+    assert.equal(new Set(all).size, 20);
+    await waitFor(() => all.every((id) => okAcks.has(id)), 10000, "an ok ack for each of the 20 messages");
+    await sleep(200);
+    for (const id of all) assert.equal(okAcks.get(id), 1, `message ${id} acked ${okAcks.get(id)} times`);
+    assert.deepEqual([...new Set(got.map((g) => g.payload))].sort((x, y) => x - y), Array.from({ length: 20 }, (_, i) => i + 1));
+    // the 4 in flight were sent again by node B (same messageId), nothing else twice
+    assert.equal(got.length, 24);
+    for (const g of got) assert.equal(g.id, all[g.payload - 1]);
+    assert.equal(await metric(b.port, "streamfence_retries_total", { namespace: "/alo" }) - retries0, 4);
+    assert.equal(await metric(b.port, "sluice_recovery_resent_total", { namespace: "/alo" }), 4);
+  } finally { s.close(); }
 });
 
 // Last: it trims the stream. The client's offset entry is gone from Redis: the replay would
