@@ -224,6 +224,46 @@ test("AT_LEAST_ONCE, maxInFlight 4, cut from node A with messages in flight, rec
   } finally { s.close(); }
 });
 
+// An in-flight message whose stream entry is gone when node B takes the session cannot be
+// sent again: it is counted lost (reason "trimmed"), the rest is recovered.
+test("AT_LEAST_ONCE in flight on node A, its entries trimmed before node B recovers: counted lost", async () => {
+  const s = io(`http://127.0.0.1:${pxA.port}/alo`, { forceNew: true, transports: ["websocket"],
+    reconnectionDelay: 50, reconnectionDelayMax: 100, randomizationFactor: 0 });
+  const got = [];
+  const deferred = [];
+  let acking = false;
+  const ack = (meta) => s.timeout(10000).emitWithAck("ack", { topic: "t", messageId: meta.messageId }).catch(() => {});
+  s.on("t", (payload, meta, offset) => {
+    got.push({ payload, offset });
+    if (acking) ack(meta); else deferred.push(meta);
+  });
+  try {
+    await withTimeout(new Promise((r) => s.once("connect", r)), 5000, "connect");
+    await s.timeout(5000).emitWithAck("subscribe", { topic: "t" });
+    const lost0 = await metric(b.port, "sluice_messages_lost_total", { namespace: "/alo", topic: "t", reason: "trimmed" }) || 0;
+    await publish(a.port, Array.from({ length: 6 }, (_, k) => ({ namespace: "/alo", topic: "t", payload: 101 + k })));
+    await waitFor(() => got.length === 4, 5000, "the 4 messages of the window");
+    const disc = new Promise((r) => s.once("disconnect", r));
+    pxA.cut();
+    await disc;
+    // the first 3 in flight leave the stream; the 4th (the client's offset) stays
+    redis.cli("XTRIM", "sluice-recovery", "MINID", got[3].offset);
+    await sleep(300);
+    s.io.uri = `http://127.0.0.1:${pxB.port}`;
+    s.io.opts.port = String(pxB.port);
+    const back = new Promise((r) => s.once("connect", r));
+    pxA.release();
+    await withTimeout(back, 5000, "reconnect");
+    assert.equal(s.recovered, true);
+    acking = true;
+    for (const meta of deferred.splice(0)) ack(meta);
+    await waitFor(() => got.length === 4 + 1 + 2, 5000, "message 104 again, then 105 and 106");
+    await sleep(200);
+    assert.deepEqual(got.slice(4).map((g) => g.payload), [104, 105, 106]);
+    assert.equal(await metric(b.port, "sluice_messages_lost_total", { namespace: "/alo", topic: "t", reason: "trimmed" }) - lost0, 3);
+  } finally { s.close(); }
+});
+
 // Last: it trims the stream. The client's offset entry is gone from Redis: the replay would
 // be partial, so the client gets a fresh session, though node B's own history still covers it.
 test("the offset's stream entry trimmed: a fresh session, nothing replayed", async () => {
