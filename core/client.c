@@ -584,9 +584,9 @@ static void inflight_restore(sl_socket *sock) {
 
 /* on_recover_remote: rebuild a session another node parked (session_store's blob): its id,
  * pid, principal, token and lanes (detached, from their subscription offsets); then decide
- * as for a session parked here (reauthorize, the history). In-flight AT_LEAST_ONCE messages
- * stayed on the other node: the replay offers what is in this node's history after the
- * offset. */
+ * as for a session parked here (reauthorize), with what the stream gave (xr: the entries
+ * after the offset, or why not; its in-flight messages go back in flight); without xr (the
+ * client sent no offset) from this node's history. */
 static int client_recover_remote(sl_socket *sock, const cJSON *auth, const char *offset,
                                  const char *blob, size_t len) {
   cJSON *o = cJSON_ParseWithLength(blob, len);
