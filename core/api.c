@@ -15,6 +15,7 @@
 #include "spill.h"
 #include "api.h"
 #include "drain.h"
+#include "emitter_ingest.h"
 #include "hooks.h"
 #include "lane.h"
 #include "procstat.h"
@@ -256,8 +257,10 @@ static void api_publish(sl_conn *c) {
     sl_http_json_error(c, 400, "INVALID_FIELD", "empty array");
     return;
   }
-  for (int i = 0; i < n; i++) {
-    const cJSON *it = arr ? cJSON_GetArrayItem(root, i) : root;
+  /* walk the array (cJSON_GetArrayItem(root, i) walks it from the start every time: a
+   * batch of 1000 cost half a million steps) */
+  const cJSON *it = arr ? root->child : root;
+  for (int i = 0; i < n; i++, it = arr ? it->next : root) {
     if (check_item(c, it, arr ? i : -1, err, sizeof err, &status, &code) != 0) {
       cJSON_Delete(root);
       sl_http_json_error(c, status, code, err);
@@ -266,8 +269,8 @@ static void api_publish(sl_conn *c) {
   }
   sl_sbuf out = {0};
   sl_sbuf_puts(&out, "{\"messageIds\":[");
-  for (int i = 0; i < n; i++) {
-    const cJSON *it = arr ? cJSON_GetArrayItem(root, i) : root;
+  it = arr ? root->child : root;
+  for (int i = 0; i < n; i++, it = arr ? it->next : root) {
     const cJSON *to = cJSON_GetObjectItemCaseSensitive(it, "to");
     char *payload = sl_json_print(cJSON_GetObjectItemCaseSensitive(it, "payload"));
     sl_publish_opts o = {.server = c->srv->cfg->name,
@@ -695,6 +698,7 @@ static void metrics_text(sl_server *srv, sl_sbuf *b) {
   refusal_metrics(gw, b);
   sl_tls_server_metrics(gw, b);
   sl_cluster_metrics(srv, b);
+  sl_emitter_metrics(srv, b);
 }
 
 /* sl_gateway_stats_json: see sl_core.h. */

@@ -29,7 +29,7 @@
 #include "sl_util.h"
 
 #define TICK_MS 1000
-#define NUMSUB_EVERY_MS 5000
+#define NUMSUB_EVERY_MS 2000
 #define READ_RETRY_MS 1000
 #define SEEN_SLOTS 64
 #define LOG_WINDOW_MS 10000
