@@ -54,13 +54,19 @@ struct sl_session {
   size_t pq_bytes;
   sl_heap_node hn; /* in gw->sheap; key = next heartbeat / pong / connect deadline */
   uint64_t created_ms;
-  uint64_t ping_due, pong_due;
+  union { /* one deadline: the next ping, or while waiting_pong the pong's */
+    uint64_t ping_due;
+    uint64_t pong_due;
+  };
   struct sl_socket *sockets; /* joined namespaces */
   sl_link ready;             /* lanes with messages waiting for room in the socket */
   sl_link dlink;             /* in the gateway's dirty list or a batching window */
-  union { /* the layer above's own state: one or the other (sess->raw says which) */
-    struct sl_pending_bin *pbin; /* Socket.IO: binary packet being reassembled */
-    struct sl_eio_conn *eio;     /* raw endpoint: the Lua connection box */
+  union { /* the layer above's own state: Socket.IO's or the raw endpoint's (sess->raw) */
+    struct {
+      struct sl_pending_bin *pbin;    /* Socket.IO: binary packet being reassembled */
+      struct sl_sio_pending *pending; /* Socket.IO: CONNECTs waiting for a recovery lookup */
+    };
+    struct sl_eio_conn *eio; /* raw endpoint: the Lua connection box */
   };
   const char *remote; /* the peer's address at the handshake (gw->remotes: shared copies) */
   char *bearer;       /* Authorization: Bearer token seen at the handshake */

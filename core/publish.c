@@ -13,6 +13,7 @@
 #include "lanes.h"
 #include "lane.h"
 #include "keys.h"
+#include "recovery.h"
 #include "sl_jscan.h"
 #include "sio_codec.h"
 #include "hooks.h"
@@ -66,6 +67,8 @@ static sl_msg *encode(const sl_pubctx *c, const char *payload, size_t len) {
       .payload = payload,
       .len = len,
       .msgid = alo ? c->msgid : NULL,
+      .offset = c->offset,
+      .offlen = c->offlen,
   };
   size_t total = sl_sio_delivery_len(&d);
   size_t kl = key ? strlen(key) + 1 : 0;
@@ -80,11 +83,35 @@ static sl_msg *encode(const sl_pubctx *c, const char *payload, size_t len) {
   return m;
 }
 
+/* sl_publish_encode_replay: see publish.h. */
+sl_msg *sl_publish_encode_replay(sl_ns *ns, sl_topic *t, const char *payload, size_t len,
+                                 const char *key, const char *msgid, const char *offset) {
+  char mid[SL_MSGID_MAX];
+  if (!msgid && ns->cfg->delivery == SL_AT_LEAST_ONCE) {
+    next_msgid(ns->srv->gw, mid);
+    msgid = mid;
+  }
+  sl_pubctx c = {.gw = ns->srv->gw,
+                 .ns = ns,
+                 .topic = t,
+                 .msgid = msgid,
+                 .key = key,
+                 .offset = offset,
+                 .offlen = offset ? strlen(offset) : 0};
+  return encode(&c, payload, len);
+}
+
+/* Did a recovery's replay from the stream offer this delivery to l already? (Its reply can
+ * overtake the reader's for the same entries.) */
+static bool replayed(const sl_pubctx *c, const sl_lane *l) {
+  return c->off_n && c->off_n <= l->replay_upto;
+}
+
 static void offer_to(const sl_pubctx *c, sl_msg *m, const char *id) {
   sl_hent *e = sl_hash_get(&c->ns->sockets, id);
   if (!e) return;
   sl_lane *l = sl_lane_of(sl_container_of(e, sl_socket, hent), c->topic);
-  if (l) sl_lane_offer(l, m);
+  if (l && !replayed(c, l)) sl_lane_offer(l, m);
 }
 
 /* The snapshot hook folds this message into the topic's state; a new subscriber gets the
@@ -119,9 +146,10 @@ static void fan_out(const sl_pubctx *c, sl_msg *m) {
   } else if (c->nroute_to) {
     for (size_t i = 0; i < c->nroute_to; i++)
       if (!o || !o->nexcept || !excluded(o, c->route_to[i])) offer_to(c, m, c->route_to[i]);
-  } else if (o && o->nexcept) {
+  } else if ((o && o->nexcept) || (c->off_n && c->off_n <= t->replay_upto)) {
     for (uint32_t i = 0; i < t->nsubs; i++)
-      if (!excluded(o, t->subs[i]->sock->id)) sl_lane_offer(t->subs[i], m);
+      if ((!o || !excluded(o, t->subs[i]->sock->id)) && !replayed(c, t->subs[i]))
+        sl_lane_offer(t->subs[i], m);
   } else {
     for (uint32_t i = 0; i < t->nsubs; i++) sl_lane_offer(t->subs[i], m);
   }
@@ -189,6 +217,16 @@ static void deliver(sl_pubctx *c) {
     snapped = true;
   }
   c->key = key;
+  /* recovery: the delivery's offset, in the packet (once) and in the history: the stream
+   * entry id of a message from the cluster bus, else the namespace's own counter */
+  char off[SL_OFFSET_MAX];
+  if (c->ns->hist) {
+    bool cluster = c->ns->srv->bus || c->remote;
+    c->offlen = sl_recovery_next_offset(c->ns, cluster, c->remote ? c->remote->offset : NULL, off,
+                                        &c->off_n);
+    c->offset = c->offlen ? off : NULL;
+    if (!c->offset) sl_recovery_gap(c->ns, t);
+  }
   sl_msg *m = encode(c, c->payload, c->len);
   if (key != kbuf && !c->remote) free(key);
   c->key = NULL;
@@ -203,6 +241,10 @@ static void deliver(sl_pubctx *c) {
       cfg->overflow == SL_SNAPSHOT_ONLY) {
     sl_msg_unref(t->last);
     t->last = sl_msg_ref(m);
+  }
+  if (c->offset) {
+    sl_recovery_record(c->ns, t, m, c->off_n, c->to, c->route_to, c->nroute_to);
+    c->offset = NULL;
   }
   fan_out(c, m);
   sl_msg_unref(m);

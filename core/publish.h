@@ -20,8 +20,11 @@ typedef struct sl_pubctx {
   const char *to;        /* publishTo: the one recipient's socket id, or NULL */
   char *const *route_to; /* recipients chosen by the route hook (nroute_to of them) */
   size_t nroute_to;
-  const char *key; /* coalesce key of payload on topic, or NULL: set per topic while
+  const char *key;    /* coalesce key of payload on topic, or NULL: set per topic while
                              * its message is encoded, NULL otherwise */
+  const char *offset; /* recovery: the offset text of the delivery being encoded, or NULL */
+  size_t offlen;
+  uint64_t off_n; /* its number (recovery.h) */
   /* from the bus (sl_publish_remote); all NULL/0/false for a local publish */
   const sl_remote_opts *remote;
   int rc; /* the first error of the bus on this publish (SL_EFULL), else 0 */
@@ -79,5 +82,13 @@ enum {
  * SL_BUS_LOCAL, SL_BUS_TAKEN, or SL_EFULL (the bus can neither append nor keep it: not
  * delivered; sl_publish returns SL_EFULL and the API answers 503 CLUSTER_UNAVAILABLE). */
 typedef int (*sl_bus_fn)(void *ud, const sl_bus_pub *p);
+
+/* sl_publish_encode_replay: one delivery of topic t of ns, encoded as the publish pipeline
+ * encodes it (payload JSON text as is, key the coalesce key or NULL, msgid the AT_LEAST_ONCE
+ * message id or NULL: a new one, offset its recovery offset text or NULL), for a replay of
+ * what another node delivered (a recovery from the cluster's stream). Returns a new message
+ * (one reference, the caller's). Aborts when memory runs out. */
+sl_msg *sl_publish_encode_replay(sl_ns *ns, sl_topic *t, const char *payload, size_t len,
+                                 const char *key, const char *msgid, const char *offset);
 
 #endif

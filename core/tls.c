@@ -19,6 +19,7 @@
 #include "tls.h"
 
 #define SL_TLS_RECORD (16 * 1024)
+#define SL_TLS13_SUITES "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
 
 struct sl_tls_ctx {
   SSL_CTX *ssl;
@@ -143,8 +144,13 @@ sl_tls_ctx *sl_tls_ctx_new(const sl_tls_config *cfg, char *err, size_t errlen) {
   SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
   SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
   /* No server-side session cache (it would keep a session per client); resumption still
-   * works through stateless tickets. */
+   * works through stateless tickets (OpenSSL's two per handshake: they cost the handshake
+   * two small records and no memory once sent). */
   SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+  /* TLSv1.3 suites in Mozilla's recommended order, AES-128-GCM first (OpenSSL's own order
+   * starts with AES-256-GCM-SHA384): fewer AES rounds per record, and its cipher and
+   * handshake-hash contexts are ~200 bytes smaller per connection (spec/unit/test_tls_mem.c). */
+  SSL_CTX_set_ciphersuites(ctx, SL_TLS13_SUITES);
   if (SSL_CTX_use_certificate_chain_file(ctx, cfg->cert_chain) != 1) {
     snprintf(err, errlen, "tls certChainPemPath \"%s\": not a PEM certificate chain (%s)",
              cfg->cert_chain, ossl_reason());

@@ -11,9 +11,13 @@
 -- SNDBUF (socketSendBufferBytes, unset = kernel default), HIGH_WATER (socketHighWaterBytes),
 -- TLS_CERT / TLS_KEY (PEM files: serve WSS with them, the TLS scenarios),
 -- OVERFLOW (DROP_OLDEST), MAX_QUEUED (maxQueuedMessagesPerClient, default 64),
+-- RECOVERY ("1": the namespace has recovery = {}, every delivery carries its offset and goes
+-- into the history; the recovery-cost scenario),
 -- FLUSH_MS (flushIntervalMs, the batching window; 0 = off),
 -- HOOKS ("" | "route" | "route_noop" | "coalesce" | "coalesce_path" | "both": Lua hooks for the
--- hook-cost scenario).
+-- hook-cost scenario), CLUSTER_REDIS (a redis:// URL: join a cluster on the stream
+-- "socket.io", the cluster scenario), CLUSTER_MAXLEN (its maxLen), MAX_QUEUED_BYTES
+-- (maxQueuedBytesPerClient).
 
 local function num(name, default)
   local v = os.getenv(name)
@@ -42,6 +46,9 @@ local feed = {
   overflowAction = OVERFLOW,
   maxQueuedMessagesPerClient = MAX_QUEUED,
 }
+if os.getenv("RECOVERY") == "1" then
+  feed.recovery = {}
+end
 if HOOKS == "coalesce" or HOOKS == "both" then
   feed.coalesceKey = function(topic, payload) return payload.sym end
 end
@@ -96,6 +103,11 @@ if (os.getenv("TLS_CERT") or "") ~= "" then
   server.tls = { certChainPemPath = os.getenv("TLS_CERT"), privateKeyPemPath = os.getenv("TLS_KEY") }
 end
 if HIGH_WATER > 0 then server.socketHighWaterBytes = HIGH_WATER end
+if (os.getenv("CLUSTER_REDIS") or "") ~= "" then
+  server.cluster = { redis = os.getenv("CLUSTER_REDIS") }
+  if num("CLUSTER_MAXLEN", 0) > 0 then server.cluster.maxLen = num("CLUSTER_MAXLEN", 0) end
+end
+if num("MAX_QUEUED_BYTES", 0) > 0 then feed.maxQueuedBytesPerClient = num("MAX_QUEUED_BYTES", 0) end
 if FLUSH_MS > 0 then server.flushIntervalMs = FLUSH_MS end
 
 return { servers = { bench = server } }

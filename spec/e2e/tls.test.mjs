@@ -324,6 +324,33 @@ describe("socket.io over TLS", () => {
     await assert.rejects(peerSerial(srv.port, { maxVersion: "TLSv1.2" }));
   });
 
+  test("AES-128-GCM preferred over the client's AES-256 first; stateless tickets resume", async () => {
+    // Node's client offers TLS_AES_256_GCM_SHA384 first: the server's order decides
+    const handshake = (session) => withTimeout(new Promise((resolve, reject) => {
+      const s = tls.connect({ host: "127.0.0.1", port: srv.port, ca: pki.caPem, servername: "localhost", session });
+      let ticket = null;
+      s.on("session", (t) => {
+        ticket = t;
+        s.end();
+      });
+      s.on("secureConnect", () => {
+        const r = { cipher: s.getCipher().name, version: s.getProtocol(), reused: s.isSessionReused() };
+        s.on("close", () => resolve({ ...r, ticket }));
+        if (session) s.end(); // a resumed client may get no new ticket to wait for
+      });
+      s.on("error", reject);
+    }), 5000, "a TLS handshake");
+    const first = await handshake();
+    assert.equal(first.version, "TLSv1.3");
+    assert.equal(first.cipher, "TLS_AES_128_GCM_SHA256");
+    assert.equal(first.reused, false);
+    assert.ok(first.ticket, "a session ticket");
+    // no session cache on the server: the ticket alone resumes (no certificate signature)
+    const again = await handshake(first.ticket);
+    assert.equal(again.reused, true);
+    assert.equal(again.cipher, "TLS_AES_128_GCM_SHA256");
+  });
+
   test("metrics: the certificate's expiry and the reload counters", async () => {
     const exp = await metric(srv.port, /sluice_tls_cert_expiry_timestamp_seconds\{server="main"\} (\d+)/);
     const s = tls.connect({ host: "127.0.0.1", port: srv.port, ca: pki.caPem, servername: "localhost" });
