@@ -116,7 +116,7 @@ struct sl_conn {
   uint8_t fhave;
   uint8_t frag;            /* inside a fragmented data message */
   uint64_t fleft;          /* payload bytes of the current frame still to come */
-  struct ssl_st *tls;      /* tls.h: the TLS engine, NULL on a plain listener */
+  struct sl_tls *tls;      /* tls.h: the TLS engine, NULL on a plain listener */
   struct sl_tls_out *tout; /* TLS: ciphertext the kernel has not taken yet (NULL when none) */
   uint64_t fmsg;           /* ws.c: bytes wslay holds for the partial message */
   /* net.c / net_limits.c: admission and the inbound budget (sl_limits) */

@@ -176,6 +176,9 @@ struct sl_server {
   struct sl_tls_ctx *tls;
   struct sl_tls_watch *tls_watch;
   uint64_t tls_handshake_errors;
+  /* connections by record layer after the handshake (tls.h: the handoff), and the
+   * connections closed for a TLS error after their handshake (bad record MAC, ...) */
+  uint64_t tls_conns_offloaded, tls_conns_openssl, tls_record_errors;
   uint64_t net_writes; /* write system calls on client connections (net.c; try and queued) */
   uint64_t net_frames; /* frames and HTTP answers those writes completed (net.c) */
   uint64_t tls_reloads_ok, tls_reloads_failed;
