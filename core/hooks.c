@@ -28,8 +28,9 @@ const char *const sl_hook_time_names[SL_HOOK_TIMED_KINDS] = {"route", "coalesceK
   X(route, SL_HK_ROUTE)                                                                            \
   X(coalesce_key, SL_HK_COALESCE_KEY)                                                              \
   X(snapshot, SL_HK_SNAPSHOT)                                                                      \
-  X(authorize, SL_HK_AUTHORIZE) X(client_publish, SL_HK_CLIENT_PUBLISH) X(connect, SL_HK_CONNECT)  \
-      X(event, SL_HK_EVENT) X(on_connect, SL_HK_ON_CONNECT) X(on_disconnect, SL_HK_ON_DISCONNECT)  \
+  X(authorize, SL_HK_AUTHORIZE)                                                                    \
+  X(client_publish, SL_HK_CLIENT_PUBLISH) X(connect, SL_HK_CONNECT) X(event, SL_HK_EVENT)          \
+      X(on_connect, SL_HK_ON_CONNECT) X(on_disconnect, SL_HK_ON_DISCONNECT)                        \
           X(on_subscribe, SL_HK_ON_SUBSCRIBE) X(on_unsubscribe, SL_HK_ON_UNSUBSCRIBE)              \
               X(on_overflow, SL_HK_ON_OVERFLOW) X(on_retry_exhausted, SL_HK_ON_RETRY_EXHAUSTED)    \
                   X(on_start, SL_HK_ON_START) X(client_free, SL_HK_CLIENT_FREE)                    \
