@@ -26,17 +26,16 @@ const char *const sl_hook_time_names[SL_HOOK_TIMED_KINDS] = {"route", "coalesceK
 /* Every member of sluice_hooks with its kind: one line per kind, used by the resolver. */
 #define SL_HOOK_MEMBERS(X)                                                                         \
   X(route, SL_HK_ROUTE)                                                                            \
-  X(coalesce_key, SL_HK_COALESCE_KEY)                                                              \
-  X(snapshot, SL_HK_SNAPSHOT)                                                                      \
-  X(authorize, SL_HK_AUTHORIZE)                                                                    \
-  X(client_publish, SL_HK_CLIENT_PUBLISH) X(connect, SL_HK_CONNECT) X(event, SL_HK_EVENT)          \
-      X(on_connect, SL_HK_ON_CONNECT) X(on_disconnect, SL_HK_ON_DISCONNECT)                        \
-          X(on_subscribe, SL_HK_ON_SUBSCRIBE) X(on_unsubscribe, SL_HK_ON_UNSUBSCRIBE)              \
-              X(on_overflow, SL_HK_ON_OVERFLOW) X(on_retry_exhausted, SL_HK_ON_RETRY_EXHAUSTED)    \
-                  X(on_start, SL_HK_ON_START) X(client_free, SL_HK_CLIENT_FREE)                    \
-                      X(eio_open, SL_HK_EIO_OPEN) X(eio_message, SL_HK_EIO_MESSAGE)                \
-                          X(eio_close, SL_HK_EIO_CLOSE) X(eio_free, SL_HK_EIO_FREE)                \
-                              X(allow_request, SL_HK_ALLOW_REQUEST)
+  X(coalesce_key, SL_HK_COALESCE_KEY) X(snapshot, SL_HK_SNAPSHOT) X(authorize, SL_HK_AUTHORIZE)    \
+      X(client_publish, SL_HK_CLIENT_PUBLISH) X(connect, SL_HK_CONNECT) X(event, SL_HK_EVENT)      \
+          X(on_connect, SL_HK_ON_CONNECT) X(on_disconnect, SL_HK_ON_DISCONNECT)                    \
+              X(on_subscribe, SL_HK_ON_SUBSCRIBE) X(on_unsubscribe, SL_HK_ON_UNSUBSCRIBE)          \
+                  X(on_overflow, SL_HK_ON_OVERFLOW)                                                \
+                      X(on_retry_exhausted, SL_HK_ON_RETRY_EXHAUSTED) X(on_start, SL_HK_ON_START)  \
+                          X(client_free, SL_HK_CLIENT_FREE) X(eio_open, SL_HK_EIO_OPEN)            \
+                              X(eio_message, SL_HK_EIO_MESSAGE) X(eio_close, SL_HK_EIO_CLOSE)      \
+                                  X(eio_free, SL_HK_EIO_FREE)                                      \
+                                      X(allow_request, SL_HK_ALLOW_REQUEST)
 
 static bool name_eq(const char *a, const char *b) {
   return a == b || (a && b && strcmp(a, b) == 0);
