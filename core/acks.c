@@ -71,6 +71,26 @@ void sl_acks_drop_lane(sl_lane *l) {
   while (l->ninfl) inflight_drop(l->infl[0]);
 }
 
+/* sl_acks_park: see acks.h. */
+void sl_acks_park(sl_lane *l) {
+  sl_gateway *gw = sl_lane_gw(l);
+  for (uint32_t i = 0; i < l->ninfl; i++) sl_heap_remove(&gw->acks, &l->infl[i]->hn);
+}
+
+/* sl_acks_resume: see acks.h. */
+uint32_t sl_acks_resume(sl_lane *l) {
+  sl_gateway *gw = sl_lane_gw(l);
+  uint64_t now = uv_now(gw->loop);
+  for (uint32_t i = 0; i < l->ninfl; i++) {
+    sl_inflight *e = l->infl[i];
+    l->topic->m[SL_M_RETRIES]++;
+    sl_session_send(l->sock->sess, sl_msg_ref(e->m));
+    e->hn.key = now + retry_delay(sl_lane_cfg(l), e->retries);
+    deadline_push(gw, e);
+  }
+  return l->ninfl;
+}
+
 static void ack_timer_cb(uv_timer_t *t) {
   sl_gateway *gw = t->data;
   uint64_t now = uv_now(gw->loop);

@@ -15,6 +15,17 @@ void sl_acks_track(sl_lane *l, sl_msg *m);
  * so an unsubscribe with a message in flight never wedges a later subscription). */
 void sl_acks_drop_lane(sl_lane *l);
 
+/* sl_acks_park: the lane's session went and its socket is kept for recovery: the in-flight
+ * entries stay (with their messages and retry counts) but leave the deadline heap, so no
+ * retry is sent to a socket without a session. */
+void sl_acks_park(sl_lane *l);
+
+/* sl_acks_resume: the parked lane's socket was recovered on a live session: every in-flight
+ * message is sent again at once (the identical packet: same messageId), counted in
+ * streamfence_retries_total, and gets a fresh ack deadline. The entries' own retry counts do
+ * not grow (a reconnection is not an ack timeout). Returns how many were sent. */
+uint32_t sl_acks_resume(sl_lane *l);
+
 /* sl_delivery_ack: the client acknowledged msgid on topic t. Settles only a message that was
  * sent to this client on this topic and is still awaiting its ack; anything else (unknown,
  * never sent, already settled) is ignored. A settled message frees room: the lane refills

@@ -20,6 +20,7 @@
 #include "procstat.h"
 #include "publish.h"
 #include "status.h"
+#include "recovery.h"
 #include "topics.h"
 
 static bool path_is(const char *url, const char *path) {
@@ -521,6 +522,58 @@ static void limits_metrics(sl_server *srv, sl_sbuf *b) {
     }
 }
 
+/* Connection-state recovery, per namespace that has it (README "Connection-state recovery"). */
+static void recovery_metrics(sl_server *srv, sl_sbuf *b) {
+  static const char *const results[SL_REC_COUNT] = {"recovered", "expired", "unknown", "denied"};
+  bool any = false;
+  for (size_t j = 0; j < srv->nns; j++) any |= srv->ns[j].hist != NULL;
+  if (!any) return;
+  metric_head(b, "sluice_recoveries_total", "counter",
+              "CONNECTs that presented a session id (pid), by outcome");
+  for (size_t j = 0; j < srv->nns; j++) {
+    sl_ns *ns = &srv->ns[j];
+    if (!ns->hist) continue;
+    for (int r = 0; r < SL_REC_COUNT; r++) {
+      ns_label(b, "sluice_recoveries_total", ns);
+      sl_sbuf_printf(b, ",result=\"%s\"} %llu\n", results[r],
+                     (unsigned long long)ns->recoveries[r]);
+    }
+  }
+  struct {
+    const char *name, *type, *help;
+    int which;
+  } rows[] = {
+      {"sluice_recovery_replayed_total", "counter",
+       "Deliveries from the history offered again to recovered sessions", 0},
+      {"sluice_recovery_resent_total", "counter",
+       "AT_LEAST_ONCE messages in flight sent again when their session was recovered", 1},
+      {"sluice_recovery_history_messages", "gauge", "Deliveries held in the history", 2},
+      {"sluice_recovery_history_bytes", "gauge", "Encoded bytes held in the history", 3},
+      {"sluice_recovery_sessions", "gauge",
+       "Disconnected sessions kept for recovery (tombstones of expired ones excluded)", 4},
+  };
+  for (size_t k = 0; k < sizeof rows / sizeof rows[0]; k++) {
+    metric_head(b, rows[k].name, rows[k].type, rows[k].help);
+    for (size_t j = 0; j < srv->nns; j++) {
+      sl_ns *ns = &srv->ns[j];
+      if (!ns->hist) continue;
+      uint64_t v = 0;
+      switch (rows[k].which) {
+      case 0: v = ns->replayed; break;
+      case 1: v = ns->resent_inflight; break;
+      case 2: v = sl_recovery_history_len(ns); break;
+      case 3: v = sl_recovery_history_bytes(ns); break;
+      default:
+        for (size_t bk = 0; bk < ns->parked.nb; bk++)
+          for (sl_hent *e = ns->parked.b[bk]; e; e = e->hnext)
+            v += sl_container_of(e, sl_socket, phent)->parked == SL_PARK_KEPT;
+      }
+      ns_label(b, rows[k].name, ns);
+      sl_sbuf_printf(b, "} %llu\n", (unsigned long long)v);
+    }
+  }
+}
+
 /* metrics_text: the Prometheus exposition of one server (the one whose port was scraped)
  * plus the process-wide series. Each port exposes only its own server's namespaces and
  * topics: two servers of one file that both have /feed would otherwise give two identical
@@ -614,6 +667,7 @@ static void metrics_text(sl_server *srv, sl_sbuf *b) {
     sl_sbuf_printf(b, "\"} %zu\n", gw->servers[i].sessions.n);
   }
   limits_metrics(srv, b);
+  recovery_metrics(srv, b);
   metric_head(b, "sluice_reloads_total", "counter", "Configuration reloads by result");
   sl_sbuf_printf(
       b, "sluice_reloads_total{result=\"ok\"} %llu\nsluice_reloads_total{result=\"error\"} %llu\n",

@@ -13,6 +13,8 @@
 #include "lanes.h"
 #include "publish.h"
 #include "topics.h"
+#include "recovery.h"
+#include "cluster.h"
 
 /* Emit {"code","message"} on the `error` event (DESIGN.md 3.5 refusals). */
 static void emit_error(sl_socket *sock, const char *code, const char *message) {
@@ -215,26 +217,183 @@ static const char *transport_name(const sl_socket *sock) {
 
 static void client_joined(sl_socket *sock) {
   if (sock->ns->implicit_root) return;
-  sl_log_info("client %s connected: namespace %s, remote %s, transport %s, server \"%s\"", sock->id,
-              sock->ns->path, sock->sess->remote, transport_name(sock), sock->sess->srv->cfg->name);
+  if (sock->recovered) {
+    uint64_t t0 = uv_hrtime();
+    uint64_t n = sl_recovery_resume(sock, sock->rec_from);
+    sl_log_info("client %s recovered: namespace %s, remote %s, transport %s, server \"%s\", %llu "
+                "message(s) replayed into its lanes in %.3f ms",
+                sock->id, sock->ns->path, sock->sess->remote, transport_name(sock),
+                sock->sess->srv->cfg->name, (unsigned long long)n,
+                (double)(uv_hrtime() - t0) / 1e6);
+  } else {
+    sl_log_info("client %s connected: namespace %s, remote %s, transport %s, server \"%s\"",
+                sock->id, sock->ns->path, sock->sess->remote, transport_name(sock),
+                sock->sess->srv->cfg->name);
+  }
   sl_hooks_event(sock->sess->srv, SL_EV_CONNECT, sock, NULL, NULL, NULL, 0);
 }
 
 /* on_close: a joined socket's lanes go and the disconnect event fires; for any socket the
- * client_free hooks run (the Lua side clears its box). */
+ * client_free hooks run (the Lua side clears its box). A socket parked for recovery keeps
+ * its lanes (detached) and its box. */
+/* A parked socket's session as the cluster's store keeps it (sio:session:<pid>), for another
+ * node to rebuild: {"node","sid","pid","principal","token","topics":[[name, from], ...]}
+ * (from: the lane's subscription offset, a decimal string: it may exceed 2^53). */
+static void session_store(sl_socket *sock) {
+  sl_server *srv = sock->ns->srv;
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddStringToObject(o, "node", srv->gw->boot_id);
+  cJSON_AddStringToObject(o, "sid", sock->id);
+  cJSON_AddStringToObject(o, "pid", sock->pid);
+  if (sock->principal) cJSON_AddStringToObject(o, "principal", sock->principal);
+  if (sock->auth_token) cJSON_AddStringToObject(o, "token", sock->auth_token);
+  cJSON *ts = cJSON_AddArrayToObject(o, "topics");
+  for (sl_lane *l = sock->lanes; l; l = l->next) {
+    cJSON *e = cJSON_CreateArray();
+    char n[24];
+    n[sl_u64_dec(n, l->sub_from)] = 0;
+    cJSON_AddItemToArray(e, cJSON_CreateString(l->topic->name));
+    cJSON_AddItemToArray(e, cJSON_CreateString(n));
+    cJSON_AddItemToArray(ts, e);
+  }
+  char *t = sl_json_print(o);
+  cJSON_Delete(o);
+  if (t && sl_cluster_session_put(srv->cluster, sock->pid, t, strlen(t),
+                                  (uint64_t)sock->ns->cfg->recovery.max_disconnection_ms) != 0)
+    sl_log_debug("client %s: the cluster is down: its session is kept on this node only", sock->id);
+  free(t);
+}
+
 static void client_close(sl_socket *sock, const char *reason) {
   sl_server *srv = sock->sess->srv;
+  bool parked = sock->parked == SL_PARK_KEPT;
   if (reason) {
-    sl_socket_drop_lanes(sock);
+    if (parked && srv->cluster) session_store(sock);
+    if (parked)
+      sl_recovery_park(sock);
+    else
+      sl_socket_drop_lanes(sock);
     if (!sock->ns->implicit_root) {
       sl_log_info("client %s disconnected: namespace %s, remote %s, transport %s, server "
-                  "\"%s\", reason \"%s\"",
+                  "\"%s\", reason \"%s\"%s",
                   sock->id, sock->ns->path, sock->sess->remote, transport_name(sock),
-                  srv->cfg->name, reason);
+                  srv->cfg->name, reason, parked ? " (kept for recovery)" : "");
       sl_hooks_event(srv, SL_EV_DISCONNECT, sock, NULL, reason, NULL, 0);
     }
   }
-  sl_hooks_client_free(srv, sock);
+  if (!parked) sl_hooks_client_free(srv, sock);
+}
+
+/* on_recover: reauthorize (the token of this CONNECT, else the session's bearer, else the
+ * one the socket had) for the CONNECT and for every topic it holds, as a new client would
+ * be; the principal must not change. Then the history decides (recovery.h). */
+static int client_recover(sl_socket *sock, const cJSON *auth, const char *offset) {
+  sl_ns *ns = sock->ns;
+  sl_server *srv = ns->srv;
+  const char *tok = token_of(auth);
+  if (ns->cfg->recovery.reauthorize) {
+    if (!tok) tok = sock->sess->bearer ? sock->sess->bearer : sock->auth_token;
+    char *was = sock->principal ? sl_xstrdup(sock->principal) : NULL;
+    char why[256] = "";
+    bool ok = true;
+    if (ns->cfg->auth_required) ok = authorize(sock, tok, NULL, why, sizeof why) == AUTH_OK;
+    if (ok && (srv->cfg->auth_token || ns->hooks.fn.authorize))
+      for (sl_lane *l = sock->lanes; ok && l; l = l->next)
+        ok = authorize(sock, tok, l->topic->name, why, sizeof why) == AUTH_OK;
+    if (ok && was && (!sock->principal || strcmp(was, sock->principal) != 0)) ok = false;
+    if (!ok) {
+      sl_log_info("client %s: recovery refused on namespace %s: %s", sock->id, ns->path,
+                  why[0] ? why : "the principal changed");
+      free(was);
+      return SL_REC_DENIED;
+    }
+    free(was);
+  }
+  int r = sl_recovery_check(sock, offset, &sock->rec_from);
+  const char *presented = token_of(auth);
+  if (r == SL_REC_RECOVERED && presented) {
+    free(sock->auth_token);
+    sock->auth_token = sl_xstrdup(presented);
+  }
+  return r;
+}
+
+/* on_recover_lookup: in a cluster, the session of a pid is taken from the cluster's store
+ * (GETDEL), wherever it was parked; a copy parked here that the store no longer names as
+ * this node's is stale. */
+typedef struct lookup_ctx {
+  sl_sio_pending *p;
+  sl_ns *ns;
+  char pid[25];
+} lookup_ctx;
+
+static void lookup_done(void *ud, const char *blob, size_t len) {
+  lookup_ctx *c = ud;
+  if (blob) {
+    cJSON *o = cJSON_ParseWithLength(blob, len);
+    const cJSON *node = cJSON_GetObjectItemCaseSensitive(o, "node");
+    if (!cJSON_IsString(node) || strcmp(node->valuestring, c->ns->srv->gw->boot_id) != 0)
+      sl_sio_discard_pid(c->ns, c->pid);
+    cJSON_Delete(o);
+  }
+  sl_sio_pending_done(c->p, blob, len);
+  free(c);
+}
+
+static bool client_recover_lookup(sl_sio_pending *p, sl_ns *ns, const char *pid) {
+  if (!ns->srv->cluster || strlen(pid) >= sizeof((lookup_ctx *)0)->pid) return false;
+  lookup_ctx *c = sl_xcalloc(1, sizeof *c);
+  c->p = p;
+  c->ns = ns;
+  memcpy(c->pid, pid, strlen(pid) + 1);
+  if (sl_cluster_session_take(ns->srv->cluster, pid, lookup_done, c) != 0) {
+    free(c);
+    return false;
+  }
+  return true;
+}
+
+/* on_recover_remote: rebuild a session another node parked (session_store's blob): its id,
+ * pid, principal, token and lanes (detached, from their subscription offsets); then decide
+ * as for a session parked here (reauthorize, the history). In-flight AT_LEAST_ONCE messages
+ * stayed on the other node: the replay offers what is in this node's history after the
+ * offset. */
+static int client_recover_remote(sl_socket *sock, const cJSON *auth, const char *offset,
+                                 const char *blob, size_t len) {
+  cJSON *o = cJSON_ParseWithLength(blob, len);
+  const cJSON *sid = cJSON_GetObjectItemCaseSensitive(o, "sid");
+  const cJSON *pid = cJSON_GetObjectItemCaseSensitive(o, "pid");
+  const cJSON *pr = cJSON_GetObjectItemCaseSensitive(o, "principal");
+  const cJSON *tok = cJSON_GetObjectItemCaseSensitive(o, "token");
+  const cJSON *ts = cJSON_GetObjectItemCaseSensitive(o, "topics");
+  int r = SL_REC_UNKNOWN;
+  if (!cJSON_IsString(sid) || strlen(sid->valuestring) >= sizeof sock->id || !cJSON_IsString(pid) ||
+      strlen(pid->valuestring) >= sizeof sock->pid || !cJSON_IsArray(ts))
+    goto out;
+  memcpy(sock->id, sid->valuestring, strlen(sid->valuestring) + 1);
+  memcpy(sock->pid, pid->valuestring, strlen(pid->valuestring) + 1);
+  if (cJSON_IsString(pr)) sock->principal = sl_xstrdup(pr->valuestring);
+  if (cJSON_IsString(tok)) sock->auth_token = sl_xstrdup(tok->valuestring);
+  const cJSON *e;
+  r = SL_REC_EXPIRED;
+  cJSON_ArrayForEach(e, ts) {
+    const cJSON *name = cJSON_GetArrayItem(e, 0), *from = cJSON_GetArrayItem(e, 1);
+    if (!cJSON_IsString(name) || !cJSON_IsString(from)) goto out;
+    sl_topic *t = sl_topic_find(sock->ns, name->valuestring, strlen(name->valuestring));
+    if (!t) goto out; /* a topic this node does not have: the replay would be partial */
+    sl_lane_restore(sock, t, strtoull(from->valuestring, NULL, 10));
+  }
+  r = client_recover(sock, auth, offset);
+out:
+  cJSON_Delete(o);
+  return r;
+}
+
+/* on_expire: a parked socket is given up: its lanes go (what they held is counted lost) and
+ * the client_free hooks run. */
+static void client_expire(sl_socket *sock) {
+  sl_socket_drop_lanes(sock);
+  sl_hooks_client_free(sock->ns->srv, sock);
 }
 
 /* ---- StreamFenceJs events ------------------------------------------------------------ */
@@ -406,4 +565,8 @@ const sl_sio_handler sl_client_sio_handler = {
     .on_joined = client_joined,
     .on_event = client_event,
     .on_close = client_close,
+    .on_recover = client_recover,
+    .on_expire = client_expire,
+    .on_recover_lookup = client_recover_lookup,
+    .on_recover_remote = client_recover_remote,
 };

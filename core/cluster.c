@@ -66,8 +66,11 @@ typedef struct cl_rlog {
   uint64_t last, suppressed;
 } cl_rlog;
 
+typedef struct take_ctx take_ctx;
+
 struct sl_cluster {
   sl_server *srv;
+  take_ctx *takes; /* recovery session lookups awaiting their reply */
   sl_gateway *gw;
   sl_cluster_config cfg; /* own copy */
   sl_redis_url url;
@@ -102,6 +105,17 @@ struct sl_cluster {
   uint64_t bad[SL_CL_NREASONS];
   cl_rlog log_full, log_err, log_gap, log_bad;
 };
+
+struct take_ctx {
+  sl_cluster_session_cb cb;
+  void *ud;
+  struct take_ctx *next, **pprev; /* in cl->takes while the reply is awaited */
+};
+
+static void take_unlink(take_ctx *t) {
+  *t->pprev = t->next;
+  if (t->next) t->next->pprev = t->pprev;
+}
 
 static void read_next(sl_cluster *cl);
 
@@ -651,6 +665,13 @@ void sl_cluster_stop(sl_server *srv) {
   srv->bus = NULL;
   srv->bus_ud = NULL;
   sl_redis_link_free(cl->w);
+  /* session lookups still waiting: nothing will answer them now */
+  while (cl->takes) {
+    take_ctx *t = cl->takes;
+    take_unlink(t);
+    t->cb(t->ud, NULL, 0);
+    free(t);
+  }
   sl_redis_link_free(cl->r);
   sl_redis_link_free(cl->s);
   cl->w = cl->r = cl->s = NULL;
@@ -690,6 +711,46 @@ int sl_cluster_reconfigure(sl_server *srv, char *err, size_t errlen) {
 void sl_cluster_set_pubsub_handler(sl_cluster *cl, sl_cluster_msg_fn fn, void *ud) {
   cl->on_msg = fn;
   cl->on_msg_ud = ud;
+}
+
+/* ---- recovery sessions ----------------------------------------------------------------- */
+
+#define SESSION_PREFIX "sio:session:"
+
+/* sl_cluster_session_put: see cluster.h. */
+int sl_cluster_session_put(sl_cluster *cl, const char *pid, const char *blob, size_t len,
+                           uint64_t ttl_ms) {
+  if (!sl_redis_link_up(cl->w)) return SL_ESTATE;
+  return sl_redis_link_cmd(cl->w, NULL, NULL, "SET " SESSION_PREFIX "%s %b PX %llu", pid, blob, len,
+                           (unsigned long long)ttl_ms);
+}
+
+static void take_cb(sl_redis_link *l, redisReply *r, void *ud) {
+  (void)l;
+  take_ctx *t = ud;
+  take_unlink(t);
+  if (r && r->type == REDIS_REPLY_STRING)
+    t->cb(t->ud, r->str, r->len);
+  else
+    t->cb(t->ud, NULL, 0);
+  free(t);
+}
+
+/* sl_cluster_session_take: see cluster.h. */
+int sl_cluster_session_take(sl_cluster *cl, const char *pid, sl_cluster_session_cb cb, void *ud) {
+  if (!sl_redis_link_up(cl->w)) return SL_ESTATE;
+  take_ctx *t = sl_xmalloc(sizeof *t);
+  t->cb = cb;
+  t->ud = ud;
+  if (sl_redis_link_cmd(cl->w, take_cb, t, "GETDEL " SESSION_PREFIX "%s", pid) != 0) {
+    free(t);
+    return SL_ESTATE;
+  }
+  t->next = cl->takes;
+  if (t->next) t->next->pprev = &t->next;
+  t->pprev = &cl->takes;
+  cl->takes = t;
+  return 0;
 }
 
 sl_server *sl_cluster_server(const sl_cluster *cl) { return cl->srv; }

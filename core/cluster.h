@@ -67,6 +67,25 @@ typedef void (*sl_cluster_msg_fn)(void *ud, sl_cluster *cl, const char *channel,
  * is handed over once, not once per subscription. */
 void sl_cluster_set_pubsub_handler(sl_cluster *cl, sl_cluster_msg_fn fn, void *ud);
 
+/* Connection-state recovery across nodes (README "Connection-state recovery"): a session kept
+ * for recovery lives in Redis under sio:session:<pid> (the key of
+ * @socket.io/redis-streams-adapter) with an expiry, so another node can take it. */
+
+/* sl_cluster_session_put: SET sio:session:<pid> to blob[0..len) with PX ttl_ms, on the write
+ * link; the reply is not waited for. Returns 0, or SL_ESTATE when the link is down (nothing
+ * kept: a recovery on another node will not find it). */
+int sl_cluster_session_put(sl_cluster *cl, const char *pid, const char *blob, size_t len,
+                           uint64_t ttl_ms);
+
+/* What sl_cluster_session_take found: the blob (borrowed for the call), or NULL (no such key,
+ * an error reply, or the link dropped before the reply). */
+typedef void (*sl_cluster_session_cb)(void *ud, const char *blob, size_t len);
+
+/* sl_cluster_session_take: GETDEL sio:session:<pid> (one node takes a session, once); cb runs
+ * once with the result, later, on the loop (with NULL when the cluster stops first).
+ * Returns 0, or SL_ESTATE when the link is down (cb is not called). */
+int sl_cluster_session_take(sl_cluster *cl, const char *pid, sl_cluster_session_cb cb, void *ud);
+
 /* Accessors: the server, the node's uid in the stream ("sluice-<boot id>-<n>"), its copy of
  * the cluster block. */
 sl_server *sl_cluster_server(const sl_cluster *cl);

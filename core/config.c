@@ -185,6 +185,11 @@ char *sl_config_summary(const sl_config *cfg) {
       if (ns->coalesce) sb_printf(&b, ", coalesce");
       if (ns->coalesce_key_path) sb_printf(&b, " by \"%s\"", ns->coalesce_key_path);
       sb_printf(&b, ", client publish %s", ns->client_publish ? "on" : "off");
+      if (ns->recovery.enabled)
+        sb_printf(&b, ", recovery %lldms / %lld msgs / %lld bytes%s",
+                  (long long)ns->recovery.max_disconnection_ms,
+                  (long long)ns->recovery.history_size, (long long)ns->recovery.history_bytes,
+                  ns->recovery.reauthorize ? "" : " (no reauthorize)");
       int h = hooks_set(ns);
       if (h) sb_printf(&b, ", %d hook%s", h, h == 1 ? "" : "s");
       sb_printf(&b, "\n    topics:");

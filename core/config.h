@@ -26,6 +26,16 @@ typedef enum {
   SL_SPILL_TO_DISK
 } sl_overflow_action;
 
+/* recovery = { maxDisconnectionMs, historySize, historyBytes, reauthorize }: connection-state
+ * recovery as socket.io 4.6+ does it (README "Connection-state recovery"). enabled false: the
+ * block is absent and nothing of it runs (no offset in the packets, no history). */
+typedef struct sl_recovery_config {
+  bool enabled;
+  int64_t max_disconnection_ms; /* 120000: how long a disconnected session is kept */
+  int64_t history_size;         /* 1000: messages kept per namespace for replay */
+  int64_t history_bytes;        /* 1048576: their encoded bytes, at most */
+  bool reauthorize;             /* true: a recovering client's token is authorized again */
+} sl_recovery_config;
 /* flushIntervalMs: the longest batching window (server and namespace keys). */
 #define SL_FLUSH_INTERVAL_MAX_MS 1000
 
@@ -49,6 +59,7 @@ typedef struct sl_ns_config {
   int64_t flush_interval_ms;   /* flushIntervalMs: the batching window (the server's when not
                                   set; always 0 for AT_LEAST_ONCE) */
   char *coalesce_key_path;     /* "symbol" / "data.id" or NULL */
+  sl_recovery_config recovery; /* connection-state recovery (off unless configured) */
   /* Lua hooks (registry refs, SL_NOREF when unset) */
   int coalesce_key_ref;      /* function(topic, payload) -> key */
   int snapshot_ref;          /* function(state, topic, payload) -> state */

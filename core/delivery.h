@@ -4,8 +4,8 @@
  * sl_publish is in sl_core.h). Inside the layer: lane.h (one lane's queue), keys.h (coalesce
  * keys), heap.h, sio_codec.h (the delivery packet), spill.h.
  *
- * Calls inside the layer point one way (no cycle): publish -> topics, lanes, keys, sio_codec;
- * topics -> lanes; lanes -> acks, lane_spill, lane; acks -> lane_spill, lane, heap;
+ * Calls inside the layer point one way (no cycle): publish -> topics, lanes, keys, sio_codec,
+ * recovery; topics -> lanes, recovery; recovery -> lanes, acks, lane; lanes -> acks, lane_spill, lane; acks -> lane_spill, lane, heap;
  * lane_spill -> lane, spill. */
 #ifndef SL_DELIVERY_H
 #define SL_DELIVERY_H
@@ -14,6 +14,7 @@
 #include "lanes.h"
 #include "acks.h"
 #include "lane_spill.h"
+#include "recovery.h"
 #include "publish.h"
 
 #endif

@@ -57,6 +57,7 @@ struct sl_session {
   sl_link dlink;             /* in the gateway's dirty list or a batching window */
   /* binary packet being reassembled */
   struct sl_pending_bin *pbin;
+  struct sl_sio_pending *pending; /* CONNECTs waiting for a recovery lookup (sio.c) */
   struct sl_eio_conn *eio;
   struct sl_session *next_dead;
   char remote[46];

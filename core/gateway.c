@@ -136,6 +136,7 @@ static void gateway_destroy(sl_gateway *gw) {
   free(gw->servers);
   sl_heap_free(&gw->acks);
   sl_heap_free(&gw->sheap);
+  sl_heap_free(&gw->parked);
   sl_window_free(gw);
   sl_hooks_free(gw);
   /* the embedder owns the configs (and the VM): released after everything pointing in */
@@ -188,6 +189,7 @@ int sluice_start(sluice_t *gw, char *err, size_t errlen) {
   sl_net_start_sweeper(gw);
   sl_delivery_start(gw);
   sl_eio_start(gw);
+  sl_sio_start(gw);
   for (size_t i = 0; i < gw->nservers; i++) {
     sl_server *srv = &gw->servers[i];
     sl_spill_sweep_server(srv);
@@ -335,6 +337,8 @@ void sluice_stop(sluice_t *gw, void (*cb)(sluice_t *, void *), void *arg) {
       sl_session_close(victim, "server shutting down");
     }
   }
+  /* Sessions kept for recovery go too (their hooks run while the VM is open). */
+  sl_sio_stop(gw, close_handle);
   sl_gateway_flush_dirty(gw);
   for (size_t i = 0; i < gw->nservers; i++) sl_server_close_conns(&gw->servers[i]);
   if (gw->prep.loop) close_handle(gw, (uv_handle_t *)&gw->prep);

@@ -209,14 +209,20 @@ void sl_hooks_event(sl_server *srv, int type, sl_socket *sock, const char *topic
                      .topic = topic,
                      .reason = reason,
                      .message_id = msgid,
-                     .retry_count = retries};
+                     .retry_count = retries,
+                     .recovered = -1};
   if (sock) {
     ev.client = sock;
     ev.ns = sock->ns->path;
     ev.client_id = sock->id;
     ev.principal = sock->principal;
-    ev.remote_address = sock->sess->remote;
-    ev.transport = sock->sess->transport == SL_TR_WS ? "websocket" : "polling";
+    ev.remote_address = sock->sess ? sock->sess->remote : "";
+    ev.transport = !sock->sess                         ? "none" /* kept for recovery */
+                   : sock->sess->transport == SL_TR_WS ? "websocket"
+                                                       : "polling";
+    if (sock->ns->cfg && sock->ns->cfg->recovery.enabled &&
+        (type == SL_EV_CONNECT || type == SL_EV_DISCONNECT))
+      ev.recovered = type == SL_EV_CONNECT ? sock->recovered : sock->parked == SL_PARK_KEPT;
   }
   fn(srv->hooks.ud[SL_HK_FIRST_SERVER + type], &ev);
 }

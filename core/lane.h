@@ -82,12 +82,13 @@ static inline bool sl_lane_can_send(const sl_lane *l) {
 }
 
 /* sl_lane_ready: when the lane can send, put it on its session's ready list (once) and mark
- * the session dirty, so the loop's flush pulls from it (sl_session_pull). With a batching
+ * the session dirty (nothing while its socket is parked without a session), so the loop's flush pulls from it (sl_session_pull). With a batching
  * window (flushIntervalMs, 0 for AT_LEAST_ONCE namespaces) the session waits for it instead,
  * unless the lane is half full (count or bytes): a window never makes a lane overflow. */
 static inline void sl_lane_ready(sl_lane *l) {
   if (!sl_lane_can_send(l)) return;
   sl_session *s = l->sock->sess;
+  if (!s) return; /* parked for recovery: no session to pull into until it comes back */
   if (!sl_linked(&l->rlink)) sl_list_push(&s->ready, &l->rlink);
   if (s->dirty == 1) return; /* written at the end of this iteration already */
   const sl_ns_config *cfg = sl_lane_cfg(l);

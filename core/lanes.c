@@ -79,16 +79,52 @@ int sl_subscribe(sl_socket *sock, sl_topic *t) {
   l->topic = t;
   l->next = sock->lanes;
   sock->lanes = l;
+  l->sub_idx = UINT32_MAX;
+  l->sub_from = t->ns->rec_seq;
+  sl_lane_attach(l);
+  /* A new subscriber first receives the snapshot state (snapshot hook), or for
+   * SNAPSHOT_ONLY the last published message. */
+  if (t->last) sl_lane_offer(l, t->last);
+  return 0;
+}
+
+/* sl_lane_restore: see lanes.h. */
+sl_lane *sl_lane_restore(sl_socket *sock, sl_topic *t, uint64_t sub_from) {
+  sl_lane *l = sl_lane_of(sock, t);
+  if (l) return l;
+  l = sl_xcalloc(1, sizeof *l);
+  l->sock = sock;
+  l->topic = t;
+  l->next = sock->lanes;
+  sock->lanes = l;
+  l->sub_idx = UINT32_MAX;
+  l->sub_from = sub_from;
+  l->rebuilt = 1;
+  return l;
+}
+
+/* sl_lane_attach: see lanes.h. */
+void sl_lane_attach(sl_lane *l) {
+  sl_topic *t = l->topic;
+  if (l->sub_idx < t->nsubs && t->subs[l->sub_idx] == l) return;
   if (t->nsubs == t->capsubs) {
     t->capsubs = t->capsubs ? t->capsubs * 2 : 8;
     t->subs = sl_xrealloc(t->subs, sizeof(sl_lane *) * t->capsubs);
   }
   l->sub_idx = t->nsubs;
   t->subs[t->nsubs++] = l;
-  /* A new subscriber first receives the snapshot state (snapshot hook), or for
-   * SNAPSHOT_ONLY the last published message. */
-  if (t->last) sl_lane_offer(l, t->last);
-  return 0;
+}
+
+/* sl_lane_detach: see lanes.h. */
+void sl_lane_detach(sl_lane *l) {
+  sl_topic *t = l->topic;
+  if (l->sub_idx < t->nsubs && t->subs[l->sub_idx] == l) {
+    sl_lane *last = t->subs[--t->nsubs];
+    t->subs[l->sub_idx] = last;
+    last->sub_idx = l->sub_idx;
+  }
+  l->sub_idx = UINT32_MAX;
+  sl_list_del(&l->rlink);
 }
 
 /* Release a lane: its queue, its in-flight entries (their deadlines leave the heap, so an
@@ -96,12 +132,7 @@ int sl_subscribe(sl_socket *sock, sl_topic *t) {
  * files. */
 static void lane_free(sl_lane *l) {
   sl_topic *t = l->topic;
-  if (l->sub_idx < t->nsubs && t->subs[l->sub_idx] == l) {
-    sl_lane *last = t->subs[--t->nsubs];
-    t->subs[l->sub_idx] = last;
-    last->sub_idx = l->sub_idx;
-  }
-  sl_list_del(&l->rlink);
+  sl_lane_detach(l);
   /* What the lane still holds goes with it: counted, and out of the crash ledger. */
   uint64_t held = sl_lane_held(l);
   if (held) {

@@ -22,6 +22,19 @@ void sl_unsubscribe(sl_socket *sock, sl_topic *t);
 /* sl_socket_drop_lanes: release every lane of a socket, as sl_unsubscribe does (disconnect). */
 void sl_socket_drop_lanes(sl_socket *sock);
 
+/* sl_lane_detach: take lane l out of its topic's subscriber array (no more offers) and off
+ * its session's ready list; what it holds stays. No-op when it is not attached. */
+void sl_lane_detach(sl_lane *l);
+
+/* sl_lane_attach: put a detached lane back into its topic's subscriber array (offers reach
+ * it again). Aborts when memory runs out. No-op when it is attached. */
+void sl_lane_attach(sl_lane *l);
+
+/* sl_lane_restore: give sock (rebuilt from another node's session) a lane on t that is not
+ * attached (sl_lane_attach), gets no snapshot and is marked rebuilt: its subscription started
+ * at offset sub_from, on another node. Returns the lane (an existing one as it is). */
+sl_lane *sl_lane_restore(sl_socket *sock, sl_topic *t, uint64_t sub_from);
+
 /* sl_lane_offer: offer one delivery to a lane, applying the namespace's limits and overflow
  * action (STREAMFENCE.md 1.5). The lane takes its own reference when it keeps m; m stays
  * the caller's. What is refused is counted (topic metrics, overflow reasons) and reported

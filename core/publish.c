@@ -13,6 +13,7 @@
 #include "lanes.h"
 #include "lane.h"
 #include "keys.h"
+#include "recovery.h"
 #include "sl_jscan.h"
 #include "sio_codec.h"
 #include "hooks.h"
@@ -66,6 +67,8 @@ static sl_msg *encode(const sl_pubctx *c, const char *payload, size_t len) {
       .payload = payload,
       .len = len,
       .msgid = alo ? c->msgid : NULL,
+      .offset = c->offset,
+      .offlen = c->offlen,
   };
   size_t total = sl_sio_delivery_len(&d);
   size_t kl = key ? strlen(key) + 1 : 0;
@@ -189,6 +192,16 @@ static void deliver(sl_pubctx *c) {
     snapped = true;
   }
   c->key = key;
+  /* recovery: the delivery's offset, in the packet (once) and in the history: the stream
+   * entry id of a message from the cluster bus, else the namespace's own counter */
+  char off[SL_OFFSET_MAX];
+  if (c->ns->hist) {
+    bool cluster = c->ns->srv->bus || c->remote;
+    c->offlen = sl_recovery_next_offset(c->ns, cluster, c->remote ? c->remote->offset : NULL, off,
+                                        &c->off_n);
+    c->offset = c->offlen ? off : NULL;
+    if (!c->offset) sl_recovery_gap(c->ns, t);
+  }
   sl_msg *m = encode(c, c->payload, c->len);
   if (key != kbuf && !c->remote) free(key);
   c->key = NULL;
@@ -203,6 +216,10 @@ static void deliver(sl_pubctx *c) {
       cfg->overflow == SL_SNAPSHOT_ONLY) {
     sl_msg_unref(t->last);
     t->last = sl_msg_ref(m);
+  }
+  if (c->offset) {
+    sl_recovery_record(c->ns, t, m, c->off_n, c->to, c->route_to, c->nroute_to);
+    c->offset = NULL;
   }
   fan_out(c, m);
   sl_msg_unref(m);

@@ -20,8 +20,11 @@ typedef struct sl_pubctx {
   const char *to;        /* publishTo: the one recipient's socket id, or NULL */
   char *const *route_to; /* recipients chosen by the route hook (nroute_to of them) */
   size_t nroute_to;
-  const char *key; /* coalesce key of payload on topic, or NULL: set per topic while
+  const char *key;    /* coalesce key of payload on topic, or NULL: set per topic while
                              * its message is encoded, NULL otherwise */
+  const char *offset; /* recovery: the offset text of the delivery being encoded, or NULL */
+  size_t offlen;
+  uint64_t off_n; /* its number (recovery.h) */
   /* from the bus (sl_publish_remote); all NULL/0/false for a local publish */
   const sl_remote_opts *remote;
   int rc; /* the first error of the bus on this publish (SL_EFULL), else 0 */

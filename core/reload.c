@@ -20,6 +20,7 @@
 #include "hooks.h"
 #include "sio.h"
 #include "topics.h"
+#include "recovery.h"
 #include "sl_util.h"
 
 static sl_ns_config *find_ns_cfg(sl_server_config *sc, const char *path) {
@@ -49,6 +50,15 @@ static size_t ns_sockets(sl_ns *ns, sl_socket ***out) {
 static void ns_move(sl_ns *dst, sl_ns *old, sl_ns_config *nc) {
   sl_socket **socks;
   size_t nsocks = ns_sockets(old, &socks);
+  /* Sessions parked for recovery keep lanes on the topics; when one goes, they all go
+   * (a recovery that silently lost a topic would be a partial replay). */
+  for (size_t t = 0; t < old->ntopics && old->parked.n; t++)
+    if (!has_topic(nc, old->topics[t].name)) {
+      sl_log_info("reload: namespace %s lost topic %s: %zu session(s) kept for recovery are "
+                  "discarded",
+                  old->path, old->topics[t].name, old->parked.n);
+      sl_sio_ns_discard_parked(old);
+    }
   /* Topics that disappear: unsubscribe their subscribers, free them (name NULL after), and
    * tell each former subscriber with a TOPIC_REMOVED error event. */
   for (size_t t = 0; t < old->ntopics; t++) {
@@ -86,17 +96,31 @@ static void ns_move(sl_ns *dst, sl_ns *old, sl_ns_config *nc) {
       one.ntopics = 1;
       sl_ns_init(&tmp, dst->srv, &one);
       topics[i] = tmp.topics[0];
+      sl_recovery_ns_free(&tmp);
       free(tmp.topics);
       free(tmp.path);
       free(tmp.json_path);
     }
     topics[i].ns = dst;
   }
+  /* Parked sockets follow, and their lanes (out of the subscriber arrays) follow their
+   * topics by id (every topic they use was kept: see above). */
+  for (size_t b = 0; b < dst->parked.nb; b++)
+    for (sl_hent *e = dst->parked.b[b]; e; e = e->hnext) {
+      sl_socket *k = sl_container_of(e, sl_socket, phent);
+      k->ns = dst;
+      for (sl_lane *l = k->lanes; l; l = l->next)
+        for (size_t i = 0; i < nc->ntopics; i++)
+          if (topics[i].tid == l->topic->tid) l->topic = &topics[i];
+    }
   free(old->topics); /* every old topic was moved or torn down */
   dst->topics = topics;
   dst->ntopics = nc->ntopics;
   for (size_t k = 0; k < nsocks; k++) socks[k]->ns = dst;
   free(socks);
+  /* recovery turned off lets the parked sessions go; the history follows its topics */
+  if (!nc->recovery.enabled) sl_sio_ns_discard_parked(dst);
+  sl_recovery_ns_sync(dst);
 }
 
 static sl_server_config *find_server_cfg(sl_config *nc, const char *name) {

@@ -11,10 +11,7 @@
 #include "net.h"
 
 /* Socket.IO sessions: packets go to sio, deliveries come from the lanes. */
-static void sio_closed(sl_session *s, const char *reason) {
-  (void)reason;
-  sl_sio_session_closed(s);
-}
+static void sio_closed(sl_session *s, const char *reason) { sl_sio_session_closed(s, reason); }
 
 static const sl_eio_handler sio_handler = {
     .on_open = NULL,

@@ -23,6 +23,14 @@ struct sl_pending_bin {
   size_t lens[SIO_MAX_ATTACHMENTS];
 };
 
+struct sl_sio_pending {
+  sl_session *sess; /* NULL once the session closed */
+  struct sl_sio_pending *next;
+  char nsp[SIO_MAX_NSP + 1];
+  size_t nsplen;
+  cJSON *payload; /* the CONNECT's auth (a copy), or NULL */
+};
+
 static void pbin_free(struct sl_pending_bin *p) {
   if (!p) return;
   for (int i = 0; i < p->have; i++) free(p->bufs[i]);
@@ -55,12 +63,126 @@ static sl_socket *session_socket(sl_session *s, const char *nsp, size_t nsplen) 
   return NULL;
 }
 
+/* ---- recovery: parked sockets ---------------------------------------------------------- */
+
+/* The disconnect reasons socket.io keeps a session for (its RECOVERABLE_DISCONNECT_REASONS). */
+static bool recoverable_reason(const char *r) {
+  static const char *const ok[] = {"transport close",      "transport error", "ping timeout",
+                                   "server shutting down", "forced close",    NULL};
+  for (int i = 0; r && ok[i]; i++)
+    if (strcmp(r, ok[i]) == 0) return true;
+  return false;
+}
+
+static bool ns_recovers(const sl_ns *ns) { return ns->cfg && ns->cfg->recovery.enabled; }
+
+static void park_timer_arm(sl_gateway *gw);
+
+/* Free a parked socket or tombstone: out of the pid index and the expiry heap; the layer
+ * above lets go of a kept one first. */
+static void parked_free(sl_gateway *gw, sl_socket *k) {
+  sl_hash_del(&k->ns->parked, &k->phent);
+  sl_heap_remove(&gw->parked, &k->pn);
+  if (k->parked == SL_PARK_KEPT) k->ns->srv->sio_handler->on_expire(k);
+  free(k->principal);
+  free(k->auth_token);
+  free(k);
+}
+
+/* A parked socket's time is up: the layer above lets go of its lanes and hooks, and a
+ * tombstone (the bare struct under its pid, about 200 bytes) stays for another
+ * maxDisconnectionMs (at least SL_TOMBSTONE_MIN_MS), so a client coming back late is told
+ * apart from an unknown pid (result "expired"). */
+#define SL_TOMBSTONE_MIN_MS 60000
+static void park_timer_cb(uv_timer_t *t) {
+  sl_gateway *gw = t->data;
+  uint64_t now = uv_now(gw->loop);
+  sl_heap_node *top;
+  while ((top = sl_heap_min(&gw->parked)) && top->key <= now) {
+    sl_socket *k = sl_container_of(top, sl_socket, pn);
+    sl_heap_remove(&gw->parked, top);
+    if (k->parked == SL_PARK_KEPT) {
+      sl_log_debug("client %s: session kept for recovery expired (namespace %s)", k->id,
+                   k->ns->path);
+      k->ns->srv->sio_handler->on_expire(k);
+      free(k->principal);
+      free(k->auth_token);
+      k->principal = k->auth_token = NULL;
+      k->parked = SL_PARK_TOMBSTONE;
+      uint64_t keep = (uint64_t)k->ns->cfg->recovery.max_disconnection_ms;
+      k->pn.key = now + (keep > SL_TOMBSTONE_MIN_MS ? keep : SL_TOMBSTONE_MIN_MS);
+      sl_heap_insert(&gw->parked, &k->pn);
+    } else {
+      parked_free(gw, k);
+    }
+  }
+  park_timer_arm(gw);
+}
+
+static void park_timer_arm(sl_gateway *gw) {
+  if (!gw->park_timer.loop || gw->stopping) return;
+  sl_heap_node *top = sl_heap_min(&gw->parked);
+  if (!top) {
+    uv_timer_stop(&gw->park_timer);
+    return;
+  }
+  uint64_t now = uv_now(gw->loop);
+  uv_timer_start(&gw->park_timer, park_timer_cb, top->key > now ? top->key - now : 0, 0);
+}
+
+/* sl_sio_start: see sio.h. */
+void sl_sio_start(sl_gateway *gw) {
+  uv_timer_init(gw->loop, &gw->park_timer);
+  gw->park_timer.data = gw;
+  uv_unref((uv_handle_t *)&gw->park_timer);
+}
+
+/* sl_sio_ns_discard_parked: see sio.h. */
+void sl_sio_ns_discard_parked(sl_ns *ns) {
+  sl_gateway *gw = ns->srv->gw;
+  while (ns->parked.n) {
+    sl_socket *k = NULL;
+    for (size_t b = 0; b < ns->parked.nb && !k; b++)
+      if (ns->parked.b[b]) k = sl_container_of(ns->parked.b[b], sl_socket, phent);
+    if (!k) break;
+    parked_free(gw, k);
+  }
+}
+
+/* sl_sio_discard_pid: see sio.h. */
+void sl_sio_discard_pid(sl_ns *ns, const char *pid) {
+  sl_hent *e = sl_hash_get(&ns->parked, pid);
+  if (e) parked_free(ns->srv->gw, sl_container_of(e, sl_socket, phent));
+}
+
+/* sl_sio_stop: see sio.h. */
+void sl_sio_stop(sl_gateway *gw, void (*close_cb)(sl_gateway *gw, uv_handle_t *h)) {
+  for (size_t i = 0; i < gw->nservers; i++)
+    for (size_t j = 0; j < gw->servers[i].nns; j++) sl_sio_ns_discard_parked(&gw->servers[i].ns[j]);
+  sl_heap_free(&gw->parked);
+  if (gw->park_timer.loop && !uv_is_closing((uv_handle_t *)&gw->park_timer))
+    close_cb(gw, (uv_handle_t *)&gw->park_timer);
+}
+
+/* Keep a socket whose session went for a recoverable reason: under its pid, until
+ * maxDisconnectionMs from now. */
+static void park(sl_socket *sock) {
+  sl_ns *ns = sock->ns;
+  sl_gateway *gw = ns->srv->gw;
+  sock->sess = NULL;
+  sl_mq_clear(&sock->early);
+  sl_hash_put(&ns->parked, &sock->phent, sock->pid);
+  sock->pn.key = uv_now(gw->loop) + (uint64_t)ns->cfg->recovery.max_disconnection_ms;
+  sl_heap_insert(&gw->parked, &sock->pn);
+  if (sl_heap_min(&gw->parked) == &sock->pn) park_timer_arm(gw);
+}
+
 /* Release a socket: out of the session and namespace indexes, then the layer above lets go
  * of it (lanes, hooks). The struct itself is freed at a safe point (sl_sio_free_dead),
- * because a policy hook up the stack may still hold it. */
-static void socket_remove(sl_socket *sock, const char *reason) {
+ * because a policy hook up the stack may still hold it. recoverable: the session went for a
+ * reason socket.io recovers from: with `recovery`, the socket is parked instead. */
+static void socket_remove(sl_socket *sock, const char *reason, bool recoverable) {
   if (sock->gone) return;
-  sock->gone = 1;
   sl_session *s = sock->sess;
   sl_socket **pp = &s->sockets;
   while (*pp && *pp != sock) pp = &(*pp)->next;
@@ -68,6 +190,14 @@ static void socket_remove(sl_socket *sock, const char *reason) {
   sl_hash_del(&sock->ns->sockets, &sock->hent);
   sock->ns->disconnections++;
   sl_gateway *gw = s->srv->gw;
+  if (recoverable && sock->pid[0] && ns_recovers(sock->ns) && !gw->stopping) {
+    sock->parked = SL_PARK_KEPT;
+    sock->recovered = 0;
+    s->srv->sio_handler->on_close(sock, reason);
+    park(sock);
+    return;
+  }
+  sock->gone = 1;
   s->srv->sio_handler->on_close(sock, reason);
   free(sock->auth_token);
   sock->auth_token = NULL;
@@ -86,8 +216,11 @@ void sl_sio_free_dead(sl_gateway *gw) {
 }
 
 /* sl_sio_session_closed: see sio.h. */
-void sl_sio_session_closed(sl_session *s) {
-  while (s->sockets) socket_remove(s->sockets, "transport close");
+void sl_sio_session_closed(sl_session *s, const char *reason) {
+  for (sl_sio_pending *p = s->pending; p; p = p->next) p->sess = NULL;
+  s->pending = NULL;
+  bool keep = recoverable_reason(reason);
+  while (s->sockets) socket_remove(s->sockets, "transport close", keep);
   pbin_free(s->pbin);
   s->pbin = NULL;
 }
@@ -139,7 +272,110 @@ static void connect_refuse(sl_session *s, const sio_packet *p, sl_socket *sock, 
 
 /* ---- CONNECT ------------------------------------------------------------------------- */
 
-static void handle_connect(sl_session *s, const sio_packet *p, const cJSON *payload) {
+/* Index a socket the layer above accepted (new, or recovered), answer the CONNECT with its
+ * id (and pid, with recovery), then what on_connect emitted, then tell the layer above. */
+static void join(sl_session *s, sl_socket *sock) {
+  sl_ns *ns = sock->ns;
+  sl_hash_put(&ns->sockets, &sock->hent, sock->id);
+  sock->next = s->sockets;
+  s->sockets = sock;
+  s->ever_joined = 1;
+  ns->connections++;
+  char body[96];
+  int n = sock->pid[0]
+              ? snprintf(body, sizeof body, "{\"sid\":\"%s\",\"pid\":\"%s\"}", sock->id, sock->pid)
+              : snprintf(body, sizeof body, "{\"sid\":\"%s\"}", sock->id);
+  sl_sio_send(sock, SIO_CONNECT, -1, body, (size_t)n);
+  /* What on_connect emitted follows the CONNECT reply, in order. */
+  while (sock->early.n) sl_session_send(s, sl_mq_pop(&sock->early));
+  sl_mq_clear(&sock->early);
+  s->srv->sio_handler->on_joined(sock);
+}
+
+/* A CONNECT with auth {pid, offset}: the parked socket of that pid, taken back for session s
+ * when the layer above agrees (on_recover), or NULL (counted by why: a pid not parked here,
+ * live on another session, or from before a restart is "unknown"; a tombstone "expired").
+ * A refused parked socket is discarded: one pid recovers one session, once. */
+static sl_socket *recover(sl_session *s, sl_ns *ns, const cJSON *auth) {
+  const cJSON *pid = cJSON_IsObject(auth) ? cJSON_GetObjectItemCaseSensitive(auth, "pid") : NULL;
+  if (!cJSON_IsString(pid)) return NULL;
+  const cJSON *off = cJSON_GetObjectItemCaseSensitive(auth, "offset");
+  sl_hent *e = sl_hash_get(&ns->parked, pid->valuestring);
+  if (!e) {
+    ns->recoveries[SL_REC_UNKNOWN]++;
+    return NULL;
+  }
+  sl_socket *k = sl_container_of(e, sl_socket, phent);
+  sl_gateway *gw = s->srv->gw;
+  if (k->parked == SL_PARK_TOMBSTONE) {
+    ns->recoveries[SL_REC_EXPIRED]++;
+    parked_free(gw, k);
+    return NULL;
+  }
+  k->sess = s;
+  int r = s->srv->sio_handler->on_recover(k, auth, cJSON_IsString(off) ? off->valuestring : NULL);
+  if (s->state == SL_ST_CLOSED) { /* the session went during the call: keep it parked */
+    k->sess = NULL;
+    return NULL;
+  }
+  if (r != SL_REC_RECOVERED) {
+    ns->recoveries[r >= 0 && r < SL_REC_COUNT ? r : SL_REC_DENIED]++;
+    k->sess = NULL;
+    parked_free(gw, k);
+    return NULL;
+  }
+  ns->recoveries[SL_REC_RECOVERED]++;
+  sl_hash_del(&ns->parked, &k->phent);
+  sl_heap_remove(&gw->parked, &k->pn);
+  k->parked = SL_PARK_NONE;
+  k->recovered = 1;
+  k->next = NULL;
+  return k;
+}
+
+/* A session another node kept (the cluster's store had it): a new socket that the layer
+ * above fills from blob, joined when it agrees (counted like recover()). */
+static sl_socket *recover_remote(sl_session *s, sl_ns *ns, const cJSON *auth, const char *blob,
+                                 size_t len) {
+  const cJSON *off = cJSON_GetObjectItemCaseSensitive(auth, "offset");
+  sl_socket *k = sl_xcalloc(1, sizeof *k);
+  k->sess = s;
+  k->ns = ns;
+  k->slot = SLUICE_NOSLOT;
+  const sl_sio_handler *h = s->srv->sio_handler;
+  int r =
+      h->on_recover_remote
+          ? h->on_recover_remote(k, auth, cJSON_IsString(off) ? off->valuestring : NULL, blob, len)
+          : SL_REC_UNKNOWN;
+  if (r == SL_REC_RECOVERED &&
+      (s->state == SL_ST_CLOSED || sl_hash_get(&ns->sockets, k->id) || !k->id[0] || !k->pid[0]))
+    r = SL_REC_UNKNOWN;
+  ns->recoveries[r >= 0 && r < SL_REC_COUNT ? r : SL_REC_DENIED]++;
+  if (r != SL_REC_RECOVERED) {
+    h->on_expire(k);
+    free(k->principal);
+    free(k->auth_token);
+    free(k);
+    return NULL;
+  }
+  k->recovered = 1;
+  return k;
+}
+
+static bool pending_for(const sl_session *s, const char *nsp, size_t nsplen) {
+  for (const sl_sio_pending *p = s->pending; p; p = p->next)
+    if (p->nsplen == nsplen && memcmp(p->nsp, nsp, nsplen) == 0) return true;
+  return false;
+}
+
+static const char *auth_pid(const cJSON *auth) {
+  const cJSON *pid = cJSON_IsObject(auth) ? cJSON_GetObjectItemCaseSensitive(auth, "pid") : NULL;
+  return cJSON_IsString(pid) ? pid->valuestring : NULL;
+}
+
+/* looked_up: a recovery lookup in the cluster's store ran (blob: what it found, or NULL). */
+static void handle_connect(sl_session *s, const sio_packet *p, const cJSON *payload, bool looked_up,
+                           const char *blob, size_t bloblen) {
   const sl_sio_handler *h = s->srv->sio_handler;
   sl_ns *ns = h->find_ns(s->srv, p->nsp, p->nsplen);
   if (!ns) {
@@ -147,33 +383,75 @@ static void handle_connect(sl_session *s, const sio_packet *p, const cJSON *payl
                                      "{\"message\":\"Invalid namespace\"}", 31, 0));
     return;
   }
-  if (session_socket(s, p->nsp, p->nsplen)) {
+  if (session_socket(s, p->nsp, p->nsplen) || (!looked_up && pending_for(s, p->nsp, p->nsplen))) {
     protocol_error(s, p->nsp, p->nsplen, "invalid state: namespace joined twice");
     return;
   }
-  sl_socket *sock = sl_xcalloc(1, sizeof *sock);
+  const char *pid = ns_recovers(ns) ? auth_pid(payload) : NULL;
+  if (pid && !looked_up && h->on_recover_lookup) {
+    sl_sio_pending *pd = sl_xcalloc(1, sizeof *pd);
+    pd->sess = s;
+    memcpy(pd->nsp, p->nsp, p->nsplen);
+    pd->nsplen = p->nsplen;
+    pd->payload = payload ? cJSON_Duplicate(payload, 1) : NULL;
+    pd->next = s->pending;
+    s->pending = pd;
+    if (h->on_recover_lookup(pd, ns, pid)) return; /* sl_sio_pending_done continues */
+    s->pending = pd->next;
+    cJSON_Delete(pd->payload);
+    free(pd);
+  }
+  sl_socket *sock = NULL;
+  if (pid && looked_up && !blob) {
+    /* the store does not have it (expired, taken by another node, never kept): neither may
+     * a copy parked here be used */
+    sl_hent *e = sl_hash_get(&ns->parked, pid);
+    ns->recoveries[e && sl_container_of(e, sl_socket, phent)->parked == SL_PARK_TOMBSTONE
+                       ? SL_REC_EXPIRED
+                       : SL_REC_UNKNOWN]++;
+    if (e) parked_free(s->srv->gw, sl_container_of(e, sl_socket, phent));
+  } else if (pid && looked_up && !sl_hash_get(&ns->parked, pid)) {
+    sock = recover_remote(s, ns, payload, blob, bloblen);
+  } else if (pid) {
+    sock = recover(s, ns, payload);
+  }
+  if (sock) {
+    join(s, sock);
+    return;
+  }
+  if (s->state == SL_ST_CLOSED) return;
+  sock = sl_xcalloc(1, sizeof *sock);
   sock->sess = s;
   sock->ns = ns;
   sock->slot = SLUICE_NOSLOT;
   do { sl_random_id(sock->id, 20); } while (sl_hash_get(&ns->sockets, sock->id));
+  if (ns_recovers(ns)) {
+    /* 144 random bits; never one that is parked or a tombstone */
+    do { sl_random_id(sock->pid, 24); } while (sl_hash_get(&ns->parked, sock->pid));
+  }
   char why[256] = "";
   const char *code = NULL;
   if (!h->on_connect(sock, payload, why, sizeof why, &code) || s->state == SL_ST_CLOSED) {
     connect_refuse(s, p, sock, why, code);
     return;
   }
-  sl_hash_put(&ns->sockets, &sock->hent, sock->id);
-  sock->next = s->sockets;
-  s->sockets = sock;
-  s->ever_joined = 1;
-  ns->connections++;
-  char body[48];
-  int n = snprintf(body, sizeof body, "{\"sid\":\"%s\"}", sock->id);
-  sl_sio_send(sock, SIO_CONNECT, -1, body, (size_t)n);
-  /* What on_connect emitted follows the CONNECT reply, in order. */
-  while (sock->early.n) sl_session_send(s, sl_mq_pop(&sock->early));
-  sl_mq_clear(&sock->early);
-  h->on_joined(sock);
+  join(s, sock);
+}
+
+/* sl_sio_pending_done: see sio.h. */
+void sl_sio_pending_done(sl_sio_pending *p, const char *blob, size_t len) {
+  sl_session *s = p->sess;
+  if (s) {
+    for (sl_sio_pending **pp = &s->pending; *pp; pp = &(*pp)->next)
+      if (*pp == p) {
+        *pp = p->next;
+        break;
+      }
+    sio_packet pk = {.type = SIO_CONNECT, .nsp = p->nsp, .nsplen = p->nsplen, .ack_id = -1};
+    if (s->state != SL_ST_CLOSED) handle_connect(s, &pk, p->payload, true, blob, len);
+  }
+  cJSON_Delete(p->payload);
+  free(p);
 }
 
 /* ---- events ---------------------------------------------------------------------------- */
@@ -269,7 +547,7 @@ void sl_sio_message(sl_session *s, const uint8_t *data, size_t len, bool binary)
       protocol_error(s, p.nsp, p.nsplen, "invalid CONNECT payload");
       return;
     }
-    handle_connect(s, &p, payload);
+    handle_connect(s, &p, payload, false, NULL, 0);
     cJSON_Delete(payload);
     return;
   }
@@ -283,7 +561,7 @@ void sl_sio_message(sl_session *s, const uint8_t *data, size_t len, bool binary)
       protocol_error(s, p.nsp, p.nsplen, "invalid state: DISCONNECT for a namespace not joined");
       return;
     }
-    socket_remove(sock, "client namespace disconnect");
+    socket_remove(sock, "client namespace disconnect", false);
     return;
   }
   case SIO_EVENT:
@@ -324,15 +602,16 @@ void sl_sio_message(sl_session *s, const uint8_t *data, size_t len, bool binary)
 const char *sl_socket_id(const sl_socket *s) { return s->id; }
 const char *sl_socket_ns(const sl_socket *s) { return s->ns->path; }
 const char *sl_socket_principal(const sl_socket *s) { return s->principal; }
-const char *sl_socket_remote(const sl_socket *s) { return s->sess->remote; }
+const char *sl_socket_remote(const sl_socket *s) { return s->sess ? s->sess->remote : ""; }
 const char *sl_socket_transport(const sl_socket *s) {
+  if (!s->sess) return "none"; /* parked for recovery */
   return s->sess->transport == SL_TR_WS ? "websocket" : "polling";
 }
 int *sl_socket_lua_slot(sl_socket *s) { return &s->slot; }
 
 static int emit_packet(sl_socket *s, int type, int btype, int64_t ack_id, const char *json,
                        size_t len, const sl_bin *atts, size_t natts) {
-  if (s->gone || s->sess->state == SL_ST_CLOSED) return SL_ESTATE;
+  if (s->gone || !s->sess || s->sess->state == SL_ST_CLOSED) return SL_ESTATE;
   if (natts > SIO_MAX_ATTACHMENTS) return SL_EINVAL;
   cJSON *arr = cJSON_ParseWithLength(json, len);
   bool ok = arr && cJSON_IsArray(arr) &&
@@ -370,6 +649,19 @@ int sl_socket_ack(sl_socket *s, uint64_t ack_id, const char *json_array, size_t 
 /* sl_socket_disconnect: see sl_core.h. */
 void sl_socket_disconnect(sl_socket *s) {
   if (s->gone) return;
+  if (s->parked) { /* a kick ends a kept session: no recovery any more */
+    sl_gateway *gw = s->ns->srv->gw;
+    sl_hash_del(&s->ns->parked, &s->phent);
+    sl_heap_remove(&gw->parked, &s->pn);
+    if (s->parked == SL_PARK_KEPT) s->ns->srv->sio_handler->on_expire(s);
+    s->parked = SL_PARK_NONE;
+    s->gone = 1;
+    free(s->auth_token);
+    s->auth_token = NULL;
+    s->next = gw->dead; /* a hook up the stack may still hold it */
+    gw->dead = s;
+    return;
+  }
   if (s->sess->state != SL_ST_CLOSED) sl_sio_send(s, SIO_DISCONNECT, -1, NULL, 0);
-  socket_remove(s, "io server disconnect");
+  socket_remove(s, "io server disconnect", false);
 }

@@ -50,18 +50,77 @@ typedef struct sl_sio_handler {
    * Otherwise the joined socket left ("client namespace disconnect", "transport close", "io
    * server disconnect"); sock->gone is set and it is out of the session and namespace
    * indexes. After the call sio frees sock->auth_token; the struct (and sock->principal) is
-   * freed at the next sl_sio_free_dead, so a policy hook up the stack may still read it. */
+   * freed at the next sl_sio_free_dead, so a policy hook up the stack may still read it.
+   * Recovery: when sock->parked is SL_PARK_KEPT the socket is not forgotten but parked (its
+   * session went for a recoverable reason and the namespace has `recovery`): sock->sess is
+   * still readable during the call and NULL after it; sio keeps the struct, principal and
+   * auth_token until it is recovered (on_recover) or expires (on_expire). */
   void (*on_close)(sl_socket *sock, const char *reason);
+
+  /* Recovery: a CONNECT on session sock->sess (set for the call) presented the pid of parked
+   * socket sock and `offset` (the client's last offset, NULL when it sent none); auth is the
+   * CONNECT payload. Return SL_REC_RECOVERED to take the session back (sio then joins sock,
+   * sets sock->recovered and calls on_joined), or why not (SL_REC_EXPIRED, SL_REC_DENIED):
+   * sio then discards the parked socket (on_expire) and handles the CONNECT as a new
+   * socket. */
+  int (*on_recover)(sl_socket *sock, const cJSON *auth, const char *offset);
+
+  /* Recovery: parked socket sock (sock->sess NULL) is given up (expired, refused, its
+   * namespace removed, the gateway stopping): release what the layer above keeps for it.
+   * sio frees principal, auth_token and the struct afterwards. */
+  void (*on_expire)(sl_socket *sock);
+
+  /* Recovery in a cluster (may be NULL): a CONNECT presented `pid`. Return true after
+   * starting to look the session up in the cluster's store: the layer above then calls
+   * sl_sio_pending_done(p, ...) exactly once (never if the gateway stops first), and the
+   * CONNECT waits. false: nothing started, sio looks in its own parked sockets now. */
+  bool (*on_recover_lookup)(struct sl_sio_pending *p, sl_ns *ns, const char *pid);
+
+  /* Recovery in a cluster (may be NULL): the store held a session for the pid that this
+   * node did not keep. sock is a new socket of session sock->sess (not joined); fill it from
+   * blob[0..len) (its id and pid, principal, token, lanes) and decide as on_recover: return
+   * SL_REC_RECOVERED to join it (recovered), or why not; sio then lets go of it (on_expire)
+   * and handles the CONNECT as a new socket. */
+  int (*on_recover_remote)(sl_socket *sock, const cJSON *auth, const char *offset, const char *blob,
+                           size_t len);
 } sl_sio_handler;
+
+/* A CONNECT waiting for a recovery lookup (on_recover_lookup). */
+typedef struct sl_sio_pending sl_sio_pending;
+
+/* sl_sio_pending_done: the lookup of p ended: blob[0..len) is the session the cluster's
+ * store held for the pid (taken: no other node will get it), or NULL when it held none. The
+ * CONNECT then proceeds: recovered from this node's parked socket or from blob, else as a new
+ * socket. Frees p; nothing happens when p's session closed meanwhile. */
+void sl_sio_pending_done(sl_sio_pending *p, const char *blob, size_t len);
 
 /* sl_sio_message: one Engine.IO message (text packet or binary attachment) of session s for
  * the Socket.IO layer; data is borrowed. Protocol errors close the session
  * (sl_session_close with a reason); nothing is returned. Called by eio. */
 void sl_sio_message(sl_session *s, const uint8_t *data, size_t len, bool binary);
 
-/* sl_sio_session_closed: session s ended: every socket of it is removed (on_close with
- * "transport close") and a half-received binary packet is dropped. Called by eio. */
-void sl_sio_session_closed(sl_session *s);
+/* sl_sio_session_closed: session s ended for `reason` (eio's): every socket of it is removed
+ * (on_close with "transport close") and a half-received binary packet is dropped. When the
+ * reason is one socket.io recovers from (transport close or error, ping timeout, server
+ * shutting down, forced close) and the namespace has `recovery`, the socket is parked
+ * instead of freed, under its pid, until it is recovered or maxDisconnectionMs pass. Called
+ * by eio (through the router). */
+void sl_sio_session_closed(sl_session *s, const char *reason);
+
+/* sl_sio_start: initialise the gateway's expiry timer of parked sockets (unref'd). */
+void sl_sio_start(sl_gateway *gw);
+
+/* sl_sio_stop: discard every parked socket of every namespace (on_expire) and close the
+ * expiry timer (through close_cb, as the gateway's stop closes its handles; idempotent). */
+void sl_sio_stop(sl_gateway *gw, void (*close_cb)(sl_gateway *gw, uv_handle_t *h));
+
+/* sl_sio_discard_pid: discard the parked socket (or tombstone) of ns under pid, if any (its
+ * session was taken elsewhere: this copy is stale). */
+void sl_sio_discard_pid(sl_ns *ns, const char *pid);
+
+/* sl_sio_ns_discard_parked: discard every parked socket (and tombstone) of ns: on_expire for
+ * the kept ones, then they are freed. Called before ns's topics go (topics.c, reload.c). */
+void sl_sio_ns_discard_parked(sl_ns *ns);
 
 /* sl_sio_free_dead: free the sockets removed since the last call. Call it only at a safe
  * point (no policy hook on the stack), after the sessions' packets were flushed. */

@@ -354,7 +354,7 @@ static size_t delivery_meta_len(const sl_sio_delivery *d) {
 /* sl_sio_delivery_len: see sio_codec.h. */
 size_t sl_sio_delivery_len(const sl_sio_delivery *d) {
   return 2 + (delivery_root(d) ? 0 : d->nsplen + 1) + 1 + strlen(d->topic_json) + 1 + d->len +
-         delivery_meta_len(d) + 1;
+         delivery_meta_len(d) + (d->offset ? d->offlen + 3 : 0) + 1;
 }
 
 /* sl_sio_encode_delivery: see sio_codec.h. Once per publish, not per recipient. */
@@ -384,6 +384,13 @@ size_t sl_sio_encode_delivery(uint8_t *out, const sl_sio_delivery *d) {
       memcpy(p, meta, (size_t)ml);
       p += ml;
     }
+  }
+  if (d->offset) {
+    *p++ = ',';
+    *p++ = '"';
+    memcpy(p, d->offset, d->offlen);
+    p += d->offlen;
+    *p++ = '"';
   }
   *p++ = ']';
   return (size_t)(p - out);

@@ -131,8 +131,12 @@ typedef struct sl_sio_delivery {
   const char *topic_json; /* the topic as a JSON string literal, quotes included */
   const char *payload;    /* JSON text of the payload, copied as it is (not validated) */
   size_t len;
-  const char *msgid; /* AT_LEAST_ONCE: the message id, adds the ack metadata; NULL:
+  const char *msgid;  /* AT_LEAST_ONCE: the message id, adds the ack metadata; NULL:
                            * BEST_EFFORT */
+  const char *offset; /* connection-state recovery: the message's offset, appended as the
+                       * last argument (a JSON string; its bytes must need no escaping:
+                       * [A-Za-z0-9_.:-]); NULL: none (recovery off, the packet unchanged) */
+  size_t offlen;
 } sl_sio_delivery;
 
 /* sl_sio_delivery_len: the length of the packet sl_sio_encode_delivery writes for d. */
@@ -141,7 +145,8 @@ size_t sl_sio_delivery_len(const sl_sio_delivery *d);
 /* sl_sio_encode_delivery: write the Socket.IO EVENT packet of a delivery,
  * 2<nsp>,[<topic>,<payload>] or, with a msgid,
  * 2<nsp>,[<topic>,<payload>,{"namespace":..,"topic":..,"messageId":"<id>","ackRequired":true}]
- * (the Engine.IO '4' in front included: "42/feed,[...]"), into out, which holds at least
+ * (the Engine.IO '4' in front included: "42/feed,[...]"), with ,"<offset>" before the closing
+ * bracket when d->offset is set (socket.io's offset: the last argument), into out, which holds at least
  * sl_sio_delivery_len(d) bytes. No NUL is written. Returns the length written. The metadata
  * object is cut at 511 bytes (never reached by the ids and paths Sluice makes). The
  * WebSocket frame header in front is the caller's (sl_ws_frame_header). */

@@ -72,7 +72,9 @@ int sl_server_port(const sl_server *srv); /* bound port */
 /* Socket (client) accessors, implemented by the Socket.IO layer (core/sio.c). A socket
  * pointer handed to a hook is valid until the core calls the client_free hooks for it. The
  * strings returned are borrowed from the socket: valid until it is freed, or (principal)
- * until the next authorization of it. None of these fails. */
+ * until the next authorization of it. None of these fails. A socket kept for
+ * connection-state recovery (its session gone) has remote "" and transport "none"; emits and
+ * acks to it fail with SL_ESTATE; a disconnect ends its recovery. */
 const char *sl_socket_id(const sl_socket *s);        /* per-namespace socket id (clientId) */
 const char *sl_socket_ns(const sl_socket *s);        /* namespace path */
 const char *sl_socket_principal(const sl_socket *s); /* authenticated principal or NULL */

@@ -76,7 +76,10 @@ typedef struct sl_window sl_window;
 
 typedef struct sl_topic {
   char *name;
-  char *json_name; /* the topic as a JSON string literal, quotes included */
+  uint32_t tid;          /* unique in the gateway, kept across reloads (recovery history) */
+  uint64_t hist_evicted; /* recovery: the newest offset of this topic the history let go */
+  uint8_t hist_gap;      /* recovery: a delivery since the last recorded one has no offset */
+  char *json_name;       /* the topic as a JSON string literal, quotes included */
   struct sl_ns *ns;
   sl_lane **subs; /* subscriber lanes (unordered; lane->sub_idx is the slot) */
   uint32_t nsubs, capsubs;
@@ -109,7 +112,18 @@ typedef struct sl_ns {
   uint64_t route_dropped; /* publishes dropped by the route hook */
   bool implicit_root;     /* "/" that is not configured: accepts, handles nothing */
   sl_hookset hooks;       /* policy hooks (hooks.h) */
+  /* connection-state recovery (cfg->recovery): sio keeps the parked sessions, delivery the
+   * history (recovery.h). All zero / NULL while recovery is off. */
+  sl_hash parked;           /* pid -> parked (or expired: a tombstone) sl_socket, sio.c */
+  struct sl_history *hist;  /* recent deliveries for replay, recovery.c */
+  uint64_t rec_seq;         /* the last offset given out (per namespace, never reused) */
+  uint64_t recoveries[4];   /* by SL_REC_* (sluice_recoveries_total) */
+  uint64_t replayed;        /* deliveries replayed into recovered lanes */
+  uint64_t resent_inflight; /* AT_LEAST_ONCE in-flight messages sent again on recovery */
 } sl_ns;
+
+/* sluice_recoveries_total{result}: why a CONNECT that presented a pid recovered or not. */
+enum { SL_REC_RECOVERED = 0, SL_REC_EXPIRED, SL_REC_UNKNOWN, SL_REC_DENIED, SL_REC_COUNT };
 
 /* ---- admission and inbound memory (net.c owns these; eio and ws report through net.h) -- */
 
@@ -201,9 +215,16 @@ struct sl_socket {
   int slot;         /* the hook implementation's own slot (Lua: the box's ref) */
   uint8_t gone;
   uint8_t connecting; /* inside onConnect: emits wait for the CONNECT reply */
+  uint8_t recovered;  /* this join restored a parked session (the connect event says so) */
+  uint8_t parked;     /* SL_PARK_*: kept for recovery after its session went */
   sl_mq early;        /* packets emitted during onConnect */
   char id[21];
+  char pid[25];      /* recovery: the private session id, "" when the namespace has none */
+  sl_hent phent;     /* in ns->parked (key = pid) while parked */
+  sl_heap_node pn;   /* in gw->parked: when the parked session (or its tombstone) expires */
+  uint64_t rec_from; /* recovery: the offset a recovering client presented (client.c) */
 };
+enum { SL_PARK_NONE = 0, SL_PARK_KEPT, SL_PARK_TOMBSTONE };
 
 struct sl_lane {
   sl_socket *sock;
@@ -221,6 +242,8 @@ struct sl_lane {
   /* SPILL_TO_DISK: overflow on disk, refilled in FIFO order */
   struct sl_spill *spill;
   uint64_t held_rep; /* deliveries held, as last added to topic->held */
+  uint64_t sub_from; /* recovery: the namespace's offset when it subscribed */
+  uint8_t rebuilt;   /* recovery: rebuilt from another node's session (sl_lane_restore) */
   uint8_t refilling; /* a spill read is pending */
   uint8_t spill_failed_logged;
 };
@@ -268,6 +291,9 @@ struct sl_gateway {
   void *ops_ud;
   sl_heap acks; /* sl_inflight by ack deadline (no periodic scans), acks.c */
   uv_timer_t ack_timer;
+  sl_heap parked; /* parked sl_socket by expiry (recovery), sio.c */
+  uv_timer_t park_timer;
+  uint32_t topic_ids;                 /* the last sl_topic.tid given out */
   uv_fs_event_t watch, watch_scripts; /* config directory watches (hot reload) */
   uv_timer_t reload_timer;            /* debounce for the watches */
   uint64_t reloads_ok, reloads_failed;

@@ -186,6 +186,10 @@ typedef struct sluice_event {
   const char *reason;
   const char *message_id;
   long retry_count; /* SLUICE_EV_RETRY_EXHAUSTED only */
+  /* connection-state recovery: -1 when the client's namespace has no `recovery`; connect:
+   * 1 when the client's session was recovered (same id, subscriptions, missed messages
+   * replayed), 0 for a new one; disconnect: 1 when the session is kept for recovery */
+  int recovered;
 } sluice_event;
 
 /* The hooks table. Every member is optional (NULL = not set = never called, no cost). ud is

@@ -4,6 +4,8 @@
 #include <cjson/cJSON.h>
 #include "topics.h"
 #include "lanes.h"
+#include "recovery.h"
+#include "sio.h"
 #include "msg.h"
 #include "sl_util.h"
 
@@ -33,8 +35,10 @@ void sl_ns_init(sl_ns *ns, sl_server *srv, sl_ns_config *cfg) {
       ns->topics[i].json_name = json_string_literal(cfg->topics[i]);
       ns->topics[i].ns = ns;
       ns->topics[i].snap_slot = SLUICE_NOSLOT;
+      ns->topics[i].tid = ++srv->gw->topic_ids;
     }
   }
+  sl_recovery_ns_sync(ns);
 }
 
 /* sl_topic_teardown: see topics.h. Unsubscribing from the end of the array moves no other
@@ -54,11 +58,14 @@ void sl_topic_teardown(sl_topic *t) {
 
 /* sl_ns_free: see topics.h. */
 void sl_ns_free(sl_ns *ns) {
+  sl_sio_ns_discard_parked(ns); /* their lanes point at the topics */
+  sl_recovery_ns_free(ns);
   for (size_t i = 0; i < ns->ntopics; i++) sl_topic_teardown(&ns->topics[i]);
   free(ns->topics);
   free(ns->path);
   free(ns->json_path);
   sl_hash_free(&ns->sockets);
+  sl_hash_free(&ns->parked);
 }
 
 /* sl_topic_find: see topics.h. */

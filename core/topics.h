@@ -12,8 +12,10 @@
  * cfg must outlive it. Allocation failure aborts. */
 void sl_ns_init(sl_ns *ns, sl_server *srv, sl_ns_config *cfg);
 
-/* sl_ns_free: tear down every topic of ns (sl_topic_teardown) and free what ns owns. Its
- * sockets must already be gone (disconnected); ns itself is the caller's memory. */
+/* sl_ns_free: tear down every topic of ns (sl_topic_teardown) and free what ns owns: the
+ * sessions parked for recovery are discarded first (sl_sio_ns_discard_parked), then the
+ * history. Its live sockets must already be gone (disconnected); ns itself is the caller's
+ * memory. */
 void sl_ns_free(sl_ns *ns);
 
 /* sl_topic_teardown: unsubscribe every subscriber of t (their queued, in-flight and spilled

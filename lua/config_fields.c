@@ -208,8 +208,11 @@ static const char *const k_ns_keys[] = {"path",
                                         "onConnect",
                                         "onEvent",
                                         "onClientPublish",
+                                        "recovery",
                                         "flushIntervalMs",
                                         NULL};
+static const char *const k_recovery_keys[] = {"maxDisconnectionMs", "historySize", "historyBytes",
+                                              "reauthorize", NULL};
 
 /* ------------------------------------------------------------------------------------- */
 /* Typed field readers. Each pushes nothing net; a JSON/YAML null counts as "not set".     */
@@ -586,6 +589,46 @@ static int validate_limits(vctx *c, int t, sl_ns_config *ns) {
   return c->rc;
 }
 
+/* recovery = { maxDisconnectionMs, historySize, historyBytes, reauthorize } of the namespace
+ * table at t (true: every default). Unknown keys are errors. Returns c->rc. stack: unchanged. */
+static int validate_recovery(vctx *c, int t, sl_ns_config *ns) {
+  lua_State *L = c->L;
+  int top = lua_gettop(L);
+  sl_recovery_config *r = &ns->recovery;
+  int ty = sl__config_get_field(L, t, "recovery");
+  int rt = lua_gettop(L);
+  if (ty == LUA_TNIL || (ty == LUA_TBOOLEAN && !lua_toboolean(L, rt))) goto out;
+  if (ty != LUA_TTABLE && ty != LUA_TBOOLEAN) {
+    sl__config_verr(c, "recovery must be a table ({ maxDisconnectionMs = 120000, historySize = "
+                       "1000, historyBytes = 1048576, reauthorize = true }) or true");
+    goto out;
+  }
+  r->enabled = true;
+  r->max_disconnection_ms = 120000;
+  r->history_size = 1000;
+  r->history_bytes = 1048576;
+  r->reauthorize = true;
+  if (ty == LUA_TBOOLEAN) goto out;
+  c->block = "recovery";
+  if (sl__config_reject_unknown_keys(c, rt, "recovery", k_recovery_keys)) goto out;
+  if (opt_positive(c, rt, "maxDisconnectionMs", &r->max_disconnection_ms, 120000)) goto out;
+  if (opt_positive(c, rt, "historySize", &r->history_size, 1000)) goto out;
+  if (opt_positive(c, rt, "historyBytes", &r->history_bytes, 1048576)) goto out;
+  if (sl__config_opt_bool(c, rt, "reauthorize", &r->reauthorize, true)) goto out;
+  if (r->max_disconnection_ms > 86400000) {
+    sl__config_verr(c, "maxDisconnectionMs must be at most 86400000 (one day)");
+    goto out;
+  }
+  if (r->history_size > 10000000) {
+    sl__config_verr(c, "historySize must be at most 10000000");
+    goto out;
+  }
+out:
+  c->block = NULL;
+  lua_settop(L, top);
+  return c->rc;
+}
+
 /* validate_ns: table at index t -> *ns. stack: unchanged (on success and on error). */
 int sl__config_validate_ns(vctx *c, int t, sl_ns_config *ns) {
   lua_State *L = c->L;
@@ -643,6 +686,7 @@ int sl__config_validate_ns(vctx *c, int t, sl_ns_config *ns) {
   if (sl__config_opt_hook(c, t, "onConnect", &ns->on_connect_ref, NULL)) goto out;
   if (sl__config_opt_hook(c, t, "onEvent", &ns->on_event_ref, NULL)) goto out;
   if (sl__config_opt_hook(c, t, "onClientPublish", &ns->on_client_publish_ref, NULL)) goto out;
+  if (validate_recovery(c, t, ns)) goto out;
   if ((ns->coalesce_key_path || ns->coalesce_key_ref != SL_NOREF) && !ns->coalesce &&
       ns->overflow != SL_COALESCE)
     sl__config_vwarn(

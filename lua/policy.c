@@ -117,6 +117,9 @@ static void lp_server_event(void *ud, const sluice_event *ev) {
   json_field(&sb, "topic", ev->topic);
   json_field(&sb, "reason", ev->reason);
   json_field(&sb, "messageId", ev->message_id);
+  if (ev->recovered >= 0)
+    sl_sbuf_printf(&sb, ",\"%s\":%s", ev->type == SLUICE_EV_CONNECT ? "recovered" : "recoverable",
+                   ev->recovered ? "true" : "false");
   if (ev->type == SLUICE_EV_RETRY_EXHAUSTED)
     sl_sbuf_printf(&sb, ",\"retryCount\":%ld", ev->retry_count);
   sl_sbuf_puts(&sb, "}");

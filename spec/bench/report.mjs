@@ -573,4 +573,23 @@ p();
 p("```");
 p(commands);
 p("```");
+// Sections measured by scripts of their own (not by run.sh) are kept from the previous report,
+// in front of the targets: "## Connection-state recovery" (spec/bench/recovery-cost.sh and
+// recovery-time.mjs).
+{
+  let prev = "";
+  try {
+    prev = fs.readFileSync(arg("out"), "utf8");
+  } catch {
+    /* first report */
+  }
+  for (const head of ["## Connection-state recovery"]) {
+    const i = prev.indexOf(`\n${head}\n`);
+    if (i < 0) continue;
+    const j = prev.indexOf("\n## ", i + 1);
+    const block = prev.slice(i + 1, j < 0 ? undefined : j + 1).trimEnd().split("\n");
+    const t = out.findIndex((l) => l.startsWith("## Targets"));
+    out.splice(t < 0 ? out.length : t, 0, ...block, "");
+  }
+}
 fs.writeFileSync(arg("out"), out.join("\n") + "\n");

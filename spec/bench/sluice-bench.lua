@@ -11,6 +11,8 @@
 -- SNDBUF (socketSendBufferBytes, unset = kernel default), HIGH_WATER (socketHighWaterBytes),
 -- TLS_CERT / TLS_KEY (PEM files: serve WSS with them, the TLS scenarios),
 -- OVERFLOW (DROP_OLDEST), MAX_QUEUED (maxQueuedMessagesPerClient, default 64),
+-- RECOVERY ("1": the namespace has recovery = {}, every delivery carries its offset and goes
+-- into the history; the recovery-cost scenario),
 -- FLUSH_MS (flushIntervalMs, the batching window; 0 = off),
 -- HOOKS ("" | "route" | "route_noop" | "coalesce" | "coalesce_path" | "both": Lua hooks for the
 -- hook-cost scenario).
@@ -42,6 +44,9 @@ local feed = {
   overflowAction = OVERFLOW,
   maxQueuedMessagesPerClient = MAX_QUEUED,
 }
+if os.getenv("RECOVERY") == "1" then
+  feed.recovery = {}
+end
 if HOOKS == "coalesce" or HOOKS == "both" then
   feed.coalesceKey = function(topic, payload) return payload.sym end
 end

@@ -796,6 +796,24 @@ TEST(encode_delivery) {
   CHECK_EQ_MEM(out, n, want, strlen(want));
 }
 
+/* connection-state recovery: the offset is the last argument, after the ALO metadata too */
+TEST(encode_delivery_offset) {
+  char out[1024];
+  sl_sio_delivery d = {.nsp = "/feed", .nsplen = 5, .nsp_json = "\"/feed\"",
+                       .topic_json = "\"prices\"", .payload = "{\"p\":1}", .len = 7,
+                       .offset = "k3j9x0ab-17", .offlen = 11};
+  size_t n = sl_sio_delivery_len(&d);
+  const char *be = "42/feed,[\"prices\",{\"p\":1},\"k3j9x0ab-17\"]";
+  CHECK_EQ_INT(sl_sio_encode_delivery((uint8_t *)out, &d), n);
+  CHECK_EQ_MEM(out, n, be, strlen(be));
+  d.msgid = "msg-x-1";
+  const char *alo = "42/feed,[\"prices\",{\"p\":1},{\"namespace\":\"/feed\",\"topic\":\"prices\","
+                    "\"messageId\":\"msg-x-1\",\"ackRequired\":true},\"k3j9x0ab-17\"]";
+  n = sl_sio_delivery_len(&d);
+  CHECK_EQ_INT(sl_sio_encode_delivery((uint8_t *)out, &d), n);
+  CHECK_EQ_MEM(out, n, alo, strlen(alo));
+}
+
 int main(void) {
   RUN(eio_text_types);
   RUN(eio_text_invalid);
@@ -832,6 +850,7 @@ int main(void) {
   RUN(encode_header_refusals);
   RUN(encode_parse_round_trip);
   RUN(encode_delivery);
+  RUN(encode_delivery_offset);
   RUN(ws_frame_header_lengths);
   RUN(ws_frame_header_refusals);
   return tl_report();

@@ -298,7 +298,7 @@ TEST(c_policy_hooks_and_client_free_are_called_by_the_core) {
 
   /* the session goes: its socket is released */
   CHECK_EQ_INT(cc.client_free, 1);
-  sl_sio_session_closed(s);
+  sl_sio_session_closed(s, "transport close");
   CHECK_EQ_INT(cc.client_free, 2);
   sl_sio_free_dead(gw);
   free_session(s);

@@ -109,7 +109,7 @@ static int fx_open(fixture *f) {
 }
 
 static void fx_close(fixture *f) {
-  sl_sio_session_closed(f->sess);
+  sl_sio_session_closed(f->sess, "transport close");
   sl_sio_free_dead(f->gw);
   sl_mq_clear(&f->sess->pq);
   if (f->sess->dirty) sl_list_del(&f->sess->dlink);
