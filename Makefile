@@ -3,6 +3,7 @@
 #   make deps    install missing Debian packages and the npm test clients (npm ci)
 #   make         build build/sluice and build/libsluice.a
 #   make run     deps + build + start Sluice on examples/ticker.lua
+#   make cluster-demo  three nodes and a redis-server on this machine (examples/cluster/)
 #   make test    deps + build + every test; ends with "N passed, N failed"
 #   make asan    the same suite against an AddressSanitizer+UBSan build
 #   make bench   the side-by-side benchmark (writes spec/bench/RESULTS.md)
@@ -39,7 +40,7 @@ UNIT_BIN := $(patsubst spec/unit/%.c,$(BUILD)/spec/%,$(UNIT_SRC))
 BENCH_SRC := $(sort $(wildcard spec/bench/*.c))
 BENCH_BIN := $(patsubst spec/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 
-.PHONY: all deps run test check-unit asan valgrind bench fuzz clean format install
+.PHONY: all deps run test check-unit asan valgrind bench fuzz clean format install cluster-demo
 all: $(BUILD)/sluice $(BUILD)/libsluice.a $(BUILD)/libsluice.so $(UNIT_BIN) $(BUILD)/examples/embed
 
 deps:
@@ -117,6 +118,11 @@ run: deps all
 	@echo "  stop:      Ctrl-C"
 	@echo ""
 	exec $(BUILD)/sluice examples/ticker.lua
+
+# Three Sluice nodes sharing a redis-server (README "Cluster"): a client on one node receives
+# what is published on another. KEEP=1 leaves them running.
+cluster-demo: deps all
+	bash examples/cluster/run.sh
 
 test: deps all
 	@bash spec/run.sh $(BUILD)

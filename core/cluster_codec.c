@@ -9,6 +9,8 @@
 #include <msgpack.h>
 
 #include "cluster_codec.h"
+#include "sl_jscan.h"
+#include "sio_codec.h"
 #include "sl_util.h"
 
 const char *const sl_cl_reasons[SL_CL_NREASONS] = {"", "other_type", "with_ack", "binary",
@@ -315,8 +317,26 @@ static void sluice_flags(const cJSON *s, sl_cl_entry *e) {
   }
 }
 
-/* The data JSON of a BROADCAST into e. */
-static int decode_data(const cJSON *root, sl_cl_entry *e) {
+/* The text of packet.data[1] in json[0..len) as written, found by the strict scanner (the
+ * first "packet" member, its first "data", as cJSON picks them), or NULL when it cannot
+ * tell (escaped member names, text only cJSON accepts): then the tree is printed instead.
+ * Saves printing every payload again. */
+static const char *payload_span(const char *json, size_t len, size_t *n) {
+  const char *e = json + len, *vs, *ve, *p = sl_js_ws(json, e);
+  if (sl_js_member(p, e, "packet", 6, &vs, &ve) != 1 || *vs != '{') return NULL;
+  if (sl_js_member(vs, ve, "data", 4, &p, &ve) != 1 || *p != '[') return NULL;
+  if (!(p = sl_js_value(sl_js_ws(p + 1, ve), ve, 1))) return NULL;
+  p = sl_js_ws(p, ve);
+  if (p >= ve || *p != ',') return NULL;
+  p = sl_js_ws(p + 1, ve);
+  const char *q = sl_js_value(p, ve, 1);
+  if (!q) return NULL;
+  *n = (size_t)(q - p);
+  return p;
+}
+
+/* The data JSON (json[0..len), parsed as root) of a BROADCAST into e. */
+static int decode_data(const cJSON *root, const char *json, size_t len, sl_cl_entry *e) {
   if (!cJSON_IsObject(root)) return SL_CL_MALFORMED;
   if (cJSON_GetObjectItemCaseSensitive(root, "requestId")) return SL_CL_WITH_ACK;
   const cJSON *packet = cJSON_GetObjectItemCaseSensitive(root, "packet");
@@ -330,7 +350,11 @@ static int decode_data(const cJSON *root, sl_cl_entry *e) {
   if (!cJSON_IsArray(d) || !cJSON_IsString(d->child)) return SL_CL_MALFORMED;
   e->topic = sl_xstrdup(d->child->valuestring);
   e->topiclen = strlen(e->topic);
-  if (d->child->next) {
+  size_t pl;
+  const char *raw = d->child->next ? payload_span(json, len, &pl) : NULL;
+  if (raw) {
+    e->payload = sl_xstrndup(raw, pl);
+  } else if (d->child->next) {
     e->payload = sl_json_print(d->child->next);
     if (!e->payload) return SL_CL_MALFORMED;
   } else {
@@ -392,11 +416,17 @@ int sl_cl_decode(const char *const *f, const size_t *fl, size_t nf, sl_cl_entry 
     int r = b64_msgpack_json(data, dlen, &json);
     if (r) return r;
   }
-  cJSON *root = cJSON_ParseWithLength(json, strlen(json));
-  free(json);
-  if (!root) return SL_CL_MALFORMED;
-  int r = decode_data(root, e);
+  size_t jl = strlen(json);
+  /* delivered as WebSocket text: the fields must be UTF-8 (cJSON does not check) */
+  if (!sl_utf8_valid((const uint8_t *)json, jl) ||
+      !sl_utf8_valid((const uint8_t *)e->nsp, strlen(e->nsp))) {
+    free(json);
+    return SL_CL_MALFORMED;
+  }
+  cJSON *root = cJSON_ParseWithLength(json, jl);
+  int r = root ? decode_data(root, json, jl, e) : SL_CL_MALFORMED;
   cJSON_Delete(root);
+  free(json);
   return r;
 }
 

@@ -13,6 +13,7 @@
 #include "gateway.h"
 #include "acks.h"
 #include "eio.h"
+#include "emitter_ingest.h"
 #include "heap.h"
 #include "hooks.h"
 #include "lane_spill.h"
@@ -122,6 +123,7 @@ sl_lathist *sl_gateway_hook_times(sl_gateway *gw) { return gw->hook_times; }
 static void gateway_destroy(sl_gateway *gw) {
   for (size_t i = 0; i < gw->nservers; i++) {
     sl_server *srv = &gw->servers[i];
+    sl_cluster_stop(srv); /* freed without a stop: its handles close on the next loop run */
     for (size_t j = 0; j < srv->nns; j++) sl_ns_free(&srv->ns[j]);
     sl_ns_free(&srv->root);
     free(srv->ns);
@@ -132,6 +134,7 @@ static void gateway_destroy(sl_gateway *gw) {
     sl_auth_free_table(srv);
     sl_tls_server_free(srv);
     sl_net_server_free(srv);
+    sl_emitter_server_stop(srv); /* when freed without a stop */
   }
   free(gw->servers);
   sl_heap_free(&gw->acks);
@@ -224,8 +227,10 @@ int sluice_start(sluice_t *gw, char *err, size_t errlen) {
       sl_log_info("server \"%s\" API, /metrics and status page on http://%s:%d/", srv->cfg->name,
                   a->host, srv->api_port);
   }
-  for (size_t i = 0; i < gw->nservers; i++)
+  for (size_t i = 0; i < gw->nservers; i++) {
     if (sl_cluster_start(&gw->servers[i], err, errlen) != 0) return SL_ECONFIG;
+    sl_emitter_server_sync(&gw->servers[i]); /* cluster.acceptEmitter: the ingest's handler */
+  }
   sl_hooks_on_start(gw, false);
   sl_gateway_flush_dirty(gw);
   return 0;
@@ -324,6 +329,7 @@ void sluice_stop(sluice_t *gw, void (*cb)(sluice_t *, void *), void *arg) {
     if (srv->listening) close_handle(gw, (uv_handle_t *)&srv->listener);
     srv->listening = false;
     sl_tls_server_stop(srv, close_handle);
+    sl_emitter_server_stop(srv);
     if (srv->api_listening) {
       gw->closing_handles++;
       sl_server_close_api(srv, handle_closed, gw);

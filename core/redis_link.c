@@ -524,6 +524,10 @@ static void start_connect(sl_redis_link *l) {
     return;
   }
   ac->data = l;
+  /* keep the reply buffer between replies: hiredis frees it whenever it is empty and has
+   * grown past 16 KB, and allocating it again for every large XREAD reply made malloc
+   * consolidate its free lists each time (a third of a busy node's CPU) */
+  if (ac->c.reader) ac->c.reader->maxbuf = 0;
   if (glue_attach(ac, l->loop) != 0) {
     ac->data = NULL;
     redisAsyncFree(ac);

@@ -16,6 +16,7 @@
 #include "sl_internal.h"
 #include "cluster.h"
 #include "client.h"
+#include "emitter_ingest.h"
 #include "tls_server.h"
 #include "hooks.h"
 #include "sio.h"
@@ -216,6 +217,7 @@ int sl_gateway_swap(sl_gateway *gw, sl_config *nc, char *err, size_t errlen) {
     char cerr[256];
     if (sl_cluster_reconfigure(srv, cerr, sizeof cerr) != 0)
       sl_log_error("reload: server \"%s\": cluster not started: %s", sc->name, cerr);
+    sl_emitter_server_sync(srv); /* a new cluster node, or acceptEmitter changed */
   }
   free(tls);
   gw->cfg = nc;

@@ -108,7 +108,10 @@ static int do_publish(lua_State *L, const char *ns, const char *topic, int paylo
   vm->jb = buf;
   vm->jcap = cap;
   vm->jlen = 0;
-  if (rc < 0) return luaL_error(L, "publish %s %s: %s", ns, topic, sl_strerror(rc));
+  if (rc < 0)
+    return luaL_error(L, "publish %s %s: %s", ns, topic,
+                      rc == SL_EFULL ? "CLUSTER_UNAVAILABLE (Redis unreachable, buffer full)"
+                                     : sl_strerror(rc));
   lua_pushstring(L, msgid);
   return 1;
 }

@@ -11,12 +11,17 @@
 // the messages due by then, about RATE/1000*TICK_MS, so rates above 100/s are batched per tick), PING_INTERVAL_MS (25000),
 // PING_TIMEOUT_MS (20000), PRODUCER_DELAY_MS (0: the producer starts this long after listening,
 // so that clients can connect before the fan-out load begins), TLS_CERT / TLS_KEY (PEM files:
-// serve over https.createServer with them, the TLS scenarios). Transport: websocket only.
+// serve over https.createServer with them, the TLS scenarios), CLUSTER_REDIS (a redis:// URL:
+// join a cluster through @socket.io/redis-streams-adapter 0.3.1 on the stream "socket.io",
+// the cluster scenario; the producer's emits then also go to the stream and the other
+// servers deliver them to their sockets; CLUSTER_MAXLEN: the adapter's maxLen). Transport:
+// websocket only.
 // Prints "listening <port>" on stdout.
 import http from "node:http";
 import https from "node:https";
 import { readFileSync } from "node:fs";
 import { performance } from "node:perf_hooks";
+import { createRequire } from "node:module";
 import { Server } from "socket.io";
 
 const args = Object.fromEntries(
@@ -36,6 +41,19 @@ const PING_TIMEOUT_MS = opt("PING_TIMEOUT_MS", 20000);
 const PRODUCER_DELAY_MS = opt("PRODUCER_DELAY_MS", 0);
 const TOPIC = "prices";
 
+const CLUSTER_REDIS = args.CLUSTER_REDIS ?? process.env.CLUSTER_REDIS ?? "";
+let adapter;
+if (CLUSTER_REDIS) {
+  const require = createRequire(import.meta.url);
+  const { createClient } = require("redis");
+  const { createAdapter } = require("@socket.io/redis-streams-adapter");
+  const redisClient = createClient({ url: CLUSTER_REDIS });
+  redisClient.on("error", (e) => console.error(`redis: ${e.message}`));
+  await redisClient.connect();
+  const maxLen = Number(args.CLUSTER_MAXLEN ?? process.env.CLUSTER_MAXLEN ?? 0);
+  adapter = createAdapter(redisClient, maxLen > 0 ? { maxLen } : {});
+}
+
 const TLS_CERT = args.TLS_CERT ?? process.env.TLS_CERT ?? "";
 const httpServer = TLS_CERT
   ? https.createServer({ cert: readFileSync(TLS_CERT), key: readFileSync(args.TLS_KEY ?? process.env.TLS_KEY) })
@@ -45,6 +63,7 @@ const io = new Server(httpServer, {
   pingInterval: PING_INTERVAL_MS,
   pingTimeout: PING_TIMEOUT_MS,
   serveClient: false,
+  ...(adapter ? { adapter } : {}),
 });
 
 const feed = io.of("/feed");

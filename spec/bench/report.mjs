@@ -1,6 +1,6 @@
 // report.mjs - turns the JSON lines written by spec/bench/run.sh into spec/bench/RESULTS.md.
 // Usage: node spec/bench/report.mjs --results FILE.jsonl --commands FILE --notes FILE --out RESULTS.md
-//        [--quick 0|1] [--runs N] [--sluice-status TEXT] [--elapsed SECONDS]
+//        [--quick 0|1] [--runs N] [--sluice-status TEXT] [--elapsed SECONDS] [--only-cluster 0|1]
 import { execSync } from "node:child_process";
 import fs from "node:fs";
 
@@ -482,6 +482,195 @@ if (reload) {
   p();
 }
 
+// ---------------------------------------------------------------- cluster
+// The cluster section is built apart: with --only-cluster 1 (BENCH_SCENARIOS=cluster) it
+// replaces the Cluster section of the existing RESULTS.md and nothing else changes.
+const onlyCluster = arg("only-cluster", "0") === "1";
+const clusterLines = [];
+{
+  const q = (s = "") => clusterLines.push(s);
+  const C = "cluster";
+  if (rows.some((r) => r.scenario === C)) {
+    const any = rows.find((r) => r.scenario === C && r.variant === "cross") || rows.find((r) => r.scenario === C);
+    const oth = median(rows.filter((r) => r.scenario === C).map((r) => r.machine && r.machine.other_cpu_util));
+    q("## Cluster: two nodes and one Redis (issue 14)");
+    q();
+    q(`Two Sluice nodes sharing one redis-server (\`cluster = {redis = ...}\`, stream \`socket.io\`) against two ` +
+      "socket.io 4.8 servers with @socket.io/redis-streams-adapter 0.3.1 on the same kind of Redis, side by side in " +
+      `one run on this machine (redis-server ${(sh("redis-server --version").match(/v=([0-9.]+)/) || [])[1] || "?"}, ` +
+      "persistence off, flushed before every measurement). The producer runs on node A; " +
+      (any ? `${any.clients * 2} clients, ${any.clients} on each node, ${any.rate} publishes/s × ${any.size} B, ` +
+        `${any.window_s.toFixed(0)} s window after ${any.warmup_s} s warmup. ` : "") +
+      "Two load generators run at once, one per node, each sampling its own node's CPU: the clients on node B " +
+      "receive every message across Redis (publish and XADD on A, XREAD on B), those on A are the same-node " +
+      "comparison. Latency = receive time − the payload's timestamp taken on A when it published. In Sluice a " +
+      "publish is appended first and every node, the publishing one too, delivers it when it reads it back (so all " +
+      "nodes deliver in stream order): same-node and cross-node deliveries take the same path through Redis. " +
+      "socket.io's adapter delivers to the publishing server's sockets at once and appends for the others.");
+    q();
+    q(`**The machine is shared and loaded**: 2 cores for two nodes, Redis, two load generators and other ` +
+      `people's builds and tests (other CPU during the windows: median ${oth === undefined ? "n/a" : oth.toFixed(2)} cores). ` +
+      "Latencies and throughput are noisy; CPU per delivery much less so.");
+    q();
+    const rowsDef = [
+      ["cross-node latency p50 µs (clients on node B)", "cross", "lat_us.p50", fint],
+      ["cross-node latency p99 µs", "cross", "lat_us.p99", fint],
+      ["same-node latency p50 µs (clients on node A)", "same", "lat_us.p50", fint],
+      ["same-node latency p99 µs", "same", "lat_us.p99", fint],
+      ["receiving node (B): server CPU µs per delivery", "cross", "server.cpu_us_per_delivery", (v) => fmt(v, 3)],
+      ["publishing node (A): server CPU µs per delivery (its own clients, the producer, the appends)", "same", "server.cpu_us_per_delivery", (v) => fmt(v, 3)],
+      ["deliveries/s on node B", "cross", "deliveries_per_s", fint],
+      ["deliveries/s on node A", "same", "deliveries_per_s", fint],
+      ["seq gaps on node B (messages lost across the bus)", "cross", "gaps", fint],
+      ["receiving node RSS at end, MiB", "cross", "server.rss_kb_end", (v) => fmt(v, 1), mib],
+    ];
+    q(`| metric | Sluice (${nRuns(C, S, "cross")} runs) | socket.io + adapter (${nRuns(C, N, "cross")} runs) | Sluice / socket.io |`);
+    q("|---|---:|---:|---:|");
+    for (const [name, v, path, f, conv = (x) => x] of rowsDef) {
+      const a = conv(med(C, S, path, v));
+      const b = conv(med(C, N, path, v));
+      q(`| ${name} | ${f(a)} | ${f(b)} | ${ratio(a, b)} |`);
+    }
+    const gap = (srv, sfx = "") => {
+      const a = med(C, srv, "lat_us.p99", "cross" + sfx), b = med(C, srv, "lat_us.p99", "same" + sfx);
+      return a === undefined || b === undefined ? undefined : a - b;
+    };
+    q(`| cross-node p99 − same-node p99, µs | ${fint(gap(S))} | ${fint(gap(N))} | – |`);
+    q();
+    q("Seq gaps in these runs are the lanes' overflow policy at work (DROP_OLDEST, 64 messages per client, as in " +
+      "the fan-out scenario) when a load generator falls behind on the loaded machine: the throughput runs below, " +
+      "with deep queues, lost nothing across the bus.");
+    q();
+    const light = rows.find((r) => r.scenario === C && r.variant === "cross-light");
+    if (light) {
+      q(`The same at ${light.rate} publishes/s to ${light.clients * 2} clients (${light.clients} on each node), ` +
+        "where the load generators keep up:");
+      q();
+      q(`| metric | Sluice (${nRuns(C, S, "cross-light")} runs) | socket.io + adapter (${nRuns(C, N, "cross-light")} runs) | Sluice / socket.io |`);
+      q("|---|---:|---:|---:|");
+      for (const [name, v, path, f] of [
+        ["cross-node latency p50 µs", "cross-light", "lat_us.p50", fint],
+        ["cross-node latency p99 µs", "cross-light", "lat_us.p99", fint],
+        ["same-node latency p50 µs", "same-light", "lat_us.p50", fint],
+        ["same-node latency p99 µs", "same-light", "lat_us.p99", fint],
+        ["receiving node (B): server CPU µs per delivery", "cross-light", "server.cpu_us_per_delivery", (v) => fmt(v, 3)],
+        ["seq gaps on node B", "cross-light", "gaps", fint],
+      ]) {
+        const a = med(C, S, path, v), b = med(C, N, path, v);
+        q(`| ${name} | ${f(a)} | ${f(b)} | ${ratio(a, b)} |`);
+      }
+      q(`| cross-node p99 − same-node p99, µs | ${fint(gap(S, "-light"))} | ${fint(gap(N, "-light"))} | – |`);
+      q();
+    }
+    // throughput
+    const maxRows = rows.filter((r) => r.scenario === C && /^max-/.test(r.variant || ""));
+    const rates = [...new Set(maxRows.map((r) => r.rate))].sort((a, b) => a - b);
+    const carried = (srv, rate) => median(maxRows.filter((r) => r.server_kind === srv && r.rate === rate)
+      .map((r) => (r.joined ? r.deliveries_per_s / r.joined : undefined)));
+    const gapsAt = (srv, rate) => median(maxRows.filter((r) => r.server_kind === srv && r.rate === rate).map((r) => r.gaps));
+    let best = {};
+    if (rates.length) {
+      q("### What the bus carries");
+      q();
+      q("The producer on node A offers each rate with 100-byte payloads (batched per 10 ms tick); one client on " +
+        "node B counts what arrives in the window (10 s): publishes/s carried end to end (A's publish and append, Redis, " +
+        "B's read and delivery). A producer or node that cannot keep up carries less; seq gaps are messages lost.");
+      q();
+      const cpuAt = (srv, rate) => {
+        const rs = maxRows.filter((r) => r.server_kind === srv && r.rate === rate && r.bus_cpu_us_per_publish);
+        if (!rs.length) return "n/a";
+        const m = (k) => fmt(median(rs.map((r) => r.bus_cpu_us_per_publish[k])), 1);
+        return `${m("a")} / ${m("b")} / ${m("redis")}`;
+      };
+      q("| offered publishes/s | Sluice carried/s | gaps | Sluice CPU µs per message: A / B / Redis | socket.io + adapter carried/s | gaps | socket.io CPU µs per message: A / B / Redis |");
+      q("|---:|---:|---:|---:|---:|---:|---:|");
+      for (const r of rates) {
+        q(`| ${fint(r)} | ${fint(carried(S, r))} | ${fint(gapsAt(S, r))} | ${cpuAt(S, r)} | ${fint(carried(N, r))} | ${fint(gapsAt(N, r))} | ${cpuAt(N, r)} |`);
+      }
+      q();
+      q("CPU per message: user + system time of node A (the producer and the append; a Sluice node also reads its " +
+        "own entries back and delivers them in stream order), node B (reading and delivering) and redis-server over " +
+        "the whole load-generator run, divided by the messages the client on B received (clock-tick resolution). " +
+        "On an idle core, the busiest of the three bounds the rate: 10⁶ / its µs per message.");
+      q();
+      for (const srv of [S, N]) best[srv] = Math.max(...rates.map((r) => carried(srv, r) ?? 0));
+    }
+    q("### Targets (issue 14)");
+    q();
+    const cs = med(C, S, "server.cpu_us_per_delivery", "cross"), cn = med(C, N, "server.cpu_us_per_delivery", "cross");
+    // the latency target is judged where it can be: on a run whose same-node p99 is not the
+    // load generators' backlog (tens of ms and more means they fell behind)
+    const latTarget = (sfx) => {
+      const same = med(C, S, "lat_us.p99", "same" + sfx), g = gap(S, sfx);
+      if (g === undefined) return undefined;
+      const r = rows.find((x) => x.scenario === C && x.variant === "cross" + sfx);
+      const what = `${r ? `${r.clients * 2} clients: ` : ""}${fint(med(C, S, "lat_us.p99", "cross" + sfx))} − ${fint(same)} = ${fint(g)} µs`;
+      return { what, status: same > 20000 ? "**inconclusive** (same-node p99 over 20 ms: the machine's load, not the bus, sets the tail)" : ok(g <= 1000) };
+    };
+    const lt = [latTarget(""), latTarget("-light")].filter(Boolean);
+    q("| target | measured | status |");
+    q("|---|---|---|");
+    q(`| ≥ 10× less server CPU per cross-node delivery than socket.io with its adapter (receiving node) | Sluice ${fmt(cs, 3)} µs vs socket.io ${fmt(cn, 3)} µs = ${cs && cn ? (cn / cs).toFixed(1) + "× less" : "n/a"} | ${ok(cs && cn ? cn / cs >= 10 : undefined)} |`);
+    if (!lt.length) q(`| cross-node p99 within 1 ms of same-node p99 at 1,000 publishes/s | n/a | ${ok(undefined)} |`);
+    for (const t of lt) q(`| cross-node p99 within 1 ms of same-node p99 at ${any ? fint(any.rate) : "1,000"} publishes/s | ${t.what} | ${t.status} |`);
+    // what the CPU cost per message says the three processes could carry on two idle cores
+    // (an estimate, printed beside the measurement, never instead of it)
+    const est = (() => {
+      const top = rates.length ? rates[rates.length - 1] : undefined;
+      const rs = maxRows.filter((r) => r.server_kind === S && r.rate === top && r.bus_cpu_us_per_publish);
+      if (!rs.length) return "";
+      const sum = median(rs.map((r) => r.bus_cpu_us_per_publish.a + r.bus_cpu_us_per_publish.b + r.bus_cpu_us_per_publish.redis));
+      return `; node A + node B + Redis spend ${fmt(sum, 1)} µs of CPU per message, so two otherwise idle cores would carry about ${fint(2e6 / sum)}/s (an estimate from CPU cost, not a measurement)`;
+    })();
+    q(`| ≥ 50,000 publishes/s through one Redis, 100-byte payloads | ${best[S] ? fint(best[S]) + "/s measured on this loaded machine (socket.io + adapter: " + fint(best[N]) + "/s)" + est : "n/a"} | ${ok(best[S] ? best[S] >= 50000 : undefined)} |`);
+    q();
+    q("| run | server | variant | joined | deliveries/s | CPU µs/deliv | p50 µs | p99 µs | p99.9 µs | gaps | other CPU |");
+    q("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for (const r of rows.filter((x) => x.scenario === C))
+      q(`| ${r.run} | ${r.server_kind} | ${r.variant} | ${r.joined}/${r.clients} | ${fint(r.deliveries_per_s)} | ${fmt(r.server.cpu_us_per_delivery, 3)} | ` +
+        `${fint(r.lat_us.p50)} | ${fint(r.lat_us.p99)} | ${fint(r.lat_us.p999)} | ${fint(r.gaps)} | ${r.machine ? fmt(r.machine.other_cpu_util, 2) : "n/a"} |`);
+    q();
+    q(`Measured ${new Date().toISOString()}, Sluice ${arg("sluice-version", "") || "n/a"}. Reproduce: ` +
+      "`BENCH_SCENARIOS=cluster BENCH_RUNS=3 bash spec/bench/run.sh` (commands of the run below).");
+    q();
+    if (onlyCluster && notes) {
+      q("Notes from this run:");
+      q();
+      for (const l of notes.split("\n")) q(`- ${l}`);
+      q();
+    }
+    if (onlyCluster) {
+      q("<details><summary>commands</summary>");
+      q();
+      q("```");
+      q(commands);
+      q("```");
+      q();
+      q("</details>");
+      q();
+    }
+  }
+}
+if (onlyCluster) {
+  // splice: replace "## Cluster..." up to the next "## " heading (or insert before Targets)
+  const file = arg("out");
+  const old = fs.existsSync(file) ? fs.readFileSync(file, "utf8").split("\n") : [];
+  const start = old.findIndex((l) => l.startsWith("## Cluster"));
+  let res;
+  if (start >= 0) {
+    let end = old.findIndex((l, i) => i > start && /^## /.test(l));
+    if (end < 0) end = old.length;
+    res = [...old.slice(0, start), ...clusterLines, ...old.slice(end)];
+  } else {
+    let at = old.findIndex((l) => l.startsWith("## Targets"));
+    if (at < 0) at = old.length;
+    res = [...old.slice(0, at), ...clusterLines, ...old.slice(at)];
+  }
+  fs.writeFileSync(file, res.join("\n"));
+  process.exit(0);
+}
+for (const l of clusterLines) p(l);
+
 // ---------------------------------------------------------------- targets
 p("## Targets (DESIGN.md §5)");
 p();
@@ -551,7 +740,7 @@ p("load generator (machine busy time from /proc/stat minus both); high values me
 p();
 p("| scenario | server | run | joined | deliveries/s | CPU µs/deliv | p50 µs | p99 µs | p99.9 µs | RSS start→end (max) MiB | send-q max KiB | gaps | other CPU |");
 p("|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|");
-for (const r of rows) {
+for (const r of rows.filter((x) => x.scenario !== "cluster")) { // cluster: its own section
   p(`| ${r.scenario}${r.variant ? "/" + r.variant : ""} | ${r.server_kind} | ${r.run} | ${r.joined}/${r.clients} | ${fint(r.deliveries_per_s)} | ` +
     `${fmt(r.server.cpu_us_per_delivery, 3)} | ${fint(r.lat_us.p50)} | ${fint(r.lat_us.p99)} | ${fint(r.lat_us.p999)} | ` +
     `${fmt(r.server.rss_kb_start / 1024)}→${fmt(r.server.rss_kb_end / 1024)} (${fmt(r.server.rss_kb_max_window / 1024)}) | ` +

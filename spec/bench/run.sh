@@ -9,12 +9,19 @@
 #   BENCH_RUNS=3         repetitions per scenario and server
 #   BENCH_QUICK=1        short smoke run with small numbers (1 run unless BENCH_RUNS is set)
 #   BENCH_SERVERS="sluice socketio"   which servers to measure
-#   BENCH_SCENARIOS="fanout fanout1 slow slow0 idle latency hooks reload tls_fanout tls_idle"
+#   BENCH_SCENARIOS="fanout fanout1 slow slow0 idle latency hooks reload tls_fanout tls_idle cluster"
 #                        which scenarios (fanout1: the fan-out with one publish per millisecond,
 #                        each in its own loop iteration, on both servers)
 #                        (tls_*: fanout / idle over TLS: Sluice WSS vs socket.io on
 #                        https.createServer, one EC P-256 certificate made here for both,
 #                        loadgen --tls; TLSv1.3, each server with its defaults)
+#                        (cluster: two Sluice nodes + one redis-server against two socket.io
+#                        servers + @socket.io/redis-streams-adapter, the producer on node A,
+#                        clients split over both nodes, then the bus's throughput; run alone,
+#                        BENCH_SCENARIOS=cluster, it replaces only the Cluster section of
+#                        RESULTS.md)
+#   BENCH_CLUSTER_RATES="20000 50000 100000"   offered publish rates (100-byte payloads) of the
+#                        cluster throughput runs
 #   BENCH_WINDOWS="0 1 2 5"   Sluice's flushIntervalMs values run in fanout1 and latency
 #   BENCH_PERF=1         perf stat (software events, syscall tracepoints) over the window of the
 #                        fan-out scenarios, when perf works here (0: off); /proc figures always
@@ -33,7 +40,7 @@ BUILD=${BUILD:-build}
 QUICK=${BENCH_QUICK:-0}
 if [ "$QUICK" = 1 ]; then RUNS=${BENCH_RUNS:-1}; else RUNS=${BENCH_RUNS:-3}; fi
 SERVERS=${BENCH_SERVERS:-"sluice socketio"}
-SCENARIOS=${BENCH_SCENARIOS:-"fanout fanout1 slow slow0 idle latency hooks reload tls_fanout tls_idle"}
+SCENARIOS=${BENCH_SCENARIOS:-"fanout fanout1 slow slow0 idle latency hooks reload tls_fanout tls_idle cluster"}
 # Sluice's batching windows (flushIntervalMs) measured in the fanout1 and latency scenarios
 WINDOWS=${BENCH_WINDOWS:-"0 1 2 5"}
 PORT_NEXT=${BENCH_PORT:-39100}
@@ -51,6 +58,8 @@ NOTES=$OUT/notes-$STAMP.txt
 
 log() { echo "bench: $*" >&2; }
 note() { echo "$*" >>"$NOTES"; log "$*"; }
+# shellcheck source=spec/bench/cluster.sh
+. spec/bench/cluster.sh
 
 # --- servers are ours: remember their pids and kill exactly those on exit ------------------
 SERVER_PID=""
@@ -64,7 +73,7 @@ stop_server() {
   wait "$pid" 2>/dev/null
   return 0
 }
-cleanup() { stop_server; rm -f "$OUT/sluice-$STAMP"; }
+cleanup() { stop_server; cluster_cleanup; rm -f "$OUT/sluice-$STAMP"; }
 trap cleanup EXIT
 trap 'log "interrupted"; exit 130' INT TERM
 
@@ -315,6 +324,11 @@ for sc in $SCENARIOS; do
         >"$OUT/reload-$STAMP.json" 2>>"$NOTES" || note "reload-pause failed (exit $?)"
       continue
     fi
+    if [ "$sc" = cluster ]; then
+      # shellcheck disable=SC2046
+      cluster_run "$run" $(servers_for)
+      continue
+    fi
     if [ "$sc" = hooks ] && [ "$run" = 1 ] && [ -x "$BUILD/bench/bench_hooks" ]; then
       # Per-call hook cost as the core calls the hooks (no producer, no network around it).
       echo "$BUILD/bench/bench_hooks 1000000" >>"$CMDS"
@@ -341,11 +355,15 @@ for sc in $SCENARIOS; do
   done
 done
 T1=$(date +%s)
+cluster_cleanup
 log "measurements took $((T1 - T0)) s"
+# Only the cluster scenario: keep the rest of RESULTS.md, replace its Cluster section.
+ONLY_CLUSTER=0
+[ "$(echo $SCENARIOS)" = cluster ] && ONLY_CLUSTER=1
 
 node spec/bench/report.mjs --results "$JSONL" --commands "$CMDS" --notes "$NOTES" \
   --out "$RESULTS" --quick "$QUICK" --runs "$RUNS" --sluice-status "$SLUICE_STATUS" \
-  --elapsed "$((T1 - T0))" --sluice-version "$SLUICE_VERSION" \
+  --elapsed "$((T1 - T0))" --sluice-version "$SLUICE_VERSION" --only-cluster "$ONLY_CLUSTER" \
   --hooks-micro "$OUT/hooks-micro-$STAMP.txt" --reload "$OUT/reload-$STAMP.json" ||
   { log "report failed"; exit 1; }
 log "wrote $RESULTS (raw: $JSONL)"

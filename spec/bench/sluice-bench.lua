@@ -15,7 +15,9 @@
 -- into the history; the recovery-cost scenario),
 -- FLUSH_MS (flushIntervalMs, the batching window; 0 = off),
 -- HOOKS ("" | "route" | "route_noop" | "coalesce" | "coalesce_path" | "both": Lua hooks for the
--- hook-cost scenario).
+-- hook-cost scenario), CLUSTER_REDIS (a redis:// URL: join a cluster on the stream
+-- "socket.io", the cluster scenario), CLUSTER_MAXLEN (its maxLen), MAX_QUEUED_BYTES
+-- (maxQueuedBytesPerClient).
 
 local function num(name, default)
   local v = os.getenv(name)
@@ -101,6 +103,11 @@ if (os.getenv("TLS_CERT") or "") ~= "" then
   server.tls = { certChainPemPath = os.getenv("TLS_CERT"), privateKeyPemPath = os.getenv("TLS_KEY") }
 end
 if HIGH_WATER > 0 then server.socketHighWaterBytes = HIGH_WATER end
+if (os.getenv("CLUSTER_REDIS") or "") ~= "" then
+  server.cluster = { redis = os.getenv("CLUSTER_REDIS") }
+  if num("CLUSTER_MAXLEN", 0) > 0 then server.cluster.maxLen = num("CLUSTER_MAXLEN", 0) end
+end
+if num("MAX_QUEUED_BYTES", 0) > 0 then feed.maxQueuedBytesPerClient = num("MAX_QUEUED_BYTES", 0) end
 if FLUSH_MS > 0 then server.flushIntervalMs = FLUSH_MS end
 
 return { servers = { bench = server } }

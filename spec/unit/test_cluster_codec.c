@@ -238,6 +238,10 @@ TEST(malformed) {
   sl_cl_entry_free(&e);
   CHECK_EQ_INT(decode4("u", "", "3", "{}", 2, &e), SL_CL_MALFORMED);
   sl_cl_entry_free(&e);
+  /* not UTF-8: it would go out in WebSocket text frames */
+  const char *latin1 = "{\"packet\":{\"type\":2,\"data\":[\"t\",\"caf\xe9\"]},\"opts\":{}}";
+  CHECK_EQ_INT(decode4("u", "/feed", "3", latin1, strlen(latin1), &e), SL_CL_MALFORMED);
+  sl_cl_entry_free(&e);
   /* sluice flags of the wrong types count as absent */
   const char *odd = "{\"packet\":{\"type\":2,\"data\":[\"t\",1]},\"opts\":{\"flags\":{\"sluice\":{"
                     "\"s\":\"x\",\"k\":5,\"id\":[]}}}}";
