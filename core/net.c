@@ -436,6 +436,17 @@ static const sl_tls_sink tls_sink = {tls_on_plain, tls_on_cipher};
 static void tls_read(sl_conn *c, const uint8_t *data, size_t len) {
   bool hs = sl_tls_handshake_done(c->tls);
   int r = sl_tls_feed(c->tls, data, len, &tls_sink, c);
+  if (!hs && sl_tls_handshake_done(c->tls)) {
+    /* which record layer the connection got (tls.h: the handoff), counted and, when
+     * OpenSSL keeps it, said why */
+    if (sl_tls_offloaded(c->tls)) {
+      c->srv->tls_conns_offloaded++;
+    } else {
+      c->srv->tls_conns_openssl++;
+      sl_log_debug("TLS connection kept on OpenSSL's record layer: %s",
+                   sl_tls_fallback_reason(c->tls));
+    }
+  }
   if (r == 0 || c->closing) return;
   if (r == SL_EIO && !hs) {
     char addr[64];
@@ -443,6 +454,7 @@ static void tls_read(sl_conn *c, const uint8_t *data, size_t len) {
     sl_log_debug("TLS handshake with %s failed: %s", sl_conn_remote(c, addr, sizeof addr),
                  sl_tls_last_error());
   } else if (r == SL_EIO) {
+    c->srv->tls_record_errors++;
     sl_log_debug("TLS error, closing the connection: %s", sl_tls_last_error());
   }
   sl_conn_close(c);

@@ -125,7 +125,7 @@ struct sl_conn {
   uint32_t discarded; /* bytes read and dropped while lingering (at most SL_LINGER_BYTES) */
   struct sl_ws_slot
       *ws;            /* ws.c: wslay context borrowed from the pool while a frame is partly read */
-  struct ssl_st *tls; /* tls.h: the TLS engine, NULL on a plain listener */
+  struct sl_tls *tls; /* tls.h: the TLS engine, NULL on a plain listener */
   struct sl_tls_out *tout; /* TLS: ciphertext the kernel has not taken yet (NULL when none) */
   /* net.c / net_limits.c: admission and the inbound budget (sl_limits) */
   struct sl_addr_slot *addr; /* the peer address's counts (NULL: per-address limits off) */

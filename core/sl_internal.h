@@ -198,6 +198,9 @@ struct sl_server {
   struct sl_tls_ctx *tls;
   struct sl_tls_watch *tls_watch;
   uint64_t tls_handshake_errors;
+  /* connections by record layer after the handshake (tls.h: the handoff), and the
+   * connections closed for a TLS error after their handshake (bad record MAC, ...) */
+  uint64_t tls_conns_offloaded, tls_conns_openssl, tls_record_errors;
   uint64_t net_writes; /* write system calls on this server's connections (net.c) */
   uint64_t tls_reloads_ok, tls_reloads_failed;
   /* the cluster bus (cluster.c): asked once per publish and topic when set (publish.h) */
