@@ -554,6 +554,8 @@ static void recovery_metrics(sl_server *srv, sl_sbuf *b) {
       {"sluice_recovery_history_bytes", "gauge", "Encoded bytes held in the history", 3},
       {"sluice_recovery_sessions", "gauge",
        "Disconnected sessions kept for recovery (tombstones of expired ones excluded)", 4},
+      {"sluice_recovery_store_failures_total", "counter",
+       "Recoveries across nodes given up because Redis failed (a fresh session instead)", 5},
   };
   for (size_t k = 0; k < sizeof rows / sizeof rows[0]; k++) {
     metric_head(b, rows[k].name, rows[k].type, rows[k].help);
@@ -566,6 +568,7 @@ static void recovery_metrics(sl_server *srv, sl_sbuf *b) {
       case 1: v = ns->resent_inflight; break;
       case 2: v = sl_recovery_history_len(ns); break;
       case 3: v = sl_recovery_history_bytes(ns); break;
+      case 5: v = ns->store_failed; break;
       default:
         for (size_t bk = 0; bk < ns->parked.nb; bk++)
           for (sl_hent *e = ns->parked.b[bk]; e; e = e->hnext)
@@ -634,7 +637,8 @@ static void metrics_text(sl_server *srv, sl_sbuf *b) {
   metric_head(b, "sluice_messages_lost_total", "counter",
               "Deliveries accepted and never delivered: restart = held by a process that did "
               "not stop cleanly (counted at the next start), disconnect = held by a lane whose "
-              "subscriber left, spill failed = could not be written to the spill");
+              "subscriber left, spill failed = could not be written to the spill, trimmed = in "
+              "flight on a node, gone from the stream when another node recovered the session");
   uint64_t unlabelled = 0;
   for (size_t i = i0; i < i1; i++) {
     unlabelled += gw->servers[i].lost_restart_unlabelled;

@@ -11,6 +11,8 @@
 #include "acks.h"
 #include "hooks.h"
 #include "lanes.h"
+#include "lane.h"
+#include "msg.h"
 #include "publish.h"
 #include "topics.h"
 #include "recovery.h"
@@ -215,11 +217,80 @@ static const char *transport_name(const sl_socket *sock) {
   return sock->sess->transport == SL_TR_WS ? "websocket" : "polling";
 }
 
+/* A recovery on this node of a session another node kept, with the stream's entries after
+ * the client's offset (sl_cluster_range): set while sl_sio_pending_done runs (the CONNECT
+ * is handled, the socket joined, synchronously), for client_recover_remote and
+ * client_joined. status: as sl_cluster_range_cb's. */
+typedef struct xr_inflight {
+  char *topic;
+  char id[SL_OFFSET_MAX];
+  char msgid[SL_MSGID_MAX];
+  sl_msg *m;   /* rebuilt from its stream entry; NULL: the entry is gone (trimmed) */
+  void *owner; /* the lookup fetching it (client.c's lookup_ctx) */
+} xr_inflight;
+
+static struct {
+  bool set;
+  int status;
+  const sl_cluster_entry *v;
+  size_t n;
+  const sl_socket *sock; /* the socket that recovered from it */
+  xr_inflight *inf;      /* the session's in-flight AT_LEAST_ONCE messages */
+  size_t ninf;
+} xr;
+
+static bool xr_inflight_has(const char *topic, const char *id) {
+  for (size_t i = 0; i < xr.ninf; i++)
+    if (strcmp(xr.inf[i].id, id) == 0 && strcmp(xr.inf[i].topic, topic) == 0) return true;
+  return false;
+}
+
+static bool id_in(char *const *ids, size_t n, const char *id) {
+  for (size_t i = 0; i < n; i++)
+    if (strcmp(ids[i], id) == 0) return true;
+  return false;
+}
+
+/* Offer to sock's lanes the stream entries v[0..n) that are for it: its namespace, a topic
+ * it holds (after the lane's subscription), addressed to it or to everyone (a room is a
+ * client id), not excepting it. Each is encoded once, with its stream id as the offset and
+ * its message id. Returns how many were offered. */
+static uint64_t replay_range(sl_socket *sock, const sl_cluster_entry *v, size_t n) {
+  sl_ns *ns = sock->ns;
+  uint64_t k = 0, idn;
+  for (size_t i = 1; i < n; i++) { /* v[0]: the client's offset, processed already */
+    const sl_cl_entry *e = &v[i].e;
+    if (v[i].rc != SL_CL_OK || strcmp(e->nsp, ns->path) != 0) continue;
+    if (xr_inflight_has(e->topic, v[i].id)) continue; /* sent again as in flight */
+    sl_topic *t = sl_topic_find(ns, e->topic, e->topiclen);
+    sl_lane *l = t ? sl_lane_of(sock, t) : NULL;
+    if (!l || !sl_recovery_stream_id(v[i].id, &idn) || idn <= l->sub_from) continue;
+    if ((e->nrooms && !id_in(e->rooms, e->nrooms, sock->id)) ||
+        id_in(e->except, e->nexcept, sock->id))
+      continue;
+    sl_msg *m = sl_publish_encode_replay(ns, t, e->payload, e->len, e->key, e->msgid, v[i].id);
+    sl_lane_offer(l, m);
+    sl_msg_unref(m);
+    k++;
+  }
+  /* the reader may deliver some of these entries after this reply: not twice */
+  uint64_t last = 0;
+  if (n && !sl_recovery_stream_id(v[n - 1].id, &last)) last = 0;
+  for (sl_lane *l = sock->lanes; l; l = l->next) {
+    l->replay_upto = last;
+    if (l->topic->replay_upto < last) l->topic->replay_upto = last;
+    sl_lane_ready(l);
+  }
+  ns->replayed += k;
+  return k;
+}
+
 static void client_joined(sl_socket *sock) {
   if (sock->ns->implicit_root) return;
   if (sock->recovered) {
     uint64_t t0 = uv_hrtime();
     uint64_t n = sl_recovery_resume(sock, sock->rec_from);
+    if (xr.set && xr.sock == sock) n += replay_range(sock, xr.v, xr.n);
     sl_log_info("client %s recovered: namespace %s, remote %s, transport %s, server \"%s\", %llu "
                 "message(s) replayed into its lanes in %.3f ms",
                 sock->id, sock->ns->path, sock->sess->remote, transport_name(sock),
@@ -237,8 +308,10 @@ static void client_joined(sl_socket *sock) {
  * client_free hooks run (the Lua side clears its box). A socket parked for recovery keeps
  * its lanes (detached) and its box. */
 /* A parked socket's session as the cluster's store keeps it (sio:session:<pid>), for another
- * node to rebuild: {"node","sid","pid","principal","token","topics":[[name, from], ...]}
- * (from: the lane's subscription offset, a decimal string: it may exceed 2^53). */
+ * node to rebuild: {"node","sid","pid","principal","token","topics":[[name, from], ...],
+ * "inflight":[[topic, stream id, messageId], ...]} (from: the lane's subscription offset, a
+ * decimal string: it may exceed 2^53; inflight: the AT_LEAST_ONCE messages sent and not
+ * acked, which the other node fetches from the stream by id). */
 static void session_store(sl_socket *sock) {
   sl_server *srv = sock->ns->srv;
   cJSON *o = cJSON_CreateObject();
@@ -256,6 +329,18 @@ static void session_store(sl_socket *sock) {
     cJSON_AddItemToArray(e, cJSON_CreateString(n));
     cJSON_AddItemToArray(ts, e);
   }
+  cJSON *inf = cJSON_AddArrayToObject(o, "inflight");
+  for (sl_lane *l = sock->lanes; l; l = l->next)
+    for (uint32_t i = 0; i < l->ninfl; i++) {
+      char off[SL_OFFSET_MAX];
+      const sl_msg *m = l->infl[i]->m;
+      if (!m->msgid || !sl_recovery_msg_offset(m, off)) continue; /* delivered without an id */
+      cJSON *e = cJSON_CreateArray();
+      cJSON_AddItemToArray(e, cJSON_CreateString(l->topic->name));
+      cJSON_AddItemToArray(e, cJSON_CreateString(off));
+      cJSON_AddItemToArray(e, cJSON_CreateString(m->msgid));
+      cJSON_AddItemToArray(inf, e);
+    }
   char *t = sl_json_print(o);
   cJSON_Delete(o);
   if (t && sl_cluster_session_put(srv->cluster, sock->pid, t, strlen(t),
@@ -309,7 +394,16 @@ static int client_recover(sl_socket *sock, const cJSON *auth, const char *offset
     }
     free(was);
   }
-  int r = sl_recovery_check(sock, offset, &sock->rec_from);
+  int r;
+  if (xr.set && xr.status == 0 && !sock->parked) { /* rebuilt here: the stream replays */
+    r = SL_REC_RECOVERED;
+    sock->rec_from = UINT64_MAX; /* nothing from this node's history */
+    xr.sock = sock;
+  } else if (xr.set && !sock->parked) {
+    r = SL_REC_EXPIRED; /* the offset's entry was trimmed, or too many follow it */
+  } else {
+    r = sl_recovery_check(sock, offset, &sock->rec_from);
+  }
   const char *presented = token_of(auth);
   if (r == SL_REC_RECOVERED && presented) {
     free(sock->auth_token);
@@ -325,27 +419,141 @@ typedef struct lookup_ctx {
   sl_sio_pending *p;
   sl_ns *ns;
   char pid[25];
+  char offset[SL_OFFSET_MAX]; /* the client's, "" when it sent none */
+  char *blob;                 /* the session taken, while the XRANGEs run */
+  size_t len;
+  xr_inflight *inf; /* its in-flight messages, fetched one XRANGE each */
+  size_t ninf, fetched;
+  int refs;  /* replies still awaited, plus one until the main range answered */
+  bool done; /* the CONNECT went on (sl_sio_pending_done) */
 } lookup_ctx;
+
+static void lookup_unref(lookup_ctx *c) {
+  if (--c->refs > 0) return;
+  for (size_t i = 0; i < c->ninf; i++) {
+    free(c->inf[i].topic);
+    if (c->inf[i].m) sl_msg_unref(c->inf[i].m);
+  }
+  free(c->inf);
+  free(c->blob);
+  free(c);
+}
+
+/* One in-flight message's entry (sl_cluster_range with count 0): rebuilt as the packet its
+ * node sent, same messageId, same offset (NULL when the entry is gone or not one of ns). */
+static void inflight_done(void *ud, int status, const sl_cluster_entry *v, size_t n) {
+  xr_inflight *f = ud;
+  lookup_ctx *c = f->owner;
+  sl_ns *ns = c->ns;
+  const sl_cl_entry *e = status == 0 && n && v[0].rc == SL_CL_OK ? &v[0].e : NULL;
+  sl_topic *t =
+      e && !c->done && ns->cfg && strcmp(e->nsp, ns->path) == 0 && strcmp(e->topic, f->topic) == 0
+          ? sl_topic_find(ns, e->topic, e->topiclen)
+          : NULL;
+  if (t) f->m = sl_publish_encode_replay(ns, t, e->payload, e->len, e->key, f->msgid, f->id);
+  lookup_unref(c);
+}
+
+/* The main range (the entries after the client's offset) answered, after every in-flight
+ * fetch (sent before it, on the same link). */
+static void range_done(void *ud, int status, const sl_cluster_entry *v, size_t n) {
+  lookup_ctx *c = ud;
+  c->done = true;
+  if (status == SL_ESTATE) {
+    c->ns->store_failed++;
+    sl_log_warn("recovery of a session on namespace %s: reading the stream from %s failed: a "
+                "new session instead",
+                c->ns->path, c->offset);
+    sl_sio_pending_done(c->p, NULL, 0);
+  } else {
+    xr.set = true;
+    xr.status = status;
+    xr.v = v;
+    xr.n = n;
+    xr.sock = NULL;
+    xr.inf = c->inf;
+    xr.ninf = c->ninf;
+    sl_sio_pending_done(c->p, c->blob, c->len);
+    memset(&xr, 0, sizeof xr);
+  }
+  lookup_unref(c);
+}
+
+/* The in-flight list of a session record: [[topic, stream id, messageId], ...] into c. */
+static void inflight_parse(lookup_ctx *c, const cJSON *o) {
+  const cJSON *inf = cJSON_GetObjectItemCaseSensitive(o, "inflight"), *e;
+  int n = cJSON_IsArray(inf) ? cJSON_GetArraySize(inf) : 0;
+  if (n <= 0) return;
+  c->inf = sl_xcalloc((size_t)n, sizeof *c->inf);
+  cJSON_ArrayForEach(e, inf) {
+    const cJSON *t = cJSON_GetArrayItem(e, 0), *id = cJSON_GetArrayItem(e, 1),
+                *mid = cJSON_GetArrayItem(e, 2);
+    uint64_t x;
+    if (!cJSON_IsString(t) || !cJSON_IsString(id) || !cJSON_IsString(mid) ||
+        strlen(id->valuestring) >= SL_OFFSET_MAX || !sl_recovery_stream_id(id->valuestring, &x) ||
+        strlen(mid->valuestring) >= SL_MSGID_MAX)
+      continue;
+    xr_inflight *f = &c->inf[c->ninf++];
+    f->topic = sl_xstrdup(t->valuestring);
+    strcpy(f->id, id->valuestring);
+    strcpy(f->msgid, mid->valuestring);
+    f->owner = c;
+  }
+}
+
+/* Kept by another node, the client with a stream id as offset: the in-flight messages and
+ * the replay come from the stream. Returns whether the main read was sent (range_done
+ * continues, c belongs to the callbacks); false: c->refs counts the fetches sent, plus one. */
+static bool fetch_from_stream(lookup_ctx *c, const char *blob, size_t len, const cJSON *o) {
+  sl_cluster *cl = c->ns->srv->cluster;
+  inflight_parse(c, o);
+  c->refs = 1;
+  for (size_t i = 0; i < c->ninf; i++)
+    if (sl_cluster_range(cl, c->inf[i].id, 0, inflight_done, &c->inf[i]) == 0) c->refs++;
+  c->blob = sl_xmalloc(len + 1);
+  memcpy(c->blob, blob, len);
+  c->len = len;
+  return sl_cluster_range(cl, c->offset, (size_t)c->ns->cfg->recovery.history_size, range_done,
+                          c) == 0;
+}
 
 static void lookup_done(void *ud, const char *blob, size_t len) {
   lookup_ctx *c = ud;
+  sl_ns *ns = c->ns;
+  uint64_t x;
   if (blob) {
     cJSON *o = cJSON_ParseWithLength(blob, len);
     const cJSON *node = cJSON_GetObjectItemCaseSensitive(o, "node");
-    if (!cJSON_IsString(node) || strcmp(node->valuestring, c->ns->srv->gw->boot_id) != 0)
-      sl_sio_discard_pid(c->ns, c->pid);
+    bool remote = !cJSON_IsString(node) || strcmp(node->valuestring, ns->srv->gw->boot_id) != 0;
+    if (remote) sl_sio_discard_pid(ns, c->pid);
+    if (remote && ns->srv->cluster && ns->cfg && ns->cfg->recovery.enabled &&
+        sl_recovery_stream_id(c->offset, &x)) {
+      bool sent = fetch_from_stream(c, blob, len, o);
+      cJSON_Delete(o);
+      if (sent) return;
+      c->done = true;
+      ns->store_failed++;
+      sl_log_warn("recovery of a session on namespace %s: the cluster is down: a new session "
+                  "instead",
+                  ns->path);
+      sl_sio_pending_done(c->p, NULL, 0);
+      lookup_unref(c);
+      return;
+    }
     cJSON_Delete(o);
   }
   sl_sio_pending_done(c->p, blob, len);
   free(c);
 }
 
-static bool client_recover_lookup(sl_sio_pending *p, sl_ns *ns, const char *pid) {
+static bool client_recover_lookup(sl_sio_pending *p, sl_ns *ns, const char *pid,
+                                  const char *offset) {
   if (!ns->srv->cluster || strlen(pid) >= sizeof((lookup_ctx *)0)->pid) return false;
   lookup_ctx *c = sl_xcalloc(1, sizeof *c);
   c->p = p;
   c->ns = ns;
   memcpy(c->pid, pid, strlen(pid) + 1);
+  if (offset && strlen(offset) < sizeof c->offset) memcpy(c->offset, offset, strlen(offset) + 1);
   if (sl_cluster_session_take(ns->srv->cluster, pid, lookup_done, c) != 0) {
     free(c);
     return false;
@@ -353,11 +561,32 @@ static bool client_recover_lookup(sl_sio_pending *p, sl_ns *ns, const char *pid)
   return true;
 }
 
+/* The in-flight messages of a session rebuilt here from the stream go back in flight on
+ * their lanes (parked: sl_recovery_resume sends them again, same messageId, and counts them);
+ * one whose entry the stream no longer has is counted lost and logged. */
+static void inflight_restore(sl_socket *sock) {
+  for (size_t i = 0; i < xr.ninf; i++) {
+    const xr_inflight *f = &xr.inf[i];
+    sl_topic *t = sl_topic_find(sock->ns, f->topic, strlen(f->topic));
+    sl_lane *l = t ? sl_lane_of(sock, t) : NULL;
+    if (!l) continue; /* not a topic of the session: nothing was owed on it */
+    if (f->m) {
+      sl_acks_track(l, f->m);
+      continue;
+    }
+    t->lost[SL_LOST_TRIMMED]++;
+    sl_log_warn("client %s recovered on namespace %s: in-flight message %s (topic %s, stream id "
+                "%s) is no longer in the stream: lost",
+                sock->id, sock->ns->path, f->msgid, f->topic, f->id);
+  }
+  for (sl_lane *l = sock->lanes; l; l = l->next) sl_acks_park(l);
+}
+
 /* on_recover_remote: rebuild a session another node parked (session_store's blob): its id,
  * pid, principal, token and lanes (detached, from their subscription offsets); then decide
- * as for a session parked here (reauthorize, the history). In-flight AT_LEAST_ONCE messages
- * stayed on the other node: the replay offers what is in this node's history after the
- * offset. */
+ * as for a session parked here (reauthorize), with what the stream gave (xr: the entries
+ * after the offset, or why not; its in-flight messages go back in flight); without xr (the
+ * client sent no offset) from this node's history. */
 static int client_recover_remote(sl_socket *sock, const cJSON *auth, const char *offset,
                                  const char *blob, size_t len) {
   cJSON *o = cJSON_ParseWithLength(blob, len);
@@ -384,6 +613,7 @@ static int client_recover_remote(sl_socket *sock, const cJSON *auth, const char 
     sl_lane_restore(sock, t, strtoull(from->valuestring, NULL, 10));
   }
   r = client_recover(sock, auth, offset);
+  if (r == SL_REC_RECOVERED && xr.set) inflight_restore(sock);
 out:
   cJSON_Delete(o);
   return r;

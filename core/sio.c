@@ -396,7 +396,9 @@ static void handle_connect(sl_session *s, const sio_packet *p, const cJSON *payl
     pd->payload = payload ? cJSON_Duplicate(payload, 1) : NULL;
     pd->next = s->pending;
     s->pending = pd;
-    if (h->on_recover_lookup(pd, ns, pid)) return; /* sl_sio_pending_done continues */
+    const cJSON *off = cJSON_GetObjectItemCaseSensitive(payload, "offset");
+    if (h->on_recover_lookup(pd, ns, pid, cJSON_IsString(off) ? off->valuestring : NULL))
+      return; /* sl_sio_pending_done continues */
     s->pending = pd->next;
     cJSON_Delete(pd->payload);
     free(pd);

@@ -73,8 +73,10 @@ typedef struct sl_sio_handler {
   /* Recovery in a cluster (may be NULL): a CONNECT presented `pid`. Return true after
    * starting to look the session up in the cluster's store: the layer above then calls
    * sl_sio_pending_done(p, ...) exactly once (never if the gateway stops first), and the
-   * CONNECT waits. false: nothing started, sio looks in its own parked sockets now. */
-  bool (*on_recover_lookup)(struct sl_sio_pending *p, sl_ns *ns, const char *pid);
+   * CONNECT waits. false: nothing started, sio looks in its own parked sockets now. offset:
+   * the auth's offset (a string), or NULL. */
+  bool (*on_recover_lookup)(struct sl_sio_pending *p, sl_ns *ns, const char *pid,
+                            const char *offset);
 
   /* Recovery in a cluster (may be NULL): the store held a session for the pid that this
    * node did not keep. sock is a new socket of session sock->sess (not joined); fill it from

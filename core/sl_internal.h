@@ -50,7 +50,13 @@ enum {
 };
 extern const char *const sl_overflow_reasons[SL_OV_COUNT];
 /* why deliveries a lane held were lost (sluice_messages_lost_total{reason}) */
-enum { SL_LOST_RESTART = 0, SL_LOST_DISCONNECT, SL_LOST_SPILL_FAILED, SL_LOST_COUNT };
+enum {
+  SL_LOST_RESTART = 0,
+  SL_LOST_DISCONNECT,
+  SL_LOST_SPILL_FAILED,
+  SL_LOST_TRIMMED, /* in flight on another node, gone from the stream when it was recovered */
+  SL_LOST_COUNT
+};
 extern const char *const sl_lost_reasons[SL_LOST_COUNT];
 
 /* The API's refusal rules (sluice_api_refused_total{reason}). */
@@ -79,6 +85,7 @@ typedef struct sl_topic {
   uint32_t tid;          /* unique in the gateway, kept across reloads (recovery history) */
   uint64_t hist_evicted; /* recovery: the newest offset of this topic the history let go */
   uint8_t hist_gap;      /* recovery: a delivery since the last recorded one has no offset */
+  uint64_t replay_upto;  /* recovery: the largest sl_lane.replay_upto of its lanes (a bound) */
   char *json_name;       /* the topic as a JSON string literal, quotes included */
   struct sl_ns *ns;
   sl_lane **subs; /* subscriber lanes (unordered; lane->sub_idx is the slot) */
@@ -119,6 +126,7 @@ typedef struct sl_ns {
   uint64_t rec_seq;         /* the last offset given out (per namespace, never reused) */
   uint64_t recoveries[4];   /* by SL_REC_* (sluice_recoveries_total) */
   uint64_t replayed;        /* deliveries replayed into recovered lanes */
+  uint64_t store_failed;    /* cluster recoveries given up: Redis failed (a fresh session) */
   uint64_t resent_inflight; /* AT_LEAST_ONCE in-flight messages sent again on recovery */
 } sl_ns;
 
@@ -244,6 +252,9 @@ struct sl_lane {
   uint8_t rebuilt;   /* recovery: rebuilt from another node's session (sl_lane_restore) */
   uint8_t refilling; /* a spill read is pending */
   uint8_t spill_failed_logged;
+  /* recovery: a replay from the stream offered up to this offset: a delivery the reader
+   * gives later with an offset <= it is not offered again */
+  uint64_t replay_upto;
 };
 
 /* An AT_LEAST_ONCE message sent to one client and not yet acknowledged. */
