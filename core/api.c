@@ -501,16 +501,11 @@ static void limits_metrics(sl_server *srv, sl_sbuf *b) {
     sl_sbuf_printf(b, "\"} %llu\n", (unsigned long long)gw->servers[i].lim.inbound);
   }
   metric_head(b, "sluice_socket_writes_total", "counter",
-              "Write system calls on client connections (a writev of every frame queued)");
+              "Write system calls on this server's connections (one writev carries every frame "
+              "queued for a connection; deliveries over writes is the frames per write)");
   sl_sbuf_puts(b, "sluice_socket_writes_total{server=\"");
   label_escape(b, srv->cfg->name);
   sl_sbuf_printf(b, "\"} %llu\n", (unsigned long long)srv->net_writes);
-  metric_head(b, "sluice_socket_write_frames_total", "counter",
-              "Frames (and HTTP answers) written on client connections: over "
-              "sluice_socket_writes_total, the frames per write");
-  sl_sbuf_puts(b, "sluice_socket_write_frames_total{server=\"");
-  label_escape(b, srv->cfg->name);
-  sl_sbuf_printf(b, "\"} %llu\n", (unsigned long long)srv->net_frames);
   metric_head(b, "sluice_flush_windows_total", "counter",
               "Batching windows (flushIntervalMs) that closed with connections to write");
   sl_sbuf_printf(b, "sluice_flush_windows_total %llu\n", (unsigned long long)gw->windows_closed);

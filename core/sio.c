@@ -31,6 +31,20 @@ struct sl_sio_pending {
   cJSON *payload; /* the CONNECT's auth (a copy), or NULL */
 };
 
+/* The packets a socket emits inside onConnect wait here for the CONNECT reply; the queue
+ * exists only then (an idle socket does not carry an empty one). */
+static void early_push(sl_socket *s, sl_msg *m) {
+  if (!s->early) s->early = sl_xcalloc(1, sizeof *s->early);
+  sl_mq_push(s->early, m, false);
+}
+
+static void early_free(sl_socket *s) {
+  if (!s->early) return;
+  sl_mq_clear(s->early);
+  free(s->early);
+  s->early = NULL;
+}
+
 static void pbin_free(struct sl_pending_bin *p) {
   if (!p) return;
   for (int i = 0; i < p->have; i++) free(p->bufs[i]);
@@ -85,6 +99,7 @@ static void parked_free(sl_gateway *gw, sl_socket *k) {
   if (k->parked != SL_PARK_EXPIRING) sl_heap_remove(&gw->parked, &k->pn);
   if (k->parked == SL_PARK_KEPT || k->parked == SL_PARK_EXPIRING)
     k->ns->srv->sio_handler->on_expire(k);
+  early_free(k);
   free(k->principal);
   free(k->auth_token);
   free(k);
@@ -190,7 +205,7 @@ static void park(sl_socket *sock) {
   sl_ns *ns = sock->ns;
   sl_gateway *gw = ns->srv->gw;
   sock->sess = NULL;
-  sl_mq_clear(&sock->early);
+  early_free(sock);
   sl_hash_put(&ns->parked, &sock->phent, sock->pid);
   sock->pn.key = uv_now(gw->loop) + (uint64_t)ns->cfg->recovery.max_disconnection_ms;
   sl_heap_insert(&gw->parked, &sock->pn);
@@ -230,6 +245,7 @@ void sl_sio_free_dead(sl_gateway *gw) {
   while (gw->dead) {
     sl_socket *k = gw->dead;
     gw->dead = k->next;
+    early_free(k);
     free(k->principal);
     free(k);
   }
@@ -283,7 +299,7 @@ static void connect_refuse(sl_session *s, const sio_packet *p, sl_socket *sock, 
     free(t);
     cJSON_Delete(o);
   }
-  sl_mq_clear(&sock->early);
+  early_free(sock);
   s->srv->sio_handler->on_close(sock, NULL);
   free(sock->principal);
   free(sock->auth_token);
@@ -307,8 +323,8 @@ static void join(sl_session *s, sl_socket *sock) {
               : snprintf(body, sizeof body, "{\"sid\":\"%s\"}", sock->id);
   sl_sio_send(sock, SIO_CONNECT, -1, body, (size_t)n);
   /* What on_connect emitted follows the CONNECT reply, in order. */
-  while (sock->early.n) sl_session_send(s, sl_mq_pop(&sock->early));
-  sl_mq_clear(&sock->early);
+  while (sock->early && sock->early->n) sl_session_send(s, sl_mq_pop(sock->early));
+  early_free(sock);
   s->srv->sio_handler->on_joined(sock);
 }
 
@@ -643,13 +659,13 @@ static int emit_packet(sl_socket *s, int type, int btype, int64_t ack_id, const 
   sl_msg *m = sl_sio_encode(natts ? btype : type, s->ns->path, s->ns->pathlen, ack_id, json, len,
                             (int)natts);
   if (s->connecting)
-    sl_mq_push(&s->early, m, false);
+    early_push(s, m);
   else
     sl_session_send(s->sess, m);
   for (size_t i = 0; i < natts; i++) {
     sl_msg *a = sl_msg_packet_new(atts[i].data, atts[i].len, true, SL_MK_CONTROL);
     if (s->connecting)
-      sl_mq_push(&s->early, a, false);
+      early_push(s, a);
     else
       sl_session_send(s->sess, a);
   }
