@@ -551,6 +551,10 @@ static void recovery_metrics(sl_server *srv, sl_sbuf *b) {
        "Disconnected sessions kept for recovery (tombstones of expired ones excluded)", 4},
       {"sluice_recovery_store_failures_total", "counter",
        "Recoveries across nodes given up because Redis failed (a fresh session instead)", 5},
+      {"sluice_recovery_handoffs_total", "counter",
+       "Sessions kept here, taken and resumed by another node before they expired (released "
+       "without loss)",
+       6},
   };
   for (size_t k = 0; k < sizeof rows / sizeof rows[0]; k++) {
     metric_head(b, rows[k].name, rows[k].type, rows[k].help);
@@ -564,10 +568,12 @@ static void recovery_metrics(sl_server *srv, sl_sbuf *b) {
       case 2: v = sl_recovery_history_len(ns); break;
       case 3: v = sl_recovery_history_bytes(ns); break;
       case 5: v = ns->store_failed; break;
+      case 6: v = ns->handoffs; break;
       default:
         for (size_t bk = 0; bk < ns->parked.nb; bk++)
           for (sl_hent *e = ns->parked.b[bk]; e; e = e->hnext)
-            v += sl_container_of(e, sl_socket, phent)->parked == SL_PARK_KEPT;
+            v += sl_container_of(e, sl_socket, phent)->parked == SL_PARK_KEPT ||
+                 sl_container_of(e, sl_socket, phent)->parked == SL_PARK_EXPIRING;
       }
       ns_label(b, rows[k].name, ns);
       sl_sbuf_printf(b, "} %llu\n", (unsigned long long)v);

@@ -307,15 +307,27 @@ static void client_joined(sl_socket *sock) {
 /* on_close: a joined socket's lanes go and the disconnect event fires; for any socket the
  * client_free hooks run (the Lua side clears its box). A socket parked for recovery keeps
  * its lanes (detached) and its box. */
+/* How much longer than maxDisconnectionMs the record of a parked session lives in Redis: at
+ * its expiry the node that kept it takes the record back (GETDEL) to learn whether another
+ * node resumed the session (on_park_due), so the key must outlive the node's timer. */
+#define SL_SESSION_KEY_MARGIN_MS 10000
+
 /* A parked socket's session as the cluster's store keeps it (sio:session:<pid>), for another
- * node to rebuild: {"node","sid","pid","principal","token","topics":[[name, from], ...],
- * "inflight":[[topic, stream id, messageId], ...]} (from: the lane's subscription offset, a
- * decimal string: it may exceed 2^53; inflight: the AT_LEAST_ONCE messages sent and not
- * acked, which the other node fetches from the stream by id). */
+ * node to rebuild: {"node","sid","pid","expires","principal","token","topics":[[name, from,
+ * held], ...], "inflight":[[topic, stream id, messageId], ...]} (expires: the wall-clock time,
+ * ms since the epoch, at which the session expires, as a decimal string; from: the lane's
+ * subscription offset, a decimal string: it may exceed 2^53; held: what the lane holds, lost
+ * if the session expires, a number: a parked lane's content does not change; inflight: the
+ * AT_LEAST_ONCE messages sent and not acked, which the other node fetches from the stream by
+ * id). */
 static void session_store(sl_socket *sock) {
   sl_server *srv = sock->ns->srv;
+  uint64_t ttl = (uint64_t)sock->ns->cfg->recovery.max_disconnection_ms;
   cJSON *o = cJSON_CreateObject();
   cJSON_AddStringToObject(o, "node", srv->gw->boot_id);
+  char exp[24];
+  exp[sl_u64_dec(exp, sl_wall_us() / 1000 + ttl)] = 0;
+  cJSON_AddStringToObject(o, "expires", exp);
   cJSON_AddStringToObject(o, "sid", sock->id);
   cJSON_AddStringToObject(o, "pid", sock->pid);
   if (sock->principal) cJSON_AddStringToObject(o, "principal", sock->principal);
@@ -327,6 +339,7 @@ static void session_store(sl_socket *sock) {
     n[sl_u64_dec(n, l->sub_from)] = 0;
     cJSON_AddItemToArray(e, cJSON_CreateString(l->topic->name));
     cJSON_AddItemToArray(e, cJSON_CreateString(n));
+    cJSON_AddItemToArray(e, cJSON_CreateNumber((double)sl_lane_held(l)));
     cJSON_AddItemToArray(ts, e);
   }
   cJSON *inf = cJSON_AddArrayToObject(o, "inflight");
@@ -344,7 +357,7 @@ static void session_store(sl_socket *sock) {
   char *t = sl_json_print(o);
   cJSON_Delete(o);
   if (t && sl_cluster_session_put(srv->cluster, sock->pid, t, strlen(t),
-                                  (uint64_t)sock->ns->cfg->recovery.max_disconnection_ms) != 0)
+                                  ttl + SL_SESSION_KEY_MARGIN_MS) != 0)
     sl_log_debug("client %s: the cluster is down: its session is kept on this node only", sock->id);
   free(t);
 }
@@ -517,7 +530,8 @@ static bool fetch_from_stream(lookup_ctx *c, const char *blob, size_t len, const
                           c) == 0;
 }
 
-static void lookup_done(void *ud, const char *blob, size_t len) {
+static void lookup_done(void *ud, int status, const char *blob, size_t len) {
+  (void)status; /* a failure: as if the store had nothing, a new session */
   lookup_ctx *c = ud;
   sl_ns *ns = c->ns;
   uint64_t x;
@@ -582,6 +596,30 @@ static void inflight_restore(sl_socket *sock) {
   for (sl_lane *l = sock->lanes; l; l = l->next) sl_acks_park(l);
 }
 
+/* A session record past its "expires" (the key outlives it by SL_SESSION_KEY_MARGIN_MS): the
+ * session expired, and taking its record means the node that kept it will release it as
+ * taken, so the loss is counted here: what each lane held, on this node's topics of that
+ * name (sluice_messages_lost_total{reason="disconnect"}), with a log line. */
+static bool record_expired(sl_ns *ns, const cJSON *o, const char *sid) {
+  const cJSON *exp = cJSON_GetObjectItemCaseSensitive(o, "expires");
+  if (!cJSON_IsString(exp) || strtoull(exp->valuestring, NULL, 10) >= sl_wall_us() / 1000)
+    return false;
+  uint64_t lost = 0;
+  const cJSON *e;
+  cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(o, "topics")) {
+    const cJSON *name = cJSON_GetArrayItem(e, 0), *held = cJSON_GetArrayItem(e, 2);
+    if (!cJSON_IsString(name) || !cJSON_IsNumber(held) || held->valuedouble < 1) continue;
+    sl_topic *t = sl_topic_find(ns, name->valuestring, strlen(name->valuestring));
+    if (!t) continue;
+    t->lost[SL_LOST_DISCONNECT] += (uint64_t)held->valuedouble;
+    lost += (uint64_t)held->valuedouble;
+  }
+  sl_log_info("client %s: the session another node kept on namespace %s expired before this "
+              "recovery: a new session; %llu message(s) it held counted lost",
+              sid, ns->path, (unsigned long long)lost);
+  return true;
+}
+
 /* on_recover_remote: rebuild a session another node parked (session_store's blob): its id,
  * pid, principal, token and lanes (detached, from their subscription offsets); then decide
  * as for a session parked here (reauthorize), with what the stream gave (xr: the entries
@@ -599,6 +637,10 @@ static int client_recover_remote(sl_socket *sock, const cJSON *auth, const char 
   if (!cJSON_IsString(sid) || strlen(sid->valuestring) >= sizeof sock->id || !cJSON_IsString(pid) ||
       strlen(pid->valuestring) >= sizeof sock->pid || !cJSON_IsArray(ts))
     goto out;
+  if (record_expired(sock->ns, o, sid->valuestring)) {
+    r = SL_REC_EXPIRED;
+    goto out;
+  }
   memcpy(sock->id, sid->valuestring, strlen(sid->valuestring) + 1);
   memcpy(sock->pid, pid->valuestring, strlen(pid->valuestring) + 1);
   if (cJSON_IsString(pr)) sock->principal = sl_xstrdup(pr->valuestring);
@@ -619,11 +661,68 @@ out:
   return r;
 }
 
+/* The parked sockets whose expiry awaits the cluster's answer (on_park_due). */
+typedef struct park_check {
+  sl_socket *sock; /* NULL once sio gave it up meanwhile */
+  struct park_check *next;
+} park_check;
+static park_check *park_checks;
+
 /* on_expire: a parked socket is given up: its lanes go (what they held is counted lost) and
  * the client_free hooks run. */
 static void client_expire(sl_socket *sock) {
+  for (park_check *c = park_checks; c; c = c->next)
+    if (c->sock == sock) c->sock = NULL; /* its answer will find nothing to settle */
   sl_socket_drop_lanes(sock);
   sl_hooks_client_free(sock->ns->srv, sock);
+}
+
+/* on_park_due: in a cluster, the record of a parked session is taken back (GETDEL) when it
+ * expires. None: another node took it (and resumed it, or counted it lost if it had expired
+ * there): the lanes go without being counted lost, counted in
+ * sluice_recovery_handoffs_total. The record: nobody took it, it expires as on one node
+ * (its lanes counted lost). Redis down or failing: the same, logged as unknown. */
+static void park_check_done(void *ud, int status, const char *blob, size_t len) {
+  (void)len;
+  park_check *c = ud;
+  for (park_check **pp = &park_checks; *pp; pp = &(*pp)->next)
+    if (*pp == c) {
+      *pp = c->next;
+      break;
+    }
+  sl_socket *sock = c->sock;
+  free(c);
+  if (!sock) return;
+  bool taken = status == 0 && !blob;
+  if (status != 0)
+    sl_log_warn("client %s: session kept for recovery on namespace %s expired and Redis did not "
+                "answer whether another node took it: counted lost (the outcome is unknown)",
+                sock->id, sock->ns->path);
+  if (taken) {
+    sock->ns->handoffs++;
+    sl_log_info("client %s: session kept for recovery on namespace %s was taken by another "
+                "node: released",
+                sock->id, sock->ns->path);
+    sl_socket_hand_off_lanes(sock);
+  }
+  sl_sio_park_settle(sock, taken);
+}
+
+static bool client_park_due(sl_socket *sock) {
+  sl_cluster *cl = sock->ns->srv->cluster;
+  if (!cl) return false;
+  park_check *c = sl_xcalloc(1, sizeof *c);
+  c->sock = sock;
+  if (sl_cluster_session_take(cl, sock->pid, park_check_done, c) != 0) {
+    free(c);
+    sl_log_warn("client %s: session kept for recovery on namespace %s expired while the cluster "
+                "is down: counted lost (whether another node took it is unknown)",
+                sock->id, sock->ns->path);
+    return false;
+  }
+  c->next = park_checks;
+  park_checks = c;
+  return true;
 }
 
 /* ---- StreamFenceJs events ------------------------------------------------------------ */
@@ -799,4 +898,5 @@ const sl_sio_handler sl_client_sio_handler = {
     .on_expire = client_expire,
     .on_recover_lookup = client_recover_lookup,
     .on_recover_remote = client_recover_remote,
+    .on_park_due = client_park_due,
 };

@@ -685,7 +685,7 @@ void sl_cluster_stop(sl_server *srv) {
     if (t->range_cb)
       t->range_cb(t->ud, SL_ESTATE, NULL, 0);
     else
-      t->cb(t->ud, NULL, 0);
+      t->cb(t->ud, SL_ESTATE, NULL, 0);
     free(t);
   }
   sl_redis_link_free(cl->r);
@@ -746,9 +746,11 @@ static void take_cb(sl_redis_link *l, redisReply *r, void *ud) {
   take_ctx *t = ud;
   take_unlink(t);
   if (r && r->type == REDIS_REPLY_STRING)
-    t->cb(t->ud, r->str, r->len);
+    t->cb(t->ud, 0, r->str, r->len);
+  else if (r && r->type == REDIS_REPLY_NIL)
+    t->cb(t->ud, 0, NULL, 0);
   else
-    t->cb(t->ud, NULL, 0);
+    t->cb(t->ud, SL_ESTATE, NULL, 0);
   free(t);
 }
 

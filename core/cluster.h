@@ -78,9 +78,11 @@ void sl_cluster_set_pubsub_handler(sl_cluster *cl, sl_cluster_msg_fn fn, void *u
 int sl_cluster_session_put(sl_cluster *cl, const char *pid, const char *blob, size_t len,
                            uint64_t ttl_ms);
 
-/* What sl_cluster_session_take found: the blob (borrowed for the call), or NULL (no such key,
- * an error reply, or the link dropped before the reply). */
-typedef void (*sl_cluster_session_cb)(void *ud, const char *blob, size_t len);
+/* What sl_cluster_session_take found: status 0 with the blob (borrowed for the call), or
+ * status 0 with NULL (no such key: taken already, expired, never kept), or status SL_ESTATE
+ * with NULL (an error reply, the link dropped before the reply, or the cluster stopped: the
+ * outcome is unknown). */
+typedef void (*sl_cluster_session_cb)(void *ud, int status, const char *blob, size_t len);
 
 /* sl_cluster_session_take: GETDEL sio:session:<pid> (one node takes a session, once); cb runs
  * once with the result, later, on the loop (with NULL when the cluster stops first).

@@ -96,8 +96,9 @@ static void park_timer_arm(sl_gateway *gw);
  * above lets go of a kept one first. */
 static void parked_free(sl_gateway *gw, sl_socket *k) {
   sl_hash_del(&k->ns->parked, &k->phent);
-  sl_heap_remove(&gw->parked, &k->pn);
-  if (k->parked == SL_PARK_KEPT) k->ns->srv->sio_handler->on_expire(k);
+  if (k->parked != SL_PARK_EXPIRING) sl_heap_remove(&gw->parked, &k->pn);
+  if (k->parked == SL_PARK_KEPT || k->parked == SL_PARK_EXPIRING)
+    k->ns->srv->sio_handler->on_expire(k);
   early_free(k);
   free(k->principal);
   free(k->auth_token);
@@ -107,8 +108,20 @@ static void parked_free(sl_gateway *gw, sl_socket *k) {
 /* A parked socket's time is up: the layer above lets go of its lanes and hooks, and a
  * tombstone (the bare struct under its pid, about 200 bytes) stays for another
  * maxDisconnectionMs (at least SL_TOMBSTONE_MIN_MS), so a client coming back late is told
- * apart from an unknown pid (result "expired"). */
+ * apart from an unknown pid (result "expired"). k is out of gw->parked. */
 #define SL_TOMBSTONE_MIN_MS 60000
+static void park_expire(sl_gateway *gw, sl_socket *k, uint64_t now) {
+  sl_log_debug("client %s: session kept for recovery expired (namespace %s)", k->id, k->ns->path);
+  k->ns->srv->sio_handler->on_expire(k);
+  free(k->principal);
+  free(k->auth_token);
+  k->principal = k->auth_token = NULL;
+  k->parked = SL_PARK_TOMBSTONE;
+  uint64_t keep = (uint64_t)k->ns->cfg->recovery.max_disconnection_ms;
+  k->pn.key = now + (keep > SL_TOMBSTONE_MIN_MS ? keep : SL_TOMBSTONE_MIN_MS);
+  sl_heap_insert(&gw->parked, &k->pn);
+}
+
 static void park_timer_cb(uv_timer_t *t) {
   sl_gateway *gw = t->data;
   uint64_t now = uv_now(gw->loop);
@@ -116,20 +129,27 @@ static void park_timer_cb(uv_timer_t *t) {
   while ((top = sl_heap_min(&gw->parked)) && top->key <= now) {
     sl_socket *k = sl_container_of(top, sl_socket, pn);
     sl_heap_remove(&gw->parked, top);
-    if (k->parked == SL_PARK_KEPT) {
-      sl_log_debug("client %s: session kept for recovery expired (namespace %s)", k->id,
-                   k->ns->path);
-      k->ns->srv->sio_handler->on_expire(k);
-      free(k->principal);
-      free(k->auth_token);
-      k->principal = k->auth_token = NULL;
-      k->parked = SL_PARK_TOMBSTONE;
-      uint64_t keep = (uint64_t)k->ns->cfg->recovery.max_disconnection_ms;
-      k->pn.key = now + (keep > SL_TOMBSTONE_MIN_MS ? keep : SL_TOMBSTONE_MIN_MS);
-      sl_heap_insert(&gw->parked, &k->pn);
-    } else {
+    const sl_sio_handler *h = k->ns->srv->sio_handler;
+    if (k->parked == SL_PARK_KEPT && h->on_park_due && h->on_park_due(k))
+      k->parked = SL_PARK_EXPIRING; /* sl_sio_park_settle continues */
+    else if (k->parked == SL_PARK_KEPT)
+      park_expire(gw, k, now);
+    else
       parked_free(gw, k);
-    }
+  }
+  park_timer_arm(gw);
+}
+
+/* sl_sio_park_settle: see sio.h. */
+void sl_sio_park_settle(sl_socket *k, bool taken) {
+  if (k->parked != SL_PARK_EXPIRING) return;
+  sl_gateway *gw = k->ns->srv->gw;
+  if (taken) { /* resumed elsewhere: no tombstone, the pid is not this node's any more */
+    k->parked = SL_PARK_KEPT;
+    sl_heap_insert(&gw->parked, &k->pn); /* parked_free takes it out again */
+    parked_free(gw, k);
+  } else {
+    park_expire(gw, k, uv_now(gw->loop));
   }
   park_timer_arm(gw);
 }
@@ -323,7 +343,7 @@ static sl_socket *recover(sl_session *s, sl_ns *ns, const cJSON *auth) {
   }
   sl_socket *k = sl_container_of(e, sl_socket, phent);
   sl_gateway *gw = s->srv->gw;
-  if (k->parked == SL_PARK_TOMBSTONE) {
+  if (k->parked == SL_PARK_TOMBSTONE || k->parked == SL_PARK_EXPIRING) {
     ns->recoveries[SL_REC_EXPIRED]++;
     parked_free(gw, k);
     return NULL;
@@ -424,9 +444,9 @@ static void handle_connect(sl_session *s, const sio_packet *p, const cJSON *payl
     /* the store does not have it (expired, taken by another node, never kept): neither may
      * a copy parked here be used */
     sl_hent *e = sl_hash_get(&ns->parked, pid);
-    ns->recoveries[e && sl_container_of(e, sl_socket, phent)->parked == SL_PARK_TOMBSTONE
-                       ? SL_REC_EXPIRED
-                       : SL_REC_UNKNOWN]++;
+    uint8_t st = e ? sl_container_of(e, sl_socket, phent)->parked : SL_PARK_NONE;
+    ns->recoveries[st == SL_PARK_TOMBSTONE || st == SL_PARK_EXPIRING ? SL_REC_EXPIRED
+                                                                     : SL_REC_UNKNOWN]++;
     if (e) parked_free(s->srv->gw, sl_container_of(e, sl_socket, phent));
   } else if (pid && looked_up && !sl_hash_get(&ns->parked, pid)) {
     sock = recover_remote(s, ns, payload, blob, bloblen);

@@ -128,6 +128,7 @@ typedef struct sl_ns {
   uint64_t replayed;        /* deliveries replayed into recovered lanes */
   uint64_t store_failed;    /* cluster recoveries given up: Redis failed (a fresh session) */
   uint64_t resent_inflight; /* AT_LEAST_ONCE in-flight messages sent again on recovery */
+  uint64_t handoffs;        /* sessions parked here that another node took (released, not lost) */
 } sl_ns;
 
 /* sluice_recoveries_total{result}: why a CONNECT that presented a pid recovered or not. */
@@ -232,7 +233,9 @@ struct sl_socket {
   sl_heap_node pn;   /* in gw->parked: when the parked session (or its tombstone) expires */
   uint64_t rec_from; /* recovery: the offset a recovering client presented (client.c) */
 };
-enum { SL_PARK_NONE = 0, SL_PARK_KEPT, SL_PARK_TOMBSTONE };
+/* SL_PARK_EXPIRING: kept, its time is up, the layer above is asking the cluster whether
+ * another node took it (sio.h on_park_due); out of gw->parked meanwhile. */
+enum { SL_PARK_NONE = 0, SL_PARK_KEPT, SL_PARK_TOMBSTONE, SL_PARK_EXPIRING };
 
 /* (Members ordered by size, so that no padding is added; spec/bench/memsizes.c prints it.) */
 struct sl_lane {

@@ -15,7 +15,9 @@ import { CutProxy } from "./recovery-helpers.mjs";
 let redis, a, b, pxA, pxB;
 const NS = [{ path: "/r", topics: ["t"], maxQueuedMessagesPerClient: 1000, recovery: { maxDisconnectionMs: 10000 } },
   { path: "/alo", topics: ["t"], deliveryMode: "AT_LEAST_ONCE", overflowAction: "REJECT_NEW", maxRetries: 5,
-    ackTimeoutMs: 20000, maxInFlight: 4, maxQueuedMessagesPerClient: 100, recovery: { maxDisconnectionMs: 10000 } }];
+    ackTimeoutMs: 20000, maxInFlight: 4, maxQueuedMessagesPerClient: 100, recovery: { maxDisconnectionMs: 10000 } },
+  { path: "/short", topics: ["t"], deliveryMode: "AT_LEAST_ONCE", maxRetries: 5, ackTimeoutMs: 20000, maxInFlight: 2,
+    maxQueuedMessagesPerClient: 100, recovery: { maxDisconnectionMs: 1500 } }];
 const cfg = (url) => serverConfig(NS, { cluster: { redis: url, streamKey: "sluice-recovery", blockMs: 200 } });
 
 before(async () => {
@@ -94,10 +96,13 @@ test("disconnected from node A, reconnected to node B: recovered there, same id,
     pxA.cut();
     await disc;
     assert.equal(await metric(a.port, "sluice_recovery_sessions", { namespace: "/r" }), 1);
-    // kept in Redis as the adapter does, with an expiry of maxDisconnectionMs
+    // kept in Redis as the adapter does, with an expiry of maxDisconnectionMs plus a margin
+    // (the node that kept it takes the record back at its own expiry)
     await waitFor(() => redis.cli("EXISTS", `sio:session:${pid}`).trim() === "1", 5000, "the session in Redis");
     const ttl = Number(redis.cli("PTTL", `sio:session:${pid}`).trim());
-    assert.ok(ttl > 0 && ttl <= 10000, `PTTL ${ttl}`);
+    assert.ok(ttl > 10000 && ttl <= 20000, `PTTL ${ttl}`);
+    const rec = JSON.parse(redis.cli("GET", `sio:session:${pid}`));
+    assert.ok(Math.abs(Number(rec.expires) - (Date.now() + 10000)) < 2000, `expires ${rec.expires}`);
     await publish(a.port, Array.from({ length: 20 }, (_, i) => ({ namespace: "/r", topic: "t", payload: i })));
     await sleep(500); // node B read them from the stream
     s.io.uri = `http://127.0.0.1:${pxB.port}`; // the load balancer sends it to node B
@@ -261,6 +266,88 @@ test("AT_LEAST_ONCE in flight on node A, its entries trimmed before node B recov
     await sleep(200);
     assert.deepEqual(got.slice(4).map((g) => g.payload), [104, 105, 106]);
     assert.equal(await metric(b.port, "sluice_messages_lost_total", { namespace: "/alo", topic: "t", reason: "trimmed" }) - lost0, 3);
+  } finally { s.close(); }
+});
+
+// Node A's expiry of a session it kept: it takes the record back (GETDEL). Gone: another node
+// took it, so what A's lanes held was not lost (B delivers it): released, counted as a handoff.
+const SHORT = "/short";
+const lostOn = async (node) => (await metric(node.port, "sluice_messages_lost_total", { namespace: SHORT, topic: "t", reason: "disconnect" })) || 0;
+const handoffsOn = async (node) => (await metric(node.port, "sluice_recovery_handoffs_total", { namespace: SHORT })) || 0;
+
+// Connect to node A on /short, subscribe, get 2 in flight (not acked) and 3 queued, then cut.
+async function parkOnA(tag) {
+  const s = io(`http://127.0.0.1:${pxA.port}${SHORT}`, { forceNew: true, transports: ["websocket"],
+    reconnectionDelay: 50, reconnectionDelayMax: 100, randomizationFactor: 0 });
+  const got = [];
+  s.on("t", (payload, meta) => got.push({ payload, meta }));
+  await withTimeout(new Promise((r) => s.once("connect", r)), 5000, "connect");
+  await s.timeout(5000).emitWithAck("subscribe", { topic: "t" });
+  await publish(a.port, Array.from({ length: 5 }, (_, k) => ({ namespace: SHORT, topic: "t", payload: `${tag}${k}` })));
+  await waitFor(() => got.length === 2, 5000, "the 2 messages of the window");
+  await sleep(100);
+  const pid = s._pid;
+  const disc = new Promise((r) => s.once("disconnect", r));
+  pxA.cut();
+  await disc;
+  await waitFor(() => redis.cli("EXISTS", `sio:session:${pid}`).trim() === "1", 5000, "the session in Redis");
+  return { s, got, pid };
+}
+
+async function reconnectToB(s) {
+  s.io.uri = `http://127.0.0.1:${pxB.port}`;
+  s.io.opts.port = String(pxB.port);
+  const back = new Promise((r) => s.once("connect", r));
+  pxA.release();
+  await withTimeout(back, 5000, "reconnect on node B");
+}
+
+test("maxDisconnectionMs 1500: parked on node A, recovered on node B: node A releases it without counting a loss", async () => {
+  const lostA0 = await lostOn(a), handA0 = await handoffsOn(a);
+  const { s, got } = await parkOnA("h");
+  try {
+    await reconnectToB(s);
+    assert.equal(s.recovered, true);
+    for (const g of got.splice(0)) s.emit("ack", { topic: "t", messageId: g.meta.messageId });
+    await sleep(2500); // past node A's maxDisconnectionMs
+    assert.equal(await lostOn(a), lostA0, "node A counted the handed-off session's messages lost");
+    assert.equal(await handoffsOn(a), handA0 + 1);
+    assert.equal(await metric(a.port, "sluice_recovery_sessions", { namespace: SHORT }), 0);
+    assert.equal(await lostOn(b), 0);
+  } finally { s.close(); }
+});
+
+test("maxDisconnectionMs 1500: parked on node A, nobody recovers it: node A counts what it held lost", async () => {
+  const lostA0 = await lostOn(a), handA0 = await handoffsOn(a);
+  const { s, pid } = await parkOnA("n");
+  s.close(); // never comes back
+  pxA.release();
+  await sleep(2500);
+  assert.equal(await lostOn(a), lostA0 + 5); // 2 in flight, 3 queued
+  assert.equal(await handoffsOn(a), handA0);
+  assert.equal(await metric(a.port, "sluice_recovery_sessions", { namespace: SHORT }), 0);
+  assert.equal(redis.cli("EXISTS", `sio:session:${pid}`).trim(), "0"); // taken back by node A
+});
+
+// Node B judges expiry from the record (its "expires"), not from the key's PX (which outlives
+// it): past it, a fresh session, counted expired, and node B counts the loss (node A, finding
+// the record taken, releases it quietly): counted once.
+test("the record past its expiry when node B takes it: a fresh session, the loss counted once, on node B", async () => {
+  const lostA0 = await lostOn(a), lostB0 = await lostOn(b), handA0 = await handoffsOn(a);
+  const exp0 = await metric(b.port, "sluice_recoveries_total", { namespace: SHORT, result: "expired" }) || 0;
+  const { s, pid } = await parkOnA("e");
+  try {
+    const key = `sio:session:${pid}`;
+    const rec = JSON.parse(redis.cli("GET", key));
+    rec.expires = String(Date.now() - 1);
+    redis.cli("SET", key, JSON.stringify(rec), "PX", "10000");
+    await reconnectToB(s);
+    assert.equal(s.recovered, false);
+    assert.equal(await metric(b.port, "sluice_recoveries_total", { namespace: SHORT, result: "expired" }), exp0 + 1);
+    assert.equal(await lostOn(b), lostB0 + 5);
+    await sleep(2500);
+    assert.equal(await lostOn(a), lostA0);
+    assert.equal(await handoffsOn(a), handA0 + 1);
   } finally { s.close(); }
 });
 
