@@ -501,16 +501,11 @@ static void limits_metrics(sl_server *srv, sl_sbuf *b) {
     sl_sbuf_printf(b, "\"} %llu\n", (unsigned long long)gw->servers[i].lim.inbound);
   }
   metric_head(b, "sluice_socket_writes_total", "counter",
-              "Write system calls on client connections (a writev of every frame queued)");
+              "Write system calls on this server's connections (one writev carries every frame "
+              "queued for a connection; deliveries over writes is the frames per write)");
   sl_sbuf_puts(b, "sluice_socket_writes_total{server=\"");
   label_escape(b, srv->cfg->name);
   sl_sbuf_printf(b, "\"} %llu\n", (unsigned long long)srv->net_writes);
-  metric_head(b, "sluice_socket_write_frames_total", "counter",
-              "Frames (and HTTP answers) written on client connections: over "
-              "sluice_socket_writes_total, the frames per write");
-  sl_sbuf_puts(b, "sluice_socket_write_frames_total{server=\"");
-  label_escape(b, srv->cfg->name);
-  sl_sbuf_printf(b, "\"} %llu\n", (unsigned long long)srv->net_frames);
   metric_head(b, "sluice_flush_windows_total", "counter",
               "Batching windows (flushIntervalMs) that closed with connections to write");
   sl_sbuf_printf(b, "sluice_flush_windows_total %llu\n", (unsigned long long)gw->windows_closed);
@@ -554,6 +549,12 @@ static void recovery_metrics(sl_server *srv, sl_sbuf *b) {
       {"sluice_recovery_history_bytes", "gauge", "Encoded bytes held in the history", 3},
       {"sluice_recovery_sessions", "gauge",
        "Disconnected sessions kept for recovery (tombstones of expired ones excluded)", 4},
+      {"sluice_recovery_store_failures_total", "counter",
+       "Recoveries across nodes given up because Redis failed (a fresh session instead)", 5},
+      {"sluice_recovery_handoffs_total", "counter",
+       "Sessions kept here, taken and resumed by another node before they expired (released "
+       "without loss)",
+       6},
   };
   for (size_t k = 0; k < sizeof rows / sizeof rows[0]; k++) {
     metric_head(b, rows[k].name, rows[k].type, rows[k].help);
@@ -566,10 +567,13 @@ static void recovery_metrics(sl_server *srv, sl_sbuf *b) {
       case 1: v = ns->resent_inflight; break;
       case 2: v = sl_recovery_history_len(ns); break;
       case 3: v = sl_recovery_history_bytes(ns); break;
+      case 5: v = ns->store_failed; break;
+      case 6: v = ns->handoffs; break;
       default:
         for (size_t bk = 0; bk < ns->parked.nb; bk++)
           for (sl_hent *e = ns->parked.b[bk]; e; e = e->hnext)
-            v += sl_container_of(e, sl_socket, phent)->parked == SL_PARK_KEPT;
+            v += sl_container_of(e, sl_socket, phent)->parked == SL_PARK_KEPT ||
+                 sl_container_of(e, sl_socket, phent)->parked == SL_PARK_EXPIRING;
       }
       ns_label(b, rows[k].name, ns);
       sl_sbuf_printf(b, "} %llu\n", (unsigned long long)v);
@@ -634,7 +638,8 @@ static void metrics_text(sl_server *srv, sl_sbuf *b) {
   metric_head(b, "sluice_messages_lost_total", "counter",
               "Deliveries accepted and never delivered: restart = held by a process that did "
               "not stop cleanly (counted at the next start), disconnect = held by a lane whose "
-              "subscriber left, spill failed = could not be written to the spill");
+              "subscriber left, spill failed = could not be written to the spill, trimmed = in "
+              "flight on a node, gone from the stream when another node recovered the session");
   uint64_t unlabelled = 0;
   for (size_t i = i0; i < i1; i++) {
     unlabelled += gw->servers[i].lost_restart_unlabelled;

@@ -10,11 +10,15 @@
  * skips them when it reads them back.
  *
  * The reader positions itself once with XINFO STREAM (last-generated-id, entries-added),
- * then loops on XREAD BLOCK from the last id it read. An XINFO STREAM goes before every XREAD
- * on the same link, so the counts it returns match what was read: of the entries added since
- * the start (entries-added then and now), those neither read nor still in the stream past
- * the last id read (none at the end of the stream, at most its length otherwise) were
- * trimmed unread: counted and logged, never waited for. Exact once the node catches up. */
+ * then loops on XREAD BLOCK from the last id it read. An XINFO STREAM goes right before an
+ * XREAD on the same link (never alone), so the counts it returns match what was read: of the
+ * entries added since the start (entries-added then and now), those neither read nor still
+ * in the stream past the last id read (none at the end of the stream, at most its length
+ * otherwise) were trimmed unread: counted and logged, never waited for. The check goes with
+ * the first XREAD after the link (re)connects and then at most every GAP_CHECK_MS (not before
+ * every XREAD: at high rates it cost as much as the read); the counts are cumulative, so a
+ * check that comes later still counts every entry lost before it. Exact once the node
+ * catches up (a check made at the end of the stream). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +35,7 @@
 #define TICK_MS 1000
 #define NUMSUB_EVERY_MS 2000
 #define READ_RETRY_MS 1000
+#define GAP_CHECK_MS 100 /* at most this often an XINFO STREAM goes before an XREAD */
 #define SEEN_SLOTS 64
 #define LOG_WINDOW_MS 10000
 
@@ -86,6 +91,7 @@ struct sl_cluster {
   int64_t base_added; /* entries-added at the position (rebased when the stream restarts) */
   uint64_t read_total;
   uint64_t last_check, read_retry_at;
+  bool check_due; /* the next XREAD gets its XINFO STREAM whatever the time (reconnected) */
   struct {
     char uid[48];
     uint64_t seq, used;
@@ -107,7 +113,10 @@ struct sl_cluster {
 };
 
 struct take_ctx {
-  sl_cluster_session_cb cb;
+  sl_cluster_session_cb cb;     /* a GETDEL, or */
+  sl_cluster_range_cb range_cb; /* an XRANGE (sl_cluster_range) */
+  char after[48];
+  size_t count;
   void *ud;
   struct take_ctx *next, **pprev; /* in cl->takes while the reply is awaited */
 };
@@ -463,9 +472,12 @@ static void read_next(sl_cluster *cl) {
   uint64_t now = sl_now_ms();
   if (cl->read_retry_at && now < cl->read_retry_at) return; /* the tick resumes */
   cl->read_retry_at = 0;
-  /* before every XREAD, on the same link: its counts match what was read so far */
-  cl->last_check = now;
-  (void)sl_redis_link_cmd(cl->r, gap_cb, cl, "XINFO STREAM %s", cl->cfg.stream_key);
+  /* right before an XREAD, on the same link: its counts match what was read so far */
+  if (cl->check_due || now - cl->last_check >= GAP_CHECK_MS) {
+    cl->last_check = now;
+    cl->check_due = false;
+    (void)sl_redis_link_cmd(cl->r, gap_cb, cl, "XINFO STREAM %s", cl->cfg.stream_key);
+  }
   if (sl_redis_link_cmd(cl->r, read_cb, cl, "XREAD COUNT %lld BLOCK %lld STREAMS %s %s",
                         (long long)cl->cfg.read_count, (long long)cl->cfg.block_ms,
                         cl->cfg.stream_key, cl->last_id) == 0)
@@ -529,6 +541,7 @@ static void on_w_down(sl_redis_link *l, void *ud, const char *reason) {
 static void on_r_up(sl_redis_link *l, void *ud) {
   sl_cluster *cl = ud;
   cl->reading = false;
+  cl->check_due = true;
   if (!cl->positioned) {
     if (sl_redis_link_cmd(cl->r, position_cb, cl, "XINFO STREAM %s", cl->cfg.stream_key) == 0)
       cl->reading = true;
@@ -669,7 +682,10 @@ void sl_cluster_stop(sl_server *srv) {
   while (cl->takes) {
     take_ctx *t = cl->takes;
     take_unlink(t);
-    t->cb(t->ud, NULL, 0);
+    if (t->range_cb)
+      t->range_cb(t->ud, SL_ESTATE, NULL, 0);
+    else
+      t->cb(t->ud, SL_ESTATE, NULL, 0);
     free(t);
   }
   sl_redis_link_free(cl->r);
@@ -730,19 +746,93 @@ static void take_cb(sl_redis_link *l, redisReply *r, void *ud) {
   take_ctx *t = ud;
   take_unlink(t);
   if (r && r->type == REDIS_REPLY_STRING)
-    t->cb(t->ud, r->str, r->len);
+    t->cb(t->ud, 0, r->str, r->len);
+  else if (r && r->type == REDIS_REPLY_NIL)
+    t->cb(t->ud, 0, NULL, 0);
   else
-    t->cb(t->ud, NULL, 0);
+    t->cb(t->ud, SL_ESTATE, NULL, 0);
   free(t);
 }
 
 /* sl_cluster_session_take: see cluster.h. */
 int sl_cluster_session_take(sl_cluster *cl, const char *pid, sl_cluster_session_cb cb, void *ud) {
   if (!sl_redis_link_up(cl->w)) return SL_ESTATE;
-  take_ctx *t = sl_xmalloc(sizeof *t);
+  take_ctx *t = sl_xcalloc(1, sizeof *t);
   t->cb = cb;
   t->ud = ud;
   if (sl_redis_link_cmd(cl->w, take_cb, t, "GETDEL " SESSION_PREFIX "%s", pid) != 0) {
+    free(t);
+    return SL_ESTATE;
+  }
+  t->next = cl->takes;
+  if (t->next) t->next->pprev = &t->next;
+  t->pprev = &cl->takes;
+  cl->takes = t;
+  return 0;
+}
+
+/* Decode the entries of an XRANGE reply r into a new array (r->elements of them). */
+static sl_cluster_entry *range_decode(const redisReply *r) {
+  sl_cluster_entry *v = sl_xcalloc(r->elements, sizeof *v);
+  for (size_t i = 0; i < r->elements; i++) {
+    const redisReply *x = r->element[i];
+    const redisReply *f = x->type == REDIS_REPLY_ARRAY && x->elements == 2 ? x->element[1] : NULL;
+    const redisReply *id = f ? x->element[0] : NULL;
+    size_t nf = f && f->type == REDIS_REPLY_ARRAY ? f->elements : 0;
+    const char *fv[32];
+    size_t fl[32];
+    if (nf > 32) nf = 32; /* the adapter writes 8 values; more is not its format */
+    for (size_t k = 0; k < nf; k++) {
+      fv[k] = f->element[k]->type == REDIS_REPLY_STRING ? f->element[k]->str : "";
+      fl[k] = f->element[k]->type == REDIS_REPLY_STRING ? f->element[k]->len : 0;
+    }
+    if (id && id->type == REDIS_REPLY_STRING && id->len < sizeof v[i].id)
+      memcpy(v[i].id, id->str, id->len);
+    v[i].rc = v[i].id[0] ? sl_cl_decode(fv, fl, nf, &v[i].e) : SL_CL_MALFORMED;
+  }
+  return v;
+}
+
+static void range_cb(sl_redis_link *l, redisReply *r, void *ud) {
+  (void)l;
+  take_ctx *t = ud;
+  take_unlink(t);
+  if (!r || r->type != REDIS_REPLY_ARRAY) {
+    t->range_cb(t->ud, SL_ESTATE, NULL, 0);
+  } else {
+    const redisReply *first = r->elements ? r->element[0] : NULL;
+    const redisReply *fid = first && first->type == REDIS_REPLY_ARRAY && first->elements == 2
+                                ? first->element[0]
+                                : NULL;
+    if (!fid || fid->type != REDIS_REPLY_STRING || fid->len != strlen(t->after) ||
+        memcmp(fid->str, t->after, fid->len) != 0 || r->elements - 1 > t->count) {
+      t->range_cb(t->ud, SL_ENOENT, NULL, 0); /* trimmed, or more than the bound */
+    } else {
+      sl_cluster_entry *v = range_decode(r);
+      t->range_cb(t->ud, 0, v, r->elements);
+      for (size_t i = 0; i < r->elements; i++) sl_cl_entry_free(&v[i].e);
+      free(v);
+    }
+  }
+  free(t);
+}
+
+/* sl_cluster_range: see cluster.h. */
+int sl_cluster_range(sl_cluster *cl, const char *after, size_t count, sl_cluster_range_cb cb,
+                     void *ud) {
+  if (!sl_redis_link_up(cl->w) || strlen(after) >= sizeof((take_ctx *)0)->after) return SL_ESTATE;
+  take_ctx *t = sl_xcalloc(1, sizeof *t);
+  t->range_cb = cb;
+  t->ud = ud;
+  t->count = count;
+  memcpy(t->after, after, strlen(after) + 1);
+  /* inclusive of `after`: the reply starts with its entry while it is still in the stream
+   * (the adapter's check), then at most count entries after it; one more means too many */
+  int rc = count ? sl_redis_link_cmd(cl->w, range_cb, t, "XRANGE %s %s + COUNT %llu",
+                                     cl->cfg.stream_key, after, (unsigned long long)count + 2)
+                 : sl_redis_link_cmd(cl->w, range_cb, t, "XRANGE %s %s %s", cl->cfg.stream_key,
+                                     after, after);
+  if (rc != 0) {
     free(t);
     return SL_ESTATE;
   }

@@ -23,6 +23,7 @@
 #include <stdint.h>
 #include <stdbool.h>
 #include "sl_internal.h"
+#include "cluster_codec.h"
 
 typedef struct sl_cluster sl_cluster;
 
@@ -77,14 +78,41 @@ void sl_cluster_set_pubsub_handler(sl_cluster *cl, sl_cluster_msg_fn fn, void *u
 int sl_cluster_session_put(sl_cluster *cl, const char *pid, const char *blob, size_t len,
                            uint64_t ttl_ms);
 
-/* What sl_cluster_session_take found: the blob (borrowed for the call), or NULL (no such key,
- * an error reply, or the link dropped before the reply). */
-typedef void (*sl_cluster_session_cb)(void *ud, const char *blob, size_t len);
+/* What sl_cluster_session_take found: status 0 with the blob (borrowed for the call), or
+ * status 0 with NULL (no such key: taken already, expired, never kept), or status SL_ESTATE
+ * with NULL (an error reply, the link dropped before the reply, or the cluster stopped: the
+ * outcome is unknown). */
+typedef void (*sl_cluster_session_cb)(void *ud, int status, const char *blob, size_t len);
 
 /* sl_cluster_session_take: GETDEL sio:session:<pid> (one node takes a session, once); cb runs
  * once with the result, later, on the loop (with NULL when the cluster stops first).
  * Returns 0, or SL_ESTATE when the link is down (cb is not called). */
 int sl_cluster_session_take(sl_cluster *cl, const char *pid, sl_cluster_session_cb cb, void *ud);
+
+/* One stream entry of an XRANGE: its id and what sl_cl_decode made of it (rc SL_CL_OK: e is
+ * filled; else skip it). Owned by the cluster, borrowed for the callback. */
+typedef struct sl_cluster_entry {
+  char id[48];
+  int rc;
+  sl_cl_entry e;
+} sl_cluster_entry;
+
+/* What sl_cluster_range found: status 0 with v[0] the entry `after` itself and v[1..n) the
+ * entries after it (at most count), or SL_ENOENT (the entry `after` is no longer in the
+ * stream, or more than count entries follow it: a replay from there would be partial), or
+ * SL_ESTATE (an error reply, the link dropped or timed out, or the cluster stopped). v is
+ * borrowed for the call. */
+typedef void (*sl_cluster_range_cb)(void *ud, int status, const sl_cluster_entry *v, size_t n);
+
+/* sl_cluster_range: for a recovery on this node of a session another node kept: the stream's
+ * entry `after` and, count > 0, the entries after it: XRANGE <streamKey> <after> + COUNT
+ * count+2 (count 0: XRANGE <after> <after>, that entry alone) on the write link, checking that
+ * the reply starts with `after` itself (the adapter's restoreSession check). cb runs once,
+ * later, on the loop (replies in the order the commands were sent; on a stop, in any order).
+ * Returns 0, or SL_ESTATE when the
+ * link is down (cb is not called). */
+int sl_cluster_range(sl_cluster *cl, const char *after, size_t count, sl_cluster_range_cb cb,
+                     void *ud);
 
 /* Accessors: the server, the node's uid in the stream ("sluice-<boot id>-<n>"), its copy of
  * the cluster block. */

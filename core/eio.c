@@ -295,6 +295,7 @@ void sl_session_flush(sl_session *s) {
     if (unsent < hwm && pull) pulled = pull(s, hwm - unsent);
     if (s->transport == SL_TR_WS) {
       if (!s->ws) return;
+      s->ws->fed |= pulled; /* keeps its write ring (net.h) until the next heartbeat */
       sl_conn_flush(s->ws);
       if (s->state == SL_ST_CLOSED || !s->ws || s->ws->writing || !pulled) return;
     } else {
@@ -334,6 +335,7 @@ void sl_eio_free_dead(sl_gateway *gw) {
   while (gw->dead_sessions) {
     sl_session *s = gw->dead_sessions;
     gw->dead_sessions = s->next_dead;
+    sl_strpool_put(&gw->remotes, s->remote);
     free(s->bearer);
     free(s);
   }
@@ -423,6 +425,8 @@ static void session_deadline(sl_session *s, uint64_t now) {
     return;
   }
   if (!s->waiting_pong && now >= s->ping_due) {
+    /* quiet since the last ping: the write ring goes when the ping is written (net.h fed) */
+    if (s->ws) s->ws->fed = 0;
     send_text(s, "2");
     s->waiting_pong = 1;
     s->pong_due = now + (uint64_t)s->srv->cfg->ping_timeout_ms;
@@ -463,7 +467,8 @@ static sl_session *session_new(sl_server *srv, sl_conn *c, int transport, bool r
   do { sl_random_id(s->sid, 20); } while (sl_hash_get(&srv->sessions, s->sid));
   sl_hash_put(&srv->sessions, &s->hent, s->sid);
   sl_list_init(&s->ready);
-  sl_conn_remote(c, s->remote, sizeof s->remote);
+  char addr[64];
+  s->remote = sl_strpool_get(&srv->gw->remotes, sl_conn_remote(c, addr, sizeof addr));
   if (c->req && c->req->authorization) {
     const char *a = c->req->authorization;
     if (strncasecmp(a, "bearer ", 7) == 0) {

@@ -35,7 +35,10 @@ enum { SL_ST_OPEN = 0, SL_ST_UPGRADING, SL_ST_CLOSED };
  * ever_joined (Socket.IO, delivery) and eio (raw endpoint) belong to the layers above; eio
  * only initialises them and reads ever_joined for the connect timeout. */
 struct sl_session {
-  sl_hent hent; /* in srv->sessions (key = sid) */
+  union {
+    sl_hent hent;                 /* in srv->sessions (key = sid) while open */
+    struct sl_session *next_dead; /* in gw->dead_sessions once closed (out of the table) */
+  };
   sl_server *srv;
   char sid[21];
   uint8_t transport;
@@ -51,17 +54,22 @@ struct sl_session {
   size_t pq_bytes;
   sl_heap_node hn; /* in gw->sheap; key = next heartbeat / pong / connect deadline */
   uint64_t created_ms;
-  uint64_t ping_due, pong_due;
+  union { /* one deadline: the next ping, or while waiting_pong the pong's */
+    uint64_t ping_due;
+    uint64_t pong_due;
+  };
   struct sl_socket *sockets; /* joined namespaces */
   sl_link ready;             /* lanes with messages waiting for room in the socket */
   sl_link dlink;             /* in the gateway's dirty list or a batching window */
-  /* binary packet being reassembled */
-  struct sl_pending_bin *pbin;
-  struct sl_sio_pending *pending; /* CONNECTs waiting for a recovery lookup (sio.c) */
-  struct sl_eio_conn *eio;
-  struct sl_session *next_dead;
-  char remote[46];
-  char *bearer; /* Authorization: Bearer token seen at the handshake */
+  union { /* the layer above's own state: Socket.IO's or the raw endpoint's (sess->raw) */
+    struct {
+      struct sl_pending_bin *pbin;    /* Socket.IO: binary packet being reassembled */
+      struct sl_sio_pending *pending; /* Socket.IO: CONNECTs waiting for a recovery lookup */
+    };
+    struct sl_eio_conn *eio; /* raw endpoint: the Lua connection box */
+  };
+  const char *remote; /* the peer's address at the handshake (gw->remotes: shared copies) */
+  char *bearer;       /* Authorization: Bearer token seen at the handshake */
 };
 
 /* sl_eio_http: net's request for the Socket.IO endpoint or the raw engineIo path (the URL

@@ -141,6 +141,7 @@ static void gateway_destroy(sl_gateway *gw) {
   sl_heap_free(&gw->sheap);
   sl_heap_free(&gw->parked);
   sl_window_free(gw);
+  sl_strpool_free(&gw->remotes);
   sl_hooks_free(gw);
   /* the embedder owns the configs (and the VM): released after everything pointing in */
   if (gw->ops.destroy) gw->ops.destroy(gw->ops_ud);

@@ -19,6 +19,7 @@ const char *const sl_lost_reasons[SL_LOST_COUNT] = {
     [SL_LOST_RESTART] = "restart",
     [SL_LOST_DISCONNECT] = "disconnect",
     [SL_LOST_SPILL_FAILED] = "spill failed",
+    [SL_LOST_TRIMMED] = "trimmed",
 };
 
 /* sl__lane_held_slot: see lane.h. */

@@ -86,15 +86,21 @@ static inline bool sl_lane_can_send(const sl_lane *l) {
  * window (flushIntervalMs, 0 for AT_LEAST_ONCE namespaces) the session waits for it instead,
  * unless the lane is half full (count or bytes): a window never makes a lane overflow. */
 static inline void sl_lane_ready(sl_lane *l) {
-  if (!sl_lane_can_send(l)) return;
+  if (!l->qn) return;
+  const sl_ns_config *cfg = sl_lane_cfg(l);
+  int64_t wait = 0;
+  if (cfg->delivery == SL_AT_LEAST_ONCE) {
+    if (!sl_lane_can_send(l)) return; /* the in-flight window is full */
+  } else {
+    wait = cfg->flush_interval_ms; /* read before the stores below (no reload) */
+  }
   sl_session *s = l->sock->sess;
   if (!s) return; /* parked for recovery: no session to pull into until it comes back */
   if (!sl_linked(&l->rlink)) sl_list_push(&s->ready, &l->rlink);
   if (s->dirty == 1) return; /* written at the end of this iteration already */
-  const sl_ns_config *cfg = sl_lane_cfg(l);
-  if (cfg->flush_interval_ms > 0 && 2 * sl_lane_count(l) < (uint64_t)cfg->max_queued_msgs &&
+  if (wait > 0 && 2 * sl_lane_count(l) < (uint64_t)cfg->max_queued_msgs &&
       2 * l->qbytes < (uint64_t)cfg->max_queued_bytes)
-    sl_session_defer(s, (uint32_t)cfg->flush_interval_ms);
+    sl_session_defer(s, (uint32_t)wait);
   else
     sl_session_mark_dirty(s);
 }

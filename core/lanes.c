@@ -130,11 +130,11 @@ void sl_lane_detach(sl_lane *l) {
 /* Release a lane: its queue, its in-flight entries (their deadlines leave the heap, so an
  * unsubscribe with a message in flight never wedges a later subscription) and its spill
  * files. */
-static void lane_free(sl_lane *l) {
+static void lane_free(sl_lane *l, bool count_lost) {
   sl_topic *t = l->topic;
   sl_lane_detach(l);
   /* What the lane still holds goes with it: counted, and out of the crash ledger. */
-  uint64_t held = sl_lane_held(l);
+  uint64_t held = count_lost ? sl_lane_held(l) : 0;
   if (held) {
     t->lost[SL_LOST_DISCONNECT] += held;
     sl_log_debug("client %s left topic %s holding %llu undelivered message(s)", l->sock->id,
@@ -153,7 +153,7 @@ void sl_unsubscribe(sl_socket *sock, sl_topic *t) {
     if ((*pp)->topic == t) {
       sl_lane *l = *pp;
       *pp = l->next;
-      lane_free(l);
+      lane_free(l, true);
       return;
     }
   }
@@ -164,7 +164,16 @@ void sl_socket_drop_lanes(sl_socket *sock) {
   while (sock->lanes) {
     sl_lane *l = sock->lanes;
     sock->lanes = l->next;
-    lane_free(l);
+    lane_free(l, true);
+  }
+}
+
+/* sl_socket_hand_off_lanes: see lanes.h. */
+void sl_socket_hand_off_lanes(sl_socket *sock) {
+  while (sock->lanes) {
+    sl_lane *l = sock->lanes;
+    sock->lanes = l->next;
+    lane_free(l, false);
   }
 }
 

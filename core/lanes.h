@@ -22,6 +22,10 @@ void sl_unsubscribe(sl_socket *sock, sl_topic *t);
 /* sl_socket_drop_lanes: release every lane of a socket, as sl_unsubscribe does (disconnect). */
 void sl_socket_drop_lanes(sl_socket *sock);
 
+/* sl_socket_hand_off_lanes: release every lane of a parked socket whose session another node
+ * took (and now delivers): what they hold is not counted lost. */
+void sl_socket_hand_off_lanes(sl_socket *sock);
+
 /* sl_lane_detach: take lane l out of its topic's subscriber array (no more offers) and off
  * its session's ready list; what it holds stays. No-op when it is not attached. */
 void sl_lane_detach(sl_lane *l);

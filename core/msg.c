@@ -68,7 +68,7 @@ void sl_msg_unref(sl_msg *m) {
 /* sl_mq_push: append (takes the caller's reference). */
 void sl_mq_push(sl_mq *q, sl_msg *m, bool raw) {
   if (q->n == q->cap) {
-    uint32_t ncap = q->cap ? q->cap * 2 : 4;
+    uint32_t ncap = q->cap ? q->cap * 2 : 2; /* small: most queues of idle connections */
     uintptr_t *nv = sl_xmalloc(sizeof(uintptr_t) * ncap);
     for (uint32_t i = 0; i < q->n; i++) nv[i] = q->v[(q->head + i) & (q->cap - 1)];
     free(q->v);
@@ -114,9 +114,11 @@ static uint32_t hash_str(const char *s) {
   return h;
 }
 
-/* sl_hash_put: insert e under key (the key string must live as long as the entry). */
+/* sl_hash_put: insert e under key (the key string must live as long as the entry). The table
+ * doubles past two entries per bucket: chains stay short (no lookup is on a per-delivery
+ * path) and a table of 10,000 sessions costs 64 KiB of buckets, not 128. */
 void sl_hash_put(sl_hash *h, sl_hent *e, const char *key) {
-  if (h->n + 1 > h->nb) {
+  if (h->n + 1 > 2 * h->nb) {
     size_t nb = h->nb ? h->nb * 2 : 16;
     sl_hent **b = sl_xcalloc(nb, sizeof *b);
     for (size_t i = 0; i < h->nb; i++) {
@@ -165,4 +167,54 @@ void sl_hash_del(sl_hash *h, sl_hent *e) {
 void sl_hash_free(sl_hash *h) {
   free(h->b);
   memset(h, 0, sizeof *h);
+}
+
+/* ---- string pool ---- */
+
+typedef struct sl_pooled {
+  sl_hent hent; /* key: text */
+  uint32_t refs;
+  char text[];
+} sl_pooled;
+
+static sl_pooled *pooled_of(const char *p) {
+  return (sl_pooled *)(void *)((char *)(uintptr_t)p - offsetof(sl_pooled, text));
+}
+
+/* sl_strpool_get: see msg.h. */
+const char *sl_strpool_get(sl_hash *pool, const char *s) {
+  sl_hent *e = sl_hash_get(pool, s);
+  if (e) {
+    sl_pooled *x = sl_container_of(e, sl_pooled, hent);
+    x->refs++;
+    return x->text;
+  }
+  size_t n = strlen(s);
+  sl_pooled *x = sl_xmalloc(sizeof *x + n + 1);
+  memcpy(x->text, s, n + 1);
+  x->refs = 1;
+  sl_hash_put(pool, &x->hent, x->text);
+  return x->text;
+}
+
+/* sl_strpool_put: see msg.h. */
+void sl_strpool_put(sl_hash *pool, const char *p) {
+  if (!p) return;
+  sl_pooled *x = pooled_of(p);
+  if (--x->refs) return;
+  sl_hash_del(pool, &x->hent);
+  free(x);
+}
+
+/* sl_strpool_free: see msg.h. */
+void sl_strpool_free(sl_hash *pool) {
+  for (size_t i = 0; i < pool->nb; i++) {
+    sl_hent *e = pool->b[i];
+    while (e) {
+      sl_hent *nx = e->hnext;
+      free(sl_container_of(e, sl_pooled, hent));
+      e = nx;
+    }
+  }
+  sl_hash_free(pool);
 }

@@ -6,6 +6,7 @@
 #define SL_MSG_H
 
 #include <stdbool.h>
+#include <stdlib.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -76,6 +77,15 @@ static inline bool sl_mq_raw_at(const sl_mq *q, uint32_t i) {
 /* sl_mq_pop: remove the first entry and hand its reference to the caller (who unrefs it);
  * the queue must not be empty. */
 sl_msg *sl_mq_pop(sl_mq *q);
+/* sl_mq_release: free the ring storage of an empty queue (the next push allocates again).
+ * No-op on a queue that holds anything. */
+static inline void sl_mq_release(sl_mq *q) {
+  if (q->n || !q->v) return;
+  free(q->v);
+  q->v = NULL;
+  q->cap = q->head = 0;
+}
+
 /* sl_mq_clear: unref every entry and free the ring; the queue is empty and reusable. */
 void sl_mq_clear(sl_mq *q);
 static inline size_t sl_mq_bytes_at(const sl_mq *q, uint32_t i) {
@@ -120,6 +130,18 @@ void sl_hash_put(sl_hash *h, sl_hent *e, const char *key);
 sl_hent *sl_hash_get(const sl_hash *h, const char *key);
 /* sl_hash_del: take e out of the table (e must be in it); the entry itself is the caller's. */
 void sl_hash_del(sl_hash *h, sl_hent *e);
+
+/* A string pool: shared, counted copies of short strings that many owners repeat (the peer
+ * address of every session: clients behind one proxy, or a benchmark on loopback, all have
+ * the same), so each owner keeps a pointer instead of a copy. The pool is an sl_hash. */
+/* sl_strpool_get: a copy of s shared by every holder of an equal string (one more count).
+ * Valid until the matching sl_strpool_put. Aborts when memory runs out. */
+const char *sl_strpool_get(sl_hash *pool, const char *s);
+/* sl_strpool_put: give back one count of p (a result of sl_strpool_get on this pool); the
+ * copy goes with its last count. NULL is a no-op. */
+void sl_strpool_put(sl_hash *pool, const char *p);
+/* sl_strpool_free: free every copy still in the pool and its table. */
+void sl_strpool_free(sl_hash *pool);
 /* sl_hash_free: free the bucket array (not the entries, which belong to their owners); the
  * table is empty and reusable afterwards. */
 void sl_hash_free(sl_hash *h);

@@ -359,6 +359,8 @@ static void http_feed(sl_conn *c, const char *data, size_t len) {
     req_free(c->req);
     c->req = NULL;
     sl__net_set_charge(c, 0); /* from here on ws charges what it holds */
+    /* the parser is done: its bytes become ws.c's frame tracker (net.h), starting empty */
+    memset(&c->parser, 0, sizeof c->parser);
     if (n < len && c->ops->on_data) c->ops->on_data(c, (const uint8_t *)data + n, len - n);
     return;
   }
@@ -434,6 +436,17 @@ static const sl_tls_sink tls_sink = {tls_on_plain, tls_on_cipher};
 static void tls_read(sl_conn *c, const uint8_t *data, size_t len) {
   bool hs = sl_tls_handshake_done(c->tls);
   int r = sl_tls_feed(c->tls, data, len, &tls_sink, c);
+  if (!hs && sl_tls_handshake_done(c->tls)) {
+    /* which record layer the connection got (tls.h: the handoff), counted and, when
+     * OpenSSL keeps it, said why */
+    if (sl_tls_offloaded(c->tls)) {
+      c->srv->tls_conns_offloaded++;
+    } else {
+      c->srv->tls_conns_openssl++;
+      sl_log_debug("TLS connection kept on OpenSSL's record layer: %s",
+                   sl_tls_fallback_reason(c->tls));
+    }
+  }
   if (r == 0 || c->closing) return;
   if (r == SL_EIO && !hs) {
     char addr[64];
@@ -441,6 +454,7 @@ static void tls_read(sl_conn *c, const uint8_t *data, size_t len) {
     sl_log_debug("TLS handshake with %s failed: %s", sl_conn_remote(c, addr, sizeof addr),
                  sl_tls_last_error());
   } else if (r == SL_EIO) {
+    c->srv->tls_record_errors++;
     sl_log_debug("TLS error, closing the connection: %s", sl_tls_last_error());
   }
   sl_conn_close(c);
@@ -460,7 +474,7 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   }
   if (nread == 0 || c->closing) return;
   if (c->lingering) {
-    c->discarded += (uint64_t)nread;
+    c->discarded += (uint32_t)nread; /* reads are at most SL_READ_BUF */
     if (c->discarded > SL_LINGER_BYTES) sl_conn_close(c);
     return;
   }
@@ -548,7 +562,7 @@ static void accept_conn(sl_server *srv, uv_stream_t *l, int status, bool api) {
     sl_log_warn("accept failed on %s: %s", srv->cfg->name, uv_strerror(status));
     return;
   }
-  sl_conn *c = sl_xcalloc(1, sizeof *c);
+  sl_conn *c = sl_xcalloc(1, l->type == UV_NAMED_PIPE ? sizeof *c : SL_CONN_TCP_SIZE);
   c->srv = srv;
   sl_heap_node_init(&c->inb);
   c->api = api;
@@ -566,7 +580,7 @@ static void accept_conn(sl_server *srv, uv_stream_t *l, int status, bool api) {
 
 /* sl__server_adopt: see net.h. */
 sl_conn *sl__server_adopt(sl_server *srv, uv_os_sock_t fd) {
-  sl_conn *c = sl_xcalloc(1, sizeof *c);
+  sl_conn *c = sl_xcalloc(1, SL_CONN_TCP_SIZE);
   c->srv = srv;
   sl_heap_node_init(&c->inb);
   uv_tcp_init(srv->gw->loop, &c->tcp);
@@ -745,12 +759,10 @@ static void wq_pop_bytes(sl_conn *c, size_t n) {
   }
 }
 
-/* Drop `n` written bytes from the front of the write queue (counting the frames done). */
+/* Drop `n` written bytes from the front of the write queue. */
 static void wq_advance(sl_conn *c, size_t n) {
-  uint32_t before = c->wq.n;
   c->wq_bytes -= n;
   wq_pop_bytes(c, n);
-  c->srv->net_frames += before - c->wq.n;
 }
 
 static unsigned wq_iov(sl_conn *c, uv_buf_t *iov, unsigned max) {
@@ -792,6 +804,10 @@ static void linger_start(sl_conn *c) {
 static void after_drain(sl_conn *c) {
   if (c->closing) return;
   if (c->wq.n == 0) {
+    /* A connection that is not being fed deliveries (idle: answers and control packets only)
+     * gives its ring back, so that it holds no buffer; one that is fed keeps it, or every
+     * write would pay a malloc and a free. */
+    if (!c->fed) sl_mq_release(&c->wq);
     if (c->close_after_write) {
       if (c->lingering)
         linger_start(c);
@@ -910,10 +926,8 @@ static void tls_flush(sl_conn *c) {
       sl_conn_close(c);
       return;
     }
-    if (!used) return; /* the handshake is not done: flushed once it is */
-    uint32_t before = c->wq.n;
+    if (!used) return;     /* the handshake is not done: flushed once it is */
     wq_pop_bytes(c, used); /* still counted in wq_bytes until written */
-    c->srv->net_frames += before - c->wq.n;
     if (tls_send(c, out, outlen, used) != 0) return;
   }
   after_drain(c);

@@ -81,15 +81,24 @@ typedef struct sl_req {
  * held, close_after_write. The ws fields near the end are private to ws.c, is_probe to
  * eio.c; they live here so a connection is one allocation. */
 struct sl_conn {
-  union { /* first: handle->data not needed, container_of works */
-    uv_tcp_t tcp;
-    uv_pipe_t pipe; /* accepted on a Unix socket (the API listener) */
-  };
   sl_server *srv;
   sl_link link;      /* in srv->conns */
   sl_link tlink;     /* in the gateway's timeout list while reading HTTP headers / idle */
   uint64_t deadline; /* for tlink */
-  http_parser parser;
+  /* The HTTP parser while the connection speaks HTTP; once it is upgraded (mode
+   * SL_CONN_UPGRADED, zeroed by net before the first byte goes to ops->on_data), the same 32
+   * bytes are ws.c's minimal frame-boundary tracker, which lets the wslay context go back to
+   * the pool between frames. */
+  union {
+    http_parser parser;
+    struct {
+      uint64_t fleft; /* ws.c: payload bytes of the current frame still to come */
+      uint64_t fmsg;  /* ws.c: bytes wslay holds for the partial message */
+      uint8_t fh[14]; /* ws.c: the frame header being read */
+      uint8_t fhave;
+      uint8_t frag; /* ws.c: inside a fragmented data message */
+    };
+  };
   sl_req *req;
   sl_sbuf *pend;          /* pipelined bytes received while a response is pending */
   sl_mq wq;               /* write queue; the first `inflight` entries are being written */
@@ -108,25 +117,31 @@ struct sl_conn {
   uint8_t ws_closing; /* ws.c: a close frame was sent or received */
   uint8_t is_probe;   /* eio.c: WebSocket waiting for "5" during an upgrade */
   uint8_t api;        /* accepted on the server's API listener (sl_server_listen_api) */
+  uint8_t in_ws;      /* ws.c: inside wslay_event_recv: defer releasing the context */
+  uint8_t lingering;  /* answered an early error: discard input, then close */
+  uint8_t counted;    /* counted in srv->lim.nconns (else in nlinger) */
+  uint8_t fed;        /* set by the owner while it feeds deliveries: the write queue keeps its ring
+                  when it empties (else the ring is freed: an idle connection holds none) */
+  uint32_t discarded; /* bytes read and dropped while lingering (at most SL_LINGER_BYTES) */
   struct sl_ws_slot
-      *ws;       /* ws.c: wslay context borrowed from the pool while a frame is partly read */
-  uint8_t in_ws; /* ws.c: inside wslay_event_recv: defer releasing the context */
-  /* ws.c: minimal frame-boundary tracker, so the wslay context can be returned to the pool */
-  uint8_t fh[14];
-  uint8_t fhave;
-  uint8_t frag;            /* inside a fragmented data message */
-  uint64_t fleft;          /* payload bytes of the current frame still to come */
-  struct ssl_st *tls;      /* tls.h: the TLS engine, NULL on a plain listener */
+      *ws;            /* ws.c: wslay context borrowed from the pool while a frame is partly read */
+  struct sl_tls *tls; /* tls.h: the TLS engine, NULL on a plain listener */
   struct sl_tls_out *tout; /* TLS: ciphertext the kernel has not taken yet (NULL when none) */
-  uint64_t fmsg;           /* ws.c: bytes wslay holds for the partial message */
   /* net.c / net_limits.c: admission and the inbound budget (sl_limits) */
   struct sl_addr_slot *addr; /* the peer address's counts (NULL: per-address limits off) */
   sl_heap_node inb;          /* in srv->lim.big while inbound > 0 */
   uint64_t inbound;          /* bytes of partial input charged to the budget */
-  uint64_t discarded;        /* bytes read and dropped while lingering */
-  uint8_t lingering;         /* answered an early error: discard input, then close */
-  uint8_t counted;           /* counted in srv->lim.nconns (else in nlinger) */
+  /* Last, so that a TCP connection is allocated without the bytes only a Unix socket's
+   * handle needs (SL_CONN_TCP_SIZE); libuv's callbacks find the connection by container_of. */
+  union {
+    uv_tcp_t tcp;
+    uv_pipe_t pipe; /* accepted on a Unix socket (the API listener) */
+  };
 };
+
+/* The allocation of a connection accepted on TCP: the struct without the pipe's extra bytes
+ * (the full sizeof(sl_conn) for a Unix socket). */
+#define SL_CONN_TCP_SIZE (offsetof(sl_conn, tcp) + sizeof(uv_tcp_t))
 
 /* sl_server_listen: bind and listen on srv->cfg's host:port; every request read on an
  * accepted connection goes to on_request (stored in srv->on_request). When srv->tls is set

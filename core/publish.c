@@ -83,11 +83,35 @@ static sl_msg *encode(const sl_pubctx *c, const char *payload, size_t len) {
   return m;
 }
 
+/* sl_publish_encode_replay: see publish.h. */
+sl_msg *sl_publish_encode_replay(sl_ns *ns, sl_topic *t, const char *payload, size_t len,
+                                 const char *key, const char *msgid, const char *offset) {
+  char mid[SL_MSGID_MAX];
+  if (!msgid && ns->cfg->delivery == SL_AT_LEAST_ONCE) {
+    next_msgid(ns->srv->gw, mid);
+    msgid = mid;
+  }
+  sl_pubctx c = {.gw = ns->srv->gw,
+                 .ns = ns,
+                 .topic = t,
+                 .msgid = msgid,
+                 .key = key,
+                 .offset = offset,
+                 .offlen = offset ? strlen(offset) : 0};
+  return encode(&c, payload, len);
+}
+
+/* Did a recovery's replay from the stream offer this delivery to l already? (Its reply can
+ * overtake the reader's for the same entries.) */
+static bool replayed(const sl_pubctx *c, const sl_lane *l) {
+  return c->off_n && c->off_n <= l->replay_upto;
+}
+
 static void offer_to(const sl_pubctx *c, sl_msg *m, const char *id) {
   sl_hent *e = sl_hash_get(&c->ns->sockets, id);
   if (!e) return;
   sl_lane *l = sl_lane_of(sl_container_of(e, sl_socket, hent), c->topic);
-  if (l) sl_lane_offer(l, m);
+  if (l && !replayed(c, l)) sl_lane_offer(l, m);
 }
 
 /* The snapshot hook folds this message into the topic's state; a new subscriber gets the
@@ -122,9 +146,10 @@ static void fan_out(const sl_pubctx *c, sl_msg *m) {
   } else if (c->nroute_to) {
     for (size_t i = 0; i < c->nroute_to; i++)
       if (!o || !o->nexcept || !excluded(o, c->route_to[i])) offer_to(c, m, c->route_to[i]);
-  } else if (o && o->nexcept) {
+  } else if ((o && o->nexcept) || (c->off_n && c->off_n <= t->replay_upto)) {
     for (uint32_t i = 0; i < t->nsubs; i++)
-      if (!excluded(o, t->subs[i]->sock->id)) sl_lane_offer(t->subs[i], m);
+      if ((!o || !excluded(o, t->subs[i]->sock->id)) && !replayed(c, t->subs[i]))
+        sl_lane_offer(t->subs[i], m);
   } else {
     for (uint32_t i = 0; i < t->nsubs; i++) sl_lane_offer(t->subs[i], m);
   }

@@ -83,4 +83,12 @@ enum {
  * delivered; sl_publish returns SL_EFULL and the API answers 503 CLUSTER_UNAVAILABLE). */
 typedef int (*sl_bus_fn)(void *ud, const sl_bus_pub *p);
 
+/* sl_publish_encode_replay: one delivery of topic t of ns, encoded as the publish pipeline
+ * encodes it (payload JSON text as is, key the coalesce key or NULL, msgid the AT_LEAST_ONCE
+ * message id or NULL: a new one, offset its recovery offset text or NULL), for a replay of
+ * what another node delivered (a recovery from the cluster's stream). Returns a new message
+ * (one reference, the caller's). Aborts when memory runs out. */
+sl_msg *sl_publish_encode_replay(sl_ns *ns, sl_topic *t, const char *payload, size_t len,
+                                 const char *key, const char *msgid, const char *offset);
+
 #endif

@@ -102,8 +102,8 @@ static const char *parse_dec(const char *p, char end, bool zero_ok, uint64_t *v)
   return p;
 }
 
-/* A Redis stream entry id "<ms>-<seq>" as one ordered number (ms < 2^44, seq < 2^20). */
-static bool parse_stream_id(const char *s, uint64_t *n) {
+/* sl_recovery_stream_id: see recovery.h. */
+bool sl_recovery_stream_id(const char *s, uint64_t *n) {
   uint64_t ms, seq;
   const char *p = parse_dec(s, '-', true, &ms);
   if (!p || *p != '-' || !(p = parse_dec(p + 1, 0, true, &seq)) || *p) return false;
@@ -118,7 +118,8 @@ size_t sl_recovery_next_offset(sl_ns *ns, bool cluster, const char *stream_id, c
   if (cluster) {
     size_t l = stream_id ? strlen(stream_id) : 0;
     uint64_t v;
-    if (!l || l >= SL_OFFSET_MAX || !parse_stream_id(stream_id, &v) || v <= ns->rec_seq) return 0;
+    if (!l || l >= SL_OFFSET_MAX || !sl_recovery_stream_id(stream_id, &v) || v <= ns->rec_seq)
+      return 0;
     if (!ns->hist->floor) ns->hist->floor = v - 1;
     memcpy(out, stream_id, l + 1);
     *n = ns->rec_seq = v;
@@ -132,6 +133,25 @@ size_t sl_recovery_next_offset(sl_ns *ns, bool cluster, const char *stream_id, c
   size_t k = sl_u64_dec(out + b + 1, *n);
   out[b + 1 + k] = 0;
   return b + 1 + k;
+}
+
+/* sl_recovery_msg_offset: see recovery.h. */
+size_t sl_recovery_msg_offset(const sl_msg *m, char *out) {
+  const char *p = (const char *)sl_msg_packet(m);
+  size_t n = m->len;
+  if (n < 4 || p[n - 1] != ']' || p[n - 2] != '"') return 0;
+  size_t end = n - 2, i = end; /* the offset is the last argument: ,"<offset>"] */
+  while (i > 0 && p[i - 1] != '"') {
+    char ch = p[i - 1];
+    if (!(ch >= '0' && ch <= '9') && ch != '-' && !(ch >= 'a' && ch <= 'z') &&
+        !(ch >= 'A' && ch <= 'Z'))
+      return 0;
+    i--;
+  }
+  if (i == 0 || end - i == 0 || end - i >= SL_OFFSET_MAX) return 0;
+  memcpy(out, p + i, end - i);
+  out[end - i] = 0;
+  return end - i;
 }
 
 /* sl_recovery_gap: see recovery.h. */
@@ -149,7 +169,7 @@ static bool parse_offset(const sl_ns *ns, const char *s, uint64_t *n) {
   if (strncmp(s, boot, b) == 0 && s[b] == '-') {
     const char *p = parse_dec(s + b + 1, 0, false, &v);
     if (!p || *p) return false;
-  } else if (!parse_stream_id(s, &v)) {
+  } else if (!sl_recovery_stream_id(s, &v)) {
     return false;
   }
   if (v > ns->rec_seq) return false;

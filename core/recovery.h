@@ -40,6 +40,16 @@ void sl_recovery_ns_free(sl_ns *ns);
 size_t sl_recovery_next_offset(sl_ns *ns, bool cluster, const char *stream_id, char *out,
                                uint64_t *n);
 
+/* sl_recovery_stream_id: a Redis stream entry id "<ms>-<seq>" as the one ordered number
+ * offsets use in a cluster (ms * 2^20 + seq): true with *n set, false when s does not parse
+ * (ms >= 2^44 or seq >= 2^20 included). */
+bool sl_recovery_stream_id(const char *s, uint64_t *n);
+
+/* sl_recovery_msg_offset: the offset text delivery m carries (its last argument, as
+ * sl_recovery_next_offset gave it) into out (SL_OFFSET_MAX bytes, NUL-terminated); returns
+ * its length, 0 when m has none. */
+size_t sl_recovery_msg_offset(const sl_msg *m, char *out);
+
 /* sl_recovery_gap: a delivery on topic t could not be recorded (no offset): no session may
  * recover topic t from an offset before the next recorded delivery on t. */
 void sl_recovery_gap(sl_ns *ns, sl_topic *t);

@@ -63,6 +63,7 @@ struct sl_redis_link {
   cmdrec live; /* sentinel of records registered with the current context */
   cmdrec *freel;
   sl_redis_link_stats st;
+  sl_sbuf fmt; /* the RESP text of the command being sent (reused) */
 };
 
 static void schedule_retry(sl_redis_link *l);
@@ -321,6 +322,7 @@ static void timer_closed(uv_handle_t *h) {
   sl_redis_link *l = h->data;
   rec_free_all(l);
   sl_redis_url_free(&l->url);
+  sl_sbuf_free(&l->fmt);
   free(l->name);
   free(l);
 }
@@ -423,13 +425,54 @@ static void reply_cb(redisAsyncContext *ac, void *reply, void *priv) {
   l->in_cb--;
 }
 
+#define FMT_KEEP 65536 /* the reused command buffer is freed when a command grew it past this */
+
+/* Write the decimal digits of v at p; returns the end. */
+static char *put_dec(char *p, size_t v) {
+  char t[24];
+  int n = 0;
+  do t[sizeof t - 1 - n++] = (char)('0' + v % 10);
+  while ((v /= 10) != 0);
+  memcpy(p, t + sizeof t - n, (size_t)n);
+  return p + n;
+}
+
+/* The RESP text of a command into b (emptied first): what redisFormatSdsCommandArgv writes,
+ * without its printf-style formatting and its allocation per command. */
+static void resp_format(sl_sbuf *b, int argc, const char **argv, const size_t *argvlen) {
+  size_t total = 24;
+  for (int i = 0; i < argc; i++) total += (argvlen ? argvlen[i] : strlen(argv[i])) + 26;
+  b->len = 0;
+  sl_sbuf_reserve(b, total); /* "$" + at most 20 digits + 2 CRLF per argument */
+  char *p = b->data;
+  *p++ = '*';
+  p = put_dec(p, (size_t)argc);
+  *p++ = '\r';
+  *p++ = '\n';
+  for (int i = 0; i < argc; i++) {
+    size_t n = argvlen ? argvlen[i] : strlen(argv[i]);
+    *p++ = '$';
+    p = put_dec(p, n);
+    *p++ = '\r';
+    *p++ = '\n';
+    memcpy(p, argv[i], n);
+    p += n;
+    *p++ = '\r';
+    *p++ = '\n';
+  }
+  b->len = (size_t)(p - b->data);
+}
+
 static int send_argv(sl_redis_link *l, sl_redis_cb cb, void *ud, int argc, const char **argv,
                      const size_t *argvlen) {
   cmdrec *r = rec_get(l, cb, ud);
   r->sub =
       (argvlen ? argvlen[0] : strlen(argv[0])) >= 9 &&
       (strncasecmp(argv[0], "subscribe", 9) == 0 || strncasecmp(argv[0], "psubscribe", 10) == 0);
-  if (redisAsyncCommandArgv(l->ac, reply_cb, r, argc, argv, argvlen) != REDIS_OK) {
+  resp_format(&l->fmt, argc, argv, argvlen);
+  int rc = redisAsyncFormattedCommand(l->ac, reply_cb, r, l->fmt.data, l->fmt.len);
+  if (l->fmt.cap > FMT_KEEP) sl_sbuf_free(&l->fmt); /* hiredis copied it: keep a small one */
+  if (rc != REDIS_OK) {
     rec_put(l, r);
     return SL_EINVAL;
   }

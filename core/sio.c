@@ -31,6 +31,20 @@ struct sl_sio_pending {
   cJSON *payload; /* the CONNECT's auth (a copy), or NULL */
 };
 
+/* The packets a socket emits inside onConnect wait here for the CONNECT reply; the queue
+ * exists only then (an idle socket does not carry an empty one). */
+static void early_push(sl_socket *s, sl_msg *m) {
+  if (!s->early) s->early = sl_xcalloc(1, sizeof *s->early);
+  sl_mq_push(s->early, m, false);
+}
+
+static void early_free(sl_socket *s) {
+  if (!s->early) return;
+  sl_mq_clear(s->early);
+  free(s->early);
+  s->early = NULL;
+}
+
 static void pbin_free(struct sl_pending_bin *p) {
   if (!p) return;
   for (int i = 0; i < p->have; i++) free(p->bufs[i]);
@@ -82,8 +96,10 @@ static void park_timer_arm(sl_gateway *gw);
  * above lets go of a kept one first. */
 static void parked_free(sl_gateway *gw, sl_socket *k) {
   sl_hash_del(&k->ns->parked, &k->phent);
-  sl_heap_remove(&gw->parked, &k->pn);
-  if (k->parked == SL_PARK_KEPT) k->ns->srv->sio_handler->on_expire(k);
+  if (k->parked != SL_PARK_EXPIRING) sl_heap_remove(&gw->parked, &k->pn);
+  if (k->parked == SL_PARK_KEPT || k->parked == SL_PARK_EXPIRING)
+    k->ns->srv->sio_handler->on_expire(k);
+  early_free(k);
   free(k->principal);
   free(k->auth_token);
   free(k);
@@ -92,8 +108,20 @@ static void parked_free(sl_gateway *gw, sl_socket *k) {
 /* A parked socket's time is up: the layer above lets go of its lanes and hooks, and a
  * tombstone (the bare struct under its pid, about 200 bytes) stays for another
  * maxDisconnectionMs (at least SL_TOMBSTONE_MIN_MS), so a client coming back late is told
- * apart from an unknown pid (result "expired"). */
+ * apart from an unknown pid (result "expired"). k is out of gw->parked. */
 #define SL_TOMBSTONE_MIN_MS 60000
+static void park_expire(sl_gateway *gw, sl_socket *k, uint64_t now) {
+  sl_log_debug("client %s: session kept for recovery expired (namespace %s)", k->id, k->ns->path);
+  k->ns->srv->sio_handler->on_expire(k);
+  free(k->principal);
+  free(k->auth_token);
+  k->principal = k->auth_token = NULL;
+  k->parked = SL_PARK_TOMBSTONE;
+  uint64_t keep = (uint64_t)k->ns->cfg->recovery.max_disconnection_ms;
+  k->pn.key = now + (keep > SL_TOMBSTONE_MIN_MS ? keep : SL_TOMBSTONE_MIN_MS);
+  sl_heap_insert(&gw->parked, &k->pn);
+}
+
 static void park_timer_cb(uv_timer_t *t) {
   sl_gateway *gw = t->data;
   uint64_t now = uv_now(gw->loop);
@@ -101,20 +129,27 @@ static void park_timer_cb(uv_timer_t *t) {
   while ((top = sl_heap_min(&gw->parked)) && top->key <= now) {
     sl_socket *k = sl_container_of(top, sl_socket, pn);
     sl_heap_remove(&gw->parked, top);
-    if (k->parked == SL_PARK_KEPT) {
-      sl_log_debug("client %s: session kept for recovery expired (namespace %s)", k->id,
-                   k->ns->path);
-      k->ns->srv->sio_handler->on_expire(k);
-      free(k->principal);
-      free(k->auth_token);
-      k->principal = k->auth_token = NULL;
-      k->parked = SL_PARK_TOMBSTONE;
-      uint64_t keep = (uint64_t)k->ns->cfg->recovery.max_disconnection_ms;
-      k->pn.key = now + (keep > SL_TOMBSTONE_MIN_MS ? keep : SL_TOMBSTONE_MIN_MS);
-      sl_heap_insert(&gw->parked, &k->pn);
-    } else {
+    const sl_sio_handler *h = k->ns->srv->sio_handler;
+    if (k->parked == SL_PARK_KEPT && h->on_park_due && h->on_park_due(k))
+      k->parked = SL_PARK_EXPIRING; /* sl_sio_park_settle continues */
+    else if (k->parked == SL_PARK_KEPT)
+      park_expire(gw, k, now);
+    else
       parked_free(gw, k);
-    }
+  }
+  park_timer_arm(gw);
+}
+
+/* sl_sio_park_settle: see sio.h. */
+void sl_sio_park_settle(sl_socket *k, bool taken) {
+  if (k->parked != SL_PARK_EXPIRING) return;
+  sl_gateway *gw = k->ns->srv->gw;
+  if (taken) { /* resumed elsewhere: no tombstone, the pid is not this node's any more */
+    k->parked = SL_PARK_KEPT;
+    sl_heap_insert(&gw->parked, &k->pn); /* parked_free takes it out again */
+    parked_free(gw, k);
+  } else {
+    park_expire(gw, k, uv_now(gw->loop));
   }
   park_timer_arm(gw);
 }
@@ -170,7 +205,7 @@ static void park(sl_socket *sock) {
   sl_ns *ns = sock->ns;
   sl_gateway *gw = ns->srv->gw;
   sock->sess = NULL;
-  sl_mq_clear(&sock->early);
+  early_free(sock);
   sl_hash_put(&ns->parked, &sock->phent, sock->pid);
   sock->pn.key = uv_now(gw->loop) + (uint64_t)ns->cfg->recovery.max_disconnection_ms;
   sl_heap_insert(&gw->parked, &sock->pn);
@@ -210,6 +245,7 @@ void sl_sio_free_dead(sl_gateway *gw) {
   while (gw->dead) {
     sl_socket *k = gw->dead;
     gw->dead = k->next;
+    early_free(k);
     free(k->principal);
     free(k);
   }
@@ -263,7 +299,7 @@ static void connect_refuse(sl_session *s, const sio_packet *p, sl_socket *sock, 
     free(t);
     cJSON_Delete(o);
   }
-  sl_mq_clear(&sock->early);
+  early_free(sock);
   s->srv->sio_handler->on_close(sock, NULL);
   free(sock->principal);
   free(sock->auth_token);
@@ -287,8 +323,8 @@ static void join(sl_session *s, sl_socket *sock) {
               : snprintf(body, sizeof body, "{\"sid\":\"%s\"}", sock->id);
   sl_sio_send(sock, SIO_CONNECT, -1, body, (size_t)n);
   /* What on_connect emitted follows the CONNECT reply, in order. */
-  while (sock->early.n) sl_session_send(s, sl_mq_pop(&sock->early));
-  sl_mq_clear(&sock->early);
+  while (sock->early && sock->early->n) sl_session_send(s, sl_mq_pop(sock->early));
+  early_free(sock);
   s->srv->sio_handler->on_joined(sock);
 }
 
@@ -307,7 +343,7 @@ static sl_socket *recover(sl_session *s, sl_ns *ns, const cJSON *auth) {
   }
   sl_socket *k = sl_container_of(e, sl_socket, phent);
   sl_gateway *gw = s->srv->gw;
-  if (k->parked == SL_PARK_TOMBSTONE) {
+  if (k->parked == SL_PARK_TOMBSTONE || k->parked == SL_PARK_EXPIRING) {
     ns->recoveries[SL_REC_EXPIRED]++;
     parked_free(gw, k);
     return NULL;
@@ -396,7 +432,9 @@ static void handle_connect(sl_session *s, const sio_packet *p, const cJSON *payl
     pd->payload = payload ? cJSON_Duplicate(payload, 1) : NULL;
     pd->next = s->pending;
     s->pending = pd;
-    if (h->on_recover_lookup(pd, ns, pid)) return; /* sl_sio_pending_done continues */
+    const cJSON *off = cJSON_GetObjectItemCaseSensitive(payload, "offset");
+    if (h->on_recover_lookup(pd, ns, pid, cJSON_IsString(off) ? off->valuestring : NULL))
+      return; /* sl_sio_pending_done continues */
     s->pending = pd->next;
     cJSON_Delete(pd->payload);
     free(pd);
@@ -406,9 +444,9 @@ static void handle_connect(sl_session *s, const sio_packet *p, const cJSON *payl
     /* the store does not have it (expired, taken by another node, never kept): neither may
      * a copy parked here be used */
     sl_hent *e = sl_hash_get(&ns->parked, pid);
-    ns->recoveries[e && sl_container_of(e, sl_socket, phent)->parked == SL_PARK_TOMBSTONE
-                       ? SL_REC_EXPIRED
-                       : SL_REC_UNKNOWN]++;
+    uint8_t st = e ? sl_container_of(e, sl_socket, phent)->parked : SL_PARK_NONE;
+    ns->recoveries[st == SL_PARK_TOMBSTONE || st == SL_PARK_EXPIRING ? SL_REC_EXPIRED
+                                                                     : SL_REC_UNKNOWN]++;
     if (e) parked_free(s->srv->gw, sl_container_of(e, sl_socket, phent));
   } else if (pid && looked_up && !sl_hash_get(&ns->parked, pid)) {
     sock = recover_remote(s, ns, payload, blob, bloblen);
@@ -621,13 +659,13 @@ static int emit_packet(sl_socket *s, int type, int btype, int64_t ack_id, const 
   sl_msg *m = sl_sio_encode(natts ? btype : type, s->ns->path, s->ns->pathlen, ack_id, json, len,
                             (int)natts);
   if (s->connecting)
-    sl_mq_push(&s->early, m, false);
+    early_push(s, m);
   else
     sl_session_send(s->sess, m);
   for (size_t i = 0; i < natts; i++) {
     sl_msg *a = sl_msg_packet_new(atts[i].data, atts[i].len, true, SL_MK_CONTROL);
     if (s->connecting)
-      sl_mq_push(&s->early, a, false);
+      early_push(s, a);
     else
       sl_session_send(s->sess, a);
   }

@@ -73,8 +73,10 @@ typedef struct sl_sio_handler {
   /* Recovery in a cluster (may be NULL): a CONNECT presented `pid`. Return true after
    * starting to look the session up in the cluster's store: the layer above then calls
    * sl_sio_pending_done(p, ...) exactly once (never if the gateway stops first), and the
-   * CONNECT waits. false: nothing started, sio looks in its own parked sockets now. */
-  bool (*on_recover_lookup)(struct sl_sio_pending *p, sl_ns *ns, const char *pid);
+   * CONNECT waits. false: nothing started, sio looks in its own parked sockets now. offset:
+   * the auth's offset (a string), or NULL. */
+  bool (*on_recover_lookup)(struct sl_sio_pending *p, sl_ns *ns, const char *pid,
+                            const char *offset);
 
   /* Recovery in a cluster (may be NULL): the store held a session for the pid that this
    * node did not keep. sock is a new socket of session sock->sess (not joined); fill it from
@@ -83,7 +85,22 @@ typedef struct sl_sio_handler {
    * and handles the CONNECT as a new socket. */
   int (*on_recover_remote)(sl_socket *sock, const cJSON *auth, const char *offset, const char *blob,
                            size_t len);
+
+  /* Recovery in a cluster (may be NULL): parked socket sock's maxDisconnectionMs is up.
+   * Return true after starting to ask the cluster's store whether another node took the
+   * session: sock is then SL_PARK_EXPIRING (a CONNECT for its pid is refused as expired) and
+   * the layer above calls sl_sio_park_settle(sock, ...) exactly once, unless sock is given
+   * up first (on_expire: the layer above must then forget the pending question). false: it
+   * expires now (on_expire, tombstone). */
+  bool (*on_park_due)(sl_socket *sock);
 } sl_sio_handler;
+
+/* sl_sio_park_settle: the answer to on_park_due for parked socket k (SL_PARK_EXPIRING;
+ * anything else: nothing happens). taken: another node took the session: it is released
+ * (on_expire; the layer above has already let go of its lanes without counting them lost)
+ * and its pid forgotten, no tombstone. Otherwise it expires as without a cluster (on_expire,
+ * tombstone). */
+void sl_sio_park_settle(sl_socket *k, bool taken);
 
 /* A CONNECT waiting for a recovery lookup (on_recover_lookup). */
 typedef struct sl_sio_pending sl_sio_pending;

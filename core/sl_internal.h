@@ -50,7 +50,13 @@ enum {
 };
 extern const char *const sl_overflow_reasons[SL_OV_COUNT];
 /* why deliveries a lane held were lost (sluice_messages_lost_total{reason}) */
-enum { SL_LOST_RESTART = 0, SL_LOST_DISCONNECT, SL_LOST_SPILL_FAILED, SL_LOST_COUNT };
+enum {
+  SL_LOST_RESTART = 0,
+  SL_LOST_DISCONNECT,
+  SL_LOST_SPILL_FAILED,
+  SL_LOST_TRIMMED, /* in flight on another node, gone from the stream when it was recovered */
+  SL_LOST_COUNT
+};
 extern const char *const sl_lost_reasons[SL_LOST_COUNT];
 
 /* The API's refusal rules (sluice_api_refused_total{reason}). */
@@ -79,6 +85,7 @@ typedef struct sl_topic {
   uint32_t tid;          /* unique in the gateway, kept across reloads (recovery history) */
   uint64_t hist_evicted; /* recovery: the newest offset of this topic the history let go */
   uint8_t hist_gap;      /* recovery: a delivery since the last recorded one has no offset */
+  uint64_t replay_upto;  /* recovery: the largest sl_lane.replay_upto of its lanes (a bound) */
   char *json_name;       /* the topic as a JSON string literal, quotes included */
   struct sl_ns *ns;
   sl_lane **subs; /* subscriber lanes (unordered; lane->sub_idx is the slot) */
@@ -119,7 +126,9 @@ typedef struct sl_ns {
   uint64_t rec_seq;         /* the last offset given out (per namespace, never reused) */
   uint64_t recoveries[4];   /* by SL_REC_* (sluice_recoveries_total) */
   uint64_t replayed;        /* deliveries replayed into recovered lanes */
+  uint64_t store_failed;    /* cluster recoveries given up: Redis failed (a fresh session) */
   uint64_t resent_inflight; /* AT_LEAST_ONCE in-flight messages sent again on recovery */
+  uint64_t handoffs;        /* sessions parked here that another node took (released, not lost) */
 } sl_ns;
 
 /* sluice_recoveries_total{result}: why a CONNECT that presented a pid recovered or not. */
@@ -190,8 +199,10 @@ struct sl_server {
   struct sl_tls_ctx *tls;
   struct sl_tls_watch *tls_watch;
   uint64_t tls_handshake_errors;
-  uint64_t net_writes; /* write system calls on client connections (net.c; try and queued) */
-  uint64_t net_frames; /* frames and HTTP answers those writes completed (net.c) */
+  /* connections by record layer after the handshake (tls.h: the handoff), and the
+   * connections closed for a TLS error after their handshake (bad record MAC, ...) */
+  uint64_t tls_conns_offloaded, tls_conns_openssl, tls_record_errors;
+  uint64_t net_writes; /* write system calls on this server's connections (net.c) */
   uint64_t tls_reloads_ok, tls_reloads_failed;
   /* the cluster bus (cluster.c): asked once per publish and topic when set (publish.h) */
   int (*bus)(void *ud, const struct sl_bus_pub *p);
@@ -215,32 +226,38 @@ struct sl_socket {
   uint8_t connecting; /* inside onConnect: emits wait for the CONNECT reply */
   uint8_t recovered;  /* this join restored a parked session (the connect event says so) */
   uint8_t parked;     /* SL_PARK_*: kept for recovery after its session went */
-  sl_mq early;        /* packets emitted during onConnect */
+  sl_mq *early;       /* packets emitted during onConnect (allocated only then) */
   char id[21];
   char pid[25];      /* recovery: the private session id, "" when the namespace has none */
   sl_hent phent;     /* in ns->parked (key = pid) while parked */
   sl_heap_node pn;   /* in gw->parked: when the parked session (or its tombstone) expires */
   uint64_t rec_from; /* recovery: the offset a recovering client presented (client.c) */
 };
-enum { SL_PARK_NONE = 0, SL_PARK_KEPT, SL_PARK_TOMBSTONE };
+/* SL_PARK_EXPIRING: kept, its time is up, the layer above is asking the cluster whether
+ * another node took it (sio.h on_park_due); out of gw->parked meanwhile. */
+enum { SL_PARK_NONE = 0, SL_PARK_KEPT, SL_PARK_TOMBSTONE, SL_PARK_EXPIRING };
 
+/* (Members ordered by size, so that no padding is added; spec/bench/memsizes.c prints it.) */
 struct sl_lane {
   sl_socket *sock;
   sl_topic *topic;
-  sl_lane *next;    /* in sock->lanes */
-  sl_link rlink;    /* in sess->ready while it has sendable messages */
-  uint32_t sub_idx; /* slot in topic->subs, UINT32_MAX when not subscribed */
-  /* bounded FIFO of pending deliveries */
+  sl_lane *next; /* in sock->lanes */
+  sl_link rlink; /* in sess->ready while it has sendable messages */
+  /* bounded FIFO of pending deliveries: q[qhead ..], qn of them, qcap slots */
   sl_msg **q;
-  uint32_t qhead, qn, qcap;
   uint64_t qbytes; /* est_bytes of pending + in-flight messages */
-  /* AT_LEAST_ONCE: sent, awaiting the client's ack (at most maxInFlight) */
+  /* AT_LEAST_ONCE: sent, awaiting the client's ack (at most maxInFlight), ninfl of them */
   struct sl_inflight **infl;
-  uint32_t ninfl;
   /* SPILL_TO_DISK: overflow on disk, refilled in FIFO order */
   struct sl_spill *spill;
   uint64_t held_rep; /* deliveries held, as last added to topic->held */
   uint64_t sub_from; /* recovery: the namespace's offset when it subscribed */
+  /* recovery: a replay from the stream offered up to this offset: a delivery the reader
+   * gives later with an offset <= it is not offered again */
+  uint64_t replay_upto;
+  uint32_t sub_idx; /* slot in topic->subs, UINT32_MAX when not subscribed */
+  uint32_t qhead, qn, qcap;
+  uint32_t ninfl;
   uint8_t rebuilt;   /* recovery: rebuilt from another node's session (sl_lane_restore) */
   uint8_t refilling; /* a spill read is pending */
   uint8_t spill_failed_logged;
@@ -259,7 +276,8 @@ struct sl_gateway {
   sl_config *cfg;
   sl_server *servers;
   size_t nservers;
-  sl_link dirty; /* sessions with pending flush work */
+  sl_link dirty;   /* sessions with pending flush work */
+  sl_hash remotes; /* peer addresses of the sessions, shared (msg.h sl_strpool) */
   /* batching windows (window.c): sessions whose deliveries wait up to flushIntervalMs */
   sl_window *windows[SL_WINDOWS_MAX];
   unsigned nwindows;

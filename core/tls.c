@@ -17,9 +17,25 @@
 #include <openssl/x509.h>
 #include "sl_util.h"
 #include "tls.h"
+#include "tls_record.h"
 
 #define SL_TLS_RECORD (16 * 1024)
 #define SL_TLS13_SUITES "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
+
+/* The application traffic secrets as OpenSSL's key log callback gives them, kept during the
+ * handshake only (wiped at the handoff or the free). */
+typedef struct sl_tls_secrets {
+  uint8_t client[48], server[48];
+  uint8_t client_len, server_len;
+} sl_tls_secrets;
+
+struct sl_tls {
+  SSL *ssl;        /* the handshake, and the whole connection when not offloaded */
+  sl_tls_rec *rec; /* after the handoff (ssl is then NULL) */
+  sl_tls_secrets *secrets;
+  const char *cipher, *version; /* static names, kept after the SSL object is freed */
+  const char *fallback;         /* why OpenSSL kept the records, or NULL */
+};
 
 struct sl_tls_ctx {
   SSL_CTX *ssl;
@@ -127,6 +143,39 @@ static int64_t asn1_unix(const ASN1_TIME *t) {
   return (int64_t)timegm(&tm);
 }
 
+static int unhex(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+/* Keep a "LABEL <client_random> <secret>" line's secret (hex) for the handoff: only the two
+ * application traffic secrets of a TLS 1.3 handshake, never logged anywhere. */
+static void keylog_cb(const SSL *ssl, const char *line) {
+  sl_tls *t = SSL_get_app_data(ssl);
+  if (!t) return;
+  static const char cl[] = "CLIENT_TRAFFIC_SECRET_0 ", sv[] = "SERVER_TRAFFIC_SECRET_0 ";
+  bool client = strncmp(line, cl, sizeof cl - 1) == 0;
+  if (!client && strncmp(line, sv, sizeof sv - 1) != 0) return;
+  const char *hex = strchr(line + sizeof cl - 1, ' ');
+  if (!hex) return;
+  hex++;
+  size_t n = strlen(hex) / 2;
+  if (n > 48) return;
+  if (!t->secrets) t->secrets = sl_xcalloc(1, sizeof *t->secrets);
+  uint8_t *dst = client ? t->secrets->client : t->secrets->server;
+  for (size_t i = 0; i < n; i++) {
+    int hi = unhex(hex[2 * i]), lo = unhex(hex[2 * i + 1]);
+    if (hi < 0 || lo < 0) {
+      n = 0;
+      break;
+    }
+    dst[i] = (uint8_t)(hi << 4 | lo);
+  }
+  *(client ? &t->secrets->client_len : &t->secrets->server_len) = (uint8_t)n;
+}
+
 /* sl_tls_ctx_new: see tls.h. */
 sl_tls_ctx *sl_tls_ctx_new(const sl_tls_config *cfg, char *err, size_t errlen) {
   sl_tls_ctx *c = NULL;
@@ -147,6 +196,14 @@ sl_tls_ctx *sl_tls_ctx_new(const sl_tls_config *cfg, char *err, size_t errlen) {
    * works through stateless tickets (OpenSSL's two per handshake: they cost the handshake
    * two small records and no memory once sent). */
   SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+  /* The record-layer handoff (tls.h): no TLS 1.3 session tickets (OpenSSL would send them
+   * under the application secrets after the handshake, and the sequence numbers would no
+   * longer be known), no read-ahead (the records after the client's Finished must stay
+   * unread), and the application secrets from the key log callback. TLS 1.2 tickets are
+   * unaffected. */
+  SSL_CTX_set_num_tickets(ctx, 0);
+  SSL_CTX_set_read_ahead(ctx, 0);
+  SSL_CTX_set_keylog_callback(ctx, keylog_cb);
   /* TLSv1.3 suites in Mozilla's recommended order, AES-128-GCM first (OpenSSL's own order
    * starts with AES-256-GCM-SHA384): fewer AES rounds per record, and its cipher and
    * handshake-hash contexts are ~200 bytes smaller per connection (spec/unit/test_tls_mem.c). */
@@ -250,16 +307,48 @@ sl_tls *sl_tls_new(sl_tls_ctx *ctx) {
   BIO_up_ref(b);
   SSL_set_bio(s, b, b); /* rbio == wbio: takes over the one reference */
   SSL_set_accept_state(s);
-  return s;
+  sl_tls *t = sl_xcalloc(1, sizeof *t);
+  t->ssl = s;
+  t->cipher = t->version = "";
+  SSL_set_app_data(s, t);
+  return t;
+}
+
+static void free_secrets(sl_tls *t) {
+  if (!t->secrets) return;
+  OPENSSL_cleanse(t->secrets, sizeof *t->secrets);
+  free(t->secrets);
+  t->secrets = NULL;
 }
 
 /* sl_tls_free: see tls.h. */
 void sl_tls_free(sl_tls *t) {
-  if (t) SSL_free(t);
+  if (!t) return;
+  SSL_free(t->ssl);
+  sl_tls_rec_free(t->rec);
+  free_secrets(t);
+  free(t);
 }
 
 /* sl_tls_handshake_done: see tls.h. */
-bool sl_tls_handshake_done(const sl_tls *t) { return SSL_is_init_finished(t); }
+bool sl_tls_handshake_done(const sl_tls *t) { return t->rec || SSL_is_init_finished(t->ssl); }
+
+/* sl_tls_offloaded: see tls.h. */
+bool sl_tls_offloaded(const sl_tls *t) { return t->rec != NULL; }
+
+/* sl_tls_fallback_reason: see tls.h. */
+const char *sl_tls_fallback_reason(const sl_tls *t) { return t->fallback; }
+
+/* sl_tls_cipher_name: see tls.h. */
+const char *sl_tls_cipher_name(const sl_tls *t) { return t->cipher; }
+
+/* sl_tls_version_name: see tls.h. */
+const char *sl_tls_version_name(const sl_tls *t) { return t->version; }
+
+/* sl_tls_conn_bytes: see tls.h. */
+size_t sl_tls_conn_bytes(const sl_tls *t) {
+  return sizeof *t + (t->rec ? sl_tls_rec_size(t->rec) : 0) + (t->secrets ? sizeof *t->secrets : 0);
+}
 
 /* sl_tls_last_error: see tls.h. */
 const char *sl_tls_last_error(void) { return last_err; }
@@ -302,16 +391,86 @@ static void emit(const sl_tls_sink *k, void *ud) {
   in_len = il;
 }
 
-/* sl_tls_feed: see tls.h. */
+/* The handoff (tls.h), right after OpenSSL completed the handshake: true when tls_record.c
+ * took the connection over (the SSL object is freed), false with t->fallback set when
+ * OpenSSL keeps it. wrote: OpenSSL produced ciphertext in the call that completed it. */
+static bool handoff(sl_tls *t, bool wrote) {
+  SSL *s = t->ssl;
+  const SSL_CIPHER *c = SSL_get_current_cipher(s);
+  t->cipher = c ? SSL_CIPHER_get_name(c) : "";
+  t->version = SSL_get_version(s);
+  int suite = c ? sl_tls_rec_suite((uint32_t)SSL_CIPHER_get_id(c)) : 0;
+  const sl_tls_secrets *k = t->secrets;
+  const char *why = NULL;
+  sl_tls_rec *rec = NULL;
+  if (SSL_version(s) != TLS1_3_VERSION)
+    why = t->version;
+  else if (!suite)
+    why = "cipher suite";
+  else if (wrote)
+    why = "OpenSSL wrote after its Finished";
+  else if (SSL_has_pending(s))
+    why = "OpenSSL buffered input";
+  else if (!k || !k->client_len || k->client_len != k->server_len)
+    why = "no traffic secrets";
+  else
+    rec = sl_tls_rec_new(suite, k->client, k->server, k->client_len, &why);
+  free_secrets(t);
+  if (!rec) {
+    t->fallback = why;
+    return false;
+  }
+  t->rec = rec;
+  SSL_free(s);
+  t->ssl = NULL;
+  return true;
+}
+
+/* Records after the handoff: through tls_record.c, with sl_tls_feed's results. */
+static int rec_feed(sl_tls *t, const uint8_t *in, size_t len, const sl_tls_sink *k, void *ud) {
+  const sl_tls_rec_sink rk = {k->on_plain, k->on_cipher};
+  const char *why = NULL;
+  int r = sl_tls_rec_feed(t->rec, in, len, &rk, ud, &why);
+  if (r == SL_TLS_REC_CLOSED) return SL_TLS_CLOSED;
+  if (r) snprintf(last_err, sizeof last_err, "%s", why ? why : "TLS record error");
+  return r ? SL_EIO : 0;
+}
+
+/* sl_tls_feed: see tls.h. OpenSSL runs the handshake (SSL_do_handshake, so that it stops
+ * reading right after the client's Finished); then either the record layer takes the rest
+ * of the input, or SSL_read does as before. */
 int sl_tls_feed(sl_tls *t, const uint8_t *in, size_t len, const sl_tls_sink *k, void *ud) {
+  if (t->rec) return rec_feed(t, in, len, k, ud);
+  SSL *s = t->ssl;
   clear_errors();
   in_p = in;
   in_len = len;
   out.len = 0;
   int rc = 0;
+  while (!SSL_is_init_finished(s)) {
+    size_t before = in_len, wrote = out.len;
+    int r = SSL_do_handshake(s);
+    if (r == 1) {
+      if (!handoff(t, out.len > wrote)) break;
+      emit(k, ud);
+      const uint8_t *rest = in_p;
+      size_t rl = in_len;
+      in_p = NULL;
+      in_len = 0;
+      return rl ? rec_feed(t, rest, rl, k, ud) : 0;
+    }
+    int e = SSL_get_error(s, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+      if (in_len == 0 || in_len == before) goto done;
+      continue;
+    }
+    set_error(s, r);
+    rc = SL_EIO;
+    goto done;
+  }
   for (;;) {
     size_t before = in_len;
-    int r = SSL_read(t, plain_buf, sizeof plain_buf);
+    int r = SSL_read(s, plain_buf, sizeof plain_buf);
     if (r > 0) {
       emit(k, ud);
       const uint8_t *ip = in_p;
@@ -324,7 +483,7 @@ int sl_tls_feed(sl_tls *t, const uint8_t *in, size_t len, const sl_tls_sink *k, 
       if (stop) break;
       continue;
     }
-    int e = SSL_get_error(t, r);
+    int e = SSL_get_error(s, r);
     if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
       if (in_len == 0 || in_len == before) break; /* before: no progress, wait for more */
       continue;
@@ -333,15 +492,43 @@ int sl_tls_feed(sl_tls *t, const uint8_t *in, size_t len, const sl_tls_sink *k, 
       rc = SL_TLS_CLOSED;
       break;
     }
-    set_error(t, r);
+    set_error(s, r);
     rc = SL_EIO;
     break;
   }
+done:
   /* An alert describing a failure is worth sending too. */
   emit(k, ud);
   in_p = NULL;
   in_len = 0;
   return rc;
+}
+
+/* sl_tls_encrypt after the handoff: records of up to 16 KiB sealed straight from the iovecs
+ * (no staging copy) into `out`. */
+static int rec_encrypt(sl_tls *t, const uv_buf_t *iov, unsigned n, size_t max, size_t *consumed,
+                       const uint8_t **outp, size_t *outlen) {
+  size_t total = 0;
+  for (unsigned k = 0; k < n && total < max; k++) total += iov[k].len;
+  if (total > max) total = max;
+  out.len = 0;
+  unsigned i = 0;
+  size_t off = 0, done = 0;
+  while (done < total) {
+    size_t l = total - done < SL_TLS_REC_MAX_PLAIN ? total - done : SL_TLS_REC_MAX_PLAIN;
+    const char *why = NULL;
+    if (sl_tls_rec_seal(t->rec, iov, n, &i, &off, l, &out, &why) != 0) {
+      snprintf(last_err, sizeof last_err, "%s", why ? why : "TLS record error");
+      out.len = 0;
+      return SL_EIO;
+    }
+    done += l;
+  }
+  *consumed = done;
+  *outp = (const uint8_t *)out.data;
+  *outlen = out.len;
+  out.len = 0; /* the data stays valid until the next call appends */
+  return 0;
 }
 
 /* sl_tls_encrypt: see tls.h. Plaintext is staged into whole records: SSL_write on each small
@@ -351,8 +538,10 @@ int sl_tls_encrypt(sl_tls *t, const uv_buf_t *iov, unsigned n, size_t max, size_
   *consumed = 0;
   *outp = NULL;
   *outlen = 0;
+  if (t->rec) return rec_encrypt(t, iov, n, max, consumed, outp, outlen);
   out.len = 0;
-  if (!SSL_is_init_finished(t)) return 0;
+  SSL *ssl = t->ssl;
+  if (!SSL_is_init_finished(ssl)) return 0;
   clear_errors();
   const uint8_t *ip = in_p;
   size_t il = in_len;
@@ -386,9 +575,9 @@ int sl_tls_encrypt(sl_tls *t, const uv_buf_t *iov, unsigned n, size_t max, size_
       len = s;
     }
     if (len == 0) continue;
-    int r = SSL_write(t, src, (int)len);
+    int r = SSL_write(ssl, src, (int)len);
     if (r <= 0) {
-      set_error(t, r);
+      set_error(ssl, r);
       rc = SL_EIO;
       break;
     }

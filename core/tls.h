@@ -5,8 +5,18 @@
  * through a callback; plaintext to send goes in (sl_tls_encrypt) and ciphertext comes out
  * for net.c to write with its usual one-write-in-flight discipline.
  *
- * Memory: a connection owns only its SSL object (buffers released while idle:
- * SSL_MODE_RELEASE_BUFFERS). There is no BIO pair per connection: every SSL object shares
+ * The record-layer handoff: OpenSSL runs the handshake; when it completes with TLS 1.3 and a
+ * suite tls_record.c runs (AES-128-GCM, AES-256-GCM, ChaCha20-Poly1305), the SSL object is
+ * freed and the connection's records are sealed and opened by tls_record.c from the two
+ * application traffic secrets (taken from OpenSSL's key log callback): ~250 bytes per
+ * connection instead of OpenSSL's ~13.5 KB. For the sequence numbers to be known, OpenSSL
+ * must send nothing under those secrets: no TLS 1.3 session tickets (so no TLS 1.3
+ * resumption), and the handoff happens as soon as the client's Finished is read, with the
+ * records that followed it in the same read handed to the record layer. TLS 1.2, and any
+ * handshake where one of those conditions does not hold, keeps OpenSSL (sl_tls_offloaded).
+ *
+ * Memory on the OpenSSL path: a connection owns only its SSL object (buffers released while
+ * idle: SSL_MODE_RELEASE_BUFFERS). There is no BIO pair per connection: every SSL object shares
  * one BIO of a custom method (as uSockets does) whose read side is the ciphertext handed to
  * sl_tls_feed and whose write side appends to one process-wide output buffer; each call here
  * hands that output to its caller before it returns or calls back, so the buffer is empty
@@ -25,7 +35,7 @@
 #include "config.h"
 
 typedef struct sl_tls_ctx sl_tls_ctx;
-typedef struct ssl_st sl_tls; /* one connection: an OpenSSL SSL object */
+typedef struct sl_tls sl_tls; /* one connection: its SSL object, or its record layer */
 
 /* sl_tls_ctx_new: build and validate a server context from cfg: the certificate chain and
  * private key files (decrypted with cfg->password when set; never prompts), the minimum
@@ -75,6 +85,23 @@ int sl_tls_feed(sl_tls *t, const uint8_t *in, size_t len, const sl_tls_sink *sin
 
 /* sl_tls_handshake_done: has the handshake completed on t? */
 bool sl_tls_handshake_done(const sl_tls *t);
+
+/* sl_tls_offloaded: after the handshake, does tls_record.c run t's records (true), or
+ * OpenSSL (false; then sl_tls_fallback_reason says why)? False before the handshake. */
+bool sl_tls_offloaded(const sl_tls *t);
+
+/* sl_tls_fallback_reason: why a completed handshake kept OpenSSL's record layer ("TLSv1.2",
+ * "cipher suite", ...; a static string), or NULL when it did not (or is not done). */
+const char *sl_tls_fallback_reason(const sl_tls *t);
+
+/* sl_tls_cipher_name: the negotiated suite's name ("TLS_AES_128_GCM_SHA256"), or "" before
+ * the handshake. sl_tls_version_name: "TLSv1.3", "TLSv1.2", or "". Static strings. */
+const char *sl_tls_cipher_name(const sl_tls *t);
+const char *sl_tls_version_name(const sl_tls *t);
+
+/* sl_tls_conn_bytes: the bytes t itself holds outside OpenSSL (this module's struct and the
+ * record layer's state; OpenSSL's own allocations are counted by its allocator), for tests. */
+size_t sl_tls_conn_bytes(const sl_tls *t);
 
 /* sl_tls_last_error: a static description of the last sl_tls_feed / sl_tls_encrypt error. */
 const char *sl_tls_last_error(void);

@@ -217,4 +217,29 @@ void sl_tls_server_metrics(sl_gateway *gw, sl_sbuf *b) {
     server_label(b, srv->cfg->name);
     sl_sbuf_printf(b, "} %llu\n", (unsigned long long)srv->tls_handshake_errors);
   }
+  sl_sbuf_puts(b, "# HELP sluice_tls_connections_total TLS handshakes completed, by the record "
+                  "layer that then ran the connection (sluice: handed off to tls_record.c, "
+                  "openssl: kept on OpenSSL, e.g. TLSv1.2)\n"
+                  "# TYPE sluice_tls_connections_total counter\n");
+  for (size_t i = 0; i < gw->nservers; i++) {
+    sl_server *srv = &gw->servers[i];
+    if (!srv->cfg->tls) continue;
+    static const char *const layer[2] = {"sluice", "openssl"};
+    uint64_t v[2] = {srv->tls_conns_offloaded, srv->tls_conns_openssl};
+    for (int k = 0; k < 2; k++) {
+      sl_sbuf_puts(b, "sluice_tls_connections_total{");
+      server_label(b, srv->cfg->name);
+      sl_sbuf_printf(b, ",record_layer=\"%s\"} %llu\n", layer[k], (unsigned long long)v[k]);
+    }
+  }
+  sl_sbuf_puts(b, "# HELP sluice_tls_record_errors_total connections closed for a TLS error after "
+                  "the handshake (bad record MAC, unexpected record, alert)\n"
+                  "# TYPE sluice_tls_record_errors_total counter\n");
+  for (size_t i = 0; i < gw->nservers; i++) {
+    sl_server *srv = &gw->servers[i];
+    if (!srv->cfg->tls) continue;
+    sl_sbuf_puts(b, "sluice_tls_record_errors_total{");
+    server_label(b, srv->cfg->name);
+    sl_sbuf_printf(b, "} %llu\n", (unsigned long long)srv->tls_record_errors);
+  }
 }

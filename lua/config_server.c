@@ -667,7 +667,19 @@ int sl__config_validate_server(vctx *c, int t, sl_server_config *s) {
   if (sl__config_opt_hook(c, t, "onOverflow", &s->on_overflow_ref, NULL)) goto out;
   if (sl__config_opt_hook(c, t, "onRetryExhausted", &s->on_retry_exhausted_ref, NULL)) goto out;
 
-  validate_namespaces(c, t, s);
+  if (validate_namespaces(c, t, s)) goto out;
+  /* emitter ingest subscribes to <key>#<nsp>#* per namespace: with "#" in a path, one
+   * namespace's pattern would also match the other's room channels (/a and /a#b), and a room
+   * message would be taken (and delivered) twice */
+  for (size_t j = 0; s->cluster && s->cluster->accept_emitter && j < s->nns; j++)
+    if (strchr(s->ns[j].path, '#')) {
+      sl__config_verr(c,
+                      "namespace \"%s\": a path with \"#\" cannot be used with "
+                      "cluster.acceptEmitter (the emitter's channels are <key>#<nsp>#<room>#: "
+                      "its rooms would be mistaken for another namespace's)",
+                      s->ns[j].path);
+      goto out;
+    }
 out:
   lua_settop(L, top);
   return c->rc;

@@ -779,6 +779,7 @@ typedef struct {
   double cpu_tick_s;  /* utime + stime from /proc/PID/stat (1/CLK_TCK resolution) */
   int sched_ok;
   long rss_kb;
+  long rss_anon_kb;           /* RssAnon: the heap and stacks, without file-backed code pages */
   double user_s, sys_s;       /* utime, stime (1/CLK_TCK resolution) */
   int io_ok;                  /* /proc/PID/io readable (same user, or root) */
   unsigned long long syscr;   /* read-type system calls (read, readv, recv*, ...) */
@@ -894,8 +895,9 @@ static proc_sample sample_proc(int pid) {
   f = fopen(path, "r");
   if (!f) return s;
   while (fgets(buf, sizeof buf, f)) {
-    if (strncmp(buf, "VmRSS:", 6) == 0) {
-      s.rss_kb = strtol(buf + 6, NULL, 10);
+    if (strncmp(buf, "VmRSS:", 6) == 0) s.rss_kb = strtol(buf + 6, NULL, 10);
+    if (strncmp(buf, "RssAnon:", 8) == 0) {
+      s.rss_anon_kb = strtol(buf + 8, NULL, 10);
       break;
     }
   }
@@ -1046,13 +1048,18 @@ static void report(void) {
   printf("\"server\":{\"sampled\":%s,\"cpu_source\":\"%s\",\"cpu_s\":%.4f,\"cpu_tick_s\":%.2f,\"cpu_util\":%.3f,\"cpu_us_per_delivery\":%.4f,"
          "\"deliveries_per_cpu_s\":%.0f,"
          "\"rss_kb_before\":%ld,\"rss_kb_joined\":%ld,\"rss_kb_start\":%ld,\"rss_kb_end\":%ld,"
-         "\"rss_kb_max\":%ld,\"rss_kb_max_window\":%ld,\"rss_bytes_per_conn\":%.0f},",
+         "\"rss_kb_max\":%ld,\"rss_kb_max_window\":%ld,\"rss_bytes_per_conn\":%.0f,"
+         "\"rss_anon_kb_before\":%ld,\"rss_anon_kb_start\":%ld,\"rss_anon_bytes_per_conn\":%.0f},",
          ps_win_start.ok ? "true" : "false", sched ? "schedstat" : "stat", cpu, cpu_tick, win > 0 && cpu >= 0 ? cpu / win : 0,
          cpu >= 0 && deliveries_window ? cpu * 1e6 / (double)deliveries_window : 0,
          cpu > 0 ? (double)deliveries_window / cpu : 0, ps_before.rss_kb, ps_joined.rss_kb, ps_win_start.rss_kb,
          ps_win_end.rss_kb, rss_max_kb, rss_max_window_kb,
          n_joined > 0 && ps_win_start.ok ? (double)(ps_win_start.rss_kb - ps_before.rss_kb) * 1024.0 / n_joined
-                                          : 0);
+                                          : 0,
+         ps_before.rss_anon_kb, ps_win_start.rss_anon_kb,
+         n_joined > 0 && ps_win_start.ok
+             ? (double)(ps_win_start.rss_anon_kb - ps_before.rss_anon_kb) * 1024.0 / n_joined
+             : 0);
   {
     /* Where the server's time goes: user vs kernel (utime/stime), system calls and context
      * switches per delivery, all from /proc (no tracing overhead). */

@@ -238,6 +238,28 @@ if (windows.length && (have("fanout1") || have("latency"))) {
       .filter(([, x]) => x !== undefined).sort((a, b) => a[1] - b[1]);
     return c[0];
   };
+  if (have("latency")) {
+    const c0 = med("latency", S, "server.cpu_us_per_delivery");
+    const n0 = med("latency", S, "joined");
+    const p50 = med("latency", S, "lat_us.p50");
+    p("**What sits between the publish and the write (window 0, `latency`).** The Lua producer's " +
+      "timer (`sluice.every`, libuv's 1 ms timer granularity) fires in the loop's timer phase and " +
+      "takes the payload's `ts` just before `sluice.publish`, so how late the timer fires is not " +
+      "in the figures. The publish (route, encode once, one lane per subscriber, sessions put on " +
+      "the dirty list) costs a few µs; the same loop iteration's prepare handle then runs the " +
+      "flush (`sl_gateway_flush_dirty`), which writes the sessions one after the other: one " +
+      "`write` per connection, each a loopback TCP send that also runs the receiving side in the " +
+      "kernel and wakes the load generator. No `uv_run` mode, extra timer or check handle sits " +
+      "in between. So subscriber k of N gets its frame after k − 1 other sends, and the median " +
+      "one after about half of them: with the measured " +
+      `${fmt(c0, 2)} µs of server CPU per delivery (nearly all of it in those sends) and ` +
+      `${fint(n0)} subscribers, writing one publish to everyone takes about ${fmt((c0 * n0) / 1000, 2)} ms, ` +
+      `half of it ${fmt((c0 * n0) / 2000, 2)} ms, against a measured p50 of ${fmt(p50 / 1000, 2)} ms; the rest ` +
+      "is the load generator (one thread on the same two cores) reading its 100 sockets one " +
+      "after the other, and the scheduler. A window does not help here (it adds its wait); " +
+      "the floor is the kernel's cost per send times the subscribers ahead in the flush.");
+    p();
+  }
   winTarget = { fan: best("fanout1", 5), fanN: med("fanout1", N, "server.cpu_us_per_delivery"),
     lat5: med("latency", S, "server.cpu_us_per_delivery", wvar(5)), latN: med("latency", N, "server.cpu_us_per_delivery"),
     p50: med("latency", S, "lat_us.p50"), p99: med("latency", S, "lat_us.p99") };
@@ -295,12 +317,59 @@ if (have("idle")) {
       ["server RSS before connecting, MiB", "server.rss_kb_before", (v) => fmt(v, 1), mib],
       ["server RSS with all connections, MiB", "server.rss_kb_start", (v) => fmt(v, 1), mib],
       ["RSS per connection, bytes (user space)", "server.rss_bytes_per_conn", fint],
+      ["of which anonymous memory (RssAnon: heap), bytes per connection", "server.rss_anon_bytes_per_conn", fint],
       ["connect + join time, s", "ramp_s", (v) => fmt(v, 2)],
     ],
     "idle",
     `${params("idle")}. No producer. RSS per connection = (RSS after all joined + warmup − RSS ` +
-      "before the first connection) / connections. Kernel socket buffers are not in RSS.",
+      "before the first connection) / connections. Kernel socket buffers are not in RSS. The " +
+      "anonymous part leaves out the file-backed pages of code that the first connection " +
+      "faults in once (about 2 MiB of libraries and Sluice itself: some 200 bytes per connection " +
+      "at 10,000, whatever the number of connections).",
   );
+}
+
+// ---------------------------------------------------------------- idle memory breakdown
+const memFile = arg("memsizes", "");
+if (have("idle") && memFile && fs.existsSync(memFile)) {
+  const ms = fs.readFileSync(memFile, "utf8").split("\n").filter((l) => l.trim()).map((l) => JSON.parse(l));
+  const objs = ms.filter((x) => x.chunk);
+  const n = med("idle", S, "joined") || 10000;
+  // Tables that grow with the connections: sizes as their growth rules give them at n
+  // (sessions and sockets hashes: 8-byte buckets, doubled past 2 entries per bucket; a topic's
+  // subscriber array and libuv's fd-indexed watcher array: 8 bytes a slot, doubled).
+  const pow2 = (x) => 2 ** Math.ceil(Math.log2(Math.max(1, x)));
+  const tables = [
+    ["sessions hash (srv->sessions), buckets", (pow2(n / 2) * 8) / n],
+    ["sockets hash (ns->sockets), buckets", (pow2(n / 2) * 8) / n],
+    ["topic subscriber array (topic->subs)", (pow2(n) * 8) / n],
+    ["libuv watcher array (one slot per fd)", (pow2(n + 64) * 8) / n],
+  ];
+  const sum = objs.reduce((a, x) => a + x.chunk, 0) + tables.reduce((a, [, b]) => a + b, 0);
+  const anon = med("idle", S, "server.rss_anon_bytes_per_conn");
+  p("## Where an idle connection's memory goes (Sluice)");
+  p();
+  p(`Per idle subscribed WebSocket connection at ${fint(n)} clients: the objects it allocates ` +
+    "(`spec/bench/memsizes.c`: sizeof, the bytes asked for, the glibc malloc chunk that takes), and " +
+    "the tables that grow with the number of connections, against the measured anonymous RSS per " +
+    "connection (the idle scenario). Nothing else is per connection while idle: the read buffer " +
+    "is shared, the wslay context is borrowed only while a frame is partly read, the write " +
+    "queue's ring is freed when a connection that is not fed deliveries drains, the request " +
+    "state goes at the upgrade, and the peer address is one shared copy per address. The " +
+    "`before` column is the tree this work started from (b380e80), measured the same way.");
+  p();
+  p("| per connection | what | sizeof | malloc'd | chunk (bytes) | before |");
+  p("|---|---|---:|---:|---:|---:|");
+  const before = { sl_conn: 560, sl_session: 288, sl_socket: 128, sl_lane: 128 };
+  for (const x of objs) p(`| \`${x.name}\` | ${x.what} | ${x.sizeof} | ${x.alloc} | ${x.chunk} | ${before[x.name] ?? "n/a"} |`);
+  p("| write-queue ring | 2 slots, freed when an idle connection's queue drains | – | 0 | 0 | 48 |");
+  p("| peer address text | shared copy per distinct address (was 46 bytes in the session) | – | – | ~0 | (in sl_session) |");
+  const beforeTables = { "sessions hash (srv->sessions), buckets": 13.1, "sockets hash (ns->sockets), buckets": 13.1 };
+  for (const [name, b] of tables) p(`| ${name} | grows with the connections | – | – | ${b.toFixed(1)} | ${(beforeTables[name] ?? b).toFixed(1)} |`);
+  p(`| **sum** | | | | **${sum.toFixed(0)}** | **1,204** |`);
+  p(`| **measured: anonymous RSS per connection** (the rest: allocator fragmentation, Lua, libuv) | | | | **${fint(anon)}** | **1,231** |`);
+  p(`| measured: RSS per connection (+ code pages the first connection faults in) | | | | ${fint(med("idle", S, "server.rss_bytes_per_conn"))} | 1,444 |`);
+  p();
 }
 
 // ---------------------------------------------------------------- TLS
@@ -324,7 +393,8 @@ if (have("tls_fanout")) {
       "TLSv1.3, each server with its defaults (the load generator, `loadgen --tls`, offers " +
       "OpenSSL's order: socket.io follows it, TLS_AES_256_GCM_SHA384; Sluice's order decides, " +
       "TLS_AES_128_GCM_SHA256). Sluice builds each frame once per publish and encrypts " +
-      "everything queued for a connection at a flush into records of up to 16 KiB." +
+      "everything queued for a connection at a flush into records of up to 16 KiB, sealed by " +
+      "its own TLS 1.3 record layer (core/tls_record.c) after OpenSSL's handshake." +
       (flushMs > 0 ? ` Sluice's batching window: flushIntervalMs = ${flushMs} (socket.io has no such option).` : ""),
   );
 }
@@ -340,9 +410,9 @@ if (have("tls_idle")) {
     ],
     "tls_idle",
     `${params("tls_idle")}. As the idle scenario above, every connection over TLS (TLSv1.3, ` +
-      "handshake done). Sluice keeps one OpenSSL SSL object per connection (buffers released " +
-      "while idle, one BIO shared by all connections): OpenSSL 3.0 keeps 13.5 KB per idle " +
-      "connection of its own (`build/spec/test_tls_mem -v`).",
+      "handshake done). Sluice frees OpenSSL's SSL object once the handshake is done and keeps " +
+      "272 bytes of TLS state per connection (core/tls_record.c; `build/spec/test_tls_mem`); " +
+      "a TLS 1.2 connection would keep its SSL object, ~13 KB.",
   );
 }
 
@@ -725,7 +795,11 @@ if (winTarget) {
   if (lat5 !== undefined) p(`| 100 × 100 at a 5 ms window: ≥ 5× less CPU per delivery than socket.io | ${fmt(lat5, 3)} µs vs ${fmt(latN, 3)} µs = ${latN ? (latN / lat5).toFixed(1) + "×" : "n/a"} | ${ok(latN ? latN / lat5 >= 5 : undefined)} |`);
   if (p50 !== undefined) p(`| 100 × 100, window 0: p50 ≤ 0.3 ms and p99 ≤ 1 ms (generator on the same cores) | p50 ${fint(p50)} µs, p99 ${fint(p99)} µs | ${ok(p50 <= 300 && p99 <= 1000)} |`);
 }
-if (idleS !== undefined) p(`| ≤ 1 KiB user-space memory per idle subscribed connection (10,000 clients) | ${fint(idleS)} B | ${ok(idleS <= 1024)} |`);
+if (idleS !== undefined) {
+  const anonS = med("idle", S, "server.rss_anon_bytes_per_conn");
+  p(`| ≤ 1 KiB RSS per idle subscribed connection (10,000 clients), as the idle scenario measures it (including the ~200 B/connection of code pages the first connection faults in once) | ${fint(idleS)} B | ${ok(idleS <= 1024)} |`);
+  if (anonS !== undefined) p(`| the same, anonymous memory only (RssAnon: what each connection allocates) | ${fint(anonS)} B | ${ok(anonS <= 1024)} |`);
+}
 if (reload) p(`| reload pauses delivery < 10 ms and drops no connection | max ${fmt(reload.reload_ms_max, 2)} ms, ${reload.disconnects} dropped | ${ok(reload.reload_ms_max < 10 && reload.disconnects === 0)} |`);
 p();
 p("(\"RSS flat\" is judged as: RSS max during the 60 s window at most 5% above its start.)");

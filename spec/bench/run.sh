@@ -313,6 +313,16 @@ servers_for() {
   echo "$out"
 }
 
+# The per-connection structures (idle memory breakdown in the report): header-only, built here.
+MEMSIZES=$OUT/memsizes-$STAMP.jsonl
+case " $SCENARIOS " in
+  *" idle "*)
+    if cc -std=gnu11 -O2 -Icore -Ilua $(pkg-config --cflags luajit 2>/dev/null) spec/bench/memsizes.c \
+         -o "$OUT/memsizes-$STAMP" 2>>"$NOTES"; then
+      "$OUT/memsizes-$STAMP" >"$MEMSIZES" 2>>"$NOTES"; rm -f "$OUT/memsizes-$STAMP"
+    else note "spec/bench/memsizes.c did not build: no memory breakdown"; fi ;;
+esac
+
 T0=$(date +%s)
 for sc in $SCENARIOS; do
   for run in $(seq 1 "$RUNS"); do
@@ -364,6 +374,7 @@ ONLY_CLUSTER=0
 node spec/bench/report.mjs --results "$JSONL" --commands "$CMDS" --notes "$NOTES" \
   --out "$RESULTS" --quick "$QUICK" --runs "$RUNS" --sluice-status "$SLUICE_STATUS" \
   --elapsed "$((T1 - T0))" --sluice-version "$SLUICE_VERSION" --only-cluster "$ONLY_CLUSTER" \
-  --hooks-micro "$OUT/hooks-micro-$STAMP.txt" --reload "$OUT/reload-$STAMP.json" ||
+  --hooks-micro "$OUT/hooks-micro-$STAMP.txt" --reload "$OUT/reload-$STAMP.json" \
+  --memsizes "$MEMSIZES" ||
   { log "report failed"; exit 1; }
 log "wrote $RESULTS (raw: $JSONL)"

@@ -13,7 +13,11 @@ import { startRedis } from "./redis.mjs";
 import { CutProxy } from "./recovery-helpers.mjs";
 
 let redis, a, b, pxA, pxB;
-const NS = [{ path: "/r", topics: ["t"], maxQueuedMessagesPerClient: 1000, recovery: { maxDisconnectionMs: 10000 } }];
+const NS = [{ path: "/r", topics: ["t"], maxQueuedMessagesPerClient: 1000, recovery: { maxDisconnectionMs: 10000 } },
+  { path: "/alo", topics: ["t"], deliveryMode: "AT_LEAST_ONCE", overflowAction: "REJECT_NEW", maxRetries: 5,
+    ackTimeoutMs: 20000, maxInFlight: 4, maxQueuedMessagesPerClient: 100, recovery: { maxDisconnectionMs: 10000 } },
+  { path: "/short", topics: ["t"], deliveryMode: "AT_LEAST_ONCE", maxRetries: 5, ackTimeoutMs: 20000, maxInFlight: 2,
+    maxQueuedMessagesPerClient: 100, recovery: { maxDisconnectionMs: 1500 } }];
 const cfg = (url) => serverConfig(NS, { cluster: { redis: url, streamKey: "sluice-recovery", blockMs: 200 } });
 
 before(async () => {
@@ -92,10 +96,13 @@ test("disconnected from node A, reconnected to node B: recovered there, same id,
     pxA.cut();
     await disc;
     assert.equal(await metric(a.port, "sluice_recovery_sessions", { namespace: "/r" }), 1);
-    // kept in Redis as the adapter does, with an expiry of maxDisconnectionMs
+    // kept in Redis as the adapter does, with an expiry of maxDisconnectionMs plus a margin
+    // (the node that kept it takes the record back at its own expiry)
     await waitFor(() => redis.cli("EXISTS", `sio:session:${pid}`).trim() === "1", 5000, "the session in Redis");
     const ttl = Number(redis.cli("PTTL", `sio:session:${pid}`).trim());
-    assert.ok(ttl > 0 && ttl <= 10000, `PTTL ${ttl}`);
+    assert.ok(ttl > 10000 && ttl <= 20000, `PTTL ${ttl}`);
+    const rec = JSON.parse(redis.cli("GET", `sio:session:${pid}`));
+    assert.ok(Math.abs(Number(rec.expires) - (Date.now() + 10000)) < 2000, `expires ${rec.expires}`);
     await publish(a.port, Array.from({ length: 20 }, (_, i) => ({ namespace: "/r", topic: "t", payload: i })));
     await sleep(500); // node B read them from the stream
     s.io.uri = `http://127.0.0.1:${pxB.port}`; // the load balancer sends it to node B
@@ -121,3 +128,260 @@ test("disconnected from node A, reconnected to node B: recovered there, same id,
   } finally { s.close(); other?.close(); }
 });
 
+
+// Node B never read what the client missed (it started after those messages were published):
+// the replay can only come from Redis (XRANGE after the client's offset).
+test("reconnected to a node whose history does not reach the offset: replayed from the stream", async () => {
+  const s = io(`http://127.0.0.1:${pxA.port}/r`, { forceNew: true, transports: ["websocket"],
+    reconnectionDelay: 50, reconnectionDelayMax: 100, randomizationFactor: 0 });
+  const got = [];
+  s.on("t", (p) => got.push(p));
+  let c;
+  try {
+    await withTimeout(new Promise((r) => s.once("connect", r)), 5000, "connect");
+    await s.timeout(5000).emitWithAck("subscribe", { topic: "t" });
+    await publish(a.port, [{ namespace: "/r", topic: "t", payload: "first" }]);
+    await waitFor(() => got.length === 1, 5000, "one delivery");
+    const id = s.id;
+    const disc = new Promise((r) => s.once("disconnect", r));
+    pxA.cut();
+    await disc;
+    // missed: 30 on node A, 30 on node B, interleaved by batches
+    for (let i = 0; i < 60; i += 10) {
+      const node = (i / 10) % 2 ? b : a;
+      await publish(node.port, Array.from({ length: 10 }, (_, k) => ({ namespace: "/r", topic: "t", payload: i + k })));
+    }
+    await sleep(300);
+    c = await startServer(cfg(redis.url)); // reads the stream from now on: none of them
+    await waitMetric(c.port, "sluice_cluster_up", {}, (v) => v === 1, 10000);
+    s.io.uri = `http://127.0.0.1:${c.port}`;
+    s.io.opts.port = String(c.port);
+    const back = new Promise((r) => s.once("connect", r));
+    pxA.release();
+    await withTimeout(back, 5000, "reconnect");
+    assert.equal(s.recovered, true);
+    assert.equal(s.id, id);
+    await waitFor(() => got.length === 61, 5000, "61 deliveries");
+    await publish(b.port, [{ namespace: "/r", topic: "t", payload: "live" }]);
+    await waitFor(() => got.length === 62, 5000, "the live delivery on node C");
+    await sleep(200);
+    assert.deepEqual(got, ["first", ...Array.from({ length: 60 }, (_, i) => i), "live"]);
+    assert.equal(await metric(c.port, "sluice_recoveries_total", { namespace: "/r", result: "recovered" }), 1);
+    assert.equal(await metric(c.port, "sluice_recovery_replayed_total", { namespace: "/r" }), 60);
+  } finally {
+    s.close();
+    if (c) assertCleanExit(await c.stop());
+  }
+});
+
+// The messages in flight on node A (sent, not acked) are in the session record (topic, stream
+// id, messageId); node B fetches each from the stream and sends it again, same messageId.
+test("AT_LEAST_ONCE, maxInFlight 4, cut from node A with messages in flight, recovered on node B: each acked once", async () => {
+  const s = io(`http://127.0.0.1:${pxA.port}/alo`, { forceNew: true, transports: ["websocket"],
+    reconnectionDelay: 50, reconnectionDelayMax: 100, randomizationFactor: 0 });
+  const got = [];
+  const okAcks = new Map();
+  let acking = false;
+  const deferred = [];
+  const ack = (meta) => {
+    s.timeout(10000).emitWithAck("ack", { topic: "t", messageId: meta.messageId }).then((r) => {
+      if (r.ok) okAcks.set(meta.messageId, (okAcks.get(meta.messageId) || 0) + 1);
+    }, () => {});
+  };
+  s.on("t", (payload, meta) => {
+    got.push({ payload, id: meta.messageId });
+    if (acking) ack(meta); else deferred.push(meta);
+  });
+  try {
+    await withTimeout(new Promise((r) => s.once("connect", r)), 5000, "connect");
+    await s.timeout(5000).emitWithAck("subscribe", { topic: "t" });
+    const retries0 = await metric(b.port, "streamfence_retries_total", { namespace: "/alo" });
+    const pub = async (node, from, to) => (await publish(node.port, Array.from({ length: to - from + 1 },
+      (_, k) => ({ namespace: "/alo", topic: "t", payload: from + k }))));
+    const ids1 = await pub(a, 1, 10);
+    await waitFor(() => got.length === 4, 5000, "the 4 messages of the window");
+    await sleep(100);
+    assert.equal(got.length, 4); // the window is full: 4 in flight on node A, 6 queued there
+    const disc = new Promise((r) => s.once("disconnect", r));
+    pxA.cut();
+    await disc;
+    const ids2 = [...(await pub(a, 11, 15)), ...(await pub(b, 16, 20))];
+    await sleep(300);
+    s.io.uri = `http://127.0.0.1:${pxB.port}`;
+    s.io.opts.port = String(pxB.port);
+    const back = new Promise((r) => s.once("connect", r));
+    pxA.release();
+    await withTimeout(back, 5000, "reconnect");
+    assert.equal(s.recovered, true);
+    acking = true;
+    for (const meta of deferred.splice(0)) ack(meta);
+    const all = [...ids1, ...ids2];
+    assert.equal(new Set(all).size, 20);
+    await waitFor(() => all.every((id) => okAcks.has(id)), 10000, "an ok ack for each of the 20 messages");
+    await sleep(200);
+    for (const id of all) assert.equal(okAcks.get(id), 1, `message ${id} acked ${okAcks.get(id)} times`);
+    assert.deepEqual([...new Set(got.map((g) => g.payload))].sort((x, y) => x - y), Array.from({ length: 20 }, (_, i) => i + 1));
+    // the 4 in flight were sent again by node B (same messageId), nothing else twice
+    assert.equal(got.length, 24);
+    for (const g of got) assert.equal(g.id, all[g.payload - 1]);
+    assert.equal(await metric(b.port, "streamfence_retries_total", { namespace: "/alo" }) - retries0, 4);
+    assert.equal(await metric(b.port, "sluice_recovery_resent_total", { namespace: "/alo" }), 4);
+  } finally { s.close(); }
+});
+
+// An in-flight message whose stream entry is gone when node B takes the session cannot be
+// sent again: it is counted lost (reason "trimmed"), the rest is recovered.
+test("AT_LEAST_ONCE in flight on node A, its entries trimmed before node B recovers: counted lost", async () => {
+  const s = io(`http://127.0.0.1:${pxA.port}/alo`, { forceNew: true, transports: ["websocket"],
+    reconnectionDelay: 50, reconnectionDelayMax: 100, randomizationFactor: 0 });
+  const got = [];
+  const deferred = [];
+  let acking = false;
+  const ack = (meta) => s.timeout(10000).emitWithAck("ack", { topic: "t", messageId: meta.messageId }).catch(() => {});
+  s.on("t", (payload, meta, offset) => {
+    got.push({ payload, offset });
+    if (acking) ack(meta); else deferred.push(meta);
+  });
+  try {
+    await withTimeout(new Promise((r) => s.once("connect", r)), 5000, "connect");
+    await s.timeout(5000).emitWithAck("subscribe", { topic: "t" });
+    const lost0 = await metric(b.port, "sluice_messages_lost_total", { namespace: "/alo", topic: "t", reason: "trimmed" }) || 0;
+    await publish(a.port, Array.from({ length: 6 }, (_, k) => ({ namespace: "/alo", topic: "t", payload: 101 + k })));
+    await waitFor(() => got.length === 4, 5000, "the 4 messages of the window");
+    const disc = new Promise((r) => s.once("disconnect", r));
+    pxA.cut();
+    await disc;
+    // the first 3 in flight leave the stream; the 4th (the client's offset) stays
+    redis.cli("XTRIM", "sluice-recovery", "MINID", got[3].offset);
+    await sleep(300);
+    s.io.uri = `http://127.0.0.1:${pxB.port}`;
+    s.io.opts.port = String(pxB.port);
+    const back = new Promise((r) => s.once("connect", r));
+    pxA.release();
+    await withTimeout(back, 5000, "reconnect");
+    assert.equal(s.recovered, true);
+    acking = true;
+    for (const meta of deferred.splice(0)) ack(meta);
+    await waitFor(() => got.length === 4 + 1 + 2, 5000, "message 104 again, then 105 and 106");
+    await sleep(200);
+    assert.deepEqual(got.slice(4).map((g) => g.payload), [104, 105, 106]);
+    assert.equal(await metric(b.port, "sluice_messages_lost_total", { namespace: "/alo", topic: "t", reason: "trimmed" }) - lost0, 3);
+  } finally { s.close(); }
+});
+
+// Node A's expiry of a session it kept: it takes the record back (GETDEL). Gone: another node
+// took it, so what A's lanes held was not lost (B delivers it): released, counted as a handoff.
+const SHORT = "/short";
+const lostOn = async (node) => (await metric(node.port, "sluice_messages_lost_total", { namespace: SHORT, topic: "t", reason: "disconnect" })) || 0;
+const handoffsOn = async (node) => (await metric(node.port, "sluice_recovery_handoffs_total", { namespace: SHORT })) || 0;
+
+// Connect to node A on /short, subscribe, get 2 in flight (not acked) and 3 queued, then cut.
+async function parkOnA(tag) {
+  const s = io(`http://127.0.0.1:${pxA.port}${SHORT}`, { forceNew: true, transports: ["websocket"],
+    reconnectionDelay: 50, reconnectionDelayMax: 100, randomizationFactor: 0 });
+  const got = [];
+  s.on("t", (payload, meta) => got.push({ payload, meta }));
+  await withTimeout(new Promise((r) => s.once("connect", r)), 5000, "connect");
+  await s.timeout(5000).emitWithAck("subscribe", { topic: "t" });
+  await publish(a.port, Array.from({ length: 5 }, (_, k) => ({ namespace: SHORT, topic: "t", payload: `${tag}${k}` })));
+  await waitFor(() => got.length === 2, 5000, "the 2 messages of the window");
+  await sleep(100);
+  const pid = s._pid;
+  const disc = new Promise((r) => s.once("disconnect", r));
+  pxA.cut();
+  await disc;
+  await waitFor(() => redis.cli("EXISTS", `sio:session:${pid}`).trim() === "1", 5000, "the session in Redis");
+  return { s, got, pid };
+}
+
+async function reconnectToB(s) {
+  s.io.uri = `http://127.0.0.1:${pxB.port}`;
+  s.io.opts.port = String(pxB.port);
+  const back = new Promise((r) => s.once("connect", r));
+  pxA.release();
+  await withTimeout(back, 5000, "reconnect on node B");
+}
+
+test("maxDisconnectionMs 1500: parked on node A, recovered on node B: node A releases it without counting a loss", async () => {
+  const lostA0 = await lostOn(a), handA0 = await handoffsOn(a);
+  const { s, got } = await parkOnA("h");
+  try {
+    await reconnectToB(s);
+    assert.equal(s.recovered, true);
+    for (const g of got.splice(0)) s.emit("ack", { topic: "t", messageId: g.meta.messageId });
+    await sleep(2500); // past node A's maxDisconnectionMs
+    assert.equal(await lostOn(a), lostA0, "node A counted the handed-off session's messages lost");
+    assert.equal(await handoffsOn(a), handA0 + 1);
+    assert.equal(await metric(a.port, "sluice_recovery_sessions", { namespace: SHORT }), 0);
+    assert.equal(await lostOn(b), 0);
+  } finally { s.close(); }
+});
+
+test("maxDisconnectionMs 1500: parked on node A, nobody recovers it: node A counts what it held lost", async () => {
+  const lostA0 = await lostOn(a), handA0 = await handoffsOn(a);
+  const { s, pid } = await parkOnA("n");
+  s.close(); // never comes back
+  pxA.release();
+  await sleep(2500);
+  assert.equal(await lostOn(a), lostA0 + 5); // 2 in flight, 3 queued
+  assert.equal(await handoffsOn(a), handA0);
+  assert.equal(await metric(a.port, "sluice_recovery_sessions", { namespace: SHORT }), 0);
+  assert.equal(redis.cli("EXISTS", `sio:session:${pid}`).trim(), "0"); // taken back by node A
+});
+
+// Node B judges expiry from the record (its "expires"), not from the key's PX (which outlives
+// it): past it, a fresh session, counted expired, and node B counts the loss (node A, finding
+// the record taken, releases it quietly): counted once.
+test("the record past its expiry when node B takes it: a fresh session, the loss counted once, on node B", async () => {
+  const lostA0 = await lostOn(a), lostB0 = await lostOn(b), handA0 = await handoffsOn(a);
+  const exp0 = await metric(b.port, "sluice_recoveries_total", { namespace: SHORT, result: "expired" }) || 0;
+  const { s, pid } = await parkOnA("e");
+  try {
+    const key = `sio:session:${pid}`;
+    const rec = JSON.parse(redis.cli("GET", key));
+    rec.expires = String(Date.now() - 1);
+    redis.cli("SET", key, JSON.stringify(rec), "PX", "10000");
+    await reconnectToB(s);
+    assert.equal(s.recovered, false);
+    assert.equal(await metric(b.port, "sluice_recoveries_total", { namespace: SHORT, result: "expired" }), exp0 + 1);
+    assert.equal(await lostOn(b), lostB0 + 5);
+    await sleep(2500);
+    assert.equal(await lostOn(a), lostA0);
+    assert.equal(await handoffsOn(a), handA0 + 1);
+  } finally { s.close(); }
+});
+
+// Last: it trims the stream. The client's offset entry is gone from Redis: the replay would
+// be partial, so the client gets a fresh session, though node B's own history still covers it.
+test("the offset's stream entry trimmed: a fresh session, nothing replayed", async () => {
+  const s = io(`http://127.0.0.1:${pxA.port}/r`, { forceNew: true, transports: ["websocket"],
+    reconnectionDelay: 50, reconnectionDelayMax: 100, randomizationFactor: 0 });
+  const got = [];
+  s.on("t", (p) => got.push(p));
+  try {
+    await withTimeout(new Promise((r) => s.once("connect", r)), 5000, "connect");
+    await s.timeout(5000).emitWithAck("subscribe", { topic: "t" });
+    await publish(a.port, [{ namespace: "/r", topic: "t", payload: "first" }]);
+    await waitFor(() => got.length === 1, 5000, "one delivery");
+    const id = s.id;
+    const expired0 = await metric(b.port, "sluice_recoveries_total", { namespace: "/r", result: "expired" });
+    const replayed0 = await metric(b.port, "sluice_recovery_replayed_total", { namespace: "/r" });
+    const disc = new Promise((r) => s.once("disconnect", r));
+    pxA.cut();
+    await disc;
+    redis.cli("XTRIM", "sluice-recovery", "MAXLEN", "0");
+    await publish(a.port, Array.from({ length: 5 }, (_, i) => ({ namespace: "/r", topic: "t", payload: i })));
+    await sleep(300);
+    s.io.uri = `http://127.0.0.1:${pxB.port}`;
+    s.io.opts.port = String(pxB.port);
+    const back = new Promise((r) => s.once("connect", r));
+    pxA.release();
+    await withTimeout(back, 5000, "reconnect");
+    assert.equal(s.recovered, false);
+    assert.notEqual(s.id, id);
+    await sleep(300);
+    assert.deepEqual(got, ["first"]);
+    assert.equal(await metric(b.port, "sluice_recoveries_total", { namespace: "/r", result: "expired" }), expired0 + 1);
+    assert.equal(await metric(b.port, "sluice_recovery_replayed_total", { namespace: "/r" }), replayed0);
+  } finally { s.close(); }
+});

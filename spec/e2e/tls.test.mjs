@@ -324,31 +324,30 @@ describe("socket.io over TLS", () => {
     await assert.rejects(peerSerial(srv.port, { maxVersion: "TLSv1.2" }));
   });
 
-  test("AES-128-GCM preferred over the client's AES-256 first; stateless tickets resume", async () => {
-    // Node's client offers TLS_AES_256_GCM_SHA384 first: the server's order decides
-    const handshake = (session) => withTimeout(new Promise((resolve, reject) => {
-      const s = tls.connect({ host: "127.0.0.1", port: srv.port, ca: pki.caPem, servername: "localhost", session });
-      let ticket = null;
-      s.on("session", (t) => {
-        ticket = t;
-        s.end();
-      });
+  test("AES-128-GCM preferred over the client's AES-256 first; no TLS 1.3 tickets; records run by Sluice", async () => {
+    // Node's client offers TLS_AES_256_GCM_SHA384 first: the server's order decides. With
+    // the record-layer handoff (core/tls.h) OpenSSL sends no TLS 1.3 session ticket: a
+    // request answered on the connection proves none came before the answer.
+    const before = await metric(srv.port, /sluice_tls_connections_total\{server="main",record_layer="sluice"\} (\d+)/);
+    const r = await withTimeout(new Promise((resolve, reject) => {
+      const s = tls.connect({ host: "127.0.0.1", port: srv.port, ca: pki.caPem, servername: "localhost" });
+      let ticket = null, answer = "", cipher = null, version = null;
+      s.on("session", (t) => { ticket = t; });
       s.on("secureConnect", () => {
-        const r = { cipher: s.getCipher().name, version: s.getProtocol(), reused: s.isSessionReused() };
-        s.on("close", () => resolve({ ...r, ticket }));
-        if (session) s.end(); // a resumed client may get no new ticket to wait for
+        cipher = s.getCipher().name;
+        version = s.getProtocol();
+        s.write("GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
       });
+      s.on("data", (d) => { answer += d; });
+      s.on("close", () => resolve({ cipher, version, ticket, answer }));
       s.on("error", reject);
-    }), 5000, "a TLS handshake");
-    const first = await handshake();
-    assert.equal(first.version, "TLSv1.3");
-    assert.equal(first.cipher, "TLS_AES_128_GCM_SHA256");
-    assert.equal(first.reused, false);
-    assert.ok(first.ticket, "a session ticket");
-    // no session cache on the server: the ticket alone resumes (no certificate signature)
-    const again = await handshake(first.ticket);
-    assert.equal(again.reused, true);
-    assert.equal(again.cipher, "TLS_AES_128_GCM_SHA256");
+    }), 5000, "a TLS request");
+    assert.equal(r.version, "TLSv1.3");
+    assert.equal(r.cipher, "TLS_AES_128_GCM_SHA256");
+    assert.match(r.answer, /^HTTP\/1\.1 200/);
+    assert.equal(r.ticket, null);
+    const after = await metric(srv.port, /sluice_tls_connections_total\{server="main",record_layer="sluice"\} (\d+)/);
+    assert.ok(after >= before + 1, `offloaded connections ${before} -> ${after}`);
   });
 
   test("metrics: the certificate's expiry and the reload counters", async () => {
@@ -385,6 +384,18 @@ describe("protocol TLSv1.2", () => {
     const srv = await startServer(luaConfig(tlsBlock(good.cert, good.key, `, protocol = "TLSv1.2"`)));
     try {
       assert.equal(await peerSerial(srv.port, { maxVersion: "TLSv1.2" }), "1001");
+      // socket.io over TLS 1.2 runs on OpenSSL's record layer (the handoff is TLS 1.3 only)
+      // (engine.io-client passes no maxVersion through: an agent carries it)
+      const agent = new https.Agent({ maxVersion: "TLSv1.2", ca: pki.caPem });
+      const sock = client(`wss://127.0.0.1:${srv.port}/feed`, { transports: ["websocket"], ca: pki.caPem, agent });
+      try {
+        await connected(sock);
+        const inbox = new Inbox(sock, "ticks");
+        await subscribe(sock, "ticks");
+        await publishTls(srv.port, { namespace: "/feed", topic: "ticks", payload: { n: 12 } });
+        assert.equal((await inbox.until(([p]) => p.n === 12))[0].n, 12);
+      } finally { closeAll(sock); }
+      assert.ok(await metric(srv.port, /sluice_tls_connections_total\{server="main",record_layer="openssl"\} (\d+)/) >= 2);
     } finally { assertCleanExit(await srv.stop()); }
   });
 });

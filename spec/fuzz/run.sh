@@ -54,7 +54,7 @@ build() { # build <target>
 dict_for() { # dict_for <target>: the -dict option for a target (empty for none)
   case "$1" in
   fuzz_ws | fuzz_api) echo "-dict=spec/fuzz/fuzz_session.dict" ;;
-  fuzz_spill | fuzz_orphans) ;;
+  fuzz_spill | fuzz_orphans | fuzz_tls_record) ;;
   *) if [[ -f "spec/fuzz/$1.dict" ]]; then echo "-dict=spec/fuzz/$1.dict"; else echo "-dict=spec/fuzz/sio.dict"; fi ;;
   esac
 }

@@ -139,6 +139,23 @@ TEST(errors) {
                "test: server \"s\": cluster: acceptEmitter must be a boolean");
 }
 
+/* Emitter ingest subscribes to <key>#<nsp>#* per namespace: "/a" and "/a#b" would overlap
+ * (a room message of "/a#b" taken twice), so "#" in a path is refused with acceptEmitter. */
+TEST(hash_in_namespace_with_emitter) {
+  const char *ns2 = "{\"servers\":{\"s\":{\"port\":1,\"cluster\":{\"redis\":\"redis://h\","
+                    "\"acceptEmitter\":%s},\"namespaces\":[{\"path\":\"/a\",\"topics\":[\"t\"]},"
+                    "{\"path\":\"/a#b\",\"topics\":[\"t\"]}]}}}";
+  char buf[512];
+  snprintf(buf, sizeof buf, ns2, "true");
+  const char *e = load_err(buf, "json");
+  CHECK(strstr(e, "namespace \"/a#b\": a path with \"#\" cannot be used with "
+                  "cluster.acceptEmitter") != NULL);
+  snprintf(buf, sizeof buf, ns2, "false"); /* without the patterns the channels are exact */
+  sl_config *cfg = load_str(buf, "json");
+  CHECK(cfg != NULL);
+  sl_config_free(cfg);
+}
+
 int main(void) {
   sl_log_threshold = getenv("SLUICE_TEST_VERBOSE") ? SL_LOG_DEBUG : SL_LOG_ERROR;
   unsetenv("SLUICE_REDIS_PASSWORD");
@@ -148,6 +165,7 @@ int main(void) {
   RUN(three_syntaxes_agree);
   RUN(equality);
   RUN(errors);
+  RUN(hash_in_namespace_with_emitter);
   sl_lua_close(vm);
   return tl_report();
 }

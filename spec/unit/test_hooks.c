@@ -223,7 +223,7 @@ static sl_session *fake_session(sl_server *srv) {
   s->srv = srv;
   s->transport = SL_TR_POLLING;
   s->state = SL_ST_OPEN;
-  snprintf(s->remote, sizeof s->remote, "127.0.0.1");
+  s->remote = "127.0.0.1";
   sl_list_init(&s->ready);
   return s;
 }

@@ -2,6 +2,7 @@
  * randomness, clocks). */
 #include "testlib.h"
 #include "sl_util.h"
+#include "msg.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -518,7 +519,40 @@ TEST(json_print) {
   CHECK(sl_json_print(NULL) == NULL);
 }
 
+TEST(strpool_shares_equal_strings_and_frees_with_the_last_count) {
+  sl_hash pool = {0};
+  char a[] = "127.0.0.1", b[] = "127.0.0.1";
+  const char *x = sl_strpool_get(&pool, a);
+  const char *y = sl_strpool_get(&pool, b);
+  const char *z = sl_strpool_get(&pool, "::1");
+  CHECK(x == y);
+  CHECK(x != a && x != z);
+  CHECK_EQ_STR(x, "127.0.0.1");
+  CHECK_EQ_INT(pool.n, 2);
+  sl_strpool_put(&pool, x);
+  CHECK_EQ_INT(pool.n, 2);
+  sl_strpool_put(&pool, y);
+  CHECK_EQ_INT(pool.n, 1);
+  sl_strpool_put(&pool, NULL);
+  sl_strpool_free(&pool); /* "::1" still counted: freed with the pool */
+}
+
+TEST(mq_release_frees_only_an_empty_ring) {
+  sl_mq q = {0};
+  sl_msg *m = sl_msg_raw_new("x", 1);
+  sl_mq_push(&q, m, true);
+  sl_mq_release(&q); /* holds one: kept */
+  CHECK(q.v != NULL);
+  sl_msg_unref(sl_mq_pop(&q));
+  CHECK(q.v != NULL); /* a small ring survives the pop (no malloc per write) */
+  sl_mq_release(&q);
+  CHECK(q.v == NULL && q.cap == 0);
+  sl_mq_release(&q); /* idempotent */
+}
+
 int main(void) {
+  RUN(strpool_shares_equal_strings_and_frees_with_the_last_count);
+  RUN(mq_release_frees_only_an_empty_ring);
   RUN(strerror_all_codes);
   RUN(allocators);
   RUN(sbuf_append_printf);
