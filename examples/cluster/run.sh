@@ -29,11 +29,21 @@ for i in 0 1 2; do
     >"$dir/node$i.log" 2>&1 &
   pids+=($!)
 done
+# each node has 30 s to start and join the cluster (a loaded machine is slow to start three)
 for i in 0 1 2; do
-  for _ in $(seq 100); do
-    curl -s "http://127.0.0.1:$((BASE_PORT + i))/metrics" 2>/dev/null | grep -q '^sluice_cluster_up 1' && break
+  up=0
+  for _ in $(seq 600); do
+    if curl -s "http://127.0.0.1:$((BASE_PORT + i))/metrics" 2>/dev/null | grep -q '^sluice_cluster_up 1'; then
+      up=1
+      break
+    fi
     sleep 0.05
   done
+  if [ "$up" != 1 ]; then
+    echo "node $i on port $((BASE_PORT + i)) did not join the cluster within 30 s; its log:" >&2
+    tail -n 20 "$dir/node$i.log" >&2
+    exit 1
+  fi
   echo "node $i on http://127.0.0.1:$((BASE_PORT + i)) (cluster up)"
 done
 

@@ -297,7 +297,7 @@ test("examples/cluster/run.sh (make cluster-demo): a publish on node 0 reaches a
   const { ROOT } = await import("./helpers.mjs");
   const [rp, bp] = [await freePort(), 20000 + Math.floor(Math.random() * 20000)];
   const r = spawnSync("bash", ["examples/cluster/run.sh"], {
-    cwd: ROOT, env: { ...process.env, REDIS_PORT: String(rp), BASE_PORT: String(bp) }, timeout: 60000, encoding: "utf8",
+    cwd: ROOT, env: { ...process.env, REDIS_PORT: String(rp), BASE_PORT: String(bp) }, timeout: 120000, encoding: "utf8",
   });
   assert.equal(r.status, 0, r.stdout + r.stderr);
   assert.match(r.stdout, new RegExp(`client on node :${bp + 2} received \\{"symbol":"X","price":3,"from":"node :${bp}"\\}`));
