@@ -265,6 +265,8 @@ test("a stream trimmed past what a slow node read: the gap is logged and counted
     } finally {
       process.kill(slow.pid, "SIGCONT");
     }
+    // the API answers before Redis confirms the appends: read XLEN once all N are in the stream
+    await waitMetric(w.port, "sluice_cluster_published_total", {}, (v) => v >= N, 10000);
     const xlen = Number(r5.cli("XLEN", "trim"));
     assert.ok(xlen < N, `trimmed (XLEN ${xlen})`);
     await waitMetric(slow.port, "sluice_cluster_entries_lost_total", {}, (v) => v > 0, 10000);
