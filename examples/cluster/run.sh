@@ -48,7 +48,11 @@ for i in 0 1 2; do
 done
 
 node examples/cluster/demo.mjs $((BASE_PORT + 2)) "$BASE_PORT"
-sleep 2.5 # nodes are counted every 2 s
+# nodes are counted every 2 s (PUBSUB NUMSUB): wait, up to 15 s, until node 2 counts all three
+for _ in $(seq 150); do
+  curl -s "http://127.0.0.1:$((BASE_PORT + 2))/metrics" | grep -q '^sluice_cluster_nodes{namespace="/feed"} 3' && break
+  sleep 0.1
+done
 curl -s "http://127.0.0.1:$((BASE_PORT + 2))/metrics" | grep -E '^sluice_cluster_(up|nodes|received_total)'
 if [ "${KEEP:-0}" = 1 ]; then
   echo "running; logs in $dir; Ctrl-C stops"
