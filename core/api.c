@@ -572,8 +572,8 @@ static void recovery_metrics(sl_server *srv, sl_sbuf *b) {
       default:
         for (size_t bk = 0; bk < ns->parked.nb; bk++)
           for (sl_hent *e = ns->parked.b[bk]; e; e = e->hnext)
-            v += sl_container_of(e, sl_socket, phent)->parked == SL_PARK_KEPT ||
-                 sl_container_of(e, sl_socket, phent)->parked == SL_PARK_EXPIRING;
+            v += sl_parked_socket(e)->parked == SL_PARK_KEPT ||
+                 sl_parked_socket(e)->parked == SL_PARK_EXPIRING;
       }
       ns_label(b, rows[k].name, ns);
       sl_sbuf_printf(b, "} %llu\n", (unsigned long long)v);

@@ -264,7 +264,7 @@ static uint64_t replay_range(sl_socket *sock, const sl_cluster_entry *v, size_t 
     if (xr_inflight_has(e->topic, v[i].id)) continue; /* sent again as in flight */
     sl_topic *t = sl_topic_find(ns, e->topic, e->topiclen);
     sl_lane *l = t ? sl_lane_of(sock, t) : NULL;
-    if (!l || !sl_recovery_stream_id(v[i].id, &idn) || idn <= l->sub_from) continue;
+    if (!l || !sl_recovery_stream_id(v[i].id, &idn) || idn <= sl_lane_sub_from(l)) continue;
     if ((e->nrooms && !id_in(e->rooms, e->nrooms, sock->id)) ||
         id_in(e->except, e->nexcept, sock->id))
       continue;
@@ -277,7 +277,7 @@ static uint64_t replay_range(sl_socket *sock, const sl_cluster_entry *v, size_t 
   uint64_t last = 0;
   if (n && !sl_recovery_stream_id(v[n - 1].id, &last)) last = 0;
   for (sl_lane *l = sock->lanes; l; l = l->next) {
-    l->replay_upto = last;
+    if (l->rec) ((sl_lane_rec *)l)->replay_upto = last;
     if (l->topic->replay_upto < last) l->topic->replay_upto = last;
     sl_lane_ready(l);
   }
@@ -289,7 +289,7 @@ static void client_joined(sl_socket *sock) {
   if (sock->ns->implicit_root) return;
   if (sock->recovered) {
     uint64_t t0 = uv_hrtime();
-    uint64_t n = sl_recovery_resume(sock, sock->rec_from);
+    uint64_t n = sl_recovery_resume(sock, sl_socket_rec_of(sock)->rec_from);
     if (xr.set && xr.sock == sock) n += replay_range(sock, xr.v, xr.n);
     sl_log_info("client %s recovered: namespace %s, remote %s, transport %s, server \"%s\", %llu "
                 "message(s) replayed into its lanes in %.3f ms",
@@ -329,14 +329,14 @@ static void session_store(sl_socket *sock) {
   exp[sl_u64_dec(exp, sl_wall_us() / 1000 + ttl)] = 0;
   cJSON_AddStringToObject(o, "expires", exp);
   cJSON_AddStringToObject(o, "sid", sock->id);
-  cJSON_AddStringToObject(o, "pid", sock->pid);
+  cJSON_AddStringToObject(o, "pid", sl_socket_pid(sock));
   if (sock->principal) cJSON_AddStringToObject(o, "principal", sock->principal);
   if (sock->auth_token) cJSON_AddStringToObject(o, "token", sock->auth_token);
   cJSON *ts = cJSON_AddArrayToObject(o, "topics");
   for (sl_lane *l = sock->lanes; l; l = l->next) {
     cJSON *e = cJSON_CreateArray();
     char n[24];
-    n[sl_u64_dec(n, l->sub_from)] = 0;
+    n[sl_u64_dec(n, sl_lane_sub_from(l))] = 0;
     cJSON_AddItemToArray(e, cJSON_CreateString(l->topic->name));
     cJSON_AddItemToArray(e, cJSON_CreateString(n));
     cJSON_AddItemToArray(e, cJSON_CreateNumber((double)sl_lane_held(l)));
@@ -356,7 +356,7 @@ static void session_store(sl_socket *sock) {
     }
   char *t = sl_json_print(o);
   cJSON_Delete(o);
-  if (t && sl_cluster_session_put(srv->cluster, sock->pid, t, strlen(t),
+  if (t && sl_cluster_session_put(srv->cluster, sl_socket_pid(sock), t, strlen(t),
                                   ttl + SL_SESSION_KEY_MARGIN_MS) != 0)
     sl_log_debug("client %s: the cluster is down: its session is kept on this node only", sock->id);
   free(t);
@@ -408,14 +408,15 @@ static int client_recover(sl_socket *sock, const cJSON *auth, const char *offset
     free(was);
   }
   int r;
+  sl_socket_rec *rec = sl_socket_rec_of(sock);     /* a parked or rebuilt socket has one */
   if (xr.set && xr.status == 0 && !sock->parked) { /* rebuilt here: the stream replays */
     r = SL_REC_RECOVERED;
-    sock->rec_from = UINT64_MAX; /* nothing from this node's history */
+    rec->rec_from = UINT64_MAX; /* nothing from this node's history */
     xr.sock = sock;
   } else if (xr.set && !sock->parked) {
     r = SL_REC_EXPIRED; /* the offset's entry was trimmed, or too many follow it */
   } else {
-    r = sl_recovery_check(sock, offset, &sock->rec_from);
+    r = sl_recovery_check(sock, offset, &rec->rec_from);
   }
   const char *presented = token_of(auth);
   if (r == SL_REC_RECOVERED && presented) {
@@ -635,14 +636,14 @@ static int client_recover_remote(sl_socket *sock, const cJSON *auth, const char 
   const cJSON *ts = cJSON_GetObjectItemCaseSensitive(o, "topics");
   int r = SL_REC_UNKNOWN;
   if (!cJSON_IsString(sid) || strlen(sid->valuestring) >= sizeof sock->id || !cJSON_IsString(pid) ||
-      strlen(pid->valuestring) >= sizeof sock->pid || !cJSON_IsArray(ts))
+      strlen(pid->valuestring) >= SL_PID_SIZE || !cJSON_IsArray(ts))
     goto out;
   if (record_expired(sock->ns, o, sid->valuestring)) {
     r = SL_REC_EXPIRED;
     goto out;
   }
   memcpy(sock->id, sid->valuestring, strlen(sid->valuestring) + 1);
-  memcpy(sock->pid, pid->valuestring, strlen(pid->valuestring) + 1);
+  memcpy(sl_socket_rec_of(sock)->pid, pid->valuestring, strlen(pid->valuestring) + 1);
   if (cJSON_IsString(pr)) sock->principal = sl_xstrdup(pr->valuestring);
   if (cJSON_IsString(tok)) sock->auth_token = sl_xstrdup(tok->valuestring);
   const cJSON *e;
@@ -713,7 +714,7 @@ static bool client_park_due(sl_socket *sock) {
   if (!cl) return false;
   park_check *c = sl_xcalloc(1, sizeof *c);
   c->sock = sock;
-  if (sl_cluster_session_take(cl, sock->pid, park_check_done, c) != 0) {
+  if (sl_cluster_session_take(cl, sl_socket_pid(sock), park_check_done, c) != 0) {
     free(c);
     sl_log_warn("client %s: session kept for recovery on namespace %s expired while the cluster "
                 "is down: counted lost (whether another node took it is unknown)",

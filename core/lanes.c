@@ -71,16 +71,24 @@ void sl_lane_offer(sl_lane *l, sl_msg *m) {
   sl_lane_held_sync(l);
 }
 
-/* sl_subscribe: see lanes.h. */
-int sl_subscribe(sl_socket *sock, sl_topic *t) {
-  if (sl_lane_of(sock, t)) return 0;
-  sl_lane *l = sl_xcalloc(1, sizeof *l);
+/* A new lane of sock on t, first in sock->lanes, not attached to the topic yet. A socket
+ * with a recovery part gets a lane with one (sl_lane_rec), zeroed. */
+static sl_lane *lane_new(sl_socket *sock, sl_topic *t) {
+  sl_lane *l = sl_xcalloc(1, sock->rec ? sizeof(sl_lane_rec) : sizeof(sl_lane));
+  l->rec = sock->rec;
   l->sock = sock;
   l->topic = t;
   l->next = sock->lanes;
   sock->lanes = l;
   l->sub_idx = UINT32_MAX;
-  l->sub_from = t->ns->rec_seq;
+  return l;
+}
+
+/* sl_subscribe: see lanes.h. */
+int sl_subscribe(sl_socket *sock, sl_topic *t) {
+  if (sl_lane_of(sock, t)) return 0;
+  sl_lane *l = lane_new(sock, t);
+  if (l->rec) ((sl_lane_rec *)l)->sub_from = t->ns->rec_seq;
   sl_lane_attach(l);
   /* A new subscriber first receives the snapshot state (snapshot hook), or for
    * SNAPSHOT_ONLY the last published message. */
@@ -92,13 +100,8 @@ int sl_subscribe(sl_socket *sock, sl_topic *t) {
 sl_lane *sl_lane_restore(sl_socket *sock, sl_topic *t, uint64_t sub_from) {
   sl_lane *l = sl_lane_of(sock, t);
   if (l) return l;
-  l = sl_xcalloc(1, sizeof *l);
-  l->sock = sock;
-  l->topic = t;
-  l->next = sock->lanes;
-  sock->lanes = l;
-  l->sub_idx = UINT32_MAX;
-  l->sub_from = sub_from;
+  l = lane_new(sock, t);
+  if (l->rec) ((sl_lane_rec *)l)->sub_from = sub_from;
   l->rebuilt = 1;
   return l;
 }

@@ -104,7 +104,7 @@ sl_msg *sl_publish_encode_replay(sl_ns *ns, sl_topic *t, const char *payload, si
 /* Did a recovery's replay from the stream offer this delivery to l already? (Its reply can
  * overtake the reader's for the same entries.) */
 static bool replayed(const sl_pubctx *c, const sl_lane *l) {
-  return c->off_n && c->off_n <= l->replay_upto;
+  return c->off_n && c->off_n <= sl_lane_replay_upto(l);
 }
 
 static void offer_to(const sl_pubctx *c, sl_msg *m, const char *id) {

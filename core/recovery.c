@@ -229,7 +229,8 @@ void sl_recovery_park(sl_socket *sock) {
 }
 
 static uint64_t lane_from(const sl_lane *l, uint64_t from) {
-  return l->sub_from > from ? l->sub_from : from;
+  uint64_t sub = sl_lane_sub_from(l);
+  return sub > from ? sub : from;
 }
 
 /* sl_recovery_check: see recovery.h. */

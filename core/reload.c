@@ -108,7 +108,7 @@ static void ns_move(sl_ns *dst, sl_ns *old, sl_ns_config *nc) {
    * topics by id (every topic they use was kept: see above). */
   for (size_t b = 0; b < dst->parked.nb; b++)
     for (sl_hent *e = dst->parked.b[b]; e; e = e->hnext) {
-      sl_socket *k = sl_container_of(e, sl_socket, phent);
+      sl_socket *k = sl_parked_socket(e);
       k->ns = dst;
       for (sl_lane *l = k->lanes; l; l = l->next)
         for (size_t i = 0; i < nc->ntopics; i++)

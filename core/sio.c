@@ -95,8 +95,9 @@ static void park_timer_arm(sl_gateway *gw);
 /* Free a parked socket or tombstone: out of the pid index and the expiry heap; the layer
  * above lets go of a kept one first. */
 static void parked_free(sl_gateway *gw, sl_socket *k) {
-  sl_hash_del(&k->ns->parked, &k->phent);
-  if (k->parked != SL_PARK_EXPIRING) sl_heap_remove(&gw->parked, &k->pn);
+  sl_socket_rec *r = sl_socket_rec_of(k); /* a parked socket has a pid: it has one */
+  sl_hash_del(&k->ns->parked, &r->phent);
+  if (k->parked != SL_PARK_EXPIRING) sl_heap_remove(&gw->parked, &r->pn);
   if (k->parked == SL_PARK_KEPT || k->parked == SL_PARK_EXPIRING)
     k->ns->srv->sio_handler->on_expire(k);
   early_free(k);
@@ -118,8 +119,9 @@ static void park_expire(sl_gateway *gw, sl_socket *k, uint64_t now) {
   k->principal = k->auth_token = NULL;
   k->parked = SL_PARK_TOMBSTONE;
   uint64_t keep = (uint64_t)k->ns->cfg->recovery.max_disconnection_ms;
-  k->pn.key = now + (keep > SL_TOMBSTONE_MIN_MS ? keep : SL_TOMBSTONE_MIN_MS);
-  sl_heap_insert(&gw->parked, &k->pn);
+  sl_socket_rec *r = sl_socket_rec_of(k);
+  r->pn.key = now + (keep > SL_TOMBSTONE_MIN_MS ? keep : SL_TOMBSTONE_MIN_MS);
+  sl_heap_insert(&gw->parked, &r->pn);
 }
 
 static void park_timer_cb(uv_timer_t *t) {
@@ -127,7 +129,7 @@ static void park_timer_cb(uv_timer_t *t) {
   uint64_t now = uv_now(gw->loop);
   sl_heap_node *top;
   while ((top = sl_heap_min(&gw->parked)) && top->key <= now) {
-    sl_socket *k = sl_container_of(top, sl_socket, pn);
+    sl_socket *k = &sl_container_of(top, sl_socket_rec, pn)->sock;
     sl_heap_remove(&gw->parked, top);
     const sl_sio_handler *h = k->ns->srv->sio_handler;
     if (k->parked == SL_PARK_KEPT && h->on_park_due && h->on_park_due(k))
@@ -146,7 +148,7 @@ void sl_sio_park_settle(sl_socket *k, bool taken) {
   sl_gateway *gw = k->ns->srv->gw;
   if (taken) { /* resumed elsewhere: no tombstone, the pid is not this node's any more */
     k->parked = SL_PARK_KEPT;
-    sl_heap_insert(&gw->parked, &k->pn); /* parked_free takes it out again */
+    sl_heap_insert(&gw->parked, &sl_socket_rec_of(k)->pn); /* parked_free takes it out again */
     parked_free(gw, k);
   } else {
     park_expire(gw, k, uv_now(gw->loop));
@@ -178,7 +180,7 @@ void sl_sio_ns_discard_parked(sl_ns *ns) {
   while (ns->parked.n) {
     sl_socket *k = NULL;
     for (size_t b = 0; b < ns->parked.nb && !k; b++)
-      if (ns->parked.b[b]) k = sl_container_of(ns->parked.b[b], sl_socket, phent);
+      if (ns->parked.b[b]) k = sl_parked_socket(ns->parked.b[b]);
     if (!k) break;
     parked_free(gw, k);
   }
@@ -187,7 +189,7 @@ void sl_sio_ns_discard_parked(sl_ns *ns) {
 /* sl_sio_discard_pid: see sio.h. */
 void sl_sio_discard_pid(sl_ns *ns, const char *pid) {
   sl_hent *e = sl_hash_get(&ns->parked, pid);
-  if (e) parked_free(ns->srv->gw, sl_container_of(e, sl_socket, phent));
+  if (e) parked_free(ns->srv->gw, sl_parked_socket(e));
 }
 
 /* sl_sio_stop: see sio.h. */
@@ -206,10 +208,11 @@ static void park(sl_socket *sock) {
   sl_gateway *gw = ns->srv->gw;
   sock->sess = NULL;
   early_free(sock);
-  sl_hash_put(&ns->parked, &sock->phent, sock->pid);
-  sock->pn.key = uv_now(gw->loop) + (uint64_t)ns->cfg->recovery.max_disconnection_ms;
-  sl_heap_insert(&gw->parked, &sock->pn);
-  if (sl_heap_min(&gw->parked) == &sock->pn) park_timer_arm(gw);
+  sl_socket_rec *r = sl_socket_rec_of(sock);
+  sl_hash_put(&ns->parked, &r->phent, r->pid);
+  r->pn.key = uv_now(gw->loop) + (uint64_t)ns->cfg->recovery.max_disconnection_ms;
+  sl_heap_insert(&gw->parked, &r->pn);
+  if (sl_heap_min(&gw->parked) == &r->pn) park_timer_arm(gw);
 }
 
 /* Release a socket: out of the session and namespace indexes, then the layer above lets go
@@ -225,7 +228,7 @@ static void socket_remove(sl_socket *sock, const char *reason, bool recoverable)
   sl_hash_del(&sock->ns->sockets, &sock->hent);
   sock->ns->disconnections++;
   sl_gateway *gw = s->srv->gw;
-  if (recoverable && sock->pid[0] && ns_recovers(sock->ns) && !gw->stopping) {
+  if (recoverable && sl_socket_pid(sock)[0] && ns_recovers(sock->ns) && !gw->stopping) {
     sock->parked = SL_PARK_KEPT;
     sock->recovered = 0;
     s->srv->sio_handler->on_close(sock, reason);
@@ -318,9 +321,9 @@ static void join(sl_session *s, sl_socket *sock) {
   s->ever_joined = 1;
   ns->connections++;
   char body[96];
-  int n = sock->pid[0]
-              ? snprintf(body, sizeof body, "{\"sid\":\"%s\",\"pid\":\"%s\"}", sock->id, sock->pid)
-              : snprintf(body, sizeof body, "{\"sid\":\"%s\"}", sock->id);
+  const char *pid = sl_socket_pid(sock);
+  int n = pid[0] ? snprintf(body, sizeof body, "{\"sid\":\"%s\",\"pid\":\"%s\"}", sock->id, pid)
+                 : snprintf(body, sizeof body, "{\"sid\":\"%s\"}", sock->id);
   sl_sio_send(sock, SIO_CONNECT, -1, body, (size_t)n);
   /* What on_connect emitted follows the CONNECT reply, in order. */
   while (sock->early && sock->early->n) sl_session_send(s, sl_mq_pop(sock->early));
@@ -341,7 +344,7 @@ static sl_socket *recover(sl_session *s, sl_ns *ns, const cJSON *auth) {
     ns->recoveries[SL_REC_UNKNOWN]++;
     return NULL;
   }
-  sl_socket *k = sl_container_of(e, sl_socket, phent);
+  sl_socket *k = sl_parked_socket(e);
   sl_gateway *gw = s->srv->gw;
   if (k->parked == SL_PARK_TOMBSTONE || k->parked == SL_PARK_EXPIRING) {
     ns->recoveries[SL_REC_EXPIRED]++;
@@ -361,8 +364,8 @@ static sl_socket *recover(sl_session *s, sl_ns *ns, const cJSON *auth) {
     return NULL;
   }
   ns->recoveries[SL_REC_RECOVERED]++;
-  sl_hash_del(&ns->parked, &k->phent);
-  sl_heap_remove(&gw->parked, &k->pn);
+  sl_hash_del(&ns->parked, &sl_socket_rec_of(k)->phent);
+  sl_heap_remove(&gw->parked, &sl_socket_rec_of(k)->pn);
   k->parked = SL_PARK_NONE;
   k->recovered = 1;
   k->next = NULL;
@@ -374,7 +377,8 @@ static sl_socket *recover(sl_session *s, sl_ns *ns, const cJSON *auth) {
 static sl_socket *recover_remote(sl_session *s, sl_ns *ns, const cJSON *auth, const char *blob,
                                  size_t len) {
   const cJSON *off = cJSON_GetObjectItemCaseSensitive(auth, "offset");
-  sl_socket *k = sl_xcalloc(1, sizeof *k);
+  sl_socket *k = sl_xcalloc(1, sizeof(sl_socket_rec)); /* another node's pid: recovering */
+  k->rec = 1;
   k->sess = s;
   k->ns = ns;
   k->slot = SLUICE_NOSLOT;
@@ -383,8 +387,8 @@ static sl_socket *recover_remote(sl_session *s, sl_ns *ns, const cJSON *auth, co
       h->on_recover_remote
           ? h->on_recover_remote(k, auth, cJSON_IsString(off) ? off->valuestring : NULL, blob, len)
           : SL_REC_UNKNOWN;
-  if (r == SL_REC_RECOVERED &&
-      (s->state == SL_ST_CLOSED || sl_hash_get(&ns->sockets, k->id) || !k->id[0] || !k->pid[0]))
+  if (r == SL_REC_RECOVERED && (s->state == SL_ST_CLOSED || sl_hash_get(&ns->sockets, k->id) ||
+                                !k->id[0] || !sl_socket_pid(k)[0]))
     r = SL_REC_UNKNOWN;
   ns->recoveries[r >= 0 && r < SL_REC_COUNT ? r : SL_REC_DENIED]++;
   if (r != SL_REC_RECOVERED) {
@@ -444,10 +448,10 @@ static void handle_connect(sl_session *s, const sio_packet *p, const cJSON *payl
     /* the store does not have it (expired, taken by another node, never kept): neither may
      * a copy parked here be used */
     sl_hent *e = sl_hash_get(&ns->parked, pid);
-    uint8_t st = e ? sl_container_of(e, sl_socket, phent)->parked : SL_PARK_NONE;
+    uint8_t st = e ? sl_parked_socket(e)->parked : SL_PARK_NONE;
     ns->recoveries[st == SL_PARK_TOMBSTONE || st == SL_PARK_EXPIRING ? SL_REC_EXPIRED
                                                                      : SL_REC_UNKNOWN]++;
-    if (e) parked_free(s->srv->gw, sl_container_of(e, sl_socket, phent));
+    if (e) parked_free(s->srv->gw, sl_parked_socket(e));
   } else if (pid && looked_up && !sl_hash_get(&ns->parked, pid)) {
     sock = recover_remote(s, ns, payload, blob, bloblen);
   } else if (pid) {
@@ -458,14 +462,17 @@ static void handle_connect(sl_session *s, const sio_packet *p, const cJSON *payl
     return;
   }
   if (s->state == SL_ST_CLOSED) return;
-  sock = sl_xcalloc(1, sizeof *sock);
+  /* with recovery on, the socket gets its recovery part (pid, parking) */
+  sock = sl_xcalloc(1, ns_recovers(ns) ? sizeof(sl_socket_rec) : sizeof(sl_socket));
+  sock->rec = ns_recovers(ns);
   sock->sess = s;
   sock->ns = ns;
   sock->slot = SLUICE_NOSLOT;
   do { sl_random_id(sock->id, 20); } while (sl_hash_get(&ns->sockets, sock->id));
   if (ns_recovers(ns)) {
     /* 144 random bits; never one that is parked or a tombstone */
-    do { sl_random_id(sock->pid, 24); } while (sl_hash_get(&ns->parked, sock->pid));
+    char *npid = sl_socket_rec_of(sock)->pid;
+    do { sl_random_id(npid, 24); } while (sl_hash_get(&ns->parked, npid));
   }
   char why[256] = "";
   const char *code = NULL;
@@ -689,8 +696,8 @@ void sl_socket_disconnect(sl_socket *s) {
   if (s->gone) return;
   if (s->parked) { /* a kick ends a kept session: no recovery any more */
     sl_gateway *gw = s->ns->srv->gw;
-    sl_hash_del(&s->ns->parked, &s->phent);
-    sl_heap_remove(&gw->parked, &s->pn);
+    sl_hash_del(&s->ns->parked, &sl_socket_rec_of(s)->phent);
+    sl_heap_remove(&gw->parked, &sl_socket_rec_of(s)->pn);
     if (s->parked == SL_PARK_KEPT) s->ns->srv->sio_handler->on_expire(s);
     s->parked = SL_PARK_NONE;
     s->gone = 1;

@@ -213,6 +213,7 @@ struct sl_server {
 
 /* ---- Socket.IO sockets and lanes ----------------------------------------------------- */
 
+/* (Members ordered by size, so that no padding is added; spec/bench/memsizes.c prints it.) */
 struct sl_socket {
   sl_hent hent; /* in ns->sockets (key = id) */
   sl_session *sess;
@@ -221,18 +222,41 @@ struct sl_socket {
   sl_lane *lanes;         /* subscriptions */
   char *principal;
   char *auth_token; /* auth.token from the CONNECT payload */
+  sl_mq *early;     /* packets emitted during onConnect (allocated only then) */
   int slot;         /* the hook implementation's own slot (Lua: the box's ref) */
   uint8_t gone;
   uint8_t connecting; /* inside onConnect: emits wait for the CONNECT reply */
   uint8_t recovered;  /* this join restored a parked session (the connect event says so) */
   uint8_t parked;     /* SL_PARK_*: kept for recovery after its session went */
-  sl_mq *early;       /* packets emitted during onConnect (allocated only then) */
   char id[21];
-  char pid[25];      /* recovery: the private session id, "" when the namespace has none */
-  sl_hent phent;     /* in ns->parked (key = pid) while parked */
-  sl_heap_node pn;   /* in gw->parked: when the parked session (or its tombstone) expires */
-  uint64_t rec_from; /* recovery: the offset a recovering client presented (client.c) */
+  uint8_t rec; /* allocated as an sl_socket_rec (its namespace recovers): sl_socket_rec_of */
 };
+
+/* What only connection-state recovery keeps of a socket. A socket of a namespace with
+ * `recovery` (when it is created) is allocated as this struct, the socket first, and has
+ * sock->rec set; every other socket is a bare sl_socket and pays nothing for recovery. */
+#define SL_PID_SIZE 25
+typedef struct sl_socket_rec {
+  sl_socket sock;        /* first: a recovering socket is a socket */
+  char pid[SL_PID_SIZE]; /* the private session id, "" until given */
+  sl_hent phent;         /* in ns->parked (key = pid) while parked */
+  sl_heap_node pn;       /* in gw->parked: when the parked session (or its tombstone) expires */
+  uint64_t rec_from;     /* the offset a recovering client presented (client.c) */
+} sl_socket_rec;
+
+/* sl_socket_rec_of: the recovery part of s, NULL when s has none (its namespace did not
+ * recover when it was created). */
+static inline sl_socket_rec *sl_socket_rec_of(sl_socket *s) {
+  return s && s->rec ? (sl_socket_rec *)s : NULL;
+}
+/* sl_socket_pid: s's private session id, "" when it has none. */
+static inline const char *sl_socket_pid(const sl_socket *s) {
+  return s->rec ? ((const sl_socket_rec *)s)->pid : "";
+}
+/* sl_parked_socket: the socket of an entry of ns->parked. */
+static inline sl_socket *sl_parked_socket(sl_hent *e) {
+  return &sl_container_of(e, sl_socket_rec, phent)->sock;
+}
 /* SL_PARK_EXPIRING: kept, its time is up, the layer above is asking the cluster whether
  * another node took it (sio.h on_park_due); out of gw->parked meanwhile. */
 enum { SL_PARK_NONE = 0, SL_PARK_KEPT, SL_PARK_TOMBSTONE, SL_PARK_EXPIRING };
@@ -251,17 +275,34 @@ struct sl_lane {
   /* SPILL_TO_DISK: overflow on disk, refilled in FIFO order */
   struct sl_spill *spill;
   uint64_t held_rep; /* deliveries held, as last added to topic->held */
-  uint64_t sub_from; /* recovery: the namespace's offset when it subscribed */
-  /* recovery: a replay from the stream offered up to this offset: a delivery the reader
-   * gives later with an offset <= it is not offered again */
-  uint64_t replay_upto;
-  uint32_t sub_idx; /* slot in topic->subs, UINT32_MAX when not subscribed */
+  uint32_t sub_idx;  /* slot in topic->subs, UINT32_MAX when not subscribed */
   uint32_t qhead, qn, qcap;
   uint32_t ninfl;
   uint8_t rebuilt;   /* recovery: rebuilt from another node's session (sl_lane_restore) */
   uint8_t refilling; /* a spill read is pending */
   uint8_t spill_failed_logged;
+  uint8_t rec; /* allocated as an sl_lane_rec (its socket has a recovery part) */
 };
+
+/* What only connection-state recovery keeps of a lane: a lane of a socket with a recovery
+ * part (sl_socket_rec) is allocated as this struct, the lane first, with lane->rec set. */
+typedef struct sl_lane_rec {
+  sl_lane lane;      /* first: a recovering lane is a lane */
+  uint64_t sub_from; /* the namespace's offset when it subscribed */
+  /* a replay from the stream offered up to this offset: a delivery the reader gives later
+   * with an offset <= it is not offered again */
+  uint64_t replay_upto;
+} sl_lane_rec;
+
+/* sl_lane_rec_of: the recovery part of l, NULL when it has none. */
+static inline sl_lane_rec *sl_lane_rec_of(sl_lane *l) { return l->rec ? (sl_lane_rec *)l : NULL; }
+/* sl_lane_sub_from, sl_lane_replay_upto: those offsets of l, 0 without a recovery part. */
+static inline uint64_t sl_lane_sub_from(const sl_lane *l) {
+  return l->rec ? ((const sl_lane_rec *)l)->sub_from : 0;
+}
+static inline uint64_t sl_lane_replay_upto(const sl_lane *l) {
+  return l->rec ? ((const sl_lane_rec *)l)->replay_upto : 0;
+}
 
 /* An AT_LEAST_ONCE message sent to one client and not yet acknowledged. */
 typedef struct sl_inflight {
