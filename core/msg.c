@@ -118,6 +118,9 @@ static uint32_t hash_str(const char *s) {
  * doubles past two entries per bucket: chains stay short (no lookup is on a per-delivery
  * path) and a table of 10,000 sessions costs 64 KiB of buckets, not 128. */
 void sl_hash_put(sl_hash *h, sl_hent *e, const char *key) {
+  ptrdiff_t koff = key - (const char *)e;
+  if (!h->koff) h->koff = koff;
+  if (koff != h->koff || !koff) abort(); /* a key not where the table's keys are */
   if (h->n + 1 > 2 * h->nb) {
     size_t nb = h->nb ? h->nb * 2 : 16;
     sl_hent **b = sl_xcalloc(nb, sizeof *b);
@@ -125,7 +128,7 @@ void sl_hash_put(sl_hash *h, sl_hent *e, const char *key) {
       sl_hent *x = h->b[i];
       while (x) {
         sl_hent *nx = x->hnext;
-        size_t j = hash_str(x->hkey) & (nb - 1);
+        size_t j = hash_str(sl_hash_key(h, x)) & (nb - 1);
         x->hnext = b[j];
         b[j] = x;
         x = nx;
@@ -135,7 +138,6 @@ void sl_hash_put(sl_hash *h, sl_hent *e, const char *key) {
     h->b = b;
     h->nb = nb;
   }
-  e->hkey = key;
   size_t j = hash_str(key) & (h->nb - 1);
   e->hnext = h->b[j];
   h->b[j] = e;
@@ -146,14 +148,14 @@ void sl_hash_put(sl_hash *h, sl_hent *e, const char *key) {
 sl_hent *sl_hash_get(const sl_hash *h, const char *key) {
   if (!h->nb) return NULL;
   for (sl_hent *x = h->b[hash_str(key) & (h->nb - 1)]; x; x = x->hnext)
-    if (strcmp(x->hkey, key) == 0) return x;
+    if (strcmp(sl_hash_key(h, x), key) == 0) return x;
   return NULL;
 }
 
 /* sl_hash_del: remove e (which must be in h). */
 void sl_hash_del(sl_hash *h, sl_hent *e) {
   if (!h->nb) return;
-  sl_hent **pp = &h->b[hash_str(e->hkey) & (h->nb - 1)];
+  sl_hent **pp = &h->b[hash_str(sl_hash_key(h, e)) & (h->nb - 1)];
   for (; *pp; pp = &(*pp)->hnext) {
     if (*pp == e) {
       *pp = e->hnext;

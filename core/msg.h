@@ -114,18 +114,26 @@ static inline void sl_list_del(sl_link *l) {
   l->next = l->prev = NULL;
 }
 
+/* A table entry is one pointer: the key is not stored, it is found at the same offset from
+ * every entry of a table (each owner embeds its entry and its key string: a session's sid, a
+ * socket's id), which sl_hash_put learns from its first entry. */
 typedef struct sl_hent {
   struct sl_hent *hnext;
-  const char *hkey;
 } sl_hent;
 typedef struct sl_hash {
   sl_hent **b;
   size_t nb, n;
+  ptrdiff_t koff; /* key - (char *)entry, the same for every entry (0: no entry yet) */
 } sl_hash;
-/* sl_hash_put: index entry e (embedded in its owner) under key, which must outlive the entry;
- * the table grows as needed (aborts when memory runs out). Keys are not checked for
- * duplicates: the caller looks up first. */
+/* sl_hash_put: index entry e (embedded in its owner) under key, a string that lives in the
+ * same owner, at the same offset from e as every other entry's key in h (checked: aborts
+ * otherwise), for as long as e is in h. The table grows as needed (aborts when memory runs
+ * out). Keys are not checked for duplicates: the caller looks up first. */
 void sl_hash_put(sl_hash *h, sl_hent *e, const char *key);
+/* sl_hash_key: the key of e, an entry of h. */
+static inline const char *sl_hash_key(const sl_hash *h, const sl_hent *e) {
+  return (const char *)e + h->koff;
+}
 /* sl_hash_get: the entry indexed under key, or NULL. */
 sl_hent *sl_hash_get(const sl_hash *h, const char *key);
 /* sl_hash_del: take e out of the table (e must be in it); the entry itself is the caller's. */
