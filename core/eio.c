@@ -33,7 +33,7 @@ static void eio_conn_lost(sl_conn *c);
 /* A write finished on a session's WebSocket: refill from the lanes and write (the raw
  * endpoint has no lanes: just write). */
 static void eio_ws_drain(sl_conn *c) {
-  sl_session *s = c->data;
+  sl_session *s = sl_conn_data(c);
   if (s && !s->raw && s->ws == c)
     sl_session_flush(s);
   else
@@ -197,7 +197,8 @@ size_t sl_session_high_water(const sl_session *s) {
 /* sl_session_unsent: see eio.h. */
 size_t sl_session_unsent(const sl_session *s) {
   if (s->transport == SL_TR_WS) return s->ws ? s->ws->wq_bytes : 0;
-  return s->pq_bytes + (s->get ? s->get->wq_bytes : 0);
+  if (!s->poll) return 0;
+  return s->poll->pq_bytes + (s->poll->get ? s->poll->get->wq_bytes : 0);
 }
 
 /* sl_session_mark_dirty: see eio.h. */
@@ -221,6 +222,24 @@ void sl_session_defer(sl_session *s, uint32_t ms) {
 
 /* ---- output -------------------------------------------------------------------------- */
 
+/* Keep m for the next polling GET. */
+static void pq_push(sl_poll *p, sl_msg *m) {
+  p->pq_bytes += m->len;
+  sl_mq_push(&p->pq, m, true);
+}
+
+/* sl_session_queue: see eio.h. */
+void sl_session_queue(sl_session *s, sl_msg *m) {
+  if (s->state == SL_ST_CLOSED || (s->transport == SL_TR_WS ? !s->ws : !s->poll)) {
+    sl_msg_unref(m);
+    return;
+  }
+  if (s->transport == SL_TR_WS)
+    sl_conn_queue(s->ws, m, false);
+  else
+    pq_push(s->poll, m);
+}
+
 /* sl_session_send: see eio.h. Control packets (handshake replies, acks, pings) bypass the
  * lanes but still respect transport order. */
 void sl_session_send(sl_session *s, sl_msg *m) {
@@ -228,12 +247,7 @@ void sl_session_send(sl_session *s, sl_msg *m) {
     sl_msg_unref(m);
     return;
   }
-  if (s->transport == SL_TR_WS && s->ws) {
-    sl_conn_queue(s->ws, m, false);
-  } else {
-    s->pq_bytes += m->len;
-    sl_mq_push(&s->pq, m, true);
-  }
+  sl_session_queue(s, m);
   sl_session_mark_dirty(s);
 }
 
@@ -243,12 +257,13 @@ static void send_text(sl_session *s, const char *text) {
 
 /* Answer the held polling GET with everything in pq. */
 static void poll_respond(sl_session *s) {
-  sl_conn *c = s->get;
-  if (!c || !s->pq.n) return;
+  sl_poll *pl = s->poll;
+  sl_conn *c = pl ? pl->get : NULL;
+  if (!c || !pl->pq.n) return;
   size_t total = 0;
   /* Binary packets travel as "b" + base64 in polling payloads: re-encode those. */
-  for (uint32_t i = 0; i < s->pq.n; i++) {
-    sl_msg *m = sl_mq_at(&s->pq, i);
+  for (uint32_t i = 0; i < pl->pq.n; i++) {
+    sl_msg *m = sl_mq_at(&pl->pq, i);
     total += m->binary ? 1 + sl_b64_enclen(m->len) : m->len;
     if (i) total++;
   }
@@ -263,8 +278,8 @@ static void poll_respond(sl_session *s) {
   sl_conn_queue(c, sl_msg_raw_new(h.data, h.len), true);
   sl_sbuf_free(&h);
   bool first = true;
-  while (s->pq.n) {
-    sl_msg *m = sl_mq_pop(&s->pq);
+  while (pl->pq.n) {
+    sl_msg *m = sl_mq_pop(&pl->pq);
     if (!first) sl_conn_queue(c, sl_msg_rs, true);
     first = false;
     if (m->binary) {
@@ -277,10 +292,10 @@ static void poll_respond(sl_session *s) {
     }
     sl_conn_queue(c, m, true);
   }
-  s->pq_bytes = 0;
-  s->get = NULL;
+  pl->pq_bytes = 0;
+  pl->get = NULL;
   c->held = 0;
-  c->data = NULL;
+  sl_conn_set_data(c, NULL);
   sl_conn_flush(c);
 }
 
@@ -299,7 +314,7 @@ void sl_session_flush(sl_session *s) {
       sl_conn_flush(s->ws);
       if (s->state == SL_ST_CLOSED || !s->ws || s->ws->writing || !pulled) return;
     } else {
-      if (s->get) poll_respond(s);
+      poll_respond(s);
       return;
     }
   }
@@ -336,6 +351,7 @@ void sl_eio_free_dead(sl_gateway *gw) {
     sl_session *s = gw->dead_sessions;
     gw->dead_sessions = s->next_dead;
     sl_strpool_put(&gw->remotes, s->remote);
+    free(s->poll); /* its queue was cleared at the close */
     free(s->bearer);
     free(s);
   }
@@ -355,10 +371,10 @@ static void conn_finish(sl_conn *c) {
 static void session_close_ex(sl_session *s, const char *reason, bool client_close, bool fail) {
   if (s->state == SL_ST_CLOSED) return;
   sl_log_debug("session %s closed: %s", s->sid, reason);
-  if (fail && s->get) {
+  sl_poll *pl = s->poll;
+  if (fail && pl && pl->get) {
     /* What the layer above queued to explain itself goes out first, then the close. */
-    s->pq_bytes += 1;
-    sl_mq_push(&s->pq, sl_msg_packet_new("1", 1, false, SL_MK_CONTROL), true);
+    pq_push(pl, sl_msg_packet_new("1", 1, false, SL_MK_CONTROL));
     poll_respond(s);
   }
   handler(s)->on_close(s, reason);
@@ -368,27 +384,29 @@ static void session_close_ex(sl_session *s, const char *reason, bool client_clos
     sl_list_del(&s->dlink);
     s->dirty = 0;
   }
-  sl_mq_clear(&s->pq);
-  s->pq_bytes = 0;
-  if (s->get) {
-    sl_conn *g = s->get;
-    s->get = NULL;
+  if (pl) {
+    sl_mq_clear(&pl->pq);
+    pl->pq_bytes = 0;
+  }
+  if (pl && pl->get) {
+    sl_conn *g = pl->get;
+    pl->get = NULL;
     g->held = 0;
-    g->data = NULL;
+    sl_conn_set_data(g, NULL);
     const char *body = client_close ? "6" : "1";
     sl_http_respond(g, 200, "text/plain; charset=UTF-8", body, 1, NULL);
   }
-  if (s->probe) {
-    sl_conn *p = s->probe;
-    s->probe = NULL;
-    p->data = NULL;
+  if (pl && pl->probe) {
+    sl_conn *p = pl->probe;
+    pl->probe = NULL;
+    sl_conn_set_data(p, NULL);
     p->is_probe = 0;
     sl_conn_close(p);
   }
   if (s->ws) {
     sl_conn *w = s->ws;
     s->ws = NULL;
-    w->data = NULL;
+    sl_conn_set_data(w, NULL);
     if (fail)
       sl_ws_close(w, 1002, reason); /* after what is queued: the client reads why */
     else
@@ -464,6 +482,7 @@ static sl_session *session_new(sl_server *srv, sl_conn *c, int transport, bool r
   s->srv = srv;
   s->transport = (uint8_t)transport;
   s->raw = raw;
+  if (transport == SL_TR_POLLING) s->poll = sl_xcalloc(1, sizeof *s->poll);
   do { sl_random_id(s->sid, 20); } while (sl_hash_get(&srv->sessions, s->sid));
   sl_hash_put(&srv->sessions, &s->hent, s->sid);
   sl_list_init(&s->ready);
@@ -536,46 +555,43 @@ static bool handle_packet(sl_session *s, uint8_t *data, size_t len, bool binary)
 
 /* A WebSocket message on a connection bound to a session (or probing one). */
 static void eio_ws_message(sl_conn *c, const uint8_t *data, size_t len, bool binary) {
-  sl_session *s = c->data;
+  sl_session *s = sl_conn_data(c);
   if (!s) return;
   uint8_t *d = (uint8_t *)data; /* wslay's buffer, ours to modify until the callback returns */
   if (c->is_probe) {
     if (!binary && len == 6 && memcmp(d, "2probe", 6) == 0) {
       sl_conn_send(c, sl_msg_packet_new("3probe", 6, false, SL_MK_CONTROL), false);
       /* The client now waits for its pending GET to finish: answer it with a noop. */
-      if (s->get && !s->pq.n) {
-        s->pq_bytes += 1;
-        sl_mq_push(&s->pq, sl_msg_packet_new("6", 1, false, SL_MK_CONTROL), true);
+      sl_poll *pl = s->poll; /* a probing session polls */
+      if (pl->get && !pl->pq.n) {
+        pq_push(pl, sl_msg_packet_new("6", 1, false, SL_MK_CONTROL));
         poll_respond(s);
       }
       return;
     }
     if (!binary && len == 1 && d[0] == '5') {
       /* Upgrade complete: the WebSocket carries the session from now on. */
+      sl_poll *pl = s->poll;
       c->is_probe = 0;
-      s->probe = NULL;
+      pl->probe = NULL;
       s->state = SL_ST_OPEN;
-      if (s->get) {
-        sl_conn *g = s->get;
-        if (!s->pq.n) {
-          s->pq_bytes += 1;
-          sl_mq_push(&s->pq, sl_msg_packet_new("6", 1, false, SL_MK_CONTROL), true);
-        }
+      if (pl->get) {
+        if (!pl->pq.n) pq_push(pl, sl_msg_packet_new("6", 1, false, SL_MK_CONTROL));
         poll_respond(s);
-        (void)g;
       }
       s->transport = SL_TR_WS;
       s->ws = c;
-      while (s->pq.n) sl_conn_queue(c, sl_mq_pop(&s->pq), false);
-      s->pq_bytes = 0;
-      sl_mq_clear(&s->pq);
+      while (pl->pq.n) sl_conn_queue(c, sl_mq_pop(&pl->pq), false);
+      sl_mq_clear(&pl->pq);
+      free(pl); /* polling is over for this session */
+      s->poll = NULL;
       sl_session_flush(s);
       return;
     }
     /* Anything else on a probing WebSocket closes that WebSocket only. */
-    s->probe = NULL;
+    s->poll->probe = NULL;
     s->state = SL_ST_OPEN;
-    c->data = NULL;
+    sl_conn_set_data(c, NULL);
     c->is_probe = 0;
     sl_conn_close(c);
     return;
@@ -587,19 +603,19 @@ static void eio_ws_message(sl_conn *c, const uint8_t *data, size_t len, bool bin
 /* A connection bound to a session (its WebSocket, a probe, a held GET) is closing.
  * Idempotent: the connection forgets its session here. */
 static void eio_conn_lost(sl_conn *c) {
-  sl_session *s = c->data;
-  c->data = NULL;
+  sl_session *s = sl_conn_data(c);
+  sl_conn_set_data(c, NULL);
   if (!s) return;
   if (c->is_probe) {
     c->is_probe = 0;
-    if (s->probe == c) {
-      s->probe = NULL;
+    if (s->poll && s->poll->probe == c) {
+      s->poll->probe = NULL;
       if (s->state == SL_ST_UPGRADING) s->state = SL_ST_OPEN;
     }
     return;
   }
-  if (s->get == c) {
-    s->get = NULL;
+  if (s->poll && s->poll->get == c) {
+    s->poll->get = NULL;
     c->held = 0;
     return;
   }
@@ -683,13 +699,13 @@ static void session_request(sl_conn *c, bool upgrade, bool raw, const char *sid,
     return;
   }
   if (is_ws) {
-    if (s->transport == SL_TR_WS || s->probe) {
+    if (s->transport == SL_TR_WS || s->poll->probe) {
       /* A second WebSocket for a session that has one (the reference accepts it, then
        * closes it): complete the handshake, bind it to nothing, close it. The session
        * goes on, on its own WebSocket. */
       sl_log_debug("session %s: a second WebSocket for it closed", s->sid);
       if (!sl_ws_handshake(c, &eio_ws)) return;
-      c->data = NULL;
+      sl_conn_set_data(c, NULL);
       sl_ws_close(c, 1008, "session already has a WebSocket");
       return;
     }
@@ -699,8 +715,8 @@ static void session_request(sl_conn *c, bool upgrade, bool raw, const char *sid,
     }
     if (!sl_ws_handshake(c, &eio_ws)) return;
     c->is_probe = 1;
-    c->data = s;
-    s->probe = c;
+    sl_conn_set_data(c, s);
+    s->poll->probe = c;
     s->state = SL_ST_UPGRADING;
     sl_conn_flush(c);
     return;
@@ -713,19 +729,18 @@ static void session_request(sl_conn *c, bool upgrade, bool raw, const char *sid,
     return;
   }
   if (c->parser.method == HTTP_GET) {
-    if (s->get) {
+    sl_poll *pl = s->poll;
+    if (pl->get) {
       eio_error(c, false, 3, "Bad request");
       sl_session_close(s, "overlapping GET");
       return;
     }
-    s->get = c;
+    pl->get = c;
     c->held = 1;
-    c->data = s;
+    sl_conn_set_data(c, s);
     c->ops = &eio_get_ops;
-    if (s->state == SL_ST_UPGRADING && !s->pq.n) {
-      s->pq_bytes += 1;
-      sl_mq_push(&s->pq, sl_msg_packet_new("6", 1, false, SL_MK_CONTROL), true);
-    }
+    if (s->state == SL_ST_UPGRADING && !pl->pq.n)
+      pq_push(pl, sl_msg_packet_new("6", 1, false, SL_MK_CONTROL));
     sl_session_flush(s);
     return;
   }
@@ -761,7 +776,7 @@ static void handshake(sl_conn *c, bool upgrade, bool raw, const char *eio, bool 
     if (!sl_ws_handshake(c, &eio_ws)) return;
     sl_session *s = session_new(srv, c, SL_TR_WS, raw);
     s->ws = c;
-    c->data = s;
+    sl_conn_set_data(c, s);
     open_packet(s, &b);
     sl_conn_queue(c, sl_msg_packet_new(b.data, b.len, false, SL_MK_CONTROL), false);
     sl_sbuf_free(&b);

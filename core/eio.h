@@ -31,6 +31,16 @@ typedef struct sl_eio_handler {
 enum { SL_TR_POLLING = 0, SL_TR_WS = 1 };
 enum { SL_ST_OPEN = 0, SL_ST_UPGRADING, SL_ST_CLOSED };
 
+/* The long-polling transport's state of a session: allocated by a polling handshake, freed
+ * when the session moves to its WebSocket (the upgrade) or is freed. A session opened on a
+ * WebSocket never has one, so it does not carry these bytes. */
+typedef struct sl_poll {
+  sl_conn *get;   /* held polling GET */
+  sl_conn *probe; /* WebSocket being upgraded to */
+  sl_mq pq;       /* packets waiting for a polling GET */
+  size_t pq_bytes;
+} sl_poll;
+
 /* One Engine.IO session. It outlives the HTTP requests that carry it. sockets, ready, pbin,
  * ever_joined (Socket.IO, delivery) and eio (raw endpoint) belong to the layers above; eio
  * only initialises them and reads ever_joined for the connect timeout. */
@@ -45,13 +55,10 @@ struct sl_session {
   uint8_t state;
   uint8_t waiting_pong;
   uint8_t ever_joined;
-  uint8_t dirty;  /* 1: on the gateway's dirty list; 2: on a batching window (window.h) */
-  uint8_t raw;    /* a raw Engine.IO endpoint session (no Socket.IO) */
-  sl_conn *ws;    /* the WebSocket connection, when transport == WS */
-  sl_conn *probe; /* WebSocket being upgraded to */
-  sl_conn *get;   /* held polling GET */
-  sl_mq pq;       /* packets waiting for a polling GET */
-  size_t pq_bytes;
+  uint8_t dirty;   /* 1: on the gateway's dirty list; 2: on a batching window (window.h) */
+  uint8_t raw;     /* a raw Engine.IO endpoint session (no Socket.IO) */
+  sl_conn *ws;     /* the WebSocket connection, when transport == WS */
+  sl_poll *poll;   /* while transport == POLLING (NULL after the upgrade) */
   sl_heap_node hn; /* in gw->sheap; key = next heartbeat / pong / connect deadline */
   uint64_t created_ms;
   union { /* one deadline: the next ping, or while waiting_pong the pong's */
@@ -84,6 +91,10 @@ void sl_eio_http(sl_conn *c, bool upgrade);
  * on a closed session, which drops it) and schedule a flush. Written in order with the
  * session's other packets: to the WebSocket's queue, or kept for the next polling GET. */
 void sl_session_send(sl_session *s, sl_msg *m);
+
+/* sl_session_queue: sl_session_send without scheduling a flush, for the handler's on_pull
+ * (called inside sl_session_flush, which writes what it queued). Takes the reference. */
+void sl_session_queue(sl_session *s, sl_msg *m);
 
 /* sl_session_close: end the session with reason (logged, given to handler on_close). A held
  * GET is answered "1" (close), the WebSocket closes after what is queued, a probe closes.

@@ -204,12 +204,10 @@ bool sl_session_pull(sl_session *s, size_t budget) {
         continue;
       }
       sz = sl_msg_frame_len(m);
-      sl_conn_queue(s->ws, m, false);
     } else {
       sz = m->len;
-      s->pq_bytes += m->len;
-      sl_mq_push(&s->pq, m, true);
     }
+    sl_session_queue(s, m);
     moved = true;
     if (sz >= budget) break;
     budget -= sz;

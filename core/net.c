@@ -528,20 +528,20 @@ static void refuse_partial(sl_conn *v, int reason) {
 /* sl_conn_inbound: see net.h. */
 bool sl_conn_inbound(sl_conn *c, uint64_t bytes) {
   sl_limits *L = &c->srv->lim;
-  if (bytes <= c->inbound) {
+  if (bytes <= sl_conn_charged(c)) {
     sl__net_set_charge(c, bytes);
     return true;
   }
   uint64_t limit = (uint64_t)c->srv->cfg->max_inbound_bytes;
-  while (L->inbound - c->inbound + bytes > limit) {
+  while (L->inbound - sl_conn_charged(c) + bytes > limit) {
     sl_heap_node *top = sl_heap_min(&L->big);
     sl_conn *v = top ? sl_container_of(top, sl_conn, inb) : NULL;
-    if (!v || v == c || v->inbound <= bytes) {
+    if (!v || v == c || sl_conn_charged(v) <= bytes) {
       L->refused[SL_REFUSE_INBOUND_BUDGET]++;
       return false;
     }
     sl_log_debug("maxInboundBufferBytes spent: refusing a connection holding %llu bytes",
-                 (unsigned long long)v->inbound);
+                 (unsigned long long)sl_conn_charged(v));
     refuse_partial(v, SL_REFUSE_INBOUND_BUDGET);
   }
   sl__net_set_charge(c, bytes);

@@ -77,9 +77,10 @@ typedef struct sl_req {
   bool answered; /* sl_http_respond was called for this request */
 } sl_req;
 
-/* One TCP connection. Public: srv, req, parser (read-only for the layers above), data,
- * held, close_after_write. The ws fields near the end are private to ws.c, is_probe to
- * eio.c; they live here so a connection is one allocation. */
+/* One TCP connection. Public: srv, req, parser (read-only for the layers above), the owner's
+ * object (sl_conn_data), held, close_after_write. The ws fields are private to ws.c,
+ * is_probe to eio.c; they live here so a connection is one allocation. The flags are
+ * bit-fields, all in one word. */
 struct sl_conn {
   sl_server *srv;
   sl_link link;      /* in srv->conns */
@@ -107,37 +108,51 @@ struct sl_conn {
   uint32_t inflight;      /* entries covered by the uv_write in flight */
   uv_write_t *wreq;       /* allocated only while a uv_write is in flight */
   const sl_conn_ops *ops; /* the owner's callbacks (NULL: plain HTTP, nobody above) */
-  void *data;             /* the owner's object (eio: the sl_session bound to it) */
-  uint8_t mode;           /* SL_CONN_* */
-  uint8_t closing;
-  uint8_t writing; /* a uv_write is in flight */
-  uint8_t close_after_write;
-  uint8_t paused;     /* reading stopped until the response is written */
-  uint8_t held;       /* the owner holds the request unanswered (a polling GET) */
-  uint8_t ws_closing; /* ws.c: a close frame was sent or received */
-  uint8_t is_probe;   /* eio.c: WebSocket waiting for "5" during an upgrade */
-  uint8_t api;        /* accepted on the server's API listener (sl_server_listen_api) */
-  uint8_t in_ws;      /* ws.c: inside wslay_event_recv: defer releasing the context */
-  uint8_t lingering;  /* answered an early error: discard input, then close */
-  uint8_t counted;    /* counted in srv->lim.nconns (else in nlinger) */
-  uint8_t fed;        /* set by the owner while it feeds deliveries: the write queue keeps its ring
-                  when it empties (else the ring is freed: an idle connection holds none) */
-  uint32_t discarded; /* bytes read and dropped while lingering (at most SL_LINGER_BYTES) */
+  unsigned mode : 1;      /* SL_CONN_* */
+  unsigned closing : 1;
+  unsigned writing : 1; /* a uv_write is in flight */
+  unsigned close_after_write : 1;
+  unsigned paused : 1;     /* reading stopped until the response is written */
+  unsigned held : 1;       /* the owner holds the request unanswered (a polling GET) */
+  unsigned ws_closing : 1; /* ws.c: a close frame was sent or received */
+  unsigned is_probe : 1;   /* eio.c: WebSocket waiting for "5" during an upgrade */
+  unsigned api : 1;        /* accepted on the server's API listener (sl_server_listen_api) */
+  unsigned in_ws : 1;      /* ws.c: inside wslay_event_recv: defer releasing the context */
+  unsigned lingering : 2;  /* answered an early error: discard input, then close (1; 2: the
+                              answer is written and the connection half-closed) */
+  unsigned counted : 2;    /* 1: counted in srv->lim.nconns, 2: in nlinger, 0: neither */
+  unsigned fed : 1;        /* set by the owner while it feeds deliveries: the write queue keeps its
+                       ring when it empties (else the ring is freed: an idle one holds none) */
+  uint32_t discarded;      /* bytes read and dropped while lingering (at most SL_LINGER_BYTES) */
   struct sl_ws_slot
       *ws;            /* ws.c: wslay context borrowed from the pool while a frame is partly read */
   struct sl_tls *tls; /* tls.h: the TLS engine, NULL on a plain listener */
   struct sl_tls_out *tout; /* TLS: ciphertext the kernel has not taken yet (NULL when none) */
   /* net.c / net_limits.c: admission and the inbound budget (sl_limits) */
   struct sl_addr_slot *addr; /* the peer address's counts (NULL: per-address limits off) */
-  sl_heap_node inb;          /* in srv->lim.big while inbound > 0 */
-  uint64_t inbound;          /* bytes of partial input charged to the budget */
+  /* in srv->lim.big while c holds partial input charged to the budget, key ~bytes (the
+   * charge itself: sl_conn_charged) */
+  sl_heap_node inb;
   /* Last, so that a TCP connection is allocated without the bytes only a Unix socket's
-   * handle needs (SL_CONN_TCP_SIZE); libuv's callbacks find the connection by container_of. */
+   * handle needs (SL_CONN_TCP_SIZE); libuv's callbacks find the connection by container_of.
+   * The handle's data pointer (libuv leaves it to its user) is the owner's object: see
+   * sl_conn_data. */
   union {
     uv_tcp_t tcp;
     uv_pipe_t pipe; /* accepted on a Unix socket (the API listener) */
   };
 };
+
+/* sl_conn_data: the object of the layer that owns c (eio: the sl_session bound to it), NULL
+ * when none; kept in the handle's data pointer. sl_conn_set_data sets it. */
+static inline void *sl_conn_data(const sl_conn *c) { return c->tcp.data; }
+static inline void sl_conn_set_data(sl_conn *c, void *data) { c->tcp.data = data; }
+
+/* sl_conn_charged: the bytes of partial input c has charged to the server's inbound budget
+ * (0 when none): the key of its node in srv->lim.big. */
+static inline uint64_t sl_conn_charged(const sl_conn *c) {
+  return c->inb.idx != SL_HEAP_NONE ? ~c->inb.key : 0;
+}
 
 /* The allocation of a connection accepted on TCP: the struct without the pipe's extra bytes
  * (the full sizeof(sl_conn) for a Unix socket). */

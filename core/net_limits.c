@@ -103,9 +103,9 @@ void sl_server_count_refusal(sl_server *srv, int reason) {
 /* sl__net_set_charge: see net_int.h. */
 void sl__net_set_charge(sl_conn *c, uint64_t bytes) {
   sl_limits *L = &c->srv->lim;
-  if (bytes == c->inbound) return;
-  L->inbound = L->inbound - c->inbound + bytes;
-  c->inbound = bytes;
+  uint64_t was = sl_conn_charged(c);
+  if (bytes == was) return;
+  L->inbound = L->inbound - was + bytes;
   if (bytes)
     sl_heap_update(&L->big, &c->inb, ~bytes);
   else

@@ -142,7 +142,8 @@ char *sl_status_clients_json(sl_gateway *gw, size_t limit) {
           }
           const sl_session *ss = s->sess;
           if (ss)
-            r->unsent = ss->transport == SL_TR_WS ? (ss->ws ? ss->ws->wq_bytes : 0) : ss->pq_bytes;
+            r->unsent = ss->transport == SL_TR_WS ? (ss->ws ? ss->ws->wq_bytes : 0)
+                                                  : (ss->poll ? ss->poll->pq_bytes : 0);
         }
     }
   }

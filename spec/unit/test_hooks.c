@@ -207,8 +207,8 @@ static void c_eio_free(void *ud, sluice_eio_conn *c) {
 static const char *next_out(sl_session *s) {
   static char out[512];
   out[0] = 0;
-  if (!s->pq.n) return out;
-  sl_msg *m = sl_mq_pop(&s->pq);
+  if (!s->poll->pq.n) return out;
+  sl_msg *m = sl_mq_pop(&s->poll->pq);
   snprintf(out, sizeof out, "%.*s", (int)m->len, (const char *)sl_msg_packet(m));
   sl_msg_unref(m);
   return out;
@@ -222,6 +222,7 @@ static sl_session *fake_session(sl_server *srv) {
   sl_session *s = sl_xcalloc(1, sizeof *s);
   s->srv = srv;
   s->transport = SL_TR_POLLING;
+  s->poll = sl_xcalloc(1, sizeof *s->poll);
   s->state = SL_ST_OPEN;
   s->remote = "127.0.0.1";
   sl_list_init(&s->ready);
@@ -229,7 +230,8 @@ static sl_session *fake_session(sl_server *srv) {
 }
 
 static void free_session(sl_session *s) {
-  sl_mq_clear(&s->pq);
+  sl_mq_clear(&s->poll->pq);
+  free(s->poll);
   if (s->dirty) sl_list_del(&s->dlink);
   free(s);
 }

@@ -36,6 +36,7 @@ static int fx_open(fixture *f, const char *ns_opts) {
   f->sess = sl_xcalloc(1, sizeof *f->sess);
   f->sess->srv = f->srv;
   f->sess->transport = SL_TR_POLLING;
+  f->sess->poll = sl_xcalloc(1, sizeof *f->sess->poll);
   f->sess->state = SL_ST_OPEN;
   sl_list_init(&f->sess->ready);
   f->sock = sl_xcalloc(1, sizeof *f->sock);
@@ -53,7 +54,8 @@ static void fx_close(fixture *f) {
   sl_socket_drop_lanes(f->sock);
   sl_hash_del(&f->sock->ns->sockets, &f->sock->hent);
   free(f->sock);
-  sl_mq_clear(&f->sess->pq);
+  sl_mq_clear(&f->sess->poll->pq);
+    free(f->sess->poll);
   if (f->sess->dirty) sl_list_del(&f->sess->dlink);
   free(f->sess);
   sluice_stop(f->gw, NULL, NULL);
@@ -73,8 +75,8 @@ static const char *drain(fixture *f) {
   static char out[4096];
   out[0] = 0;
   sl_session_pull(f->sess, SIZE_MAX);
-  while (f->sess->pq.n) {
-    sl_msg *m = sl_mq_pop(&f->sess->pq);
+  while (f->sess->poll->pq.n) {
+    sl_msg *m = sl_mq_pop(&f->sess->poll->pq);
     const char *p = (const char *)sl_msg_packet(m);
     /* 42/feed,["t",{"n":X}...] -> X */
     const char *n = strstr(p, "\"n\":");
@@ -84,7 +86,7 @@ static const char *drain(fixture *f) {
     }
     sl_msg_unref(m);
   }
-  f->sess->pq_bytes = 0;
+  f->sess->poll->pq_bytes = 0;
   return out;
 }
 

@@ -42,6 +42,7 @@ static int fx_open(fixture *f, const char *ns_opts) {
     sl_session *s = f->sess[i] = sl_xcalloc(1, sizeof *s);
     s->srv = f->srv;
     s->transport = SL_TR_POLLING;
+    s->poll = sl_xcalloc(1, sizeof *s->poll);
     s->state = SL_ST_OPEN;
     sl_list_init(&s->ready);
     sl_socket *k = f->sock[i] = sl_xcalloc(1, sizeof *k);
@@ -61,7 +62,8 @@ static void fx_close(fixture *f) {
     sl_socket_drop_lanes(f->sock[i]);
     sl_hash_del(&f->ns->sockets, &f->sock[i]->hent);
     free(f->sock[i]);
-    sl_mq_clear(&f->sess[i]->pq);
+    sl_mq_clear(&f->sess[i]->poll->pq);
+    free(f->sess[i]->poll);
     if (f->sess[i]->dirty) sl_list_del(&f->sess[i]->dlink);
     free(f->sess[i]);
   }
@@ -77,14 +79,14 @@ static const char *drain(fixture *f, int i) {
   static char out[8192];
   out[0] = 0;
   sl_session_pull(f->sess[i], SIZE_MAX);
-  while (f->sess[i]->pq.n) {
-    sl_msg *m = sl_mq_pop(&f->sess[i]->pq);
+  while (f->sess[i]->poll->pq.n) {
+    sl_msg *m = sl_mq_pop(&f->sess[i]->poll->pq);
     size_t l = strlen(out);
     snprintf(out + l, sizeof out - l, "%s%.*s", l ? "|" : "", (int)m->len,
              (const char *)sl_msg_packet(m));
     sl_msg_unref(m);
   }
-  f->sess[i]->pq_bytes = 0;
+  f->sess[i]->poll->pq_bytes = 0;
   return out;
 }
 

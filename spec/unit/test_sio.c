@@ -103,6 +103,7 @@ static int fx_open(fixture *f) {
   f->sess = sl_xcalloc(1, sizeof *f->sess);
   f->sess->srv = cur_srv;
   f->sess->transport = SL_TR_POLLING;
+  f->sess->poll = sl_xcalloc(1, sizeof *f->sess->poll);
   f->sess->state = SL_ST_OPEN;
   sl_list_init(&f->sess->ready);
   return 0;
@@ -111,7 +112,8 @@ static int fx_open(fixture *f) {
 static void fx_close(fixture *f) {
   sl_sio_session_closed(f->sess, "transport close");
   sl_sio_free_dead(f->gw);
-  sl_mq_clear(&f->sess->pq);
+  sl_mq_clear(&f->sess->poll->pq);
+    free(f->sess->poll);
   if (f->sess->dirty) sl_list_del(&f->sess->dlink);
   free(f->sess);
   sluice_stop(f->gw, NULL, NULL);
@@ -128,8 +130,8 @@ static void feed(fixture *f, const char *packet) {
 static const char *next_out(fixture *f) {
   static char out[512];
   out[0] = 0;
-  if (!f->sess->pq.n) return out;
-  sl_msg *m = sl_mq_pop(&f->sess->pq);
+  if (!f->sess->poll->pq.n) return out;
+  sl_msg *m = sl_mq_pop(&f->sess->poll->pq);
   snprintf(out, sizeof out, "%.*s", (int)m->len, (const char *)sl_msg_packet(m));
   sl_msg_unref(m);
   return out;
