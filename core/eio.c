@@ -353,7 +353,7 @@ void sl_eio_free_dead(sl_gateway *gw) {
     sl_strpool_put(&gw->remotes, s->remote);
     free(s->poll); /* its queue was cleared at the close */
     free(s->bearer);
-    free(s);
+    sl_pool_free(&gw->pool_session, s);
   }
 }
 
@@ -478,7 +478,7 @@ static void session_timer_arm(sl_session *s) {
 }
 
 static sl_session *session_new(sl_server *srv, sl_conn *c, int transport, bool raw) {
-  sl_session *s = sl_xcalloc(1, sizeof *s);
+  sl_session *s = sl_pool_alloc(&srv->gw->pool_session);
   s->srv = srv;
   s->transport = (uint8_t)transport;
   s->raw = raw;

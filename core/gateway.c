@@ -85,6 +85,10 @@ sl_gateway *sl_gateway_new(uv_loop_t *loop) {
   gw->boot_id[8] = 0;
   gw->started_ms = sl_now_ms();
   gw->on_drained = drained;
+  sl_pool_init(&gw->pool_conn, SL_CONN_TCP_SIZE);
+  sl_pool_init(&gw->pool_session, sizeof(sl_session));
+  sl_pool_init(&gw->pool_socket, sizeof(sl_socket));
+  sl_pool_init(&gw->pool_lane, sizeof(sl_lane));
   return gw;
 }
 
@@ -143,6 +147,11 @@ static void gateway_destroy(sl_gateway *gw) {
   sl_window_free(gw);
   sl_strpool_free(&gw->remotes);
   sl_hooks_free(gw);
+  /* Every connection, session, socket and lane is freed by now after a stop; if some are
+   * not (freed without one), their pools stay mapped, as malloc'd objects would stay. */
+  sl_pool *pools[] = {&gw->pool_conn, &gw->pool_session, &gw->pool_socket, &gw->pool_lane};
+  for (size_t i = 0; i < sizeof pools / sizeof *pools; i++)
+    if (!pools[i]->nobjs) sl_pool_destroy(pools[i]);
   /* the embedder owns the configs (and the VM): released after everything pointing in */
   if (gw->ops.destroy) gw->ops.destroy(gw->ops_ud);
   free(gw);

@@ -74,7 +74,9 @@ void sl_lane_offer(sl_lane *l, sl_msg *m) {
 /* A new lane of sock on t, first in sock->lanes, not attached to the topic yet. A socket
  * with a recovery part gets a lane with one (sl_lane_rec), zeroed. */
 static sl_lane *lane_new(sl_socket *sock, sl_topic *t) {
-  sl_lane *l = sl_xcalloc(1, sock->rec ? sizeof(sl_lane_rec) : sizeof(sl_lane));
+  /* a bare lane comes from the gateway's pool, one with a recovery part from malloc */
+  sl_pool *pool = &sock->ns->srv->gw->pool_lane;
+  sl_lane *l = sock->rec ? sl_xcalloc(1, sizeof(sl_lane_rec)) : sl_pool_alloc(pool);
   l->rec = sock->rec;
   l->sock = sock;
   l->topic = t;
@@ -147,7 +149,10 @@ static void lane_free(sl_lane *l, bool count_lost) {
   sl_acks_drop_lane(l);
   sl_lane_clear(l);
   sl_lane_spill_close(l);
-  free(l);
+  if (l->rec)
+    free(l);
+  else
+    sl_pool_free(&l->sock->ns->srv->gw->pool_lane, l);
 }
 
 /* sl_unsubscribe: see lanes.h. */

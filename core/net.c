@@ -562,7 +562,9 @@ static void accept_conn(sl_server *srv, uv_stream_t *l, int status, bool api) {
     sl_log_warn("accept failed on %s: %s", srv->cfg->name, uv_strerror(status));
     return;
   }
-  sl_conn *c = sl_xcalloc(1, l->type == UV_NAMED_PIPE ? sizeof *c : SL_CONN_TCP_SIZE);
+  /* TCP: from the gateway's pool; a Unix socket's (the API listener) is the full struct */
+  sl_conn *c =
+      l->type == UV_NAMED_PIPE ? sl_xcalloc(1, sizeof *c) : sl_pool_alloc(&srv->gw->pool_conn);
   c->srv = srv;
   sl_heap_node_init(&c->inb);
   c->api = api;
@@ -580,7 +582,7 @@ static void accept_conn(sl_server *srv, uv_stream_t *l, int status, bool api) {
 
 /* sl__server_adopt: see net.h. */
 sl_conn *sl__server_adopt(sl_server *srv, uv_os_sock_t fd) {
-  sl_conn *c = sl_xcalloc(1, SL_CONN_TCP_SIZE);
+  sl_conn *c = sl_pool_alloc(&srv->gw->pool_conn);
   c->srv = srv;
   sl_heap_node_init(&c->inb);
   uv_tcp_init(srv->gw->loop, &c->tcp);
@@ -1130,7 +1132,10 @@ static void on_close(uv_handle_t *h) {
     sl_sbuf_free(c->pend);
     free(c->pend);
   }
-  free(c);
+  if (c->tcp.type == UV_NAMED_PIPE)
+    free(c);
+  else
+    sl_pool_free(&c->srv->gw->pool_conn, c);
 }
 
 /* sl_conn_close: see net.h. Tells the owner first (eio: the session lost its transport). */

@@ -90,6 +90,23 @@ static bool recoverable_reason(const char *r) {
 
 static bool ns_recovers(const sl_ns *ns) { return ns->cfg && ns->cfg->recovery.enabled; }
 
+/* A new socket of ns: with recovery on it has its recovery part (sl_socket_rec, malloc'd),
+ * else it is a bare sl_socket from the gateway's pool. Zeroed. */
+static sl_socket *socket_alloc(sl_ns *ns, bool rec) {
+  sl_socket *k =
+      rec ? sl_xcalloc(1, sizeof(sl_socket_rec)) : sl_pool_alloc(&ns->srv->gw->pool_socket);
+  k->rec = rec;
+  return k;
+}
+
+/* The struct itself (what it points to is the caller's). */
+static void socket_free(sl_socket *k) {
+  if (k->rec)
+    free(k);
+  else
+    sl_pool_free(&k->ns->srv->gw->pool_socket, k);
+}
+
 static void park_timer_arm(sl_gateway *gw);
 
 /* Free a parked socket or tombstone: out of the pid index and the expiry heap; the layer
@@ -103,7 +120,7 @@ static void parked_free(sl_gateway *gw, sl_socket *k) {
   early_free(k);
   free(k->principal);
   free(k->auth_token);
-  free(k);
+  socket_free(k);
 }
 
 /* A parked socket's time is up: the layer above lets go of its lanes and hooks, and a
@@ -250,7 +267,7 @@ void sl_sio_free_dead(sl_gateway *gw) {
     gw->dead = k->next;
     early_free(k);
     free(k->principal);
-    free(k);
+    socket_free(k);
   }
 }
 
@@ -306,7 +323,7 @@ static void connect_refuse(sl_session *s, const sio_packet *p, sl_socket *sock, 
   s->srv->sio_handler->on_close(sock, NULL);
   free(sock->principal);
   free(sock->auth_token);
-  free(sock);
+  socket_free(sock);
 }
 
 /* ---- CONNECT ------------------------------------------------------------------------- */
@@ -377,8 +394,7 @@ static sl_socket *recover(sl_session *s, sl_ns *ns, const cJSON *auth) {
 static sl_socket *recover_remote(sl_session *s, sl_ns *ns, const cJSON *auth, const char *blob,
                                  size_t len) {
   const cJSON *off = cJSON_GetObjectItemCaseSensitive(auth, "offset");
-  sl_socket *k = sl_xcalloc(1, sizeof(sl_socket_rec)); /* another node's pid: recovering */
-  k->rec = 1;
+  sl_socket *k = socket_alloc(ns, true); /* another node's pid: recovering */
   k->sess = s;
   k->ns = ns;
   k->slot = SLUICE_NOSLOT;
@@ -395,7 +411,7 @@ static sl_socket *recover_remote(sl_session *s, sl_ns *ns, const cJSON *auth, co
     h->on_expire(k);
     free(k->principal);
     free(k->auth_token);
-    free(k);
+    socket_free(k);
     return NULL;
   }
   k->recovered = 1;
@@ -463,8 +479,7 @@ static void handle_connect(sl_session *s, const sio_packet *p, const cJSON *payl
   }
   if (s->state == SL_ST_CLOSED) return;
   /* with recovery on, the socket gets its recovery part (pid, parking) */
-  sock = sl_xcalloc(1, ns_recovers(ns) ? sizeof(sl_socket_rec) : sizeof(sl_socket));
-  sock->rec = ns_recovers(ns);
+  sock = socket_alloc(ns, ns_recovers(ns));
   sock->sess = s;
   sock->ns = ns;
   sock->slot = SLUICE_NOSLOT;

@@ -24,6 +24,7 @@
 #include "config.h"
 #include "hooks.h"
 #include "gateway.h"
+#include "pool.h"
 
 /* ---- metrics -------------------------------------------------------------------------- */
 
@@ -359,6 +360,10 @@ struct sl_gateway {
       api_refused[SL_API_REFUSED_COUNT]; /* by SL_API_REFUSED_* (api.c), sluice_api_refused_total */
   uint64_t eio_refused_origin;           /* Engine.IO requests refused by cors.origins (eio.c) */
   uint64_t eio_refused_allow;            /* handshakes refused by allow_request (eio.c) */
+  /* the objects every connection has, without malloc's header and rounding (pool.h): TCP
+   * sl_conn (net.c), sl_session (eio.c), sl_socket and sl_lane without a recovery part
+   * (sio.c, lanes.c) */
+  sl_pool pool_conn, pool_session, pool_socket, pool_lane;
   int closing_handles;
   void (*on_stopped)(sl_gateway *, void *);
   void *on_stopped_arg;
