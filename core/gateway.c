@@ -145,6 +145,7 @@ static void gateway_destroy(sl_gateway *gw) {
   sl_heap_free(&gw->sheap);
   sl_heap_free(&gw->parked);
   sl_window_free(gw);
+  sl_mq_clear(&gw->early);
   sl_strpool_free(&gw->remotes);
   sl_hooks_free(gw);
   /* Every connection, session, socket and lane is freed by now after a stop; if some are

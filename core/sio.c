@@ -31,19 +31,14 @@ struct sl_sio_pending {
   cJSON *payload; /* the CONNECT's auth (a copy), or NULL */
 };
 
-/* The packets a socket emits inside onConnect wait here for the CONNECT reply; the queue
- * exists only then (an idle socket does not carry an empty one). */
-static void early_push(sl_socket *s, sl_msg *m) {
-  if (!s->early) s->early = sl_xcalloc(1, sizeof *s->early);
-  sl_mq_push(s->early, m, false);
-}
+/* The packets a socket emits inside onConnect wait for the CONNECT reply in the gateway's
+ * queue: the hook runs inside the CONNECT's handling (client.c sets sock->connecting around
+ * it), so one socket at a time can be connecting, and the CONNECT's handling empties the
+ * queue right after (join sends it, connect_refuse drops it). A socket costs nothing for it. */
+static void early_push(sl_socket *s, sl_msg *m) { sl_mq_push(&s->ns->srv->gw->early, m, false); }
 
-static void early_free(sl_socket *s) {
-  if (!s->early) return;
-  sl_mq_clear(s->early);
-  free(s->early);
-  s->early = NULL;
-}
+/* Drop what the socket whose CONNECT is being handled emitted (it was refused). */
+static void early_drop(sl_gateway *gw) { sl_mq_clear(&gw->early); }
 
 static void pbin_free(struct sl_pending_bin *p) {
   if (!p) return;
@@ -117,7 +112,6 @@ static void parked_free(sl_gateway *gw, sl_socket *k) {
   if (k->parked != SL_PARK_EXPIRING) sl_heap_remove(&gw->parked, &r->pn);
   if (k->parked == SL_PARK_KEPT || k->parked == SL_PARK_EXPIRING)
     k->ns->srv->sio_handler->on_expire(k);
-  early_free(k);
   free(k->principal);
   free(k->auth_token);
   socket_free(k);
@@ -224,7 +218,6 @@ static void park(sl_socket *sock) {
   sl_ns *ns = sock->ns;
   sl_gateway *gw = ns->srv->gw;
   sock->sess = NULL;
-  early_free(sock);
   sl_socket_rec *r = sl_socket_rec_of(sock);
   sl_hash_put(&ns->parked, &r->phent, r->pid);
   r->pn.key = uv_now(gw->loop) + (uint64_t)ns->cfg->recovery.max_disconnection_ms;
@@ -265,7 +258,6 @@ void sl_sio_free_dead(sl_gateway *gw) {
   while (gw->dead) {
     sl_socket *k = gw->dead;
     gw->dead = k->next;
-    early_free(k);
     free(k->principal);
     socket_free(k);
   }
@@ -319,7 +311,7 @@ static void connect_refuse(sl_session *s, const sio_packet *p, sl_socket *sock, 
     free(t);
     cJSON_Delete(o);
   }
-  early_free(sock);
+  early_drop(s->srv->gw);
   s->srv->sio_handler->on_close(sock, NULL);
   free(sock->principal);
   free(sock->auth_token);
@@ -343,8 +335,9 @@ static void join(sl_session *s, sl_socket *sock) {
                  : snprintf(body, sizeof body, "{\"sid\":\"%s\"}", sock->id);
   sl_sio_send(sock, SIO_CONNECT, -1, body, (size_t)n);
   /* What on_connect emitted follows the CONNECT reply, in order. */
-  while (sock->early && sock->early->n) sl_session_send(s, sl_mq_pop(sock->early));
-  early_free(sock);
+  sl_mq *early = &s->srv->gw->early;
+  while (early->n) sl_session_send(s, sl_mq_pop(early));
+  sl_mq_clear(early); /* the ring goes too */
   s->srv->sio_handler->on_joined(sock);
 }
 

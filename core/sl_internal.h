@@ -223,7 +223,6 @@ struct sl_socket {
   sl_lane *lanes;         /* subscriptions */
   char *principal;
   char *auth_token; /* auth.token from the CONNECT payload */
-  sl_mq *early;     /* packets emitted during onConnect (allocated only then) */
   int slot;         /* the hook implementation's own slot (Lua: the box's ref) */
   uint8_t gone;
   uint8_t connecting; /* inside onConnect: emits wait for the CONNECT reply */
@@ -364,6 +363,7 @@ struct sl_gateway {
    * sl_conn (net.c), sl_session (eio.c), sl_socket and sl_lane without a recovery part
    * (sio.c, lanes.c) */
   sl_pool pool_conn, pool_session, pool_socket, pool_lane;
+  sl_mq early; /* what the socket inside its onConnect emitted (one at a time), sio.c */
   int closing_handles;
   void (*on_stopped)(sl_gateway *, void *);
   void *on_stopped_arg;
