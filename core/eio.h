@@ -41,7 +41,7 @@ typedef struct sl_poll {
   size_t pq_bytes;
 } sl_poll;
 
-/* One Engine.IO session. It outlives the HTTP requests that carry it. sockets, ready, pbin,
+/* One Engine.IO session. It outlives the HTTP requests that carry it. sockets, ready, wait,
  * ever_joined (Socket.IO, delivery) and eio (raw endpoint) belong to the layers above; eio
  * only initialises them and reads ever_joined for the connect timeout. */
 struct sl_session {
@@ -69,10 +69,9 @@ struct sl_session {
   sl_link ready;             /* lanes with messages waiting for room in the socket */
   sl_link dlink;             /* in the gateway's dirty list or a batching window */
   union { /* the layer above's own state: Socket.IO's or the raw endpoint's (sess->raw) */
-    struct {
-      struct sl_pending_bin *pbin;    /* Socket.IO: binary packet being reassembled */
-      struct sl_sio_pending *pending; /* Socket.IO: CONNECTs waiting for a recovery lookup */
-    };
+    /* Socket.IO: what it waits for (a binary packet's attachments, CONNECTs waiting for a
+     * recovery lookup), allocated only while it waits (sio.c) */
+    struct sl_sio_wait *wait;
     struct sl_eio_conn *eio; /* raw endpoint: the Lua connection box */
   };
   const char *remote; /* the peer's address at the handshake (gw->remotes: shared copies) */

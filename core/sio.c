@@ -23,6 +23,30 @@ struct sl_pending_bin {
   size_t lens[SIO_MAX_ATTACHMENTS];
 };
 
+/* What a session's Socket.IO layer waits for; sess->wait only while either is set. */
+typedef struct sl_sio_wait {
+  struct sl_pending_bin *pbin;    /* a binary packet being reassembled */
+  struct sl_sio_pending *pending; /* CONNECTs waiting for a recovery lookup (a cluster's) */
+} sl_sio_wait;
+
+static sl_sio_wait *wait_of(sl_session *s) {
+  if (!s->wait) s->wait = sl_xcalloc(1, sizeof *s->wait);
+  return s->wait;
+}
+static struct sl_pending_bin *pbin_of(const sl_session *s) {
+  return s->wait ? s->wait->pbin : NULL;
+}
+static struct sl_sio_pending *pending_of(const sl_session *s) {
+  return s->wait ? s->wait->pending : NULL;
+}
+/* Free s->wait once it holds nothing. */
+static void wait_trim(sl_session *s) {
+  if (s->wait && !s->wait->pbin && !s->wait->pending) {
+    free(s->wait);
+    s->wait = NULL;
+  }
+}
+
 struct sl_sio_pending {
   sl_session *sess; /* NULL once the session closed */
   struct sl_sio_pending *next;
@@ -265,12 +289,15 @@ void sl_sio_free_dead(sl_gateway *gw) {
 
 /* sl_sio_session_closed: see sio.h. */
 void sl_sio_session_closed(sl_session *s, const char *reason) {
-  for (sl_sio_pending *p = s->pending; p; p = p->next) p->sess = NULL;
-  s->pending = NULL;
+  for (sl_sio_pending *p = pending_of(s); p; p = p->next) p->sess = NULL;
+  if (s->wait) s->wait->pending = NULL;
   bool keep = recoverable_reason(reason);
   while (s->sockets) socket_remove(s->sockets, "transport close", keep);
-  pbin_free(s->pbin);
-  s->pbin = NULL;
+  if (s->wait) {
+    pbin_free(s->wait->pbin);
+    s->wait->pbin = NULL;
+  }
+  wait_trim(s);
 }
 
 /* A protocol error of the client: say why where the protocol lets us, then end the session
@@ -412,7 +439,7 @@ static sl_socket *recover_remote(sl_session *s, sl_ns *ns, const cJSON *auth, co
 }
 
 static bool pending_for(const sl_session *s, const char *nsp, size_t nsplen) {
-  for (const sl_sio_pending *p = s->pending; p; p = p->next)
+  for (const sl_sio_pending *p = pending_of(s); p; p = p->next)
     if (p->nsplen == nsplen && memcmp(p->nsp, nsp, nsplen) == 0) return true;
   return false;
 }
@@ -443,12 +470,14 @@ static void handle_connect(sl_session *s, const sio_packet *p, const cJSON *payl
     memcpy(pd->nsp, p->nsp, p->nsplen);
     pd->nsplen = p->nsplen;
     pd->payload = payload ? cJSON_Duplicate(payload, 1) : NULL;
-    pd->next = s->pending;
-    s->pending = pd;
+    pd->next = wait_of(s)->pending;
+    s->wait->pending = pd;
     const cJSON *off = cJSON_GetObjectItemCaseSensitive(payload, "offset");
     if (h->on_recover_lookup(pd, ns, pid, cJSON_IsString(off) ? off->valuestring : NULL))
       return; /* sl_sio_pending_done continues */
-    s->pending = pd->next;
+    /* not kept: off the list again (unless the session closed meanwhile and emptied it) */
+    if (s->wait && s->wait->pending == pd) s->wait->pending = pd->next;
+    wait_trim(s);
     cJSON_Delete(pd->payload);
     free(pd);
   }
@@ -495,11 +524,12 @@ static void handle_connect(sl_session *s, const sio_packet *p, const cJSON *payl
 void sl_sio_pending_done(sl_sio_pending *p, const char *blob, size_t len) {
   sl_session *s = p->sess;
   if (s) {
-    for (sl_sio_pending **pp = &s->pending; *pp; pp = &(*pp)->next)
+    for (sl_sio_pending **pp = &s->wait->pending; *pp; pp = &(*pp)->next)
       if (*pp == p) {
         *pp = p->next;
         break;
       }
+    wait_trim(s);
     sio_packet pk = {.type = SIO_CONNECT, .nsp = p->nsp, .nsplen = p->nsplen, .ack_id = -1};
     if (s->state != SL_ST_CLOSED) handle_connect(s, &pk, p->payload, true, blob, len);
   }
@@ -555,7 +585,7 @@ static void handle_event_json(sl_session *s, const sio_packet *p, const char *js
 /* sl_sio_message: see sio.h. */
 void sl_sio_message(sl_session *s, const uint8_t *data, size_t len, bool binary) {
   if (binary) {
-    struct sl_pending_bin *pb = s->pbin;
+    struct sl_pending_bin *pb = pbin_of(s);
     if (!pb) {
       protocol_error(s, NULL, 0, "unexpected binary attachment");
       return;
@@ -565,7 +595,8 @@ void sl_sio_message(sl_session *s, const uint8_t *data, size_t len, bool binary)
     pb->lens[pb->have] = len;
     pb->have++;
     if (pb->have == pb->need) {
-      s->pbin = NULL;
+      s->wait->pbin = NULL;
+      wait_trim(s);
       sio_packet p = {.type = pb->type,
                       .nsp = pb->nsp,
                       .nsplen = pb->nsplen,
@@ -576,8 +607,8 @@ void sl_sio_message(sl_session *s, const uint8_t *data, size_t len, bool binary)
     }
     return;
   }
-  if (s->pbin) {
-    protocol_error(s, s->pbin->nsp, s->pbin->nsplen,
+  if (pbin_of(s)) {
+    protocol_error(s, pbin_of(s)->nsp, pbin_of(s)->nsplen,
                    "attachment mismatch: text packet while binary attachments are pending");
     return;
   }
@@ -643,7 +674,7 @@ void sl_sio_message(sl_session *s, const uint8_t *data, size_t len, bool binary)
     pb->json[p.jsonlen] = 0;
     pb->jsonlen = p.jsonlen;
     pb->need = p.attachments;
-    s->pbin = pb;
+    wait_of(s)->pbin = pb;
     return;
   }
   default: protocol_error(s, NULL, 0, "invalid Socket.IO packet type"); return;

@@ -11,6 +11,8 @@
 #include <cjson/cJSON.h>
 #include "eio.h"
 
+struct sl_sio_pending; /* a CONNECT waiting for a recovery lookup (sio.c) */
+
 /* What sio tells the layer above, one table per server (srv->sio_handler, set before the
  * server accepts connections; the table must outlive the server). A callback may close the
  * session (sl_session_close) or disconnect sockets (sl_socket_disconnect): sio checks the
