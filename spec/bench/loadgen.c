@@ -62,6 +62,7 @@ static struct {
   int quiet;
   int tls;
   const char *window_cmd; /* run with sh -c when the window starts (e.g. perf stat -p PID) */
+  int marginal_from;      /* sample the server's RSS when this many have joined (0: not) */
 } opt = {
     .host = "127.0.0.1",
     .port = 3000,
@@ -80,6 +81,7 @@ static struct {
     .tcp_sample_ms = 1000,
     .label = "",
     .quiet = 0,
+    .marginal_from = 500,
 };
 
 /* ------------------------------------------------------------------ time */
@@ -425,9 +427,12 @@ static void on_delivery(client *c, const char *p, const char *end) {
   }
 }
 
+static void marginal_mark(void);
+
 static void on_joined(client *c) {
   c->state = ST_JOINED;
   n_joined++;
+  if (n_joined == opt.marginal_from) marginal_mark();
   ws_text(c, subscribe_pkt, subscribe_len);
   if (c->slow) uv_read_stop((uv_stream_t *)&c->tcp);
 }
@@ -967,6 +972,21 @@ static double sys_busy_s(void) {
   return (double)(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / (double)clk_tck;
 }
 static double busy_win_start, busy_win_end;
+
+/* The marginal cost of a connection: RSS with all joined (the window's start) minus RSS when
+ * the first opt.marginal_from had joined, over the connections joined in between. Unlike the
+ * per-connection figure from the RSS before the first connection, it leaves out what the
+ * first connections fault in once (code pages, the first heap pages, libuv's first arrays). */
+static proc_sample ps_marginal;
+static int marginal_joined;
+static void marginal_mark(void) {
+  if (opt.server_pid <= 0) return;
+  ps_marginal = sample_proc(opt.server_pid);
+  marginal_joined = n_joined;
+}
+static double per_conn(long kb_end, long kb_from, int n) {
+  return n > 0 ? (double)(kb_end - kb_from) * 1024.0 / n : 0;
+}
 static uv_timer_t ramp_timer, tick_timer;
 
 static void do_sample(int with_tcp) {
@@ -1049,7 +1069,9 @@ static void report(void) {
          "\"deliveries_per_cpu_s\":%.0f,"
          "\"rss_kb_before\":%ld,\"rss_kb_joined\":%ld,\"rss_kb_start\":%ld,\"rss_kb_end\":%ld,"
          "\"rss_kb_max\":%ld,\"rss_kb_max_window\":%ld,\"rss_bytes_per_conn\":%.0f,"
-         "\"rss_anon_kb_before\":%ld,\"rss_anon_kb_start\":%ld,\"rss_anon_bytes_per_conn\":%.0f},",
+         "\"rss_anon_kb_before\":%ld,\"rss_anon_kb_start\":%ld,\"rss_anon_bytes_per_conn\":%.0f,"
+         "\"marginal_from\":%d,\"rss_kb_marginal_from\":%ld,\"rss_anon_kb_marginal_from\":%ld,"
+         "\"rss_marginal_bytes_per_conn\":%.0f,\"rss_anon_marginal_bytes_per_conn\":%.0f},",
          ps_win_start.ok ? "true" : "false", sched ? "schedstat" : "stat", cpu, cpu_tick, win > 0 && cpu >= 0 ? cpu / win : 0,
          cpu >= 0 && deliveries_window ? cpu * 1e6 / (double)deliveries_window : 0,
          cpu > 0 ? (double)deliveries_window / cpu : 0, ps_before.rss_kb, ps_joined.rss_kb, ps_win_start.rss_kb,
@@ -1059,6 +1081,13 @@ static void report(void) {
          ps_before.rss_anon_kb, ps_win_start.rss_anon_kb,
          n_joined > 0 && ps_win_start.ok
              ? (double)(ps_win_start.rss_anon_kb - ps_before.rss_anon_kb) * 1024.0 / n_joined
+             : 0,
+         marginal_joined, ps_marginal.rss_kb, ps_marginal.rss_anon_kb,
+         ps_marginal.ok && ps_win_start.ok
+             ? per_conn(ps_win_start.rss_kb, ps_marginal.rss_kb, n_joined - marginal_joined)
+             : 0,
+         ps_marginal.ok && ps_win_start.ok
+             ? per_conn(ps_win_start.rss_anon_kb, ps_marginal.rss_anon_kb, n_joined - marginal_joined)
              : 0);
   {
     /* Where the server's time goes: user vs kernel (utime/stime), system calls and context
@@ -1212,6 +1241,8 @@ static void usage(FILE *f) {
           "  --join-timeout S    give up waiting for joins after S s (default clients/ramp + 30)\n"
 "  --wait-traffic S    after joining, wait up to S s for the first delivery (default 0: no wait)\n"
           "  --sample-ms MS      /proc/PID sampling period (default 200)\n"
+          "  --marginal-from K   also sample the server's RSS when K clients have joined: the\n"
+          "                      marginal bytes per connection over the rest (default 500; 0: off)\n"
           "  --tcp-sample-ms MS  /proc/net/tcp sampling period (default 1000)\n"
           "  --label TEXT        copied into the JSON output\n"
           "  --tls               connect with TLS (no certificate verification)\n"
@@ -1235,6 +1266,7 @@ int main(int argc, char **argv) {
       {"wait-traffic", required_argument, 0, 'W'}, {"label", required_argument, 0, 'L'},
       {"quiet", no_argument, 0, 'q'},              {"tls", no_argument, 0, 'X'},
       {"window-cmd", required_argument, 0, 'C'},   {"help", no_argument, 0, 'h'},
+      {"marginal-from", required_argument, 0, 'M'},
       {0, 0, 0, 0}};
   int ch;
   while ((ch = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
@@ -1258,6 +1290,7 @@ int main(int argc, char **argv) {
     case 'q': opt.quiet++; break;
     case 'X': opt.tls = 1; break;
     case 'C': opt.window_cmd = optarg; break;
+    case 'M': opt.marginal_from = atoi(optarg); break;
     case 'h': usage(stdout); return 0;
     default: usage(stderr); return 2;
     }

@@ -318,6 +318,8 @@ if (have("idle")) {
       ["server RSS with all connections, MiB", "server.rss_kb_start", (v) => fmt(v, 1), mib],
       ["RSS per connection, bytes (user space)", "server.rss_bytes_per_conn", fint],
       ["of which anonymous memory (RssAnon: heap), bytes per connection", "server.rss_anon_bytes_per_conn", fint],
+      ["marginal RSS per connection, bytes: (RSS with all joined − RSS with the first K joined) / the rest", "server.rss_marginal_bytes_per_conn", fint],
+      ["of which anonymous memory, marginal, bytes per connection", "server.rss_anon_marginal_bytes_per_conn", fint],
       ["connect + join time, s", "ramp_s", (v) => fmt(v, 2)],
     ],
     "idle",
@@ -325,7 +327,10 @@ if (have("idle")) {
       "before the first connection) / connections. Kernel socket buffers are not in RSS. The " +
       "anonymous part leaves out the file-backed pages of code that the first connection " +
       "faults in once (about 2 MiB of libraries and Sluice itself: some 200 bytes per connection " +
-      "at 10,000, whatever the number of connections).",
+      "at 10,000, whatever the number of connections). The marginal rows leave that once-only " +
+      `cost out: the load generator also samples the server's RSS when the first K = ` +
+      `${rows.find((x) => x.scenario === "idle")?.server?.marginal_from || "n/a"} clients have ` +
+      "joined (`loadgen --marginal-from K`) and divides what the rest added by their number.",
   );
 }
 
@@ -336,39 +341,49 @@ if (have("idle") && memFile && fs.existsSync(memFile)) {
   const objs = ms.filter((x) => x.chunk);
   const n = med("idle", S, "joined") || 10000;
   // Tables that grow with the connections: sizes as their growth rules give them at n
-  // (sessions and sockets hashes: 8-byte buckets, doubled past 2 entries per bucket; a topic's
+  // (sessions and sockets hashes: 8-byte buckets, doubled past 4 entries per bucket; a topic's
   // subscriber array and libuv's fd-indexed watcher array: 8 bytes a slot, doubled).
   const pow2 = (x) => 2 ** Math.ceil(Math.log2(Math.max(1, x)));
   const tables = [
-    ["sessions hash (srv->sessions), buckets", (pow2(n / 2) * 8) / n],
-    ["sockets hash (ns->sockets), buckets", (pow2(n / 2) * 8) / n],
+    ["sessions hash (srv->sessions), buckets", (pow2(n / 4) * 8) / n],
+    ["sockets hash (ns->sockets), buckets", (pow2(n / 4) * 8) / n],
     ["topic subscriber array (topic->subs)", (pow2(n) * 8) / n],
     ["libuv watcher array (one slot per fd)", (pow2(n + 64) * 8) / n],
   ];
-  const sum = objs.reduce((a, x) => a + x.chunk, 0) + tables.reduce((a, [, b]) => a + b, 0);
+  // what each object takes: its pool slot (core/pool.h) when memsizes reports one, else a malloc chunk
+  const takes = (x) => x.pooled ?? x.chunk;
+  const sum = objs.reduce((a, x) => a + takes(x), 0) + tables.reduce((a, [, b]) => a + b, 0);
   const anon = med("idle", S, "server.rss_anon_bytes_per_conn");
   p("## Where an idle connection's memory goes (Sluice)");
   p();
   p(`Per idle subscribed WebSocket connection at ${fint(n)} clients: the objects it allocates ` +
-    "(`spec/bench/memsizes.c`: sizeof, the bytes asked for, the glibc malloc chunk that takes), and " +
+    "(`spec/bench/memsizes.c`: sizeof, the bytes asked for, what that takes: a slot of the " +
+    "gateway's pool for the four per-connection objects, `core/pool.h`, the size rounded up to 8 " +
+    "with no malloc header; the glibc malloc chunk the same request would take is in brackets), and " +
     "the tables that grow with the number of connections, against the measured anonymous RSS per " +
     "connection (the idle scenario). Nothing else is per connection while idle: the read buffer " +
     "is shared, the wslay context is borrowed only while a frame is partly read, the write " +
     "queue's ring is freed when a connection that is not fed deliveries drains, the request " +
-    "state goes at the upgrade, and the peer address is one shared copy per address. The " +
-    "`before` column is the tree this work started from (b380e80), measured the same way.");
+    "state goes at the upgrade, the polling state goes at the upgrade (a WebSocket-only " +
+    "session never has it), the peer address is one shared copy per address, and what only " +
+    "connection-state recovery keeps of a socket and its lanes is allocated only in a " +
+    "namespace with `recovery`. The `before` column is main at fc6609b (malloc chunks; measured " +
+    "the same way, one run, with this load generator).");
   p();
-  p("| per connection | what | sizeof | malloc'd | chunk (bytes) | before |");
+  p("| per connection | what | sizeof | asked | takes (bytes), after [malloc chunk] | before (malloc chunk) |");
   p("|---|---|---:|---:|---:|---:|");
-  const before = { sl_conn: 560, sl_session: 288, sl_socket: 128, sl_lane: 128 };
-  for (const x of objs) p(`| \`${x.name}\` | ${x.what} | ${x.sizeof} | ${x.alloc} | ${x.chunk} | ${before[x.name] ?? "n/a"} |`);
-  p("| write-queue ring | 2 slots, freed when an idle connection's queue drains | – | 0 | 0 | 48 |");
-  p("| peer address text | shared copy per distinct address (was 46 bytes in the session) | – | – | ~0 | (in sl_session) |");
-  const beforeTables = { "sessions hash (srv->sessions), buckets": 13.1, "sockets hash (ns->sockets), buckets": 13.1 };
+  const before = { sl_conn: 496, sl_session: 224, sl_socket: 176, sl_lane: 128 };
+  for (const x of objs)
+    p(`| \`${x.name}\` | ${x.what} | ${x.sizeof} | ${x.alloc} | ${takes(x)}${x.pooled ? ` [${x.chunk}]` : ""} | ${before[x.name] ?? "n/a"} |`);
+  p("| write-queue ring | 2 slots, freed when an idle connection's queue drains | – | 0 | 0 | 0 |");
+  p("| peer address text | shared copy per distinct address | – | – | ~0 | ~0 |");
+  const beforeTables = { "sessions hash (srv->sessions), buckets": 6.6, "sockets hash (ns->sockets), buckets": 6.6 };
   for (const [name, b] of tables) p(`| ${name} | grows with the connections | – | – | ${b.toFixed(1)} | ${(beforeTables[name] ?? b).toFixed(1)} |`);
-  p(`| **sum** | | | | **${sum.toFixed(0)}** | **1,204** |`);
-  p(`| **measured: anonymous RSS per connection** (the rest: allocator fragmentation, Lua, libuv) | | | | **${fint(anon)}** | **1,231** |`);
-  p(`| measured: RSS per connection (+ code pages the first connection faults in) | | | | ${fint(med("idle", S, "server.rss_bytes_per_conn"))} | 1,444 |`);
+  p(`| **sum** | | | | **${sum.toFixed(0)}** | **1,063** |`);
+  p(`| **measured: anonymous RSS per connection** (the rest: allocator fragmentation, Lua, libuv) | | | | **${fint(anon)}** | **1,101** |`);
+  p(`| measured: RSS per connection (+ code pages the first connection faults in) | | | | ${fint(med("idle", S, "server.rss_bytes_per_conn"))} | 1,314 |`);
+  p(`| measured: marginal RSS per connection (after the first K joined) | | | | ${fint(med("idle", S, "server.rss_marginal_bytes_per_conn"))} | 1,084 |`);
+  p(`| measured: marginal anonymous RSS per connection | | | | ${fint(med("idle", S, "server.rss_anon_marginal_bytes_per_conn"))} | 1,084 |`);
   p();
 }
 
@@ -799,6 +814,8 @@ if (idleS !== undefined) {
   const anonS = med("idle", S, "server.rss_anon_bytes_per_conn");
   p(`| ≤ 1 KiB RSS per idle subscribed connection (10,000 clients), as the idle scenario measures it (including the ~200 B/connection of code pages the first connection faults in once) | ${fint(idleS)} B | ${ok(idleS <= 1024)} |`);
   if (anonS !== undefined) p(`| the same, anonymous memory only (RssAnon: what each connection allocates) | ${fint(anonS)} B | ${ok(anonS <= 1024)} |`);
+  const margS = med("idle", S, "server.rss_marginal_bytes_per_conn");
+  if (margS) p(`| the same, marginal: RSS each connection adds once the first K have joined (no once-only code pages) | ${fint(margS)} B | ${ok(margS <= 1024)} |`);
 }
 if (reload) p(`| reload pauses delivery < 10 ms and drops no connection | max ${fmt(reload.reload_ms_max, 2)} ms, ${reload.disconnects} dropped | ${ok(reload.reload_ms_max < 10 && reload.disconnects === 0)} |`);
 p();
