@@ -1,7 +1,7 @@
 /* pool.h - a pool of fixed-size objects carved from 64 KiB blocks (a slab allocator), for the
  * objects every connection has (sl_conn, sl_session, sl_socket, sl_lane): each costs its
  * size rounded up to 8 bytes, where malloc adds an 8-byte header and rounds up to 16
- * (a 456-byte connection takes a 464-byte malloc chunk, a 96-byte socket 112).
+ * (a 456-byte connection takes a 464-byte malloc chunk, an 88-byte socket 96).
  *
  * A block is one aligned mmap; its header (at its start) keeps the free objects of that
  * block, so sl_pool_free finds it from the object's address. Objects never used are handed
