@@ -33,6 +33,8 @@ done
 for i in 0 1 2; do
   up=0
   for _ in $(seq 600); do
+    # a node that exited (its port taken, a bad config) will not join: say so at once
+    if ! kill -0 "${pids[i + 1]}" 2>/dev/null; then break; fi
     if curl -s "http://127.0.0.1:$((BASE_PORT + i))/metrics" 2>/dev/null | grep -q '^sluice_cluster_up 1'; then
       up=1
       break
@@ -40,7 +42,11 @@ for i in 0 1 2; do
     sleep 0.05
   done
   if [ "$up" != 1 ]; then
-    echo "node $i on port $((BASE_PORT + i)) did not join the cluster within 30 s; its log:" >&2
+    if kill -0 "${pids[i + 1]}" 2>/dev/null; then
+      echo "node $i on port $((BASE_PORT + i)) did not join the cluster within 30 s; its log:" >&2
+    else
+      echo "node $i on port $((BASE_PORT + i)) exited; its log:" >&2
+    fi
     tail -n 20 "$dir/node$i.log" >&2
     exit 1
   fi
