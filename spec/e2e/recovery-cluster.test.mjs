@@ -38,11 +38,30 @@ after(async () => {
 
 async function waitFor(pred, ms, what) {
   const end = Date.now() + ms;
-  while (!pred()) {
+  while (!(await pred())) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await sleep(10);
   }
 }
+
+// caughtUp: every publish made so far is in the stream (no node holds one unconfirmed: the
+// API answers before Redis does), and node has read the stream up to its last entry, so
+// what was published is in its history. The tests wait for this instead of a fixed time.
+async function caughtUp(node, ms = 10000) {
+  for (const n of [a, b]) await waitMetric(n.port, "sluice_cluster_buffered", {}, (v) => v === 0, ms);
+  const info = redis.cli("XINFO", "STREAM", "sluice-recovery").split("\n").map((l) => l.trim());
+  const last = info[info.indexOf("last-generated-id") + 1].split("-").map(Number);
+  const read = async () => {
+    const st = await (await fetch(`http://127.0.0.1:${node.port}/api/stats`)).json();
+    const id = st.servers[0].cluster.lastId.split("-").map(Number);
+    return id[0] > last[0] || (id[0] === last[0] && id[1] >= last[1]);
+  };
+  await waitFor(read, ms, `node on port ${node.port} to read the stream up to ${last.join("-")}`);
+}
+
+// stored: the session of pid kept by the node it left is in Redis (where another node takes
+// it from): reconnecting elsewhere before that would find no session.
+const stored = (pid) => waitFor(() => redis.cli("EXISTS", `sio:session:${pid}`).trim() === "1", 5000, "the session in Redis");
 
 test("offsets are stream entry ids; a client cut from node A recovers there what node B published", async () => {
   const s = io(`http://127.0.0.1:${pxA.port}/r`, { forceNew: true, transports: ["websocket"],
@@ -62,8 +81,7 @@ test("offsets are stream entry ids; a client cut from node A recovers there what
     for (let i = 4; i <= 53; i += 10) {
       await publish(b.port, Array.from({ length: 10 }, (_, k) => ({ namespace: "/r", topic: "t", payload: i + k })));
     }
-    // wait until node A read them from the stream (they are in its history)
-    await sleep(500);
+    await caughtUp(a); // node A read them from the stream: they are in its history
     const back = new Promise((r) => s.once("connect", r));
     pxA.release();
     await withTimeout(back, 5000, "reconnect");
@@ -98,13 +116,13 @@ test("disconnected from node A, reconnected to node B: recovered there, same id,
     assert.equal(await metric(a.port, "sluice_recovery_sessions", { namespace: "/r" }), 1);
     // kept in Redis as the adapter does, with an expiry of maxDisconnectionMs plus a margin
     // (the node that kept it takes the record back at its own expiry)
-    await waitFor(() => redis.cli("EXISTS", `sio:session:${pid}`).trim() === "1", 5000, "the session in Redis");
+    await stored(pid);
     const ttl = Number(redis.cli("PTTL", `sio:session:${pid}`).trim());
     assert.ok(ttl > 10000 && ttl <= 20000, `PTTL ${ttl}`);
     const rec = JSON.parse(redis.cli("GET", `sio:session:${pid}`));
     assert.ok(Math.abs(Number(rec.expires) - (Date.now() + 10000)) < 2000, `expires ${rec.expires}`);
     await publish(a.port, Array.from({ length: 20 }, (_, i) => ({ namespace: "/r", topic: "t", payload: i })));
-    await sleep(500); // node B read them from the stream
+    await caughtUp(b); // node B read them from the stream
     s.io.uri = `http://127.0.0.1:${pxB.port}`; // the load balancer sends it to node B
     s.io.opts.port = String(pxB.port);
     const back = new Promise((r) => s.once("connect", r));
@@ -142,7 +160,7 @@ test("reconnected to a node whose history does not reach the offset: replayed fr
     await s.timeout(5000).emitWithAck("subscribe", { topic: "t" });
     await publish(a.port, [{ namespace: "/r", topic: "t", payload: "first" }]);
     await waitFor(() => got.length === 1, 5000, "one delivery");
-    const id = s.id;
+    const id = s.id, pid = s._pid;
     const disc = new Promise((r) => s.once("disconnect", r));
     pxA.cut();
     await disc;
@@ -151,7 +169,8 @@ test("reconnected to a node whose history does not reach the offset: replayed fr
       const node = (i / 10) % 2 ? b : a;
       await publish(node.port, Array.from({ length: 10 }, (_, k) => ({ namespace: "/r", topic: "t", payload: i + k })));
     }
-    await sleep(300);
+    await caughtUp(a); // all in the stream before node C starts
+    await stored(pid);
     c = await startServer(cfg(redis.url)); // reads the stream from now on: none of them
     await waitMetric(c.port, "sluice_cluster_up", {}, (v) => v === 1, 10000);
     s.io.uri = `http://127.0.0.1:${c.port}`;
@@ -195,6 +214,7 @@ test("AT_LEAST_ONCE, maxInFlight 4, cut from node A with messages in flight, rec
   try {
     await withTimeout(new Promise((r) => s.once("connect", r)), 5000, "connect");
     await s.timeout(5000).emitWithAck("subscribe", { topic: "t" });
+    const pid = s._pid;
     const retries0 = await metric(b.port, "streamfence_retries_total", { namespace: "/alo" });
     const pub = async (node, from, to) => (await publish(node.port, Array.from({ length: to - from + 1 },
       (_, k) => ({ namespace: "/alo", topic: "t", payload: from + k }))));
@@ -206,7 +226,8 @@ test("AT_LEAST_ONCE, maxInFlight 4, cut from node A with messages in flight, rec
     pxA.cut();
     await disc;
     const ids2 = [...(await pub(a, 11, 15)), ...(await pub(b, 16, 20))];
-    await sleep(300);
+    await caughtUp(b);
+    await stored(pid);
     s.io.uri = `http://127.0.0.1:${pxB.port}`;
     s.io.opts.port = String(pxB.port);
     const back = new Promise((r) => s.once("connect", r));
@@ -246,6 +267,7 @@ test("AT_LEAST_ONCE in flight on node A, its entries trimmed before node B recov
     await withTimeout(new Promise((r) => s.once("connect", r)), 5000, "connect");
     await s.timeout(5000).emitWithAck("subscribe", { topic: "t" });
     const lost0 = await metric(b.port, "sluice_messages_lost_total", { namespace: "/alo", topic: "t", reason: "trimmed" }) || 0;
+    const pid = s._pid;
     await publish(a.port, Array.from({ length: 6 }, (_, k) => ({ namespace: "/alo", topic: "t", payload: 101 + k })));
     await waitFor(() => got.length === 4, 5000, "the 4 messages of the window");
     const disc = new Promise((r) => s.once("disconnect", r));
@@ -253,7 +275,7 @@ test("AT_LEAST_ONCE in flight on node A, its entries trimmed before node B recov
     await disc;
     // the first 3 in flight leave the stream; the 4th (the client's offset) stays
     redis.cli("XTRIM", "sluice-recovery", "MINID", got[3].offset);
-    await sleep(300);
+    await stored(pid);
     s.io.uri = `http://127.0.0.1:${pxB.port}`;
     s.io.opts.port = String(pxB.port);
     const back = new Promise((r) => s.once("connect", r));
@@ -290,7 +312,7 @@ async function parkOnA(tag) {
   const disc = new Promise((r) => s.once("disconnect", r));
   pxA.cut();
   await disc;
-  await waitFor(() => redis.cli("EXISTS", `sio:session:${pid}`).trim() === "1", 5000, "the session in Redis");
+  await stored(pid);
   return { s, got, pid };
 }
 
@@ -309,7 +331,8 @@ test("maxDisconnectionMs 1500: parked on node A, recovered on node B: node A rel
     await reconnectToB(s);
     assert.equal(s.recovered, true);
     for (const g of got.splice(0)) s.emit("ack", { topic: "t", messageId: g.meta.messageId });
-    await sleep(2500); // past node A's maxDisconnectionMs
+    // past node A's maxDisconnectionMs: A takes the record back, finds it gone
+    await waitFor(async () => (await handoffsOn(a)) > handA0, 10000, "node A's expiry of the session");
     assert.equal(await lostOn(a), lostA0, "node A counted the handed-off session's messages lost");
     assert.equal(await handoffsOn(a), handA0 + 1);
     assert.equal(await metric(a.port, "sluice_recovery_sessions", { namespace: SHORT }), 0);
@@ -322,7 +345,8 @@ test("maxDisconnectionMs 1500: parked on node A, nobody recovers it: node A coun
   const { s, pid } = await parkOnA("n");
   s.close(); // never comes back
   pxA.release();
-  await sleep(2500);
+  // past node A's maxDisconnectionMs: A takes its record back and counts what it held lost
+  await waitFor(async () => (await metric(a.port, "sluice_recovery_sessions", { namespace: SHORT })) === 0, 10000, "node A's expiry of the session");
   assert.equal(await lostOn(a), lostA0 + 5); // 2 in flight, 3 queued
   assert.equal(await handoffsOn(a), handA0);
   assert.equal(await metric(a.port, "sluice_recovery_sessions", { namespace: SHORT }), 0);
@@ -345,7 +369,8 @@ test("the record past its expiry when node B takes it: a fresh session, the loss
     assert.equal(s.recovered, false);
     assert.equal(await metric(b.port, "sluice_recoveries_total", { namespace: SHORT, result: "expired" }), exp0 + 1);
     assert.equal(await lostOn(b), lostB0 + 5);
-    await sleep(2500);
+    // past node A's maxDisconnectionMs: A finds the record taken and releases the session
+    await waitFor(async () => (await handoffsOn(a)) > handA0, 10000, "node A's expiry of the session");
     assert.equal(await lostOn(a), lostA0);
     assert.equal(await handoffsOn(a), handA0 + 1);
   } finally { s.close(); }
@@ -363,7 +388,7 @@ test("the offset's stream entry trimmed: a fresh session, nothing replayed", asy
     await s.timeout(5000).emitWithAck("subscribe", { topic: "t" });
     await publish(a.port, [{ namespace: "/r", topic: "t", payload: "first" }]);
     await waitFor(() => got.length === 1, 5000, "one delivery");
-    const id = s.id;
+    const id = s.id, pid = s._pid;
     const expired0 = await metric(b.port, "sluice_recoveries_total", { namespace: "/r", result: "expired" });
     const replayed0 = await metric(b.port, "sluice_recovery_replayed_total", { namespace: "/r" });
     const disc = new Promise((r) => s.once("disconnect", r));
@@ -371,7 +396,8 @@ test("the offset's stream entry trimmed: a fresh session, nothing replayed", asy
     await disc;
     redis.cli("XTRIM", "sluice-recovery", "MAXLEN", "0");
     await publish(a.port, Array.from({ length: 5 }, (_, i) => ({ namespace: "/r", topic: "t", payload: i })));
-    await sleep(300);
+    await caughtUp(b); // node B's own history covers the offset
+    await stored(pid);
     s.io.uri = `http://127.0.0.1:${pxB.port}`;
     s.io.opts.port = String(pxB.port);
     const back = new Promise((r) => s.once("connect", r));
