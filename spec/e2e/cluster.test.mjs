@@ -347,7 +347,7 @@ test("examples/cluster/run.sh (make cluster-demo): a publish on node 0 reaches a
   const { ROOT } = await import("./helpers.mjs");
   const [rp, bp] = [await freePort(), await demoBasePort()];
   const r = spawnSync("bash", ["examples/cluster/run.sh"], {
-    cwd: ROOT, env: { ...process.env, REDIS_PORT: String(rp), BASE_PORT: String(bp) }, timeout: 120000, encoding: "utf8",
+    cwd: ROOT, env: { ...process.env, REDIS_PORT: String(rp), BASE_PORT: String(bp) }, timeout: 150000, encoding: "utf8", // the script's own deadlines add up to about 100 s
   });
   assert.equal(r.status, 0, r.stdout + r.stderr);
   assert.match(r.stdout, new RegExp(`client on node :${bp + 2} received \\{"symbol":"X","price":3,"from":"node :${bp}"\\}`));
