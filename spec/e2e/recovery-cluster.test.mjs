@@ -39,7 +39,7 @@ after(async () => {
 async function waitFor(pred, ms, what) {
   const end = Date.now() + ms;
   while (!(await pred())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    if (Date.now() > end) throw new Error(`timed out waiting for ${typeof what === "function" ? what() : what}`);
     await sleep(10);
   }
 }
@@ -72,7 +72,7 @@ test("offsets are stream entry ids; a client cut from node A recovers there what
     await withTimeout(new Promise((r) => s.once("connect", r)), 5000, "connect");
     assert.equal((await s.timeout(5000).emitWithAck("subscribe", { topic: "t" })).ok, true);
     await publish(b.port, [1, 2, 3].map((payload) => ({ namespace: "/r", topic: "t", payload })));
-    await waitFor(() => got.length === 3, 5000, "3 deliveries");
+    await waitFor(() => got.length >= 3, 5000, "3 deliveries");
     for (const g of got) assert.match(g.at(-1), /^\d+-\d+$/); // a Redis stream entry id
     const id = s.id;
     const disc = new Promise((r) => s.once("disconnect", r));
@@ -87,7 +87,7 @@ test("offsets are stream entry ids; a client cut from node A recovers there what
     await withTimeout(back, 5000, "reconnect");
     assert.equal(s.recovered, true);
     assert.equal(s.id, id);
-    await waitFor(() => got.length === 53, 5000, "53 deliveries");
+    await waitFor(() => got.length >= 53, 5000, "53 deliveries");
     await sleep(100);
     assert.deepEqual(got.map((g) => g[0]), Array.from({ length: 53 }, (_, i) => i + 1));
     const offs = got.map((g) => g.at(-1).split("-").map(Number));
@@ -108,7 +108,7 @@ test("disconnected from node A, reconnected to node B: recovered there, same id,
     await withTimeout(new Promise((r) => s.once("connect", r)), 5000, "connect");
     await s.timeout(5000).emitWithAck("subscribe", { topic: "t" });
     await publish(b.port, [{ namespace: "/r", topic: "t", payload: "x" }]);
-    await waitFor(() => got.length === 1, 5000, "one delivery");
+    await waitFor(() => got.length >= 1, 5000, "one delivery");
     const id = s.id, pid = s._pid;
     const disc = new Promise((r) => s.once("disconnect", r));
     pxA.cut();
@@ -130,9 +130,9 @@ test("disconnected from node A, reconnected to node B: recovered there, same id,
     await withTimeout(back, 5000, "reconnect");
     assert.equal(s.recovered, true);
     assert.equal(s.id, id);
-    await waitFor(() => got.length === 21, 5000, "21 deliveries");
+    await waitFor(() => got.length >= 21, 5000, "21 deliveries");
     await publish(a.port, [{ namespace: "/r", topic: "t", payload: "live" }]);
-    await waitFor(() => got.length === 22, 5000, "the live delivery on node B");
+    await waitFor(() => got.length >= 22, 5000, "the live delivery on node B");
     await sleep(100);
     assert.deepEqual(got, ["x", ...Array.from({ length: 20 }, (_, i) => i), "live"]);
     assert.equal(await metric(b.port, "sluice_recoveries_total", { namespace: "/r", result: "recovered" }), 1);
@@ -159,7 +159,7 @@ test("reconnected to a node whose history does not reach the offset: replayed fr
     await withTimeout(new Promise((r) => s.once("connect", r)), 5000, "connect");
     await s.timeout(5000).emitWithAck("subscribe", { topic: "t" });
     await publish(a.port, [{ namespace: "/r", topic: "t", payload: "first" }]);
-    await waitFor(() => got.length === 1, 5000, "one delivery");
+    await waitFor(() => got.length >= 1, 5000, "one delivery");
     const id = s.id, pid = s._pid;
     const disc = new Promise((r) => s.once("disconnect", r));
     pxA.cut();
@@ -180,9 +180,9 @@ test("reconnected to a node whose history does not reach the offset: replayed fr
     await withTimeout(back, 5000, "reconnect");
     assert.equal(s.recovered, true);
     assert.equal(s.id, id);
-    await waitFor(() => got.length === 61, 5000, "61 deliveries");
+    await waitFor(() => got.length >= 61, 5000, "61 deliveries");
     await publish(b.port, [{ namespace: "/r", topic: "t", payload: "live" }]);
-    await waitFor(() => got.length === 62, 5000, "the live delivery on node C");
+    await waitFor(() => got.length >= 62, 5000, "the live delivery on node C");
     await sleep(200);
     assert.deepEqual(got, ["first", ...Array.from({ length: 60 }, (_, i) => i), "live"]);
     assert.equal(await metric(c.port, "sluice_recoveries_total", { namespace: "/r", result: "recovered" }), 1);
@@ -219,7 +219,7 @@ test("AT_LEAST_ONCE, maxInFlight 4, cut from node A with messages in flight, rec
     const pub = async (node, from, to) => (await publish(node.port, Array.from({ length: to - from + 1 },
       (_, k) => ({ namespace: "/alo", topic: "t", payload: from + k }))));
     const ids1 = await pub(a, 1, 10);
-    await waitFor(() => got.length === 4, 5000, "the 4 messages of the window");
+    await waitFor(() => got.length >= 4, 5000, "the 4 messages of the window");
     await sleep(100);
     assert.equal(got.length, 4); // the window is full: 4 in flight on node A, 6 queued there
     const disc = new Promise((r) => s.once("disconnect", r));
@@ -238,7 +238,8 @@ test("AT_LEAST_ONCE, maxInFlight 4, cut from node A with messages in flight, rec
     for (const meta of deferred.splice(0)) ack(meta);
     const all = [...ids1, ...ids2];
     assert.equal(new Set(all).size, 20);
-    await waitFor(() => all.every((id) => okAcks.has(id)), 10000, "an ok ack for each of the 20 messages");
+    await waitFor(() => all.every((id) => okAcks.has(id)), 10000,
+      () => `an ok ack for each of the 20 messages (got ${JSON.stringify(got.map((g) => g.payload))}, acked ${JSON.stringify([...okAcks])})`);
     await sleep(200);
     for (const id of all) assert.equal(okAcks.get(id), 1, `message ${id} acked ${okAcks.get(id)} times`);
     assert.deepEqual([...new Set(got.map((g) => g.payload))].sort((x, y) => x - y), Array.from({ length: 20 }, (_, i) => i + 1));
@@ -269,7 +270,7 @@ test("AT_LEAST_ONCE in flight on node A, its entries trimmed before node B recov
     const lost0 = await metric(b.port, "sluice_messages_lost_total", { namespace: "/alo", topic: "t", reason: "trimmed" }) || 0;
     const pid = s._pid;
     await publish(a.port, Array.from({ length: 6 }, (_, k) => ({ namespace: "/alo", topic: "t", payload: 101 + k })));
-    await waitFor(() => got.length === 4, 5000, "the 4 messages of the window");
+    await waitFor(() => got.length >= 4, 5000, "the 4 messages of the window");
     const disc = new Promise((r) => s.once("disconnect", r));
     pxA.cut();
     await disc;
@@ -284,7 +285,7 @@ test("AT_LEAST_ONCE in flight on node A, its entries trimmed before node B recov
     assert.equal(s.recovered, true);
     acking = true;
     for (const meta of deferred.splice(0)) ack(meta);
-    await waitFor(() => got.length === 4 + 1 + 2, 5000, "message 104 again, then 105 and 106");
+    await waitFor(() => got.length >= 4 + 1 + 2, 5000, () => `message 104 again, then 105 and 106 (got ${JSON.stringify(got.map((g) => g.payload))})`);
     await sleep(200);
     assert.deepEqual(got.slice(4).map((g) => g.payload), [104, 105, 106]);
     assert.equal(await metric(b.port, "sluice_messages_lost_total", { namespace: "/alo", topic: "t", reason: "trimmed" }) - lost0, 3);
@@ -387,7 +388,7 @@ test("the offset's stream entry trimmed: a fresh session, nothing replayed", asy
     await withTimeout(new Promise((r) => s.once("connect", r)), 5000, "connect");
     await s.timeout(5000).emitWithAck("subscribe", { topic: "t" });
     await publish(a.port, [{ namespace: "/r", topic: "t", payload: "first" }]);
-    await waitFor(() => got.length === 1, 5000, "one delivery");
+    await waitFor(() => got.length >= 1, 5000, "one delivery");
     const id = s.id, pid = s._pid;
     const expired0 = await metric(b.port, "sluice_recoveries_total", { namespace: "/r", result: "expired" });
     const replayed0 = await metric(b.port, "sluice_recovery_replayed_total", { namespace: "/r" });
