@@ -63,6 +63,20 @@ async function caughtUp(node, ms = 10000) {
 // it from): reconnecting elsewhere before that would find no session.
 const stored = (pid) => waitFor(() => redis.cli("EXISTS", `sio:session:${pid}`).trim() === "1", 5000, "the session in Redis");
 
+// moveTo: the client's next connection goes to port (the load balancer sends it to another
+// node), then node A's proxy lets connections through again. Not before: a reconnection
+// attempt already on its way to node A when the address changed, accepted by the proxy once
+// released, would recover on node A (seen: recovered, but node B counted nothing).
+async function moveTo(s, port) {
+  s.io.uri = `http://127.0.0.1:${port}`;
+  s.io.opts.port = String(port);
+  try {
+    await withTimeout(new Promise((r) => s.once("connect", r)), 5000, `reconnect on port ${port}`);
+  } finally {
+    pxA.release();
+  }
+}
+
 test("offsets are stream entry ids; a client cut from node A recovers there what node B published", async () => {
   const s = io(`http://127.0.0.1:${pxA.port}/r`, { forceNew: true, transports: ["websocket"],
     reconnectionDelay: 50, reconnectionDelayMax: 100, randomizationFactor: 0 });
@@ -123,11 +137,7 @@ test("disconnected from node A, reconnected to node B: recovered there, same id,
     assert.ok(Math.abs(Number(rec.expires) - (Date.now() + 10000)) < 2000, `expires ${rec.expires}`);
     await publish(a.port, Array.from({ length: 20 }, (_, i) => ({ namespace: "/r", topic: "t", payload: i })));
     await caughtUp(b); // node B read them from the stream
-    s.io.uri = `http://127.0.0.1:${pxB.port}`; // the load balancer sends it to node B
-    s.io.opts.port = String(pxB.port);
-    const back = new Promise((r) => s.once("connect", r));
-    pxA.release();
-    await withTimeout(back, 5000, "reconnect");
+    await moveTo(s, pxB.port); // the load balancer sends it there
     assert.equal(s.recovered, true);
     assert.equal(s.id, id);
     await waitFor(() => got.length >= 21, 5000, "21 deliveries");
@@ -173,11 +183,7 @@ test("reconnected to a node whose history does not reach the offset: replayed fr
     await stored(pid);
     c = await startServer(cfg(redis.url)); // reads the stream from now on: none of them
     await waitMetric(c.port, "sluice_cluster_up", {}, (v) => v === 1, 10000);
-    s.io.uri = `http://127.0.0.1:${c.port}`;
-    s.io.opts.port = String(c.port);
-    const back = new Promise((r) => s.once("connect", r));
-    pxA.release();
-    await withTimeout(back, 5000, "reconnect");
+    await moveTo(s, c.port); // the load balancer sends it there
     assert.equal(s.recovered, true);
     assert.equal(s.id, id);
     await waitFor(() => got.length >= 61, 5000, "61 deliveries");
@@ -228,11 +234,7 @@ test("AT_LEAST_ONCE, maxInFlight 4, cut from node A with messages in flight, rec
     const ids2 = [...(await pub(a, 11, 15)), ...(await pub(b, 16, 20))];
     await caughtUp(b);
     await stored(pid);
-    s.io.uri = `http://127.0.0.1:${pxB.port}`;
-    s.io.opts.port = String(pxB.port);
-    const back = new Promise((r) => s.once("connect", r));
-    pxA.release();
-    await withTimeout(back, 5000, "reconnect");
+    await moveTo(s, pxB.port); // the load balancer sends it there
     assert.equal(s.recovered, true);
     acking = true;
     for (const meta of deferred.splice(0)) ack(meta);
@@ -277,11 +279,7 @@ test("AT_LEAST_ONCE in flight on node A, its entries trimmed before node B recov
     // the first 3 in flight leave the stream; the 4th (the client's offset) stays
     redis.cli("XTRIM", "sluice-recovery", "MINID", got[3].offset);
     await stored(pid);
-    s.io.uri = `http://127.0.0.1:${pxB.port}`;
-    s.io.opts.port = String(pxB.port);
-    const back = new Promise((r) => s.once("connect", r));
-    pxA.release();
-    await withTimeout(back, 5000, "reconnect");
+    await moveTo(s, pxB.port); // the load balancer sends it there
     assert.equal(s.recovered, true);
     acking = true;
     for (const meta of deferred.splice(0)) ack(meta);
@@ -317,13 +315,7 @@ async function parkOnA(tag) {
   return { s, got, pid };
 }
 
-async function reconnectToB(s) {
-  s.io.uri = `http://127.0.0.1:${pxB.port}`;
-  s.io.opts.port = String(pxB.port);
-  const back = new Promise((r) => s.once("connect", r));
-  pxA.release();
-  await withTimeout(back, 5000, "reconnect on node B");
-}
+const reconnectToB = (s) => moveTo(s, pxB.port);
 
 test("maxDisconnectionMs 1500: parked on node A, recovered on node B: node A releases it without counting a loss", async () => {
   const lostA0 = await lostOn(a), handA0 = await handoffsOn(a);
@@ -399,11 +391,7 @@ test("the offset's stream entry trimmed: a fresh session, nothing replayed", asy
     await publish(a.port, Array.from({ length: 5 }, (_, i) => ({ namespace: "/r", topic: "t", payload: i })));
     await caughtUp(b); // node B's own history covers the offset
     await stored(pid);
-    s.io.uri = `http://127.0.0.1:${pxB.port}`;
-    s.io.opts.port = String(pxB.port);
-    const back = new Promise((r) => s.once("connect", r));
-    pxA.release();
-    await withTimeout(back, 5000, "reconnect");
+    await moveTo(s, pxB.port); // the load balancer sends it there
     assert.equal(s.recovered, false);
     assert.notEqual(s.id, id);
     await sleep(300);
