@@ -174,10 +174,13 @@ test("reconnected to a node whose history does not reach the offset: replayed fr
     const disc = new Promise((r) => s.once("disconnect", r));
     pxA.cut();
     await disc;
-    // missed: 30 on node A, 30 on node B, interleaved by batches
+    // missed: 30 on node A, 30 on node B, interleaved by batches, in this order in the stream:
+    // the API answers before Redis confirms the appends, so each batch is confirmed before
+    // the next goes to the other node (or the other node's appends could land first)
     for (let i = 0; i < 60; i += 10) {
       const node = (i / 10) % 2 ? b : a;
       await publish(node.port, Array.from({ length: 10 }, (_, k) => ({ namespace: "/r", topic: "t", payload: i + k })));
+      await waitMetric(node.port, "sluice_cluster_buffered", {}, (v) => v === 0, 10000);
     }
     await caughtUp(a); // all in the stream before node C starts
     await stored(pid);
