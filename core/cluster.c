@@ -134,6 +134,14 @@ struct take_ctx {
   struct take_ctx *next, **pprev; /* in cl->takes while the reply is awaited */
 };
 
+/* t waits for its reply: on cl->takes, so that sl_cluster_stop can answer it. */
+static void take_link(sl_cluster *cl, take_ctx *t) {
+  t->next = cl->takes;
+  if (t->next) t->next->pprev = &t->next;
+  t->pprev = &cl->takes;
+  cl->takes = t;
+}
+
 static void take_unlink(take_ctx *t) {
   *t->pprev = t->next;
   if (t->next) t->next->pprev = t->pprev;
@@ -827,10 +835,7 @@ int sl_cluster_session_take(sl_cluster *cl, const char *pid, sl_cluster_session_
     free(t);
     return SL_ESTATE;
   }
-  t->next = cl->takes;
-  if (t->next) t->next->pprev = &t->next;
-  t->pprev = &cl->takes;
-  cl->takes = t;
+  take_link(cl, t);
   return 0;
 }
 
@@ -900,10 +905,7 @@ int sl_cluster_range(sl_cluster *cl, const char *after, size_t count, sl_cluster
     free(t);
     return SL_ESTATE;
   }
-  t->next = cl->takes;
-  if (t->next) t->next->pprev = &t->next;
-  t->pprev = &cl->takes;
-  cl->takes = t;
+  take_link(cl, t);
   return 0;
 }
 
