@@ -419,4 +419,60 @@ void sl_cl_entry_free_ref(sl_cl_entry *e) {
   memset(e, 0, sizeof *e);
 }
 
+/* ---- the comparison ---------------------------------------------------------------------- */
+
+static bool ref_str_eq(const char *a, const char *b) { return a == b || (a && b && !strcmp(a, b)); }
+
+/* cl_diff: does the new decoder's result (rn, n) equal the reference's (rr, r)? NULL when it
+ * does, else the name of the first field that differs. On SL_CL_OK every field counts (the
+ * payload and snapshot byte for byte, with their lengths); on another code, uid, nsp and type
+ * (what sl_cl_decode keeps on error), and the new entry must hold nothing else (the old one
+ * left a partial topic/payload/rooms behind, which nobody read). */
+static inline const char *cl_diff(int rn, const sl_cl_entry *n, int rr, const sl_cl_entry *r) {
+  if (rn != rr) return "return code";
+  if (!ref_str_eq(n->uid, r->uid)) return "uid";
+  if (!ref_str_eq(n->nsp, r->nsp)) return "nsp";
+  if (n->type != r->type) return "type";
+  if (rn != SL_CL_OK) {
+    if (n->topic || n->payload || n->rooms || n->except || n->nrooms || n->nexcept || n->key ||
+        n->msgid || n->snapshot || n->snapshot_set || n->sluice || n->seq || n->delivered ||
+        n->is_volatile)
+      return "fields left on error";
+    return NULL;
+  }
+  if (!ref_str_eq(n->topic, r->topic) || n->topiclen != r->topiclen) return "topic";
+  if (n->len != r->len || !n->payload || !r->payload || memcmp(n->payload, r->payload, n->len) ||
+      n->payload[n->len])
+    return "payload";
+  if (n->nrooms != r->nrooms) return "nrooms";
+  for (size_t i = 0; i < n->nrooms; i++)
+    if (!ref_str_eq(n->rooms[i], r->rooms[i])) return "rooms";
+  if (n->nexcept != r->nexcept) return "nexcept";
+  for (size_t i = 0; i < n->nexcept; i++)
+    if (!ref_str_eq(n->except[i], r->except[i])) return "except";
+  if (n->is_volatile != r->is_volatile) return "is_volatile";
+  if (n->sluice != r->sluice) return "sluice";
+  if (n->seq != r->seq) return "seq";
+  if (n->delivered != r->delivered) return "delivered";
+  if (!ref_str_eq(n->key, r->key)) return "key";
+  if (!ref_str_eq(n->msgid, r->msgid)) return "msgid";
+  if (n->snapshot_set != r->snapshot_set) return "snapshot_set";
+  if (!ref_str_eq(n->snapshot, r->snapshot) || n->snapshot_len != r->snapshot_len)
+    return "snapshot";
+  return NULL;
+}
+
+/* cl_diff_fields: decode the field list with both decoders and compare (cl_diff); *rc gets
+ * the new decoder's code. */
+static inline const char *cl_diff_fields(const char *const *f, const size_t *fl, size_t nf,
+                                         int *rc) {
+  sl_cl_entry n, r;
+  int rn = sl_cl_decode(f, fl, nf, &n), rr = sl_cl_decode_ref(f, fl, nf, &r);
+  const char *d = cl_diff(rn, &n, rr, &r);
+  if (rc) *rc = rn;
+  sl_cl_entry_free(&n);
+  sl_cl_entry_free_ref(&r);
+  return d;
+}
+
 #endif
