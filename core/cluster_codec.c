@@ -275,11 +275,6 @@ static int b64_msgpack_json(const char *data, size_t len, char **out) {
 
 /* ---- decode: the cJSON tree (for what the scanner cannot judge) ------------------------ */
 
-static bool field_is(const char *f, size_t fl, const char *name) {
-  size_t n = strlen(name);
-  return fl == n && memcmp(f, name, n) == 0;
-}
-
 /* A JSON array of strings into *v / *n (copies). Returns SL_CL_OK or SL_CL_MALFORMED. */
 static int str_list(const cJSON *a, char ***v, size_t *n) {
   if (!a) return SL_CL_OK;
@@ -380,7 +375,7 @@ static int tree_data(const cJSON *root, const char *json, size_t len, sl_cl_entr
  * scanner: the path for text the scanner declines. */
 static int tree_decode(const char *json, size_t len, sl_cl_entry *e) {
   if (memchr(json, 0, len)) return SL_CL_MALFORMED; /* cJSON would take a NUL in a string */
-  char *copy = sl_xstrndup(json, len);               /* cJSON as before: NUL-terminated */
+  char *copy = sl_xstrndup(json, len);              /* cJSON as before: NUL-terminated */
   cJSON *root = cJSON_ParseWithLength(copy, len);
   int r = root ? tree_data(root, copy, len, e) : SL_CL_MALFORMED;
   cJSON_Delete(root);
@@ -429,6 +424,22 @@ static int data_decode(const char *data, size_t dlen, const fspan *nsp, const fs
   return r;
 }
 
+/* Which of the fields the decoder reads is the name k[0..kl): 0 uid, 1 nsp, 2 type, 3 data,
+ * -1 none. */
+static int name_of(const char *k, size_t kl) {
+  if (kl == 3) return !memcmp(k, "uid", 3) ? 0 : !memcmp(k, "nsp", 3) ? 1 : -1;
+  if (kl == 4) return !memcmp(k, "type", 4) ? 2 : !memcmp(k, "data", 4) ? 3 : -1;
+  return -1;
+}
+
+/* Is there a NUL in s[0..n)? (The fields are short: a loop beats a call.) */
+static bool has_nul(const char *s, size_t n) {
+  if (n > 32) return memchr(s, 0, n) != NULL;
+  for (size_t i = 0; i < n; i++)
+    if (!s[i]) return true;
+  return false;
+}
+
 /* sl_cl_decode: see cluster_codec.h. */
 int sl_cl_decode(const char *const *f, const size_t *fl, size_t nf, sl_cl_entry *e) {
   memset(e, 0, sizeof *e);
@@ -436,25 +447,23 @@ int sl_cl_decode(const char *const *f, const size_t *fl, size_t nf, sl_cl_entry 
   fspan uid = {0}, nsp = {0}, data = {0};
   int r = SL_CL_MALFORMED;
   for (size_t i = 0; i + 1 < nf && !(nf % 2); i += 2) {
-    const char *v = f[i + 1];
-    size_t vl = fl[i + 1];
-    if (memchr(f[i], 0, fl[i]) || (!field_is(f[i], fl[i], "data") && memchr(v, 0, vl)))
+    const char *k = f[i], *v = f[i + 1];
+    size_t kl = fl[i], vl = fl[i + 1];
+    int which = name_of(k, kl); /* 0 uid, 1 nsp, 2 type, 3 data, -1 another */
+    if ((which < 0 && has_nul(k, kl)) || (which != 3 && has_nul(v, vl)))
       goto out; /* NUL inside a name or a text field */
-    fspan *to = field_is(f[i], fl[i], "uid")    ? &uid
-                  : field_is(f[i], fl[i], "nsp")  ? &nsp
-                  : field_is(f[i], fl[i], "data") ? &data
-                                                  : NULL;
-    if (to) {
-      to->p = v;
-      to->n = vl;
-    } else if (field_is(f[i], fl[i], "type")) {
+    if (which == 2) {
       int t = 0;
       if (!vl || vl > 6) goto out;
-      for (size_t k = 0; k < vl; k++) {
-        if (v[k] < '0' || v[k] > '9') goto out;
-        t = t * 10 + (v[k] - '0');
+      for (size_t j = 0; j < vl; j++) {
+        if (v[j] < '0' || v[j] > '9') goto out;
+        t = t * 10 + (v[j] - '0');
       }
       e->type = t;
+    } else if (which >= 0) {
+      fspan *to = which == 0 ? &uid : which == 1 ? &nsp : &data;
+      to->p = v;
+      to->n = vl;
     }
   }
   if (nf % 2 || !uid.p || !nsp.p || e->type < 0) goto out;

@@ -515,8 +515,8 @@ static void scan_build(sl_cl_entry *e, const scan *s, const char *end, const js_
 }
 
 /* sl_cl_scan: see cluster_scan.h. */
-int sl_cl_scan(const char *json, size_t len, const char *uid, size_t ul, const char *nsp,
-               size_t nl, sl_cl_entry *e) {
+int sl_cl_scan(const char *json, size_t len, const char *uid, size_t ul, const char *nsp, size_t nl,
+               sl_cl_entry *e) {
   scan s;
   memset(&s, 0, sizeof s);
   if (!root_scan(json, len, &s)) return SL_CL_SCAN_DECLINED;

@@ -21,7 +21,7 @@
  * control characters in strings, leading zeros, whitespace such as \v), an escaped member
  * name where a member is looked for, a number of more than 63 characters, nesting past
  * SL_JS_MAX_DEPTH, text after the value. The caller parses it with cJSON then. */
-int sl_cl_scan(const char *json, size_t len, const char *uid, size_t ul, const char *nsp,
-               size_t nl, sl_cl_entry *e);
+int sl_cl_scan(const char *json, size_t len, const char *uid, size_t ul, const char *nsp, size_t nl,
+               sl_cl_entry *e);
 
 #endif
