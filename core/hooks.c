@@ -26,8 +26,7 @@ const char *const sl_hook_time_names[SL_HOOK_TIMED_KINDS] = {"route", "coalesceK
 /* Every member of sluice_hooks with its kind: one line per kind, used by the resolver. */
 #define SL_HOOK_MEMBERS(X)                                                                         \
   X(route, SL_HK_ROUTE)                                                                            \
-  X(coalesce_key, SL_HK_COALESCE_KEY)                                                              \
-  X(snapshot, SL_HK_SNAPSHOT) X(authorize, SL_HK_AUTHORIZE)                                        \
+  X(coalesce_key, SL_HK_COALESCE_KEY) X(snapshot, SL_HK_SNAPSHOT) X(authorize, SL_HK_AUTHORIZE)    \
       X(client_publish, SL_HK_CLIENT_PUBLISH) X(connect, SL_HK_CONNECT) X(event, SL_HK_EVENT)      \
           X(on_connect, SL_HK_ON_CONNECT) X(on_disconnect, SL_HK_ON_DISCONNECT)                    \
               X(on_subscribe, SL_HK_ON_SUBSCRIBE) X(on_unsubscribe, SL_HK_ON_UNSUBSCRIBE)          \
