@@ -456,31 +456,6 @@ static void hook_time_metrics(sl_sbuf *b, const sl_lathist *ht) {
   }
 }
 
-/* "luaHooks" of /api/stats: per hook kind with samples, their count and quantiles in ns. */
-static void hook_time_json(cJSON *root, const sl_lathist *ht) {
-  cJSON *o = cJSON_AddObjectToObject(root, "luaHooks");
-  cJSON_AddNumberToObject(o, "sampleEvery", SL_HOOK_SAMPLE_EVERY);
-  cJSON_AddNumberToObject(o, "clockOverheadNs", (double)sl_clock_overhead_ns());
-  for (int k = 0; k < SL_HOOK_TIMED_KINDS; k++) {
-    const sl_lathist *h = &ht[k];
-    if (!h->n) continue;
-    cJSON *x = cJSON_AddObjectToObject(o, sl_hook_time_names[k]);
-    cJSON_AddNumberToObject(x, "samples", (double)h->n);
-    cJSON_AddNumberToObject(x, "meanNs", (double)h->sum_ns / (double)h->n);
-    static const struct {
-      const char *name;
-      double q;
-    } qs[] = {{"p10Ns", 0.10}, {"p50Ns", 0.50}, {"p90Ns", 0.90}, {"p99Ns", 0.99}};
-    for (size_t i = 0; i < sizeof qs / sizeof qs[0]; i++) {
-      uint64_t v = sl_lathist_quantile(h, qs[i].q);
-      if (v == UINT64_MAX)
-        cJSON_AddNullToObject(x, qs[i].name); /* above 1 s */
-      else
-        cJSON_AddNumberToObject(x, qs[i].name, (double)v);
-    }
-  }
-}
-
 /* Admission and inbound memory (net.c's sl_limits) of the scraped port's server. */
 static void limits_metrics(sl_server *srv, sl_sbuf *b) {
   sl_gateway *gw = srv->gw;
@@ -700,50 +675,6 @@ static void metrics_text(sl_server *srv, sl_sbuf *b) {
   sl_tls_server_metrics(gw, b);
   sl_cluster_metrics(srv, b);
   sl_emitter_metrics(srv, b);
-}
-
-/* sl_gateway_stats_json: see sl_core.h. */
-char *sl_gateway_stats_json(sl_gateway *gw) {
-  cJSON *root = cJSON_CreateObject();
-  cJSON_AddNumberToObject(root, "uptimeMs", (double)(sl_now_ms() - gw->started_ms));
-  cJSON *servers = cJSON_AddArrayToObject(root, "servers");
-  for (size_t i = 0; i < gw->nservers; i++) {
-    sl_server *srv = &gw->servers[i];
-    cJSON *so = cJSON_CreateObject();
-    cJSON_AddStringToObject(so, "name", srv->cfg->name);
-    cJSON_AddNumberToObject(so, "port", srv->port);
-    cJSON_AddNumberToObject(so, "sessions", (double)srv->sessions.n);
-    cJSON *nss = cJSON_AddArrayToObject(so, "namespaces");
-    for (size_t j = 0; j < srv->nns; j++) {
-      sl_ns *ns = &srv->ns[j];
-      cJSON *no = cJSON_CreateObject();
-      cJSON_AddStringToObject(no, "path", ns->path);
-      cJSON_AddNumberToObject(no, "clients", (double)ns->sockets.n);
-      cJSON *ts = cJSON_AddArrayToObject(no, "topics");
-      for (size_t t = 0; t < ns->ntopics; t++) {
-        sl_topic *tp = &ns->topics[t];
-        uint64_t qn = 0, qb = 0;
-        for (uint32_t s = 0; s < tp->nsubs; s++) {
-          qn += tp->subs[s]->qn;
-          qb += tp->subs[s]->qbytes;
-        }
-        cJSON *to = cJSON_CreateObject();
-        cJSON_AddStringToObject(to, "name", tp->name);
-        cJSON_AddNumberToObject(to, "subscribers", tp->nsubs);
-        cJSON_AddNumberToObject(to, "published", (double)tp->m[SL_M_PUBLISHED]);
-        cJSON_AddNumberToObject(to, "queuedMessages", (double)qn);
-        cJSON_AddNumberToObject(to, "queuedBytes", (double)qb);
-        cJSON_AddItemToArray(ts, to);
-      }
-      cJSON_AddItemToArray(nss, no);
-    }
-    sl_cluster_stats_json(srv, so);
-    cJSON_AddItemToArray(servers, so);
-  }
-  hook_time_json(root, gw->hook_times);
-  char *t = sl_json_print(root);
-  cJSON_Delete(root);
-  return t;
 }
 
 /* sl_api_probe: see sl_internal.h. */

@@ -9,6 +9,15 @@
  * number seen). Entries delivered here before they were appended carry "d":1 and this node
  * skips them when it reads them back.
  *
+ * The XADDs of one loop iteration go out as one transaction: MULTI before the first, EXEC
+ * when the gateway's loop flush calls sl_cluster_flush (or before any other command on the
+ * write link). Redis serves a blocked XREAD after each command it runs, so a pipeline of
+ * plain XADDs woke every reader with the first entry alone and then again with the rest;
+ * after EXEC it wakes them once with the whole iteration's entries, and a reading node
+ * writes them to each of its clients together (one write per client per batch, as on the
+ * origin). The EXEC reply holds one result per XADD; the last entry of each transaction is
+ * marked, so the sent FIFO is popped up to it.
+ *
  * The reader positions itself once with XINFO STREAM (last-generated-id, entries-added),
  * then loops on XREAD BLOCK from the last id it read. An XINFO STREAM goes right before an
  * XREAD on the same link (never alone), so the counts it returns match what was read: of the
@@ -55,6 +64,7 @@ static const char *const skip_names[SKIP_COUNT] = {"own", "duplicate", "unknown_
 typedef struct cl_entry {
   struct cl_entry *next;
   uint64_t seq;
+  bool last; /* the last XADD of its transaction (EXEC pops the sent FIFO up to it) */
   size_t dlen;
   char *nsp;   /* points into data's allocation, after data */
   char data[]; /* the data field, then NUL, then nsp, NUL */
@@ -84,12 +94,15 @@ struct sl_cluster {
   char maxlen[24];
   uint64_t seq;
   cl_fifo sent, kept;
+  bool batch_open; /* MULTI sent, EXEC not yet */
+  size_t batch_n;  /* XADDs queued in it */
   sl_sbuf enc;
   /* reader */
   char last_id[48];
   bool positioned, reading;
   int64_t base_added; /* entries-added at the position (rebased when the stream restarts) */
   uint64_t read_total;
+  uint64_t reads; /* XREAD replies that carried entries */
   uint64_t last_check, read_retry_at;
   bool check_due; /* the next XREAD gets its XINFO STREAM whatever the time (reconnected) */
   struct {
@@ -120,6 +133,14 @@ struct take_ctx {
   void *ud;
   struct take_ctx *next, **pprev; /* in cl->takes while the reply is awaited */
 };
+
+/* t waits for its reply: on cl->takes, so that sl_cluster_stop can answer it. */
+static void take_link(sl_cluster *cl, take_ctx *t) {
+  t->next = cl->takes;
+  if (t->next) t->next->pprev = &t->next;
+  t->pprev = &cl->takes;
+  cl->takes = t;
+}
 
 static void take_unlink(take_ctx *t) {
   *t->pprev = t->next;
@@ -185,27 +206,70 @@ static bool cluster_up(const sl_cluster *cl) {
 
 /* ---- appending ------------------------------------------------------------------------- */
 
-static void xadd_cb(sl_redis_link *l, redisReply *r, void *ud) {
-  sl_cluster *cl = ud;
-  if (!r) return; /* the link dropped: on_w_down puts the sent entries back */
-  cl_entry *e = fifo_pop(&cl->sent);
-  if (!e) return;
-  if (r->type == REDIS_REPLY_ERROR) {
-    cl->dropped[DROP_REDIS_ERROR]++;
-    uint64_t sup;
-    if (rlog_ok(&cl->log_err, &sup))
-      sl_log_error("cluster (server \"%s\"): XADD to \"%s\" refused: %s; the publish is lost "
-                   "(%llu more in the last %d s)",
-                   cl->srv->cfg->name, cl->cfg.stream_key, r->str, (unsigned long long)sup,
-                   LOG_WINDOW_MS / 1000);
-  } else {
+/* One XADD's result r (an element of the EXEC reply, or the EXEC error itself). */
+static void xadd_done(sl_cluster *cl, const redisReply *r) {
+  if (r && r->type != REDIS_REPLY_ERROR && r->type != REDIS_REPLY_NIL) {
     cl->published++;
+    return;
   }
-  free(e);
+  cl->dropped[DROP_REDIS_ERROR]++;
+  uint64_t sup;
+  if (rlog_ok(&cl->log_err, &sup))
+    sl_log_error("cluster (server \"%s\"): XADD to \"%s\" refused: %s; the publish is lost "
+                 "(%llu more in the last %d s)",
+                 cl->srv->cfg->name, cl->cfg.stream_key,
+                 r && r->type == REDIS_REPLY_ERROR ? r->str : "no result", (unsigned long long)sup,
+                 LOG_WINDOW_MS / 1000);
 }
 
-/* Write e's XADD on the write link (up) and move it to sent. */
+/* EXEC's reply: one result per XADD of the transaction, in the sent FIFO's order up to the
+ * entry marked last; an error (EXECABORT) or nil refuses them all. */
+static void exec_cb(sl_redis_link *l, redisReply *r, void *ud) {
+  (void)l;
+  sl_cluster *cl = ud;
+  if (!r) return; /* the link dropped: on_w_down puts the sent entries back */
+  bool arr = r->type == REDIS_REPLY_ARRAY;
+  for (size_t i = 0;; i++) {
+    cl_entry *e = fifo_pop(&cl->sent);
+    if (!e) return;
+    xadd_done(cl, arr ? (i < r->elements ? r->element[i] : NULL) : r);
+    bool last = e->last;
+    free(e);
+    if (last) return;
+  }
+}
+
+/* Close the open transaction (EXEC), if any. Called at the end of each loop iteration and
+ * before any other command on the write link. */
+static void batch_close(sl_cluster *cl) {
+  if (!cl->batch_open) return;
+  cl->batch_open = false;
+  if (!cl->batch_n) { /* nothing was queued after all */
+    (void)sl_redis_link_cmd(cl->w, NULL, NULL, "DISCARD");
+    return;
+  }
+  cl->sent.tail->last = true;
+  /* not up: on_w_down already put the sent entries back (and closed the batch) */
+  (void)sl_redis_link_cmd(cl->w, exec_cb, cl, "EXEC");
+}
+
+/* sl_cluster_flush: see cluster.h. */
+void sl_cluster_flush(sl_cluster *cl) {
+  if (cl) batch_close(cl);
+}
+
+/* Queue e's XADD on the write link (up), in this iteration's transaction, and move it to
+ * sent. */
 static void send_entry(sl_cluster *cl, cl_entry *e) {
+  e->last = false;
+  if (!cl->batch_open) {
+    if (sl_redis_link_cmd(cl->w, NULL, NULL, "MULTI") != 0) {
+      fifo_push(&cl->kept, e); /* not up after all: kept for the next connect */
+      return;
+    }
+    cl->batch_open = true;
+    cl->batch_n = 0;
+  }
   const char *argv[14] = {"XADD",     cl->cfg.stream_key,
                           "MAXLEN",   "~",
                           cl->maxlen, "*",
@@ -216,11 +280,13 @@ static void send_entry(sl_cluster *cl, cl_entry *e) {
   size_t argl[14];
   for (int i = 0; i < 13; i++) argl[i] = strlen(argv[i]);
   argl[13] = e->dlen;
-  if (sl_redis_link_cmd_argv(cl->w, xadd_cb, cl, 14, argv, argl) != 0) {
-    fifo_push(&cl->kept, e); /* not up after all: kept for the next connect */
+  /* the reply is QUEUED; its result comes in EXEC's */
+  if (sl_redis_link_cmd_argv(cl->w, NULL, NULL, 14, argv, argl) != 0) {
+    fifo_push(&cl->kept, e);
     return;
   }
   fifo_push(&cl->sent, e);
+  cl->batch_n++;
 }
 
 static cl_entry *make_entry(sl_cluster *cl, const sl_bus_pub *p, bool delivered) {
@@ -379,6 +445,7 @@ static void read_cb(sl_redis_link *l, redisReply *r, void *ud) {
         memcpy(cl->last_id, en->element[0]->str, en->element[0]->len + 1);
         cl->read_total++;
         n++;
+        if (n == 1) cl->reads++;
         deliver_entry(cl, cl->last_id, en->elements > 1 ? en->element[1] : NULL);
         if (!cl->r) return; /* stopped by what a delivery ran */
       }
@@ -496,6 +563,7 @@ static void numsub_cb(sl_redis_link *l, redisReply *r, void *ud) {
 
 static void count_nodes(sl_cluster *cl) {
   if (!sl_redis_link_up(cl->w) || !cl->nnodes) return;
+  batch_close(cl);
   cl->last_numsub = sl_now_ms();
   size_t n = 2 + cl->nnodes;
   const char **argv = sl_xcalloc(n, sizeof *argv);
@@ -531,6 +599,7 @@ static void on_w_down(sl_redis_link *l, void *ud, const char *reason) {
   cl->reconnects++;
   /* every pending XADD got its NULL reply: they may or may not be in the stream; append them
    * again (same sequence numbers: readers drop a second copy) */
+  cl->batch_open = false;
   fifo_prepend(&cl->kept, &cl->sent);
   if (cl->kept.n)
     sl_log_warn("cluster (server \"%s\"): %zu publish(es) kept until Redis is back (bufferMax "
@@ -737,6 +806,7 @@ void sl_cluster_set_pubsub_handler(sl_cluster *cl, sl_cluster_msg_fn fn, void *u
 int sl_cluster_session_put(sl_cluster *cl, const char *pid, const char *blob, size_t len,
                            uint64_t ttl_ms) {
   if (!sl_redis_link_up(cl->w)) return SL_ESTATE;
+  batch_close(cl);
   return sl_redis_link_cmd(cl->w, NULL, NULL, "SET " SESSION_PREFIX "%s %b PX %llu", pid, blob, len,
                            (unsigned long long)ttl_ms);
 }
@@ -757,6 +827,7 @@ static void take_cb(sl_redis_link *l, redisReply *r, void *ud) {
 /* sl_cluster_session_take: see cluster.h. */
 int sl_cluster_session_take(sl_cluster *cl, const char *pid, sl_cluster_session_cb cb, void *ud) {
   if (!sl_redis_link_up(cl->w)) return SL_ESTATE;
+  batch_close(cl);
   take_ctx *t = sl_xcalloc(1, sizeof *t);
   t->cb = cb;
   t->ud = ud;
@@ -764,10 +835,7 @@ int sl_cluster_session_take(sl_cluster *cl, const char *pid, sl_cluster_session_
     free(t);
     return SL_ESTATE;
   }
-  t->next = cl->takes;
-  if (t->next) t->next->pprev = &t->next;
-  t->pprev = &cl->takes;
-  cl->takes = t;
+  take_link(cl, t);
   return 0;
 }
 
@@ -821,6 +889,7 @@ static void range_cb(sl_redis_link *l, redisReply *r, void *ud) {
 int sl_cluster_range(sl_cluster *cl, const char *after, size_t count, sl_cluster_range_cb cb,
                      void *ud) {
   if (!sl_redis_link_up(cl->w) || strlen(after) >= sizeof((take_ctx *)0)->after) return SL_ESTATE;
+  batch_close(cl);
   take_ctx *t = sl_xcalloc(1, sizeof *t);
   t->range_cb = cb;
   t->ud = ud;
@@ -836,10 +905,7 @@ int sl_cluster_range(sl_cluster *cl, const char *after, size_t count, sl_cluster
     free(t);
     return SL_ESTATE;
   }
-  t->next = cl->takes;
-  if (t->next) t->next->pprev = &t->next;
-  t->pprev = &cl->takes;
-  cl->takes = t;
+  take_link(cl, t);
   return 0;
 }
 
@@ -880,6 +946,9 @@ void sl_cluster_metrics(const sl_server *srv, sl_sbuf *b) {
   sl_sbuf_printf(b, "sluice_cluster_published_total %llu\n", (unsigned long long)cl->published);
   head(b, "sluice_cluster_received_total", "counter", "Stream entries delivered by this node");
   sl_sbuf_printf(b, "sluice_cluster_received_total %llu\n", (unsigned long long)cl->received);
+  head(b, "sluice_cluster_reads_total", "counter",
+       "XREAD replies that carried entries (received / reads: entries per read)");
+  sl_sbuf_printf(b, "sluice_cluster_reads_total %llu\n", (unsigned long long)cl->reads);
   head(b, "sluice_cluster_buffered", "gauge",
        "Publishes kept while Redis is unreachable, or sent and not yet confirmed");
   sl_sbuf_printf(b, "sluice_cluster_buffered %zu\n", cl->kept.n + cl->sent.n);
@@ -916,6 +985,7 @@ void sl_cluster_stats_json(const sl_server *srv, cJSON *so) {
   cJSON_AddNumberToObject(o, "nodes", (double)nodes);
   cJSON_AddNumberToObject(o, "published", (double)cl->published);
   cJSON_AddNumberToObject(o, "received", (double)cl->received);
+  cJSON_AddNumberToObject(o, "reads", (double)cl->reads);
   cJSON_AddNumberToObject(o, "buffered", (double)(cl->kept.n + cl->sent.n));
   cJSON_AddNumberToObject(o, "dropped", (double)dropped);
   cJSON_AddNumberToObject(o, "entriesLost", (double)cl->lost);

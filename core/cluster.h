@@ -44,14 +44,19 @@ void sl_cluster_stop(sl_server *srv);
  * stops it; a new one starts one. Returns as sl_cluster_start. */
 int sl_cluster_reconfigure(sl_server *srv, char *err, size_t errlen);
 
+/* sl_cluster_flush: end of a loop iteration (the gateway's flush): the XADDs queued since the
+ * last call go to Redis as one MULTI/EXEC transaction, so that every reading node gets them
+ * in one XREAD reply. NULL or nothing queued: no-op. */
+void sl_cluster_flush(sl_cluster *cl);
+
 /* sl_cluster_metrics: append the Prometheus series of srv's node to b (nothing when srv has
  * no cluster): sluice_cluster_up, _nodes{namespace}, _published_total, _received_total,
- * _buffered, _dropped_total{reason}, _entries_lost_total, _skipped_total{reason},
- * _reconnects_total. */
+ * _reads_total, _buffered, _dropped_total{reason}, _entries_lost_total,
+ * _skipped_total{reason}, _reconnects_total. */
 void sl_cluster_metrics(const sl_server *srv, sl_sbuf *b);
 
-/* sl_cluster_stats_json: add "cluster": {uid, up, nodes, published, received, buffered,
- * dropped, entriesLost, reconnects, lastId} to so, srv's object in /api/stats; nothing when
+/* sl_cluster_stats_json: add "cluster": {uid, up, nodes, published, received, reads,
+ * buffered, dropped, entriesLost, reconnects, lastId} to so, srv's object in /api/stats; nothing when
  * srv has no cluster. */
 struct cJSON;
 void sl_cluster_stats_json(const sl_server *srv, struct cJSON *so);

@@ -66,8 +66,14 @@ void sl_gateway_flush_dirty(sl_gateway *gw) {
   sl_sio_free_dead(gw);
 }
 
-static void flush_cb_prep(uv_prepare_t *h) { sl_gateway_flush_dirty(h->data); }
-static void flush_cb_check(uv_check_t *h) { sl_gateway_flush_dirty(h->data); }
+/* The end of a loop phase: clients' writes, then each cluster node's appends of this
+ * iteration (one MULTI/EXEC per node, cluster.h). */
+static void flush_all(sl_gateway *gw) {
+  sl_gateway_flush_dirty(gw);
+  for (size_t i = 0; i < gw->nservers; i++) sl_cluster_flush(gw->servers[i].cluster);
+}
+static void flush_cb_prep(uv_prepare_t *h) { flush_all(h->data); }
+static void flush_cb_check(uv_check_t *h) { flush_all(h->data); }
 
 /* A drain (drain.c) is over: stop as sluice_stop does. */
 static void drained(sl_gateway *gw) { sluice_stop(gw, NULL, NULL); }

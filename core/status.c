@@ -5,6 +5,7 @@
 #include <cjson/cJSON.h>
 #include "status.h"
 #include "eio.h"
+#include "cluster.h"
 #include "hooks.h"
 #include "net.h"
 #include "procstat.h"
@@ -38,17 +39,57 @@ static void topic_json(cJSON *arr, const sl_topic *tp) {
   cJSON_AddItemToArray(arr, o);
 }
 
+/* "luaHooks": per hook kind with samples, their count and quantiles in ns (null above 1 s). */
 static void hooks_json(cJSON *root, const sl_lathist *ht) {
   cJSON *o = cJSON_AddObjectToObject(root, "luaHooks");
+  cJSON_AddNumberToObject(o, "sampleEvery", SL_HOOK_SAMPLE_EVERY);
+  cJSON_AddNumberToObject(o, "clockOverheadNs", (double)sl_clock_overhead_ns());
   for (int k = 0; k < SL_HOOK_TIMED_KINDS; k++) {
     const sl_lathist *h = &ht[k];
     if (!h->n) continue;
     cJSON *x = cJSON_AddObjectToObject(o, sl_hook_time_names[k]);
     cJSON_AddNumberToObject(x, "samples", (double)h->n);
     cJSON_AddNumberToObject(x, "meanNs", (double)h->sum_ns / (double)h->n);
-    uint64_t p50 = sl_lathist_quantile(h, 0.5), p99 = sl_lathist_quantile(h, 0.99);
-    cJSON_AddNumberToObject(x, "p50Ns", p50 == UINT64_MAX ? 1e9 : (double)p50);
-    cJSON_AddNumberToObject(x, "p99Ns", p99 == UINT64_MAX ? 1e9 : (double)p99);
+    static const struct {
+      const char *name;
+      double q;
+    } qs[] = {{"p10Ns", 0.10}, {"p50Ns", 0.50}, {"p90Ns", 0.90}, {"p99Ns", 0.99}};
+    for (size_t i = 0; i < sizeof qs / sizeof qs[0]; i++) {
+      uint64_t v = sl_lathist_quantile(h, qs[i].q);
+      if (v == UINT64_MAX)
+        cJSON_AddNullToObject(x, qs[i].name); /* above 1 s */
+      else
+        cJSON_AddNumberToObject(x, qs[i].name, (double)v);
+    }
+  }
+}
+
+/* "servers": per server its namespaces, per namespace its topics (topic_json), and the
+ * server's cluster node (cluster.h); the same for /api/status and /api/stats. */
+static void servers_json(sl_gateway *gw, cJSON *root) {
+  cJSON *servers = cJSON_AddArrayToObject(root, "servers");
+  for (size_t i = 0; i < gw->nservers; i++) {
+    sl_server *srv = &gw->servers[i];
+    cJSON *so = cJSON_CreateObject();
+    cJSON_AddStringToObject(so, "name", srv->cfg->name);
+    cJSON_AddNumberToObject(so, "port", srv->port);
+    cJSON_AddNumberToObject(so, "sessions", (double)srv->sessions.n);
+    cJSON *nss = cJSON_AddArrayToObject(so, "namespaces");
+    for (size_t j = 0; j < srv->nns; j++) {
+      sl_ns *ns = &srv->ns[j];
+      cJSON *no = cJSON_CreateObject();
+      cJSON_AddStringToObject(no, "path", ns->path);
+      cJSON_AddStringToObject(no, "delivery", sl_delivery_name(ns->cfg->delivery));
+      cJSON_AddNumberToObject(no, "clients", (double)ns->sockets.n);
+      cJSON_AddNumberToObject(no, "connections", (double)ns->connections);
+      cJSON_AddNumberToObject(no, "disconnections", (double)ns->disconnections);
+      cJSON_AddNumberToObject(no, "authRejected", (double)ns->auth_rejected);
+      cJSON *ts = cJSON_AddArrayToObject(no, "topics");
+      for (size_t t = 0; t < ns->ntopics; t++) topic_json(ts, &ns->topics[t]);
+      cJSON_AddItemToArray(nss, no);
+    }
+    sl_cluster_stats_json(srv, so);
+    cJSON_AddItemToArray(servers, so);
   }
 }
 
@@ -76,29 +117,7 @@ char *sl_status_json(sl_gateway *gw) {
   cJSON_AddNumberToObject(lua, "errors", (double)st.errors);
   cJSON_AddNumberToObject(lua, "memoryBytes", (double)st.memory_bytes);
   hooks_json(root, gw->hook_times);
-  cJSON *servers = cJSON_AddArrayToObject(root, "servers");
-  for (size_t i = 0; i < gw->nservers; i++) {
-    sl_server *srv = &gw->servers[i];
-    cJSON *so = cJSON_CreateObject();
-    cJSON_AddStringToObject(so, "name", srv->cfg->name);
-    cJSON_AddNumberToObject(so, "port", srv->port);
-    cJSON_AddNumberToObject(so, "sessions", (double)srv->sessions.n);
-    cJSON *nss = cJSON_AddArrayToObject(so, "namespaces");
-    for (size_t j = 0; j < srv->nns; j++) {
-      sl_ns *ns = &srv->ns[j];
-      cJSON *no = cJSON_CreateObject();
-      cJSON_AddStringToObject(no, "path", ns->path);
-      cJSON_AddStringToObject(no, "delivery", sl_delivery_name(ns->cfg->delivery));
-      cJSON_AddNumberToObject(no, "clients", (double)ns->sockets.n);
-      cJSON_AddNumberToObject(no, "connections", (double)ns->connections);
-      cJSON_AddNumberToObject(no, "disconnections", (double)ns->disconnections);
-      cJSON_AddNumberToObject(no, "authRejected", (double)ns->auth_rejected);
-      cJSON *ts = cJSON_AddArrayToObject(no, "topics");
-      for (size_t t = 0; t < ns->ntopics; t++) topic_json(ts, &ns->topics[t]);
-      cJSON_AddItemToArray(nss, no);
-    }
-    cJSON_AddItemToArray(servers, so);
-  }
+  servers_json(gw, root);
   char *out = cJSON_PrintUnformatted(root);
   cJSON_Delete(root);
   return out;
@@ -183,4 +202,16 @@ char *sl_status_clients_json(sl_gateway *gw, size_t limit) {
   char *out = cJSON_PrintUnformatted(root);
   cJSON_Delete(root);
   return out;
+}
+
+/* sl_gateway_stats_json: see sl_core.h. /api/stats: the servers as on /api/status, and the
+ * Lua hook timings. */
+char *sl_gateway_stats_json(sl_gateway *gw) {
+  cJSON *root = cJSON_CreateObject();
+  cJSON_AddNumberToObject(root, "uptimeMs", (double)(sl_now_ms() - gw->started_ms));
+  servers_json(gw, root);
+  hooks_json(root, gw->hook_times);
+  char *t = sl_json_print(root);
+  cJSON_Delete(root);
+  return t;
 }

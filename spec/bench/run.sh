@@ -8,7 +8,10 @@
 # Environment:
 #   BENCH_RUNS=3         repetitions per scenario and server
 #   BENCH_QUICK=1        short smoke run with small numbers (1 run unless BENCH_RUNS is set)
-#   BENCH_SERVERS="sluice socketio"   which servers to measure
+#   BENCH_SERVERS="sluice socketio floor"   which servers to measure (floor: build/bench/floor,
+#                        spec/bench/floor.c, a minimal server that makes only the writes a
+#                        fan-out needs: the kernel's floor on this machine; it runs in the
+#                        fanout, fanout1 and latency scenarios, at each of BENCH_WINDOWS)
 #   BENCH_SCENARIOS="fanout fanout1 slow slow0 idle latency hooks reload tls_fanout tls_idle cluster"
 #                        which scenarios (fanout1: the fan-out with one publish per millisecond,
 #                        each in its own loop iteration, on both servers)
@@ -39,7 +42,7 @@ cd "$(dirname "$0")/../.." || exit 1
 BUILD=${BUILD:-build}
 QUICK=${BENCH_QUICK:-0}
 if [ "$QUICK" = 1 ]; then RUNS=${BENCH_RUNS:-1}; else RUNS=${BENCH_RUNS:-3}; fi
-SERVERS=${BENCH_SERVERS:-"sluice socketio"}
+SERVERS=${BENCH_SERVERS:-"sluice socketio floor"}
 SCENARIOS=${BENCH_SCENARIOS:-"fanout fanout1 slow slow0 idle latency hooks reload tls_fanout tls_idle cluster"}
 # Sluice's batching windows (flushIntervalMs) measured in the fanout1 and latency scenarios
 WINDOWS=${BENCH_WINDOWS:-"0 1 2 5"}
@@ -113,6 +116,7 @@ start_server() {
   local cmd
   case $kind in
     socketio) cmd=(env PORT="$port" "$@" node spec/bench/baseline-socketio.mjs) ;;
+    floor) cmd=(env PORT="$port" "$@" "$BUILD/bench/floor") ;;
     sluice)
       local extra
       read -r -a extra <<<"${SLUICE_ARGS:---log-level warn}"
@@ -164,6 +168,8 @@ SLUICE_VERSION=""
 case " $SERVERS " in *" sluice "*) probe_sluice && HAVE_SLUICE=1 ;; esac
 [ "$HAVE_SLUICE" = 1 ] || note "Sluice: $SLUICE_STATUS - Sluice columns are empty in this run."
 [ "$HAVE_SOCKETIO" = 1 ] || note "socket.io baseline unavailable (node or node_modules/socket.io missing)"
+HAVE_FLOOR=0
+[ -x "$BUILD/bench/floor" ] && HAVE_FLOOR=1
 
 # --- TLS: one certificate for both servers ----------------------------------------------------
 TLS_DIR=$OUT/tls-$STAMP
@@ -308,6 +314,7 @@ servers_for() {
     case $s in
       sluice) [ "$HAVE_SLUICE" = 1 ] && out="$out sluice" ;;
       socketio) [ "$HAVE_SOCKETIO" = 1 ] && out="$out socketio" ;;
+      floor) [ "$HAVE_FLOOR" = 1 ] && out="$out floor" ;;
     esac
   done
   echo "$out"
@@ -336,7 +343,7 @@ for sc in $SCENARIOS; do
     fi
     if [ "$sc" = cluster ]; then
       # shellcheck disable=SC2046
-      cluster_run "$run" $(servers_for)
+      cluster_run "$run" $(servers_for | sed -e "s/ floor//")
       continue
     fi
     if [ "$sc" = hooks ] && [ "$run" = 1 ] && [ -x "$BUILD/bench/bench_hooks" ]; then
@@ -354,6 +361,12 @@ for sc in $SCENARIOS; do
     fi
     for kind in $(servers_for); do
       case $sc/$kind in
+        fanout/floor) run_one "$sc" "$kind" "$run" ;;
+        */floor) case $sc in fanout1|latency) ;; *) continue ;; esac
+          # the kernel floor at the same windows as Sluice
+          for w in $WINDOWS; do
+            if [ "$w" = 0 ]; then run_one "$sc" "$kind" "$run"; else run_one "$sc" "$kind" "$run" "w$w"; fi
+          done ;;
         fanout1/sluice|latency/sluice)
           # the batching windows: 0 is the plain run (no variant), then w1, w2, w5 ...
           for w in $WINDOWS; do

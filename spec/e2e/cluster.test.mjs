@@ -15,7 +15,9 @@ import { startRedis, freePort } from "./redis.mjs";
 const NAMESPACES = [
   { path: "/feed", topics: ["prices", "news"], overflowAction: "DROP_OLDEST", maxQueuedMessagesPerClient: 2000,
     clientPublish: true,
-    onEvent: lua("function(client, event, args, ack) if event == 'luapub' then sluice.publish('/feed', 'prices', args[1]) end if ack then ack(true) end end") },
+    onEvent: lua("function(client, event, args, ack) if event == 'luapub' then sluice.publish('/feed', 'prices', args[1]) end " +
+      "if event == 'luaburst' then for i = 1, args[1] do sluice.publish('/feed', 'news', { i = i }) end end " +
+      "if ack then ack(true) end end") },
   { path: "/alo", topics: ["orders"], deliveryMode: "AT_LEAST_ONCE", overflowAction: "REJECT_NEW",
     maxQueuedMessagesPerClient: 2000, maxInFlight: 100, ackTimeoutMs: 500, maxRetries: 5 },
 ];
@@ -116,6 +118,29 @@ test("AT_LEAST_ONCE: the origin's message id, acked on the receiving node, no re
     for (const x of subs) assert.equal(x.inbox.items.length, 10, "no retry after the ack");
   } finally {
     closeAll(...subs.map((x) => x.s));
+  }
+});
+
+test("the publishes of one loop iteration reach every other node in one XREAD reply (MULTI/EXEC)", async () => {
+  // 50 sluice.publish calls in one Lua call on node 0: one transaction, so node 1 and node 2
+  // are woken once with all 50 entries (a plain pipeline woke them with the first entry, then
+  // again with the other 49) and write them to each client together.
+  const subs = await Promise.all(nodes.map((n) => subscriber(n, "/feed", "news")));
+  const pub = client(`http://127.0.0.1:${nodes[0].port}/feed`, { transports: ["websocket"] });
+  try {
+    await connected(pub);
+    const m0 = await Promise.all(nodes.map((n) => metrics(n.port)));
+    await withTimeout(new Promise((r) => pub.emit("luaburst", 50, r)), 5000, "luaburst");
+    const got = await Promise.all(subs.map((x) => x.inbox.count(50, 10000)));
+    for (const items of got) assert.deepEqual(items.map((a) => a[0].i), Array.from({ length: 50 }, (_, i) => i + 1));
+    const m1 = await Promise.all(nodes.map((n) => metrics(n.port)));
+    for (const k of [0, 1, 2]) {
+      const d = (name) => mval(m1[k], name) - mval(m0[k], name);
+      assert.equal(d("sluice_cluster_received_total"), 50, `node ${k} delivered the 50 entries`);
+      assert.equal(d("sluice_cluster_reads_total"), 1, `node ${k} read them in one XREAD reply`);
+    }
+  } finally {
+    closeAll(pub, ...subs.map((x) => x.s));
   }
 });
 
