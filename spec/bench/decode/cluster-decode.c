@@ -10,16 +10,23 @@
  * It lives in a folder of its own: the Makefile rule for the .c files of spec/bench does not link the
  * library.
  *
+ * Arguments: N, then optionally the shape ("sluice", "adapter"; default both, alternating)
+ * and "ref" to time the cJSON decoder the one-pass scan replaced (spec/unit/cluster_codec_ref.h).
+ *
  * Exits non-zero if an entry does not decode (a broken build must not look fast). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cluster_codec.h"
+#include "cluster_codec_ref.h" /* the cJSON decoder the one-pass scan replaced */
 #include "sl_util.h"
 
 int main(int argc, char **argv) {
   long n = argc > 1 ? atol(argv[1]) : 100000;
+  const char *shape = argc > 2 ? argv[2] : "both";
+  bool ref = argc > 3 && !strcmp(argv[3], "ref");
+  long only = !strcmp(shape, "sluice") ? 0 : !strcmp(shape, "adapter") ? 1 : -1;
   static const char payload[] = "{\"sym\":\"AAPL\",\"px\":187.23,\"qty\":1200,\"ts\":1765130000123}";
   sl_sbuf sl = {0};
   sl_cl_out o = {.nsp_json = "\"/feed\"",
@@ -40,13 +47,17 @@ int main(int argc, char **argv) {
   size_t bytes = 0;
   for (long i = 0; i < n; i++) {
     sl_cl_entry e;
-    int rc = sl_cl_decode(f[i & 1], fl[i & 1], 8, &e);
+    long k = only >= 0 ? only : (i & 1);
+    int rc = ref ? sl_cl_decode_ref(f[k], fl[k], 8, &e) : sl_cl_decode(f[k], fl[k], 8, &e);
     if (rc != SL_CL_OK) {
       fprintf(stderr, "cluster-decode: entry %ld: %s\n", i, sl_cl_reasons[rc]);
       return 1;
     }
     bytes += e.len;
-    sl_cl_entry_free(&e);
+    if (ref)
+      sl_cl_entry_free_ref(&e);
+    else
+      sl_cl_entry_free(&e);
   }
   printf("%ld entries, %zu payload bytes\n", n, bytes);
   sl_sbuf_free(&sl);
