@@ -1,6 +1,7 @@
 /* cluster_codec.c - stream entries in @socket.io/redis-streams-adapter's format
  * (cluster_codec.h): the data JSON of a publish, and the decoder of entries read back
- * (JSON, or base64 msgpack turned into JSON first). */
+ * (JSON, or base64 msgpack turned into JSON first; the JSON read in one pass by
+ * cluster_scan.c, or with a cJSON tree where that pass cannot judge it as cJSON would). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,7 @@
 #include <msgpack.h>
 
 #include "cluster_codec.h"
+#include "cluster_scan.h"
 #include "sl_jscan.h"
 #include "sio_codec.h"
 #include "sl_util.h"
@@ -16,7 +18,6 @@
 const char *const sl_cl_reasons[SL_CL_NREASONS] = {"", "other_type", "with_ack", "binary",
                                                    "malformed"};
 
-#define MAX_ROOMS 4096
 #define MP_MAX_DEPTH 64
 
 /* ---- encode ---------------------------------------------------------------------------- */
@@ -272,19 +273,14 @@ static int b64_msgpack_json(const char *data, size_t len, char **out) {
   return rc;
 }
 
-/* ---- decode ---------------------------------------------------------------------------- */
-
-static bool field_is(const char *f, size_t fl, const char *name) {
-  size_t n = strlen(name);
-  return fl == n && memcmp(f, name, n) == 0;
-}
+/* ---- decode: the cJSON tree (for what the scanner cannot judge) ------------------------ */
 
 /* A JSON array of strings into *v / *n (copies). Returns SL_CL_OK or SL_CL_MALFORMED. */
 static int str_list(const cJSON *a, char ***v, size_t *n) {
   if (!a) return SL_CL_OK;
   if (!cJSON_IsArray(a)) return SL_CL_MALFORMED;
   int cnt = cJSON_GetArraySize(a);
-  if (cnt > MAX_ROOMS) return SL_CL_MALFORMED;
+  if (cnt > SL_CL_MAX_ROOMS) return SL_CL_MALFORMED;
   if (!cnt) return SL_CL_OK;
   *v = sl_xcalloc((size_t)cnt, sizeof(char *));
   const cJSON *it;
@@ -336,7 +332,7 @@ static const char *payload_span(const char *json, size_t len, size_t *n) {
 }
 
 /* The data JSON (json[0..len), parsed as root) of a BROADCAST into e. */
-static int decode_data(const cJSON *root, const char *json, size_t len, sl_cl_entry *e) {
+static int tree_data(const cJSON *root, const char *json, size_t len, sl_cl_entry *e) {
   if (!cJSON_IsObject(root)) return SL_CL_MALFORMED;
   if (cJSON_GetObjectItemCaseSensitive(root, "requestId")) return SL_CL_WITH_ACK;
   const cJSON *packet = cJSON_GetObjectItemCaseSensitive(root, "packet");
@@ -375,58 +371,112 @@ static int decode_data(const cJSON *root, const char *json, size_t len, sl_cl_en
   return SL_CL_OK;
 }
 
+/* The data JSON json[0..len) through the cJSON tree, as every entry was read before the
+ * scanner: the path for text the scanner declines. */
+static int tree_decode(const char *json, size_t len, sl_cl_entry *e) {
+  if (memchr(json, 0, len)) return SL_CL_MALFORMED; /* cJSON would take a NUL in a string */
+  char *copy = sl_xstrndup(json, len);              /* cJSON as before: NUL-terminated */
+  cJSON *root = cJSON_ParseWithLength(copy, len);
+  int r = root ? tree_data(root, copy, len, e) : SL_CL_MALFORMED;
+  cJSON_Delete(root);
+  free(copy);
+  return r;
+}
+
+/* A field's value as read: p NULL when absent. */
+typedef struct fspan {
+  const char *p;
+  size_t n;
+} fspan;
+
+/* Is s[0..n) UTF-8? Words of ASCII are skipped 8 bytes at a time. */
+static bool utf8_ok(const char *s, size_t n) {
+  size_t i = 0;
+  for (uint64_t w; i + 8 <= n; i += 8) {
+    memcpy(&w, s + i, 8);
+    if (w & 0x8080808080808080ull) break;
+  }
+  return sl_utf8_valid((const uint8_t *)s + i, n - i);
+}
+
+/* The data field (BROADCAST) of an entry whose uid and nsp are read: into e, by the scan
+ * or, when it declines, the tree (e->blk NULL then). */
+static int data_decode(const char *data, size_t dlen, const fspan *nsp, const fspan *uid,
+                       sl_cl_entry *e) {
+  char *owned = NULL;
+  const char *json = data;
+  size_t jl = dlen;
+  if (!nsp->n) return SL_CL_MALFORMED;
+  if (!dlen || data[0] != '{') {
+    if (memchr(data, 0, dlen)) return SL_CL_MALFORMED;
+    int r = b64_msgpack_json(data, dlen, &owned);
+    if (r) return r;
+    json = owned;
+    jl = strlen(owned);
+  }
+  /* delivered as WebSocket text: the fields must be UTF-8 (neither parser checks) */
+  int r = SL_CL_MALFORMED;
+  if (utf8_ok(json, jl) && utf8_ok(nsp->p, nsp->n)) {
+    r = sl_cl_scan(json, jl, uid->p, uid->n, nsp->p, nsp->n, e);
+    if (r == SL_CL_SCAN_DECLINED) r = tree_decode(json, jl, e);
+  }
+  free(owned);
+  return r;
+}
+
+/* Which of the fields the decoder reads is the name k[0..kl): 0 uid, 1 nsp, 2 type, 3 data,
+ * -1 none. */
+static int name_of(const char *k, size_t kl) {
+  if (kl == 3) return !memcmp(k, "uid", 3) ? 0 : !memcmp(k, "nsp", 3) ? 1 : -1;
+  if (kl == 4) return !memcmp(k, "type", 4) ? 2 : !memcmp(k, "data", 4) ? 3 : -1;
+  return -1;
+}
+
+/* Is there a NUL in s[0..n)? (The fields are short: a loop beats a call.) */
+static bool has_nul(const char *s, size_t n) {
+  if (n > 32) return memchr(s, 0, n) != NULL;
+  for (size_t i = 0; i < n; i++)
+    if (!s[i]) return true;
+  return false;
+}
+
 /* sl_cl_decode: see cluster_codec.h. */
 int sl_cl_decode(const char *const *f, const size_t *fl, size_t nf, sl_cl_entry *e) {
   memset(e, 0, sizeof *e);
   e->type = -1;
-  if (nf % 2) return SL_CL_MALFORMED;
-  const char *data = NULL;
-  size_t dlen = 0;
-  for (size_t i = 0; i + 1 < nf; i += 2) {
-    const char *v = f[i + 1];
-    size_t vl = fl[i + 1];
-    if (memchr(f[i], 0, fl[i]) || (!field_is(f[i], fl[i], "data") && memchr(v, 0, vl)))
-      return SL_CL_MALFORMED; /* NUL inside a name or a text field */
-    if (field_is(f[i], fl[i], "uid")) {
-      free(e->uid);
-      e->uid = sl_xstrndup(v, vl);
-    } else if (field_is(f[i], fl[i], "nsp")) {
-      free(e->nsp);
-      e->nsp = sl_xstrndup(v, vl);
-    } else if (field_is(f[i], fl[i], "type")) {
+  fspan uid = {0}, nsp = {0}, data = {0};
+  int r = SL_CL_MALFORMED;
+  for (size_t i = 0; i + 1 < nf && !(nf % 2); i += 2) {
+    const char *k = f[i], *v = f[i + 1];
+    size_t kl = fl[i], vl = fl[i + 1];
+    int which = name_of(k, kl); /* 0 uid, 1 nsp, 2 type, 3 data, -1 another */
+    if ((which < 0 && has_nul(k, kl)) || (which != 3 && has_nul(v, vl)))
+      goto out; /* NUL inside a name or a text field */
+    if (which == 2) {
       int t = 0;
-      if (!vl || vl > 6) return SL_CL_MALFORMED;
-      for (size_t k = 0; k < vl; k++) {
-        if (v[k] < '0' || v[k] > '9') return SL_CL_MALFORMED;
-        t = t * 10 + (v[k] - '0');
+      if (!vl || vl > 6) goto out;
+      for (size_t j = 0; j < vl; j++) {
+        if (v[j] < '0' || v[j] > '9') goto out;
+        t = t * 10 + (v[j] - '0');
       }
       e->type = t;
-    } else if (field_is(f[i], fl[i], "data")) {
-      data = v;
-      dlen = vl;
+    } else if (which >= 0) {
+      fspan *to = which == 0 ? &uid : which == 1 ? &nsp : &data;
+      to->p = v;
+      to->n = vl;
     }
   }
-  if (!e->uid || !e->nsp || e->type < 0) return SL_CL_MALFORMED;
-  if (e->type != 3 || !data) return SL_CL_OTHER_TYPE;
-  if (!e->nsp[0] || memchr(data, 0, dlen)) return SL_CL_MALFORMED;
-  char *json = NULL;
-  if (dlen && data[0] == '{') {
-    json = sl_xstrndup(data, dlen);
-  } else {
-    int r = b64_msgpack_json(data, dlen, &json);
-    if (r) return r;
+  if (nf % 2 || !uid.p || !nsp.p || e->type < 0) goto out;
+  r = e->type == 3 && data.p ? data_decode(data.p, data.n, &nsp, &uid, e) : SL_CL_OTHER_TYPE;
+  if (e->blk) return r; /* the scan's block: uid and nsp in it */
+  if (r != SL_CL_OK) {  /* what the tree left before its error goes */
+    int t = e->type;
+    sl_cl_entry_free(e);
+    e->type = t;
   }
-  size_t jl = strlen(json);
-  /* delivered as WebSocket text: the fields must be UTF-8 (cJSON does not check) */
-  if (!sl_utf8_valid((const uint8_t *)json, jl) ||
-      !sl_utf8_valid((const uint8_t *)e->nsp, strlen(e->nsp))) {
-    free(json);
-    return SL_CL_MALFORMED;
-  }
-  cJSON *root = cJSON_ParseWithLength(json, jl);
-  int r = root ? decode_data(root, json, jl, e) : SL_CL_MALFORMED;
-  cJSON_Delete(root);
-  free(json);
+out:
+  if (uid.p) e->uid = sl_xstrndup(uid.p, uid.n);
+  if (nsp.p) e->nsp = sl_xstrndup(nsp.p, nsp.n);
   return r;
 }
 
@@ -437,15 +487,19 @@ static void free_list(char **v, size_t n) {
 
 /* sl_cl_entry_free: see cluster_codec.h. */
 void sl_cl_entry_free(sl_cl_entry *e) {
-  free(e->uid);
-  free(e->nsp);
-  free(e->topic);
-  free(e->payload);
-  free_list(e->rooms, e->nrooms);
-  free_list(e->except, e->nexcept);
-  free(e->key);
-  free(e->msgid);
-  free(e->snapshot);
+  if (e->blk) {
+    free(e->blk);
+  } else {
+    free(e->uid);
+    free(e->nsp);
+    free(e->topic);
+    free(e->payload);
+    free_list(e->rooms, e->nrooms);
+    free_list(e->except, e->nexcept);
+    free(e->key);
+    free(e->msgid);
+    free(e->snapshot);
+  }
   memset(e, 0, sizeof *e);
 }
 

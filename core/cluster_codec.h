@@ -38,6 +38,8 @@ typedef struct sl_cl_out {
  * snapshot are copied verbatim (valid JSON text is the caller's promise). Never fails. */
 void sl_cl_encode(sl_sbuf *b, const sl_cl_out *o);
 
+#define SL_CL_MAX_ROOMS 4096 /* rooms / except entries of one entry at most */
+
 /* Why an entry is not delivered (the reason label of sluice_cluster_skipped_total). */
 enum {
   SL_CL_OK = 0,
@@ -67,14 +69,19 @@ typedef struct sl_cl_entry {
   bool snapshot_set;
   char *snapshot; /* NULL with snapshot_set: cleared */
   size_t snapshot_len;
+  void *blk; /* private: one block holding every string above, or NULL (each its own) */
 } sl_cl_entry;
 
 /* sl_cl_decode: decode an entry from its field list (nf values: f[i] of fl[i] bytes, names
  * and values alternating, as XREAD returns them; unknown fields are ignored, a repeated one
  * keeps the last) into *e (zeroed first). Returns SL_CL_OK with *e filled, or another
- * SL_CL_* with *e holding what was read before (uid, nsp, type when present); in every case
- * release it with sl_cl_entry_free. Bounded: at most 4096 rooms/except entries, nesting as
- * cJSON's limit; never reads past the given lengths. */
+ * SL_CL_* with *e holding only uid, nsp and type (those read before the error); in every
+ * case release it with sl_cl_entry_free. The data JSON is read as cJSON reads it (the first
+ * of duplicate members wins, strings end at an escaped NUL, snap is printed by
+ * sl_json_print), in one pass of the strict scanner (sl_jscan.h) without building a tree;
+ * text the scanner cannot judge as cJSON would (escaped member names, whitespace or
+ * numbers only cJSON accepts, ...) is parsed with cJSON instead. Bounded: at most 4096
+ * rooms/except entries, nesting as cJSON's limit; never reads past the given lengths. */
 int sl_cl_decode(const char *const *f, const size_t *fl, size_t nf, sl_cl_entry *e);
 
 /* sl_cl_entry_free: free what e owns and zero it. */

@@ -47,6 +47,31 @@ function metric(text, name, labels = {}) {
   }
   return NaN;
 }
+// metricsWhen: /metrics once it answers 200 (a limit may still refuse the request while the
+// server has not yet seen closes the test made) and pred(text) holds; rejects after ms.
+async function metricsWhen(port, pred, what, ms = 5000) {
+  const end = Date.now() + ms;
+  let last = "";
+  for (;;) {
+    try {
+      const r = await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(5000) });
+      last = await r.text();
+      if (r.status === 200 && pred(last)) return last;
+    } catch (e) {
+      last = e.message;
+    }
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}; last /metrics:\n${last}`);
+    await sleep(25);
+  }
+}
+// waitUntil: polls cond() until it holds; rejects after ms.
+async function waitUntil(cond, what, ms = 5000) {
+  const end = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
+}
 const refused = (text, reason) => metric(text, "sluice_connections_refused_total", { reason });
 
 function vm(pid, key) {
@@ -191,8 +216,8 @@ describe("connection limits", () => {
     assert.equal(r.json?.error?.code, "TOO_MANY_CONNECTIONS", r.text);
     assert.equal(r.closed, true);
     held.forEach((s) => s.destroy());
-    await sleep(200);
-    const m = await metrics(srv.port);
+    // the server has seen the five closes: the /metrics request is the only connection
+    const m = await metricsWhen(srv.port, (t) => metric(t, "sluice_connections", { server: "main" }) === 1, "the held connections closed");
     assert.equal(refused(m, "max_connections"), 1, m);
     assert.equal(metric(m, "sluice_connections", { server: "main" }), 1); // the /metrics request
   });
@@ -205,8 +230,8 @@ describe("connection limits", () => {
     assert.equal(r.json?.error?.code, "TOO_MANY_CONNECTIONS");
     assert.match(r.json.error.message, /maxConnectionsPerAddress/);
     held[0].destroy();
-    await sleep(200);
-    const m = await metrics(srv.port);
+    // once the server has seen that close, /metrics fits in the address's share
+    const m = await metricsWhen(srv.port, () => true, "a free slot for /metrics");
     assert.equal(refused(m, "max_connections_per_address"), 1, m);
     held.forEach((s) => s.destroy());
   });
@@ -315,7 +340,7 @@ describe("inbound budget (maxInboundBufferBytes)", () => {
     assert.match(big.text, /"code":"INBOUND_BUFFERS_FULL"/);
     assert.equal(small.some((p) => p.closed), false, "the smaller bodies were kept");
     for (const p of small) p.sock.write(smallBody.subarray(600000));
-    await sleep(300);
+    await waitUntil(() => small.every((p) => p.status !== 0 || p.closed), "the answers to the smaller bodies");
     for (const p of small) assert.equal(p.status, 200, p.text.slice(0, 300));
     small.forEach((p) => p.sock.destroy());
     const m = await metrics(srv.port);
@@ -328,7 +353,8 @@ describe("inbound budget (maxInboundBufferBytes)", () => {
     const data = Buffer.alloc(3000000, 0x61);
     const big = wsPartial(srv.port, 3000000, 1500000, data);
     await big.written;
-    await sleep(200);
+    // the server holds the big partial frame before the small one starts
+    await waitUntil(async () => metric(await metrics(srv.port), "sluice_inbound_buffer_bytes") >= 1500000, "the big partial frame buffered");
     const small = wsPartial(srv.port, 3000000, 700000, data);
     await small.written;
     await withTimeout(big.closedP, 8000, "the largest partial frame refused");
@@ -346,8 +372,19 @@ describe("inbound budget (maxInboundBufferBytes)", () => {
     const socks = await hold(srv.port, 3);
     const texts = socks.map(() => "");
     socks.forEach((s, i) => s.on("data", (d) => { texts[i] += d.toString("latin1"); }));
-    for (const s of socks) { s.write(head); await sleep(100); }
-    await sleep(300);
+    // one at a time: each partial head read by the server (buffered, or refused) before the
+    // next is sent
+    let held = 0;
+    for (let i = 0; i < socks.length; i++) {
+      const before = held;
+      socks[i].write(head);
+      await waitUntil(async () => {
+        if (texts[i] !== "") return true;
+        held = metric(await metrics(srv.port), "sluice_inbound_buffer_bytes");
+        return held >= before + 12000;
+      }, `partial head ${i} read`);
+    }
+    await waitUntil(() => statusOf(texts[1]) !== 0 && statusOf(texts[2]) !== 0, "the two refusals");
     // 2 x 12 KB of headers, counted twice, fit in 40000 bytes only once
     const statuses = texts.map(statusOf);
     assert.deepEqual(statuses, [0, 503, 503]);

@@ -4,7 +4,7 @@
 // continuation lines in text), never a line of literal "\n".
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { startServer, assertCleanExit, client, connected, closeAll, MODES, sleep } from "./helpers.mjs";
+import { startServer, assertCleanExit, client, connected, closeAll, MODES } from "./helpers.mjs";
 
 const CONFIG = `
 return { servers = { main = { host = "127.0.0.1", port = 0,
@@ -36,8 +36,7 @@ test("connect and disconnect at info: remote address, transport, namespace, reas
 test("a Lua error's traceback: one JSON record with a traceback field", async () => {
   const srv = await startServer(CONFIG, { args: ["--log-format", "json"] });
   try {
-    await srv.waitLog(/tick failed/);
-    await sleep(50);
+    await srv.waitLog(/tick failed[^\n]*\n/); // the whole record, up to its end of line
     const lines = srv.stderr().split("\n").filter(Boolean);
     for (const l of lines) JSON.parse(l); // every line is a whole record
     const rec = lines.map((l) => JSON.parse(l)).find((r) => /tick failed/.test(r.msg));

@@ -6,13 +6,17 @@
  * '{'), the adapter's own shape. Odd: the rest is split at 0x1f bytes into a field list as
  * XREAD returns it (names and values alternating, any count). Invariants of a decoded
  * entry: a topic, a payload that is valid JSON text, rooms/except within bounds; and it
- * encodes again (sl_cl_encode) into data that decodes to the same topic, payload, rooms. */
+ * encodes again (sl_cl_encode) into data that decodes to the same topic, payload, rooms.
+ * Differential: every input is also decoded by the decoder as it was before the one-pass
+ * scanner (spec/unit/cluster_codec_ref.h, the cJSON tree), and any difference in the return
+ * code or a field (cl_diff) aborts. */
 #include <stdlib.h>
 #include <string.h>
 
 #include <cjson/cJSON.h>
 
 #include "cluster_codec.h"
+#include "cluster_codec_ref.h"
 #include "sl_util.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -86,6 +90,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     rc = sl_cl_decode(f, fl, 8, &e);
     if (rc == SL_CL_OK) check_entry(&e);
     sl_cl_entry_free(&e);
+    INVARIANT(cl_diff_fields(f, fl, 8, NULL) == NULL);
     free(copy);
     return 0;
   }
@@ -109,6 +114,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   INVARIANT(rc >= SL_CL_OK && rc < SL_CL_NREASONS);
   if (rc == SL_CL_OK) check_entry(&e);
   sl_cl_entry_free(&e);
+  INVARIANT(cl_diff_fields(f, fl, nf, NULL) == NULL);
   for (size_t i = 0; i < nf; i++) free(copies[i]);
   return 0;
 }

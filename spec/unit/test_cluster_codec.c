@@ -6,8 +6,12 @@
 #include <string.h>
 #include <msgpack.h>
 
+#include <dirent.h>
+#include <stdio.h>
+
 #include "testlib.h"
 #include "cluster_codec.h"
+#include "cluster_codec_ref.h" /* the decoder as it was: the differential tests' reference */
 #include "sl_util.h"
 
 static int decode4(const char *uid, const char *nsp, const char *type, const char *data,
@@ -250,6 +254,241 @@ TEST(malformed) {
   sl_cl_entry_free(&e);
 }
 
+
+/* ---- the one-pass decoder against the cJSON one it replaced ----------------------------- */
+
+/* Decode data (uid u, nsp /feed, type 3) with both decoders; report the first difference. */
+static void same_data(const char *data, size_t len) {
+  const char *f[8] = {"uid", "u", "nsp", "/feed", "type", "3", "data", data};
+  size_t fl[8] = {3, 1, 3, 5, 4, 1, 4, len};
+  int rc;
+  const char *d = cl_diff_fields(f, fl, 8, &rc);
+  if (d) TL_FAIL("%s differs (rc %d) for data \"%.*s\"", d, rc, (int)(len > 300 ? 300 : len), data);
+}
+#define SAME(lit) same_data(lit, sizeof(lit) - 1)
+
+/* The common entries take the one pass: their strings are in one block. */
+TEST(common_entries_take_the_scan) {
+  sl_sbuf b = {0};
+  const char *rooms[] = {"c1"};
+  sl_cl_out o = {.nsp_json = "\"/feed\"", .topic_json = "\"prices\"", .payload = "{\"p\":1}",
+                 .len = 7, .rooms = rooms, .nrooms = 1, .seq = 9, .key = "k", .msgid = "m-1",
+                 .snapshot_set = true, .snapshot = "{\"a\":[1,\"x\"]}"};
+  sl_cl_encode(&b, &o);
+  sl_cl_entry e;
+  CHECK_EQ_INT(decode4("sluice-a", "/feed", "3", b.data, b.len, &e), SL_CL_OK);
+  CHECK(e.blk != NULL);
+  CHECK_EQ_STR(e.snapshot, "{\"a\":[1,\"x\"]}");
+  sl_cl_entry_free(&e);
+  same_data(b.data, b.len);
+  sl_sbuf_free(&b);
+  const char *adapter = "{\"packet\":{\"type\":2,\"data\":[\"prices\",{\"x\":1}],\"nsp\":\"/feed\"},"
+                        "\"opts\":{\"rooms\":[\"r1\"],\"except\":[],\"flags\":{}}}";
+  CHECK_EQ_INT(decode4("a1", "/feed", "3", adapter, strlen(adapter), &e), SL_CL_OK);
+  CHECK(e.blk != NULL);
+  sl_cl_entry_free(&e);
+  char *mp = b64_of_msgpack(plain); /* the adapter's msgpack entries, turned into JSON */
+  CHECK_EQ_INT(decode4("a1", "/feed", "3", mp, strlen(mp), &e), SL_CL_OK);
+  CHECK(e.blk != NULL);
+  sl_cl_entry_free(&e);
+  same_data(mp, strlen(mp));
+  free(mp);
+}
+
+#define PK(rest) "{\"packet\":{\"type\":2,\"data\":[\"t\",1]}" rest "}"
+#define SL(m) "{\"opts\":{\"flags\":{\"sluice\":{" m "}}},\"packet\":{\"type\":2,\"data\":[\"t\",1]}}"
+
+TEST(differential_edge_cases) {
+  /* duplicate members: the first wins, at every level */
+  SAME("{\"packet\":{\"type\":2,\"data\":[\"a\",1]},\"packet\":{\"type\":2,\"data\":[\"b\",2]}}");
+  SAME("{\"packet\":{\"type\":2,\"type\":5,\"data\":[\"a\",1],\"data\":[\"b\",2]}}");
+  SAME("{\"packet\":{\"type\":5,\"type\":2,\"data\":[\"a\",1]}}");
+  SAME("{\"packet\":{\"type\":\"2\",\"type\":2,\"data\":[\"a\",1]}}");
+  SAME("{\"packet\":1,\"packet\":{\"type\":2,\"data\":[\"a\"]}}");
+  SAME("{\"opts\":5,\"opts\":{},\"packet\":{\"type\":2,\"data\":[\"a\"]}}");
+  SAME("{\"opts\":null,\"packet\":{\"type\":2,\"data\":[\"a\"]}}");
+  SAME(PK(",\"opts\":{\"rooms\":[\"a\"],\"rooms\":[\"b\",\"c\"],\"except\":[\"x\"],\"except\":5}"));
+  SAME(PK(",\"opts\":{\"rooms\":5,\"rooms\":[\"b\"]}"));
+  SAME(PK(",\"opts\":{\"rooms\":[\"a\",1]}"));
+  SAME(PK(",\"opts\":{\"rooms\":null}"));
+  SAME(PK(",\"opts\":{\"flags\":{\"volatile\":true,\"volatile\":false}}"));
+  SAME(PK(",\"opts\":{\"flags\":{\"volatile\":1}}"));
+  SAME(PK(",\"opts\":{\"flags\":[1],\"flags\":{\"volatile\":true}}"));
+  SAME(PK(",\"opts\":{\"flags\":{\"sluice\":1,\"sluice\":{\"s\":3}}}"));
+  SAME(PK(",\"opts\":{\"flags\":{\"sluice\":{}}}"));
+  SAME(SL("\"s\":1,\"s\":2,\"d\":1,\"d\":0,\"k\":\"a\",\"k\":\"b\",\"id\":\"x\",\"id\":\"y\""));
+  SAME(SL("\"s\":\"1\",\"d\":\"1\",\"k\":1,\"id\":null,\"snap\":null,\"snap\":1"));
+  SAME(SL("\"k\":5,\"k\":\"later\""));
+  SAME("{\"requestId\":1,\"packet\":5}");
+  SAME("{\"packet\":{\"type\":2,\"data\":[\"a\"]},\"requestId\":null}");
+  SAME("{\"packet\":{\"type\":2,\"data\":[\"a\"]},\"requestId\":[1,");
+  /* escapes, surrogate pairs, NUL */
+  SAME("{\"packet\":{\"type\":2,\"data\":[\"a\\u00e9\\ud83d\\ude00\\n\\t\\\"\\\\\\/\\b\\f\\r\",1]}}");
+  SAME("{\"packet\":{\"type\":2,\"data\":[\"a\\u0000b\",1]}}");
+  SAME("{\"packet\":{\"type\":2,\"data\":[\"\\u0000\",1]}}");
+  SAME("{\"packet\":{\"type\":2,\"data\":[\"\\ud800\",1]}}");
+  SAME("{\"packet\":{\"type\":2,\"data\":[\"\\udc00\\ud800\",1]}}");
+  SAME("{\"packet\":{\"type\":2,\"data\":[\"\\ud800\\u0041\",1]}}");
+  SAME("{\"packet\":{\"type\":2,\"data\":[\"\\uZZZZ\",1]}}");
+  SAME("{\"packet\":{\"type\":2,\"data\":[\"\\x\",1]}}");
+  SAME("{\"packet\":{\"type\":2,\"data\":[\"raw\001ctl\",1]}}");
+  SAME("{\"pack\\u0065t\":{\"type\":2,\"data\":[\"escaped name\",1]}}");
+  SAME("{\"packet\":{\"typ\\u0065\":2,\"data\":[\"a\",1]}}");
+  SAME("{\"packet\":{\"type\\u0000x\":5,\"type\":2,\"data\":[\"a\",1]}}");
+  SAME(PK(",\"opts\":{\"rooms\":[\"r\\u0000x\",\"\\u00e9\",\"\\ud83d\\ude00\"],\"except\":[\"\"]}"));
+  SAME(SL("\"k\":\"a\\u0000b\",\"id\":\"\\u0041\\u0000\""));
+  SAME(SL("\"id\":\"0123456789012345678901234567890123456789012345\""));
+  SAME(SL("\"id\":\"01234567890123456789012345678901234567890123456\""));
+  SAME(SL("\"id\":\"0123456789012345678901234567890123456789012345\\u0000xyz\""));
+  SAME(SL("\"id\":\"\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9"
+          "\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\""));
+  /* numbers */
+  static const char *types[] = {"1e0", "2.0", "2e0", "20e-1", "-0", "0", "5", "5.0", "5e0",
+                                "2.0000000000000001", "1e400", "-1e400", "2E+0", "02", "2.",
+                                "-", "1.5", "3", "4294967298", "1e-400", "+2", ".2", "2e",
+                                "0.2e1", "22222222222222222222222222222222222222222222222222222"
+                                "2222222222222222222"};
+  for (size_t i = 0; i < sizeof types / sizeof *types; i++) {
+    char buf[256];
+    snprintf(buf, sizeof buf, "{\"packet\":{\"type\":%s,\"data\":[\"a\",1]}}", types[i]);
+    same_data(buf, strlen(buf));
+    snprintf(buf, sizeof buf, SL("\"s\":%s,\"d\":%s"), types[i], types[i]);
+    same_data(buf, strlen(buf));
+  }
+  SAME(SL("\"s\":9007199254740991,\"d\":true"));
+  SAME(SL("\"s\":9007199254740992"));
+  SAME(SL("\"s\":123456789012345,\"d\":false"));
+  SAME(SL("\"s\":1234567890123456"));
+  SAME(SL("\"s\":-1"));
+  SAME(SL("\"s\":1.9,\"d\":1.0"));
+  SAME("{\"packet\":{\"type\":2,\"data\":[\"a\","
+       "1111111111111111111111111111111111111111111111111111111111111111111111]}}");
+  SAME("{\"packet\":{\"type\":2,\"data\":[\"a\","
+       "111111111111111111111111111111111111111111111111111111111111111]}}");
+  SAME("{\"packet\":{\"type\":2,\"data\":[\"a\",[01]]}}");
+  /* snap: printed as sl_json_print prints it */
+  static const char *snaps[] = {
+      "{\"a\":[1,2,{\"b\":null}],\"c\":\"x\"}", "{ \"a\" : 1 }", "[1.5,2e3,-0,0,-7,1E2]",
+      "\"esc\\u0041\\n\\u0000x\"", "1e400", "{\"a\":{\"a\":{\"a\":[[[]]]}}}",
+      "123456789012345", "1234567890123456", "-123456789012345", "true", "false", "{}",
+      "[]", "\"\"", "{\"k\\u00e9\":1,\"k\":2,\"k\":3}", "\"\\/\"", "0.1", "[\"a\\\"b\"]",
+      "9007199254740993", "{\"\":\"\"}", "[\"\\u001f\\u007f\"]"};
+  for (size_t i = 0; i < sizeof snaps / sizeof *snaps; i++) {
+    char buf[256];
+    snprintf(buf, sizeof buf, SL("\"snap\":%s"), snaps[i]);
+    same_data(buf, strlen(buf));
+  }
+  /* whitespace everywhere (and the whitespace only cJSON takes) */
+  SAME(" \n{ \"packet\" :\t{ \"type\" : 2 , \"data\" : [ \"a\" , { \"x\" : [ 1 , 2 ] } , 3 ] } ,"
+       " \"opts\" : { \"rooms\" : [ \"r\" , \"s\" ] , \"flags\" : { \"sluice\" : { \"s\" : 4 ,"
+       " \"snap\" : { \"a\" : 1 } } } } }\r\n ");
+  SAME("{\"packet\":{\"type\":2,\"data\":[\"a\",1]}}\v");
+  SAME("{\"packet\":{\"type\":2,\"data\":[\"a\",\0011]}}");
+  SAME("{\"packet\":{\"type\":2,\"data\":[\"a\",1]}} trailing garbage");
+  SAME("{\"packet\":{\"type\":2,\"data\":[\"a\",1]}}}");
+  SAME("{\"packet\":{\"type\":2,\"data\":[\"a\",1]},}");
+  SAME("{\"packet\":{\"type\":2,\"data\":[\"a\",1,]}}");
+  SAME("{\"packet\":{\"type\":2,\"data\":[\"a\",1]}");
+  SAME("{\"packet\":{\"type\":2,\"data\":[\"a\",nul]}}");
+  SAME("{\"packet\":{\"type\":2,\"data\":[]}}");
+  SAME("{\"packet\":{\"type\":2,\"data\":[1,\"a\"]}}");
+  SAME("{\"packet\":{\"type\":2,\"data\":{\"0\":\"a\"}}}");
+  SAME("{\"packet\":{\"type\":2}}");
+  SAME("{\"packet\":{\"data\":[\"a\"]}}");
+  SAME("{}");
+  SAME("{\"packet\":{\"type\":2,\"data\":[\"a\",1,2,3]},\"opts\":{}}");
+  /* NUL and invalid UTF-8 in the text */
+  same_data("{\"packet\":{\"type\":2,\"data\":[\"a\",\"\0\"]}}", 38);
+  same_data("{\"packet\":{\"type\":2,\"data\":[\"a\",1]}}\0", 37);
+  SAME("{\"packet\":{\"type\":2,\"data\":[\"a\",\"\xff\"]}}");
+  SAME("{\"packet\":{\"type\":2,\"data\":[\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\",1]}}");
+  SAME("{\"packet\":{\"type\":2,\"data\":[\"\xed\xa0\x80\",1]}}");
+  SAME("{\"packet\":{\"type\":2,\"data\":[\"\xc0\xaf\",1]}}");
+  SAME("{\"packet\":{\"type\":2,\"data\":[\"a\",1]}}\xff");
+  /* nesting: the scanner's limit (200) is below cJSON's (1000) */
+  for (int depth = 190; depth <= 1010; depth += 205) {
+    sl_sbuf b = {0};
+    sl_sbuf_puts(&b, "{\"packet\":{\"type\":2,\"data\":[\"a\",");
+    for (int i = 0; i < depth; i++) sl_sbuf_puts(&b, "[");
+    for (int i = 0; i < depth; i++) sl_sbuf_puts(&b, "]");
+    sl_sbuf_puts(&b, "]}}");
+    same_data(b.data, b.len);
+    sl_sbuf_free(&b);
+  }
+  /* huge room lists: at the limit, past it, escapes in many */
+  for (int n = 4095; n <= 4097; n++) {
+    sl_sbuf b = {0};
+    sl_sbuf_puts(&b, "{\"opts\":{\"rooms\":[");
+    for (int i = 0; i < n; i++) sl_sbuf_printf(&b, "%s\"r%d\\u00e9\"", i ? "," : "", i);
+    sl_sbuf_puts(&b, "],\"except\":[");
+    for (int i = 0; i < n; i++) sl_sbuf_printf(&b, "%s\"x%d\"", i ? "," : "", i);
+    sl_sbuf_puts(&b, "]},\"packet\":{\"type\":2,\"data\":[\"a\",1]}}");
+    same_data(b.data, b.len);
+    sl_sbuf_free(&b);
+  }
+  /* the field list around the data */
+  const char *f1[8] = {"uid", "u", "nsp", "", "type", "3", "data", "{}"};
+  size_t fl1[8] = {3, 1, 3, 0, 4, 1, 4, 2};
+  CHECK(cl_diff_fields(f1, fl1, 8, NULL) == NULL);
+  const char *f2[8] = {"uid", "u", "nsp", "/\xff", "type", "3", "data", PK("")};
+  size_t fl2[8] = {3, 1, 3, 2, 4, 1, 4, sizeof PK("") - 1};
+  CHECK(cl_diff_fields(f2, fl2, 8, NULL) == NULL);
+  const char *f3[10] = {"uid", "u", "type", "x", "nsp", "/", "type", "3", "data", PK("")};
+  size_t fl3[10] = {3, 1, 4, 1, 3, 1, 4, 1, 4, sizeof PK("") - 1};
+  CHECK(cl_diff_fields(f3, fl3, 10, NULL) == NULL);
+  const char *f4[12] = {"uid", "u", "nsp", "/a", "uid", "v", "nsp", "/b",
+                        "type", "3", "data", PK("")};
+  size_t fl4[12] = {3, 1, 3, 2, 3, 1, 3, 2, 4, 1, 4, sizeof PK("") - 1};
+  CHECK(cl_diff_fields(f4, fl4, 12, NULL) == NULL);
+  const char *f5[8] = {"uid", "u", "nsp", "/", "type", "1", "data", PK("")};
+  size_t fl5[8] = {3, 1, 3, 1, 4, 1, 4, sizeof PK("") - 1};
+  CHECK(cl_diff_fields(f5, fl5, 8, NULL) == NULL);
+  const char *f6[7] = {"uid", "u", "nsp", "/", "type", "3", "data"};
+  size_t fl6[7] = {3, 1, 3, 1, 4, 1, 4};
+  CHECK(cl_diff_fields(f6, fl6, 7, NULL) == NULL);
+}
+
+/* Every committed fuzz_cluster seed, read as the fuzz target reads it. */
+TEST(differential_fuzz_corpus) {
+  const char *dir = "spec/fuzz/corpus/fuzz_cluster";
+  DIR *d = opendir(dir);
+  CHECK(d != NULL);
+  if (!d) return;
+  struct dirent *de;
+  int n = 0;
+  while ((de = readdir(d))) {
+    if (de->d_name[0] == '.') continue;
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+    FILE *fp = fopen(path, "rb");
+    if (!fp) continue;
+    static char buf[1 << 16];
+    size_t len = fread(buf, 1, sizeof buf, fp);
+    fclose(fp);
+    if (!len) continue;
+    n++;
+    const char *rest = buf + 1;
+    size_t rl = len - 1;
+    if (!(buf[0] & 1)) {
+      same_data(rest, rl);
+      continue;
+    }
+    const char *f[64];
+    size_t fl[64], nf = 0, start = 0;
+    for (size_t i = 0; i <= rl && nf < 64; i++) {
+      if (i == rl || rest[i] == 0x1f) {
+        f[nf] = rest + start;
+        fl[nf++] = i - start;
+        start = i + 1;
+      }
+    }
+    const char *diff = cl_diff_fields(f, fl, nf, NULL);
+    if (diff) TL_FAIL("%s differs for seed %s", diff, de->d_name);
+  }
+  closedir(d);
+  CHECK(n > 100);
+}
+
 TEST(ids) {
   CHECK_EQ_INT(sl_cl_id_cmp("1-0", "1-0"), 0);
   CHECK_EQ_INT(sl_cl_id_cmp("1-1", "1-0"), 1);
@@ -266,6 +505,9 @@ int main(void) {
   RUN(msgpack_fuzz_regressions);
   RUN(not_for_sluice);
   RUN(malformed);
+  RUN(common_entries_take_the_scan);
+  RUN(differential_edge_cases);
+  RUN(differential_fuzz_corpus);
   RUN(ids);
   return tl_report();
 }
