@@ -462,9 +462,6 @@ static void resp_format(sl_sbuf *b, int argc, const char **argv, const size_t *a
   }
   *p = 0; /* hiredis looks for the command name with strchr (SUBSCRIBE & co.) */
   b->len = (size_t)(p - b->data);
-  /* NUL-terminated: hiredis reads a (P)SUBSCRIBE's formatted command with strchr to find its
-   * channels (the estimate above leaves room for it) */
-  *p = '\0';
 }
 
 static int send_argv(sl_redis_link *l, sl_redis_cb cb, void *ud, int argc, const char **argv,
