@@ -183,7 +183,13 @@ test("kill -9 mid-feed (AT_LEAST_ONCE + SPILL_TO_DISK): every accepted message i
       const ids = await publish(one.port, batch);
       assert.equal(ids.length, 50);
       accepted += ids.length;
-      if (accepted === 2500) one.proc.kill("SIGKILL");
+      if (accepted === 2500) {
+        // the spill writes run on libuv's threadpool: on a loaded machine none may have
+        // reached the disk yet when the 200 comes back; the kill must find some there
+        const until = Date.now() + 10000;
+        while (onDisk(root).records === 0 && Date.now() < until) await sleep(20);
+        one.proc.kill("SIGKILL");
+      }
     }
   } catch { /* the request in flight at the kill */ }
   await one.stop();
