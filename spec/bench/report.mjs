@@ -910,13 +910,31 @@ p("```");
   } catch {
     /* first report */
   }
-  for (const head of ["## Connection-state recovery"]) {
-    const i = prev.indexOf(`\n${head}\n`);
-    if (i < 0) continue;
+  // [heading prefix, where]: "targets" = in front of the targets, "end" = at the end. A
+  // section this run generated itself (the cluster scenario) is not taken from the old file.
+  const keep = [
+    ["## Idle memory: where", "after:## Where an idle connection's memory goes"],
+    ["## Connection-state recovery", "targets"],
+    ["## Cluster", "targets"],
+    ["## TLS (issue 12)", "end"],
+  ];
+  for (const [head, where] of keep) {
+    if (out.some((l) => l.startsWith(head))) continue;
+    const i = prev.startsWith(head) ? 0 : prev.indexOf(`\n${head}`) + 1;
+    if (i <= 0 && !prev.startsWith(head)) continue;
+    // up to the next "## " heading; "## TLS (issue 12)" has "### " subsections only
     const j = prev.indexOf("\n## ", i + 1);
-    const block = prev.slice(i + 1, j < 0 ? undefined : j + 1).trimEnd().split("\n");
-    const t = out.findIndex((l) => l.startsWith("## Targets"));
-    out.splice(t < 0 ? out.length : t, 0, ...block, "");
+    const block = prev.slice(i, j < 0 ? undefined : j + 1).trimEnd().split("\n");
+    let t = out.findIndex((l) => l.startsWith("## Targets"));
+    if (where.startsWith("after:")) { // after that section, when this run has it
+      const a = out.findIndex((l) => l.startsWith(where.slice(6)));
+      if (a >= 0) {
+        const b = out.findIndex((l, k) => k > a && l.startsWith("## "));
+        t = b < 0 ? out.length : b;
+      }
+    }
+    if (where === "end" || t < 0) out.push("", ...block);
+    else out.splice(t, 0, ...block, "");
   }
 }
 fs.writeFileSync(arg("out"), out.join("\n") + "\n");
