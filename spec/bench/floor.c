@@ -26,6 +26,7 @@
 #include <openssl/sha.h>
 
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -52,9 +53,12 @@ typedef struct conn {
   char *pend; /* bytes the kernel did not take yet */
   size_t plen, pcap;
   struct conn *next_sub, *prev_sub; /* the subscribed list */
+  struct conn *next_dead;           /* closed during this batch of events, freed after it */
+  int dead;
 } conn;
 
 static conn head = {.next_sub = &head, .prev_sub = &head};
+static conn *dead; /* closed in this batch of events: freed once the batch is handled */
 static int ep;
 static long frames_written, writes, partials, closed_full;
 
@@ -75,14 +79,28 @@ static uint64_t mono_ms(void) {
   return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+/* Closes c at once; its memory waits for the end of the batch of events, which may still
+ * name it (a flush can close a connection whose hang-up is later in the same batch). */
 static void conn_close(conn *c) {
+  if (c->dead) return;
   if (c->state == 3) {
     c->prev_sub->next_sub = c->next_sub;
     c->next_sub->prev_sub = c->prev_sub;
   }
+  epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
   close(c->fd);
-  free(c->pend);
-  free(c);
+  c->dead = 1;
+  c->next_dead = dead;
+  dead = c;
+}
+
+static void free_dead(void) {
+  while (dead) {
+    conn *c = dead;
+    dead = c->next_dead;
+    free(c->pend);
+    free(c);
+  }
 }
 
 /* Appends to the connection's own backlog; false when it would pass MAX_PENDING. */
@@ -314,6 +332,7 @@ int main(void) {
   long tick = env_num("TICK_MS", 10), window = env_num("FLUSH_MS", 0),
        delay = env_num("PRODUCER_DELAY_MS", 0);
   if (tick < 1) tick = 1;
+  signal(SIGPIPE, SIG_IGN); /* a write to a client that left fails with EPIPE instead */
   int overhead = snprintf(NULL, 0, "{\"ts\":\"%d\",\"seq\":%d,\"sym\":\"S0\",\"data\":\"\"}",
                           1732740000, 1000000) +
                  6;
@@ -379,7 +398,7 @@ int main(void) {
         if (k > 0 && !nframes) window_open = now;
         for (long j = 0; j < k; j++) publish(++seq, filler);
         if (window <= 0) flush_window();
-      } else {
+      } else if (!c->dead) {
         if ((evs[i].events & EPOLLOUT) && c->plen)
           drain_backlog(c);
         else if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))
@@ -387,5 +406,6 @@ int main(void) {
       }
     }
     if (window > 0 && nframes && mono_ms() >= window_open + (uint64_t)window) flush_window();
+    free_dead();
   }
 }
