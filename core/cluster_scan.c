@@ -41,44 +41,9 @@ typedef struct scan {
                       * bodies; M_SNAP: any value's text */
 } scan;
 
-/* A number whose text cJSON reads the same (see CJ_NUM_MAX). */
-static const char *num_skip(const char *p, const char *e) {
-  const char *q = sl_js_number(p, e);
-  return q && q - p <= CJ_NUM_MAX ? q : NULL;
-}
-
-/* sl_js_value with num_skip: a value whose every part cJSON reads as the scanner does. */
+/* A value whose every part cJSON reads as the scanner does (numbers: see CJ_NUM_MAX). */
 static const char *skip(const char *p, const char *e, int depth) {
-  bool esc;
-  if (p >= e) return NULL;
-  switch (*p) {
-  case '"': return sl_js_string(p, e, &esc);
-  case 't': return sl_js_lit(p, e, "true", 4);
-  case 'f': return sl_js_lit(p, e, "false", 5);
-  case 'n': return sl_js_lit(p, e, "null", 4);
-  case '{':
-  case '[': {
-    char close = *p == '{' ? '}' : ']';
-    if (depth > SL_JS_MAX_DEPTH) return NULL;
-    p = sl_js_ws(p + 1, e);
-    if (p < e && *p == close) return p + 1;
-    for (;;) {
-      if (close == '}') {
-        if (p >= e || *p != '"' || !(p = sl_js_string(p, e, &esc))) return NULL;
-        p = sl_js_ws(p, e);
-        if (p >= e || *p != ':') return NULL;
-        p = sl_js_ws(p + 1, e);
-      }
-      if (!(p = skip(p, e, depth + 1))) return NULL;
-      p = sl_js_ws(p, e);
-      if (p >= e) return NULL;
-      if (*p == close) return p + 1;
-      if (*p != ',') return NULL;
-      p = sl_js_ws(p + 1, e);
-    }
-  }
-  default: return num_skip(p, e);
-  }
+  return sl_js_value_n(p, e, depth, CJ_NUM_MAX);
 }
 
 /* A string value at p: its body into *s; returns its end. */

@@ -148,9 +148,10 @@ SL_JS_INLINE const char *sl_js_lit(const char *p, const char *e, const char *lit
   return (size_t)(e - p) >= n && !memcmp(p, lit, n) ? p + n : NULL;
 }
 
-/* p at the first character of a value (no leading whitespace). */
-static inline __attribute__((unused)) const char *sl_js_value(const char *p, const char *e,
-                                                              int depth) {
+/* p at the first character of a value (no leading whitespace); numbers longer than max_num
+ * characters are refused (0: any length; a caller whose other parser has a limit sets it). */
+static inline __attribute__((unused)) const char *sl_js_value_n(const char *p, const char *e,
+                                                                int depth, size_t max_num) {
   if (p >= e) return NULL;
   bool esc;
   switch (*p) {
@@ -171,7 +172,7 @@ static inline __attribute__((unused)) const char *sl_js_value(const char *p, con
         if (p >= e || *p != ':') return NULL;
         p = sl_js_ws(p + 1, e);
       }
-      if (!(p = sl_js_value(p, e, depth + 1))) return NULL;
+      if (!(p = sl_js_value_n(p, e, depth + 1, max_num))) return NULL;
       p = sl_js_ws(p, e);
       if (p >= e) return NULL;
       if (*p == close) return p + 1;
@@ -179,8 +180,17 @@ static inline __attribute__((unused)) const char *sl_js_value(const char *p, con
       p = sl_js_ws(p + 1, e);
     }
   }
-  default: return sl_js_number(p, e);
+  default: {
+    const char *q = sl_js_number(p, e);
+    return q && max_num && (size_t)(q - p) > max_num ? NULL : q;
   }
+  }
+}
+
+/* p at the first character of a value (no leading whitespace). */
+static inline __attribute__((unused)) const char *sl_js_value(const char *p, const char *e,
+                                                              int depth) {
+  return sl_js_value_n(p, e, depth, 0);
 }
 
 /* sl_js_valid: is [s, s+n) exactly one JSON value (RFC 8259, nesting at most
