@@ -118,12 +118,13 @@ static sl_socket *socket_alloc(sl_ns *ns, bool rec) {
   return k;
 }
 
-/* The struct itself (what it points to is the caller's). */
-static void socket_free(sl_socket *k) {
+/* The struct itself (what it points to is the caller's). Not through k->ns: a socket of a
+ * namespace a reload removed is freed (sl_sio_free_dead) after its namespace. */
+static void socket_free(sl_gateway *gw, sl_socket *k) {
   if (k->rec)
     free(k);
   else
-    sl_pool_free(&k->ns->srv->gw->pool_socket, k);
+    sl_pool_free(&gw->pool_socket, k);
 }
 
 static void park_timer_arm(sl_gateway *gw);
@@ -138,7 +139,7 @@ static void parked_free(sl_gateway *gw, sl_socket *k) {
     k->ns->srv->sio_handler->on_expire(k);
   free(k->principal);
   free(k->auth_token);
-  socket_free(k);
+  socket_free(gw, k);
 }
 
 /* A parked socket's time is up: the layer above lets go of its lanes and hooks, and a
@@ -283,7 +284,7 @@ void sl_sio_free_dead(sl_gateway *gw) {
     sl_socket *k = gw->dead;
     gw->dead = k->next;
     free(k->principal);
-    socket_free(k);
+    socket_free(gw, k);
   }
 }
 
@@ -342,7 +343,7 @@ static void connect_refuse(sl_session *s, const sio_packet *p, sl_socket *sock, 
   s->srv->sio_handler->on_close(sock, NULL);
   free(sock->principal);
   free(sock->auth_token);
-  socket_free(sock);
+  socket_free(s->srv->gw, sock);
 }
 
 /* ---- CONNECT ------------------------------------------------------------------------- */
@@ -431,7 +432,7 @@ static sl_socket *recover_remote(sl_session *s, sl_ns *ns, const cJSON *auth, co
     h->on_expire(k);
     free(k->principal);
     free(k->auth_token);
-    socket_free(k);
+    socket_free(s->srv->gw, k);
     return NULL;
   }
   k->recovered = 1;
